@@ -1,0 +1,209 @@
+//! The only place that calls bincode.
+//!
+//! Decoding checks the frame length against [`MAX_FRAME`] before bincode sees
+//! a byte, decodes with a byte limit (bincode 2 has none by default: a small
+//! frame declaring a huge `Vec` would otherwise allocate without bound), and
+//! rejects trailing bytes.
+
+use bincode::{Decode, Encode, config};
+
+use crate::MAX_FRAME;
+
+/// The one bincode configuration of the protocol.
+fn wire_config() -> config::Configuration<config::LittleEndian, config::Varint, config::Limit<MAX_FRAME>> {
+    config::standard().with_limit::<MAX_FRAME>()
+}
+
+/// Why a frame could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The frame exceeds [`MAX_FRAME`] (checked before decoding).
+    #[error("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit")]
+    Oversized { len: usize },
+    /// Empty frame.
+    #[error("empty frame")]
+    Empty,
+    /// bincode rejected the bytes.
+    #[error("undecodable frame")]
+    Decode(#[source] bincode::error::DecodeError),
+    /// The message ended before the frame did.
+    #[error("{trailing} trailing bytes after the message")]
+    TrailingBytes { trailing: usize },
+    /// bincode could not encode the message.
+    #[error("unencodable message")]
+    Encode(#[source] bincode::error::EncodeError),
+}
+
+/// Encodes a message into one frame.
+pub fn encode<T: Encode>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let bytes = bincode::encode_to_vec(msg, wire_config()).map_err(CodecError::Encode)?;
+    if bytes.len() > MAX_FRAME {
+        return Err(CodecError::Oversized { len: bytes.len() });
+    }
+    Ok(bytes)
+}
+
+/// Decodes exactly one message from one frame.
+pub fn decode<T: Decode<()>>(frame: &[u8]) -> Result<T, CodecError> {
+    if frame.len() > MAX_FRAME {
+        return Err(CodecError::Oversized { len: frame.len() });
+    }
+    if frame.is_empty() {
+        return Err(CodecError::Empty);
+    }
+    let (msg, used) = bincode::decode_from_slice(frame, wire_config()).map_err(CodecError::Decode)?;
+    if used != frame.len() {
+        return Err(CodecError::TrailingBytes { trailing: frame.len() - used });
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden bytes: one per message variant. If one of these fails, the wire
+    //! format changed: bump PROTOCOL_VERSION and update the bytes.
+    use super::*;
+    use crate::{PROTOCOL_VERSION, messages::*};
+
+    fn golden<T: Encode + Decode<()> + PartialEq + std::fmt::Debug>(msg: T, hex_bytes: &str) {
+        let bytes = encode(&msg).expect("encodes");
+        assert_eq!(
+            hex(&bytes),
+            hex_bytes,
+            "wire bytes of {msg:?} changed: bump PROTOCOL_VERSION (now {PROTOCOL_VERSION}) and update the golden bytes"
+        );
+        assert_eq!(decode::<T>(&bytes).expect("decodes"), msg);
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn iface() -> InterfaceName {
+        InterfaceName { ifindex: 2, name: "eth0".into() }
+    }
+
+    fn stats() -> WorkerStats {
+        WorkerStats {
+            records: 10,
+            events: 9,
+            bytes: 300,
+            drops: vec![DropCount { reason: "parse".into(), count: 1 }],
+        }
+    }
+
+    #[test]
+    fn golden_supervisor_to_worker() {
+        golden(
+            SupervisorToWorker::Configure(WorkerConfig {
+                kind: WorkerKind::Dns,
+                heartbeat_ms: 250,
+                poll_backstop_ms: 10,
+                fds: vec![FdRole::RingBuf, FdRole::EventSink],
+                interfaces: vec![iface()],
+            }),
+            "0001fa0a02000101020465746830",
+        );
+        golden(SupervisorToWorker::Interfaces(vec![iface()]), "0101020465746830");
+        golden(SupervisorToWorker::Shutdown, "02");
+    }
+
+    #[test]
+    fn golden_worker_to_supervisor() {
+        golden(WorkerToSupervisor::Ready, "00");
+        golden(WorkerToSupervisor::Heartbeat { seq: 7 }, "0107");
+        golden(WorkerToSupervisor::Stats(stats()), "020a09fb2c0101057061727365 01".replace(' ', "").as_str());
+        golden(
+            WorkerToSupervisor::Log { level: LogLevel::Warn, message: "hi".into() },
+            "0301026869",
+        );
+    }
+
+    #[test]
+    fn golden_control() {
+        golden(ControlRequest::Status, "00");
+        golden(ControlRequest::Version, "01");
+        golden(ControlRequest::Restart(RestartTarget::One(WorkerKind::Flow)), "020003");
+        golden(ControlRequest::Restart(RestartTarget::All), "0201");
+        let version = VersionInfo { version: "0.1.0".into(), protocol: 1, abi: 1 };
+        golden(ControlResponse::Version(version.clone()), "0105302e312e300101");
+        golden(ControlResponse::Restarted(vec![WorkerKind::Dns, WorkerKind::Tls]), "02020102");
+        golden(
+            ControlResponse::Error { kind: ControlErrorKind::PermissionDenied, message: "no".into() },
+            "0300026e6f",
+        );
+        golden(
+            ControlResponse::Status(Box::new(StatusReport {
+                version,
+                pid: 42,
+                uptime_ms: 1000,
+                pin_dir: "/p".into(),
+                workers: vec![WorkerStatus {
+                    kind: WorkerKind::Dhcp,
+                    state: WorkerState::Running,
+                    pid: Some(43),
+                    uid: 65534,
+                    gid: 65534,
+                    uptime_ms: Some(5),
+                    restarts: 1,
+                    violations: 0,
+                    last_heartbeat_ms_ago: Some(100),
+                    last_exit: None,
+                    stats: stats(),
+                }],
+                interfaces: vec![InterfaceStatus {
+                    name: "eth0".into(),
+                    ifindex: 2,
+                    attachments: vec![Attachment {
+                        direction: "ingress".into(),
+                        program: "pal_tc_ingress".into(),
+                        program_id: 7,
+                        link_id: 8,
+                        mode: "tcx".into(),
+                        adopted: false,
+                    }],
+                    error: None,
+                }],
+                kernel: vec![KernelCounter { group: "dns".into(), counter: "records".into(), value: 3 }],
+            })),
+            concat!(
+                "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
+                "6172736501010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
+                "000103646e73077265636f72647303"
+            ),
+        );
+    }
+
+    #[test]
+    fn rejects_trailing_bytes() {
+        let mut bytes = encode(&WorkerToSupervisor::Heartbeat { seq: 1 }).expect("encodes");
+        bytes.push(0);
+        assert!(matches!(
+            decode::<WorkerToSupervisor>(&bytes),
+            Err(CodecError::TrailingBytes { trailing: 1 })
+        ));
+    }
+
+    #[test]
+    fn rejects_oversized_before_decoding() {
+        let frame = vec![0u8; MAX_FRAME + 1];
+        assert!(matches!(decode::<WorkerToSupervisor>(&frame), Err(CodecError::Oversized { .. })));
+    }
+
+    #[test]
+    fn rejects_huge_declared_length_without_allocating() {
+        // Stats { records, events, bytes, drops: Vec of u64::MAX elements }.
+        let frame = [0x02, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(decode::<WorkerToSupervisor>(&frame), Err(CodecError::Decode(_))));
+        // Log message claiming a 4 GiB string.
+        let frame = [0x03, 0x00, 0xfc, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(decode::<WorkerToSupervisor>(&frame), Err(CodecError::Decode(_))));
+    }
+
+    #[test]
+    fn rejects_garbage_and_empty() {
+        assert!(matches!(decode::<WorkerToSupervisor>(&[]), Err(CodecError::Empty)));
+        assert!(matches!(decode::<WorkerToSupervisor>(&[0xee]), Err(CodecError::Decode(_))));
+        assert!(matches!(decode::<ControlRequest>(&[0x09, 0x01]), Err(CodecError::Decode(_))));
+    }
+}

@@ -1,0 +1,305 @@
+//! Every message of the protocol, in one place.
+//!
+//! Requests and their answers are named alike (`Restart` / `Restarted`).
+//! Strings and lists carried here are bounded by [`crate::validation`]
+//! before the supervisor acts on them.
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+/// The four per-protocol workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum WorkerKind {
+    /// DHCP (UDP 67/68).
+    Dhcp = 0,
+    /// DNS (UDP/TCP 53).
+    Dns = 1,
+    /// TLS handshakes.
+    Tls = 2,
+    /// Flow records.
+    Flow = 3,
+}
+
+impl WorkerKind {
+    /// Every kind, in the order the supervisor starts them.
+    pub const ALL: [Self; 4] = [Self::Dhcp, Self::Dns, Self::Tls, Self::Flow];
+
+    /// Lower-case name, used in config sections, file names and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dhcp => "dhcp",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::Flow => "flow",
+        }
+    }
+
+    /// Parses [`WorkerKind::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// What a file descriptor passed alongside [`SupervisorToWorker::Configure`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum FdRole {
+    /// The worker's BPF ring buffer (read-write: consuming needs it).
+    RingBuf,
+    /// Where the worker writes its JSON lines (write-only, append).
+    EventSink,
+}
+
+/// An interface the programs are attached to, so workers can name `in_iface`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct InterfaceName {
+    /// Kernel ifindex as found in ring-buffer records.
+    pub ifindex: u32,
+    /// Interface name.
+    pub name: String,
+}
+
+/// Everything a worker needs after the handshake. The FDs travel in the same
+/// frame as SCM_RIGHTS, in the order of `fds`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct WorkerConfig {
+    /// Which worker this is (must match the worker's own hello).
+    pub kind: WorkerKind,
+    /// Heartbeat interval in milliseconds.
+    pub heartbeat_ms: u32,
+    /// Longest a record may wait in the ring buffer before the worker polls
+    /// it without a kernel wake-up (wake-ups are batched), milliseconds.
+    pub poll_backstop_ms: u32,
+    /// Role of each FD in the frame, in order.
+    pub fds: Vec<FdRole>,
+    /// Names of the interfaces the programs are attached to.
+    pub interfaces: Vec<InterfaceName>,
+}
+
+/// Supervisor -> worker.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum SupervisorToWorker {
+    /// Configuration and FDs; answered by [`WorkerToSupervisor::Ready`].
+    Configure(WorkerConfig),
+    /// Updated interface names (interfaces attached or renamed).
+    Interfaces(Vec<InterfaceName>),
+    /// Stop: drain the ring buffer, flush, send final stats, exit 0.
+    Shutdown,
+}
+
+/// A drop counter with its reason, e.g. `parse_error_truncated`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct DropCount {
+    /// snake_case reason.
+    pub reason: String,
+    /// Events lost for this reason since the worker started.
+    pub count: u64,
+}
+
+/// Counters a worker reports (totals since that worker process started).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct WorkerStats {
+    /// Ring-buffer records consumed.
+    pub records: u64,
+    /// Events written to the sink.
+    pub events: u64,
+    /// Bytes written to the sink.
+    pub bytes: u64,
+    /// Every record or event lost, by reason.
+    pub drops: Vec<DropCount>,
+}
+
+/// Severity of a worker's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum LogLevel {
+    /// Something is wrong.
+    Error,
+    /// Something is unusual.
+    Warn,
+    /// Normal operation.
+    Info,
+}
+
+/// Worker -> supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum WorkerToSupervisor {
+    /// Configuration applied, ring buffer mapped, seccomp installed.
+    Ready,
+    /// Liveness, every `heartbeat_ms`.
+    Heartbeat {
+        /// Increments by one per heartbeat.
+        seq: u64,
+    },
+    /// Counters, sent with heartbeats and once more before exiting.
+    Stats(WorkerStats),
+    /// A log line for the supervisor's log (workers have no stderr).
+    Log {
+        /// Severity.
+        level: LogLevel,
+        /// Text, bounded by validation.
+        message: String,
+    },
+}
+
+/// Which workers `palisade restart` targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum RestartTarget {
+    /// One worker.
+    One(WorkerKind),
+    /// All four.
+    All,
+}
+
+/// CLI -> supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum ControlRequest {
+    /// Read-only: the full status report.
+    Status,
+    /// Read-only: versions of the running daemon.
+    Version,
+    /// Mutating (root only): restart workers.
+    Restart(RestartTarget),
+}
+
+/// State of a worker slot as the supervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Spawned, handshake or configuration in progress.
+    Starting,
+    /// Ready and heartbeating.
+    Running,
+    /// Exited or killed; restart scheduled after backoff.
+    Backoff,
+    /// Crash-loop limit reached; not restarted until `palisade restart`.
+    Failed,
+    /// Shutting down.
+    Stopping,
+}
+
+/// One worker in [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct WorkerStatus {
+    /// Which worker.
+    pub kind: WorkerKind,
+    /// Current state.
+    pub state: WorkerState,
+    /// Process id while a process exists.
+    pub pid: Option<u32>,
+    /// uid the worker runs as.
+    pub uid: u32,
+    /// gid the worker runs as.
+    pub gid: u32,
+    /// Milliseconds since the current process became ready.
+    pub uptime_ms: Option<u64>,
+    /// Restarts since the daemon started.
+    pub restarts: u32,
+    /// Protocol violations (each killed the worker).
+    pub violations: u32,
+    /// Milliseconds since the last heartbeat.
+    pub last_heartbeat_ms_ago: Option<u64>,
+    /// Why the previous process ended, if one did.
+    pub last_exit: Option<String>,
+    /// Counters accumulated over every process of this worker.
+    pub stats: WorkerStats,
+}
+
+/// One attachment of a program to an interface hook.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct Attachment {
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// Program name.
+    pub program: String,
+    /// Kernel program id.
+    pub program_id: u32,
+    /// Kernel link id (0 for a netlink clsact attachment).
+    pub link_id: u32,
+    /// `tcx` or `clsact`.
+    pub mode: String,
+    /// True when this daemon adopted a link pinned by a previous run.
+    pub adopted: bool,
+}
+
+/// One interface in [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct InterfaceStatus {
+    /// Name.
+    pub name: String,
+    /// Kernel ifindex.
+    pub ifindex: u32,
+    /// Attached programs.
+    pub attachments: Vec<Attachment>,
+    /// Why attaching failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A kernel counter summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct KernelCounter {
+    /// `dns`, `dhcp`, `tls`, `flow` or `global`.
+    pub group: String,
+    /// `records`, `ring_full`, `truncated`, `not_parsed`, `map_full`
+    /// (`records` in `global` counts packets seen).
+    pub counter: String,
+    /// Value.
+    pub value: u64,
+}
+
+/// Versions of a binary.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct VersionInfo {
+    /// Package version.
+    pub version: String,
+    /// IPC protocol version.
+    pub protocol: u16,
+    /// Ring-buffer record / map layout ABI version.
+    pub abi: u16,
+}
+
+/// `palisade status`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct StatusReport {
+    /// Daemon versions.
+    pub version: VersionInfo,
+    /// Daemon pid.
+    pub pid: u32,
+    /// Milliseconds since the daemon started.
+    pub uptime_ms: u64,
+    /// Versioned pin directory in use.
+    pub pin_dir: String,
+    /// Workers, in [`WorkerKind::ALL`] order.
+    pub workers: Vec<WorkerStatus>,
+    /// Interfaces.
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Kernel counters.
+    pub kernel: Vec<KernelCounter>,
+}
+
+/// Why the daemon refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum ControlErrorKind {
+    /// The caller's credentials do not allow this request.
+    PermissionDenied,
+    /// The request was well-formed but cannot be carried out.
+    Failed,
+}
+
+/// Supervisor -> CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum ControlResponse {
+    /// Answer to [`ControlRequest::Status`].
+    Status(Box<StatusReport>),
+    /// Answer to [`ControlRequest::Version`].
+    Version(VersionInfo),
+    /// Answer to [`ControlRequest::Restart`]: workers restarted.
+    Restarted(Vec<WorkerKind>),
+    /// The request was refused.
+    Error {
+        /// Category, for the CLI's exit code.
+        kind: ControlErrorKind,
+        /// Human-readable reason.
+        message: String,
+    },
+}

@@ -1,0 +1,121 @@
+//! Which messages each side may send in each state, and bounds on their
+//! contents. The supervisor treats anything outside this table as an attack:
+//! it kills the worker and counts a violation (ARCHITECTURE.md invariant 3).
+
+use crate::messages::{WorkerKind, WorkerToSupervisor};
+
+/// Longest log line a worker may send.
+pub const MAX_LOG_LEN: usize = 1024;
+/// Most drop reasons one stats message may carry.
+pub const MAX_DROP_REASONS: usize = 64;
+/// Longest drop reason name.
+pub const MAX_REASON_LEN: usize = 64;
+
+/// The supervisor's view of one worker conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerSession {
+    /// Waiting for the worker's handshake frame (raw, not bincode).
+    AwaitHello,
+    /// Configuration and FDs sent; waiting for `Ready`.
+    AwaitReady,
+    /// Ready: heartbeats, stats and logs flow.
+    Running,
+    /// `Shutdown` sent: final stats and logs may still arrive.
+    Draining,
+}
+
+/// A message the worker was not allowed to send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// Message not allowed in this state.
+    #[error("{worker} worker sent {message} while {state:?}")]
+    Unexpected { worker: &'static str, message: &'static str, state: WorkerSession },
+    /// A field exceeds its bound.
+    #[error("{worker} worker sent {message} with {field} out of bounds")]
+    OutOfBounds { worker: &'static str, message: &'static str, field: &'static str },
+}
+
+/// Short name of a worker message, for logs.
+pub fn message_name(msg: &WorkerToSupervisor) -> &'static str {
+    match msg {
+        WorkerToSupervisor::Ready => "Ready",
+        WorkerToSupervisor::Heartbeat { .. } => "Heartbeat",
+        WorkerToSupervisor::Stats(_) => "Stats",
+        WorkerToSupervisor::Log { .. } => "Log",
+    }
+}
+
+/// Checks a decoded worker message against the state table and bounds.
+/// `AwaitHello` admits no bincode message at all (the hello is raw).
+pub fn check_worker_message(
+    worker: WorkerKind,
+    state: WorkerSession,
+    msg: &WorkerToSupervisor,
+) -> Result<(), Violation> {
+    use WorkerSession::*;
+    use WorkerToSupervisor as M;
+    let allowed = matches!(
+        (state, msg),
+        (AwaitReady, M::Ready | M::Log { .. })
+            | (Running, M::Heartbeat { .. } | M::Stats(_) | M::Log { .. })
+            | (Draining, M::Heartbeat { .. } | M::Stats(_) | M::Log { .. })
+    );
+    let name = message_name(msg);
+    if !allowed {
+        return Err(Violation::Unexpected { worker: worker.name(), message: name, state });
+    }
+    let oob = |field| Violation::OutOfBounds { worker: worker.name(), message: name, field };
+    match msg {
+        M::Log { message, .. } if message.len() > MAX_LOG_LEN => Err(oob("message")),
+        M::Stats(stats) if stats.drops.len() > MAX_DROP_REASONS => Err(oob("drops")),
+        M::Stats(stats)
+            if stats.drops.iter().any(|d| {
+                d.reason.is_empty()
+                    || d.reason.len() > MAX_REASON_LEN
+                    || !d.reason.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            }) =>
+        {
+            Err(oob("drops.reason"))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::{DropCount, LogLevel, WorkerStats};
+
+    const K: WorkerKind = WorkerKind::Dns;
+
+    #[test]
+    fn state_table() {
+        use WorkerSession::*;
+        let hb = WorkerToSupervisor::Heartbeat { seq: 1 };
+        let ready = WorkerToSupervisor::Ready;
+        assert!(check_worker_message(K, AwaitHello, &ready).is_err());
+        assert!(check_worker_message(K, AwaitHello, &hb).is_err());
+        assert!(check_worker_message(K, AwaitReady, &ready).is_ok());
+        assert!(check_worker_message(K, AwaitReady, &hb).is_err());
+        assert!(check_worker_message(K, Running, &hb).is_ok());
+        assert!(check_worker_message(K, Running, &ready).is_err(), "Ready twice is a violation");
+        assert!(check_worker_message(K, Draining, &hb).is_ok());
+        assert!(check_worker_message(K, Draining, &ready).is_err());
+    }
+
+    #[test]
+    fn bounds() {
+        let long = WorkerToSupervisor::Log { level: LogLevel::Info, message: "x".repeat(MAX_LOG_LEN + 1) };
+        assert!(check_worker_message(K, WorkerSession::Running, &long).is_err());
+        let bad_reason = WorkerToSupervisor::Stats(WorkerStats {
+            drops: vec![DropCount { reason: "Bad Reason\n".into(), count: 1 }],
+            ..WorkerStats::default()
+        });
+        assert!(check_worker_message(K, WorkerSession::Running, &bad_reason).is_err());
+        let many = WorkerToSupervisor::Stats(WorkerStats {
+            drops: (0..=MAX_DROP_REASONS).map(|i| DropCount { reason: format!("r{i}"), count: 1 }).collect(),
+            ..WorkerStats::default()
+        });
+        assert!(check_worker_message(K, WorkerSession::Running, &many).is_err());
+    }
+}
