@@ -1,0 +1,68 @@
+//! Palisade's eBPF side, as seen from user space.
+//!
+//! - [`PALISADE_BPF`]: the compiled object (`bpf/palisade.bpf.c`, built by `build.rs` with
+//!   clang-19), ready for `aya::EbpfLoader::load`.
+//! - The names of its programs, maps and load-time globals, so no other crate spells them.
+//! - [`abi`]: the constants of `bpf/include/records.h` (taken from the C header at build time)
+//!   and typed views of them: [`Ring`], [`StatGroup`], [`StatSlot`], [`Kind`].
+//! - [`records`]: `#[repr(C)]` mirrors of the shared structs, checked against the C layout at
+//!   compile time, and readers that validate ring-buffer records.
+//!
+//! Nothing here needs privileges: loading and attaching is the supervisor's job.
+
+pub mod abi;
+pub mod records;
+
+pub use abi::*;
+pub use records::{FlowKey, FlowRecord, FlowValue, RecordError, RecordHeader};
+
+/// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.
+mod c {
+    include!(concat!(env!("OUT_DIR"), "/records_c.rs"));
+}
+
+/// The eBPF object file (ELF, BTF included), 8-byte aligned as aya requires.
+pub const PALISADE_BPF: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/palisade.bpf.o"));
+
+/// TC classifier for packets entering the interface (`TcAttachType::Ingress`).
+pub const PROG_TC_INGRESS: &str = "pal_tc_ingress";
+/// TC classifier for packets leaving the interface (`TcAttachType::Egress`).
+pub const PROG_TC_EGRESS: &str = "pal_tc_egress";
+
+/// Ring buffer of DNS records, read by the DNS worker.
+pub const MAP_RB_DNS: &str = "rb_dns";
+/// Ring buffer of DHCP records, read by the DHCP worker.
+pub const MAP_RB_DHCP: &str = "rb_dhcp";
+/// Ring buffer of TLS handshake records, read by the TLS worker.
+pub const MAP_RB_TLS: &str = "rb_tls";
+/// Ring buffer of flow start/end records, read by the flow worker.
+pub const MAP_RB_FLOW: &str = "rb_flow";
+/// Per-CPU `u64` counters; key from [`stats_key`].
+pub const MAP_STATS: &str = "pal_stats";
+/// LRU hash of live flows: [`FlowKey`] -> [`FlowValue`].
+pub const MAP_FLOWS: &str = "pal_flows";
+/// Per-CPU scratch buffer where records are assembled. Internal, never pinned.
+pub const MAP_SCRATCH: &str = "pal_scratch";
+
+/// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
+/// existing pins on the next load.
+pub const PINNED_MAPS: [&str; 6] = [
+    MAP_RB_DNS,
+    MAP_RB_DHCP,
+    MAP_RB_TLS,
+    MAP_RB_FLOW,
+    MAP_STATS,
+    MAP_FLOWS,
+];
+
+/// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).
+pub const RING_BYTES: u32 = 8 << 20;
+/// Capacity of `pal_flows`; the least recently used flow is evicted beyond it.
+pub const FLOW_ENTRIES: u32 = 65536;
+
+/// `volatile const __u32` global: a record wakes the ring's consumer only when at least this
+/// many bytes are queued. Override with `EbpfLoader::override_global(GLOBAL_WAKEUP_BYTES, ..)`.
+pub const GLOBAL_WAKEUP_BYTES: &str = "pal_wakeup_bytes";
+/// Value of [`GLOBAL_WAKEUP_BYTES`] in the object.
+pub const DEFAULT_WAKEUP_BYTES: u32 = 65536;

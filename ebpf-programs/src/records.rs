@@ -1,0 +1,796 @@
+//! Rust mirrors of the structs in `bpf/include/records.h`, and their readers.
+//!
+//! Each struct is `#[repr(C)]` with fixed-width fields only, no `bool` and every gap an
+//! explicit `_pad` field, exactly like the C side. The `const _` blocks at the end of the
+//! file compare `size_of`/`offset_of!` of every field with the values the C compiler reported
+//! for records.h at build time (`crate::c`), so a layout drift fails the build.
+//!
+//! Ring-buffer records are decoded field by field from native-endian bytes: no `unsafe`, no
+//! alignment requirement on the input. aya's `RingBufItem` is exactly the length the program
+//! submitted (`bpf_ringbuf_output` size; the kernel's 8-byte rounding is not part of the item),
+//! so [`RecordHeader::read`] requires `len` to equal the item length.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::{
+    abi::{ABI_VERSION, FLAG_TRUNCATED, FLAG_VLAN, Kind, RECORD_MAGIC},
+    c,
+};
+
+/// Why a record was rejected. Small and `Copy`: rejecting input never allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Fewer bytes than the fixed-size struct.
+    #[error("{what} needs {need} bytes, got {len}")]
+    Short {
+        /// Which struct was being read.
+        what: &'static str,
+        /// Its size.
+        need: usize,
+        /// Bytes available.
+        len: usize,
+    },
+    /// More bytes than a fixed-size struct (which must be read from an exact slice).
+    #[error("{what} is {need} bytes, got {len}")]
+    Long {
+        /// Which struct was being read.
+        what: &'static str,
+        /// Its size.
+        need: usize,
+        /// Bytes given.
+        len: usize,
+    },
+    /// `magic` is not [`RECORD_MAGIC`]: not a Palisade record.
+    #[error("bad record magic {found:#010x}")]
+    BadMagic {
+        /// The value found.
+        found: u32,
+    },
+    /// Written by a program of another layout version.
+    #[error("record ABI version {found}, expected {ABI_VERSION}")]
+    AbiVersion {
+        /// The value found.
+        found: u16,
+    },
+    /// `kind` is none of the `KIND_*` values.
+    #[error("unknown record kind {kind}")]
+    UnknownKind {
+        /// The value found.
+        kind: u16,
+    },
+    /// The header's `len` is not the length of the ring-buffer item.
+    #[error("record header says {header_len} bytes, item has {item_len}")]
+    LengthMismatch {
+        /// `len` from the header.
+        header_len: u32,
+        /// Length of the item.
+        item_len: usize,
+    },
+    /// `payload_len` disagrees with the bytes following the header.
+    #[error("payload_len {payload_len} but {available} payload bytes follow the header")]
+    PayloadLength {
+        /// `payload_len` from the header.
+        payload_len: u32,
+        /// Bytes after the header.
+        available: usize,
+    },
+    /// `payload_len` exceeds what the kind can carry (its capture cap, or one flow record).
+    #[error("payload_len {payload_len} exceeds {max} for record kind {kind}")]
+    PayloadTooLong {
+        /// The record kind.
+        kind: u16,
+        /// `payload_len` from the header.
+        payload_len: u32,
+        /// The largest valid value.
+        max: u32,
+    },
+    /// A flow record whose payload is not exactly one [`FlowRecord`].
+    #[error("flow record payload is {payload_len} bytes, expected {need}")]
+    FlowPayload {
+        /// `payload_len` from the header.
+        payload_len: u32,
+        /// [`FlowRecord::SIZE`].
+        need: usize,
+    },
+    /// `orig_payload_len` < `payload_len`: more captured than was on the wire.
+    #[error("orig_payload_len {orig_payload_len} < payload_len {payload_len}")]
+    OrigShorter {
+        /// `payload_len` from the header.
+        payload_len: u32,
+        /// `orig_payload_len` from the header.
+        orig_payload_len: u32,
+    },
+}
+
+/// Checked reader over a byte slice: every read is bounds-checked, none panics.
+struct Cursor<'a> {
+    rest: &'a [u8],
+    what: &'static str,
+    need: usize,
+    len: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8], what: &'static str, need: usize) -> Self {
+        Self {
+            rest: bytes,
+            what,
+            need,
+            len: bytes.len(),
+        }
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let (head, rest) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or(RecordError::Short {
+                what: self.what,
+                need: self.need,
+                len: self.len,
+            })?;
+        self.rest = rest;
+        Ok(*head)
+    }
+}
+
+/// A field type that appears in records.h, with its native-endian encoding.
+trait Wire: Sized {
+    fn take(cursor: &mut Cursor<'_>) -> Result<Self, RecordError>;
+    fn put(&self, out: &mut &mut [u8]);
+}
+
+macro_rules! wire_int {
+    ($($ty:ty),*) => {$(
+        impl Wire for $ty {
+            fn take(cursor: &mut Cursor<'_>) -> Result<Self, RecordError> {
+                cursor.take().map(<$ty>::from_ne_bytes)
+            }
+
+            fn put(&self, out: &mut &mut [u8]) {
+                let rest = std::mem::take(out);
+                if let Some((head, tail)) = rest.split_first_chunk_mut() {
+                    *head = self.to_ne_bytes();
+                    *out = tail;
+                }
+            }
+        }
+    )*};
+}
+wire_int!(u8, u16, u32, u64);
+
+impl<T: Wire + Copy + Default, const N: usize> Wire for [T; N] {
+    fn take(cursor: &mut Cursor<'_>) -> Result<Self, RecordError> {
+        let mut array = [T::default(); N];
+        for slot in &mut array {
+            *slot = T::take(cursor)?;
+        }
+        Ok(array)
+    }
+
+    fn put(&self, out: &mut &mut [u8]) {
+        for item in self {
+            item.put(out);
+        }
+    }
+}
+
+/// Declares a records.h mirror, its field-by-field reader and its writer from one field list.
+macro_rules! record_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )* }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub struct $name { $( $(#[$field_meta])* pub $field: $ty, )* }
+
+        impl $name {
+            /// Size in bytes, the same as the C struct's (checked at compile time).
+            pub const SIZE: usize = size_of::<Self>();
+
+            /// Decodes exactly [`Self::SIZE`] native-endian bytes, as the kernel wrote them.
+            pub fn from_bytes(bytes: &[u8]) -> Result<Self, RecordError> {
+                let what = stringify!($name);
+                if bytes.len() > Self::SIZE {
+                    return Err(RecordError::Long { what, need: Self::SIZE, len: bytes.len() });
+                }
+                let mut cursor = Cursor::new(bytes, what, Self::SIZE);
+                Ok(Self { $( $field: Wire::take(&mut cursor)?, )* })
+            }
+
+            /// Encodes as native-endian bytes, the layout the eBPF program writes (for tests,
+            /// replay tools and synthetic records).
+            pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+                let mut bytes = [0; Self::SIZE];
+                let mut out: &mut [u8] = &mut bytes;
+                $( self.$field.put(&mut out); )*
+                bytes
+            }
+        }
+    };
+}
+
+record_struct! {
+    /// `struct pal_record_hdr`: starts every ring-buffer record; `payload_len` bytes follow.
+    pub struct RecordHeader {
+        /// [`RECORD_MAGIC`]: rejects garbage early.
+        pub magic: u32,
+        /// [`ABI_VERSION`] of the program that wrote it.
+        pub abi_version: u16,
+        /// `KIND_*`, see [`Kind`].
+        pub kind: u16,
+        /// Total record length: header + `payload_len`.
+        pub len: u32,
+        /// Interface the packet was seen on.
+        pub ifindex: u32,
+        /// `bpf_ktime_get_boot_ns()` at capture (CLOCK_BOOTTIME).
+        pub ts_boot_ns: u64,
+        /// `DIR_INGRESS` or `DIR_EGRESS`.
+        pub direction: u8,
+        /// 4 or 6.
+        pub ip_version: u8,
+        /// `IPPROTO_*` of the L4 header.
+        pub l4_proto: u8,
+        /// `FLAG_*` bits.
+        pub flags: u8,
+        /// 802.1Q VLAN id, valid when `flags` has [`FLAG_VLAN`].
+        pub vlan_id: u16,
+        /// Source port, host order; 0 for ICMP. Flow records: the client's.
+        pub src_port: u16,
+        /// Destination port, host order; 0 for ICMP. Flow records: the server's.
+        pub dst_port: u16,
+        /// Ethernet source address.
+        pub src_mac: [u8; 6],
+        /// Ethernet destination address.
+        pub dst_mac: [u8; 6],
+        /// Explicit padding, always 0.
+        pub _pad0: u16,
+        /// Source address, network order; IPv4 in the first 4 bytes.
+        pub src_addr: [u8; 16],
+        /// Destination address, network order; IPv4 in the first 4 bytes.
+        pub dst_addr: [u8; 16],
+        /// Payload bytes following the header.
+        pub payload_len: u32,
+        /// Payload length on the wire (>= `payload_len`).
+        pub orig_payload_len: u32,
+    }
+}
+
+record_struct! {
+    /// `struct pal_flow_record`: payload of flow start and end records. The enclosing header
+    /// is oriented client (the flow's first sender) -> server.
+    pub struct FlowRecord {
+        /// Boot-clock ns of the flow's first packet.
+        pub first_seen_ns: u64,
+        /// Boot-clock ns of its latest packet.
+        pub last_seen_ns: u64,
+        /// Packets client -> server (GSO/GRO segments counted one by one).
+        pub pkts_toserver: u64,
+        /// Packets server -> client.
+        pub pkts_toclient: u64,
+        /// L3 bytes (IP header included) client -> server.
+        pub bytes_toserver: u64,
+        /// L3 bytes server -> client.
+        pub bytes_toclient: u64,
+        /// OR of the TCP flags seen client -> server.
+        pub tcp_flags_toserver: u8,
+        /// OR of the TCP flags seen server -> client.
+        pub tcp_flags_toclient: u8,
+        /// `FLOW_REASON_*`: none for a start record, FIN or RST for an end record.
+        pub end_reason: u8,
+        /// Explicit padding, always 0.
+        pub _pad: [u8; 5],
+    }
+}
+
+record_struct! {
+    /// `struct pal_flow_key`: key of the `pal_flows` LRU hash, the direction-normalized
+    /// tuple (the lower (address, port) endpoint first).
+    pub struct FlowKey {
+        /// Address of the lower endpoint, network order; IPv4 in the first 4 bytes.
+        pub addr_lo: [u8; 16],
+        /// Address of the higher endpoint.
+        pub addr_hi: [u8; 16],
+        /// Port of the lower endpoint, host order; 0 for ICMP.
+        pub port_lo: u16,
+        /// Port of the higher endpoint.
+        pub port_hi: u16,
+        /// `IPPROTO_*`.
+        pub l4_proto: u8,
+        /// 4 or 6.
+        pub ip_version: u8,
+        /// VLAN id, 0 without a tag.
+        pub vlan_id: u16,
+    }
+}
+
+record_struct! {
+    /// `struct pal_flow_value`: value of the `pal_flows` LRU hash.
+    pub struct FlowValue {
+        /// Boot-clock ns of the first packet.
+        pub first_seen_ns: u64,
+        /// Boot-clock ns of the latest packet.
+        pub last_seen_ns: u64,
+        /// Packets: `[0]` client -> server, `[1]` server -> client.
+        pub pkts: [u64; 2],
+        /// L3 bytes, indexed like `pkts`.
+        pub bytes: [u64; 2],
+        /// OR of TCP flags, indexed like `pkts`.
+        pub tcp_flags: [u8; 2],
+        /// 1 if the client is the key's `addr_lo` side.
+        pub client_is_lo: u8,
+        /// Bit 0: FIN from the client, bit 1: FIN from the server.
+        pub fin_mask: u8,
+        /// Interface of the first packet.
+        pub ifindex: u32,
+        /// Ethernet address of the client, from the first packet.
+        pub client_mac: [u8; 6],
+        /// Ethernet address of the server, from the first packet.
+        pub server_mac: [u8; 6],
+        /// Explicit padding, always 0.
+        pub _pad: u32,
+    }
+}
+
+// SAFETY: `FlowKey` and `FlowValue` are `#[repr(C)]`, made only of integers and integer
+// arrays, without implicit padding (the size and offset assertions below prove it), so every
+// bit pattern is a valid value and aya may copy them to and from the kernel as plain bytes.
+unsafe impl aya::Pod for FlowKey {}
+// SAFETY: as for `FlowKey`.
+unsafe impl aya::Pod for FlowValue {}
+
+impl RecordHeader {
+    /// A valid header for `kind` with `payload_len` bytes of untruncated payload and every
+    /// packet field zero (for tests and replay tools).
+    pub fn new(kind: Kind, payload_len: u32) -> Self {
+        Self {
+            magic: RECORD_MAGIC,
+            abi_version: ABI_VERSION,
+            kind: kind.raw(),
+            // SIZE is 88: the cast cannot truncate.
+            len: (Self::SIZE as u32).saturating_add(payload_len),
+            payload_len,
+            orig_payload_len: payload_len,
+            ..Self::default()
+        }
+    }
+
+    /// Validates one ring-buffer item and splits it into header and payload.
+    ///
+    /// Checks, in order: length >= header, magic, ABI version, known kind, `len` equal to the
+    /// item length, `payload_len` equal to the bytes after the header, `payload_len` within
+    /// the kind's limit (flow records: exactly one [`FlowRecord`]), and
+    /// `orig_payload_len >= payload_len`.
+    pub fn read(bytes: &[u8]) -> Result<(Self, &[u8]), RecordError> {
+        let Some((head, payload)) = bytes.split_at_checked(Self::SIZE) else {
+            return Err(RecordError::Short {
+                what: "RecordHeader",
+                need: Self::SIZE,
+                len: bytes.len(),
+            });
+        };
+        let hdr = Self::from_bytes(head)?;
+        if hdr.magic != RECORD_MAGIC {
+            return Err(RecordError::BadMagic { found: hdr.magic });
+        }
+        if hdr.abi_version != ABI_VERSION {
+            return Err(RecordError::AbiVersion {
+                found: hdr.abi_version,
+            });
+        }
+        let kind = Kind::from_raw(hdr.kind).ok_or(RecordError::UnknownKind { kind: hdr.kind })?;
+        if usize::try_from(hdr.len).ok() != Some(bytes.len()) {
+            return Err(RecordError::LengthMismatch {
+                header_len: hdr.len,
+                item_len: bytes.len(),
+            });
+        }
+        if usize::try_from(hdr.payload_len).ok() != Some(payload.len()) {
+            return Err(RecordError::PayloadLength {
+                payload_len: hdr.payload_len,
+                available: payload.len(),
+            });
+        }
+        match kind {
+            Kind::FlowStart | Kind::FlowEnd if payload.len() != FlowRecord::SIZE => {
+                return Err(RecordError::FlowPayload {
+                    payload_len: hdr.payload_len,
+                    need: FlowRecord::SIZE,
+                });
+            }
+            _ if hdr.payload_len > kind.max_payload() => {
+                return Err(RecordError::PayloadTooLong {
+                    kind: hdr.kind,
+                    payload_len: hdr.payload_len,
+                    max: kind.max_payload(),
+                });
+            }
+            _ => {}
+        }
+        if hdr.orig_payload_len < hdr.payload_len {
+            return Err(RecordError::OrigShorter {
+                payload_len: hdr.payload_len,
+                orig_payload_len: hdr.orig_payload_len,
+            });
+        }
+        Ok((hdr, payload))
+    }
+
+    /// The record kind; always `Some` for a header returned by [`RecordHeader::read`].
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_raw(self.kind)
+    }
+
+    /// Whether the payload was cut at the capture cap.
+    pub fn is_truncated(&self) -> bool {
+        self.flags & FLAG_TRUNCATED != 0
+    }
+
+    /// The VLAN id, if the packet had a tag.
+    pub fn vlan(&self) -> Option<u16> {
+        (self.flags & FLAG_VLAN != 0).then_some(self.vlan_id)
+    }
+
+    /// Source address (the client's for flow records); `None` if `ip_version` is not 4 or 6.
+    pub fn src_ip(&self) -> Option<IpAddr> {
+        ip_addr(self.ip_version, self.src_addr)
+    }
+
+    /// Destination address (the server's for flow records).
+    pub fn dst_ip(&self) -> Option<IpAddr> {
+        ip_addr(self.ip_version, self.dst_addr)
+    }
+}
+
+impl FlowRecord {
+    /// Reads the payload of a flow record: exactly [`FlowRecord::SIZE`] bytes.
+    pub fn read(payload: &[u8]) -> Result<Self, RecordError> {
+        Self::from_bytes(payload)
+    }
+}
+
+/// An address in records.h form: network order, IPv4 in the first 4 bytes.
+fn ip_addr(ip_version: u8, bytes: [u8; 16]) -> Option<IpAddr> {
+    match ip_version {
+        4 => {
+            let (v4, _) = bytes.split_first_chunk::<4>()?;
+            Some(IpAddr::V4(Ipv4Addr::from(*v4)))
+        }
+        6 => Some(IpAddr::V6(Ipv6Addr::from(bytes))),
+        _ => None,
+    }
+}
+
+// Layout of every mirror, against what the C compiler reported for records.h.
+const _: () = {
+    use std::mem::offset_of;
+
+    assert!(size_of::<RecordHeader>() == c::PAL_RECORD_HDR_SIZE);
+    assert!(offset_of!(RecordHeader, magic) == c::PAL_RECORD_HDR_OFF_MAGIC);
+    assert!(offset_of!(RecordHeader, abi_version) == c::PAL_RECORD_HDR_OFF_ABI_VERSION);
+    assert!(offset_of!(RecordHeader, kind) == c::PAL_RECORD_HDR_OFF_KIND);
+    assert!(offset_of!(RecordHeader, len) == c::PAL_RECORD_HDR_OFF_LEN);
+    assert!(offset_of!(RecordHeader, ifindex) == c::PAL_RECORD_HDR_OFF_IFINDEX);
+    assert!(offset_of!(RecordHeader, ts_boot_ns) == c::PAL_RECORD_HDR_OFF_TS_BOOT_NS);
+    assert!(offset_of!(RecordHeader, direction) == c::PAL_RECORD_HDR_OFF_DIRECTION);
+    assert!(offset_of!(RecordHeader, ip_version) == c::PAL_RECORD_HDR_OFF_IP_VERSION);
+    assert!(offset_of!(RecordHeader, l4_proto) == c::PAL_RECORD_HDR_OFF_L4_PROTO);
+    assert!(offset_of!(RecordHeader, flags) == c::PAL_RECORD_HDR_OFF_FLAGS);
+    assert!(offset_of!(RecordHeader, vlan_id) == c::PAL_RECORD_HDR_OFF_VLAN_ID);
+    assert!(offset_of!(RecordHeader, src_port) == c::PAL_RECORD_HDR_OFF_SRC_PORT);
+    assert!(offset_of!(RecordHeader, dst_port) == c::PAL_RECORD_HDR_OFF_DST_PORT);
+    assert!(offset_of!(RecordHeader, src_mac) == c::PAL_RECORD_HDR_OFF_SRC_MAC);
+    assert!(offset_of!(RecordHeader, dst_mac) == c::PAL_RECORD_HDR_OFF_DST_MAC);
+    assert!(offset_of!(RecordHeader, _pad0) == c::PAL_RECORD_HDR_OFF_PAD0);
+    assert!(offset_of!(RecordHeader, src_addr) == c::PAL_RECORD_HDR_OFF_SRC_ADDR);
+    assert!(offset_of!(RecordHeader, dst_addr) == c::PAL_RECORD_HDR_OFF_DST_ADDR);
+    assert!(offset_of!(RecordHeader, payload_len) == c::PAL_RECORD_HDR_OFF_PAYLOAD_LEN);
+    assert!(offset_of!(RecordHeader, orig_payload_len) == c::PAL_RECORD_HDR_OFF_ORIG_PAYLOAD_LEN);
+
+    assert!(size_of::<FlowRecord>() == c::PAL_FLOW_RECORD_SIZE);
+    assert!(offset_of!(FlowRecord, first_seen_ns) == c::PAL_FLOW_RECORD_OFF_FIRST_SEEN_NS);
+    assert!(offset_of!(FlowRecord, last_seen_ns) == c::PAL_FLOW_RECORD_OFF_LAST_SEEN_NS);
+    assert!(offset_of!(FlowRecord, pkts_toserver) == c::PAL_FLOW_RECORD_OFF_PKTS_TOSERVER);
+    assert!(offset_of!(FlowRecord, pkts_toclient) == c::PAL_FLOW_RECORD_OFF_PKTS_TOCLIENT);
+    assert!(offset_of!(FlowRecord, bytes_toserver) == c::PAL_FLOW_RECORD_OFF_BYTES_TOSERVER);
+    assert!(offset_of!(FlowRecord, bytes_toclient) == c::PAL_FLOW_RECORD_OFF_BYTES_TOCLIENT);
+    assert!(
+        offset_of!(FlowRecord, tcp_flags_toserver) == c::PAL_FLOW_RECORD_OFF_TCP_FLAGS_TOSERVER
+    );
+    assert!(
+        offset_of!(FlowRecord, tcp_flags_toclient) == c::PAL_FLOW_RECORD_OFF_TCP_FLAGS_TOCLIENT
+    );
+    assert!(offset_of!(FlowRecord, end_reason) == c::PAL_FLOW_RECORD_OFF_END_REASON);
+    assert!(offset_of!(FlowRecord, _pad) == c::PAL_FLOW_RECORD_OFF_PAD);
+
+    assert!(size_of::<FlowKey>() == c::PAL_FLOW_KEY_SIZE);
+    assert!(offset_of!(FlowKey, addr_lo) == c::PAL_FLOW_KEY_OFF_ADDR_LO);
+    assert!(offset_of!(FlowKey, addr_hi) == c::PAL_FLOW_KEY_OFF_ADDR_HI);
+    assert!(offset_of!(FlowKey, port_lo) == c::PAL_FLOW_KEY_OFF_PORT_LO);
+    assert!(offset_of!(FlowKey, port_hi) == c::PAL_FLOW_KEY_OFF_PORT_HI);
+    assert!(offset_of!(FlowKey, l4_proto) == c::PAL_FLOW_KEY_OFF_L4_PROTO);
+    assert!(offset_of!(FlowKey, ip_version) == c::PAL_FLOW_KEY_OFF_IP_VERSION);
+    assert!(offset_of!(FlowKey, vlan_id) == c::PAL_FLOW_KEY_OFF_VLAN_ID);
+
+    assert!(size_of::<FlowValue>() == c::PAL_FLOW_VALUE_SIZE);
+    assert!(offset_of!(FlowValue, first_seen_ns) == c::PAL_FLOW_VALUE_OFF_FIRST_SEEN_NS);
+    assert!(offset_of!(FlowValue, last_seen_ns) == c::PAL_FLOW_VALUE_OFF_LAST_SEEN_NS);
+    assert!(offset_of!(FlowValue, pkts) == c::PAL_FLOW_VALUE_OFF_PKTS);
+    assert!(offset_of!(FlowValue, bytes) == c::PAL_FLOW_VALUE_OFF_BYTES);
+    assert!(offset_of!(FlowValue, tcp_flags) == c::PAL_FLOW_VALUE_OFF_TCP_FLAGS);
+    assert!(offset_of!(FlowValue, client_is_lo) == c::PAL_FLOW_VALUE_OFF_CLIENT_IS_LO);
+    assert!(offset_of!(FlowValue, fin_mask) == c::PAL_FLOW_VALUE_OFF_FIN_MASK);
+    assert!(offset_of!(FlowValue, ifindex) == c::PAL_FLOW_VALUE_OFF_IFINDEX);
+    assert!(offset_of!(FlowValue, client_mac) == c::PAL_FLOW_VALUE_OFF_CLIENT_MAC);
+    assert!(offset_of!(FlowValue, server_mac) == c::PAL_FLOW_VALUE_OFF_SERVER_MAC);
+    assert!(offset_of!(FlowValue, _pad) == c::PAL_FLOW_VALUE_OFF_PAD);
+
+    // The program assembles flow records in its PAL_CAP_MAX-byte payload scratch space.
+    assert!(FlowRecord::SIZE <= c::PAL_CAP_MAX as usize);
+};
+
+#[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests: a panic is a test failure")]
+mod tests {
+    use std::mem::offset_of;
+
+    use super::*;
+    use crate::abi::{CAP_DNS, FLOW_REASON_FIN};
+
+    /// A complete DNS record: header and payload, as the program would submit it.
+    fn dns_record(payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).expect("test payload fits u32");
+        let mut hdr = RecordHeader::new(Kind::Dns, len);
+        hdr.ip_version = 4;
+        hdr.src_addr[..4].copy_from_slice(&[198, 18, 0, 1]);
+        hdr.dst_port = 53;
+        let mut bytes = hdr.to_bytes().to_vec();
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// Overwrites the field of `RecordHeader` at `offset` with `value` (native endian).
+    fn patch(bytes: &mut [u8], offset: usize, value: &[u8]) {
+        bytes[offset..offset + value.len()].copy_from_slice(value);
+    }
+
+    #[test]
+    fn good_record_reads() {
+        let bytes = dns_record(b"\x12\x34query");
+        let (hdr, payload) = RecordHeader::read(&bytes).expect("valid record");
+        assert_eq!(payload, b"\x12\x34query");
+        assert_eq!(hdr.kind(), Some(Kind::Dns));
+        assert_eq!(hdr.dst_port, 53);
+        assert_eq!(hdr.src_ip(), Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))));
+        assert!(!hdr.is_truncated());
+        assert_eq!(hdr.vlan(), None);
+    }
+
+    #[test]
+    fn bad_magic_is_rejected() {
+        let mut bytes = dns_record(b"x");
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, magic),
+            &0xdead_beef_u32.to_ne_bytes(),
+        );
+        assert_eq!(
+            RecordHeader::read(&bytes),
+            Err(RecordError::BadMagic { found: 0xdead_beef })
+        );
+    }
+
+    #[test]
+    fn other_abi_version_is_rejected() {
+        let mut bytes = dns_record(b"x");
+        let other = ABI_VERSION + 1;
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, abi_version),
+            &other.to_ne_bytes(),
+        );
+        assert_eq!(
+            RecordHeader::read(&bytes),
+            Err(RecordError::AbiVersion { found: other })
+        );
+    }
+
+    #[test]
+    fn short_record_is_rejected() {
+        let bytes = dns_record(b"");
+        for len in [0, 1, RecordHeader::SIZE - 1] {
+            assert_eq!(
+                RecordHeader::read(&bytes[..len]),
+                Err(RecordError::Short {
+                    what: "RecordHeader",
+                    need: RecordHeader::SIZE,
+                    len
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn length_mismatch_is_rejected() {
+        let mut bytes = dns_record(b"abcd");
+        // One byte more than the header announces (e.g. a padded item).
+        bytes.push(0);
+        assert_eq!(
+            RecordHeader::read(&bytes),
+            Err(RecordError::LengthMismatch {
+                header_len: 92,
+                item_len: 93
+            })
+        );
+        // Header `len` agrees with the item, `payload_len` does not.
+        let mut bytes = dns_record(b"abcd");
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, payload_len),
+            &3_u32.to_ne_bytes(),
+        );
+        assert_eq!(
+            RecordHeader::read(&bytes),
+            Err(RecordError::PayloadLength {
+                payload_len: 3,
+                available: 4
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        let mut bytes = dns_record(b"x");
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, kind),
+            &99_u16.to_ne_bytes(),
+        );
+        assert_eq!(
+            RecordHeader::read(&bytes),
+            Err(RecordError::UnknownKind { kind: 99 })
+        );
+    }
+
+    #[test]
+    fn payload_over_cap_is_rejected() {
+        let payload = vec![0; CAP_DNS as usize + 1];
+        let bytes = dns_record(&payload);
+        assert_eq!(
+            RecordHeader::read(&bytes),
+            Err(RecordError::PayloadTooLong {
+                kind: 1,
+                payload_len: CAP_DNS + 1,
+                max: CAP_DNS
+            })
+        );
+    }
+
+    #[test]
+    fn orig_shorter_than_payload_is_rejected() {
+        let mut bytes = dns_record(b"abcd");
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, orig_payload_len),
+            &2_u32.to_ne_bytes(),
+        );
+        assert_eq!(
+            RecordHeader::read(&bytes),
+            Err(RecordError::OrigShorter {
+                payload_len: 4,
+                orig_payload_len: 2
+            })
+        );
+    }
+
+    #[test]
+    fn flow_record_round_trips() {
+        let flow = FlowRecord {
+            first_seen_ns: 1,
+            last_seen_ns: 2,
+            pkts_toserver: 3,
+            pkts_toclient: 4,
+            bytes_toserver: 5,
+            bytes_toclient: 6,
+            tcp_flags_toserver: 0x1b,
+            tcp_flags_toclient: 0x12,
+            end_reason: FLOW_REASON_FIN,
+            _pad: [0; 5],
+        };
+        let size = u32::try_from(FlowRecord::SIZE).expect("small struct");
+        let mut bytes = RecordHeader::new(Kind::FlowEnd, size).to_bytes().to_vec();
+        bytes.extend_from_slice(&flow.to_bytes());
+        let (hdr, payload) = RecordHeader::read(&bytes).expect("valid flow record");
+        assert_eq!(hdr.kind(), Some(Kind::FlowEnd));
+        assert_eq!(FlowRecord::read(payload), Ok(flow));
+    }
+
+    #[test]
+    fn flow_record_size_is_exact() {
+        let bytes = [0; FlowRecord::SIZE + 1];
+        assert!(matches!(
+            FlowRecord::read(&bytes),
+            Err(RecordError::Long { .. })
+        ));
+        assert!(matches!(
+            FlowRecord::read(&bytes[..10]),
+            Err(RecordError::Short { .. })
+        ));
+        // A flow kind whose payload is not one FlowRecord.
+        let mut bytes = RecordHeader::new(Kind::FlowStart, 8).to_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            RecordHeader::read(&bytes),
+            Err(RecordError::FlowPayload {
+                payload_len: 8,
+                need: FlowRecord::SIZE
+            })
+        );
+    }
+
+    /// The field-by-field reader follows the C offsets: put a distinct value at each field's
+    /// offset and read it back under the field's name.
+    #[test]
+    fn reader_follows_the_layout() {
+        let mut bytes = [0_u8; RecordHeader::SIZE];
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, ifindex),
+            &7_u32.to_ne_bytes(),
+        );
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, ts_boot_ns),
+            &0x0102_0304_0506_0708_u64.to_ne_bytes(),
+        );
+        patch(&mut bytes, offset_of!(RecordHeader, direction), &[1]);
+        patch(&mut bytes, offset_of!(RecordHeader, flags), &[FLAG_VLAN]);
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, vlan_id),
+            &100_u16.to_ne_bytes(),
+        );
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, src_port),
+            &1234_u16.to_ne_bytes(),
+        );
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, dst_mac),
+            &[1, 2, 3, 4, 5, 6],
+        );
+        patch(&mut bytes, offset_of!(RecordHeader, dst_addr), &[0xfd; 16]);
+        patch(
+            &mut bytes,
+            offset_of!(RecordHeader, orig_payload_len),
+            &9_u32.to_ne_bytes(),
+        );
+        let hdr = RecordHeader::from_bytes(&bytes).expect("exact size");
+        assert_eq!(hdr.ifindex, 7);
+        assert_eq!(hdr.ts_boot_ns, 0x0102_0304_0506_0708);
+        assert_eq!(hdr.direction, 1);
+        assert_eq!(hdr.vlan(), Some(100));
+        assert_eq!(hdr.src_port, 1234);
+        assert_eq!(hdr.dst_mac, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(hdr.dst_addr, [0xfd; 16]);
+        assert_eq!(hdr.orig_payload_len, 9);
+        assert_eq!(hdr.to_bytes(), bytes);
+
+        let mut bytes = [0_u8; FlowValue::SIZE];
+        patch(
+            &mut bytes,
+            offset_of!(FlowValue, pkts) + 8,
+            &5_u64.to_ne_bytes(),
+        );
+        patch(&mut bytes, offset_of!(FlowValue, fin_mask), &[3]);
+        patch(&mut bytes, offset_of!(FlowValue, server_mac), &[9; 6]);
+        let value = FlowValue::from_bytes(&bytes).expect("exact size");
+        assert_eq!(value.pkts, [0, 5]);
+        assert_eq!(value.fin_mask, 3);
+        assert_eq!(value.server_mac, [9; 6]);
+        assert_eq!(value.to_bytes(), bytes);
+    }
+}

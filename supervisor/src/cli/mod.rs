@@ -1,0 +1,80 @@
+//! The command line: one file per subcommand; clap doc comments are the help.
+
+mod check_config;
+mod cleanup;
+mod restart;
+mod run;
+mod status;
+mod version;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::control::client::ClientError;
+
+/// Palisade: privilege-separated eBPF network sensor.
+///
+/// `palisade run` starts the supervisor (root): it loads and pins the eBPF
+/// programs, attaches them to the interfaces and runs one unprivileged
+/// worker per protocol (DHCP, DNS, TLS, flow). The other subcommands talk to
+/// a running supervisor over its control socket.
+///
+/// Exit status: 0 success, 1 failure, 2 usage error, 3 daemon not running,
+/// 4 permission denied, 5 protocol version mismatch with the daemon.
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where to reach the daemon.
+#[derive(Debug, clap::Args)]
+pub struct ControlArgs {
+    /// Control socket of the daemon.
+    #[arg(long, value_name = "PATH", default_value = crate::paths::CONTROL_SOCKET)]
+    control_socket: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::Args),
+    CheckConfig(check_config::Args),
+    Status(status::Args),
+    Restart(restart::Args),
+    Version(version::Args),
+    Cleanup(cleanup::Args),
+}
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(a) => run::main(a),
+        Command::CheckConfig(a) => check_config::main(a),
+        Command::Status(a) => status::main(a),
+        Command::Restart(a) => restart::main(a),
+        Command::Version(a) => version::main(a),
+        Command::Cleanup(a) => cleanup::main(a),
+    }
+}
+
+/// Prints a control-socket error and maps it to the exit status.
+fn client_failure(err: &ClientError) -> ExitCode {
+    eprintln!("palisade: {}", crate::error_chain(err));
+    ExitCode::from(err.exit_code())
+}
+
+/// Prints `value` as pretty JSON.
+fn print_json<T: serde::Serialize>(value: &T) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade: rendering JSON: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

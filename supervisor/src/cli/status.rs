@@ -1,0 +1,143 @@
+//! `palisade status`.
+
+use std::{fmt::Write as _, process::ExitCode};
+
+use palisade_ipc::messages::{ControlRequest, ControlResponse, StatusReport, WorkerState};
+
+use super::ControlArgs;
+use crate::control::client;
+
+/// Show the daemon's workers, interfaces and kernel counters.
+///
+/// Per worker: state, pid, uid, uptime, restarts, events, drops by reason,
+/// last heartbeat. Per interface: attached programs and mode. Kernel drop
+/// counters per ring. Exit status 0 when every worker runs, 1 otherwise.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    control: ControlArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s / 60) % 60),
+        _ => format!("{}d{}h", s / 86400, (s / 3600) % 24),
+    }
+}
+
+fn state_name(s: WorkerState) -> &'static str {
+    match s {
+        WorkerState::Starting => "starting",
+        WorkerState::Running => "running",
+        WorkerState::Backoff => "backoff",
+        WorkerState::Failed => "FAILED",
+        WorkerState::Stopping => "stopping",
+    }
+}
+
+/// Renders the report as text.
+pub fn render(r: &StatusReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "palisade {} (protocol {}, abi {}) pid {} up {}  pins {}",
+        r.version.version,
+        r.version.protocol,
+        r.version.abi,
+        r.pid,
+        duration(r.uptime_ms),
+        r.pin_dir
+    );
+    let _ = writeln!(o, "\nWORKER  STATE     PID      UID    UPTIME   RESTARTS  EVENTS      DROPS     HEARTBEAT");
+    for w in &r.workers {
+        let drops: u64 = w.stats.drops.iter().map(|d| d.count).sum();
+        let _ = writeln!(
+            o,
+            "{:<7} {:<9} {:<8} {:<6} {:<8} {:<9} {:<11} {:<9} {}",
+            w.kind.name(),
+            state_name(w.state),
+            w.pid.map_or("-".into(), |p| p.to_string()),
+            w.uid,
+            w.uptime_ms.map_or("-".into(), duration),
+            w.restarts,
+            w.stats.events,
+            drops,
+            w.last_heartbeat_ms_ago.map_or("-".into(), |ms| format!("{ms}ms ago")),
+        );
+    }
+    for w in &r.workers {
+        if !w.stats.drops.is_empty() {
+            let reasons: Vec<String> = w.stats.drops.iter().map(|d| format!("{}={}", d.reason, d.count)).collect();
+            let _ = writeln!(o, "  {} drops: {}", w.kind.name(), reasons.join(" "));
+        }
+        if w.violations > 0 {
+            let _ = writeln!(o, "  {} protocol violations: {}", w.kind.name(), w.violations);
+        }
+        if let Some(exit) = &w.last_exit {
+            let _ = writeln!(o, "  {} last exit: {exit}", w.kind.name());
+        }
+    }
+    let _ = writeln!(o, "\nINTERFACE        HOOK     PROGRAM          PROG ID  LINK ID  MODE");
+    for i in &r.interfaces {
+        for a in &i.attachments {
+            let _ = writeln!(
+                o,
+                "{:<16} {:<8} {:<16} {:<8} {:<8} {}{}",
+                format!("{} ({})", i.name, i.ifindex),
+                a.direction,
+                a.program,
+                a.program_id,
+                a.link_id,
+                a.mode,
+                if a.adopted { " (adopted)" } else { "" }
+            );
+        }
+        if let Some(e) = &i.error {
+            let _ = writeln!(o, "{:<16} ERROR: {e}", i.name);
+        }
+    }
+    let _ = writeln!(o, "\nKERNEL   RECORDS      RING_FULL  TRUNCATED  NOT_PARSED  MAP_FULL");
+    for group in ["dns", "dhcp", "tls", "flow", "global"] {
+        let get = |c: &str| {
+            r.kernel.iter().find(|k| k.group == group && k.counter == c).map_or(0, |k| k.value)
+        };
+        let _ = writeln!(
+            o,
+            "{:<8} {:<12} {:<10} {:<10} {:<11} {}",
+            if group == "global" { "packets" } else { group },
+            get("records"),
+            get("ring_full"),
+            get("truncated"),
+            get("not_parsed"),
+            get("map_full")
+        );
+    }
+    o
+}
+
+pub fn main(args: Args) -> ExitCode {
+    match client::request(&args.control.control_socket, &ControlRequest::Status) {
+        Ok(ControlResponse::Status(report)) => {
+            let all_running = report.workers.iter().all(|w| w.state == WorkerState::Running);
+            let code = if args.json {
+                super::print_json(&report)
+            } else {
+                print!("{}", render(&report));
+                ExitCode::SUCCESS
+            };
+            if code == ExitCode::SUCCESS && !all_running { ExitCode::FAILURE } else { code }
+        }
+        Ok(other) => {
+            eprintln!("palisade: unexpected answer {other:?}");
+            ExitCode::FAILURE
+        }
+        Err(e) => super::client_failure(&e),
+    }
+}

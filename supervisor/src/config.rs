@@ -1,0 +1,305 @@
+//! Configuration: raw TOML is parsed into [`RawConfig`], then converted with
+//! `TryFrom` into the validated [`Config`]. `palisade check-config` runs
+//! exactly that conversion. Every error names the line it comes from.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use palisade_ipc::messages::WorkerKind;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::paths;
+
+/// The built-in default configuration (also shipped as
+/// /etc/palisade/palisade.toml).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../packaging/palisade.toml");
+
+/// Default heartbeat interval.
+pub const DEFAULT_HEARTBEAT_MS: u32 = 250;
+const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 10..=60_000;
+
+/// A configuration error, located.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read")]
+    Read { path: String, #[source] source: std::io::Error },
+    /// TOML syntax error or unknown/mistyped key (toml names line and column).
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    /// A value is invalid.
+    #[error("{origin}:{line}: {key}: {problem}")]
+    Invalid { origin: String, line: usize, key: String, problem: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    interfaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    control: RawControl,
+    #[serde(default)]
+    workers: RawWorkers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    control_socket: Option<Spanned<String>>,
+    pin_root: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
+    log_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    group: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    dhcp: Option<RawWorker>,
+    dns: Option<RawWorker>,
+    tls: Option<RawWorker>,
+    flow: Option<RawWorker>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    heartbeat_ms: Option<Spanned<i64>>,
+    path: Option<Spanned<String>>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Interfaces to attach to; empty = every up, non-loopback interface.
+    pub interfaces: Vec<String>,
+    /// Control socket path.
+    pub control_socket: PathBuf,
+    /// bpffs pin root.
+    pub pin_root: PathBuf,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Event log directory.
+    pub log_dir: PathBuf,
+    /// Group allowed read-only control commands.
+    pub control_group: String,
+    /// Per-worker settings, for every [`WorkerKind`].
+    pub workers: BTreeMap<WorkerKind, WorkerSettings>,
+}
+
+/// Settings of one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// Account name to run as (resolved at spawn, `nobody` fallback).
+    pub user: String,
+    /// Group name to run as (`nogroup` fallback).
+    pub group: String,
+    /// Heartbeat interval.
+    pub heartbeat_ms: u32,
+    /// Binary; `None` = default lookup.
+    pub path: Option<PathBuf>,
+}
+
+struct Checker<'a> {
+    origin: &'a str,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text.get(..offset).map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
+    }
+
+    fn invalid<T>(&self, key: &str, span: std::ops::Range<usize>, problem: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            origin: self.origin.to_owned(),
+            line: self.line(span.start),
+            key: key.to_owned(),
+            problem: problem.into(),
+        })
+    }
+
+    fn abs_path(&self, key: &str, value: Option<Spanned<String>>, default: &str) -> Result<PathBuf, ConfigError> {
+        let Some(v) = value else { return Ok(PathBuf::from(default)) };
+        let path = Path::new(v.get_ref());
+        if !path.is_absolute() {
+            return self.invalid(key, v.span(), format!("{:?} is not an absolute path", v.get_ref()));
+        }
+        Ok(path.to_owned())
+    }
+
+    fn name(&self, key: &str, value: Option<Spanned<String>>, default: String) -> Result<String, ConfigError> {
+        let Some(v) = value else { return Ok(default) };
+        let s = v.get_ref();
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            && !s.starts_with('-');
+        if !ok {
+            return self.invalid(key, v.span(), format!("{s:?} is not a valid user or group name"));
+        }
+        Ok(s.clone())
+    }
+
+    fn worker(&self, kind: WorkerKind, raw: Option<RawWorker>) -> Result<WorkerSettings, ConfigError> {
+        let raw = raw.unwrap_or_default();
+        let key = |k: &str| format!("workers.{}.{k}", kind.name());
+        let heartbeat_ms = match raw.heartbeat_ms {
+            None => DEFAULT_HEARTBEAT_MS,
+            Some(v) => match u32::try_from(*v.get_ref()) {
+                Ok(ms) if HEARTBEAT_RANGE.contains(&ms) => ms,
+                _ => {
+                    return self.invalid(
+                        &key("heartbeat_ms"),
+                        v.span(),
+                        format!("{} is outside {}..={}", v.get_ref(), HEARTBEAT_RANGE.start(), HEARTBEAT_RANGE.end()),
+                    );
+                }
+            },
+        };
+        let path = match raw.path {
+            None => None,
+            Some(v) => Some(self.abs_path(&key("path"), Some(v), "")?),
+        };
+        Ok(WorkerSettings {
+            user: self.name(&key("user"), raw.user, format!("palisade-{}", kind.name()))?,
+            group: self.name(&key("group"), raw.group, format!("palisade-{}", kind.name()))?,
+            heartbeat_ms,
+            path,
+        })
+    }
+}
+
+/// Maximum interface name length (IFNAMSIZ - 1).
+const IFNAMSIZ_MAX: usize = 15;
+
+/// Whether `name` can be a Linux interface name.
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= IFNAMSIZ_MAX
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+impl Config {
+    /// Parses and validates `text`; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let c = Checker { origin, text };
+        let mut interfaces = Vec::new();
+        for i in raw.interfaces {
+            if !valid_ifname(i.get_ref()) {
+                return c.invalid("interfaces", i.span(), format!("{:?} is not a valid interface name", i.get_ref()));
+            }
+            if interfaces.contains(i.get_ref()) {
+                return c.invalid("interfaces", i.span(), format!("{:?} is listed twice", i.get_ref()));
+            }
+            interfaces.push(i.into_inner());
+        }
+        let RawWorkers { dhcp, dns, tls, flow } = raw.workers;
+        let mut workers = BTreeMap::new();
+        for (kind, w) in [(WorkerKind::Dhcp, dhcp), (WorkerKind::Dns, dns), (WorkerKind::Tls, tls), (WorkerKind::Flow, flow)] {
+            workers.insert(kind, c.worker(kind, w)?);
+        }
+        Ok(Self {
+            interfaces,
+            control_socket: c.abs_path("paths.control_socket", raw.paths.control_socket, paths::CONTROL_SOCKET)?,
+            pin_root: c.abs_path("paths.pin_root", raw.paths.pin_root, paths::PIN_ROOT)?,
+            state_dir: c.abs_path("paths.state_dir", raw.paths.state_dir, paths::STATE_DIR)?,
+            log_dir: c.abs_path("paths.log_dir", raw.paths.log_dir, paths::LOG_DIR)?,
+            control_group: c.name("control.group", raw.control.group, paths::CONTROL_GROUP.to_owned())?,
+            workers,
+        })
+    }
+
+    /// Reads and validates a file, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::parse("<embedded default>", EMBEDDED_DEFAULT),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                Self::parse(&p.display().to_string(), &text)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse("t.toml", text).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::load(None).expect("embedded default parses");
+        assert!(c.interfaces.is_empty());
+        assert_eq!(c.pin_root, PathBuf::from("/sys/fs/bpf/palisade"));
+        assert_eq!(c.workers.len(), 4);
+        assert_eq!(c.workers[&WorkerKind::Dns].heartbeat_ms, 250);
+        assert_eq!(c.workers[&WorkerKind::Dns].user, "palisade-dns");
+    }
+
+    #[test]
+    fn errors_name_line_and_problem() {
+        assert_eq!(
+            err("interfaces = [\"eth0\"]\n[workers.dns]\nheartbeat_ms = 5\n"),
+            "t.toml:3: workers.dns.heartbeat_ms: 5 is outside 10..=60000"
+        );
+        assert_eq!(
+            err("[paths]\n\npin_root = \"relative/dir\"\n"),
+            "t.toml:3: paths.pin_root: \"relative/dir\" is not an absolute path"
+        );
+        assert_eq!(
+            err("interfaces = [\"eth0\", \"bad/name\"]\n"),
+            "t.toml:1: interfaces: \"bad/name\" is not a valid interface name"
+        );
+        assert!(err("[workers.dns]\nuser = \"\"\n").starts_with("t.toml:2: workers.dns.user"));
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys_name_the_line() {
+        let e = err("[paths]\ncontrol_sock = \"/x\"\n");
+        assert!(e.contains("line 2") && e.contains("unknown field `control_sock`"), "{e}");
+        let e = err("[workers.ftp]\n");
+        assert!(e.contains("line 1") && e.contains("unknown field `ftp`"), "{e}");
+        let e = err("interfaces = [\n");
+        assert!(e.contains("line "), "{e}");
+        let e = err("[workers.dns]\nheartbeat_ms = \"fast\"\n");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn values_are_applied() {
+        let c = Config::parse(
+            "t",
+            "interfaces = [\"veth0\"]\n[paths]\ncontrol_socket = \"/tmp/x.sock\"\n[workers.flow]\nuser = \"nobody\"\nheartbeat_ms = 100\npath = \"/opt/w\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.interfaces, vec!["veth0".to_owned()]);
+        assert_eq!(c.control_socket, PathBuf::from("/tmp/x.sock"));
+        let flow = &c.workers[&WorkerKind::Flow];
+        assert_eq!((flow.user.as_str(), flow.heartbeat_ms), ("nobody", 100));
+        assert_eq!(flow.path.as_deref(), Some(Path::new("/opt/w")));
+    }
+}

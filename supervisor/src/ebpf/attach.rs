@@ -1,0 +1,178 @@
+//! Attaching the TC programs to interfaces, and adopting attachments a
+//! previous run pinned (invariant 6: a restart never leaves an unfiltered
+//! window and never attaches twice).
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{
+    SchedClassifier, TcAttachType,
+    links::{FdLink, PinnedLink},
+    tc,
+};
+use palisade_ipc::messages::{Attachment, InterfaceStatus};
+
+use super::{loader::Loaded, pin::PinTree};
+
+/// TCX needs Linux 6.6; older kernels get clsact via netlink.
+fn has_tcx() -> bool {
+    aya::util::KernelVersion::current().map(|v| v.code() >= 0x06_06_00).unwrap_or(false)
+}
+
+/// Attachment errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The program handle is missing (a bug).
+    #[error("program {name} not loaded")]
+    Program { name: &'static str },
+    /// Attaching failed (BPF_LINK_CREATE for TCX, netlink for clsact).
+    #[error("attaching {program} to {ifname} {direction} (BPF_LINK_CREATE / netlink)")]
+    Attach { program: &'static str, ifname: String, direction: &'static str, #[source] source: aya::programs::ProgramError },
+    /// The TCX link is not an FD link (a bug).
+    #[error("link on {ifname} is not an FD link")]
+    Link { ifname: String, #[source] source: aya::programs::links::LinkError },
+    /// Pinning the link failed (BPF_OBJ_PIN).
+    #[error("pinning link {path} (BPF_OBJ_PIN)")]
+    Pin { path: String, #[source] source: io::Error },
+}
+
+/// One hook.
+#[derive(Debug, Clone, Copy)]
+pub struct Hook {
+    /// `ingress` / `egress`.
+    pub direction: &'static str,
+    /// Program name.
+    pub program: &'static str,
+    attach_type: TcAttachType,
+}
+
+/// Both hooks every interface gets.
+pub const HOOKS: [Hook; 2] = [
+    Hook { direction: "ingress", program: palisade_ebpf::PROG_TC_INGRESS, attach_type: TcAttachType::Ingress },
+    Hook { direction: "egress", program: palisade_ebpf::PROG_TC_EGRESS, attach_type: TcAttachType::Egress },
+];
+
+/// Links this process holds: pinned ones (kernel keeps them attached after
+/// we exit) and, on pre-TCX kernels, netlink ones.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// (interface, direction, pin path, link).
+    pinned: Vec<(String, &'static str, PathBuf, FdLink)>,
+}
+
+/// Program ids attached at a TCX hook (kernel view).
+fn attached_ids(ifname: &str, hook: &Hook) -> Result<Vec<u32>, aya::programs::ProgramError> {
+    SchedClassifier::query_tcx(ifname, hook.attach_type).map(|(_, progs)| progs.iter().map(|p| p.id()).collect())
+}
+
+/// Tries to adopt a pinned link: valid when its program is attached at this
+/// very hook (a link of a deleted-and-recreated interface is defunct).
+fn adopt(path: &Path, ifname: &str, hook: &Hook) -> Option<(FdLink, Attachment)> {
+    let fd_link = FdLink::from(PinnedLink::from_pin(path).ok()?);
+    let info = fd_link.info().ok()?;
+    if !attached_ids(ifname, hook).ok()?.contains(&info.program_id()) {
+        return None;
+    }
+    let attachment = Attachment {
+        direction: hook.direction.to_owned(),
+        program: hook.program.to_owned(),
+        program_id: info.program_id(),
+        link_id: info.id(),
+        mode: "tcx".to_owned(),
+        adopted: true,
+    };
+    Some((fd_link, attachment))
+}
+
+impl Links {
+    /// Attaches (or adopts) both hooks on one interface.
+    pub fn attach_interface(&mut self, loaded: &mut Loaded, pins: &PinTree, ifname: &str, ifindex: u32) -> InterfaceStatus {
+        let mut status = InterfaceStatus { name: ifname.to_owned(), ifindex, attachments: Vec::new(), error: None };
+        for hook in &HOOKS {
+            match self.attach_hook(loaded, pins, ifname, hook) {
+                Ok(a) => status.attachments.push(a),
+                Err(e) => {
+                    let msg = crate::error_chain(&e);
+                    tracing::error!(interface = ifname, direction = hook.direction, error = %msg, "attach failed");
+                    status.error = Some(msg);
+                }
+            }
+        }
+        status
+    }
+
+    fn attach_hook(&mut self, loaded: &mut Loaded, pins: &PinTree, ifname: &str, hook: &Hook) -> Result<Attachment, AttachError> {
+        let path = pins.link(ifname, hook.direction);
+        if has_tcx() && path.exists() {
+            if let Some((link, attachment)) = adopt(&path, ifname, hook) {
+                tracing::info!(interface = ifname, direction = hook.direction, link = attachment.link_id, "adopted pinned link");
+                self.pinned.push((ifname.to_owned(), hook.direction, path, link));
+                return Ok(attachment);
+            }
+            tracing::warn!(pin = %path.display(), "pinned link is stale (interface recreated?); replacing it");
+            let _ = std::fs::remove_file(&path);
+        }
+        let prog: &mut SchedClassifier = loaded
+            .ebpf
+            .program_mut(hook.program)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(AttachError::Program { name: hook.program })?;
+        let attach_err = |source| AttachError::Attach {
+            program: hook.program,
+            ifname: ifname.to_owned(),
+            direction: hook.direction,
+            source,
+        };
+        if !has_tcx() {
+            // clsact: the filter lives as long as the qdisc; not pinnable.
+            if let Err(e) = tc::qdisc_add_clsact(ifname) {
+                tracing::debug!(interface = ifname, error = %e, "clsact qdisc (may already exist)");
+            }
+        }
+        let id = prog.attach(ifname, hook.attach_type).map_err(attach_err)?;
+        let program_id = prog.info().map(|i| i.id()).unwrap_or(0);
+        if !has_tcx() {
+            // Detaching on drop would remove it; keep it for the process life.
+            let link = prog.take_link(id).map_err(attach_err)?;
+            std::mem::forget(link);
+            return Ok(Attachment {
+                direction: hook.direction.to_owned(),
+                program: hook.program.to_owned(),
+                program_id,
+                link_id: 0,
+                mode: "clsact".to_owned(),
+                adopted: false,
+            });
+        }
+        let link = prog.take_link(id).map_err(attach_err)?;
+        let fd_link: FdLink = link.try_into().map_err(|source| AttachError::Link { ifname: ifname.to_owned(), source })?;
+        let link_id = fd_link.info().map(|i| i.id()).unwrap_or(0);
+        let staged = PinTree::staging(&path);
+        let pin_err = |e: &dyn std::fmt::Display| AttachError::Pin { path: path.display().to_string(), source: io::Error::other(e.to_string()) };
+        let pinned = fd_link.pin(&staged).map_err(|e| pin_err(&e))?;
+        PinTree::commit(&staged, &path).map_err(|e| pin_err(&e))?;
+        self.pinned.push((ifname.to_owned(), hook.direction, path.clone(), FdLink::from(pinned)));
+        Ok(Attachment {
+            direction: hook.direction.to_owned(),
+            program: hook.program.to_owned(),
+            program_id,
+            link_id,
+            mode: "tcx".to_owned(),
+            adopted: false,
+        })
+    }
+
+    /// Unpins every link (`--detach-on-exit`): the kernel detaches them when
+    /// this process drops its FDs.
+    pub fn detach_all(self) {
+        for (ifname, direction, path, link) in self.pinned {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(interface = %ifname, direction, "detached"),
+                Err(e) => tracing::error!(interface = %ifname, direction, error = %e, "unpin failed"),
+            }
+            drop(link);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Loading the embedded object: maps are pinned by name below the pin tree,
+//! so a restarted supervisor reuses the same maps (and the ring buffers keep
+//! what was queued while it was down).
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use aya::{Ebpf, EbpfLoader, maps::Map, programs::SchedClassifier};
+use palisade_ipc::messages::WorkerKind;
+
+use super::pin::PinTree;
+
+/// Loader errors.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The object or a map could not be loaded (BPF_MAP_CREATE / BPF_OBJ_GET).
+    #[error("loading the eBPF object (BPF_MAP_CREATE/BPF_OBJ_GET); is this root with CAP_BPF and CAP_NET_ADMIN?")]
+    Object(#[source] aya::EbpfError),
+    /// The verifier or the kernel refused a program (BPF_PROG_LOAD).
+    #[error("loading program {name} (BPF_PROG_LOAD)")]
+    Program { name: &'static str, #[source] source: aya::programs::ProgramError },
+    /// A map the object must contain is missing.
+    #[error("map {name} missing from the eBPF object")]
+    MissingMap { name: &'static str },
+    /// Duplicating a map FD failed.
+    #[error("dup of map {name} FD")]
+    Dup { name: &'static str, #[source] source: std::io::Error },
+}
+
+/// Ring buffer map of a worker.
+pub fn ring_map(kind: WorkerKind) -> &'static str {
+    match kind {
+        WorkerKind::Dns => palisade_ebpf::MAP_RB_DNS,
+        WorkerKind::Dhcp => palisade_ebpf::MAP_RB_DHCP,
+        WorkerKind::Tls => palisade_ebpf::MAP_RB_TLS,
+        WorkerKind::Flow => palisade_ebpf::MAP_RB_FLOW,
+    }
+}
+
+/// The loaded object.
+#[derive(Debug)]
+pub struct Loaded {
+    /// aya's handle: maps and programs.
+    pub ebpf: Ebpf,
+}
+
+impl Loaded {
+    /// Loads the object and both TC programs.
+    pub fn load(pins: &PinTree) -> Result<Self, LoadError> {
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pins.maps())
+            .load(palisade_ebpf::PALISADE_BPF)
+            .map_err(LoadError::Object)?;
+        for name in [palisade_ebpf::PROG_TC_INGRESS, palisade_ebpf::PROG_TC_EGRESS] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            prog.load().map_err(|source| LoadError::Program { name, source })?;
+        }
+        Ok(Self { ebpf })
+    }
+
+    /// A fresh read-write FD of a worker's ring buffer, to pass over IPC.
+    pub fn ring_fd(&self, kind: WorkerKind) -> Result<OwnedFd, LoadError> {
+        let name = ring_map(kind);
+        match self.ebpf.map(name) {
+            Some(Map::RingBuf(data)) => {
+                data.fd().as_fd().try_clone_to_owned().map_err(|source| LoadError::Dup { name, source })
+            }
+            _ => Err(LoadError::MissingMap { name }),
+        }
+    }
+}

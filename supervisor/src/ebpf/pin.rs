@@ -1,0 +1,159 @@
+//! The pin tree: `<pin_root>/v<ABI>/` holds the maps (pinned by name by the
+//! loader) and `links/<ifname>_<direction>` for every attachment.
+//!
+//! Pins are written in two phases: under a `.staging-` name, then renamed
+//! into place once the kernel accepted them; start-up removes staging
+//! debris a crash left behind.
+
+use std::{
+    fs, io,
+    os::unix::fs::DirBuilderExt,
+    path::{Path, PathBuf},
+};
+
+use crate::paths;
+
+/// bpffs magic (statfs f_type).
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Pin tree errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// The pin root is not on a bpf filesystem and could not be made one.
+    #[error("{path} is not on a bpf filesystem (mount bpffs there, or set paths.pin_root below /sys/fs/bpf)")]
+    NotBpffs { path: PathBuf },
+    /// mount(2) of bpffs failed.
+    #[error("mount(\"bpf\", {path}, \"bpf\")")]
+    Mount { path: PathBuf, #[source] source: nix::errno::Errno },
+    /// A filesystem operation in the pin tree failed.
+    #[error("{op} {path}")]
+    Io { op: &'static str, path: PathBuf, #[source] source: io::Error },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PinError + 'a {
+    move |source| PinError::Io { op, path: path.to_owned(), source }
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC).unwrap_or(false)
+}
+
+/// Makes sure `pin_root` is on bpffs, mounting /sys/fs/bpf if the root is
+/// below it and nothing is mounted there yet.
+pub fn ensure_bpffs(pin_root: &Path) -> Result<(), PinError> {
+    let mut probe = pin_root;
+    while !probe.exists() {
+        probe = probe.parent().unwrap_or(Path::new("/"));
+    }
+    if is_bpffs(probe) {
+        return Ok(());
+    }
+    let mount_point = Path::new(paths::BPFFS_MOUNT);
+    if pin_root.starts_with(mount_point) && mount_point.is_dir() {
+        nix::mount::mount(Some("bpf"), mount_point, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .map_err(|source| PinError::Mount { path: mount_point.to_owned(), source })?;
+        tracing::info!(path = %mount_point.display(), "mounted bpffs");
+        if is_bpffs(mount_point) {
+            return Ok(());
+        }
+    }
+    Err(PinError::NotBpffs { path: pin_root.to_owned() })
+}
+
+/// The versioned pin directory and its layout.
+#[derive(Debug, Clone)]
+pub struct PinTree {
+    /// `<pin_root>`.
+    pub root: PathBuf,
+    /// `<pin_root>/v<ABI>`.
+    pub dir: PathBuf,
+}
+
+impl PinTree {
+    /// Creates the directories (0700) and removes staging debris.
+    pub fn open(pin_root: &Path) -> Result<Self, PinError> {
+        let dir = pin_root.join(paths::pin_dir_name());
+        for d in [dir.clone(), dir.join("maps"), dir.join("links")] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(paths::PIN_DIR_MODE)
+                .create(&d)
+                .map_err(io_err("mkdir", &d))?;
+        }
+        let tree = Self { root: pin_root.to_owned(), dir };
+        tree.remove_staging_debris()?;
+        Ok(tree)
+    }
+
+    /// Directory of the maps (pinned by name by the loader).
+    pub fn maps(&self) -> PathBuf {
+        self.dir.join("maps")
+    }
+
+    /// Pin path of one attachment: `links/<ifname>_<direction>`. bpffs
+    /// refuses dots in names, so a dot in the interface name (VLAN devices
+    /// like `eth0.100`) becomes `%`, which no final interface name contains.
+    pub fn link(&self, ifname: &str, direction: &str) -> PathBuf {
+        self.dir.join("links").join(format!("{}_{direction}", ifname.replace('.', "%")))
+    }
+
+    /// Staging path for a final pin path.
+    pub fn staging(path: &Path) -> PathBuf {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        path.with_file_name(format!("{}{name}", paths::STAGING_PREFIX))
+    }
+
+    /// Moves a staged pin into place.
+    pub fn commit(staged: &Path, path: &Path) -> Result<(), PinError> {
+        fs::rename(staged, path).map_err(io_err("rename", staged))
+    }
+
+    fn remove_staging_debris(&self) -> Result<(), PinError> {
+        let links = self.dir.join("links");
+        for entry in fs::read_dir(&links).map_err(io_err("readdir", &links))? {
+            let entry = entry.map_err(io_err("readdir", &links))?;
+            if entry.file_name().to_string_lossy().starts_with(paths::STAGING_PREFIX) {
+                tracing::warn!(pin = %entry.path().display(), "removing staging debris from an interrupted run");
+                fs::remove_file(entry.path()).map_err(io_err("unlink", &entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes pin directories of other ABI versions (their programs stay
+    /// attached until their link pins go). Only `v<N>` directories: anything
+    /// else below the root is not ours and is left alone.
+    pub fn remove_other_versions(&self) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        let Ok(rd) = fs::read_dir(&self.root) else { return removed };
+        for entry in rd.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if ours && entry.path() != self.dir && fs::remove_dir_all(entry.path()).is_ok() {
+                removed.push(entry.path());
+            }
+        }
+        removed
+    }
+}
+
+/// Removes every Palisade pin below `pin_root` (`palisade cleanup`): links
+/// detach as their pins go, maps are freed when no process holds them.
+pub fn remove_all(pin_root: &Path) -> Result<Vec<PathBuf>, PinError> {
+    let mut removed = Vec::new();
+    let rd = match fs::read_dir(pin_root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(PinError::Io { op: "readdir", path: pin_root.to_owned(), source: e }),
+    };
+    for entry in rd.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            fs::remove_dir_all(entry.path()).map_err(io_err("rm -r", &entry.path()))?;
+            removed.push(entry.path());
+        }
+    }
+    // The root itself, if now empty.
+    let _ = fs::remove_dir(pin_root);
+    Ok(removed)
+}

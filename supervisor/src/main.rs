@@ -1,0 +1,39 @@
+//! `palisade`: the Palisade supervisor daemon (`palisade run`) and its
+//! operator CLI, in one binary.
+
+mod cli;
+mod config;
+mod control;
+mod daemon;
+mod ebpf;
+mod interfaces;
+mod paths;
+mod users;
+mod workers;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Renders an error with its whole `source()` chain on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    cli::dispatch(args)
+}

@@ -1,0 +1,2 @@
+//! Palisade DHCP worker library: parsing and event building.
+pub mod parse;

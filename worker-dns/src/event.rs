@@ -1,0 +1,111 @@
+//! DNS messages -> EVE `dns` event bodies.
+//!
+//! Unlike Suricata, header flags are logged on queries and answers alike,
+//! and every question is kept (`queries`), with the first one also flat as
+//! `rrname`/`rrtype` for compatibility with simple pipelines.
+
+use serde::Serialize;
+
+use crate::parse::{Message, Record};
+
+/// One question.
+#[derive(Debug, Serialize)]
+pub struct Query {
+    /// Name, presentation format.
+    pub rrname: String,
+    /// Type mnemonic.
+    pub rrtype: String,
+}
+
+/// One resource record.
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    /// Owner name.
+    pub rrname: String,
+    /// Type mnemonic.
+    pub rrtype: String,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// Data in presentation format.
+    pub rdata: String,
+}
+
+/// The `dns` object of an event.
+#[derive(Debug, Serialize)]
+pub struct DnsBody {
+    /// `query` or `answer`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Transaction id.
+    pub id: u16,
+    /// Header flags word, hex (as Suricata's `flags`).
+    pub flags: String,
+    /// Response bit.
+    pub qr: bool,
+    /// Authoritative answer.
+    pub aa: bool,
+    /// Truncated.
+    pub tc: bool,
+    /// Recursion desired.
+    pub rd: bool,
+    /// Recursion available.
+    pub ra: bool,
+    /// Authentic data.
+    pub ad: bool,
+    /// Checking disabled.
+    pub cd: bool,
+    /// Opcode number.
+    pub opcode: u8,
+    /// First question's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rrname: Option<String>,
+    /// First question's type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rrtype: Option<String>,
+    /// Response code mnemonic (answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    /// Every question.
+    pub queries: Vec<Query>,
+    /// Answer section.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<Answer>,
+    /// Authority section.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authorities: Vec<Answer>,
+    /// Set when a later section was malformed: its snake_case reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial: Option<&'static str>,
+}
+
+fn answer(r: &Record) -> Answer {
+    Answer { rrname: r.name.to_string(), rrtype: r.rtype.name().into_owned(), ttl: r.ttl, rdata: r.data.to_presentation() }
+}
+
+impl DnsBody {
+    /// Builds the body from a (possibly partial) message.
+    pub fn new(m: &Message, partial: Option<&'static str>) -> Self {
+        let h = &m.header;
+        let first = m.questions.first();
+        Self {
+            kind: if h.qr { "answer" } else { "query" },
+            id: h.id,
+            flags: format!("{:x}", h.flags),
+            qr: h.qr,
+            aa: h.aa,
+            tc: h.tc,
+            rd: h.rd,
+            ra: h.ra,
+            ad: h.ad,
+            cd: h.cd,
+            opcode: h.opcode.0,
+            rrname: first.map(|q| q.name.to_string()),
+            rrtype: first.map(|q| q.qtype.name().into_owned()),
+            rcode: h.qr.then(|| m.rcode().name().into_owned()),
+            queries: m.questions.iter().map(|q| Query { rrname: q.name.to_string(), rrtype: q.qtype.name().into_owned() }).collect(),
+            answers: m.answers.iter().map(answer).collect(),
+            authorities: m.authority.iter().map(answer).collect(),
+            partial,
+        }
+    }
+}

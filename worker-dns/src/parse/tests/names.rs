@@ -1,0 +1,233 @@
+//! Name reading and presentation format.
+
+use super::{Msg, wire_name};
+use crate::parse::{ErrorKind, Name, ParseError, Section, name::MAX_POINTERS};
+
+fn qname(msg: &Msg) -> Name {
+    let message = msg.parse_ok();
+    message
+        .questions
+        .into_iter()
+        .next()
+        .expect("one question")
+        .name
+}
+
+fn question_error(msg: &Msg) -> ErrorKind {
+    match msg.parse() {
+        Err(ParseError {
+            kind,
+            section: Section::Question,
+        }) => kind,
+        other => panic!("expected a question error, got {other:?}"),
+    }
+}
+
+#[test]
+fn presentation_keeps_case_and_omits_the_trailing_dot() {
+    let name = qname(&Msg::new(1, 0, [1, 0, 0, 0]).question("WwW.Example.COM", 1));
+    assert_eq!(name.to_string(), "WwW.Example.COM");
+    assert_eq!(format!("{name:?}"), "Name(\"WwW.Example.COM\")");
+    assert_eq!(
+        name.labels().collect::<Vec<_>>(),
+        [&b"WwW"[..], b"Example", b"COM"]
+    );
+    assert_eq!(name.wire_len(), 17);
+    assert!(!name.is_root());
+}
+
+#[test]
+fn root_is_a_dot() {
+    let name = qname(&Msg::new(1, 0, [1, 0, 0, 0]).question("", 2));
+    assert!(name.is_root());
+    assert_eq!((name.to_string().as_str(), name.wire_len()), (".", 1));
+    assert_eq!(Name::root(), name);
+}
+
+#[test]
+fn special_bytes_are_escaped() {
+    let msg = Msg::new(1, 0, [1, 0, 0, 0])
+        .raw(&[5, b'a', b'.', b'b', b' ', b'\\', 3, 0, 0x7f, 0xff, 0])
+        .u16(1)
+        .u16(1);
+    assert_eq!(qname(&msg).to_string(), "a\\.b\\032\\\\.\\000\\127\\255");
+}
+
+#[test]
+fn pointer_chains_are_followed() {
+    // Q1 "example.com" at 12; Q2 "www" -> Q1; Q3 "a" -> Q2's "www" label -> Q1.
+    let msg = Msg::new(1, 0, [3, 0, 0, 0]).question("example.com", 1);
+    let q2 = msg.offset();
+    let msg = msg.raw(&[3, b'w', b'w', b'w', 0xc0, 12]).u16(1).u16(1);
+    let q2 = u8::try_from(q2).expect("small offset");
+    let msg = msg.raw(&[1, b'a', 0xc0, q2]).u16(1).u16(1);
+    let names: Vec<String> = msg
+        .parse_ok()
+        .questions
+        .iter()
+        .map(|q| q.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["example.com", "www.example.com", "a.www.example.com"]
+    );
+}
+
+#[test]
+fn longest_label_and_longest_name_are_accepted() {
+    let label63 = "x".repeat(63);
+    let name = format!("{label63}.{label63}.{label63}.{}", "y".repeat(61));
+    assert_eq!(wire_name(&name).len(), 255);
+    let parsed = qname(&Msg::new(1, 0, [1, 0, 0, 0]).question(&name, 1));
+    assert_eq!((parsed.to_string(), parsed.wire_len()), (name, 255));
+}
+
+#[test]
+fn names_longer_than_255_octets_are_rejected() {
+    let label63 = "x".repeat(63);
+    let name = format!("{label63}.{label63}.{label63}.{}", "y".repeat(62));
+    assert_eq!(wire_name(&name).len(), 256);
+    assert_eq!(
+        question_error(&Msg::new(1, 0, [1, 0, 0, 0]).question(&name, 1)),
+        ErrorKind::NameTooLong
+    );
+
+    // Also when the excess comes through a pointer: 2 + 254 octets.
+    let long = format!("{label63}.{label63}.{label63}.{}", "y".repeat(60));
+    let msg = Msg::new(1, 0, [2, 0, 0, 0])
+        .question(&long, 1)
+        .raw(&[1, b'z', 0xc0, 12])
+        .u16(1)
+        .u16(1);
+    assert_eq!(question_error(&msg), ErrorKind::NameTooLong);
+}
+
+#[test]
+fn label_types_01_and_10_are_rejected() {
+    for first in [0x40, 0x41, 0x7f, 0x80, 0xbf] {
+        let msg = Msg::new(1, 0, [1, 0, 0, 0])
+            .raw(&[first, 0, 0])
+            .u16(1)
+            .u16(1);
+        assert_eq!(
+            question_error(&msg),
+            ErrorKind::BadLabelType,
+            "label byte {first:#x}"
+        );
+    }
+}
+
+#[test]
+fn self_pointer_is_a_loop() {
+    let msg = Msg::new(1, 0, [1, 0, 0, 0]).raw(&[0xc0, 12]).u16(1).u16(1);
+    assert_eq!(question_error(&msg), ErrorKind::PointerLoop);
+    // A pointer back to its own name's first label.
+    let msg = Msg::new(1, 0, [1, 0, 0, 0])
+        .raw(&[1, b'a', 0xc0, 12])
+        .u16(1)
+        .u16(1);
+    assert_eq!(question_error(&msg), ErrorKind::PointerLoop);
+}
+
+#[test]
+fn two_pointers_at_each_other_are_a_loop() {
+    // Answer 1 (NULL) carries P1 at 29 -> 31 and P2 at 31 -> 29. Answer 2's
+    // owner enters at 31: 33 -> 31 -> 29 are backwards, then P1 goes back to
+    // 31, which this name has already read.
+    let msg = Msg::new(1, 0x8180, [1, 2, 0, 0]).question("", 10).record(
+        &[0xc0, 12],
+        10,
+        1,
+        0,
+        &[0xc0, 31, 0xc0, 29],
+    );
+    assert_eq!(msg.offset(), 33);
+    let looped = Msg::new(1, 0x8180, [1, 2, 0, 0])
+        .question("", 10)
+        .record(&[0xc0, 12], 10, 1, 0, &[0xc0, 31, 0xc0, 29])
+        .record(&[0xc0, 31], 1, 1, 0, &[1, 2, 3, 4]);
+    assert_eq!(
+        looped.parse(),
+        Err(ParseError {
+            kind: ErrorKind::PointerLoop,
+            section: Section::Answer
+        })
+    );
+    // Entering at 29 instead meets P1 first, which simply points forward.
+    let forward = Msg::new(1, 0x8180, [1, 2, 0, 0])
+        .question("", 10)
+        .record(&[0xc0, 12], 10, 1, 0, &[0xc0, 31, 0xc0, 29])
+        .record(&[0xc0, 29], 1, 1, 0, &[1, 2, 3, 4]);
+    assert_eq!(
+        forward.parse(),
+        Err(ParseError {
+            kind: ErrorKind::ForwardPointer,
+            section: Section::Answer
+        })
+    );
+}
+
+#[test]
+fn forward_pointers_are_rejected() {
+    // The corpus' forward-pointer query: question 1 points at question 2.
+    let msg = Msg::new(1, 0x0100, [2, 0, 0, 0])
+        .raw(&[0xc0, 18])
+        .u16(1)
+        .u16(1)
+        .question("codemonkey.net", 1);
+    assert_eq!(question_error(&msg), ErrorKind::ForwardPointer);
+    // Pointing beyond the end of the message is forward too.
+    let msg = Msg::new(1, 0, [1, 0, 0, 0])
+        .raw(&[0xff, 0xff])
+        .u16(1)
+        .u16(1);
+    assert_eq!(question_error(&msg), ErrorKind::ForwardPointer);
+}
+
+#[test]
+fn pointer_chains_are_bounded() {
+    // Answer 1 (NULL) carries a chain of backward pointers in its rdata; the
+    // owner of answer 2 enters it at its last pointer.
+    let build = |chain: usize| {
+        let msg = Msg::new(1, 0x8180, [1, 2, 0, 0]).question("", 10);
+        let rdata_start = msg.offset() + 12;
+        let mut rdata = vec![0xc0, 12];
+        for i in 1..chain {
+            let prev = u8::try_from(rdata_start + 2 * (i - 1)).expect("small offset");
+            rdata.extend_from_slice(&[0xc0, prev]);
+        }
+        let last = u8::try_from(rdata_start + 2 * (chain - 1)).expect("small offset");
+        msg.record(&[0xc0, 12], 10, 1, 0, &rdata)
+            .record(&[0xc0, last], 1, 1, 0, &[1, 2, 3, 4])
+    };
+    // `chain` pointers in the rdata, plus the owner's own.
+    let ok = build(MAX_POINTERS - 1).parse_ok();
+    assert_eq!(ok.answers.get(1).map(|r| r.name.is_root()), Some(true));
+    assert_eq!(
+        build(MAX_POINTERS).parse(),
+        Err(ParseError {
+            kind: ErrorKind::TooManyPointers,
+            section: Section::Answer
+        })
+    );
+}
+
+#[test]
+fn pointers_may_reach_outside_the_rdata_but_labels_may_not() {
+    // CNAME whose inline label runs past rdlength (2) into the next bytes.
+    let msg = Msg::response(1)
+        .question("example.com", 5)
+        .raw(&[0xc0, 12])
+        .u16(5)
+        .u16(1)
+        .raw(&[0, 0, 0, 1])
+        .u16(2)
+        .raw(&[3, b'w', b'w', b'w', 0]);
+    assert_eq!(
+        msg.parse().map(|_| ()),
+        Err(ParseError {
+            kind: ErrorKind::RdataLengthMismatch,
+            section: Section::Answer
+        })
+    );
+}

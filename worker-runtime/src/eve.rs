@@ -1,0 +1,195 @@
+//! Fields every event shares, named as in Suricata's EVE JSON.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use palisade_ebpf::RecordHeader;
+use palisade_ipc::messages::InterfaceName;
+use serde::{Serialize, Serializer};
+
+/// Converts kernel boot-time stamps to wall-clock time and ifindexes to names.
+#[derive(Debug, Default)]
+pub struct Context {
+    names: HashMap<u32, String>,
+    /// CLOCK_REALTIME - CLOCK_BOOTTIME, in ns, refreshed once per drain.
+    boot_to_wall_ns: i128,
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; clock ids are constants.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+impl Context {
+    /// Replaces the interface names.
+    pub fn set_interfaces(&mut self, ifaces: &[InterfaceName]) {
+        self.names = ifaces.iter().map(|i| (i.ifindex, i.name.clone())).collect();
+    }
+
+    /// Re-reads the clocks (call once per drain).
+    pub fn refresh_clock(&mut self) {
+        self.boot_to_wall_ns = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
+    }
+
+    /// Wall-clock time of a boot-time stamp.
+    pub fn wall(&self, ts_boot_ns: u64) -> Timestamp {
+        Timestamp((i128::from(ts_boot_ns) + self.boot_to_wall_ns).max(0) as u64)
+    }
+
+    /// Name of an interface; `ifN` when unknown.
+    pub fn iface(&self, ifindex: u32) -> String {
+        self.names.get(&ifindex).cloned().unwrap_or_else(|| format!("if{ifindex}"))
+    }
+}
+
+/// Nanoseconds since the Unix epoch, serialized like Suricata:
+/// `2026-11-22T02:45:13.123456+0000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub u64);
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0 / 1_000_000_000;
+        let micros = (self.0 % 1_000_000_000) / 1000;
+        let days = (secs / 86_400) as i64;
+        let sod = secs % 86_400;
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+0000",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        )
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A MAC address, serialized `aa:bb:cc:dd:ee:ff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+impl Serialize for Mac {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let [a, b, c, d, e, g] = self.0;
+        s.collect_str(&format_args!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}"))
+    }
+}
+
+/// EVE `ether` object.
+#[derive(Debug, Serialize)]
+pub struct Ether {
+    /// Ethernet source.
+    pub src_mac: Mac,
+    /// Ethernet destination.
+    pub dest_mac: Mac,
+}
+
+/// Protocol name as EVE spells it.
+pub fn proto_name(l4: u8) -> &'static str {
+    match l4 {
+        6 => "TCP",
+        17 => "UDP",
+        1 => "ICMP",
+        58 => "IPv6-ICMP",
+        132 => "SCTP",
+        _ => "unknown",
+    }
+}
+
+/// An address from a record (network order, IPv4 in the first 4 bytes).
+pub fn addr(ip_version: u8, raw: [u8; 16]) -> IpAddr {
+    if ip_version == 4 {
+        let [a, b, c, d, ..] = raw;
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(raw))
+    }
+}
+
+/// The fields every event starts with.
+#[derive(Debug, Serialize)]
+pub struct Common {
+    /// Capture time.
+    pub timestamp: Timestamp,
+    /// Interface name.
+    pub in_iface: String,
+    /// `dns`, `dhcp`, `tls`, `flow`, ...
+    pub event_type: &'static str,
+    /// VLAN ids, outermost first (EVE's `vlan` array).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<[u16; 1]>,
+    /// Source address.
+    pub src_ip: IpAddr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination address.
+    pub dest_ip: IpAddr,
+    /// Destination port.
+    pub dest_port: u16,
+    /// `TCP`, `UDP`, ...
+    pub proto: &'static str,
+    /// `ingress` or `egress` on `in_iface` (where the packet was seen).
+    pub iface_direction: &'static str,
+    /// Ethernet addresses.
+    pub ether: Ether,
+}
+
+impl Common {
+    /// Builds the shared fields from a record header.
+    pub fn new(ctx: &Context, event_type: &'static str, hdr: &RecordHeader) -> Self {
+        Self {
+            timestamp: ctx.wall(hdr.ts_boot_ns),
+            in_iface: ctx.iface(hdr.ifindex),
+            event_type,
+            vlan: (hdr.flags & palisade_ebpf::FLAG_VLAN != 0).then_some([hdr.vlan_id]),
+            src_ip: addr(hdr.ip_version, hdr.src_addr),
+            src_port: hdr.src_port,
+            dest_ip: addr(hdr.ip_version, hdr.dst_addr),
+            dest_port: hdr.dst_port,
+            proto: proto_name(hdr.l4_proto),
+            iface_direction: if hdr.direction == palisade_ebpf::DIR_EGRESS { "egress" } else { "ingress" },
+            ether: Ether { src_mac: Mac(hdr.src_mac), dest_mac: Mac(hdr.dst_mac) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_like_suricata() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000+0000");
+        // 2026-11-22T02:45:13.123456Z
+        assert_eq!(Timestamp(1_795_315_513_123_456_789).to_string(), "2026-11-22T02:45:13.123456+0000");
+        // Leap day.
+        assert_eq!(Timestamp(951_782_400_000_000_000).to_string(), "2000-02-29T00:00:00.000000+0000");
+    }
+
+    #[test]
+    fn mac_and_addr() {
+        assert_eq!(serde_json::to_string(&Mac([0, 0x1b, 0x2c, 0xff, 1, 2])).ok().as_deref(), Some("\"00:1b:2c:ff:01:02\""));
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(&[198, 18, 0, 1]);
+        assert_eq!(addr(4, raw).to_string(), "198.18.0.1");
+    }
+}

@@ -1,0 +1,28 @@
+//! What every Palisade worker shares.
+//!
+//! A worker binary is a [`Protocol`] implementation plus one call to
+//! [`run`]. Everything else (the startup contract, privilege checks,
+//! seccomp, the IPC conversation, draining the ring buffer, writing JSON
+//! lines, counting every drop) lives here, so the DNS, DHCP, TLS and flow
+//! workers cannot drift apart.
+//!
+//! The startup order is fixed and visible in [`run`]:
+//! 1. verify we are unprivileged ([`privilege::verify_unprivileged`]);
+//! 2. harden the process (not dumpable, parent-death signal);
+//! 3. take FD 3 and handshake with the supervisor;
+//! 4. receive configuration and FDs, map the ring buffer;
+//! 5. install the seccomp allow-list ([`seccomp::install`]);
+//! 6. only then read the first record.
+
+pub mod channel;
+pub mod cursor;
+pub mod eve;
+pub mod privilege;
+pub mod ringbuf;
+mod run;
+pub mod seccomp;
+pub mod sink;
+pub mod stats;
+
+pub use run::{Protocol, Record, run, startup, Started};
+pub use sink::EventOut;

@@ -1,0 +1,219 @@
+//! The worker's startup contract and event loop.
+
+use std::{
+    os::fd::AsRawFd,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use mio::{Events, Interest, Poll, Token, unix::SourceFd};
+use palisade_ebpf::RecordHeader;
+use palisade_ipc::{
+    exit_code,
+    messages::{LogLevel, SupervisorToWorker, WorkerConfig, WorkerKind, WorkerToSupervisor},
+};
+
+use crate::{
+    channel::{Channel, ChannelError},
+    eve::Context,
+    privilege, ringbuf, seccomp,
+    sink::{EventOut, Sink},
+    stats::{DROP_BAD_RECORD, Stats},
+};
+
+const IPC: Token = Token(0);
+const RING: Token = Token(1);
+
+/// One ring-buffer record, header checked.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// The decoded header.
+    pub hdr: RecordHeader,
+    /// Payload bytes (`hdr.payload_len` of them).
+    pub payload: &'a [u8],
+}
+
+/// A protocol a worker speaks: turns records into events.
+pub trait Protocol {
+    /// Which worker this is.
+    const KIND: WorkerKind;
+
+    /// Handles one record: emits zero or more events and counts every
+    /// record it cannot turn into an event.
+    fn on_record(&mut self, ctx: &Context, record: &Record<'_>, out: &mut EventOut<'_>);
+
+    /// Called after every drain and on every timer tick, for time-based
+    /// state (timeouts). Default: nothing.
+    fn on_tick(&mut self, _ctx: &Context, _now: Instant, _out: &mut EventOut<'_>) {}
+}
+
+/// A worker that passed the startup contract: unprivileged, handshaken,
+/// configured, ring mapped, seccomp installed.
+pub struct Started {
+    /// IPC channel (non-blocking).
+    pub channel: Channel,
+    /// Configuration from the supervisor.
+    pub config: WorkerConfig,
+    /// The mapped ring buffer.
+    pub ring: RingBuf<MapData>,
+    /// Event output.
+    pub sink: Sink,
+    /// epoll instance with the IPC socket and the ring registered (created
+    /// before seccomp: `epoll_create1` is not in the allow-list).
+    pub poll: Poll,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Why startup failed, with the exit status the supervisor will decode.
+#[derive(Debug)]
+pub struct StartupFailure {
+    /// Exit status ([`palisade_ipc::exit_code`]).
+    pub code: i32,
+    /// Message for stderr (visible when run by hand) and, where the channel
+    /// is up, for the supervisor's log.
+    pub message: String,
+}
+
+fn fail(code: i32, what: &str, err: &dyn std::error::Error) -> StartupFailure {
+    let mut message = format!("{what}: {err}");
+    let mut source = err.source();
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    StartupFailure { code, message }
+}
+
+/// Runs the startup contract, in this order, and nothing else:
+/// verify unprivileged -> harden -> FD 3 -> handshake -> configure + FDs ->
+/// map the ring -> seccomp -> Ready.
+pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
+    // 1. Refuse to parse anything with privileges.
+    privilege::verify_unprivileged().map_err(|e| fail(exit_code::PRIVILEGED, "refusing to run", &e))?;
+    // 2. Not dumpable, SIGKILL when the supervisor dies.
+    match privilege::harden() {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(StartupFailure { code: exit_code::OK, message: "supervisor already gone".into() });
+        }
+        Err(e) => return Err(fail(exit_code::SETUP, "prctl(PR_SET_DUMPABLE/PR_SET_PDEATHSIG)", &e)),
+    }
+    // 3. FD 3 is our only link to the world.
+    let mut channel = Channel::from_fd3().map_err(|e| fail(exit_code::USAGE, "startup", &e))?;
+    // 4. Versions first.
+    channel.handshake(kind).map_err(|e| fail(exit_code::PROTOCOL, "handshake", &e))?;
+    // 5. Configuration and FDs.
+    let configured = channel.configure(kind).map_err(|e| fail(exit_code::PROTOCOL, "configuration", &e))?;
+    let report = |channel: &Channel, f: StartupFailure| {
+        let _ = channel.send(&WorkerToSupervisor::Log { level: LogLevel::Error, message: f.message.clone() });
+        f
+    };
+    // 6. Map the ring buffer while bpf() and mmap() are still allowed.
+    let ring = ringbuf::open(configured.ring)
+        .map_err(|e| report(&channel, fail(exit_code::SETUP, "ring buffer", &e)))?;
+    let sink = Sink::new(configured.sink);
+    channel.set_nonblocking().map_err(|e| report(&channel, fail(exit_code::SETUP, "IPC socket", &e)))?;
+    let poll = event_poll(&channel, &ring).map_err(|e| report(&channel, fail(exit_code::SETUP, "epoll", &e)))?;
+    // 7. From here on: only the syscalls in the allow-list.
+    seccomp::install().map_err(|e| report(&channel, fail(exit_code::SETUP, "seccomp", &e)))?;
+    // 8. Tell the supervisor we are ready.
+    channel.send(&WorkerToSupervisor::Ready).map_err(|e| fail(exit_code::IO, "sending Ready", &e))?;
+    Ok(Started { channel, config: configured.config, ring, sink, poll })
+}
+
+fn event_poll(channel: &Channel, ring: &RingBuf<MapData>) -> std::io::Result<Poll> {
+    let poll = Poll::new()?;
+    let ipc_fd = channel.fd().as_raw_fd();
+    let ring_fd = ring.as_raw_fd();
+    poll.registry().register(&mut SourceFd(&ipc_fd), IPC, Interest::READABLE)?;
+    poll.registry().register(&mut SourceFd(&ring_fd), RING, Interest::READABLE)?;
+    Ok(poll)
+}
+
+/// A worker's whole life: [`startup`], then the event loop until the
+/// supervisor says `Shutdown` or goes away.
+pub fn run<P: Protocol>(mut protocol: P) -> ExitCode {
+    let started = match startup(P::KIND) {
+        Ok(s) => s,
+        Err(f) => {
+            eprintln!("palisade-worker-{}: {}", P::KIND.name(), f.message);
+            return ExitCode::from(u8::try_from(f.code).unwrap_or(1));
+        }
+    };
+    match event_loop(&mut protocol, started) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ChannelError::Closed) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(exit_code::IO as u8),
+    }
+}
+
+fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), ChannelError> {
+    let Started { mut channel, config, mut ring, mut sink, mut poll } = started;
+    let mut stats = Stats::default();
+    let mut ctx = Context::default();
+    ctx.set_interfaces(&config.interfaces);
+    let heartbeat = Duration::from_millis(u64::from(config.heartbeat_ms.max(10)));
+    let backstop = Duration::from_millis(u64::from(config.poll_backstop_ms.clamp(1, 1000)));
+
+    let io = |e: std::io::Error| ChannelError::Transport(palisade_ipc::transport::TransportError::Recv(
+        nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    ));
+    let mut events = Events::with_capacity(8);
+    let mut seq = 0u64;
+    let mut next_heartbeat = Instant::now();
+
+    loop {
+        let now = Instant::now();
+        if now >= next_heartbeat {
+            seq += 1;
+            channel.send(&WorkerToSupervisor::Heartbeat { seq })?;
+            channel.send(&WorkerToSupervisor::Stats(stats.snapshot()))?;
+            next_heartbeat = now + heartbeat;
+        }
+        let timeout = backstop.min(next_heartbeat.saturating_duration_since(now));
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(io(e));
+            }
+        }
+        // Drain on every wake-up, readable or not: the kernel batches
+        // wake-ups, so the timeout is the latency backstop.
+        drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats);
+        while let Some(msg) = channel.try_recv()? {
+            match msg {
+                SupervisorToWorker::Interfaces(ifaces) => ctx.set_interfaces(&ifaces),
+                SupervisorToWorker::Shutdown => {
+                    drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats);
+                    channel.send(&WorkerToSupervisor::Stats(stats.snapshot()))?;
+                    return Ok(());
+                }
+                SupervisorToWorker::Configure(_) => {
+                    return Err(ChannelError::BadConfig("Configure after startup"));
+                }
+            }
+        }
+    }
+}
+
+/// Consumes every record currently in the ring, then flushes the sink.
+fn drain<P: Protocol>(protocol: &mut P, ring: &mut RingBuf<MapData>, ctx: &mut Context, sink: &mut Sink, stats: &mut Stats) {
+    ctx.refresh_clock();
+    while let Some(item) = ring.next() {
+        stats.records += 1;
+        match RecordHeader::read(&item) {
+            Ok((hdr, payload)) => {
+                let record = Record { hdr, payload };
+                protocol.on_record(ctx, &record, &mut EventOut { sink, stats });
+            }
+            Err(_) => stats.drop(DROP_BAD_RECORD, 1),
+        }
+    }
+    protocol.on_tick(ctx, Instant::now(), &mut EventOut { sink, stats });
+    sink.flush(stats);
+}

@@ -1,0 +1,101 @@
+//! The worker's seccomp allow-list, installed after the ring buffer is
+//! mapped and before the first record is read.
+//!
+//! Everything a running worker does is reading/writing FDs it already holds,
+//! polling, the clock and memory management. No `open`, no `socket`, no
+//! `bpf`, no `execve`, no `ptrace`: a parser compromised by hostile bytes can
+//! write garbage to its own sink and nothing else. Anything outside the list
+//! kills the process (SIGSYS), which the supervisor reports and restarts.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    TargetArch,
+};
+
+/// Why the filter could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// The filter could not be built (a bug).
+    #[error("building the seccomp filter")]
+    Build(#[source] seccompiler::BackendError),
+    /// The architecture is not supported by seccompiler.
+    #[error("seccomp filter: unsupported architecture")]
+    Arch,
+    /// The kernel refused the filter (seccomp(SECCOMP_SET_MODE_FILTER)).
+    #[error("installing the seccomp filter (seccomp(SECCOMP_SET_MODE_FILTER))")]
+    Install(#[source] seccompiler::Error),
+}
+
+/// Syscalls allowed with any arguments.
+const ALLOWED: &[libc::c_long] = &[
+    // Event loop and FD I/O on FDs the worker already holds.
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_recvmsg,
+    libc::SYS_sendmsg,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_pwait,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_epoll_wait,
+    libc::SYS_close,
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    // Clock (normally vDSO; the fallback is a syscall).
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    // Memory management for the allocator (exec mappings are refused below).
+    libc::SYS_brk,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+    // Threads/locks and signals used by the Rust runtime.
+    libc::SYS_futex,
+    libc::SYS_sched_yield,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_sigaltstack,
+    libc::SYS_getrandom,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// mmap/mprotect allowed only without PROT_EXEC.
+const NO_EXEC: &[libc::c_long] = &[libc::SYS_mmap, libc::SYS_mprotect];
+
+/// Builds the filter program.
+pub fn build() -> Result<BpfProgram, SeccompError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|nr| (*nr, vec![])).collect();
+    for nr in NO_EXEC {
+        let cond = SeccompCondition::new(
+            2,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64),
+            0,
+        )
+        .map_err(SeccompError::Build)?;
+        rules.insert(*nr, vec![SeccompRule::new(vec![cond]).map_err(SeccompError::Build)?]);
+    }
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch)?;
+    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)
+        .map_err(SeccompError::Build)?;
+    filter.try_into().map_err(SeccompError::Build)
+}
+
+/// Installs the filter on every thread of the process. Requires
+/// no_new_privs (checked earlier by [`crate::privilege::verify_unprivileged`]).
+pub fn install() -> Result<(), SeccompError> {
+    let prog = build()?;
+    seccompiler::apply_filter_all_threads(&prog).map_err(SeccompError::Install)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filter_builds_for_this_arch() {
+        let prog = super::build().expect("filter builds");
+        assert!(prog.len() > 10);
+    }
+}

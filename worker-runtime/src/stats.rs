@@ -1,0 +1,50 @@
+//! The worker's counters: everything it consumed, wrote and lost.
+
+use std::collections::BTreeMap;
+
+use palisade_ipc::messages::{DropCount, WorkerStats};
+
+/// Drop reason: a ring record failed the header check (magic, ABI, length).
+pub const DROP_BAD_RECORD: &str = "bad_record";
+/// Drop reason: writing to the sink failed (disk full, pipe closed...).
+pub const DROP_SINK_ERROR: &str = "sink_error";
+/// Drop reason: a record of a kind this worker does not handle.
+pub const DROP_UNEXPECTED_KIND: &str = "unexpected_kind";
+
+/// Counters since this process started.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records consumed from the ring buffer.
+    pub records: u64,
+    /// Events written.
+    pub events: u64,
+    /// Bytes written to the sink.
+    pub bytes: u64,
+    drops: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    /// Counts `n` events lost for `reason` (snake_case, static).
+    pub fn drop(&mut self, reason: &'static str, n: u64) {
+        *self.drops.entry(reason).or_default() += n;
+    }
+
+    /// Total drops for one reason.
+    pub fn drops(&self, reason: &str) -> u64 {
+        self.drops.get(reason).copied().unwrap_or(0)
+    }
+
+    /// Snapshot for IPC.
+    pub fn snapshot(&self) -> WorkerStats {
+        WorkerStats {
+            records: self.records,
+            events: self.events,
+            bytes: self.bytes,
+            drops: self
+                .drops
+                .iter()
+                .map(|(reason, count)| DropCount { reason: (*reason).to_owned(), count: *count })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Palisade TLS worker library: parsing and event building.
+pub mod parse;
