@@ -697,7 +697,12 @@ static __always_inline void flow_update(struct __sk_buff *skb, const struct pal_
 	set.bytes[1] = to_client ? p->tcp_flags : 0;
 	if (p->tcp_flags & PAL_TCP_FIN)
 		set.bytes[PAL_FLAG_WORD_FIN] = to_client ? PAL_FIN_SERVER : PAL_FIN_CLIENT;
-	if (!set.word)
+	/*
+	 * Most segments bring no new flag (ACK again): skip the atomic, a
+	 * locked write to a line both directions share. A RST always reaches
+	 * the atomic: its flow is deleted on the first one.
+	 */
+	if ((*(volatile __u32 *)val->tcp_flags & set.word) == set.word)
 		return;
 	old.word = __sync_fetch_and_or((__u32 *)val->tcp_flags, set.word);
 

@@ -1,1 +1,400 @@
+//! Helpers for Palisade's integration tests: a two-namespace lab joined by a
+//! veth pair, the real `palisade` daemon running in one namespace, real
+//! peers (dnsmasq, dig) in the other, and readers for what comes out.
+//!
+//! Every test builds its own [`Lab`] (unique namespace names, so tests run in
+//! parallel) and the lab tears everything down on `Drop`, also when the test
+//! panics. Tests need root and a kernel with eBPF (see README.md here).
 
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead, BufReader},
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::{fs::PermissionsExt, process::CommandExt},
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Address of the sensor side (where palisade runs).
+pub const SENSOR_IP: &str = "198.18.0.1";
+/// Address of the peer side (dnsmasq etc.).
+pub const PEER_IP: &str = "198.18.0.2";
+/// Interface name in the sensor namespace.
+pub const SENSOR_IF: &str = "pal0";
+/// Interface name in the peer namespace.
+pub const PEER_IF: &str = "peer0";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Directory holding the workspace's built binaries (target/debug).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+}
+
+/// Path of a workspace binary, checked to exist.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} missing: run `cargo build --workspace --bins` first (scripts/test does)", p.display());
+    p
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two network namespaces joined by a veth pair, plus a scratch directory
+/// readable by unprivileged workers.
+#[derive(Debug)]
+pub struct Lab {
+    /// Unique id of this lab.
+    pub id: String,
+    /// Namespace where palisade runs.
+    pub sensor_ns: String,
+    /// Namespace of the peers.
+    pub peer_ns: String,
+    /// Scratch directory (mode 0755), removed on drop.
+    pub dir: PathBuf,
+    /// Pin root for this lab's daemon, removed on drop.
+    pub pin_root: PathBuf,
+    children: Mutex<Vec<Child>>,
+}
+
+impl Lab {
+    /// Builds the lab. `name` only makes debugging easier.
+    pub fn new(name: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}-{}-{n}", name.chars().take(10).collect::<String>(), std::process::id());
+        let sensor_ns = format!("pal-{id}-s");
+        let peer_ns = format!("pal-{id}-p");
+        let dir = std::env::temp_dir().join(format!("palisade-test-{id}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod scratch dir");
+        let pin_root = PathBuf::from(format!("/sys/fs/bpf/palisade-test-{id}"));
+        let lab = Self { id, sensor_ns, peer_ns, dir, pin_root, children: Mutex::new(Vec::new()) };
+        run(Command::new("ip").args(["netns", "add", &lab.sensor_ns]));
+        run(Command::new("ip").args(["netns", "add", &lab.peer_ns]));
+        run(Command::new("ip").args([
+            "link", "add", "name", SENSOR_IF, "netns", &lab.sensor_ns, "type", "veth", "peer", "name", PEER_IF, "netns",
+            &lab.peer_ns,
+        ]));
+        for (ns, ifname, ip) in [(&lab.sensor_ns, SENSOR_IF, SENSOR_IP), (&lab.peer_ns, PEER_IF, PEER_IP)] {
+            run(Command::new("ip").args(["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", ifname]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+        }
+        lab
+    }
+
+    /// A command that runs inside the peer namespace.
+    pub fn peer(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.peer_ns, program]);
+        c
+    }
+
+    /// A command that runs inside the sensor namespace.
+    pub fn sensor(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.sensor_ns, program]);
+        c
+    }
+
+    /// Starts a long-running process owned by the lab (killed on drop).
+    pub fn spawn(&self, mut cmd: Command) {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        self.children.lock().expect("lock").push(child);
+    }
+
+    /// Starts dnsmasq as the peer's DNS server: every name below
+    /// `example.test` resolves to 198.18.0.99 / 2001:db8::99. Its query log
+    /// goes to `<dir>/dnsmasq.log`.
+    pub fn start_dnsmasq(&self) {
+        let log = self.dir.join("dnsmasq.log");
+        let mut cmd = self.peer("dnsmasq");
+        cmd.args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &format!("--listen-address={PEER_IP}"),
+            "--address=/example.test/198.18.0.99",
+            "--address=/example.test/2001:db8::99",
+            "--log-queries",
+            &format!("--log-facility={}", log.display()),
+            &format!("--pid-file={}", self.dir.join("dnsmasq.pid").display()),
+        ]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        self.spawn(cmd);
+        // Ready when it answers.
+        wait_for(Duration::from_secs(5), "dnsmasq to answer", || {
+            let out = self.dig(&["+short", "ready.example.test", "A"]);
+            (out.contains("198.18.0.99")).then_some(())
+        });
+    }
+
+    /// Runs dig in the sensor namespace against the peer; returns stdout.
+    pub fn dig(&self, args: &[&str]) -> String {
+        let out = self
+            .sensor("dig")
+            .args([&format!("@{PEER_IP}"), "+tries=1", "+time=1"])
+            .args(args)
+            .output()
+            .expect("dig runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Programs attached at a TCX hook of the sensor interface, as the
+    /// kernel reports them (BPF_PROG_QUERY): (program id, name).
+    pub fn tcx_programs(&self, ingress: bool) -> Vec<(u32, String)> {
+        let netns = self.sensor_netns_fd();
+        // setns affects only the calling thread: query from a fresh one.
+        std::thread::spawn(move || {
+            // SAFETY: setns on a valid netns FD, on this thread only.
+            assert_eq!(unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            let hook = if ingress { aya::programs::TcAttachType::Ingress } else { aya::programs::TcAttachType::Egress };
+            let (_, progs) = aya::programs::SchedClassifier::query_tcx(SENSOR_IF, hook).expect("BPF_PROG_QUERY");
+            progs.iter().map(|p| (p.id(), p.name_as_str().unwrap_or_default().to_owned())).collect()
+        })
+        .join()
+        .expect("query thread")
+    }
+
+    /// Opens the sensor namespace (for `setns`).
+    pub fn sensor_netns_fd(&self) -> OwnedFd {
+        fs::File::open(format!("/run/netns/{}", self.sensor_ns)).expect("open netns").into()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for mut c in self.children.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.sensor_ns]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.peer_ns]).status();
+        let _ = fs::remove_dir_all(&self.pin_root);
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("lab {} kept {} for inspection", self.id, self.dir.display());
+        }
+    }
+}
+
+/// A running `palisade run --foreground` in the lab's sensor namespace.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    /// Control socket path.
+    pub control: PathBuf,
+    /// Config file written for this daemon.
+    pub config: PathBuf,
+    /// Daemon stderr log.
+    pub log: PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// Extra TOML for the config (worker sections etc.).
+pub fn base_config(lab: &Lab, extra: &str) -> String {
+    format!(
+        "interfaces = [\"{SENSOR_IF}\"]\n[paths]\ncontrol_socket = \"{}\"\npin_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\n{extra}",
+        lab.dir.join("control.sock").display(),
+        lab.pin_root.display(),
+        lab.dir.join("state").display(),
+        lab.dir.join("log").display(),
+    )
+}
+
+impl Daemon {
+    /// Starts the daemon with `config` (TOML) and extra args; waits until
+    /// the control socket answers.
+    pub fn start(lab: &Lab, config: &str, extra_args: &[&str]) -> Self {
+        let config_path = lab.dir.join("palisade.toml");
+        fs::write(&config_path, config).expect("write config");
+        let log = lab.dir.join("daemon.log");
+        let netns = lab.sensor_netns_fd();
+        let raw = netns.as_raw_fd();
+        let mut cmd = Command::new(bin("palisade"));
+        cmd.args(["run", "--foreground", "--config"])
+            .arg(&config_path)
+            .args(extra_args)
+            .env("PALISADE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).expect("daemon log"));
+        // SAFETY: setns is async-signal-safe; `netns` outlives spawn().
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn palisade run");
+        drop(netns);
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let control = lab.dir.join("control.sock");
+        let daemon = Self { child: Some(child), control, config: config_path, log, lines };
+        wait_for(Duration::from_secs(20), "the control socket", || {
+            daemon.assert_alive();
+            daemon.ctl(&["version"]).status.success().then_some(()).filter(|()| daemon.status_json().is_some())
+        });
+        daemon
+    }
+
+    /// Panics (with the daemon log) if the daemon exited.
+    pub fn assert_alive(&self) {
+        if let Some(c) = self.child.as_ref() {
+            // try_wait needs &mut; check /proc instead.
+            let stat = fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap_or("X");
+            assert!(state != "Z" && state != "X", "palisade exited; log:\n{}", self.log_text());
+        }
+    }
+
+    /// The daemon's stderr so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Pid of the daemon.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    /// Runs a `palisade` CLI subcommand against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("palisade"));
+        cmd.args(args).arg("--control-socket").arg(&self.control);
+        cmd.output().expect("palisade cli")
+    }
+
+    /// `palisade status --json`, parsed; `None` if it did not answer.
+    pub fn status_json(&self) -> Option<Value> {
+        let out = self.ctl(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Worker entries of the status, by name.
+    pub fn workers(&self) -> BTreeMap<String, Value> {
+        let status = self.status_json().expect("status answers");
+        status["workers"]
+            .as_array()
+            .expect("workers array")
+            .iter()
+            .map(|w| (w["kind"].as_str().unwrap_or_default().to_owned(), w.clone()))
+            .collect()
+    }
+
+    /// Waits until every worker is running; returns their pids.
+    pub fn wait_healthy(&self) -> BTreeMap<String, u32> {
+        wait_for(Duration::from_secs(10), "four running workers", || {
+            let w = self.workers();
+            let ok = w.len() == 4 && w.values().all(|v| v["state"] == "running" && v["last_heartbeat_ms_ago"].is_u64());
+            ok.then(|| w.iter().map(|(k, v)| (k.clone(), v["pid"].as_u64().unwrap_or(0) as u32)).collect())
+        })
+    }
+
+    /// Every event line so far, parsed.
+    pub fn events(&self) -> Vec<Value> {
+        self.lines.lock().expect("lock").iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Raw output lines so far.
+    pub fn raw_lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lock").clone()
+    }
+
+    /// Waits for an event satisfying `pred`.
+    pub fn wait_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_for(timeout, what, || self.events().into_iter().find(|e| pred(e)))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "palisade did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- palisade log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// Fields of /proc/PID/status, by key.
+pub fn proc_status(pid: u32) -> BTreeMap<String, String> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}

@@ -62,6 +62,10 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_exit_group,
 ];
 
+/// fcntl only as F_GETFD: Rust's `OwnedFd` drop checks the FD is open with
+/// it in debug builds. No flag changes once the filter is in.
+const FCNTL_GETFD_ONLY: libc::c_long = libc::SYS_fcntl;
+
 /// mmap/mprotect allowed only without PROT_EXEC.
 const NO_EXEC: &[libc::c_long] = &[libc::SYS_mmap, libc::SYS_mprotect];
 
@@ -78,6 +82,9 @@ pub fn build() -> Result<BpfProgram, SeccompError> {
         .map_err(SeccompError::Build)?;
         rules.insert(*nr, vec![SeccompRule::new(vec![cond]).map_err(SeccompError::Build)?]);
     }
+    let getfd = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::F_GETFD as u64)
+        .map_err(SeccompError::Build)?;
+    rules.insert(FCNTL_GETFD_ONLY, vec![SeccompRule::new(vec![getfd]).map_err(SeccompError::Build)?]);
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch)?;
     let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)
         .map_err(SeccompError::Build)?;

@@ -95,7 +95,9 @@ struct pal_record_hdr {
 
 /*
  * Payload of PAL_KIND_FLOW_START / PAL_KIND_FLOW_END. The header's
- * addresses/ports/MACs are oriented client (first packet's sender) -> server.
+ * addresses/ports/MACs are oriented client (first packet's sender) -> server;
+ * its ts_boot_ns, ifindex and direction are those of the packet that produced
+ * the record (the first packet, or the RST / second FIN).
  */
 struct pal_flow_record {
 	__u64 first_seen_ns;     /* boot ns of the first packet */
@@ -110,7 +112,10 @@ struct pal_flow_record {
 	__u8 _pad[5];
 };
 
-/* Key of the pal_flows LRU hash: the direction-normalized 5-tuple. */
+/*
+ * Key of the pal_flows LRU hash: the direction-normalized 5-tuple. Endpoints
+ * are ordered by address (as a 128-bit big-endian number), then by port.
+ */
 struct pal_flow_key {
 	__u8 addr_lo[16];  /* the numerically lower (addr, port) endpoint */
 	__u8 addr_hi[16];
@@ -118,10 +123,14 @@ struct pal_flow_key {
 	__u16 port_hi;
 	__u8 l4_proto;
 	__u8 ip_version;
-	__u16 vlan_id;
+	__u16 vlan_id;     /* 0 when untagged */
 };
 
-/* Value of the pal_flows LRU hash. */
+/*
+ * Value of the pal_flows LRU hash. tcp_flags[2], client_is_lo and fin_mask
+ * form one aligned 32-bit word that the program updates with one atomic OR
+ * (palisade.bpf.c asserts this at compile time): keep them together.
+ */
 struct pal_flow_value {
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;

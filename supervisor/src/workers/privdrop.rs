@@ -87,3 +87,18 @@ pub unsafe fn drop_in_child(creds: Credentials, ipc_fd: libc::c_int, last_cap: u
     }
     Ok(())
 }
+
+/// Restores default signal dispositions that exec would otherwise inherit
+/// (the supervisor ignores SIGPIPE) and unblocks every signal.
+///
+/// # Safety
+/// Between fork and exec only.
+pub unsafe fn reset_signals() {
+    // SAFETY: plain libc calls on a zeroed, initialised sigset.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}

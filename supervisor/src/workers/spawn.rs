@@ -56,9 +56,60 @@ pub fn worker_binary(kind: WorkerKind, configured: Option<&Path>) -> PathBuf {
     Path::new(paths::LIBEXEC_DIR).join(file)
 }
 
+/// argv for `execveat`, built before fork (no allocation in the child).
+struct ExecArgs {
+    /// The binary, opened by the supervisor (root) so the worker user needs
+    /// no search permission on its directories and a path swap after the
+    /// open cannot change what runs.
+    fd: OwnedFd,
+    _argv0: std::ffi::CString,
+    argv: [*const libc::c_char; 2],
+    envp: [*const libc::c_char; 1],
+}
+
+// SAFETY: the pointers point into `_argv0`, owned by the same struct and
+// never mutated; the child only reads them.
+unsafe impl Send for ExecArgs {}
+// SAFETY: as above.
+unsafe impl Sync for ExecArgs {}
+
+impl ExecArgs {
+    fn new(binary: &Path) -> std::io::Result<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let file = std::fs::File::open(binary)?;
+        // Keep it clear of FD 3, which the child overwrites with the socket.
+        let fd = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)).map_err(std::io::Error::from)?;
+        // SAFETY: F_DUPFD_CLOEXEC returned a new FD we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let argv0 = std::ffi::CString::new(binary.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        let argv = [argv0.as_ptr(), std::ptr::null()];
+        Ok(Self { fd, _argv0: argv0, argv, envp: [std::ptr::null()] })
+    }
+
+    /// execveat(fd, "", argv, {}, AT_EMPTY_PATH); returns only on failure.
+    ///
+    /// # Safety
+    /// Between fork and exec only.
+    unsafe fn exec(&self) -> std::io::Error {
+        // SAFETY: valid FD, NUL-terminated argv/envp arrays that outlive the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                self.fd.as_raw_fd(),
+                c"".as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+        }
+        std::io::Error::last_os_error()
+    }
+}
+
 /// Forks and execs `binary` as `creds` with only the IPC socket at FD 3
 /// (FDs 0-2 are /dev/null) and an empty environment.
 pub fn spawn(binary: &Path, creds: Credentials) -> Result<Spawned, SpawnError> {
+    let exec = ExecArgs::new(binary).map_err(|source| SpawnError::Exec { path: binary.to_owned(), source })?;
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -73,9 +124,15 @@ pub fn spawn(binary: &Path, creds: Credentials) -> Result<Spawned, SpawnError> {
     let theirs_raw = theirs.as_raw_fd();
     let mut cmd = Command::new(binary);
     cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).current_dir("/");
-    // SAFETY: drop_in_child makes raw syscalls only, as pre_exec requires.
+    // SAFETY: drop_in_child and exec make raw syscalls only, as pre_exec
+    // requires. The exec happens here (execveat on the FD opened above), so
+    // std's own execvp never runs; std still reports our error if it fails.
     unsafe {
-        cmd.pre_exec(move || privdrop::drop_in_child(creds, theirs_raw, last_cap, parent));
+        cmd.pre_exec(move || {
+            privdrop::drop_in_child(creds, theirs_raw, last_cap, parent)?;
+            privdrop::reset_signals();
+            Err(exec.exec())
+        });
     }
     let child = cmd.spawn().map_err(|source| SpawnError::Exec { path: binary.to_owned(), source })?;
     drop(theirs);

@@ -1,7 +1,7 @@
 //! Zero-I/O DNS message parser (RFC 1035 and successors): bytes in, typed
 //! values or a small `Copy` error out.
 //!
-//! Everything reads through one checked cursor ([`cursor`]): no indexing, no
+//! Everything reads through one checked cursor (`cursor.rs`): no indexing, no
 //! `unwrap`, no `unsafe`, and every loop is bounded (by the bytes left, by
 //! [`MAX_RECORDS`], or by [`name::MAX_POINTERS`]). Rejecting input never
 //! allocates.

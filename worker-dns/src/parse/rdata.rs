@@ -63,8 +63,8 @@ impl Sshfp {
     }
 }
 
-/// Decoded record data. Which variant a type decodes to is fixed by
-/// [`Rdata::parse`]; every type not listed there is [`Rdata::Unknown`].
+/// Decoded record data, one variant per decoded type (TXT and SPF share
+/// one); every other type is [`Rdata::Unknown`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rdata {
     A(Ipv4Addr),

@@ -1,0 +1,64 @@
+//! A deliberately misbehaving worker, configured in a real worker's place by
+//! the integration tests. Its file name (a symlink made by the test) selects
+//! the attack and the worker kind: `hostile-<attack>-<kind>`, attack one of
+//! `oversized`, `wrongversion`, `garbage`, `unexpected`, `fds`.
+
+use std::{
+    io::IoSlice,
+    os::fd::{BorrowedFd, RawFd},
+    time::Duration,
+};
+
+use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+use palisade_ipc::{
+    MAX_FRAME, codec,
+    handshake::{Hello, Role},
+    messages::{WorkerKind, WorkerToSupervisor},
+    transport,
+};
+
+fn raw_send(frame: &[u8], fds: &[RawFd]) {
+    let iov = [IoSlice::new(frame)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+    let _ = sendmsg::<UnixAddr>(3, &iov, cmsgs, MsgFlags::empty(), None);
+}
+
+fn main() {
+    let name = std::env::args().next().unwrap_or_default();
+    let name = name.rsplit('/').next().unwrap_or_default().to_owned();
+    let mut parts = name.split('-').skip(1);
+    let attack = parts.next().unwrap_or_default().to_owned();
+    let kind = parts.next().and_then(WorkerKind::from_name).unwrap_or(WorkerKind::Dns);
+    // SAFETY: FD 3 is the IPC socket by the startup contract.
+    let sock = unsafe { BorrowedFd::borrow_raw(3) };
+    let hello = Hello::ours(Role::Worker(kind)).encode();
+    match attack.as_str() {
+        "wrongversion" => {
+            let mut bad = hello;
+            bad[4] = 0xe7;
+            bad[5] = 0x03; // version 999
+            raw_send(&bad, &[]);
+        }
+        "garbage" => raw_send(b"\xde\xad\xbe\xef not a hello", &[]),
+        _ => {
+            let _ = transport::send_frame(sock, &hello, &[]);
+            let mut buf = vec![0u8; MAX_FRAME];
+            // Supervisor hello, then Configure with FDs.
+            let _ = transport::recv_frame(sock, &mut buf);
+            let _ = transport::recv_frame(sock, &mut buf);
+            match attack.as_str() {
+                "oversized" => raw_send(&vec![0u8; MAX_FRAME + 4096], &[]),
+                "unexpected" => {
+                    // Heartbeat before Ready: not allowed in AwaitReady.
+                    let frame = codec::encode(&WorkerToSupervisor::Heartbeat { seq: 1 }).unwrap_or_default();
+                    raw_send(&frame, &[]);
+                }
+                "fds" => raw_send(&codec::encode(&WorkerToSupervisor::Ready).unwrap_or_default(), &[0, 1]),
+                _ => {}
+            }
+        }
+    }
+    // Stay alive: the supervisor must kill us.
+    std::thread::sleep(Duration::from_secs(30));
+}

@@ -1,0 +1,46 @@
+//! A worker that goes through the real startup contract
+//! (`palisade_worker_runtime::startup`: privilege check, handshake, ring
+//! buffer, seccomp, Ready) and then tries one forbidden thing, selected by
+//! its file name `probe-<action>-<kind>`: `open`, `socket`, `bpf`, `execve`,
+//! `ptrace`. Seccomp must kill it with SIGSYS, which the supervisor reports.
+
+use std::time::Duration;
+
+use palisade_ipc::messages::WorkerKind;
+
+fn main() {
+    let name = std::env::args().next().unwrap_or_default();
+    let name = name.rsplit('/').next().unwrap_or_default().to_owned();
+    let mut parts = name.split('-').skip(1);
+    let action = parts.next().unwrap_or_default().to_owned();
+    let kind = parts.next().and_then(WorkerKind::from_name).unwrap_or(WorkerKind::Dns);
+    let Ok(_started) = palisade_worker_runtime::startup(kind) else {
+        std::process::exit(99);
+    };
+    // SAFETY: raw syscalls with valid (or null) arguments; each is expected
+    // to kill the process before returning.
+    unsafe {
+        match action.as_str() {
+            "open" => {
+                libc::open(c"/etc/shadow".as_ptr(), libc::O_RDONLY);
+            }
+            "socket" => {
+                libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            }
+            "bpf" => {
+                libc::syscall(libc::SYS_bpf, 5 /* BPF_PROG_LOAD */, std::ptr::null::<u8>(), 0);
+            }
+            "execve" => {
+                libc::execve(c"/bin/sh".as_ptr(), std::ptr::null(), std::ptr::null());
+            }
+            "ptrace" => {
+                libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            }
+            _ => {}
+        }
+    }
+    // Only reached if the syscall was allowed: exit with a status the test
+    // recognises as a seccomp hole.
+    std::thread::sleep(Duration::from_millis(10));
+    std::process::exit(42);
+}
