@@ -243,6 +243,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
 mod tests {
     use super::*;
 

@@ -188,18 +188,16 @@ impl Daemon {
             for slot in self.slots.values_mut() {
                 slot.tick(poll.registry(), now);
             }
-            if let Some(deadline) = shutdown_deadline {
-                if self.slots.values().all(WorkerSlot::is_down) || now >= deadline {
+            if let Some(deadline) = shutdown_deadline
+                && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline) {
                     break;
                 }
-            }
             let next = self.slots.values().filter_map(WorkerSlot::next_deadline).min();
             let timeout = next.map_or(IDLE_TICK, |d| d.saturating_duration_since(now).min(IDLE_TICK));
-            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
+            if let Err(e) = poll.poll(&mut events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(DaemonError::Io { what: "epoll_wait".into(), source: e });
                 }
-            }
             for event in &events {
                 match event.token() {
                     SIGNALS => {

@@ -320,8 +320,9 @@ impl Daemon {
     /// Worker entries of the status, by name.
     pub fn workers(&self) -> BTreeMap<String, Value> {
         let status = self.status_json().expect("status answers");
-        status["workers"]
-            .as_array()
+        status
+            .get("workers")
+            .and_then(Value::as_array)
             .expect("workers array")
             .iter()
             .map(|w| (w["kind"].as_str().unwrap_or_default().to_owned(), w.clone()))

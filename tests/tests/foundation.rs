@@ -1,3 +1,5 @@
+#![expect(clippy::indexing_slicing, reason = "tests index JSON values and /proc fields; a panic is a test failure")]
+
 //! The foundation issue's end-to-end assertions: DNS events from real
 //! traffic, unprivileged workers, restart without loss, hostile workers,
 //! control-socket permissions, clean shutdown.
@@ -136,7 +138,7 @@ fn workers_run_unprivileged_with_only_their_fds() {
 
         // Not dumpable: even its own uid cannot read its memory or environment.
         let peek = Command::new("setpriv")
-            .args(["--reuid", &s["Uid"].split_whitespace().next().unwrap_or("65534").to_owned()])
+            .args(["--reuid", s["Uid"].split_whitespace().next().unwrap_or("65534")])
             .args(["--regid", "65534", "--clear-groups", "cat"])
             .arg(format!("/proc/{pid}/environ"))
             .output()
@@ -202,7 +204,7 @@ fn killed_worker_is_back_within_a_second_and_loses_nothing() {
     let killed_at = Instant::now();
     // More traffic while no dns worker process exists at all.
     lab.dig(&["+short", "gap.example.test", "A"]);
-    let new = wait_for(Duration::from_secs(2), "a new dns worker", || {
+    wait_for(Duration::from_secs(2), "a new dns worker", || {
         let w = &daemon.workers()["dns"];
         let pid = w["pid"].as_u64()? as u32;
         (pid != old && w["state"] == "running").then_some(pid)

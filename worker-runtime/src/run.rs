@@ -177,11 +177,10 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
             next_heartbeat = now + heartbeat;
         }
         let timeout = backstop.min(next_heartbeat.saturating_duration_since(now));
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-            if e.kind() != std::io::ErrorKind::Interrupted {
+        if let Err(e) = poll.poll(&mut events, Some(timeout))
+            && e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(io(e));
             }
-        }
         // Drain on every wake-up, readable or not: the kernel batches
         // wake-ups, so the timeout is the latency backstop.
         drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats);

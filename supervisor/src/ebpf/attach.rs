@@ -29,7 +29,7 @@ pub enum AttachError {
     Program { name: &'static str },
     /// Attaching failed (BPF_LINK_CREATE for TCX, netlink for clsact).
     #[error("attaching {program} to {ifname} {direction} (BPF_LINK_CREATE / netlink)")]
-    Attach { program: &'static str, ifname: String, direction: &'static str, #[source] source: aya::programs::ProgramError },
+    Attach { program: &'static str, ifname: String, direction: &'static str, #[source] source: Box<aya::programs::ProgramError> },
     /// The TCX link is not an FD link (a bug).
     #[error("link on {ifname} is not an FD link")]
     Link { ifname: String, #[source] source: aya::programs::links::LinkError },
@@ -123,7 +123,7 @@ impl Links {
             program: hook.program,
             ifname: ifname.to_owned(),
             direction: hook.direction,
-            source,
+            source: Box::new(source),
         };
         if !has_tcx() {
             // clsact: the filter lives as long as the qdisc; not pinnable.

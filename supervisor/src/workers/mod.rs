@@ -383,11 +383,10 @@ impl WorkerSlot {
             } else {
                 None
             };
-            if let Some(reason) = reason {
-                if p.killed_for.is_none() {
+            if let Some(reason) = reason
+                && p.killed_for.is_none() {
                     self.kill(registry, reason);
                 }
-            }
         } else if self.restart_at.is_some_and(|t| now >= t) {
             self.start(registry);
         }

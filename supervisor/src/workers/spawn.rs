@@ -48,11 +48,10 @@ pub fn worker_binary(kind: WorkerKind, configured: Option<&Path>) -> PathBuf {
         return p.to_owned();
     }
     let file = format!("palisade-worker-{}", kind.name());
-    if let Some(sibling) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join(&file))) {
-        if sibling.exists() {
+    if let Some(sibling) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join(&file)))
+        && sibling.exists() {
             return sibling;
         }
-    }
     Path::new(paths::LIBEXEC_DIR).join(file)
 }
 
