@@ -6,6 +6,7 @@
 //! parallel) and the lab tears everything down on `Drop`, also when the test
 //! panics. Tests need root and a kernel with eBPF (see README.md here).
 
+pub mod corpus;
 use std::{
     collections::BTreeMap,
     fs,

@@ -4,6 +4,7 @@
 //! and every question is kept (`queries`), with the first one also flat as
 //! `rrname`/`rrtype` for compatibility with simple pipelines.
 
+use palisade_worker_runtime::eve::{Mac, Timestamp};
 use serde::Serialize;
 
 use crate::parse::{Message, Record};
@@ -33,7 +34,8 @@ pub struct Answer {
 /// The `dns` object of an event.
 #[derive(Debug, Serialize)]
 pub struct DnsBody {
-    /// `query` or `answer`.
+    /// `query`, `answer`, or `unanswered` (a query that got no answer
+    /// within the correlation timeout).
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Transaction id.
@@ -76,6 +78,17 @@ pub struct DnsBody {
     /// Set when a later section was malformed: its snake_case reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partial: Option<&'static str>,
+    /// MAC address of the client (query sender / answer receiver).
+    pub client_mac: Mac,
+    /// Answers: when the matching query was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_timestamp: Option<Timestamp>,
+    /// Answers: milliseconds between query and answer, as seen here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// Unanswered queries: how long we waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 fn answer(r: &Record) -> Answer {
@@ -84,7 +97,7 @@ fn answer(r: &Record) -> Answer {
 
 impl DnsBody {
     /// Builds the body from a (possibly partial) message.
-    pub fn new(m: &Message, partial: Option<&'static str>) -> Self {
+    pub fn new(m: &Message, partial: Option<&'static str>, client_mac: Mac) -> Self {
         let h = &m.header;
         let first = m.questions.first();
         Self {
@@ -106,6 +119,10 @@ impl DnsBody {
             answers: m.answers.iter().map(answer).collect(),
             authorities: m.authority.iter().map(answer).collect(),
             partial,
+            client_mac,
+            query_timestamp: None,
+            rtt_ms: None,
+            timeout_ms: None,
         }
     }
 }

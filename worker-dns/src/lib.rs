@@ -1,3 +1,6 @@
-//! Palisade DNS worker library: parsing and event building.
+//! Palisade DNS worker library: parsing, TCP reassembly, query/answer
+//! correlation and event building. `main.rs` wires them to the runtime.
+pub mod correlate;
 pub mod event;
 pub mod parse;
+pub mod tcp;

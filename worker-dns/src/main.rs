@@ -2,11 +2,20 @@
 //!
 //! Started by `palisade run` only (it refuses to run privileged or by hand).
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Instant};
 
+use palisade_ebpf::RecordHeader;
 use palisade_ipc::messages::WorkerKind;
-use palisade_worker_dns::{event::DnsBody, parse};
-use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
+use palisade_worker_dns::{
+    correlate::{Correlator, QueryKey, TIMEOUT_NS, Track},
+    event::DnsBody,
+    parse,
+    tcp::Reassembler,
+};
+use palisade_worker_runtime::{
+    EventOut, Protocol, Record,
+    eve::{self, Mac},
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -16,31 +25,22 @@ struct DnsEvent {
     dns: DnsBody,
 }
 
-struct Dns;
-
-/// The DNS message inside a record: UDP payload as is; over TCP, one
-/// message behind its 2-byte length prefix (a segment that starts a
-/// message; reassembly across segments is not done yet).
-fn message_bytes<'a>(record: &Record<'a>) -> Result<&'a [u8], &'static str> {
-    if record.hdr.l4_proto != 6 {
-        return Ok(record.payload);
-    }
-    let (len, rest) = record.payload.split_first_chunk::<2>().ok_or("dns_tcp_short")?;
-    let len = usize::from(u16::from_be_bytes(*len));
-    rest.get(..len).ok_or("dns_tcp_segmented")
+/// What is kept of a query until its answer (or timeout).
+struct QueryInfo {
+    hdr: RecordHeader,
+    body: DnsBody,
 }
 
-impl Protocol for Dns {
-    const KIND: WorkerKind = WorkerKind::Dns;
+#[derive(Default)]
+struct Dns {
+    tcp: Reassembler,
+    pending: Correlator<QueryInfo>,
+}
 
-    fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
-        if record.hdr.kind != palisade_ebpf::KIND_DNS {
-            return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
-        }
-        let bytes = match message_bytes(record) {
-            Ok(b) => b,
-            Err(reason) => return out.drop(reason),
-        };
+const TCP: u8 = 6;
+
+impl Dns {
+    fn on_message(&mut self, ctx: &eve::Context, hdr: &RecordHeader, bytes: &[u8], out: &mut EventOut<'_>) {
         let parsed = match parse::parse_message_partial(bytes) {
             Ok(p) => p,
             Err(e) => return out.drop(e.kind.reason()),
@@ -50,10 +50,62 @@ impl Protocol for Dns {
             // The event is still written; the malformed section is counted.
             out.drop(reason);
         }
-        out.emit(&DnsEvent { common: eve::Common::new(ctx, "dns", &record.hdr), dns: DnsBody::new(&parsed.message, partial) });
+        let m = &parsed.message;
+        let common = eve::Common::new(ctx, "dns", hdr);
+        let client_mac = Mac(if m.header.qr { hdr.dst_mac } else { hdr.src_mac });
+        let mut body = DnsBody::new(m, partial, client_mac);
+        if m.header.qr {
+            let key: QueryKey = (common.dest_ip, hdr.dst_port, common.src_ip, hdr.src_port, hdr.l4_proto, m.header.id);
+            if let Some(q) = self.pending.answer(&key) {
+                body.query_timestamp = Some(ctx.wall(q.ts_ns));
+                body.rtt_ms = Some(hdr.ts_boot_ns.saturating_sub(q.ts_ns) as f64 / 1e6);
+            }
+        } else {
+            let key: QueryKey = (common.src_ip, hdr.src_port, common.dest_ip, hdr.dst_port, hdr.l4_proto, m.header.id);
+            let kept = QueryInfo { hdr: *hdr, body: DnsBody::new(m, partial, client_mac) };
+            if self.pending.query(key, hdr.ts_boot_ns, kept) == Track::Full {
+                out.drop("dns_correlation_full");
+            }
+        }
+        out.emit(&DnsEvent { common, dns: body });
+    }
+}
+
+impl Protocol for Dns {
+    const KIND: WorkerKind = WorkerKind::Dns;
+
+    fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
+        let hdr = &record.hdr;
+        if hdr.kind != palisade_ebpf::KIND_DNS {
+            return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
+        }
+        if hdr.l4_proto != TCP {
+            return self.on_message(ctx, hdr, record.payload, out);
+        }
+        if hdr.flags & palisade_ebpf::FLAG_TRUNCATED != 0 {
+            // Bytes are missing from this segment: the stream cannot be followed.
+            out.drop("dns_tcp_segment_truncated");
+        }
+        let key = (eve::addr(hdr.ip_version, hdr.src_addr), hdr.src_port, eve::addr(hdr.ip_version, hdr.dst_addr), hdr.dst_port);
+        let fed = self.tcp.feed(key, record.payload);
+        for reason in fed.drops {
+            out.drop(reason);
+        }
+        for msg in fed.messages {
+            self.on_message(ctx, hdr, &msg, out);
+        }
+    }
+
+    fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
+        for (_, q) in self.pending.expire(ctx.boot_now_ns()) {
+            let mut body = q.info.body;
+            body.kind = "unanswered";
+            body.timeout_ms = Some(TIMEOUT_NS / 1_000_000);
+            out.emit(&DnsEvent { common: eve::Common::new(ctx, "dns", &q.info.hdr), dns: body });
+        }
     }
 }
 
 fn main() -> ExitCode {
-    palisade_worker_runtime::run(Dns)
+    palisade_worker_runtime::run(Dns::default())
 }

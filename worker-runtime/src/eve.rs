@@ -15,6 +15,8 @@ pub struct Context {
     names: HashMap<u32, String>,
     /// CLOCK_REALTIME - CLOCK_BOOTTIME, in ns, refreshed once per drain.
     boot_to_wall_ns: i128,
+    /// CLOCK_BOOTTIME at the last refresh (the kernel's record clock).
+    boot_now_ns: u64,
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
@@ -32,7 +34,14 @@ impl Context {
 
     /// Re-reads the clocks (call once per drain).
     pub fn refresh_clock(&mut self) {
-        self.boot_to_wall_ns = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
+        let boot = clock_ns(libc::CLOCK_BOOTTIME);
+        self.boot_to_wall_ns = clock_ns(libc::CLOCK_REALTIME) - boot;
+        self.boot_now_ns = u64::try_from(boot).unwrap_or(0);
+    }
+
+    /// Boot-clock time of the last refresh, comparable with record stamps.
+    pub fn boot_now_ns(&self) -> u64 {
+        self.boot_now_ns
     }
 
     /// Wall-clock time of a boot-time stamp.

@@ -1,0 +1,703 @@
+//! DNS conformance against the reference corpus (`../shared/corpus`).
+//!
+//! Every capture under `pcaps/dns/` is replayed live (tcpreplay out of the
+//! peer's veth end, so the daemon's TC programs see the frames on `pal0`
+//! ingress) and the DNS events that come out are compared with the records
+//! of `expected/dns.jsonl`. One report lists, per capture and frame, every
+//! missing record, extra event and differing field; the test fails if there
+//! is anything in it. Captures named `malformed_*` must also leave the daemon
+//! and the DNS worker running (same pid) and raise the worker's drop counters.
+//!
+//! Matching: each event is tied to the first not yet used frame of the
+//! capture with the same transport, addresses, ports, DNS id and QR bit
+//! (read from the frame's bytes); an expected record takes the event of its
+//! frame. Records left over take the first left-over event with the same
+//! transport, addresses and ports (so a wrong id or QR shows as a differing
+//! field rather than as missing + extra). Events still left are extra.
+//!
+//! Field names: the corpus writes `dst_ip`/`dst_port`/`transport`/`qname`/
+//! `qtype`/`qr: query|response`/`answers[].name|type|data` where our events
+//! have `dest_ip`/`dest_port`/`proto`/`dns.rrname`/`dns.rrtype`/
+//! `dns.type: query|answer`/`dns.answers[].rrname|rrtype|rdata`. `flags` is
+//! compared as a number (`"0x0120"` == `"120"`). Differences on fields in a
+//! record's `peer_fields` are hard ("peer"); others are tshark's reading
+//! ("tshark"). Checks on what the replayed frame itself fixes (MACs,
+//! interface, direction, VLAN) are listed as "frame"; an event marked
+//! `dns.partial` for a message of a well-formed capture that tshark decodes
+//! without error is listed as "decode". All of them fail the test.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use palisade_tests::{
+    Daemon, Lab, SENSOR_IF, base_config,
+    corpus::{self, Capture, EventCursor, Frame, Packet},
+    run,
+};
+use serde_json::Value;
+
+/// Replay rate: slow enough to keep order and lose nothing, fast enough.
+const PPS: u32 = 2000;
+/// After the expected number of events arrived: wait this long for extras.
+const SETTLE: Duration = Duration::from_millis(300);
+/// When fewer events than expected arrive: give up after this much silence.
+const QUIET: Duration = Duration::from_millis(1000);
+/// Hard cap per capture.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Fields of the corpus that no event field corresponds to.
+const NOT_CARRIED: &[&str] = &["qdcount", "ancount", "tshark_malformed"];
+/// Bookkeeping fields of the corpus, not values.
+const METADATA: &[&str] = &["pcap", "source", "peer_fields", "disagreements", "note", "msg_index"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Group {
+    Peer,
+    Tshark,
+    Frame,
+    Decode,
+}
+
+impl Group {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Peer => "peer",
+            Self::Tshark => "tshark",
+            Self::Frame => "frame",
+            Self::Decode => "decode",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Diff {
+    group: Group,
+    field: String,
+    expected: String,
+    got: String,
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "(absent)".to_owned(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// The (transport, src, sport, dst, dport) of an event.
+fn event_tuple(e: &Value) -> Option<(String, IpAddr, u64, IpAddr, u64)> {
+    Some((
+        e["proto"].as_str()?.to_ascii_lowercase(),
+        e["src_ip"].as_str()?.parse().ok()?,
+        e["src_port"].as_u64()?,
+        e["dest_ip"].as_str()?.parse().ok()?,
+        e["dest_port"].as_u64()?,
+    ))
+}
+
+fn packet_tuple(p: &Packet) -> (String, IpAddr, u64, IpAddr, u64) {
+    (p.transport().to_owned(), p.src_ip, u64::from(p.src_port), p.dst_ip, u64::from(p.dst_port))
+}
+
+fn expected_tuple(r: &Value) -> Option<(String, IpAddr, u64, IpAddr, u64)> {
+    Some((
+        r["transport"].as_str()?.to_owned(),
+        r["src_ip"].as_str()?.parse().ok()?,
+        r["src_port"].as_u64()?,
+        r["dst_ip"].as_str()?.parse().ok()?,
+        r["dst_port"].as_u64()?,
+    ))
+}
+
+/// DNS id and QR bit at the start of a frame's DNS message (after the
+/// 2-byte length over TCP), for port-53 frames with payload.
+fn frame_dns_key(p: &Packet) -> Option<(u64, bool)> {
+    if p.src_port != 53 && p.dst_port != 53 {
+        return None;
+    }
+    let off = if p.l4_proto == 6 { 2 } else { 0 };
+    let id = u16::from_be_bytes([*p.payload.get(off)?, *p.payload.get(off + 1)?]);
+    let qr = p.payload.get(off + 2)? & 0x80 != 0;
+    Some((u64::from(id), qr))
+}
+
+fn event_qr(e: &Value) -> Option<bool> {
+    e["dns"]["qr"].as_bool().or_else(|| e["dns"]["type"].as_str().map(|t| t == "answer"))
+}
+
+/// Parses `"0x8180"` or `"8180"` as hex.
+fn hex_flags(v: &Value) -> Option<u64> {
+    let s = v.as_str()?;
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+}
+
+fn cmp(diffs: &mut Vec<Diff>, group: Group, field: &str, expected: &Value, got: Option<&Value>, equal: bool) {
+    if !equal {
+        diffs.push(Diff { group, field: field.to_owned(), expected: expected.to_string(), got: show(got) });
+    }
+}
+
+/// Compares `exp[list]` (objects with corpus names) with `got` (objects with
+/// event names) element by element; `names` maps corpus keys to event keys.
+fn cmp_list(
+    diffs: &mut Vec<Diff>,
+    group: Group,
+    field: &str,
+    exp: &Value,
+    got: Option<&Value>,
+    names: &[(&str, &str)],
+    unknown: &mut BTreeSet<String>,
+) {
+    let empty = Vec::new();
+    let exp_list = exp.as_array().unwrap_or(&empty);
+    // Events omit empty lists.
+    let got_list = match got {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            diffs.push(Diff { group, field: field.to_owned(), expected: exp.to_string(), got: other.to_string() });
+            return;
+        }
+    };
+    if exp_list.len() != got_list.len() {
+        diffs.push(Diff {
+            group,
+            field: format!("{field}.len"),
+            expected: exp_list.len().to_string(),
+            got: format!("{} {}", got_list.len(), Value::Array(got_list.clone())),
+        });
+    }
+    for (i, (e, g)) in exp_list.iter().zip(got_list).enumerate() {
+        let Some(obj) = e.as_object() else { continue };
+        for (k, v) in obj {
+            let Some(&(_, ek)) = names.iter().find(|(ck, _)| ck == k) else {
+                unknown.insert(format!("{field}[].{k}"));
+                continue;
+            };
+            let gv = g.get(ek);
+            let equal = gv == Some(v);
+            cmp(diffs, group, &format!("{field}[{i}].{k}"), v, gv, equal);
+        }
+    }
+}
+
+/// Every difference between an expected record and the event matched to it.
+fn compare(
+    exp: &Value,
+    ev: &Value,
+    ev_frame: Option<&Frame>,
+    ev_packet: Option<&Packet>,
+    well_formed: bool,
+    unknown: &mut BTreeSet<String>,
+) -> Vec<Diff> {
+    let mut d = Vec::new();
+    let peer: BTreeSet<&str> =
+        exp["peer_fields"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let dns = &ev["dns"];
+    let Some(obj) = exp.as_object() else { return d };
+    for (k, v) in obj {
+        let g = if peer.contains(k.as_str()) { Group::Peer } else { Group::Tshark };
+        let k = k.as_str();
+        match k {
+            _ if METADATA.contains(&k) => {}
+            _ if NOT_CARRIED.contains(&k) => {}
+            "frame" => {
+                let got = ev_frame.map(|f| Value::from(f.number));
+                let equal = got.as_ref() == Some(v);
+                cmp(&mut d, g, k, v, got.as_ref(), equal);
+            }
+            "src_ip" | "src_port" => cmp(&mut d, g, k, v, ev.get(k), ev.get(k) == Some(v)),
+            "dst_ip" => cmp(&mut d, g, k, v, ev.get("dest_ip"), ev.get("dest_ip") == Some(v)),
+            "dst_port" => cmp(&mut d, g, k, v, ev.get("dest_port"), ev.get("dest_port") == Some(v)),
+            "transport" => {
+                let got = ev.get("proto");
+                let equal = got.and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() == v.as_str();
+                cmp(&mut d, g, k, v, got, equal);
+            }
+            "id" | "opcode" | "rcode" => cmp(&mut d, g, k, v, dns.get(k), dns.get(k) == Some(v)),
+            "qr" => {
+                let want_answer = v.as_str() == Some("response");
+                let kind = dns.get("type");
+                let equal = kind.and_then(Value::as_str) == Some(if want_answer { "answer" } else { "query" })
+                    && dns.get("qr").and_then(Value::as_bool) == Some(want_answer);
+                if !equal {
+                    d.push(Diff {
+                        group: g,
+                        field: k.to_owned(),
+                        expected: v.to_string(),
+                        got: format!("dns.type={} dns.qr={}", show(kind), show(dns.get("qr"))),
+                    });
+                }
+            }
+            "flags" => {
+                let got = dns.get("flags");
+                let equal = got.and_then(hex_flags).is_some_and(|g| Some(g) == hex_flags(v));
+                cmp(&mut d, g, k, v, got, equal);
+            }
+            "qname" => cmp(&mut d, g, k, v, dns.get("rrname"), dns.get("rrname") == Some(v)),
+            "qtype" => cmp(&mut d, g, k, v, dns.get("rrtype"), dns.get("rrtype") == Some(v)),
+            "queries" => cmp_list(&mut d, g, k, v, dns.get("queries"), &[("name", "rrname"), ("type", "rrtype")], unknown),
+            "answers" => cmp_list(
+                &mut d,
+                g,
+                k,
+                v,
+                dns.get("answers"),
+                &[("name", "rrname"), ("type", "rrtype"), ("ttl", "ttl"), ("data", "rdata"), ("preference", "preference"), ("txt_strings", "txt_strings")],
+                unknown,
+            ),
+            other => {
+                unknown.insert(other.to_owned());
+            }
+        }
+    }
+    // A message tshark decodes without complaint must not come out partial.
+    if well_formed && exp["tshark_malformed"] != true {
+        if let Some(p) = dns.get("partial") {
+            d.push(Diff { group: Group::Decode, field: "dns.partial".into(), expected: "(absent)".into(), got: p.to_string() });
+        }
+    }
+    // What the replayed frame fixes.
+    let mut fixed = |field: &str, want: Value, got: Option<&Value>| {
+        if got != Some(&want) {
+            d.push(Diff { group: Group::Frame, field: field.to_owned(), expected: want.to_string(), got: show(got) });
+        }
+    };
+    fixed("event_type", Value::from("dns"), ev.get("event_type"));
+    fixed("in_iface", Value::from(SENSOR_IF), ev.get("in_iface"));
+    fixed("iface_direction", Value::from("ingress"), ev.get("iface_direction"));
+    if let Some(p) = ev_packet {
+        fixed("ether.src_mac", Value::from(corpus::mac_string(p.src_mac)), ev.pointer("/ether/src_mac"));
+        fixed("ether.dest_mac", Value::from(corpus::mac_string(p.dst_mac)), ev.pointer("/ether/dest_mac"));
+        let vlan = (!p.vlans.is_empty()).then(|| Value::from(p.vlans.clone()));
+        if ev.get("vlan") != vlan.as_ref() {
+            d.push(Diff { group: Group::Frame, field: "vlan".into(), expected: show(vlan.as_ref()), got: show(ev.get("vlan")) });
+        }
+    }
+    d
+}
+
+/// One line naming an expected record.
+fn describe(r: &Value) -> String {
+    format!(
+        "frame {} {} id={} {}/{}{}",
+        show(r.get("frame")),
+        r["qr"].as_str().unwrap_or("?"),
+        show(r.get("id")),
+        r["qname"].as_str().unwrap_or("-"),
+        r["qtype"].as_str().unwrap_or("-"),
+        if r["tshark_malformed"] == true { " (tshark: malformed)" } else { "" },
+    )
+}
+
+/// A short rendering of an event's DNS part.
+fn event_summary(e: &Value) -> String {
+    let dns = &e["dns"];
+    let mut s = format!(
+        "{} {}:{} -> {}:{} dns.type={} id={} rrname={} rrtype={} rcode={} answers={}",
+        show(e.get("proto")),
+        show(e.get("src_ip")),
+        show(e.get("src_port")),
+        show(e.get("dest_ip")),
+        show(e.get("dest_port")),
+        show(dns.get("type")),
+        show(dns.get("id")),
+        show(dns.get("rrname")),
+        show(dns.get("rrtype")),
+        show(dns.get("rcode")),
+        dns["answers"].as_array().map_or(0, Vec::len),
+    );
+    if let Some(p) = dns.get("partial") {
+        let _ = write!(s, " partial={p}");
+    }
+    s
+}
+
+/// The DNS worker's status entry and the kernel's `dns` `records` counter,
+/// once the worker has reported every record the kernel wrote (its stats
+/// travel with heartbeats). `settled` is false when that did not happen.
+struct Snapshot {
+    worker: Value,
+    drops: BTreeMap<String, u64>,
+    settled: bool,
+}
+
+fn drops_of(worker: &Value) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    match &worker["stats"]["drops"] {
+        Value::Array(a) => {
+            for d in a {
+                if let (Some(r), Some(c)) = (d["reason"].as_str(), d["count"].as_u64()) {
+                    *m.entry(r.to_owned()).or_default() += c;
+                }
+            }
+        }
+        Value::Object(o) => {
+            for (r, c) in o {
+                *m.entry(r.clone()).or_default() += c.as_u64().unwrap_or(0);
+            }
+        }
+        _ => {}
+    }
+    m
+}
+
+fn snapshot(daemon: &Daemon) -> Snapshot {
+    let start = Instant::now();
+    loop {
+        let status = daemon.status_json().expect("palisade status --json answers");
+        let kernel = status["kernel"]
+            .as_array()
+            .and_then(|a| a.iter().find(|k| k["group"] == "dns" && k["counter"] == "records"))
+            .and_then(|k| k["value"].as_u64());
+        let worker = status["workers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|w| w["kind"] == "dns"))
+            .cloned()
+            .expect("a dns worker in the status");
+        let settled = kernel.is_some() && worker["stats"]["records"].as_u64() == kernel;
+        if settled || start.elapsed() > Duration::from_secs(3) {
+            return Snapshot { drops: drops_of(&worker), worker, settled };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A minimal DNS query for `name` (type A, class IN).
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        m.push(u8::try_from(label.len()).expect("short label"));
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+/// Checks that a replayed frame whose destination MAC is not pal0's reaches
+/// the DNS worker (TC ingress runs before the L2 destination filter); sets
+/// pal0 promiscuous if it does not. Returns a note for the report.
+fn verify_foreign_mac_is_seen(lab: &Lab, daemon: &Daemon) -> String {
+    const PROBE_ID: u16 = 0xbeef;
+    let probe = corpus::udp4_frame(
+        corpus::SYNTH_DST_MAC,
+        corpus::SYNTH_SRC_MAC,
+        (Ipv4Addr::new(192, 0, 2, 1), 40000),
+        (Ipv4Addr::new(192, 0, 2, 2), 53),
+        &dns_query(PROBE_ID, "probe.conformance.test"),
+    );
+    let cap = Capture {
+        path: lab.dir.join("probe.pcap"),
+        linktype: 1,
+        frames: vec![Frame { number: 1, ts_ns: 0, data: probe, synthetic_ether: true }],
+    };
+    let seen = |daemon: &Daemon| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if daemon.events().iter().any(|e| e["dns"]["id"] == PROBE_ID && e["dns"]["rrname"] == "probe.conformance.test") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    let pal0_mac = lab.sensor("cat").arg(format!("/sys/class/net/{SENSOR_IF}/address")).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    assert!(cap.replay(lab, PPS).sent == 1, "probe frame not sent");
+    if seen(daemon) {
+        return format!(
+            "a frame to {} (pal0 is {pal0_mac}) reached the DNS worker without promiscuous mode",
+            corpus::mac_string(corpus::SYNTH_DST_MAC)
+        );
+    }
+    run(lab.sensor("ip").args(["link", "set", SENSOR_IF, "promisc", "on"]));
+    assert!(cap.replay(lab, PPS).sent == 1, "probe frame not sent");
+    assert!(
+        seen(daemon),
+        "a DNS query replayed out of the peer interface produced no DNS event, even with {SENSOR_IF} promiscuous: \
+         the replay path does not reach the sensor"
+    );
+    format!("a frame to a foreign MAC was NOT seen until {SENSOR_IF} was set promiscuous (pal0 is {pal0_mac})")
+}
+
+fn linktype_name(lt: u32) -> String {
+    match lt {
+        0 => "null".into(),
+        1 => "ether".into(),
+        101 | 12 | 14 => "rawip".into(),
+        228 => "rawip4".into(),
+        229 => "rawip6".into(),
+        113 => "sll".into(),
+        276 => "sll2".into(),
+        other => format!("linktype {other}"),
+    }
+}
+
+#[test]
+fn dns_corpus_replayed_live_matches_expected() {
+    let started = Instant::now();
+    let corpus_dir = corpus::dir();
+    let expected_all = corpus::read_jsonl(&corpus_dir.join("expected/dns.jsonl"));
+    let captures = corpus::captures(&corpus_dir.join("pcaps/dns"));
+    assert!(!captures.is_empty(), "no captures in {}", corpus_dir.join("pcaps/dns").display());
+    let rel = |p: &Path| p.strip_prefix(&corpus_dir).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut expected: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in expected_all {
+        let pcap = r["pcap"].as_str().unwrap_or_default().to_owned();
+        if pcap.starts_with("pcaps/dns/") {
+            expected.entry(pcap).or_default().push(r);
+        }
+    }
+    let names: BTreeSet<String> = captures.iter().map(|p| rel(p)).collect();
+    for pcap in expected.keys() {
+        assert!(names.contains(pcap), "expected/dns.jsonl names {pcap}, which is not in the corpus");
+    }
+
+    let lab = Lab::new("conf-dns");
+    let daemon = Daemon::start(&lab, &base_config(&lab, "[workers.dns]\nheartbeat_ms = 50\n"), &[]);
+    let pids = daemon.wait_healthy();
+    let daemon_pid = daemon.pid();
+    let dns_pid = pids["dns"];
+    let mac_note = verify_foreign_mac_is_seen(&lab, &daemon);
+    let mut cursor = EventCursor::now(&daemon);
+    let mut before = snapshot(&daemon);
+
+    let mut report = String::new();
+    let mut failures = 0usize;
+    let mut by_field: BTreeMap<(String, Group), BTreeSet<String>> = BTreeMap::new();
+    let mut missing_total = [0usize; 2];
+    let mut extra_total = 0usize;
+    let mut matched_clean = 0usize;
+    let mut unknown_fields = BTreeSet::new();
+    let mut liveness = Vec::new();
+    let mut total_expected = 0usize;
+    let mut total_events = 0usize;
+    let mut dump = String::new();
+
+    for path in &captures {
+        let pcap = rel(path);
+        let short = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let malformed = short.starts_with("malformed_");
+        let cap = Capture::read(path);
+        let packets: Vec<Option<Packet>> = cap.frames.iter().map(|f| corpus::decode(&f.data)).collect();
+        let mut exp = expected.get(&pcap).cloned().unwrap_or_default();
+        exp.sort_by_key(|r| (r["frame"].as_u64(), r["msg_index"].as_u64()));
+        total_expected += exp.len();
+
+        let sent = cap.replay(&lab, PPS);
+        let events = cursor.take(&daemon, exp.len(), SETTLE, QUIET, MAX_WAIT, |e| e["event_type"] == "dns");
+        total_events += events.len();
+        for e in &events {
+            dump.push_str(&serde_json::json!({"pcap": pcap, "event": e}).to_string());
+            dump.push('\n');
+        }
+        let after = snapshot(&daemon);
+
+        // Event -> frame.
+        let mut frame_used = vec![false; cap.frames.len()];
+        let ev_frame: Vec<Option<usize>> = events
+            .iter()
+            .map(|e| {
+                let key = (event_tuple(e)?, e["dns"]["id"].as_u64()?, event_qr(e)?);
+                let idx = packets.iter().enumerate().position(|(i, p)| {
+                    !frame_used.get(i).copied().unwrap_or(true)
+                        && p.as_ref().is_some_and(|p| frame_dns_key(p).is_some_and(|(id, qr)| (packet_tuple(p), id, qr) == key))
+                })?;
+                if let Some(u) = frame_used.get_mut(idx) {
+                    *u = true;
+                }
+                Some(idx)
+            })
+            .collect();
+
+        // Expected record -> event.
+        let mut ev_taken = vec![false; events.len()];
+        let mut pairing: Vec<Option<usize>> = exp
+            .iter()
+            .map(|r| {
+                let frame = usize::try_from(r["frame"].as_u64()?).ok()?;
+                let j = ev_frame.iter().enumerate().position(|(j, f)| {
+                    !ev_taken.get(j).copied().unwrap_or(true) && f.map(|i| i + 1) == Some(frame)
+                })?;
+                if let Some(t) = ev_taken.get_mut(j) {
+                    *t = true;
+                }
+                Some(j)
+            })
+            .collect();
+        for (i, r) in exp.iter().enumerate() {
+            if pairing.get(i).copied().flatten().is_some() {
+                continue;
+            }
+            let tuple = expected_tuple(r);
+            let j = events.iter().enumerate().position(|(j, e)| {
+                !ev_taken.get(j).copied().unwrap_or(true) && tuple.is_some() && event_tuple(e) == tuple
+            });
+            if let Some(j) = j {
+                if let Some(t) = ev_taken.get_mut(j) {
+                    *t = true;
+                }
+                if let Some(p) = pairing.get_mut(i) {
+                    *p = Some(j);
+                }
+            }
+        }
+
+        // Report this capture.
+        let delta: BTreeMap<String, u64> = after
+            .drops
+            .iter()
+            .filter_map(|(r, c)| {
+                let d = c.saturating_sub(before.drops.get(r).copied().unwrap_or(0));
+                (d > 0).then(|| (r.clone(), d))
+            })
+            .collect();
+        let drops_text = if delta.is_empty() {
+            "none".to_owned()
+        } else {
+            delta.iter().map(|(r, c)| format!("{r}={c}")).collect::<Vec<_>>().join(" ")
+        };
+        let mut section = String::new();
+        let mut section_bad = false;
+        if sent.sent != cap.frames.len() as u64 || sent.failed != 0 {
+            section_bad = true;
+            let _ = writeln!(
+                section,
+                "    REPLAY: tcpreplay sent {} of {} frames ({} failed):\n{}",
+                sent.sent,
+                cap.frames.len(),
+                sent.failed,
+                sent.output
+            );
+        }
+        for (i, r) in exp.iter().enumerate() {
+            let peer_record = r["peer_fields"].as_array().is_some_and(|a| !a.is_empty());
+            match pairing.get(i).copied().flatten() {
+                None => {
+                    section_bad = true;
+                    missing_total[usize::from(!peer_record)] += 1;
+                    let _ = writeln!(
+                        section,
+                        "    {}: MISSING, no event [{}]",
+                        describe(r),
+                        if peer_record { "peer" } else { "tshark" }
+                    );
+                }
+                Some(j) => {
+                    let Some(e) = events.get(j) else { continue };
+                    let fi = ev_frame.get(j).copied().flatten();
+                    let frame = fi.and_then(|i| cap.frames.get(i));
+                    let packet = fi.and_then(|i| packets.get(i)).and_then(Option::as_ref);
+                    let mut diffs = compare(r, e, frame, packet, !malformed, &mut unknown_fields);
+                    diffs.sort_by_key(|d| d.group);
+                    if diffs.is_empty() {
+                        matched_clean += 1;
+                        continue;
+                    }
+                    section_bad = true;
+                    let partial = e["dns"].get("partial").map(|p| format!(" (event has dns.partial={p})")).unwrap_or_default();
+                    let _ = writeln!(section, "    {}:{partial}", describe(r));
+                    for d in diffs {
+                        let _ = writeln!(section, "        [{}] {}: expected {}, got {}", d.group.tag(), d.field, d.expected, d.got);
+                        let field = d.field.split('[').next().unwrap_or(&d.field).trim_end_matches(".len").to_owned();
+                        let sub = d.field.split_once("].").map(|(_, s)| format!("[].{s}")).unwrap_or_default();
+                        by_field.entry((format!("{field}{sub}"), d.group)).or_default().insert(short.clone());
+                    }
+                }
+            }
+        }
+        for (j, e) in events.iter().enumerate() {
+            if ev_taken.get(j).copied().unwrap_or(true) {
+                continue;
+            }
+            section_bad = true;
+            extra_total += 1;
+            let frame = ev_frame.get(j).copied().flatten().map_or("no frame with this tuple/id/qr".to_owned(), |i| format!("frame {}", i + 1));
+            let _ = writeln!(section, "    EXTRA event ({frame}): {}", event_summary(e));
+        }
+
+        // Liveness after every capture; drop counters for malformed ones.
+        daemon.assert_alive();
+        let w = &after.worker;
+        let alive = daemon.pid() == daemon_pid
+            && w["state"] == "running"
+            && w["pid"].as_u64() == Some(u64::from(dns_pid))
+            && w["restarts"] == before.worker["restarts"];
+        if !alive {
+            section_bad = true;
+            liveness.push(format!("{short}: dns worker not running as pid {dns_pid} afterwards: {w}"));
+            let _ = writeln!(section, "    WORKER: not running as pid {dns_pid} afterwards: state={} pid={} restarts={} last_exit={}", w["state"], w["pid"], w["restarts"], w["last_exit"]);
+        }
+        if malformed && delta.is_empty() {
+            section_bad = true;
+            liveness.push(format!("{short}: dns worker drop counters did not increase"));
+            let _ = writeln!(section, "    DROPS: malformed capture, but the dns worker's drop counters did not increase");
+        }
+        if !after.settled {
+            let _ = writeln!(section, "    note: worker stats did not catch up with the kernel's dns record count (drops may be late)");
+        }
+
+        let _ = writeln!(
+            report,
+            "{} {pcap}  [{}, {} frames, {} expected, {} dns events, worker drops: {drops_text}]",
+            if section_bad { "✗" } else { "✓" },
+            linktype_name(cap.linktype),
+            cap.frames.len(),
+            exp.len(),
+            events.len(),
+        );
+        report.push_str(&section);
+        if section_bad {
+            failures += 1;
+        }
+        before = after;
+    }
+
+    let mut summary = String::new();
+    let _ = writeln!(
+        summary,
+        "DNS conformance: {} captures, {} expected records, {} dns events; {} records match exactly, \
+         {} missing (peer {} / tshark-only {}), {} extra events; {} captures with problems; {:.1}s",
+        captures.len(),
+        total_expected,
+        total_events,
+        matched_clean,
+        missing_total[0] + missing_total[1],
+        missing_total[0],
+        missing_total[1],
+        extra_total,
+        failures,
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(summary, "replay check: {mac_note}");
+    let _ = writeln!(
+        summary,
+        "not compared (no event field carries them): {}",
+        NOT_CARRIED.iter().copied().chain(unknown_fields.iter().map(String::as_str)).collect::<Vec<_>>().join(", ")
+    );
+    if !by_field.is_empty() {
+        let _ = writeln!(summary, "differing fields (records' field [group]: captures):");
+        for ((field, group), pcaps) in &by_field {
+            let _ = writeln!(summary, "  {field} [{}]: {}", group.tag(), pcaps.iter().cloned().collect::<Vec<_>>().join(", "));
+        }
+    }
+    for l in &liveness {
+        let _ = writeln!(summary, "  malformed/liveness: {l}");
+    }
+    let full = format!("{summary}\nper capture:\n{report}");
+    eprintln!("{full}");
+    // Kept with the lab's scratch directory when the test fails.
+    std::fs::write(lab.dir.join("conformance-dns-report.txt"), &full).expect("write report");
+    std::fs::write(lab.dir.join("conformance-dns-events.jsonl"), &dump).expect("write events");
+    assert!(
+        failures == 0,
+        "DNS conformance differences (report and every event also in {}):\n{full}",
+        lab.dir.display()
+    );
+}
