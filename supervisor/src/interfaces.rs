@@ -1,8 +1,15 @@
 //! Which interfaces to attach to.
+//!
+//! The programs parse Ethernet frames, so only Ethernet-type interfaces
+//! (ARPHRD_ETHER: NICs, veth, bridges, bonds, VLAN devices) qualify; a tun
+//! or WireGuard device carries bare IP and would be misread.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nix::net::if_::{InterfaceFlags, if_nametoindex};
+
+/// ARPHRD_ETHER from <linux/if_arp.h>.
+const ARPHRD_ETHER: u16 = 1;
 
 /// An interface by name and index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,33 +26,54 @@ pub enum InterfaceError {
     /// A configured interface does not exist.
     #[error("interface {name} does not exist")]
     Missing { name: String, #[source] source: nix::errno::Errno },
+    /// A configured interface does not carry Ethernet frames.
+    #[error("interface {name} is not an Ethernet interface (link type {hatype}); Palisade's programs parse Ethernet frames")]
+    NotEthernet { name: String, hatype: u16 },
     /// getifaddrs failed.
     #[error("listing interfaces (getifaddrs)")]
     List(#[source] nix::errno::Errno),
     /// No interface qualifies.
-    #[error("no interface to attach to: none is up apart from loopback (use --interface)")]
+    #[error("no interface to attach to: none is an up, non-loopback Ethernet interface (use --interface)")]
     None,
 }
 
-/// Every interface that is up and not a loopback, in this network namespace.
-pub fn default_interfaces() -> Result<Vec<String>, InterfaceError> {
-    let mut names = BTreeSet::new();
+/// Link type (ARPHRD_*) of every interface, from getifaddrs' AF_PACKET
+/// entries, with its flags.
+fn links() -> Result<BTreeMap<String, (u16, InterfaceFlags)>, InterfaceError> {
+    let mut out = BTreeMap::new();
     for ifa in nix::ifaddrs::getifaddrs().map_err(InterfaceError::List)? {
-        if ifa.flags.contains(InterfaceFlags::IFF_UP) && !ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK) {
-            names.insert(ifa.interface_name);
+        if let Some(link) = ifa.address.as_ref().and_then(|a| a.as_link_addr()) {
+            out.insert(ifa.interface_name.clone(), (link.hatype(), ifa.flags));
         }
     }
+    Ok(out)
+}
+
+/// Every Ethernet interface that is up and not a loopback, in this network
+/// namespace.
+pub fn default_interfaces() -> Result<Vec<String>, InterfaceError> {
+    let names: BTreeSet<String> = links()?
+        .into_iter()
+        .filter(|(_, (hatype, flags))| {
+            *hatype == ARPHRD_ETHER && flags.contains(InterfaceFlags::IFF_UP) && !flags.contains(InterfaceFlags::IFF_LOOPBACK)
+        })
+        .map(|(name, _)| name)
+        .collect();
     if names.is_empty() {
         return Err(InterfaceError::None);
     }
     Ok(names.into_iter().collect())
 }
 
-/// Resolves names to indexes.
+/// Resolves names to indexes, refusing non-Ethernet interfaces.
 pub fn resolve(names: &[String]) -> Result<Vec<Interface>, InterfaceError> {
+    let links = links()?;
     names
         .iter()
         .map(|name| {
+            if let Some((hatype, _)) = links.get(name).filter(|(h, _)| *h != ARPHRD_ETHER) {
+                return Err(InterfaceError::NotEthernet { name: name.clone(), hatype: *hatype });
+            }
             if_nametoindex(name.as_str())
                 .map(|index| Interface { name: name.clone(), index })
                 .map_err(|source| InterfaceError::Missing { name: name.clone(), source })
