@@ -76,6 +76,15 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
     }
 }
 
+/// One end of the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Where palisade runs (its programs see this end's veth).
+    Sensor,
+    /// The other namespace.
+    Peer,
+}
+
 /// Two network namespaces joined by a veth pair, plus a scratch directory
 /// readable by unprivileged workers.
 #[derive(Debug)]
@@ -144,14 +153,23 @@ impl Lab {
     /// `example.test` resolves to 198.18.0.99 / 2001:db8::99. Its query log
     /// goes to `<dir>/dnsmasq.log`.
     pub fn start_dnsmasq(&self) {
+        self.start_dnsmasq_on(Side::Peer);
+    }
+
+    /// Starts dnsmasq on either side (on the sensor side it plays the
+    /// appliance's own resolver; clients then ask from the peer side).
+    pub fn start_dnsmasq_on(&self, side: Side) {
         let log = self.dir.join("dnsmasq.log");
-        let mut cmd = self.peer("dnsmasq");
+        let (mut cmd, ip) = match side {
+            Side::Peer => (self.peer("dnsmasq"), PEER_IP),
+            Side::Sensor => (self.sensor("dnsmasq"), SENSOR_IP),
+        };
         cmd.args([
             "--keep-in-foreground",
             "--no-resolv",
             "--no-hosts",
             "--bind-interfaces",
-            &format!("--listen-address={PEER_IP}"),
+            &format!("--listen-address={ip}"),
             "--address=/example.test/198.18.0.99",
             "--address=/example.test/2001:db8::99",
             "--log-queries",
@@ -161,21 +179,34 @@ impl Lab {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         self.spawn(cmd);
         // Ready when it answers.
+        let client = match side {
+            Side::Peer => Side::Sensor,
+            Side::Sensor => Side::Peer,
+        };
         wait_for(Duration::from_secs(5), "dnsmasq to answer", || {
-            let out = self.dig(&["+short", "ready.example.test", "A"]);
+            let out = self.dig_from(client, &["+short", "ready.example.test", "A"]);
             (out.contains("198.18.0.99")).then_some(())
         });
     }
 
+    /// What dnsmasq logged so far (`query[A] name from ...` lines).
+    pub fn dnsmasq_log(&self) -> String {
+        fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
+    }
+
+    /// Runs dig from `side` against the other side; returns stdout.
+    pub fn dig_from(&self, side: Side, args: &[&str]) -> String {
+        let (mut cmd, server) = match side {
+            Side::Sensor => (self.sensor("dig"), PEER_IP),
+            Side::Peer => (self.peer("dig"), SENSOR_IP),
+        };
+        let out = cmd.args([&format!("@{server}"), "+tries=1", "+time=1"]).args(args).output().expect("dig runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs dig in the sensor namespace against the peer; returns stdout.
     pub fn dig(&self, args: &[&str]) -> String {
-        let out = self
-            .sensor("dig")
-            .args([&format!("@{PEER_IP}"), "+tries=1", "+time=1"])
-            .args(args)
-            .output()
-            .expect("dig runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.dig_from(Side::Sensor, args)
     }
 
     /// Programs attached at a TCX hook of the sensor interface, as the
