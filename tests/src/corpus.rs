@@ -45,11 +45,14 @@ pub fn dir() -> PathBuf {
 
 /// Reads a JSON-lines file (blank lines skipped); panics naming the line.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1))
+        })
         .collect()
 }
 
@@ -102,12 +105,20 @@ pub struct ReplayStats {
 
 fn u16_at(b: &[u8], off: usize, le: bool) -> Option<u16> {
     let s: [u8; 2] = b.get(off..off + 2)?.try_into().ok()?;
-    Some(if le { u16::from_le_bytes(s) } else { u16::from_be_bytes(s) })
+    Some(if le {
+        u16::from_le_bytes(s)
+    } else {
+        u16::from_be_bytes(s)
+    })
 }
 
 fn u32_at(b: &[u8], off: usize, le: bool) -> Option<u32> {
     let s: [u8; 4] = b.get(off..off + 4)?.try_into().ok()?;
-    Some(if le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) })
+    Some(if le {
+        u32::from_le_bytes(s)
+    } else {
+        u32::from_be_bytes(s)
+    })
 }
 
 /// Ethertype for an IP packet, from its version nibble.
@@ -143,19 +154,33 @@ pub fn to_ethernet(linktype: u32, pkt: &[u8]) -> Option<(Vec<u8>, bool)> {
         1 => Some((pkt.to_vec(), false)),
         0 | 108 => {
             let ip = pkt.get(4..)?;
-            Some((ether(SYNTH_DST_MAC, SYNTH_SRC_MAC, ip_ethertype(ip)?, ip), true))
+            Some((
+                ether(SYNTH_DST_MAC, SYNTH_SRC_MAC, ip_ethertype(ip)?, ip),
+                true,
+            ))
         }
-        101 | 12 | 14 | 228 | 229 => Some((ether(SYNTH_DST_MAC, SYNTH_SRC_MAC, ip_ethertype(pkt)?, pkt), true)),
+        101 | 12 | 14 | 228 | 229 => Some((
+            ether(SYNTH_DST_MAC, SYNTH_SRC_MAC, ip_ethertype(pkt)?, pkt),
+            true,
+        )),
         113 => {
             let halen = usize::from(u16_at(pkt, 4, false)?);
             let proto = u16_at(pkt, 14, false)?;
-            let src = if halen == 6 { pkt.get(6..12)?.try_into().ok()? } else { SYNTH_SRC_MAC };
+            let src = if halen == 6 {
+                pkt.get(6..12)?.try_into().ok()?
+            } else {
+                SYNTH_SRC_MAC
+            };
             Some((ether(SYNTH_DST_MAC, src, proto, pkt.get(16..)?), true))
         }
         276 => {
             let proto = u16_at(pkt, 0, false)?;
             let halen = *pkt.get(11)?;
-            let src = if halen == 6 { pkt.get(12..18)?.try_into().ok()? } else { SYNTH_SRC_MAC };
+            let src = if halen == 6 {
+                pkt.get(12..18)?.try_into().ok()?
+            } else {
+                SYNTH_SRC_MAC
+            };
             Some((ether(SYNTH_DST_MAC, src, proto, pkt.get(20..)?), true))
         }
         _ => None,
@@ -169,7 +194,9 @@ impl Capture {
         let bytes = fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let (linktype, raw) = match u32_at(&bytes, 0, true) {
             Some(0x0a0d_0d0a) => read_pcapng(&bytes),
-            Some(m) if [0xa1b2_c3d4, 0xa1b2_3c4d, 0xd4c3_b2a1, 0x4d3c_b2a1].contains(&m) => read_pcap(&bytes),
+            Some(m) if [0xa1b2_c3d4, 0xa1b2_3c4d, 0xd4c3_b2a1, 0x4d3c_b2a1].contains(&m) => {
+                read_pcap(&bytes)
+            }
             _ => None,
         }
         .unwrap_or_else(|| panic!("{}: not a readable pcap/pcapng file", path.display()));
@@ -177,12 +204,26 @@ impl Capture {
             .into_iter()
             .enumerate()
             .map(|(i, (lt, ts_ns, pkt))| {
-                let (data, synthetic_ether) = to_ethernet(lt, &pkt)
-                    .unwrap_or_else(|| panic!("{} frame {}: cannot convert link type {lt} to Ethernet", path.display(), i + 1));
-                Frame { number: i + 1, ts_ns, data, synthetic_ether }
+                let (data, synthetic_ether) = to_ethernet(lt, &pkt).unwrap_or_else(|| {
+                    panic!(
+                        "{} frame {}: cannot convert link type {lt} to Ethernet",
+                        path.display(),
+                        i + 1
+                    )
+                });
+                Frame {
+                    number: i + 1,
+                    ts_ns,
+                    data,
+                    synthetic_ether,
+                }
             })
             .collect();
-        Self { path: path.to_owned(), linktype, frames }
+        Self {
+            path: path.to_owned(),
+            linktype,
+            frames,
+        }
     }
 
     /// Writes the frames as a classic Ethernet pcap (microseconds, little endian).
@@ -196,7 +237,12 @@ impl Capture {
         }
         for f in &self.frames {
             let len = u32::try_from(f.data.len()).expect("frame length");
-            for v in [(f.ts_ns / 1_000_000_000) as u32, ((f.ts_ns % 1_000_000_000) / 1000) as u32, len, len] {
+            for v in [
+                (f.ts_ns / 1_000_000_000) as u32,
+                ((f.ts_ns % 1_000_000_000) / 1000) as u32,
+                len,
+                len,
+            ] {
                 b.extend_from_slice(&v.to_le_bytes());
             }
             b.extend_from_slice(&f.data);
@@ -208,7 +254,11 @@ impl Capture {
     /// `tcpreplay --pps=<pps>` (run inside the peer namespace): they arrive
     /// on the sensor interface's ingress. Panics if tcpreplay fails to run.
     pub fn replay(&self, lab: &Lab, pps: u32) -> ReplayStats {
-        let name = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let out = lab.dir.join(format!("replay-{name}.pcap"));
         self.write_ethernet_pcap(&out);
         let result = lab
@@ -217,8 +267,17 @@ impl Capture {
             .arg(&out)
             .output()
             .unwrap_or_else(|e| panic!("running tcpreplay (Debian package `tcpreplay`): {e}"));
-        let output = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
-        assert!(result.status.success(), "tcpreplay failed on {} ({}):\n{output}", out.display(), result.status);
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        );
+        assert!(
+            result.status.success(),
+            "tcpreplay failed on {} ({}):\n{output}",
+            out.display(),
+            result.status
+        );
         // "Actual: 4 packets (514 bytes) sent in ..." / "Failed packets: 0"
         let number_after = |key: &str| {
             output
@@ -228,7 +287,11 @@ impl Capture {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0)
         };
-        ReplayStats { sent: number_after("Actual:"), failed: number_after("Failed packets:"), output }
+        ReplayStats {
+            sent: number_after("Actual:"),
+            failed: number_after("Failed packets:"),
+            output,
+        }
     }
 }
 
@@ -283,7 +346,11 @@ fn read_pcapng(b: &[u8]) -> Option<(u32, Vec<RawPacket>)> {
                     }
                     if code == 9 && len >= 1 {
                         let r = *body.get(o + 4)?;
-                        tps = if r & 0x80 != 0 { 1u64 << (r & 0x7f) } else { 10u64.pow(u32::from(r)) };
+                        tps = if r & 0x80 != 0 {
+                            1u64 << (r & 0x7f)
+                        } else {
+                            10u64.pow(u32::from(r))
+                        };
                     }
                     o += 4 + len.div_ceil(4) * 4;
                 }
@@ -293,10 +360,12 @@ fn read_pcapng(b: &[u8]) -> Option<(u32, Vec<RawPacket>)> {
                 // EPB: interface, ts high, ts low, caplen, origlen, data.
                 let iface = usize::try_from(u32_at(body, 0, le)?).ok()?;
                 let (lt, tps) = *links.get(iface)?;
-                let ticks = (u64::from(u32_at(body, 4, le)?) << 32) | u64::from(u32_at(body, 8, le)?);
+                let ticks =
+                    (u64::from(u32_at(body, 4, le)?) << 32) | u64::from(u32_at(body, 8, le)?);
                 let caplen = usize::try_from(u32_at(body, 12, le)?).ok()?;
                 let data = body.get(20..20 + caplen)?.to_vec();
-                let ts = u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(tps.max(1))).unwrap_or(0);
+                let ts = u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(tps.max(1)))
+                    .unwrap_or(0);
                 out.push((lt, ts, data));
             }
             3 => {
@@ -310,7 +379,9 @@ fn read_pcapng(b: &[u8]) -> Option<(u32, Vec<RawPacket>)> {
         }
         off += blen;
     }
-    let first = links.first().map_or(out.first().map_or(1, |p| p.0), |l| l.0);
+    let first = links
+        .first()
+        .map_or(out.first().map_or(1, |p| p.0), |l| l.0);
     Some((first, out))
 }
 
@@ -335,6 +406,8 @@ pub struct Packet {
     pub dst_port: u16,
     /// TCP flags byte (0 for UDP).
     pub tcp_flags: u8,
+    /// TCP sequence number (0 for UDP).
+    pub tcp_seq: u32,
     /// Transport payload (as captured).
     pub payload: Vec<u8>,
 }
@@ -348,7 +421,10 @@ impl Packet {
 
 /// Formats a MAC as EVE does (`aa:bb:cc:dd:ee:ff`).
 pub fn mac_string(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Decodes Ethernet (any number of 802.1Q/802.1ad tags), IPv4 or IPv6
@@ -375,14 +451,24 @@ pub fn decode(frame: &[u8]) -> Option<Packet> {
             }
             let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)), *ip.get(9)?, ip.get(ihl..total)?)
+            (
+                IpAddr::V4(Ipv4Addr::from(s)),
+                IpAddr::V4(Ipv4Addr::from(d)),
+                *ip.get(9)?,
+                ip.get(ihl..total)?,
+            )
         }
         0x86dd => {
             let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
             let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
             let plen = usize::from(u16_at(ip, 4, false)?);
             let end = (40 + plen).min(ip.len());
-            (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d)), *ip.get(6)?, ip.get(40..end)?)
+            (
+                IpAddr::V6(Ipv6Addr::from(s)),
+                IpAddr::V6(Ipv6Addr::from(d)),
+                *ip.get(6)?,
+                ip.get(40..end)?,
+            )
         }
         _ => return None,
     };
@@ -403,11 +489,11 @@ pub fn decode(frame: &[u8]) -> Option<Packet> {
     }
     let src_port = u16_at(l4, 0, false)?;
     let dst_port = u16_at(l4, 2, false)?;
-    let (payload, tcp_flags) = match proto {
-        17 => (l4.get(8..)?, 0),
+    let (payload, tcp_flags, tcp_seq) = match proto {
+        17 => (l4.get(8..)?, 0, 0),
         6 => {
             let doff = usize::from(l4.get(12)? >> 4) * 4;
-            (l4.get(doff..)?, *l4.get(13)?)
+            (l4.get(doff..)?, *l4.get(13)?, u32_at(l4, 4, false)?)
         }
         _ => return None,
     };
@@ -421,13 +507,71 @@ pub fn decode(frame: &[u8]) -> Option<Packet> {
         src_port,
         dst_port,
         tcp_flags,
+        tcp_seq,
         payload: payload.to_vec(),
     })
 }
 
+/// Follows TCP byte streams in frame order, one per direction: data is
+/// appended in sequence order; retransmitted bytes are skipped and a gap
+/// (lost or reordered segment) restarts the stream at the new segment.
+#[derive(Debug, Default)]
+pub struct TcpFollower {
+    streams: std::collections::HashMap<Direction, (Option<u32>, Vec<u8>)>,
+}
+
+/// One direction of a TCP connection: source address and port, destination
+/// address and port.
+pub type Direction = (IpAddr, u16, IpAddr, u16);
+
+impl TcpFollower {
+    /// Feeds one TCP packet; returns its direction's buffer of bytes not yet
+    /// consumed (the caller drains what it used).
+    pub fn push(&mut self, p: &Packet) -> &mut Vec<u8> {
+        let (next, buf) = self
+            .streams
+            .entry((p.src_ip, p.src_port, p.dst_ip, p.dst_port))
+            .or_default();
+        let syn = p.tcp_flags & 0x02 != 0;
+        let seq = if syn {
+            p.tcp_seq.wrapping_add(1)
+        } else {
+            p.tcp_seq
+        };
+        if syn {
+            buf.clear();
+            *next = Some(seq);
+        }
+        let expected = next.unwrap_or(seq);
+        let ahead = seq.wrapping_sub(expected) as i32;
+        let data: &[u8] = if ahead > 0 {
+            buf.clear();
+            &p.payload
+        } else {
+            p.payload
+                .get(usize::try_from(-i64::from(ahead)).unwrap_or(usize::MAX)..)
+                .unwrap_or(&[])
+        };
+        buf.extend_from_slice(data);
+        let end = seq.wrapping_add(u32::try_from(p.payload.len()).unwrap_or(0));
+        *next = Some(if end.wrapping_sub(expected) as i32 > 0 || next.is_none() {
+            end
+        } else {
+            expected
+        });
+        buf
+    }
+}
+
 /// Builds an Ethernet/IPv4/UDP frame (IPv4 header checksum set, UDP
 /// checksum 0), e.g. to probe what the sensor sees.
-pub fn udp4_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+pub fn udp4_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
     let total = u16::try_from(20 + 8 + payload.len()).expect("payload fits");
     let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
     if let Some(t) = ip.get_mut(2..4) {
@@ -435,7 +579,10 @@ pub fn udp4_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: (Ipv4Addr, u16), dst:
     }
     ip.extend_from_slice(&src.0.octets());
     ip.extend_from_slice(&dst.0.octets());
-    let sum: u32 = ip.chunks(2).map(|c| c.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))).sum();
+    let sum: u32 = ip
+        .chunks(2)
+        .map(|c| c.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)))
+        .sum();
     let sum = (sum & 0xffff) + (sum >> 16);
     let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
     if let Some(c) = ip.get_mut(10..12) {
@@ -459,7 +606,9 @@ pub struct EventCursor {
 impl EventCursor {
     /// Starts after every event received so far.
     pub fn now(daemon: &Daemon) -> Self {
-        Self { seen: daemon.events().len() }
+        Self {
+            seen: daemon.events().len(),
+        }
     }
 
     /// Waits for new events matching `keep` and returns them: until at least
@@ -487,7 +636,12 @@ impl EventCursor {
             let kept = all.iter().skip(self.seen).filter(|e| keep(e)).count();
             let idle = last_change.elapsed();
             if (kept >= want && idle >= settle) || idle >= quiet || start.elapsed() >= max {
-                let out: Vec<Value> = all.iter().skip(self.seen).filter(|e| keep(e)).cloned().collect();
+                let out: Vec<Value> = all
+                    .iter()
+                    .skip(self.seen)
+                    .filter(|e| keep(e))
+                    .cloned()
+                    .collect();
                 self.seen = all.len();
                 return out;
             }

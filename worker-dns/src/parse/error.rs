@@ -14,10 +14,9 @@ pub enum ErrorKind {
     /// A label length byte starts with `0b01` (extended) or `0b10` (reserved).
     /// A length above 63 always lands here: its top bits cannot be `0b00`.
     BadLabelType,
-    /// A compression pointer points into bytes this name has already read.
+    /// A compression pointer points into bytes this name has already read
+    /// (see [`super::name`]); pointing forward is allowed.
     PointerLoop,
-    /// A compression pointer does not point strictly backwards.
-    ForwardPointer,
     /// A name follows more than [`super::name::MAX_POINTERS`] pointers.
     TooManyPointers,
     /// A decompressed name is longer than 255 octets.
@@ -39,7 +38,6 @@ impl ErrorKind {
             Self::TooManyRecords => "too_many_records",
             Self::BadLabelType => "bad_label_type",
             Self::PointerLoop => "pointer_loop",
-            Self::ForwardPointer => "forward_pointer",
             Self::TooManyPointers => "too_many_pointers",
             Self::NameTooLong => "name_too_long",
             Self::RdataLengthMismatch => "rdata_length_mismatch",

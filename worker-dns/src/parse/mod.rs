@@ -30,8 +30,9 @@
 //!   UDP message (a 4096-byte EDNS buffer holds at most 371 records of 11
 //!   bytes, and one question); only large TCP zone transfers exceed it, and
 //!   those keep their header and questions.
-//! * Names: see [`name`] (backward-only pointers, at most
-//!   [`name::MAX_POINTERS`] jumps, at most 255 octets).
+//! * Names: see [`name`] (pointers in either direction but never into bytes
+//!   the name has already read, at most [`name::MAX_POINTERS`] jumps, at most
+//!   255 octets).
 //!
 //! # Rendering
 //!

@@ -1,18 +1,69 @@
 //! Domain names: reading with decompression (RFC 1035 §4.1.4), and
 //! presentation format.
 //!
-//! Decompression rules, each a bound on hostile input:
-//! * Every pointer must point strictly before the start of the label sequence
-//!   it ends (the name's own start, then each earlier pointer's target). So
-//!   targets strictly decrease and no pointer can ever be followed twice.
-//!   Compressors only point at names they have already written, which lie
-//!   earlier, so real messages never break this rule.
-//! * A rule breaker is a [`ErrorKind::PointerLoop`] when it points into bytes
-//!   this name has already read (itself included), else a
-//!   [`ErrorKind::ForwardPointer`].
-//! * At most [`MAX_POINTERS`] pointers per name, at most [`MAX_NAME_LEN`]
-//!   octets once decompressed. Label types `0b01` and `0b10` are rejected;
-//!   with type `0b00` a length cannot exceed 63.
+//! # Decompression rules
+//!
+//! A name is read as a chain of label sequences: its own bytes, then the
+//! bytes at each pointer's target. Pointers may point anywhere in the message,
+//! backwards or forwards: Suricata and Wireshark follow forward pointers too,
+//! and the corpus' `dns-forward-pointer` query names its first question by a
+//! pointer to the second. Each rule is a bound on hostile input:
+//!
+//! * A pointer whose target lies inside a byte range this name has already
+//!   read is a [`ErrorKind::PointerLoop`]. The ranges are, for each label
+//!   sequence read so far (the current one included), its first byte through
+//!   the second byte of the pointer that ends it.
+//! * At most [`MAX_POINTERS`] pointers per name: the next one is
+//!   [`ErrorKind::TooManyPointers`] (or [`ErrorKind::PointerLoop`] if it
+//!   also breaks the first rule, which is checked first).
+//! * At most [`MAX_NAME_LEN`] octets once decompressed
+//!   ([`ErrorKind::NameTooLong`]). Label types `0b01` and `0b10` are
+//!   rejected; with type `0b00` a length cannot exceed 63.
+//! * A target outside the message, or a label sequence there that runs past
+//!   its end, is [`ErrorKind::Truncated`]: after a jump, reading goes through
+//!   a cursor over the whole message, and running out of the message is
+//!   truncation wherever it happens. (The name's own bytes are read through
+//!   the caller's window, so inside rdata running out of them is
+//!   [`ErrorKind::RdataLengthMismatch`], as for any other rdata field.)
+//!
+//! # Why the work stays bounded
+//!
+//! The jump and length limits alone bound it, whatever the pointers do: at
+//! most [`MAX_POINTERS`] jumps, and every label read counts towards the 255
+//! decompressed octets. One name reads the labels it keeps (at most 255
+//! bytes with their length bytes and the zero), at most one label it rejects
+//! (64 bytes), and two bytes for each of at most `MAX_POINTERS + 1` pointers;
+//! it compares each of those targets with at most `MAX_POINTERS + 1` ranges
+//! kept in a fixed array, so rejecting a name never allocates.
+//!
+//! # Why every loop is caught
+//!
+//! Reading is deterministic: what is read from an offset on, up to and
+//! including the next jump, depends only on that offset. A read that never
+//! ends follows unboundedly many pointers, yet the message has finitely many
+//! offsets, so some target `t` is jumped to twice. The first jump to `t`
+//! reads at least the byte at `t`, so `t` lies in that sequence's range, and
+//! the second jump to `t` is rejected as [`ErrorKind::PointerLoop`]. So no
+//! target is ever entered twice, and a loop is reported at the first pointer
+//! that closes it; only a cycle too long to close within [`MAX_POINTERS`]
+//! jumps is reported as [`ErrorKind::TooManyPointers`] instead, and it is an
+//! error all the same. Forward pointers change none of this: the argument
+//! never used the direction of a jump.
+//!
+//! The range rule also rejects a target inside already-read bytes that is
+//! not a label boundary there (reading part of a label as a length byte).
+//! That is not an endless read, but no compressor writes it: compressors
+//! point at the first label of a suffix of a name written earlier.
+//!
+//! # Compatibility with backward-only decompression
+//!
+//! Every message the former backward-only rule accepted (each target
+//! strictly before the start of the sequence its pointer ends, as any
+//! compressor writes) is read exactly as before: there targets strictly
+//! decrease, so each lies below the first byte of every range read so far
+//! and the range rule never fires. What it rejected as a loop is still
+//! [`ErrorKind::PointerLoop`] (the range test is unchanged); only what it
+//! rejected as a forward pointer now parses, or fails for another reason.
 
 use std::fmt;
 use std::iter;
@@ -63,9 +114,10 @@ impl Name {
         let msg = cur.message();
         let mut src = *cur;
         let mut wire = Vec::new();
-        // Start of the label sequence being read; pointers must go below it.
+        // Start of the label sequence being read.
         let mut seq_start = src.position();
-        // Byte ranges already read, one per sequence left through a pointer.
+        // Byte ranges already read (inclusive), one per sequence left
+        // through a pointer.
         let mut visited = [(0usize, 0usize); MAX_POINTERS];
         let mut jumps = 0usize;
         loop {
@@ -84,18 +136,15 @@ impl Name {
                 }
                 0b11 => {
                     let target = usize::from(u16::from_be_bytes([len & 0x3f, src.u8()?]));
+                    // This sequence, through the pointer's second byte.
                     let current = (seq_start, at + 1);
-                    if target >= seq_start {
-                        let looped = visited
-                            .iter()
-                            .take(jumps)
-                            .chain(iter::once(&current))
-                            .any(|&(start, end)| (start..=end).contains(&target));
-                        return Err(if looped {
-                            ErrorKind::PointerLoop
-                        } else {
-                            ErrorKind::ForwardPointer
-                        });
+                    let looped = visited
+                        .iter()
+                        .take(jumps)
+                        .chain(iter::once(&current))
+                        .any(|&(start, end)| (start..=end).contains(&target));
+                    if looped {
+                        return Err(ErrorKind::PointerLoop);
                     }
                     let slot = visited.get_mut(jumps).ok_or(ErrorKind::TooManyPointers)?;
                     *slot = current;
@@ -104,6 +153,7 @@ impl Name {
                         *cur = src;
                     }
                     jumps += 1;
+                    // Past the end of the message: `Truncated`.
                     src = Cursor::at(msg, target)?;
                     seq_start = target;
                 }

@@ -64,12 +64,6 @@ const REJECTED: &[(&str, ErrorKind, Section)] = &[
         ErrorKind::Truncated,
         Section::Additional,
     ),
-    // The first question is only a pointer to the second.
-    (
-        "malformed_sv_dns-forward-pointer.f1.bin",
-        ErrorKind::ForwardPointer,
-        Section::Question,
-    ),
     // Not DNS (SNMP): qdcount 816.
     (
         "malformed_sv_dns-udp-junkrequest-first.f1.bin",
@@ -99,20 +93,12 @@ const REJECTED: &[(&str, ErrorKind, Section)] = &[
 ];
 
 /// Corpus fields we knowingly do not reproduce, and why.
-const KNOWN_DIFFERENCES: &[(&str, &[&str], &str)] = &[
-    (
-        "malformed_sv_dns-forward-pointer.f1.bin",
-        &["qname", "qtype", "queries"],
-        "Suricata follows the forward pointer (bounding only the jump count) and logs both \
-         questions; the parser rejects forward pointers, so partial mode keeps the header only",
-    ),
-    (
-        "malformed_sv_dns-answer-emptydata.f4.bin",
-        &["qdcount", "queries"],
-        "UPDATE: tshark counts the zone section apart (dns.count.zones) and reports qdcount 0 \
+const KNOWN_DIFFERENCES: &[(&str, &[&str], &str)] = &[(
+    "malformed_sv_dns-answer-emptydata.f4.bin",
+    &["qdcount", "queries"],
+    "UPDATE: tshark counts the zone section apart (dns.count.zones) and reports qdcount 0 \
          and no queries; on the wire the count is 1 and the zone parses as a question",
-    ),
-];
+)];
 
 /// Top-level corpus fields about the capture, not the message.
 const NOT_MESSAGE_FIELDS: &[&str] = &[
@@ -236,6 +222,50 @@ fn strict_parsing_accepts_exactly_the_well_formed_samples() {
             .find(|(f, ..)| f == file)
             .map(|&(_, kind, section)| ParseError::new(kind, section));
         assert_eq!(parse_message(bytes).err(), want, "{file}");
+    }
+}
+
+#[test]
+fn forward_pointer_query_gives_both_questions() {
+    // Question 1 is only `c0 12`, a pointer forward to question 2's name.
+    let bytes = capture("malformed_sv_dns-forward-pointer.f1.bin");
+    assert_eq!(bytes.get(12..14), Some(&[0xc0, 0x12][..]));
+    let m = parse_message(bytes).expect("forward pointers are followed");
+    let h = &m.header;
+    assert_eq!(
+        (h.id, h.qr, h.opcode, h.flags, h.qdcount, h.ancount),
+        (36356, false, Opcode::QUERY, 0x0100, 2, 0)
+    );
+    let questions: Vec<(String, RrType, Class)> = m
+        .questions
+        .iter()
+        .map(|q| (q.name.to_string(), q.qtype, q.qclass))
+        .collect();
+    let q = ("codemonkey.net".to_owned(), RrType::A, Class::IN);
+    assert_eq!(questions, [q.clone(), q]);
+    assert!(m.answers.is_empty() && m.authority.is_empty() && m.additional.is_empty());
+    let partial = parse_message_partial(bytes).expect("header");
+    assert!(partial.is_complete());
+    assert_eq!(partial.message, m);
+    // The values the corpus states (Suricata's, for qname, qtype, queries).
+    let rendered = render(&m);
+    for (key, want) in [
+        ("id", json!(36356)),
+        ("qr", json!("query")),
+        ("opcode", json!(0)),
+        ("flags", json!("0x0100")),
+        ("qname", json!("codemonkey.net")),
+        ("qtype", json!("A")),
+        ("qdcount", json!(2)),
+        (
+            "queries",
+            json!([
+                {"name": "codemonkey.net", "type": "A"},
+                {"name": "codemonkey.net", "type": "A"}
+            ]),
+        ),
+    ] {
+        assert_eq!(rendered.get(key), Some(&want), "{key}");
     }
 }
 

@@ -34,7 +34,6 @@ fn reasons_are_distinct_snake_case() {
         ErrorKind::TooManyRecords,
         ErrorKind::BadLabelType,
         ErrorKind::PointerLoop,
-        ErrorKind::ForwardPointer,
         ErrorKind::TooManyPointers,
         ErrorKind::NameTooLong,
         ErrorKind::RdataLengthMismatch,

@@ -132,56 +132,115 @@ fn self_pointer_is_a_loop() {
 #[test]
 fn two_pointers_at_each_other_are_a_loop() {
     // Answer 1 (NULL) carries P1 at 29 -> 31 and P2 at 31 -> 29. Answer 2's
-    // owner enters at 31: 33 -> 31 -> 29 are backwards, then P1 goes back to
-    // 31, which this name has already read.
-    let msg = Msg::new(1, 0x8180, [1, 2, 0, 0]).question("", 10).record(
-        &[0xc0, 12],
-        10,
-        1,
-        0,
-        &[0xc0, 31, 0xc0, 29],
-    );
-    assert_eq!(msg.offset(), 33);
-    let looped = Msg::new(1, 0x8180, [1, 2, 0, 0])
-        .question("", 10)
-        .record(&[0xc0, 12], 10, 1, 0, &[0xc0, 31, 0xc0, 29])
-        .record(&[0xc0, 31], 1, 1, 0, &[1, 2, 3, 4]);
+    // owner enters them at `entry`.
+    let build = |entry: u8| {
+        Msg::new(1, 0x8180, [1, 2, 0, 0])
+            .question("", 10)
+            .record(&[0xc0, 12], 10, 1, 0, &[0xc0, 31, 0xc0, 29])
+            .record(&[0xc0, entry], 1, 1, 0, &[1, 2, 3, 4])
+    };
+    let loop_in_answer = Err(ParseError {
+        kind: ErrorKind::PointerLoop,
+        section: Section::Answer,
+    });
+    // Entering at 31: 33 -> 31 -> 29, then P1 goes forward to 31, which this
+    // name has already read.
+    assert_eq!(build(31).parse().map(|_| ()), loop_in_answer);
+    // Entering at 29: 33 -> 29 -> 31 (forward), then P2 back to 29.
+    assert_eq!(build(29).parse().map(|_| ()), loop_in_answer);
+}
+
+#[test]
+fn forward_then_back_into_the_own_label_is_a_loop() {
+    // Q1 at 12 is "a" then a pointer forward to Q2's name at 20, which
+    // points back at Q1's first label: a, a, a, ...
+    let msg = Msg::new(1, 0, [2, 0, 0, 0])
+        .raw(&[1, b'a', 0xc0, 20])
+        .u16(1)
+        .u16(1)
+        .raw(&[0xc0, 12])
+        .u16(1)
+        .u16(1);
+    assert_eq!(question_error(&msg), ErrorKind::PointerLoop);
+    // Back into the middle of Q1's label ("a" read as a length byte): the
+    // target is inside bytes already read, so it is a loop as well.
+    let msg = Msg::new(1, 0, [2, 0, 0, 0])
+        .raw(&[1, 1, 0xc0, 20])
+        .u16(1)
+        .u16(1)
+        .raw(&[0xc0, 13])
+        .u16(1)
+        .u16(1);
+    assert_eq!(question_error(&msg), ErrorKind::PointerLoop);
+}
+
+#[test]
+fn forward_pointers_are_followed() {
+    // The corpus' forward-pointer query: question 1 (at 12) points at
+    // question 2's name (at 18).
+    let msg = Msg::new(1, 0x0100, [2, 0, 0, 0])
+        .raw(&[0xc0, 18])
+        .u16(1)
+        .u16(1);
+    assert_eq!(msg.offset(), 18);
+    let msg = msg.question("codemonkey.net", 1);
+    let names: Vec<String> = msg
+        .parse_ok()
+        .questions
+        .iter()
+        .map(|q| q.name.to_string())
+        .collect();
+    assert_eq!(names, ["codemonkey.net", "codemonkey.net"]);
+
+    // Labels before the pointer, and a forward chain that ends in a
+    // backward one: "www" -> (forward) "mail" -> (back) Q1 "example.com".
+    let msg = Msg::new(1, 0, [3, 0, 0, 0]).question("example.com", 1);
+    let q2 = msg.offset();
+    let q3 = u8::try_from(q2 + 10).expect("small offset");
+    let msg = msg.raw(&[3, b'w', b'w', b'w', 0xc0, q3]).u16(1).u16(1);
+    assert_eq!(msg.offset(), usize::from(q3));
+    let msg = msg
+        .raw(&[4, b'm', b'a', b'i', b'l', 0xc0, 12])
+        .u16(1)
+        .u16(1);
+    let names: Vec<String> = msg
+        .parse_ok()
+        .questions
+        .iter()
+        .map(|q| q.name.to_string())
+        .collect();
     assert_eq!(
-        looped.parse(),
-        Err(ParseError {
-            kind: ErrorKind::PointerLoop,
-            section: Section::Answer
-        })
-    );
-    // Entering at 29 instead meets P1 first, which simply points forward.
-    let forward = Msg::new(1, 0x8180, [1, 2, 0, 0])
-        .question("", 10)
-        .record(&[0xc0, 12], 10, 1, 0, &[0xc0, 31, 0xc0, 29])
-        .record(&[0xc0, 29], 1, 1, 0, &[1, 2, 3, 4]);
-    assert_eq!(
-        forward.parse(),
-        Err(ParseError {
-            kind: ErrorKind::ForwardPointer,
-            section: Section::Answer
-        })
+        names,
+        ["example.com", "www.mail.example.com", "mail.example.com"]
     );
 }
 
 #[test]
-fn forward_pointers_are_rejected() {
-    // The corpus' forward-pointer query: question 1 points at question 2.
-    let msg = Msg::new(1, 0x0100, [2, 0, 0, 0])
-        .raw(&[0xc0, 18])
-        .u16(1)
-        .u16(1)
-        .question("codemonkey.net", 1);
-    assert_eq!(question_error(&msg), ErrorKind::ForwardPointer);
-    // Pointing beyond the end of the message is forward too.
-    let msg = Msg::new(1, 0, [1, 0, 0, 0])
-        .raw(&[0xff, 0xff])
-        .u16(1)
-        .u16(1);
-    assert_eq!(question_error(&msg), ErrorKind::ForwardPointer);
+fn forward_pointers_out_of_the_message_are_truncated() {
+    // Far beyond the end, just past it, exactly at its end, and to a label
+    // that runs past it.
+    let len = 12 + 2 + 4;
+    let cases: [(&[u8], &[u8]); 4] = [
+        (&[0xff, 0xff], &[]),
+        (&[0xc0, len + 1], &[]),
+        (&[0xc0, len], &[]),
+        (&[0xc0, len], &[5, b'a', b'b']),
+    ];
+    for (name, tail) in cases {
+        let msg = Msg::new(1, 0, [1, 0, 0, 0])
+            .raw(name)
+            .u16(1)
+            .u16(1)
+            .raw(tail);
+        assert_eq!(
+            msg.parse().map(|_| ()),
+            Err(ParseError {
+                kind: ErrorKind::Truncated,
+                section: Section::Question
+            }),
+            "{name:02x?} {tail:02x?}"
+        );
+    }
 }
 
 #[test]
@@ -208,6 +267,36 @@ fn pointer_chains_are_bounded() {
         Err(ParseError {
             kind: ErrorKind::TooManyPointers,
             section: Section::Answer
+        })
+    );
+}
+
+#[test]
+fn forward_pointer_chains_are_bounded() {
+    // The question's name is a pointer forward into the rdata of a NULL
+    // answer (owned by the root), which holds a chain of forward pointers,
+    // each to the next, the last one to a zero byte: `pointers` jumps in all.
+    let build = |pointers: usize| {
+        let msg = Msg::new(1, 0x8180, [1, 1, 0, 0]);
+        let rdata_start = 12 + 6 + 11;
+        let at = |i: usize| u8::try_from(rdata_start + 2 * i).expect("small offset");
+        let mut rdata = Vec::new();
+        for i in 1..pointers {
+            rdata.extend_from_slice(&[0xc0, at(i)]);
+        }
+        rdata.push(0);
+        let msg = msg.raw(&[0xc0, at(0)]).u16(1).u16(1);
+        let msg = msg.record(&[0], 10, 1, 0, &rdata);
+        assert_eq!(msg.offset(), rdata_start + 2 * (pointers - 1) + 1);
+        msg
+    };
+    let ok = build(MAX_POINTERS).parse_ok();
+    assert_eq!(ok.questions.first().map(|q| q.name.is_root()), Some(true));
+    assert_eq!(
+        build(MAX_POINTERS + 1).parse().map(|_| ()),
+        Err(ParseError {
+            kind: ErrorKind::TooManyPointers,
+            section: Section::Question
         })
     );
 }
