@@ -241,6 +241,16 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_STATS_", "u32"),       // pal_stats key arithmetic
         ("PAL_STAT_", "u32"),        // pal_stats key arithmetic
         ("PAL_CAP_", "u32"),         // pal_record_hdr.payload_len
+        ("PAL_FNV64_", "u64"),       // name hash arithmetic
+        ("PAL_DNS_WIRE_MAX", "usize"), // name limits, used on Rust strings
+        ("PAL_DNS_NAME_MAX", "usize"),
+        ("PAL_DNS_LABEL_MAX", "usize"),
+        ("PAL_DNS_SUFFIX_MAX", "usize"),
+        ("PAL_DNS_BLOCK", "u8"),      // pal_dns_rule.action
+        ("PAL_DNS_ALLOW", "u8"),      // pal_dns_rule.action
+        ("PAL_DNS_RULE_", "u8"),      // pal_dns_rule.flags
+        ("PAL_DNS_ACTION_", "u32"),   // pal_dns_config.block_action
+        ("PAL_DNS_STAT_", "u32"),     // pal_dns_stats key
     ];
     BY_PREFIX
         .iter()
@@ -252,7 +262,7 @@ fn define_type(name: &str) -> &'static str {
 /// C source of the probe: one `printf` per generated Rust item.
 fn probe_source(header: &Header) -> String {
     let mut c = String::from(
-        "#include <stddef.h>\n#include <stdio.h>\n#include \"records.h\"\n\nint main(void)\n{\n",
+        "#include <stddef.h>\n#include <stdio.h>\n#include <linux/bpf.h>\n#include \"records.h\"\n\nint main(void)\n{\n",
     );
     let line = |c: &mut String, text: String| {
         let _ = writeln!(c, "\t{text}");
@@ -288,6 +298,76 @@ fn probe_source(header: &Header) -> String {
             );
         }
     }
+    kernel_facts(&mut c);
     c.push_str("\treturn 0;\n}\n");
     c
+}
+
+/// The bpf(2) ABI facts `src/sys.rs` relies on, from the UAPI header `<linux/bpf.h>`: command
+/// and flag numbers, and the offsets of the `union bpf_attr` / `struct bpf_map_info` fields it
+/// fills or reads. `src/sys.rs` asserts its `#[repr(C)]` structs against them at compile time.
+fn kernel_facts(c: &mut String) {
+    const CONSTANTS: &[(&str, &str)] = &[
+        ("BPF_MAP_CREATE", "u32"),
+        ("BPF_MAP_LOOKUP_ELEM", "u32"),
+        ("BPF_MAP_UPDATE_ELEM", "u32"),
+        ("BPF_MAP_DELETE_ELEM", "u32"),
+        ("BPF_MAP_GET_NEXT_KEY", "u32"),
+        ("BPF_MAP_GET_FD_BY_ID", "u32"),
+        ("BPF_OBJ_GET_INFO_BY_FD", "u32"),
+        ("BPF_MAP_LOOKUP_BATCH", "u32"),
+        ("BPF_MAP_UPDATE_BATCH", "u32"),
+        ("BPF_MAP_TYPE_HASH", "u32"),
+        ("BPF_MAP_TYPE_ARRAY_OF_MAPS", "u32"),
+        ("BPF_ANY", "u64"),
+        ("BPF_OBJ_NAME_LEN", "usize"),
+    ];
+    /// (Rust name, C type, C member designator).
+    const OFFSETS: &[(&str, &str, &str)] = &[
+        ("ATTR_MAP_TYPE", "union bpf_attr", "map_type"),
+        ("ATTR_KEY_SIZE", "union bpf_attr", "key_size"),
+        ("ATTR_VALUE_SIZE", "union bpf_attr", "value_size"),
+        ("ATTR_MAX_ENTRIES", "union bpf_attr", "max_entries"),
+        ("ATTR_MAP_FLAGS", "union bpf_attr", "map_flags"),
+        ("ATTR_INNER_MAP_FD", "union bpf_attr", "inner_map_fd"),
+        ("ATTR_NUMA_NODE", "union bpf_attr", "numa_node"),
+        ("ATTR_MAP_NAME", "union bpf_attr", "map_name"),
+        ("ATTR_ELEM_MAP_FD", "union bpf_attr", "map_fd"),
+        ("ATTR_ELEM_KEY", "union bpf_attr", "key"),
+        ("ATTR_ELEM_VALUE", "union bpf_attr", "value"),
+        ("ATTR_ELEM_FLAGS", "union bpf_attr", "flags"),
+        ("ATTR_BATCH_IN_BATCH", "union bpf_attr", "batch.in_batch"),
+        ("ATTR_BATCH_OUT_BATCH", "union bpf_attr", "batch.out_batch"),
+        ("ATTR_BATCH_KEYS", "union bpf_attr", "batch.keys"),
+        ("ATTR_BATCH_VALUES", "union bpf_attr", "batch.values"),
+        ("ATTR_BATCH_COUNT", "union bpf_attr", "batch.count"),
+        ("ATTR_BATCH_MAP_FD", "union bpf_attr", "batch.map_fd"),
+        ("ATTR_BATCH_ELEM_FLAGS", "union bpf_attr", "batch.elem_flags"),
+        ("ATTR_BATCH_FLAGS", "union bpf_attr", "batch.flags"),
+        ("ATTR_INFO_BPF_FD", "union bpf_attr", "info.bpf_fd"),
+        ("ATTR_INFO_INFO_LEN", "union bpf_attr", "info.info_len"),
+        ("ATTR_INFO_INFO", "union bpf_attr", "info.info"),
+        ("ATTR_MAP_ID", "union bpf_attr", "map_id"),
+        ("ATTR_OPEN_FLAGS", "union bpf_attr", "open_flags"),
+        ("MAP_INFO_TYPE", "struct bpf_map_info", "type"),
+        ("MAP_INFO_ID", "struct bpf_map_info", "id"),
+        ("MAP_INFO_KEY_SIZE", "struct bpf_map_info", "key_size"),
+        ("MAP_INFO_VALUE_SIZE", "struct bpf_map_info", "value_size"),
+        ("MAP_INFO_MAX_ENTRIES", "struct bpf_map_info", "max_entries"),
+        ("MAP_INFO_MAP_FLAGS", "struct bpf_map_info", "map_flags"),
+        ("MAP_INFO_NAME", "struct bpf_map_info", "name"),
+    ];
+    let _ = writeln!(c, "\tprintf(\"\\n// <linux/bpf.h>\\n\");");
+    for (name, ty) in CONSTANTS {
+        let _ = writeln!(
+            c,
+            "\tprintf(\"pub const KERNEL_{name}: {ty} = %llu;\\n\", (unsigned long long)({name}));"
+        );
+    }
+    for (name, ty, member) in OFFSETS {
+        let _ = writeln!(
+            c,
+            "\tprintf(\"pub const KERNEL_{name}: usize = %zu;\\n\", offsetof({ty}, {member}));"
+        );
+    }
 }

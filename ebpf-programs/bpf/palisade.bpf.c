@@ -3,14 +3,17 @@
  * palisade.bpf.c: Palisade's traffic observer, attached as a TC classifier
  * on ingress and egress of every monitored interface.
  *
- * It never changes a packet's fate (always TC_ACT_UNSPEC, which TCX reads as
- * TCX_NEXT). Per packet it:
+ * It leaves every packet's fate alone (TC_ACT_UNSPEC, which TCX reads as
+ * TCX_NEXT) except DNS over UDP blocked by the domain policy (see "DNS
+ * policy" below: answered with NXDOMAIN via bpf_redirect, or dropped). Per
+ * packet it:
  *   1. counts the packet (pal_stats, global group, PAL_STAT_RECORDS);
  *   2. parses Ethernet (one VLAN tag, in the frame or hardware-accelerated),
  *      IPv4 or IPv6 (up to PAL_IPV6_MAX_EXT extension headers), TCP/UDP;
  *   3. copies DNS, DHCP and TLS-handshake payload prefixes into their ring
  *      buffers, one worker per ring;
- *   4. keeps a per-flow counter entry in pal_flows and reports flow start and
+ *   4. for DNS over UDP with enforcement on, applies the domain policy;
+ *   5. keeps a per-flow counter entry in pal_flows and reports flow start and
  *      end (FIN both ways, or RST) to rb_flow.
  *
  * Every record is one struct pal_record_hdr followed by payload_len bytes
@@ -36,6 +39,10 @@
 
 #include "records.h"
 
+#ifndef offsetof
+#define offsetof(type, member) __builtin_offsetof(type, member)
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Tunables and wire constants                                              */
 /* ------------------------------------------------------------------------ */
@@ -49,10 +56,47 @@
 
 #define PAL_VLAN_VID_MASK 0x0fff
 #define PAL_IP_FRAG_OFFSET 0x1fff /* fragment offset bits of iphdr.frag_off */
+#define PAL_IP_MORE_FRAGS 0x2000  /* MF bit of iphdr.frag_off */
 
 #define PAL_PORT_DNS 53
 #define PAL_PORT_DHCP_SERVER 67
 #define PAL_PORT_DHCP_CLIENT 68
+
+/* DNS policy sizes (records.h has the limits shared with user space). */
+#define PAL_DNS_LEARNED_ENTRIES 65536
+#define PAL_DNS_HITS_ENTRIES 65536
+#define PAL_DNS_NAME_BUF 256 /* >= PAL_DNS_NAME_MAX + 1, a power of two (index mask) */
+#define PAL_DNS_OUT_BUF 512  /* >= 8 + PAL_DNS_HDR + PAL_DNS_WIRE_MAX + 4 + 3, power of two */
+#define PAL_DNS_HDR 12       /* DNS header */
+#define PAL_DNS_QFIXED 4     /* QTYPE + QCLASS after the QNAME */
+/* The question a rewrite keeps: header, QNAME, QTYPE/QCLASS. */
+#define PAL_DNS_KEEP_MAX (PAL_DNS_HDR + PAL_DNS_WIRE_MAX + PAL_DNS_QFIXED)
+/* Bytes handled per bpf_loop() iteration (each iteration is a function call). */
+#define PAL_DNS_QNAME_UNROLL 4
+#define PAL_DNS_HASH_UNROLL 8
+/* qname_step() iterations: the longest wire name, and one byte more to tell it is too long. */
+#define PAL_DNS_QNAME_STEPS ((PAL_DNS_WIRE_MAX + PAL_DNS_QNAME_UNROLL) / PAL_DNS_QNAME_UNROLL)
+/* match_step() iterations: <= 32 suffixes of <= 253 bytes, a lookup ending each. */
+#define PAL_DNS_HASH_STEPS \
+	(PAL_DNS_SUFFIX_MAX * ((PAL_DNS_NAME_MAX + PAL_DNS_HASH_UNROLL - 1) / PAL_DNS_HASH_UNROLL + 1))
+#define PAL_DNS_TTL 64       /* TTL / hop limit of a kernel-made answer */
+
+/* DNS header, byte 2 and byte 3. */
+#define PAL_DNS_QR 0x80
+#define PAL_DNS_OPCODE 0x78
+#define PAL_DNS_RD 0x01
+#define PAL_DNS_TC 0x02
+#define PAL_DNS_RA 0x80
+#define PAL_DNS_CD 0x10
+#define PAL_DNS_RCODE 0x0f
+#define PAL_DNS_RCODE_NXDOMAIN 3
+/* A length octet with either of the top bits set: compression pointer or extended label. */
+#define PAL_DNS_LABEL_TYPE 0xc0
+
+_Static_assert(PAL_DNS_NAME_BUF > PAL_DNS_NAME_MAX + 1, "name buffer: leading dot + name");
+_Static_assert(PAL_DNS_OUT_BUF >= 8 + PAL_DNS_KEEP_MAX + 3, "checksum buffer");
+_Static_assert(PAL_DNS_KEEP_MAX <= PAL_CAP_DNS, "the question must fit the DNS capture");
+_Static_assert(PAL_DNS_SUFFIX_MAX == 32, "label_start ring is indexed with & 31");
 
 #define PAL_TLS_CONTENT_HANDSHAKE 22
 #define PAL_TLS_MAJOR_VERSION 3
@@ -127,13 +171,90 @@ struct {
 } pal_flows SEC(".maps");
 
 /*
- * Per-CPU record under construction: header plus the largest payload. Too
- * big for the 512-byte BPF stack. Private to one program run (TC programs do
- * not nest on a CPU), so it is not pinned.
+ * DNS policy. The rule set is one hash map (name hash -> rule) in slot 0 of
+ * pal_dns_policy; the supervisor builds a complete new inner map and swaps it
+ * in with one update of that slot, so a packet sees either the old or the new
+ * rule set, never a mix. An empty slot means "no rule set".
+ *
+ * The inner map below is only the template the outer map is created with.
+ * For hash maps the kernel does not compare max_entries between the template
+ * and the maps put in the slot (only type, key/value size and map_flags), so
+ * inner maps of any size fit. BPF_F_INNER_MAP (which relaxes that check for
+ * arrays) is not accepted by hash maps at all, hence map_flags stays 0: every
+ * inner map must be created with map_flags 0 too (src/dns_policy.rs does).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	/*
+	 * Sizes rather than __type(): clang's BTF leaves a struct reached only
+	 * through a nested map definition as a forward declaration, which
+	 * libbpf and aya cannot size. Inner maps carry no BTF either way.
+	 */
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(max_entries, 1);
+		__uint(key_size, sizeof(__u64));
+		__uint(value_size, sizeof(struct pal_dns_rule));
+	});
+} pal_dns_policy SEC(".maps");
+
+/* Exact-name blocks learned at run time (regex verdicts, CNAME inspection). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PAL_DNS_LEARNED_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct pal_dns_learned);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_dns_learned SEC(".maps");
+
+/* Slot 0: what to do with a blocked query (records.h PAL_DNS_ACTION_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pal_dns_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_dns_config SEC(".maps");
+
+/* Per-rule hit counters: rule_id -> packets the rule decided. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, PAL_DNS_HITS_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_dns_hits SEC(".maps");
+
+/* DNS policy counters, key = PAL_DNS_STAT_* (records.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PAL_DNS_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_dns_stats SEC(".maps");
+
+/* Working memory of the DNS policy: too big for the stack. */
+struct pal_dns_work {
+	__u8 name[PAL_DNS_NAME_BUF];           /* "." + normalized name, not NUL-terminated */
+	__u8 label_start[PAL_DNS_SUFFIX_MAX];  /* ring: name offset of label n at [n % 32] */
+	__u8 out[PAL_DNS_OUT_BUF];             /* rewritten UDP datagram, for its checksum */
+	__u8 pseudo[40];                       /* UDP pseudo header (IPv6 size) */
+};
+
+/*
+ * Per-CPU record under construction: header plus the largest payload, and
+ * the DNS policy's working memory. Too big for the 512-byte BPF stack.
+ * Private to one program run (TC programs do not nest on a CPU), so it is
+ * not pinned. Records are `hdr` and a payload prefix: `dns` is never output.
  */
 struct pal_scratch {
 	struct pal_record_hdr hdr;
 	__u8 payload[PAL_CAP_MAX];
+	struct pal_dns_work dns;
 };
 
 _Static_assert(PAL_CAP_DNS <= PAL_CAP_MAX && PAL_CAP_DHCP <= PAL_CAP_MAX &&
@@ -158,11 +279,13 @@ struct pal_pkt {
 	__u64 daddr[2];   /* same layout as saddr */
 	__u64 now_ns;     /* bpf_ktime_get_boot_ns(), taken once per packet */
 	__u32 l3_len;     /* IP header + payload, for flow byte counters */
+	__u32 l3_off;     /* offset of the IP header in the skb */
 	__u32 l4_off;     /* offset of the L4 header in the skb */
 	__u32 l4_end;     /* end of the IP packet (Ethernet padding excluded) */
 	__u32 pay_off;    /* offset of the L4 payload */
 	__u32 pay_len;    /* L4 payload bytes in this packet */
 	__u32 segs;       /* packets this skb stands for (GSO/GRO), >= 1 */
+	__u32 udp_len;    /* UDP length field, 0 for other protocols */
 	__u16 vlan_id;    /* valid when flags has PAL_FLAG_VLAN */
 	__u16 sport;      /* host order; 0 for ICMP */
 	__u16 dport;      /* host order; 0 for ICMP */
@@ -173,6 +296,7 @@ struct pal_pkt {
 	__u8 ip_version;  /* 4 or 6 */
 	__u8 l4_proto;    /* IPPROTO_* */
 	__u8 tcp_flags;   /* byte 13 of the TCP header, 0 otherwise */
+	__u8 ip_frag;     /* IPv4 first fragment with more to come (MF set) */
 };
 
 /* Outcome of a parsing step. */
@@ -357,6 +481,8 @@ static __always_inline enum pal_parse parse_ipv4(struct __sk_buff *skb, struct p
 	if (bpf_ntohs(ip.frag_off) & PAL_IP_FRAG_OFFSET)
 		return PAL_PARSE_IGNORE;
 
+	p->ip_frag = (bpf_ntohs(ip.frag_off) & PAL_IP_MORE_FRAGS) != 0;
+	p->l3_off = l3_off;
 	p->ip_version = 4;
 	p->l4_proto = ip.protocol;
 	p->l4_off = l3_off + ihl_bytes;
@@ -411,6 +537,7 @@ static __always_inline enum pal_parse parse_ipv6(struct __sk_buff *skb, struct p
 	if (ipv6_is_skippable_ext(nexthdr) || off > p->l4_end)
 		return PAL_PARSE_SHORT;
 
+	p->l3_off = l3_off;
 	p->ip_version = 6;
 	p->l4_proto = nexthdr;
 	p->l4_off = off;
@@ -447,6 +574,7 @@ static __always_inline enum pal_parse parse_l4(struct __sk_buff *skb, struct pal
 		p->sport = bpf_ntohs(uh.source);
 		p->dport = bpf_ntohs(uh.dest);
 		udp_len = bpf_ntohs(uh.len);
+		p->udp_len = udp_len;
 		break;
 	}
 	case IPPROTO_ICMP:
@@ -490,24 +618,678 @@ static __always_inline int is_tls_handshake(struct __sk_buff *skb, const struct 
 	return start[0] == PAL_TLS_CONTENT_HANDSHAKE && start[1] == PAL_TLS_MAJOR_VERSION;
 }
 
-static __always_inline void classify_payload(struct __sk_buff *skb, const struct pal_pkt *p)
+/* ------------------------------------------------------------------------ */
+/* DNS policy                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Only UDP port-53 traffic reaches this code, and only while pal_dns_config
+ * says enforcement is on. For a query (QR=0, opcode QUERY, QDCOUNT >= 1, to
+ * port 53) or an answer (QR=1, from port 53), the first QNAME is normalized
+ * into the scratch map, the FNV-1a 64 hash of the name and of each parent
+ * suffix (at most PAL_DNS_SUFFIX_MAX, innermost first) is looked up in the
+ * current rule set, then the exact name in pal_dns_learned:
+ *   - any allow match (an exact allow on the name, a suffix allow on the
+ *     name or a parent) lets the message pass;
+ *   - otherwise a block match (the most specific list rule, else an unexpired
+ *     learned entry) blocks it.
+ * A blocked query is turned into its own NXDOMAIN answer and sent back where
+ * it came from (or dropped, per config); a blocked answer is rewritten into
+ * NXDOMAIN in place and passed on (or dropped). The DNS record of the message
+ * is emitted before any rewrite, flagged PAL_FLAG_DNS_BLOCKED/REWRITTEN.
+ */
+
+static __always_inline void dns_stat_inc(__u32 slot)
+{
+	__u64 *value = bpf_map_lookup_elem(&pal_dns_stats, &slot);
+
+	if (value)
+		*value += 1;
+}
+
+/* Counts one packet decided by rule_id (per-CPU; the LRU drops cold ids). */
+static __always_inline void dns_hit(__u32 rule_id)
+{
+	__u64 one = 1, *hits = bpf_map_lookup_elem(&pal_dns_hits, &rule_id);
+
+	if (hits) {
+		*hits += 1;
+		return;
+	}
+	if (bpf_map_update_elem(&pal_dns_hits, &rule_id, &one, BPF_NOEXIST) == 0)
+		return;
+	/* Another CPU inserted it meanwhile, or the insert failed. */
+	hits = bpf_map_lookup_elem(&pal_dns_hits, &rule_id);
+	if (hits)
+		*hits += 1;
+	else
+		dns_stat_inc(PAL_DNS_STAT_HITS_MAP_FULL);
+}
+
+enum pal_qname {
+	PAL_QNAME_RUNNING,
+	PAL_QNAME_DONE,
+	PAL_QNAME_UNMATCHABLE, /* pointer, extended label, cut off */
+};
+
+/*
+ * bpf_loop() state of qname_step(). The callbacks are verified like loop
+ * bodies: the verifier only converges if no counter that starts as a known
+ * constant decides a branch (that makes it precise, and every iteration a new
+ * state). Hence s->dns.name is written as ".label.label" (a dot before every
+ * label, no "first label?" test) and the name proper starts at offset 1.
+ */
+struct pal_qname_ctx {
+	struct pal_scratch *s;
+	__u64 hash;   /* FNV-1a 64 of the name text so far */
+	__u32 avail;  /* bytes of s->payload holding the message */
+	__u32 pos;    /* next QNAME byte, as an offset in the message */
+	__u32 out;    /* end of the text in s->dns.name (the name is [1, out)) */
+	__u32 left;   /* bytes left in the current label */
+	__u32 labels; /* labels seen */
+	__u32 sep;    /* 1 once a label was seen: the next one is preceded by '.' */
+	__u32 status; /* enum pal_qname */
+};
+
+/*
+ * One wire byte of the QNAME: 1 when the name ended (or cannot be matched).
+ * A length octet starts a label; label bytes are copied with A-Z folded to
+ * a-z and '.' replaced by 0x00, so the text form is unambiguous, and hashed
+ * as they are written (the whole name's hash comes for free).
+ */
+static __always_inline int qname_byte(struct pal_qname_ctx *c, struct pal_scratch *s)
+{
+	__u32 pos = c->pos;
+	__u8 byte;
+
+	if (pos >= c->avail) {
+		c->status = PAL_QNAME_UNMATCHABLE;
+		return 1;
+	}
+	byte = s->payload[pos & (PAL_CAP_MAX - 1)];
+	c->pos = pos + 1;
+	if (c->left == 0) {
+		if (byte == 0) {
+			c->status = PAL_QNAME_DONE;
+			return 1;
+		}
+		if (byte & PAL_DNS_LABEL_TYPE) {
+			c->status = PAL_QNAME_UNMATCHABLE;
+			return 1;
+		}
+		if (c->sep)
+			c->hash = (c->hash ^ '.') * PAL_FNV64_PRIME;
+		c->sep = 1;
+		s->dns.name[c->out & (PAL_DNS_NAME_BUF - 1)] = '.';
+		c->out++;
+		s->dns.label_start[c->labels & (PAL_DNS_SUFFIX_MAX - 1)] = c->out;
+		c->labels++;
+		c->left = byte;
+		return 0;
+	}
+	if (byte >= 'A' && byte <= 'Z')
+		byte += 'a' - 'A';
+	else if (byte == '.')
+		byte = 0;
+	s->dns.name[c->out & (PAL_DNS_NAME_BUF - 1)] = byte;
+	c->hash = (c->hash ^ byte) * PAL_FNV64_PRIME;
+	c->out++;
+	c->left--;
+	return 0;
+}
+
+/*
+ * PAL_DNS_QNAME_UNROLL wire bytes per bpf_loop() iteration: each iteration is
+ * a function call, and calls (returns, with the Spectre/SRSO return thunks
+ * of current x86 kernels) cost more than the work of one byte.
+ */
+static long qname_step(__u32 index, void *arg)
+{
+	struct pal_qname_ctx *c = arg;
+	struct pal_scratch *s = c->s;
+
+#pragma unroll
+	for (int i = 0; i < PAL_DNS_QNAME_UNROLL; i++)
+		if (qname_byte(c, s))
+			return 1;
+	return 0;
+}
+
+/* bpf_loop() state of match_step(). */
+struct pal_match_ctx {
+	struct pal_scratch *s;
+	void *rules;     /* the current inner map of pal_dns_policy */
+	__u64 hash;      /* FNV-1a state of the current suffix */
+	__u32 end;       /* end of the name in s->dns.name */
+	__u32 pos;       /* next name byte of the current suffix */
+	__u32 left;      /* suffixes still to look up, the current one included */
+	__u32 label;     /* label number of the current suffix's first label */
+	__u32 allow_id;
+	__u32 block_id;
+	__u8 whole;      /* the current suffix is the whole name */
+	__u8 allowed;
+	__u8 blocked;
+};
+
+/*
+ * Hashes up to PAL_DNS_HASH_UNROLL bytes of the current suffix; once it is
+ * complete, looks it up and moves to the next (shorter) one. An allow match
+ * ends the walk; the first block match (the most specific) is kept.
+ */
+static long match_step(__u32 index, void *arg)
+{
+	struct pal_match_ctx *c = arg;
+	struct pal_scratch *s = c->s;
+	struct pal_dns_rule *found;
+	__u32 pos = c->pos, end = c->end;
+	__u64 hash = c->hash;
+
+#pragma unroll
+	for (int i = 0; i < PAL_DNS_HASH_UNROLL; i++) {
+		if (pos >= end)
+			break;
+		hash = (hash ^ s->dns.name[pos & (PAL_DNS_NAME_BUF - 1)]) * PAL_FNV64_PRIME;
+		pos++;
+	}
+	c->pos = pos;
+	c->hash = hash;
+	if (pos < end)
+		return 0;
+
+	found = bpf_map_lookup_elem(c->rules, &c->hash);
+	if (found) {
+		struct pal_dns_rule rule = *found;
+		__u8 action = 0;
+
+		if (c->whole || !(rule.flags & PAL_DNS_RULE_EXACT))
+			action = rule.action;
+		else if (rule.flags & PAL_DNS_RULE_BLOCK_SUBDOMAINS)
+			action = PAL_DNS_BLOCK;
+		if (action == PAL_DNS_ALLOW) {
+			c->allowed = 1;
+			c->allow_id = rule.rule_id;
+			return 1;
+		}
+		if (action == PAL_DNS_BLOCK && !c->blocked) {
+			c->blocked = 1;
+			c->block_id = rule.rule_id;
+		}
+	}
+	c->whole = 0;
+	c->left--;
+	if (c->left == 0)
+		return 1;
+	c->label++;
+	c->pos = s->dns.label_start[c->label & (PAL_DNS_SUFFIX_MAX - 1)];
+	c->hash = PAL_FNV64_OFFSET;
+	return 0;
+}
+
+/* What the policy decided about one DNS message. */
+enum pal_dns_todo {
+	PAL_DNS_TODO_PASS,
+	PAL_DNS_TODO_NXDOMAIN, /* query: answer it; answer: rewrite it */
+	PAL_DNS_TODO_DROP,
+};
+
+struct pal_dns_verdict {
+	__u32 keep;  /* message bytes up to the end of the first question */
+	__u8 todo;   /* enum pal_dns_todo */
+	__u8 query;  /* 1: a query, 0: an answer */
+	__u8 flag;   /* PAL_FLAG_DNS_* for the record */
+};
+
+static __always_inline __u16 dns_u16(const struct pal_scratch *s, __u32 off)
+{
+	return (__u16)s->payload[off] << 8 | s->payload[off + 1];
+}
+
+/* An answer that already is a bare NXDOMAIN (ours, coming back through the other hook). */
+static __always_inline int dns_bare_nxdomain(const struct pal_scratch *s, __u32 keep,
+					     const struct pal_pkt *p)
+{
+	return (s->payload[3] & PAL_DNS_RCODE) == PAL_DNS_RCODE_NXDOMAIN &&
+	       !(s->payload[2] & PAL_DNS_TC) && dns_u16(s, 4) == 1 && dns_u16(s, 6) == 0 &&
+	       dns_u16(s, 8) == 0 && dns_u16(s, 10) == 0 && keep == p->pay_len;
+}
+
+/*
+ * Decides about the message in s->payload (`avail` bytes of it). Counts what
+ * it checks; leaves v zeroed (pass) unless the message is to be blocked.
+ */
+static __always_inline void dns_policy(const struct pal_pkt *p, struct pal_scratch *s,
+				       __u32 avail, struct pal_dns_verdict *v)
+{
+	struct pal_qname_ctx qc = {};
+	struct pal_match_ctx mc = {};
+	struct pal_dns_config *cfg;
+	__u32 zero = 0, action;
+	void *rules;
+	int query, whole;
+
+	cfg = bpf_map_lookup_elem(&pal_dns_config, &zero);
+	if (!cfg)
+		return;
+	action = cfg->block_action;
+	if (action != PAL_DNS_ACTION_NXDOMAIN && action != PAL_DNS_ACTION_DROP)
+		return;
+	if (avail < PAL_DNS_HDR)
+		return;
+	if ((s->payload[2] & PAL_DNS_OPCODE) || dns_u16(s, 4) == 0)
+		return;
+	query = !(s->payload[2] & PAL_DNS_QR);
+	if (query ? p->dport != PAL_PORT_DNS : p->sport != PAL_PORT_DNS)
+		return;
+	dns_stat_inc(query ? PAL_DNS_STAT_QUERIES_CHECKED : PAL_DNS_STAT_ANSWERS_CHECKED);
+
+	qc.s = s;
+	qc.hash = PAL_FNV64_OFFSET;
+	qc.avail = avail;
+	qc.pos = PAL_DNS_HDR;
+	bpf_loop(PAL_DNS_QNAME_STEPS, qname_step, &qc, 0);
+	if (qc.status != PAL_QNAME_DONE || qc.pos - PAL_DNS_HDR > PAL_DNS_WIRE_MAX) {
+		dns_stat_inc(PAL_DNS_STAT_NOT_MATCHABLE);
+		return;
+	}
+	if (qc.labels == 0)
+		return; /* the root never matches */
+	whole = qc.labels <= PAL_DNS_SUFFIX_MAX;
+
+	/*
+	 * Suffixes of at most PAL_DNS_SUFFIX_MAX labels, longest first. The
+	 * whole name, when it is one of them, was hashed by qname_step(): the
+	 * first match_step() goes straight to its lookup.
+	 */
+	rules = bpf_map_lookup_elem(&pal_dns_policy, &zero);
+	if (rules) {
+		mc.s = s;
+		mc.rules = rules;
+		mc.end = qc.out;
+		mc.left = whole ? qc.labels : PAL_DNS_SUFFIX_MAX;
+		mc.label = qc.labels - mc.left;
+		mc.whole = whole;
+		if (whole) {
+			mc.pos = qc.out;
+			mc.hash = qc.hash;
+		} else {
+			mc.pos = s->dns.label_start[mc.label & (PAL_DNS_SUFFIX_MAX - 1)];
+			mc.hash = PAL_FNV64_OFFSET;
+		}
+		bpf_loop(PAL_DNS_HASH_STEPS, match_step, &mc, 0);
+	}
+	if (mc.allowed) {
+		if (query) {
+			dns_stat_inc(PAL_DNS_STAT_QUERIES_ALLOWED);
+			dns_hit(mc.allow_id);
+		}
+		return;
+	}
+	if (!mc.blocked && whole) {
+		struct pal_dns_learned *learned = bpf_map_lookup_elem(&pal_dns_learned, &qc.hash);
+
+		if (learned) {
+			if (p->now_ns < learned->expires_boot_ns) {
+				mc.blocked = 1;
+				mc.block_id = learned->rule_id;
+				dns_stat_inc(PAL_DNS_STAT_LEARNED_HITS);
+			} else {
+				dns_stat_inc(PAL_DNS_STAT_LEARNED_EXPIRED);
+			}
+		}
+	}
+	if (!mc.blocked)
+		return;
+	v->keep = qc.pos + PAL_DNS_QFIXED;
+	if (!query && dns_bare_nxdomain(s, v->keep, p))
+		return;
+	dns_hit(mc.block_id);
+	v->query = query;
+	v->flag = query ? PAL_FLAG_DNS_BLOCKED : PAL_FLAG_DNS_REWRITTEN;
+	v->todo = action == PAL_DNS_ACTION_DROP ? PAL_DNS_TODO_DROP : PAL_DNS_TODO_NXDOMAIN;
+}
+
+/*
+ * Whether the message can be rewritten in place: the whole first question
+ * was captured, the datagram is complete and unfragmented, and (queries)
+ * IPv6 has no extension headers (a routing header cannot just be reversed).
+ */
+static __always_inline int dns_rewritable(const struct pal_pkt *p, __u32 avail,
+					  const struct pal_dns_verdict *v)
+{
+	if (v->keep > avail || v->keep > p->pay_len || v->keep > PAL_DNS_KEEP_MAX)
+		return 0;
+	if (p->udp_len != sizeof(struct udphdr) + p->pay_len || p->segs != 1)
+		return 0;
+	if (p->ip_version == 4)
+		return !p->ip_frag;
+	return !v->query || p->l4_off == p->l3_off + sizeof(struct ipv6hdr);
+}
+
+static __always_inline __u16 csum_fold(__s64 sum)
+{
+	__u64 csum = (__u64)sum;
+
+	csum = (csum & 0xffffffff) + (csum >> 32);
+	csum = (csum & 0xffffffff) + (csum >> 32);
+	csum = (csum & 0xffff) + (csum >> 16);
+	csum = (csum & 0xffff) + (csum >> 16);
+	return (__u16)~csum;
+}
+
+/* IPv4 header: new total length, and for a query swapped addresses and a fresh TTL. */
+static __always_inline int dns_rewrite_ipv4(struct __sk_buff *skb, const struct pal_pkt *p,
+					    __u32 l3_len, int query)
+{
+	__u32 check_off = p->l3_off + offsetof(struct iphdr, check);
+	__u32 ttl_off = p->l3_off + offsetof(struct iphdr, ttl);
+	__u16 old_word, new_word;
+	__be16 old_len, new_len = bpf_htons(l3_len);
+	struct iphdr ip;
+
+	if (bpf_skb_load_bytes(skb, p->l3_off, &ip, sizeof(ip)) < 0)
+		return -1;
+	old_len = ip.tot_len;
+	ip.tot_len = new_len;
+	/*
+	 * No BPF_F_RECOMPUTE_CSUM on header stores: the header checksum moves by
+	 * exactly the opposite amount, so skb->csum (CHECKSUM_COMPLETE) stays right.
+	 */
+	if (bpf_skb_store_bytes(skb, p->l3_off + offsetof(struct iphdr, tot_len), &new_len,
+				sizeof(new_len), 0) < 0 ||
+	    bpf_l3_csum_replace(skb, check_off, old_len, new_len, sizeof(__u16)) < 0)
+		return -1;
+	if (!query)
+		return 0;
+
+	__builtin_memcpy(&old_word, &ip.ttl, sizeof(old_word)); /* ttl, protocol */
+	ip.ttl = PAL_DNS_TTL;
+	__builtin_memcpy(&new_word, &ip.ttl, sizeof(new_word));
+	if (bpf_skb_store_bytes(skb, ttl_off, &new_word, sizeof(new_word), 0) < 0 ||
+	    bpf_l3_csum_replace(skb, check_off, old_word, new_word, sizeof(__u16)) < 0)
+		return -1;
+	/* Swapping the addresses changes neither checksum. */
+	if (bpf_skb_store_bytes(skb, p->l3_off + offsetof(struct iphdr, saddr), &ip.daddr,
+				sizeof(ip.daddr), 0) < 0 ||
+	    bpf_skb_store_bytes(skb, p->l3_off + offsetof(struct iphdr, daddr), &ip.saddr,
+				sizeof(ip.saddr), 0) < 0)
+		return -1;
+	return 0;
+}
+
+/* IPv6 header: new payload length, and for a query swapped addresses and hop limit. */
+static __always_inline int dns_rewrite_ipv6(struct __sk_buff *skb, const struct pal_pkt *p,
+					    __u32 l3_len, int query)
+{
+	struct ipv6hdr ip6;
+
+	if (bpf_skb_load_bytes(skb, p->l3_off, &ip6, sizeof(ip6)) < 0)
+		return -1;
+	ip6.payload_len = bpf_htons(l3_len - sizeof(ip6));
+	if (query) {
+		struct in6_addr addr = ip6.saddr;
+
+		ip6.saddr = ip6.daddr;
+		ip6.daddr = addr;
+		ip6.hop_limit = PAL_DNS_TTL;
+	}
+	/*
+	 * No header checksum to compensate these changes: let the helper keep
+	 * skb->csum (CHECKSUM_COMPLETE) in step.
+	 */
+	return bpf_skb_store_bytes(skb, p->l3_off, &ip6, sizeof(ip6), BPF_F_RECOMPUTE_CSUM) < 0
+		       ? -1
+		       : 0;
+}
+
+/* Ones'-complement sum of the UDP pseudo header of the rewritten datagram. */
+static __always_inline __s64 dns_pseudo_sum(struct pal_scratch *s, const struct pal_pkt *p,
+					    __u32 udp_len)
+{
+	__u8 *ph = s->dns.pseudo;
+
+	__builtin_memset(ph, 0, sizeof(s->dns.pseudo));
+	if (p->ip_version == 4) {
+		__builtin_memcpy(ph, p->saddr, 4);
+		__builtin_memcpy(ph + 4, p->daddr, 4);
+		ph[9] = IPPROTO_UDP;
+		ph[10] = udp_len >> 8;
+		ph[11] = udp_len & 0xff;
+		return bpf_csum_diff(NULL, 0, (__be32 *)ph, 12, 0);
+	}
+	__builtin_memcpy(ph, p->saddr, 16);
+	__builtin_memcpy(ph + 16, p->daddr, 16);
+	ph[34] = udp_len >> 8;
+	ph[35] = udp_len & 0xff;
+	ph[39] = IPPROTO_UDP;
+	return bpf_csum_diff(NULL, 0, (__be32 *)ph, 40, 0);
+}
+
+/*
+ * Rewrites the message into an NXDOMAIN answer to its first question: same
+ * id, QR=1, opcode/RD/CD kept, AA=TC=AD=0, RA=1, RCODE=3, one question, no
+ * records; everything after the question (EDNS OPT included) is cut off. A
+ * query is also turned around (Ethernet, IP, ports; TTL 64).
+ *
+ * Checksums are adjusted with the kernel's helpers, which honour the skb's
+ * checksum state: the UDP length enters the pseudo header through
+ * bpf_l4_csum_replace(BPF_F_PSEUDO_HDR) (right for CHECKSUM_PARTIAL, where
+ * the field holds the pseudo-header sum and the device completes it), then
+ * one by-difference update brings a full checksum to the value computed
+ * here over the new datagram (a no-op for CHECKSUM_PARTIAL). An IPv4 UDP
+ * checksum of 0 (none) stays 0.
+ */
+static __always_inline int dns_rewrite(struct __sk_buff *skb, const struct pal_pkt *p,
+				       struct pal_scratch *s, const struct pal_dns_verdict *v)
+{
+	__u32 keep = v->keep;
+	__u32 udp_len = sizeof(struct udphdr) + keep;
+	__u32 end = p->l4_off + udp_len;
+	__u32 csum_off = p->l4_off + offsetof(struct udphdr, check);
+	__be16 old_udp_len = bpf_htons(p->udp_len), new_udp_len = bpf_htons(udp_len);
+	__u8 *out = s->dns.out;
+	__u16 check, want;
+	__s64 sum, part;
+	__u32 tail;
+	int err;
+
+	if (keep < PAL_DNS_HDR + 1 + PAL_DNS_QFIXED || keep > PAL_DNS_KEEP_MAX)
+		return -1;
+	if (end < skb->len && bpf_skb_change_tail(skb, end, 0) < 0)
+		return -1;
+
+	/* The new UDP header and DNS header, in `out` (also used for the checksum). */
+	if (v->query) {
+		out[0] = p->dport >> 8;
+		out[1] = p->dport & 0xff;
+		out[2] = p->sport >> 8;
+		out[3] = p->sport & 0xff;
+	} else {
+		out[0] = p->sport >> 8;
+		out[1] = p->sport & 0xff;
+		out[2] = p->dport >> 8;
+		out[3] = p->dport & 0xff;
+	}
+	__builtin_memcpy(out + 4, &new_udp_len, sizeof(new_udp_len));
+	out[6] = 0;
+	out[7] = 0;
+	out[8] = s->payload[0];
+	out[9] = s->payload[1];
+	out[10] = PAL_DNS_QR | (s->payload[2] & (PAL_DNS_OPCODE | PAL_DNS_RD));
+	out[11] = PAL_DNS_RA | (s->payload[3] & PAL_DNS_CD) | PAL_DNS_RCODE_NXDOMAIN;
+	out[12] = 0;
+	out[13] = 1; /* QDCOUNT */
+	__builtin_memset(out + 14, 0, 6); /* ANCOUNT, NSCOUNT, ARCOUNT */
+
+	/* Ports and length, then the DNS header. UDP data: no RECOMPUTE (see above). */
+	if (bpf_skb_store_bytes(skb, p->l4_off, out, 6, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, p->pay_off, out + 8, PAL_DNS_HDR, 0) < 0)
+		return -1;
+
+	if (p->ip_version == 4)
+		err = dns_rewrite_ipv4(skb, p, p->l4_off - p->l3_off + udp_len, v->query);
+	else
+		err = dns_rewrite_ipv6(skb, p, p->l4_off - p->l3_off + udp_len, v->query);
+	if (err)
+		return -1;
+
+	if (v->query) {
+		__u8 macs[2 * ETH_ALEN];
+
+		__builtin_memcpy(macs, p->src_mac, ETH_ALEN);
+		__builtin_memcpy(macs + ETH_ALEN, p->dst_mac, ETH_ALEN);
+		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+			return -1;
+	}
+
+	/* UDP checksum, step 1: the length in the pseudo header. */
+	if (bpf_l4_csum_replace(skb, csum_off, old_udp_len, new_udp_len,
+				BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(__u16)) < 0)
+		return -1;
+	if (bpf_skb_load_bytes(skb, csum_off, &check, sizeof(check)) < 0)
+		return -1;
+	if (check == 0)
+		return 0; /* IPv4 without a UDP checksum */
+
+	/* Step 2: the full checksum of the new datagram, computed over `out`. */
+	__builtin_memcpy(out + 8 + PAL_DNS_HDR, s->payload + PAL_DNS_HDR,
+			 PAL_DNS_KEEP_MAX - PAL_DNS_HDR);
+	tail = 8 + keep;
+	/* Keep clang from dropping the bound it can prove but the verifier cannot. */
+	barrier_var(tail);
+	if (tail > PAL_DNS_OUT_BUF - 3)
+		return -1;
+	out[tail] = 0; /* pad to a multiple of 4 bytes for bpf_csum_diff() */
+	out[tail + 1] = 0;
+	out[tail + 2] = 0;
+	sum = dns_pseudo_sum(s, p, udp_len);
+	if (sum < 0)
+		return -1;
+	tail = (tail + 3) & ~3u;
+	barrier_var(tail);
+	if (tail > PAL_DNS_OUT_BUF)
+		return -1;
+	part = bpf_csum_diff(NULL, 0, (__be32 *)out, tail, (__u32)sum);
+	if (part < 0)
+		return -1;
+	want = csum_fold(part);
+	if (want == 0)
+		want = 0xffff; /* UDP sends a computed 0 as all ones */
+	if (want != check) {
+		/* bpf_l4_csum_replace() by difference: new = ~fold(diff + ~old) = want. */
+		__u32 diff = (__u32)(__u16)~want + check;
+
+		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_MARK_MANGLED_0) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Carries out a verdict on the packet (after its record was written). */
+static __always_inline int dns_enforce(struct __sk_buff *skb, const struct pal_pkt *p,
+				       struct pal_scratch *s, __u32 avail,
+				       const struct pal_dns_verdict *v)
+{
+	long ret;
+
+	if (v->todo == PAL_DNS_TODO_PASS)
+		return TC_ACT_UNSPEC;
+	if (v->todo == PAL_DNS_TODO_NXDOMAIN && !dns_rewritable(p, avail, v)) {
+		dns_stat_inc(PAL_DNS_STAT_NXDOMAIN_UNSUPPORTED);
+	} else if (v->todo == PAL_DNS_TODO_NXDOMAIN) {
+		if (dns_rewrite(skb, p, s, v) < 0) {
+			dns_stat_inc(PAL_DNS_STAT_REWRITE_FAILED);
+			return TC_ACT_SHOT; /* half rewritten: never let it go on */
+		}
+		if (!v->query) {
+			dns_stat_inc(PAL_DNS_STAT_ANSWERS_REWRITTEN);
+			return TC_ACT_UNSPEC;
+		}
+		/* Back where it came from: out of the interface, or up our own stack. */
+		ret = bpf_redirect(skb->ifindex, p->direction == PAL_DIR_INGRESS ? 0 : BPF_F_INGRESS);
+		if (ret != TC_ACT_REDIRECT) {
+			dns_stat_inc(PAL_DNS_STAT_REDIRECT_FAILED);
+			return TC_ACT_SHOT;
+		}
+		dns_stat_inc(PAL_DNS_STAT_BLOCKED_NXDOMAIN);
+		return TC_ACT_REDIRECT;
+	}
+	dns_stat_inc(v->query ? PAL_DNS_STAT_BLOCKED_DROP : PAL_DNS_STAT_ANSWERS_DROPPED);
+	return TC_ACT_SHOT;
+}
+
+/*
+ * DNS over UDP: record (as seen), policy, then the verdict.
+ *
+ * A global (non-static, not inlined) function: the verifier checks it once,
+ * on its own, with every field of *p unknown, instead of once per parse
+ * path leading here (which multiplied the policy's and rewrite's branches
+ * by every Ethernet/IP variant and made loading take seconds). Everything
+ * below therefore bounds-checks what it takes from *p itself, or leaves it
+ * to the skb helpers, which check offsets at run time.
+ */
+__attribute__((noinline)) int pal_dns_udp(struct __sk_buff *skb, struct pal_pkt *p)
+{
+	struct pal_dns_verdict v = {};
+	struct pal_scratch *s = scratch_get();
+	__u32 len;
+	int truncated = 0;
+
+	if (!s || !p)
+		return TC_ACT_UNSPEC;
+	len = p->pay_len;
+	if (len > PAL_CAP_DNS) {
+		len = PAL_CAP_DNS;
+		truncated = 1;
+	}
+	if (len > 0) {
+		if (bpf_skb_load_bytes(skb, p->pay_off, s->payload, len) < 0) {
+			stat_inc(PAL_STATS_GLOBAL, PAL_STAT_NOT_PARSED);
+			return TC_ACT_UNSPEC;
+		}
+	}
+	dns_policy(p, s, len, &v);
+
+	hdr_fill(&s->hdr, skb, p, PAL_KIND_DNS);
+	s->hdr.flags |= v.flag;
+	if (truncated)
+		s->hdr.flags |= PAL_FLAG_TRUNCATED;
+	s->hdr.len = sizeof(s->hdr) + len;
+	s->hdr.payload_len = len;
+	s->hdr.orig_payload_len = p->pay_len;
+	ring_output(&rb_dns, PAL_RING_DNS, s, sizeof(s->hdr) + len, truncated);
+
+	return dns_enforce(skb, p, s, len, &v);
+}
+
+/*
+ * Records the payloads the workers want; returns the packet's fate, which is
+ * TC_ACT_UNSPEC except for DNS over UDP blocked by policy.
+ */
+static __always_inline int classify_payload(struct __sk_buff *skb, struct pal_pkt *p)
 {
 	int tcp = p->l4_proto == IPPROTO_TCP;
 
 	if (!tcp && p->l4_proto != IPPROTO_UDP)
-		return;
+		return TC_ACT_UNSPEC;
 	if (either_port(p, PAL_PORT_DNS)) {
-		/* DNS over TCP: segments without payload are just ACKs. */
-		if (!tcp || p->pay_len > 0)
+		/*
+		 * DNS over TCP is recorded, not enforced: a TCP query is spread
+		 * over segments the kernel would have to reassemble and answer
+		 * inside a connection. Segments without payload are just ACKs.
+		 */
+		if (!tcp)
+			return pal_dns_udp(skb, p);
+		if (p->pay_len > 0)
 			emit_payload(skb, p, &rb_dns, PAL_RING_DNS, PAL_KIND_DNS, PAL_CAP_DNS);
-		return;
+		return TC_ACT_UNSPEC;
 	}
 	if (!tcp && (either_port(p, PAL_PORT_DHCP_SERVER) || either_port(p, PAL_PORT_DHCP_CLIENT))) {
 		emit_payload(skb, p, &rb_dhcp, PAL_RING_DHCP, PAL_KIND_DHCP, PAL_CAP_DHCP);
-		return;
+		return TC_ACT_UNSPEC;
 	}
 	if (tcp && is_tls_handshake(skb, p))
 		emit_payload(skb, p, &rb_tls, PAL_RING_TLS, PAL_KIND_TLS, PAL_CAP_TLS);
+	return TC_ACT_UNSPEC;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -635,7 +1417,11 @@ static __always_inline int flow_may_start(const struct pal_pkt *p)
 	return (p->tcp_flags & PAL_TCP_SYN) || p->pay_len > 0;
 }
 
-static __always_inline void flow_update(struct __sk_buff *skb, const struct pal_pkt *p)
+/*
+ * Not inlined: its locals (key, a fresh value, a copy of the last one) get a
+ * frame of their own instead of adding to the one pal_dns_udp() stacks on.
+ */
+static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const struct pal_pkt *p)
 {
 	struct pal_flow_key key = {};
 	struct pal_flow_value *val;
@@ -752,6 +1538,7 @@ static __always_inline enum pal_parse parse(struct __sk_buff *skb, struct pal_pk
 static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 {
 	struct pal_pkt p = {};
+	int verdict;
 
 	stat_inc(PAL_STATS_GLOBAL, PAL_STAT_RECORDS);
 	p.direction = direction;
@@ -767,9 +1554,10 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 	p.now_ns = bpf_ktime_get_boot_ns();
 	p.segs = skb->gso_segs ? skb->gso_segs : 1;
 
-	classify_payload(skb, &p);
+	/* A DNS rewrite happens in here; the flow table works from `p` alone. */
+	verdict = classify_payload(skb, &p);
 	flow_update(skb, &p);
-	return TC_ACT_UNSPEC;
+	return verdict;
 }
 
 SEC("classifier")

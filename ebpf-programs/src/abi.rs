@@ -30,6 +30,12 @@ pub const DIR_EGRESS: u8 = c::PAL_DIR_EGRESS;
 pub const FLAG_TRUNCATED: u8 = c::PAL_FLAG_TRUNCATED;
 /// Header flag: `vlan_id` is valid.
 pub const FLAG_VLAN: u8 = c::PAL_FLAG_VLAN;
+/// Header flag (DNS records): the query was blocked by the domain policy (answered NXDOMAIN by
+/// the kernel, or dropped). The payload is the query as it was seen, before any rewrite.
+pub const FLAG_DNS_BLOCKED: u8 = c::PAL_FLAG_DNS_BLOCKED;
+/// Header flag (DNS records): the answer's name is blocked, so the kernel rewrote it to NXDOMAIN
+/// (or dropped it, with the drop action). The payload is the answer as the upstream sent it.
+pub const FLAG_DNS_REWRITTEN: u8 = c::PAL_FLAG_DNS_REWRITTEN;
 
 /// Ring (and stats group) of DNS records.
 pub const RING_DNS: u32 = c::PAL_RING_DNS;
@@ -74,6 +80,202 @@ pub const FLOW_REASON_NONE: u8 = c::PAL_FLOW_REASON_NONE;
 pub const FLOW_REASON_FIN: u8 = c::PAL_FLOW_REASON_FIN;
 /// Flow record reason: RST seen.
 pub const FLOW_REASON_RST: u8 = c::PAL_FLOW_REASON_RST;
+
+/// FNV-1a 64 offset basis: the hash of the empty string.
+pub const FNV64_OFFSET: u64 = c::PAL_FNV64_OFFSET;
+/// FNV-1a 64 prime.
+pub const FNV64_PRIME: u64 = c::PAL_FNV64_PRIME;
+/// Longest QNAME on the wire (length octets and the root label included).
+pub const DNS_WIRE_MAX: usize = c::PAL_DNS_WIRE_MAX;
+/// Longest normalized name (the wire length minus 2).
+pub const DNS_NAME_MAX: usize = c::PAL_DNS_NAME_MAX;
+/// Longest label.
+pub const DNS_LABEL_MAX: usize = c::PAL_DNS_LABEL_MAX;
+/// Suffixes (innermost first) the kernel looks up per name: a rule has at most this many labels.
+pub const DNS_SUFFIX_MAX: usize = c::PAL_DNS_SUFFIX_MAX;
+
+/// `DnsRule::action`: block the name.
+pub const DNS_BLOCK: u8 = c::PAL_DNS_BLOCK;
+/// `DnsRule::action`: allow the name (wins over every block).
+pub const DNS_ALLOW: u8 = c::PAL_DNS_ALLOW;
+/// `DnsRule::flags`: the rule covers the name itself only, not its subdomains.
+pub const DNS_RULE_EXACT: u8 = c::PAL_DNS_RULE_EXACT;
+/// `DnsRule::flags`, with [`DNS_ALLOW`] and [`DNS_RULE_EXACT`] only: the entry also blocks every
+/// subdomain of the name (an allow-exact and a block-suffix rule for the same name).
+pub const DNS_RULE_BLOCK_SUBDOMAINS: u8 = c::PAL_DNS_RULE_BLOCK_SUBDOMAINS;
+
+/// `DnsConfig::block_action`: no enforcement, records only.
+pub const DNS_ACTION_OFF: u32 = c::PAL_DNS_ACTION_OFF;
+/// `DnsConfig::block_action`: answer blocked queries with NXDOMAIN from the kernel.
+pub const DNS_ACTION_NXDOMAIN: u32 = c::PAL_DNS_ACTION_NXDOMAIN;
+/// `DnsConfig::block_action`: drop blocked queries (the client times out).
+pub const DNS_ACTION_DROP: u32 = c::PAL_DNS_ACTION_DROP;
+/// Entries of `pal_dns_stats`.
+pub const DNS_STAT_COUNT: u32 = c::PAL_DNS_STAT_COUNT;
+
+/// What the kernel does with a blocked DNS query (`pal_dns_config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockAction {
+    /// [`DNS_ACTION_OFF`]: no enforcement.
+    Off,
+    /// [`DNS_ACTION_NXDOMAIN`]: answer NXDOMAIN from the kernel.
+    Nxdomain,
+    /// [`DNS_ACTION_DROP`]: drop.
+    Drop,
+}
+
+impl BlockAction {
+    /// The `block_action` value.
+    pub const fn raw(self) -> u32 {
+        match self {
+            Self::Off => DNS_ACTION_OFF,
+            Self::Nxdomain => DNS_ACTION_NXDOMAIN,
+            Self::Drop => DNS_ACTION_DROP,
+        }
+    }
+
+    /// The action of a raw value; the kernel treats unknown values as off.
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            DNS_ACTION_OFF => Some(Self::Off),
+            DNS_ACTION_NXDOMAIN => Some(Self::Nxdomain),
+            DNS_ACTION_DROP => Some(Self::Drop),
+            _ => None,
+        }
+    }
+}
+
+/// A counter of `pal_dns_stats` (per CPU; key = [`DnsStat::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DnsStat {
+    /// UDP queries evaluated against the policy (enforcement on).
+    QueriesChecked,
+    /// Queries an allow rule decided.
+    QueriesAllowed,
+    /// Queries answered NXDOMAIN by the kernel.
+    BlockedNxdomain,
+    /// Queries dropped (drop action, or an NXDOMAIN that could not be made).
+    BlockedDrop,
+    /// UDP answers evaluated.
+    AnswersChecked,
+    /// Answers rewritten to NXDOMAIN.
+    AnswersRewritten,
+    /// Answers dropped (drop action, or not rewritable, e.g. an IP fragment).
+    AnswersDropped,
+    /// Names the kernel cannot match: compression pointer, too long, malformed, cut off.
+    NotMatchable,
+    /// Blocks decided by a learned entry (`pal_dns_learned`).
+    LearnedHits,
+    /// Learned entries found but expired (ignored).
+    LearnedExpired,
+    /// NXDOMAIN wanted but the packet could not be rewritten (IPv6 extension headers on a
+    /// query, IPv4 fragment, GSO, question not captured): dropped instead.
+    NxdomainUnsupported,
+    /// A helper failed half-way through a rewrite: the packet was dropped.
+    RewriteFailed,
+    /// `bpf_redirect` refused: the query was dropped.
+    RedirectFailed,
+    /// A per-rule hit counter could not be inserted into `pal_dns_hits`.
+    HitsMapFull,
+}
+
+impl DnsStat {
+    /// Every counter, in key order.
+    pub const ALL: [Self; 14] = [
+        Self::QueriesChecked,
+        Self::QueriesAllowed,
+        Self::BlockedNxdomain,
+        Self::BlockedDrop,
+        Self::AnswersChecked,
+        Self::AnswersRewritten,
+        Self::AnswersDropped,
+        Self::NotMatchable,
+        Self::LearnedHits,
+        Self::LearnedExpired,
+        Self::NxdomainUnsupported,
+        Self::RewriteFailed,
+        Self::RedirectFailed,
+        Self::HitsMapFull,
+    ];
+
+    /// `PAL_DNS_STAT_*`: the key in `pal_dns_stats`.
+    pub const fn index(self) -> u32 {
+        match self {
+            Self::QueriesChecked => c::PAL_DNS_STAT_QUERIES_CHECKED,
+            Self::QueriesAllowed => c::PAL_DNS_STAT_QUERIES_ALLOWED,
+            Self::BlockedNxdomain => c::PAL_DNS_STAT_BLOCKED_NXDOMAIN,
+            Self::BlockedDrop => c::PAL_DNS_STAT_BLOCKED_DROP,
+            Self::AnswersChecked => c::PAL_DNS_STAT_ANSWERS_CHECKED,
+            Self::AnswersRewritten => c::PAL_DNS_STAT_ANSWERS_REWRITTEN,
+            Self::AnswersDropped => c::PAL_DNS_STAT_ANSWERS_DROPPED,
+            Self::NotMatchable => c::PAL_DNS_STAT_NOT_MATCHABLE,
+            Self::LearnedHits => c::PAL_DNS_STAT_LEARNED_HITS,
+            Self::LearnedExpired => c::PAL_DNS_STAT_LEARNED_EXPIRED,
+            Self::NxdomainUnsupported => c::PAL_DNS_STAT_NXDOMAIN_UNSUPPORTED,
+            Self::RewriteFailed => c::PAL_DNS_STAT_REWRITE_FAILED,
+            Self::RedirectFailed => c::PAL_DNS_STAT_REDIRECT_FAILED,
+            Self::HitsMapFull => c::PAL_DNS_STAT_HITS_MAP_FULL,
+        }
+    }
+
+    /// Short lowercase name, for logs and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::QueriesChecked => "queries_checked",
+            Self::QueriesAllowed => "queries_allowed",
+            Self::BlockedNxdomain => "blocked_nxdomain",
+            Self::BlockedDrop => "blocked_drop",
+            Self::AnswersChecked => "answers_checked",
+            Self::AnswersRewritten => "answers_rewritten",
+            Self::AnswersDropped => "answers_dropped",
+            Self::NotMatchable => "not_matchable",
+            Self::LearnedHits => "learned_hits",
+            Self::LearnedExpired => "learned_expired",
+            Self::NxdomainUnsupported => "nxdomain_unsupported",
+            Self::RewriteFailed => "rewrite_failed",
+            Self::RedirectFailed => "redirect_failed",
+            Self::HitsMapFull => "hits_map_full",
+        }
+    }
+}
+
+/// Group name of the `pal_dns_stats` counters in [`kernel_counters`].
+pub const DNS_POLICY_GROUP: &str = "dns_policy";
+
+/// One kernel counter: where it lives and what to call it. Every counter is a per-CPU `u64`
+/// (sum the CPUs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CounterDef {
+    /// The per-CPU array holding it (`MAP_STATS` or `MAP_DNS_STATS`).
+    pub map: &'static str,
+    /// Its key in that map.
+    pub key: u32,
+    /// Group name: a ring (`dns`, `dhcp`, `tls`, `flow`), `global` or `dns_policy`.
+    pub group: &'static str,
+    /// Counter name within the group.
+    pub name: &'static str,
+}
+
+/// Every kernel counter, `pal_stats` (group x slot) first, then `pal_dns_stats`. Status output
+/// and metrics should iterate this rather than spell names, so new counters show up by
+/// themselves.
+pub fn kernel_counters() -> impl Iterator<Item = CounterDef> {
+    let stats = StatGroup::ALL.into_iter().flat_map(|group| {
+        StatSlot::ALL.into_iter().map(move |slot| CounterDef {
+            map: crate::MAP_STATS,
+            key: stats_key(group, slot),
+            group: group.name(),
+            name: slot.name(),
+        })
+    });
+    let dns = DnsStat::ALL.into_iter().map(|stat| CounterDef {
+        map: crate::MAP_DNS_STATS,
+        key: stat.index(),
+        group: DNS_POLICY_GROUP,
+        name: stat.name(),
+    });
+    stats.chain(dns)
+}
 
 /// A record kind (`RecordHeader::kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -304,6 +506,13 @@ const _: () = {
         i += 1;
     }
     assert!(CAP_DNS <= CAP_MAX && CAP_DHCP <= CAP_MAX && CAP_TLS <= CAP_MAX);
+    assert!(DnsStat::ALL.len() as u32 == DNS_STAT_COUNT);
+    let mut i = 0;
+    while i < DnsStat::ALL.len() {
+        assert!(DnsStat::ALL[i].index() == i as u32);
+        i += 1;
+    }
+    assert!(DNS_NAME_MAX + 2 == DNS_WIRE_MAX);
 };
 
 #[cfg(test)]
@@ -323,6 +532,28 @@ mod tests {
             Some(Ring::Flow)
         );
         assert_eq!(Kind::from_raw(0), None);
+    }
+
+    #[test]
+    fn kernel_counters_are_unique_and_complete() {
+        let all: Vec<CounterDef> = kernel_counters().collect();
+        assert_eq!(
+            all.len() as u32,
+            STATS_ENTRIES + DNS_STAT_COUNT,
+            "every slot of both maps"
+        );
+        let mut names: Vec<(&str, &str)> = all.iter().map(|c| (c.group, c.name)).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "group/name pairs are unique");
+        let mut keys: Vec<(&str, u32)> = all.iter().map(|c| (c.map, c.key)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), all.len(), "map/key pairs are unique");
+        for action in [BlockAction::Off, BlockAction::Nxdomain, BlockAction::Drop] {
+            assert_eq!(BlockAction::from_raw(action.raw()), Some(action));
+        }
+        assert_eq!(BlockAction::from_raw(3), None);
     }
 
     #[test]

@@ -7,14 +7,24 @@
 //!   and typed views of them: [`Ring`], [`StatGroup`], [`StatSlot`], [`Kind`].
 //! - [`records`]: `#[repr(C)]` mirrors of the shared structs, checked against the C layout at
 //!   compile time, and readers that validate ring-buffer records.
+//! - [`dns_name`]: DNS names exactly as the kernel's domain policy sees them (normalization,
+//!   FNV-1a 64 hash, parent suffixes).
+//! - [`dns_policy`]: building rule-set maps and swapping them into `pal_dns_policy`, learned
+//!   blocks, the block action (raw bpf(2) calls, made by the supervisor only).
 //!
-//! Nothing here needs privileges: loading and attaching is the supervisor's job.
+//! Nothing here needs privileges except [`dns_policy`]'s map operations, which only the
+//! supervisor performs: loading and attaching is the supervisor's job.
 
 pub mod abi;
+pub mod dns_name;
+pub mod dns_policy;
 pub mod records;
+mod sys;
 
 pub use abi::*;
-pub use records::{FlowKey, FlowRecord, FlowValue, RecordError, RecordHeader};
+pub use records::{
+    DnsConfig, DnsLearned, DnsRule, FlowKey, FlowRecord, FlowValue, RecordError, RecordHeader,
+};
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.
 mod c {
@@ -44,22 +54,43 @@ pub const MAP_STATS: &str = "pal_stats";
 pub const MAP_FLOWS: &str = "pal_flows";
 /// Per-CPU scratch buffer where records are assembled. Internal, never pinned.
 pub const MAP_SCRATCH: &str = "pal_scratch";
+/// `BPF_MAP_TYPE_ARRAY_OF_MAPS`, one slot: the current DNS rule set, a hash map
+/// `u64 name hash -> DnsRule` ([`dns_policy`] builds and swaps it). Empty slot: no rule set.
+pub const MAP_DNS_POLICY: &str = "pal_dns_policy";
+/// Hash `u64 name hash -> DnsLearned`: exact-name blocks learned at run time, with expiry.
+pub const MAP_DNS_LEARNED: &str = "pal_dns_learned";
+/// Array, one [`DnsConfig`]: the block action. All zero (the default) means enforcement off.
+pub const MAP_DNS_CONFIG: &str = "pal_dns_config";
+/// LRU per-CPU hash `u32 rule id -> u64`: packets each rule decided (sum the CPUs).
+pub const MAP_DNS_HITS: &str = "pal_dns_hits";
+/// Per-CPU `u64` counters of the DNS policy, key [`DnsStat::index`].
+pub const MAP_DNS_STATS: &str = "pal_dns_stats";
 
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
-/// existing pins on the next load.
-pub const PINNED_MAPS: [&str; 6] = [
+/// existing pins on the next load (so the rule set, learned blocks, config and counters survive
+/// a supervisor restart along with the attached programs).
+pub const PINNED_MAPS: [&str; 11] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
     MAP_RB_FLOW,
     MAP_STATS,
     MAP_FLOWS,
+    MAP_DNS_POLICY,
+    MAP_DNS_LEARNED,
+    MAP_DNS_CONFIG,
+    MAP_DNS_HITS,
+    MAP_DNS_STATS,
 ];
 
 /// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).
 pub const RING_BYTES: u32 = 8 << 20;
 /// Capacity of `pal_flows`; the least recently used flow is evicted beyond it.
 pub const FLOW_ENTRIES: u32 = 65536;
+/// Capacity of `pal_dns_learned`; inserts fail beyond it (prune expired entries).
+pub const DNS_LEARNED_ENTRIES: u32 = 65536;
+/// Capacity of `pal_dns_hits`; the least recently hit rule id is evicted beyond it.
+pub const DNS_HITS_ENTRIES: u32 = 65536;
 
 /// `volatile const __u32` global: a record wakes the ring's consumer only when at least this
 /// many bytes are queued. Override with `EbpfLoader::override_global(GLOBAL_WAKEUP_BYTES, ..)`.

@@ -334,12 +334,56 @@ record_struct! {
     }
 }
 
+record_struct! {
+    /// `struct pal_dns_rule`: value of a rule-set map (the inner map of `pal_dns_policy`), keyed
+    /// by the `u64` name hash ([`crate::dns_name::name_hash`]).
+    pub struct DnsRule {
+        /// The supervisor's rule number; per-rule hits are counted under it in `pal_dns_hits`.
+        pub rule_id: u32,
+        /// [`crate::DNS_BLOCK`] or [`crate::DNS_ALLOW`].
+        pub action: u8,
+        /// [`crate::DNS_RULE_EXACT`], [`crate::DNS_RULE_BLOCK_SUBDOMAINS`].
+        pub flags: u8,
+        /// Explicit padding, always 0.
+        pub _pad: u16,
+    }
+}
+
+record_struct! {
+    /// `struct pal_dns_learned`: value of `pal_dns_learned`, an exact-name block learned at run
+    /// time (regex verdict, CNAME inspection), keyed by the `u64` name hash.
+    pub struct DnsLearned {
+        /// The rule that produced the verdict (counted in `pal_dns_hits`).
+        pub rule_id: u32,
+        /// Explicit padding, always 0.
+        pub _pad: u32,
+        /// CLOCK_BOOTTIME nanoseconds: the block holds while the kernel's boot clock is below.
+        pub expires_boot_ns: u64,
+    }
+}
+
+record_struct! {
+    /// `struct pal_dns_config`: slot 0 of `pal_dns_config`.
+    pub struct DnsConfig {
+        /// `DNS_ACTION_*`, see [`crate::BlockAction`].
+        pub block_action: u32,
+        /// Explicit padding, always 0.
+        pub _pad: u32,
+    }
+}
+
 // SAFETY: `FlowKey` and `FlowValue` are `#[repr(C)]`, made only of integers and integer
 // arrays, without implicit padding (the size and offset assertions below prove it), so every
 // bit pattern is a valid value and aya may copy them to and from the kernel as plain bytes.
 unsafe impl aya::Pod for FlowKey {}
 // SAFETY: as for `FlowKey`.
 unsafe impl aya::Pod for FlowValue {}
+// SAFETY: as for `FlowKey` (integers only, no implicit padding: asserted below).
+unsafe impl aya::Pod for DnsRule {}
+// SAFETY: as for `FlowKey`.
+unsafe impl aya::Pod for DnsLearned {}
+// SAFETY: as for `FlowKey`.
+unsafe impl aya::Pod for DnsConfig {}
 
 impl RecordHeader {
     /// A valid header for `kind` with `payload_len` bytes of untruncated payload and every
@@ -526,6 +570,21 @@ const _: () = {
     assert!(offset_of!(FlowValue, client_mac) == c::PAL_FLOW_VALUE_OFF_CLIENT_MAC);
     assert!(offset_of!(FlowValue, server_mac) == c::PAL_FLOW_VALUE_OFF_SERVER_MAC);
     assert!(offset_of!(FlowValue, _pad) == c::PAL_FLOW_VALUE_OFF_PAD);
+
+    assert!(size_of::<DnsRule>() == c::PAL_DNS_RULE_SIZE);
+    assert!(offset_of!(DnsRule, rule_id) == c::PAL_DNS_RULE_OFF_RULE_ID);
+    assert!(offset_of!(DnsRule, action) == c::PAL_DNS_RULE_OFF_ACTION);
+    assert!(offset_of!(DnsRule, flags) == c::PAL_DNS_RULE_OFF_FLAGS);
+    assert!(offset_of!(DnsRule, _pad) == c::PAL_DNS_RULE_OFF_PAD);
+
+    assert!(size_of::<DnsLearned>() == c::PAL_DNS_LEARNED_SIZE);
+    assert!(offset_of!(DnsLearned, rule_id) == c::PAL_DNS_LEARNED_OFF_RULE_ID);
+    assert!(offset_of!(DnsLearned, _pad) == c::PAL_DNS_LEARNED_OFF_PAD);
+    assert!(offset_of!(DnsLearned, expires_boot_ns) == c::PAL_DNS_LEARNED_OFF_EXPIRES_BOOT_NS);
+
+    assert!(size_of::<DnsConfig>() == c::PAL_DNS_CONFIG_SIZE);
+    assert!(offset_of!(DnsConfig, block_action) == c::PAL_DNS_CONFIG_OFF_BLOCK_ACTION);
+    assert!(offset_of!(DnsConfig, _pad) == c::PAL_DNS_CONFIG_OFF_PAD);
 
     // The program assembles flow records in its PAL_CAP_MAX-byte payload scratch space.
     assert!(FlowRecord::SIZE <= c::PAL_CAP_MAX as usize);

@@ -106,6 +106,10 @@ mod tests {
         );
         golden(SupervisorToWorker::Interfaces(vec![iface()]), "0101020465746830");
         golden(SupervisorToWorker::Shutdown, "02");
+        golden(
+            SupervisorToWorker::DnsRegexes { ruleset: [0xab; 32], rules: vec![RegexRule { id: 5, pattern: "^a$".into() }] },
+            concat!("03", "abababababababababababababababababababababababababababababababab", "0105035e6124"),
+        );
     }
 
     #[test]
@@ -117,6 +121,8 @@ mod tests {
             WorkerToSupervisor::Log { level: LogLevel::Warn, message: "hi".into() },
             "0301026869",
         );
+        golden(WorkerToSupervisor::BlockRequest { name: "a.example".into(), rule_id: 300 }, "0409612e6578616d706c65fb2c01");
+        golden(WorkerToSupervisor::RulesetApplied { ruleset: [1; 32] }, concat!("05", "0101010101010101010101010101010101010101010101010101010101010101"));
     }
 
     #[test]
@@ -130,7 +136,7 @@ mod tests {
         golden(ControlResponse::Restarted(vec![WorkerKind::Dns, WorkerKind::Tls]), "02020102");
         golden(
             ControlResponse::Error { kind: ControlErrorKind::PermissionDenied, message: "no".into() },
-            "0300026e6f",
+            "0600026e6f",
         );
         golden(
             ControlResponse::Status(Box::new(StatusReport {
@@ -165,13 +171,38 @@ mod tests {
                     error: None,
                 }],
                 kernel: vec![KernelCounter { group: "dns".into(), counter: "records".into(), value: 3 }],
+                dns: DnsPolicyStatus::default(),
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
                 "6172736501010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
-                "000103646e73077265636f72647303"
+                "000103646e73077265636f7264730300000000000000"
             ),
         );
+    }
+
+    #[test]
+    fn golden_control_dns() {
+        golden(ControlRequest::Reload, "03");
+        golden(ControlRequest::DnsTest("x.example".into()), "0409782e6578616d706c65");
+        golden(ControlRequest::DnsBlockedHits, "05");
+        golden(
+            ControlResponse::Reloaded(ReloadReport {
+                dns_ruleset_sha256: "ab".into(),
+                dns_kernel_rules: 2,
+                restart_needed: vec!["interfaces".into()],
+            }),
+            "0302616202010a696e7465726661636573",
+        );
+        golden(
+            ControlResponse::DnsTest(DnsTestReport {
+                name: Some("x.example".into()),
+                verdict: "blocked".into(),
+                rule: Some("block exact x.example (/l:1)".into()),
+            }),
+            "040109782e6578616d706c6507626c6f636b6564011c626c6f636b20657861637420782e6578616d706c6520282f6c3a3129",
+        );
+        golden(ControlResponse::DnsBlockedHits(vec![RuleHits { id: 1, rule: "r".into(), hits: 7 }]), "050101017207");
     }
 
     #[test]

@@ -77,6 +77,15 @@ pub struct WorkerConfig {
     pub interfaces: Vec<InterfaceName>,
 }
 
+/// A regex rule the DNS worker matches query names against.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct RegexRule {
+    /// Rule id (the supervisor's numbering).
+    pub id: u32,
+    /// Pattern (already validated and size-limited by the supervisor).
+    pub pattern: String,
+}
+
 /// Supervisor -> worker.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum SupervisorToWorker {
@@ -86,6 +95,14 @@ pub enum SupervisorToWorker {
     Interfaces(Vec<InterfaceName>),
     /// Stop: drain the ring buffer, flush, send final stats, exit 0.
     Shutdown,
+    /// DNS worker: the regex rules to match (replaces earlier ones), and
+    /// the SHA-256 of the whole DNS rule set they belong to.
+    DnsRegexes {
+        /// SHA-256 of the rule set.
+        ruleset: [u8; 32],
+        /// The rules.
+        rules: Vec<RegexRule>,
+    },
 }
 
 /// A drop counter with its reason, e.g. `parse_error_truncated`.
@@ -140,6 +157,20 @@ pub enum WorkerToSupervisor {
         /// Text, bounded by validation.
         message: String,
     },
+    /// DNS worker: a query name matched regex rule `rule_id`; asks the
+    /// supervisor to block the name in the kernel. The supervisor checks the
+    /// claim against its own rule set before writing anything.
+    BlockRequest {
+        /// The query name as seen (validated by the supervisor).
+        name: String,
+        /// The regex rule that matched.
+        rule_id: u32,
+    },
+    /// DNS worker: the rule set it applies (answer to `DnsRegexes`).
+    RulesetApplied {
+        /// SHA-256 from the `DnsRegexes` it applied.
+        ruleset: [u8; 32],
+    },
 }
 
 /// Which workers `palisade restart` targets.
@@ -160,6 +191,13 @@ pub enum ControlRequest {
     Version,
     /// Mutating (root only): restart workers.
     Restart(RestartTarget),
+    /// Mutating (root only): re-read the configuration and lists, validate
+    /// everything, apply what can change live.
+    Reload,
+    /// Read-only: which DNS rule decides a name, and why.
+    DnsTest(String),
+    /// Read-only: per-rule hit counters of the DNS policy.
+    DnsBlockedHits,
 }
 
 /// State of a worker slot as the supervisor sees it.
@@ -275,6 +313,61 @@ pub struct StatusReport {
     pub interfaces: Vec<InterfaceStatus>,
     /// Kernel counters.
     pub kernel: Vec<KernelCounter>,
+    /// DNS policy.
+    pub dns: DnsPolicyStatus,
+}
+
+/// DNS policy in [`StatusReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct DnsPolicyStatus {
+    /// Name rules in the kernel map.
+    pub kernel_rules: u32,
+    /// Regex rules given to the DNS worker.
+    pub regex_rules: u32,
+    /// Names learned from regex verdicts or CNAME inspection, unexpired.
+    pub learned: u32,
+    /// `nxdomain` or `drop`.
+    pub block_action: String,
+    /// SHA-256 (hex) of the rule set in force.
+    pub ruleset_sha256: String,
+    /// SHA-256 (hex) the DNS worker reports applying (drift when different).
+    pub worker_ruleset_sha256: Option<String>,
+    /// Block requests from the worker that were refused.
+    pub refused_requests: u64,
+}
+
+/// Answer to [`ControlRequest::Reload`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct ReloadReport {
+    /// SHA-256 (hex) of the DNS rule set now in force.
+    pub dns_ruleset_sha256: String,
+    /// Name rules now in the kernel.
+    pub dns_kernel_rules: u32,
+    /// Settings that changed but take effect only after a restart.
+    pub restart_needed: Vec<String>,
+}
+
+/// Answer to [`ControlRequest::DnsTest`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct DnsTestReport {
+    /// The name as normalized (absent when it is not a valid name).
+    pub name: Option<String>,
+    /// `blocked`, `blocked-after-first-query` (regex), `allowed`, `learned`
+    /// (blocked by a learned rule), or `no-match`.
+    pub verdict: String,
+    /// The deciding rule, e.g. `block suffix tracker.example (/etc/l.txt:3)`.
+    pub rule: Option<String>,
+}
+
+/// One line of [`ControlRequest::DnsBlockedHits`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct RuleHits {
+    /// Rule id.
+    pub id: u32,
+    /// The rule, as in [`DnsTestReport::rule`].
+    pub rule: String,
+    /// Packets it decided (queries blocked or answers rewritten).
+    pub hits: u64,
 }
 
 /// Why the daemon refused a request.
@@ -295,6 +388,12 @@ pub enum ControlResponse {
     Version(VersionInfo),
     /// Answer to [`ControlRequest::Restart`]: workers restarted.
     Restarted(Vec<WorkerKind>),
+    /// Answer to [`ControlRequest::Reload`].
+    Reloaded(ReloadReport),
+    /// Answer to [`ControlRequest::DnsTest`].
+    DnsTest(DnsTestReport),
+    /// Answer to [`ControlRequest::DnsBlockedHits`], most hits first.
+    DnsBlockedHits(Vec<RuleHits>),
     /// The request was refused.
     Error {
         /// Category, for the CLI's exit code.

@@ -10,6 +10,8 @@ pub const MAX_LOG_LEN: usize = 1024;
 pub const MAX_DROP_REASONS: usize = 64;
 /// Longest drop reason name.
 pub const MAX_REASON_LEN: usize = 64;
+/// Longest domain name in a block request (presentation format).
+pub const MAX_NAME_LEN: usize = 255;
 
 /// The supervisor's view of one worker conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub fn message_name(msg: &WorkerToSupervisor) -> &'static str {
         WorkerToSupervisor::Heartbeat { .. } => "Heartbeat",
         WorkerToSupervisor::Stats(_) => "Stats",
         WorkerToSupervisor::Log { .. } => "Log",
+        WorkerToSupervisor::BlockRequest { .. } => "BlockRequest",
+        WorkerToSupervisor::RulesetApplied { .. } => "RulesetApplied",
     }
 }
 
@@ -54,12 +58,14 @@ pub fn check_worker_message(
 ) -> Result<(), Violation> {
     use WorkerSession::*;
     use WorkerToSupervisor as M;
-    let allowed = matches!(
-        (state, msg),
-        (AwaitReady, M::Ready | M::Log { .. })
-            | (Running, M::Heartbeat { .. } | M::Stats(_) | M::Log { .. })
-            | (Draining, M::Heartbeat { .. } | M::Stats(_) | M::Log { .. })
-    );
+    let dns = worker == WorkerKind::Dns;
+    let allowed = match (state, msg) {
+        (AwaitReady, M::Ready | M::Log { .. }) => true,
+        (Running | Draining, M::Heartbeat { .. } | M::Stats(_) | M::Log { .. }) => true,
+        // Only the DNS worker matches regexes and applies rule sets.
+        (Running, M::BlockRequest { .. } | M::RulesetApplied { .. }) => dns,
+        _ => false,
+    };
     let name = message_name(msg);
     if !allowed {
         return Err(Violation::Unexpected { worker: worker.name(), message: name, state });
@@ -67,6 +73,7 @@ pub fn check_worker_message(
     let oob = |field| Violation::OutOfBounds { worker: worker.name(), message: name, field };
     match msg {
         M::Log { message, .. } if message.len() > MAX_LOG_LEN => Err(oob("message")),
+        M::BlockRequest { name, .. } if name.is_empty() || name.len() > MAX_NAME_LEN => Err(oob("name")),
         M::Stats(stats) if stats.drops.len() > MAX_DROP_REASONS => Err(oob("drops")),
         M::Stats(stats)
             if stats.drops.iter().any(|d| {
@@ -101,6 +108,10 @@ mod tests {
         assert!(check_worker_message(K, Running, &ready).is_err(), "Ready twice is a violation");
         assert!(check_worker_message(K, Draining, &hb).is_ok());
         assert!(check_worker_message(K, Draining, &ready).is_err());
+        let req = WorkerToSupervisor::BlockRequest { name: "x.example".into(), rule_id: 1 };
+        assert!(check_worker_message(K, Running, &req).is_ok());
+        assert!(check_worker_message(WorkerKind::Tls, Running, &req).is_err(), "only the DNS worker may ask");
+        assert!(check_worker_message(K, AwaitReady, &req).is_err());
     }
 
     #[test]

@@ -11,7 +11,10 @@ use palisade_ipc::messages::WorkerKind;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::paths;
+use crate::{
+    paths,
+    policy::dns::{BlockAction, DnsLists, parse_block_action},
+};
 
 /// The built-in default configuration (also shipped as
 /// /etc/palisade/palisade.toml).
@@ -46,6 +49,20 @@ struct RawConfig {
     control: RawControl,
     #[serde(default)]
     workers: RawWorkers,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    #[serde(default)]
+    blocklists: Vec<Spanned<String>>,
+    #[serde(default)]
+    allowlists: Vec<Spanned<String>>,
+    #[serde(default)]
+    regex_lists: Vec<Spanned<String>>,
+    block_action: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +115,17 @@ pub struct Config {
     pub control_group: String,
     /// Per-worker settings, for every [`WorkerKind`].
     pub workers: BTreeMap<WorkerKind, WorkerSettings>,
+    /// DNS policy.
+    pub dns: DnsConfig,
+}
+
+/// `[dns]`: domain policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// List files (contents validated by `policy::dns::RuleSet::load`).
+    pub lists: DnsLists,
+    /// What a blocked query gets. Default: NXDOMAIN.
+    pub block_action: BlockAction,
 }
 
 /// Settings of one worker.
@@ -213,9 +241,27 @@ impl Config {
             }
             interfaces.push(i.into_inner());
         }
-        let RawWorkers { dhcp, dns, tls, flow } = raw.workers;
+        let paths_of = |key: &str, list: Vec<Spanned<String>>| -> Result<Vec<PathBuf>, ConfigError> {
+            list.into_iter().map(|v| c.abs_path(key, Some(v), "")).collect()
+        };
+        let block_action = match raw.dns.block_action {
+            None => BlockAction::Nxdomain,
+            Some(v) => match parse_block_action(v.get_ref()) {
+                Some(a) => a,
+                None => return c.invalid("dns.block_action", v.span(), format!("{:?} is not \"nxdomain\" or \"drop\"", v.get_ref())),
+            },
+        };
+        let dns = DnsConfig {
+            lists: DnsLists {
+                blocklists: paths_of("dns.blocklists", raw.dns.blocklists)?,
+                allowlists: paths_of("dns.allowlists", raw.dns.allowlists)?,
+                regex_lists: paths_of("dns.regex_lists", raw.dns.regex_lists)?,
+            },
+            block_action,
+        };
+        let RawWorkers { dhcp, dns: dns_worker, tls, flow } = raw.workers;
         let mut workers = BTreeMap::new();
-        for (kind, w) in [(WorkerKind::Dhcp, dhcp), (WorkerKind::Dns, dns), (WorkerKind::Tls, tls), (WorkerKind::Flow, flow)] {
+        for (kind, w) in [(WorkerKind::Dhcp, dhcp), (WorkerKind::Dns, dns_worker), (WorkerKind::Tls, tls), (WorkerKind::Flow, flow)] {
             workers.insert(kind, c.worker(kind, w)?);
         }
         Ok(Self {
@@ -226,6 +272,7 @@ impl Config {
             log_dir: c.abs_path("paths.log_dir", raw.paths.log_dir, paths::LOG_DIR)?,
             control_group: c.name("control.group", raw.control.group, paths::CONTROL_GROUP.to_owned())?,
             workers,
+            dns,
         })
     }
 
@@ -288,6 +335,15 @@ mod tests {
         assert!(e.contains("line "), "{e}");
         let e = err("[workers.dns]\nheartbeat_ms = \"fast\"\n");
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn dns_section() {
+        let c = Config::parse("t", "[dns]\nblocklists = [\"/etc/b.txt\"]\nblock_action = \"drop\"\n").expect("valid");
+        assert_eq!(c.dns.lists.blocklists, vec![PathBuf::from("/etc/b.txt")]);
+        assert_eq!(c.dns.block_action, BlockAction::Drop);
+        assert_eq!(err("[dns]\nblock_action = \"refuse\"\n"), "t.toml:2: dns.block_action: \"refuse\" is not \"nxdomain\" or \"drop\"");
+        assert_eq!(err("[dns]\nallowlists = [\"rel.txt\"]\n"), "t.toml:2: dns.allowlists: \"rel.txt\" is not an absolute path");
     }
 
     #[test]

@@ -14,8 +14,8 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use palisade_ipc::{
     PROTOCOL_VERSION,
     messages::{
-        ControlErrorKind, ControlRequest, ControlResponse, InterfaceName, InterfaceStatus, RestartTarget, StatusReport,
-        VersionInfo, WorkerKind,
+        ControlErrorKind, ControlRequest, ControlResponse, InterfaceName, InterfaceStatus, ReloadReport, RestartTarget,
+        RuleHits, StatusReport, VersionInfo, WorkerKind,
     },
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -24,9 +24,14 @@ use signal_hook_mio::v1_0::Signals;
 use crate::{
     config::Config,
     control::server::Server,
+    policy::{
+        dns::RuleSet,
+        dns_kernel,
+        dns_state::{DnsState, describe},
+    },
     ebpf::{attach::Links, counters, loader::Loaded, pin::PinTree},
     interfaces,
-    workers::{Resources, WorkerSlot, privdrop::Credentials, spawn::worker_binary, token_owner},
+    workers::{Resources, SlotEvent, WorkerSlot, privdrop::Credentials, spawn::worker_binary, token_owner},
 };
 
 const CONTROL: Token = Token(1);
@@ -41,6 +46,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub struct RunOptions {
     /// Validated configuration (flags applied).
     pub config: Config,
+    /// The file it came from (`None`: the embedded default), re-read on reload.
+    pub config_path: Option<std::path::PathBuf>,
+    /// The command-line overrides, applied again on reload.
+    pub flags: crate::cli::run::RunOverrides,
     /// Events to stdout instead of files.
     pub foreground: bool,
     /// Remove pins (detach) on exit.
@@ -71,6 +80,12 @@ pub enum DaemonError {
     /// Control socket.
     #[error(transparent)]
     Control(#[from] crate::control::server::ServerError),
+    /// DNS lists.
+    #[error(transparent)]
+    DnsRules(#[from] crate::policy::dns::RuleSetError),
+    /// Writing the DNS policy maps.
+    #[error(transparent)]
+    DnsKernel(#[from] crate::policy::dns_kernel::KernelPolicyError),
     /// Opening an event log or epoll.
     #[error("{what}")]
     Io { what: String, #[source] source: std::io::Error },
@@ -85,6 +100,8 @@ struct Daemon {
     slots: BTreeMap<WorkerKind, WorkerSlot>,
     resources: BTreeMap<WorkerKind, Resources>,
     started: Instant,
+    dns: DnsState,
+    dns_kernel_rules: u32,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -124,6 +141,18 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
     crate::ebpf::pin::ensure_bpffs(&cfg.pin_root)?;
     let pins = PinTree::open(&cfg.pin_root)?;
     let mut loaded = Loaded::load(&pins)?;
+    // Policy before traffic is attached: validated lists, swapped in whole.
+    let rules = RuleSet::load(&cfg.dns.lists)?;
+    let dns_kernel_rules = dns_kernel::apply(&loaded, &rules, cfg.dns.block_action)?;
+    dns_kernel::clear_learned(&loaded)?;
+    tracing::info!(
+        names = dns_kernel_rules,
+        regexes = rules.regexes().len(),
+        duplicates = rules.duplicates,
+        sha256 = %hex::encode(rules.sha256()),
+        "DNS policy loaded"
+    );
+    let dns = DnsState::new(rules, cfg.dns.block_action);
     let names = if cfg.interfaces.is_empty() { interfaces::default_interfaces()? } else { cfg.interfaces.clone() };
     let ifaces = interfaces::resolve(&names)?;
     let mut links = Links::default();
@@ -167,7 +196,8 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
     }
 
     let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
-    let mut daemon = Daemon { opts, pins, loaded, links, interfaces: statuses, slots, resources, started };
+    let mut daemon =
+        Daemon { opts, pins, loaded, links, interfaces: statuses, slots, resources, started, dns, dns_kernel_rules };
     daemon.event_loop(&control)
 }
 
@@ -188,6 +218,11 @@ impl Daemon {
             for slot in self.slots.values_mut() {
                 slot.tick(poll.registry(), now);
             }
+            for name in self.dns.expire(now) {
+                if let Err(e) = dns_kernel::forget(&self.loaded, &name) {
+                    tracing::warn!(name, error = %crate::error_chain(&e), "removing an expired learned block");
+                }
+            }
             if let Some(deadline) = shutdown_deadline
                 && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline) {
                     break;
@@ -203,7 +238,10 @@ impl Daemon {
                     SIGNALS => {
                         for sig in signals.pending() {
                             if sig == SIGHUP {
-                                tracing::info!("SIGHUP: configuration reload is not supported yet; nothing changed");
+                                match self.reload(poll.registry()) {
+                                    Ok(r) => tracing::info!(report = ?r, "SIGHUP: configuration reloaded"),
+                                    Err(e) => tracing::error!("SIGHUP: reload refused, the running configuration stays in force: {e}"),
+                                }
                                 continue;
                             }
                             if shutdown_deadline.is_none() {
@@ -223,7 +261,10 @@ impl Daemon {
                         let Some((kind, is_sock)) = token_owner(token) else { continue };
                         let (Some(slot), Some(res)) = (self.slots.get_mut(&kind), self.resources.get(&kind)) else { continue };
                         if is_sock {
-                            slot.on_readable(poll.registry(), res);
+                            let events = slot.on_readable(poll.registry(), res);
+                            for e in events {
+                                self.on_slot_event(kind, e);
+                            }
                         } else {
                             slot.on_exit(poll.registry());
                         }
@@ -250,8 +291,110 @@ impl Daemon {
         Ok(())
     }
 
+    fn on_slot_event(&mut self, kind: WorkerKind, event: SlotEvent) {
+        match event {
+            SlotEvent::Ready if kind == WorkerKind::Dns => {
+                if let Some(slot) = self.slots.get(&kind) {
+                    slot.send(&self.dns.worker_message());
+                }
+            }
+            SlotEvent::Ready => {}
+            SlotEvent::RulesetApplied(hash) => {
+                self.dns.worker_ruleset = Some(hash);
+                if hash != self.dns.rules.sha256() {
+                    tracing::warn!(worker = %hex::encode(hash), ours = %hex::encode(self.dns.rules.sha256()), "DNS worker applies another rule set (drift)");
+                }
+            }
+            SlotEvent::BlockRequest { name, rule_id } => {
+                let learned = self
+                    .dns
+                    .check_request(&name, rule_id)
+                    .and_then(|norm| self.dns.learn(norm.clone(), rule_id, Instant::now()).map(|l| (norm, l)));
+                match learned {
+                    Ok((norm, l)) => match dns_kernel::learn(&self.loaded, &norm, rule_id, l.expires.saturating_duration_since(Instant::now())) {
+                        Ok(()) => {
+                            let rule = self.dns.rules.rule(rule_id).map(describe).unwrap_or_default();
+                            tracing::info!(name = norm, rule, "learned DNS block");
+                        }
+                        Err(e) => tracing::error!(name = norm, error = %crate::error_chain(&e), "writing a learned DNS block"),
+                    },
+                    Err(refusal) => {
+                        self.dns.refused += 1;
+                        tracing::warn!(%refusal, "DNS worker block request refused");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-reads the configuration and lists; applies them only when all of
+    /// it is valid. Settings that cannot change live are reported.
+    fn reload(&mut self, _registry: &mio::Registry) -> Result<ReloadReport, String> {
+        let mut config = Config::load(self.opts.config_path.as_deref()).map_err(|e| crate::error_chain(&e))?;
+        self.opts.flags.apply(&mut config);
+        let rules = RuleSet::load(&config.dns.lists).map_err(|e| crate::error_chain(&e))?;
+        let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action).map_err(|e| crate::error_chain(&e))?;
+        // Learned names came from the previous regexes: start afresh.
+        dns_kernel::clear_learned(&self.loaded).map_err(|e| crate::error_chain(&e))?;
+        self.dns = DnsState::new(rules, config.dns.block_action);
+        self.dns_kernel_rules = kernel_rules;
+        if let Some(slot) = self.slots.get(&WorkerKind::Dns) {
+            slot.send(&self.dns.worker_message());
+        }
+        let old = &self.opts.config;
+        let mut restart_needed = Vec::new();
+        for (changed, key) in [
+            (old.interfaces != config.interfaces, "interfaces"),
+            (old.control_socket != config.control_socket, "paths.control_socket"),
+            (old.pin_root != config.pin_root, "paths.pin_root"),
+            (old.state_dir != config.state_dir, "paths.state_dir"),
+            (old.log_dir != config.log_dir, "paths.log_dir"),
+            (old.control_group != config.control_group, "control.group"),
+            (old.workers != config.workers, "workers"),
+        ] {
+            if changed {
+                restart_needed.push(key.to_owned());
+            }
+        }
+        if !restart_needed.is_empty() {
+            tracing::warn!(?restart_needed, "reloaded; these settings take effect after a restart");
+        }
+        self.opts.config.dns = config.dns;
+        Ok(ReloadReport {
+            dns_ruleset_sha256: hex::encode(self.dns.rules.sha256()),
+            dns_kernel_rules: kernel_rules,
+            restart_needed,
+        })
+    }
+
     fn handle(&mut self, registry: &mio::Registry, req: &ControlRequest) -> ControlResponse {
         match req {
+            ControlRequest::Reload => match self.reload(registry) {
+                Ok(r) => {
+                    tracing::info!(report = ?r, "configuration reloaded");
+                    ControlResponse::Reloaded(r)
+                }
+                Err(message) => {
+                    tracing::error!("reload refused, the running configuration stays in force: {message}");
+                    ControlResponse::Error { kind: ControlErrorKind::Failed, message }
+                }
+            },
+            ControlRequest::DnsTest(name) => ControlResponse::DnsTest(self.dns.test(name, Instant::now())),
+            ControlRequest::DnsBlockedHits => match dns_kernel::hits(&self.loaded) {
+                Ok(mut hits) => {
+                    hits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                    ControlResponse::DnsBlockedHits(
+                        hits.into_iter()
+                            .map(|(id, hits)| RuleHits {
+                                id,
+                                rule: self.dns.rules.rule(id).map(describe).unwrap_or_else(|| format!("rule {id} (no longer in force)")),
+                                hits,
+                            })
+                            .collect(),
+                    )
+                }
+                Err(e) => ControlResponse::Error { kind: ControlErrorKind::Failed, message: crate::error_chain(&e) },
+            },
             ControlRequest::Version => ControlResponse::Version(version_info()),
             ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
             ControlRequest::Restart(target) => {
@@ -277,13 +420,10 @@ impl Daemon {
 
     fn status(&self) -> StatusReport {
         let now = Instant::now();
-        let kernel = match self.loaded.ebpf.map(palisade_ebpf::MAP_STATS) {
-            Some(map) => counters::read(map).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "reading kernel counters");
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
+        let kernel = counters::read(&self.loaded.ebpf).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading kernel counters");
+            Vec::new()
+        });
         StatusReport {
             version: version_info(),
             pid: std::process::id(),
@@ -292,6 +432,7 @@ impl Daemon {
             workers: self.slots.values().map(|s| s.status(now)).collect(),
             interfaces: self.interfaces.clone(),
             kernel,
+            dns: self.dns.status(self.dns_kernel_rules),
         }
     }
 }

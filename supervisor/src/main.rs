@@ -8,6 +8,7 @@ mod daemon;
 mod ebpf;
 mod interfaces;
 mod paths;
+mod policy;
 mod users;
 mod workers;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )

@@ -37,7 +37,7 @@ fn version_and_help() {
     let out = Command::new(bin("palisade")).args(["version", "--control-socket", "/nonexistent/x.sock"]).output().expect("run");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("protocol 1") && text.contains("abi 1") && text.contains("not reachable"), "{text}");
+    assert!(text.contains(&format!("protocol {}", palisade_ipc::PROTOCOL_VERSION)) && text.contains("abi 1") && text.contains("not reachable"), "{text}");
     let help = Command::new(bin("palisade")).arg("--help").output().expect("run");
     let help = String::from_utf8_lossy(&help.stdout);
     for cmd in ["run", "check-config", "status", "restart", "version", "cleanup"] {

@@ -80,11 +80,10 @@ impl<T> Correlator<T> {
             self.order.pop_front();
             // Only if this entry is the one still pending (not answered,
             // not replaced by a later query with the same key).
-            if self.pending.get(&key).is_some_and(|p| p.ts_ns == ts) {
-                if let Some(p) = self.pending.remove(&key) {
+            if self.pending.get(&key).is_some_and(|p| p.ts_ns == ts)
+                && let Some(p) = self.pending.remove(&key) {
                     out.push((key, p));
                 }
-            }
         }
         // The order queue may hold stale entries for answered queries; keep
         // it bounded too.

@@ -7,7 +7,7 @@
 use palisade_worker_runtime::eve::{Mac, Timestamp};
 use serde::Serialize;
 
-use crate::parse::{Message, Record};
+use crate::parse::{Message, Rdata, Record};
 
 /// One question.
 #[derive(Debug, Serialize)]
@@ -27,8 +27,11 @@ pub struct Answer {
     pub rrtype: String,
     /// TTL in seconds.
     pub ttl: u32,
-    /// Data in presentation format.
+    /// Data in presentation format (MX: the exchange only).
     pub rdata: String,
+    /// MX preference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preference: Option<u16>,
 }
 
 /// The `dns` object of an event.
@@ -89,10 +92,35 @@ pub struct DnsBody {
     /// Unanswered queries: how long we waited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// What the domain policy did with this message, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// The `dns.policy` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Policy {
+    /// `blocked` (the kernel answered NXDOMAIN or dropped it),
+    /// `rewritten` (an answer rewritten to NXDOMAIN by the kernel), or
+    /// `block_requested` (a regex rule matched; the supervisor was asked to
+    /// block the name from the next query on).
+    pub action: &'static str,
+    /// The regex rule that matched (`block_requested`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<u32>,
 }
 
 fn answer(r: &Record) -> Answer {
-    Answer { rrname: r.name.to_string(), rrtype: r.rtype.name().into_owned(), ttl: r.ttl, rdata: r.data.to_presentation() }
+    Answer {
+        rrname: r.name.to_string(),
+        rrtype: r.rtype.name().into_owned(),
+        ttl: r.ttl,
+        rdata: r.data.to_presentation(),
+        preference: match r.data {
+            Rdata::Mx { preference, .. } => Some(preference),
+            _ => None,
+        },
+    }
 }
 
 impl DnsBody {
@@ -123,6 +151,7 @@ impl DnsBody {
             query_timestamp: None,
             rtt_ms: None,
             timeout_ms: None,
+            policy: None,
         }
     }
 }

@@ -3,4 +3,5 @@
 pub mod correlate;
 pub mod event;
 pub mod parse;
+pub mod policy;
 pub mod tcp;

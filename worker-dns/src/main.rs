@@ -5,11 +5,12 @@
 use std::{process::ExitCode, time::Instant};
 
 use palisade_ebpf::RecordHeader;
-use palisade_ipc::messages::WorkerKind;
+use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_dns::{
     correlate::{Correlator, QueryKey, TIMEOUT_NS, Track},
-    event::DnsBody,
+    event::{DnsBody, Policy},
     parse,
+    policy::RegexPolicy,
     tcp::Reassembler,
 };
 use palisade_worker_runtime::{
@@ -35,6 +36,7 @@ struct QueryInfo {
 struct Dns {
     tcp: Reassembler,
     pending: Correlator<QueryInfo>,
+    regexes: RegexPolicy,
 }
 
 const TCP: u8 = 6;
@@ -45,7 +47,12 @@ impl Dns {
             Ok(p) => p,
             Err(e) => return out.drop(e.kind.reason()),
         };
-        let partial = parsed.error.map(|e| e.kind.reason());
+        // A message cut at the kernel's capture cap is not malformed: say so.
+        let capped = hdr.flags & palisade_ebpf::FLAG_TRUNCATED != 0;
+        let partial = parsed.error.map(|e| match e.kind {
+            parse::ErrorKind::Truncated if capped => "capture_truncated",
+            kind => kind.reason(),
+        });
         if let Some(reason) = partial {
             // The event is still written; the malformed section is counted.
             out.drop(reason);
@@ -54,6 +61,19 @@ impl Dns {
         let common = eve::Common::new(ctx, "dns", hdr);
         let client_mac = Mac(if m.header.qr { hdr.dst_mac } else { hdr.src_mac });
         let mut body = DnsBody::new(m, partial, client_mac);
+        if hdr.flags & palisade_ebpf::FLAG_DNS_BLOCKED != 0 {
+            body.policy = Some(Policy { action: "blocked", rule_id: None });
+        } else if hdr.flags & palisade_ebpf::FLAG_DNS_REWRITTEN != 0 {
+            body.policy = Some(Policy { action: "rewritten", rule_id: None });
+        } else if !m.header.qr {
+            let name = m.questions.first().and_then(|q| palisade_ebpf::dns_name::normalize(&q.name.to_string()));
+            if let Some((rule_id, fresh)) = name.as_deref().and_then(|n| self.regexes.check(n)) {
+                if let (true, Some(name)) = (fresh, name) {
+                    out.send(WorkerToSupervisor::BlockRequest { name, rule_id });
+                }
+                body.policy = Some(Policy { action: "block_requested", rule_id: Some(rule_id) });
+            }
+        }
         if m.header.qr {
             let key: QueryKey = (common.dest_ip, hdr.dst_port, common.src_ip, hdr.src_port, hdr.l4_proto, m.header.id);
             if let Some(q) = self.pending.answer(&key) {
@@ -93,6 +113,16 @@ impl Protocol for Dns {
         }
         for msg in fed.messages {
             self.on_message(ctx, hdr, &msg, out);
+        }
+    }
+
+    fn on_supervisor_message(&mut self, msg: SupervisorToWorker) -> Result<Vec<WorkerToSupervisor>, &'static str> {
+        match msg {
+            SupervisorToWorker::DnsRegexes { ruleset, rules } => {
+                self.regexes.apply(ruleset, &rules).map_err(|_| "a regex rule from the supervisor does not compile")?;
+                Ok(vec![WorkerToSupervisor::RulesetApplied { ruleset: self.regexes.ruleset() }])
+            }
+            _ => Err("unexpected message for the DNS worker"),
         }
     }
 

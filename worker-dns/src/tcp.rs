@@ -43,12 +43,11 @@ impl Reassembler {
     pub fn feed(&mut self, key: StreamKey, payload: &[u8]) -> Fed {
         let mut fed = Fed::default();
         self.clock += 1;
-        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
-            if let Some(oldest) = self.streams.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| *k) {
+        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS
+            && let Some(oldest) = self.streams.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| *k) {
                 self.streams.remove(&oldest);
                 fed.drops.push("dns_tcp_stream_evicted");
             }
-        }
         let stream = self.streams.entry(key).or_default();
         stream.last_used = self.clock;
         if stream.buf.len() + payload.len() > MAX_BUFFER {

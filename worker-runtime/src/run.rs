@@ -46,6 +46,14 @@ pub trait Protocol {
     /// Called after every drain and on every timer tick, for time-based
     /// state (timeouts). Default: nothing.
     fn on_tick(&mut self, _ctx: &Context, _now: Instant, _out: &mut EventOut<'_>) {}
+
+    /// A protocol-specific message from the supervisor (e.g. DNS rules).
+    /// Returns the answer to send, or `Err` if this worker does not take
+    /// such messages (the worker then exits: the supervisor is confused).
+    fn on_supervisor_message(&mut self, msg: SupervisorToWorker) -> Result<Vec<WorkerToSupervisor>, &'static str> {
+        let _ = msg;
+        Err("unexpected message for this worker")
+    }
 }
 
 /// A worker that passed the startup contract: unprivileged, handshaken,
@@ -167,6 +175,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     let mut events = Events::with_capacity(8);
     let mut seq = 0u64;
     let mut next_heartbeat = Instant::now();
+    let mut outbox = Vec::new();
 
     loop {
         let now = Instant::now();
@@ -183,17 +192,28 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
             }
         // Drain on every wake-up, readable or not: the kernel batches
         // wake-ups, so the timeout is the latency backstop.
-        drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats);
+        drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats, &mut outbox);
+        for msg in outbox.drain(..) {
+            channel.send(&msg)?;
+        }
         while let Some(msg) = channel.try_recv()? {
             match msg {
                 SupervisorToWorker::Interfaces(ifaces) => ctx.set_interfaces(&ifaces),
                 SupervisorToWorker::Shutdown => {
-                    drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats);
+                    drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats, &mut outbox);
+                    for msg in outbox.drain(..) {
+                        channel.send(&msg)?;
+                    }
                     channel.send(&WorkerToSupervisor::Stats(stats.snapshot()))?;
                     return Ok(());
                 }
                 SupervisorToWorker::Configure(_) => {
                     return Err(ChannelError::BadConfig("Configure after startup"));
+                }
+                other => {
+                    for answer in protocol.on_supervisor_message(other).map_err(ChannelError::BadConfig)? {
+                        channel.send(&answer)?;
+                    }
                 }
             }
         }
@@ -201,18 +221,25 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
 }
 
 /// Consumes every record currently in the ring, then flushes the sink.
-fn drain<P: Protocol>(protocol: &mut P, ring: &mut RingBuf<MapData>, ctx: &mut Context, sink: &mut Sink, stats: &mut Stats) {
+fn drain<P: Protocol>(
+    protocol: &mut P,
+    ring: &mut RingBuf<MapData>,
+    ctx: &mut Context,
+    sink: &mut Sink,
+    stats: &mut Stats,
+    outbox: &mut Vec<WorkerToSupervisor>,
+) {
     ctx.refresh_clock();
     while let Some(item) = ring.next() {
         stats.records += 1;
         match RecordHeader::read(&item) {
             Ok((hdr, payload)) => {
                 let record = Record { hdr, payload };
-                protocol.on_record(ctx, &record, &mut EventOut { sink, stats });
+                protocol.on_record(ctx, &record, &mut EventOut { sink, stats, outbox });
             }
             Err(_) => stats.drop(DROP_BAD_RECORD, 1),
         }
     }
-    protocol.on_tick(ctx, Instant::now(), &mut EventOut { sink, stats });
+    protocol.on_tick(ctx, Instant::now(), &mut EventOut { sink, stats, outbox });
     sink.flush(stats);
 }

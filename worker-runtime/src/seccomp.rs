@@ -6,6 +6,16 @@
 //! `bpf`, no `execve`, no `ptrace`: a parser compromised by hostile bytes can
 //! write garbage to its own sink and nothing else. Anything outside the list
 //! kills the process (SIGSYS), which the supervisor reports and restarts.
+//!
+//! One exception to killing: opening a path (`open`, `openat`, `openat2`)
+//! fails with EACCES instead. Library code probes files it can live without
+//! (the standard library's `available_parallelism`, which the regex crate
+//! calls when it compiles a pattern, reads cgroup files); failing those
+//! calls keeps the worker running and still opens nothing. Two filters do
+//! it: the first answers EACCES for opens and allows the rest, the second
+//! is the allow-list (opens included); the kernel applies the stricter
+//! verdict of the two, so an open gets EACCES and anything off the list
+//! still kills.
 
 use std::collections::BTreeMap;
 
@@ -58,6 +68,9 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_rt_sigprocmask,
     libc::SYS_sigaltstack,
     libc::SYS_getrandom,
+    // Read-only: the CPUs this process may run on (std's
+    // available_parallelism, called by the regex crate).
+    libc::SYS_sched_getaffinity,
     libc::SYS_exit,
     libc::SYS_exit_group,
 ];
@@ -66,12 +79,29 @@ const ALLOWED: &[libc::c_long] = &[
 /// it in debug builds. No flag changes once the filter is in.
 const FCNTL_GETFD_ONLY: libc::c_long = libc::SYS_fcntl;
 
+/// Path opens: allowed by the allow-list filter, answered EACCES by the first.
+const OPENS: &[libc::c_long] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_open,
+    libc::SYS_openat,
+    libc::SYS_openat2,
+];
+
 /// mmap/mprotect allowed only without PROT_EXEC.
 const NO_EXEC: &[libc::c_long] = &[libc::SYS_mmap, libc::SYS_mprotect];
 
-/// Builds the filter program.
+/// Builds the filter that answers EACCES to path opens.
+pub fn build_deny_opens() -> Result<BpfProgram, SeccompError> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = OPENS.iter().map(|nr| (*nr, vec![])).collect();
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch)?;
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EACCES as u32), arch)
+        .map_err(SeccompError::Build)?;
+    filter.try_into().map_err(SeccompError::Build)
+}
+
+/// Builds the allow-list filter program.
 pub fn build() -> Result<BpfProgram, SeccompError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|nr| (*nr, vec![])).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().chain(OPENS).map(|nr| (*nr, vec![])).collect();
     for nr in NO_EXEC {
         let cond = SeccompCondition::new(
             2,
@@ -94,8 +124,10 @@ pub fn build() -> Result<BpfProgram, SeccompError> {
 /// Installs the filter on every thread of the process. Requires
 /// no_new_privs (checked earlier by [`crate::privilege::verify_unprivileged`]).
 pub fn install() -> Result<(), SeccompError> {
-    let prog = build()?;
-    seccompiler::apply_filter_all_threads(&prog).map_err(SeccompError::Install)
+    let deny_opens = build_deny_opens()?;
+    let allow_list = build()?;
+    seccompiler::apply_filter_all_threads(&deny_opens).map_err(SeccompError::Install)?;
+    seccompiler::apply_filter_all_threads(&allow_list).map_err(SeccompError::Install)
 }
 
 #[cfg(test)]
@@ -104,5 +136,6 @@ mod tests {
     fn filter_builds_for_this_arch() {
         let prog = super::build().expect("filter builds");
         assert!(prog.len() > 10);
+        assert!(!super::build_deny_opens().expect("builds").is_empty());
     }
 }

@@ -81,11 +81,12 @@ impl Sink {
     }
 }
 
-/// What a [`crate::Protocol`] writes events and drops through.
+/// What a [`crate::Protocol`] writes events, drops and requests through.
 #[derive(Debug)]
 pub struct EventOut<'a> {
     pub(crate) sink: &'a mut Sink,
     pub(crate) stats: &'a mut Stats,
+    pub(crate) outbox: &'a mut Vec<palisade_ipc::messages::WorkerToSupervisor>,
 }
 
 impl EventOut<'_> {
@@ -110,5 +111,10 @@ impl EventOut<'_> {
     /// Counts one record or event lost for `reason`.
     pub fn drop(&mut self, reason: &'static str) {
         self.stats.drop(reason, 1);
+    }
+
+    /// Queues a message to the supervisor (sent after the current drain).
+    pub fn send(&mut self, msg: palisade_ipc::messages::WorkerToSupervisor) {
+        self.outbox.push(msg);
     }
 }

@@ -34,6 +34,13 @@
 /* pal_record_hdr.flags */
 #define PAL_FLAG_TRUNCATED 0x01 /* payload_len < orig_payload_len */
 #define PAL_FLAG_VLAN 0x02      /* vlan_id is valid */
+/*
+ * DNS records only. The payload is always the message as the program saw it,
+ * before any rewrite: the worker logs what the client asked or what the
+ * upstream answered, and the flag says what the kernel did about it.
+ */
+#define PAL_FLAG_DNS_BLOCKED 0x04   /* query blocked by policy (NXDOMAIN or drop) */
+#define PAL_FLAG_DNS_REWRITTEN 0x08 /* answer rewritten to NXDOMAIN (or dropped) by policy */
 
 /* Ring buffers, one per worker; also the first index of pal_stats keys. */
 #define PAL_RING_DNS 0
@@ -143,6 +150,83 @@ struct pal_flow_value {
 	__u8 client_mac[6];
 	__u8 server_mac[6];
 	__u32 _pad;
+};
+
+/* ------------------------------------------------------------------------ */
+/* DNS policy (maps pal_dns_policy, pal_dns_learned, pal_dns_config,        */
+/* pal_dns_hits, pal_dns_stats)                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Names are matched by the FNV-1a 64-bit hash of their normalized text form:
+ * labels joined with '.', no trailing dot, ASCII A-Z folded to a-z, every
+ * other byte of a label kept as is except a '.' inside a label, which becomes
+ * 0x00 (user space never produces either, so such a label can only match
+ * through a parent suffix). ebpf-programs/src/dns_name.rs is the Rust twin.
+ */
+#define PAL_FNV64_OFFSET 0xcbf29ce484222325ULL
+#define PAL_FNV64_PRIME 0x100000001b3ULL
+
+/* Limits of a matchable name. */
+#define PAL_DNS_WIRE_MAX 255   /* QNAME bytes on the wire, length octets and root included */
+#define PAL_DNS_NAME_MAX 253   /* normalized text bytes (= wire length - 2) */
+#define PAL_DNS_LABEL_MAX 63   /* bytes per label */
+#define PAL_DNS_SUFFIX_MAX 32  /* innermost suffixes looked up per name (labels of a rule) */
+
+/* pal_dns_rule.action */
+#define PAL_DNS_BLOCK 1
+#define PAL_DNS_ALLOW 2
+
+/* pal_dns_rule.flags */
+#define PAL_DNS_RULE_EXACT 0x01 /* the rule covers the name itself, not its subdomains */
+/*
+ * Only with PAL_DNS_ALLOW and PAL_DNS_RULE_EXACT: the same name also carries a
+ * block of its subdomains (an allow-exact and a block-suffix rule for one
+ * name share one hash key). The entry allows the name and blocks below it.
+ */
+#define PAL_DNS_RULE_BLOCK_SUBDOMAINS 0x02
+
+/* pal_dns_config.block_action */
+#define PAL_DNS_ACTION_OFF 0      /* no enforcement (records only) */
+#define PAL_DNS_ACTION_NXDOMAIN 1 /* answer blocked queries from the kernel */
+#define PAL_DNS_ACTION_DROP 2     /* drop blocked queries (and answers) */
+
+/* pal_dns_stats slots: per-CPU u64 counters, key = slot. */
+#define PAL_DNS_STAT_QUERIES_CHECKED 0   /* UDP queries evaluated (enforcement on) */
+#define PAL_DNS_STAT_QUERIES_ALLOWED 1   /* an allow rule matched (and decided) */
+#define PAL_DNS_STAT_BLOCKED_NXDOMAIN 2  /* queries answered NXDOMAIN by the kernel */
+#define PAL_DNS_STAT_BLOCKED_DROP 3      /* queries dropped (drop action or fallback) */
+#define PAL_DNS_STAT_ANSWERS_CHECKED 4   /* UDP answers evaluated */
+#define PAL_DNS_STAT_ANSWERS_REWRITTEN 5 /* answers rewritten to NXDOMAIN */
+#define PAL_DNS_STAT_ANSWERS_DROPPED 6   /* answers dropped (drop action, or not rewritable) */
+#define PAL_DNS_STAT_NOT_MATCHABLE 7     /* name too long, compressed, malformed or cut off */
+#define PAL_DNS_STAT_LEARNED_HITS 8      /* blocks decided by pal_dns_learned */
+#define PAL_DNS_STAT_LEARNED_EXPIRED 9   /* learned entry found but expired: ignored */
+#define PAL_DNS_STAT_NXDOMAIN_UNSUPPORTED 10 /* NXDOMAIN wanted, packet not rewritable: dropped */
+#define PAL_DNS_STAT_REWRITE_FAILED 11   /* a rewrite helper failed: packet dropped */
+#define PAL_DNS_STAT_REDIRECT_FAILED 12  /* bpf_redirect refused: query dropped */
+#define PAL_DNS_STAT_HITS_MAP_FULL 13    /* pal_dns_hits insert failed */
+#define PAL_DNS_STAT_COUNT 14
+
+/* Value of the inner maps of pal_dns_policy: key is the __u64 name hash. */
+struct pal_dns_rule {
+	__u32 rule_id; /* supervisor's rule number, for pal_dns_hits */
+	__u8 action;   /* PAL_DNS_BLOCK or PAL_DNS_ALLOW */
+	__u8 flags;    /* PAL_DNS_RULE_* */
+	__u16 _pad;    /* explicit padding, always 0 */
+};
+
+/* Value of pal_dns_learned (key: __u64 hash of the exact name). */
+struct pal_dns_learned {
+	__u32 rule_id;         /* the rule (regex, CNAME) that produced the verdict */
+	__u32 _pad;            /* explicit padding, always 0 */
+	__u64 expires_boot_ns; /* CLOCK_BOOTTIME ns; honoured while now < expires */
+};
+
+/* Value of pal_dns_config[0], written by the supervisor. */
+struct pal_dns_config {
+	__u32 block_action; /* PAL_DNS_ACTION_* */
+	__u32 _pad;         /* explicit padding, always 0 */
 };
 
 #endif /* PALISADE_RECORDS_H */

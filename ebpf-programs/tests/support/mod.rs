@@ -7,6 +7,10 @@
     clippy::unwrap_used,
     reason = "test fixtures: a panic is the failure report"
 )]
+#![allow(
+    dead_code,
+    reason = "shared by several test crates, each of which uses a part"
+)]
 
 pub mod frames;
 

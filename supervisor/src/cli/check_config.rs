@@ -4,9 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use crate::config::Config;
 
-/// Validate a configuration file without applying it.
+/// Validate a configuration file, and every list it names, without
+/// applying anything.
 ///
-/// Prints `FILE: OK` and exits 0, or names the line and the problem and
+/// Prints `FILE: OK` and exits 0, or names the file, line and problem and
 /// exits 1.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,13 +17,16 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    match Config::load(Some(&args.file)) {
+    let checked = Config::load(Some(&args.file))
+        .map_err(|e| crate::error_chain(&e))
+        .and_then(|c| crate::policy::dns::RuleSet::load(&c.dns.lists).map_err(|e| crate::error_chain(&e)));
+    match checked {
         Ok(_) => {
             println!("{}: OK", args.file.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("palisade: {}", crate::error_chain(&e));
+            eprintln!("palisade: {e}");
             ExitCode::FAILURE
         }
     }

@@ -2,8 +2,10 @@
 
 mod check_config;
 mod cleanup;
+mod dns;
+mod reload;
 mod restart;
-mod run;
+pub mod run;
 mod status;
 mod version;
 
@@ -43,6 +45,8 @@ enum Command {
     CheckConfig(check_config::Args),
     Status(status::Args),
     Restart(restart::Args),
+    Reload(reload::Args),
+    Dns(dns::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
 }
@@ -54,6 +58,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::CheckConfig(a) => check_config::main(a),
         Command::Status(a) => status::main(a),
         Command::Restart(a) => restart::main(a),
+        Command::Reload(a) => reload::main(a),
+        Command::Dns(a) => dns::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
     }

@@ -37,7 +37,59 @@ pub struct Args {
     detach_on_exit: bool,
 }
 
+/// Command-line settings that override the configuration file (kept so a
+/// reload applies them again).
+#[derive(Debug, Clone, Default)]
+pub struct RunOverrides {
+    interfaces: Vec<String>,
+    control_socket: Option<PathBuf>,
+    pin_root: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+}
+
+impl RunOverrides {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(bad) = self.interfaces.iter().find(|i| !crate::config::valid_ifname(i)) {
+            return Err(format!("--interface {bad:?} is not a valid interface name"));
+        }
+        for (flag, value) in
+            [("--control-socket", &self.control_socket), ("--pin-root", &self.pin_root), ("--log-dir", &self.log_dir)]
+        {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_absolute()) {
+                return Err(format!("{flag} {} is not an absolute path", v.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the overrides to a loaded configuration.
+    pub fn apply(&self, config: &mut Config) {
+        if !self.interfaces.is_empty() {
+            config.interfaces.clone_from(&self.interfaces);
+        }
+        for (value, target) in [
+            (&self.control_socket, &mut config.control_socket),
+            (&self.pin_root, &mut config.pin_root),
+            (&self.log_dir, &mut config.log_dir),
+        ] {
+            if let Some(v) = value {
+                target.clone_from(v);
+            }
+        }
+    }
+}
+
 pub fn main(args: Args) -> ExitCode {
+    let flags = RunOverrides {
+        interfaces: args.interfaces,
+        control_socket: args.control_socket,
+        pin_root: args.pin_root,
+        log_dir: args.log_dir,
+    };
+    if let Err(e) = flags.validate() {
+        eprintln!("palisade: {e}");
+        return ExitCode::from(2);
+    }
     let mut config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -45,27 +97,14 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if !args.interfaces.is_empty() {
-        if let Some(bad) = args.interfaces.iter().find(|i| !crate::config::valid_ifname(i)) {
-            eprintln!("palisade: --interface {bad:?} is not a valid interface name");
-            return ExitCode::from(2);
-        }
-        config.interfaces = args.interfaces;
-    }
-    for (flag, value, target) in [
-        ("--control-socket", args.control_socket, &mut config.control_socket),
-        ("--pin-root", args.pin_root, &mut config.pin_root),
-        ("--log-dir", args.log_dir, &mut config.log_dir),
-    ] {
-        if let Some(v) = value {
-            if !v.is_absolute() {
-                eprintln!("palisade: {flag} {} is not an absolute path", v.display());
-                return ExitCode::from(2);
-            }
-            *target = v;
-        }
-    }
-    let opts = daemon::RunOptions { config, foreground: args.foreground, detach_on_exit: args.detach_on_exit };
+    flags.apply(&mut config);
+    let opts = daemon::RunOptions {
+        config,
+        config_path: args.config,
+        flags,
+        foreground: args.foreground,
+        detach_on_exit: args.detach_on_exit,
+    };
     match daemon::run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

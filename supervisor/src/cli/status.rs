@@ -103,6 +103,37 @@ pub fn render(r: &StatusReport) -> String {
             let _ = writeln!(o, "{:<16} ERROR: {e}", i.name);
         }
     }
+    let d = &r.dns;
+    let _ = writeln!(
+        o,
+        "\nDNS POLICY  {} name rules in the kernel, {} regex rules, {} learned, action {}, rule set {}",
+        d.kernel_rules,
+        d.regex_rules,
+        d.learned,
+        d.block_action,
+        d.ruleset_sha256.get(..16).unwrap_or_default()
+    );
+    match &d.worker_ruleset_sha256 {
+        Some(w) if *w != d.ruleset_sha256 => {
+            let _ = writeln!(o, "  DRIFT: the dns worker applies rule set {}", w.get(..16).unwrap_or_default());
+        }
+        None => {
+            let _ = writeln!(o, "  the dns worker has not confirmed the rule set yet");
+        }
+        Some(_) => {}
+    }
+    if d.refused_requests > 0 {
+        let _ = writeln!(o, "  refused block requests from the dns worker: {}", d.refused_requests);
+    }
+    let policy: Vec<String> = r
+        .kernel
+        .iter()
+        .filter(|k| k.group == "dns_policy" && k.value > 0)
+        .map(|k| format!("{}={}", k.counter, k.value))
+        .collect();
+    if !policy.is_empty() {
+        let _ = writeln!(o, "  kernel: {}", policy.join(" "));
+    }
     let _ = writeln!(o, "\nKERNEL   RECORDS      RING_FULL  TRUNCATED  NOT_PARSED  MAP_FULL");
     for group in ["dns", "dhcp", "tls", "flow", "global"] {
         let get = |c: &str| {

@@ -13,8 +13,8 @@ use palisade_ipc::messages::ControlRequest;
 /// Whether a request changes daemon state.
 pub fn is_mutating(req: &ControlRequest) -> bool {
     match req {
-        ControlRequest::Status | ControlRequest::Version => false,
-        ControlRequest::Restart(_) => true,
+        ControlRequest::Status | ControlRequest::Version | ControlRequest::DnsTest(_) | ControlRequest::DnsBlockedHits => false,
+        ControlRequest::Restart(_) | ControlRequest::Reload => true,
     }
 }
 

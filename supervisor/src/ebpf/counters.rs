@@ -1,27 +1,21 @@
-//! Kernel counters (`pal_stats`, per CPU), summed for `status`.
+//! Kernel counters (`pal_stats`, `pal_dns_stats`, per CPU), summed for
+//! `status`. Names come from `palisade_ebpf::kernel_counters`, so a new
+//! counter shows up without a change here.
 
-use aya::maps::{Map, PerCpuArray};
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray},
+};
 use palisade_ipc::messages::KernelCounter;
 
-/// Names of the counter groups, by group index.
-const GROUPS: [&str; 5] = ["dns", "dhcp", "tls", "flow", "global"];
-/// Names of the counter slots, by slot index.
-const SLOTS: [&str; 5] = ["records", "ring_full", "truncated", "not_parsed", "map_full"];
-
-const _: () = assert!(GROUPS.len() == palisade_ebpf::STATS_GLOBAL as usize + 1);
-const _: () = assert!(SLOTS.len() == palisade_ebpf::STAT_COUNT as usize);
-
 /// Reads every counter; `Err` names what failed.
-pub fn read(map: &Map) -> Result<Vec<KernelCounter>, String> {
-    let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|e| format!("pal_stats: {e}"))?;
-    let mut out = Vec::with_capacity(GROUPS.len() * SLOTS.len());
-    for (g, group) in GROUPS.iter().enumerate() {
-        for (s, slot) in SLOTS.iter().enumerate() {
-            let index = (g * SLOTS.len() + s) as u32;
-            let values = array.get(&index, 0).map_err(|e| format!("pal_stats[{index}] (BPF_MAP_LOOKUP_ELEM): {e}"))?;
-            let value = values.iter().sum();
-            out.push(KernelCounter { group: (*group).to_owned(), counter: (*slot).to_owned(), value });
-        }
+pub fn read(ebpf: &Ebpf) -> Result<Vec<KernelCounter>, String> {
+    let mut out = Vec::new();
+    for def in palisade_ebpf::kernel_counters() {
+        let map = ebpf.map(def.map).ok_or_else(|| format!("map {} missing", def.map))?;
+        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(|e| format!("{}: {e}", def.map))?;
+        let values = array.get(&def.key, 0).map_err(|e| format!("{}[{}] (BPF_MAP_LOOKUP_ELEM): {e}", def.map, def.key))?;
+        out.push(KernelCounter { group: def.group.to_owned(), counter: def.name.to_owned(), value: values.iter().sum() });
     }
     Ok(out)
 }

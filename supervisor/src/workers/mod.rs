@@ -47,6 +47,22 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// kernel wake-ups).
 pub const POLL_BACKSTOP_MS: u32 = 10;
 
+/// What a worker said that the daemon (not the slot) acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotEvent {
+    /// The worker became ready (send it its rules).
+    Ready,
+    /// The DNS worker asks to block a name matched by a regex rule.
+    BlockRequest {
+        /// Name as the worker sent it (unvalidated).
+        name: String,
+        /// Rule the worker claims matched.
+        rule_id: u32,
+    },
+    /// The DNS worker applied the rule set with this hash.
+    RulesetApplied([u8; 32]),
+}
+
 /// What a slot needs from the daemon to (re)start its worker.
 #[derive(Debug)]
 pub struct Resources {
@@ -205,8 +221,15 @@ impl WorkerSlot {
             p.killed_for = Some(why);
         }
         // SAFETY: pidfd_send_signal on a pidfd we own; no pid reuse race.
-        unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, p.pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<()>(), 0);
+        let sent = unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, p.pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<()>(), 0)
+        };
+        if sent != 0 {
+            let e = std::io::Error::last_os_error();
+            // ESRCH: it already exited; the pidfd reports that next.
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                tracing::error!(worker = self.kind.name(), pid = p.pid, error = %e, "pidfd_send_signal(SIGKILL) failed");
+            }
         }
         if let Some(sock) = p.sock.take() {
             let _ = registry.deregister(&mut SourceFd(&sock.as_raw_fd()));
@@ -219,8 +242,15 @@ impl WorkerSlot {
         self.kill(registry, format!("protocol violation: {what}"));
     }
 
-    /// The IPC socket is readable: handle every queued frame.
-    pub fn on_readable(&mut self, registry: &Registry, resources: &Resources) {
+    /// The IPC socket is readable: handle every queued frame; returns what
+    /// the daemon must act on.
+    pub fn on_readable(&mut self, registry: &Registry, resources: &Resources) -> Vec<SlotEvent> {
+        let mut events = Vec::new();
+        self.read_frames(registry, resources, &mut events);
+        events
+    }
+
+    fn read_frames(&mut self, registry: &Registry, resources: &Resources, events: &mut Vec<SlotEvent>) {
         loop {
             let Some(p) = self.process.as_mut() else { return };
             let Some(sock) = p.sock.as_ref() else { return };
@@ -241,13 +271,15 @@ impl WorkerSlot {
                 return self.violation(registry, format!("sent {} file descriptors", fds.len()));
             }
             let frame = self.buf.get(..len).unwrap_or_default().to_vec();
-            self.on_frame(registry, resources, &frame);
+            if let Some(event) = self.on_frame(registry, resources, &frame) {
+                events.push(event);
+            }
         }
     }
 
-    fn on_frame(&mut self, registry: &Registry, resources: &Resources, frame: &[u8]) {
+    fn on_frame(&mut self, registry: &Registry, resources: &Resources, frame: &[u8]) -> Option<SlotEvent> {
         let kind = self.kind;
-        let Some(p) = self.process.as_mut() else { return };
+        let p = self.process.as_mut()?;
         if p.session == WorkerSession::AwaitHello {
             // Answer with ours whatever theirs says, so a mismatched worker
             // can report the mismatch too.
@@ -256,17 +288,28 @@ impl WorkerSlot {
             }
             match Hello::decode(frame) {
                 Ok(Hello { role: Role::Worker(k), .. }) if k == kind => {}
-                Ok(h) => return self.violation(registry, format!("handshake as {:?}, expected the {} worker", h.role, kind.name())),
-                Err(e) => return self.violation(registry, format!("handshake: {e}")),
+                Ok(h) => {
+                    self.violation(registry, format!("handshake as {:?}, expected the {} worker", h.role, kind.name()));
+                    return None;
+                }
+                Err(e) => {
+                    self.violation(registry, format!("handshake: {e}"));
+                    return None;
+                }
             }
-            return self.configure(registry, resources);
+            self.configure(registry, resources);
+            return None;
         }
         let msg: WorkerToSupervisor = match codec::decode(frame) {
             Ok(m) => m,
-            Err(e) => return self.violation(registry, crate::error_chain(&e)),
+            Err(e) => {
+                self.violation(registry, crate::error_chain(&e));
+                return None;
+            }
         };
         if let Err(v) = check_worker_message(kind, p.session, &msg) {
-            return self.violation(registry, v.to_string());
+            self.violation(registry, v.to_string());
+            return None;
         }
         let now = Instant::now();
         match msg {
@@ -276,6 +319,7 @@ impl WorkerSlot {
                 p.last_heartbeat = Some(now);
                 self.state = WorkerState::Running;
                 tracing::info!(worker = kind.name(), pid = p.pid, "worker ready");
+                return Some(SlotEvent::Ready);
             }
             WorkerToSupervisor::Heartbeat { .. } => p.last_heartbeat = Some(now),
             WorkerToSupervisor::Stats(stats) => p.stats = stats,
@@ -284,6 +328,24 @@ impl WorkerSlot {
                 LogLevel::Warn => tracing::warn!(worker = kind.name(), pid = p.pid, "{message}"),
                 LogLevel::Info => tracing::info!(worker = kind.name(), pid = p.pid, "{message}"),
             },
+            WorkerToSupervisor::BlockRequest { name, rule_id } => return Some(SlotEvent::BlockRequest { name, rule_id }),
+            WorkerToSupervisor::RulesetApplied { ruleset } => return Some(SlotEvent::RulesetApplied(ruleset)),
+        }
+        None
+    }
+
+    /// Sends a message to the worker if it is running; failures are logged
+    /// (the heartbeat deadline deals with a stuck worker).
+    pub fn send(&self, msg: &SupervisorToWorker) {
+        let Some(sock) = self.process.as_ref().filter(|p| p.session == WorkerSession::Running).and_then(|p| p.sock.as_ref())
+        else {
+            return;
+        };
+        let sent = codec::encode(msg)
+            .map_err(|e| crate::error_chain(&e))
+            .and_then(|f| transport::send_frame(sock.as_fd(), &f, &[]).map_err(|e| crate::error_chain(&e)));
+        if let Err(e) = sent {
+            tracing::warn!(worker = self.kind.name(), error = %e, "sending to worker");
         }
     }
 

@@ -2,7 +2,9 @@
 //! (`palisade_worker_runtime::startup`: privilege check, handshake, ring
 //! buffer, seccomp, Ready) and then tries one forbidden thing, selected by
 //! its file name `probe-<action>-<kind>`: `open`, `socket`, `bpf`, `execve`,
-//! `ptrace`. Seccomp must kill it with SIGSYS, which the supervisor reports.
+//! `ptrace`. Seccomp must kill it with SIGSYS, which the supervisor reports;
+//! `open` instead must fail with EACCES (exit status 43; 42 means it got a
+//! file descriptor).
 
 use std::time::Duration;
 
@@ -22,7 +24,9 @@ fn main() {
     unsafe {
         match action.as_str() {
             "open" => {
-                libc::open(c"/etc/shadow".as_ptr(), libc::O_RDONLY);
+                let fd = libc::open(c"/etc/passwd".as_ptr(), libc::O_RDONLY);
+                let denied = fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES);
+                std::process::exit(if denied { 43 } else { 42 });
             }
             "socket" => {
                 libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);

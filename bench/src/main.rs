@@ -1,0 +1,69 @@
+//! `palisade-bench`: the helpers `bench/run` drives.
+//!
+//! - `gen`: a one-core packet generator (AF_PACKET + `sendmmsg`, qdisc
+//!   bypass) for small UDP datagrams with a fixed 5-tuple or valid DNS
+//!   queries with varying ids and names;
+//! - `noop`: attaches a no-op TC program (TCX, ingress + egress) until
+//!   SIGTERM, to measure the cost of the hook itself;
+//! - `tcx-query`: the programs attached at an interface's TCX hooks;
+//! - `count`: counts JSON lines (by `event_type`) read from stdin;
+//! - `report`: turns the raw samples into the results table (markdown).
+//!
+//! Every subcommand that touches an interface works in the network namespace
+//! it was started in: `bench/run` starts them with `nsenter --net=...`.
+
+mod count;
+mod generator;
+mod noop;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "palisade-bench", about = "Palisade benchmark helpers (see bench/run)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Send packets as fast as one core can, for a fixed time.
+    Gen(generator::Args),
+    /// Attach a no-op TC program (TCX ingress + egress) until SIGTERM/SIGINT.
+    Noop(noop::Args),
+    /// Print the programs attached at an interface's TCX hooks (JSON).
+    TcxQuery(noop::QueryArgs),
+    /// Count JSON lines from stdin by event_type; write the counts at EOF.
+    Count(count::Args),
+    /// Summarize raw samples (JSON lines) into tables.
+    Report(report::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Gen(a) => generator::main(&a),
+        Cmd::Noop(a) => noop::main(&a),
+        Cmd::TcxQuery(a) => noop::query(&a),
+        Cmd::Count(a) => count::main(&a),
+        Cmd::Report(a) => report::main(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Errors are reported as text: this is a test tool.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Formats an OS error with context.
+pub fn os_err(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}

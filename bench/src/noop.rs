@@ -1,0 +1,80 @@
+//! The no-op TC program (reference for the cost of the hook), and a query of
+//! what is attached at an interface's TCX hooks.
+
+use std::path::PathBuf;
+
+use aya::{
+    Ebpf,
+    programs::{SchedClassifier, TcAttachType},
+};
+
+use crate::{Result, os_err};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Interface (in the current network namespace).
+    #[arg(long)]
+    iface: String,
+    /// The compiled no-op object (bench/bpf/noop.bpf.c).
+    #[arg(long)]
+    obj: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Interface (in the current network namespace).
+    #[arg(long)]
+    iface: String,
+}
+
+const PROGRAM: &str = "bench_noop";
+
+/// Blocks until SIGTERM or SIGINT arrives.
+fn wait_for_signal() -> Result<()> {
+    // SAFETY: plain sigset manipulation on a local set; sigwait on it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(os_err("pthread_sigmask"));
+        }
+        let mut sig = 0;
+        if libc::sigwait(&set, &mut sig) != 0 {
+            return Err(os_err("sigwait"));
+        }
+    }
+    Ok(())
+}
+
+pub fn main(args: &Args) -> Result<()> {
+    let mut ebpf = Ebpf::load_file(&args.obj).map_err(|e| format!("loading {}: {e}", args.obj.display()))?;
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| format!("no program {PROGRAM} in {}", args.obj.display()))?
+        .try_into()
+        .map_err(|e| format!("{PROGRAM}: {e}"))?;
+    prog.load().map_err(|e| format!("BPF_PROG_LOAD {PROGRAM}: {e}"))?;
+    for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
+        prog.attach(&args.iface, hook).map_err(|e| format!("attaching to {} {hook:?}: {e}", args.iface))?;
+    }
+    println!("attached");
+    wait_for_signal()?;
+    // Dropping `ebpf` closes the link FDs: the kernel detaches them.
+    drop(ebpf);
+    Ok(())
+}
+
+pub fn query(args: &QueryArgs) -> Result<()> {
+    let mut out = serde_json::Map::new();
+    for (name, hook) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
+        let (_, progs) =
+            SchedClassifier::query_tcx(&args.iface, hook).map_err(|e| format!("BPF_PROG_QUERY {} {name}: {e}", args.iface))?;
+        let names: Vec<serde_json::Value> =
+            progs.iter().map(|p| serde_json::Value::from(p.name_as_str().unwrap_or_default())).collect();
+        out.insert(name.to_owned(), serde_json::Value::Array(names));
+    }
+    println!("{}", serde_json::Value::Object(out));
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! Every raw bpf(2) call this crate makes, in one place.
+//!
+//! aya covers maps it loaded itself; the DNS rule sets are maps the supervisor creates on its
+//! own and swaps into `pal_dns_policy`, and aya 0.14 has no public call for creating a bare map
+//! or for batch updates. Each `union bpf_attr` variant used here is a `#[repr(C)]` struct whose
+//! field offsets are asserted at compile time against `<linux/bpf.h>` (the build-time probe of
+//! `build.rs`), and every error names its command (e.g. `BPF_MAP_UPDATE_BATCH: ...`).
+
+use std::{
+    fmt, io,
+    mem::offset_of,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+};
+
+use crate::c;
+
+/// A failed bpf(2) command: which one, and the kernel's error (`errno` kept).
+#[derive(Debug)]
+pub struct BpfCallError {
+    /// The command, e.g. `"BPF_MAP_UPDATE_BATCH"`.
+    pub call: &'static str,
+    /// What the kernel returned.
+    pub source: io::Error,
+}
+
+impl fmt::Display for BpfCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.call, self.source)
+    }
+}
+
+impl std::error::Error for BpfCallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Wraps an OS error into an `io::Error` of the same kind whose message names `call`.
+pub(crate) fn call_error(call: &'static str, source: io::Error) -> io::Error {
+    io::Error::new(source.kind(), BpfCallError { call, source })
+}
+
+/// The errno of an error made by this module, if any.
+pub(crate) fn errno(error: &io::Error) -> Option<i32> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<BpfCallError>())
+        .and_then(|call| call.source.raw_os_error())
+        .or_else(|| error.raw_os_error())
+}
+
+/// A `union bpf_attr` variant.
+///
+/// # Safety
+/// Implementors must be `#[repr(C)]` plain data whose layout is a prefix of the kernel's
+/// `union bpf_attr` for the commands they are used with.
+unsafe trait Attr: Sized {}
+
+/// Runs one bpf(2) command; `Ok` holds the non-negative return value.
+fn bpf<A: Attr>(cmd: u32, attr: &mut A, call: &'static str) -> io::Result<i64> {
+    let size = u32::try_from(size_of::<A>()).map_err(|_| {
+        call_error(call, io::Error::from(io::ErrorKind::InvalidInput))
+    })?;
+    // SAFETY: `attr` is a valid, exclusively borrowed `union bpf_attr` prefix of `size` bytes
+    // (trait `Attr`), alive for the whole call; the kernel reads (and for some commands writes)
+    // at most `size` bytes of it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<u8>(),
+            size,
+        )
+    };
+    if ret < 0 {
+        return Err(call_error(call, io::Error::last_os_error()));
+    }
+    Ok(ret)
+}
+
+/// Owns the descriptor a bpf(2) command returned.
+fn owned_fd(ret: i64, call: &'static str) -> io::Result<OwnedFd> {
+    let raw = RawFd::try_from(ret)
+        .map_err(|_| call_error(call, io::Error::from(io::ErrorKind::InvalidData)))?;
+    // SAFETY: the kernel just returned `raw` as a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// `BPF_MAP_CREATE` attributes (the prefix up to `map_name`).
+#[repr(C)]
+#[derive(Default)]
+struct MapCreate {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; c::KERNEL_BPF_OBJ_NAME_LEN],
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for MapCreate {}
+
+/// `BPF_MAP_*_ELEM` and `BPF_MAP_GET_NEXT_KEY` attributes.
+#[repr(C)]
+#[derive(Default)]
+struct MapElem {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64, // `next_key` for BPF_MAP_GET_NEXT_KEY
+    flags: u64,
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for MapElem {}
+
+/// `BPF_MAP_*_BATCH` attributes.
+#[repr(C)]
+#[derive(Default)]
+struct MapBatch {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for MapBatch {}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` attributes.
+#[repr(C)]
+#[derive(Default)]
+struct ObjInfo {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for ObjInfo {}
+
+/// `BPF_MAP_GET_FD_BY_ID` attributes.
+#[repr(C)]
+#[derive(Default)]
+struct GetFdById {
+    map_id: u32,
+    _next_id: u32,
+    open_flags: u32,
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for GetFdById {}
+
+/// The prefix of `struct bpf_map_info` this crate reads.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RawMapInfo {
+    pub map_type: u32,
+    pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+    pub name: [u8; c::KERNEL_BPF_OBJ_NAME_LEN],
+}
+
+const _: () = {
+    assert!(offset_of!(MapCreate, map_type) == c::KERNEL_ATTR_MAP_TYPE);
+    assert!(offset_of!(MapCreate, key_size) == c::KERNEL_ATTR_KEY_SIZE);
+    assert!(offset_of!(MapCreate, value_size) == c::KERNEL_ATTR_VALUE_SIZE);
+    assert!(offset_of!(MapCreate, max_entries) == c::KERNEL_ATTR_MAX_ENTRIES);
+    assert!(offset_of!(MapCreate, map_flags) == c::KERNEL_ATTR_MAP_FLAGS);
+    assert!(offset_of!(MapCreate, inner_map_fd) == c::KERNEL_ATTR_INNER_MAP_FD);
+    assert!(offset_of!(MapCreate, numa_node) == c::KERNEL_ATTR_NUMA_NODE);
+    assert!(offset_of!(MapCreate, map_name) == c::KERNEL_ATTR_MAP_NAME);
+    assert!(offset_of!(MapElem, map_fd) == c::KERNEL_ATTR_ELEM_MAP_FD);
+    assert!(offset_of!(MapElem, key) == c::KERNEL_ATTR_ELEM_KEY);
+    assert!(offset_of!(MapElem, value) == c::KERNEL_ATTR_ELEM_VALUE);
+    assert!(offset_of!(MapElem, flags) == c::KERNEL_ATTR_ELEM_FLAGS);
+    assert!(offset_of!(MapBatch, in_batch) == c::KERNEL_ATTR_BATCH_IN_BATCH);
+    assert!(offset_of!(MapBatch, out_batch) == c::KERNEL_ATTR_BATCH_OUT_BATCH);
+    assert!(offset_of!(MapBatch, keys) == c::KERNEL_ATTR_BATCH_KEYS);
+    assert!(offset_of!(MapBatch, values) == c::KERNEL_ATTR_BATCH_VALUES);
+    assert!(offset_of!(MapBatch, count) == c::KERNEL_ATTR_BATCH_COUNT);
+    assert!(offset_of!(MapBatch, map_fd) == c::KERNEL_ATTR_BATCH_MAP_FD);
+    assert!(offset_of!(MapBatch, elem_flags) == c::KERNEL_ATTR_BATCH_ELEM_FLAGS);
+    assert!(offset_of!(MapBatch, flags) == c::KERNEL_ATTR_BATCH_FLAGS);
+    assert!(offset_of!(ObjInfo, bpf_fd) == c::KERNEL_ATTR_INFO_BPF_FD);
+    assert!(offset_of!(ObjInfo, info_len) == c::KERNEL_ATTR_INFO_INFO_LEN);
+    assert!(offset_of!(ObjInfo, info) == c::KERNEL_ATTR_INFO_INFO);
+    assert!(offset_of!(GetFdById, map_id) == c::KERNEL_ATTR_MAP_ID);
+    assert!(offset_of!(GetFdById, open_flags) == c::KERNEL_ATTR_OPEN_FLAGS);
+    assert!(offset_of!(RawMapInfo, map_type) == c::KERNEL_MAP_INFO_TYPE);
+    assert!(offset_of!(RawMapInfo, id) == c::KERNEL_MAP_INFO_ID);
+    assert!(offset_of!(RawMapInfo, key_size) == c::KERNEL_MAP_INFO_KEY_SIZE);
+    assert!(offset_of!(RawMapInfo, value_size) == c::KERNEL_MAP_INFO_VALUE_SIZE);
+    assert!(offset_of!(RawMapInfo, max_entries) == c::KERNEL_MAP_INFO_MAX_ENTRIES);
+    assert!(offset_of!(RawMapInfo, map_flags) == c::KERNEL_MAP_INFO_MAP_FLAGS);
+    assert!(offset_of!(RawMapInfo, name) == c::KERNEL_MAP_INFO_NAME);
+};
+
+/// `BPF_MAP_TYPE_HASH`.
+pub(crate) const MAP_TYPE_HASH: u32 = c::KERNEL_BPF_MAP_TYPE_HASH;
+/// `BPF_MAP_TYPE_ARRAY_OF_MAPS`.
+pub(crate) const MAP_TYPE_ARRAY_OF_MAPS: u32 = c::KERNEL_BPF_MAP_TYPE_ARRAY_OF_MAPS;
+
+/// Update flags.
+pub(crate) const ANY: u64 = c::KERNEL_BPF_ANY;
+
+fn fd_u32(fd: BorrowedFd<'_>) -> u32 {
+    // Descriptors are never negative.
+    fd.as_raw_fd().unsigned_abs()
+}
+
+fn addr<T: ?Sized>(value: &T) -> u64 {
+    std::ptr::from_ref(value).cast::<u8>() as u64
+}
+
+/// `BPF_MAP_CREATE` of a plain map (no BTF, no inner map). `name` is cut at 15 bytes.
+pub(crate) fn map_create(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    name: &str,
+) -> io::Result<OwnedFd> {
+    let mut attr = MapCreate {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags,
+        ..MapCreate::default()
+    };
+    let room = attr.map_name.len() - 1; // NUL-terminated
+    for (slot, byte) in attr.map_name.iter_mut().zip(name.bytes().take(room)) {
+        *slot = byte;
+    }
+    let ret = bpf(c::KERNEL_BPF_MAP_CREATE, &mut attr, "BPF_MAP_CREATE")?;
+    owned_fd(ret, "BPF_MAP_CREATE")
+}
+
+/// `BPF_MAP_UPDATE_ELEM`: `key` and `value` must be exactly the map's key and value size.
+pub(crate) fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {
+    let mut attr = MapElem {
+        map_fd: fd_u32(map),
+        key: addr(key),
+        value: addr(value),
+        flags,
+        ..MapElem::default()
+    };
+    bpf(c::KERNEL_BPF_MAP_UPDATE_ELEM, &mut attr, "BPF_MAP_UPDATE_ELEM").map(drop)
+}
+
+/// `BPF_MAP_LOOKUP_ELEM` into `value` (exactly the map's value size); `Ok(false)` if absent.
+pub(crate) fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+    let mut attr = MapElem {
+        map_fd: fd_u32(map),
+        key: addr(key),
+        value: std::ptr::from_mut(value).cast::<u8>() as u64,
+        ..MapElem::default()
+    };
+    match bpf(c::KERNEL_BPF_MAP_LOOKUP_ELEM, &mut attr, "BPF_MAP_LOOKUP_ELEM") {
+        Ok(_) => Ok(true),
+        Err(error) if errno(&error) == Some(libc::ENOENT) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// `BPF_MAP_DELETE_ELEM`; `Ok(false)` if the key was absent.
+pub(crate) fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<bool> {
+    let mut attr = MapElem {
+        map_fd: fd_u32(map),
+        key: addr(key),
+        ..MapElem::default()
+    };
+    match bpf(c::KERNEL_BPF_MAP_DELETE_ELEM, &mut attr, "BPF_MAP_DELETE_ELEM") {
+        Ok(_) => Ok(true),
+        Err(error) if errno(&error) == Some(libc::ENOENT) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// `BPF_MAP_GET_NEXT_KEY`: the key after `key` (the first key for `None`), `Ok(false)` at the end.
+pub(crate) fn map_next_key(
+    map: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    next: &mut [u8],
+) -> io::Result<bool> {
+    let mut attr = MapElem {
+        map_fd: fd_u32(map),
+        key: key.map_or(0, addr),
+        value: std::ptr::from_mut(next).cast::<u8>() as u64,
+        ..MapElem::default()
+    };
+    match bpf(c::KERNEL_BPF_MAP_GET_NEXT_KEY, &mut attr, "BPF_MAP_GET_NEXT_KEY") {
+        Ok(_) => Ok(true),
+        Err(error) if errno(&error) == Some(libc::ENOENT) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// `BPF_MAP_UPDATE_BATCH` of `count` elements laid out back to back in `keys` and `values`.
+/// Returns how many the kernel stored (all of them on success; on error, the error together
+/// with that count).
+pub(crate) fn map_update_batch(
+    map: BorrowedFd<'_>,
+    keys: &[u8],
+    values: &[u8],
+    count: u32,
+    elem_flags: u64,
+) -> Result<(), (io::Error, u32)> {
+    let mut attr = MapBatch {
+        keys: addr(keys),
+        values: addr(values),
+        count,
+        map_fd: fd_u32(map),
+        elem_flags,
+        ..MapBatch::default()
+    };
+    match bpf(c::KERNEL_BPF_MAP_UPDATE_BATCH, &mut attr, "BPF_MAP_UPDATE_BATCH") {
+        Ok(_) => Ok(()),
+        Err(error) => Err((error, attr.count)),
+    }
+}
+
+/// `BPF_MAP_LOOKUP_BATCH`: up to `count` elements after the opaque position `in_batch`
+/// (`None` = from the start) into `keys` / `values`. Returns (elements read, next position,
+/// whether the map is exhausted).
+pub(crate) fn map_lookup_batch(
+    map: BorrowedFd<'_>,
+    in_batch: Option<&[u8]>,
+    out_batch: &mut [u8],
+    keys: &mut [u8],
+    values: &mut [u8],
+    count: u32,
+) -> io::Result<(u32, bool)> {
+    let mut attr = MapBatch {
+        in_batch: in_batch.map_or(0, addr),
+        out_batch: std::ptr::from_mut(out_batch).cast::<u8>() as u64,
+        keys: std::ptr::from_mut(keys).cast::<u8>() as u64,
+        values: std::ptr::from_mut(values).cast::<u8>() as u64,
+        count,
+        map_fd: fd_u32(map),
+        ..MapBatch::default()
+    };
+    match bpf(c::KERNEL_BPF_MAP_LOOKUP_BATCH, &mut attr, "BPF_MAP_LOOKUP_BATCH") {
+        Ok(_) => Ok((attr.count, false)),
+        // ENOENT: the last batch (possibly empty) was returned.
+        Err(error) if errno(&error) == Some(libc::ENOENT) => Ok((attr.count, true)),
+        Err(error) => Err(error),
+    }
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for a map.
+pub(crate) fn map_info(map: BorrowedFd<'_>) -> io::Result<RawMapInfo> {
+    let mut info = RawMapInfo::default();
+    let mut attr = ObjInfo {
+        bpf_fd: fd_u32(map),
+        // A small constant: cannot truncate.
+        info_len: size_of::<RawMapInfo>() as u32,
+        info: std::ptr::from_mut(&mut info).cast::<u8>() as u64,
+    };
+    bpf(c::KERNEL_BPF_OBJ_GET_INFO_BY_FD, &mut attr, "BPF_OBJ_GET_INFO_BY_FD")?;
+    Ok(info)
+}
+
+/// `BPF_MAP_GET_FD_BY_ID`.
+pub(crate) fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = GetFdById {
+        map_id: id,
+        ..GetFdById::default()
+    };
+    let ret = bpf(c::KERNEL_BPF_MAP_GET_FD_BY_ID, &mut attr, "BPF_MAP_GET_FD_BY_ID")?;
+    owned_fd(ret, "BPF_MAP_GET_FD_BY_ID")
+}
+
+/// Current `CLOCK_BOOTTIME` in nanoseconds: the clock of `bpf_ktime_get_boot_ns()`.
+pub(crate) fn boot_time_ns() -> io::Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+}

@@ -1,0 +1,297 @@
+//! The DNS rule set: block lists, allow lists and regex lists, validated
+//! and merged into what the kernel enforces (exact and suffix names, by
+//! FNV-1a hash, see `palisade_ebpf::dns_name`) and what the DNS worker
+//! matches (regexes, one `RegexSet`).
+//!
+//! Semantics, identical in the kernel and in [`RuleSet::decide`]: a name is
+//! allowed when any allow rule matches it (an exact rule on the name, a
+//! suffix rule on the name or a parent); otherwise it is blocked when any
+//! block rule matches. Regex rules are matched by the worker, which asks the
+//! supervisor to learn an exact block for the name (so the first query can
+//! leak; the next is blocked in the kernel).
+
+use std::{collections::HashMap, path::PathBuf};
+
+use regex::RegexSetBuilder;
+use sha2::{Digest, Sha256};
+
+use super::dns_lists::{self, ListError, Match};
+
+/// Compiled size limit of all regexes together (regex crate's NFA size).
+pub const REGEX_SIZE_LIMIT: usize = 8 << 20;
+/// Most regex patterns.
+pub const MAX_REGEXES: usize = 1024;
+/// Longest regex pattern.
+pub const MAX_REGEX_LEN: usize = 512;
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// Block the name.
+    Block,
+    /// Allow it, whatever blocks it.
+    Allow,
+}
+
+/// What to do with a blocked query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockAction {
+    /// Answer NXDOMAIN from the kernel.
+    Nxdomain,
+    /// Drop the query.
+    Drop,
+}
+
+/// How a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// A name (exact or with its subdomains).
+    Name(Match),
+    /// A regular expression (matched by the worker).
+    Regex,
+}
+
+/// One rule, for `palisade dns test` and `blocked-hits`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Kernel rule id (1-based; 0 is "none").
+    pub id: u32,
+    /// Block or allow.
+    pub action: Action,
+    /// How it matches.
+    pub kind: RuleKind,
+    /// Normalized name or regex pattern.
+    pub text: String,
+    /// File and line it came from.
+    pub source: String,
+}
+
+/// The configured lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsLists {
+    /// Block lists.
+    pub blocklists: Vec<PathBuf>,
+    /// Allow lists (override blocks).
+    pub allowlists: Vec<PathBuf>,
+    /// Regex lists (block).
+    pub regex_lists: Vec<PathBuf>,
+}
+
+/// Why a rule set could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleSetError {
+    /// A list file is broken.
+    #[error(transparent)]
+    List(#[from] ListError),
+    /// A regex does not compile or is too big.
+    #[error("{path}:{line}: regex {pattern:?}: {problem}")]
+    Regex { path: PathBuf, line: usize, pattern: String, problem: String },
+    /// Too many regexes, or the set exceeds the size limit.
+    #[error("regex lists: {0}")]
+    RegexSet(String),
+}
+
+/// A validated rule set.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// (normalized name, kind) -> rule index, allow rules winning over
+    /// block rules for the same name.
+    names: HashMap<(String, Match), usize>,
+    regexes: regex::RegexSet,
+    /// Rule index of each regex in `regexes`.
+    regex_rules: Vec<usize>,
+    sha256: [u8; 32],
+    /// Rules that repeated an earlier one (same name, kind and action).
+    pub duplicates: usize,
+}
+
+impl RuleSet {
+    /// Reads and validates every list. Nothing is applied here.
+    pub fn load(lists: &DnsLists) -> Result<Self, RuleSetError> {
+        let mut rules = Vec::new();
+        let mut names: HashMap<(String, Match), usize> = HashMap::new();
+        let mut duplicates = 0;
+        let mut hasher = Sha256::new();
+        for (action, files) in [(Action::Allow, &lists.allowlists), (Action::Block, &lists.blocklists)] {
+            for path in files {
+                for entry in dns_lists::read(path)? {
+                    let key = (entry.name.clone(), entry.kind);
+                    if names.contains_key(&key) {
+                        duplicates += 1;
+                        continue;
+                    }
+                    hasher.update(format!("{action:?} {:?} {}\n", entry.kind, entry.name));
+                    names.insert(key, rules.len());
+                    rules.push(Rule {
+                        id: rules.len() as u32 + 1,
+                        action,
+                        kind: RuleKind::Name(entry.kind),
+                        text: entry.name,
+                        source: format!("{}:{}", path.display(), entry.line),
+                    });
+                }
+            }
+        }
+        let mut patterns = Vec::new();
+        let mut regex_rules = Vec::new();
+        for path in &lists.regex_lists {
+            for (line, pattern) in dns_lists::read_regexes(path)? {
+                let bad = |problem: String| RuleSetError::Regex { path: path.clone(), line, pattern: pattern.clone(), problem };
+                if pattern.len() > MAX_REGEX_LEN {
+                    return Err(bad(format!("longer than {MAX_REGEX_LEN} bytes")));
+                }
+                // Compile alone first, so an error names its line.
+                regex::RegexBuilder::new(&pattern).size_limit(REGEX_SIZE_LIMIT).build().map_err(|e| bad(e.to_string()))?;
+                hasher.update(format!("Regex {pattern}\n"));
+                regex_rules.push(rules.len());
+                rules.push(Rule {
+                    id: rules.len() as u32 + 1,
+                    action: Action::Block,
+                    kind: RuleKind::Regex,
+                    text: pattern.clone(),
+                    source: format!("{}:{line}", path.display()),
+                });
+                patterns.push(pattern);
+            }
+        }
+        if patterns.len() > MAX_REGEXES {
+            return Err(RuleSetError::RegexSet(format!("{} patterns, at most {MAX_REGEXES}", patterns.len())));
+        }
+        let regexes = RegexSetBuilder::new(&patterns)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| RuleSetError::RegexSet(e.to_string()))?;
+        Ok(Self { rules, names, regexes, regex_rules, sha256: hasher.finalize().into(), duplicates })
+    }
+
+    /// Every rule.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// A rule by kernel id.
+    pub fn rule(&self, id: u32) -> Option<&Rule> {
+        id.checked_sub(1).and_then(|i| self.rules.get(i as usize))
+    }
+
+    /// SHA-256 of the canonical rule set.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// Regex patterns with their rule ids, for the DNS worker.
+    pub fn regexes(&self) -> Vec<(u32, String)> {
+        self.regex_rules
+            .iter()
+            .filter_map(|i| self.rules.get(*i))
+            .map(|r| (r.id, r.text.clone()))
+            .collect()
+    }
+
+    /// True when regex rule `rule_id` matches the normalized `name`.
+    pub fn regex_matches(&self, name: &str, rule_id: u32) -> bool {
+        self.regexes.matches(name).iter().any(|i| self.regex_rules.get(i).and_then(|r| self.rules.get(*r)).is_some_and(|r| r.id == rule_id))
+    }
+
+    /// Which rule decides `name` and how: the kernel's semantics for name
+    /// rules, then the regexes. `None` = no rule matches.
+    pub fn decide(&self, name: &str) -> Option<(&Rule, Decision)> {
+        let norm = palisade_ebpf::dns_name::normalize(name)?;
+        let mut block = None;
+        for (i, suffix) in palisade_ebpf::dns_name::suffixes(&norm).enumerate() {
+            let kinds: &[Match] = if i == 0 { &[Match::Exact, Match::Suffix] } else { &[Match::Suffix] };
+            for kind in kinds {
+                let Some(rule) = self.names.get(&(suffix.to_owned(), *kind)).and_then(|i| self.rules.get(*i)) else {
+                    continue;
+                };
+                match rule.action {
+                    Action::Allow => return Some((rule, Decision::Allowed)),
+                    Action::Block => block = block.or(Some(rule)),
+                }
+            }
+        }
+        if let Some(rule) = block {
+            return Some((rule, Decision::Blocked));
+        }
+        let first = self.regexes.matches(&norm).iter().next()?;
+        let rule = self.regex_rules.get(first).and_then(|i| self.rules.get(*i))?;
+        Some((rule, Decision::RegexBlocked))
+    }
+}
+
+/// How a name is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// An allow rule matches: never blocked.
+    Allowed,
+    /// A name rule blocks it in the kernel from the first query.
+    Blocked,
+    /// A regex matches: the worker requests a learned block; the first
+    /// query may reach the resolver.
+    RegexBlocked,
+}
+
+/// Parses `block_action`.
+pub fn parse_block_action(s: &str) -> Option<BlockAction> {
+    match s {
+        "nxdomain" => Some(BlockAction::Nxdomain),
+        "drop" => Some(BlockAction::Drop),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
+mod tests {
+    use super::*;
+
+    fn lists(block: &str, allow: &str, regex: &str) -> (DnsLists, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("palisade-rules-{}-{}", std::process::id(), block.len() + allow.len() * 7 + regex.len() * 13));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let w = |n: &str, t: &str| {
+            let p = dir.join(n);
+            std::fs::write(&p, t).expect("write");
+            p
+        };
+        (
+            DnsLists { blocklists: vec![w("b", block)], allowlists: vec![w("a", allow)], regex_lists: vec![w("r", regex)] },
+            dir,
+        )
+    }
+
+    #[test]
+    fn decisions() {
+        let (l, dir) = lists("ads.example\n||tracker.example^\n0.0.0.0 exact.example\n", "ok.tracker.example\n", "^bad[0-9]+\\.example$\n");
+        let set = RuleSet::load(&l).expect("valid");
+        let d = |n: &str| set.decide(n).map(|(r, d)| (r.text.clone(), d));
+        assert_eq!(d("ads.example"), Some(("ads.example".into(), Decision::Blocked)));
+        assert_eq!(d("sub.ads.example"), None, "exact rules do not cover subdomains");
+        assert_eq!(d("a.b.tracker.example"), Some(("tracker.example".into(), Decision::Blocked)));
+        assert_eq!(d("TRACKER.example."), Some(("tracker.example".into(), Decision::Blocked)));
+        assert_eq!(d("ok.tracker.example"), Some(("ok.tracker.example".into(), Decision::Allowed)));
+        assert_eq!(d("bad42.example"), Some(("^bad[0-9]+\\.example$".into(), Decision::RegexBlocked)));
+        assert_eq!(d("good.example"), None);
+        assert_eq!(set.rule(1).map(|r| r.action), Some(Action::Allow));
+        assert!(set.rule(2).is_some_and(|r| r.source.ends_with("b:1")));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn broken_regex_names_its_line() {
+        let (l, dir) = lists("", "", "# c\nfine\n(unclosed\n");
+        let e = RuleSet::load(&l).expect_err("bad regex").to_string();
+        assert!(e.contains("r:3: regex \"(unclosed\""), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn hash_changes_with_content() {
+        let (a, d1) = lists("x.example\n", "", "");
+        let (b, d2) = lists("y.example\n", "", "");
+        assert_ne!(RuleSet::load(&a).expect("a").sha256(), RuleSet::load(&b).expect("b").sha256());
+        let _ = std::fs::remove_dir_all(d1);
+        let _ = std::fs::remove_dir_all(d2);
+    }
+}
