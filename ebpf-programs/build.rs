@@ -231,26 +231,26 @@ fn is_identifier(name: &str) -> bool {
 /// The Rust type of a `#define`, chosen by the header field the constant goes into.
 fn define_type(name: &str) -> &'static str {
     const BY_PREFIX: &[(&str, &str)] = &[
-        ("PAL_ABI_VERSION", "u16"),  // pal_record_hdr.abi_version
-        ("PAL_RECORD_MAGIC", "u32"), // pal_record_hdr.magic
-        ("PAL_KIND_", "u16"),        // pal_record_hdr.kind
-        ("PAL_DIR_", "u8"),          // pal_record_hdr.direction
-        ("PAL_FLAG_", "u8"),         // pal_record_hdr.flags
-        ("PAL_FLOW_REASON_", "u8"),  // pal_flow_record.end_reason
-        ("PAL_RING_", "u32"),        // pal_stats key arithmetic
-        ("PAL_STATS_", "u32"),       // pal_stats key arithmetic
-        ("PAL_STAT_", "u32"),        // pal_stats key arithmetic
-        ("PAL_CAP_", "u32"),         // pal_record_hdr.payload_len
-        ("PAL_FNV64_", "u64"),       // name hash arithmetic
+        ("PAL_ABI_VERSION", "u16"),    // pal_record_hdr.abi_version
+        ("PAL_RECORD_MAGIC", "u32"),   // pal_record_hdr.magic
+        ("PAL_KIND_", "u16"),          // pal_record_hdr.kind
+        ("PAL_DIR_", "u8"),            // pal_record_hdr.direction
+        ("PAL_FLAG_", "u8"),           // pal_record_hdr.flags
+        ("PAL_FLOW_REASON_", "u8"),    // pal_flow_record.end_reason
+        ("PAL_RING_", "u32"),          // pal_stats key arithmetic
+        ("PAL_STATS_", "u32"),         // pal_stats key arithmetic
+        ("PAL_STAT_", "u32"),          // pal_stats key arithmetic
+        ("PAL_CAP_", "u32"),           // pal_record_hdr.payload_len
+        ("PAL_FNV64_", "u64"),         // name hash arithmetic
         ("PAL_DNS_WIRE_MAX", "usize"), // name limits, used on Rust strings
         ("PAL_DNS_NAME_MAX", "usize"),
         ("PAL_DNS_LABEL_MAX", "usize"),
         ("PAL_DNS_SUFFIX_MAX", "usize"),
-        ("PAL_DNS_BLOCK", "u8"),      // pal_dns_rule.action
-        ("PAL_DNS_ALLOW", "u8"),      // pal_dns_rule.action
-        ("PAL_DNS_RULE_", "u8"),      // pal_dns_rule.flags
-        ("PAL_DNS_ACTION_", "u32"),   // pal_dns_config.block_action
-        ("PAL_DNS_STAT_", "u32"),     // pal_dns_stats key
+        ("PAL_DNS_BLOCK", "u8"),    // pal_dns_rule.action
+        ("PAL_DNS_ALLOW", "u8"),    // pal_dns_rule.action
+        ("PAL_DNS_RULE_", "u8"),    // pal_dns_rule.flags
+        ("PAL_DNS_ACTION_", "u32"), // pal_dns_config.block_action
+        ("PAL_DNS_STAT_", "u32"),   // pal_dns_stats key
     ];
     BY_PREFIX
         .iter()
@@ -342,7 +342,11 @@ fn kernel_facts(c: &mut String) {
         ("ATTR_BATCH_VALUES", "union bpf_attr", "batch.values"),
         ("ATTR_BATCH_COUNT", "union bpf_attr", "batch.count"),
         ("ATTR_BATCH_MAP_FD", "union bpf_attr", "batch.map_fd"),
-        ("ATTR_BATCH_ELEM_FLAGS", "union bpf_attr", "batch.elem_flags"),
+        (
+            "ATTR_BATCH_ELEM_FLAGS",
+            "union bpf_attr",
+            "batch.elem_flags",
+        ),
         ("ATTR_BATCH_FLAGS", "union bpf_attr", "batch.flags"),
         ("ATTR_INFO_BPF_FD", "union bpf_attr", "info.bpf_fd"),
         ("ATTR_INFO_INFO_LEN", "union bpf_attr", "info.info_len"),

@@ -214,10 +214,19 @@ mod tests {
 
     #[test]
     fn normalizes_case_and_one_trailing_dot() {
-        assert_eq!(normalize("WWW.Example.COM."), Some("www.example.com".into()));
+        assert_eq!(
+            normalize("WWW.Example.COM."),
+            Some("www.example.com".into())
+        );
         assert_eq!(normalize("example.com"), Some("example.com".into()));
-        assert_eq!(normalize("_dmarc.Example.com"), Some("_dmarc.example.com".into()));
-        assert_eq!(normalize("xn--bcher-kva.de"), Some("xn--bcher-kva.de".into()));
+        assert_eq!(
+            normalize("_dmarc.Example.com"),
+            Some("_dmarc.example.com".into())
+        );
+        assert_eq!(
+            normalize("xn--bcher-kva.de"),
+            Some("xn--bcher-kva.de".into())
+        );
         assert_eq!(normalize("*.example.com"), Some("*.example.com".into()));
         assert_eq!(normalize("com"), Some("com".into()));
     }
@@ -276,7 +285,10 @@ mod tests {
     #[test]
     fn suffixes_walk_up_to_the_tld() {
         let all: Vec<&str> = suffixes("a.b.example.com").collect();
-        assert_eq!(all, ["a.b.example.com", "b.example.com", "example.com", "com"]);
+        assert_eq!(
+            all,
+            ["a.b.example.com", "b.example.com", "example.com", "com"]
+        );
         assert_eq!(suffixes("com").collect::<Vec<_>>(), ["com"]);
         assert_eq!(suffixes("").count(), 0);
     }
@@ -304,11 +316,12 @@ mod tests {
         let overlong = format!("x.{longest}");
         let long_label = format!("{label63}b.com");
         let both = format!("{long_label}.a..b");
-        for name in samples
-            .iter()
-            .copied()
-            .chain([many.as_str(), overlong.as_str(), long_label.as_str(), both.as_str()])
-        {
+        for name in samples.iter().copied().chain([
+            many.as_str(),
+            overlong.as_str(),
+            long_label.as_str(),
+            both.as_str(),
+        ]) {
             assert_eq!(
                 hash_name(name),
                 try_normalize(name).map(|n| name_hash(&n)),

@@ -270,7 +270,10 @@ pub fn create_rule_map(max_entries: u32) -> io::Result<OwnedFd> {
 pub fn fill(map: impl AsFd, rules: &[(u64, DnsRule)]) -> io::Result<()> {
     let map = map.as_fd();
     for chunk in rules.chunks(BATCH) {
-        let keys: Vec<u8> = chunk.iter().flat_map(|(hash, _)| hash.to_ne_bytes()).collect();
+        let keys: Vec<u8> = chunk
+            .iter()
+            .flat_map(|(hash, _)| hash.to_ne_bytes())
+            .collect();
         let values: Vec<u8> = chunk.iter().flat_map(|(_, rule)| rule.to_bytes()).collect();
         // At most BATCH elements: fits u32.
         let count = chunk.len() as u32;
@@ -280,7 +283,9 @@ pub fn fill(map: impl AsFd, rules: &[(u64, DnsRule)]) -> io::Result<()> {
                 if done == 0
                     && matches!(
                         sys::errno(&error),
-                        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */)
+                        Some(
+                            libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */
+                        )
                     ) =>
             {
                 for (hash, rule) in chunk {
@@ -304,7 +309,12 @@ pub fn fill(map: impl AsFd, rules: &[(u64, DnsRule)]) -> io::Result<()> {
 pub fn swap_in(outer: impl AsFd, inner: impl AsFd) -> io::Result<()> {
     let fd = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&inner.as_fd()))
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    sys::map_update(outer.as_fd(), &0_u32.to_ne_bytes(), &fd.to_ne_bytes(), sys::ANY)
+    sys::map_update(
+        outer.as_fd(),
+        &0_u32.to_ne_bytes(),
+        &fd.to_ne_bytes(),
+        sys::ANY,
+    )
 }
 
 /// Empties slot 0 of `pal_dns_policy` (`BPF_MAP_DELETE_ELEM`): no rule set, only learned blocks
@@ -317,15 +327,15 @@ pub fn clear(outer: impl AsFd) -> io::Result<bool> {
 /// slot is empty.
 pub fn current_inner_id(outer: impl AsFd) -> io::Result<Option<u32>> {
     let mut id = [0_u8; 4];
-    Ok(sys::map_lookup(outer.as_fd(), &0_u32.to_ne_bytes(), &mut id)?
-        .then(|| u32::from_ne_bytes(id)))
+    Ok(
+        sys::map_lookup(outer.as_fd(), &0_u32.to_ne_bytes(), &mut id)?
+            .then(|| u32::from_ne_bytes(id)),
+    )
 }
 
 /// A descriptor of the current rule-set map (`BPF_MAP_GET_FD_BY_ID`), to read it back.
 pub fn open_current(outer: impl AsFd) -> io::Result<Option<OwnedFd>> {
-    current_inner_id(outer)?
-        .map(sys::map_fd_by_id)
-        .transpose()
+    current_inner_id(outer)?.map(sys::map_fd_by_id).transpose()
 }
 
 /// Facts about a map (`BPF_OBJ_GET_INFO_BY_FD`).
@@ -350,7 +360,11 @@ pub struct MapFacts {
 /// [`MapFacts`] of any map descriptor.
 pub fn map_facts(map: impl AsFd) -> io::Result<MapFacts> {
     let info = sys::map_info(map.as_fd())?;
-    let name_len = info.name.iter().position(|&b| b == 0).unwrap_or(info.name.len());
+    let name_len = info
+        .name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(info.name.len());
     Ok(MapFacts {
         id: info.id,
         map_type: info.map_type,
@@ -443,7 +457,12 @@ pub fn set_block_action(config: impl AsFd, action: BlockAction) -> io::Result<()
         block_action: action.raw(),
         _pad: 0,
     };
-    sys::map_update(config.as_fd(), &0_u32.to_ne_bytes(), &value.to_bytes(), sys::ANY)
+    sys::map_update(
+        config.as_fd(),
+        &0_u32.to_ne_bytes(),
+        &value.to_bytes(),
+        sys::ANY,
+    )
 }
 
 /// The block action in `pal_dns_config`; `None` for a value the kernel does not know (treated
@@ -470,7 +489,12 @@ pub fn learn(learned: impl AsFd, hash: u64, rule_id: u32, ttl: Duration) -> io::
         _pad: 0,
         expires_boot_ns: boot_time_ns()?.saturating_add(ttl_ns),
     };
-    sys::map_update(learned.as_fd(), &hash.to_ne_bytes(), &value.to_bytes(), sys::ANY)
+    sys::map_update(
+        learned.as_fd(),
+        &hash.to_ne_bytes(),
+        &value.to_bytes(),
+        sys::ANY,
+    )
 }
 
 /// Removes a learned block; `Ok(false)` if there was none.
@@ -567,15 +591,24 @@ mod tests {
     #[test]
     fn merging_keeps_every_verdict() {
         let mut set = RuleSetBuilder::new();
-        set.add("bad.test", RuleKind::BlockSuffix, 1).unwrap_or_default();
-        set.add("Bad.Test.", RuleKind::AllowExact, 2).unwrap_or_default();
-        set.add("exact.test", RuleKind::BlockExact, 3).unwrap_or_default();
-        set.add("exact.test", RuleKind::BlockSuffix, 4).unwrap_or_default();
-        set.add("open.test", RuleKind::BlockSuffix, 5).unwrap_or_default();
-        set.add("open.test", RuleKind::AllowSuffix, 6).unwrap_or_default();
-        set.add("only.test", RuleKind::AllowExact, 7).unwrap_or_default();
-        set.add("only.test", RuleKind::BlockExact, 8).unwrap_or_default();
-        set.add("only.test", RuleKind::AllowExact, 9).unwrap_or_default();
+        set.add("bad.test", RuleKind::BlockSuffix, 1)
+            .unwrap_or_default();
+        set.add("Bad.Test.", RuleKind::AllowExact, 2)
+            .unwrap_or_default();
+        set.add("exact.test", RuleKind::BlockExact, 3)
+            .unwrap_or_default();
+        set.add("exact.test", RuleKind::BlockSuffix, 4)
+            .unwrap_or_default();
+        set.add("open.test", RuleKind::BlockSuffix, 5)
+            .unwrap_or_default();
+        set.add("open.test", RuleKind::AllowSuffix, 6)
+            .unwrap_or_default();
+        set.add("only.test", RuleKind::AllowExact, 7)
+            .unwrap_or_default();
+        set.add("only.test", RuleKind::BlockExact, 8)
+            .unwrap_or_default();
+        set.add("only.test", RuleKind::AllowExact, 9)
+            .unwrap_or_default();
         assert_eq!(set.len(), 4);
         let rules = set.entries();
         assert!(rules.is_sorted_by_key(|&(hash, _)| hash), "sorted by hash");

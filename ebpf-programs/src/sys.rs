@@ -58,9 +58,8 @@ unsafe trait Attr: Sized {}
 
 /// Runs one bpf(2) command; `Ok` holds the non-negative return value.
 fn bpf<A: Attr>(cmd: u32, attr: &mut A, call: &'static str) -> io::Result<i64> {
-    let size = u32::try_from(size_of::<A>()).map_err(|_| {
-        call_error(call, io::Error::from(io::ErrorKind::InvalidInput))
-    })?;
+    let size = u32::try_from(size_of::<A>())
+        .map_err(|_| call_error(call, io::Error::from(io::ErrorKind::InvalidInput)))?;
     // SAFETY: `attr` is a valid, exclusively borrowed `union bpf_attr` prefix of `size` bytes
     // (trait `Attr`), alive for the whole call; the kernel reads (and for some commands writes)
     // at most `size` bytes of it.
@@ -244,7 +243,12 @@ pub(crate) fn map_create(
 }
 
 /// `BPF_MAP_UPDATE_ELEM`: `key` and `value` must be exactly the map's key and value size.
-pub(crate) fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {
+pub(crate) fn map_update(
+    map: BorrowedFd<'_>,
+    key: &[u8],
+    value: &[u8],
+    flags: u64,
+) -> io::Result<()> {
     let mut attr = MapElem {
         map_fd: fd_u32(map),
         key: addr(key),
@@ -252,7 +256,12 @@ pub(crate) fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8], flags: u
         flags,
         ..MapElem::default()
     };
-    bpf(c::KERNEL_BPF_MAP_UPDATE_ELEM, &mut attr, "BPF_MAP_UPDATE_ELEM").map(drop)
+    bpf(
+        c::KERNEL_BPF_MAP_UPDATE_ELEM,
+        &mut attr,
+        "BPF_MAP_UPDATE_ELEM",
+    )
+    .map(drop)
 }
 
 /// `BPF_MAP_LOOKUP_ELEM` into `value` (exactly the map's value size); `Ok(false)` if absent.
@@ -263,7 +272,11 @@ pub(crate) fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> i
         value: std::ptr::from_mut(value).cast::<u8>() as u64,
         ..MapElem::default()
     };
-    match bpf(c::KERNEL_BPF_MAP_LOOKUP_ELEM, &mut attr, "BPF_MAP_LOOKUP_ELEM") {
+    match bpf(
+        c::KERNEL_BPF_MAP_LOOKUP_ELEM,
+        &mut attr,
+        "BPF_MAP_LOOKUP_ELEM",
+    ) {
         Ok(_) => Ok(true),
         Err(error) if errno(&error) == Some(libc::ENOENT) => Ok(false),
         Err(error) => Err(error),
@@ -277,7 +290,11 @@ pub(crate) fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<bool> {
         key: addr(key),
         ..MapElem::default()
     };
-    match bpf(c::KERNEL_BPF_MAP_DELETE_ELEM, &mut attr, "BPF_MAP_DELETE_ELEM") {
+    match bpf(
+        c::KERNEL_BPF_MAP_DELETE_ELEM,
+        &mut attr,
+        "BPF_MAP_DELETE_ELEM",
+    ) {
         Ok(_) => Ok(true),
         Err(error) if errno(&error) == Some(libc::ENOENT) => Ok(false),
         Err(error) => Err(error),
@@ -296,7 +313,11 @@ pub(crate) fn map_next_key(
         value: std::ptr::from_mut(next).cast::<u8>() as u64,
         ..MapElem::default()
     };
-    match bpf(c::KERNEL_BPF_MAP_GET_NEXT_KEY, &mut attr, "BPF_MAP_GET_NEXT_KEY") {
+    match bpf(
+        c::KERNEL_BPF_MAP_GET_NEXT_KEY,
+        &mut attr,
+        "BPF_MAP_GET_NEXT_KEY",
+    ) {
         Ok(_) => Ok(true),
         Err(error) if errno(&error) == Some(libc::ENOENT) => Ok(false),
         Err(error) => Err(error),
@@ -321,7 +342,11 @@ pub(crate) fn map_update_batch(
         elem_flags,
         ..MapBatch::default()
     };
-    match bpf(c::KERNEL_BPF_MAP_UPDATE_BATCH, &mut attr, "BPF_MAP_UPDATE_BATCH") {
+    match bpf(
+        c::KERNEL_BPF_MAP_UPDATE_BATCH,
+        &mut attr,
+        "BPF_MAP_UPDATE_BATCH",
+    ) {
         Ok(_) => Ok(()),
         Err(error) => Err((error, attr.count)),
     }
@@ -347,7 +372,11 @@ pub(crate) fn map_lookup_batch(
         map_fd: fd_u32(map),
         ..MapBatch::default()
     };
-    match bpf(c::KERNEL_BPF_MAP_LOOKUP_BATCH, &mut attr, "BPF_MAP_LOOKUP_BATCH") {
+    match bpf(
+        c::KERNEL_BPF_MAP_LOOKUP_BATCH,
+        &mut attr,
+        "BPF_MAP_LOOKUP_BATCH",
+    ) {
         Ok(_) => Ok((attr.count, false)),
         // ENOENT: the last batch (possibly empty) was returned.
         Err(error) if errno(&error) == Some(libc::ENOENT) => Ok((attr.count, true)),
@@ -364,7 +393,11 @@ pub(crate) fn map_info(map: BorrowedFd<'_>) -> io::Result<RawMapInfo> {
         info_len: size_of::<RawMapInfo>() as u32,
         info: std::ptr::from_mut(&mut info).cast::<u8>() as u64,
     };
-    bpf(c::KERNEL_BPF_OBJ_GET_INFO_BY_FD, &mut attr, "BPF_OBJ_GET_INFO_BY_FD")?;
+    bpf(
+        c::KERNEL_BPF_OBJ_GET_INFO_BY_FD,
+        &mut attr,
+        "BPF_OBJ_GET_INFO_BY_FD",
+    )?;
     Ok(info)
 }
 
@@ -374,7 +407,11 @@ pub(crate) fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
         map_id: id,
         ..GetFdById::default()
     };
-    let ret = bpf(c::KERNEL_BPF_MAP_GET_FD_BY_ID, &mut attr, "BPF_MAP_GET_FD_BY_ID")?;
+    let ret = bpf(
+        c::KERNEL_BPF_MAP_GET_FD_BY_ID,
+        &mut attr,
+        "BPF_MAP_GET_FD_BY_ID",
+    )?;
     owned_fd(ret, "BPF_MAP_GET_FD_BY_ID")
 }
 

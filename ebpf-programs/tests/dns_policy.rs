@@ -32,9 +32,9 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod support;
 #[path = "support/dns.rs"]
 mod dns;
+mod support;
 
 use std::{
     collections::HashMap,
@@ -54,8 +54,8 @@ use aya::{
 use dns::{Dig, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, Udp};
 use palisade_ebpf::{
     BlockAction, DnsStat, FLAG_DNS_BLOCKED, FLAG_DNS_REWRITTEN, MAP_DNS_CONFIG, MAP_DNS_HITS,
-    MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, PALISADE_BPF, PROG_TC_EGRESS,
-    PROG_TC_INGRESS, RecordHeader, Ring,
+    MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, PALISADE_BPF, PROG_TC_EGRESS, PROG_TC_INGRESS,
+    RecordHeader, Ring,
     dns_name::{name_hash, normalize},
     dns_policy::{self, RuleKind, RuleSetBuilder},
 };
@@ -131,8 +131,7 @@ impl Loaded {
     }
 
     fn stat(&self, stat: DnsStat) -> u64 {
-        let stats =
-            PerCpuArray::<_, u64>::try_from(self.ebpf.map(MAP_DNS_STATS).unwrap()).unwrap();
+        let stats = PerCpuArray::<_, u64>::try_from(self.ebpf.map(MAP_DNS_STATS).unwrap()).unwrap();
         stats.get(&stat.index(), 0).unwrap().iter().sum()
     }
 
@@ -192,7 +191,9 @@ fn verdict(loaded: &Loaded, name: &str) -> u32 {
 
 fn verdict_qname(loaded: &Loaded, qname: &[u8]) -> u32 {
     let msg = dns::query_with_qname(9, qname, false);
-    loaded.run(PROG_TC_EGRESS, &Udp::v4(&msg, 40009, 53).frame()).0
+    loaded
+        .run(PROG_TC_EGRESS, &Udp::v4(&msg, 40009, 53).frame())
+        .0
 }
 
 #[test]
@@ -263,7 +264,11 @@ fn kernel_hash_equals_rust_hash() {
             if let Some((_, parent)) = name.split_once('.') {
                 let listed = names.iter().any(|n| normalize(n) == normalize(parent));
                 if !listed {
-                    assert_eq!(loaded.run(program, &q4(2, parent)).0, TC_ACT_UNSPEC, "{parent}");
+                    assert_eq!(
+                        loaded.run(program, &q4(2, parent)).0,
+                        TC_ACT_UNSPEC,
+                        "{parent}"
+                    );
                 }
             }
         }
@@ -310,35 +315,64 @@ fn suffixes_and_odd_names() {
     let before = loaded.stat(DnsStat::NotMatchable);
     let pointer = [&[3_u8][..], b"abc", &[0xc0, 12]].concat();
     assert_eq!(verdict_qname(&loaded, &pointer), TC_ACT_UNSPEC);
-    let long = dns::qname(&vec![b"y".repeat(60); 5].into_iter().chain([b"deep".to_vec(), b"test".to_vec()]).collect::<Vec<_>>());
+    let long = dns::qname(
+        &vec![b"y".repeat(60); 5]
+            .into_iter()
+            .chain([b"deep".to_vec(), b"test".to_vec()])
+            .collect::<Vec<_>>(),
+    );
     assert!(long.len() > 255);
     assert_eq!(verdict_qname(&loaded, &long), TC_ACT_UNSPEC);
     let cut = [&[4_u8][..], b"deep", &[4], b"te"].concat(); // runs off the message
     let msg = [&dns::query_with_qname(3, b"\0", false)[..12], &cut].concat();
     assert_eq!(
-        loaded.run(PROG_TC_EGRESS, &Udp::v4(&msg, 40003, 53).frame()).0,
+        loaded
+            .run(PROG_TC_EGRESS, &Udp::v4(&msg, 40003, 53).frame())
+            .0,
         TC_ACT_UNSPEC
     );
     assert_eq!(loaded.stat(DnsStat::NotMatchable), before + 3);
     assert_eq!(verdict_qname(&loaded, b"\0"), TC_ACT_UNSPEC);
-    assert_eq!(loaded.stat(DnsStat::NotMatchable), before + 3, "the root is not counted");
+    assert_eq!(
+        loaded.stat(DnsStat::NotMatchable),
+        before + 3,
+        "the root is not counted"
+    );
 
     // Not a query the policy looks at: opcode NOTIFY, QDCOUNT 0, not to port 53.
     let mut notify = dns::query(4, "deep.test", false);
     notify[2] |= 4 << 3;
-    assert_eq!(loaded.run(PROG_TC_EGRESS, &Udp::v4(&notify, 40004, 53).frame()).0, TC_ACT_UNSPEC);
+    assert_eq!(
+        loaded
+            .run(PROG_TC_EGRESS, &Udp::v4(&notify, 40004, 53).frame())
+            .0,
+        TC_ACT_UNSPEC
+    );
     let mut no_question = dns::query(5, "deep.test", false);
     no_question[5] = 0;
-    assert_eq!(loaded.run(PROG_TC_EGRESS, &Udp::v4(&no_question, 40005, 53).frame()).0, TC_ACT_UNSPEC);
+    assert_eq!(
+        loaded
+            .run(PROG_TC_EGRESS, &Udp::v4(&no_question, 40005, 53).frame())
+            .0,
+        TC_ACT_UNSPEC
+    );
     let query = dns::query(6, "deep.test", false);
-    assert_eq!(loaded.run(PROG_TC_EGRESS, &Udp::v4(&query, 53, 5353).frame()).0, TC_ACT_UNSPEC);
+    assert_eq!(
+        loaded
+            .run(PROG_TC_EGRESS, &Udp::v4(&query, 53, 5353).frame())
+            .0,
+        TC_ACT_UNSPEC
+    );
 }
 
 /// Checks `out` is the kernel's NXDOMAIN answer to the query frame `input` (a `Udp` spec).
 fn assert_nxdomain_reply(spec: &Udp<'_>, out: &[u8], flags: [u8; 2]) {
     let reply = dns::parse(out).unwrap_or_else(|error| panic!("reply: {error}\n{out:02x?}"));
     assert_eq!((reply.src_mac, reply.dst_mac), (spec.dst_mac, spec.src_mac));
-    assert_eq!((reply.src.as_slice(), reply.dst.as_slice()), (spec.dst, spec.src));
+    assert_eq!(
+        (reply.src.as_slice(), reply.dst.as_slice()),
+        (spec.dst, spec.src)
+    );
     assert_eq!((reply.sport, reply.dport), (spec.dport, spec.sport));
     assert_eq!(reply.ttl, 64);
     let question_end = dns::question_end(spec.payload).unwrap();
@@ -441,7 +475,10 @@ fn answers_are_rewritten() {
         assert_eq!(ret, TC_ACT_UNSPEC, "answers go on");
         let reply = dns::parse(&out).unwrap_or_else(|error| panic!("{error}"));
         // Not turned around.
-        assert_eq!((reply.src.as_slice(), reply.dst.as_slice()), (spec.src, spec.dst));
+        assert_eq!(
+            (reply.src.as_slice(), reply.dst.as_slice()),
+            (spec.src, spec.dst)
+        );
         assert_eq!((reply.sport, reply.dport, reply.ttl), (53, 35000, spec.ttl));
         let question_end = dns::question_end(&query).unwrap();
         let mut expected = query[..question_end].to_vec();
@@ -464,14 +501,21 @@ fn answers_are_rewritten() {
         assert_eq!(changed.get(&DnsStat::AnswersRewritten), None);
         let records = loaded.drain_dns();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].0.flags & (FLAG_DNS_REWRITTEN | FLAG_DNS_BLOCKED), 0);
+        assert_eq!(
+            records[0].0.flags & (FLAG_DNS_REWRITTEN | FLAG_DNS_BLOCKED),
+            0
+        );
     }
 
     // Allowed and unlisted answers are untouched.
     for name in ["ok.blocked.test", "other.test"] {
         let query = dns::query(301, name, true);
         let frame = Udp::v4(&dns::answer(&query, [198, 18, 0, 99]), 53, 35001).frame();
-        assert_eq!(loaded.run(PROG_TC_INGRESS, &frame), (TC_ACT_UNSPEC, frame.clone()), "{name}");
+        assert_eq!(
+            loaded.run(PROG_TC_INGRESS, &frame),
+            (TC_ACT_UNSPEC, frame.clone()),
+            "{name}"
+        );
     }
 
     // With the drop action, blocked answers are dropped.
@@ -527,7 +571,8 @@ fn verdicts_follow_the_rules() {
     assert_eq!(changed.get(&DnsStat::BlockedNxdomain), Some(&5));
     assert_eq!(changed.get(&DnsStat::QueriesAllowed), Some(&4));
     let hits = loaded.hits();
-    let gained = |id: u32| hits.get(&id).copied().unwrap_or(0) - hits_before.get(&id).copied().unwrap_or(0);
+    let gained =
+        |id: u32| hits.get(&id).copied().unwrap_or(0) - hits_before.get(&id).copied().unwrap_or(0);
     assert_eq!(
         [gained(1), gained(2), gained(3), gained(4), gained(5)],
         [2, 2, 1, 2, 2],
@@ -538,7 +583,13 @@ fn verdicts_follow_the_rules() {
     let learned = loaded.map(MAP_DNS_LEARNED);
     let hash = |name: &str| name_hash(&normalize(name).unwrap());
     dns_policy::learn(learned, hash("regex-hit.test"), 50, Duration::from_secs(60)).unwrap();
-    dns_policy::learn(learned, hash("learned-allowed.test"), 51, Duration::from_secs(60)).unwrap();
+    dns_policy::learn(
+        learned,
+        hash("learned-allowed.test"),
+        51,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     dns_policy::learn(learned, hash("stale.test"), 52, Duration::ZERO).unwrap();
     let before = loaded.stats();
     assert_eq!(verdict(&loaded, "regex-hit.test"), TC_ACT_REDIRECT);
@@ -549,7 +600,11 @@ fn verdicts_follow_the_rules() {
     assert_eq!(changed.get(&DnsStat::LearnedHits), Some(&1));
     assert_eq!(changed.get(&DnsStat::LearnedExpired), Some(&1));
     assert_eq!(loaded.hits().get(&50), Some(&1));
-    assert_eq!(dns_policy::prune_learned(learned).unwrap(), 1, "only stale.test expired");
+    assert_eq!(
+        dns_policy::prune_learned(learned).unwrap(),
+        1,
+        "only stale.test expired"
+    );
     assert!(dns_policy::forget(learned, hash("regex-hit.test")).unwrap());
     assert_eq!(verdict(&loaded, "regex-hit.test"), TC_ACT_UNSPEC);
 
@@ -561,7 +616,9 @@ fn verdicts_follow_the_rules() {
     loaded.set_action(BlockAction::Nxdomain);
 
     // Swapping the rule set: the old rules stop, the new ones start, in one step.
-    let old_map = dns_policy::open_current(loaded.map(MAP_DNS_POLICY)).unwrap().unwrap();
+    let old_map = dns_policy::open_current(loaded.map(MAP_DNS_POLICY))
+        .unwrap()
+        .unwrap();
     assert_eq!(dns_policy::read_rules(&old_map).unwrap().len(), 6);
     let second = loaded.install(&rules(&[("new.test", RuleKind::BlockExact, 9)]));
     assert_ne!(first, second);
@@ -571,27 +628,48 @@ fn verdicts_follow_the_rules() {
     // A bigger and a smaller rule set both fit the slot (hash inner maps: any max_entries).
     let mut big = RuleSetBuilder::with_capacity(5000);
     for i in 0..5000 {
-        big.add(&format!("n{i}.big.test"), RuleKind::BlockExact, 10_000 + i).unwrap();
+        big.add(&format!("n{i}.big.test"), RuleKind::BlockExact, 10_000 + i)
+            .unwrap();
     }
     loaded.install(&big);
     assert_eq!(verdict(&loaded, "n4999.big.test"), TC_ACT_REDIRECT);
-    let current = dns_policy::open_current(loaded.map(MAP_DNS_POLICY)).unwrap().unwrap();
+    let current = dns_policy::open_current(loaded.map(MAP_DNS_POLICY))
+        .unwrap()
+        .unwrap();
     let facts = dns_policy::map_facts(&current).unwrap();
-    assert_eq!((facts.max_entries, facts.name.as_str()), (5000, dns_policy::RULE_MAP_NAME));
+    assert_eq!(
+        (facts.max_entries, facts.name.as_str()),
+        (5000, dns_policy::RULE_MAP_NAME)
+    );
     assert_eq!(dns_policy::read_rules(&current).unwrap(), big.entries());
     drop((old_map, current));
 
     // An empty slot: no rule set, learned blocks only.
-    dns_policy::learn(learned, hash("still-learned.test"), 53, Duration::from_secs(60)).unwrap();
+    dns_policy::learn(
+        learned,
+        hash("still-learned.test"),
+        53,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     assert!(dns_policy::clear(loaded.map(MAP_DNS_POLICY)).unwrap());
-    assert_eq!(dns_policy::current_inner_id(loaded.map(MAP_DNS_POLICY)).unwrap(), None);
+    assert_eq!(
+        dns_policy::current_inner_id(loaded.map(MAP_DNS_POLICY)).unwrap(),
+        None
+    );
     assert_eq!(verdict(&loaded, "n4999.big.test"), TC_ACT_UNSPEC);
     assert_eq!(verdict(&loaded, "still-learned.test"), TC_ACT_REDIRECT);
 
     // A map of another shape is refused for the slot, and the error names the call.
     let error = dns_policy::swap_in(loaded.map(MAP_DNS_POLICY), learned).unwrap_err();
-    assert!(error.to_string().starts_with("BPF_MAP_UPDATE_ELEM: "), "{error}");
-    assert_eq!(dns_policy::current_inner_id(loaded.map(MAP_DNS_POLICY)).unwrap(), None);
+    assert!(
+        error.to_string().starts_with("BPF_MAP_UPDATE_ELEM: "),
+        "{error}"
+    );
+    assert_eq!(
+        dns_policy::current_inner_id(loaded.map(MAP_DNS_POLICY)).unwrap(),
+        None
+    );
     let _ = loaded.drain_dns();
 }
 
@@ -643,7 +721,11 @@ fn a_million_names() {
     let started = Instant::now();
     let mut set = RuleSetBuilder::with_capacity(NAMES as usize);
     for i in 0..NAMES {
-        let kind = if i % 2 == 0 { RuleKind::BlockExact } else { RuleKind::BlockSuffix };
+        let kind = if i % 2 == 0 {
+            RuleKind::BlockExact
+        } else {
+            RuleKind::BlockSuffix
+        };
         set.add(&name(i), kind, i).unwrap();
     }
     let entries = set.entries();
@@ -662,7 +744,11 @@ fn a_million_names() {
     for i in (0..NAMES).step_by(9973) {
         assert_eq!(verdict(&loaded, &name(i)), TC_ACT_REDIRECT, "{}", name(i));
         let sub = format!("www.{}", name(i));
-        let want = if i % 2 == 0 { TC_ACT_UNSPEC } else { TC_ACT_REDIRECT };
+        let want = if i % 2 == 0 {
+            TC_ACT_UNSPEC
+        } else {
+            TC_ACT_REDIRECT
+        };
         assert_eq!(verdict(&loaded, &sub), want, "{sub}");
     }
     assert_eq!(verdict(&loaded, "host1.zone2.example1.test"), TC_ACT_UNSPEC);
@@ -695,4 +781,446 @@ fn a_million_names() {
          {cost_small10:.0}; 1M-rule set: 3-label {cost_big3:.0}, 10-label {cost_big10:.0}, \
          listed (drop) {cost_drop:.0}, listed (NXDOMAIN rewrite, median single run) {cost_nxdomain}"
     );
+}
+
+/// A dnsmasq resolver in a test namespace, answering every name under `example.test` with
+/// 198.18.0.99 and logging each query it receives. Killed (by its pid) on drop.
+struct Dnsmasq {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Dnsmasq {
+    fn start(ns: &Netns, addrs: &[&str]) -> Self {
+        let log = std::env::temp_dir()
+            .join(unique("pal-ebpf-dnsmasq"))
+            .with_extension("log");
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns.name(), "dnsmasq"]).args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--address=/example.test/198.18.0.99",
+            "--log-queries",
+            "--pid-file=",
+            "--user=root",
+        ]);
+        command.arg(format!("--log-facility={}", log.display()));
+        for addr in addrs {
+            command.arg(format!("--listen-address={addr}"));
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt-get install dnsmasq)");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether dnsmasq received a query for `name` (as dig sent it).
+    fn saw(&self, name: &str) -> bool {
+        self.log().contains(&format!(" {name} from "))
+    }
+
+    /// Waits until dnsmasq logged a query for `marker` (so earlier queries are logged too).
+    fn wait_for(&self, marker: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.saw(marker) {
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq never logged {marker}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.log);
+    }
+}
+
+fn dig(ns: &Netns, server: &str, name: &str, timeout_s: u32) -> Dig {
+    let output = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "dig"])
+        .arg(format!("@{server}"))
+        .args(["+qr", "+tries=1"])
+        .arg(format!("+timeout={timeout_s}"))
+        .arg(name)
+        .output()
+        .expect("dig (apt-get install bind9-dnsutils)");
+    Dig::parse(
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn assert_nxdomain(reply: &Dig, what: &str) {
+    assert_eq!(
+        reply.status.as_deref(),
+        Some("NXDOMAIN"),
+        "{what}:\n{}",
+        reply.text
+    );
+    assert!(reply.query_id.is_some(), "{what}");
+    assert_eq!(reply.query_id, reply.answer_id, "{what}: same id");
+    assert!(reply.addresses.is_empty(), "{what}");
+}
+
+fn assert_resolves(reply: &Dig, what: &str) {
+    assert_eq!(
+        reply.status.as_deref(),
+        Some("NOERROR"),
+        "{what}:\n{}",
+        reply.text
+    );
+    assert_eq!(reply.addresses, ["198.18.0.99"], "{what}");
+}
+
+const V6_A: &str = "fd00:198:18::1";
+const V6_B: &str = "fd00:198:18::2";
+
+/// The lab: `veth-a` in namespace `a` (198.18.0.1, fd00:198:18::1) carries both classifiers;
+/// `veth-b` in `b` (198.18.0.2, fd00:198:18::2). A dnsmasq on each side.
+struct Lab {
+    // Drop order: resolvers, then programs and pins, then the namespaces.
+    resolver_a: Dnsmasq,
+    resolver_b: Dnsmasq,
+    loaded: Loaded,
+    net: VethPair,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let net = VethPair::new();
+        for (ns, dev, mac, v6) in [
+            (&net.a, "veth-a", "02:00:00:00:00:0a", V6_A),
+            (&net.b, "veth-b", "02:00:00:00:00:0b", V6_B),
+        ] {
+            ns.exec(&format!("ip link set {dev} address {mac}"));
+            ns.exec(&format!("sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=0"));
+            ns.exec("sysctl -qw net.ipv6.conf.lo.disable_ipv6=0");
+            ns.exec(&format!("ip -6 addr add {v6}/64 dev {dev} nodad"));
+        }
+        let mut loaded = Loaded::new();
+        net.a.run(|| {
+            for (name, hook) in [
+                (PROG_TC_INGRESS, TcAttachType::Ingress),
+                (PROG_TC_EGRESS, TcAttachType::Egress),
+            ] {
+                classifier(&mut loaded.ebpf, name)
+                    .attach("veth-a", hook)
+                    .unwrap_or_else(|error| panic!("attaching {name}: {error:?}"));
+            }
+        });
+        let resolver_a = Dnsmasq::start(&net.a, &["198.18.0.1", V6_A]);
+        let resolver_b = Dnsmasq::start(&net.b, &["198.18.0.2", V6_B]);
+        let lab = Self {
+            resolver_a,
+            resolver_b,
+            loaded,
+            net,
+        };
+        // Both resolvers up (enforcement is still off).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (ns, server) in [(&lab.net.a, "198.18.0.2"), (&lab.net.b, "198.18.0.1")] {
+            while dig(ns, server, "up.example.test", 1).status.as_deref() != Some("NOERROR") {
+                assert!(
+                    Instant::now() < deadline,
+                    "dnsmasq at {server} does not answer"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        lab
+    }
+}
+
+/// A raw frame (no checksum offload: the receiving stack verifies the UDP checksum) from
+/// `src` to `dst` over the veth.
+fn raw_udp(
+    src: (&[u8], u16),
+    dst: (&[u8], u16),
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    payload: &[u8],
+) -> Vec<u8> {
+    Udp {
+        src_mac,
+        dst_mac,
+        src: src.0,
+        dst: dst.0,
+        sport: src.1,
+        dport: dst.1,
+        payload,
+        checksum: true,
+        ttl: 64,
+        hop_by_hop: false,
+    }
+    .frame()
+}
+
+fn receive(socket: &UdpSocket) -> Vec<u8> {
+    let mut buf = [0_u8; 1500];
+    let (len, _) = socket
+        .recv_from(&mut buf)
+        .unwrap_or_else(|error| panic!("no reply (a bad checksum is dropped): {error}"));
+    buf[..len].to_vec()
+}
+
+#[test]
+fn real_resolver_and_clients() {
+    if !have_root("real_resolver_and_clients") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (a, b) = (&lab.net.a, &lab.net.b);
+    lab.loaded.set_action(BlockAction::Nxdomain);
+    let first = lab.loaded.install(&rules(&[
+        ("ads.example.test", RuleKind::BlockExact, 1),
+        ("tracker.example.test", RuleKind::BlockSuffix, 2),
+        ("corp.example.test", RuleKind::BlockSuffix, 3),
+        ("ok.corp.example.test", RuleKind::AllowExact, 4),
+    ]));
+    let before = lab.loaded.stats();
+
+    // Egress (dig next to the program, resolver behind veth-b) and ingress (dig behind veth-b,
+    // resolver next to the program), over IPv4 and IPv6.
+    let paths = [
+        ("egress v4", a, "198.18.0.2", &lab.resolver_b),
+        ("egress v6", a, V6_B, &lab.resolver_b),
+        ("ingress v4", b, "198.18.0.1", &lab.resolver_a),
+        ("ingress v6", b, V6_A, &lab.resolver_a),
+    ];
+    let mut blocked_queries = 0;
+    for (path, client, server, resolver) in paths {
+        let tag = path.replace(' ', "-");
+        let blocked = [
+            "ads.example.test".to_owned(),
+            "ADS.Example.TEST".to_owned(),
+            "tracker.example.test".to_owned(),
+            format!("a.b.{tag}.tracker.example.test"),
+            format!("x.{tag}.corp.example.test"),
+        ];
+        let allowed = [
+            format!("www.{tag}.example.test"),
+            format!("{tag}.ads.example.test"),
+            "ok.corp.example.test".to_owned(),
+        ];
+        for name in &blocked {
+            assert_nxdomain(&dig(client, server, name, 2), &format!("{path}: {name}"));
+            blocked_queries += 1;
+        }
+        for name in &allowed {
+            assert_resolves(&dig(client, server, name, 2), &format!("{path}: {name}"));
+        }
+        let marker = format!("marker.{tag}.example.test");
+        assert_resolves(&dig(client, server, &marker, 2), &marker);
+        resolver.wait_for(&marker);
+        for name in &blocked[2..] {
+            assert!(!resolver.saw(name), "{path}: dnsmasq saw {name}");
+        }
+        assert!(
+            !resolver
+                .log()
+                .to_lowercase()
+                .contains(" ads.example.test from "),
+            "{path}"
+        );
+        for name in &allowed {
+            assert!(resolver.saw(name), "{path}: dnsmasq never saw {name}");
+        }
+    }
+    let changed = delta(&before, &lab.loaded.stats());
+    assert_eq!(
+        changed.get(&DnsStat::BlockedNxdomain),
+        Some(&blocked_queries)
+    );
+    assert_eq!(changed.get(&DnsStat::RedirectFailed), None);
+    assert_eq!(changed.get(&DnsStat::RewriteFailed), None);
+    let hits = lab.loaded.hits();
+    assert_eq!(
+        [hits.get(&1), hits.get(&2), hits.get(&3), hits.get(&4)],
+        [Some(&8), Some(&8), Some(&4), Some(&4)],
+        "per-rule hits over the four paths"
+    );
+    // The blocked queries were recorded as seen, flagged.
+    let records = lab.loaded.drain_dns();
+    let flagged = records
+        .iter()
+        .filter(|(hdr, payload)| {
+            hdr.flags & FLAG_DNS_BLOCKED != 0 && dns::question_end(payload).is_some()
+        })
+        .count();
+    assert_eq!(flagged as u64, blocked_queries);
+
+    // Drop: the client hears nothing.
+    lab.loaded.set_action(BlockAction::Drop);
+    let reply = dig(a, "198.18.0.2", "drop.tracker.example.test", 1);
+    assert_eq!(
+        (reply.code, reply.status.as_deref()),
+        (9, None),
+        "{}",
+        reply.text
+    );
+    lab.loaded.set_action(BlockAction::Nxdomain);
+
+    // A new rule set replaces the old one at once.
+    let second = lab
+        .loaded
+        .install(&rules(&[("newads.example.test", RuleKind::BlockExact, 10)]));
+    assert_ne!(first, second);
+    assert_resolves(
+        &dig(a, "198.18.0.2", "ads.example.test", 2),
+        "ads after the swap",
+    );
+    assert_nxdomain(
+        &dig(a, "198.18.0.2", "newads.example.test", 2),
+        "newads after the swap",
+    );
+    lab.resolver_b.wait_for("ads.example.test");
+
+    // A learned block holds until it expires.
+    let learned = lab.loaded.map(MAP_DNS_LEARNED);
+    let hash = |name: &str| name_hash(&normalize(name).unwrap());
+    let ttl = Duration::from_millis(1500);
+    let learned_at = Instant::now();
+    dns_policy::learn(learned, hash("learned.example.test"), 20, ttl).unwrap();
+    assert_nxdomain(&dig(a, "198.18.0.2", "learned.example.test", 1), "learned");
+    std::thread::sleep(
+        (learned_at + ttl + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
+    );
+    assert_resolves(
+        &dig(a, "198.18.0.2", "learned.example.test", 2),
+        "learned, expired",
+    );
+
+    // Hand-made frames, sent without checksum offload: the stack that receives the kernel's
+    // NXDOMAIN verifies its UDP checksum. Egress (reply goes up the stack of `a`) and ingress
+    // (reply goes out to `b`), IPv4 and IPv6.
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let (v6_a, v6_b) = (v6(V6_A), v6(V6_B));
+    let (mac_a, mac_b) = (support::frames::MAC_A, support::frames::MAC_B);
+    struct RawCase<'a> {
+        path: &'a str,
+        ns: &'a Netns,
+        dev: &'a str,
+        bind: SocketAddr,
+        src: &'a [u8],
+        dst: &'a [u8],
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+    }
+    let cases = [
+        RawCase {
+            path: "egress v4",
+            ns: a,
+            dev: "veth-a",
+            bind: "198.18.0.1:41100".parse().unwrap(),
+            src: &support::ADDR_A,
+            dst: &support::ADDR_B,
+            src_mac: mac_a,
+            dst_mac: mac_b,
+        },
+        RawCase {
+            path: "egress v6",
+            ns: a,
+            dev: "veth-a",
+            bind: format!("[{V6_A}]:41101").parse().unwrap(),
+            src: &v6_a,
+            dst: &v6_b,
+            src_mac: mac_a,
+            dst_mac: mac_b,
+        },
+        RawCase {
+            path: "ingress v4",
+            ns: b,
+            dev: "veth-b",
+            bind: "198.18.0.2:41102".parse().unwrap(),
+            src: &support::ADDR_B,
+            dst: &support::ADDR_A,
+            src_mac: mac_b,
+            dst_mac: mac_a,
+        },
+        RawCase {
+            path: "ingress v6",
+            ns: b,
+            dev: "veth-b",
+            bind: format!("[{V6_B}]:41103").parse().unwrap(),
+            src: &v6_b,
+            dst: &v6_a,
+            src_mac: mac_b,
+            dst_mac: mac_a,
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let socket = case.ns.run(|| UdpSocket::bind(case.bind).unwrap());
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let name = dns::labels("newads.example.test");
+        let query = dns::query_with_qname(0x7000 + i as u16, &dns::qname(&name), true);
+        let frame = raw_udp(
+            (case.src, case.bind.port()),
+            (case.dst, 53),
+            case.src_mac,
+            case.dst_mac,
+            &query,
+        );
+        case.ns.run(|| RawSender::new(case.dev)).send(&frame);
+        let reply = receive(&socket);
+        let end = dns::question_end(&query).unwrap();
+        let mut expected = query[..end].to_vec();
+        expected[2..12].copy_from_slice(&[0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(reply, expected, "{}", case.path);
+    }
+
+    // An upstream answer that arrives after a verdict was learned is neutralised: the query
+    // got through (and was answered), then the same answer arrives late.
+    let client = a.run(|| UdpSocket::bind("198.18.0.1:41110").unwrap());
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let query = dns::query(0x7100, "late.example.test", true);
+    client.send_to(&query, "198.18.0.2:53").unwrap();
+    let first_answer = receive(&client);
+    assert_eq!(first_answer[3] & 0x0f, 0, "answered before the verdict");
+    dns_policy::learn(
+        learned,
+        hash("late.example.test"),
+        21,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let rewritten_before = lab.loaded.stat(DnsStat::AnswersRewritten);
+    let late = dns::answer(&query, [198, 18, 0, 99]);
+    let frame = raw_udp(
+        (&support::ADDR_B, 53),
+        (&support::ADDR_A, 41110),
+        mac_b,
+        mac_a,
+        &late,
+    );
+    b.run(|| RawSender::new("veth-b")).send(&frame);
+    let reply = receive(&client);
+    let end = dns::question_end(&query).unwrap();
+    let mut expected = query[..end].to_vec();
+    expected[2..12].copy_from_slice(&[0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(reply, expected, "late answer rewritten");
+    assert_eq!(
+        lab.loaded.stat(DnsStat::AnswersRewritten),
+        rewritten_before + 1
+    );
+    assert_eq!(lab.loaded.hits().get(&21), Some(&1));
 }

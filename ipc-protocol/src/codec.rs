@@ -107,8 +107,23 @@ mod tests {
         golden(SupervisorToWorker::Interfaces(vec![iface()]), "0101020465746830");
         golden(SupervisorToWorker::Shutdown, "02");
         golden(
-            SupervisorToWorker::DnsRegexes { ruleset: [0xab; 32], rules: vec![RegexRule { id: 5, pattern: "^a$".into() }] },
-            concat!("03", "abababababababababababababababababababababababababababababababab", "0105035e6124"),
+            SupervisorToWorker::Policy(WorkerPolicy {
+                ruleset: [0xab; 32],
+                regexes: vec![RegexRule { id: 5, pattern: "^a$".into() }],
+                encrypted_dns_names: vec!["dns.example".into()],
+                encrypted_dns_addresses: vec!["192.0.2.1".into()],
+            }),
+            concat!(
+                "03",
+                "abababababababababababababababababababababababababababababababab",
+                "0105035e6124",
+                "010b646e732e6578616d706c65",
+                "01093139322e302e322e31"
+            ),
+        );
+        golden(
+            SupervisorToWorker::CnameBlocked { name: "a.example".into(), target: "b.example".into(), rule: "r".into() },
+            "0409612e6578616d706c6509622e6578616d706c650172",
         );
     }
 
@@ -123,6 +138,10 @@ mod tests {
         );
         golden(WorkerToSupervisor::BlockRequest { name: "a.example".into(), rule_id: 300 }, "0409612e6578616d706c65fb2c01");
         golden(WorkerToSupervisor::RulesetApplied { ruleset: [1; 32] }, concat!("05", "0101010101010101010101010101010101010101010101010101010101010101"));
+        golden(
+            WorkerToSupervisor::CnameCheck { name: "a.example".into(), targets: vec!["b.example".into()] },
+            "0609612e6578616d706c650109622e6578616d706c65",
+        );
     }
 
     #[test]

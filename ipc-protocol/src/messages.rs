@@ -95,14 +95,34 @@ pub enum SupervisorToWorker {
     Interfaces(Vec<InterfaceName>),
     /// Stop: drain the ring buffer, flush, send final stats, exit 0.
     Shutdown,
-    /// DNS worker: the regex rules to match (replaces earlier ones), and
-    /// the SHA-256 of the whole DNS rule set they belong to.
-    DnsRegexes {
-        /// SHA-256 of the rule set.
-        ruleset: [u8; 32],
-        /// The rules.
-        rules: Vec<RegexRule>,
+    /// The policy a worker applies in user space (replaces the previous
+    /// one); answered by [`WorkerToSupervisor::RulesetApplied`].
+    Policy(WorkerPolicy),
+    /// DNS worker: a CNAME chain it reported reaches a blocked domain; the
+    /// queried name is now blocked (learned). The worker logs an alert.
+    CnameBlocked {
+        /// The queried name, now blocked.
+        name: String,
+        /// The blocked CNAME target.
+        target: String,
+        /// The rule that blocks the target, as text.
+        rule: String,
     },
+}
+
+/// What a worker matches in user space.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+pub struct WorkerPolicy {
+    /// SHA-256 of the supervisor's whole rule set this belongs to.
+    pub ruleset: [u8; 32],
+    /// DNS worker: regex block rules.
+    pub regexes: Vec<RegexRule>,
+    /// DNS worker: names of encrypted-DNS (DoH/DoT) resolvers; a query for
+    /// one (or a subdomain) is an alert.
+    pub encrypted_dns_names: Vec<String>,
+    /// Flow worker: addresses of encrypted-DNS resolvers; a flow to one on
+    /// port 443 or 853 is an alert.
+    pub encrypted_dns_addresses: Vec<String>,
 }
 
 /// A drop counter with its reason, e.g. `parse_error_truncated`.
@@ -166,10 +186,18 @@ pub enum WorkerToSupervisor {
         /// The regex rule that matched.
         rule_id: u32,
     },
-    /// DNS worker: the rule set it applies (answer to `DnsRegexes`).
+    /// The rule set a worker applies (answer to `Policy`).
     RulesetApplied {
-        /// SHA-256 from the `DnsRegexes` it applied.
+        /// SHA-256 from the `Policy` it applied.
         ruleset: [u8; 32],
+    },
+    /// DNS worker: an answer's CNAME chain, for the supervisor to check
+    /// against the block rules (the worker does not hold them).
+    CnameCheck {
+        /// The queried name (normalized).
+        name: String,
+        /// CNAME targets in the answer (normalized), in order.
+        targets: Vec<String>,
     },
 }
 

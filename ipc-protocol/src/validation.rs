@@ -12,6 +12,8 @@ pub const MAX_DROP_REASONS: usize = 64;
 pub const MAX_REASON_LEN: usize = 64;
 /// Longest domain name in a block request (presentation format).
 pub const MAX_NAME_LEN: usize = 255;
+/// Most CNAME targets in one check.
+pub const MAX_CNAME_TARGETS: usize = 16;
 
 /// The supervisor's view of one worker conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,7 @@ pub fn message_name(msg: &WorkerToSupervisor) -> &'static str {
         WorkerToSupervisor::Log { .. } => "Log",
         WorkerToSupervisor::BlockRequest { .. } => "BlockRequest",
         WorkerToSupervisor::RulesetApplied { .. } => "RulesetApplied",
+        WorkerToSupervisor::CnameCheck { .. } => "CnameCheck",
     }
 }
 
@@ -62,8 +65,10 @@ pub fn check_worker_message(
     let allowed = match (state, msg) {
         (AwaitReady, M::Ready | M::Log { .. }) => true,
         (Running | Draining, M::Heartbeat { .. } | M::Stats(_) | M::Log { .. }) => true,
-        // Only the DNS worker matches regexes and applies rule sets.
-        (Running, M::BlockRequest { .. } | M::RulesetApplied { .. }) => dns,
+        // Only the DNS worker matches regexes and reads CNAME chains; the
+        // DNS and flow workers apply policies.
+        (Running, M::BlockRequest { .. } | M::CnameCheck { .. }) => dns,
+        (Running, M::RulesetApplied { .. }) => dns || worker == WorkerKind::Flow,
         _ => false,
     };
     let name = message_name(msg);
@@ -74,6 +79,14 @@ pub fn check_worker_message(
     match msg {
         M::Log { message, .. } if message.len() > MAX_LOG_LEN => Err(oob("message")),
         M::BlockRequest { name, .. } if name.is_empty() || name.len() > MAX_NAME_LEN => Err(oob("name")),
+        M::CnameCheck { name, .. } if name.is_empty() || name.len() > MAX_NAME_LEN => Err(oob("name")),
+        M::CnameCheck { targets, .. }
+            if targets.is_empty()
+                || targets.len() > MAX_CNAME_TARGETS
+                || targets.iter().any(|t| t.is_empty() || t.len() > MAX_NAME_LEN) =>
+        {
+            Err(oob("targets"))
+        }
         M::Stats(stats) if stats.drops.len() > MAX_DROP_REASONS => Err(oob("drops")),
         M::Stats(stats)
             if stats.drops.iter().any(|d| {

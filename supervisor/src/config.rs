@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use crate::{
     paths,
-    policy::dns::{BlockAction, DnsLists, parse_block_action},
+    policy::dns::{BlockAction, DEFAULT_ENCRYPTED_DNS, DnsLists, parse_block_action},
 };
 
 /// The built-in default configuration (also shipped as
@@ -63,6 +63,7 @@ struct RawDns {
     #[serde(default)]
     regex_lists: Vec<Spanned<String>>,
     block_action: Option<Spanned<String>>,
+    encrypted_dns_resolvers: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,11 +252,36 @@ impl Config {
                 None => return c.invalid("dns.block_action", v.span(), format!("{:?} is not \"nxdomain\" or \"drop\"", v.get_ref())),
             },
         };
+        let encrypted_dns = match raw.dns.encrypted_dns_resolvers {
+            None => DEFAULT_ENCRYPTED_DNS.iter().map(|s| (*s).to_owned()).collect(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for v in list {
+                    let entry = v.get_ref();
+                    if entry.parse::<std::net::IpAddr>().is_ok() {
+                        out.push(entry.clone());
+                    } else {
+                        match palisade_ebpf::dns_name::normalize(entry) {
+                            Some(n) => out.push(n),
+                            None => {
+                                return c.invalid(
+                                    "dns.encrypted_dns_resolvers",
+                                    v.span(),
+                                    format!("{entry:?} is neither an IP address nor a domain name"),
+                                );
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        };
         let dns = DnsConfig {
             lists: DnsLists {
                 blocklists: paths_of("dns.blocklists", raw.dns.blocklists)?,
                 allowlists: paths_of("dns.allowlists", raw.dns.allowlists)?,
                 regex_lists: paths_of("dns.regex_lists", raw.dns.regex_lists)?,
+                encrypted_dns,
             },
             block_action,
         };

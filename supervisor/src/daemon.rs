@@ -15,7 +15,7 @@ use palisade_ipc::{
     PROTOCOL_VERSION,
     messages::{
         ControlErrorKind, ControlRequest, ControlResponse, InterfaceName, InterfaceStatus, ReloadReport, RestartTarget,
-        RuleHits, StatusReport, VersionInfo, WorkerKind,
+        RuleHits, StatusReport, SupervisorToWorker, VersionInfo, WorkerKind,
     },
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -35,6 +35,8 @@ use crate::{
 };
 
 const CONTROL: Token = Token(1);
+/// Workers that receive the user-space policy.
+const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
 const SIGNALS: Token = Token(2);
 /// Longest the loop sleeps without a deadline.
 const IDLE_TICK: Duration = Duration::from_millis(100);
@@ -293,16 +295,33 @@ impl Daemon {
 
     fn on_slot_event(&mut self, kind: WorkerKind, event: SlotEvent) {
         match event {
-            SlotEvent::Ready if kind == WorkerKind::Dns => {
+            SlotEvent::Ready if POLICY_WORKERS.contains(&kind) => {
                 if let Some(slot) = self.slots.get(&kind) {
                     slot.send(&self.dns.worker_message());
                 }
             }
             SlotEvent::Ready => {}
             SlotEvent::RulesetApplied(hash) => {
-                self.dns.worker_ruleset = Some(hash);
+                self.dns.worker_rulesets.insert(kind, hash);
                 if hash != self.dns.rules.sha256() {
-                    tracing::warn!(worker = %hex::encode(hash), ours = %hex::encode(self.dns.rules.sha256()), "DNS worker applies another rule set (drift)");
+                    tracing::warn!(worker = kind.name(), applied = %hex::encode(hash), ours = %hex::encode(self.dns.rules.sha256()), "worker applies another rule set (drift)");
+                }
+            }
+            SlotEvent::CnameCheck { name, targets } => {
+                let Some((norm, target, rule)) = self.dns.check_cname(&name, &targets, Instant::now()) else { return };
+                let (rule_id, rule_text) = (rule.id, describe(rule));
+                let learned = self.dns.learn(norm.clone(), rule_id, Instant::now());
+                match learned.map_err(|e| e.to_string()).and_then(|l| {
+                    dns_kernel::learn(&self.loaded, &norm, rule_id, l.expires.saturating_duration_since(Instant::now()))
+                        .map_err(|e| crate::error_chain(&e))
+                }) {
+                    Ok(()) => {
+                        tracing::warn!(name = norm, cname = target, rule = rule_text, "CNAME chain reaches a blocked domain: name blocked");
+                        if let Some(slot) = self.slots.get(&WorkerKind::Dns) {
+                            slot.send(&SupervisorToWorker::CnameBlocked { name: norm, target, rule: rule_text });
+                        }
+                    }
+                    Err(e) => tracing::error!(name = norm, error = %e, "learning a CNAME-blocked name"),
                 }
             }
             SlotEvent::BlockRequest { name, rule_id } => {
@@ -338,8 +357,11 @@ impl Daemon {
         dns_kernel::clear_learned(&self.loaded).map_err(|e| crate::error_chain(&e))?;
         self.dns = DnsState::new(rules, config.dns.block_action);
         self.dns_kernel_rules = kernel_rules;
-        if let Some(slot) = self.slots.get(&WorkerKind::Dns) {
-            slot.send(&self.dns.worker_message());
+        let policy = self.dns.worker_message();
+        for kind in POLICY_WORKERS {
+            if let Some(slot) = self.slots.get(&kind) {
+                slot.send(&policy);
+            }
         }
         let old = &self.opts.config;
         let mut restart_needed = Vec::new();

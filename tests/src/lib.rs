@@ -159,6 +159,11 @@ impl Lab {
     /// Starts dnsmasq on either side (on the sensor side it plays the
     /// appliance's own resolver; clients then ask from the peer side).
     pub fn start_dnsmasq_on(&self, side: Side) {
+        self.start_dnsmasq_with(side, &[]);
+    }
+
+    /// As [`Lab::start_dnsmasq_on`], with extra dnsmasq options.
+    pub fn start_dnsmasq_with(&self, side: Side, extra: &[&str]) {
         let log = self.dir.join("dnsmasq.log");
         let (mut cmd, ip) = match side {
             Side::Peer => (self.peer("dnsmasq"), PEER_IP),
@@ -176,6 +181,7 @@ impl Lab {
             &format!("--log-facility={}", log.display()),
             &format!("--pid-file={}", self.dir.join("dnsmasq.pid").display()),
         ]);
+        cmd.args(extra);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         self.spawn(cmd);
         // Ready when it answers.

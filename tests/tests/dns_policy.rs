@@ -71,7 +71,9 @@ fn kernel_blocks_listed_names_before_the_resolver_sees_them() {
     let suffix = hits.as_array().expect("array").iter().find(|h| h["rule"].as_str().is_some_and(|r| r.contains("suffix suffix.example.test"))).expect("suffix rule hit");
     assert!(suffix["hits"].as_u64() >= Some(2), "{hits}");
     let status = daemon.status_json().expect("status");
-    assert_eq!(status["dns"]["kernel_rules"], 6);
+    // 6 names from the lists, plus the built-in DoH canary.
+    assert_eq!(status["dns"]["kernel_rules"], 7);
+    assert_eq!(status_of(&lab.dig(&["use-application-dns.net", "A"])), "NXDOMAIN", "Firefox DoH canary");
     assert_eq!(status["dns"]["worker_ruleset_sha256"], status["dns"]["ruleset_sha256"], "the worker applies our rule set");
 }
 
@@ -180,4 +182,58 @@ fn check_config_validates_the_lists() {
     let bad = std::process::Command::new(palisade_tests::bin("palisade")).arg("check-config").arg(&path).output().expect("run");
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("regex.txt:1"), "{bad:?}");
+}
+
+#[test]
+fn cname_chains_to_blocked_domains_and_encrypted_dns_raise_alerts() {
+    let lab = Lab::new("dnscname");
+    lab.start_dnsmasq_with(
+        Side::Peer,
+        &["--host-record=t.cname-target.test,198.18.0.77", "--cname=alias.cname.test,t.cname-target.test"],
+    );
+    fs::write(lab.dir.join("block.txt"), "||cname-target.test^\n").expect("list");
+    let cfg = base_config(
+        &lab,
+        &format!(
+            "[dns]\nblocklists = [\"{}\"]\nencrypted_dns_resolvers = [\"doh.example.test\", \"{}\"]\n",
+            lab.dir.join("block.txt").display(),
+            palisade_tests::PEER_IP
+        ),
+    );
+    let daemon = Daemon::start(&lab, &cfg, &[]);
+    daemon.wait_healthy();
+    wait_for(Duration::from_secs(3), "both policy workers confirm the rule set", || {
+        let s = daemon.status_json()?;
+        (s["dns"]["worker_ruleset_sha256"] == s["dns"]["ruleset_sha256"]).then_some(())
+    });
+
+    // The alias resolves through a CNAME to a blocked domain: the answer
+    // passes once (its question is not blocked), the chain is reported, the
+    // alias is learned, and the next query is answered by the kernel.
+    let first = lab.dig(&["alias.cname.test", "A"]);
+    assert!(first.contains("t.cname-target.test"), "dnsmasq answers with the CNAME: {first}");
+    let alert = daemon.wait_event("CNAME alert", Duration::from_secs(5), |e| {
+        e["event_type"] == "alert" && e["alert"]["signature_id"] == 9_000_004
+    });
+    assert_eq!(alert["dns"]["rrname"], "alias.cname.test");
+    assert_eq!(alert["dns"]["cname"], "t.cname-target.test");
+    assert!(alert["dns"]["rule"].as_str().is_some_and(|r| r.contains("block suffix cname-target.test")), "{alert}");
+    assert_eq!(alert["alert"]["action"], "blocked");
+    assert_eq!(status_of(&lab.dig(&["alias.cname.test", "A"])), "NXDOMAIN");
+
+    // A query for a known DoH resolver name.
+    lab.dig(&["doh.example.test", "A"]);
+    let doh = daemon.wait_event("DoH name alert", Duration::from_secs(5), |e| {
+        e["event_type"] == "alert" && e["alert"]["signature_id"] == 9_000_002
+    });
+    assert_eq!(doh["dns"]["rrname"], "doh.example.test");
+    assert_eq!(doh["dest_port"], 53);
+
+    // A DNS-over-TLS connection attempt (port 853) to a resolver address.
+    let _ = lab.sensor("bash").args(["-c", "exec 3<>/dev/tcp/198.18.0.2/853"]).output();
+    let dot = daemon.wait_event("DoT alert", Duration::from_secs(5), |e| {
+        e["event_type"] == "alert" && e["alert"]["signature_id"] == 9_000_001
+    });
+    assert_eq!(dot["dest_port"], 853);
+    assert_eq!(dot["proto"], "TCP");
 }

@@ -1,20 +1,21 @@
-//! palisade-worker-dns: DNS records -> EVE `dns` events.
+//! palisade-worker-dns: DNS records -> EVE `dns` (and `alert`) events.
 //!
 //! Started by `palisade run` only (it refuses to run privileged or by hand).
 
-use std::{process::ExitCode, time::Instant};
+use std::{collections::HashMap, process::ExitCode, time::Instant};
 
-use palisade_ebpf::RecordHeader;
+use palisade_ebpf::{RecordHeader, dns_name};
 use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_dns::{
     correlate::{Correlator, QueryKey, TIMEOUT_NS, Track},
     event::{DnsBody, Policy},
-    parse,
-    policy::RegexPolicy,
+    parse::{self, Message, Rdata},
+    policy::{RegexPolicy, Reported, ResolverNames},
     tcp::Reassembler,
 };
 use palisade_worker_runtime::{
     EventOut, Protocol, Record,
+    alert::{self, Alert},
     eve::{self, Mac},
 };
 use serde::Serialize;
@@ -26,20 +27,59 @@ struct DnsEvent {
     dns: DnsBody,
 }
 
+/// An alert about a DNS message.
+#[derive(Serialize)]
+struct DnsAlert {
+    #[serde(flatten)]
+    common: eve::Common,
+    alert: Alert,
+    dns: AlertDns,
+}
+
+#[derive(Serialize)]
+struct AlertDns {
+    rrname: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<String>,
+}
+
 /// What is kept of a query until its answer (or timeout).
 struct QueryInfo {
     hdr: RecordHeader,
     body: DnsBody,
 }
 
+/// CNAME checks awaiting the supervisor's verdict, at most.
+const MAX_CNAME_PENDING: usize = 1024;
+/// Targets sent per check, at most (the IPC bound is 16).
+const MAX_CNAME_TARGETS: usize = 16;
+
 #[derive(Default)]
 struct Dns {
     tcp: Reassembler,
     pending: Correlator<QueryInfo>,
     regexes: RegexPolicy,
+    resolvers: ResolverNames,
+    cname_reported: Reported,
+    /// Answer headers of CNAME checks in flight, to place the alert.
+    cname_pending: HashMap<String, RecordHeader>,
 }
 
 const TCP: u8 = 6;
+
+/// CNAME targets of an answer, normalized, in order.
+fn cname_targets(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            Rdata::Cname(target) => dns_name::normalize(&target.to_string()),
+            _ => None,
+        })
+        .take(MAX_CNAME_TARGETS)
+        .collect()
+}
 
 impl Dns {
     fn on_message(&mut self, ctx: &eve::Context, hdr: &RecordHeader, bytes: &[u8], out: &mut EventOut<'_>) {
@@ -60,15 +100,15 @@ impl Dns {
         let m = &parsed.message;
         let common = eve::Common::new(ctx, "dns", hdr);
         let client_mac = Mac(if m.header.qr { hdr.dst_mac } else { hdr.src_mac });
+        let qname = m.questions.first().and_then(|q| dns_name::normalize(&q.name.to_string()));
         let mut body = DnsBody::new(m, partial, client_mac);
         if hdr.flags & palisade_ebpf::FLAG_DNS_BLOCKED != 0 {
             body.policy = Some(Policy { action: "blocked", rule_id: None });
         } else if hdr.flags & palisade_ebpf::FLAG_DNS_REWRITTEN != 0 {
             body.policy = Some(Policy { action: "rewritten", rule_id: None });
         } else if !m.header.qr {
-            let name = m.questions.first().and_then(|q| palisade_ebpf::dns_name::normalize(&q.name.to_string()));
-            if let Some((rule_id, fresh)) = name.as_deref().and_then(|n| self.regexes.check(n)) {
-                if let (true, Some(name)) = (fresh, name) {
+            if let Some((rule_id, fresh)) = qname.as_deref().and_then(|n| self.regexes.check(n)) {
+                if let (true, Some(name)) = (fresh, qname.clone()) {
                     out.send(WorkerToSupervisor::BlockRequest { name, rule_id });
                 }
                 body.policy = Some(Policy { action: "block_requested", rule_id: Some(rule_id) });
@@ -80,14 +120,35 @@ impl Dns {
                 body.query_timestamp = Some(ctx.wall(q.ts_ns));
                 body.rtt_ms = Some(hdr.ts_boot_ns.saturating_sub(q.ts_ns) as f64 / 1e6);
             }
+            self.check_cnames(hdr, m, qname.as_deref(), out);
         } else {
             let key: QueryKey = (common.src_ip, hdr.src_port, common.dest_ip, hdr.dst_port, hdr.l4_proto, m.header.id);
             let kept = QueryInfo { hdr: *hdr, body: DnsBody::new(m, partial, client_mac) };
             if self.pending.query(key, hdr.ts_boot_ns, kept) == Track::Full {
                 out.drop("dns_correlation_full");
             }
+            if let Some(name) = qname.filter(|n| self.resolvers.matches(n)) {
+                let alert = Alert::new(alert::ENCRYPTED_DNS_RESOLVER_QUERY, "allowed");
+                let common = eve::Common { event_type: "alert", ..common.clone() };
+                out.emit(&DnsAlert { common, alert, dns: AlertDns { rrname: name, cname: None, rule: None } });
+            }
         }
         out.emit(&DnsEvent { common, dns: body });
+    }
+
+    /// Sends an answer's CNAME chain to the supervisor (once per name).
+    fn check_cnames(&mut self, hdr: &RecordHeader, m: &Message, qname: Option<&str>, out: &mut EventOut<'_>) {
+        let Some(name) = qname else { return };
+        let targets = cname_targets(m);
+        if targets.is_empty() || !self.cname_reported.first(name) {
+            return;
+        }
+        if self.cname_pending.len() >= MAX_CNAME_PENDING {
+            self.cname_pending.clear();
+            out.drop("dns_cname_pending_full");
+        }
+        self.cname_pending.insert(name.to_owned(), *hdr);
+        out.send(WorkerToSupervisor::CnameCheck { name: name.to_owned(), targets });
     }
 }
 
@@ -116,11 +177,31 @@ impl Protocol for Dns {
         }
     }
 
-    fn on_supervisor_message(&mut self, msg: SupervisorToWorker) -> Result<Vec<WorkerToSupervisor>, &'static str> {
+    fn on_supervisor_message(
+        &mut self,
+        ctx: &eve::Context,
+        msg: SupervisorToWorker,
+        out: &mut EventOut<'_>,
+    ) -> Result<(), &'static str> {
         match msg {
-            SupervisorToWorker::DnsRegexes { ruleset, rules } => {
-                self.regexes.apply(ruleset, &rules).map_err(|_| "a regex rule from the supervisor does not compile")?;
-                Ok(vec![WorkerToSupervisor::RulesetApplied { ruleset: self.regexes.ruleset() }])
+            SupervisorToWorker::Policy(policy) => {
+                self.regexes
+                    .apply(policy.ruleset, &policy.regexes)
+                    .map_err(|_| "a regex rule from the supervisor does not compile")?;
+                self.resolvers.set(&policy.encrypted_dns_names);
+                self.cname_reported.clear();
+                out.send(WorkerToSupervisor::RulesetApplied { ruleset: policy.ruleset });
+                Ok(())
+            }
+            SupervisorToWorker::CnameBlocked { name, target, rule } => {
+                let Some(hdr) = self.cname_pending.remove(&name) else {
+                    out.drop("dns_cname_alert_without_answer");
+                    return Ok(());
+                };
+                let common = eve::Common::new(ctx, "alert", &hdr);
+                let alert = Alert::new(alert::DNS_CNAME_TO_BLOCKED, "blocked");
+                out.emit(&DnsAlert { common, alert, dns: AlertDns { rrname: name, cname: Some(target), rule: Some(rule) } });
+                Ok(())
             }
             _ => Err("unexpected message for the DNS worker"),
         }

@@ -1,7 +1,9 @@
-//! Regex domain rules, matched here (in the unprivileged worker) because
-//! the kernel cannot run them. A match becomes a block request to the
-//! supervisor, which checks it against its own rule set before it writes
-//! the kernel's learned-block map.
+//! User-space policy of the DNS worker: regex domain rules, matched here
+//! (in the unprivileged worker) because the kernel cannot run them, and the
+//! names of known encrypted-DNS resolvers. A regex match becomes a block
+//! request to the supervisor, which checks it against its own rule set
+//! before it writes the kernel's learned-block map. CNAME chains are sent
+//! to the supervisor for the same reason (the name rules live there).
 
 use std::collections::HashSet;
 
@@ -57,6 +59,47 @@ impl RegexPolicy {
     }
 }
 
+/// Names of encrypted-DNS resolvers; a name matches itself and its
+/// subdomains.
+#[derive(Debug, Default)]
+pub struct ResolverNames {
+    names: HashSet<String>,
+}
+
+impl ResolverNames {
+    /// Replaces the names (invalid ones are skipped: the supervisor
+    /// validated them).
+    pub fn set(&mut self, names: &[String]) {
+        self.names = names.iter().filter_map(|n| palisade_ebpf::dns_name::normalize(n)).collect();
+    }
+
+    /// True when the normalized `name` or a parent is a resolver name.
+    pub fn matches(&self, name: &str) -> bool {
+        palisade_ebpf::dns_name::suffixes(name).any(|s| self.names.contains(s))
+    }
+}
+
+/// CNAME chains already reported, so a popular name is not sent every time.
+#[derive(Debug, Default)]
+pub struct Reported {
+    seen: HashSet<String>,
+}
+
+impl Reported {
+    /// True the first time `name` is seen (until the set is cleared when full).
+    pub fn first(&mut self, name: &str) -> bool {
+        if self.seen.len() >= MAX_REQUESTED {
+            self.seen.clear();
+        }
+        self.seen.insert(name.to_owned())
+    }
+
+    /// Forgets everything (a new rule set may decide differently).
+    pub fn clear(&mut self) {
+        self.seen.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +117,15 @@ mod tests {
         assert_eq!(p.ruleset(), [7; 32]);
         p.apply([0; 32], &[]).expect("empty");
         assert_eq!(p.check("ads12.example"), None);
+    }
+
+    #[test]
+    fn resolver_names_match_subdomains() {
+        let mut r = ResolverNames::default();
+        r.set(&["dns.google".into(), "Cloudflare-DNS.com.".into()]);
+        assert!(r.matches("dns.google"));
+        assert!(r.matches("mozilla.cloudflare-dns.com"));
+        assert!(!r.matches("google"));
+        assert!(!r.matches("notdns.google"));
     }
 }

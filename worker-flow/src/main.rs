@@ -2,12 +2,20 @@
 //!
 //! Started by `palisade run` only (it refuses to run privileged or by hand).
 
-use std::process::ExitCode;
+use std::{collections::HashSet, net::IpAddr, process::ExitCode};
 
 use palisade_ebpf::{FlowRecord, KIND_FLOW_END, KIND_FLOW_START};
-use palisade_ipc::messages::WorkerKind;
-use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
+use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
+use palisade_worker_runtime::{
+    EventOut, Protocol, Record,
+    alert::{self, Alert, Signature},
+    eve,
+};
 use serde::Serialize;
+
+/// The DNS-over-TLS port (RFC 7858) and the DoH port.
+const DOT_PORT: u16 = 853;
+const HTTPS_PORT: u16 = 443;
 
 #[derive(Serialize)]
 struct FlowBody {
@@ -36,10 +44,47 @@ struct FlowEvent {
     flow: FlowBody,
 }
 
-struct Flow;
+/// An alert about a flow.
+#[derive(Serialize)]
+struct FlowAlert {
+    #[serde(flatten)]
+    common: eve::Common,
+    alert: Alert,
+}
+
+#[derive(Default)]
+struct Flow {
+    /// Addresses of known encrypted-DNS resolvers.
+    resolvers: HashSet<IpAddr>,
+}
+
+impl Flow {
+    /// The encrypted-DNS signature a new flow matches, if any.
+    fn encrypted_dns(&self, common: &eve::Common) -> Option<Signature> {
+        if common.dest_port == DOT_PORT {
+            return Some(alert::DNS_OVER_TLS);
+        }
+        let resolver_port = common.dest_port == HTTPS_PORT || common.dest_port == DOT_PORT;
+        (resolver_port && self.resolvers.contains(&common.dest_ip)).then_some(alert::ENCRYPTED_DNS_RESOLVER_CONNECTION)
+    }
+}
 
 impl Protocol for Flow {
     const KIND: WorkerKind = WorkerKind::Flow;
+
+    fn on_supervisor_message(
+        &mut self,
+        _ctx: &eve::Context,
+        msg: SupervisorToWorker,
+        out: &mut EventOut<'_>,
+    ) -> Result<(), &'static str> {
+        let SupervisorToWorker::Policy(policy) = msg else {
+            return Err("unexpected message for the flow worker");
+        };
+        self.resolvers = policy.encrypted_dns_addresses.iter().filter_map(|a| a.parse().ok()).collect();
+        out.send(WorkerToSupervisor::RulesetApplied { ruleset: policy.ruleset });
+        Ok(())
+    }
 
     fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
         let (state, start) = match record.hdr.kind {
@@ -57,6 +102,12 @@ impl Protocol for Flow {
             _ => "unknown",
         };
         let tcp = record.hdr.l4_proto == 6;
+        if start {
+            let common = eve::Common::new(ctx, "alert", &record.hdr);
+            if let Some(sig) = self.encrypted_dns(&common) {
+                out.emit(&FlowAlert { common, alert: Alert::new(sig, "allowed") });
+            }
+        }
         let event = FlowEvent {
             common: eve::Common::new(ctx, "flow", &record.hdr),
             flow: FlowBody {
@@ -78,5 +129,5 @@ impl Protocol for Flow {
 }
 
 fn main() -> ExitCode {
-    palisade_worker_runtime::run(Flow)
+    palisade_worker_runtime::run(Flow::default())
 }

@@ -104,7 +104,7 @@ impl Serialize for Mac {
 }
 
 /// EVE `ether` object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Ether {
     /// Ethernet source.
     pub src_mac: Mac,
@@ -135,7 +135,7 @@ pub fn addr(ip_version: u8, raw: [u8; 16]) -> IpAddr {
 }
 
 /// The fields every event starts with.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Common {
     /// Capture time.
     pub timestamp: Timestamp,

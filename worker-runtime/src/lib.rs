@@ -14,6 +14,7 @@
 //! 5. install the seccomp allow-list ([`seccomp::install`]);
 //! 6. only then read the first record.
 
+pub mod alert;
 pub mod channel;
 pub mod cursor;
 pub mod eve;

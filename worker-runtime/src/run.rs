@@ -47,11 +47,16 @@ pub trait Protocol {
     /// state (timeouts). Default: nothing.
     fn on_tick(&mut self, _ctx: &Context, _now: Instant, _out: &mut EventOut<'_>) {}
 
-    /// A protocol-specific message from the supervisor (e.g. DNS rules).
-    /// Returns the answer to send, or `Err` if this worker does not take
-    /// such messages (the worker then exits: the supervisor is confused).
-    fn on_supervisor_message(&mut self, msg: SupervisorToWorker) -> Result<Vec<WorkerToSupervisor>, &'static str> {
-        let _ = msg;
+    /// A protocol-specific message from the supervisor (policy, verdicts).
+    /// Answers and events go through `out`; `Err` if this worker does not
+    /// take such messages (the worker then exits: the supervisor is confused).
+    fn on_supervisor_message(
+        &mut self,
+        ctx: &Context,
+        msg: SupervisorToWorker,
+        out: &mut EventOut<'_>,
+    ) -> Result<(), &'static str> {
+        let _ = (ctx, msg, out);
         Err("unexpected message for this worker")
     }
 }
@@ -211,8 +216,11 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                     return Err(ChannelError::BadConfig("Configure after startup"));
                 }
                 other => {
-                    for answer in protocol.on_supervisor_message(other).map_err(ChannelError::BadConfig)? {
-                        channel.send(&answer)?;
+                    let mut out = EventOut { sink: &mut sink, stats: &mut stats, outbox: &mut outbox };
+                    protocol.on_supervisor_message(&ctx, other, &mut out).map_err(ChannelError::BadConfig)?;
+                    sink.flush(&mut stats);
+                    for msg in outbox.drain(..) {
+                        channel.send(&msg)?;
                     }
                 }
             }

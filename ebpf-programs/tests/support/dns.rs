@@ -5,7 +5,10 @@
 //! correct IPv4 header and UDP checksums (RFC 791, 768, 8200), so that a test can run one
 //! through a classifier and check the kernel's output byte by byte.
 
-use std::{io, os::fd::{AsRawFd, BorrowedFd}};
+use std::{
+    io,
+    os::fd::{AsRawFd, BorrowedFd},
+};
 
 pub const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
 pub const MAC_SERVER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x53];
@@ -13,7 +16,9 @@ pub const V4_CLIENT: [u8; 4] = [198, 18, 7, 1];
 pub const V4_SERVER: [u8; 4] = [198, 18, 7, 53];
 /// fd00:198:18:7::1 and ::53: ULA, inside the test only.
 pub const V6_CLIENT: [u8; 16] = [0xfd, 0, 0x01, 0x98, 0, 0x18, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1];
-pub const V6_SERVER: [u8; 16] = [0xfd, 0, 0x01, 0x98, 0, 0x18, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0x53];
+pub const V6_SERVER: [u8; 16] = [
+    0xfd, 0, 0x01, 0x98, 0, 0x18, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0x53,
+];
 
 pub const TYPE_A: u16 = 1;
 pub const TYPE_OPT: u16 = 41;
@@ -287,7 +292,10 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, String> {
             let ip = get(14..54)?;
             let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
             if 54 + payload_len != frame.len() {
-                return Err(format!("IPv6 payload length {payload_len}, frame {}", frame.len()));
+                return Err(format!(
+                    "IPv6 payload length {payload_len}, frame {}",
+                    frame.len()
+                ));
             }
             if ip[6] != 17 {
                 return Err(format!("IPv6 next header {}", ip[6]));
@@ -387,7 +395,10 @@ pub fn test_run_repeat(
     };
     if ret < 0 {
         let error = io::Error::last_os_error();
-        return Err(io::Error::new(error.kind(), format!("BPF_PROG_TEST_RUN: {error}")));
+        return Err(io::Error::new(
+            error.kind(),
+            format!("BPF_PROG_TEST_RUN: {error}"),
+        ));
     }
     out.truncate(usize::try_from(attr.data_size_out).unwrap_or(0));
     Ok((attr.retval, out, attr.duration))
@@ -410,9 +421,10 @@ pub struct Dig {
 
 impl Dig {
     pub fn parse(code: i32, text: String) -> Self {
-        let mut headers = text
-            .lines()
-            .filter_map(|line| line.split_once("->>HEADER<<-").map(|(_, rest)| rest.to_owned()));
+        let mut headers = text.lines().filter_map(|line| {
+            line.split_once("->>HEADER<<-")
+                .map(|(_, rest)| rest.to_owned())
+        });
         let field = |header: &str, name: &str| {
             header
                 .split(',')
@@ -420,9 +432,15 @@ impl Dig {
         };
         let query = headers.next();
         let reply = headers.next();
-        let query_id = query.as_deref().and_then(|h| field(h, "id:")).and_then(|v| v.parse().ok());
+        let query_id = query
+            .as_deref()
+            .and_then(|h| field(h, "id:"))
+            .and_then(|v| v.parse().ok());
         let status = reply.as_deref().and_then(|h| field(h, "status:"));
-        let answer_id = reply.as_deref().and_then(|h| field(h, "id:")).and_then(|v| v.parse().ok());
+        let answer_id = reply
+            .as_deref()
+            .and_then(|h| field(h, "id:"))
+            .and_then(|v| v.parse().ok());
         let mut addresses = Vec::new();
         let mut in_answer = false;
         for line in text.lines() {

@@ -75,7 +75,42 @@ pub struct DnsLists {
     pub allowlists: Vec<PathBuf>,
     /// Regex lists (block).
     pub regex_lists: Vec<PathBuf>,
+    /// Known encrypted-DNS (DoH/DoT) resolvers: names and addresses.
+    pub encrypted_dns: Vec<String>,
 }
+
+/// Firefox's DoH canary: answered NXDOMAIN whenever blocking is on, so
+/// browsers keep using the network's resolver (and its policy).
+pub const DOH_CANARY: &str = "use-application-dns.net";
+
+/// Encrypted-DNS resolvers known by default (`[dns] encrypted_dns_resolvers`
+/// replaces the list): the big public DoH/DoT services.
+pub const DEFAULT_ENCRYPTED_DNS: &[&str] = &[
+    "dns.google",
+    "dns64.dns.google",
+    "cloudflare-dns.com",
+    "one.one.one.one",
+    "dns.quad9.net",
+    "doh.opendns.com",
+    "dns.adguard-dns.com",
+    "doh.cleanbrowsing.org",
+    "dns.nextdns.io",
+    "doh.mullvad.net",
+    "8.8.8.8",
+    "8.8.4.4",
+    "1.1.1.1",
+    "1.0.0.1",
+    "9.9.9.9",
+    "149.112.112.112",
+    "208.67.222.222",
+    "208.67.220.220",
+    "2001:4860:4860::8888",
+    "2001:4860:4860::8844",
+    "2606:4700:4700::1111",
+    "2606:4700:4700::1001",
+    "2620:fe::fe",
+    "2620:fe::9",
+];
 
 /// Why a rule set could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +139,10 @@ pub struct RuleSet {
     sha256: [u8; 32],
     /// Rules that repeated an earlier one (same name, kind and action).
     pub duplicates: usize,
+    /// Encrypted-DNS resolver names (for the DNS worker).
+    pub resolver_names: Vec<String>,
+    /// Encrypted-DNS resolver addresses (for the flow worker).
+    pub resolver_addresses: Vec<String>,
 }
 
 impl RuleSet {
@@ -132,6 +171,22 @@ impl RuleSet {
                     });
                 }
             }
+        }
+        let blocking = !lists.blocklists.is_empty() || !lists.regex_lists.is_empty();
+        let canary = (DOH_CANARY.to_owned(), Match::Suffix);
+        if blocking && !names.contains_key(&canary) {
+            hasher.update(format!("{:?} {:?} {}\n", Action::Block, Match::Suffix, DOH_CANARY));
+            names.insert(canary, rules.len());
+            rules.push(Rule {
+                id: rules.len() as u32 + 1,
+                action: Action::Block,
+                kind: RuleKind::Name(Match::Suffix),
+                text: DOH_CANARY.to_owned(),
+                source: "built-in (Firefox DoH canary)".to_owned(),
+            });
+        }
+        for resolver in &lists.encrypted_dns {
+            hasher.update(format!("EncryptedDns {resolver}\n"));
         }
         let mut patterns = Vec::new();
         let mut regex_rules = Vec::new();
@@ -163,7 +218,18 @@ impl RuleSet {
             .dfa_size_limit(REGEX_SIZE_LIMIT)
             .build()
             .map_err(|e| RuleSetError::RegexSet(e.to_string()))?;
-        Ok(Self { rules, names, regexes, regex_rules, sha256: hasher.finalize().into(), duplicates })
+        let (addresses, resolver_names): (Vec<String>, Vec<String>) =
+            lists.encrypted_dns.iter().cloned().partition(|r| r.parse::<std::net::IpAddr>().is_ok());
+        Ok(Self {
+            rules,
+            names,
+            regexes,
+            regex_rules,
+            sha256: hasher.finalize().into(),
+            duplicates,
+            resolver_names,
+            resolver_addresses: addresses,
+        })
     }
 
     /// Every rule.
@@ -256,7 +322,12 @@ mod tests {
             p
         };
         (
-            DnsLists { blocklists: vec![w("b", block)], allowlists: vec![w("a", allow)], regex_lists: vec![w("r", regex)] },
+            DnsLists {
+                blocklists: vec![w("b", block)],
+                allowlists: vec![w("a", allow)],
+                regex_lists: vec![w("r", regex)],
+                encrypted_dns: vec![],
+            },
             dir,
         )
     }
@@ -273,6 +344,7 @@ mod tests {
         assert_eq!(d("ok.tracker.example"), Some(("ok.tracker.example".into(), Decision::Allowed)));
         assert_eq!(d("bad42.example"), Some(("^bad[0-9]+\\.example$".into(), Decision::RegexBlocked)));
         assert_eq!(d("good.example"), None);
+        assert_eq!(d("use-application-dns.net"), Some((DOH_CANARY.into(), Decision::Blocked)), "canary built in");
         assert_eq!(set.rule(1).map(|r| r.action), Some(Action::Allow));
         assert!(set.rule(2).is_some_and(|r| r.source.ends_with("b:1")));
         let _ = std::fs::remove_dir_all(dir);

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_ipc::messages::{DnsPolicyStatus, DnsTestReport, RegexRule, SupervisorToWorker};
+use palisade_ipc::messages::{DnsPolicyStatus, DnsTestReport, RegexRule, SupervisorToWorker, WorkerKind, WorkerPolicy};
 
 use super::dns::{Action, BlockAction, Decision, Rule, RuleKind, RuleSet};
 use crate::policy::dns_lists::Match;
@@ -35,8 +35,8 @@ pub struct DnsState {
     pub block_action: BlockAction,
     /// Learned exact-name blocks.
     pub learned: HashMap<String, Learned>,
-    /// What the DNS worker last said it applied.
-    pub worker_ruleset: Option<[u8; 32]>,
+    /// What each policy worker last said it applied.
+    pub worker_rulesets: std::collections::BTreeMap<WorkerKind, [u8; 32]>,
     /// Block requests refused.
     pub refused: u64,
 }
@@ -78,15 +78,38 @@ pub fn describe(rule: &Rule) -> String {
 impl DnsState {
     /// A new state with no learned names.
     pub fn new(rules: RuleSet, block_action: BlockAction) -> Self {
-        Self { rules, block_action, learned: HashMap::new(), worker_ruleset: None, refused: 0 }
+        Self { rules, block_action, learned: HashMap::new(), worker_rulesets: Default::default(), refused: 0 }
     }
 
-    /// The message that gives the DNS worker its regexes.
+    /// The message that gives the DNS and flow workers their policy.
     pub fn worker_message(&self) -> SupervisorToWorker {
-        SupervisorToWorker::DnsRegexes {
+        SupervisorToWorker::Policy(WorkerPolicy {
             ruleset: self.rules.sha256(),
-            rules: self.rules.regexes().into_iter().map(|(id, pattern)| RegexRule { id, pattern }).collect(),
+            regexes: self.rules.regexes().into_iter().map(|(id, pattern)| RegexRule { id, pattern }).collect(),
+            encrypted_dns_names: self.rules.resolver_names.clone(),
+            encrypted_dns_addresses: self.rules.resolver_addresses.clone(),
+        })
+    }
+
+    /// Checks an answer's CNAME chain: the first target a name rule (or a
+    /// learned block) blocks, unless an allow rule covers the queried name.
+    /// Returns (normalized queried name, target, deciding rule).
+    pub fn check_cname(&self, name: &str, targets: &[String], now: Instant) -> Option<(String, String, &Rule)> {
+        let norm = palisade_ebpf::dns_name::normalize(name)?;
+        if matches!(self.rules.decide(&norm), Some((_, Decision::Allowed))) {
+            return None;
         }
+        targets.iter().find_map(|t| {
+            let target = palisade_ebpf::dns_name::normalize(t)?;
+            let rule = match self.rules.decide(&target) {
+                Some((rule, Decision::Blocked)) => rule,
+                _ => {
+                    let learned = self.learned.get(&target).filter(|l| l.expires > now)?;
+                    self.rules.rule(learned.rule_id)?
+                }
+            };
+            Some((norm.clone(), target, rule))
+        })
     }
 
     /// Validates a worker's block request against our own rule set.
@@ -167,7 +190,7 @@ impl DnsState {
                 BlockAction::Drop => "drop".into(),
             },
             ruleset_sha256: hex::encode(self.rules.sha256()),
-            worker_ruleset_sha256: self.worker_ruleset.map(hex::encode),
+            worker_ruleset_sha256: self.worker_rulesets.get(&WorkerKind::Dns).map(hex::encode),
             refused_requests: self.refused,
         }
     }

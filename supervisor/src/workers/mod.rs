@@ -59,8 +59,15 @@ pub enum SlotEvent {
         /// Rule the worker claims matched.
         rule_id: u32,
     },
-    /// The DNS worker applied the rule set with this hash.
+    /// The worker applied the rule set with this hash.
     RulesetApplied([u8; 32]),
+    /// The DNS worker reports an answer's CNAME chain.
+    CnameCheck {
+        /// Queried name (unvalidated).
+        name: String,
+        /// CNAME targets (unvalidated).
+        targets: Vec<String>,
+    },
 }
 
 /// What a slot needs from the daemon to (re)start its worker.
@@ -330,6 +337,7 @@ impl WorkerSlot {
             },
             WorkerToSupervisor::BlockRequest { name, rule_id } => return Some(SlotEvent::BlockRequest { name, rule_id }),
             WorkerToSupervisor::RulesetApplied { ruleset } => return Some(SlotEvent::RulesetApplied(ruleset)),
+            WorkerToSupervisor::CnameCheck { name, targets } => return Some(SlotEvent::CnameCheck { name, targets }),
         }
         None
     }

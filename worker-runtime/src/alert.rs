@@ -1,0 +1,88 @@
+//! `alert` events, shaped like Suricata's EVE alerts (`alert.action`,
+//! `gid`, `signature_id`, `rev`, `signature`, `category`, `severity`), and
+//! the signatures Palisade raises. Signature ids are Palisade's own range
+//! (gid 1, sid 9_000_000+), so they never collide with ET/Snort rules.
+
+use serde::Serialize;
+
+/// One signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signature {
+    /// Signature id.
+    pub id: u32,
+    /// Revision.
+    pub rev: u32,
+    /// Text.
+    pub text: &'static str,
+    /// Category (Suricata classification names).
+    pub category: &'static str,
+    /// 1 (high) to 3 (low).
+    pub severity: u8,
+}
+
+/// A connection to the DNS-over-TLS port (853).
+pub const DNS_OVER_TLS: Signature = Signature {
+    id: 9_000_001,
+    rev: 1,
+    text: "PALISADE encrypted DNS: DNS over TLS connection (port 853)",
+    category: "Potential Corporate Privacy Violation",
+    severity: 2,
+};
+/// A query for the name of a known DoH/DoT resolver.
+pub const ENCRYPTED_DNS_RESOLVER_QUERY: Signature = Signature {
+    id: 9_000_002,
+    rev: 1,
+    text: "PALISADE encrypted DNS: query for a known DoH/DoT resolver name",
+    category: "Potential Corporate Privacy Violation",
+    severity: 2,
+};
+/// A connection to the address of a known DoH/DoT resolver.
+pub const ENCRYPTED_DNS_RESOLVER_CONNECTION: Signature = Signature {
+    id: 9_000_003,
+    rev: 1,
+    text: "PALISADE encrypted DNS: connection to a known DoH/DoT resolver address",
+    category: "Potential Corporate Privacy Violation",
+    severity: 2,
+};
+/// An answer whose CNAME chain reaches a blocked domain.
+pub const DNS_CNAME_TO_BLOCKED: Signature = Signature {
+    id: 9_000_004,
+    rev: 1,
+    text: "PALISADE DNS policy: CNAME chain reaches a blocked domain; queried name blocked",
+    category: "Potential Corporate Privacy Violation",
+    severity: 2,
+};
+
+/// The `alert` object of an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    /// `allowed` (observed) or `blocked`.
+    pub action: &'static str,
+    /// Generator id (always 1).
+    pub gid: u32,
+    /// Signature id.
+    pub signature_id: u32,
+    /// Revision.
+    pub rev: u32,
+    /// Signature text.
+    pub signature: &'static str,
+    /// Category.
+    pub category: &'static str,
+    /// Severity.
+    pub severity: u8,
+}
+
+impl Alert {
+    /// An alert for `sig` with `action`.
+    pub fn new(sig: Signature, action: &'static str) -> Self {
+        Self {
+            action,
+            gid: 1,
+            signature_id: sig.id,
+            rev: sig.rev,
+            signature: sig.text,
+            category: sig.category,
+            severity: sig.severity,
+        }
+    }
+}
