@@ -314,7 +314,9 @@ mod tests {
     use super::*;
 
     fn lists(block: &str, allow: &str, regex: &str) -> (DnsLists, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("palisade-rules-{}-{}", std::process::id(), block.len() + allow.len() * 7 + regex.len() * 13));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("palisade-rules-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let w = |n: &str, t: &str| {
             let p = dir.join(n);

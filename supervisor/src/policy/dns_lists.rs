@@ -62,8 +62,16 @@ const HOSTS_BOILERPLATE: &[&str] = &[
     "0.0.0.0",
 ];
 
+/// A list entry must be a host name: letters, digits, `-` and `_` in
+/// labels (stricter than what the kernel can match, which is any byte).
 fn name(raw: &str) -> Result<String, String> {
-    palisade_ebpf::dns_name::normalize(raw).ok_or_else(|| format!("{raw:?} is not a valid domain name"))
+    let host_like = raw.trim_end_matches('.').split('.').all(|label| {
+        !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    host_like
+        .then(|| palisade_ebpf::dns_name::normalize(raw))
+        .flatten()
+        .ok_or_else(|| format!("{raw:?} is not a valid domain name"))
 }
 
 /// Parses one line; `Ok(vec![])` for comments and blank lines.
