@@ -627,8 +627,8 @@ static __always_inline int is_tls_handshake(struct __sk_buff *skb, const struct 
  * says enforcement is on. For a query (QR=0, opcode QUERY, QDCOUNT >= 1, to
  * port 53) or an answer (QR=1, from port 53), the first QNAME is normalized
  * into the scratch map, the FNV-1a 64 hash of the name and of each parent
- * suffix (at most PAL_DNS_SUFFIX_MAX, innermost first) is looked up in the
- * current rule set, then the exact name in pal_dns_learned:
+ * suffix (those of at most PAL_DNS_SUFFIX_MAX labels, longest first) is
+ * looked up in the current rule set, then the exact name in pal_dns_learned:
  *   - any allow match (an exact allow on the name, a suffix allow on the
  *     name or a parent) lets the message pass;
  *   - otherwise a block match (the most specific list rule, else an unexpired
@@ -677,7 +677,9 @@ enum pal_qname {
  * bodies: the verifier only converges if no counter that starts as a known
  * constant decides a branch (that makes it precise, and every iteration a new
  * state). Hence s->dns.name is written as ".label.label" (a dot before every
- * label, no "first label?" test) and the name proper starts at offset 1.
+ * label, no "first label?" test on the label count) and the name proper
+ * starts at offset 1; only the two-valued `sep` flag decides whether the
+ * hash takes a '.', which converges after one iteration.
  */
 struct pal_qname_ctx {
 	struct pal_scratch *s;

@@ -507,6 +507,29 @@ fn answers_are_rewritten() {
         );
     }
 
+    // A large answer (far beyond the DNS capture cap) is cut back to its question too.
+    let query = dns::query(303, "big.blocked.test", false);
+    let mut big = dns::answer(&query, [198, 18, 0, 99]);
+    let records: u16 = 80;
+    big[6..8].copy_from_slice(&(1 + records).to_be_bytes());
+    let end = big.len() - dns::opt_record().len();
+    let one = big[dns::question_end(&query).unwrap()..end].to_vec();
+    let mut grown = big[..end].to_vec();
+    for _ in 0..records {
+        grown.extend_from_slice(&one);
+    }
+    grown.extend_from_slice(&dns::opt_record());
+    assert!(grown.len() > 1300);
+    let spec = Udp::v4(&grown, 53, 35003);
+    let (ret, out) = loaded.run(PROG_TC_INGRESS, &spec.frame());
+    assert_eq!(ret, TC_ACT_UNSPEC);
+    let reply = dns::parse(&out).unwrap_or_else(|error| panic!("{error}"));
+    let question_end = dns::question_end(&query).unwrap();
+    let mut expected = query[..question_end].to_vec();
+    expected[2..12].copy_from_slice(&[0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(reply.payload, expected);
+    let _ = loaded.drain_dns();
+
     // Allowed and unlisted answers are untouched.
     for name in ["ok.blocked.test", "other.test"] {
         let query = dns::query(301, name, true);

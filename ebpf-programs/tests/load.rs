@@ -1,8 +1,10 @@
 //! Root-only tests against the running kernel.
 //!
 //! - `object_loads_and_pins_its_maps`: `PALISADE_BPF` passes this kernel's verifier through
-//!   aya (both classifiers), its maps have the declared shapes, are pinned by name, and a
-//!   second load (with `pal_wakeup_bytes` overridden) reuses the pins.
+//!   aya (both classifiers, well below the verifier's instruction limit), its maps (DNS policy
+//!   maps included) have the declared shapes, are pinned by name, and a second load (with
+//!   `pal_wakeup_bytes` overridden) reuses the pins, rule set included. The DNS policy itself
+//!   is tested in `tests/dns_policy.rs`.
 //! - `traffic_becomes_records`: with both programs attached to a veth in a test namespace,
 //!   real sockets (UDP DNS, DHCP, a TCP session carrying a TLS-like handshake, a refused TCP
 //!   connection) and hand-made frames (a VLAN tag in the frame and one moved to skb metadata,
@@ -31,14 +33,16 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapInfo, PerCpuArray, RingBuf},
+    maps::{HashMap, MapInfo, MapType, PerCpuArray, RingBuf},
     programs::{SchedClassifier, TcAttachType},
 };
 use palisade_ebpf::{
-    CAP_DHCP, DIR_EGRESS, DIR_INGRESS, FLAG_VLAN, FLOW_ENTRIES, FLOW_REASON_FIN, FLOW_REASON_NONE,
-    FLOW_REASON_RST, FlowKey, FlowRecord, FlowValue, Kind, MAP_FLOWS, MAP_SCRATCH, MAP_STATS,
-    PALISADE_BPF, PINNED_MAPS, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES, RecordHeader, Ring,
-    STATS_ENTRIES, StatGroup, StatSlot, stats_key,
+    BlockAction, CAP_DHCP, DIR_EGRESS, DIR_INGRESS, DNS_HITS_ENTRIES, DNS_LEARNED_ENTRIES,
+    DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_VLAN, FLOW_ENTRIES, FLOW_REASON_FIN,
+    FLOW_REASON_NONE, FLOW_REASON_RST, FlowKey, FlowRecord, FlowValue, Kind, MAP_DNS_CONFIG,
+    MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, MAP_FLOWS, MAP_SCRATCH,
+    MAP_STATS, PALISADE_BPF, PINNED_MAPS, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES,
+    RecordHeader, Ring, STATS_ENTRIES, StatGroup, StatSlot, dns_policy, stats_key,
 };
 use support::{ADDR_A, ADDR_B, BpfFs, RawSender, VethPair, frames::*, have_root};
 
@@ -104,12 +108,82 @@ fn object_loads_and_pins_its_maps() {
         "the scratch map must stay private"
     );
 
-    // A restarted loader binds to the pinned maps instead of creating new ones, and the
-    // wake-up threshold can be overridden at load time.
+    // The DNS policy maps.
+    let policy = info(MAP_DNS_POLICY);
+    assert_eq!(policy.map_type().unwrap(), MapType::ArrayOfMaps);
+    assert_eq!(
+        (policy.max_entries(), policy.key_size(), policy.value_size()),
+        (1, 4, 4)
+    );
+    let learned = info(MAP_DNS_LEARNED);
+    assert_eq!(
+        (
+            learned.max_entries(),
+            learned.key_size(),
+            learned.value_size() as usize
+        ),
+        (DNS_LEARNED_ENTRIES, 8, DnsLearned::SIZE)
+    );
+    let config = info(MAP_DNS_CONFIG);
+    assert_eq!(
+        (config.max_entries(), config.value_size() as usize),
+        (1, DnsConfig::SIZE)
+    );
+    let hits = info(MAP_DNS_HITS);
+    assert_eq!(hits.map_type().unwrap(), MapType::LruPerCpuHash);
+    assert_eq!(
+        (hits.max_entries(), hits.key_size(), hits.value_size()),
+        (DNS_HITS_ENTRIES, 4, 8)
+    );
+    let dns_stats = info(MAP_DNS_STATS);
+    assert_eq!(
+        (dns_stats.max_entries(), dns_stats.value_size()),
+        (DNS_STAT_COUNT, 8)
+    );
+    // A fresh load enforces nothing: no rule set, block action off.
+    let policy_fd = dns_policy::map_fd(first.map(MAP_DNS_POLICY).unwrap()).unwrap();
+    assert_eq!(dns_policy::current_inner_id(policy_fd).unwrap(), None);
+    let config_fd = dns_policy::map_fd(first.map(MAP_DNS_CONFIG).unwrap()).unwrap();
+    assert_eq!(
+        dns_policy::block_action(config_fd).unwrap(),
+        Some(BlockAction::Off)
+    );
+    let mut rules = dns_policy::RuleSetBuilder::new();
+    rules
+        .add("kept.test", dns_policy::RuleKind::BlockExact, 1)
+        .unwrap();
+    let rule_map = rules.build().unwrap();
+    dns_policy::swap_in(policy_fd, &rule_map).unwrap();
+    let rule_set = dns_policy::map_facts(&rule_map).unwrap().id;
+    drop(rule_map);
+
+    // Verifier work stays far from its 1M-instruction limit (pal_dns_udp() is a global
+    // function, checked once: see palisade.bpf.c).
+    let mut first = first;
+    for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
+        let verified = classifier(&mut first, name)
+            .info()
+            .unwrap()
+            .verified_instruction_count()
+            .unwrap_or(0);
+        println!("{name}: {verified} instructions verified");
+        assert!(
+            verified < 250_000,
+            "{name}: {verified} instructions verified"
+        );
+    }
+
+    // A restarted loader binds to the pinned maps instead of creating new ones (so the rule
+    // set stays in force), and the wake-up threshold can be overridden at load time.
     let ids: Vec<u32> = PINNED_MAPS.iter().map(|name| info(name).id()).collect();
     let second = load(&bpffs, Some(1));
     let again: Vec<u32> = PINNED_MAPS.iter().map(|name| info(name).id()).collect();
     assert_eq!(ids, again);
+    let policy_fd = dns_policy::map_fd(second.map(MAP_DNS_POLICY).unwrap()).unwrap();
+    assert_eq!(
+        dns_policy::current_inner_id(policy_fd).unwrap(),
+        Some(rule_set)
+    );
     drop((first, second));
 }
 

@@ -62,7 +62,7 @@
 /* In the global group: PAL_STAT_RECORDS counts packets seen. */
 
 /* Capture caps: payload bytes copied per record, by kind. Powers of two. */
-#define PAL_CAP_DNS 512
+#define PAL_CAP_DNS 2048 /* whole EDNS answers up to 2 KiB; larger ones are cut and flagged */
 #define PAL_CAP_DHCP 1024
 #define PAL_CAP_TLS 2048
 #define PAL_CAP_MAX 2048

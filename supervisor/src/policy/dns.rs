@@ -51,9 +51,10 @@ pub enum RuleKind {
     Regex,
 }
 
-/// One rule, for `palisade dns test` and `blocked-hits`.
+/// One rule, for `palisade dns test` and `blocked-hits` (a view into the
+/// compact [`RuleSet`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
+pub struct Rule<'a> {
     /// Kernel rule id (1-based; 0 is "none").
     pub id: u32,
     /// Block or allow.
@@ -61,10 +62,37 @@ pub struct Rule {
     /// How it matches.
     pub kind: RuleKind,
     /// Normalized name or regex pattern.
-    pub text: String,
-    /// File and line it came from.
-    pub source: String,
+    pub text: &'a str,
+    /// File it came from (`None`: built in).
+    pub file: Option<&'a std::path::Path>,
+    /// Line in that file.
+    pub line: u32,
 }
+
+impl Rule<'_> {
+    /// `file:line`, or what the built-in rule is.
+    pub fn source(&self) -> String {
+        match self.file {
+            Some(f) => format!("{}:{}", f.display(), self.line),
+            None => "built-in (Firefox DoH canary)".to_owned(),
+        }
+    }
+}
+
+/// A rule as stored: 16 bytes, the text in the set's arena.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    start: u32,
+    len: u16,
+    /// Index into `files`; `u16::MAX` = built in.
+    file: u16,
+    line: u32,
+    action: Action,
+    kind: RuleKind,
+}
+
+/// Pseudo file index of built-in rules.
+const BUILT_IN: u16 = u16::MAX;
 
 /// The configured lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,20 +152,27 @@ pub enum RuleSetError {
     /// Too many regexes, or the set exceeds the size limit.
     #[error("regex lists: {0}")]
     RegexSet(String),
+    /// More rules or list files than the set can index (4 Gi rules, 65534 files).
+    #[error("too many rules or list files")]
+    TooMany,
 }
 
-/// A validated rule set.
+/// A validated rule set, compact enough for a million names (about 60
+/// bytes per name rule: text, record and index; see docs/dns.md).
 #[derive(Debug)]
 pub struct RuleSet {
-    rules: Vec<Rule>,
-    /// (normalized name, kind) -> rule index, allow rules winning over
-    /// block rules for the same name.
-    names: HashMap<(String, Match), usize>,
+    files: Vec<PathBuf>,
+    /// Every rule's text, back to back.
+    arena: String,
+    rules: Vec<Stored>,
+    /// (FNV-1a hash of the normalized name, kind) -> rule index; allow
+    /// rules are read first, so they keep a name over a later block.
+    names: HashMap<(u64, Match), u32>,
     regexes: regex::RegexSet,
     /// Rule index of each regex in `regexes`.
-    regex_rules: Vec<usize>,
+    regex_rules: Vec<u32>,
     sha256: [u8; 32],
-    /// Rules that repeated an earlier one (same name, kind and action).
+    /// Rules that repeated an earlier one (same name and kind).
     pub duplicates: usize,
     /// Encrypted-DNS resolver names (for the DNS worker).
     pub resolver_names: Vec<String>,
@@ -145,51 +180,101 @@ pub struct RuleSet {
     pub resolver_addresses: Vec<String>,
 }
 
+/// Builds a [`RuleSet`].
+struct Builder {
+    set: RuleSet,
+    hasher: Sha256,
+}
+
+impl Builder {
+    fn push(&mut self, text: &str, file: u16, line: usize, action: Action, kind: RuleKind) -> Result<u32, RuleSetError> {
+        let index = u32::try_from(self.set.rules.len()).map_err(|_| RuleSetError::TooMany)?;
+        let start = u32::try_from(self.set.arena.len()).map_err(|_| RuleSetError::TooMany)?;
+        self.set.arena.push_str(text);
+        self.set.rules.push(Stored {
+            start,
+            len: u16::try_from(text.len()).unwrap_or(u16::MAX),
+            file,
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            action,
+            kind,
+        });
+        // Canonical form for the rule-set hash.
+        self.hasher.update([action as u8, kind.code()]);
+        self.hasher.update(text.as_bytes());
+        self.hasher.update(b"\n");
+        Ok(index)
+    }
+
+    fn name(&mut self, name: &str, file: u16, line: usize, action: Action, kind: Match) -> Result<(), RuleSetError> {
+        let key = (palisade_ebpf::dns_name::name_hash(name), kind);
+        if self.set.names.contains_key(&key) {
+            self.set.duplicates += 1;
+            return Ok(());
+        }
+        let index = self.push(name, file, line, action, RuleKind::Name(kind))?;
+        self.set.names.insert(key, index);
+        Ok(())
+    }
+}
+
+impl RuleKind {
+    fn code(self) -> u8 {
+        match self {
+            Self::Name(Match::Exact) => 1,
+            Self::Name(Match::Suffix) => 2,
+            Self::Regex => 3,
+        }
+    }
+}
+
 impl RuleSet {
     /// Reads and validates every list. Nothing is applied here.
     pub fn load(lists: &DnsLists) -> Result<Self, RuleSetError> {
-        let mut rules = Vec::new();
-        let mut names: HashMap<(String, Match), usize> = HashMap::new();
-        let mut duplicates = 0;
-        let mut hasher = Sha256::new();
-        for (action, files) in [(Action::Allow, &lists.allowlists), (Action::Block, &lists.blocklists)] {
-            for path in files {
-                for entry in dns_lists::read(path)? {
-                    let key = (entry.name.clone(), entry.kind);
-                    if names.contains_key(&key) {
-                        duplicates += 1;
-                        continue;
+        let files: Vec<PathBuf> =
+            lists.allowlists.iter().chain(&lists.blocklists).chain(&lists.regex_lists).cloned().collect();
+        if files.len() >= usize::from(BUILT_IN) {
+            return Err(RuleSetError::TooMany);
+        }
+        let mut b = Builder {
+            set: Self {
+                files,
+                arena: String::new(),
+                rules: Vec::new(),
+                names: HashMap::new(),
+                regexes: regex::RegexSet::empty(),
+                regex_rules: Vec::new(),
+                sha256: [0; 32],
+                duplicates: 0,
+                resolver_names: Vec::new(),
+                resolver_addresses: Vec::new(),
+            },
+            hasher: Sha256::new(),
+        };
+        let mut file = 0u16;
+        for (action, paths) in [(Action::Allow, &lists.allowlists), (Action::Block, &lists.blocklists)] {
+            for path in paths {
+                let mut failed = None;
+                dns_lists::for_each_entry(path, |name, kind, line| {
+                    if failed.is_none() {
+                        failed = b.name(name, file, line, action, kind).err();
                     }
-                    hasher.update(format!("{action:?} {:?} {}\n", entry.kind, entry.name));
-                    names.insert(key, rules.len());
-                    rules.push(Rule {
-                        id: rules.len() as u32 + 1,
-                        action,
-                        kind: RuleKind::Name(entry.kind),
-                        text: entry.name,
-                        source: format!("{}:{}", path.display(), entry.line),
-                    });
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
                 }
+                file += 1;
             }
         }
-        let blocking = !lists.blocklists.is_empty() || !lists.regex_lists.is_empty();
-        let canary = (DOH_CANARY.to_owned(), Match::Suffix);
-        if blocking && !names.contains_key(&canary) {
-            hasher.update(format!("{:?} {:?} {}\n", Action::Block, Match::Suffix, DOH_CANARY));
-            names.insert(canary, rules.len());
-            rules.push(Rule {
-                id: rules.len() as u32 + 1,
-                action: Action::Block,
-                kind: RuleKind::Name(Match::Suffix),
-                text: DOH_CANARY.to_owned(),
-                source: "built-in (Firefox DoH canary)".to_owned(),
-            });
+        if !lists.blocklists.is_empty() || !lists.regex_lists.is_empty() {
+            b.name(DOH_CANARY, BUILT_IN, 0, Action::Block, Match::Suffix)?;
         }
         for resolver in &lists.encrypted_dns {
-            hasher.update(format!("EncryptedDns {resolver}\n"));
+            b.hasher.update(b"resolver ");
+            b.hasher.update(resolver.as_bytes());
+            b.hasher.update(b"\n");
         }
         let mut patterns = Vec::new();
-        let mut regex_rules = Vec::new();
         for path in &lists.regex_lists {
             for (line, pattern) in dns_lists::read_regexes(path)? {
                 let bad = |problem: String| RuleSetError::Regex { path: path.clone(), line, pattern: pattern.clone(), problem };
@@ -198,48 +283,59 @@ impl RuleSet {
                 }
                 // Compile alone first, so an error names its line.
                 regex::RegexBuilder::new(&pattern).size_limit(REGEX_SIZE_LIMIT).build().map_err(|e| bad(e.to_string()))?;
-                hasher.update(format!("Regex {pattern}\n"));
-                regex_rules.push(rules.len());
-                rules.push(Rule {
-                    id: rules.len() as u32 + 1,
-                    action: Action::Block,
-                    kind: RuleKind::Regex,
-                    text: pattern.clone(),
-                    source: format!("{}:{line}", path.display()),
-                });
+                let index = b.push(&pattern, file, line, Action::Block, RuleKind::Regex)?;
+                b.set.regex_rules.push(index);
                 patterns.push(pattern);
             }
+            file += 1;
         }
         if patterns.len() > MAX_REGEXES {
             return Err(RuleSetError::RegexSet(format!("{} patterns, at most {MAX_REGEXES}", patterns.len())));
         }
-        let regexes = RegexSetBuilder::new(&patterns)
+        b.set.regexes = RegexSetBuilder::new(&patterns)
             .size_limit(REGEX_SIZE_LIMIT)
             .dfa_size_limit(REGEX_SIZE_LIMIT)
             .build()
             .map_err(|e| RuleSetError::RegexSet(e.to_string()))?;
-        let (addresses, resolver_names): (Vec<String>, Vec<String>) =
+        let (addresses, names): (Vec<String>, Vec<String>) =
             lists.encrypted_dns.iter().cloned().partition(|r| r.parse::<std::net::IpAddr>().is_ok());
-        Ok(Self {
-            rules,
-            names,
-            regexes,
-            regex_rules,
-            sha256: hasher.finalize().into(),
-            duplicates,
-            resolver_names,
-            resolver_addresses: addresses,
+        b.set.resolver_names = names;
+        b.set.resolver_addresses = addresses;
+        b.set.sha256 = b.hasher.finalize().into();
+        b.set.arena.shrink_to_fit();
+        b.set.rules.shrink_to_fit();
+        Ok(b.set)
+    }
+
+    fn view(&self, index: u32) -> Option<Rule<'_>> {
+        let r = self.rules.get(index as usize)?;
+        let start = r.start as usize;
+        Some(Rule {
+            id: index + 1,
+            action: r.action,
+            kind: r.kind,
+            text: self.arena.get(start..start + usize::from(r.len)).unwrap_or_default(),
+            file: self.files.get(usize::from(r.file)).map(PathBuf::as_path),
+            line: r.line,
         })
     }
 
-    /// Every rule.
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
+    /// Number of rules (names and regexes).
+    #[expect(clippy::len_without_is_empty, reason = "a capacity hint, nothing asks whether it is empty")]
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Name rules as (name hash, action, kind, rule id), for the kernel.
+    pub fn name_rules(&self) -> impl Iterator<Item = (u64, Action, Match, u32)> + '_ {
+        self.names.iter().filter_map(|(&(hash, kind), &index)| {
+            self.rules.get(index as usize).map(|r| (hash, r.action, kind, index + 1))
+        })
     }
 
     /// A rule by kernel id.
-    pub fn rule(&self, id: u32) -> Option<&Rule> {
-        id.checked_sub(1).and_then(|i| self.rules.get(i as usize))
+    pub fn rule(&self, id: u32) -> Option<Rule<'_>> {
+        id.checked_sub(1).and_then(|i| self.view(i))
     }
 
     /// SHA-256 of the canonical rule set.
@@ -249,27 +345,24 @@ impl RuleSet {
 
     /// Regex patterns with their rule ids, for the DNS worker.
     pub fn regexes(&self) -> Vec<(u32, String)> {
-        self.regex_rules
-            .iter()
-            .filter_map(|i| self.rules.get(*i))
-            .map(|r| (r.id, r.text.clone()))
-            .collect()
+        self.regex_rules.iter().filter_map(|i| self.view(*i)).map(|r| (r.id, r.text.to_owned())).collect()
     }
 
     /// True when regex rule `rule_id` matches the normalized `name`.
     pub fn regex_matches(&self, name: &str, rule_id: u32) -> bool {
-        self.regexes.matches(name).iter().any(|i| self.regex_rules.get(i).and_then(|r| self.rules.get(*r)).is_some_and(|r| r.id == rule_id))
+        self.regexes.matches(name).iter().any(|i| self.regex_rules.get(i).is_some_and(|r| r + 1 == rule_id))
     }
 
     /// Which rule decides `name` and how: the kernel's semantics for name
     /// rules, then the regexes. `None` = no rule matches.
-    pub fn decide(&self, name: &str) -> Option<(&Rule, Decision)> {
+    pub fn decide(&self, name: &str) -> Option<(Rule<'_>, Decision)> {
         let norm = palisade_ebpf::dns_name::normalize(name)?;
         let mut block = None;
         for (i, suffix) in palisade_ebpf::dns_name::suffixes(&norm).enumerate() {
+            let hash = palisade_ebpf::dns_name::name_hash(suffix);
             let kinds: &[Match] = if i == 0 { &[Match::Exact, Match::Suffix] } else { &[Match::Suffix] };
             for kind in kinds {
-                let Some(rule) = self.names.get(&(suffix.to_owned(), *kind)).and_then(|i| self.rules.get(*i)) else {
+                let Some(rule) = self.names.get(&(hash, *kind)).and_then(|i| self.view(*i)) else {
                     continue;
                 };
                 match rule.action {
@@ -282,7 +375,7 @@ impl RuleSet {
             return Some((rule, Decision::Blocked));
         }
         let first = self.regexes.matches(&norm).iter().next()?;
-        let rule = self.regex_rules.get(first).and_then(|i| self.rules.get(*i))?;
+        let rule = self.regex_rules.get(first).and_then(|i| self.view(*i))?;
         Some((rule, Decision::RegexBlocked))
     }
 }
@@ -338,7 +431,7 @@ mod tests {
     fn decisions() {
         let (l, dir) = lists("ads.example\n||tracker.example^\n0.0.0.0 exact.example\n", "ok.tracker.example\n", "^bad[0-9]+\\.example$\n");
         let set = RuleSet::load(&l).expect("valid");
-        let d = |n: &str| set.decide(n).map(|(r, d)| (r.text.clone(), d));
+        let d = |n: &str| set.decide(n).map(|(r, d)| (r.text.to_owned(), d));
         assert_eq!(d("ads.example"), Some(("ads.example".into(), Decision::Blocked)));
         assert_eq!(d("sub.ads.example"), None, "exact rules do not cover subdomains");
         assert_eq!(d("a.b.tracker.example"), Some(("tracker.example".into(), Decision::Blocked)));
@@ -348,7 +441,7 @@ mod tests {
         assert_eq!(d("good.example"), None);
         assert_eq!(d("use-application-dns.net"), Some((DOH_CANARY.into(), Decision::Blocked)), "canary built in");
         assert_eq!(set.rule(1).map(|r| r.action), Some(Action::Allow));
-        assert!(set.rule(2).is_some_and(|r| r.source.ends_with("b:1")));
+        assert!(set.rule(2).is_some_and(|r| r.source().ends_with("b:1")));
         let _ = std::fs::remove_dir_all(dir);
     }
 

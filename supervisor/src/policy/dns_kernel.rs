@@ -13,7 +13,7 @@ use palisade_ebpf::{
 };
 
 use super::{
-    dns::{Action, BlockAction, RuleKind, RuleSet},
+    dns::{Action, BlockAction, RuleSet},
     dns_lists::Match,
 };
 use crate::ebpf::loader::Loaded;
@@ -40,17 +40,15 @@ fn err(map: &'static str) -> impl FnOnce(std::io::Error) -> KernelPolicyError {
 /// Builds the rule set's kernel map, swaps it in, and sets the action.
 /// Returns the number of map entries (names) in the kernel.
 pub fn apply(loaded: &Loaded, rules: &RuleSet, action: BlockAction) -> Result<u32, KernelPolicyError> {
-    let mut builder = RuleSetBuilder::with_capacity(rules.rules().len());
-    for rule in rules.rules() {
-        let kind = match (rule.action, rule.kind) {
-            (Action::Block, RuleKind::Name(Match::Exact)) => KernelKind::BlockExact,
-            (Action::Block, RuleKind::Name(Match::Suffix)) => KernelKind::BlockSuffix,
-            (Action::Allow, RuleKind::Name(Match::Exact)) => KernelKind::AllowExact,
-            (Action::Allow, RuleKind::Name(Match::Suffix)) => KernelKind::AllowSuffix,
-            (_, RuleKind::Regex) => continue,
+    let mut builder = RuleSetBuilder::with_capacity(rules.len());
+    for (hash, action, kind, id) in rules.name_rules() {
+        let kind = match (action, kind) {
+            (Action::Block, Match::Exact) => KernelKind::BlockExact,
+            (Action::Block, Match::Suffix) => KernelKind::BlockSuffix,
+            (Action::Allow, Match::Exact) => KernelKind::AllowExact,
+            (Action::Allow, Match::Suffix) => KernelKind::AllowSuffix,
         };
-        // Names were normalized when the lists were read.
-        builder.add_hash(name_hash(&rule.text), kind, rule.id);
+        builder.add_hash(hash, kind, id);
     }
     let map = builder.build().map_err(err("new DNS rule map"))?;
     dns_policy::swap_in(fd(loaded, MAP_DNS_POLICY)?, &map).map_err(err(MAP_DNS_POLICY))?;

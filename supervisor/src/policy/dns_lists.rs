@@ -26,6 +26,7 @@ pub enum Match {
 }
 
 /// One parsed entry.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Normalized name.
@@ -62,58 +63,93 @@ const HOSTS_BOILERPLATE: &[&str] = &[
     "0.0.0.0",
 ];
 
-/// A list entry must be a host name: letters, digits, `-` and `_` in
-/// labels (stricter than what the kernel can match, which is any byte).
-fn name(raw: &str) -> Result<String, String> {
-    let host_like = raw.trim_end_matches('.').split('.').all(|label| {
-        !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    host_like
-        .then(|| palisade_ebpf::dns_name::normalize(raw))
-        .flatten()
-        .ok_or_else(|| format!("{raw:?} is not a valid domain name"))
+/// Normalizes a list entry into `out`: a host name (letters, digits, `-`
+/// and `_` in labels; stricter than what the kernel can match, which is any
+/// byte), lowercased, without a trailing dot, labels <= 63 and the name <=
+/// 253 bytes. For such names this is exactly `palisade_ebpf::dns_name::
+/// normalize` (a test checks it), without an allocation per line.
+fn name_into(raw: &str, out: &mut String) -> Result<(), String> {
+    let trimmed = raw.strip_suffix('.').unwrap_or(raw);
+    let ok = !trimmed.is_empty()
+        && trimmed.len() <= palisade_ebpf::DNS_NAME_MAX
+        && trimmed.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= palisade_ebpf::DNS_LABEL_MAX
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !ok {
+        return Err(format!("{raw:?} is not a valid domain name"));
+    }
+    out.clear();
+    out.extend(trimmed.chars().map(|c| c.to_ascii_lowercase()));
+    Ok(())
 }
 
-/// Parses one line; `Ok(vec![])` for comments and blank lines.
-pub fn parse_line(line: &str) -> Result<Vec<(String, Match)>, String> {
+/// Parses one line, calling `f` for each rule on it (none for comments and
+/// blank lines). `buf` is scratch space for the normalized name.
+pub fn parse_line_with(line: &str, buf: &mut String, mut f: impl FnMut(&str, Match)) -> Result<(), String> {
     let content = line.split('#').next().unwrap_or("").trim();
     if content.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     if let Some(rest) = content.strip_prefix("||") {
         let domain = rest.strip_suffix('^').ok_or_else(|| format!("AdBlock rule {content:?} must end with ^"))?;
         if domain.contains(['/', '$', '*', '|']) {
             return Err(format!("AdBlock rule {content:?}: only ||domain^ is supported"));
         }
-        return Ok(vec![(name(domain)?, Match::Suffix)]);
+        name_into(domain, buf)?;
+        f(buf, Match::Suffix);
+        return Ok(());
     }
-    let fields: Vec<&str> = content.split_whitespace().collect();
-    match fields.as_slice() {
-        [single] => {
-            let (raw, kind) = match single.strip_prefix("*.").or_else(|| single.strip_prefix('.')) {
-                Some(d) => (d, Match::Suffix),
-                None => (*single, Match::Exact),
-            };
-            Ok(vec![(name(raw)?, kind)])
+    let mut fields = content.split_whitespace();
+    let first = fields.next().unwrap_or_default();
+    let Some(second) = fields.next() else {
+        let (raw, kind) = match first.strip_prefix("*.").or_else(|| first.strip_prefix('.')) {
+            Some(d) => (d, Match::Suffix),
+            None => (first, Match::Exact),
+        };
+        name_into(raw, buf)?;
+        f(buf, kind);
+        return Ok(());
+    };
+    if first.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!("{content:?} is neither a domain, a hosts line nor an ||domain^ rule"));
+    }
+    for host in std::iter::once(second).chain(fields) {
+        if HOSTS_BOILERPLATE.iter().any(|b| b.eq_ignore_ascii_case(host)) {
+            continue;
         }
-        [addr, names @ ..] if addr.parse::<std::net::IpAddr>().is_ok() => names
-            .iter()
-            .filter(|n| !HOSTS_BOILERPLATE.contains(&n.to_ascii_lowercase().as_str()))
-            .map(|n| name(n).map(|n| (n, Match::Exact)))
-            .collect(),
-        _ => Err(format!("{content:?} is neither a domain, a hosts line nor an ||domain^ rule")),
+        name_into(host, buf)?;
+        f(buf, Match::Exact);
     }
+    Ok(())
 }
 
-/// Reads a whole list file.
-pub fn read(path: &Path) -> Result<Vec<Entry>, ListError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ListError::Read { path: path.to_owned(), source })?;
+/// Parses one line into owned rules.
+#[cfg(test)]
+pub fn parse_line(line: &str) -> Result<Vec<(String, Match)>, String> {
     let mut out = Vec::new();
+    let mut buf = String::new();
+    parse_line_with(line, &mut buf, |name, kind| out.push((name.to_owned(), kind)))?;
+    Ok(out)
+}
+
+/// Reads a whole list file, calling `f(name, kind, line)` for every rule.
+pub fn for_each_entry(path: &Path, mut f: impl FnMut(&str, Match, usize)) -> Result<(), ListError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ListError::Read { path: path.to_owned(), source })?;
+    let mut buf = String::with_capacity(256);
     for (i, line) in text.lines().enumerate() {
-        let parsed =
-            parse_line(line).map_err(|problem| ListError::Line { path: path.to_owned(), line: i + 1, problem })?;
-        out.extend(parsed.into_iter().map(|(name, kind)| Entry { name, kind, line: i + 1 }));
+        parse_line_with(line, &mut buf, |name, kind| f(name, kind, i + 1))
+            .map_err(|problem| ListError::Line { path: path.to_owned(), line: i + 1, problem })?;
     }
+    Ok(())
+}
+
+/// Reads a whole list file into entries.
+#[cfg(test)]
+pub fn read(path: &Path) -> Result<Vec<Entry>, ListError> {
+    let mut out = Vec::new();
+    for_each_entry(path, |name, kind, line| out.push(Entry { name: name.to_owned(), kind, line }))?;
     Ok(out)
 }
 
@@ -150,6 +186,15 @@ mod tests {
         assert_eq!(parse_line(":: ip6-localhost"), Ok(vec![]));
         assert_eq!(parse_line("   # comment only"), Ok(vec![]));
         assert_eq!(parse_line(""), Ok(vec![]));
+    }
+
+    #[test]
+    fn normalization_matches_the_kernel_crate() {
+        for raw in ["Ads.Example.COM.", "a-b_c.example", "x.y.z", &format!("{}.example", "a".repeat(63))] {
+            let mut buf = String::new();
+            name_into(raw, &mut buf).expect("valid");
+            assert_eq!(Some(buf), palisade_ebpf::dns_name::normalize(raw), "{raw}");
+        }
     }
 
     #[test]

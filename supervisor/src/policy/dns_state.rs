@@ -62,7 +62,7 @@ pub enum Refusal {
 }
 
 /// Human form of a rule: `block suffix tracker.example (/etc/l.txt:3)`.
-pub fn describe(rule: &Rule) -> String {
+pub fn describe(rule: Rule<'_>) -> String {
     let action = match rule.action {
         Action::Block => "block",
         Action::Allow => "allow",
@@ -72,7 +72,7 @@ pub fn describe(rule: &Rule) -> String {
         RuleKind::Name(Match::Suffix) => "suffix",
         RuleKind::Regex => "regex",
     };
-    format!("{action} {kind} {} ({})", rule.text, rule.source)
+    format!("{action} {kind} {} ({})", rule.text, rule.source())
 }
 
 impl DnsState {
@@ -94,7 +94,7 @@ impl DnsState {
     /// Checks an answer's CNAME chain: the first target a name rule (or a
     /// learned block) blocks, unless an allow rule covers the queried name.
     /// Returns (normalized queried name, target, deciding rule).
-    pub fn check_cname(&self, name: &str, targets: &[String], now: Instant) -> Option<(String, String, &Rule)> {
+    pub fn check_cname(&self, name: &str, targets: &[String], now: Instant) -> Option<(String, String, Rule<'_>)> {
         let norm = palisade_ebpf::dns_name::normalize(name)?;
         if matches!(self.rules.decide(&norm), Some((_, Decision::Allowed))) {
             return None;
