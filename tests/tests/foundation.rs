@@ -401,3 +401,43 @@ fn restarted_daemon_adopts_pinned_links_and_detach_on_exit_removes_them() {
     assert!(lab.tcx_programs(true).is_empty(), "--detach-on-exit left programs attached");
     assert!(!lab.pin_root.join("v1").exists());
 }
+
+#[test]
+fn restarted_daemon_replaces_other_code_in_a_pinned_link_in_place() {
+    // Simulates an upgrade with the same ABI: the pinned ingress link runs
+    // another program when the daemon starts; it must swap its own program
+    // into that same link (no detach, no second attachment).
+    let lab = Lab::new("upgrade");
+    let cfg = base_config(&lab, "");
+    let first = Daemon::start(&lab, &cfg, &[]);
+    first.wait_healthy();
+    let link_id = first.status_json().expect("status")["interfaces"][0]["attachments"][0]["link_id"].clone();
+    assert!(first.stop().success());
+
+    // An "old" program: a classifier that passes everything.
+    let src = lab.dir.join("old.bpf.c");
+    let obj = lab.dir.join("old.bpf.o");
+    std::fs::write(&src, "__attribute__((section(\"classifier\"), used)) int old_prog(void *skb) { return -1; }\nchar _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n").expect("write");
+    let cc = Command::new("clang-19").args(["-O2", "-target", "bpf", "-c"]).arg(&src).arg("-o").arg(&obj).output().expect("clang-19");
+    assert!(cc.status.success(), "{cc:?}");
+    let pin = lab.pin_root.join("v1").join("links").join(format!("{SENSOR_IF}_ingress"));
+    let mut old = aya::Ebpf::load_file(&obj).expect("load old object");
+    let prog: &mut aya::programs::SchedClassifier = old.program_mut("old_prog").expect("old_prog").try_into().expect("classifier");
+    prog.load().expect("load old_prog");
+    let pinned = aya::programs::links::PinnedLink::from_pin(&pin).expect("pinned link");
+    let link = aya::programs::tc::SchedClassifierLink::try_from(aya::programs::links::FdLink::from(pinned)).expect("tc link");
+    prog.attach_to_link(link).expect("swap the old program into the pinned link");
+    assert_eq!(lab.tcx_programs(true).iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(), ["old_prog"]);
+    drop(old);
+    assert_eq!(lab.tcx_programs(true).len(), 1, "the pin keeps the link (and old_prog) attached");
+
+    let second = Daemon::start(&lab, &cfg, &["--detach-on-exit"]);
+    second.wait_healthy();
+    let a = second.status_json().expect("status")["interfaces"][0]["attachments"][0].clone();
+    assert_eq!(a["link_id"], link_id, "the same kernel link");
+    let ingress = lab.tcx_programs(true);
+    assert_eq!(ingress.len(), 1, "attached once: {ingress:?}");
+    assert_eq!(ingress[0].1, "pal_tc_ingress", "{ingress:?}");
+    assert!(second.log_text().contains("replaced the program in place"));
+    assert!(second.stop().success());
+}

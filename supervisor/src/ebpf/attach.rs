@@ -105,15 +105,6 @@ impl Links {
 
     fn attach_hook(&mut self, loaded: &mut Loaded, pins: &PinTree, ifname: &str, hook: &Hook) -> Result<Attachment, AttachError> {
         let path = pins.link(ifname, hook.direction);
-        if has_tcx() && path.exists() {
-            if let Some((link, attachment)) = adopt(&path, ifname, hook) {
-                tracing::info!(interface = ifname, direction = hook.direction, link = attachment.link_id, "adopted pinned link");
-                self.pinned.push((ifname.to_owned(), hook.direction, path, link));
-                return Ok(attachment);
-            }
-            tracing::warn!(pin = %path.display(), "pinned link is stale (interface recreated?); replacing it");
-            let _ = std::fs::remove_file(&path);
-        }
         let prog: &mut SchedClassifier = loaded
             .ebpf
             .program_mut(hook.program)
@@ -125,6 +116,43 @@ impl Links {
             direction: hook.direction,
             source: Box::new(source),
         };
+        if has_tcx() && path.exists() {
+            if let Some((link, mut attachment)) = adopt(&path, ifname, hook) {
+                // Same ABI, but maybe other code (an upgrade): compare the
+                // program tags and, if they differ, swap the new program
+                // into the pinned link in place (bpf_link_update): never
+                // detached, never attached twice.
+                let ours = prog.info().map(|i| i.tag()).ok();
+                let theirs = aya::programs::loaded_programs()
+                    .filter_map(Result::ok)
+                    .find(|p| p.id() == attachment.program_id)
+                    .map(|p| p.tag());
+                if ours.is_some() && ours == theirs {
+                    tracing::info!(interface = ifname, direction = hook.direction, link = attachment.link_id, "adopted pinned link");
+                    self.pinned.push((ifname.to_owned(), hook.direction, path, link));
+                    return Ok(attachment);
+                }
+                let tc_link = aya::programs::tc::SchedClassifierLink::try_from(link)
+                    .map_err(|source| AttachError::Link { ifname: ifname.to_owned(), source })?;
+                let id = prog.attach_to_link(tc_link).map_err(attach_err)?;
+                let link = prog.take_link(id).map_err(attach_err)?;
+                let fd_link: FdLink = link.try_into().map_err(|source| AttachError::Link { ifname: ifname.to_owned(), source })?;
+                let old = attachment.program_id;
+                attachment.program_id = prog.info().map(|i| i.id()).unwrap_or(0);
+                tracing::info!(
+                    interface = ifname,
+                    direction = hook.direction,
+                    link = attachment.link_id,
+                    old_program = old,
+                    new_program = attachment.program_id,
+                    "pinned link runs other code: replaced the program in place"
+                );
+                self.pinned.push((ifname.to_owned(), hook.direction, path, fd_link));
+                return Ok(attachment);
+            }
+            tracing::warn!(pin = %path.display(), "pinned link is stale (interface recreated?); replacing it");
+            let _ = std::fs::remove_file(&path);
+        }
         if !has_tcx() {
             // clsact: the filter lives as long as the qdisc; not pinnable.
             if let Err(e) = tc::qdisc_add_clsact(ifname) {
