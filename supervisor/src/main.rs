@@ -7,6 +7,7 @@ mod control;
 mod daemon;
 mod ebpf;
 mod interfaces;
+mod metrics;
 mod paths;
 mod policy;
 mod users;

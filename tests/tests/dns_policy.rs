@@ -74,6 +74,18 @@ fn kernel_blocks_listed_names_before_the_resolver_sees_them() {
     // 6 names from the lists, plus the built-in DoH canary.
     assert_eq!(status["dns"]["kernel_rules"], 7);
     assert_eq!(status_of(&lab.dig(&["use-application-dns.net", "A"])), "NXDOMAIN", "Firefox DoH canary");
+
+    // Block counters in the metrics.
+    let metrics = daemon.ctl(&["metrics"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let blocked: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("palisade_kernel_counter_total{group=\"dns_policy\",counter=\"blocked_nxdomain\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no blocked_nxdomain metric:\n{metrics}"));
+    assert!(blocked >= 8, "{blocked} queries blocked");
+    assert!(metrics.contains("palisade_dns_kernel_rules 7"), "{metrics}");
+    assert!(metrics.contains("palisade_worker_up{worker=\"dns\",state=\"running\"} 1"), "{metrics}");
     assert_eq!(status["dns"]["worker_ruleset_sha256"], status["dns"]["ruleset_sha256"], "the worker applies our rule set");
 }
 

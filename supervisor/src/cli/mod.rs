@@ -3,6 +3,7 @@
 mod check_config;
 mod cleanup;
 mod dns;
+mod metrics;
 mod reload;
 mod restart;
 pub mod run;
@@ -46,6 +47,7 @@ enum Command {
     Status(status::Args),
     Restart(restart::Args),
     Reload(reload::Args),
+    Metrics(metrics::Args),
     Dns(dns::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
@@ -59,6 +61,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(a) => status::main(a),
         Command::Restart(a) => restart::main(a),
         Command::Reload(a) => reload::main(a),
+        Command::Metrics(a) => metrics::main(a),
         Command::Dns(a) => dns::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
