@@ -155,6 +155,7 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
         "DNS policy loaded"
     );
     let dns = DnsState::new(rules, cfg.dns.block_action);
+    release_memory();
     let names = if cfg.interfaces.is_empty() { interfaces::default_interfaces()? } else { cfg.interfaces.clone() };
     let ifaces = interfaces::resolve(&names)?;
     let mut links = Links::default();
@@ -357,6 +358,7 @@ impl Daemon {
         dns_kernel::clear_learned(&self.loaded).map_err(|e| crate::error_chain(&e))?;
         self.dns = DnsState::new(rules, config.dns.block_action);
         self.dns_kernel_rules = kernel_rules;
+        release_memory();
         let policy = self.dns.worker_message();
         for kind in POLICY_WORKERS {
             if let Some(slot) = self.slots.get(&kind) {
@@ -457,6 +459,14 @@ impl Daemon {
             dns: self.dns.status(self.dns_kernel_rules),
         }
     }
+}
+
+/// Returns the heap freed by a large list load to the kernel (glibc keeps
+/// freed memory otherwise, and the supervisor's resident size would stay at
+/// its peak).
+fn release_memory() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// Versions of this binary.
