@@ -16,8 +16,8 @@ pub struct Args {
     /// (the same as the packaged /etc/palisade/palisade.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Interface to attach to (repeatable). Default: every interface that is
-    /// up and not a loopback.
+    /// Interface to attach to (repeatable; Ethernet-type only). Default:
+    /// every Ethernet interface that is up and not a loopback.
     #[arg(long = "interface", short = 'i', value_name = "IF")]
     interfaces: Vec<String>,
     /// Write all events to stdout as JSON lines instead of <log_dir>/<protocol>.json.
