@@ -106,13 +106,13 @@ impl Dns {
             body.policy = Some(Policy { action: "blocked", rule_id: None });
         } else if hdr.flags & palisade_ebpf::FLAG_DNS_REWRITTEN != 0 {
             body.policy = Some(Policy { action: "rewritten", rule_id: None });
-        } else if !m.header.qr {
-            if let Some((rule_id, fresh)) = qname.as_deref().and_then(|n| self.regexes.check(n)) {
-                if let (true, Some(name)) = (fresh, qname.clone()) {
-                    out.send(WorkerToSupervisor::BlockRequest { name, rule_id });
-                }
-                body.policy = Some(Policy { action: "block_requested", rule_id: Some(rule_id) });
+        } else if !m.header.qr
+            && let Some((rule_id, fresh)) = qname.as_deref().and_then(|n| self.regexes.check(n))
+        {
+            if let (true, Some(name)) = (fresh, qname.clone()) {
+                out.send(WorkerToSupervisor::BlockRequest { name, rule_id });
             }
+            body.policy = Some(Policy { action: "block_requested", rule_id: Some(rule_id) });
         }
         if m.header.qr {
             let key: QueryKey = (common.dest_ip, hdr.dst_port, common.src_ip, hdr.src_port, hdr.l4_proto, m.header.id);

@@ -56,8 +56,7 @@ impl Reassembler {
             return fed;
         }
         stream.buf.extend_from_slice(payload);
-        loop {
-            let Some((len, rest)) = stream.buf.split_first_chunk::<2>() else { break };
+        while let Some((len, rest)) = stream.buf.split_first_chunk::<2>() {
             let len = usize::from(u16::from_be_bytes(*len));
             if len < 12 {
                 // Not a DNS message: the stream is out of sync.

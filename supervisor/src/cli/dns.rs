@@ -6,7 +6,6 @@ use clap::Subcommand;
 use palisade_ipc::messages::{ControlRequest, ControlResponse};
 
 use super::ControlArgs;
-use crate::control::client;
 
 /// DNS policy: which rule decides a name, and per-rule hit counters.
 #[derive(Debug, clap::Args)]
@@ -45,7 +44,7 @@ enum DnsCommand {
 pub fn main(args: Args) -> ExitCode {
     match args.command {
         DnsCommand::Test { name, control, json } => {
-            match client::request(&control.control_socket, &ControlRequest::DnsTest(name.clone())) {
+            match super::ask(&control, &ControlRequest::DnsTest(name.clone())) {
                 Ok(ControlResponse::DnsTest(r)) => {
                     if json {
                         return super::print_json(&r);
@@ -57,15 +56,12 @@ pub fn main(args: Args) -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                Ok(other) => {
-                    eprintln!("palisade: unexpected answer {other:?}");
-                    ExitCode::FAILURE
-                }
-                Err(e) => super::client_failure(&e),
+                Ok(other) => super::unexpected(&other),
+                Err(code) => code,
             }
         }
         DnsCommand::BlockedHits { control, json, limit } => {
-            match client::request(&control.control_socket, &ControlRequest::DnsBlockedHits) {
+            match super::ask(&control, &ControlRequest::DnsBlockedHits) {
                 Ok(ControlResponse::DnsBlockedHits(mut hits)) => {
                     hits.truncate(limit);
                     if json {
@@ -77,11 +73,8 @@ pub fn main(args: Args) -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                Ok(other) => {
-                    eprintln!("palisade: unexpected answer {other:?}");
-                    ExitCode::FAILURE
-                }
-                Err(e) => super::client_failure(&e),
+                Ok(other) => super::unexpected(&other),
+                Err(code) => code,
             }
         }
     }

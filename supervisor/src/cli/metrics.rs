@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use palisade_ipc::messages::{ControlRequest, ControlResponse};
 
 use super::ControlArgs;
-use crate::control::client;
 
 /// Print the daemon's counters in Prometheus text format (workers, drops by
 /// reason, kernel counters, DNS policy). For node exporter's textfile
@@ -18,15 +17,12 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    match client::request(&args.control.control_socket, &ControlRequest::Status) {
+    match super::ask(&args.control, &ControlRequest::Status) {
         Ok(ControlResponse::Status(report)) => {
             print!("{}", crate::metrics::render(&report));
             ExitCode::SUCCESS
         }
-        Ok(other) => {
-            eprintln!("palisade: unexpected answer {other:?}");
-            ExitCode::FAILURE
-        }
-        Err(e) => super::client_failure(&e),
+        Ok(other) => super::unexpected(&other),
+        Err(code) => code,
     }
 }

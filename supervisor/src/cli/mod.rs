@@ -68,6 +68,18 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     }
 }
 
+/// Sends one request to the daemon; on failure prints why and returns the
+/// exit status to use.
+fn ask(control: &ControlArgs, req: &palisade_ipc::messages::ControlRequest) -> Result<palisade_ipc::messages::ControlResponse, ExitCode> {
+    crate::control::client::request(&control.control_socket, req).map_err(|e| client_failure(&e))
+}
+
+/// An answer of the wrong kind (a daemon bug): says so.
+fn unexpected(answer: &palisade_ipc::messages::ControlResponse) -> ExitCode {
+    eprintln!("palisade: unexpected answer from the daemon: {answer:?}");
+    ExitCode::FAILURE
+}
+
 /// Prints a control-socket error and maps it to the exit status.
 fn client_failure(err: &ClientError) -> ExitCode {
     eprintln!("palisade: {}", crate::error_chain(err));

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use palisade_ipc::messages::{ControlRequest, ControlResponse};
 
 use super::ControlArgs;
-use crate::control::client;
 
 /// Re-read the configuration file and every list, validate all of it, and
 /// apply it (root only; same as SIGHUP).
@@ -23,7 +22,7 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    match client::request(&args.control.control_socket, &ControlRequest::Reload) {
+    match super::ask(&args.control, &ControlRequest::Reload) {
         Ok(ControlResponse::Reloaded(r)) => {
             if args.json {
                 return super::print_json(&r);
@@ -34,10 +33,7 @@ pub fn main(args: Args) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(other) => {
-            eprintln!("palisade: unexpected answer {other:?}");
-            ExitCode::FAILURE
-        }
-        Err(e) => super::client_failure(&e),
+        Ok(other) => super::unexpected(&other),
+        Err(code) => code,
     }
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use palisade_ipc::messages::{ControlRequest, ControlResponse, RestartTarget, WorkerKind};
 
 use super::ControlArgs;
-use crate::control::client;
 
 /// Restart one worker (dhcp, dns, tls, flow) or all of them (root only).
 ///
@@ -31,16 +30,13 @@ pub fn main(args: Args) -> ExitCode {
             }
         },
     };
-    match client::request(&args.control.control_socket, &ControlRequest::Restart(target)) {
+    match super::ask(&args.control, &ControlRequest::Restart(target)) {
         Ok(ControlResponse::Restarted(kinds)) => {
             let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
             println!("restarting: {}", names.join(", "));
             ExitCode::SUCCESS
         }
-        Ok(other) => {
-            eprintln!("palisade: unexpected answer {other:?}");
-            ExitCode::FAILURE
-        }
-        Err(e) => super::client_failure(&e),
+        Ok(other) => super::unexpected(&other),
+        Err(code) => code,
     }
 }

@@ -5,7 +5,6 @@ use std::{fmt::Write as _, process::ExitCode};
 use palisade_ipc::messages::{ControlRequest, ControlResponse, StatusReport, WorkerState};
 
 use super::ControlArgs;
-use crate::control::client;
 
 /// Show the daemon's workers, interfaces and kernel counters.
 ///
@@ -154,7 +153,7 @@ pub fn render(r: &StatusReport) -> String {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    match client::request(&args.control.control_socket, &ControlRequest::Status) {
+    match super::ask(&args.control, &ControlRequest::Status) {
         Ok(ControlResponse::Status(report)) => {
             let all_running = report.workers.iter().all(|w| w.state == WorkerState::Running);
             let code = if args.json {
@@ -165,10 +164,7 @@ pub fn main(args: Args) -> ExitCode {
             };
             if code == ExitCode::SUCCESS && !all_running { ExitCode::FAILURE } else { code }
         }
-        Ok(other) => {
-            eprintln!("palisade: unexpected answer {other:?}");
-            ExitCode::FAILURE
-        }
-        Err(e) => super::client_failure(&e),
+        Ok(other) => super::unexpected(&other),
+        Err(code) => code,
     }
 }

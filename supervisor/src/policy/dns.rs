@@ -321,7 +321,6 @@ impl RuleSet {
     }
 
     /// Number of rules (names and regexes).
-    #[expect(clippy::len_without_is_empty, reason = "a capacity hint, nothing asks whether it is empty")]
     pub fn len(&self) -> usize {
         self.rules.len()
     }
@@ -402,7 +401,6 @@ pub fn parse_block_action(s: &str) -> Option<BlockAction> {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
 mod tests {
     use super::*;
 
