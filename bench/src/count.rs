@@ -31,8 +31,19 @@ const DNS_TYPE: &[u8] = b"\"dns\":{\"type\":\"";
 
 fn memmem(hay: &[u8], needle: &[u8]) -> Option<usize> {
     // SAFETY: both slices are live for the call; glibc reads within their lengths.
-    let p = unsafe { libc::memmem(hay.as_ptr().cast(), hay.len(), needle.as_ptr().cast(), needle.len()) };
-    if p.is_null() { None } else { Some(p as usize - hay.as_ptr() as usize) }
+    let p = unsafe {
+        libc::memmem(
+            hay.as_ptr().cast(),
+            hay.len(),
+            needle.as_ptr().cast(),
+            needle.len(),
+        )
+    };
+    if p.is_null() {
+        None
+    } else {
+        Some(p as usize - hay.as_ptr() as usize)
+    }
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &[u8]) {
@@ -62,7 +73,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn memchr(hay: &[u8], byte: u8) -> Option<usize> {
     // SAFETY: reads at most hay.len() bytes of a live slice.
     let p = unsafe { libc::memchr(hay.as_ptr().cast(), i32::from(byte), hay.len()) };
-    if p.is_null() { None } else { Some(p as usize - hay.as_ptr() as usize) }
+    if p.is_null() {
+        None
+    } else {
+        Some(p as usize - hay.as_ptr() as usize)
+    }
 }
 
 impl Counts {
@@ -74,7 +89,8 @@ impl Counts {
             Some(t) => {
                 bump(&mut self.by_type, t);
                 if t == b"dns" {
-                    let sub = memmem(line, DNS_TYPE).and_then(|i| string_at(line.get(i + DNS_TYPE.len()..)?));
+                    let sub = memmem(line, DNS_TYPE)
+                        .and_then(|i| string_at(line.get(i + DNS_TYPE.len()..)?));
                     bump(&mut self.dns_by_type, sub.unwrap_or(b"?"));
                 }
             }
@@ -123,7 +139,8 @@ pub fn main(args: &Args) -> Result<()> {
         counts.other += 1;
     }
     let text = serde_json::to_string(&counts).map_err(|e| e.to_string())?;
-    let mut f = std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let mut f =
+        std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     writeln!(f, "{text}").map_err(|e| format!("{}: {e}", args.out.display()))?;
     Ok(())
 }

@@ -98,8 +98,11 @@ const DNS_NAME_VAR_OFF: usize = 12 + 1 + 1;
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let parts: Vec<u8> =
-        s.split(':').map(|p| u8::from_str_radix(p, 16)).collect::<std::result::Result<_, _>>().map_err(|e| format!("MAC {s:?}: {e}"))?;
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("MAC {s:?}: {e}"))?;
     <[u8; 6]>::try_from(parts.as_slice()).map_err(|_| format!("MAC {s:?}: need 6 bytes"))
 }
 
@@ -208,7 +211,10 @@ impl Template {
         if f.len() < 60 {
             f.resize(60, 0);
         }
-        let mut t = Self { bytes: f, kind: args.kind };
+        let mut t = Self {
+            bytes: f,
+            kind: args.kind,
+        };
         t.set_udp_csum();
         Ok(t)
     }
@@ -307,10 +313,17 @@ pub fn main(args: &Args) -> Result<()> {
             dst.copy_from_slice(&template.bytes);
         }
     }
-    let mut iovs: Vec<libc::iovec> =
-        frames.iter_mut().map(|f| libc::iovec { iov_base: f.as_mut_ptr().cast(), iov_len: len }).collect();
+    let mut iovs: Vec<libc::iovec> = frames
+        .iter_mut()
+        .map(|f| libc::iovec {
+            iov_base: f.as_mut_ptr().cast(),
+            iov_len: len,
+        })
+        .collect();
     // SAFETY: mmsghdr is plain data; all-zero is valid.
-    let mut msgs: Vec<libc::mmsghdr> = (0..args.batch).map(|_| unsafe { std::mem::zeroed() }).collect();
+    let mut msgs: Vec<libc::mmsghdr> = (0..args.batch)
+        .map(|_| unsafe { std::mem::zeroed() })
+        .collect();
     for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
         m.msg_hdr.msg_name = (&raw mut addr).cast();
         m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -319,7 +332,11 @@ pub fn main(args: &Args) -> Result<()> {
     }
 
     let sports = args.sports.max(1);
-    let limit = if args.count == 0 { u64::MAX } else { args.count };
+    let limit = if args.count == 0 {
+        u64::MAX
+    } else {
+        args.count
+    };
     let duration = Duration::from_secs_f64(args.seconds.max(0.0));
     let (mut sent, mut errors, mut seq) = (0u64, 0u64, 0u64);
     let start = Instant::now();
@@ -364,12 +381,19 @@ pub fn main(args: &Args) -> Result<()> {
         sent,
         errors,
         elapsed_s: elapsed,
-        pps: if elapsed > 0.0 { sent as f64 / elapsed } else { 0.0 },
+        pps: if elapsed > 0.0 {
+            sent as f64 / elapsed
+        } else {
+            0.0
+        },
         frame_bytes: len,
         sports,
         target_pps: args.pps,
     };
-    println!("{}", serde_json::to_string(&out).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string(&out).map_err(|e| e.to_string())?
+    );
     Ok(())
 }
 
@@ -403,7 +427,11 @@ mod tests {
     fn frames_are_valid() {
         for kind in [Kind::Udp, Kind::Dns] {
             let t = Template::new(&args(kind)).expect("template");
-            assert_eq!(fold(sum16(&t.bytes[ETH_LEN..L4_OFF], 0)), 0, "IPv4 checksum");
+            assert_eq!(
+                fold(sum16(&t.bytes[ETH_LEN..L4_OFF], 0)),
+                0,
+                "IPv4 checksum"
+            );
             assert!(udp_csum_ok(&t.bytes));
             let mut f = t.bytes.clone();
             t.vary(&mut f, 123_456_789, 40007);
@@ -415,7 +443,11 @@ mod tests {
         let mut b = t.bytes.clone();
         t.vary(&mut a, 1, 40000);
         t.vary(&mut b, 2, 40000);
-        assert_ne!(a[PAY_OFF..PAY_OFF + 2], b[PAY_OFF..PAY_OFF + 2], "ids differ");
+        assert_ne!(
+            a[PAY_OFF..PAY_OFF + 2],
+            b[PAY_OFF..PAY_OFF + 2],
+            "ids differ"
+        );
         let name = PAY_OFF + 12;
         assert_ne!(a[name..name + 11], b[name..name + 11], "names differ");
         assert_eq!(&a[name + 11..name + 11 + 6], b"\x05bench");

@@ -22,7 +22,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "palisade-bench", about = "Palisade benchmark helpers (see bench/run)")]
+#[command(
+    name = "palisade-bench",
+    about = "Palisade benchmark helpers (see bench/run)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -49,15 +49,18 @@ fn wait_for_signal() -> Result<()> {
 }
 
 pub fn main(args: &Args) -> Result<()> {
-    let mut ebpf = Ebpf::load_file(&args.obj).map_err(|e| format!("loading {}: {e}", args.obj.display()))?;
+    let mut ebpf =
+        Ebpf::load_file(&args.obj).map_err(|e| format!("loading {}: {e}", args.obj.display()))?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut(PROGRAM)
         .ok_or_else(|| format!("no program {PROGRAM} in {}", args.obj.display()))?
         .try_into()
         .map_err(|e| format!("{PROGRAM}: {e}"))?;
-    prog.load().map_err(|e| format!("BPF_PROG_LOAD {PROGRAM}: {e}"))?;
+    prog.load()
+        .map_err(|e| format!("BPF_PROG_LOAD {PROGRAM}: {e}"))?;
     for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
-        prog.attach(&args.iface, hook).map_err(|e| format!("attaching to {} {hook:?}: {e}", args.iface))?;
+        prog.attach(&args.iface, hook)
+            .map_err(|e| format!("attaching to {} {hook:?}: {e}", args.iface))?;
     }
     println!("attached");
     wait_for_signal()?;
@@ -68,11 +71,16 @@ pub fn main(args: &Args) -> Result<()> {
 
 pub fn query(args: &QueryArgs) -> Result<()> {
     let mut out = serde_json::Map::new();
-    for (name, hook) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
-        let (_, progs) =
-            SchedClassifier::query_tcx(&args.iface, hook).map_err(|e| format!("BPF_PROG_QUERY {} {name}: {e}", args.iface))?;
-        let names: Vec<serde_json::Value> =
-            progs.iter().map(|p| serde_json::Value::from(p.name_as_str().unwrap_or_default())).collect();
+    for (name, hook) in [
+        ("ingress", TcAttachType::Ingress),
+        ("egress", TcAttachType::Egress),
+    ] {
+        let (_, progs) = SchedClassifier::query_tcx(&args.iface, hook)
+            .map_err(|e| format!("BPF_PROG_QUERY {} {name}: {e}", args.iface))?;
+        let names: Vec<serde_json::Value> = progs
+            .iter()
+            .map(|p| serde_json::Value::from(p.name_as_str().unwrap_or_default()))
+            .collect();
         out.insert(name.to_owned(), serde_json::Value::Array(names));
     }
     println!("{}", serde_json::Value::Object(out));

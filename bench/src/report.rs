@@ -40,7 +40,12 @@ fn spread(values: &[f64]) -> Option<Spread> {
     } else {
         (v.get(n / 2 - 1).copied().unwrap_or(0.0) + v.get(n / 2).copied().unwrap_or(0.0)) / 2.0
     };
-    Some(Spread { median, min: v.first().copied().unwrap_or(0.0), max: v.last().copied().unwrap_or(0.0), n })
+    Some(Spread {
+        median,
+        min: v.first().copied().unwrap_or(0.0),
+        max: v.last().copied().unwrap_or(0.0),
+        n,
+    })
 }
 
 fn num(v: &Value, path: &[&str]) -> Option<f64> {
@@ -89,7 +94,10 @@ impl Doc {
 
     fn table(&mut self, head: &[&str], rows: &[Vec<String>]) {
         self.line(&format!("| {} |", head.join(" | ")));
-        self.line(&format!("|{}|", head.iter().map(|_| "---").collect::<Vec<_>>().join("|")));
+        self.line(&format!(
+            "|{}|",
+            head.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+        ));
         for r in rows {
             self.line(&format!("| {} |", r.join(" | ")));
         }
@@ -100,7 +108,11 @@ impl Doc {
 const TRAFFIC: [(&str, &str, Option<f64>); 3] = [
     ("udp", "(a) UDP, fixed 5-tuple, no record", Some(0.95)),
     ("dns", "(b) DNS queries, one source port", Some(0.90)),
-    ("dns-ports", "(b') DNS queries, 28232 source ports (one flow each)", None),
+    (
+        "dns-ports",
+        "(b') DNS queries, 28232 source ports (one flow each)",
+        None,
+    ),
 ];
 const CONFIGS: [&str; 3] = ["none", "noop", "palisade"];
 const PROCS: [&str; 5] = ["supervisor", "dns", "dhcp", "tls", "flow"];
@@ -117,13 +129,19 @@ fn throughput(doc: &mut Doc, samples: &[Value]) {
             .map(|c| {
                 let m = samples
                     .iter()
-                    .filter(|s| text(s, "kind") == "pps" && text(s, "traffic") == traffic && text(s, "config") == *c)
+                    .filter(|s| {
+                        text(s, "kind") == "pps"
+                            && text(s, "traffic") == traffic
+                            && text(s, "config") == *c
+                    })
                     .filter_map(|s| Some((s.get("rep")?.as_i64()?, num(s, &["pps"])?)))
                     .collect();
                 (*c, m)
             })
             .collect();
-        let Some(none) = pps.get("none") else { continue };
+        let Some(none) = pps.get("none") else {
+            continue;
+        };
         if none.is_empty() {
             continue;
         }
@@ -133,13 +151,16 @@ fn throughput(doc: &mut Doc, samples: &[Value]) {
                 continue;
             }
             let values: Vec<f64> = m.values().copied().collect();
-            let ratios: Vec<f64> =
-                m.iter().filter_map(|(rep, v)| none.get(rep).filter(|b| **b > 0.0).map(|b| v / b)).collect();
+            let ratios: Vec<f64> = m
+                .iter()
+                .filter_map(|(rep, v)| none.get(rep).filter(|b| **b > 0.0).map(|b| v / b))
+                .collect();
             let r = spread(&ratios);
             let vs_noop: Vec<f64> = match pps.get("noop") {
-                Some(noop) if c == "palisade" => {
-                    m.iter().filter_map(|(rep, v)| noop.get(rep).filter(|b| **b > 0.0).map(|b| v / b)).collect()
-                }
+                Some(noop) if c == "palisade" => m
+                    .iter()
+                    .filter_map(|(rep, v)| noop.get(rep).filter(|b| **b > 0.0).map(|b| v / b))
+                    .collect(),
                 _ => Vec::new(),
             };
             let (target_s, met) = match (c, target) {
@@ -150,14 +171,37 @@ fn throughput(doc: &mut Doc, samples: &[Value]) {
                 label.to_owned(),
                 c.to_owned(),
                 fmt_spread(spread(&values), 1, 1000.0),
-                if c == "none" { "1".into() } else { fmt_spread(r, 3, 1.0) },
-                if vs_noop.is_empty() { String::new() } else { fmt_spread(spread(&vs_noop), 3, 1.0) },
+                if c == "none" {
+                    "1".into()
+                } else {
+                    fmt_spread(r, 3, 1.0)
+                },
+                if vs_noop.is_empty() {
+                    String::new()
+                } else {
+                    fmt_spread(spread(&vs_noop), 3, 1.0)
+                },
                 target_s,
-                if met.is_some() { verdict(met).to_owned() } else { String::new() },
+                if met.is_some() {
+                    verdict(met).to_owned()
+                } else {
+                    String::new()
+                },
             ]);
         }
     }
-    doc.table(&["traffic", "programs", "kpps", "ratio vs none", "ratio vs noop", "target", ""], &rows);
+    doc.table(
+        &[
+            "traffic",
+            "programs",
+            "kpps",
+            "ratio vs none",
+            "ratio vs noop",
+            "target",
+            "",
+        ],
+        &rows,
+    );
 }
 
 fn get_u(v: &Value, path: &[&str]) -> f64 {
@@ -165,7 +209,9 @@ fn get_u(v: &Value, path: &[&str]) -> f64 {
 }
 
 fn runs<'a>(samples: &'a [Value], traffic: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    samples.iter().filter(move |s| text(s, "kind") == "run" && text(s, "traffic") == traffic)
+    samples
+        .iter()
+        .filter(move |s| text(s, "kind") == "run" && text(s, "traffic") == traffic)
 }
 
 fn cpu_total(r: &Value) -> f64 {
@@ -185,9 +231,17 @@ fn dns_logging(doc: &mut Doc, samples: &[Value]) {
             let drops = r
                 .pointer("/w/dns/drops")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_u64().unwrap_or(0))).collect::<Vec<_>>().join(", "))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_u64().unwrap_or(0)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default();
-            let restarted = r.pointer("/w/dns/restarted").and_then(Value::as_bool).unwrap_or(false);
+            let restarted = r
+                .pointer("/w/dns/restarted")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             rows.push(vec![
                 traffic.to_owned(),
                 format!("{}", r.get("rep").and_then(Value::as_i64).unwrap_or(0)),
@@ -196,7 +250,11 @@ fn dns_logging(doc: &mut Doc, samples: &[Value]) {
                 format!("{rx:.0}"),
                 format!("{:.0}", get_u(r, &["k", "dns.records"])),
                 format!("{:.0}", get_u(r, &["k", "dns.ring_full"])),
-                format!("{:.0}{}", get_u(r, &["w", "dns", "records"]), if restarted { "*" } else { "" }),
+                format!(
+                    "{:.0}{}",
+                    get_u(r, &["w", "dns", "records"]),
+                    if restarted { "*" } else { "" }
+                ),
                 format!("{:.0}", get_u(r, &["stdout_dns", "query"])),
                 format!("{:.0}", get_u(r, &["stdout_dns", "unanswered"])),
                 format!("{:.0}", rx - get_u(r, &["stdout_dns", "query"])),
@@ -208,8 +266,20 @@ fn dns_logging(doc: &mut Doc, samples: &[Value]) {
     }
     doc.table(
         &[
-            "traffic", "rep", "kpps", "sent", "rx", "kernel", "ring_full", "worker", "query lines", "unanswered lines",
-            "lost", "killed", "CPU s / M pkts", "worker drop counters",
+            "traffic",
+            "rep",
+            "kpps",
+            "sent",
+            "rx",
+            "kernel",
+            "ring_full",
+            "worker",
+            "query lines",
+            "unanswered lines",
+            "lost",
+            "killed",
+            "CPU s / M pkts",
+            "worker drop counters",
         ],
         &rows,
     );
@@ -222,18 +292,30 @@ fn dns_logging(doc: &mut Doc, samples: &[Value]) {
         if rs.is_empty() {
             continue;
         }
-        let per_m: Vec<f64> = rs.iter().map(|r| cpu_total(r) / (get_u(r, &["rx"]) / 1e6).max(1e-9)).collect();
+        let per_m: Vec<f64> = rs
+            .iter()
+            .map(|r| cpu_total(r) / (get_u(r, &["rx"]) / 1e6).max(1e-9))
+            .collect();
         let by_proc: Vec<String> = PROCS
             .iter()
             .map(|p| {
-                let v: Vec<f64> = rs.iter().map(|r| get_u(r, &["cpu_s", p]) / (get_u(r, &["rx"]) / 1e6).max(1e-9)).collect();
-                format!("{p} {}", spread(&v).map_or("n/a".into(), |s| format!("{:.3}", s.median)))
+                let v: Vec<f64> = rs
+                    .iter()
+                    .map(|r| get_u(r, &["cpu_s", p]) / (get_u(r, &["rx"]) / 1e6).max(1e-9))
+                    .collect();
+                format!(
+                    "{p} {}",
+                    spread(&v).map_or("n/a".into(), |s| format!("{:.3}", s.median))
+                )
             })
             .collect();
         let loss = if traffic == "udp" {
             "-".to_owned()
         } else {
-            let lost: Vec<f64> = rs.iter().map(|r| get_u(r, &["rx"]) - get_u(r, &["stdout_dns", "query"])).collect();
+            let lost: Vec<f64> = rs
+                .iter()
+                .map(|r| get_u(r, &["rx"]) - get_u(r, &["stdout_dns", "query"]))
+                .collect();
             let ring_full: f64 = rs.iter().map(|r| get_u(r, &["k", "dns.ring_full"])).sum();
             let killed: f64 = rs.iter().map(|r| get_u(r, &["workers_killed"])).sum();
             let lost_runs = lost.iter().filter(|l| **l != 0.0).count();
@@ -248,21 +330,47 @@ fn dns_logging(doc: &mut Doc, samples: &[Value]) {
                 killed
             )
         };
-        rows.push(vec![label.to_owned(), fmt_spread(spread(&per_m), 3, 1.0), by_proc.join(", "), loss]);
+        rows.push(vec![
+            label.to_owned(),
+            fmt_spread(spread(&per_m), 3, 1.0),
+            by_proc.join(", "),
+            loss,
+        ]);
     }
-    doc.table(&["traffic", "CPU s per M packets, process tree", "per process (median)", "DNS events, zero loss"], &rows);
+    doc.table(
+        &[
+            "traffic",
+            "CPU s per M packets, process tree",
+            "per process (median)",
+            "DNS events, zero loss",
+        ],
+        &rows,
+    );
 
-    let all: Vec<&Value> = samples.iter().filter(|s| text(s, "kind") == "run").collect();
+    let all: Vec<&Value> = samples
+        .iter()
+        .filter(|s| text(s, "kind") == "run")
+        .collect();
     if !all.is_empty() {
         let idle: Vec<String> = PROCS
             .iter()
             .map(|p| {
-                let v: Vec<f64> = all.iter().filter_map(|r| num(r, &["idle_cpu_pct", p])).collect();
+                let v: Vec<f64> = all
+                    .iter()
+                    .filter_map(|r| num(r, &["idle_cpu_pct", p]))
+                    .collect();
                 format!("{p} {}", fmt_spread(spread(&v), 2, 1.0))
             })
             .collect();
-        let total: Vec<f64> =
-            all.iter().map(|r| PROCS.iter().filter_map(|p| num(r, &["idle_cpu_pct", p])).sum()).collect();
+        let total: Vec<f64> = all
+            .iter()
+            .map(|r| {
+                PROCS
+                    .iter()
+                    .filter_map(|p| num(r, &["idle_cpu_pct", p]))
+                    .sum()
+            })
+            .collect();
         doc.line(&format!(
             "Idle CPU (no traffic, % of one CPU, from /proc/PID/task/*/schedstat): total {}; {}.",
             fmt_spread(spread(&total), 2, 1.0),
@@ -290,7 +398,9 @@ fn ladder(doc: &mut Doc, samples: &[Value]) {
     for r in &rs {
         let rx = get_u(r, &["rx"]);
         let lost = rx - get_u(r, &["stdout_dns", "query"]);
-        let ok = lost == 0.0 && get_u(r, &["k", "dns.ring_full"]) == 0.0 && get_u(r, &["workers_killed"]) == 0.0;
+        let ok = lost == 0.0
+            && get_u(r, &["k", "dns.ring_full"]) == 0.0
+            && get_u(r, &["workers_killed"]) == 0.0;
         if ok {
             best = Some(best.map_or(get_u(r, &["rate"]), |b: f64| b.max(get_u(r, &["rate"]))));
         }
@@ -302,18 +412,36 @@ fn ladder(doc: &mut Doc, samples: &[Value]) {
             format!("{lost:.0}"),
             format!("{:.0}", get_u(r, &["k", "dns.ring_full"])),
             format!("{:.0}", get_u(r, &["workers_killed"])),
-            format!("{:.0}%", 100.0 * get_u(r, &["cpu_s", "dns"]) / get_u(r, &["elapsed_s"]).max(1e-9)),
+            format!(
+                "{:.0}%",
+                100.0 * get_u(r, &["cpu_s", "dns"]) / get_u(r, &["elapsed_s"]).max(1e-9)
+            ),
             format!("{:.3}", cpu_total(r) / (rx / 1e6).max(1e-9)),
             format!("{:.2}", get_u(r, &["loadavg1"])),
             if ok { "yes".into() } else { "**no**".into() },
         ]);
     }
     doc.table(
-        &["target kpps", "kpps", "rx", "query lines", "lost", "ring_full", "killed", "dns CPU", "CPU s / M pkts", "loadavg", "zero loss"],
+        &[
+            "target kpps",
+            "kpps",
+            "rx",
+            "query lines",
+            "lost",
+            "ring_full",
+            "killed",
+            "dns CPU",
+            "CPU s / M pkts",
+            "loadavg",
+            "zero loss",
+        ],
         &rows,
     );
     if let Some(b) = best {
-        doc.line(&format!("Highest paced rate with zero loss in this run: {:.0} kpps.", b / 1000.0));
+        doc.line(&format!(
+            "Highest paced rate with zero loss in this run: {:.0} kpps.",
+            b / 1000.0
+        ));
         doc.line("");
     }
 }
@@ -325,9 +453,16 @@ fn memory(doc: &mut Doc, samples: &[Value]) {
     doc.line("");
     let mut rows = Vec::new();
     let dns_runs: Vec<&Value> = runs(samples, "dns").collect();
-    let all_runs: Vec<&Value> = samples.iter().filter(|s| text(s, "kind") == "run").collect();
+    let all_runs: Vec<&Value> = samples
+        .iter()
+        .filter(|s| text(s, "kind") == "run")
+        .collect();
     let mib = |rs: &[&Value], key: &str, p: &str| -> Vec<f64> {
-        rs.iter().filter_map(|r| num(r, &[key, p])).filter(|k| *k > 0.0).map(|k| k / 1024.0).collect()
+        rs.iter()
+            .filter_map(|r| num(r, &[key, p]))
+            .filter(|k| *k > 0.0)
+            .map(|k| k / 1024.0)
+            .collect()
     };
     for p in PROCS {
         let rest = mib(&all_runs, "rss_rest_kib", p);
@@ -337,29 +472,55 @@ fn memory(doc: &mut Doc, samples: &[Value]) {
         let rest_ex: Vec<f64> = all_runs
             .iter()
             .filter(|r| get_u(r, &["rss_rest_kib", p]) > 0.0)
-            .filter_map(|r| Some((num(r, &["rss_rest_kib", p])? - num(r, &["ring_rest_kib", p])?) / 1024.0))
+            .filter_map(|r| {
+                Some((num(r, &["rss_rest_kib", p])? - num(r, &["ring_rest_kib", p])?) / 1024.0)
+            })
             .filter(|v| *v > 0.0)
             .collect();
         let load_ex: Vec<f64> = dns_runs
             .iter()
-            .filter_map(|r| Some((num(r, &["rss_load_kib", p])? - num(r, &["ring_load_kib", p])?) / 1024.0))
+            .filter_map(|r| {
+                Some((num(r, &["rss_load_kib", p])? - num(r, &["ring_load_kib", p])?) / 1024.0)
+            })
             .filter(|v| *v > 0.0)
             .collect();
         let limit = if p == "supervisor" { 20.0 } else { 12.0 };
-        let worst = rest.iter().chain(load.iter()).chain(hwm.iter()).copied().fold(f64::NAN, f64::max);
+        let worst = rest
+            .iter()
+            .chain(load.iter())
+            .chain(hwm.iter())
+            .copied()
+            .fold(f64::NAN, f64::max);
         rows.push(vec![
-            if p == "supervisor" { p.to_owned() } else { format!("worker {p}") },
+            if p == "supervisor" {
+                p.to_owned()
+            } else {
+                format!("worker {p}")
+            },
             fmt_spread(spread(&rest), 1, 1.0),
             fmt_spread(spread(&load), 1, 1.0),
             fmt_spread(spread(&hwm), 1, 1.0),
             fmt_spread(spread(&ring), 1, 1.0),
-            format!("{} / {}", fmt_spread(spread(&rest_ex), 1, 1.0), fmt_spread(spread(&load_ex), 1, 1.0)),
+            format!(
+                "{} / {}",
+                fmt_spread(spread(&rest_ex), 1, 1.0),
+                fmt_spread(spread(&load_ex), 1, 1.0)
+            ),
             format!("<= {limit:.0}"),
             verdict(worst.is_finite().then_some(worst <= limit)).to_owned(),
         ]);
     }
     doc.table(
-        &["process", "VmRSS at rest", "VmRSS under load", "VmHWM", "of which ring", "VmRSS - ring (rest / load)", "target", ""],
+        &[
+            "process",
+            "VmRSS at rest",
+            "VmRSS under load",
+            "VmHWM",
+            "of which ring",
+            "VmRSS - ring (rest / load)",
+            "target",
+            "",
+        ],
         &rows,
     );
 }
@@ -369,23 +530,48 @@ fn startup(doc: &mut Doc, samples: &[Value]) {
     doc.line("");
     doc.line("From spawning `palisade run` to: programs attached (the daemon's own `elapsed_ms` in its \"programs attached\" log line, measured from its start) and healthy (first `palisade status --json` showing 4 workers running, polled every 10 ms, measured by the benchmark from the spawn).");
     doc.line("");
-    let rs: Vec<&Value> = samples.iter().filter(|s| text(s, "kind") == "run").collect();
+    let rs: Vec<&Value> = samples
+        .iter()
+        .filter(|s| text(s, "kind") == "run")
+        .collect();
     let attached: Vec<f64> = rs.iter().filter_map(|r| num(r, &["attached_ms"])).collect();
     let healthy: Vec<f64> = rs.iter().filter_map(|r| num(r, &["healthy_ms"])).collect();
     let n = spread(&healthy).map_or(0, |s| s.n);
     doc.table(
         &["milestone", "median [min-max]", "runs"],
         &[
-            vec!["programs attached (daemon log)".into(), fmt_spread(spread(&attached), 0, 1.0), n.to_string()],
-            vec!["4 workers running (status)".into(), fmt_spread(spread(&healthy), 0, 1.0), n.to_string()],
+            vec![
+                "programs attached (daemon log)".into(),
+                fmt_spread(spread(&attached), 0, 1.0),
+                n.to_string(),
+            ],
+            vec![
+                "4 workers running (status)".into(),
+                fmt_spread(spread(&healthy), 0, 1.0),
+                n.to_string(),
+            ],
         ],
     );
 }
 
 fn meta(doc: &mut Doc, samples: &[Value]) {
-    let Some(m) = samples.iter().find(|s| text(s, "kind") == "meta") else { return };
+    let Some(m) = samples.iter().find(|s| text(s, "kind") == "meta") else {
+        return;
+    };
     let mut s = String::new();
-    for key in ["date", "mode", "reps", "seconds", "product", "kernel", "cpu", "nproc", "mem", "generator", "loadavg_start"] {
+    for key in [
+        "date",
+        "mode",
+        "reps",
+        "seconds",
+        "product",
+        "kernel",
+        "cpu",
+        "nproc",
+        "mem",
+        "generator",
+        "loadavg_start",
+    ] {
         if let Some(v) = m.get(key) {
             let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
             let _ = writeln!(s, "- {key}: {v}");
@@ -406,16 +592,24 @@ fn meta(doc: &mut Doc, samples: &[Value]) {
 }
 
 pub fn main(args: &Args) -> Result<()> {
-    let raw = std::fs::read_to_string(&args.samples).map_err(|e| format!("{}: {e}", args.samples.display()))?;
-    let samples: Vec<Value> = raw.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let mut doc = Doc { md: String::from("# Palisade benchmark results\n\n") };
+    let raw = std::fs::read_to_string(&args.samples)
+        .map_err(|e| format!("{}: {e}", args.samples.display()))?;
+    let samples: Vec<Value> = raw
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut doc = Doc {
+        md: String::from("# Palisade benchmark results\n\n"),
+    };
     meta(&mut doc, &samples);
     throughput(&mut doc, &samples);
     dns_logging(&mut doc, &samples);
     ladder(&mut doc, &samples);
     memory(&mut doc, &samples);
     startup(&mut doc, &samples);
-    std::fs::write(&args.markdown, &doc.md).map_err(|e| format!("{}: {e}", args.markdown.display()))?;
+    std::fs::write(&args.markdown, &doc.md)
+        .map_err(|e| format!("{}: {e}", args.markdown.display()))?;
     print!("{}", doc.md);
     Ok(())
 }

@@ -181,6 +181,8 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     let mut seq = 0u64;
     let mut next_heartbeat = Instant::now();
     let mut outbox = Vec::new();
+    // The last drain hit its budget: poll again without waiting.
+    let mut behind = false;
 
     loop {
         let now = Instant::now();
@@ -190,14 +192,15 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
             channel.send(&WorkerToSupervisor::Stats(stats.snapshot()))?;
             next_heartbeat = now + heartbeat;
         }
-        let timeout = backstop.min(next_heartbeat.saturating_duration_since(now));
+        let timeout =
+            if behind { Duration::ZERO } else { backstop.min(next_heartbeat.saturating_duration_since(now)) };
         if let Err(e) = poll.poll(&mut events, Some(timeout))
             && e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(io(e));
             }
         // Drain on every wake-up, readable or not: the kernel batches
         // wake-ups, so the timeout is the latency backstop.
-        drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats, &mut outbox);
+        behind = drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats, &mut outbox);
         for msg in outbox.drain(..) {
             channel.send(&msg)?;
         }
@@ -205,7 +208,13 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
             match msg {
                 SupervisorToWorker::Interfaces(ifaces) => ctx.set_interfaces(&ifaces),
                 SupervisorToWorker::Shutdown => {
-                    drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats, &mut outbox);
+                    // What is queued now, bounded (the supervisor kills a
+                    // worker that takes longer than its stop timeout).
+                    for _ in 0..64 {
+                        if !drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats, &mut outbox) {
+                            break;
+                        }
+                    }
                     for msg in outbox.drain(..) {
                         channel.send(&msg)?;
                     }
@@ -228,7 +237,13 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     }
 }
 
-/// Consumes every record currently in the ring, then flushes the sink.
+/// Records consumed per drain at most: a worker that falls behind still
+/// returns to its loop (heartbeats, supervisor messages) between batches,
+/// instead of being killed as stuck while events wait in its buffer.
+const DRAIN_BUDGET: usize = 4096;
+
+/// Consumes up to [`DRAIN_BUDGET`] records, then flushes the sink. Returns
+/// true when the ring may hold more.
 fn drain<P: Protocol>(
     protocol: &mut P,
     ring: &mut RingBuf<MapData>,
@@ -236,9 +251,13 @@ fn drain<P: Protocol>(
     sink: &mut Sink,
     stats: &mut Stats,
     outbox: &mut Vec<WorkerToSupervisor>,
-) {
+) -> bool {
     ctx.refresh_clock();
-    while let Some(item) = ring.next() {
+    let mut budget = DRAIN_BUDGET;
+    while budget > 0
+        && let Some(item) = ring.next()
+    {
+        budget -= 1;
         stats.records += 1;
         match RecordHeader::read(&item) {
             Ok((hdr, payload)) => {
@@ -250,4 +269,5 @@ fn drain<P: Protocol>(
     }
     protocol.on_tick(ctx, Instant::now(), &mut EventOut { sink, stats, outbox });
     sink.flush(stats);
+    budget == 0
 }
