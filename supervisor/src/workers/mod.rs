@@ -272,6 +272,15 @@ impl WorkerSlot {
                     }
                     return;
                 }
+                // The worker died with unread data queued (ECONNRESET) or
+                // the socket failed: not an attack; its exit follows.
+                Err(transport::TransportError::Recv(errno)) => {
+                    tracing::debug!(worker = self.kind.name(), %errno, "IPC socket closed");
+                    if let Some(sock) = p.sock.take() {
+                        let _ = registry.deregister(&mut SourceFd(&sock.as_raw_fd()));
+                    }
+                    return;
+                }
                 Err(e) => return self.violation(registry, crate::error_chain(&e)),
             };
             if !fds.is_empty() {

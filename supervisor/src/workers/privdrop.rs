@@ -46,6 +46,10 @@ pub unsafe fn drop_in_child(creds: Credentials, ipc_fd: libc::c_int, last_cap: u
         // 2. Everything else above FD 3 closes at exec (std's exec-error pipe
         //    already does; marking instead of closing keeps it working).
         check(libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) as libc::c_int)?;
+        // 2b. Own session and process group: a Ctrl-C or SIGHUP meant for the
+        //     supervisor's terminal never reaches a worker directly (the
+        //     supervisor stops its workers itself).
+        check(libc::setsid())?;
         // 3. No supplementary groups (needs CAP_SETGID: before setresuid).
         check(libc::setgroups(0, std::ptr::null()))?;
         // 4. Primary group, real/effective/saved.
