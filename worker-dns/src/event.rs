@@ -154,4 +154,46 @@ impl DnsBody {
             policy: None,
         }
     }
+
+    /// The body of an `unanswered` event, from what was kept of the query.
+    pub fn unanswered(q: &KeptQuery, client_mac: Mac, timeout_ms: u64) -> Self {
+        let message = Message {
+            header: q.header,
+            questions: Vec::new(),
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+        };
+        let mut body = Self::new(&message, None, client_mac);
+        body.kind = "unanswered";
+        body.rrname = Some(q.rrname.to_string());
+        body.rrtype = Some(q.rrtype.to_string());
+        body.queries = vec![Query { rrname: q.rrname.to_string(), rrtype: q.rrtype.to_string() }];
+        body.timeout_ms = Some(timeout_ms);
+        body
+    }
+}
+
+/// What the worker keeps of a query until its answer: the header and the
+/// first question (about 100 bytes instead of a whole event body).
+#[derive(Debug, Clone)]
+pub struct KeptQuery {
+    /// The query's header.
+    pub header: crate::parse::Header,
+    /// First question's name.
+    pub rrname: Box<str>,
+    /// First question's type mnemonic.
+    pub rrtype: Box<str>,
+}
+
+impl KeptQuery {
+    /// Keeps what an `unanswered` event needs.
+    pub fn of(m: &Message) -> Self {
+        let first = m.questions.first();
+        Self {
+            header: m.header,
+            rrname: first.map(|q| q.name.to_string()).unwrap_or_default().into_boxed_str(),
+            rrtype: first.map(|q| q.qtype.name().into_owned()).unwrap_or_default().into_boxed_str(),
+        }
+    }
 }

@@ -8,7 +8,7 @@ use palisade_ebpf::{RecordHeader, dns_name};
 use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_dns::{
     correlate::{Correlator, QueryKey, TIMEOUT_NS, Track},
-    event::{DnsBody, Policy},
+    event::{DnsBody, KeptQuery, Policy},
     parse::{self, Message, Rdata},
     policy::{RegexPolicy, Reported, ResolverNames},
     tcp::Reassembler,
@@ -48,7 +48,7 @@ struct AlertDns {
 /// What is kept of a query until its answer (or timeout).
 struct QueryInfo {
     hdr: RecordHeader,
-    body: DnsBody,
+    query: KeptQuery,
 }
 
 /// CNAME checks awaiting the supervisor's verdict, at most.
@@ -123,7 +123,7 @@ impl Dns {
             self.check_cnames(hdr, m, qname.as_deref(), out);
         } else {
             let key: QueryKey = (common.src_ip, hdr.src_port, common.dest_ip, hdr.dst_port, hdr.l4_proto, m.header.id);
-            let kept = QueryInfo { hdr: *hdr, body: DnsBody::new(m, partial, client_mac) };
+            let kept = QueryInfo { hdr: *hdr, query: KeptQuery::of(m) };
             if self.pending.query(key, hdr.ts_boot_ns, kept) == Track::Full {
                 out.drop("dns_correlation_full");
             }
@@ -209,9 +209,7 @@ impl Protocol for Dns {
 
     fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
         for (_, q) in self.pending.expire(ctx.boot_now_ns()) {
-            let mut body = q.info.body;
-            body.kind = "unanswered";
-            body.timeout_ms = Some(TIMEOUT_NS / 1_000_000);
+            let body = DnsBody::unanswered(&q.info.query, Mac(q.info.hdr.src_mac), TIMEOUT_NS / 1_000_000);
             out.emit(&DnsEvent { common: eve::Common::new(ctx, "dns", &q.info.hdr), dns: body });
         }
     }
