@@ -5,8 +5,11 @@
 //!   queries with varying ids and names;
 //! - `noop`: attaches a no-op TC program (TCX, ingress + egress) until
 //!   SIGTERM, to measure the cost of the hook itself;
-//! - `tcx-query`: the programs attached at an interface's TCX hooks;
+//! - `tcx-query`: the programs attached at an interface's TCX hooks (with
+//!   their run time and count);
+//! - `bpf-stats`: keeps BPF run-time statistics on until SIGTERM;
 //! - `count`: counts JSON lines (by `event_type`) read from stdin;
+//! - `names`: writes a DNS block list of generated names (1,000,000 by default);
 //! - `report`: turns the raw samples into the results table (markdown).
 //!
 //! Every subcommand that touches an interface works in the network namespace
@@ -14,6 +17,7 @@
 
 mod count;
 mod generator;
+mod names;
 mod noop;
 mod report;
 
@@ -39,8 +43,12 @@ enum Cmd {
     Noop(noop::Args),
     /// Print the programs attached at an interface's TCX hooks (JSON).
     TcxQuery(noop::QueryArgs),
+    /// Keep BPF run-time statistics on (BPF_ENABLE_STATS) until SIGTERM/SIGINT.
+    BpfStats(noop::StatsArgs),
     /// Count JSON lines from stdin by event_type; write the counts at EOF.
     Count(count::Args),
+    /// Write a DNS block list of generated names (none matches the generator's queries).
+    Names(names::Args),
     /// Summarize raw samples (JSON lines) into tables.
     Report(report::Args),
 }
@@ -51,7 +59,9 @@ fn main() -> ExitCode {
         Cmd::Gen(a) => generator::main(&a),
         Cmd::Noop(a) => noop::main(&a),
         Cmd::TcxQuery(a) => noop::query(&a),
+        Cmd::BpfStats(a) => noop::stats(&a),
         Cmd::Count(a) => count::main(&a),
+        Cmd::Names(a) => names::main(&a),
         Cmd::Report(a) => report::main(&a),
     };
     match result {

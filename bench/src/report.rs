@@ -60,6 +60,34 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The configuration of a sample (`palisade` for runs recorded before configurations
+/// other than the plain product existed).
+fn config_of(v: &Value) -> &str {
+    match text(v, "config") {
+        "" => "palisade",
+        c => c,
+    }
+}
+
+/// Configurations present in the samples: the known ones in their order, then any other.
+fn configs(samples: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in samples.iter().filter(|s| text(s, "kind") == "pps") {
+        let c = config_of(s);
+        if !out.iter().any(|o| o == c) {
+            out.push(c.to_owned());
+        }
+    }
+    let rank = |c: &str| {
+        KNOWN_CONFIGS
+            .iter()
+            .position(|k| *k == c)
+            .unwrap_or(usize::MAX)
+    };
+    out.sort_by_key(|c| rank(c));
+    out
+}
+
 fn fmt_spread(s: Option<Spread>, digits: usize, scale: f64) -> String {
     match s {
         Some(s) => format!(
@@ -114,7 +142,13 @@ const TRAFFIC: [(&str, &str, Option<f64>); 3] = [
         None,
     ),
 ];
-const CONFIGS: [&str; 3] = ["none", "noop", "palisade"];
+const KNOWN_CONFIGS: [&str; 5] = [
+    "none",
+    "noop",
+    "palisade",
+    "palisade-1m",
+    "palisade-1m-blocked",
+];
 const PROCS: [&str; 5] = ["supervisor", "dns", "dhcp", "tls", "flow"];
 
 fn throughput(doc: &mut Doc, samples: &[Value]) {
@@ -122,9 +156,11 @@ fn throughput(doc: &mut Doc, samples: &[Value]) {
     doc.line("");
     doc.line("Median [min-max] over repetitions. Ratios are paired: each repetition ran every configuration back to back; the ratio is taken within a repetition, then summarized.");
     doc.line("");
+    let all_configs = configs(samples);
+    let with_variants = all_configs.iter().any(|c| c.starts_with("palisade-"));
     let mut rows = Vec::new();
     for (traffic, label, target) in TRAFFIC {
-        let pps: BTreeMap<&str, BTreeMap<i64, f64>> = CONFIGS
+        let pps: BTreeMap<&str, BTreeMap<i64, f64>> = all_configs
             .iter()
             .map(|c| {
                 let m = samples
@@ -132,11 +168,11 @@ fn throughput(doc: &mut Doc, samples: &[Value]) {
                     .filter(|s| {
                         text(s, "kind") == "pps"
                             && text(s, "traffic") == traffic
-                            && text(s, "config") == *c
+                            && config_of(s) == c
                     })
                     .filter_map(|s| Some((s.get("rep")?.as_i64()?, num(s, &["pps"])?)))
                     .collect();
-                (*c, m)
+                (c.as_str(), m)
             })
             .collect();
         let Some(none) = pps.get("none") else {
@@ -145,23 +181,30 @@ fn throughput(doc: &mut Doc, samples: &[Value]) {
         if none.is_empty() {
             continue;
         }
-        for c in CONFIGS {
+        // Ratios within each repetition, then summarized.
+        let paired = |m: &BTreeMap<i64, f64>, base: Option<&BTreeMap<i64, f64>>| -> Vec<f64> {
+            base.map_or_else(Vec::new, |base| {
+                m.iter()
+                    .filter_map(|(rep, v)| base.get(rep).filter(|b| **b > 0.0).map(|b| v / b))
+                    .collect()
+            })
+        };
+        for c in all_configs.iter().map(String::as_str) {
             let Some(m) = pps.get(c) else { continue };
             if m.is_empty() {
                 continue;
             }
             let values: Vec<f64> = m.values().copied().collect();
-            let ratios: Vec<f64> = m
-                .iter()
-                .filter_map(|(rep, v)| none.get(rep).filter(|b| **b > 0.0).map(|b| v / b))
-                .collect();
-            let r = spread(&ratios);
-            let vs_noop: Vec<f64> = match pps.get("noop") {
-                Some(noop) if c == "palisade" => m
-                    .iter()
-                    .filter_map(|(rep, v)| noop.get(rep).filter(|b| **b > 0.0).map(|b| v / b))
-                    .collect(),
-                _ => Vec::new(),
+            let r = spread(&paired(m, Some(none)));
+            let vs_noop = if c.starts_with("palisade") {
+                paired(m, pps.get("noop"))
+            } else {
+                Vec::new()
+            };
+            let vs_palisade = if c.starts_with("palisade-") {
+                paired(m, pps.get("palisade"))
+            } else {
+                Vec::new()
             };
             let (target_s, met) = match (c, target) {
                 ("palisade", Some(t)) => (format!(">= {t:.2}x"), r.map(|r| r.median >= t)),
@@ -181,6 +224,11 @@ fn throughput(doc: &mut Doc, samples: &[Value]) {
                 } else {
                     fmt_spread(spread(&vs_noop), 3, 1.0)
                 },
+                if vs_palisade.is_empty() {
+                    String::new()
+                } else {
+                    fmt_spread(spread(&vs_palisade), 3, 1.0)
+                },
                 target_s,
                 if met.is_some() {
                     verdict(met).to_owned()
@@ -190,28 +238,233 @@ fn throughput(doc: &mut Doc, samples: &[Value]) {
             ]);
         }
     }
-    doc.table(
-        &[
-            "traffic",
-            "programs",
-            "kpps",
-            "ratio vs none",
-            "ratio vs noop",
-            "target",
-            "",
-        ],
-        &rows,
-    );
+    if !with_variants {
+        // The column of the DNS policy variants only when one was measured.
+        for r in &mut rows {
+            r.remove(5);
+        }
+    }
+    let mut head = vec![
+        "traffic",
+        "programs",
+        "kpps",
+        "ratio vs none",
+        "ratio vs noop",
+        "ratio vs palisade",
+        "target",
+        "",
+    ];
+    if !with_variants {
+        head.remove(5);
+    }
+    doc.table(&head, &rows);
 }
 
 fn get_u(v: &Value, path: &[&str]) -> f64 {
     num(v, path).unwrap_or(0.0)
 }
 
+/// Runs of the plain product (`palisade`, no list) with this traffic.
 fn runs<'a>(samples: &'a [Value], traffic: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    samples
+    samples.iter().filter(move |s| {
+        text(s, "kind") == "run" && text(s, "traffic") == traffic && config_of(s) == "palisade"
+    })
+}
+
+/// The DNS policy configurations: kernel policy counters per run, list load and memory.
+fn dns_policy(doc: &mut Doc, samples: &[Value]) {
+    let rs: Vec<&Value> = samples
         .iter()
-        .filter(move |s| text(s, "kind") == "run" && text(s, "traffic") == traffic)
+        .filter(|s| {
+            text(s, "kind") == "run"
+                && text(s, "traffic").starts_with("dns")
+                && !text(s, "traffic").starts_with("dns@")
+        })
+        .collect();
+    if !rs.iter().any(|r| config_of(r) != "palisade") {
+        return;
+    }
+    doc.line("## DNS policy (kernel counters per Palisade run)");
+    doc.line("");
+    doc.line("`names`: entries of the kernel rule map (the daemon's \"DNS policy loaded\" log line; 0 for the plain configuration, whose queries still go through the lookup). `checked` / `allowed` / `NXDOMAIN` / `not matchable`: deltas of the `dns_policy` kernel counters queries_checked, queries_allowed, blocked_nxdomain, not_matchable over the flood; `failed`: nxdomain_unsupported + rewrite_failed + redirect_failed. `answer lines`: dns events of type answer on stdout (a kernel NXDOMAIN is seen again by the egress hook and logged as an answer). `lost` = rx - query lines.");
+    doc.line("");
+    let mut order: Vec<&Value> = rs.clone();
+    let rank = |c: &str| {
+        KNOWN_CONFIGS
+            .iter()
+            .position(|k| *k == c)
+            .unwrap_or(usize::MAX)
+    };
+    order.sort_by_key(|r| {
+        (
+            rank(config_of(r)),
+            text(r, "traffic").to_owned(),
+            r.get("rep").and_then(Value::as_i64).unwrap_or(0),
+        )
+    });
+    let k = |r: &Value, c: &str| get_u(r, &["k", &format!("dns_policy.{c}")]);
+    let mut rows = Vec::new();
+    for r in &order {
+        let rx = get_u(r, &["rx"]);
+        rows.push(vec![
+            config_of(r).to_owned(),
+            text(r, "traffic").to_owned(),
+            format!("{}", r.get("rep").and_then(Value::as_i64).unwrap_or(0)),
+            format!("{:.0}", get_u(r, &["policy_names"])),
+            format!("{:.0}", rx / get_u(r, &["elapsed_s"]).max(1e-9) / 1000.0),
+            format!("{rx:.0}"),
+            format!("{:.0}", k(r, "queries_checked")),
+            format!("{:.0}", k(r, "queries_allowed")),
+            format!("{:.0}", k(r, "blocked_nxdomain")),
+            format!("{:.0}", k(r, "not_matchable")),
+            format!(
+                "{:.0}",
+                k(r, "nxdomain_unsupported") + k(r, "rewrite_failed") + k(r, "redirect_failed")
+            ),
+            format!("{:.0}", get_u(r, &["k", "dns.records"])),
+            format!("{:.0}", get_u(r, &["k", "dns.ring_full"])),
+            format!("{:.0}", get_u(r, &["stdout_dns", "query"])),
+            format!("{:.0}", get_u(r, &["stdout_dns", "answer"])),
+            format!("{:.0}", rx - get_u(r, &["stdout_dns", "query"])),
+            format!("{:.0}", get_u(r, &["workers_killed"])),
+        ]);
+    }
+    doc.table(
+        &[
+            "config",
+            "traffic",
+            "rep",
+            "names",
+            "kpps",
+            "rx",
+            "checked",
+            "allowed",
+            "NXDOMAIN",
+            "not matchable",
+            "failed",
+            "dns records",
+            "ring_full",
+            "query lines",
+            "answer lines",
+            "lost",
+            "killed",
+        ],
+        &rows,
+    );
+
+    doc.line("### Time per packet on the generator core");
+    doc.line("");
+    doc.line("1 / pps: the generator core sends and receives every frame, so this is what one packet costs that core; `over none` / `over palisade`: the difference to the `none` / `palisade` run of the same repetition (the programs' cost per packet, as the throughput ratios show it), median [min-max] over repetitions.");
+    doc.line("");
+    let mut rows = Vec::new();
+    for (traffic, label, _) in TRAFFIC {
+        let ns: BTreeMap<String, BTreeMap<i64, f64>> = configs(samples)
+            .into_iter()
+            .map(|c| {
+                let m = samples
+                    .iter()
+                    .filter(|s| {
+                        text(s, "kind") == "pps"
+                            && text(s, "traffic") == traffic
+                            && config_of(s) == c
+                    })
+                    .filter_map(|s| {
+                        let pps = num(s, &["pps"]).filter(|p| *p > 0.0)?;
+                        Some((s.get("rep")?.as_i64()?, 1e9 / pps))
+                    })
+                    .collect();
+                (c, m)
+            })
+            .collect();
+        let diff = |m: &BTreeMap<i64, f64>, base: &str| -> Vec<f64> {
+            ns.get(base).map_or_else(Vec::new, |b| {
+                m.iter()
+                    .filter_map(|(rep, v)| b.get(rep).map(|x| v - x))
+                    .collect()
+            })
+        };
+        for (c, m) in &ns {
+            if m.is_empty() || !c.starts_with("palisade") {
+                continue;
+            }
+            let values: Vec<f64> = m.values().copied().collect();
+            let over_palisade = if c == "palisade" {
+                String::new()
+            } else {
+                fmt_spread(spread(&diff(m, "palisade")), 0, 1.0)
+            };
+            rows.push(vec![
+                label.to_owned(),
+                c.clone(),
+                fmt_spread(spread(&values), 0, 1.0),
+                fmt_spread(spread(&diff(m, "none")), 0, 1.0),
+                over_palisade,
+            ]);
+        }
+    }
+    rows.sort_by_key(|r| {
+        (
+            r.first().cloned(),
+            KNOWN_CONFIGS
+                .iter()
+                .position(|k| Some(*k) == r.get(1).map(String::as_str)),
+        )
+    });
+    doc.table(
+        &[
+            "traffic",
+            "config",
+            "ns per packet",
+            "over none",
+            "over palisade",
+        ],
+        &rows,
+    );
+
+    doc.line("### Loading the list (every Palisade run of the configuration)");
+    doc.line("");
+    let all: Vec<&Value> = samples
+        .iter()
+        .filter(|s| text(s, "kind") == "run" && !text(s, "traffic").starts_with("dns@"))
+        .collect();
+    let mut rows = Vec::new();
+    for c in configs(samples) {
+        let rc: Vec<&Value> = all.iter().copied().filter(|r| config_of(r) == c).collect();
+        if rc.is_empty() {
+            continue;
+        }
+        let vals = |path: &[&str], scale: f64| -> Vec<f64> {
+            rc.iter()
+                .filter_map(|r| num(r, path))
+                .map(|v| v / scale)
+                .collect()
+        };
+        rows.push(vec![
+            c.clone(),
+            fmt_spread(spread(&vals(&["policy_names"], 1.0)), 0, 1.0),
+            fmt_spread(spread(&vals(&["attached_ms"], 1.0)), 0, 1.0),
+            fmt_spread(spread(&vals(&["healthy_ms"], 1.0)), 0, 1.0),
+            fmt_spread(
+                spread(&vals(&["rss_rest_kib", "supervisor"], 1024.0)),
+                1,
+                1.0,
+            ),
+            fmt_spread(spread(&vals(&["hwm_kib", "supervisor"], 1024.0)), 1, 1.0),
+            rc.len().to_string(),
+        ]);
+    }
+    doc.table(
+        &[
+            "config",
+            "names",
+            "programs attached (ms)",
+            "4 workers running (ms)",
+            "supervisor VmRSS at rest (MiB)",
+            "supervisor VmHWM (MiB)",
+            "runs",
+        ],
+        &rows,
+    );
 }
 
 fn cpu_total(r: &Value) -> f64 {
@@ -221,7 +474,7 @@ fn cpu_total(r: &Value) -> f64 {
 fn dns_logging(doc: &mut Doc, samples: &[Value]) {
     doc.line("## DNS events at the highest rate one generator core sends");
     doc.line("");
-    doc.line("Per Palisade run. `sent`: generator; `rx`: sensor veth rx_packets; `kernel` / `ring_full`: `status` counters dns.records / dns.ring_full; `worker`: dns worker stats records (`*` = the worker was restarted during the run, so its stats cover only the successor); `query lines`: dns events of type query the log reader counted on stdout (the worker also writes `unanswered` events for queries it tracked and that timed out: `unanswered lines`); `lost` = rx - query lines; `killed`: workers the supervisor killed (missed heartbeats). CPU: utime+stime of supervisor + 4 workers from just before the flood until every record was consumed (or 10 s).");
+    doc.line("Per run of the plain configuration `palisade` (no list). `sent`: generator; `rx`: sensor veth rx_packets; `kernel` / `ring_full`: `status` counters dns.records / dns.ring_full; `worker`: dns worker stats records (`*` = the worker was restarted during the run, so its stats cover only the successor); `query lines`: dns events of type query the log reader counted on stdout (the worker also writes `unanswered` events for queries it tracked and that timed out: `unanswered lines`); `lost` = rx - query lines; `killed`: workers the supervisor killed (missed heartbeats). CPU: utime+stime of supervisor + 4 workers from just before the flood until every record was consumed (or 10 s).");
     doc.line("");
     let mut rows = Vec::new();
     for traffic in ["dns", "dns-ports"] {
@@ -349,7 +602,7 @@ fn dns_logging(doc: &mut Doc, samples: &[Value]) {
 
     let all: Vec<&Value> = samples
         .iter()
-        .filter(|s| text(s, "kind") == "run")
+        .filter(|s| text(s, "kind") == "run" && config_of(s) == "palisade")
         .collect();
     if !all.is_empty() {
         let idle: Vec<String> = PROCS
@@ -378,6 +631,86 @@ fn dns_logging(doc: &mut Doc, samples: &[Value]) {
         ));
         doc.line("");
     }
+}
+
+/// Program run time from BPF statistics (runs with `BENCH_BPF_STATS=1`).
+fn bpf_run_time(doc: &mut Doc, samples: &[Value]) {
+    let ps: Vec<&Value> = samples
+        .iter()
+        .filter(|s| text(s, "kind") == "pps" && s.get("bpf").is_some_and(Value::is_object))
+        .collect();
+    if ps.is_empty() {
+        return;
+    }
+    doc.line("## Program run time (BPF statistics, during the flood)");
+    doc.line("");
+    doc.line("`run_time_ns` / `run_cnt` of the program at each TCX hook of the sensor veth, deltas over the flood, median [min-max] over repetitions. Statistics were on for the whole run (`BENCH_BPF_STATS=1`): they add their own cost (two clock reads per run, most of what the no-op shows), so this run's pps ratios are not comparable with a run without them. Counts are per program: the no-op, one program at both hooks, shows under ingress only.");
+    doc.line("");
+    let mut rows = Vec::new();
+    for (traffic, label, _) in TRAFFIC {
+        for c in configs(samples) {
+            let rs: Vec<&&Value> = ps
+                .iter()
+                .filter(|s| text(s, "traffic") == traffic && config_of(s) == c)
+                .collect();
+            if rs.is_empty() {
+                continue;
+            }
+            let per = |hook: &str| -> (Vec<f64>, Vec<f64>) {
+                let mut ns = Vec::new();
+                let mut cnt = Vec::new();
+                for r in &rs {
+                    if !r
+                        .get("bpf")
+                        .and_then(|b| b.get(hook))
+                        .is_some_and(Value::is_object)
+                    {
+                        continue; // no program, or the ingress one again (the no-op)
+                    }
+                    let t = num(r, &["bpf", hook, "run_time_ns"]).unwrap_or(0.0);
+                    let n = num(r, &["bpf", hook, "run_cnt"]).unwrap_or(0.0);
+                    let rx = get_u(r, &["rx"]).max(1.0);
+                    if n > 0.0 {
+                        ns.push(t / n);
+                    }
+                    cnt.push(n / rx);
+                }
+                (ns, cnt)
+            };
+            let (ins, icnt) = per("ingress");
+            let (ens, ecnt) = per("egress");
+            let name = |hook: &str| {
+                rs.iter()
+                    .find_map(|r| {
+                        r.pointer(&format!("/bpf/{hook}/name"))
+                            .and_then(Value::as_str)
+                    })
+                    .unwrap_or("-")
+                    .to_owned()
+            };
+            rows.push(vec![
+                label.to_owned(),
+                c.clone(),
+                name("ingress"),
+                fmt_spread(spread(&ins), 0, 1.0),
+                fmt_spread(spread(&icnt), 3, 1.0),
+                fmt_spread(spread(&ens), 0, 1.0),
+                fmt_spread(spread(&ecnt), 3, 1.0),
+            ]);
+        }
+    }
+    doc.table(
+        &[
+            "traffic",
+            "config",
+            "ingress program",
+            "ingress ns per run",
+            "ingress runs per rx packet",
+            "egress ns per run",
+            "egress runs per rx packet",
+        ],
+        &rows,
+    );
 }
 
 fn ladder(doc: &mut Doc, samples: &[Value]) {
@@ -455,7 +788,7 @@ fn memory(doc: &mut Doc, samples: &[Value]) {
     let dns_runs: Vec<&Value> = runs(samples, "dns").collect();
     let all_runs: Vec<&Value> = samples
         .iter()
-        .filter(|s| text(s, "kind") == "run")
+        .filter(|s| text(s, "kind") == "run" && config_of(s) == "palisade")
         .collect();
     let mib = |rs: &[&Value], key: &str, p: &str| -> Vec<f64> {
         rs.iter()
@@ -532,7 +865,7 @@ fn startup(doc: &mut Doc, samples: &[Value]) {
     doc.line("");
     let rs: Vec<&Value> = samples
         .iter()
-        .filter(|s| text(s, "kind") == "run")
+        .filter(|s| text(s, "kind") == "run" && config_of(s) == "palisade")
         .collect();
     let attached: Vec<f64> = rs.iter().filter_map(|r| num(r, &["attached_ms"])).collect();
     let healthy: Vec<f64> = rs.iter().filter_map(|r| num(r, &["healthy_ms"])).collect();
@@ -570,6 +903,9 @@ fn meta(doc: &mut Doc, samples: &[Value]) {
         "nproc",
         "mem",
         "generator",
+        "traffic",
+        "configs",
+        "bpf_stats",
         "loadavg_start",
     ] {
         if let Some(v) = m.get(key) {
@@ -605,6 +941,8 @@ pub fn main(args: &Args) -> Result<()> {
     meta(&mut doc, &samples);
     throughput(&mut doc, &samples);
     dns_logging(&mut doc, &samples);
+    dns_policy(&mut doc, &samples);
+    bpf_run_time(&mut doc, &samples);
     ladder(&mut doc, &samples);
     memory(&mut doc, &samples);
     startup(&mut doc, &samples);
