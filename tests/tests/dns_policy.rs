@@ -123,6 +123,7 @@ fn regex_matches_are_learned_and_blocked_from_the_next_query() {
     daemon.wait_healthy();
     // First query: the kernel has no rule yet; the worker matches the regex
     // and asks the supervisor to learn the name.
+    let asked = std::time::Instant::now();
     lab.dig(&["ads42.example.test", "A"]);
     let e = daemon.wait_event("block request event", Duration::from_secs(5), |e| {
         e["dns"]["rrname"] == "ads42.example.test" && e["dns"]["type"] == "query"
@@ -132,6 +133,11 @@ fn regex_matches_are_learned_and_blocked_from_the_next_query() {
         let t = daemon.ctl(&["dns", "test", "ads42.example.test"]);
         String::from_utf8_lossy(&t.stdout).contains("learned").then_some(())
     });
+    // The leak window: from the first query until the kernel blocks the
+    // name (an upper bound: it includes dig's round trip and the polling).
+    let window = asked.elapsed();
+    eprintln!("regex verdict in force {window:?} after the first query was sent");
+    assert!(window < Duration::from_secs(1), "verdict took {window:?}");
     // From the next query on, the kernel answers.
     let before = lab.dnsmasq_log().matches("ads42.example.test from").count();
     let out = lab.dig(&["ads42.example.test", "A"]);
