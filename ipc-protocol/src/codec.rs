@@ -10,7 +10,8 @@ use bincode::{Decode, Encode, config};
 use crate::MAX_FRAME;
 
 /// The one bincode configuration of the protocol.
-fn wire_config() -> config::Configuration<config::LittleEndian, config::Varint, config::Limit<MAX_FRAME>> {
+fn wire_config()
+-> config::Configuration<config::LittleEndian, config::Varint, config::Limit<MAX_FRAME>> {
     config::standard().with_limit::<MAX_FRAME>()
 }
 
@@ -51,9 +52,12 @@ pub fn decode<T: Decode<()>>(frame: &[u8]) -> Result<T, CodecError> {
     if frame.is_empty() {
         return Err(CodecError::Empty);
     }
-    let (msg, used) = bincode::decode_from_slice(frame, wire_config()).map_err(CodecError::Decode)?;
+    let (msg, used) =
+        bincode::decode_from_slice(frame, wire_config()).map_err(CodecError::Decode)?;
     if used != frame.len() {
-        return Err(CodecError::TrailingBytes { trailing: frame.len() - used });
+        return Err(CodecError::TrailingBytes {
+            trailing: frame.len() - used,
+        });
     }
     Ok(msg)
 }
@@ -80,7 +84,10 @@ mod tests {
     }
 
     fn iface() -> InterfaceName {
-        InterfaceName { ifindex: 2, name: "eth0".into() }
+        InterfaceName {
+            ifindex: 2,
+            name: "eth0".into(),
+        }
     }
 
     fn stats() -> WorkerStats {
@@ -88,7 +95,10 @@ mod tests {
             records: 10,
             events: 9,
             bytes: 300,
-            drops: vec![DropCount { reason: "parse".into(), count: 1 }],
+            drops: vec![DropCount {
+                reason: "parse".into(),
+                count: 1,
+            }],
         }
     }
 
@@ -104,12 +114,18 @@ mod tests {
             }),
             "0001fa0a02000101020465746830",
         );
-        golden(SupervisorToWorker::Interfaces(vec![iface()]), "0101020465746830");
+        golden(
+            SupervisorToWorker::Interfaces(vec![iface()]),
+            "0101020465746830",
+        );
         golden(SupervisorToWorker::Shutdown, "02");
         golden(
             SupervisorToWorker::Policy(WorkerPolicy {
                 ruleset: [0xab; 32],
-                regexes: vec![RegexRule { id: 5, pattern: "^a$".into() }],
+                regexes: vec![RegexRule {
+                    id: 5,
+                    pattern: "^a$".into(),
+                }],
                 encrypted_dns_names: vec!["dns.example".into()],
                 encrypted_dns_addresses: vec!["192.0.2.1".into()],
             }),
@@ -122,7 +138,11 @@ mod tests {
             ),
         );
         golden(
-            SupervisorToWorker::CnameBlocked { name: "a.example".into(), target: "b.example".into(), rule: "r".into() },
+            SupervisorToWorker::CnameBlocked {
+                name: "a.example".into(),
+                target: "b.example".into(),
+                rule: "r".into(),
+            },
             "0409612e6578616d706c6509622e6578616d706c650172",
         );
     }
@@ -131,15 +151,36 @@ mod tests {
     fn golden_worker_to_supervisor() {
         golden(WorkerToSupervisor::Ready, "00");
         golden(WorkerToSupervisor::Heartbeat { seq: 7 }, "0107");
-        golden(WorkerToSupervisor::Stats(stats()), "020a09fb2c0101057061727365 01".replace(' ', "").as_str());
         golden(
-            WorkerToSupervisor::Log { level: LogLevel::Warn, message: "hi".into() },
+            WorkerToSupervisor::Stats(stats()),
+            "020a09fb2c0101057061727365 01".replace(' ', "").as_str(),
+        );
+        golden(
+            WorkerToSupervisor::Log {
+                level: LogLevel::Warn,
+                message: "hi".into(),
+            },
             "0301026869",
         );
-        golden(WorkerToSupervisor::BlockRequest { name: "a.example".into(), rule_id: 300 }, "0409612e6578616d706c65fb2c01");
-        golden(WorkerToSupervisor::RulesetApplied { ruleset: [1; 32] }, concat!("05", "0101010101010101010101010101010101010101010101010101010101010101"));
         golden(
-            WorkerToSupervisor::CnameCheck { name: "a.example".into(), targets: vec!["b.example".into()] },
+            WorkerToSupervisor::BlockRequest {
+                name: "a.example".into(),
+                rule_id: 300,
+            },
+            "0409612e6578616d706c65fb2c01",
+        );
+        golden(
+            WorkerToSupervisor::RulesetApplied { ruleset: [1; 32] },
+            concat!(
+                "05",
+                "0101010101010101010101010101010101010101010101010101010101010101"
+            ),
+        );
+        golden(
+            WorkerToSupervisor::CnameCheck {
+                name: "a.example".into(),
+                targets: vec!["b.example".into()],
+            },
             "0609612e6578616d706c650109622e6578616d706c65",
         );
     }
@@ -148,13 +189,29 @@ mod tests {
     fn golden_control() {
         golden(ControlRequest::Status, "00");
         golden(ControlRequest::Version, "01");
-        golden(ControlRequest::Restart(RestartTarget::One(WorkerKind::Flow)), "020003");
-        golden(ControlRequest::Restart(RestartTarget::All), "0201");
-        let version = VersionInfo { version: "0.1.0".into(), protocol: 1, abi: 1 };
-        golden(ControlResponse::Version(version.clone()), "0105302e312e300101");
-        golden(ControlResponse::Restarted(vec![WorkerKind::Dns, WorkerKind::Tls]), "02020102");
         golden(
-            ControlResponse::Error { kind: ControlErrorKind::PermissionDenied, message: "no".into() },
+            ControlRequest::Restart(RestartTarget::One(WorkerKind::Flow)),
+            "020003",
+        );
+        golden(ControlRequest::Restart(RestartTarget::All), "0201");
+        let version = VersionInfo {
+            version: "0.1.0".into(),
+            protocol: 1,
+            abi: 1,
+        };
+        golden(
+            ControlResponse::Version(version.clone()),
+            "0105302e312e300101",
+        );
+        golden(
+            ControlResponse::Restarted(vec![WorkerKind::Dns, WorkerKind::Tls]),
+            "02020102",
+        );
+        golden(
+            ControlResponse::Error {
+                kind: ControlErrorKind::PermissionDenied,
+                message: "no".into(),
+            },
             "0600026e6f",
         );
         golden(
@@ -189,7 +246,11 @@ mod tests {
                     }],
                     error: None,
                 }],
-                kernel: vec![KernelCounter { group: "dns".into(), counter: "records".into(), value: 3 }],
+                kernel: vec![KernelCounter {
+                    group: "dns".into(),
+                    counter: "records".into(),
+                    value: 3,
+                }],
                 dns: DnsPolicyStatus::default(),
             })),
             concat!(
@@ -203,7 +264,10 @@ mod tests {
     #[test]
     fn golden_control_dns() {
         golden(ControlRequest::Reload, "03");
-        golden(ControlRequest::DnsTest("x.example".into()), "0409782e6578616d706c65");
+        golden(
+            ControlRequest::DnsTest("x.example".into()),
+            "0409782e6578616d706c65",
+        );
         golden(ControlRequest::DnsBlockedHits, "05");
         golden(
             ControlResponse::Reloaded(ReloadReport {
@@ -221,7 +285,14 @@ mod tests {
             }),
             "040109782e6578616d706c6507626c6f636b6564011c626c6f636b20657861637420782e6578616d706c6520282f6c3a3129",
         );
-        golden(ControlResponse::DnsBlockedHits(vec![RuleHits { id: 1, rule: "r".into(), hits: 7 }]), "050101017207");
+        golden(
+            ControlResponse::DnsBlockedHits(vec![RuleHits {
+                id: 1,
+                rule: "r".into(),
+                hits: 7,
+            }]),
+            "050101017207",
+        );
     }
 
     #[test]
@@ -237,23 +308,43 @@ mod tests {
     #[test]
     fn rejects_oversized_before_decoding() {
         let frame = vec![0u8; MAX_FRAME + 1];
-        assert!(matches!(decode::<WorkerToSupervisor>(&frame), Err(CodecError::Oversized { .. })));
+        assert!(matches!(
+            decode::<WorkerToSupervisor>(&frame),
+            Err(CodecError::Oversized { .. })
+        ));
     }
 
     #[test]
     fn rejects_huge_declared_length_without_allocating() {
         // Stats { records, events, bytes, drops: Vec of u64::MAX elements }.
-        let frame = [0x02, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(decode::<WorkerToSupervisor>(&frame), Err(CodecError::Decode(_))));
+        let frame = [
+            0x02, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(matches!(
+            decode::<WorkerToSupervisor>(&frame),
+            Err(CodecError::Decode(_))
+        ));
         // Log message claiming a 4 GiB string.
         let frame = [0x03, 0x00, 0xfc, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(decode::<WorkerToSupervisor>(&frame), Err(CodecError::Decode(_))));
+        assert!(matches!(
+            decode::<WorkerToSupervisor>(&frame),
+            Err(CodecError::Decode(_))
+        ));
     }
 
     #[test]
     fn rejects_garbage_and_empty() {
-        assert!(matches!(decode::<WorkerToSupervisor>(&[]), Err(CodecError::Empty)));
-        assert!(matches!(decode::<WorkerToSupervisor>(&[0xee]), Err(CodecError::Decode(_))));
-        assert!(matches!(decode::<ControlRequest>(&[0x09, 0x01]), Err(CodecError::Decode(_))));
+        assert!(matches!(
+            decode::<WorkerToSupervisor>(&[]),
+            Err(CodecError::Empty)
+        ));
+        assert!(matches!(
+            decode::<WorkerToSupervisor>(&[0xee]),
+            Err(CodecError::Decode(_))
+        ));
+        assert!(matches!(
+            decode::<ControlRequest>(&[0x09, 0x01]),
+            Err(CodecError::Decode(_))
+        ));
     }
 }

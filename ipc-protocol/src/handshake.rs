@@ -64,20 +64,34 @@ pub enum HandshakeError {
     #[error("handshake frame has unknown role {role:#04x} or reserved bits set")]
     BadRole { role: u8 },
     /// The peer speaks another protocol version.
-    #[error("protocol version mismatch: peer speaks version {peer}, this side speaks {PROTOCOL_VERSION}")]
+    #[error(
+        "protocol version mismatch: peer speaks version {peer}, this side speaks {PROTOCOL_VERSION}"
+    )]
     VersionMismatch { peer: u16 },
 }
 
 impl Hello {
     /// Our own hello, for the given role.
     pub fn ours(role: Role) -> Self {
-        Self { version: PROTOCOL_VERSION, role }
+        Self {
+            version: PROTOCOL_VERSION,
+            role,
+        }
     }
 
     /// Wire bytes of this hello.
     pub fn encode(&self) -> [u8; HELLO_LEN] {
         let v = self.version.to_le_bytes();
-        [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1], self.role.to_byte(), 0]
+        [
+            MAGIC[0],
+            MAGIC[1],
+            MAGIC[2],
+            MAGIC[3],
+            v[0],
+            v[1],
+            self.role.to_byte(),
+            0,
+        ]
     }
 
     /// Decodes and checks a peer's hello: exact size, magic, role, and that
@@ -110,8 +124,14 @@ mod tests {
             Hello::ours(Role::Worker(WorkerKind::Dns)).encode(),
             [b'P', b'L', b'S', b'D', 2, 0, 2, 0]
         );
-        assert_eq!(Hello::ours(Role::Supervisor).encode(), [b'P', b'L', b'S', b'D', 2, 0, 0, 0]);
-        assert_eq!(Hello::ours(Role::Cli).encode(), [b'P', b'L', b'S', b'D', 2, 0, 0x80, 0]);
+        assert_eq!(
+            Hello::ours(Role::Supervisor).encode(),
+            [b'P', b'L', b'S', b'D', 2, 0, 0, 0]
+        );
+        assert_eq!(
+            Hello::ours(Role::Cli).encode(),
+            [b'P', b'L', b'S', b'D', 2, 0, 0x80, 0]
+        );
     }
 
     #[test]
@@ -129,21 +149,36 @@ mod tests {
     #[test]
     fn refuses_bad_frames() {
         let good = Hello::ours(Role::Cli).encode();
-        assert_eq!(Hello::decode(&good[..7]), Err(HandshakeError::BadLength { len: 7 }));
+        assert_eq!(
+            Hello::decode(&good[..7]),
+            Err(HandshakeError::BadLength { len: 7 })
+        );
         let mut long = good.to_vec();
         long.push(0);
-        assert_eq!(Hello::decode(&long), Err(HandshakeError::BadLength { len: 9 }));
+        assert_eq!(
+            Hello::decode(&long),
+            Err(HandshakeError::BadLength { len: 9 })
+        );
         let mut bad = good;
         bad[0] = b'X';
         assert_eq!(Hello::decode(&bad), Err(HandshakeError::BadMagic));
         let mut bad = good;
         bad[4] = 99;
-        assert_eq!(Hello::decode(&bad), Err(HandshakeError::VersionMismatch { peer: 99 }));
+        assert_eq!(
+            Hello::decode(&bad),
+            Err(HandshakeError::VersionMismatch { peer: 99 })
+        );
         let mut bad = good;
         bad[6] = 0x42;
-        assert_eq!(Hello::decode(&bad), Err(HandshakeError::BadRole { role: 0x42 }));
+        assert_eq!(
+            Hello::decode(&bad),
+            Err(HandshakeError::BadRole { role: 0x42 })
+        );
         let mut bad = good;
         bad[7] = 1;
-        assert!(matches!(Hello::decode(&bad), Err(HandshakeError::BadRole { .. })));
+        assert!(matches!(
+            Hello::decode(&bad),
+            Err(HandshakeError::BadRole { .. })
+        ));
     }
 }

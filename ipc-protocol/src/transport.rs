@@ -53,7 +53,11 @@ pub enum Received {
 }
 
 /// Sends one frame, with optional FDs.
-pub fn send_frame(sock: BorrowedFd<'_>, frame: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), TransportError> {
+pub fn send_frame(
+    sock: BorrowedFd<'_>,
+    frame: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), TransportError> {
     if frame.len() > MAX_FRAME {
         return Err(TransportError::FrameTooLarge { len: frame.len() });
     }
@@ -75,7 +79,12 @@ pub fn recv_frame(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Tran
     let mut cmsg = cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
-        match recvmsg::<UnixAddr>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        match recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Ok(msg) => break msg,
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => return Ok(Received::WouldBlock),
@@ -100,7 +109,10 @@ pub fn recv_frame(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Tran
     if msg.bytes == 0 && fds.is_empty() {
         return Ok(Received::Closed);
     }
-    Ok(Received::Frame { len: msg.bytes, fds })
+    Ok(Received::Frame {
+        len: msg.bytes,
+        fds,
+    })
 }
 
 #[cfg(test)]
@@ -112,7 +124,13 @@ mod tests {
     use super::*;
 
     fn pair() -> (OwnedFd, OwnedFd) {
-        socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).expect("socketpair")
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair")
     }
 
     #[test]
@@ -130,7 +148,11 @@ mod tests {
                 f.read_to_string(&mut s).expect("read passed fd");
                 assert_eq!(s, "hello fd");
                 let flags = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETFD).expect("getfd");
-                assert_ne!(flags & libc::FD_CLOEXEC, 0, "received FDs must be close-on-exec");
+                assert_ne!(
+                    flags & libc::FD_CLOEXEC,
+                    0,
+                    "received FDs must be close-on-exec"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -145,7 +167,10 @@ mod tests {
         let iov = [IoSlice::new(&big)];
         sendmsg::<UnixAddr>(a.as_raw_fd(), &iov, &[], MsgFlags::empty(), None).expect("raw send");
         let mut buf = vec![0u8; MAX_FRAME];
-        assert!(matches!(recv_frame(b.as_fd(), &mut buf), Err(TransportError::Oversized)));
+        assert!(matches!(
+            recv_frame(b.as_fd(), &mut buf),
+            Err(TransportError::Oversized)
+        ));
     }
 
     #[test]
@@ -153,7 +178,10 @@ mod tests {
         let (a, b) = pair();
         drop(a);
         let mut buf = vec![0u8; 16];
-        assert!(matches!(recv_frame(b.as_fd(), &mut buf), Ok(Received::Closed)));
+        assert!(matches!(
+            recv_frame(b.as_fd(), &mut buf),
+            Ok(Received::Closed)
+        ));
     }
 
     struct TmpFile(File, std::path::PathBuf);

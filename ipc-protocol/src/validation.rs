@@ -33,10 +33,18 @@ pub enum WorkerSession {
 pub enum Violation {
     /// Message not allowed in this state.
     #[error("{worker} worker sent {message} while {state:?}")]
-    Unexpected { worker: &'static str, message: &'static str, state: WorkerSession },
+    Unexpected {
+        worker: &'static str,
+        message: &'static str,
+        state: WorkerSession,
+    },
     /// A field exceeds its bound.
     #[error("{worker} worker sent {message} with {field} out of bounds")]
-    OutOfBounds { worker: &'static str, message: &'static str, field: &'static str },
+    OutOfBounds {
+        worker: &'static str,
+        message: &'static str,
+        field: &'static str,
+    },
 }
 
 /// Short name of a worker message, for logs.
@@ -73,17 +81,31 @@ pub fn check_worker_message(
     };
     let name = message_name(msg);
     if !allowed {
-        return Err(Violation::Unexpected { worker: worker.name(), message: name, state });
+        return Err(Violation::Unexpected {
+            worker: worker.name(),
+            message: name,
+            state,
+        });
     }
-    let oob = |field| Violation::OutOfBounds { worker: worker.name(), message: name, field };
+    let oob = |field| Violation::OutOfBounds {
+        worker: worker.name(),
+        message: name,
+        field,
+    };
     match msg {
         M::Log { message, .. } if message.len() > MAX_LOG_LEN => Err(oob("message")),
-        M::BlockRequest { name, .. } if name.is_empty() || name.len() > MAX_NAME_LEN => Err(oob("name")),
-        M::CnameCheck { name, .. } if name.is_empty() || name.len() > MAX_NAME_LEN => Err(oob("name")),
+        M::BlockRequest { name, .. } if name.is_empty() || name.len() > MAX_NAME_LEN => {
+            Err(oob("name"))
+        }
+        M::CnameCheck { name, .. } if name.is_empty() || name.len() > MAX_NAME_LEN => {
+            Err(oob("name"))
+        }
         M::CnameCheck { targets, .. }
             if targets.is_empty()
                 || targets.len() > MAX_CNAME_TARGETS
-                || targets.iter().any(|t| t.is_empty() || t.len() > MAX_NAME_LEN) =>
+                || targets
+                    .iter()
+                    .any(|t| t.is_empty() || t.len() > MAX_NAME_LEN) =>
         {
             Err(oob("targets"))
         }
@@ -92,7 +114,10 @@ pub fn check_worker_message(
             if stats.drops.iter().any(|d| {
                 d.reason.is_empty()
                     || d.reason.len() > MAX_REASON_LEN
-                    || !d.reason.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    || !d
+                        .reason
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             }) =>
         {
             Err(oob("drops.reason"))
@@ -118,26 +143,46 @@ mod tests {
         assert!(check_worker_message(K, AwaitReady, &ready).is_ok());
         assert!(check_worker_message(K, AwaitReady, &hb).is_err());
         assert!(check_worker_message(K, Running, &hb).is_ok());
-        assert!(check_worker_message(K, Running, &ready).is_err(), "Ready twice is a violation");
+        assert!(
+            check_worker_message(K, Running, &ready).is_err(),
+            "Ready twice is a violation"
+        );
         assert!(check_worker_message(K, Draining, &hb).is_ok());
         assert!(check_worker_message(K, Draining, &ready).is_err());
-        let req = WorkerToSupervisor::BlockRequest { name: "x.example".into(), rule_id: 1 };
+        let req = WorkerToSupervisor::BlockRequest {
+            name: "x.example".into(),
+            rule_id: 1,
+        };
         assert!(check_worker_message(K, Running, &req).is_ok());
-        assert!(check_worker_message(WorkerKind::Tls, Running, &req).is_err(), "only the DNS worker may ask");
+        assert!(
+            check_worker_message(WorkerKind::Tls, Running, &req).is_err(),
+            "only the DNS worker may ask"
+        );
         assert!(check_worker_message(K, AwaitReady, &req).is_err());
     }
 
     #[test]
     fn bounds() {
-        let long = WorkerToSupervisor::Log { level: LogLevel::Info, message: "x".repeat(MAX_LOG_LEN + 1) };
+        let long = WorkerToSupervisor::Log {
+            level: LogLevel::Info,
+            message: "x".repeat(MAX_LOG_LEN + 1),
+        };
         assert!(check_worker_message(K, WorkerSession::Running, &long).is_err());
         let bad_reason = WorkerToSupervisor::Stats(WorkerStats {
-            drops: vec![DropCount { reason: "Bad Reason\n".into(), count: 1 }],
+            drops: vec![DropCount {
+                reason: "Bad Reason\n".into(),
+                count: 1,
+            }],
             ..WorkerStats::default()
         });
         assert!(check_worker_message(K, WorkerSession::Running, &bad_reason).is_err());
         let many = WorkerToSupervisor::Stats(WorkerStats {
-            drops: (0..=MAX_DROP_REASONS).map(|i| DropCount { reason: format!("r{i}"), count: 1 }).collect(),
+            drops: (0..=MAX_DROP_REASONS)
+                .map(|i| DropCount {
+                    reason: format!("r{i}"),
+                    count: 1,
+                })
+                .collect(),
             ..WorkerStats::default()
         });
         assert!(check_worker_message(K, WorkerSession::Running, &many).is_err());

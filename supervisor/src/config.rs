@@ -29,13 +29,22 @@ const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 10..=60_000;
 pub enum ConfigError {
     /// The file could not be read.
     #[error("{path}: cannot read")]
-    Read { path: String, #[source] source: std::io::Error },
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// TOML syntax error or unknown/mistyped key (toml names line and column).
     #[error("{origin}: {message}")]
     Syntax { origin: String, message: String },
     /// A value is invalid.
     #[error("{origin}:{line}: {key}: {problem}")]
-    Invalid { origin: String, line: usize, key: String, problem: String },
+    Invalid {
+        origin: String,
+        line: usize,
+        key: String,
+        problem: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,10 +158,17 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn line(&self, offset: usize) -> usize {
-        self.text.get(..offset).map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
+        self.text
+            .get(..offset)
+            .map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
     }
 
-    fn invalid<T>(&self, key: &str, span: std::ops::Range<usize>, problem: impl Into<String>) -> Result<T, ConfigError> {
+    fn invalid<T>(
+        &self,
+        key: &str,
+        span: std::ops::Range<usize>,
+        problem: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError::Invalid {
             origin: self.origin.to_owned(),
             line: self.line(span.start),
@@ -161,29 +177,54 @@ impl Checker<'_> {
         })
     }
 
-    fn abs_path(&self, key: &str, value: Option<Spanned<String>>, default: &str) -> Result<PathBuf, ConfigError> {
-        let Some(v) = value else { return Ok(PathBuf::from(default)) };
+    fn abs_path(
+        &self,
+        key: &str,
+        value: Option<Spanned<String>>,
+        default: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        let Some(v) = value else {
+            return Ok(PathBuf::from(default));
+        };
         let path = Path::new(v.get_ref());
         if !path.is_absolute() {
-            return self.invalid(key, v.span(), format!("{:?} is not an absolute path", v.get_ref()));
+            return self.invalid(
+                key,
+                v.span(),
+                format!("{:?} is not an absolute path", v.get_ref()),
+            );
         }
         Ok(path.to_owned())
     }
 
-    fn name(&self, key: &str, value: Option<Spanned<String>>, default: String) -> Result<String, ConfigError> {
+    fn name(
+        &self,
+        key: &str,
+        value: Option<Spanned<String>>,
+        default: String,
+    ) -> Result<String, ConfigError> {
         let Some(v) = value else { return Ok(default) };
         let s = v.get_ref();
         let ok = !s.is_empty()
             && s.len() <= 32
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
             && !s.starts_with('-');
         if !ok {
-            return self.invalid(key, v.span(), format!("{s:?} is not a valid user or group name"));
+            return self.invalid(
+                key,
+                v.span(),
+                format!("{s:?} is not a valid user or group name"),
+            );
         }
         Ok(s.clone())
     }
 
-    fn worker(&self, kind: WorkerKind, raw: Option<RawWorker>) -> Result<WorkerSettings, ConfigError> {
+    fn worker(
+        &self,
+        kind: WorkerKind,
+        raw: Option<RawWorker>,
+    ) -> Result<WorkerSettings, ConfigError> {
         let raw = raw.unwrap_or_default();
         let key = |k: &str| format!("workers.{}.{k}", kind.name());
         let heartbeat_ms = match raw.heartbeat_ms {
@@ -194,7 +235,12 @@ impl Checker<'_> {
                     return self.invalid(
                         &key("heartbeat_ms"),
                         v.span(),
-                        format!("{} is outside {}..={}", v.get_ref(), HEARTBEAT_RANGE.start(), HEARTBEAT_RANGE.end()),
+                        format!(
+                            "{} is outside {}..={}",
+                            v.get_ref(),
+                            HEARTBEAT_RANGE.start(),
+                            HEARTBEAT_RANGE.end()
+                        ),
                     );
                 }
             },
@@ -205,7 +251,11 @@ impl Checker<'_> {
         };
         Ok(WorkerSettings {
             user: self.name(&key("user"), raw.user, format!("palisade-{}", kind.name()))?,
-            group: self.name(&key("group"), raw.group, format!("palisade-{}", kind.name()))?,
+            group: self.name(
+                &key("group"),
+                raw.group,
+                format!("palisade-{}", kind.name()),
+            )?,
             heartbeat_ms,
             path,
         })
@@ -221,7 +271,9 @@ pub fn valid_ifname(name: &str) -> bool {
         && name.len() <= IFNAMSIZ_MAX
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
 }
 
 impl Config {
@@ -235,25 +287,45 @@ impl Config {
         let mut interfaces = Vec::new();
         for i in raw.interfaces {
             if !valid_ifname(i.get_ref()) {
-                return c.invalid("interfaces", i.span(), format!("{:?} is not a valid interface name", i.get_ref()));
+                return c.invalid(
+                    "interfaces",
+                    i.span(),
+                    format!("{:?} is not a valid interface name", i.get_ref()),
+                );
             }
             if interfaces.contains(i.get_ref()) {
-                return c.invalid("interfaces", i.span(), format!("{:?} is listed twice", i.get_ref()));
+                return c.invalid(
+                    "interfaces",
+                    i.span(),
+                    format!("{:?} is listed twice", i.get_ref()),
+                );
             }
             interfaces.push(i.into_inner());
         }
-        let paths_of = |key: &str, list: Vec<Spanned<String>>| -> Result<Vec<PathBuf>, ConfigError> {
-            list.into_iter().map(|v| c.abs_path(key, Some(v), "")).collect()
-        };
+        let paths_of =
+            |key: &str, list: Vec<Spanned<String>>| -> Result<Vec<PathBuf>, ConfigError> {
+                list.into_iter()
+                    .map(|v| c.abs_path(key, Some(v), ""))
+                    .collect()
+            };
         let block_action = match raw.dns.block_action {
             None => BlockAction::Nxdomain,
             Some(v) => match parse_block_action(v.get_ref()) {
                 Some(a) => a,
-                None => return c.invalid("dns.block_action", v.span(), format!("{:?} is not \"nxdomain\" or \"drop\"", v.get_ref())),
+                None => {
+                    return c.invalid(
+                        "dns.block_action",
+                        v.span(),
+                        format!("{:?} is not \"nxdomain\" or \"drop\"", v.get_ref()),
+                    );
+                }
             },
         };
         let encrypted_dns = match raw.dns.encrypted_dns_resolvers {
-            None => DEFAULT_ENCRYPTED_DNS.iter().map(|s| (*s).to_owned()).collect(),
+            None => DEFAULT_ENCRYPTED_DNS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             Some(list) => {
                 let mut out = Vec::new();
                 for v in list {
@@ -285,18 +357,36 @@ impl Config {
             },
             block_action,
         };
-        let RawWorkers { dhcp, dns: dns_worker, tls, flow } = raw.workers;
+        let RawWorkers {
+            dhcp,
+            dns: dns_worker,
+            tls,
+            flow,
+        } = raw.workers;
         let mut workers = BTreeMap::new();
-        for (kind, w) in [(WorkerKind::Dhcp, dhcp), (WorkerKind::Dns, dns_worker), (WorkerKind::Tls, tls), (WorkerKind::Flow, flow)] {
+        for (kind, w) in [
+            (WorkerKind::Dhcp, dhcp),
+            (WorkerKind::Dns, dns_worker),
+            (WorkerKind::Tls, tls),
+            (WorkerKind::Flow, flow),
+        ] {
             workers.insert(kind, c.worker(kind, w)?);
         }
         Ok(Self {
             interfaces,
-            control_socket: c.abs_path("paths.control_socket", raw.paths.control_socket, paths::CONTROL_SOCKET)?,
+            control_socket: c.abs_path(
+                "paths.control_socket",
+                raw.paths.control_socket,
+                paths::CONTROL_SOCKET,
+            )?,
             pin_root: c.abs_path("paths.pin_root", raw.paths.pin_root, paths::PIN_ROOT)?,
             state_dir: c.abs_path("paths.state_dir", raw.paths.state_dir, paths::STATE_DIR)?,
             log_dir: c.abs_path("paths.log_dir", raw.paths.log_dir, paths::LOG_DIR)?,
-            control_group: c.name("control.group", raw.control.group, paths::CONTROL_GROUP.to_owned())?,
+            control_group: c.name(
+                "control.group",
+                raw.control.group,
+                paths::CONTROL_GROUP.to_owned(),
+            )?,
             workers,
             dns,
         })
@@ -307,8 +397,10 @@ impl Config {
         match path {
             None => Self::parse("<embedded default>", EMBEDDED_DEFAULT),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
                 Self::parse(&p.display().to_string(), &text)
             }
         }
@@ -321,7 +413,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        Config::parse("t.toml", text).expect_err("must be rejected").to_string()
+        Config::parse("t.toml", text)
+            .expect_err("must be rejected")
+            .to_string()
     }
 
     #[test]
@@ -354,9 +448,15 @@ mod tests {
     #[test]
     fn syntax_and_unknown_keys_name_the_line() {
         let e = err("[paths]\ncontrol_sock = \"/x\"\n");
-        assert!(e.contains("line 2") && e.contains("unknown field `control_sock`"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("unknown field `control_sock`"),
+            "{e}"
+        );
         let e = err("[workers.ftp]\n");
-        assert!(e.contains("line 1") && e.contains("unknown field `ftp`"), "{e}");
+        assert!(
+            e.contains("line 1") && e.contains("unknown field `ftp`"),
+            "{e}"
+        );
         let e = err("interfaces = [\n");
         assert!(e.contains("line "), "{e}");
         let e = err("[workers.dns]\nheartbeat_ms = \"fast\"\n");
@@ -365,11 +465,21 @@ mod tests {
 
     #[test]
     fn dns_section() {
-        let c = Config::parse("t", "[dns]\nblocklists = [\"/etc/b.txt\"]\nblock_action = \"drop\"\n").expect("valid");
+        let c = Config::parse(
+            "t",
+            "[dns]\nblocklists = [\"/etc/b.txt\"]\nblock_action = \"drop\"\n",
+        )
+        .expect("valid");
         assert_eq!(c.dns.lists.blocklists, vec![PathBuf::from("/etc/b.txt")]);
         assert_eq!(c.dns.block_action, BlockAction::Drop);
-        assert_eq!(err("[dns]\nblock_action = \"refuse\"\n"), "t.toml:2: dns.block_action: \"refuse\" is not \"nxdomain\" or \"drop\"");
-        assert_eq!(err("[dns]\nallowlists = [\"rel.txt\"]\n"), "t.toml:2: dns.allowlists: \"rel.txt\" is not an absolute path");
+        assert_eq!(
+            err("[dns]\nblock_action = \"refuse\"\n"),
+            "t.toml:2: dns.block_action: \"refuse\" is not \"nxdomain\" or \"drop\""
+        );
+        assert_eq!(
+            err("[dns]\nallowlists = [\"rel.txt\"]\n"),
+            "t.toml:2: dns.allowlists: \"rel.txt\" is not an absolute path"
+        );
     }
 
     #[test]

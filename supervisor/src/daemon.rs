@@ -14,8 +14,9 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use palisade_ipc::{
     PROTOCOL_VERSION,
     messages::{
-        ControlErrorKind, ControlRequest, ControlResponse, InterfaceName, InterfaceStatus, ReloadReport, RestartTarget,
-        RuleHits, StatusReport, SupervisorToWorker, VersionInfo, WorkerKind,
+        ControlErrorKind, ControlRequest, ControlResponse, InterfaceName, InterfaceStatus,
+        ReloadReport, RestartTarget, RuleHits, StatusReport, SupervisorToWorker, VersionInfo,
+        WorkerKind,
     },
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -24,14 +25,16 @@ use signal_hook_mio::v1_0::Signals;
 use crate::{
     config::Config,
     control::server::Server,
+    ebpf::{attach::Links, counters, loader::Loaded, pin::PinTree},
+    interfaces,
     policy::{
         dns::RuleSet,
         dns_kernel,
         dns_state::{DnsState, describe},
     },
-    ebpf::{attach::Links, counters, loader::Loaded, pin::PinTree},
-    interfaces,
-    workers::{Resources, SlotEvent, WorkerSlot, privdrop::Credentials, spawn::worker_binary, token_owner},
+    workers::{
+        Resources, SlotEvent, WorkerSlot, privdrop::Credentials, spawn::worker_binary, token_owner,
+    },
 };
 
 const CONTROL: Token = Token(1);
@@ -62,7 +65,9 @@ pub struct RunOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// Not root.
-    #[error("palisade run must be started as root (it loads eBPF and drops privileges for its workers)")]
+    #[error(
+        "palisade run must be started as root (it loads eBPF and drops privileges for its workers)"
+    )]
     NotRoot,
     /// Pin tree.
     #[error(transparent)]
@@ -78,7 +83,11 @@ pub enum DaemonError {
     NothingAttached(String),
     /// Worker accounts.
     #[error("worker {worker}: {source}")]
-    User { worker: &'static str, #[source] source: crate::users::UserError },
+    User {
+        worker: &'static str,
+        #[source]
+        source: crate::users::UserError,
+    },
     /// Control socket.
     #[error(transparent)]
     Control(#[from] crate::control::server::ServerError),
@@ -90,7 +99,11 @@ pub enum DaemonError {
     DnsKernel(#[from] crate::policy::dns_kernel::KernelPolicyError),
     /// Opening an event log or epoll.
     #[error("{what}")]
-    Io { what: String, #[source] source: std::io::Error },
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 struct Daemon {
@@ -115,7 +128,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError
 /// `<log_dir>/<kind>.json` (append, 0640).
 fn open_sink(opts: &RunOptions, kind: WorkerKind) -> Result<OwnedFd, DaemonError> {
     if opts.foreground {
-        return std::io::stdout().as_fd().try_clone_to_owned().map_err(io_err("dup stdout"));
+        return std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io_err("dup stdout"));
     }
     use std::os::unix::fs::OpenOptionsExt;
     let dir = &opts.config.log_dir;
@@ -156,11 +172,17 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
     );
     let dns = DnsState::new(rules, cfg.dns.block_action);
     release_memory();
-    let names = if cfg.interfaces.is_empty() { interfaces::default_interfaces()? } else { cfg.interfaces.clone() };
+    let names = if cfg.interfaces.is_empty() {
+        interfaces::default_interfaces()?
+    } else {
+        cfg.interfaces.clone()
+    };
     let ifaces = interfaces::resolve(&names)?;
     let mut links = Links::default();
-    let statuses: Vec<InterfaceStatus> =
-        ifaces.iter().map(|i| links.attach_interface(&mut loaded, &pins, &i.name, i.index)).collect();
+    let statuses: Vec<InterfaceStatus> = ifaces
+        .iter()
+        .map(|i| links.attach_interface(&mut loaded, &pins, &i.name, i.index))
+        .collect();
     if statuses.iter().all(|s| s.attachments.is_empty()) {
         let errors: Vec<String> = statuses.iter().filter_map(|s| s.error.clone()).collect();
         return Err(DaemonError::NothingAttached(errors.join("; ")));
@@ -179,36 +201,70 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let iface_names: Vec<InterfaceName> = statuses
         .iter()
         .filter(|s| !s.attachments.is_empty())
-        .map(|s| InterfaceName { ifindex: s.ifindex, name: s.name.clone() })
+        .map(|s| InterfaceName {
+            ifindex: s.ifindex,
+            name: s.name.clone(),
+        })
         .collect();
     let mut slots = BTreeMap::new();
     let mut resources = BTreeMap::new();
     for (kind, settings) in &cfg.workers {
-        let user = crate::users::resolve_user(&settings.user).map_err(|source| DaemonError::User { worker: kind.name(), source })?;
-        let group = crate::users::resolve_group(&settings.group).map_err(|source| DaemonError::User { worker: kind.name(), source })?;
+        let user =
+            crate::users::resolve_user(&settings.user).map_err(|source| DaemonError::User {
+                worker: kind.name(),
+                source,
+            })?;
+        let group =
+            crate::users::resolve_group(&settings.group).map_err(|source| DaemonError::User {
+                worker: kind.name(),
+                source,
+            })?;
         if user.fallback || group.fallback {
             tracing::warn!(worker = kind.name(), user = %user.name, group = %group.name, "configured worker account missing; using the fallback (create palisade-{} for isolation between workers)", kind.name());
         }
         let binary = worker_binary(*kind, settings.path.as_deref());
-        let creds = Credentials { uid: user.id, gid: group.id };
-        slots.insert(*kind, WorkerSlot::new(*kind, binary, creds, settings.heartbeat_ms));
+        let creds = Credentials {
+            uid: user.id,
+            gid: group.id,
+        };
+        slots.insert(
+            *kind,
+            WorkerSlot::new(*kind, binary, creds, settings.heartbeat_ms),
+        );
         resources.insert(
             *kind,
-            Resources { ring: loaded.ring_fd(*kind)?, sink: open_sink(&opts, *kind)?, interfaces: iface_names.clone() },
+            Resources {
+                ring: loaded.ring_fd(*kind)?,
+                sink: open_sink(&opts, *kind)?,
+                interfaces: iface_names.clone(),
+            },
         );
     }
 
     let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
-    let mut daemon =
-        Daemon { opts, pins, loaded, links, interfaces: statuses, slots, resources, started, dns, dns_kernel_rules };
+    let mut daemon = Daemon {
+        opts,
+        pins,
+        loaded,
+        links,
+        interfaces: statuses,
+        slots,
+        resources,
+        started,
+        dns,
+        dns_kernel_rules,
+    };
     daemon.event_loop(&control)
 }
 
 impl Daemon {
     fn event_loop(&mut self, control: &Server) -> Result<(), DaemonError> {
         let mut poll = Poll::new().map_err(io_err("epoll_create"))?;
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signal handlers"))?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("epoll_ctl"))?;
+        let mut signals =
+            Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signal handlers"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io_err("epoll_ctl"))?;
         let control_raw = control.fd().as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&control_raw), CONTROL, Interest::READABLE)
@@ -227,23 +283,38 @@ impl Daemon {
                 }
             }
             if let Some(deadline) = shutdown_deadline
-                && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline) {
-                    break;
-                }
-            let next = self.slots.values().filter_map(WorkerSlot::next_deadline).min();
-            let timeout = next.map_or(IDLE_TICK, |d| d.saturating_duration_since(now).min(IDLE_TICK));
+                && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline)
+            {
+                break;
+            }
+            let next = self
+                .slots
+                .values()
+                .filter_map(WorkerSlot::next_deadline)
+                .min();
+            let timeout = next.map_or(IDLE_TICK, |d| {
+                d.saturating_duration_since(now).min(IDLE_TICK)
+            });
             if let Err(e) = poll.poll(&mut events, Some(timeout))
-                && e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(DaemonError::Io { what: "epoll_wait".into(), source: e });
-                }
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                return Err(DaemonError::Io {
+                    what: "epoll_wait".into(),
+                    source: e,
+                });
+            }
             for event in &events {
                 match event.token() {
                     SIGNALS => {
                         for sig in signals.pending() {
                             if sig == SIGHUP {
                                 match self.reload(poll.registry()) {
-                                    Ok(r) => tracing::info!(report = ?r, "SIGHUP: configuration reloaded"),
-                                    Err(e) => tracing::error!("SIGHUP: reload refused, the running configuration stays in force: {e}"),
+                                    Ok(r) => {
+                                        tracing::info!(report = ?r, "SIGHUP: configuration reloaded")
+                                    }
+                                    Err(e) => tracing::error!(
+                                        "SIGHUP: reload refused, the running configuration stays in force: {e}"
+                                    ),
                                 }
                                 continue;
                             }
@@ -261,8 +332,14 @@ impl Daemon {
                         control.accept_all(|req| self.handle(registry, req));
                     }
                     token => {
-                        let Some((kind, is_sock)) = token_owner(token) else { continue };
-                        let (Some(slot), Some(res)) = (self.slots.get_mut(&kind), self.resources.get(&kind)) else { continue };
+                        let Some((kind, is_sock)) = token_owner(token) else {
+                            continue;
+                        };
+                        let (Some(slot), Some(res)) =
+                            (self.slots.get_mut(&kind), self.resources.get(&kind))
+                        else {
+                            continue;
+                        };
                         if is_sock {
                             let events = slot.on_readable(poll.registry(), res);
                             for e in events {
@@ -279,13 +356,19 @@ impl Daemon {
         // through PDEATHSIG when we exit; say so.
         for slot in self.slots.values() {
             if let Some(pid) = slot.pid() {
-                tracing::warn!(worker = slot.kind.name(), pid, "worker did not stop in time; it dies with the supervisor");
+                tracing::warn!(
+                    worker = slot.kind.name(),
+                    pid,
+                    "worker did not stop in time; it dies with the supervisor"
+                );
             }
         }
         if self.opts.detach_on_exit {
             std::mem::take(&mut self.links).detach_all();
             match crate::ebpf::pin::remove_all(&self.pins.root) {
-                Ok(_) => tracing::info!(pins = %self.pins.root.display(), "pins removed (--detach-on-exit)"),
+                Ok(_) => {
+                    tracing::info!(pins = %self.pins.root.display(), "pins removed (--detach-on-exit)")
+                }
                 Err(e) => tracing::error!(error = %crate::error_chain(&e), "removing pins"),
             }
         } else {
@@ -309,34 +392,67 @@ impl Daemon {
                 }
             }
             SlotEvent::CnameCheck { name, targets } => {
-                let Some((norm, target, rule)) = self.dns.check_cname(&name, &targets, Instant::now()) else { return };
+                let Some((norm, target, rule)) =
+                    self.dns.check_cname(&name, &targets, Instant::now())
+                else {
+                    return;
+                };
                 let (rule_id, rule_text) = (rule.id, describe(rule));
                 let learned = self.dns.learn(norm.clone(), rule_id, Instant::now());
                 match learned.map_err(|e| e.to_string()).and_then(|l| {
-                    dns_kernel::learn(&self.loaded, &norm, rule_id, l.expires.saturating_duration_since(Instant::now()))
-                        .map_err(|e| crate::error_chain(&e))
+                    dns_kernel::learn(
+                        &self.loaded,
+                        &norm,
+                        rule_id,
+                        l.expires.saturating_duration_since(Instant::now()),
+                    )
+                    .map_err(|e| crate::error_chain(&e))
                 }) {
                     Ok(()) => {
-                        tracing::warn!(name = norm, cname = target, rule = rule_text, "CNAME chain reaches a blocked domain: name blocked");
+                        tracing::warn!(
+                            name = norm,
+                            cname = target,
+                            rule = rule_text,
+                            "CNAME chain reaches a blocked domain: name blocked"
+                        );
                         if let Some(slot) = self.slots.get(&WorkerKind::Dns) {
-                            slot.send(&SupervisorToWorker::CnameBlocked { name: norm, target, rule: rule_text });
+                            slot.send(&SupervisorToWorker::CnameBlocked {
+                                name: norm,
+                                target,
+                                rule: rule_text,
+                            });
                         }
                     }
-                    Err(e) => tracing::error!(name = norm, error = %e, "learning a CNAME-blocked name"),
+                    Err(e) => {
+                        tracing::error!(name = norm, error = %e, "learning a CNAME-blocked name")
+                    }
                 }
             }
             SlotEvent::BlockRequest { name, rule_id } => {
-                let learned = self
-                    .dns
-                    .check_request(&name, rule_id)
-                    .and_then(|norm| self.dns.learn(norm.clone(), rule_id, Instant::now()).map(|l| (norm, l)));
+                let learned = self.dns.check_request(&name, rule_id).and_then(|norm| {
+                    self.dns
+                        .learn(norm.clone(), rule_id, Instant::now())
+                        .map(|l| (norm, l))
+                });
                 match learned {
-                    Ok((norm, l)) => match dns_kernel::learn(&self.loaded, &norm, rule_id, l.expires.saturating_duration_since(Instant::now())) {
+                    Ok((norm, l)) => match dns_kernel::learn(
+                        &self.loaded,
+                        &norm,
+                        rule_id,
+                        l.expires.saturating_duration_since(Instant::now()),
+                    ) {
                         Ok(()) => {
-                            let rule = self.dns.rules.rule(rule_id).map(describe).unwrap_or_default();
+                            let rule = self
+                                .dns
+                                .rules
+                                .rule(rule_id)
+                                .map(describe)
+                                .unwrap_or_default();
                             tracing::info!(name = norm, rule, "learned DNS block");
                         }
-                        Err(e) => tracing::error!(name = norm, error = %crate::error_chain(&e), "writing a learned DNS block"),
+                        Err(e) => {
+                            tracing::error!(name = norm, error = %crate::error_chain(&e), "writing a learned DNS block")
+                        }
                     },
                     Err(refusal) => {
                         self.dns.refused += 1;
@@ -350,10 +466,12 @@ impl Daemon {
     /// Re-reads the configuration and lists; applies them only when all of
     /// it is valid. Settings that cannot change live are reported.
     fn reload(&mut self, _registry: &mio::Registry) -> Result<ReloadReport, String> {
-        let mut config = Config::load(self.opts.config_path.as_deref()).map_err(|e| crate::error_chain(&e))?;
+        let mut config =
+            Config::load(self.opts.config_path.as_deref()).map_err(|e| crate::error_chain(&e))?;
         self.opts.flags.apply(&mut config);
         let rules = RuleSet::load(&config.dns.lists).map_err(|e| crate::error_chain(&e))?;
-        let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action).map_err(|e| crate::error_chain(&e))?;
+        let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)
+            .map_err(|e| crate::error_chain(&e))?;
         // Learned names came from the previous regexes: start afresh.
         dns_kernel::clear_learned(&self.loaded).map_err(|e| crate::error_chain(&e))?;
         self.dns = DnsState::new(rules, config.dns.block_action);
@@ -369,7 +487,10 @@ impl Daemon {
         let mut restart_needed = Vec::new();
         for (changed, key) in [
             (old.interfaces != config.interfaces, "interfaces"),
-            (old.control_socket != config.control_socket, "paths.control_socket"),
+            (
+                old.control_socket != config.control_socket,
+                "paths.control_socket",
+            ),
             (old.pin_root != config.pin_root, "paths.pin_root"),
             (old.state_dir != config.state_dir, "paths.state_dir"),
             (old.log_dir != config.log_dir, "paths.log_dir"),
@@ -381,7 +502,10 @@ impl Daemon {
             }
         }
         if !restart_needed.is_empty() {
-            tracing::warn!(?restart_needed, "reloaded; these settings take effect after a restart");
+            tracing::warn!(
+                ?restart_needed,
+                "reloaded; these settings take effect after a restart"
+            );
         }
         self.opts.config.dns = config.dns;
         Ok(ReloadReport {
@@ -399,26 +523,40 @@ impl Daemon {
                     ControlResponse::Reloaded(r)
                 }
                 Err(message) => {
-                    tracing::error!("reload refused, the running configuration stays in force: {message}");
-                    ControlResponse::Error { kind: ControlErrorKind::Failed, message }
+                    tracing::error!(
+                        "reload refused, the running configuration stays in force: {message}"
+                    );
+                    ControlResponse::Error {
+                        kind: ControlErrorKind::Failed,
+                        message,
+                    }
                 }
             },
-            ControlRequest::DnsTest(name) => ControlResponse::DnsTest(self.dns.test(name, Instant::now())),
-            ControlRequest::DnsBlockedHits => match dns_kernel::hits(&self.loaded) {
-                Ok(mut hits) => {
-                    hits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-                    ControlResponse::DnsBlockedHits(
-                        hits.into_iter()
-                            .map(|(id, hits)| RuleHits {
-                                id,
-                                rule: self.dns.rules.rule(id).map(describe).unwrap_or_else(|| format!("rule {id} (no longer in force)")),
-                                hits,
-                            })
-                            .collect(),
-                    )
+            ControlRequest::DnsTest(name) => {
+                ControlResponse::DnsTest(self.dns.test(name, Instant::now()))
+            }
+            ControlRequest::DnsBlockedHits => {
+                match dns_kernel::hits(&self.loaded) {
+                    Ok(mut hits) => {
+                        hits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                        ControlResponse::DnsBlockedHits(
+                            hits.into_iter()
+                                .map(|(id, hits)| RuleHits {
+                                    id,
+                                    rule: self.dns.rules.rule(id).map(describe).unwrap_or_else(
+                                        || format!("rule {id} (no longer in force)"),
+                                    ),
+                                    hits,
+                                })
+                                .collect(),
+                        )
+                    }
+                    Err(e) => ControlResponse::Error {
+                        kind: ControlErrorKind::Failed,
+                        message: crate::error_chain(&e),
+                    },
                 }
-                Err(e) => ControlResponse::Error { kind: ControlErrorKind::Failed, message: crate::error_chain(&e) },
-            },
+            }
             ControlRequest::Version => ControlResponse::Version(version_info()),
             ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
             ControlRequest::Restart(target) => {
@@ -477,4 +615,3 @@ pub fn version_info() -> VersionInfo {
         abi: palisade_ebpf::ABI_VERSION,
     }
 }
-

@@ -25,15 +25,23 @@ pub struct Interface {
 pub enum InterfaceError {
     /// A configured interface does not exist.
     #[error("interface {name} does not exist")]
-    Missing { name: String, #[source] source: nix::errno::Errno },
+    Missing {
+        name: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
     /// A configured interface does not carry Ethernet frames.
-    #[error("interface {name} is not an Ethernet interface (link type {hatype}); Palisade's programs parse Ethernet frames")]
+    #[error(
+        "interface {name} is not an Ethernet interface (link type {hatype}); Palisade's programs parse Ethernet frames"
+    )]
     NotEthernet { name: String, hatype: u16 },
     /// getifaddrs failed.
     #[error("listing interfaces (getifaddrs)")]
     List(#[source] nix::errno::Errno),
     /// No interface qualifies.
-    #[error("no interface to attach to: none is an up, non-loopback Ethernet interface (use --interface)")]
+    #[error(
+        "no interface to attach to: none is an up, non-loopback Ethernet interface (use --interface)"
+    )]
     None,
 }
 
@@ -55,7 +63,9 @@ pub fn default_interfaces() -> Result<Vec<String>, InterfaceError> {
     let names: BTreeSet<String> = links()?
         .into_iter()
         .filter(|(_, (hatype, flags))| {
-            *hatype == ARPHRD_ETHER && flags.contains(InterfaceFlags::IFF_UP) && !flags.contains(InterfaceFlags::IFF_LOOPBACK)
+            *hatype == ARPHRD_ETHER
+                && flags.contains(InterfaceFlags::IFF_UP)
+                && !flags.contains(InterfaceFlags::IFF_LOOPBACK)
         })
         .map(|(name, _)| name)
         .collect();
@@ -72,11 +82,20 @@ pub fn resolve(names: &[String]) -> Result<Vec<Interface>, InterfaceError> {
         .iter()
         .map(|name| {
             if let Some((hatype, _)) = links.get(name).filter(|(h, _)| *h != ARPHRD_ETHER) {
-                return Err(InterfaceError::NotEthernet { name: name.clone(), hatype: *hatype });
+                return Err(InterfaceError::NotEthernet {
+                    name: name.clone(),
+                    hatype: *hatype,
+                });
             }
             if_nametoindex(name.as_str())
-                .map(|index| Interface { name: name.clone(), index })
-                .map_err(|source| InterfaceError::Missing { name: name.clone(), source })
+                .map(|index| Interface {
+                    name: name.clone(),
+                    index,
+                })
+                .map_err(|source| InterfaceError::Missing {
+                    name: name.clone(),
+                    source,
+                })
         })
         .collect()
 }

@@ -35,20 +35,37 @@ pub struct Resolved {
 /// Resolves a user name (or numeric id), falling back to `nobody`.
 pub fn resolve_user(name: &str) -> Result<Resolved, UserError> {
     let found = match name.parse::<u32>() {
-        Ok(id) => User::from_uid(id.into()).ok().flatten().map(|u| (u.uid.as_raw(), u.name)),
-        Err(_) => User::from_name(name).ok().flatten().map(|u| (u.uid.as_raw(), u.name)),
+        Ok(id) => User::from_uid(id.into())
+            .ok()
+            .flatten()
+            .map(|u| (u.uid.as_raw(), u.name)),
+        Err(_) => User::from_name(name)
+            .ok()
+            .flatten()
+            .map(|u| (u.uid.as_raw(), u.name)),
     };
     let (id, used, fallback) = match found {
         Some((id, n)) => (id, n, false),
         None => match User::from_name(FALLBACK_USER).ok().flatten() {
             Some(u) => (u.uid.as_raw(), u.name, true),
-            None => return Err(UserError::NoUser { wanted: name.to_owned() }),
+            None => {
+                return Err(UserError::NoUser {
+                    wanted: name.to_owned(),
+                });
+            }
         },
     };
     if id == 0 {
-        return Err(UserError::Root { what: "user", name: used });
+        return Err(UserError::Root {
+            what: "user",
+            name: used,
+        });
     }
-    Ok(Resolved { id, name: used, fallback })
+    Ok(Resolved {
+        id,
+        name: used,
+        fallback,
+    })
 }
 
 /// Resolves a group name (or numeric id), falling back to `nogroup`/`nobody`.
@@ -61,16 +78,30 @@ pub fn resolve_group(name: &str) -> Result<Resolved, UserError> {
         Some(g) => (g, false),
         None => match FALLBACK_GROUPS.iter().find_map(|g| lookup(g)) {
             Some(g) => (g, true),
-            None => return Err(UserError::NoGroup { wanted: name.to_owned() }),
+            None => {
+                return Err(UserError::NoGroup {
+                    wanted: name.to_owned(),
+                });
+            }
         },
     };
     if group.gid.as_raw() == 0 {
-        return Err(UserError::Root { what: "group", name: group.name });
+        return Err(UserError::Root {
+            what: "group",
+            name: group.name,
+        });
     }
-    Ok(Resolved { id: group.gid.as_raw(), name: group.name, fallback })
+    Ok(Resolved {
+        id: group.gid.as_raw(),
+        name: group.name,
+        fallback,
+    })
 }
 
 /// Looks up a group id by name without fallback (the control group).
 pub fn group_id(name: &str) -> Option<u32> {
-    Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
+    Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }

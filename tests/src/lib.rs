@@ -41,19 +41,28 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/debug/deps/<test> -> target/debug
-    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
 }
 
 /// Path of a workspace binary, checked to exist.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} missing: run `cargo build --workspace --bins` first (scripts/test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        p.display()
+    );
     p
 }
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -71,7 +80,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -106,7 +118,11 @@ impl Lab {
     /// Builds the lab. `name` only makes debugging easier.
     pub fn new(name: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}-{}-{n}", name.chars().take(10).collect::<String>(), std::process::id());
+        let id = format!(
+            "{}-{}-{n}",
+            name.chars().take(10).collect::<String>(),
+            std::process::id()
+        );
         let sensor_ns = format!("pal-{id}-s");
         let peer_ns = format!("pal-{id}-p");
         let dir = std::env::temp_dir().join(format!("palisade-test-{id}"));
@@ -114,15 +130,44 @@ impl Lab {
         fs::create_dir_all(&dir).expect("scratch dir");
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod scratch dir");
         let pin_root = PathBuf::from(format!("/sys/fs/bpf/palisade-test-{id}"));
-        let lab = Self { id, sensor_ns, peer_ns, dir, pin_root, children: Mutex::new(Vec::new()) };
+        let lab = Self {
+            id,
+            sensor_ns,
+            peer_ns,
+            dir,
+            pin_root,
+            children: Mutex::new(Vec::new()),
+        };
         run(Command::new("ip").args(["netns", "add", &lab.sensor_ns]));
         run(Command::new("ip").args(["netns", "add", &lab.peer_ns]));
         run(Command::new("ip").args([
-            "link", "add", "name", SENSOR_IF, "netns", &lab.sensor_ns, "type", "veth", "peer", "name", PEER_IF, "netns",
+            "link",
+            "add",
+            "name",
+            SENSOR_IF,
+            "netns",
+            &lab.sensor_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            PEER_IF,
+            "netns",
             &lab.peer_ns,
         ]));
-        for (ns, ifname, ip) in [(&lab.sensor_ns, SENSOR_IF, SENSOR_IP), (&lab.peer_ns, PEER_IF, PEER_IP)] {
-            run(Command::new("ip").args(["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", ifname]));
+        for (ns, ifname, ip) in [
+            (&lab.sensor_ns, SENSOR_IF, SENSOR_IP),
+            (&lab.peer_ns, PEER_IF, PEER_IP),
+        ] {
+            run(Command::new("ip").args([
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                ifname,
+            ]));
             run(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]));
             run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
         }
@@ -145,7 +190,9 @@ impl Lab {
 
     /// Starts a long-running process owned by the lab (killed on drop).
     pub fn spawn(&self, mut cmd: Command) {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         self.children.lock().expect("lock").push(child);
     }
 
@@ -206,7 +253,11 @@ impl Lab {
             Side::Sensor => (self.sensor("dig"), PEER_IP),
             Side::Peer => (self.peer("dig"), SENSOR_IP),
         };
-        let out = cmd.args([&format!("@{server}"), "+tries=1", "+time=1"]).args(args).output().expect("dig runs");
+        let out = cmd
+            .args([&format!("@{server}"), "+tries=1", "+time=1"])
+            .args(args)
+            .output()
+            .expect("dig runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -222,10 +273,22 @@ impl Lab {
         // setns affects only the calling thread: query from a fresh one.
         std::thread::spawn(move || {
             // SAFETY: setns on a valid netns FD, on this thread only.
-            assert_eq!(unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
-            let hook = if ingress { aya::programs::TcAttachType::Ingress } else { aya::programs::TcAttachType::Egress };
-            let (_, progs) = aya::programs::SchedClassifier::query_tcx(SENSOR_IF, hook).expect("BPF_PROG_QUERY");
-            progs.iter().map(|p| (p.id(), p.name_as_str().unwrap_or_default().to_owned())).collect()
+            assert_eq!(
+                unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0,
+                "setns"
+            );
+            let hook = if ingress {
+                aya::programs::TcAttachType::Ingress
+            } else {
+                aya::programs::TcAttachType::Egress
+            };
+            let (_, progs) =
+                aya::programs::SchedClassifier::query_tcx(SENSOR_IF, hook).expect("BPF_PROG_QUERY");
+            progs
+                .iter()
+                .map(|p| (p.id(), p.name_as_str().unwrap_or_default().to_owned()))
+                .collect()
         })
         .join()
         .expect("query thread")
@@ -233,18 +296,29 @@ impl Lab {
 
     /// Opens the sensor namespace (for `setns`).
     pub fn sensor_netns_fd(&self) -> OwnedFd {
-        fs::File::open(format!("/run/netns/{}", self.sensor_ns)).expect("open netns").into()
+        fs::File::open(format!("/run/netns/{}", self.sensor_ns))
+            .expect("open netns")
+            .into()
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for mut c in self.children.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default() {
+        for mut c in self
+            .children
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.sensor_ns]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.peer_ns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.sensor_ns])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.peer_ns])
+            .status();
         let _ = fs::remove_dir_all(&self.pin_root);
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
@@ -314,10 +388,21 @@ impl Daemon {
             }
         });
         let control = lab.dir.join("control.sock");
-        let daemon = Self { child: Some(child), control, config: config_path, log, lines };
+        let daemon = Self {
+            child: Some(child),
+            control,
+            config: config_path,
+            log,
+            lines,
+        };
         wait_for(Duration::from_secs(20), "the control socket", || {
             daemon.assert_alive();
-            daemon.ctl(&["version"]).status.success().then_some(()).filter(|()| daemon.status_json().is_some())
+            daemon
+                .ctl(&["version"])
+                .status
+                .success()
+                .then_some(())
+                .filter(|()| daemon.status_json().is_some())
         });
         daemon
     }
@@ -327,8 +412,16 @@ impl Daemon {
         if let Some(c) = self.child.as_ref() {
             // try_wait needs &mut; check /proc instead.
             let stat = fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
-            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap_or("X");
-            assert!(state != "Z" && state != "X", "palisade exited; log:\n{}", self.log_text());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or("X");
+            assert!(
+                state != "Z" && state != "X",
+                "palisade exited; log:\n{}",
+                self.log_text()
+            );
         }
     }
 
@@ -371,14 +464,25 @@ impl Daemon {
     pub fn wait_healthy(&self) -> BTreeMap<String, u32> {
         wait_for(Duration::from_secs(10), "four running workers", || {
             let w = self.workers();
-            let ok = w.len() == 4 && w.values().all(|v| v["state"] == "running" && v["last_heartbeat_ms_ago"].is_u64());
-            ok.then(|| w.iter().map(|(k, v)| (k.clone(), v["pid"].as_u64().unwrap_or(0) as u32)).collect())
+            let ok = w.len() == 4
+                && w.values()
+                    .all(|v| v["state"] == "running" && v["last_heartbeat_ms_ago"].is_u64());
+            ok.then(|| {
+                w.iter()
+                    .map(|(k, v)| (k.clone(), v["pid"].as_u64().unwrap_or(0) as u32))
+                    .collect()
+            })
         })
     }
 
     /// Every event line so far, parsed.
     pub fn events(&self) -> Vec<Value> {
-        self.lines.lock().expect("lock").iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Raw output lines so far.
@@ -387,8 +491,15 @@ impl Daemon {
     }
 
     /// Waits for an event satisfying `pred`.
-    pub fn wait_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        wait_for(timeout, what, || self.events().into_iter().find(|e| pred(e)))
+    pub fn wait_event(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_for(timeout, what, || {
+            self.events().into_iter().find(|e| pred(e))
+        })
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -401,7 +512,10 @@ impl Daemon {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "palisade did not stop on SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "palisade did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -101,7 +101,9 @@ const CORPUS_ERRATA: &[(&str, Option<u64>, &str, &str)] = &[
 fn erratum(pcap: &str, frame: Option<u64>, field: &str) -> Option<&'static str> {
     CORPUS_ERRATA
         .iter()
-        .find(|(p, f, name, _)| *p == pcap && (f.is_none() || *f == frame) && field.starts_with(name))
+        .find(|(p, f, name, _)| {
+            *p == pcap && (f.is_none() || *f == frame) && field.starts_with(name)
+        })
         .map(|(_, _, _, why)| *why)
 }
 /// Bookkeeping fields of the corpus, not values.
@@ -995,8 +997,14 @@ fn dns_corpus_replayed_live_matches_expected() {
                 w["state"], w["pid"], w["restarts"], w["last_exit"]
             );
         }
-        if malformed && delta.is_empty() && let Some(why) = erratum(&short, None, "drops") {
-            let _ = writeln!(section, "    note: no drops for this malformed_ capture: corpus erratum: {why}");
+        if malformed
+            && delta.is_empty()
+            && let Some(why) = erratum(&short, None, "drops")
+        {
+            let _ = writeln!(
+                section,
+                "    note: no drops for this malformed_ capture: corpus erratum: {why}"
+            );
         } else if malformed && delta.is_empty() {
             section_bad = true;
             liveness.push(format!(

@@ -1,7 +1,10 @@
 //! DNS monitoring end to end: correlation, round-trip time, unanswered
 //! queries, DNS over TCP.
 
-#![expect(clippy::indexing_slicing, reason = "tests index JSON values; a panic is a test failure")]
+#![expect(
+    clippy::indexing_slicing,
+    reason = "tests index JSON values; a panic is a test failure"
+)]
 
 use std::time::Duration;
 
@@ -16,9 +19,13 @@ fn answers_carry_rtt_and_unanswered_queries_are_reported() {
 
     lab.dig(&["+short", "rtt.example.test", "A"]);
     let answer = daemon.wait_event("answer with rtt", Duration::from_secs(5), |e| {
-        e["event_type"] == "dns" && e["dns"]["type"] == "answer" && e["dns"]["rrname"] == "rtt.example.test"
+        e["event_type"] == "dns"
+            && e["dns"]["type"] == "answer"
+            && e["dns"]["rrname"] == "rtt.example.test"
     });
-    let rtt = answer["dns"]["rtt_ms"].as_f64().expect("rtt_ms on the answer");
+    let rtt = answer["dns"]["rtt_ms"]
+        .as_f64()
+        .expect("rtt_ms on the answer");
     assert!(rtt > 0.0 && rtt < 1000.0, "{answer}");
     let query = daemon.wait_event("the query", Duration::from_secs(1), |e| {
         e["dns"]["type"] == "query" && e["dns"]["rrname"] == "rtt.example.test"
@@ -29,17 +36,46 @@ fn answers_carry_rtt_and_unanswered_queries_are_reported() {
     // A resolver address nobody answers for: a static neighbour entry lets
     // the query leave the sensor (and cross its egress hook); the peer
     // drops the frame (not its MAC).
-    palisade_tests::run(lab.sensor("ip").args(["neigh", "add", "198.18.0.3", "lladdr", "02:00:00:00:00:03", "dev", palisade_tests::SENSOR_IF]));
-    let out = lab.sensor("dig").args(["@198.18.0.3", "+tries=1", "+time=1", "lost.example.test", "A"]).output().expect("dig");
-    assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout).contains("timed out"), "nobody answers 198.18.0.3");
-    let unanswered = daemon.wait_event("the unanswered-query event", Duration::from_secs(10), |e| {
-        e["event_type"] == "dns" && e["dns"]["type"] == "unanswered" && e["dns"]["rrname"] == "lost.example.test"
-    });
+    palisade_tests::run(lab.sensor("ip").args([
+        "neigh",
+        "add",
+        "198.18.0.3",
+        "lladdr",
+        "02:00:00:00:00:03",
+        "dev",
+        palisade_tests::SENSOR_IF,
+    ]));
+    let out = lab
+        .sensor("dig")
+        .args([
+            "@198.18.0.3",
+            "+tries=1",
+            "+time=1",
+            "lost.example.test",
+            "A",
+        ])
+        .output()
+        .expect("dig");
+    assert!(
+        !out.status.success() || String::from_utf8_lossy(&out.stdout).contains("timed out"),
+        "nobody answers 198.18.0.3"
+    );
+    let unanswered =
+        daemon.wait_event("the unanswered-query event", Duration::from_secs(10), |e| {
+            e["event_type"] == "dns"
+                && e["dns"]["type"] == "unanswered"
+                && e["dns"]["rrname"] == "lost.example.test"
+        });
     assert_eq!(unanswered["dns"]["timeout_ms"], 5000);
     assert_eq!(unanswered["dest_ip"], "198.18.0.3");
     assert!(unanswered["dns"]["rtt_ms"].is_null());
     // No answered query is ever reported as unanswered.
-    assert!(!daemon.events().iter().any(|e| e["dns"]["type"] == "unanswered" && e["dns"]["rrname"] == "rtt.example.test"));
+    assert!(
+        !daemon
+            .events()
+            .iter()
+            .any(|e| e["dns"]["type"] == "unanswered" && e["dns"]["rrname"] == "rtt.example.test")
+    );
 }
 
 #[test]
@@ -49,13 +85,35 @@ fn dns_over_tcp_is_reassembled() {
     let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
     daemon.wait_healthy();
     // Several queries over one TCP connection (dig +keepopen).
-    let out = lab.dig(&["+tcp", "+keepopen", "+short", "one.example.test", "A", "two.example.test", "AAAA", "three.example.test", "A"]);
-    assert!(out.contains("198.18.0.99") && out.contains("2001:db8::99"), "{out}");
-    for (name, ty) in [("one.example.test", "A"), ("two.example.test", "AAAA"), ("three.example.test", "A")] {
-        let a = daemon.wait_event(&format!("TCP answer for {name}"), Duration::from_secs(5), |e| {
-            e["proto"] == "TCP" && e["dns"]["type"] == "answer" && e["dns"]["rrname"] == name
-        });
+    let out = lab.dig(&[
+        "+tcp",
+        "+keepopen",
+        "+short",
+        "one.example.test",
+        "A",
+        "two.example.test",
+        "AAAA",
+        "three.example.test",
+        "A",
+    ]);
+    assert!(
+        out.contains("198.18.0.99") && out.contains("2001:db8::99"),
+        "{out}"
+    );
+    for (name, ty) in [
+        ("one.example.test", "A"),
+        ("two.example.test", "AAAA"),
+        ("three.example.test", "A"),
+    ] {
+        let a = daemon.wait_event(
+            &format!("TCP answer for {name}"),
+            Duration::from_secs(5),
+            |e| e["proto"] == "TCP" && e["dns"]["type"] == "answer" && e["dns"]["rrname"] == name,
+        );
         assert_eq!(a["dns"]["rrtype"], ty);
-        assert!(a["dns"]["rtt_ms"].is_f64(), "TCP answers are correlated too: {a}");
+        assert!(
+            a["dns"]["rtt_ms"].is_f64(),
+            "TCP answers are correlated too: {a}"
+        );
     }
 }

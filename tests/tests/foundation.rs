@@ -1,4 +1,7 @@
-#![expect(clippy::indexing_slicing, reason = "tests index JSON values and /proc fields; a panic is a test failure")]
+#![expect(
+    clippy::indexing_slicing,
+    reason = "tests index JSON values and /proc fields; a panic is a test failure"
+)]
 
 //! The foundation issue's end-to-end assertions: DNS events from real
 //! traffic, unprivileged workers, restart without loss, hostile workers,
@@ -10,9 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::{Daemon, Lab, PEER_IP, SENSOR_IF, SENSOR_IP, base_config, bin, proc_status, wait_for};
+use palisade_tests::{
+    Daemon, Lab, PEER_IP, SENSOR_IF, SENSOR_IP, base_config, bin, proc_status, wait_for,
+};
 use serde_json::Value;
-
 
 fn dig_id(out: &str) -> u64 {
     // ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 12345"
@@ -36,7 +40,9 @@ fn dns_queries_and_answers_become_events() {
     let id6 = dig_id(&out6);
 
     let query = daemon.wait_event("the A query event", Duration::from_secs(5), |e| {
-        e["event_type"] == "dns" && e["dns"]["type"] == "query" && e["dns"]["rrname"] == "www.example.test"
+        e["event_type"] == "dns"
+            && e["dns"]["type"] == "query"
+            && e["dns"]["rrname"] == "www.example.test"
     });
     assert_eq!(query["dns"]["id"], id);
     assert_eq!(query["dns"]["rrtype"], "A");
@@ -46,10 +52,17 @@ fn dns_queries_and_answers_become_events() {
     assert_eq!(query["proto"], "UDP");
     assert_eq!(query["in_iface"], SENSOR_IF);
     assert_eq!(query["iface_direction"], "egress");
-    assert!(query["timestamp"].as_str().is_some_and(|t| t.ends_with("+0000") && t.len() == 31), "{query}");
+    assert!(
+        query["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("+0000") && t.len() == 31),
+        "{query}"
+    );
 
     let answer = daemon.wait_event("the A answer event", Duration::from_secs(5), |e| {
-        e["event_type"] == "dns" && e["dns"]["type"] == "answer" && e["dns"]["rrname"] == "www.example.test"
+        e["event_type"] == "dns"
+            && e["dns"]["type"] == "answer"
+            && e["dns"]["rrname"] == "www.example.test"
     });
     assert_eq!(answer["dns"]["id"], id);
     assert_eq!(answer["dns"]["rcode"], "NOERROR");
@@ -60,7 +73,9 @@ fn dns_queries_and_answers_become_events() {
     assert_eq!(answer["iface_direction"], "ingress");
 
     let q6 = daemon.wait_event("the AAAA query", Duration::from_secs(5), |e| {
-        e["event_type"] == "dns" && e["dns"]["rrname"] == "mail.example.test" && e["dns"]["type"] == "answer"
+        e["event_type"] == "dns"
+            && e["dns"]["rrname"] == "mail.example.test"
+            && e["dns"]["type"] == "answer"
     });
     assert_eq!(q6["dns"]["id"], id6);
     assert_eq!(q6["dns"]["rrtype"], "AAAA");
@@ -86,17 +101,25 @@ fn dns_queries_and_answers_become_events() {
     let counter = |group: &str, name: &str| {
         status["kernel"]
             .as_array()
-            .and_then(|a| a.iter().find(|k| k["group"] == group && k["counter"] == name))
+            .and_then(|a| {
+                a.iter()
+                    .find(|k| k["group"] == group && k["counter"] == name)
+            })
             .and_then(|k| k["value"].as_u64())
             .unwrap_or(u64::MAX)
     };
     assert!(counter("dns", "records") >= 6, "{status}");
     assert_eq!(counter("dns", "ring_full"), 0);
     // Worker stats travel with heartbeats: wait for them.
-    wait_for(Duration::from_secs(3), "dns worker stats to count the events", || {
-        let w = &daemon.workers()["dns"];
-        (w["stats"]["events"].as_u64() >= Some(6) && w["stats"]["records"].as_u64() >= Some(6)).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(3),
+        "dns worker stats to count the events",
+        || {
+            let w = &daemon.workers()["dns"];
+            (w["stats"]["events"].as_u64() >= Some(6) && w["stats"]["records"].as_u64() >= Some(6))
+                .then_some(())
+        },
+    );
 }
 
 #[test]
@@ -124,7 +147,12 @@ fn workers_run_unprivileged_with_only_their_fds() {
             .filter_map(Result::ok)
             .map(|e| {
                 let n = e.file_name().to_string_lossy().parse().unwrap_or(u32::MAX);
-                (n, std::fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default())
+                (
+                    n,
+                    std::fs::read_link(e.path())
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                )
             })
             .collect();
         fds.sort();
@@ -133,27 +161,49 @@ fn workers_run_unprivileged_with_only_their_fds() {
         assert_eq!(&kinds[..3], ["/dev/null"; 3], "{name}: {fds:?}");
         assert!(kinds[3].starts_with("socket:"), "{name}: FD 3 {fds:?}");
         assert_eq!(kinds[4], "anon_inode:bpf-map", "{name}: {fds:?}");
-        assert!(kinds[5].starts_with("pipe:"), "{name}: sink is the daemon's stdout {fds:?}");
+        assert!(
+            kinds[5].starts_with("pipe:"),
+            "{name}: sink is the daemon's stdout {fds:?}"
+        );
         assert_eq!(kinds[6], "anon_inode:[eventpoll]", "{name}: {fds:?}");
 
         // Not dumpable: even its own uid cannot read its memory or environment.
         let peek = Command::new("setpriv")
-            .args(["--reuid", s["Uid"].split_whitespace().next().unwrap_or("65534")])
+            .args([
+                "--reuid",
+                s["Uid"].split_whitespace().next().unwrap_or("65534"),
+            ])
             .args(["--regid", "65534", "--clear-groups", "cat"])
             .arg(format!("/proc/{pid}/environ"))
             .output()
             .expect("setpriv");
-        assert!(!peek.status.success(), "{name}: /proc/{pid}/environ readable by the worker's uid");
+        assert!(
+            !peek.status.success(),
+            "{name}: /proc/{pid}/environ readable by the worker's uid"
+        );
     }
     // The worker's uid cannot touch the pinned maps either.
     let maps = lab.pin_root.join("v1").join("maps").join("rb_dns");
     assert!(maps.exists(), "ring buffer pinned at {}", maps.display());
     let open = Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "bpftool", "map", "show", "pinned"])
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "bpftool",
+            "map",
+            "show",
+            "pinned",
+        ])
         .arg(&maps)
         .output()
         .expect("setpriv bpftool");
-    assert!(!open.status.success(), "an unprivileged user opened a pinned map");
+    assert!(
+        !open.status.success(),
+        "an unprivileged user opened a pinned map"
+    );
 }
 
 #[test]
@@ -161,11 +211,19 @@ fn seccomp_kills_forbidden_syscalls_after_startup() {
     let lab = Lab::new("seccomp");
     let probe = bin("probe-worker");
     let mut extra = String::new();
-    for (kind, action) in [("dhcp", "open"), ("dns", "socket"), ("tls", "bpf"), ("flow", "execve")] {
+    for (kind, action) in [
+        ("dhcp", "open"),
+        ("dns", "socket"),
+        ("tls", "bpf"),
+        ("flow", "execve"),
+    ] {
         // open is answered EACCES (exit 43), the others kill (SIGSYS).
         let link = lab.dir.join(format!("probe-{action}-{kind}"));
         symlink(&probe, &link).expect("symlink");
-        extra.push_str(&format!("[workers.{kind}]\npath = \"{}\"\n", link.display()));
+        extra.push_str(&format!(
+            "[workers.{kind}]\npath = \"{}\"\n",
+            link.display()
+        ));
     }
     let daemon = Daemon::start(&lab, &base_config(&lab, &extra), &[]);
     let workers = wait_for(Duration::from_secs(10), "every probe to end", || {
@@ -175,11 +233,20 @@ fn seccomp_kills_forbidden_syscalls_after_startup() {
     for (name, w) in workers {
         let exit = w["last_exit"].as_str().unwrap_or_default();
         if name == "dhcp" {
-            assert!(exit.contains("exit status 43"), "{name}: open must fail with EACCES: {exit}");
+            assert!(
+                exit.contains("exit status 43"),
+                "{name}: open must fail with EACCES: {exit}"
+            );
         } else {
-            assert!(exit.contains("SIGSYS") && exit.contains("seccomp"), "{name}: {exit}");
+            assert!(
+                exit.contains("SIGSYS") && exit.contains("seccomp"),
+                "{name}: {exit}"
+            );
         }
-        assert!(!exit.contains("exit status 42"), "{name}: forbidden syscall returned");
+        assert!(
+            !exit.contains("exit status 42"),
+            "{name}: forbidden syscall returned"
+        );
     }
     daemon.assert_alive();
 }
@@ -203,7 +270,11 @@ fn killed_worker_is_back_within_a_second_and_loses_nothing() {
         args.extend([n.as_str(), "A"]);
     }
     let answers = lab.dig(&args);
-    assert_eq!(answers.matches("198.18.0.99").count(), 5, "dnsmasq answered all: {answers}");
+    assert_eq!(
+        answers.matches("198.18.0.99").count(),
+        5,
+        "dnsmasq answered all: {answers}"
+    );
     // SAFETY: as above.
     unsafe { libc::kill(old as i32, libc::SIGKILL) };
     let killed_at = Instant::now();
@@ -214,7 +285,11 @@ fn killed_worker_is_back_within_a_second_and_loses_nothing() {
         let pid = w["pid"].as_u64()? as u32;
         (pid != old && w["state"] == "running").then_some(pid)
     });
-    assert!(killed_at.elapsed() <= Duration::from_secs(1), "restart took {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() <= Duration::from_secs(1),
+        "restart took {:?}",
+        killed_at.elapsed()
+    );
     // Every record queued while no worker read the ring is delivered by the successor.
     for n in names.iter().map(String::as_str).chain(["gap.example.test"]) {
         for kind in ["query", "answer"] {
@@ -227,12 +302,20 @@ fn killed_worker_is_back_within_a_second_and_loses_nothing() {
     let status = daemon.status_json().expect("status");
     let ring_full = status["kernel"]
         .as_array()
-        .and_then(|a| a.iter().find(|k| k["group"] == "dns" && k["counter"] == "ring_full"))
+        .and_then(|a| {
+            a.iter()
+                .find(|k| k["group"] == "dns" && k["counter"] == "ring_full")
+        })
         .and_then(|k| k["value"].as_u64());
     assert_eq!(ring_full, Some(0));
     let w = &daemon.workers()["dns"];
     assert_eq!(w["restarts"], 1, "{w}");
-    assert!(w["last_exit"].as_str().is_some_and(|e| e.contains("SIGKILL")), "{w}");
+    assert!(
+        w["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.contains("SIGKILL")),
+        "{w}"
+    );
 }
 
 #[test]
@@ -240,17 +323,31 @@ fn hostile_workers_are_killed_and_counted() {
     let lab = Lab::new("hostile");
     let hostile = bin("hostile-worker");
     let mut extra = String::new();
-    let attacks = [("dhcp", "oversized"), ("dns", "wrongversion"), ("tls", "garbage"), ("flow", "unexpected")];
+    let attacks = [
+        ("dhcp", "oversized"),
+        ("dns", "wrongversion"),
+        ("tls", "garbage"),
+        ("flow", "unexpected"),
+    ];
     for (kind, attack) in attacks {
         let link = lab.dir.join(format!("hostile-{attack}-{kind}"));
         symlink(&hostile, &link).expect("symlink");
-        extra.push_str(&format!("[workers.{kind}]\npath = \"{}\"\n", link.display()));
+        extra.push_str(&format!(
+            "[workers.{kind}]\npath = \"{}\"\n",
+            link.display()
+        ));
     }
     let daemon = Daemon::start(&lab, &base_config(&lab, &extra), &[]);
-    let workers = wait_for(Duration::from_secs(10), "a violation from every hostile worker", || {
-        let w = daemon.workers();
-        w.values().all(|v| v["violations"].as_u64() >= Some(2)).then_some(w)
-    });
+    let workers = wait_for(
+        Duration::from_secs(10),
+        "a violation from every hostile worker",
+        || {
+            let w = daemon.workers();
+            w.values()
+                .all(|v| v["violations"].as_u64() >= Some(2))
+                .then_some(w)
+        },
+    );
     let expect = [
         ("dhcp", "larger than"),
         ("dns", "version mismatch"),
@@ -259,27 +356,56 @@ fn hostile_workers_are_killed_and_counted() {
     ];
     for (kind, needle) in expect {
         let exit = workers[kind]["last_exit"].as_str().unwrap_or_default();
-        assert!(exit.contains("protocol violation") && exit.contains(needle), "{kind}: {exit}");
-        assert!(exit.contains("SIGKILL"), "{kind}: killed, not left running: {exit}");
+        assert!(
+            exit.contains("protocol violation") && exit.contains(needle),
+            "{kind}: {exit}"
+        );
+        assert!(
+            exit.contains("SIGKILL"),
+            "{kind}: killed, not left running: {exit}"
+        );
     }
     daemon.assert_alive();
-    assert!(daemon.log_text().contains("protocol version mismatch: peer speaks version 999"), "clear version error in the log");
+    assert!(
+        daemon
+            .log_text()
+            .contains("protocol version mismatch: peer speaks version 999"),
+        "clear version error in the log"
+    );
     // FDs sent by a worker are a violation too (and are closed, not kept).
     drop(daemon);
     let lab = Lab::new("hostilefd");
     let link = lab.dir.join("hostile-fds-dns");
     symlink(&hostile, &link).expect("symlink");
-    let daemon = Daemon::start(&lab, &base_config(&lab, &format!("[workers.dns]\npath = \"{}\"\n", link.display())), &[]);
-    wait_for(Duration::from_secs(10), "the fd-sending worker killed", || {
-        let w = &daemon.workers()["dns"];
-        w["last_exit"].as_str().is_some_and(|e| e.contains("file descriptors")).then_some(())
-    });
+    let daemon = Daemon::start(
+        &lab,
+        &base_config(
+            &lab,
+            &format!("[workers.dns]\npath = \"{}\"\n", link.display()),
+        ),
+        &[],
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the fd-sending worker killed",
+        || {
+            let w = &daemon.workers()["dns"];
+            w["last_exit"]
+                .as_str()
+                .is_some_and(|e| e.contains("file descriptors"))
+                .then_some(())
+        },
+    );
 }
 
 #[test]
 fn control_socket_permissions() {
     let lab = Lab::new("perms");
-    let daemon = Daemon::start(&lab, &base_config(&lab, "[control]\ngroup = \"nogroup\"\n"), &[]);
+    let daemon = Daemon::start(
+        &lab,
+        &base_config(&lab, "[control]\ngroup = \"nogroup\"\n"),
+        &[],
+    );
     daemon.wait_healthy();
     let as_nobody = |args: &[&str], groups: &str| {
         Command::new("setpriv")
@@ -293,11 +419,22 @@ fn control_socket_permissions() {
     };
     // A member of the control group may read status...
     let status = as_nobody(&["status"], "65534");
-    assert!(status.status.success(), "status as group member: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "status as group member: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     // ...but not restart workers.
     let restart = as_nobody(&["restart", "dns"], "65534");
-    assert_eq!(restart.status.code(), Some(4), "restart as non-root: {restart:?}");
-    assert!(String::from_utf8_lossy(&restart.stderr).contains("permission denied"), "{restart:?}");
+    assert_eq!(
+        restart.status.code(),
+        Some(4),
+        "restart as non-root: {restart:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&restart.stderr).contains("permission denied"),
+        "{restart:?}"
+    );
     // Outside the group: not even connect.
     let outsider = Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65533", "--clear-groups"])
@@ -335,13 +472,24 @@ fn status_reports_workers_interfaces_and_versions() {
     assert_eq!(s["version"]["abi"], 1);
     let iface = &s["interfaces"][0];
     assert_eq!(iface["name"], SENSOR_IF);
-    let hooks: Vec<&str> = iface["attachments"].as_array().expect("attachments").iter().filter_map(|a| a["direction"].as_str()).collect();
+    let hooks: Vec<&str> = iface["attachments"]
+        .as_array()
+        .expect("attachments")
+        .iter()
+        .filter_map(|a| a["direction"].as_str())
+        .collect();
     assert_eq!(hooks, ["ingress", "egress"]);
     assert_eq!(iface["attachments"][0]["mode"], "tcx");
     // The kernel agrees: the program ids are attached to the veth.
-    let prog_id = iface["attachments"][0]["program_id"].as_u64().expect("program id");
+    let prog_id = iface["attachments"][0]["program_id"]
+        .as_u64()
+        .expect("program id");
     let ingress = lab.tcx_programs(true);
-    assert_eq!(ingress, vec![(prog_id as u32, "pal_tc_ingress".to_owned())], "kernel view of the ingress hook");
+    assert_eq!(
+        ingress,
+        vec![(prog_id as u32, "pal_tc_ingress".to_owned())],
+        "kernel view of the ingress hook"
+    );
     assert_eq!(lab.tcx_programs(false).len(), 1, "one egress program");
     let text = daemon.ctl(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout);
@@ -358,16 +506,30 @@ fn sigterm_stops_workers_and_leaves_programs_pinned() {
     let lab = Lab::new("sigterm");
     let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
     let pids = daemon.wait_healthy();
-    let pin = lab.pin_root.join("v1").join("links").join(format!("{SENSOR_IF}_ingress"));
+    let pin = lab
+        .pin_root
+        .join("v1")
+        .join("links")
+        .join(format!("{SENSOR_IF}_ingress"));
     assert!(pin.exists());
     let status = daemon.stop();
     assert!(status.success(), "exit status {status}");
     for (name, pid) in pids {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || proc_status(pid).get("State").is_some_and(|s| s.starts_with('Z')), "{name} still running");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || proc_status(pid)
+                    .get("State")
+                    .is_some_and(|s| s.starts_with('Z')),
+            "{name} still running"
+        );
     }
     // Enforcement survives: the link is still pinned and attached.
     assert!(pin.exists(), "link pin removed on plain SIGTERM");
-    assert_eq!(lab.tcx_programs(true).len(), 1, "program detached on SIGTERM");
+    assert_eq!(
+        lab.tcx_programs(true).len(),
+        1,
+        "program detached on SIGTERM"
+    );
     // `palisade cleanup` removes it.
     let out = Command::new(bin("palisade"))
         .args(["cleanup", "--pin-root"])
@@ -378,7 +540,10 @@ fn sigterm_stops_workers_and_leaves_programs_pinned() {
         .expect("cleanup");
     assert!(out.status.success(), "{out:?}");
     assert!(!pin.exists());
-    assert!(lab.tcx_programs(true).is_empty() && lab.tcx_programs(false).is_empty(), "still attached after cleanup");
+    assert!(
+        lab.tcx_programs(true).is_empty() && lab.tcx_programs(false).is_empty(),
+        "still attached after cleanup"
+    );
 }
 
 #[test]
@@ -387,18 +552,33 @@ fn restarted_daemon_adopts_pinned_links_and_detach_on_exit_removes_them() {
     let cfg = base_config(&lab, "");
     let first = Daemon::start(&lab, &cfg, &[]);
     first.wait_healthy();
-    let link_id = first.status_json().expect("status")["interfaces"][0]["attachments"][0]["link_id"].clone();
+    let link_id =
+        first.status_json().expect("status")["interfaces"][0]["attachments"][0]["link_id"].clone();
     assert!(first.stop().success());
     let second = Daemon::start(&lab, &cfg, &["--detach-on-exit"]);
     second.wait_healthy();
     let s = second.status_json().expect("status");
     let a = &s["interfaces"][0]["attachments"][0];
     assert_eq!(a["adopted"], true, "{a}");
-    assert_eq!(a["link_id"], link_id, "same kernel link, not a second attachment");
-    assert_eq!(lab.tcx_programs(true).len(), 1, "attached once after the restart");
-    assert_eq!(lab.tcx_programs(false).len(), 1, "attached once after the restart");
+    assert_eq!(
+        a["link_id"], link_id,
+        "same kernel link, not a second attachment"
+    );
+    assert_eq!(
+        lab.tcx_programs(true).len(),
+        1,
+        "attached once after the restart"
+    );
+    assert_eq!(
+        lab.tcx_programs(false).len(),
+        1,
+        "attached once after the restart"
+    );
     assert!(second.stop().success());
-    assert!(lab.tcx_programs(true).is_empty(), "--detach-on-exit left programs attached");
+    assert!(
+        lab.tcx_programs(true).is_empty(),
+        "--detach-on-exit left programs attached"
+    );
     assert!(!lab.pin_root.join("v1").exists());
 }
 
@@ -411,25 +591,54 @@ fn restarted_daemon_replaces_other_code_in_a_pinned_link_in_place() {
     let cfg = base_config(&lab, "");
     let first = Daemon::start(&lab, &cfg, &[]);
     first.wait_healthy();
-    let link_id = first.status_json().expect("status")["interfaces"][0]["attachments"][0]["link_id"].clone();
+    let link_id =
+        first.status_json().expect("status")["interfaces"][0]["attachments"][0]["link_id"].clone();
     assert!(first.stop().success());
 
     // An "old" program: a classifier that passes everything.
     let src = lab.dir.join("old.bpf.c");
     let obj = lab.dir.join("old.bpf.o");
     std::fs::write(&src, "__attribute__((section(\"classifier\"), used)) int old_prog(void *skb) { return -1; }\nchar _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n").expect("write");
-    let cc = Command::new("clang-19").args(["-O2", "-target", "bpf", "-c"]).arg(&src).arg("-o").arg(&obj).output().expect("clang-19");
+    let cc = Command::new("clang-19")
+        .args(["-O2", "-target", "bpf", "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("clang-19");
     assert!(cc.status.success(), "{cc:?}");
-    let pin = lab.pin_root.join("v1").join("links").join(format!("{SENSOR_IF}_ingress"));
+    let pin = lab
+        .pin_root
+        .join("v1")
+        .join("links")
+        .join(format!("{SENSOR_IF}_ingress"));
     let mut old = aya::Ebpf::load_file(&obj).expect("load old object");
-    let prog: &mut aya::programs::SchedClassifier = old.program_mut("old_prog").expect("old_prog").try_into().expect("classifier");
+    let prog: &mut aya::programs::SchedClassifier = old
+        .program_mut("old_prog")
+        .expect("old_prog")
+        .try_into()
+        .expect("classifier");
     prog.load().expect("load old_prog");
     let pinned = aya::programs::links::PinnedLink::from_pin(&pin).expect("pinned link");
-    let link = aya::programs::tc::SchedClassifierLink::try_from(aya::programs::links::FdLink::from(pinned)).expect("tc link");
-    prog.attach_to_link(link).expect("swap the old program into the pinned link");
-    assert_eq!(lab.tcx_programs(true).iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(), ["old_prog"]);
+    let link = aya::programs::tc::SchedClassifierLink::try_from(
+        aya::programs::links::FdLink::from(pinned),
+    )
+    .expect("tc link");
+    prog.attach_to_link(link)
+        .expect("swap the old program into the pinned link");
+    assert_eq!(
+        lab.tcx_programs(true)
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["old_prog"]
+    );
     drop(old);
-    assert_eq!(lab.tcx_programs(true).len(), 1, "the pin keeps the link (and old_prog) attached");
+    assert_eq!(
+        lab.tcx_programs(true).len(),
+        1,
+        "the pin keeps the link (and old_prog) attached"
+    );
 
     let second = Daemon::start(&lab, &cfg, &["--detach-on-exit"]);
     second.wait_healthy();

@@ -147,7 +147,13 @@ pub fn parse(bytes: &[u8]) -> Result<Message, DhcpError> {
         let mut v = Cursor::new(value);
         match code {
             53 => msg.message_type = v.u8().ok(),
-            12 => msg.hostname = Some(String::from_utf8_lossy(value).trim_end_matches('\0').to_owned()),
+            12 => {
+                msg.hostname = Some(
+                    String::from_utf8_lossy(value)
+                        .trim_end_matches('\0')
+                        .to_owned(),
+                )
+            }
             50 => msg.requested_ip = ipv4(&mut v).ok(),
             54 => msg.server_id = ipv4(&mut v).ok(),
             51 => msg.lease_time = v.u32().ok(),
@@ -168,7 +174,9 @@ mod tests {
         m.extend([0x02, 0, 0, 0, 0, 1]);
         m.extend([0u8; 10 + 64 + 128]);
         m.extend(MAGIC_COOKIE.to_be_bytes());
-        m.extend([53, 1, 1, 12, 4, b'h', b'o', b's', b't', 50, 4, 198, 18, 0, 9, 55, 2, 1, 3, 255]);
+        m.extend([
+            53, 1, 1, 12, 4, b'h', b'o', b's', b't', 50, 4, 198, 18, 0, 9, 55, 2, 1, 3, 255,
+        ]);
         m
     }
 

@@ -36,7 +36,10 @@ pub struct Correlator<T> {
 
 impl<T> Default for Correlator<T> {
     fn default() -> Self {
-        Self { pending: HashMap::new(), order: VecDeque::new() }
+        Self {
+            pending: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 }
 
@@ -61,7 +64,11 @@ impl<T> Correlator<T> {
         }
         self.pending.insert(key, Pending { ts_ns, info });
         self.order.push_back((ts_ns, key));
-        if replaced { Track::Replaced } else { Track::Tracked }
+        if replaced {
+            Track::Replaced
+        } else {
+            Track::Tracked
+        }
     }
 
     /// Matches an answer (key as seen from the query's side); returns the
@@ -81,9 +88,10 @@ impl<T> Correlator<T> {
             // Only if this entry is the one still pending (not answered,
             // not replaced by a later query with the same key).
             if self.pending.get(&key).is_some_and(|p| p.ts_ns == ts)
-                && let Some(p) = self.pending.remove(&key) {
-                    out.push((key, p));
-                }
+                && let Some(p) = self.pending.remove(&key)
+            {
+                out.push((key, p));
+            }
         }
         // The order queue may hold stale entries for answered queries; keep
         // it bounded too.
@@ -112,7 +120,14 @@ mod tests {
     use super::*;
 
     fn key(id: u16) -> QueryKey {
-        (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 40000, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)), 53, 17, id)
+        (
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            40000,
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            53,
+            17,
+            id,
+        )
     }
 
     #[test]
@@ -120,9 +135,18 @@ mod tests {
         let mut c = Correlator::default();
         assert_eq!(c.query(key(1), 100, "a"), Track::Tracked);
         assert_eq!(c.answer(&key(2)), None);
-        assert_eq!(c.answer(&key(1)), Some(Pending { ts_ns: 100, info: "a" }));
+        assert_eq!(
+            c.answer(&key(1)),
+            Some(Pending {
+                ts_ns: 100,
+                info: "a"
+            })
+        );
         assert!(c.is_empty());
-        assert!(c.expire(u64::MAX).is_empty(), "answered queries never time out");
+        assert!(
+            c.expire(u64::MAX).is_empty(),
+            "answered queries never time out"
+        );
     }
 
     #[test]
@@ -155,6 +179,20 @@ mod tests {
             c.query((a, (i >> 16) as u16, s, p, l, i as u16), 0, ());
         }
         assert_eq!(c.len(), MAX_PENDING);
-        assert_eq!(c.query((IpAddr::V4(Ipv4Addr::LOCALHOST), 1, IpAddr::V4(Ipv4Addr::LOCALHOST), 53, 17, 9), 0, ()), Track::Full);
+        assert_eq!(
+            c.query(
+                (
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    1,
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    53,
+                    17,
+                    9
+                ),
+                0,
+                ()
+            ),
+            Track::Full
+        );
     }
 }

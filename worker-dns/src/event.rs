@@ -143,7 +143,14 @@ impl DnsBody {
             rrname: first.map(|q| q.name.to_string()),
             rrtype: first.map(|q| q.qtype.name().into_owned()),
             rcode: h.qr.then(|| m.rcode().name().into_owned()),
-            queries: m.questions.iter().map(|q| Query { rrname: q.name.to_string(), rrtype: q.qtype.name().into_owned() }).collect(),
+            queries: m
+                .questions
+                .iter()
+                .map(|q| Query {
+                    rrname: q.name.to_string(),
+                    rrtype: q.qtype.name().into_owned(),
+                })
+                .collect(),
             answers: m.answers.iter().map(answer).collect(),
             authorities: m.authority.iter().map(answer).collect(),
             partial,
@@ -168,7 +175,10 @@ impl DnsBody {
         body.kind = "unanswered";
         body.rrname = Some(q.rrname.to_string());
         body.rrtype = Some(q.rrtype.to_string());
-        body.queries = vec![Query { rrname: q.rrname.to_string(), rrtype: q.rrtype.to_string() }];
+        body.queries = vec![Query {
+            rrname: q.rrname.to_string(),
+            rrtype: q.rrtype.to_string(),
+        }];
         body.timeout_ms = Some(timeout_ms);
         body
     }
@@ -192,8 +202,14 @@ impl KeptQuery {
         let first = m.questions.first();
         Self {
             header: m.header,
-            rrname: first.map(|q| q.name.to_string()).unwrap_or_default().into_boxed_str(),
-            rrtype: first.map(|q| q.qtype.name().into_owned()).unwrap_or_default().into_boxed_str(),
+            rrname: first
+                .map(|q| q.name.to_string())
+                .unwrap_or_default()
+                .into_boxed_str(),
+            rrtype: first
+                .map(|q| q.qtype.name().into_owned())
+                .unwrap_or_default()
+                .into_boxed_str(),
         }
     }
 }

@@ -82,7 +82,13 @@ fn cname_targets(m: &Message) -> Vec<String> {
 }
 
 impl Dns {
-    fn on_message(&mut self, ctx: &eve::Context, hdr: &RecordHeader, bytes: &[u8], out: &mut EventOut<'_>) {
+    fn on_message(
+        &mut self,
+        ctx: &eve::Context,
+        hdr: &RecordHeader,
+        bytes: &[u8],
+        out: &mut EventOut<'_>,
+    ) {
         let parsed = match parse::parse_message_partial(bytes) {
             Ok(p) => p,
             Err(e) => return out.drop(e.kind.reason()),
@@ -99,45 +105,95 @@ impl Dns {
         }
         let m = &parsed.message;
         let common = eve::Common::new(ctx, "dns", hdr);
-        let client_mac = Mac(if m.header.qr { hdr.dst_mac } else { hdr.src_mac });
-        let qname = m.questions.first().and_then(|q| dns_name::normalize(&q.name.to_string()));
+        let client_mac = Mac(if m.header.qr {
+            hdr.dst_mac
+        } else {
+            hdr.src_mac
+        });
+        let qname = m
+            .questions
+            .first()
+            .and_then(|q| dns_name::normalize(&q.name.to_string()));
         let mut body = DnsBody::new(m, partial, client_mac);
         if hdr.flags & palisade_ebpf::FLAG_DNS_BLOCKED != 0 {
-            body.policy = Some(Policy { action: "blocked", rule_id: None });
+            body.policy = Some(Policy {
+                action: "blocked",
+                rule_id: None,
+            });
         } else if hdr.flags & palisade_ebpf::FLAG_DNS_REWRITTEN != 0 {
-            body.policy = Some(Policy { action: "rewritten", rule_id: None });
+            body.policy = Some(Policy {
+                action: "rewritten",
+                rule_id: None,
+            });
         } else if !m.header.qr
             && let Some((rule_id, fresh)) = qname.as_deref().and_then(|n| self.regexes.check(n))
         {
             if let (true, Some(name)) = (fresh, qname.clone()) {
                 out.send(WorkerToSupervisor::BlockRequest { name, rule_id });
             }
-            body.policy = Some(Policy { action: "block_requested", rule_id: Some(rule_id) });
+            body.policy = Some(Policy {
+                action: "block_requested",
+                rule_id: Some(rule_id),
+            });
         }
         if m.header.qr {
-            let key: QueryKey = (common.dest_ip, hdr.dst_port, common.src_ip, hdr.src_port, hdr.l4_proto, m.header.id);
+            let key: QueryKey = (
+                common.dest_ip,
+                hdr.dst_port,
+                common.src_ip,
+                hdr.src_port,
+                hdr.l4_proto,
+                m.header.id,
+            );
             if let Some(q) = self.pending.answer(&key) {
                 body.query_timestamp = Some(ctx.wall(q.ts_ns));
                 body.rtt_ms = Some(hdr.ts_boot_ns.saturating_sub(q.ts_ns) as f64 / 1e6);
             }
             self.check_cnames(hdr, m, qname.as_deref(), out);
         } else {
-            let key: QueryKey = (common.src_ip, hdr.src_port, common.dest_ip, hdr.dst_port, hdr.l4_proto, m.header.id);
-            let kept = QueryInfo { hdr: *hdr, query: KeptQuery::of(m) };
+            let key: QueryKey = (
+                common.src_ip,
+                hdr.src_port,
+                common.dest_ip,
+                hdr.dst_port,
+                hdr.l4_proto,
+                m.header.id,
+            );
+            let kept = QueryInfo {
+                hdr: *hdr,
+                query: KeptQuery::of(m),
+            };
             if self.pending.query(key, hdr.ts_boot_ns, kept) == Track::Full {
                 out.drop("dns_correlation_full");
             }
             if let Some(name) = qname.filter(|n| self.resolvers.matches(n)) {
                 let alert = Alert::new(alert::ENCRYPTED_DNS_RESOLVER_QUERY, "allowed");
-                let common = eve::Common { event_type: "alert", ..common.clone() };
-                out.emit(&DnsAlert { common, alert, dns: AlertDns { rrname: name, cname: None, rule: None } });
+                let common = eve::Common {
+                    event_type: "alert",
+                    ..common.clone()
+                };
+                out.emit(&DnsAlert {
+                    common,
+                    alert,
+                    dns: AlertDns {
+                        rrname: name,
+                        cname: None,
+                        rule: None,
+                    },
+                });
             }
         }
         out.emit(&DnsEvent { common, dns: body });
     }
 
     /// Sends an answer's CNAME chain to the supervisor (once per name).
-    fn check_cnames(&mut self, hdr: &RecordHeader, m: &Message, qname: Option<&str>, out: &mut EventOut<'_>) {
+    fn check_cnames(
+        &mut self,
+        hdr: &RecordHeader,
+        m: &Message,
+        qname: Option<&str>,
+        out: &mut EventOut<'_>,
+    ) {
         let Some(name) = qname else { return };
         let targets = cname_targets(m);
         if targets.is_empty() || !self.cname_reported.first(name) {
@@ -148,7 +204,10 @@ impl Dns {
             out.drop("dns_cname_pending_full");
         }
         self.cname_pending.insert(name.to_owned(), *hdr);
-        out.send(WorkerToSupervisor::CnameCheck { name: name.to_owned(), targets });
+        out.send(WorkerToSupervisor::CnameCheck {
+            name: name.to_owned(),
+            targets,
+        });
     }
 }
 
@@ -167,7 +226,12 @@ impl Protocol for Dns {
             // Bytes are missing from this segment: the stream cannot be followed.
             out.drop("dns_tcp_segment_truncated");
         }
-        let key = (eve::addr(hdr.ip_version, hdr.src_addr), hdr.src_port, eve::addr(hdr.ip_version, hdr.dst_addr), hdr.dst_port);
+        let key = (
+            eve::addr(hdr.ip_version, hdr.src_addr),
+            hdr.src_port,
+            eve::addr(hdr.ip_version, hdr.dst_addr),
+            hdr.dst_port,
+        );
         let fed = self.tcp.feed(key, record.payload);
         for reason in fed.drops {
             out.drop(reason);
@@ -190,7 +254,9 @@ impl Protocol for Dns {
                     .map_err(|_| "a regex rule from the supervisor does not compile")?;
                 self.resolvers.set(&policy.encrypted_dns_names);
                 self.cname_reported.clear();
-                out.send(WorkerToSupervisor::RulesetApplied { ruleset: policy.ruleset });
+                out.send(WorkerToSupervisor::RulesetApplied {
+                    ruleset: policy.ruleset,
+                });
                 Ok(())
             }
             SupervisorToWorker::CnameBlocked { name, target, rule } => {
@@ -200,7 +266,15 @@ impl Protocol for Dns {
                 };
                 let common = eve::Common::new(ctx, "alert", &hdr);
                 let alert = Alert::new(alert::DNS_CNAME_TO_BLOCKED, "blocked");
-                out.emit(&DnsAlert { common, alert, dns: AlertDns { rrname: name, cname: Some(target), rule: Some(rule) } });
+                out.emit(&DnsAlert {
+                    common,
+                    alert,
+                    dns: AlertDns {
+                        rrname: name,
+                        cname: Some(target),
+                        rule: Some(rule),
+                    },
+                });
                 Ok(())
             }
             _ => Err("unexpected message for the DNS worker"),
@@ -209,8 +283,15 @@ impl Protocol for Dns {
 
     fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
         for (_, q) in self.pending.expire(ctx.boot_now_ns()) {
-            let body = DnsBody::unanswered(&q.info.query, Mac(q.info.hdr.src_mac), TIMEOUT_NS / 1_000_000);
-            out.emit(&DnsEvent { common: eve::Common::new(ctx, "dns", &q.info.hdr), dns: body });
+            let body = DnsBody::unanswered(
+                &q.info.query,
+                Mac(q.info.hdr.src_mac),
+                TIMEOUT_NS / 1_000_000,
+            );
+            out.emit(&DnsEvent {
+                common: eve::Common::new(ctx, "dns", &q.info.hdr),
+                dns: body,
+            });
         }
     }
 }

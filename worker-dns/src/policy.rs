@@ -70,7 +70,10 @@ impl ResolverNames {
     /// Replaces the names (invalid ones are skipped: the supervisor
     /// validated them).
     pub fn set(&mut self, names: &[String]) {
-        self.names = names.iter().filter_map(|n| palisade_ebpf::dns_name::normalize(n)).collect();
+        self.names = names
+            .iter()
+            .filter_map(|n| palisade_ebpf::dns_name::normalize(n))
+            .collect();
     }
 
     /// True when the normalized `name` or a parent is a resolver name.
@@ -108,8 +111,20 @@ mod tests {
     fn matches_and_deduplicates() {
         let mut p = RegexPolicy::default();
         assert_eq!(p.check("x.example"), None, "no rules, no match");
-        p.apply([7; 32], &[RegexRule { id: 3, pattern: "^ads[0-9]+\\.".into() }, RegexRule { id: 9, pattern: "track".into() }])
-            .expect("compiles");
+        p.apply(
+            [7; 32],
+            &[
+                RegexRule {
+                    id: 3,
+                    pattern: "^ads[0-9]+\\.".into(),
+                },
+                RegexRule {
+                    id: 9,
+                    pattern: "track".into(),
+                },
+            ],
+        )
+        .expect("compiles");
         assert_eq!(p.check("ads12.example"), Some((3, true)));
         assert_eq!(p.check("ads12.example"), Some((3, false)), "requested once");
         assert_eq!(p.check("a.tracker.example"), Some((9, true)));

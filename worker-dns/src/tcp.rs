@@ -43,11 +43,17 @@ impl Reassembler {
     pub fn feed(&mut self, key: StreamKey, payload: &[u8]) -> Fed {
         let mut fed = Fed::default();
         self.clock += 1;
-        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS
-            && let Some(oldest) = self.streams.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| *k) {
-                self.streams.remove(&oldest);
-                fed.drops.push("dns_tcp_stream_evicted");
-            }
+        if !self.streams.contains_key(&key)
+            && self.streams.len() >= MAX_STREAMS
+            && let Some(oldest) = self
+                .streams
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| *k)
+        {
+            self.streams.remove(&oldest);
+            fed.drops.push("dns_tcp_stream_evicted");
+        }
         let stream = self.streams.entry(key).or_default();
         stream.last_used = self.clock;
         if stream.buf.len() + payload.len() > MAX_BUFFER {
@@ -98,7 +104,12 @@ mod tests {
     use super::*;
 
     fn key() -> StreamKey {
-        (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 40000, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)), 53)
+        (
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            40000,
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            53,
+        )
     }
 
     fn framed(msg: &[u8]) -> Vec<u8> {

@@ -65,7 +65,8 @@ impl Flow {
             return Some(alert::DNS_OVER_TLS);
         }
         let resolver_port = common.dest_port == HTTPS_PORT || common.dest_port == DOT_PORT;
-        (resolver_port && self.resolvers.contains(&common.dest_ip)).then_some(alert::ENCRYPTED_DNS_RESOLVER_CONNECTION)
+        (resolver_port && self.resolvers.contains(&common.dest_ip))
+            .then_some(alert::ENCRYPTED_DNS_RESOLVER_CONNECTION)
     }
 }
 
@@ -81,8 +82,14 @@ impl Protocol for Flow {
         let SupervisorToWorker::Policy(policy) = msg else {
             return Err("unexpected message for the flow worker");
         };
-        self.resolvers = policy.encrypted_dns_addresses.iter().filter_map(|a| a.parse().ok()).collect();
-        out.send(WorkerToSupervisor::RulesetApplied { ruleset: policy.ruleset });
+        self.resolvers = policy
+            .encrypted_dns_addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        out.send(WorkerToSupervisor::RulesetApplied {
+            ruleset: policy.ruleset,
+        });
         Ok(())
     }
 
@@ -105,7 +112,10 @@ impl Protocol for Flow {
         if start {
             let common = eve::Common::new(ctx, "alert", &record.hdr);
             if let Some(sig) = self.encrypted_dns(&common) {
-                out.emit(&FlowAlert { common, alert: Alert::new(sig, "allowed") });
+                out.emit(&FlowAlert {
+                    common,
+                    alert: Alert::new(sig, "allowed"),
+                });
             }
         }
         let event = FlowEvent {

@@ -16,7 +16,9 @@ pub const IPC_FD: i32 = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     /// FD 3 is missing or not a Unix SEQPACKET socket.
-    #[error("FD 3 is not a SEQPACKET socket: this program is started by `palisade run`, not by hand")]
+    #[error(
+        "FD 3 is not a SEQPACKET socket: this program is started by `palisade run`, not by hand"
+    )]
     NotStartedBySupervisor,
     /// The supervisor's hello was refused.
     #[error("handshake with the supervisor failed")]
@@ -64,7 +66,10 @@ impl Channel {
         // getsockopt fails and we never use it. We own it from here on.
         let sock = unsafe { OwnedFd::from_raw_fd(IPC_FD) };
         match getsockopt(&sock, SockType) {
-            Ok(nix::sys::socket::SockType::SeqPacket) => Ok(Self { sock, buf: vec![0; MAX_FRAME] }),
+            Ok(nix::sys::socket::SockType::SeqPacket) => Ok(Self {
+                sock,
+                buf: vec![0; MAX_FRAME],
+            }),
             _ => {
                 std::mem::forget(sock);
                 Err(ChannelError::NotStartedBySupervisor)
@@ -79,7 +84,11 @@ impl Channel {
 
     /// Sends our hello and checks the supervisor's.
     pub fn handshake(&mut self, kind: WorkerKind) -> Result<(), ChannelError> {
-        transport::send_frame(self.sock.as_fd(), &Hello::ours(Role::Worker(kind)).encode(), &[])?;
+        transport::send_frame(
+            self.sock.as_fd(),
+            &Hello::ours(Role::Worker(kind)).encode(),
+            &[],
+        )?;
         let (len, _fds) = self.recv_raw()?;
         let frame = self.buf.get(..len).unwrap_or_default();
         let hello = Hello::decode(frame)?;
@@ -97,10 +106,14 @@ impl Channel {
             return Err(ChannelError::BadConfig("first message was not Configure"));
         };
         if config.kind != kind {
-            return Err(ChannelError::BadConfig("configured for another worker kind"));
+            return Err(ChannelError::BadConfig(
+                "configured for another worker kind",
+            ));
         }
         if config.fds.len() != fds.len() {
-            return Err(ChannelError::BadConfig("FD count does not match the FD roles"));
+            return Err(ChannelError::BadConfig(
+                "FD count does not match the FD roles",
+            ));
         }
         let (mut ring, mut sink) = (None, None);
         for (role, fd) in config.fds.iter().zip(fds) {
@@ -120,7 +133,9 @@ impl Channel {
             Received::Frame { len, fds } => Ok((len, fds)),
             Received::Closed => Err(ChannelError::Closed),
             // The socket is blocking until the event loop starts.
-            Received::WouldBlock => Err(ChannelError::Transport(TransportError::Recv(nix::errno::Errno::EAGAIN))),
+            Received::WouldBlock => Err(ChannelError::Transport(TransportError::Recv(
+                nix::errno::Errno::EAGAIN,
+            ))),
         }
     }
 
@@ -140,7 +155,9 @@ impl Channel {
                 if !fds.is_empty() {
                     return Err(ChannelError::BadConfig("unexpected FDs"));
                 }
-                Ok(Some(codec::decode(self.buf.get(..len).unwrap_or_default())?))
+                Ok(Some(codec::decode(
+                    self.buf.get(..len).unwrap_or_default(),
+                )?))
             }
             Received::WouldBlock => Ok(None),
             Received::Closed => Err(ChannelError::Closed),

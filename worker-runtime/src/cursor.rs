@@ -40,7 +40,8 @@ impl<'a> Cursor<'a> {
 
     /// Next `N` bytes as an array.
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N], Truncated> {
-        self.take(N).and_then(|b| b.try_into().map_err(|_| Truncated))
+        self.take(N)
+            .and_then(|b| b.try_into().map_err(|_| Truncated))
     }
 
     /// One byte.
@@ -55,7 +56,8 @@ impl<'a> Cursor<'a> {
 
     /// Big-endian 24-bit integer.
     pub fn u24(&mut self) -> Result<u32, Truncated> {
-        self.array::<3>().map(|[a, b, c]| u32::from_be_bytes([0, a, b, c]))
+        self.array::<3>()
+            .map(|[a, b, c]| u32::from_be_bytes([0, a, b, c]))
     }
 
     /// Big-endian u32.

@@ -20,7 +20,10 @@ pub struct Context {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; clock ids are constants.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -51,7 +54,10 @@ impl Context {
 
     /// Name of an interface; `ifN` when unknown.
     pub fn iface(&self, ifindex: u32) -> String {
-        self.names.get(&ifindex).cloned().unwrap_or_else(|| format!("if{ifindex}"))
+        self.names
+            .get(&ifindex)
+            .cloned()
+            .unwrap_or_else(|| format!("if{ifindex}"))
     }
 }
 
@@ -99,7 +105,9 @@ pub struct Mac(pub [u8; 6]);
 impl Serialize for Mac {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let [a, b, c, d, e, g] = self.0;
-        s.collect_str(&format_args!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}"))
+        s.collect_str(&format_args!(
+            "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}"
+        ))
     }
 }
 
@@ -175,8 +183,15 @@ impl Common {
             dest_ip: addr(hdr.ip_version, hdr.dst_addr),
             dest_port: hdr.dst_port,
             proto: proto_name(hdr.l4_proto),
-            iface_direction: if hdr.direction == palisade_ebpf::DIR_EGRESS { "egress" } else { "ingress" },
-            ether: Ether { src_mac: Mac(hdr.src_mac), dest_mac: Mac(hdr.dst_mac) },
+            iface_direction: if hdr.direction == palisade_ebpf::DIR_EGRESS {
+                "egress"
+            } else {
+                "ingress"
+            },
+            ether: Ether {
+                src_mac: Mac(hdr.src_mac),
+                dest_mac: Mac(hdr.dst_mac),
+            },
         }
     }
 }
@@ -189,14 +204,25 @@ mod tests {
     fn timestamps_format_like_suricata() {
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000+0000");
         // 2026-11-22T02:45:13.123456Z
-        assert_eq!(Timestamp(1_795_315_513_123_456_789).to_string(), "2026-11-22T02:45:13.123456+0000");
+        assert_eq!(
+            Timestamp(1_795_315_513_123_456_789).to_string(),
+            "2026-11-22T02:45:13.123456+0000"
+        );
         // Leap day.
-        assert_eq!(Timestamp(951_782_400_000_000_000).to_string(), "2000-02-29T00:00:00.000000+0000");
+        assert_eq!(
+            Timestamp(951_782_400_000_000_000).to_string(),
+            "2000-02-29T00:00:00.000000+0000"
+        );
     }
 
     #[test]
     fn mac_and_addr() {
-        assert_eq!(serde_json::to_string(&Mac([0, 0x1b, 0x2c, 0xff, 1, 2])).ok().as_deref(), Some("\"00:1b:2c:ff:01:02\""));
+        assert_eq!(
+            serde_json::to_string(&Mac([0, 0x1b, 0x2c, 0xff, 1, 2]))
+                .ok()
+                .as_deref(),
+            Some("\"00:1b:2c:ff:01:02\"")
+        );
         let mut raw = [0u8; 16];
         raw[..4].copy_from_slice(&[198, 18, 0, 1]);
         assert_eq!(addr(4, raw).to_string(), "198.18.0.1");

@@ -25,5 +25,5 @@ pub mod seccomp;
 pub mod sink;
 pub mod stats;
 
-pub use run::{Protocol, Record, run, startup, Started};
+pub use run::{Protocol, Record, Started, run, startup};
 pub use sink::EventOut;

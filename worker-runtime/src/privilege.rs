@@ -26,11 +26,18 @@ pub enum PrivilegeError {
     Groups { groups: Vec<u32> },
     /// Reading our own credentials failed.
     #[error("reading {what}")]
-    Read { what: &'static str, #[source] source: std::io::Error },
+    Read {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
-    status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
 }
 
 fn ids(status: &str, key: &str) -> [u32; 3] {
@@ -46,8 +53,11 @@ fn ids(status: &str, key: &str) -> [u32; 3] {
 /// Verifies: no uid/gid is 0, no supplementary groups, all five capability
 /// sets empty, no_new_privs set.
 pub fn verify_unprivileged() -> Result<(), PrivilegeError> {
-    let status = fs::read_to_string("/proc/self/status")
-        .map_err(|source| PrivilegeError::Read { what: "/proc/self/status", source })?;
+    let status =
+        fs::read_to_string("/proc/self/status").map_err(|source| PrivilegeError::Read {
+            what: "/proc/self/status",
+            source,
+        })?;
     let uid = ids(&status, "Uid:");
     let gid = ids(&status, "Gid:");
     if uid.contains(&0) || gid.contains(&0) {
@@ -75,7 +85,10 @@ pub fn verify_unprivileged() -> Result<(), PrivilegeError> {
         if !held.is_empty() {
             let mut caps: Vec<String> = held.iter().map(|c| c.to_string()).collect();
             caps.sort();
-            return Err(PrivilegeError::Capabilities { set: name, caps: caps.join(",") });
+            return Err(PrivilegeError::Capabilities {
+                set: name,
+                caps: caps.join(","),
+            });
         }
     }
     if status_field(&status, "NoNewPrivs:") != Some("1") {

@@ -9,7 +9,9 @@ use aya::maps::{Map, MapData, MapError, RingBuf};
 pub enum RingError {
     /// `BPF_OBJ_GET_INFO_BY_FD` or the mmaps failed. On kernels before 5.19
     /// with unprivileged BPF disabled every bpf() call fails for a worker.
-    #[error("mapping the ring buffer FD (BPF_OBJ_GET_INFO_BY_FD / mmap); kernels < 5.19 refuse bpf() to unprivileged processes")]
+    #[error(
+        "mapping the ring buffer FD (BPF_OBJ_GET_INFO_BY_FD / mmap); kernels < 5.19 refuse bpf() to unprivileged processes"
+    )]
     Map(#[source] MapError),
     /// The FD is a map, but not a ring buffer.
     #[error("the FD passed as ring buffer is not a BPF ring buffer map")]

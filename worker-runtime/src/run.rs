@@ -79,7 +79,9 @@ pub struct Started {
 
 impl std::fmt::Debug for Started {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Started").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Started")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,44 +110,74 @@ fn fail(code: i32, what: &str, err: &dyn std::error::Error) -> StartupFailure {
 /// map the ring -> seccomp -> Ready.
 pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
     // 1. Refuse to parse anything with privileges.
-    privilege::verify_unprivileged().map_err(|e| fail(exit_code::PRIVILEGED, "refusing to run", &e))?;
+    privilege::verify_unprivileged()
+        .map_err(|e| fail(exit_code::PRIVILEGED, "refusing to run", &e))?;
     // 2. Not dumpable, SIGKILL when the supervisor dies.
     match privilege::harden() {
         Ok(true) => {}
         Ok(false) => {
-            return Err(StartupFailure { code: exit_code::OK, message: "supervisor already gone".into() });
+            return Err(StartupFailure {
+                code: exit_code::OK,
+                message: "supervisor already gone".into(),
+            });
         }
-        Err(e) => return Err(fail(exit_code::SETUP, "prctl(PR_SET_DUMPABLE/PR_SET_PDEATHSIG)", &e)),
+        Err(e) => {
+            return Err(fail(
+                exit_code::SETUP,
+                "prctl(PR_SET_DUMPABLE/PR_SET_PDEATHSIG)",
+                &e,
+            ));
+        }
     }
     // 3. FD 3 is our only link to the world.
     let mut channel = Channel::from_fd3().map_err(|e| fail(exit_code::USAGE, "startup", &e))?;
     // 4. Versions first.
-    channel.handshake(kind).map_err(|e| fail(exit_code::PROTOCOL, "handshake", &e))?;
+    channel
+        .handshake(kind)
+        .map_err(|e| fail(exit_code::PROTOCOL, "handshake", &e))?;
     // 5. Configuration and FDs.
-    let configured = channel.configure(kind).map_err(|e| fail(exit_code::PROTOCOL, "configuration", &e))?;
+    let configured = channel
+        .configure(kind)
+        .map_err(|e| fail(exit_code::PROTOCOL, "configuration", &e))?;
     let report = |channel: &Channel, f: StartupFailure| {
-        let _ = channel.send(&WorkerToSupervisor::Log { level: LogLevel::Error, message: f.message.clone() });
+        let _ = channel.send(&WorkerToSupervisor::Log {
+            level: LogLevel::Error,
+            message: f.message.clone(),
+        });
         f
     };
     // 6. Map the ring buffer while bpf() and mmap() are still allowed.
     let ring = ringbuf::open(configured.ring)
         .map_err(|e| report(&channel, fail(exit_code::SETUP, "ring buffer", &e)))?;
     let sink = Sink::new(configured.sink);
-    channel.set_nonblocking().map_err(|e| report(&channel, fail(exit_code::SETUP, "IPC socket", &e)))?;
-    let poll = event_poll(&channel, &ring).map_err(|e| report(&channel, fail(exit_code::SETUP, "epoll", &e)))?;
+    channel
+        .set_nonblocking()
+        .map_err(|e| report(&channel, fail(exit_code::SETUP, "IPC socket", &e)))?;
+    let poll = event_poll(&channel, &ring)
+        .map_err(|e| report(&channel, fail(exit_code::SETUP, "epoll", &e)))?;
     // 7. From here on: only the syscalls in the allow-list.
     seccomp::install().map_err(|e| report(&channel, fail(exit_code::SETUP, "seccomp", &e)))?;
     // 8. Tell the supervisor we are ready.
-    channel.send(&WorkerToSupervisor::Ready).map_err(|e| fail(exit_code::IO, "sending Ready", &e))?;
-    Ok(Started { channel, config: configured.config, ring, sink, poll })
+    channel
+        .send(&WorkerToSupervisor::Ready)
+        .map_err(|e| fail(exit_code::IO, "sending Ready", &e))?;
+    Ok(Started {
+        channel,
+        config: configured.config,
+        ring,
+        sink,
+        poll,
+    })
 }
 
 fn event_poll(channel: &Channel, ring: &RingBuf<MapData>) -> std::io::Result<Poll> {
     let poll = Poll::new()?;
     let ipc_fd = channel.fd().as_raw_fd();
     let ring_fd = ring.as_raw_fd();
-    poll.registry().register(&mut SourceFd(&ipc_fd), IPC, Interest::READABLE)?;
-    poll.registry().register(&mut SourceFd(&ring_fd), RING, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut SourceFd(&ipc_fd), IPC, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut SourceFd(&ring_fd), RING, Interest::READABLE)?;
     Ok(poll)
 }
 
@@ -167,16 +199,24 @@ pub fn run<P: Protocol>(mut protocol: P) -> ExitCode {
 }
 
 fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), ChannelError> {
-    let Started { mut channel, config, mut ring, mut sink, mut poll } = started;
+    let Started {
+        mut channel,
+        config,
+        mut ring,
+        mut sink,
+        mut poll,
+    } = started;
     let mut stats = Stats::default();
     let mut ctx = Context::default();
     ctx.set_interfaces(&config.interfaces);
     let heartbeat = Duration::from_millis(u64::from(config.heartbeat_ms.max(10)));
     let backstop = Duration::from_millis(u64::from(config.poll_backstop_ms.clamp(1, 1000)));
 
-    let io = |e: std::io::Error| ChannelError::Transport(palisade_ipc::transport::TransportError::Recv(
-        nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-    ));
+    let io = |e: std::io::Error| {
+        ChannelError::Transport(palisade_ipc::transport::TransportError::Recv(
+            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        ))
+    };
     let mut events = Events::with_capacity(8);
     let mut seq = 0u64;
     let mut next_heartbeat = Instant::now();
@@ -192,15 +232,26 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
             channel.send(&WorkerToSupervisor::Stats(stats.snapshot()))?;
             next_heartbeat = now + heartbeat;
         }
-        let timeout =
-            if behind { Duration::ZERO } else { backstop.min(next_heartbeat.saturating_duration_since(now)) };
+        let timeout = if behind {
+            Duration::ZERO
+        } else {
+            backstop.min(next_heartbeat.saturating_duration_since(now))
+        };
         if let Err(e) = poll.poll(&mut events, Some(timeout))
-            && e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(io(e));
-            }
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            return Err(io(e));
+        }
         // Drain on every wake-up, readable or not: the kernel batches
         // wake-ups, so the timeout is the latency backstop.
-        behind = drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats, &mut outbox);
+        behind = drain(
+            protocol,
+            &mut ring,
+            &mut ctx,
+            &mut sink,
+            &mut stats,
+            &mut outbox,
+        );
         for msg in outbox.drain(..) {
             channel.send(&msg)?;
         }
@@ -211,7 +262,14 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                     // What is queued now, bounded (the supervisor kills a
                     // worker that takes longer than its stop timeout).
                     for _ in 0..64 {
-                        if !drain(protocol, &mut ring, &mut ctx, &mut sink, &mut stats, &mut outbox) {
+                        if !drain(
+                            protocol,
+                            &mut ring,
+                            &mut ctx,
+                            &mut sink,
+                            &mut stats,
+                            &mut outbox,
+                        ) {
                             break;
                         }
                     }
@@ -225,8 +283,14 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                     return Err(ChannelError::BadConfig("Configure after startup"));
                 }
                 other => {
-                    let mut out = EventOut { sink: &mut sink, stats: &mut stats, outbox: &mut outbox };
-                    protocol.on_supervisor_message(&ctx, other, &mut out).map_err(ChannelError::BadConfig)?;
+                    let mut out = EventOut {
+                        sink: &mut sink,
+                        stats: &mut stats,
+                        outbox: &mut outbox,
+                    };
+                    protocol
+                        .on_supervisor_message(&ctx, other, &mut out)
+                        .map_err(ChannelError::BadConfig)?;
                     sink.flush(&mut stats);
                     for msg in outbox.drain(..) {
                         channel.send(&msg)?;
@@ -262,12 +326,28 @@ fn drain<P: Protocol>(
         match RecordHeader::read(&item) {
             Ok((hdr, payload)) => {
                 let record = Record { hdr, payload };
-                protocol.on_record(ctx, &record, &mut EventOut { sink, stats, outbox });
+                protocol.on_record(
+                    ctx,
+                    &record,
+                    &mut EventOut {
+                        sink,
+                        stats,
+                        outbox,
+                    },
+                );
             }
             Err(_) => stats.drop(DROP_BAD_RECORD, 1),
         }
     }
-    protocol.on_tick(ctx, Instant::now(), &mut EventOut { sink, stats, outbox });
+    protocol.on_tick(
+        ctx,
+        Instant::now(),
+        &mut EventOut {
+            sink,
+            stats,
+            outbox,
+        },
+    );
     sink.flush(stats);
     budget == 0
 }

@@ -20,8 +20,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 
 /// Why the filter could not be installed.
@@ -94,14 +94,23 @@ const NO_EXEC: &[libc::c_long] = &[libc::SYS_mmap, libc::SYS_mprotect];
 pub fn build_deny_opens() -> Result<BpfProgram, SeccompError> {
     let rules: BTreeMap<i64, Vec<SeccompRule>> = OPENS.iter().map(|nr| (*nr, vec![])).collect();
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch)?;
-    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EACCES as u32), arch)
-        .map_err(SeccompError::Build)?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        arch,
+    )
+    .map_err(SeccompError::Build)?;
     filter.try_into().map_err(SeccompError::Build)
 }
 
 /// Builds the allow-list filter program.
 pub fn build() -> Result<BpfProgram, SeccompError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().chain(OPENS).map(|nr| (*nr, vec![])).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
+        .iter()
+        .chain(OPENS)
+        .map(|nr| (*nr, vec![]))
+        .collect();
     for nr in NO_EXEC {
         let cond = SeccompCondition::new(
             2,
@@ -110,14 +119,30 @@ pub fn build() -> Result<BpfProgram, SeccompError> {
             0,
         )
         .map_err(SeccompError::Build)?;
-        rules.insert(*nr, vec![SeccompRule::new(vec![cond]).map_err(SeccompError::Build)?]);
+        rules.insert(
+            *nr,
+            vec![SeccompRule::new(vec![cond]).map_err(SeccompError::Build)?],
+        );
     }
-    let getfd = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::F_GETFD as u64)
-        .map_err(SeccompError::Build)?;
-    rules.insert(FCNTL_GETFD_ONLY, vec![SeccompRule::new(vec![getfd]).map_err(SeccompError::Build)?]);
+    let getfd = SeccompCondition::new(
+        1,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::F_GETFD as u64,
+    )
+    .map_err(SeccompError::Build)?;
+    rules.insert(
+        FCNTL_GETFD_ONLY,
+        vec![SeccompRule::new(vec![getfd]).map_err(SeccompError::Build)?],
+    );
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch)?;
-    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)
-        .map_err(SeccompError::Build)?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(SeccompError::Build)?;
     filter.try_into().map_err(SeccompError::Build)
 }
 

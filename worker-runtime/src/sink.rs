@@ -39,7 +39,12 @@ impl Sink {
                 fmt == libc::S_IFIFO || fmt == libc::S_IFCHR || fmt == libc::S_IFSOCK
             })
             .unwrap_or(true);
-        Self { file: File::from(fd), shared, buf: Vec::with_capacity(FLUSH_AT), pending_lines: 0 }
+        Self {
+            file: File::from(fd),
+            shared,
+            buf: Vec::with_capacity(FLUSH_AT),
+            pending_lines: 0,
+        }
     }
 
     /// Writes everything buffered; failed lines are counted as drops.
@@ -47,7 +52,11 @@ impl Sink {
         if self.buf.is_empty() {
             return;
         }
-        let result = if self.shared { self.write_chunked() } else { self.file.write_all(&self.buf) };
+        let result = if self.shared {
+            self.write_chunked()
+        } else {
+            self.file.write_all(&self.buf)
+        };
         match result {
             Ok(()) => {
                 stats.events += self.pending_lines;
@@ -70,7 +79,10 @@ impl Sink {
                 let window = rest.get(..PIPE_BUF).unwrap_or(rest);
                 match window.iter().rposition(|b| *b == b'\n') {
                     Some(i) => i + 1,
-                    None => rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1),
+                    None => rest
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(rest.len(), |i| i + 1),
                 }
             };
             let (chunk, tail) = rest.split_at(cut);

@@ -43,7 +43,10 @@ impl Stats {
             drops: self
                 .drops
                 .iter()
-                .map(|(reason, count)| DropCount { reason: (*reason).to_owned(), count: *count })
+                .map(|(reason, count)| DropCount {
+                    reason: (*reason).to_owned(),
+                    count: *count,
+                })
                 .collect(),
         }
     }

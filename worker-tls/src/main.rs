@@ -45,7 +45,11 @@ impl Protocol for Tls {
         let event = TlsEvent {
             common: eve::Common::new(ctx, "tls", &record.hdr),
             tls: TlsBody {
-                handshake: if hello.client { "client_hello" } else { "server_hello" },
+                handshake: if hello.client {
+                    "client_hello"
+                } else {
+                    "server_hello"
+                },
                 version: version_name(hello.version()),
                 sni: hello.sni,
                 alpn: hello.alpn,

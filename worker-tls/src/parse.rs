@@ -122,7 +122,14 @@ fn parse_hello(c: &mut Cursor<'_>, client: bool) -> Result<Hello, TlsError> {
         c.skip(1)?; // compression
         vec![suite]
     };
-    let mut hello = Hello { client, legacy_version, supported_version: None, sni: None, alpn: Vec::new(), ciphers };
+    let mut hello = Hello {
+        client,
+        legacy_version,
+        supported_version: None,
+        sni: None,
+        alpn: Vec::new(),
+        ciphers,
+    };
     if c.remaining() == 0 {
         return Ok(hello);
     }
@@ -217,7 +224,10 @@ mod tests {
     fn truncations_never_panic() {
         let full = client_hello("a.example");
         for n in 0..full.len() {
-            assert!(parse_record(full.get(..n).unwrap_or_default()).is_err(), "prefix {n} must not parse");
+            assert!(
+                parse_record(full.get(..n).unwrap_or_default()).is_err(),
+                "prefix {n} must not parse"
+            );
         }
     }
 }

@@ -19,7 +19,9 @@ pub struct Args {
 pub fn main(args: Args) -> ExitCode {
     let checked = Config::load(Some(&args.file))
         .map_err(|e| crate::error_chain(&e))
-        .and_then(|c| crate::policy::dns::RuleSet::load(&c.dns.lists).map_err(|e| crate::error_chain(&e)));
+        .and_then(|c| {
+            crate::policy::dns::RuleSet::load(&c.dns.lists).map_err(|e| crate::error_chain(&e))
+        });
     match checked {
         Ok(_) => {
             println!("{}: OK", args.file.display());

@@ -43,39 +43,43 @@ enum DnsCommand {
 
 pub fn main(args: Args) -> ExitCode {
     match args.command {
-        DnsCommand::Test { name, control, json } => {
-            match super::ask(&control, &ControlRequest::DnsTest(name.clone())) {
-                Ok(ControlResponse::DnsTest(r)) => {
-                    if json {
-                        return super::print_json(&r);
-                    }
-                    let shown = r.name.as_deref().unwrap_or(&name);
-                    match &r.rule {
-                        Some(rule) => println!("{shown}: {} by {rule}", r.verdict),
-                        None => println!("{shown}: {}", r.verdict),
-                    }
-                    ExitCode::SUCCESS
+        DnsCommand::Test {
+            name,
+            control,
+            json,
+        } => match super::ask(&control, &ControlRequest::DnsTest(name.clone())) {
+            Ok(ControlResponse::DnsTest(r)) => {
+                if json {
+                    return super::print_json(&r);
                 }
-                Ok(other) => super::unexpected(&other),
-                Err(code) => code,
-            }
-        }
-        DnsCommand::BlockedHits { control, json, limit } => {
-            match super::ask(&control, &ControlRequest::DnsBlockedHits) {
-                Ok(ControlResponse::DnsBlockedHits(mut hits)) => {
-                    hits.truncate(limit);
-                    if json {
-                        return super::print_json(&hits);
-                    }
-                    println!("{:>10}  RULE", "HITS");
-                    for h in hits {
-                        println!("{:>10}  {}", h.hits, h.rule);
-                    }
-                    ExitCode::SUCCESS
+                let shown = r.name.as_deref().unwrap_or(&name);
+                match &r.rule {
+                    Some(rule) => println!("{shown}: {} by {rule}", r.verdict),
+                    None => println!("{shown}: {}", r.verdict),
                 }
-                Ok(other) => super::unexpected(&other),
-                Err(code) => code,
+                ExitCode::SUCCESS
             }
-        }
+            Ok(other) => super::unexpected(&other),
+            Err(code) => code,
+        },
+        DnsCommand::BlockedHits {
+            control,
+            json,
+            limit,
+        } => match super::ask(&control, &ControlRequest::DnsBlockedHits) {
+            Ok(ControlResponse::DnsBlockedHits(mut hits)) => {
+                hits.truncate(limit);
+                if json {
+                    return super::print_json(&hits);
+                }
+                println!("{:>10}  RULE", "HITS");
+                for h in hits {
+                    println!("{:>10}  {}", h.hits, h.rule);
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(other) => super::unexpected(&other),
+            Err(code) => code,
+        },
     }
 }

@@ -70,7 +70,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 
 /// Sends one request to the daemon; on failure prints why and returns the
 /// exit status to use.
-fn ask(control: &ControlArgs, req: &palisade_ipc::messages::ControlRequest) -> Result<palisade_ipc::messages::ControlResponse, ExitCode> {
+fn ask(
+    control: &ControlArgs,
+    req: &palisade_ipc::messages::ControlRequest,
+) -> Result<palisade_ipc::messages::ControlResponse, ExitCode> {
     crate::control::client::request(&control.control_socket, req).map_err(|e| client_failure(&e))
 }
 

@@ -27,9 +27,15 @@ pub fn main(args: Args) -> ExitCode {
             if args.json {
                 return super::print_json(&r);
             }
-            println!("reloaded: {} DNS name rules in the kernel, rule set {}", r.dns_kernel_rules, r.dns_ruleset_sha256);
+            println!(
+                "reloaded: {} DNS name rules in the kernel, rule set {}",
+                r.dns_kernel_rules, r.dns_ruleset_sha256
+            );
             if !r.restart_needed.is_empty() {
-                println!("changed, effective after a restart: {}", r.restart_needed.join(", "));
+                println!(
+                    "changed, effective after a restart: {}",
+                    r.restart_needed.join(", ")
+                );
             }
             ExitCode::SUCCESS
         }

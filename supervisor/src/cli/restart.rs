@@ -25,7 +25,9 @@ pub fn main(args: Args) -> ExitCode {
         name => match WorkerKind::from_name(name) {
             Some(k) => RestartTarget::One(k),
             None => {
-                eprintln!("palisade: unknown worker {name:?}: expected dhcp, dns, tls, flow or all");
+                eprintln!(
+                    "palisade: unknown worker {name:?}: expected dhcp, dns, tls, flow or all"
+                );
                 return ExitCode::from(2);
             }
         },

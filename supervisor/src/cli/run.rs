@@ -49,12 +49,18 @@ pub struct RunOverrides {
 
 impl RunOverrides {
     fn validate(&self) -> Result<(), String> {
-        if let Some(bad) = self.interfaces.iter().find(|i| !crate::config::valid_ifname(i)) {
+        if let Some(bad) = self
+            .interfaces
+            .iter()
+            .find(|i| !crate::config::valid_ifname(i))
+        {
             return Err(format!("--interface {bad:?} is not a valid interface name"));
         }
-        for (flag, value) in
-            [("--control-socket", &self.control_socket), ("--pin-root", &self.pin_root), ("--log-dir", &self.log_dir)]
-        {
+        for (flag, value) in [
+            ("--control-socket", &self.control_socket),
+            ("--pin-root", &self.pin_root),
+            ("--log-dir", &self.log_dir),
+        ] {
             if let Some(v) = value.as_ref().filter(|v| !v.is_absolute()) {
                 return Err(format!("{flag} {} is not an absolute path", v.display()));
             }

@@ -54,7 +54,10 @@ pub fn render(r: &StatusReport) -> String {
         duration(r.uptime_ms),
         r.pin_dir
     );
-    let _ = writeln!(o, "\nWORKER  STATE     PID      UID    UPTIME   RESTARTS  EVENTS      DROPS     HEARTBEAT");
+    let _ = writeln!(
+        o,
+        "\nWORKER  STATE     PID      UID    UPTIME   RESTARTS  EVENTS      DROPS     HEARTBEAT"
+    );
     for w in &r.workers {
         let drops: u64 = w.stats.drops.iter().map(|d| d.count).sum();
         let _ = writeln!(
@@ -68,22 +71,36 @@ pub fn render(r: &StatusReport) -> String {
             w.restarts,
             w.stats.events,
             drops,
-            w.last_heartbeat_ms_ago.map_or("-".into(), |ms| format!("{ms}ms ago")),
+            w.last_heartbeat_ms_ago
+                .map_or("-".into(), |ms| format!("{ms}ms ago")),
         );
     }
     for w in &r.workers {
         if !w.stats.drops.is_empty() {
-            let reasons: Vec<String> = w.stats.drops.iter().map(|d| format!("{}={}", d.reason, d.count)).collect();
+            let reasons: Vec<String> = w
+                .stats
+                .drops
+                .iter()
+                .map(|d| format!("{}={}", d.reason, d.count))
+                .collect();
             let _ = writeln!(o, "  {} drops: {}", w.kind.name(), reasons.join(" "));
         }
         if w.violations > 0 {
-            let _ = writeln!(o, "  {} protocol violations: {}", w.kind.name(), w.violations);
+            let _ = writeln!(
+                o,
+                "  {} protocol violations: {}",
+                w.kind.name(),
+                w.violations
+            );
         }
         if let Some(exit) = &w.last_exit {
             let _ = writeln!(o, "  {} last exit: {exit}", w.kind.name());
         }
     }
-    let _ = writeln!(o, "\nINTERFACE        HOOK     PROGRAM          PROG ID  LINK ID  MODE");
+    let _ = writeln!(
+        o,
+        "\nINTERFACE        HOOK     PROGRAM          PROG ID  LINK ID  MODE"
+    );
     for i in &r.interfaces {
         for a in &i.attachments {
             let _ = writeln!(
@@ -114,7 +131,11 @@ pub fn render(r: &StatusReport) -> String {
     );
     match &d.worker_ruleset_sha256 {
         Some(w) if *w != d.ruleset_sha256 => {
-            let _ = writeln!(o, "  DRIFT: the dns worker applies rule set {}", w.get(..16).unwrap_or_default());
+            let _ = writeln!(
+                o,
+                "  DRIFT: the dns worker applies rule set {}",
+                w.get(..16).unwrap_or_default()
+            );
         }
         None => {
             let _ = writeln!(o, "  the dns worker has not confirmed the rule set yet");
@@ -122,7 +143,11 @@ pub fn render(r: &StatusReport) -> String {
         Some(_) => {}
     }
     if d.refused_requests > 0 {
-        let _ = writeln!(o, "  refused block requests from the dns worker: {}", d.refused_requests);
+        let _ = writeln!(
+            o,
+            "  refused block requests from the dns worker: {}",
+            d.refused_requests
+        );
     }
     let policy: Vec<String> = r
         .kernel
@@ -133,10 +158,16 @@ pub fn render(r: &StatusReport) -> String {
     if !policy.is_empty() {
         let _ = writeln!(o, "  kernel: {}", policy.join(" "));
     }
-    let _ = writeln!(o, "\nKERNEL   RECORDS      RING_FULL  TRUNCATED  NOT_PARSED  MAP_FULL");
+    let _ = writeln!(
+        o,
+        "\nKERNEL   RECORDS      RING_FULL  TRUNCATED  NOT_PARSED  MAP_FULL"
+    );
     for group in ["dns", "dhcp", "tls", "flow", "global"] {
         let get = |c: &str| {
-            r.kernel.iter().find(|k| k.group == group && k.counter == c).map_or(0, |k| k.value)
+            r.kernel
+                .iter()
+                .find(|k| k.group == group && k.counter == c)
+                .map_or(0, |k| k.value)
         };
         let _ = writeln!(
             o,
@@ -155,14 +186,21 @@ pub fn render(r: &StatusReport) -> String {
 pub fn main(args: Args) -> ExitCode {
     match super::ask(&args.control, &ControlRequest::Status) {
         Ok(ControlResponse::Status(report)) => {
-            let all_running = report.workers.iter().all(|w| w.state == WorkerState::Running);
+            let all_running = report
+                .workers
+                .iter()
+                .all(|w| w.state == WorkerState::Running);
             let code = if args.json {
                 super::print_json(&report)
             } else {
                 print!("{}", render(&report));
                 ExitCode::SUCCESS
             };
-            if code == ExitCode::SUCCESS && !all_running { ExitCode::FAILURE } else { code }
+            if code == ExitCode::SUCCESS && !all_running {
+                ExitCode::FAILURE
+            } else {
+                code
+            }
         }
         Ok(other) => super::unexpected(&other),
         Err(code) => code,

@@ -34,10 +34,19 @@ pub fn main(args: Args) -> ExitCode {
     if args.json {
         return super::print_json(&Versions { binary, daemon });
     }
-    println!("palisade {} (protocol {}, abi {})", binary.version, binary.protocol, binary.abi);
+    println!(
+        "palisade {} (protocol {}, abi {})",
+        binary.version, binary.protocol, binary.abi
+    );
     match daemon {
-        Some(d) => println!("daemon   {} (protocol {}, abi {})", d.version, d.protocol, d.abi),
-        None => println!("daemon   not reachable on {}", args.control.control_socket.display()),
+        Some(d) => println!(
+            "daemon   {} (protocol {}, abi {})",
+            d.version, d.protocol, d.abi
+        ),
+        None => println!(
+            "daemon   not reachable on {}",
+            args.control.control_socket.display()
+        ),
     }
     ExitCode::SUCCESS
 }

@@ -5,7 +5,10 @@ use std::{os::fd::AsFd, path::Path, time::Duration};
 use nix::{
     errno::Errno,
     sys::{
-        socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, setsockopt, socket, sockopt::ReceiveTimeout},
+        socket::{
+            AddressFamily, SockFlag, SockType, UnixAddr, connect, setsockopt, socket,
+            sockopt::ReceiveTimeout,
+        },
         time::TimeVal,
     },
 };
@@ -48,7 +51,11 @@ pub enum ClientError {
     Failed(String),
     /// Handshake failure (version mismatch).
     #[error("talking to the daemon on {path}: {source}")]
-    Protocol { path: String, #[source] source: palisade_ipc::handshake::HandshakeError },
+    Protocol {
+        path: String,
+        #[source]
+        source: palisade_ipc::handshake::HandshakeError,
+    },
     /// Anything else on the socket.
     #[error("talking to the daemon on {path}: {message}")]
     Io { path: String, message: String },
@@ -68,16 +75,34 @@ impl ClientError {
 
 /// True when a daemon answers on `path`.
 pub fn is_live(path: &Path) -> bool {
-    let Ok(fd) = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None) else { return false };
-    let Ok(addr) = UnixAddr::new(path) else { return false };
+    let Ok(fd) = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
     connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).is_ok()
 }
 
 /// Sends one request and returns the daemon's answer (errors mapped).
 pub fn request(path: &Path, req: &ControlRequest) -> Result<ControlResponse, ClientError> {
     let p = path.display().to_string();
-    let io = |message: String| ClientError::Io { path: p.clone(), message };
-    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).map_err(|e| io(e.to_string()))?;
+    let io = |message: String| ClientError::Io {
+        path: p.clone(),
+        message,
+    };
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| io(e.to_string()))?;
     let addr = UnixAddr::new(path).map_err(|e| io(e.to_string()))?;
     match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
         Ok(()) => {}
@@ -96,15 +121,25 @@ pub fn request(path: &Path, req: &ControlRequest) -> Result<ControlResponse, Cli
         Ok(Received::WouldBlock) => Err(io("timed out waiting for the daemon".into())),
         Err(e) => Err(io(e.to_string())),
     };
-    transport::send_frame(fd.as_fd(), &Hello::ours(Role::Cli).encode(), &[]).map_err(|e| io(e.to_string()))?;
+    transport::send_frame(fd.as_fd(), &Hello::ours(Role::Cli).encode(), &[])
+        .map_err(|e| io(e.to_string()))?;
     let hello = recv(&mut buf)?;
-    Hello::decode(&hello).map_err(|source| ClientError::Protocol { path: p.clone(), source })?;
+    Hello::decode(&hello).map_err(|source| ClientError::Protocol {
+        path: p.clone(),
+        source,
+    })?;
     let frame = codec::encode(req).map_err(|e| io(e.to_string()))?;
     transport::send_frame(fd.as_fd(), &frame, &[]).map_err(|e| io(e.to_string()))?;
     let answer = recv(&mut buf)?;
     match codec::decode::<ControlResponse>(&answer).map_err(|e| io(e.to_string()))? {
-        ControlResponse::Error { kind: ControlErrorKind::PermissionDenied, message } => Err(ClientError::Refused(message)),
-        ControlResponse::Error { kind: ControlErrorKind::Failed, message } => Err(ClientError::Failed(message)),
+        ControlResponse::Error {
+            kind: ControlErrorKind::PermissionDenied,
+            message,
+        } => Err(ClientError::Refused(message)),
+        ControlResponse::Error {
+            kind: ControlErrorKind::Failed,
+            message,
+        } => Err(ClientError::Failed(message)),
         ok => Ok(ok),
     }
 }

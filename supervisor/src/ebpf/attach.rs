@@ -18,7 +18,9 @@ use super::{loader::Loaded, pin::PinTree};
 
 /// TCX needs Linux 6.6; older kernels get clsact via netlink.
 fn has_tcx() -> bool {
-    aya::util::KernelVersion::current().map(|v| v.code() >= 0x06_06_00).unwrap_or(false)
+    aya::util::KernelVersion::current()
+        .map(|v| v.code() >= 0x06_06_00)
+        .unwrap_or(false)
 }
 
 /// Attachment errors.
@@ -29,13 +31,27 @@ pub enum AttachError {
     Program { name: &'static str },
     /// Attaching failed (BPF_LINK_CREATE for TCX, netlink for clsact).
     #[error("attaching {program} to {ifname} {direction} (BPF_LINK_CREATE / netlink)")]
-    Attach { program: &'static str, ifname: String, direction: &'static str, #[source] source: Box<aya::programs::ProgramError> },
+    Attach {
+        program: &'static str,
+        ifname: String,
+        direction: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
     /// The TCX link is not an FD link (a bug).
     #[error("link on {ifname} is not an FD link")]
-    Link { ifname: String, #[source] source: aya::programs::links::LinkError },
+    Link {
+        ifname: String,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
     /// Pinning the link failed (BPF_OBJ_PIN).
     #[error("pinning link {path} (BPF_OBJ_PIN)")]
-    Pin { path: String, #[source] source: io::Error },
+    Pin {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// One hook.
@@ -50,8 +66,16 @@ pub struct Hook {
 
 /// Both hooks every interface gets.
 pub const HOOKS: [Hook; 2] = [
-    Hook { direction: "ingress", program: palisade_ebpf::PROG_TC_INGRESS, attach_type: TcAttachType::Ingress },
-    Hook { direction: "egress", program: palisade_ebpf::PROG_TC_EGRESS, attach_type: TcAttachType::Egress },
+    Hook {
+        direction: "ingress",
+        program: palisade_ebpf::PROG_TC_INGRESS,
+        attach_type: TcAttachType::Ingress,
+    },
+    Hook {
+        direction: "egress",
+        program: palisade_ebpf::PROG_TC_EGRESS,
+        attach_type: TcAttachType::Egress,
+    },
 ];
 
 /// Links this process holds: pinned ones (kernel keeps them attached after
@@ -64,7 +88,8 @@ pub struct Links {
 
 /// Program ids attached at a TCX hook (kernel view).
 fn attached_ids(ifname: &str, hook: &Hook) -> Result<Vec<u32>, aya::programs::ProgramError> {
-    SchedClassifier::query_tcx(ifname, hook.attach_type).map(|(_, progs)| progs.iter().map(|p| p.id()).collect())
+    SchedClassifier::query_tcx(ifname, hook.attach_type)
+        .map(|(_, progs)| progs.iter().map(|p| p.id()).collect())
 }
 
 /// Tries to adopt a pinned link: valid when its program is attached at this
@@ -72,7 +97,10 @@ fn attached_ids(ifname: &str, hook: &Hook) -> Result<Vec<u32>, aya::programs::Pr
 fn adopt(path: &Path, ifname: &str, hook: &Hook) -> Option<(FdLink, Attachment)> {
     let fd_link = FdLink::from(PinnedLink::from_pin(path).ok()?);
     let info = fd_link.info().ok()?;
-    if !attached_ids(ifname, hook).ok()?.contains(&info.program_id()) {
+    if !attached_ids(ifname, hook)
+        .ok()?
+        .contains(&info.program_id())
+    {
         return None;
     }
     let attachment = Attachment {
@@ -88,8 +116,19 @@ fn adopt(path: &Path, ifname: &str, hook: &Hook) -> Option<(FdLink, Attachment)>
 
 impl Links {
     /// Attaches (or adopts) both hooks on one interface.
-    pub fn attach_interface(&mut self, loaded: &mut Loaded, pins: &PinTree, ifname: &str, ifindex: u32) -> InterfaceStatus {
-        let mut status = InterfaceStatus { name: ifname.to_owned(), ifindex, attachments: Vec::new(), error: None };
+    pub fn attach_interface(
+        &mut self,
+        loaded: &mut Loaded,
+        pins: &PinTree,
+        ifname: &str,
+        ifindex: u32,
+    ) -> InterfaceStatus {
+        let mut status = InterfaceStatus {
+            name: ifname.to_owned(),
+            ifindex,
+            attachments: Vec::new(),
+            error: None,
+        };
         for hook in &HOOKS {
             match self.attach_hook(loaded, pins, ifname, hook) {
                 Ok(a) => status.attachments.push(a),
@@ -103,7 +142,13 @@ impl Links {
         status
     }
 
-    fn attach_hook(&mut self, loaded: &mut Loaded, pins: &PinTree, ifname: &str, hook: &Hook) -> Result<Attachment, AttachError> {
+    fn attach_hook(
+        &mut self,
+        loaded: &mut Loaded,
+        pins: &PinTree,
+        ifname: &str,
+        hook: &Hook,
+    ) -> Result<Attachment, AttachError> {
         let path = pins.link(ifname, hook.direction);
         let prog: &mut SchedClassifier = loaded
             .ebpf
@@ -128,15 +173,29 @@ impl Links {
                     .find(|p| p.id() == attachment.program_id)
                     .map(|p| p.tag());
                 if ours.is_some() && ours == theirs {
-                    tracing::info!(interface = ifname, direction = hook.direction, link = attachment.link_id, "adopted pinned link");
-                    self.pinned.push((ifname.to_owned(), hook.direction, path, link));
+                    tracing::info!(
+                        interface = ifname,
+                        direction = hook.direction,
+                        link = attachment.link_id,
+                        "adopted pinned link"
+                    );
+                    self.pinned
+                        .push((ifname.to_owned(), hook.direction, path, link));
                     return Ok(attachment);
                 }
-                let tc_link = aya::programs::tc::SchedClassifierLink::try_from(link)
-                    .map_err(|source| AttachError::Link { ifname: ifname.to_owned(), source })?;
+                let tc_link =
+                    aya::programs::tc::SchedClassifierLink::try_from(link).map_err(|source| {
+                        AttachError::Link {
+                            ifname: ifname.to_owned(),
+                            source,
+                        }
+                    })?;
                 let id = prog.attach_to_link(tc_link).map_err(attach_err)?;
                 let link = prog.take_link(id).map_err(attach_err)?;
-                let fd_link: FdLink = link.try_into().map_err(|source| AttachError::Link { ifname: ifname.to_owned(), source })?;
+                let fd_link: FdLink = link.try_into().map_err(|source| AttachError::Link {
+                    ifname: ifname.to_owned(),
+                    source,
+                })?;
                 let old = attachment.program_id;
                 attachment.program_id = prog.info().map(|i| i.id()).unwrap_or(0);
                 tracing::info!(
@@ -147,7 +206,8 @@ impl Links {
                     new_program = attachment.program_id,
                     "pinned link runs other code: replaced the program in place"
                 );
-                self.pinned.push((ifname.to_owned(), hook.direction, path, fd_link));
+                self.pinned
+                    .push((ifname.to_owned(), hook.direction, path, fd_link));
                 return Ok(attachment);
             }
             tracing::warn!(pin = %path.display(), "pinned link is stale (interface recreated?); replacing it");
@@ -175,13 +235,24 @@ impl Links {
             });
         }
         let link = prog.take_link(id).map_err(attach_err)?;
-        let fd_link: FdLink = link.try_into().map_err(|source| AttachError::Link { ifname: ifname.to_owned(), source })?;
+        let fd_link: FdLink = link.try_into().map_err(|source| AttachError::Link {
+            ifname: ifname.to_owned(),
+            source,
+        })?;
         let link_id = fd_link.info().map(|i| i.id()).unwrap_or(0);
         let staged = PinTree::staging(&path);
-        let pin_err = |e: &dyn std::fmt::Display| AttachError::Pin { path: path.display().to_string(), source: io::Error::other(e.to_string()) };
+        let pin_err = |e: &dyn std::fmt::Display| AttachError::Pin {
+            path: path.display().to_string(),
+            source: io::Error::other(e.to_string()),
+        };
         let pinned = fd_link.pin(&staged).map_err(|e| pin_err(&e))?;
         PinTree::commit(&staged, &path).map_err(|e| pin_err(&e))?;
-        self.pinned.push((ifname.to_owned(), hook.direction, path.clone(), FdLink::from(pinned)));
+        self.pinned.push((
+            ifname.to_owned(),
+            hook.direction,
+            path.clone(),
+            FdLink::from(pinned),
+        ));
         Ok(Attachment {
             direction: hook.direction.to_owned(),
             program: hook.program.to_owned(),
@@ -198,7 +269,9 @@ impl Links {
         for (ifname, direction, path, link) in self.pinned {
             match std::fs::remove_file(&path) {
                 Ok(()) => tracing::info!(interface = %ifname, direction, "detached"),
-                Err(e) => tracing::error!(interface = %ifname, direction, error = %e, "unpin failed"),
+                Err(e) => {
+                    tracing::error!(interface = %ifname, direction, error = %e, "unpin failed")
+                }
             }
             drop(link);
         }

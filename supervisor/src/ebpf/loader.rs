@@ -13,17 +13,27 @@ use super::pin::PinTree;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The object or a map could not be loaded (BPF_MAP_CREATE / BPF_OBJ_GET).
-    #[error("loading the eBPF object (BPF_MAP_CREATE/BPF_OBJ_GET); is this root with CAP_BPF and CAP_NET_ADMIN?")]
+    #[error(
+        "loading the eBPF object (BPF_MAP_CREATE/BPF_OBJ_GET); is this root with CAP_BPF and CAP_NET_ADMIN?"
+    )]
     Object(#[source] aya::EbpfError),
     /// The verifier or the kernel refused a program (BPF_PROG_LOAD).
     #[error("loading program {name} (BPF_PROG_LOAD)")]
-    Program { name: &'static str, #[source] source: aya::programs::ProgramError },
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     /// A map the object must contain is missing.
     #[error("map {name} missing from the eBPF object")]
     MissingMap { name: &'static str },
     /// Duplicating a map FD failed.
     #[error("dup of map {name} FD")]
-    Dup { name: &'static str, #[source] source: std::io::Error },
+    Dup {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Ring buffer map of a worker.
@@ -50,13 +60,20 @@ impl Loaded {
             .default_map_pin_directory(pins.maps())
             .load(palisade_ebpf::PALISADE_BPF)
             .map_err(LoadError::Object)?;
-        for name in [palisade_ebpf::PROG_TC_INGRESS, palisade_ebpf::PROG_TC_EGRESS] {
+        for name in [
+            palisade_ebpf::PROG_TC_INGRESS,
+            palisade_ebpf::PROG_TC_EGRESS,
+        ] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
-                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or(LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            prog.load().map_err(|source| LoadError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| LoadError::Program { name, source })?;
         }
         Ok(Self { ebpf })
     }
@@ -65,9 +82,11 @@ impl Loaded {
     pub fn ring_fd(&self, kind: WorkerKind) -> Result<OwnedFd, LoadError> {
         let name = ring_map(kind);
         match self.ebpf.map(name) {
-            Some(Map::RingBuf(data)) => {
-                data.fd().as_fd().try_clone_to_owned().map_err(|source| LoadError::Dup { name, source })
-            }
+            Some(Map::RingBuf(data)) => data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|source| LoadError::Dup { name, source }),
             _ => Err(LoadError::MissingMap { name }),
         }
     }

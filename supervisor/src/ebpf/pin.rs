@@ -20,22 +20,39 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
     /// The pin root is not on a bpf filesystem and could not be made one.
-    #[error("{path} is not on a bpf filesystem (mount bpffs there, or set paths.pin_root below /sys/fs/bpf)")]
+    #[error(
+        "{path} is not on a bpf filesystem (mount bpffs there, or set paths.pin_root below /sys/fs/bpf)"
+    )]
     NotBpffs { path: PathBuf },
     /// mount(2) of bpffs failed.
     #[error("mount(\"bpf\", {path}, \"bpf\")")]
-    Mount { path: PathBuf, #[source] source: nix::errno::Errno },
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
     /// A filesystem operation in the pin tree failed.
     #[error("{op} {path}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PinError + 'a {
-    move |source| PinError::Io { op, path: path.to_owned(), source }
+    move |source| PinError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 == BPF_FS_MAGIC).unwrap_or(false)
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
+        .unwrap_or(false)
 }
 
 /// Makes sure `pin_root` is on bpffs, mounting /sys/fs/bpf if the root is
@@ -50,14 +67,25 @@ pub fn ensure_bpffs(pin_root: &Path) -> Result<(), PinError> {
     }
     let mount_point = Path::new(paths::BPFFS_MOUNT);
     if pin_root.starts_with(mount_point) && mount_point.is_dir() {
-        nix::mount::mount(Some("bpf"), mount_point, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .map_err(|source| PinError::Mount { path: mount_point.to_owned(), source })?;
+        nix::mount::mount(
+            Some("bpf"),
+            mount_point,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|source| PinError::Mount {
+            path: mount_point.to_owned(),
+            source,
+        })?;
         tracing::info!(path = %mount_point.display(), "mounted bpffs");
         if is_bpffs(mount_point) {
             return Ok(());
         }
     }
-    Err(PinError::NotBpffs { path: pin_root.to_owned() })
+    Err(PinError::NotBpffs {
+        path: pin_root.to_owned(),
+    })
 }
 
 /// The versioned pin directory and its layout.
@@ -80,7 +108,10 @@ impl PinTree {
                 .create(&d)
                 .map_err(io_err("mkdir", &d))?;
         }
-        let tree = Self { root: pin_root.to_owned(), dir };
+        let tree = Self {
+            root: pin_root.to_owned(),
+            dir,
+        };
         tree.remove_staging_debris()?;
         Ok(tree)
     }
@@ -94,12 +125,17 @@ impl PinTree {
     /// refuses dots in names, so a dot in the interface name (VLAN devices
     /// like `eth0.100`) becomes `%`, which no final interface name contains.
     pub fn link(&self, ifname: &str, direction: &str) -> PathBuf {
-        self.dir.join("links").join(format!("{}_{direction}", ifname.replace('.', "%")))
+        self.dir
+            .join("links")
+            .join(format!("{}_{direction}", ifname.replace('.', "%")))
     }
 
     /// Staging path for a final pin path.
     pub fn staging(path: &Path) -> PathBuf {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         path.with_file_name(format!("{}{name}", paths::STAGING_PREFIX))
     }
 
@@ -112,7 +148,11 @@ impl PinTree {
         let links = self.dir.join("links");
         for entry in fs::read_dir(&links).map_err(io_err("readdir", &links))? {
             let entry = entry.map_err(io_err("readdir", &links))?;
-            if entry.file_name().to_string_lossy().starts_with(paths::STAGING_PREFIX) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(paths::STAGING_PREFIX)
+            {
                 tracing::warn!(pin = %entry.path().display(), "removing staging debris from an interrupted run");
                 fs::remove_file(entry.path()).map_err(io_err("unlink", &entry.path()))?;
             }
@@ -125,10 +165,14 @@ impl PinTree {
     /// else below the root is not ours and is left alone.
     pub fn remove_other_versions(&self) -> Vec<PathBuf> {
         let mut removed = Vec::new();
-        let Ok(rd) = fs::read_dir(&self.root) else { return removed };
+        let Ok(rd) = fs::read_dir(&self.root) else {
+            return removed;
+        };
         for entry in rd.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let ours = name
+                .strip_prefix('v')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
             if ours && entry.path() != self.dir && fs::remove_dir_all(entry.path()).is_ok() {
                 removed.push(entry.path());
             }
@@ -144,11 +188,20 @@ pub fn remove_all(pin_root: &Path) -> Result<Vec<PathBuf>, PinError> {
     let rd = match fs::read_dir(pin_root) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
-        Err(e) => return Err(PinError::Io { op: "readdir", path: pin_root.to_owned(), source: e }),
+        Err(e) => {
+            return Err(PinError::Io {
+                op: "readdir",
+                path: pin_root.to_owned(),
+                source: e,
+            });
+        }
     };
     for entry in rd.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+        if name
+            .strip_prefix('v')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
             fs::remove_dir_all(entry.path()).map_err(io_err("rm -r", &entry.path()))?;
             removed.push(entry.path());
         }

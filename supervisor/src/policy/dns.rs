@@ -148,7 +148,12 @@ pub enum RuleSetError {
     List(#[from] ListError),
     /// A regex does not compile or is too big.
     #[error("{path}:{line}: regex {pattern:?}: {problem}")]
-    Regex { path: PathBuf, line: usize, pattern: String, problem: String },
+    Regex {
+        path: PathBuf,
+        line: usize,
+        pattern: String,
+        problem: String,
+    },
     /// Too many regexes, or the set exceeds the size limit.
     #[error("regex lists: {0}")]
     RegexSet(String),
@@ -187,7 +192,14 @@ struct Builder {
 }
 
 impl Builder {
-    fn push(&mut self, text: &str, file: u16, line: usize, action: Action, kind: RuleKind) -> Result<u32, RuleSetError> {
+    fn push(
+        &mut self,
+        text: &str,
+        file: u16,
+        line: usize,
+        action: Action,
+        kind: RuleKind,
+    ) -> Result<u32, RuleSetError> {
         let index = u32::try_from(self.set.rules.len()).map_err(|_| RuleSetError::TooMany)?;
         let start = u32::try_from(self.set.arena.len()).map_err(|_| RuleSetError::TooMany)?;
         self.set.arena.push_str(text);
@@ -206,7 +218,14 @@ impl Builder {
         Ok(index)
     }
 
-    fn name(&mut self, name: &str, file: u16, line: usize, action: Action, kind: Match) -> Result<(), RuleSetError> {
+    fn name(
+        &mut self,
+        name: &str,
+        file: u16,
+        line: usize,
+        action: Action,
+        kind: Match,
+    ) -> Result<(), RuleSetError> {
         let key = (palisade_ebpf::dns_name::name_hash(name), kind);
         if self.set.names.contains_key(&key) {
             self.set.duplicates += 1;
@@ -231,8 +250,13 @@ impl RuleKind {
 impl RuleSet {
     /// Reads and validates every list. Nothing is applied here.
     pub fn load(lists: &DnsLists) -> Result<Self, RuleSetError> {
-        let files: Vec<PathBuf> =
-            lists.allowlists.iter().chain(&lists.blocklists).chain(&lists.regex_lists).cloned().collect();
+        let files: Vec<PathBuf> = lists
+            .allowlists
+            .iter()
+            .chain(&lists.blocklists)
+            .chain(&lists.regex_lists)
+            .cloned()
+            .collect();
         if files.len() >= usize::from(BUILT_IN) {
             return Err(RuleSetError::TooMany);
         }
@@ -252,7 +276,10 @@ impl RuleSet {
             hasher: Sha256::new(),
         };
         let mut file = 0u16;
-        for (action, paths) in [(Action::Allow, &lists.allowlists), (Action::Block, &lists.blocklists)] {
+        for (action, paths) in [
+            (Action::Allow, &lists.allowlists),
+            (Action::Block, &lists.blocklists),
+        ] {
             for path in paths {
                 let mut failed = None;
                 dns_lists::for_each_entry(path, |name, kind, line| {
@@ -277,12 +304,20 @@ impl RuleSet {
         let mut patterns = Vec::new();
         for path in &lists.regex_lists {
             for (line, pattern) in dns_lists::read_regexes(path)? {
-                let bad = |problem: String| RuleSetError::Regex { path: path.clone(), line, pattern: pattern.clone(), problem };
+                let bad = |problem: String| RuleSetError::Regex {
+                    path: path.clone(),
+                    line,
+                    pattern: pattern.clone(),
+                    problem,
+                };
                 if pattern.len() > MAX_REGEX_LEN {
                     return Err(bad(format!("longer than {MAX_REGEX_LEN} bytes")));
                 }
                 // Compile alone first, so an error names its line.
-                regex::RegexBuilder::new(&pattern).size_limit(REGEX_SIZE_LIMIT).build().map_err(|e| bad(e.to_string()))?;
+                regex::RegexBuilder::new(&pattern)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
                 let index = b.push(&pattern, file, line, Action::Block, RuleKind::Regex)?;
                 b.set.regex_rules.push(index);
                 patterns.push(pattern);
@@ -290,15 +325,21 @@ impl RuleSet {
             file += 1;
         }
         if patterns.len() > MAX_REGEXES {
-            return Err(RuleSetError::RegexSet(format!("{} patterns, at most {MAX_REGEXES}", patterns.len())));
+            return Err(RuleSetError::RegexSet(format!(
+                "{} patterns, at most {MAX_REGEXES}",
+                patterns.len()
+            )));
         }
         b.set.regexes = RegexSetBuilder::new(&patterns)
             .size_limit(REGEX_SIZE_LIMIT)
             .dfa_size_limit(REGEX_SIZE_LIMIT)
             .build()
             .map_err(|e| RuleSetError::RegexSet(e.to_string()))?;
-        let (addresses, names): (Vec<String>, Vec<String>) =
-            lists.encrypted_dns.iter().cloned().partition(|r| r.parse::<std::net::IpAddr>().is_ok());
+        let (addresses, names): (Vec<String>, Vec<String>) = lists
+            .encrypted_dns
+            .iter()
+            .cloned()
+            .partition(|r| r.parse::<std::net::IpAddr>().is_ok());
         b.set.resolver_names = names;
         b.set.resolver_addresses = addresses;
         b.set.sha256 = b.hasher.finalize().into();
@@ -314,7 +355,10 @@ impl RuleSet {
             id: index + 1,
             action: r.action,
             kind: r.kind,
-            text: self.arena.get(start..start + usize::from(r.len)).unwrap_or_default(),
+            text: self
+                .arena
+                .get(start..start + usize::from(r.len))
+                .unwrap_or_default(),
             file: self.files.get(usize::from(r.file)).map(PathBuf::as_path),
             line: r.line,
         })
@@ -328,7 +372,9 @@ impl RuleSet {
     /// Name rules as (name hash, action, kind, rule id), for the kernel.
     pub fn name_rules(&self) -> impl Iterator<Item = (u64, Action, Match, u32)> + '_ {
         self.names.iter().filter_map(|(&(hash, kind), &index)| {
-            self.rules.get(index as usize).map(|r| (hash, r.action, kind, index + 1))
+            self.rules
+                .get(index as usize)
+                .map(|r| (hash, r.action, kind, index + 1))
         })
     }
 
@@ -344,12 +390,19 @@ impl RuleSet {
 
     /// Regex patterns with their rule ids, for the DNS worker.
     pub fn regexes(&self) -> Vec<(u32, String)> {
-        self.regex_rules.iter().filter_map(|i| self.view(*i)).map(|r| (r.id, r.text.to_owned())).collect()
+        self.regex_rules
+            .iter()
+            .filter_map(|i| self.view(*i))
+            .map(|r| (r.id, r.text.to_owned()))
+            .collect()
     }
 
     /// True when regex rule `rule_id` matches the normalized `name`.
     pub fn regex_matches(&self, name: &str, rule_id: u32) -> bool {
-        self.regexes.matches(name).iter().any(|i| self.regex_rules.get(i).is_some_and(|r| r + 1 == rule_id))
+        self.regexes
+            .matches(name)
+            .iter()
+            .any(|i| self.regex_rules.get(i).is_some_and(|r| r + 1 == rule_id))
     }
 
     /// Which rule decides `name` and how: the kernel's semantics for name
@@ -359,7 +412,11 @@ impl RuleSet {
         let mut block = None;
         for (i, suffix) in palisade_ebpf::dns_name::suffixes(&norm).enumerate() {
             let hash = palisade_ebpf::dns_name::name_hash(suffix);
-            let kinds: &[Match] = if i == 0 { &[Match::Exact, Match::Suffix] } else { &[Match::Suffix] };
+            let kinds: &[Match] = if i == 0 {
+                &[Match::Exact, Match::Suffix]
+            } else {
+                &[Match::Suffix]
+            };
             for kind in kinds {
                 let Some(rule) = self.names.get(&(hash, *kind)).and_then(|i| self.view(*i)) else {
                     continue;
@@ -427,17 +484,44 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let (l, dir) = lists("ads.example\n||tracker.example^\n0.0.0.0 exact.example\n", "ok.tracker.example\n", "^bad[0-9]+\\.example$\n");
+        let (l, dir) = lists(
+            "ads.example\n||tracker.example^\n0.0.0.0 exact.example\n",
+            "ok.tracker.example\n",
+            "^bad[0-9]+\\.example$\n",
+        );
         let set = RuleSet::load(&l).expect("valid");
         let d = |n: &str| set.decide(n).map(|(r, d)| (r.text.to_owned(), d));
-        assert_eq!(d("ads.example"), Some(("ads.example".into(), Decision::Blocked)));
-        assert_eq!(d("sub.ads.example"), None, "exact rules do not cover subdomains");
-        assert_eq!(d("a.b.tracker.example"), Some(("tracker.example".into(), Decision::Blocked)));
-        assert_eq!(d("TRACKER.example."), Some(("tracker.example".into(), Decision::Blocked)));
-        assert_eq!(d("ok.tracker.example"), Some(("ok.tracker.example".into(), Decision::Allowed)));
-        assert_eq!(d("bad42.example"), Some(("^bad[0-9]+\\.example$".into(), Decision::RegexBlocked)));
+        assert_eq!(
+            d("ads.example"),
+            Some(("ads.example".into(), Decision::Blocked))
+        );
+        assert_eq!(
+            d("sub.ads.example"),
+            None,
+            "exact rules do not cover subdomains"
+        );
+        assert_eq!(
+            d("a.b.tracker.example"),
+            Some(("tracker.example".into(), Decision::Blocked))
+        );
+        assert_eq!(
+            d("TRACKER.example."),
+            Some(("tracker.example".into(), Decision::Blocked))
+        );
+        assert_eq!(
+            d("ok.tracker.example"),
+            Some(("ok.tracker.example".into(), Decision::Allowed))
+        );
+        assert_eq!(
+            d("bad42.example"),
+            Some(("^bad[0-9]+\\.example$".into(), Decision::RegexBlocked))
+        );
         assert_eq!(d("good.example"), None);
-        assert_eq!(d("use-application-dns.net"), Some((DOH_CANARY.into(), Decision::Blocked)), "canary built in");
+        assert_eq!(
+            d("use-application-dns.net"),
+            Some((DOH_CANARY.into(), Decision::Blocked)),
+            "canary built in"
+        );
         assert_eq!(set.rule(1).map(|r| r.action), Some(Action::Allow));
         assert!(set.rule(2).is_some_and(|r| r.source().ends_with("b:1")));
         let _ = std::fs::remove_dir_all(dir);
@@ -455,7 +539,10 @@ mod tests {
     fn hash_changes_with_content() {
         let (a, d1) = lists("x.example\n", "", "");
         let (b, d2) = lists("y.example\n", "", "");
-        assert_ne!(RuleSet::load(&a).expect("a").sha256(), RuleSet::load(&b).expect("b").sha256());
+        assert_ne!(
+            RuleSet::load(&a).expect("a").sha256(),
+            RuleSet::load(&b).expect("b").sha256()
+        );
         let _ = std::fs::remove_dir_all(d1);
         let _ = std::fs::remove_dir_all(d2);
     }

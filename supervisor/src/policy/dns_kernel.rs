@@ -26,11 +26,19 @@ pub enum KernelPolicyError {
     MissingMap(&'static str),
     /// A map operation failed (the io::Error names the bpf command).
     #[error("{map}")]
-    Map { map: &'static str, #[source] source: std::io::Error },
+    Map {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn fd<'a>(loaded: &'a Loaded, name: &'static str) -> Result<BorrowedFd<'a>, KernelPolicyError> {
-    loaded.ebpf.map(name).and_then(dns_policy::map_fd).ok_or(KernelPolicyError::MissingMap(name))
+    loaded
+        .ebpf
+        .map(name)
+        .and_then(dns_policy::map_fd)
+        .ok_or(KernelPolicyError::MissingMap(name))
 }
 
 fn err(map: &'static str) -> impl FnOnce(std::io::Error) -> KernelPolicyError {
@@ -39,7 +47,11 @@ fn err(map: &'static str) -> impl FnOnce(std::io::Error) -> KernelPolicyError {
 
 /// Builds the rule set's kernel map, swaps it in, and sets the action.
 /// Returns the number of map entries (names) in the kernel.
-pub fn apply(loaded: &Loaded, rules: &RuleSet, action: BlockAction) -> Result<u32, KernelPolicyError> {
+pub fn apply(
+    loaded: &Loaded,
+    rules: &RuleSet,
+    action: BlockAction,
+) -> Result<u32, KernelPolicyError> {
     let mut builder = RuleSetBuilder::with_capacity(rules.len());
     for (hash, action, kind, id) in rules.name_rules() {
         let kind = match (action, kind) {
@@ -56,26 +68,43 @@ pub fn apply(loaded: &Loaded, rules: &RuleSet, action: BlockAction) -> Result<u3
         BlockAction::Nxdomain => palisade_ebpf::BlockAction::Nxdomain,
         BlockAction::Drop => palisade_ebpf::BlockAction::Drop,
     };
-    dns_policy::set_block_action(fd(loaded, MAP_DNS_CONFIG)?, action).map_err(err(MAP_DNS_CONFIG))?;
+    dns_policy::set_block_action(fd(loaded, MAP_DNS_CONFIG)?, action)
+        .map_err(err(MAP_DNS_CONFIG))?;
     Ok(builder.len() as u32)
 }
 
 /// Adds a learned exact-name block for `ttl`.
-pub fn learn(loaded: &Loaded, name: &str, rule_id: u32, ttl: Duration) -> Result<(), KernelPolicyError> {
-    dns_policy::learn(fd(loaded, MAP_DNS_LEARNED)?, name_hash(name), rule_id, ttl).map_err(err(MAP_DNS_LEARNED))
+pub fn learn(
+    loaded: &Loaded,
+    name: &str,
+    rule_id: u32,
+    ttl: Duration,
+) -> Result<(), KernelPolicyError> {
+    dns_policy::learn(fd(loaded, MAP_DNS_LEARNED)?, name_hash(name), rule_id, ttl)
+        .map_err(err(MAP_DNS_LEARNED))
 }
 
 /// Removes a learned name.
 pub fn forget(loaded: &Loaded, name: &str) -> Result<(), KernelPolicyError> {
-    dns_policy::forget(fd(loaded, MAP_DNS_LEARNED)?, name_hash(name)).map(|_| ()).map_err(err(MAP_DNS_LEARNED))
+    dns_policy::forget(fd(loaded, MAP_DNS_LEARNED)?, name_hash(name))
+        .map(|_| ())
+        .map_err(err(MAP_DNS_LEARNED))
 }
 
 /// Removes every learned name (start-up, reload).
 pub fn clear_learned(loaded: &Loaded) -> Result<(), KernelPolicyError> {
-    let map = loaded.ebpf.map(MAP_DNS_LEARNED).ok_or(KernelPolicyError::MissingMap(MAP_DNS_LEARNED))?;
-    let aya_err = |e: aya::maps::MapError| KernelPolicyError::Map { map: MAP_DNS_LEARNED, source: std::io::Error::other(e) };
+    let map = loaded
+        .ebpf
+        .map(MAP_DNS_LEARNED)
+        .ok_or(KernelPolicyError::MissingMap(MAP_DNS_LEARNED))?;
+    let aya_err = |e: aya::maps::MapError| KernelPolicyError::Map {
+        map: MAP_DNS_LEARNED,
+        source: std::io::Error::other(e),
+    };
     let keys: Vec<u64> = {
-        let learned = aya::maps::HashMap::<_, u64, [u8; palisade_ebpf::DnsLearned::SIZE]>::try_from(map).map_err(aya_err)?;
+        let learned =
+            aya::maps::HashMap::<_, u64, [u8; palisade_ebpf::DnsLearned::SIZE]>::try_from(map)
+                .map_err(aya_err)?;
         learned.keys().collect::<Result<_, _>>().map_err(aya_err)?
     };
     let learned = fd(loaded, MAP_DNS_LEARNED)?;
@@ -87,6 +116,12 @@ pub fn clear_learned(loaded: &Loaded) -> Result<(), KernelPolicyError> {
 
 /// Per-rule hit counters, summed over CPUs.
 pub fn hits(loaded: &Loaded) -> Result<Vec<(u32, u64)>, KernelPolicyError> {
-    let map = loaded.ebpf.map(MAP_DNS_HITS).ok_or(KernelPolicyError::MissingMap(MAP_DNS_HITS))?;
-    dns_policy::read_hits(map).map_err(|e| KernelPolicyError::Map { map: MAP_DNS_HITS, source: std::io::Error::other(e) })
+    let map = loaded
+        .ebpf
+        .map(MAP_DNS_HITS)
+        .ok_or(KernelPolicyError::MissingMap(MAP_DNS_HITS))?;
+    dns_policy::read_hits(map).map_err(|e| KernelPolicyError::Map {
+        map: MAP_DNS_HITS,
+        source: std::io::Error::other(e),
+    })
 }

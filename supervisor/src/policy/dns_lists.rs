@@ -42,10 +42,18 @@ pub struct Entry {
 pub enum ListError {
     /// Unreadable.
     #[error("{path}: cannot read")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A line is not a rule in any supported format.
     #[error("{path}:{line}: {problem}")]
-    Line { path: PathBuf, line: usize, problem: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
 }
 
 const HOSTS_BOILERPLATE: &[&str] = &[
@@ -75,7 +83,9 @@ fn name_into(raw: &str, out: &mut String) -> Result<(), String> {
         && trimmed.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= palisade_ebpf::DNS_LABEL_MAX
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if !ok {
         return Err(format!("{raw:?} is not a valid domain name"));
@@ -87,15 +97,23 @@ fn name_into(raw: &str, out: &mut String) -> Result<(), String> {
 
 /// Parses one line, calling `f` for each rule on it (none for comments and
 /// blank lines). `buf` is scratch space for the normalized name.
-pub fn parse_line_with(line: &str, buf: &mut String, mut f: impl FnMut(&str, Match)) -> Result<(), String> {
+pub fn parse_line_with(
+    line: &str,
+    buf: &mut String,
+    mut f: impl FnMut(&str, Match),
+) -> Result<(), String> {
     let content = line.split('#').next().unwrap_or("").trim();
     if content.is_empty() {
         return Ok(());
     }
     if let Some(rest) = content.strip_prefix("||") {
-        let domain = rest.strip_suffix('^').ok_or_else(|| format!("AdBlock rule {content:?} must end with ^"))?;
+        let domain = rest
+            .strip_suffix('^')
+            .ok_or_else(|| format!("AdBlock rule {content:?} must end with ^"))?;
         if domain.contains(['/', '$', '*', '|']) {
-            return Err(format!("AdBlock rule {content:?}: only ||domain^ is supported"));
+            return Err(format!(
+                "AdBlock rule {content:?}: only ||domain^ is supported"
+            ));
         }
         name_into(domain, buf)?;
         f(buf, Match::Suffix);
@@ -113,10 +131,15 @@ pub fn parse_line_with(line: &str, buf: &mut String, mut f: impl FnMut(&str, Mat
         return Ok(());
     };
     if first.parse::<std::net::IpAddr>().is_err() {
-        return Err(format!("{content:?} is neither a domain, a hosts line nor an ||domain^ rule"));
+        return Err(format!(
+            "{content:?} is neither a domain, a hosts line nor an ||domain^ rule"
+        ));
     }
     for host in std::iter::once(second).chain(fields) {
-        if HOSTS_BOILERPLATE.iter().any(|b| b.eq_ignore_ascii_case(host)) {
+        if HOSTS_BOILERPLATE
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(host))
+        {
             continue;
         }
         name_into(host, buf)?;
@@ -130,17 +153,27 @@ pub fn parse_line_with(line: &str, buf: &mut String, mut f: impl FnMut(&str, Mat
 pub fn parse_line(line: &str) -> Result<Vec<(String, Match)>, String> {
     let mut out = Vec::new();
     let mut buf = String::new();
-    parse_line_with(line, &mut buf, |name, kind| out.push((name.to_owned(), kind)))?;
+    parse_line_with(line, &mut buf, |name, kind| {
+        out.push((name.to_owned(), kind))
+    })?;
     Ok(out)
 }
 
 /// Reads a whole list file, calling `f(name, kind, line)` for every rule.
 pub fn for_each_entry(path: &Path, mut f: impl FnMut(&str, Match, usize)) -> Result<(), ListError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ListError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ListError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut buf = String::with_capacity(256);
     for (i, line) in text.lines().enumerate() {
-        parse_line_with(line, &mut buf, |name, kind| f(name, kind, i + 1))
-            .map_err(|problem| ListError::Line { path: path.to_owned(), line: i + 1, problem })?;
+        parse_line_with(line, &mut buf, |name, kind| f(name, kind, i + 1)).map_err(|problem| {
+            ListError::Line {
+                path: path.to_owned(),
+                line: i + 1,
+                problem,
+            }
+        })?;
     }
     Ok(())
 }
@@ -149,14 +182,23 @@ pub fn for_each_entry(path: &Path, mut f: impl FnMut(&str, Match, usize)) -> Res
 #[cfg(test)]
 pub fn read(path: &Path) -> Result<Vec<Entry>, ListError> {
     let mut out = Vec::new();
-    for_each_entry(path, |name, kind, line| out.push(Entry { name: name.to_owned(), kind, line }))?;
+    for_each_entry(path, |name, kind, line| {
+        out.push(Entry {
+            name: name.to_owned(),
+            kind,
+            line,
+        })
+    })?;
     Ok(out)
 }
 
 /// Reads a regex list: one pattern per line, `#` comments (at line start),
 /// blank lines ignored. Returns (line, pattern).
 pub fn read_regexes(path: &Path) -> Result<Vec<(usize, String)>, ListError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ListError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ListError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(text
         .lines()
         .enumerate()
@@ -174,13 +216,28 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(parse_line("Ads.Example.COM."), Ok(vec![("ads.example.com".into(), Match::Exact)]));
-        assert_eq!(parse_line("*.example.com"), Ok(vec![("example.com".into(), Match::Suffix)]));
-        assert_eq!(parse_line(".example.com # trailing"), Ok(vec![("example.com".into(), Match::Suffix)]));
-        assert_eq!(parse_line("||tracker.example^"), Ok(vec![("tracker.example".into(), Match::Suffix)]));
+        assert_eq!(
+            parse_line("Ads.Example.COM."),
+            Ok(vec![("ads.example.com".into(), Match::Exact)])
+        );
+        assert_eq!(
+            parse_line("*.example.com"),
+            Ok(vec![("example.com".into(), Match::Suffix)])
+        );
+        assert_eq!(
+            parse_line(".example.com # trailing"),
+            Ok(vec![("example.com".into(), Match::Suffix)])
+        );
+        assert_eq!(
+            parse_line("||tracker.example^"),
+            Ok(vec![("tracker.example".into(), Match::Suffix)])
+        );
         assert_eq!(
             parse_line("0.0.0.0 a.example b.example"),
-            Ok(vec![("a.example".into(), Match::Exact), ("b.example".into(), Match::Exact)])
+            Ok(vec![
+                ("a.example".into(), Match::Exact),
+                ("b.example".into(), Match::Exact)
+            ])
         );
         assert_eq!(parse_line("127.0.0.1 localhost"), Ok(vec![]));
         assert_eq!(parse_line(":: ip6-localhost"), Ok(vec![]));
@@ -190,7 +247,12 @@ mod tests {
 
     #[test]
     fn normalization_matches_the_kernel_crate() {
-        for raw in ["Ads.Example.COM.", "a-b_c.example", "x.y.z", &format!("{}.example", "a".repeat(63))] {
+        for raw in [
+            "Ads.Example.COM.",
+            "a-b_c.example",
+            "x.y.z",
+            &format!("{}.example", "a".repeat(63)),
+        ] {
             let mut buf = String::new();
             name_into(raw, &mut buf).expect("valid");
             assert_eq!(Some(buf), palisade_ebpf::dns_name::normalize(raw), "{raw}");

@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_ipc::messages::{DnsPolicyStatus, DnsTestReport, RegexRule, SupervisorToWorker, WorkerKind, WorkerPolicy};
+use palisade_ipc::messages::{
+    DnsPolicyStatus, DnsTestReport, RegexRule, SupervisorToWorker, WorkerKind, WorkerPolicy,
+};
 
 use super::dns::{Action, BlockAction, Decision, Rule, RuleKind, RuleSet};
 use crate::policy::dns_lists::Match;
@@ -78,14 +80,25 @@ pub fn describe(rule: Rule<'_>) -> String {
 impl DnsState {
     /// A new state with no learned names.
     pub fn new(rules: RuleSet, block_action: BlockAction) -> Self {
-        Self { rules, block_action, learned: HashMap::new(), worker_rulesets: Default::default(), refused: 0 }
+        Self {
+            rules,
+            block_action,
+            learned: HashMap::new(),
+            worker_rulesets: Default::default(),
+            refused: 0,
+        }
     }
 
     /// The message that gives the DNS and flow workers their policy.
     pub fn worker_message(&self) -> SupervisorToWorker {
         SupervisorToWorker::Policy(WorkerPolicy {
             ruleset: self.rules.sha256(),
-            regexes: self.rules.regexes().into_iter().map(|(id, pattern)| RegexRule { id, pattern }).collect(),
+            regexes: self
+                .rules
+                .regexes()
+                .into_iter()
+                .map(|(id, pattern)| RegexRule { id, pattern })
+                .collect(),
             encrypted_dns_names: self.rules.resolver_names.clone(),
             encrypted_dns_addresses: self.rules.resolver_addresses.clone(),
         })
@@ -94,7 +107,12 @@ impl DnsState {
     /// Checks an answer's CNAME chain: the first target a name rule (or a
     /// learned block) blocks, unless an allow rule covers the queried name.
     /// Returns (normalized queried name, target, deciding rule).
-    pub fn check_cname(&self, name: &str, targets: &[String], now: Instant) -> Option<(String, String, Rule<'_>)> {
+    pub fn check_cname(
+        &self,
+        name: &str,
+        targets: &[String],
+        now: Instant,
+    ) -> Option<(String, String, Rule<'_>)> {
         let norm = palisade_ebpf::dns_name::normalize(name)?;
         if matches!(self.rules.decide(&norm), Some((_, Decision::Allowed))) {
             return None;
@@ -115,9 +133,14 @@ impl DnsState {
     /// Validates a worker's block request against our own rule set.
     /// Returns the normalized name to learn.
     pub fn check_request(&self, name: &str, rule_id: u32) -> Result<String, Refusal> {
-        let norm = palisade_ebpf::dns_name::normalize(name).filter(|n| n == name).ok_or_else(|| Refusal::BadName(name.to_owned()))?;
+        let norm = palisade_ebpf::dns_name::normalize(name)
+            .filter(|n| n == name)
+            .ok_or_else(|| Refusal::BadName(name.to_owned()))?;
         match self.rules.rule(rule_id) {
-            Some(Rule { kind: RuleKind::Regex, .. }) => {}
+            Some(Rule {
+                kind: RuleKind::Regex,
+                ..
+            }) => {}
             _ => return Err(Refusal::NotRegexRule(rule_id)),
         }
         match self.rules.decide(&norm) {
@@ -126,7 +149,10 @@ impl DnsState {
             // A name rule already blocks it (fine: learn nothing new) or
             // another regex matches first: accept only the claimed one.
             _ if self.rules.regex_matches(&norm, rule_id) => Ok(norm),
-            _ => Err(Refusal::NoMatch { rule: rule_id, name: norm }),
+            _ => Err(Refusal::NoMatch {
+                rule: rule_id,
+                name: norm,
+            }),
         }
     }
 
@@ -135,14 +161,22 @@ impl DnsState {
         if !self.learned.contains_key(&name) && self.learned.len() >= MAX_LEARNED {
             return Err(Refusal::Full);
         }
-        let learned = Learned { rule_id, expires: now + LEARNED_TTL };
+        let learned = Learned {
+            rule_id,
+            expires: now + LEARNED_TTL,
+        };
         self.learned.insert(name, learned);
         Ok(learned)
     }
 
     /// Removes lapsed names; returns them (the caller deletes them from the kernel).
     pub fn expire(&mut self, now: Instant) -> Vec<String> {
-        let gone: Vec<String> = self.learned.iter().filter(|(_, l)| l.expires <= now).map(|(n, _)| n.clone()).collect();
+        let gone: Vec<String> = self
+            .learned
+            .iter()
+            .filter(|(_, l)| l.expires <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
         for n in &gone {
             self.learned.remove(n);
         }
@@ -152,21 +186,40 @@ impl DnsState {
     /// `palisade dns test NAME`.
     pub fn test(&self, name: &str, now: Instant) -> DnsTestReport {
         let Some(norm) = palisade_ebpf::dns_name::normalize(name) else {
-            return DnsTestReport { name: None, verdict: "invalid-name".into(), rule: None };
+            return DnsTestReport {
+                name: None,
+                verdict: "invalid-name".into(),
+                rule: None,
+            };
         };
         let decided = self.rules.decide(&norm);
         if let Some((rule, Decision::Allowed)) = decided {
-            return DnsTestReport { name: Some(norm), verdict: "allowed".into(), rule: Some(describe(rule)) };
+            return DnsTestReport {
+                name: Some(norm),
+                verdict: "allowed".into(),
+                rule: Some(describe(rule)),
+            };
         }
         if let Some((rule, Decision::Blocked)) = decided {
-            return DnsTestReport { name: Some(norm), verdict: "blocked".into(), rule: Some(describe(rule)) };
+            return DnsTestReport {
+                name: Some(norm),
+                verdict: "blocked".into(),
+                rule: Some(describe(rule)),
+            };
         }
         if let Some(l) = self.learned.get(&norm).filter(|l| l.expires > now) {
-            let rule = self.rules.rule(l.rule_id).map(describe).unwrap_or_else(|| format!("rule {}", l.rule_id));
+            let rule = self
+                .rules
+                .rule(l.rule_id)
+                .map(describe)
+                .unwrap_or_else(|| format!("rule {}", l.rule_id));
             return DnsTestReport {
                 name: Some(norm),
                 verdict: "learned".into(),
-                rule: Some(format!("{rule}, learned, {}s left", l.expires.saturating_duration_since(now).as_secs())),
+                rule: Some(format!(
+                    "{rule}, learned, {}s left",
+                    l.expires.saturating_duration_since(now).as_secs()
+                )),
             };
         }
         match decided {
@@ -175,7 +228,11 @@ impl DnsState {
                 verdict: "blocked-after-first-query".into(),
                 rule: Some(describe(rule)),
             },
-            None => DnsTestReport { name: Some(norm), verdict: "no-match".into(), rule: None },
+            None => DnsTestReport {
+                name: Some(norm),
+                verdict: "no-match".into(),
+                rule: None,
+            },
         }
     }
 

@@ -20,8 +20,8 @@ use palisade_ipc::{
     MAX_FRAME, codec, exit_code,
     handshake::{Hello, Role},
     messages::{
-        DropCount, FdRole, InterfaceName, LogLevel, SupervisorToWorker, WorkerConfig, WorkerKind, WorkerState,
-        WorkerStats, WorkerStatus, WorkerToSupervisor,
+        DropCount, FdRole, InterfaceName, LogLevel, SupervisorToWorker, WorkerConfig, WorkerKind,
+        WorkerState, WorkerStats, WorkerStatus, WorkerToSupervisor,
     },
     transport::{self, Received},
     validation::{WorkerSession, check_worker_message},
@@ -138,11 +138,15 @@ fn add_stats(total: &mut WorkerStats, more: &WorkerStats) {
     total.records += more.records;
     total.events += more.events;
     total.bytes += more.bytes;
-    let mut drops: BTreeMap<String, u64> = total.drops.drain(..).map(|d| (d.reason, d.count)).collect();
+    let mut drops: BTreeMap<String, u64> =
+        total.drops.drain(..).map(|d| (d.reason, d.count)).collect();
     for d in &more.drops {
         *drops.entry(d.reason.clone()).or_default() += d.count;
     }
-    total.drops = drops.into_iter().map(|(reason, count)| DropCount { reason, count }).collect();
+    total.drops = drops
+        .into_iter()
+        .map(|(reason, count)| DropCount { reason, count })
+        .collect();
 }
 
 fn describe_wait(status: WaitStatus) -> String {
@@ -190,8 +194,18 @@ impl WorkerSlot {
                 let sock_raw = sock.as_raw_fd();
                 let pidfd_raw = pidfd.as_raw_fd();
                 let registered = registry
-                    .register(&mut SourceFd(&sock_raw), sock_token(self.kind), Interest::READABLE)
-                    .and_then(|()| registry.register(&mut SourceFd(&pidfd_raw), pidfd_token(self.kind), Interest::READABLE));
+                    .register(
+                        &mut SourceFd(&sock_raw),
+                        sock_token(self.kind),
+                        Interest::READABLE,
+                    )
+                    .and_then(|()| {
+                        registry.register(
+                            &mut SourceFd(&pidfd_raw),
+                            pidfd_token(self.kind),
+                            Interest::READABLE,
+                        )
+                    });
                 if let Err(e) = registered {
                     tracing::error!(worker = self.kind.name(), error = %e, "epoll registration failed");
                 }
@@ -222,14 +236,22 @@ impl WorkerSlot {
     /// Kills the current process (SIGKILL) and records why. Used for
     /// protocol violations, missed heartbeats and stop timeouts.
     fn kill(&mut self, registry: &Registry, why: String) {
-        let Some(p) = self.process.as_mut() else { return };
+        let Some(p) = self.process.as_mut() else {
+            return;
+        };
         if p.killed_for.is_none() {
             tracing::warn!(worker = self.kind.name(), pid = p.pid, reason = %why, "killing worker");
             p.killed_for = Some(why);
         }
         // SAFETY: pidfd_send_signal on a pidfd we own; no pid reuse race.
         let sent = unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, p.pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<()>(), 0)
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                p.pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<()>(),
+                0,
+            )
         };
         if sent != 0 {
             let e = std::io::Error::last_os_error();
@@ -257,9 +279,16 @@ impl WorkerSlot {
         events
     }
 
-    fn read_frames(&mut self, registry: &Registry, resources: &Resources, events: &mut Vec<SlotEvent>) {
+    fn read_frames(
+        &mut self,
+        registry: &Registry,
+        resources: &Resources,
+        events: &mut Vec<SlotEvent>,
+    ) {
         loop {
-            let Some(p) = self.process.as_mut() else { return };
+            let Some(p) = self.process.as_mut() else {
+                return;
+            };
             let Some(sock) = p.sock.as_ref() else { return };
             let received = transport::recv_frame(sock.as_fd(), &mut self.buf);
             let (len, fds) = match received {
@@ -293,19 +322,38 @@ impl WorkerSlot {
         }
     }
 
-    fn on_frame(&mut self, registry: &Registry, resources: &Resources, frame: &[u8]) -> Option<SlotEvent> {
+    fn on_frame(
+        &mut self,
+        registry: &Registry,
+        resources: &Resources,
+        frame: &[u8],
+    ) -> Option<SlotEvent> {
         let kind = self.kind;
         let p = self.process.as_mut()?;
         if p.session == WorkerSession::AwaitHello {
             // Answer with ours whatever theirs says, so a mismatched worker
             // can report the mismatch too.
             if let Some(sock) = p.sock.as_ref() {
-                let _ = transport::send_frame(sock.as_fd(), &Hello::ours(Role::Supervisor).encode(), &[]);
+                let _ = transport::send_frame(
+                    sock.as_fd(),
+                    &Hello::ours(Role::Supervisor).encode(),
+                    &[],
+                );
             }
             match Hello::decode(frame) {
-                Ok(Hello { role: Role::Worker(k), .. }) if k == kind => {}
+                Ok(Hello {
+                    role: Role::Worker(k),
+                    ..
+                }) if k == kind => {}
                 Ok(h) => {
-                    self.violation(registry, format!("handshake as {:?}, expected the {} worker", h.role, kind.name()));
+                    self.violation(
+                        registry,
+                        format!(
+                            "handshake as {:?}, expected the {} worker",
+                            h.role,
+                            kind.name()
+                        ),
+                    );
                     return None;
                 }
                 Err(e) => {
@@ -344,9 +392,15 @@ impl WorkerSlot {
                 LogLevel::Warn => tracing::warn!(worker = kind.name(), pid = p.pid, "{message}"),
                 LogLevel::Info => tracing::info!(worker = kind.name(), pid = p.pid, "{message}"),
             },
-            WorkerToSupervisor::BlockRequest { name, rule_id } => return Some(SlotEvent::BlockRequest { name, rule_id }),
-            WorkerToSupervisor::RulesetApplied { ruleset } => return Some(SlotEvent::RulesetApplied(ruleset)),
-            WorkerToSupervisor::CnameCheck { name, targets } => return Some(SlotEvent::CnameCheck { name, targets }),
+            WorkerToSupervisor::BlockRequest { name, rule_id } => {
+                return Some(SlotEvent::BlockRequest { name, rule_id });
+            }
+            WorkerToSupervisor::RulesetApplied { ruleset } => {
+                return Some(SlotEvent::RulesetApplied(ruleset));
+            }
+            WorkerToSupervisor::CnameCheck { name, targets } => {
+                return Some(SlotEvent::CnameCheck { name, targets });
+            }
         }
         None
     }
@@ -354,20 +408,28 @@ impl WorkerSlot {
     /// Sends a message to the worker if it is running; failures are logged
     /// (the heartbeat deadline deals with a stuck worker).
     pub fn send(&self, msg: &SupervisorToWorker) {
-        let Some(sock) = self.process.as_ref().filter(|p| p.session == WorkerSession::Running).and_then(|p| p.sock.as_ref())
+        let Some(sock) = self
+            .process
+            .as_ref()
+            .filter(|p| p.session == WorkerSession::Running)
+            .and_then(|p| p.sock.as_ref())
         else {
             return;
         };
         let sent = codec::encode(msg)
             .map_err(|e| crate::error_chain(&e))
-            .and_then(|f| transport::send_frame(sock.as_fd(), &f, &[]).map_err(|e| crate::error_chain(&e)));
+            .and_then(|f| {
+                transport::send_frame(sock.as_fd(), &f, &[]).map_err(|e| crate::error_chain(&e))
+            });
         if let Err(e) = sent {
             tracing::warn!(worker = self.kind.name(), error = %e, "sending to worker");
         }
     }
 
     fn configure(&mut self, registry: &Registry, resources: &Resources) {
-        let Some(p) = self.process.as_mut() else { return };
+        let Some(p) = self.process.as_mut() else {
+            return;
+        };
         let Some(sock) = p.sock.as_ref() else { return };
         let config = SupervisorToWorker::Configure(WorkerConfig {
             kind: self.kind,
@@ -379,8 +441,12 @@ impl WorkerSlot {
         let sent = codec::encode(&config)
             .map_err(|e| crate::error_chain(&e))
             .and_then(|frame| {
-                transport::send_frame(sock.as_fd(), &frame, &[resources.ring.as_fd(), resources.sink.as_fd()])
-                    .map_err(|e| crate::error_chain(&e))
+                transport::send_frame(
+                    sock.as_fd(),
+                    &frame,
+                    &[resources.ring.as_fd(), resources.sink.as_fd()],
+                )
+                .map_err(|e| crate::error_chain(&e))
             });
         match sent {
             Ok(()) => p.session = WorkerSession::AwaitReady,
@@ -390,7 +456,9 @@ impl WorkerSlot {
 
     /// The pidfd is readable: reap, account, schedule the restart.
     pub fn on_exit(&mut self, registry: &Registry) {
-        let Some(p) = self.process.as_ref() else { return };
+        let Some(p) = self.process.as_ref() else {
+            return;
+        };
         let status = match waitpid(Pid::from_raw(p.pid as i32), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => return,
             Ok(s) => s,
@@ -412,7 +480,11 @@ impl WorkerSlot {
         };
         let clean = matches!(status, WaitStatus::Exited(_, 0)) && p.killed_for.is_none();
         if self.state == WorkerState::Stopping && !self.restart_requested {
-            tracing::info!(worker = self.kind.name(), pid = p.pid, "worker stopped: {why}");
+            tracing::info!(
+                worker = self.kind.name(),
+                pid = p.pid,
+                "worker stopped: {why}"
+            );
             self.last_exit = Some(why);
             return;
         }
@@ -438,12 +510,19 @@ impl WorkerSlot {
     fn schedule_restart(&mut self) {
         self.failures += 1;
         if self.failures > CRASH_LOOP_LIMIT {
-            tracing::error!(worker = self.kind.name(), failures = self.failures, "crash loop: worker marked failed; `palisade restart {}` retries", self.kind.name());
+            tracing::error!(
+                worker = self.kind.name(),
+                failures = self.failures,
+                "crash loop: worker marked failed; `palisade restart {}` retries",
+                self.kind.name()
+            );
             self.state = WorkerState::Failed;
             self.restart_at = None;
             return;
         }
-        let delay = BACKOFF_START.saturating_mul(1 << (self.failures - 1).min(16)).min(BACKOFF_MAX);
+        let delay = BACKOFF_START
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(BACKOFF_MAX);
         self.state = WorkerState::Backoff;
         self.restart_at = Some(Instant::now() + delay);
         self.restarts += 1;
@@ -463,9 +542,10 @@ impl WorkerSlot {
                 None
             };
             if let Some(reason) = reason
-                && p.killed_for.is_none() {
-                    self.kill(registry, reason);
-                }
+                && p.killed_for.is_none()
+            {
+                self.kill(registry, reason);
+            }
         } else if self.restart_at.is_some_and(|t| now >= t) {
             self.start(registry);
         }
@@ -480,7 +560,10 @@ impl WorkerSlot {
                 let sent = p.sock.as_ref().map(|s| {
                     codec::encode(&SupervisorToWorker::Shutdown)
                         .map_err(|e| crate::error_chain(&e))
-                        .and_then(|f| transport::send_frame(s.as_fd(), &f, &[]).map_err(|e| crate::error_chain(&e)))
+                        .and_then(|f| {
+                            transport::send_frame(s.as_fd(), &f, &[])
+                                .map_err(|e| crate::error_chain(&e))
+                        })
                 });
                 p.session = WorkerSession::Draining;
                 p.stop_deadline = Some(Instant::now() + STOP_TIMEOUT);
@@ -511,7 +594,9 @@ impl WorkerSlot {
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.process {
             Some(p) => {
-                let hb = p.last_heartbeat.map(|t| t + self.heartbeat * MISSED_HEARTBEATS);
+                let hb = p
+                    .last_heartbeat
+                    .map(|t| t + self.heartbeat * MISSED_HEARTBEATS);
                 let ready = p.ready_at.is_none().then_some(p.spawned_at + READY_TIMEOUT);
                 [hb, ready, p.stop_deadline].into_iter().flatten().min()
             }
@@ -531,7 +616,11 @@ impl WorkerSlot {
             pid: self.pid(),
             uid: self.creds.uid,
             gid: self.creds.gid,
-            uptime_ms: self.process.as_ref().and_then(|p| p.ready_at).map(|t| now.duration_since(t).as_millis() as u64),
+            uptime_ms: self
+                .process
+                .as_ref()
+                .and_then(|p| p.ready_at)
+                .map(|t| now.duration_since(t).as_millis() as u64),
             restarts: self.restarts,
             violations: self.violations,
             last_heartbeat_ms_ago: self
@@ -562,10 +651,24 @@ mod tests {
     #[test]
     fn stats_accumulate_by_reason() {
         let mut total = WorkerStats::default();
-        let a = WorkerStats { records: 1, events: 1, bytes: 10, drops: vec![DropCount { reason: "x".into(), count: 2 }] };
+        let a = WorkerStats {
+            records: 1,
+            events: 1,
+            bytes: 10,
+            drops: vec![DropCount {
+                reason: "x".into(),
+                count: 2,
+            }],
+        };
         add_stats(&mut total, &a);
         add_stats(&mut total, &a);
         assert_eq!(total.records, 2);
-        assert_eq!(total.drops, vec![DropCount { reason: "x".into(), count: 4 }]);
+        assert_eq!(
+            total.drops,
+            vec![DropCount {
+                reason: "x".into(),
+                count: 4
+            }]
+        );
     }
 }

@@ -25,7 +25,11 @@ pub fn last_cap() -> u32 {
 }
 
 fn check(ret: libc::c_int) -> io::Result<()> {
-    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Drops every privilege. `ipc_fd` becomes FD 3; every other FD above 2 is
@@ -33,7 +37,12 @@ fn check(ret: libc::c_int) -> io::Result<()> {
 ///
 /// # Safety
 /// Call only between fork and exec in a single-threaded parent.
-pub unsafe fn drop_in_child(creds: Credentials, ipc_fd: libc::c_int, last_cap: u32, parent: libc::pid_t) -> io::Result<()> {
+pub unsafe fn drop_in_child(
+    creds: Credentials,
+    ipc_fd: libc::c_int,
+    last_cap: u32,
+    parent: libc::pid_t,
+) -> io::Result<()> {
     // SAFETY (whole block): raw syscalls with valid arguments; no memory is
     // shared with other threads (there are none after fork).
     unsafe {
@@ -45,7 +54,12 @@ pub unsafe fn drop_in_child(creds: Credentials, ipc_fd: libc::c_int, last_cap: u
         }
         // 2. Everything else above FD 3 closes at exec (std's exec-error pipe
         //    already does; marking instead of closing keeps it working).
-        check(libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) as libc::c_int)?;
+        check(libc::syscall(
+            libc::SYS_close_range,
+            4u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) as libc::c_int)?;
         // 2b. Own session and process group: a Ctrl-C or SIGHUP meant for the
         //     supervisor's terminal never reaches a worker directly (the
         //     supervisor stops its workers itself).
@@ -56,10 +70,22 @@ pub unsafe fn drop_in_child(creds: Credentials, ipc_fd: libc::c_int, last_cap: u
         check(libc::setresgid(creds.gid, creds.gid, creds.gid))?;
         // 5. Empty the bounding set (needs CAP_SETPCAP: before setresuid).
         for cap in 0..=last_cap {
-            check(libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0))?;
+            check(libc::prctl(
+                libc::PR_CAPBSET_DROP,
+                cap as libc::c_ulong,
+                0,
+                0,
+                0,
+            ))?;
         }
         // 6. Empty the ambient set.
-        check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0))?;
+        check(libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ))?;
         // 7. The user, real/effective/saved. Without SECBIT_KEEP_CAPS this
         //    clears the permitted and effective sets.
         check(libc::setresuid(creds.uid, creds.uid, creds.uid))?;
@@ -77,9 +103,27 @@ pub unsafe fn drop_in_child(creds: Credentials, ipc_fd: libc::c_int, last_cap: u
             inheritable: u32,
         }
         const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-        let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-        let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }, CapData { effective: 0, permitted: 0, inheritable: 0 }];
-        check(libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) as libc::c_int)?;
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = [
+            CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+            CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+        ];
+        check(libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) as libc::c_int)?;
         // 9. No exec may ever grant privileges again (setuid bits, file caps).
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
         // 10. Die with the supervisor. Set after setresuid, which clears it;

@@ -24,7 +24,11 @@ pub enum SpawnError {
     /// fork/exec failed (binary missing, not executable by the worker user,
     /// or the privilege drop failed).
     #[error("starting {path}")]
-    Exec { path: PathBuf, #[source] source: std::io::Error },
+    Exec {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// pidfd_open(2) failed.
     #[error("pidfd_open")]
     Pidfd(#[source] std::io::Error),
@@ -48,10 +52,13 @@ pub fn worker_binary(kind: WorkerKind, configured: Option<&Path>) -> PathBuf {
         return p.to_owned();
     }
     let file = format!("palisade-worker-{}", kind.name());
-    if let Some(sibling) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join(&file)))
-        && sibling.exists() {
-            return sibling;
-        }
+    if let Some(sibling) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(&file)))
+        && sibling.exists()
+    {
+        return sibling;
+    }
     Path::new(paths::LIBEXEC_DIR).join(file)
 }
 
@@ -77,12 +84,19 @@ impl ExecArgs {
         use std::os::unix::ffi::OsStrExt;
         let file = std::fs::File::open(binary)?;
         // Keep it clear of FD 3, which the child overwrites with the socket.
-        let fd = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)).map_err(std::io::Error::from)?;
+        let fd = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+            .map_err(std::io::Error::from)?;
         // SAFETY: F_DUPFD_CLOEXEC returned a new FD we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let argv0 = std::ffi::CString::new(binary.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        let argv0 =
+            std::ffi::CString::new(binary.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
         let argv = [argv0.as_ptr(), std::ptr::null()];
-        Ok(Self { fd, _argv0: argv0, argv, envp: [std::ptr::null()] })
+        Ok(Self {
+            fd,
+            _argv0: argv0,
+            argv,
+            envp: [std::ptr::null()],
+        })
     }
 
     /// execveat(fd, "", argv, {}, AT_EMPTY_PATH); returns only on failure.
@@ -108,7 +122,10 @@ impl ExecArgs {
 /// Forks and execs `binary` as `creds` with only the IPC socket at FD 3
 /// (FDs 0-2 are /dev/null) and an empty environment.
 pub fn spawn(binary: &Path, creds: Credentials) -> Result<Spawned, SpawnError> {
-    let exec = ExecArgs::new(binary).map_err(|source| SpawnError::Exec { path: binary.to_owned(), source })?;
+    let exec = ExecArgs::new(binary).map_err(|source| SpawnError::Exec {
+        path: binary.to_owned(),
+        source,
+    })?;
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -117,12 +134,20 @@ pub fn spawn(binary: &Path, creds: Credentials) -> Result<Spawned, SpawnError> {
     )
     .map_err(SpawnError::Socketpair)?;
     // The worker's end is blocking (its startup is sequential).
-    nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty())).map_err(SpawnError::Socketpair)?;
+    nix::fcntl::fcntl(
+        &theirs,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .map_err(SpawnError::Socketpair)?;
     let last_cap = privdrop::last_cap();
     let parent = std::process::id() as libc::pid_t;
     let theirs_raw = theirs.as_raw_fd();
     let mut cmd = Command::new(binary);
-    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).current_dir("/");
+    cmd.env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/");
     // SAFETY: drop_in_child and exec make raw syscalls only, as pre_exec
     // requires. The exec happens here (execveat on the FD opened above), so
     // std's own execvp never runs; std still reports our error if it fails.
@@ -133,7 +158,10 @@ pub fn spawn(binary: &Path, creds: Credentials) -> Result<Spawned, SpawnError> {
             Err(exec.exec())
         });
     }
-    let child = cmd.spawn().map_err(|source| SpawnError::Exec { path: binary.to_owned(), source })?;
+    let child = cmd.spawn().map_err(|source| SpawnError::Exec {
+        path: binary.to_owned(),
+        source,
+    })?;
     drop(theirs);
     let pid = child.id();
     // We reap through the pidfd + waitpid; std's Child is not needed.
@@ -145,5 +173,9 @@ pub fn spawn(binary: &Path, creds: Credentials) -> Result<Spawned, SpawnError> {
     }
     // SAFETY: the kernel returned a new FD that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-    Ok(Spawned { pid, pidfd, sock: ours })
+    Ok(Spawned {
+        pid,
+        pidfd,
+        sock: ours,
+    })
 }

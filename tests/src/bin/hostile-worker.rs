@@ -29,7 +29,10 @@ fn main() {
     let name = name.rsplit('/').next().unwrap_or_default().to_owned();
     let mut parts = name.split('-').skip(1);
     let attack = parts.next().unwrap_or_default().to_owned();
-    let kind = parts.next().and_then(WorkerKind::from_name).unwrap_or(WorkerKind::Dns);
+    let kind = parts
+        .next()
+        .and_then(WorkerKind::from_name)
+        .unwrap_or(WorkerKind::Dns);
     // SAFETY: FD 3 is the IPC socket by the startup contract.
     let sock = unsafe { BorrowedFd::borrow_raw(3) };
     let hello = Hello::ours(Role::Worker(kind)).encode();
@@ -51,10 +54,14 @@ fn main() {
                 "oversized" => raw_send(&vec![0u8; MAX_FRAME + 4096], &[]),
                 "unexpected" => {
                     // Heartbeat before Ready: not allowed in AwaitReady.
-                    let frame = codec::encode(&WorkerToSupervisor::Heartbeat { seq: 1 }).unwrap_or_default();
+                    let frame = codec::encode(&WorkerToSupervisor::Heartbeat { seq: 1 })
+                        .unwrap_or_default();
                     raw_send(&frame, &[]);
                 }
-                "fds" => raw_send(&codec::encode(&WorkerToSupervisor::Ready).unwrap_or_default(), &[0, 1]),
+                "fds" => raw_send(
+                    &codec::encode(&WorkerToSupervisor::Ready).unwrap_or_default(),
+                    &[0, 1],
+                ),
                 _ => {}
             }
         }

@@ -15,7 +15,10 @@ fn main() {
     let name = name.rsplit('/').next().unwrap_or_default().to_owned();
     let mut parts = name.split('-').skip(1);
     let action = parts.next().unwrap_or_default().to_owned();
-    let kind = parts.next().and_then(WorkerKind::from_name).unwrap_or(WorkerKind::Dns);
+    let kind = parts
+        .next()
+        .and_then(WorkerKind::from_name)
+        .unwrap_or(WorkerKind::Dns);
     let Ok(_started) = palisade_worker_runtime::startup(kind) else {
         std::process::exit(99);
     };
@@ -25,14 +28,20 @@ fn main() {
         match action.as_str() {
             "open" => {
                 let fd = libc::open(c"/etc/passwd".as_ptr(), libc::O_RDONLY);
-                let denied = fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES);
+                let denied =
+                    fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES);
                 std::process::exit(if denied { 43 } else { 42 });
             }
             "socket" => {
                 libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
             }
             "bpf" => {
-                libc::syscall(libc::SYS_bpf, 5 /* BPF_PROG_LOAD */, std::ptr::null::<u8>(), 0);
+                libc::syscall(
+                    libc::SYS_bpf,
+                    5, /* BPF_PROG_LOAD */
+                    std::ptr::null::<u8>(),
+                    0,
+                );
             }
             "execve" => {
                 libc::execve(c"/bin/sh".as_ptr(), std::ptr::null(), std::ptr::null());
