@@ -269,6 +269,8 @@ mod tests {
             "0409782e6578616d706c65",
         );
         golden(ControlRequest::DnsBlockedHits, "05");
+        golden(ControlRequest::ReopenLogs, "06");
+        golden(ControlResponse::LogsReopened(vec![WorkerKind::Dns]), "070101");
         golden(
             ControlResponse::Reloaded(ReloadReport {
                 dns_ruleset_sha256: "ab".into(),

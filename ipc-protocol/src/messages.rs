@@ -226,6 +226,8 @@ pub enum ControlRequest {
     DnsTest(String),
     /// Read-only: per-rule hit counters of the DNS policy.
     DnsBlockedHits,
+    /// Mutating (root only): reopen the event log files (after rotation).
+    ReopenLogs,
 }
 
 /// State of a worker slot as the supervisor sees it.
@@ -429,4 +431,7 @@ pub enum ControlResponse {
         /// Human-readable reason.
         message: String,
     },
+    /// Answer to [`ControlRequest::ReopenLogs`]: the workers now writing to
+    /// freshly opened files.
+    LogsReopened(Vec<WorkerKind>),
 }

@@ -316,6 +316,13 @@ impl Daemon {
                                         "SIGHUP: reload refused, the running configuration stays in force: {e}"
                                     ),
                                 }
+                                match self.reopen_logs(poll.registry()) {
+                                    Ok(kinds) if !kinds.is_empty() => {
+                                        tracing::info!(?kinds, "SIGHUP: event logs reopened")
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => tracing::error!("SIGHUP: reopening event logs: {e}"),
+                                }
                                 continue;
                             }
                             if shutdown_deadline.is_none() {
@@ -515,6 +522,26 @@ impl Daemon {
         })
     }
 
+    /// Reopens every worker's event log (after rotation): opens the file
+    /// anew, then restarts the worker gracefully so its successor writes to
+    /// the new file. The old worker flushes into the old (renamed) file; the
+    /// ring buffer keeps what arrives meanwhile, so nothing is lost. No-op in
+    /// `--foreground` mode (stdout).
+    fn reopen_logs(&mut self, registry: &mio::Registry) -> Result<Vec<WorkerKind>, String> {
+        if self.opts.foreground {
+            return Ok(Vec::new());
+        }
+        let mut reopened = Vec::new();
+        for (kind, res) in &mut self.resources {
+            res.sink = open_sink(&self.opts, *kind).map_err(|e| crate::error_chain(&e))?;
+            if let Some(slot) = self.slots.get_mut(kind) {
+                slot.stop(registry, true);
+            }
+            reopened.push(*kind);
+        }
+        Ok(reopened)
+    }
+
     fn handle(&mut self, registry: &mio::Registry, req: &ControlRequest) -> ControlResponse {
         match req {
             ControlRequest::Reload => match self.reload(registry) {
@@ -535,6 +562,10 @@ impl Daemon {
             ControlRequest::DnsTest(name) => {
                 ControlResponse::DnsTest(self.dns.test(name, Instant::now()))
             }
+            ControlRequest::ReopenLogs => match self.reopen_logs(registry) {
+                Ok(kinds) => ControlResponse::LogsReopened(kinds),
+                Err(message) => ControlResponse::Error { kind: ControlErrorKind::Failed, message },
+            },
             ControlRequest::DnsBlockedHits => {
                 match dns_kernel::hits(&self.loaded) {
                     Ok(mut hits) => {

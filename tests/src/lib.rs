@@ -356,13 +356,23 @@ impl Daemon {
     /// Starts the daemon with `config` (TOML) and extra args; waits until
     /// the control socket answers.
     pub fn start(lab: &Lab, config: &str, extra_args: &[&str]) -> Self {
+        Self::start_with(lab, config, extra_args, true)
+    }
+
+    /// As [`Daemon::start`]; `foreground: false` makes the daemon write
+    /// events to `<log_dir>/<protocol>.json` instead of stdout.
+    pub fn start_with(lab: &Lab, config: &str, extra_args: &[&str], foreground: bool) -> Self {
         let config_path = lab.dir.join("palisade.toml");
         fs::write(&config_path, config).expect("write config");
         let log = lab.dir.join("daemon.log");
         let netns = lab.sensor_netns_fd();
         let raw = netns.as_raw_fd();
         let mut cmd = Command::new(bin("palisade"));
-        cmd.args(["run", "--foreground", "--config"])
+        cmd.arg("run");
+        if foreground {
+            cmd.arg("--foreground");
+        }
+        cmd.arg("--config")
             .arg(&config_path)
             .args(extra_args)
             .env("PALISADE_LOG", "info")

@@ -5,6 +5,7 @@ mod cleanup;
 mod dns;
 mod metrics;
 mod reload;
+mod reopen_logs;
 mod restart;
 pub mod run;
 mod status;
@@ -47,6 +48,7 @@ enum Command {
     Status(status::Args),
     Restart(restart::Args),
     Reload(reload::Args),
+    ReopenLogs(reopen_logs::Args),
     Metrics(metrics::Args),
     Dns(dns::Args),
     Version(version::Args),
@@ -61,6 +63,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(a) => status::main(a),
         Command::Restart(a) => restart::main(a),
         Command::Reload(a) => reload::main(a),
+        Command::ReopenLogs(a) => reopen_logs::main(a),
         Command::Metrics(a) => metrics::main(a),
         Command::Dns(a) => dns::main(a),
         Command::Version(a) => version::main(a),

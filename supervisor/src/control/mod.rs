@@ -17,7 +17,7 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::Version
         | ControlRequest::DnsTest(_)
         | ControlRequest::DnsBlockedHits => false,
-        ControlRequest::Restart(_) | ControlRequest::Reload => true,
+        ControlRequest::Restart(_) | ControlRequest::Reload | ControlRequest::ReopenLogs => true,
     }
 }
 
