@@ -270,7 +270,10 @@ mod tests {
         );
         golden(ControlRequest::DnsBlockedHits, "05");
         golden(ControlRequest::ReopenLogs, "06");
-        golden(ControlResponse::LogsReopened(vec![WorkerKind::Dns]), "070101");
+        golden(
+            ControlResponse::LogsReopened(vec![WorkerKind::Dns]),
+            "070101",
+        );
         golden(
             ControlResponse::Reloaded(ReloadReport {
                 dns_ruleset_sha256: "ab".into(),

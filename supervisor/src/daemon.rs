@@ -564,7 +564,10 @@ impl Daemon {
             }
             ControlRequest::ReopenLogs => match self.reopen_logs(registry) {
                 Ok(kinds) => ControlResponse::LogsReopened(kinds),
-                Err(message) => ControlResponse::Error { kind: ControlErrorKind::Failed, message },
+                Err(message) => ControlResponse::Error {
+                    kind: ControlErrorKind::Failed,
+                    message,
+                },
             },
             ControlRequest::DnsBlockedHits => {
                 match dns_kernel::hits(&self.loaded) {

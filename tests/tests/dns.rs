@@ -127,27 +127,45 @@ fn event_logs_are_reopened_after_rotation_without_losing_events() {
     let log = lab.dir.join("log").join("dns.json");
     let rotated = lab.dir.join("log").join("dns.json.1");
     let contains = |path: &std::path::Path, name: &str| {
-        std::fs::read_to_string(path).unwrap_or_default().contains(&format!("\"rrname\":\"{name}\""))
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(&format!("\"rrname\":\"{name}\""))
     };
     lab.dig(&["+short", "before.example.test", "A"]);
-    palisade_tests::wait_for(Duration::from_secs(5), "first event in dns.json", || contains(&log, "before.example.test").then_some(()));
+    palisade_tests::wait_for(Duration::from_secs(5), "first event in dns.json", || {
+        contains(&log, "before.example.test").then_some(())
+    });
 
     // logrotate's create mode: rename, then tell the daemon.
     std::fs::rename(&log, &rotated).expect("rotate");
     let out = daemon.ctl(&["reopen-logs"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("dns"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("dns"),
+        "{out:?}"
+    );
     lab.dig(&["+short", "after.example.test", "A"]);
-    palisade_tests::wait_for(Duration::from_secs(5), "event in the new dns.json", || contains(&log, "after.example.test").then_some(()));
+    palisade_tests::wait_for(Duration::from_secs(5), "event in the new dns.json", || {
+        contains(&log, "after.example.test").then_some(())
+    });
     assert!(contains(&rotated, "before.example.test"));
-    assert!(!contains(&rotated, "after.example.test"), "new events go to the new file");
+    assert!(
+        !contains(&rotated, "after.example.test"),
+        "new events go to the new file"
+    );
 
     // SIGHUP does the same.
     std::fs::rename(&log, &rotated).expect("rotate again");
     // SAFETY: kill(2) on our daemon.
     unsafe { libc::kill(daemon.pid() as i32, libc::SIGHUP) };
-    palisade_tests::wait_for(Duration::from_secs(5), "dns.json recreated after SIGHUP", || log.exists().then_some(()));
+    palisade_tests::wait_for(
+        Duration::from_secs(5),
+        "dns.json recreated after SIGHUP",
+        || log.exists().then_some(()),
+    );
     lab.dig(&["+short", "hup.example.test", "A"]);
-    palisade_tests::wait_for(Duration::from_secs(5), "event after SIGHUP", || contains(&log, "hup.example.test").then_some(()));
+    palisade_tests::wait_for(Duration::from_secs(5), "event after SIGHUP", || {
+        contains(&log, "hup.example.test").then_some(())
+    });
     daemon.wait_healthy();
 }
