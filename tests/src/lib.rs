@@ -294,6 +294,25 @@ impl Lab {
         .expect("query thread")
     }
 
+    /// Config sections that put test binary `program` (`hostile-worker`,
+    /// `probe-worker`) in the place of workers: for each (worker, behaviour)
+    /// a symlink `<program minus -worker>-<behaviour>-<worker>` in the lab
+    /// directory (the binary reads its behaviour from its name).
+    pub fn substitute_workers(&self, program: &str, roles: &[(&str, &str)]) -> String {
+        let target = bin(program);
+        let prefix = program.trim_end_matches("-worker");
+        let mut toml = String::new();
+        for (kind, behaviour) in roles {
+            let link = self.dir.join(format!("{prefix}-{behaviour}-{kind}"));
+            std::os::unix::fs::symlink(&target, &link).expect("symlink");
+            toml.push_str(&format!(
+                "[workers.{kind}]\npath = \"{}\"\n",
+                link.display()
+            ));
+        }
+        toml
+    }
+
     /// Opens the sensor namespace (for `setns`).
     pub fn sensor_netns_fd(&self) -> OwnedFd {
         fs::File::open(format!("/run/netns/{}", self.sensor_ns))

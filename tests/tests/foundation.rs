@@ -8,7 +8,6 @@
 //! control-socket permissions, clean shutdown.
 
 use std::{
-    os::unix::fs::symlink,
     process::Command,
     time::{Duration, Instant},
 };
@@ -209,22 +208,16 @@ fn workers_run_unprivileged_with_only_their_fds() {
 #[test]
 fn seccomp_kills_forbidden_syscalls_after_startup() {
     let lab = Lab::new("seccomp");
-    let probe = bin("probe-worker");
-    let mut extra = String::new();
-    for (kind, action) in [
-        ("dhcp", "open"),
-        ("dns", "socket"),
-        ("tls", "bpf"),
-        ("flow", "execve"),
-    ] {
-        // open is answered EACCES (exit 43), the others kill (SIGSYS).
-        let link = lab.dir.join(format!("probe-{action}-{kind}"));
-        symlink(&probe, &link).expect("symlink");
-        extra.push_str(&format!(
-            "[workers.{kind}]\npath = \"{}\"\n",
-            link.display()
-        ));
-    }
+    // open is answered EACCES (exit 43), the others kill (SIGSYS).
+    let extra = lab.substitute_workers(
+        "probe-worker",
+        &[
+            ("dhcp", "open"),
+            ("dns", "socket"),
+            ("tls", "bpf"),
+            ("flow", "execve"),
+        ],
+    );
     let daemon = Daemon::start(&lab, &base_config(&lab, &extra), &[]);
     let workers = wait_for(Duration::from_secs(10), "every probe to end", || {
         let w = daemon.workers();
@@ -321,22 +314,15 @@ fn killed_worker_is_back_within_a_second_and_loses_nothing() {
 #[test]
 fn hostile_workers_are_killed_and_counted() {
     let lab = Lab::new("hostile");
-    let hostile = bin("hostile-worker");
-    let mut extra = String::new();
-    let attacks = [
-        ("dhcp", "oversized"),
-        ("dns", "wrongversion"),
-        ("tls", "garbage"),
-        ("flow", "unexpected"),
-    ];
-    for (kind, attack) in attacks {
-        let link = lab.dir.join(format!("hostile-{attack}-{kind}"));
-        symlink(&hostile, &link).expect("symlink");
-        extra.push_str(&format!(
-            "[workers.{kind}]\npath = \"{}\"\n",
-            link.display()
-        ));
-    }
+    let extra = lab.substitute_workers(
+        "hostile-worker",
+        &[
+            ("dhcp", "oversized"),
+            ("dns", "wrongversion"),
+            ("tls", "garbage"),
+            ("flow", "unexpected"),
+        ],
+    );
     let daemon = Daemon::start(&lab, &base_config(&lab, &extra), &[]);
     let workers = wait_for(
         Duration::from_secs(10),
@@ -375,13 +361,11 @@ fn hostile_workers_are_killed_and_counted() {
     // FDs sent by a worker are a violation too (and are closed, not kept).
     drop(daemon);
     let lab = Lab::new("hostilefd");
-    let link = lab.dir.join("hostile-fds-dns");
-    symlink(&hostile, &link).expect("symlink");
     let daemon = Daemon::start(
         &lab,
         &base_config(
             &lab,
-            &format!("[workers.dns]\npath = \"{}\"\n", link.display()),
+            &lab.substitute_workers("hostile-worker", &[("dns", "fds")]),
         ),
         &[],
     );
