@@ -237,6 +237,8 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_DIR_", "u8"),            // pal_record_hdr.direction
         ("PAL_FLAG_", "u8"),           // pal_record_hdr.flags
         ("PAL_FLOW_REASON_", "u8"),    // pal_flow_record.end_reason
+        ("PAL_FLOW_F_", "u8"),         // pal_flow_value.flags, pal_flow_record.flags
+        ("PAL_FLOW_STAT_", "u32"),     // pal_flow_stats key
         ("PAL_RING_", "u32"),          // pal_stats key arithmetic
         ("PAL_STATS_", "u32"),         // pal_stats key arithmetic
         ("PAL_STAT_", "u32"),          // pal_stats key arithmetic
@@ -317,9 +319,11 @@ fn kernel_facts(c: &mut String) {
         ("BPF_OBJ_GET_INFO_BY_FD", "u32"),
         ("BPF_MAP_LOOKUP_BATCH", "u32"),
         ("BPF_MAP_UPDATE_BATCH", "u32"),
+        ("BPF_PROG_TEST_RUN", "u32"),
         ("BPF_MAP_TYPE_HASH", "u32"),
         ("BPF_MAP_TYPE_ARRAY_OF_MAPS", "u32"),
         ("BPF_ANY", "u64"),
+        ("BPF_NOEXIST", "u64"),
         ("BPF_OBJ_NAME_LEN", "usize"),
     ];
     /// (Rust name, C type, C member designator).
@@ -351,6 +355,15 @@ fn kernel_facts(c: &mut String) {
         ("ATTR_INFO_BPF_FD", "union bpf_attr", "info.bpf_fd"),
         ("ATTR_INFO_INFO_LEN", "union bpf_attr", "info.info_len"),
         ("ATTR_INFO_INFO", "union bpf_attr", "info.info"),
+        ("ATTR_TEST_PROG_FD", "union bpf_attr", "test.prog_fd"),
+        ("ATTR_TEST_RETVAL", "union bpf_attr", "test.retval"),
+        (
+            "ATTR_TEST_DATA_SIZE_IN",
+            "union bpf_attr",
+            "test.data_size_in",
+        ),
+        ("ATTR_TEST_DATA_IN", "union bpf_attr", "test.data_in"),
+        ("ATTR_TEST_REPEAT", "union bpf_attr", "test.repeat"),
         ("ATTR_MAP_ID", "union bpf_attr", "map_id"),
         ("ATTR_OPEN_FLAGS", "union bpf_attr", "open_flags"),
         ("MAP_INFO_TYPE", "struct bpf_map_info", "type"),

@@ -14,7 +14,8 @@
  *      buffers, one worker per ring;
  *   4. for DNS over UDP with enforcement on, applies the domain policy;
  *   5. keeps a per-flow counter entry in pal_flows and reports flow start and
- *      end (FIN both ways, or RST) to rb_flow.
+ *      end (FIN both ways, or RST) to rb_flow. A kernel timer (the sweeper,
+ *      see "Flow sweeper") ends idle flows and reports long ones.
  *
  * Every record is one struct pal_record_hdr followed by payload_len bytes
  * (records.h). Records are assembled in a per-CPU scratch map and copied with
@@ -55,6 +56,8 @@
 #define PAL_IPV6_MAX_EXT 4
 
 #define PAL_VLAN_VID_MASK 0x0fff
+#define PAL_VLAN_MAX_TAGS 2 /* in-frame tags skipped: 802.1Q, or QinQ */
+#define PAL_VLAN_TAG_LEN 4
 #define PAL_IP_FRAG_OFFSET 0x1fff /* fragment offset bits of iphdr.frag_off */
 #define PAL_IP_MORE_FRAGS 0x2000  /* MF bit of iphdr.frag_off */
 
@@ -106,6 +109,9 @@ _Static_assert(PAL_DNS_SUFFIX_MAX == 32, "label_start ring is indexed with & 31"
 #define PAL_TCP_SYN 0x02
 #define PAL_TCP_RST 0x04
 #define PAL_TCP_FLAGS_OFFSET 13
+
+/* <linux/time.h> clock id (bpf_timer_init takes CLOCK_MONOTONIC, _REALTIME or _BOOTTIME). */
+#define PAL_CLOCK_BOOTTIME 7
 
 /* pal_flow_value.fin_mask bits. */
 #define PAL_FIN_CLIENT 0x01
@@ -169,6 +175,51 @@ struct {
 	__type(value, struct pal_flow_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pal_flows SEC(".maps");
+
+/* Slot 0: flow timeouts and sweeper period, written by the supervisor. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pal_flow_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_flow_config SEC(".maps");
+
+/* Slot 0: what the sweeper saw on its latest walk. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pal_flow_sweep);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_flow_sweep SEC(".maps");
+
+/* Flow counters, key = PAL_FLOW_STAT_* (records.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PAL_FLOW_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_flow_stats SEC(".maps");
+
+/*
+ * The sweeper's timer. The map is pinned, so the timer keeps running while
+ * no supervisor does (a timer is cancelled when its map's last user
+ * reference goes). Its value carries BTF: the kernel finds the bpf_timer
+ * through it.
+ */
+struct pal_flow_timer {
+	struct bpf_timer timer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pal_flow_timer);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_flow_timer SEC(".maps");
 
 /*
  * DNS policy. The rule set is one hash map (name hash -> rule) in slot 0 of
@@ -286,6 +337,8 @@ struct pal_pkt {
 	__u32 pay_len;    /* L4 payload bytes in this packet */
 	__u32 segs;       /* packets this skb stands for (GSO/GRO), >= 1 */
 	__u32 udp_len;    /* UDP length field, 0 for other protocols */
+	__u32 frame_len;  /* frame bytes this skb stands for (flow counters) */
+	__u32 flow_pay;   /* L4 payload bytes this skb stands for (flow counters) */
 	__u16 vlan_id;    /* valid when flags has PAL_FLAG_VLAN */
 	__u16 sport;      /* host order; 0 for ICMP */
 	__u16 dport;      /* host order; 0 for ICMP */
@@ -297,6 +350,8 @@ struct pal_pkt {
 	__u8 l4_proto;    /* IPPROTO_* */
 	__u8 tcp_flags;   /* byte 13 of the TCP header, 0 otherwise */
 	__u8 ip_frag;     /* IPv4 first fragment with more to come (MF set) */
+	__u8 icmp_type;   /* ICMP/ICMPv6 type and code, 0 otherwise */
+	__u8 icmp_code;
 };
 
 /* Outcome of a parsing step. */
@@ -422,9 +477,10 @@ static __always_inline void emit_payload(struct __sk_buff *skb, const struct pal
 /* ------------------------------------------------------------------------ */
 
 /*
- * Ethernet and at most one VLAN tag. A hardware-accelerated tag
- * (skb->vlan_present) is the outermost one, so it wins over a tag in the
- * frame; either way the frame tag is skipped to reach L3.
+ * Ethernet and up to PAL_VLAN_MAX_TAGS VLAN tags in the frame (802.1Q or
+ * 802.1ad: QinQ). A hardware-accelerated tag (skb->vlan_present: the
+ * kernel strips the outer tag before TC ingress) is the outermost one, so
+ * its VID wins; the frame's tags are skipped to reach L3 either way.
  */
 static __always_inline enum pal_parse parse_l2(struct __sk_buff *skb, struct pal_pkt *p,
 					       __u32 *l3_off, __u16 *ethertype)
@@ -442,13 +498,16 @@ static __always_inline enum pal_parse parse_l2(struct __sk_buff *skb, struct pal
 		p->flags |= PAL_FLAG_VLAN;
 		p->vlan_id = skb->vlan_tci & PAL_VLAN_VID_MASK;
 	}
-	if (*ethertype == ETH_P_8021Q || *ethertype == ETH_P_8021AD) {
+#pragma unroll
+	for (int i = 0; i < PAL_VLAN_MAX_TAGS; i++) {
 		struct {
 			__be16 tci;
 			__be16 ethertype;
 		} tag;
 
-		if (bpf_skb_load_bytes(skb, sizeof(eth), &tag, sizeof(tag)) < 0)
+		if (*ethertype != ETH_P_8021Q && *ethertype != ETH_P_8021AD)
+			break;
+		if (bpf_skb_load_bytes(skb, *l3_off, &tag, sizeof(tag)) < 0)
 			return PAL_PARSE_SHORT;
 		if (!(p->flags & PAL_FLAG_VLAN)) {
 			p->flags |= PAL_FLAG_VLAN;
@@ -586,13 +645,18 @@ static __always_inline enum pal_parse parse_l4(struct __sk_buff *skb, struct pal
 		break;
 	}
 	case IPPROTO_ICMP:
-		if (p->ip_version != 4)
+	case IPPROTO_ICMPV6: {
+		__u8 type_code[2];
+
+		if (p->l4_proto != (p->ip_version == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6))
 			return PAL_PARSE_IGNORE;
-		return PAL_PARSE_OK; /* ports stay 0, no payload records */
-	case IPPROTO_ICMPV6:
-		if (p->ip_version != 6)
-			return PAL_PARSE_IGNORE;
+		/* Ports stay 0 and there are no payload records; type and code feed Community ID. */
+		if (bpf_skb_load_bytes(skb, p->l4_off, type_code, sizeof(type_code)) < 0)
+			return PAL_PARSE_SHORT;
+		p->icmp_type = type_code[0];
+		p->icmp_code = type_code[1];
 		return PAL_PARSE_OK;
+	}
 	default:
 		return PAL_PARSE_IGNORE;
 	}
@@ -1342,17 +1406,26 @@ static __always_inline int flow_key_fill(struct pal_flow_key *key, const struct 
 	}
 	key->l4_proto = p->l4_proto;
 	key->ip_version = p->ip_version;
-	key->vlan_id = (p->flags & PAL_FLAG_VLAN) ? p->vlan_id : 0;
 	return sender_is_lo;
 }
 
+static __always_inline void flow_stat_inc(__u32 slot)
+{
+	__u64 *value = bpf_map_lookup_elem(&pal_flow_stats, &slot);
+
+	/* Per-CPU slot; TC programs and the sweeper (a softirq) do not nest on a CPU. */
+	if (value)
+		*value += 1;
+}
+
 /*
- * Emits a flow start or end record. Header oriented client -> server from
- * the key and value (not from this packet), payload one pal_flow_record.
+ * Emits a flow record of `kind` made from the table entry alone, so that
+ * packets and the sweeper make the same records: header oriented client ->
+ * server, with the flow's first interface, direction and VLAN.
  */
-static __always_inline void emit_flow(struct __sk_buff *skb, const struct pal_pkt *p,
-				      const struct pal_flow_key *key,
-				      const struct pal_flow_value *val, __u16 kind, __u8 reason)
+static __always_inline void emit_flow(const struct pal_flow_key *key,
+				      const struct pal_flow_value *val, __u16 kind, __u8 reason,
+				      __u64 now_ns)
 {
 	struct pal_scratch *s = scratch_get();
 	struct pal_flow_record *rec;
@@ -1363,7 +1436,17 @@ static __always_inline void emit_flow(struct __sk_buff *skb, const struct pal_pk
 	hdr = &s->hdr;
 	rec = (struct pal_flow_record *)s->payload;
 
-	hdr_fill(hdr, skb, p, kind);
+	hdr->magic = PAL_RECORD_MAGIC;
+	hdr->abi_version = PAL_ABI_VERSION;
+	hdr->kind = kind;
+	hdr->len = sizeof(*hdr) + sizeof(*rec);
+	hdr->ifindex = val->ifindex;
+	hdr->ts_boot_ns = now_ns;
+	hdr->direction = val->direction;
+	hdr->ip_version = key->ip_version;
+	hdr->l4_proto = key->l4_proto;
+	hdr->flags = (val->flags & PAL_FLOW_F_VLAN) ? PAL_FLAG_VLAN : 0;
+	hdr->vlan_id = (val->flags & PAL_FLOW_F_VLAN) ? val->vlan_id : 0;
 	if (val->client_is_lo) {
 		__builtin_memcpy(hdr->src_addr, key->addr_lo, sizeof(hdr->src_addr));
 		__builtin_memcpy(hdr->dst_addr, key->addr_hi, sizeof(hdr->dst_addr));
@@ -1377,7 +1460,7 @@ static __always_inline void emit_flow(struct __sk_buff *skb, const struct pal_pk
 	}
 	__builtin_memcpy(hdr->src_mac, val->client_mac, ETH_ALEN);
 	__builtin_memcpy(hdr->dst_mac, val->server_mac, ETH_ALEN);
-	hdr->len = sizeof(*hdr) + sizeof(*rec);
+	hdr->_pad0 = 0;
 	hdr->payload_len = sizeof(*rec);
 	hdr->orig_payload_len = sizeof(*rec);
 
@@ -1387,9 +1470,14 @@ static __always_inline void emit_flow(struct __sk_buff *skb, const struct pal_pk
 	rec->pkts_toclient = val->pkts[1];
 	rec->bytes_toserver = val->bytes[0];
 	rec->bytes_toclient = val->bytes[1];
+	rec->payload_bytes_toserver = val->payload_bytes[0];
+	rec->payload_bytes_toclient = val->payload_bytes[1];
 	rec->tcp_flags_toserver = val->tcp_flags[0];
 	rec->tcp_flags_toclient = val->tcp_flags[1];
 	rec->end_reason = reason;
+	rec->flags = val->flags & PAL_FLOW_F_SEEDED;
+	rec->icmp_type = val->icmp_type;
+	rec->icmp_code = val->icmp_code;
 	__builtin_memset(rec->_pad, 0, sizeof(rec->_pad));
 
 	ring_output(&rb_flow, PAL_RING_FLOW, s, sizeof(*hdr) + sizeof(*rec), 0);
@@ -1428,6 +1516,29 @@ static __always_inline int flow_may_start(const struct pal_pkt *p)
 }
 
 /*
+ * A seeded flow (made from conntrack by the supervisor) has no interface or
+ * MACs until its first packet: take them from that packet, oriented by the
+ * flow's client. Plain stores: concurrent first packets write equal values.
+ */
+static __always_inline void flow_adopt_seeded(struct __sk_buff *skb, const struct pal_pkt *p,
+					      struct pal_flow_value *val, int from_client)
+{
+	val->ifindex = skb->ifindex;
+	val->direction = p->direction;
+	if (p->flags & PAL_FLAG_VLAN) {
+		val->vlan_id = p->vlan_id;
+		val->flags |= PAL_FLOW_F_VLAN;
+	}
+	if (from_client) {
+		__builtin_memcpy(val->client_mac, p->src_mac, ETH_ALEN);
+		__builtin_memcpy(val->server_mac, p->dst_mac, ETH_ALEN);
+	} else {
+		__builtin_memcpy(val->client_mac, p->dst_mac, ETH_ALEN);
+		__builtin_memcpy(val->server_mac, p->src_mac, ETH_ALEN);
+	}
+}
+
+/*
  * Not inlined: its locals (key, a fresh value, a copy of the last one) get a
  * frame of their own instead of adding to the one pal_dns_udp() stacks on.
  */
@@ -1458,19 +1569,22 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 			return;
 		fresh.first_seen_ns = p->now_ns;
 		fresh.last_seen_ns = p->now_ns;
+		fresh.last_report_ns = p->now_ns;
 		fresh.pkts[0] = p->segs;
-		fresh.bytes[0] = p->l3_len;
+		fresh.bytes[0] = p->frame_len;
+		fresh.payload_bytes[0] = p->flow_pay;
 		fresh.tcp_flags[0] = p->tcp_flags;
 		fresh.client_is_lo = sender_is_lo;
 		fresh.fin_mask = (p->tcp_flags & PAL_TCP_FIN) ? PAL_FIN_CLIENT : 0;
-		fresh.ifindex = skb->ifindex;
-		__builtin_memcpy(fresh.client_mac, p->src_mac, ETH_ALEN);
-		__builtin_memcpy(fresh.server_mac, p->dst_mac, ETH_ALEN);
+		fresh.icmp_type = p->icmp_type;
+		fresh.icmp_code = p->icmp_code;
+		flow_adopt_seeded(skb, p, &fresh, 1);
 
 		err = bpf_map_update_elem(&pal_flows, &key, &fresh, BPF_NOEXIST);
 		if (err == 0) {
-			emit_flow(skb, p, &key, &fresh, PAL_KIND_FLOW_START,
-				  PAL_FLOW_REASON_NONE);
+			flow_stat_inc(PAL_FLOW_STAT_CREATED);
+			emit_flow(&key, &fresh, PAL_KIND_FLOW_START, PAL_FLOW_REASON_NONE,
+				  p->now_ns);
 			return;
 		}
 		if (err != -EEXIST) {
@@ -1484,8 +1598,12 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 	}
 
 	to_client = sender_is_lo != val->client_is_lo;
+	if (val->ifindex == 0)
+		flow_adopt_seeded(skb, p, val, !to_client);
 	__sync_fetch_and_add(&val->pkts[to_client], p->segs);
-	__sync_fetch_and_add(&val->bytes[to_client], p->l3_len);
+	__sync_fetch_and_add(&val->bytes[to_client], p->frame_len);
+	if (p->flow_pay)
+		__sync_fetch_and_add(&val->payload_bytes[to_client], p->flow_pay);
 	val->last_seen_ns = p->now_ns;
 
 	/* Constant indexes only: the verifier refuses variable stack offsets here. */
@@ -1517,13 +1635,153 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 	 */
 	struct pal_flow_value last = *val;
 
-	if (bpf_map_delete_elem(&pal_flows, &key) == 0)
-		emit_flow(skb, p, &key, &last, PAL_KIND_FLOW_END, reason);
+	if (bpf_map_delete_elem(&pal_flows, &key) == 0) {
+		flow_stat_inc(reason == PAL_FLOW_REASON_RST ? PAL_FLOW_STAT_ENDED_RST
+							    : PAL_FLOW_STAT_ENDED_FIN);
+		emit_flow(&key, &last, PAL_KIND_FLOW_END, reason, p->now_ns);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Flow sweeper                                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A kernel timer walks pal_flows every sweep_interval_ns (pal_flow_config):
+ *   - a flow idle for longer than its protocol's timeout is deleted and its
+ *     end record (reason timeout) written, by whoever's delete succeeds, so
+ *     a packet path FIN/RST end and a timeout never both report one flow;
+ *   - a seeded flow (PAL_FLOW_F_ANNOUNCE) gets its start record;
+ *   - a flow whose last start/update record is update_interval_ns old gets
+ *     an update record.
+ * Idle expiry thus needs neither the workers (their FDs are read-only in
+ * spirit: they never write maps) nor a running supervisor. The walk runs in
+ * softirq context; its cost is linear in the table (PAL_FLOW_ENTRIES) and is
+ * reported in pal_flow_sweep.walk_ns.
+ *
+ * Race, accepted and documented: a packet that arrives while the sweeper
+ * deletes its (idle) flow updates the deleted entry, and its next packet
+ * starts a new flow.
+ */
+struct pal_sweep_ctx {
+	__u64 now_ns;
+	__u64 idle_ns;
+	__u64 tcp_idle_ns;
+	__u64 update_ns;
+	__u64 live;
+};
+
+static long sweep_one(void *map, struct pal_flow_key *key, struct pal_flow_value *val,
+		      struct pal_sweep_ctx *ctx)
+{
+	__u64 idle = key->l4_proto == IPPROTO_TCP ? ctx->tcp_idle_ns : ctx->idle_ns;
+	__u64 last = val->last_seen_ns;
+
+	if (val->flags & PAL_FLOW_F_ANNOUNCE) {
+		val->flags &= ~PAL_FLOW_F_ANNOUNCE;
+		val->last_report_ns = ctx->now_ns;
+		flow_stat_inc(PAL_FLOW_STAT_SEEDED);
+		emit_flow(key, val, PAL_KIND_FLOW_START, PAL_FLOW_REASON_NONE, ctx->now_ns);
+	}
+	if (idle && last < ctx->now_ns && ctx->now_ns - last > idle) {
+		struct pal_flow_value copy = *val;
+
+		if (bpf_map_delete_elem(&pal_flows, key) == 0) {
+			flow_stat_inc(PAL_FLOW_STAT_ENDED_TIMEOUT);
+			emit_flow(key, &copy, PAL_KIND_FLOW_END, PAL_FLOW_REASON_TIMEOUT,
+				  ctx->now_ns);
+		}
+		return 0;
+	}
+	ctx->live++;
+	if (ctx->update_ns && ctx->now_ns - val->last_report_ns >= ctx->update_ns) {
+		val->last_report_ns = ctx->now_ns;
+		flow_stat_inc(PAL_FLOW_STAT_UPDATES);
+		emit_flow(key, val, PAL_KIND_FLOW_UPDATE, PAL_FLOW_REASON_NONE, ctx->now_ns);
+	}
+	return 0;
+}
+
+static int flow_sweep(void *map, __u32 *key, struct pal_flow_timer *t)
+{
+	__u32 zero = 0;
+	struct pal_flow_config *cfg = bpf_map_lookup_elem(&pal_flow_config, &zero);
+	struct pal_flow_sweep *out = bpf_map_lookup_elem(&pal_flow_sweep, &zero);
+	struct pal_sweep_ctx ctx = {};
+
+	if (!cfg || !out || !cfg->sweep_interval_ns)
+		return 0; /* stopped: the supervisor re-arms it */
+	ctx.now_ns = bpf_ktime_get_boot_ns();
+	ctx.idle_ns = cfg->idle_timeout_ns;
+	ctx.tcp_idle_ns = cfg->tcp_idle_timeout_ns;
+	ctx.update_ns = cfg->update_interval_ns;
+	bpf_for_each_map_elem(&pal_flows, sweep_one, &ctx, 0);
+
+	out->sweeps++;
+	out->last_sweep_ns = ctx.now_ns;
+	out->live = ctx.live;
+	out->walk_ns = bpf_ktime_get_boot_ns() - ctx.now_ns;
+	bpf_timer_start(&t->timer, cfg->sweep_interval_ns, 0);
+	return 0;
+}
+
+/*
+ * Arms the sweeper: run by the supervisor with BPF_PROG_TEST_RUN after every
+ * load (never attached). Initialising an armed timer fails with EBUSY and is
+ * fine; setting the callback again points the timer at this program's code,
+ * so an upgraded object takes over a pinned timer. Returns 0 on success, or
+ * the step that failed.
+ */
+SEC("classifier")
+int pal_flow_timer_arm(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct pal_flow_timer *t = bpf_map_lookup_elem(&pal_flow_timer, &zero);
+	struct pal_flow_config *cfg = bpf_map_lookup_elem(&pal_flow_config, &zero);
+	long err;
+
+	if (!t || !cfg)
+		return 1;
+	if (!cfg->sweep_interval_ns)
+		return 2;
+	err = bpf_timer_init(&t->timer, &pal_flow_timer, PAL_CLOCK_BOOTTIME);
+	if (err && err != -EBUSY)
+		return 3;
+	if (bpf_timer_set_callback(&t->timer, flow_sweep))
+		return 4;
+	if (bpf_timer_start(&t->timer, cfg->sweep_interval_ns, 0))
+		return 5;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Entry points                                                             */
 /* ------------------------------------------------------------------------ */
+
+/*
+ * What the flow counters add for this skb, as if it had been captured on
+ * the wire: the frame (a tag the kernel stripped counted back), and for a
+ * GSO/GRO super-packet every segment with its own headers. Payload bytes
+ * are the L4 data of all segments.
+ */
+static __always_inline void flow_sizes(struct __sk_buff *skb, struct pal_pkt *p)
+{
+	__u32 tag = skb->vlan_present ? PAL_VLAN_TAG_LEN : 0;
+	__u32 frame = skb->len + tag; /* Ethernet padding counts, as in a capture */
+
+	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP) {
+		p->frame_len = frame;
+		p->flow_pay = 0;
+		return;
+	}
+	if (p->segs > 1) {
+		p->flow_pay = p->l4_end - p->pay_off;
+		frame += (p->segs - 1) * (p->pay_off + tag);
+	} else {
+		p->flow_pay = p->pay_len;
+	}
+	p->frame_len = frame;
+}
 
 static __always_inline enum pal_parse parse(struct __sk_buff *skb, struct pal_pkt *p)
 {
@@ -1563,6 +1821,7 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 	}
 	p.now_ns = bpf_ktime_get_boot_ns();
 	p.segs = skb->gso_segs ? skb->gso_segs : 1;
+	flow_sizes(skb, &p);
 
 	/* A DNS rewrite happens in here; the flow table works from `p` alone. */
 	verdict = classify_payload(skb, &p);

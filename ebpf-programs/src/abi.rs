@@ -18,8 +18,11 @@ pub const KIND_DHCP: u16 = c::PAL_KIND_DHCP;
 pub const KIND_TLS: u16 = c::PAL_KIND_TLS;
 /// Record kind: first packet of a flow; payload is a [`crate::FlowRecord`].
 pub const KIND_FLOW_START: u16 = c::PAL_KIND_FLOW_START;
-/// Record kind: flow ended by FIN both ways or RST; payload is a [`crate::FlowRecord`].
+/// Record kind: flow ended by FIN both ways, RST or idle timeout; payload is a
+/// [`crate::FlowRecord`].
 pub const KIND_FLOW_END: u16 = c::PAL_KIND_FLOW_END;
+/// Record kind: periodic report of a long flow; payload is a [`crate::FlowRecord`].
+pub const KIND_FLOW_UPDATE: u16 = c::PAL_KIND_FLOW_UPDATE;
 
 /// Packet entering the interface.
 pub const DIR_INGRESS: u8 = c::PAL_DIR_INGRESS;
@@ -74,12 +77,20 @@ pub const CAP_TLS: u32 = c::PAL_CAP_TLS;
 /// Largest capture cap.
 pub const CAP_MAX: u32 = c::PAL_CAP_MAX;
 
-/// Flow record reason: a start record.
+/// Flow record reason: a start or update record.
 pub const FLOW_REASON_NONE: u8 = c::PAL_FLOW_REASON_NONE;
 /// Flow record reason: FIN seen from both sides.
 pub const FLOW_REASON_FIN: u8 = c::PAL_FLOW_REASON_FIN;
 /// Flow record reason: RST seen.
 pub const FLOW_REASON_RST: u8 = c::PAL_FLOW_REASON_RST;
+/// Flow record reason: idle for longer than the protocol's timeout.
+pub const FLOW_REASON_TIMEOUT: u8 = c::PAL_FLOW_REASON_TIMEOUT;
+/// Flow flag: the flow was seeded from conntrack at supervisor start.
+pub const FLOW_F_SEEDED: u8 = c::PAL_FLOW_F_SEEDED;
+/// Flow flag: a seeded flow whose start record the kernel sweeper still owes.
+pub const FLOW_F_ANNOUNCE: u8 = c::PAL_FLOW_F_ANNOUNCE;
+/// Flow flag: `vlan_id` is valid.
+pub const FLOW_F_VLAN: u8 = c::PAL_FLOW_F_VLAN;
 
 /// FNV-1a 64 offset basis: the hash of the empty string.
 pub const FNV64_OFFSET: u64 = c::PAL_FNV64_OFFSET;
@@ -239,6 +250,65 @@ impl DnsStat {
     }
 }
 
+/// A counter of `pal_flow_stats` (per CPU; key = [`FlowStat::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowStat {
+    /// Flows started by a packet.
+    Created,
+    /// Flows seeded from conntrack, announced by the sweeper.
+    Seeded,
+    /// Flows ended by a FIN from both sides.
+    EndedFin,
+    /// Flows ended by a RST.
+    EndedRst,
+    /// Flows ended by the sweeper after their idle timeout.
+    EndedTimeout,
+    /// Update records made for long flows.
+    Updates,
+}
+
+impl FlowStat {
+    /// Every counter, in key order.
+    pub const ALL: [Self; 6] = [
+        Self::Created,
+        Self::Seeded,
+        Self::EndedFin,
+        Self::EndedRst,
+        Self::EndedTimeout,
+        Self::Updates,
+    ];
+
+    /// `PAL_FLOW_STAT_*`: the key in `pal_flow_stats`.
+    pub const fn index(self) -> u32 {
+        match self {
+            Self::Created => c::PAL_FLOW_STAT_CREATED,
+            Self::Seeded => c::PAL_FLOW_STAT_SEEDED,
+            Self::EndedFin => c::PAL_FLOW_STAT_ENDED_FIN,
+            Self::EndedRst => c::PAL_FLOW_STAT_ENDED_RST,
+            Self::EndedTimeout => c::PAL_FLOW_STAT_ENDED_TIMEOUT,
+            Self::Updates => c::PAL_FLOW_STAT_UPDATES,
+        }
+    }
+
+    /// Short lowercase name, for logs and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Seeded => "seeded",
+            Self::EndedFin => "ended_fin",
+            Self::EndedRst => "ended_rst",
+            Self::EndedTimeout => "ended_timeout",
+            Self::Updates => "updates",
+        }
+    }
+}
+
+/// Entries of `pal_flow_stats`.
+pub const FLOW_STAT_COUNT: u32 = c::PAL_FLOW_STAT_COUNT;
+
+/// Group name of the `pal_flow_stats` counters in [`kernel_counters`].
+pub const FLOW_TABLE_GROUP: &str = "flow_table";
+
 /// Group name of the `pal_dns_stats` counters in [`kernel_counters`].
 pub const DNS_POLICY_GROUP: &str = "dns_policy";
 
@@ -256,7 +326,8 @@ pub struct CounterDef {
     pub name: &'static str,
 }
 
-/// Every kernel counter, `pal_stats` (group x slot) first, then `pal_dns_stats`. Status output
+/// Every kernel counter, `pal_stats` (group x slot) first, then `pal_dns_stats`, then
+/// `pal_flow_stats`. Status output
 /// and metrics should iterate this rather than spell names, so new counters show up by
 /// themselves.
 pub fn kernel_counters() -> impl Iterator<Item = CounterDef> {
@@ -274,7 +345,13 @@ pub fn kernel_counters() -> impl Iterator<Item = CounterDef> {
         group: DNS_POLICY_GROUP,
         name: stat.name(),
     });
-    stats.chain(dns)
+    let flows = FlowStat::ALL.into_iter().map(|stat| CounterDef {
+        map: crate::MAP_FLOW_STATS,
+        key: stat.index(),
+        group: FLOW_TABLE_GROUP,
+        name: stat.name(),
+    });
+    stats.chain(dns).chain(flows)
 }
 
 /// A record kind (`RecordHeader::kind`).
@@ -290,6 +367,8 @@ pub enum Kind {
     FlowStart,
     /// [`KIND_FLOW_END`]
     FlowEnd,
+    /// [`KIND_FLOW_UPDATE`]
+    FlowUpdate,
 }
 
 impl Kind {
@@ -301,6 +380,7 @@ impl Kind {
             KIND_TLS => Some(Self::Tls),
             KIND_FLOW_START => Some(Self::FlowStart),
             KIND_FLOW_END => Some(Self::FlowEnd),
+            KIND_FLOW_UPDATE => Some(Self::FlowUpdate),
             _ => None,
         }
     }
@@ -313,6 +393,7 @@ impl Kind {
             Self::Tls => KIND_TLS,
             Self::FlowStart => KIND_FLOW_START,
             Self::FlowEnd => KIND_FLOW_END,
+            Self::FlowUpdate => KIND_FLOW_UPDATE,
         }
     }
 
@@ -322,7 +403,7 @@ impl Kind {
             Self::Dns => Ring::Dns,
             Self::Dhcp => Ring::Dhcp,
             Self::Tls => Ring::Tls,
-            Self::FlowStart | Self::FlowEnd => Ring::Flow,
+            Self::FlowStart | Self::FlowEnd | Self::FlowUpdate => Ring::Flow,
         }
     }
 
@@ -332,8 +413,10 @@ impl Kind {
             Self::Dns => CAP_DNS,
             Self::Dhcp => CAP_DHCP,
             Self::Tls => CAP_TLS,
-            // Exactly one pal_flow_record (56 bytes: the cast cannot truncate).
-            Self::FlowStart | Self::FlowEnd => crate::records::FlowRecord::SIZE as u32,
+            // Exactly one pal_flow_record (72 bytes: the cast cannot truncate).
+            Self::FlowStart | Self::FlowEnd | Self::FlowUpdate => {
+                crate::records::FlowRecord::SIZE as u32
+            }
         }
     }
 }

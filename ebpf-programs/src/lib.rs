@@ -18,12 +18,14 @@
 pub mod abi;
 pub mod dns_name;
 pub mod dns_policy;
+pub mod flow_table;
 pub mod records;
 mod sys;
 
 pub use abi::*;
 pub use records::{
-    DnsConfig, DnsLearned, DnsRule, FlowKey, FlowRecord, FlowValue, RecordError, RecordHeader,
+    DnsConfig, DnsLearned, DnsRule, FlowConfig, FlowKey, FlowRecord, FlowSweep, FlowValue,
+    RecordError, RecordHeader,
 };
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.
@@ -40,6 +42,10 @@ pub const PROG_TC_INGRESS: &str = "pal_tc_ingress";
 /// TC classifier for packets leaving the interface (`TcAttachType::Egress`).
 pub const PROG_TC_EGRESS: &str = "pal_tc_egress";
 
+/// Program the supervisor runs once with `BPF_PROG_TEST_RUN` to (re)arm the flow sweeper
+/// timer ([`sys::prog_test_run`]); never attached.
+pub const PROG_FLOW_TIMER_ARM: &str = "pal_flow_timer_arm";
+
 /// Ring buffer of DNS records, read by the DNS worker.
 pub const MAP_RB_DNS: &str = "rb_dns";
 /// Ring buffer of DHCP records, read by the DHCP worker.
@@ -52,6 +58,14 @@ pub const MAP_RB_FLOW: &str = "rb_flow";
 pub const MAP_STATS: &str = "pal_stats";
 /// LRU hash of live flows: [`FlowKey`] -> [`FlowValue`].
 pub const MAP_FLOWS: &str = "pal_flows";
+/// Array, one [`FlowConfig`]: idle timeouts, update interval, sweeper period.
+pub const MAP_FLOW_CONFIG: &str = "pal_flow_config";
+/// Array, one [`FlowSweep`]: what the kernel sweeper saw on its latest walk.
+pub const MAP_FLOW_SWEEP: &str = "pal_flow_sweep";
+/// Per-CPU `u64` flow counters, key `FLOW_STAT_*` (sum the CPUs).
+pub const MAP_FLOW_STATS: &str = "pal_flow_stats";
+/// Array, one `struct bpf_timer`: the sweeper's timer (kernel-only value).
+pub const MAP_FLOW_TIMER: &str = "pal_flow_timer";
 /// Per-CPU scratch buffer where records are assembled. Internal, never pinned.
 pub const MAP_SCRATCH: &str = "pal_scratch";
 /// `BPF_MAP_TYPE_ARRAY_OF_MAPS`, one slot: the current DNS rule set, a hash map
@@ -69,13 +83,17 @@ pub const MAP_DNS_STATS: &str = "pal_dns_stats";
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
 /// existing pins on the next load (so the rule set, learned blocks, config and counters survive
 /// a supervisor restart along with the attached programs).
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 15] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
     MAP_RB_FLOW,
     MAP_STATS,
     MAP_FLOWS,
+    MAP_FLOW_CONFIG,
+    MAP_FLOW_SWEEP,
+    MAP_FLOW_STATS,
+    MAP_FLOW_TIMER,
     MAP_DNS_POLICY,
     MAP_DNS_LEARNED,
     MAP_DNS_CONFIG,

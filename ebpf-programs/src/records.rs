@@ -259,8 +259,9 @@ record_struct! {
 }
 
 record_struct! {
-    /// `struct pal_flow_record`: payload of flow start and end records. The enclosing header
-    /// is oriented client (the flow's first sender) -> server.
+    /// `struct pal_flow_record`: payload of flow start, update and end records. The enclosing
+    /// header is oriented client (the flow's first sender) -> server and carries the flow's
+    /// first interface, direction and VLAN.
     pub struct FlowRecord {
         /// Boot-clock ns of the flow's first packet.
         pub first_seen_ns: u64,
@@ -270,24 +271,34 @@ record_struct! {
         pub pkts_toserver: u64,
         /// Packets server -> client.
         pub pkts_toclient: u64,
-        /// L3 bytes (IP header included) client -> server.
+        /// Frame bytes (link-layer header included) client -> server.
         pub bytes_toserver: u64,
-        /// L3 bytes server -> client.
+        /// Frame bytes server -> client.
         pub bytes_toclient: u64,
+        /// L4 payload bytes client -> server.
+        pub payload_bytes_toserver: u64,
+        /// L4 payload bytes server -> client.
+        pub payload_bytes_toclient: u64,
         /// OR of the TCP flags seen client -> server.
         pub tcp_flags_toserver: u8,
         /// OR of the TCP flags seen server -> client.
         pub tcp_flags_toclient: u8,
-        /// `FLOW_REASON_*`: none for a start record, FIN or RST for an end record.
+        /// `FLOW_REASON_*`: none for start and update records; FIN, RST or timeout for ends.
         pub end_reason: u8,
+        /// `FLOW_F_*` bits.
+        pub flags: u8,
+        /// ICMP flows: type of the first packet.
+        pub icmp_type: u8,
+        /// ICMP flows: code of the first packet.
+        pub icmp_code: u8,
         /// Explicit padding, always 0.
-        pub _pad: [u8; 5],
+        pub _pad: [u8; 2],
     }
 }
 
 record_struct! {
     /// `struct pal_flow_key`: key of the `pal_flows` LRU hash, the direction-normalized
-    /// tuple (the lower (address, port) endpoint first).
+    /// tuple (the lower (address, port) endpoint first). VLAN tags are not part of it.
     pub struct FlowKey {
         /// Address of the lower endpoint, network order; IPv4 in the first 4 bytes.
         pub addr_lo: [u8; 16],
@@ -301,8 +312,8 @@ record_struct! {
         pub l4_proto: u8,
         /// 4 or 6.
         pub ip_version: u8,
-        /// VLAN id, 0 without a tag.
-        pub vlan_id: u16,
+        /// Explicit padding, always 0.
+        pub _pad: u16,
     }
 }
 
@@ -313,24 +324,66 @@ record_struct! {
         pub first_seen_ns: u64,
         /// Boot-clock ns of the latest packet.
         pub last_seen_ns: u64,
+        /// Boot-clock ns of the last start or update record.
+        pub last_report_ns: u64,
         /// Packets: `[0]` client -> server, `[1]` server -> client.
         pub pkts: [u64; 2],
-        /// L3 bytes, indexed like `pkts`.
+        /// Frame bytes, indexed like `pkts`.
         pub bytes: [u64; 2],
+        /// L4 payload bytes, indexed like `pkts`.
+        pub payload_bytes: [u64; 2],
         /// OR of TCP flags, indexed like `pkts`.
         pub tcp_flags: [u8; 2],
         /// 1 if the client is the key's `addr_lo` side.
         pub client_is_lo: u8,
         /// Bit 0: FIN from the client, bit 1: FIN from the server.
         pub fin_mask: u8,
-        /// Interface of the first packet.
+        /// Interface of the first packet (0 while a seeded flow has not been seen).
         pub ifindex: u32,
         /// Ethernet address of the client, from the first packet.
         pub client_mac: [u8; 6],
         /// Ethernet address of the server, from the first packet.
         pub server_mac: [u8; 6],
+        /// Outer VLAN id of the first packet, valid with [`crate::FLOW_F_VLAN`].
+        pub vlan_id: u16,
+        /// `FLOW_F_*` bits.
+        pub flags: u8,
+        /// `DIR_*` of the first packet.
+        pub direction: u8,
+        /// ICMP flows: type of the first packet.
+        pub icmp_type: u8,
+        /// ICMP flows: code of the first packet.
+        pub icmp_code: u8,
         /// Explicit padding, always 0.
-        pub _pad: u32,
+        pub _pad: [u8; 6],
+    }
+}
+
+record_struct! {
+    /// `struct pal_flow_config`: slot 0 of `pal_flow_config`, written by the supervisor.
+    pub struct FlowConfig {
+        /// UDP, ICMP and other flows end after this long without a packet.
+        pub idle_timeout_ns: u64,
+        /// TCP flows without a FIN pair or RST end after this long without a packet.
+        pub tcp_idle_timeout_ns: u64,
+        /// Period of update records for long flows; 0 for none.
+        pub update_interval_ns: u64,
+        /// Period of the kernel sweeper; 0 stops it.
+        pub sweep_interval_ns: u64,
+    }
+}
+
+record_struct! {
+    /// `struct pal_flow_sweep`: slot 0 of `pal_flow_sweep`, written by the kernel sweeper.
+    pub struct FlowSweep {
+        /// Walks completed.
+        pub sweeps: u64,
+        /// Boot-clock ns of the latest walk.
+        pub last_sweep_ns: u64,
+        /// Flows in the table at the latest walk.
+        pub live: u64,
+        /// Duration of the latest walk, ns.
+        pub walk_ns: u64,
     }
 }
 
@@ -378,6 +431,10 @@ record_struct! {
 unsafe impl aya::Pod for FlowKey {}
 // SAFETY: as for `FlowKey`.
 unsafe impl aya::Pod for FlowValue {}
+// SAFETY: as for `FlowKey`.
+unsafe impl aya::Pod for FlowConfig {}
+// SAFETY: as for `FlowKey`.
+unsafe impl aya::Pod for FlowSweep {}
 // SAFETY: as for `FlowKey` (integers only, no implicit padding: asserted below).
 unsafe impl aya::Pod for DnsRule {}
 // SAFETY: as for `FlowKey`.
@@ -438,7 +495,9 @@ impl RecordHeader {
             });
         }
         match kind {
-            Kind::FlowStart | Kind::FlowEnd if payload.len() != FlowRecord::SIZE => {
+            Kind::FlowStart | Kind::FlowEnd | Kind::FlowUpdate
+                if payload.len() != FlowRecord::SIZE =>
+            {
                 return Err(RecordError::FlowPayload {
                     payload_len: hdr.payload_len,
                     need: FlowRecord::SIZE,
@@ -541,12 +600,23 @@ const _: () = {
     assert!(offset_of!(FlowRecord, bytes_toserver) == c::PAL_FLOW_RECORD_OFF_BYTES_TOSERVER);
     assert!(offset_of!(FlowRecord, bytes_toclient) == c::PAL_FLOW_RECORD_OFF_BYTES_TOCLIENT);
     assert!(
+        offset_of!(FlowRecord, payload_bytes_toserver)
+            == c::PAL_FLOW_RECORD_OFF_PAYLOAD_BYTES_TOSERVER
+    );
+    assert!(
+        offset_of!(FlowRecord, payload_bytes_toclient)
+            == c::PAL_FLOW_RECORD_OFF_PAYLOAD_BYTES_TOCLIENT
+    );
+    assert!(
         offset_of!(FlowRecord, tcp_flags_toserver) == c::PAL_FLOW_RECORD_OFF_TCP_FLAGS_TOSERVER
     );
     assert!(
         offset_of!(FlowRecord, tcp_flags_toclient) == c::PAL_FLOW_RECORD_OFF_TCP_FLAGS_TOCLIENT
     );
     assert!(offset_of!(FlowRecord, end_reason) == c::PAL_FLOW_RECORD_OFF_END_REASON);
+    assert!(offset_of!(FlowRecord, flags) == c::PAL_FLOW_RECORD_OFF_FLAGS);
+    assert!(offset_of!(FlowRecord, icmp_type) == c::PAL_FLOW_RECORD_OFF_ICMP_TYPE);
+    assert!(offset_of!(FlowRecord, icmp_code) == c::PAL_FLOW_RECORD_OFF_ICMP_CODE);
     assert!(offset_of!(FlowRecord, _pad) == c::PAL_FLOW_RECORD_OFF_PAD);
 
     assert!(size_of::<FlowKey>() == c::PAL_FLOW_KEY_SIZE);
@@ -556,20 +626,43 @@ const _: () = {
     assert!(offset_of!(FlowKey, port_hi) == c::PAL_FLOW_KEY_OFF_PORT_HI);
     assert!(offset_of!(FlowKey, l4_proto) == c::PAL_FLOW_KEY_OFF_L4_PROTO);
     assert!(offset_of!(FlowKey, ip_version) == c::PAL_FLOW_KEY_OFF_IP_VERSION);
-    assert!(offset_of!(FlowKey, vlan_id) == c::PAL_FLOW_KEY_OFF_VLAN_ID);
+    assert!(offset_of!(FlowKey, _pad) == c::PAL_FLOW_KEY_OFF_PAD);
 
     assert!(size_of::<FlowValue>() == c::PAL_FLOW_VALUE_SIZE);
     assert!(offset_of!(FlowValue, first_seen_ns) == c::PAL_FLOW_VALUE_OFF_FIRST_SEEN_NS);
     assert!(offset_of!(FlowValue, last_seen_ns) == c::PAL_FLOW_VALUE_OFF_LAST_SEEN_NS);
+    assert!(offset_of!(FlowValue, last_report_ns) == c::PAL_FLOW_VALUE_OFF_LAST_REPORT_NS);
     assert!(offset_of!(FlowValue, pkts) == c::PAL_FLOW_VALUE_OFF_PKTS);
     assert!(offset_of!(FlowValue, bytes) == c::PAL_FLOW_VALUE_OFF_BYTES);
+    assert!(offset_of!(FlowValue, payload_bytes) == c::PAL_FLOW_VALUE_OFF_PAYLOAD_BYTES);
     assert!(offset_of!(FlowValue, tcp_flags) == c::PAL_FLOW_VALUE_OFF_TCP_FLAGS);
     assert!(offset_of!(FlowValue, client_is_lo) == c::PAL_FLOW_VALUE_OFF_CLIENT_IS_LO);
     assert!(offset_of!(FlowValue, fin_mask) == c::PAL_FLOW_VALUE_OFF_FIN_MASK);
     assert!(offset_of!(FlowValue, ifindex) == c::PAL_FLOW_VALUE_OFF_IFINDEX);
     assert!(offset_of!(FlowValue, client_mac) == c::PAL_FLOW_VALUE_OFF_CLIENT_MAC);
     assert!(offset_of!(FlowValue, server_mac) == c::PAL_FLOW_VALUE_OFF_SERVER_MAC);
+    assert!(offset_of!(FlowValue, vlan_id) == c::PAL_FLOW_VALUE_OFF_VLAN_ID);
+    assert!(offset_of!(FlowValue, flags) == c::PAL_FLOW_VALUE_OFF_FLAGS);
+    assert!(offset_of!(FlowValue, direction) == c::PAL_FLOW_VALUE_OFF_DIRECTION);
+    assert!(offset_of!(FlowValue, icmp_type) == c::PAL_FLOW_VALUE_OFF_ICMP_TYPE);
+    assert!(offset_of!(FlowValue, icmp_code) == c::PAL_FLOW_VALUE_OFF_ICMP_CODE);
     assert!(offset_of!(FlowValue, _pad) == c::PAL_FLOW_VALUE_OFF_PAD);
+
+    assert!(size_of::<FlowConfig>() == c::PAL_FLOW_CONFIG_SIZE);
+    assert!(offset_of!(FlowConfig, idle_timeout_ns) == c::PAL_FLOW_CONFIG_OFF_IDLE_TIMEOUT_NS);
+    assert!(
+        offset_of!(FlowConfig, tcp_idle_timeout_ns) == c::PAL_FLOW_CONFIG_OFF_TCP_IDLE_TIMEOUT_NS
+    );
+    assert!(
+        offset_of!(FlowConfig, update_interval_ns) == c::PAL_FLOW_CONFIG_OFF_UPDATE_INTERVAL_NS
+    );
+    assert!(offset_of!(FlowConfig, sweep_interval_ns) == c::PAL_FLOW_CONFIG_OFF_SWEEP_INTERVAL_NS);
+
+    assert!(size_of::<FlowSweep>() == c::PAL_FLOW_SWEEP_SIZE);
+    assert!(offset_of!(FlowSweep, sweeps) == c::PAL_FLOW_SWEEP_OFF_SWEEPS);
+    assert!(offset_of!(FlowSweep, last_sweep_ns) == c::PAL_FLOW_SWEEP_OFF_LAST_SWEEP_NS);
+    assert!(offset_of!(FlowSweep, live) == c::PAL_FLOW_SWEEP_OFF_LIVE);
+    assert!(offset_of!(FlowSweep, walk_ns) == c::PAL_FLOW_SWEEP_OFF_WALK_NS);
 
     assert!(size_of::<DnsRule>() == c::PAL_DNS_RULE_SIZE);
     assert!(offset_of!(DnsRule, rule_id) == c::PAL_DNS_RULE_OFF_RULE_ID);
@@ -753,10 +846,15 @@ mod tests {
             pkts_toclient: 4,
             bytes_toserver: 5,
             bytes_toclient: 6,
+            payload_bytes_toserver: 7,
+            payload_bytes_toclient: 8,
             tcp_flags_toserver: 0x1b,
             tcp_flags_toclient: 0x12,
             end_reason: FLOW_REASON_FIN,
-            _pad: [0; 5],
+            flags: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            _pad: [0; 2],
         };
         let size = u32::try_from(FlowRecord::SIZE).expect("small struct");
         let mut bytes = RecordHeader::new(Kind::FlowEnd, size).to_bytes().to_vec();

@@ -130,6 +130,22 @@ struct MapBatch {
 // SAFETY: repr(C) plain data; offsets asserted below.
 unsafe impl Attr for MapBatch {}
 
+/// `BPF_PROG_TEST_RUN` attributes (the prefix up to `duration`).
+#[repr(C)]
+#[derive(Default)]
+struct TestRun {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for TestRun {}
+
 /// `BPF_OBJ_GET_INFO_BY_FD` attributes.
 #[repr(C)]
 #[derive(Default)]
@@ -207,6 +223,8 @@ pub(crate) const MAP_TYPE_ARRAY_OF_MAPS: u32 = c::KERNEL_BPF_MAP_TYPE_ARRAY_OF_M
 
 /// Update flags.
 pub(crate) const ANY: u64 = c::KERNEL_BPF_ANY;
+/// Update flags: create only.
+pub(crate) const NOEXIST: u64 = c::KERNEL_BPF_NOEXIST;
 
 fn fd_u32(fd: BorrowedFd<'_>) -> u32 {
     // Descriptors are never negative.
@@ -429,3 +447,25 @@ pub(crate) fn boot_time_ns() -> io::Result<u64> {
     let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
     Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
+
+/// Runs a program once on `data` with `BPF_PROG_TEST_RUN`; returns the program's return value.
+pub(crate) fn prog_test_run(prog: BorrowedFd<'_>, data: &[u8]) -> io::Result<u32> {
+    let mut attr = TestRun {
+        prog_fd: fd_u32(prog),
+        data_size_in: u32::try_from(data.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        data_in: addr(data),
+        repeat: 1,
+        ..TestRun::default()
+    };
+    bpf(c::KERNEL_BPF_PROG_TEST_RUN, &mut attr, "BPF_PROG_TEST_RUN")?;
+    Ok(attr.retval)
+}
+
+const _: () = {
+    assert!(offset_of!(TestRun, prog_fd) == c::KERNEL_ATTR_TEST_PROG_FD);
+    assert!(offset_of!(TestRun, retval) == c::KERNEL_ATTR_TEST_RETVAL);
+    assert!(offset_of!(TestRun, data_size_in) == c::KERNEL_ATTR_TEST_DATA_SIZE_IN);
+    assert!(offset_of!(TestRun, data_in) == c::KERNEL_ATTR_TEST_DATA_IN);
+    assert!(offset_of!(TestRun, repeat) == c::KERNEL_ATTR_TEST_REPEAT);
+};

@@ -11,6 +11,10 @@
 //!   IPv4 options and fragments, IPv6 extension headers and fragments, truncated headers, TCP
 //!   edge cases) give exactly the expected records, flow table entries and counters.
 //!
+//! - `idle_flows_end_by_the_kernel_timer`: with the sweeper armed (`flow_table::configure`),
+//!   a UDP flow gets update records while it lives and an end record with reason timeout
+//!   once idle, with nobody but the kernel involved; the counters and `pal_flow_sweep` agree.
+//!
 //! Run as root: `cargo test -p palisade-ebpf --test load`; without root every test prints
 //! that it was skipped. Each test mounts its own bpffs and creates its own namespaces, removed
 //! on drop; traffic stays between those namespaces, on 198.18.0.0/15 addresses.
@@ -28,6 +32,7 @@ mod support;
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsFd,
     time::Duration,
 };
 
@@ -38,11 +43,12 @@ use aya::{
 };
 use palisade_ebpf::{
     BlockAction, CAP_DHCP, DIR_EGRESS, DIR_INGRESS, DNS_HITS_ENTRIES, DNS_LEARNED_ENTRIES,
-    DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_VLAN, FLOW_ENTRIES, FLOW_REASON_FIN,
-    FLOW_REASON_NONE, FLOW_REASON_RST, FlowKey, FlowRecord, FlowValue, Kind, MAP_DNS_CONFIG,
-    MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, MAP_FLOWS, MAP_SCRATCH,
-    MAP_STATS, PALISADE_BPF, PINNED_MAPS, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES,
-    RecordHeader, Ring, STATS_ENTRIES, StatGroup, StatSlot, dns_policy, stats_key,
+    DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_VLAN, FLOW_ENTRIES, FLOW_F_VLAN, FLOW_REASON_FIN,
+    FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowKey, FlowRecord, FlowStat,
+    FlowValue, Kind, MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS,
+    MAP_FLOW_CONFIG, MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, MAP_SCRATCH, MAP_STATS,
+    PALISADE_BPF, PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES,
+    RecordHeader, Ring, STATS_ENTRIES, StatGroup, StatSlot, dns_policy, flow_table, stats_key,
 };
 use support::{ADDR_A, ADDR_B, BpfFs, RawSender, VethPair, frames::*, have_root};
 
@@ -545,8 +551,8 @@ fn traffic_becomes_records() {
     assert_eq!(start_flow.tcp_flags_toserver, TCP_SYN);
     assert_eq!(end.0.kind(), Some(Kind::FlowEnd));
     assert_eq!(
-        end.0.direction, DIR_INGRESS,
-        "the server's FIN completes the pair"
+        end.0.direction, DIR_EGRESS,
+        "flow records carry the first packet's direction"
     );
     let end_flow = flow_payload(end);
     assert_eq!(end_flow.end_reason, FLOW_REASON_FIN);
@@ -616,10 +622,22 @@ fn traffic_becomes_records() {
     assert_eq!(trailer[0].1.as_slice(), b"data");
     assert_eq!(trailer[0].0.orig_payload_len, 4);
     let trailer_flow = by_src_port(&flow, raw_port::UDP_TRAILER);
+    let trailer_flow = flow_payload(trailer_flow[0]);
     assert_eq!(
-        flow_payload(trailer_flow[0]).bytes_toserver,
-        20 + 8 + 4 + 4,
-        "IP length"
+        trailer_flow.bytes_toserver,
+        14 + 20 + 8 + 4 + 4 + 10,
+        "the frame as sent, Ethernet padding included"
+    );
+    assert_eq!(
+        trailer_flow.payload_bytes_toserver, 4,
+        "the UDP payload: no junk, no padding"
+    );
+    // The VLAN tag the kernel moved into skb metadata still counts in the frame.
+    let vlan_flow = flow_payload(by_src_port(&flow, raw_port::VLAN_OFFLOADED)[0]);
+    assert_eq!(
+        vlan_flow.bytes_toserver,
+        14 + 4 + 20 + 8 + 10,
+        "offloaded tag counted back"
     );
 
     for ignored in [raw_port::IPV6_FRAGMENT, raw_port::IPV4_LATER_FRAGMENT] {
@@ -686,7 +704,7 @@ fn traffic_becomes_records() {
         port_hi: 53,
         l4_proto: 17,
         ip_version: 4,
-        vlan_id: 0,
+        _pad: 0,
     };
     let value = table
         .get(&dns_key, 0)
@@ -695,13 +713,20 @@ fn traffic_becomes_records() {
         (value.pkts, value.client_is_lo, value.ifindex),
         ([1, 1], 1, ifindex)
     );
-    assert_eq!(value.bytes[0], 20 + 8 + DNS_QUERY.len() as u64);
+    assert_eq!(value.bytes[0], 14 + 20 + 8 + DNS_QUERY.len() as u64);
+    assert_eq!(value.payload_bytes, [DNS_QUERY.len() as u64, 5]);
+    // The VLAN is not part of the key; the entry remembers the first packet's tag.
     let vlan_key = FlowKey {
         port_lo: raw_port::VLAN_OFFLOADED,
-        vlan_id: VLAN_ID,
         ..dns_key
     };
-    assert!(table.get(&vlan_key, 0).is_ok(), "VLAN flow missing");
+    let vlan_value = table
+        .get(&vlan_key, 0)
+        .unwrap_or_else(|error| panic!("VLAN flow missing: {error}"));
+    assert_eq!(
+        (vlan_value.vlan_id, vlan_value.flags & FLOW_F_VLAN),
+        (VLAN_ID, FLOW_F_VLAN)
+    );
     for entry in table.iter() {
         let (key, _) = entry.unwrap();
         let ports = [key.port_lo, key.port_hi];
@@ -714,4 +739,78 @@ fn traffic_becomes_records() {
             "bare ACK in table: {key:?}"
         );
     }
+}
+
+#[test]
+fn idle_flows_end_by_the_kernel_timer() {
+    if !have_root("idle_flows_end_by_the_kernel_timer") {
+        return;
+    }
+    let net = VethPair::new();
+    let bpffs = BpfFs::new();
+    let mut ebpf = load(&bpffs, Some(1));
+    classifier(&mut ebpf, PROG_FLOW_TIMER_ARM)
+        .load()
+        .unwrap_or_else(|error| panic!("verifier rejected {PROG_FLOW_TIMER_ARM}: {error:?}"));
+    net.a.run(|| {
+        classifier(&mut ebpf, PROG_TC_EGRESS)
+            .attach("veth-a", TcAttachType::Egress)
+            .unwrap();
+    });
+    let timeouts = flow_table::Timeouts {
+        idle_ns: 1_500_000_000,
+        tcp_idle_ns: 60_000_000_000,
+        update_ns: 400_000_000,
+    };
+    {
+        let config = dns_policy::map_fd(ebpf.map(MAP_FLOW_CONFIG).unwrap()).unwrap();
+        let prog = ebpf
+            .program(PROG_FLOW_TIMER_ARM)
+            .unwrap()
+            .fd()
+            .unwrap()
+            .as_fd();
+        // Twice: arming an armed timer is fine.
+        flow_table::configure(config, prog, timeouts).unwrap();
+        flow_table::configure(config, prog, timeouts).unwrap();
+    }
+
+    let server = net.b.run(|| udp_socket(ADDR_B, 5353));
+    let client = net.a.run(|| udp_socket(ADDR_A, 0));
+    let mut port = 0;
+    for _ in 0..3 {
+        port = udp_exchange(&client, &server, b"tick", false);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Idle now: the flow ends within timeout + one sweep period (+ slack).
+    std::thread::sleep(Duration::from_millis(1_500 + 600 + 400));
+    let records = drain(&mut ebpf, Ring::Flow);
+    let ours: Vec<_> = by_src_port(&records, port);
+    let kinds: Vec<_> = ours.iter().map(|(h, _)| h.kind().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&Kind::FlowStart), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&Kind::FlowEnd), "{kinds:?}");
+    assert!(
+        kinds.iter().filter(|k| **k == Kind::FlowUpdate).count() >= 1,
+        "a flow living 0.6 s+ with a 0.4 s update interval: {kinds:?}"
+    );
+    let end = flow_payload(ours.last().unwrap());
+    assert_eq!(end.end_reason, FLOW_REASON_TIMEOUT);
+    assert_eq!((end.pkts_toserver, end.payload_bytes_toserver), (3, 12));
+    let idle_ns = ours.last().unwrap().0.ts_boot_ns - end.last_seen_ns;
+    assert!(
+        (1_500_000_000..1_500_000_000 + 1_000_000_000).contains(&idle_ns),
+        "ended {idle_ns} ns after the last packet"
+    );
+
+    let counter = |stat: FlowStat| -> u64 {
+        let stats = PerCpuArray::<_, u64>::try_from(ebpf.map(MAP_FLOW_STATS).unwrap()).unwrap();
+        stats.get(&stat.index(), 0).unwrap().iter().sum()
+    };
+    assert!(counter(FlowStat::EndedTimeout) >= 1);
+    assert!(counter(FlowStat::Updates) >= 1);
+    let sweep =
+        flow_table::sweep_state(dns_policy::map_fd(ebpf.map(MAP_FLOW_SWEEP).unwrap()).unwrap())
+            .unwrap();
+    assert!(sweep.sweeps >= 5, "{sweep:?}");
+    assert_eq!(sweep.live, 0, "{sweep:?}");
 }

@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 1
+#define PAL_ABI_VERSION 2
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
@@ -26,6 +26,7 @@
 #define PAL_KIND_TLS 3
 #define PAL_KIND_FLOW_START 4
 #define PAL_KIND_FLOW_END 5
+#define PAL_KIND_FLOW_UPDATE 6 /* periodic report of a long flow (sweeper) */
 
 /* Direction relative to the interface the program is attached to. */
 #define PAL_DIR_INGRESS 0
@@ -68,9 +69,15 @@
 #define PAL_CAP_MAX 2048
 
 /* Flow end reasons (pal_flow_record.end_reason). */
-#define PAL_FLOW_REASON_NONE 0 /* start record */
-#define PAL_FLOW_REASON_FIN 1
-#define PAL_FLOW_REASON_RST 2
+#define PAL_FLOW_REASON_NONE 0    /* start or update record */
+#define PAL_FLOW_REASON_FIN 1     /* FIN seen both ways */
+#define PAL_FLOW_REASON_RST 2     /* RST seen */
+#define PAL_FLOW_REASON_TIMEOUT 3 /* idle for the protocol's timeout (sweeper) */
+
+/* pal_flow_value.flags and pal_flow_record.flags. */
+#define PAL_FLOW_F_SEEDED 0x01   /* entry made from a conntrack entry at supervisor start */
+#define PAL_FLOW_F_ANNOUNCE 0x02 /* seeded entry whose start record the sweeper still owes */
+#define PAL_FLOW_F_VLAN 0x04     /* vlan_id is valid (the first packet was tagged) */
 
 /*
  * Every ring-buffer record starts with this header; payload_len bytes of
@@ -101,27 +108,42 @@ struct pal_record_hdr {
 };
 
 /*
- * Payload of PAL_KIND_FLOW_START / PAL_KIND_FLOW_END. The header's
- * addresses/ports/MACs are oriented client (first packet's sender) -> server;
- * its ts_boot_ns, ifindex and direction are those of the packet that produced
- * the record (the first packet, or the RST / second FIN).
+ * Payload of PAL_KIND_FLOW_START / _UPDATE / _END. The header's addresses,
+ * ports and MACs are oriented client (first packet's sender, or conntrack's
+ * original direction for seeded flows) -> server; its ifindex, direction and
+ * VLAN are those of the flow's first packet, its ts_boot_ns the time the
+ * record was made.
+ *
+ * Byte counters: bytes_* count frames as captured, link-layer header
+ * included (Suricata's and Arkime's bytes_toserver; a VLAN tag the NIC
+ * stripped counts, a GSO/GRO super-packet counts as the segments it stands
+ * for). payload_bytes_* count L4 payload only (TCP/UDP data), which is what
+ * the sending application wrote.
  */
 struct pal_flow_record {
-	__u64 first_seen_ns;     /* boot ns of the first packet */
-	__u64 last_seen_ns;      /* boot ns of the latest packet */
+	__u64 first_seen_ns;          /* boot ns of the first packet */
+	__u64 last_seen_ns;           /* boot ns of the latest packet */
 	__u64 pkts_toserver;
 	__u64 pkts_toclient;
-	__u64 bytes_toserver;    /* L3 bytes (IP header included) */
+	__u64 bytes_toserver;
 	__u64 bytes_toclient;
-	__u8 tcp_flags_toserver; /* OR of TCP flags seen client -> server */
+	__u64 payload_bytes_toserver;
+	__u64 payload_bytes_toclient;
+	__u8 tcp_flags_toserver;      /* OR of TCP flags seen client -> server */
 	__u8 tcp_flags_toclient;
-	__u8 end_reason;         /* PAL_FLOW_REASON_* */
-	__u8 _pad[5];
+	__u8 end_reason;              /* PAL_FLOW_REASON_* */
+	__u8 flags;                   /* PAL_FLOW_F_* */
+	__u8 icmp_type;               /* ICMP/ICMPv6 flows: the first packet's type */
+	__u8 icmp_code;               /* ... and code */
+	__u8 _pad[2];
 };
 
 /*
  * Key of the pal_flows LRU hash: the direction-normalized 5-tuple. Endpoints
  * are ordered by address (as a 128-bit big-endian number), then by port.
+ * VLAN tags are not part of the key: a flow seen with and without a tag (or
+ * with a second, QinQ tag) is one flow, as tshark and Zeek count it.
+ * ICMP flows have both ports 0: all ICMP between two hosts is one flow.
  */
 struct pal_flow_key {
 	__u8 addr_lo[16];  /* the numerically lower (addr, port) endpoint */
@@ -130,7 +152,7 @@ struct pal_flow_key {
 	__u16 port_hi;
 	__u8 l4_proto;
 	__u8 ip_version;
-	__u16 vlan_id;     /* 0 when untagged */
+	__u16 _pad;        /* explicit padding, always 0 */
 };
 
 /*
@@ -141,16 +163,57 @@ struct pal_flow_key {
 struct pal_flow_value {
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;
-	__u64 pkts[2];       /* [0] client -> server, [1] server -> client */
-	__u64 bytes[2];
+	__u64 last_report_ns;   /* when the last start/update record was made */
+	__u64 pkts[2];          /* [0] client -> server, [1] server -> client */
+	__u64 bytes[2];         /* frame bytes, see pal_flow_record */
+	__u64 payload_bytes[2];
 	__u8 tcp_flags[2];
-	__u8 client_is_lo;   /* 1 if the client is the key's addr_lo side */
-	__u8 fin_mask;       /* bit 0: FIN from client, bit 1: FIN from server */
-	__u32 ifindex;
+	__u8 client_is_lo;      /* 1 if the client is the key's addr_lo side */
+	__u8 fin_mask;          /* bit 0: FIN from client, bit 1: FIN from server */
+	__u32 ifindex;          /* first packet's interface; 0 until a seeded flow is seen */
 	__u8 client_mac[6];
 	__u8 server_mac[6];
-	__u32 _pad;
+	__u16 vlan_id;          /* first packet's outer VLAN id, with PAL_FLOW_F_VLAN */
+	__u8 flags;             /* PAL_FLOW_F_* */
+	__u8 direction;         /* first packet's PAL_DIR_* */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 _pad[6];
 };
+
+/*
+ * Value of pal_flow_config[0], written by the supervisor. The sweeper (a
+ * kernel timer, so it runs while no supervisor or worker does) walks the
+ * table every sweep_interval_ns: it ends flows idle for longer than their
+ * timeout and reports flows whose last report is update_interval_ns old.
+ */
+struct pal_flow_config {
+	__u64 idle_timeout_ns;     /* UDP, ICMP: end after this long without a packet */
+	__u64 tcp_idle_timeout_ns; /* TCP without FIN pair or RST */
+	__u64 update_interval_ns;  /* 0: no periodic update records */
+	__u64 sweep_interval_ns;   /* timer period; 0 stops the sweeper */
+};
+
+/* Value of pal_flow_sweep[0], written by the sweeper after each walk. */
+struct pal_flow_sweep {
+	__u64 sweeps;        /* walks completed */
+	__u64 last_sweep_ns; /* boot ns of the latest walk */
+	__u64 live;          /* flows in the table at the latest walk (announced ones) */
+	__u64 walk_ns;       /* duration of the latest walk */
+};
+
+/* pal_flow_stats slots: per-CPU u64 counters, key = slot. */
+#define PAL_FLOW_STAT_CREATED 0       /* flows started by a packet */
+#define PAL_FLOW_STAT_SEEDED 1        /* seeded flows announced by the sweeper */
+#define PAL_FLOW_STAT_ENDED_FIN 2
+#define PAL_FLOW_STAT_ENDED_RST 3
+#define PAL_FLOW_STAT_ENDED_TIMEOUT 4
+#define PAL_FLOW_STAT_UPDATES 5       /* update records made */
+#define PAL_FLOW_STAT_COUNT 6
+/*
+ * Evictions are not reported by the LRU; user space derives them:
+ * created + seeded - ended_* - live (pal_flow_sweep).
+ */
 
 /* ------------------------------------------------------------------------ */
 /* DNS policy (maps pal_dns_policy, pal_dns_learned, pal_dns_config,        */
