@@ -252,11 +252,12 @@ mod tests {
                     value: 3,
                 }],
                 dns: DnsPolicyStatus::default(),
+                flows: FlowTableStatus::default(),
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
                 "6172736501010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
-                "000103646e73077265636f7264730300000000000000"
+                "000103646e73077265636f726473030000000000000000000000000000000000"
             ),
         );
     }
@@ -297,6 +298,48 @@ mod tests {
                 hits: 7,
             }]),
             "050101017207",
+        );
+    }
+
+    #[test]
+    fn golden_control_flows() {
+        golden(
+            ControlRequest::FlowsTop {
+                by: FlowOrder::Packets,
+                limit: 10,
+            },
+            "07010a",
+        );
+        golden(
+            ControlRequest::FlowsShow {
+                host: "::1".into(),
+                limit: 5,
+            },
+            "08033a3a3105",
+        );
+        golden(
+            ControlResponse::Flows(FlowList {
+                live: 3,
+                matched: 1,
+                flows: vec![FlowSummary {
+                    proto: "tcp".into(),
+                    src_ip: "a".into(),
+                    src_port: 1,
+                    dest_ip: "b".into(),
+                    dest_port: 2,
+                    pkts_toserver: 3,
+                    pkts_toclient: 4,
+                    bytes_toserver: 5,
+                    bytes_toclient: 6,
+                    age_ms: 7,
+                    idle_ms: 8,
+                    interface: "e".into(),
+                    tcp_flags_ts: 0x1b,
+                    tcp_flags_tc: 0x12,
+                    seeded: true,
+                }],
+            }),
+            "080301010374637001610101620203040506070801651b1201",
         );
     }
 

@@ -228,6 +228,105 @@ pub enum ControlRequest {
     DnsBlockedHits,
     /// Mutating (root only): reopen the event log files (after rotation).
     ReopenLogs,
+    /// Read-only: the biggest live flows.
+    FlowsTop {
+        /// Sort key.
+        by: FlowOrder,
+        /// Rows wanted (the daemon caps it at [`FLOW_ROWS_MAX`]).
+        limit: u32,
+    },
+    /// Read-only: live flows with `host` (an IP address) at either end, biggest first.
+    FlowsShow {
+        /// IPv4 or IPv6 address, as text.
+        host: String,
+        /// Rows wanted (capped like `FlowsTop`).
+        limit: u32,
+    },
+}
+
+/// Most rows a flow listing returns (keeps the answer well inside one frame).
+pub const FLOW_ROWS_MAX: u32 = 200;
+
+/// Sort key of [`ControlRequest::FlowsTop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowOrder {
+    /// Bytes both ways.
+    Bytes,
+    /// Packets both ways.
+    Packets,
+}
+
+/// One live flow (from the kernel flow table).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FlowSummary {
+    /// `tcp`, `udp`, `icmp` or `ipv6-icmp`.
+    pub proto: String,
+    /// Client address (the first packet's sender, or conntrack's originator).
+    pub src_ip: String,
+    /// Client port (0 for ICMP).
+    pub src_port: u16,
+    /// Server address.
+    pub dest_ip: String,
+    /// Server port.
+    pub dest_port: u16,
+    /// Packets client -> server.
+    pub pkts_toserver: u64,
+    /// Packets server -> client.
+    pub pkts_toclient: u64,
+    /// Frame bytes client -> server.
+    pub bytes_toserver: u64,
+    /// Frame bytes server -> client.
+    pub bytes_toclient: u64,
+    /// Milliseconds since the first packet.
+    pub age_ms: u64,
+    /// Milliseconds since the latest packet.
+    pub idle_ms: u64,
+    /// Interface of the first packet (empty while a seeded flow has not been seen).
+    pub interface: String,
+    /// OR of TCP flags client -> server.
+    pub tcp_flags_ts: u8,
+    /// OR of TCP flags server -> client.
+    pub tcp_flags_tc: u8,
+    /// Seeded from conntrack at start.
+    pub seeded: bool,
+}
+
+/// Answer to [`ControlRequest::FlowsTop`] and [`ControlRequest::FlowsShow`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FlowList {
+    /// Flows in the kernel table.
+    pub live: u64,
+    /// Flows that matched the request (before the row limit).
+    pub matched: u64,
+    /// The rows, biggest first.
+    pub flows: Vec<FlowSummary>,
+}
+
+/// The flow table in [`StatusReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FlowTableStatus {
+    /// Flows in the table at the sweeper's latest walk.
+    pub live: u64,
+    /// Table capacity.
+    pub capacity: u32,
+    /// Flows evicted by the LRU before they ended (their end event is lost):
+    /// created + seeded - ended - live.
+    pub evicted: u64,
+    /// Sweeper walks since the maps were created.
+    pub sweeps: u64,
+    /// Milliseconds since the latest walk (`None` before the first).
+    pub last_sweep_ms_ago: Option<u64>,
+    /// Duration of the latest walk, microseconds.
+    pub sweep_walk_us: u64,
+    /// `[flow]` timeouts in force, seconds.
+    pub idle_timeout_s: u32,
+    /// TCP idle timeout in force, seconds.
+    pub tcp_idle_timeout_s: u32,
+    /// Update interval in force, seconds (0: none).
+    pub update_interval_s: u32,
+    /// Conntrack seeding at start: what happened, or why it could not.
+    pub conntrack: String,
 }
 
 /// State of a worker slot as the supervisor sees it.
@@ -345,6 +444,8 @@ pub struct StatusReport {
     pub kernel: Vec<KernelCounter>,
     /// DNS policy.
     pub dns: DnsPolicyStatus,
+    /// Flow table.
+    pub flows: FlowTableStatus,
 }
 
 /// DNS policy in [`StatusReport`].
@@ -434,4 +535,6 @@ pub enum ControlResponse {
     /// Answer to [`ControlRequest::ReopenLogs`]: the workers now writing to
     /// freshly opened files.
     LogsReopened(Vec<WorkerKind>),
+    /// Answer to [`ControlRequest::FlowsTop`] and [`ControlRequest::FlowsShow`].
+    Flows(FlowList),
 }

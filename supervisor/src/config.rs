@@ -60,6 +60,17 @@ struct RawConfig {
     workers: RawWorkers,
     #[serde(default)]
     dns: RawDns,
+    #[serde(default)]
+    flow: RawFlow,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    idle_timeout_s: Option<Spanned<i64>>,
+    tcp_idle_timeout_s: Option<Spanned<i64>>,
+    update_interval_s: Option<Spanned<i64>>,
+    seed_from_conntrack: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,7 +138,43 @@ pub struct Config {
     pub workers: BTreeMap<WorkerKind, WorkerSettings>,
     /// DNS policy.
     pub dns: DnsConfig,
+    /// Flow table.
+    pub flow: FlowConfig,
 }
+
+/// `[flow]`: the kernel flow table's timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// UDP, ICMP: a flow ends after this many seconds without a packet.
+    pub idle_timeout_s: u32,
+    /// TCP without FIN pair or RST: idem.
+    pub tcp_idle_timeout_s: u32,
+    /// Seconds between update records of a long flow; 0 for none.
+    pub update_interval_s: u32,
+    /// Seed the table from the kernel's conntrack table at start.
+    pub seed_from_conntrack: bool,
+}
+
+impl FlowConfig {
+    /// The sweeper's view, in nanoseconds.
+    pub fn timeouts(&self) -> palisade_ebpf::flow_table::Timeouts {
+        const NS: u64 = 1_000_000_000;
+        palisade_ebpf::flow_table::Timeouts {
+            idle_ns: u64::from(self.idle_timeout_s) * NS,
+            tcp_idle_ns: u64::from(self.tcp_idle_timeout_s) * NS,
+            update_ns: u64::from(self.update_interval_s) * NS,
+        }
+    }
+}
+
+/// Defaults: Zeek's inactivity timeouts (1 min UDP/ICMP, 5 min TCP), no periodic updates
+/// (as Suricata and Zeek), seeding on.
+pub const DEFAULT_FLOW: FlowConfig = FlowConfig {
+    idle_timeout_s: 60,
+    tcp_idle_timeout_s: 300,
+    update_interval_s: 0,
+    seed_from_conntrack: true,
+};
 
 /// `[dns]`: domain policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +265,30 @@ impl Checker<'_> {
             );
         }
         Ok(s.clone())
+    }
+
+    /// A whole number of seconds within `range`, or `default`.
+    fn seconds(
+        &self,
+        key: &str,
+        value: Option<Spanned<i64>>,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> Result<u32, ConfigError> {
+        let Some(v) = value else { return Ok(default) };
+        match u32::try_from(*v.get_ref()) {
+            Ok(s) if range.contains(&s) => Ok(s),
+            _ => self.invalid(
+                key,
+                v.span(),
+                format!(
+                    "{} is outside {}..={} (seconds)",
+                    v.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            ),
+        }
     }
 
     fn worker(
@@ -357,6 +428,31 @@ impl Config {
             },
             block_action,
         };
+        const DAY: u32 = 86_400;
+        let flow = FlowConfig {
+            idle_timeout_s: c.seconds(
+                "flow.idle_timeout_s",
+                raw.flow.idle_timeout_s,
+                DEFAULT_FLOW.idle_timeout_s,
+                1..=DAY,
+            )?,
+            tcp_idle_timeout_s: c.seconds(
+                "flow.tcp_idle_timeout_s",
+                raw.flow.tcp_idle_timeout_s,
+                DEFAULT_FLOW.tcp_idle_timeout_s,
+                1..=7 * DAY,
+            )?,
+            update_interval_s: c.seconds(
+                "flow.update_interval_s",
+                raw.flow.update_interval_s,
+                DEFAULT_FLOW.update_interval_s,
+                0..=DAY,
+            )?,
+            seed_from_conntrack: raw
+                .flow
+                .seed_from_conntrack
+                .unwrap_or(DEFAULT_FLOW.seed_from_conntrack),
+        };
         let RawWorkers {
             dhcp,
             dns: dns_worker,
@@ -389,6 +485,7 @@ impl Config {
             )?,
             workers,
             dns,
+            flow,
         })
     }
 
@@ -479,6 +576,35 @@ mod tests {
         assert_eq!(
             err("[dns]\nallowlists = [\"rel.txt\"]\n"),
             "t.toml:2: dns.allowlists: \"rel.txt\" is not an absolute path"
+        );
+    }
+
+    #[test]
+    fn flow_section() {
+        let c = Config::load(None).expect("embedded default parses");
+        assert_eq!(c.flow, DEFAULT_FLOW);
+        let c = Config::parse(
+            "t",
+            "[flow]\nidle_timeout_s = 30\ntcp_idle_timeout_s = 3600\nupdate_interval_s = 60\nseed_from_conntrack = false\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (
+                c.flow.idle_timeout_s,
+                c.flow.tcp_idle_timeout_s,
+                c.flow.update_interval_s,
+                c.flow.seed_from_conntrack
+            ),
+            (30, 3600, 60, false)
+        );
+        assert_eq!(c.flow.timeouts().update_ns, 60_000_000_000);
+        assert_eq!(
+            err("[flow]\n\nidle_timeout_s = 0\n"),
+            "t.toml:3: flow.idle_timeout_s: 0 is outside 1..=86400 (seconds)"
+        );
+        assert_eq!(
+            err("[flow]\nupdate_interval_s = -1\n"),
+            "t.toml:2: flow.update_interval_s: -1 is outside 0..=86400 (seconds)"
         );
     }
 
