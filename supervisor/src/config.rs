@@ -429,7 +429,7 @@ impl Config {
             block_action,
         };
         const DAY: u32 = 86_400;
-        let flow = FlowConfig {
+        let flow_table = FlowConfig {
             idle_timeout_s: c.seconds(
                 "flow.idle_timeout_s",
                 raw.flow.idle_timeout_s,
@@ -485,7 +485,7 @@ impl Config {
             )?,
             workers,
             dns,
-            flow,
+            flow: flow_table,
         })
     }
 

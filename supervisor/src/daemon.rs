@@ -14,9 +14,9 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use palisade_ipc::{
     PROTOCOL_VERSION,
     messages::{
-        ControlErrorKind, ControlRequest, ControlResponse, InterfaceName, InterfaceStatus,
-        ReloadReport, RestartTarget, RuleHits, StatusReport, SupervisorToWorker, VersionInfo,
-        WorkerKind,
+        ControlErrorKind, ControlRequest, ControlResponse, FlowOrder, InterfaceName,
+        InterfaceStatus, ReloadReport, RestartTarget, RuleHits, StatusReport, SupervisorToWorker,
+        VersionInfo, WorkerKind,
     },
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -97,6 +97,9 @@ pub enum DaemonError {
     /// Writing the DNS policy maps.
     #[error(transparent)]
     DnsKernel(#[from] crate::policy::dns_kernel::KernelPolicyError),
+    /// Configuring the flow table (sweeper).
+    #[error("flow table: {0}")]
+    Flow(String),
     /// Opening an event log or epoll.
     #[error("{what}")]
     Io {
@@ -117,6 +120,8 @@ struct Daemon {
     started: Instant,
     dns: DnsState,
     dns_kernel_rules: u32,
+    /// What conntrack seeding did at start (shown by `status`).
+    conntrack_seed: String,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -172,6 +177,14 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
     );
     let dns = DnsState::new(rules, cfg.dns.block_action);
     release_memory();
+    // The flow sweeper runs in the kernel; seeding goes in before traffic is attached so
+    // that the first packets of old connections find their real client and server.
+    crate::flows::configure(&loaded, &cfg.flow).map_err(DaemonError::Flow)?;
+    let conntrack_seed = if cfg.flow.seed_from_conntrack {
+        crate::flows::seed_from_conntrack(&loaded)
+    } else {
+        "off ([flow] seed_from_conntrack = false)".to_owned()
+    };
     let names = if cfg.interfaces.is_empty() {
         interfaces::default_interfaces()?
     } else {
@@ -253,6 +266,7 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
         started,
         dns,
         dns_kernel_rules,
+        conntrack_seed,
     };
     daemon.event_loop(&control)
 }
@@ -514,7 +528,14 @@ impl Daemon {
                 "reloaded; these settings take effect after a restart"
             );
         }
+        if config.flow != self.opts.config.flow {
+            crate::flows::configure(&self.loaded, &config.flow)?;
+            if config.flow.seed_from_conntrack != self.opts.config.flow.seed_from_conntrack {
+                restart_needed.push("flow.seed_from_conntrack".to_owned());
+            }
+        }
         self.opts.config.dns = config.dns;
+        self.opts.config.flow = config.flow;
         Ok(ReloadReport {
             dns_ruleset_sha256: hex::encode(self.dns.rules.sha256()),
             dns_kernel_rules: kernel_rules,
@@ -591,6 +612,14 @@ impl Daemon {
                     },
                 }
             }
+            ControlRequest::FlowsTop { by, limit } => self.flows(None, *by, *limit),
+            ControlRequest::FlowsShow { host, limit } => match host.parse() {
+                Ok(addr) => self.flows(Some(addr), FlowOrder::Bytes, *limit),
+                Err(_) => ControlResponse::Error {
+                    kind: ControlErrorKind::Failed,
+                    message: format!("{host:?} is not an IP address"),
+                },
+            },
             ControlRequest::Version => ControlResponse::Version(version_info()),
             ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
             ControlRequest::Restart(target) => {
@@ -614,6 +643,26 @@ impl Daemon {
         }
     }
 
+    fn flows(
+        &self,
+        host: Option<std::net::IpAddr>,
+        order: FlowOrder,
+        limit: u32,
+    ) -> ControlResponse {
+        let names = self
+            .interfaces
+            .iter()
+            .map(|i| (i.ifindex, i.name.clone()))
+            .collect();
+        match crate::flows::list(&self.loaded, &names, host, order, limit) {
+            Ok(list) => ControlResponse::Flows(list),
+            Err(message) => ControlResponse::Error {
+                kind: ControlErrorKind::Failed,
+                message,
+            },
+        }
+    }
+
     fn status(&self) -> StatusReport {
         let now = Instant::now();
         let kernel = counters::read(&self.loaded.ebpf).unwrap_or_else(|e| {
@@ -629,6 +678,7 @@ impl Daemon {
             interfaces: self.interfaces.clone(),
             kernel,
             dns: self.dns.status(self.dns_kernel_rules),
+            flows: crate::flows::status(&self.loaded, &self.opts.config.flow, &self.conntrack_seed),
         }
     }
 }

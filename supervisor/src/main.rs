@@ -6,6 +6,7 @@ mod config;
 mod control;
 mod daemon;
 mod ebpf;
+mod flows;
 mod interfaces;
 mod metrics;
 mod paths;

@@ -184,6 +184,21 @@ pub fn render(r: &StatusReport) -> String {
             "Worker block requests the supervisor refused.",
             d.refused_requests,
         ),
+        (
+            "palisade_flows_live",
+            "Flows in the kernel flow table (latest sweep).",
+            r.flows.live,
+        ),
+        (
+            "palisade_flows_evicted_total",
+            "Flows the full table evicted before they ended (their end event is lost).",
+            r.flows.evicted,
+        ),
+        (
+            "palisade_flow_sweeps_total",
+            "Walks of the kernel flow sweeper.",
+            r.flows.sweeps,
+        ),
     ] {
         let mut f = Family::new(
             &mut o,

@@ -314,6 +314,12 @@ impl Lab {
     }
 
     /// Opens the sensor namespace (for `setns`).
+    /// The daemon's versioned pin directory (`<pin root>/v<ABI>`).
+    pub fn pin_dir(&self) -> PathBuf {
+        self.pin_root
+            .join(format!("v{}", palisade_ebpf::ABI_VERSION))
+    }
+
     pub fn sensor_netns_fd(&self) -> OwnedFd {
         fs::File::open(format!("/run/netns/{}", self.sensor_ns))
             .expect("open netns")

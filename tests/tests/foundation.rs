@@ -182,7 +182,7 @@ fn workers_run_unprivileged_with_only_their_fds() {
         );
     }
     // The worker's uid cannot touch the pinned maps either.
-    let maps = lab.pin_root.join("v1").join("maps").join("rb_dns");
+    let maps = lab.pin_dir().join("maps").join("rb_dns");
     assert!(maps.exists(), "ring buffer pinned at {}", maps.display());
     let open = Command::new("setpriv")
         .args([
@@ -453,7 +453,7 @@ fn status_reports_workers_interfaces_and_versions() {
     daemon.wait_healthy();
     let s = daemon.status_json().expect("status");
     assert_eq!(s["version"]["protocol"], palisade_ipc::PROTOCOL_VERSION);
-    assert_eq!(s["version"]["abi"], 1);
+    assert_eq!(s["version"]["abi"], palisade_ebpf::ABI_VERSION);
     let iface = &s["interfaces"][0];
     assert_eq!(iface["name"], SENSOR_IF);
     let hooks: Vec<&str> = iface["attachments"]
@@ -482,7 +482,7 @@ fn status_reports_workers_interfaces_and_versions() {
     }
     let version = daemon.ctl(&["version", "--json"]);
     let v: Value = serde_json::from_slice(&version.stdout).expect("version json");
-    assert_eq!(v["daemon"]["abi"], 1);
+    assert_eq!(v["daemon"]["abi"], palisade_ebpf::ABI_VERSION);
 }
 
 #[test]
@@ -491,8 +491,7 @@ fn sigterm_stops_workers_and_leaves_programs_pinned() {
     let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
     let pids = daemon.wait_healthy();
     let pin = lab
-        .pin_root
-        .join("v1")
+        .pin_dir()
         .join("links")
         .join(format!("{SENSOR_IF}_ingress"));
     assert!(pin.exists());
@@ -563,7 +562,7 @@ fn restarted_daemon_adopts_pinned_links_and_detach_on_exit_removes_them() {
         lab.tcx_programs(true).is_empty(),
         "--detach-on-exit left programs attached"
     );
-    assert!(!lab.pin_root.join("v1").exists());
+    assert!(!lab.pin_dir().exists());
 }
 
 #[test]
@@ -592,8 +591,7 @@ fn restarted_daemon_replaces_other_code_in_a_pinned_link_in_place() {
         .expect("clang-19");
     assert!(cc.status.success(), "{cc:?}");
     let pin = lab
-        .pin_root
-        .join("v1")
+        .pin_dir()
         .join("links")
         .join(format!("{SENSOR_IF}_ingress"));
     let mut old = aya::Ebpf::load_file(&obj).expect("load old object");

@@ -3,6 +3,7 @@
 mod check_config;
 mod cleanup;
 mod dns;
+mod flows;
 mod metrics;
 mod reload;
 mod reopen_logs;
@@ -51,6 +52,7 @@ enum Command {
     ReopenLogs(reopen_logs::Args),
     Metrics(metrics::Args),
     Dns(dns::Args),
+    Flows(flows::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
 }
@@ -66,6 +68,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::ReopenLogs(a) => reopen_logs::main(a),
         Command::Metrics(a) => metrics::main(a),
         Command::Dns(a) => dns::main(a),
+        Command::Flows(a) => flows::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
     }

@@ -158,6 +158,41 @@ pub fn render(r: &StatusReport) -> String {
     if !policy.is_empty() {
         let _ = writeln!(o, "  kernel: {}", policy.join(" "));
     }
+    let f = &r.flows;
+    let _ = writeln!(
+        o,
+        "\nFLOW TABLE  {} of {} live, {} evicted before their end, timeouts {}s (tcp {}s), updates {}",
+        f.live,
+        f.capacity,
+        f.evicted,
+        f.idle_timeout_s,
+        f.tcp_idle_timeout_s,
+        if f.update_interval_s == 0 {
+            "off".to_owned()
+        } else {
+            format!("every {}s", f.update_interval_s)
+        }
+    );
+    match f.last_sweep_ms_ago {
+        Some(ago) => {
+            let _ = writeln!(
+                o,
+                "  kernel sweeper: {} walks, last {} ms ago, {} us per walk",
+                f.sweeps, ago, f.sweep_walk_us
+            );
+        }
+        None => {
+            let _ = writeln!(o, "  kernel sweeper: NOT RUNNING (no walk yet)");
+        }
+    }
+    let _ = writeln!(o, "  conntrack: {}", f.conntrack);
+    let flow_counters: Vec<String> = r
+        .kernel
+        .iter()
+        .filter(|k| k.group == "flow_table")
+        .map(|k| format!("{}={}", k.counter, k.value))
+        .collect();
+    let _ = writeln!(o, "  kernel: {}", flow_counters.join(" "));
     let _ = writeln!(
         o,
         "\nKERNEL   RECORDS      RING_FULL  TRUNCATED  NOT_PARSED  MAP_FULL"

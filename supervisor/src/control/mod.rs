@@ -16,7 +16,9 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         ControlRequest::Status
         | ControlRequest::Version
         | ControlRequest::DnsTest(_)
-        | ControlRequest::DnsBlockedHits => false,
+        | ControlRequest::DnsBlockedHits
+        | ControlRequest::FlowsTop { .. }
+        | ControlRequest::FlowsShow { .. } => false,
         ControlRequest::Restart(_) | ControlRequest::Reload | ControlRequest::ReopenLogs => true,
     }
 }

@@ -54,7 +54,7 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Loads the object and both TC programs.
+    /// Loads the object, both TC programs and the flow sweeper's arming program.
     pub fn load(pins: &PinTree) -> Result<Self, LoadError> {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.maps())
@@ -63,6 +63,7 @@ impl Loaded {
         for name in [
             palisade_ebpf::PROG_TC_INGRESS,
             palisade_ebpf::PROG_TC_EGRESS,
+            palisade_ebpf::PROG_FLOW_TIMER_ARM,
         ] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)

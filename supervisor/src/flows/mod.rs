@@ -1,0 +1,311 @@
+//! The kernel flow table, supervisor side: configuring and arming the
+//! kernel sweeper, seeding from conntrack at start, the `status` view and
+//! the `flows top` / `flows show` listings (read straight from `pal_flows`).
+//! The supervisor is the table's only writer besides the kernel.
+
+pub mod conntrack;
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    os::fd::{AsFd, BorrowedFd},
+};
+
+use palisade_ebpf::{
+    FLOW_F_ANNOUNCE, FLOW_F_SEEDED, FlowKey, FlowStat, FlowValue, MAP_FLOW_CONFIG, MAP_FLOW_STATS,
+    MAP_FLOW_SWEEP, MAP_FLOWS, PROG_FLOW_TIMER_ARM, dns_policy::map_fd, flow_table,
+};
+use palisade_ipc::messages::{FlowList, FlowOrder, FlowSummary, FlowTableStatus};
+
+use crate::{config::FlowConfig, ebpf::loader::Loaded};
+
+fn map<'a>(loaded: &'a Loaded, name: &'static str) -> Result<BorrowedFd<'a>, String> {
+    loaded
+        .ebpf
+        .map(name)
+        .and_then(map_fd)
+        .ok_or_else(|| format!("map {name} missing from the eBPF object"))
+}
+
+/// Writes the timeouts and (re)arms the kernel sweeper.
+pub fn configure(loaded: &Loaded, cfg: &FlowConfig) -> Result<(), String> {
+    let prog = loaded
+        .ebpf
+        .program(PROG_FLOW_TIMER_ARM)
+        .and_then(|p| p.fd().ok())
+        .ok_or_else(|| format!("program {PROG_FLOW_TIMER_ARM} not loaded"))?;
+    flow_table::configure(map(loaded, MAP_FLOW_CONFIG)?, prog.as_fd(), cfg.timeouts())
+        .map_err(|e| format!("configuring the flow sweeper: {e}"))
+}
+
+/// CLOCK_BOOTTIME and CLOCK_REALTIME now, in ns.
+fn clocks() -> (u64, u64) {
+    use nix::time::{ClockId, clock_gettime};
+    let ns = |id| {
+        clock_gettime(id).map_or(0, |t| {
+            (t.tv_sec() as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(t.tv_nsec() as u64)
+        })
+    };
+    (ns(ClockId::CLOCK_BOOTTIME), ns(ClockId::CLOCK_REALTIME))
+}
+
+/// Address bytes as the kernel stores them: network order, IPv4 in the first 4 bytes.
+fn addr_bytes(addr: IpAddr) -> [u8; 16] {
+    let mut out = [0; 16];
+    match addr {
+        IpAddr::V4(a) => out[..4].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => out = a.octets(),
+    }
+    out
+}
+
+fn addr_of(bytes: &[u8; 16], ip_version: u8) -> IpAddr {
+    if ip_version == 4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
+}
+
+/// The table entry for a connection from `client` to `server`, as the kernel program
+/// would have made it (normalized key, `client_is_lo`), marked seeded.
+fn seeded_entry(t: &conntrack::Tuple, first_seen_ns: u64, now_ns: u64) -> (FlowKey, FlowValue) {
+    let icmp = matches!(t.proto, 1 | 58);
+    let (sport, dport) = if icmp { (0, 0) } else { (t.sport, t.dport) };
+    let (src, dst) = (addr_bytes(t.src), addr_bytes(t.dst));
+    // The kernel compares addresses as big-endian 128-bit numbers, then ports.
+    let client_is_lo = (src, sport) <= (dst, dport);
+    let ((addr_lo, port_lo), (addr_hi, port_hi)) = if client_is_lo {
+        ((src, sport), (dst, dport))
+    } else {
+        ((dst, dport), (src, sport))
+    };
+    let key = FlowKey {
+        addr_lo,
+        addr_hi,
+        port_lo,
+        port_hi,
+        l4_proto: t.proto,
+        ip_version: if t.src.is_ipv4() { 4 } else { 6 },
+        _pad: 0,
+    };
+    let value = FlowValue {
+        first_seen_ns,
+        last_seen_ns: now_ns,
+        last_report_ns: now_ns,
+        client_is_lo: u8::from(client_is_lo),
+        flags: FLOW_F_SEEDED | FLOW_F_ANNOUNCE,
+        ..FlowValue::default()
+    };
+    (key, value)
+}
+
+/// Seeds the flow table from conntrack. Returns the line `status` shows.
+/// Under NAT both sides of the translation are seeded (the pre-NAT tuple as
+/// seen on the inside, the post-NAT one as seen on the outside), like the
+/// program counts them. Counters start at zero: a seeded flow counts what
+/// Palisade saw.
+pub fn seed_from_conntrack(loaded: &Loaded) -> String {
+    let entries = match conntrack::dump() {
+        Ok(e) => e,
+        Err(e) => {
+            let report = format!("unavailable: reading conntrack over netlink failed ({e})");
+            tracing::warn!("flow table not seeded: {report}");
+            return report;
+        }
+    };
+    let flows = match map(loaded, MAP_FLOWS) {
+        Ok(f) => f,
+        Err(e) => return format!("failed: {e}"),
+    };
+    let (boot_ns, real_ns) = clocks();
+    let (mut seeded, mut skipped, mut errors) = (0u32, 0u32, Vec::new());
+    for entry in &entries {
+        if !entry.is_live() || !matches!(entry.orig.proto, 1 | 6 | 17 | 58) {
+            skipped += 1;
+            continue;
+        }
+        let first_seen = entry.start_realtime_ns.map_or(boot_ns, |start| {
+            boot_ns.saturating_sub(real_ns.saturating_sub(start))
+        });
+        let mut tuples = vec![entry.orig];
+        if let Some(reply) = entry.reply {
+            // The outside view of a NATed connection: client = reply's destination.
+            let outside = conntrack::Tuple {
+                src: reply.dst,
+                dst: reply.src,
+                proto: reply.proto,
+                sport: reply.dport,
+                dport: reply.sport,
+            };
+            if outside != entry.orig {
+                tuples.push(outside);
+            }
+        }
+        for t in tuples {
+            let (key, value) = seeded_entry(&t, first_seen, boot_ns);
+            match flow_table::seed(flows, &key, &value) {
+                Ok(true) => seeded += 1,
+                Ok(false) => skipped += 1,
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    let mut report = format!(
+        "seeded {seeded} flows from {} conntrack entries ({skipped} closing, known or not tracked)",
+        entries.len()
+    );
+    if let Some(first) = errors.first() {
+        report.push_str(&format!("; {} inserts failed: {first}", errors.len()));
+    }
+    tracing::info!("{report}");
+    report
+}
+
+/// The `status` view of the table.
+pub fn status(loaded: &Loaded, cfg: &FlowConfig, conntrack: &str) -> FlowTableStatus {
+    let mut out = FlowTableStatus {
+        capacity: palisade_ebpf::FLOW_ENTRIES,
+        idle_timeout_s: cfg.idle_timeout_s,
+        tcp_idle_timeout_s: cfg.tcp_idle_timeout_s,
+        update_interval_s: cfg.update_interval_s,
+        conntrack: conntrack.to_owned(),
+        ..FlowTableStatus::default()
+    };
+    let sweep = map(loaded, MAP_FLOW_SWEEP)
+        .ok()
+        .and_then(|fd| flow_table::sweep_state(fd).ok());
+    let stat = |s: FlowStat| -> u64 {
+        let Some(map) = loaded.ebpf.map(MAP_FLOW_STATS) else {
+            return 0;
+        };
+        aya::maps::PerCpuArray::<_, u64>::try_from(map)
+            .ok()
+            .and_then(|a| a.get(&s.index(), 0).ok())
+            .map_or(0, |v| v.iter().sum())
+    };
+    if let Some(sweep) = sweep {
+        let (boot_ns, _) = clocks();
+        out.live = sweep.live;
+        out.sweeps = sweep.sweeps;
+        out.sweep_walk_us = sweep.walk_ns / 1000;
+        out.last_sweep_ms_ago =
+            (sweep.sweeps > 0).then(|| boot_ns.saturating_sub(sweep.last_sweep_ns) / 1_000_000);
+        let born = stat(FlowStat::Created) + stat(FlowStat::Seeded);
+        let ended =
+            stat(FlowStat::EndedFin) + stat(FlowStat::EndedRst) + stat(FlowStat::EndedTimeout);
+        out.evicted = born.saturating_sub(ended).saturating_sub(sweep.live);
+    }
+    out
+}
+
+fn proto_name(proto: u8) -> String {
+    match proto {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "ipv6-icmp".into(),
+        p => p.to_string(),
+    }
+}
+
+/// One table entry as a listing row.
+fn summary(
+    key: &FlowKey,
+    v: &FlowValue,
+    now_ns: u64,
+    names: &BTreeMap<u32, String>,
+) -> FlowSummary {
+    let lo = (addr_of(&key.addr_lo, key.ip_version), key.port_lo);
+    let hi = (addr_of(&key.addr_hi, key.ip_version), key.port_hi);
+    let (client, server) = if v.client_is_lo != 0 {
+        (lo, hi)
+    } else {
+        (hi, lo)
+    };
+    FlowSummary {
+        proto: proto_name(key.l4_proto),
+        src_ip: client.0.to_string(),
+        src_port: client.1,
+        dest_ip: server.0.to_string(),
+        dest_port: server.1,
+        pkts_toserver: v.pkts[0],
+        pkts_toclient: v.pkts[1],
+        bytes_toserver: v.bytes[0],
+        bytes_toclient: v.bytes[1],
+        age_ms: now_ns.saturating_sub(v.first_seen_ns) / 1_000_000,
+        idle_ms: now_ns.saturating_sub(v.last_seen_ns) / 1_000_000,
+        interface: names.get(&v.ifindex).cloned().unwrap_or_default(),
+        tcp_flags_ts: v.tcp_flags[0],
+        tcp_flags_tc: v.tcp_flags[1],
+        seeded: v.flags & FLOW_F_SEEDED != 0,
+    }
+}
+
+/// Live flows matching `host` (any when `None`), biggest first by `order`, at most `limit`.
+pub fn list(
+    loaded: &Loaded,
+    names: &BTreeMap<u32, String>,
+    host: Option<IpAddr>,
+    order: FlowOrder,
+    limit: u32,
+) -> Result<FlowList, String> {
+    let table =
+        flow_table::dump(map(loaded, MAP_FLOWS)?).map_err(|e| format!("reading pal_flows: {e}"))?;
+    let live = table.len() as u64;
+    let wanted = host.map(addr_bytes);
+    let mut rows: Vec<&(FlowKey, FlowValue)> = table
+        .iter()
+        .filter(|(k, _)| wanted.is_none_or(|w| k.addr_lo == w || k.addr_hi == w))
+        .collect();
+    let weight = |v: &FlowValue| match order {
+        FlowOrder::Bytes => v.bytes[0] + v.bytes[1],
+        FlowOrder::Packets => v.pkts[0] + v.pkts[1],
+    };
+    rows.sort_by_key(|(_, v)| std::cmp::Reverse(weight(v)));
+    let matched = rows.len() as u64;
+    let limit = limit.min(palisade_ipc::messages::FLOW_ROWS_MAX) as usize;
+    let (now_ns, _) = clocks();
+    Ok(FlowList {
+        live,
+        matched,
+        flows: rows
+            .into_iter()
+            .take(limit)
+            .map(|(k, v)| summary(k, v, now_ns, names))
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests: a panic is a test failure")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_entries_normalize_like_the_kernel() {
+        let t = conntrack::Tuple {
+            src: "198.18.0.2".parse().unwrap(),
+            dst: "198.18.0.1".parse().unwrap(),
+            proto: 6,
+            sport: 40000,
+            dport: 80,
+        };
+        let (key, value) = seeded_entry(&t, 5, 9);
+        // The server has the lower address: it is addr_lo, and the client is not.
+        assert_eq!(&key.addr_lo[..4], &[198, 18, 0, 1]);
+        assert_eq!((key.port_lo, key.port_hi), (80, 40000));
+        assert_eq!(value.client_is_lo, 0);
+        assert_eq!(value.flags, FLOW_F_SEEDED | FLOW_F_ANNOUNCE);
+        assert_eq!((value.first_seen_ns, value.last_seen_ns), (5, 9));
+        let names = BTreeMap::new();
+        let row = summary(&key, &value, 9, &names);
+        assert_eq!(
+            (row.src_ip.as_str(), row.src_port, row.dest_port),
+            ("198.18.0.2", 40000, 80)
+        );
+        assert!(row.seeded);
+    }
+}
