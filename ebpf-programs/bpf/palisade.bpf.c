@@ -1663,6 +1663,9 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
  * deletes its (idle) flow updates the deleted entry, and its next packet
  * starts a new flow.
  */
+/* Delay of the first walk after (re)arming. */
+#define PAL_SWEEP_FIRST_NS 1000000ULL
+
 struct pal_sweep_ctx {
 	__u64 now_ns;
 	__u64 idle_ns;
@@ -1749,7 +1752,8 @@ int pal_flow_timer_arm(struct __sk_buff *skb)
 		return 3;
 	if (bpf_timer_set_callback(&t->timer, flow_sweep))
 		return 4;
-	if (bpf_timer_start(&t->timer, cfg->sweep_interval_ns, 0))
+	/* First walk at once (it announces freshly seeded flows), then every period. */
+	if (bpf_timer_start(&t->timer, PAL_SWEEP_FIRST_NS, 0))
 		return 5;
 	return 0;
 }

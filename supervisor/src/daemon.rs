@@ -177,14 +177,15 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
     );
     let dns = DnsState::new(rules, cfg.dns.block_action);
     release_memory();
-    // The flow sweeper runs in the kernel; seeding goes in before traffic is attached so
-    // that the first packets of old connections find their real client and server.
-    crate::flows::configure(&loaded, &cfg.flow).map_err(DaemonError::Flow)?;
+    // Seeding goes in before traffic is attached, so that the first packets of old
+    // connections find their real client and server; then the kernel sweeper is armed (its
+    // first walk, at once, announces the seeded flows).
     let conntrack_seed = if cfg.flow.seed_from_conntrack {
         crate::flows::seed_from_conntrack(&loaded)
     } else {
         "off ([flow] seed_from_conntrack = false)".to_owned()
     };
+    crate::flows::configure(&loaded, &cfg.flow).map_err(DaemonError::Flow)?;
     let names = if cfg.interfaces.is_empty() {
         interfaces::default_interfaces()?
     } else {

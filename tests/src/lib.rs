@@ -313,6 +313,25 @@ impl Lab {
         toml
     }
 
+    /// Runs `f` on a thread inside `side`'s network namespace: sockets it
+    /// creates live there, and stay there when moved out.
+    pub fn in_netns<T: Send>(&self, side: Side, f: impl FnOnce() -> T + Send) -> T {
+        let ns = match side {
+            Side::Sensor => &self.sensor_ns,
+            Side::Peer => &self.peer_ns,
+        };
+        let file = fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                    f()
+                })
+                .join()
+                .expect("netns thread")
+        })
+    }
+
     /// Opens the sensor namespace (for `setns`).
     /// The daemon's versioned pin directory (`<pin root>/v<ABI>`).
     pub fn pin_dir(&self) -> PathBuf {

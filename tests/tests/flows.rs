@@ -1,0 +1,286 @@
+//! The flow table end to end: real TCP and UDP between the lab's
+//! namespaces, flow events read back from the daemon's output, the kernel
+//! table read back through `palisade flows`, and conntrack seeding.
+
+#![expect(
+    clippy::indexing_slicing,
+    reason = "tests index JSON values; a panic is a test failure"
+)]
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+use palisade_tests::{Daemon, Lab, PEER_IP, SENSOR_IF, SENSOR_IP, Side, base_config, run};
+use serde_json::Value;
+
+/// A TCP server in the peer namespace that reads everything, answers `reply`
+/// once the client shut its side, and returns how many bytes it read.
+fn sink_server(lab: &Lab, reply: &'static [u8]) -> (u16, std::thread::JoinHandle<u64>) {
+    let listener = lab.in_netns(Side::Peer, || {
+        TcpListener::bind((PEER_IP, 0)).expect("bind in the peer namespace")
+    });
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match conn.read(&mut buf).expect("read") {
+                0 => break,
+                n => total += n as u64,
+            }
+        }
+        conn.write_all(reply).expect("reply");
+        total
+    });
+    (port, handle)
+}
+
+fn connect(lab: &Lab, port: u16) -> TcpStream {
+    lab.in_netns(Side::Sensor, || {
+        TcpStream::connect((PEER_IP, port)).expect("connect from the sensor")
+    })
+}
+
+fn flow_events(daemon: &Daemon, port: u16) -> Vec<Value> {
+    daemon
+        .events()
+        .into_iter()
+        .filter(|e| e["event_type"] == "flow" && (e["dest_port"] == port || e["src_port"] == port))
+        .collect()
+}
+
+#[test]
+fn tcp_transfer_counts_match_the_sender_to_the_byte() {
+    let lab = Lab::new("flowbytes");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+
+    const REPLY: &[u8] = b"thanks, all received\n";
+    let (port, server) = sink_server(&lab, REPLY);
+    let mut client = connect(&lab, port);
+    let client_port = client.local_addr().expect("addr").port();
+    // 8 MiB + an odd tail, in writes of uneven sizes: GSO super-packets on the veth.
+    let mut sent = 0u64;
+    let chunk = vec![0x5au8; 65_521];
+    while sent < 8 << 20 {
+        client.write_all(&chunk).expect("write");
+        sent += chunk.len() as u64;
+    }
+    client.write_all(b"tail").expect("write");
+    sent += 4;
+    client.shutdown(Shutdown::Write).expect("shutdown");
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).expect("read reply");
+    assert_eq!(answer, REPLY);
+    let received = server.join().expect("server");
+    assert_eq!(received, sent, "the peer got every byte");
+    drop(client);
+
+    let end = daemon.wait_event("the transfer's end", Duration::from_secs(5), |e| {
+        e["event_type"] == "flow" && e["src_port"] == client_port && e["flow"]["state"] == "closed"
+    });
+    let f = &end["flow"];
+    assert_eq!(f["payload_bytes_toserver"], sent, "{end}");
+    assert_eq!(f["payload_bytes_toclient"], REPLY.len() as u64, "{end}");
+    assert_eq!(f["reason"], "fin", "{end}");
+    assert_eq!(
+        (
+            end["src_ip"].as_str(),
+            end["dest_ip"].as_str(),
+            end["dest_port"].as_u64()
+        ),
+        (Some(SENSOR_IP), Some(PEER_IP), Some(u64::from(port)))
+    );
+    // Frame bytes: at least payload plus 54 bytes of headers per packet.
+    let pkts = f["pkts_toserver"].as_u64().expect("pkts");
+    let bytes = f["bytes_toserver"].as_u64().expect("bytes");
+    assert!(pkts >= sent / 65_536, "{end}");
+    assert!(bytes >= sent + pkts * 54, "{end}");
+    assert_eq!(end["tcp"]["tcp_flags_ts"], "1b", "{end}");
+    assert_eq!(end["proto"], "TCP");
+    assert_eq!(end["in_iface"], SENSOR_IF);
+
+    // The start event is the same flow: same flow_id and community_id.
+    let events = flow_events(&daemon, port);
+    let start = events
+        .iter()
+        .find(|e| e["flow"]["state"] == "new")
+        .expect("start event");
+    assert_eq!(start["flow_id"], end["flow_id"]);
+    assert_eq!(start["community_id"], end["community_id"]);
+    assert!(
+        end["community_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("1:") && c.len() == 30),
+        "{end}"
+    );
+    assert_eq!(start["flow"]["pkts_toserver"], 1, "the SYN");
+}
+
+#[test]
+fn live_flows_are_listed_and_idle_ones_end_by_timeout_with_updates() {
+    let lab = Lab::new("flowidle");
+    let cfg = base_config(
+        &lab,
+        "[flow]\nidle_timeout_s = 1\ntcp_idle_timeout_s = 2\nupdate_interval_s = 1\n",
+    );
+    let daemon = Daemon::start(&lab, &cfg, &[]);
+    daemon.wait_healthy();
+
+    // UDP: one datagram every 250 ms for 2.5 s, answered.
+    let server = lab.in_netns(Side::Peer, || UdpSocket::bind((PEER_IP, 0)).expect("bind"));
+    let server_port = server.local_addr().expect("addr").port();
+    let client = lab.in_netns(Side::Sensor, || {
+        UdpSocket::bind((SENSOR_IP, 0)).expect("bind")
+    });
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    // And a TCP connection that stays open, idle after one exchange.
+    let (tcp_port, tcp_server) = sink_server(&lab, b"");
+    let mut tcp = connect(&lab, tcp_port);
+    tcp.write_all(b"hello").expect("write");
+    for i in 0..10 {
+        client
+            .send_to(b"ping", (PEER_IP, server_port))
+            .expect("send");
+        let (_, from) = server.recv_from(&mut buf).expect("recv");
+        server.send_to(b"pong", from).expect("reply");
+        if i == 4 {
+            // Live state, from the kernel table: our UDP flow is there, client first.
+            let out = daemon.ctl(&["flows", "show", "--host", PEER_IP, "--json"]);
+            let list: Value = serde_json::from_slice(&out.stdout).expect("flows show --json");
+            let row = list["flows"]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .find(|r| r["dest_port"] == server_port)
+                .unwrap_or_else(|| panic!("UDP flow not listed: {list}"));
+            assert_eq!(row["src_ip"], SENSOR_IP);
+            assert_eq!(row["proto"], "udp");
+            assert!(row["pkts_toserver"].as_u64() >= Some(4), "{row}");
+            assert_eq!(row["interface"], SENSOR_IF);
+            let top = daemon.ctl(&["flows", "top", "--by", "packets", "-n", "1"]);
+            let text = String::from_utf8_lossy(&top.stdout);
+            assert!(text.contains(&format!("{PEER_IP}:{server_port}")), "{text}");
+            assert!(text.contains("1 shown"), "{text}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    let end = daemon.wait_event("UDP flow ended by timeout", Duration::from_secs(4), |e| {
+        e["event_type"] == "flow"
+            && e["dest_port"] == server_port
+            && e["flow"]["reason"] == "timeout"
+    });
+    assert_eq!(end["flow"]["pkts_toserver"], 10, "{end}");
+    assert_eq!(end["flow"]["pkts_toclient"], 10, "{end}");
+    assert_eq!(end["flow"]["state"], "established", "{end}");
+    let updates: Vec<Value> = flow_events(&daemon, server_port)
+        .into_iter()
+        .filter(|e| e["flow"]["reason"] == "update")
+        .collect();
+    assert!(!updates.is_empty(), "a 2.5 s flow with 1 s updates");
+    assert!(updates.iter().all(|u| u["flow_id"] == end["flow_id"]));
+
+    // The idle TCP connection ends by the TCP timeout, although nobody closed it.
+    let tcp_end = daemon.wait_event("idle TCP flow ended", Duration::from_secs(5), |e| {
+        e["event_type"] == "flow" && e["dest_port"] == tcp_port && e["flow"]["reason"] == "timeout"
+    });
+    assert_eq!(tcp_end["flow"]["payload_bytes_toserver"], 5, "{tcp_end}");
+    tcp.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(tcp_server.join().expect("server"), 5);
+
+    let status = daemon.status_json().expect("status");
+    let flows = &status["flows"];
+    assert!(flows["sweeps"].as_u64() > Some(5), "{flows}");
+    assert_eq!(flows["evicted"], 0, "{flows}");
+    assert_eq!(flows["idle_timeout_s"], 1);
+    let counters: Vec<&Value> = status["kernel"]
+        .as_array()
+        .expect("kernel")
+        .iter()
+        .filter(|k| k["group"] == "flow_table" && k["counter"] == "ended_timeout")
+        .collect();
+    assert!(counters[0]["value"].as_u64() >= Some(2), "{counters:?}");
+}
+
+#[test]
+fn conntrack_seeding_keeps_the_real_client_of_a_connection_opened_before_start() {
+    let lab = Lab::new("flowseed");
+    // Conntrack runs in a namespace only once something uses it: one nftables rule.
+    run(lab.sensor("nft").args([
+        "add table inet pal; add chain inet pal out { type filter hook output priority 0; }; add rule inet pal out ct state established,new accept",
+    ]));
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (port, server) = {
+        let listener = lab.in_netns(Side::Peer, || {
+            TcpListener::bind((PEER_IP, 0)).expect("bind in the peer namespace")
+        });
+        let port = listener.local_addr().expect("addr").port();
+        let handle = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut first = [0u8; 5];
+            conn.read_exact(&mut first).expect("read");
+            wait.recv().expect("go");
+            // The server speaks first once Palisade runs: without seeding, its packet would
+            // make it the flow's client.
+            conn.write_all(b"server talks first").expect("write");
+            let mut rest = Vec::new();
+            conn.read_to_end(&mut rest).expect("read");
+            rest.len() as u64
+        });
+        (port, handle)
+    };
+    let mut client = connect(&lab, port);
+    let client_port = client.local_addr().expect("addr").port();
+    client.write_all(b"hello").expect("write"); // before the daemon: not seen
+
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let status = daemon.status_json().expect("status");
+    let report = status["flows"]["conntrack"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(report.starts_with("seeded "), "{report}");
+    assert!(!report.starts_with("seeded 0 "), "{report}");
+
+    let start = daemon.wait_event("the seeded flow's start", Duration::from_secs(2), |e| {
+        e["event_type"] == "flow" && e["dest_port"] == port && e["flow"]["state"] == "new"
+    });
+    assert_eq!(start["flow"]["seeded"], true, "{start}");
+    assert_eq!(start["src_ip"], SENSOR_IP, "{start}");
+    assert_eq!(start["src_port"], client_port, "{start}");
+    go.send(()).expect("go");
+
+    let mut greeting = [0u8; 18];
+    client.read_exact(&mut greeting).expect("greeting");
+    client.write_all(b"bye").expect("write");
+    client.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(server.join().expect("server"), 3);
+    drop(client);
+
+    let end = daemon.wait_event("the seeded flow's end", Duration::from_secs(5), |e| {
+        e["event_type"] == "flow" && e["dest_port"] == port && e["flow"]["state"] == "closed"
+    });
+    assert_eq!(end["src_ip"], SENSOR_IP, "client kept: {end}");
+    assert_eq!(end["src_port"], client_port, "{end}");
+    assert_eq!(end["flow"]["seeded"], true, "{end}");
+    assert_eq!(end["flow"]["payload_bytes_toclient"], 18, "{end}");
+    assert_eq!(end["flow"]["payload_bytes_toserver"], 3, "{end}");
+    assert_eq!(
+        end["in_iface"], SENSOR_IF,
+        "interface learnt from the first packet"
+    );
+    assert_eq!(
+        flow_events(&daemon, port).len(),
+        2,
+        "one start, one end: no second flow for the same connection"
+    );
+}
