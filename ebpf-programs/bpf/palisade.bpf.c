@@ -108,6 +108,7 @@ _Static_assert(PAL_DNS_SUFFIX_MAX == 32, "label_start ring is indexed with & 31"
 #define PAL_TCP_FIN 0x01
 #define PAL_TCP_SYN 0x02
 #define PAL_TCP_RST 0x04
+#define PAL_TCP_ACK 0x10
 #define PAL_TCP_FLAGS_OFFSET 13
 
 /* <linux/time.h> clock id (bpf_timer_init takes CLOCK_MONOTONIC, _REALTIME or _BOOTTIME). */
@@ -1538,16 +1539,93 @@ static __always_inline void flow_adopt_seeded(struct __sk_buff *skb, const struc
 	}
 }
 
+/* Whether a TCP flow has closed: FIN from both sides, or a RST either way. */
+static __always_inline int flow_closed(const struct pal_flow_value *val)
+{
+	return (val->fin_mask & PAL_FIN_BOTH) == PAL_FIN_BOTH ||
+	       ((val->tcp_flags[0] | val->tcp_flags[1]) & PAL_TCP_RST);
+}
+
+/* The end reason of a closed TCP flow (RST wins: it is what ended it hard). */
+static __always_inline __u8 flow_close_reason(const struct pal_flow_value *val)
+{
+	return ((val->tcp_flags[0] | val->tcp_flags[1]) & PAL_TCP_RST) ? PAL_FLOW_REASON_RST
+									 : PAL_FLOW_REASON_FIN;
+}
+
+/* Ends a flow now: deletes it and, if this delete won, reports it. */
+static __always_inline void flow_end(const struct pal_flow_key *key, const struct pal_flow_value *val,
+				     __u8 reason, __u64 now_ns)
+{
+	/*
+	 * Copy before deleting: a deleted LRU node goes straight back to the
+	 * free list and another CPU may reuse it. Only the caller whose delete
+	 * succeeds reports the end, so there is one end record per flow.
+	 */
+	struct pal_flow_value last = *val;
+
+	if (bpf_map_delete_elem(&pal_flows, key) != 0)
+		return;
+	flow_stat_inc(reason == PAL_FLOW_REASON_RST	 ? PAL_FLOW_STAT_ENDED_RST
+		      : reason == PAL_FLOW_REASON_FIN ? PAL_FLOW_STAT_ENDED_FIN
+						       : PAL_FLOW_STAT_ENDED_TIMEOUT);
+	emit_flow(key, &last, PAL_KIND_FLOW_END, reason, now_ns);
+}
+
 /*
- * Not inlined: its locals (key, a fresh value, a copy of the last one) get a
- * frame of their own instead of adding to the one pal_dns_udp() stacks on.
+ * Creates the entry of a flow whose first packet is `p` and reports its
+ * start. Returns the entry when another CPU created it meanwhile (the
+ * packet is then accounted as an update), NULL otherwise.
+ */
+static __always_inline struct pal_flow_value *flow_insert(struct __sk_buff *skb,
+							   const struct pal_pkt *p,
+							   const struct pal_flow_key *key,
+							   int sender_is_lo)
+{
+	struct pal_flow_value fresh = {};
+	long err;
+
+	fresh.first_seen_ns = p->now_ns;
+	fresh.last_seen_ns = p->now_ns;
+	fresh.last_report_ns = p->now_ns;
+	fresh.pkts[0] = p->segs;
+	fresh.bytes[0] = p->frame_len;
+	fresh.payload_bytes[0] = p->flow_pay;
+	fresh.tcp_flags[0] = p->tcp_flags;
+	fresh.client_is_lo = sender_is_lo;
+	fresh.fin_mask = (p->tcp_flags & PAL_TCP_FIN) ? PAL_FIN_CLIENT : 0;
+	fresh.icmp_type = p->icmp_type;
+	fresh.icmp_code = p->icmp_code;
+	flow_adopt_seeded(skb, p, &fresh, 1);
+
+	err = bpf_map_update_elem(&pal_flows, key, &fresh, BPF_NOEXIST);
+	if (err == 0) {
+		flow_stat_inc(PAL_FLOW_STAT_CREATED);
+		emit_flow(key, &fresh, PAL_KIND_FLOW_START, PAL_FLOW_REASON_NONE, p->now_ns);
+		return NULL;
+	}
+	if (err != -EEXIST) {
+		stat_inc(PAL_RING_FLOW, PAL_STAT_MAP_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&pal_flows, key);
+}
+
+/*
+ * Accounts one packet. TCP flows are not ended here: a FIN from both sides
+ * or a RST marks them closed, they keep counting what follows (the last
+ * ACKs, retransmissions, a second RST), and the sweeper reports them
+ * PAL_FLOW_CLOSE_LINGER_NS after their last packet. A new SYN on a closed
+ * flow (port reuse) ends the old flow at once and starts a new one.
+ *
+ * Not inlined: its locals (key, a fresh value) get a frame of their own
+ * instead of adding to the one pal_dns_udp() stacks on.
  */
 static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const struct pal_pkt *p)
 {
 	struct pal_flow_key key = {};
 	struct pal_flow_value *val;
-	union pal_flag_word set = {}, old;
-	__u8 reason = PAL_FLOW_REASON_NONE;
+	union pal_flag_word set = {};
 	int sender_is_lo, to_client;
 
 	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP &&
@@ -1561,38 +1639,15 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 	 * would evict live ones.
 	 */
 	val = bpf_map_lookup_elem(&pal_flows, &key);
+	if (val && p->l4_proto == IPPROTO_TCP &&
+	    (p->tcp_flags & (PAL_TCP_SYN | PAL_TCP_ACK)) == PAL_TCP_SYN && flow_closed(val)) {
+		flow_end(&key, val, flow_close_reason(val), p->now_ns);
+		val = NULL;
+	}
 	if (!val) {
-		struct pal_flow_value fresh = {};
-		long err;
-
 		if (!flow_may_start(p))
 			return;
-		fresh.first_seen_ns = p->now_ns;
-		fresh.last_seen_ns = p->now_ns;
-		fresh.last_report_ns = p->now_ns;
-		fresh.pkts[0] = p->segs;
-		fresh.bytes[0] = p->frame_len;
-		fresh.payload_bytes[0] = p->flow_pay;
-		fresh.tcp_flags[0] = p->tcp_flags;
-		fresh.client_is_lo = sender_is_lo;
-		fresh.fin_mask = (p->tcp_flags & PAL_TCP_FIN) ? PAL_FIN_CLIENT : 0;
-		fresh.icmp_type = p->icmp_type;
-		fresh.icmp_code = p->icmp_code;
-		flow_adopt_seeded(skb, p, &fresh, 1);
-
-		err = bpf_map_update_elem(&pal_flows, &key, &fresh, BPF_NOEXIST);
-		if (err == 0) {
-			flow_stat_inc(PAL_FLOW_STAT_CREATED);
-			emit_flow(&key, &fresh, PAL_KIND_FLOW_START, PAL_FLOW_REASON_NONE,
-				  p->now_ns);
-			return;
-		}
-		if (err != -EEXIST) {
-			stat_inc(PAL_RING_FLOW, PAL_STAT_MAP_FULL);
-			return;
-		}
-		/* Another CPU inserted it meanwhile: account as an update. */
-		val = bpf_map_lookup_elem(&pal_flows, &key);
+		val = flow_insert(skb, p, &key, sender_is_lo);
 		if (!val)
 			return;
 	}
@@ -1613,33 +1668,10 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 		set.bytes[PAL_FLAG_WORD_FIN] = to_client ? PAL_FIN_SERVER : PAL_FIN_CLIENT;
 	/*
 	 * Most segments bring no new flag (ACK again): skip the atomic, a
-	 * locked write to a line both directions share. A RST always reaches
-	 * the atomic: its flow is deleted on the first one.
+	 * locked write to a line both directions share.
 	 */
-	if ((*(volatile __u32 *)val->tcp_flags & set.word) == set.word)
-		return;
-	old.word = __sync_fetch_and_or((__u32 *)val->tcp_flags, set.word);
-
-	if (p->tcp_flags & PAL_TCP_RST)
-		reason = PAL_FLOW_REASON_RST;
-	else if (old.bytes[PAL_FLAG_WORD_FIN] != PAL_FIN_BOTH &&
-		 (old.bytes[PAL_FLAG_WORD_FIN] | set.bytes[PAL_FLAG_WORD_FIN]) == PAL_FIN_BOTH)
-		reason = PAL_FLOW_REASON_FIN; /* this packet is the second FIN */
-	if (reason == PAL_FLOW_REASON_NONE)
-		return;
-
-	/*
-	 * Copy before deleting: a deleted LRU node goes straight back to the
-	 * free list and another CPU may reuse it. Only the CPU whose delete
-	 * succeeds reports the end, so there is one end record per flow.
-	 */
-	struct pal_flow_value last = *val;
-
-	if (bpf_map_delete_elem(&pal_flows, &key) == 0) {
-		flow_stat_inc(reason == PAL_FLOW_REASON_RST ? PAL_FLOW_STAT_ENDED_RST
-							    : PAL_FLOW_STAT_ENDED_FIN);
-		emit_flow(&key, &last, PAL_KIND_FLOW_END, reason, p->now_ns);
-	}
+	if ((*(volatile __u32 *)val->tcp_flags & set.word) != set.word)
+		__sync_fetch_and_or((__u32 *)val->tcp_flags, set.word);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1648,9 +1680,12 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 
 /*
  * A kernel timer walks pal_flows every sweep_interval_ns (pal_flow_config):
- *   - a flow idle for longer than its protocol's timeout is deleted and its
- *     end record (reason timeout) written, by whoever's delete succeeds, so
- *     a packet path FIN/RST end and a timeout never both report one flow;
+ *   - a closed TCP flow (FIN both ways, or RST) whose last packet is
+ *     PAL_FLOW_CLOSE_LINGER_NS old is deleted and its end record (reason
+ *     fin or rst) written;
+ *   - any other flow idle for longer than its protocol's timeout is
+ *     deleted and its end record (reason timeout) written (one end record
+ *     per flow: only the caller whose delete succeeds reports);
  *   - a seeded flow (PAL_FLOW_F_ANNOUNCE) gets its start record;
  *   - a flow whose last start/update record is update_interval_ns old gets
  *     an update record.
@@ -1663,6 +1698,13 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
  * deletes its (idle) flow updates the deleted entry, and its next packet
  * starts a new flow.
  */
+/*
+ * How long a closed TCP flow (FIN both ways, or RST) stays after its last
+ * packet, counting the final ACKs and retransmissions, before the sweeper
+ * reports its end (capped by the TCP idle timeout).
+ */
+#define PAL_FLOW_CLOSE_LINGER_NS 1000000000ULL
+
 /* Delay of the first walk after (re)arming. */
 #define PAL_SWEEP_FIRST_NS 1000000ULL
 
@@ -1671,6 +1713,7 @@ struct pal_sweep_ctx {
 	__u64 idle_ns;
 	__u64 tcp_idle_ns;
 	__u64 update_ns;
+	__u64 linger_ns;
 	__u64 live;
 };
 
@@ -1686,14 +1729,13 @@ static long sweep_one(void *map, struct pal_flow_key *key, struct pal_flow_value
 		flow_stat_inc(PAL_FLOW_STAT_SEEDED);
 		emit_flow(key, val, PAL_KIND_FLOW_START, PAL_FLOW_REASON_NONE, ctx->now_ns);
 	}
-	if (idle && last < ctx->now_ns && ctx->now_ns - last > idle) {
-		struct pal_flow_value copy = *val;
-
-		if (bpf_map_delete_elem(&pal_flows, key) == 0) {
-			flow_stat_inc(PAL_FLOW_STAT_ENDED_TIMEOUT);
-			emit_flow(key, &copy, PAL_KIND_FLOW_END, PAL_FLOW_REASON_TIMEOUT,
-				  ctx->now_ns);
+	if (key->l4_proto == IPPROTO_TCP && flow_closed(val)) {
+		if (last < ctx->now_ns && ctx->now_ns - last > ctx->linger_ns) {
+			flow_end(key, val, flow_close_reason(val), ctx->now_ns);
+			return 0;
 		}
+	} else if (idle && last < ctx->now_ns && ctx->now_ns - last > idle) {
+		flow_end(key, val, PAL_FLOW_REASON_TIMEOUT, ctx->now_ns);
 		return 0;
 	}
 	ctx->live++;
@@ -1718,6 +1760,8 @@ static int flow_sweep(void *map, __u32 *key, struct pal_flow_timer *t)
 	ctx.idle_ns = cfg->idle_timeout_ns;
 	ctx.tcp_idle_ns = cfg->tcp_idle_timeout_ns;
 	ctx.update_ns = cfg->update_interval_ns;
+	ctx.linger_ns = PAL_FLOW_CLOSE_LINGER_NS < ctx.tcp_idle_ns ? PAL_FLOW_CLOSE_LINGER_NS
+								     : ctx.tcp_idle_ns;
 	bpf_for_each_map_elem(&pal_flows, sweep_one, &ctx, 0);
 
 	out->sweeps++;

@@ -19,10 +19,11 @@ pub struct Timeouts {
 
 impl Timeouts {
     /// The sweeper's period: a quarter of the shortest period it serves, within
-    /// [100 ms, 5 s], so a flow ends at most 25% (or 5 s) after its timeout.
+    /// [100 ms, 1 s], so a flow ends at most 25% (or 1 s) after its timeout, and a closed TCP
+    /// flow at most 1 s after its 1 s linger.
     pub fn sweep_interval_ns(&self) -> u64 {
         const MIN: u64 = 100_000_000;
-        const MAX: u64 = 5_000_000_000;
+        const MAX: u64 = 1_000_000_000;
         let shortest = [self.idle_ns, self.tcp_idle_ns, self.update_ns]
             .into_iter()
             .filter(|&ns| ns > 0)

@@ -76,6 +76,33 @@ fn load(bpffs: &BpfFs, wakeup_bytes: Option<u32>) -> Ebpf {
     ebpf
 }
 
+/// Loads the sweeper's arming program and arms it: UDP/ICMP and TCP idle timeouts of
+/// `idle_ns` (closed TCP flows linger 1 s), updates every 0.4 s when `idle_ns` is short.
+fn arm_sweeper(ebpf: &mut Ebpf, idle_ns: u64) {
+    classifier(ebpf, PROG_FLOW_TIMER_ARM)
+        .load()
+        .unwrap_or_else(|error| panic!("verifier rejected {PROG_FLOW_TIMER_ARM}: {error:?}"));
+    let timeouts = flow_table::Timeouts {
+        idle_ns,
+        tcp_idle_ns: 60_000_000_000,
+        update_ns: if idle_ns < 10_000_000_000 {
+            400_000_000
+        } else {
+            0
+        },
+    };
+    let config = dns_policy::map_fd(ebpf.map(MAP_FLOW_CONFIG).unwrap()).unwrap();
+    let prog = ebpf
+        .program(PROG_FLOW_TIMER_ARM)
+        .unwrap()
+        .fd()
+        .unwrap()
+        .as_fd();
+    // Twice: arming an armed timer is fine.
+    flow_table::configure(config, prog, timeouts).unwrap();
+    flow_table::configure(config, prog, timeouts).unwrap();
+}
+
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
     ebpf.program_mut(name)
         .unwrap_or_else(|| panic!("program {name} missing"))
@@ -477,6 +504,11 @@ fn traffic_becomes_records() {
         unparsed
     );
 
+    // Closed TCP flows are reported by the sweeper 1 s after their last packet (the final
+    // ACKs count): arm it with long idle timeouts, so that only closed flows end.
+    arm_sweeper(&mut ebpf, 60_000_000_000);
+    std::thread::sleep(Duration::from_millis(2_500));
+
     let dns = drain(&mut ebpf, Ring::Dns);
     let dhcp = drain(&mut ebpf, Ring::Dhcp);
     let tls = drain(&mut ebpf, Ring::Tls);
@@ -529,8 +561,8 @@ fn traffic_becomes_records() {
     assert_eq!(hello[0].1.as_slice(), TLS_HELLO);
     assert_eq!((hello[0].0.dst_port, hello[0].0.l4_proto), (443, 6));
 
-    // --- Flows of the TCP session: one start (client -> server) and one FIN end, no
-    //     phantom flow from the final ACK.
+    // --- Flows of the TCP session: one start (client -> server) and one FIN end that
+    //     counts the final ACK (no phantom flow from it).
     let session: Vec<_> = flow
         .iter()
         .filter(|(h, _)| h.src_port == traffic.tls_port && h.dst_port == 443)
@@ -556,9 +588,15 @@ fn traffic_becomes_records() {
     );
     let end_flow = flow_payload(end);
     assert_eq!(end_flow.end_reason, FLOW_REASON_FIN);
+    // SYN, ACK, hello, FIN, final ACK from the client; SYN-ACK, ACK(s), FIN from the server.
     assert!(
-        end_flow.pkts_toserver >= 4 && end_flow.pkts_toclient >= 2,
+        end_flow.pkts_toserver >= 5 && end_flow.pkts_toclient >= 2,
         "{end_flow:?}"
+    );
+    let idle_ns = end.0.ts_boot_ns - end_flow.last_seen_ns;
+    assert!(
+        (1_000_000_000..2_200_000_000).contains(&idle_ns),
+        "reported {idle_ns} ns after its last packet"
     );
     assert!(
         end_flow.bytes_toserver > TLS_HELLO.len() as u64,
@@ -749,31 +787,12 @@ fn idle_flows_end_by_the_kernel_timer() {
     let net = VethPair::new();
     let bpffs = BpfFs::new();
     let mut ebpf = load(&bpffs, Some(1));
-    classifier(&mut ebpf, PROG_FLOW_TIMER_ARM)
-        .load()
-        .unwrap_or_else(|error| panic!("verifier rejected {PROG_FLOW_TIMER_ARM}: {error:?}"));
     net.a.run(|| {
         classifier(&mut ebpf, PROG_TC_EGRESS)
             .attach("veth-a", TcAttachType::Egress)
             .unwrap();
     });
-    let timeouts = flow_table::Timeouts {
-        idle_ns: 1_500_000_000,
-        tcp_idle_ns: 60_000_000_000,
-        update_ns: 400_000_000,
-    };
-    {
-        let config = dns_policy::map_fd(ebpf.map(MAP_FLOW_CONFIG).unwrap()).unwrap();
-        let prog = ebpf
-            .program(PROG_FLOW_TIMER_ARM)
-            .unwrap()
-            .fd()
-            .unwrap()
-            .as_fd();
-        // Twice: arming an armed timer is fine.
-        flow_table::configure(config, prog, timeouts).unwrap();
-        flow_table::configure(config, prog, timeouts).unwrap();
-    }
+    arm_sweeper(&mut ebpf, 1_500_000_000);
 
     let server = net.b.run(|| udp_socket(ADDR_B, 5353));
     let client = net.a.run(|| udp_socket(ADDR_A, 0));

@@ -1,0 +1,201 @@
+//! Flow conformance against the reference corpus (`../shared/corpus`).
+//!
+//! Every capture named in `expected/flows.jsonl` (all of `pcaps/flow/`, and
+//! the DNS, TLS and DHCP captures whose flows a peer states) is replayed
+//! live out of the peer's veth end, so the daemon's TC programs see the
+//! frames on `pal0` ingress. With short idle timeouts every flow ends
+//! within about a second of its last frame; the `flow` end events that come
+//! out are compared with the expected records: 5-tuple and orientation
+//! (client = sender of the first frame), packets and bytes each way, and the
+//! TCP flags each way. One report lists every missing flow and differing
+//! value; for `pcaps/flow/`, whose every flow is listed, extra flows are
+//! reported too. Anything in the report fails the test.
+//!
+//! Bytes: the corpus counts captured frame bytes, link-layer header
+//! included, as we do. Captures without an Ethernet header (Linux cooked)
+//! are replayed with a 14-byte Ethernet header in its place, so for them the
+//! expected value is the IP bytes plus 14 per packet (the corpus README's
+//! advice). The VLAN capture mixes one and two tags on one flow: it must be
+//! one flow, tags counted in the bytes (Suricata splits it).
+
+// Indexing a serde_json `Value` yields `Null` when absent; it never panics.
+#![allow(clippy::indexing_slicing)]
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use palisade_tests::{
+    Daemon, Lab, PEER_IF, SENSOR_IF, base_config,
+    corpus::{self, Capture, EventCursor},
+    run,
+};
+use serde_json::Value;
+
+/// Replay rate: slow enough to keep order and lose nothing.
+const PPS: u32 = 2000;
+
+/// The event proto name of a corpus transport.
+fn proto(transport: &str) -> &'static str {
+    match transport {
+        "tcp" => "TCP",
+        "udp" => "UDP",
+        "icmp" => "ICMP",
+        _ => "IPv6-ICMP",
+    }
+}
+
+/// Whether `event` is the flow of `rec` (same protocol, client and server).
+fn same_flow(event: &Value, rec: &Value) -> bool {
+    let port = |v: &Value| v.as_u64().unwrap_or(0);
+    event["proto"] == proto(rec["transport"].as_str().unwrap_or_default())
+        && event["src_ip"] == rec["src_ip"]
+        && event["dest_ip"] == rec["dst_ip"]
+        && (rec["transport"] == "icmp"
+            || (port(&event["src_port"]) == port(&rec["src_port"])
+                && port(&event["dest_port"]) == port(&rec["dst_port"])))
+}
+
+#[test]
+fn replayed_captures_give_the_expected_flows() {
+    let corpus = corpus::dir();
+    let expected = corpus::read_jsonl(&corpus.join("expected/flows.jsonl"));
+    let mut by_pcap: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for rec in expected {
+        let pcap = rec["pcap"].as_str().expect("pcap").to_owned();
+        by_pcap.entry(pcap).or_default().push(rec);
+    }
+
+    let lab = Lab::new("confflow");
+    // Some captures were taken with segmentation offload: frames above 1500 bytes.
+    // And the lab's own IPv6 chatter (router solicitations, MLD reports) would add flows.
+    for (ip, sysctl, ifname) in [
+        (lab.sensor("ip"), lab.sensor("sysctl"), SENSOR_IF),
+        (lab.peer("ip"), lab.peer("sysctl"), PEER_IF),
+    ] {
+        let (mut ip, mut sysctl) = (ip, sysctl);
+        run(ip.args(["link", "set", ifname, "mtu", "65535"]));
+        run(sysctl.args(["-qw", &format!("net.ipv6.conf.{ifname}.disable_ipv6=1")]));
+    }
+    let cfg = base_config(
+        &lab,
+        "[flow]\nidle_timeout_s = 1\ntcp_idle_timeout_s = 1\nseed_from_conntrack = false\n",
+    );
+    let daemon = Daemon::start(&lab, &cfg, &[]);
+    daemon.wait_healthy();
+
+    let mut report = String::new();
+    let mut matched = 0;
+    let mut total = 0;
+    for (pcap, records) in &by_pcap {
+        let capture = Capture::read(&corpus.join(pcap));
+        let synthetic = capture.frames.iter().any(|f| f.synthetic_ether);
+        let mut cursor = EventCursor::now(&daemon);
+        let stats = capture.replay(&lab, PPS);
+        if stats.failed > 0 || stats.sent != capture.frames.len() as u64 {
+            let _ = writeln!(
+                report,
+                "{pcap}: replay sent {} of {} frames ({} failed)",
+                stats.sent,
+                capture.frames.len(),
+                stats.failed
+            );
+        }
+        // Every flow of the capture ends within ~1.25 s of its last frame.
+        let mut ends = cursor.take(
+            &daemon,
+            records.len(),
+            Duration::from_millis(1600),
+            Duration::from_millis(2500),
+            Duration::from_secs(8),
+            |e| {
+                e["event_type"] == "flow"
+                    && e["flow"]["reason"] != "start"
+                    && e["flow"]["reason"] != "update"
+            },
+        );
+        for rec in records {
+            total += 1;
+            let Some(at) = ends.iter().position(|e| same_flow(e, rec)) else {
+                let _ = writeln!(
+                    report,
+                    "{pcap} frame {}: MISSING {} {}:{} -> {}:{}",
+                    rec["first_frame"],
+                    rec["transport"],
+                    rec["src_ip"],
+                    rec["src_port"],
+                    rec["dst_ip"],
+                    rec["dst_port"]
+                );
+                continue;
+            };
+            let event = ends.remove(at);
+            let f = &event["flow"];
+            let mut diffs = Vec::new();
+            let mut check = |field: &str, want: &Value, got: &Value| {
+                if want != got {
+                    diffs.push(format!("{field}: expected {want}, got {got}"));
+                }
+            };
+            for dir in ["toserver", "toclient"] {
+                let pkts = &rec[format!("pkts_{dir}").as_str()];
+                check(
+                    &format!("pkts_{dir}"),
+                    pkts,
+                    &f[format!("pkts_{dir}").as_str()],
+                );
+                let bytes = if synthetic {
+                    let ip = rec[format!("ip_bytes_{dir}").as_str()]
+                        .as_u64()
+                        .unwrap_or(0);
+                    Value::from(ip + 14 * pkts.as_u64().unwrap_or(0))
+                } else {
+                    rec[format!("bytes_{dir}").as_str()].clone()
+                };
+                check(
+                    &format!("bytes_{dir}"),
+                    &bytes,
+                    &f[format!("bytes_{dir}").as_str()],
+                );
+            }
+            for (field, ours) in [
+                ("tcp_flags_ts", "tcp_flags_ts"),
+                ("tcp_flags_tc", "tcp_flags_tc"),
+            ] {
+                if !rec[field].is_null() {
+                    check(field, &rec[field], &event["tcp"][ours]);
+                }
+            }
+            if diffs.is_empty() {
+                matched += 1;
+            } else {
+                let _ = writeln!(
+                    report,
+                    "{pcap} frame {} ({}): {}",
+                    rec["first_frame"],
+                    rec["source"].as_str().unwrap_or_default(),
+                    diffs.join("; ")
+                );
+            }
+        }
+        if pcap.starts_with("pcaps/flow/") {
+            for extra in &ends {
+                let _ = writeln!(
+                    report,
+                    "{pcap}: EXTRA flow {} {}:{} -> {}:{} {}",
+                    extra["proto"],
+                    extra["src_ip"],
+                    extra["src_port"],
+                    extra["dest_ip"],
+                    extra["dest_port"],
+                    extra["flow"]
+                );
+            }
+        }
+    }
+    daemon.assert_alive();
+    assert!(
+        report.is_empty(),
+        "{matched} of {total} expected flows match; differences:\n{report}"
+    );
+    assert_eq!(matched, total);
+    assert!(total >= 20, "the corpus lists 20 flows, saw {total}");
+}
