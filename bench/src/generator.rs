@@ -12,6 +12,10 @@
 //!   query id and name `q<9 base-32 chars of a counter>.bench.test`, from
 //!   `--sports` source ports (1 = one flow).
 //!
+//! `--saddrs N` also walks N source addresses (counting up from `--src-ip`),
+//! changing address every `--sports` packets: `sports x saddrs` distinct
+//! flows, every packet a new flow until they repeat (flow-churn load).
+//!
 //! IPv4 and UDP checksums are valid. The destination MAC is a parameter:
 //! `bench/run` uses one that is not the receiver's, so the receiver's stack
 //! drops every frame right after the TC ingress hook (PACKET_OTHERHOST), a
@@ -51,6 +55,9 @@ pub struct Args {
     /// Distinct source ports, used round-robin (1 = a fixed 5-tuple).
     #[arg(long, default_value_t = 1)]
     sports: u16,
+    /// Distinct source addresses, counting up from --src-ip (1 = one).
+    #[arg(long, default_value_t = 1)]
+    saddrs: u32,
     /// First source port.
     #[arg(long, default_value_t = 40000)]
     sport_base: u16,
@@ -224,8 +231,24 @@ impl Template {
     }
 
     /// Writes packet number `seq` into `frame` (a copy of the template).
-    fn vary(&self, frame: &mut [u8], seq: u64, sport: u16) {
+    fn vary(&self, frame: &mut [u8], seq: u64, sport: u16, saddr: Option<Ipv4Addr>) {
         let mut changed = false;
+        if let Some(addr) = saddr
+            && let Some(ip) = frame.get_mut(ETH_LEN..L4_OFF)
+            && ip.get(12..16) != Some(&addr.octets()[..])
+        {
+            if let Some(src) = ip.get_mut(12..16) {
+                src.copy_from_slice(&addr.octets());
+            }
+            if let Some(c) = ip.get_mut(10..12) {
+                c.copy_from_slice(&[0, 0]);
+            }
+            let csum = fold(sum16(ip, 0));
+            if let Some(c) = ip.get_mut(10..12) {
+                c.copy_from_slice(&csum.to_be_bytes());
+            }
+            changed = true;
+        }
         if let Some(p) = frame.get_mut(L4_OFF..L4_OFF + 2)
             && p != sport.to_be_bytes()
         {
@@ -353,7 +376,11 @@ pub fn main(args: &Args) -> Result<()> {
         for (i, f) in frames.iter_mut().take(n).enumerate() {
             let s = seq + i as u64;
             let sport = args.sport_base.wrapping_add((s % u64::from(sports)) as u16);
-            template.vary(f, s, sport);
+            let saddr = (args.saddrs > 1).then(|| {
+                let step = (s / u64::from(sports)) % u64::from(args.saddrs);
+                Ipv4Addr::from(u32::from(args.src_ip).wrapping_add(step as u32))
+            });
+            template.vary(f, s, sport, saddr);
         }
         // SAFETY: msgs[..n] point at live iovecs/frames/addr owned by this
         // function; the kernel only reads them.
@@ -411,6 +438,7 @@ mod tests {
             sport_base: 40000,
             batch: 1,
             pps: 0,
+            saddrs: 1,
             src_mac: "02:00:00:00:00:02".into(),
             dst_mac: "02:00:00:00:00:99".into(),
             src_ip: Ipv4Addr::new(198, 18, 0, 2),
@@ -434,15 +462,20 @@ mod tests {
             );
             assert!(udp_csum_ok(&t.bytes));
             let mut f = t.bytes.clone();
-            t.vary(&mut f, 123_456_789, 40007);
+            t.vary(&mut f, 123_456_789, 40007, None);
             assert!(udp_csum_ok(&f));
             assert_eq!(u16::from_be_bytes([f[L4_OFF], f[L4_OFF + 1]]), 40007);
+            // Another source address: both checksums stay valid.
+            t.vary(&mut f, 5, 40008, Some(Ipv4Addr::new(198, 18, 7, 9)));
+            assert_eq!(&f[ETH_LEN + 12..ETH_LEN + 16], &[198, 18, 7, 9]);
+            assert_eq!(fold(sum16(&f[ETH_LEN..L4_OFF], 0)), 0, "IPv4 checksum");
+            assert!(udp_csum_ok(&f));
         }
         let t = Template::new(&args(Kind::Dns)).expect("template");
         let mut a = t.bytes.clone();
         let mut b = t.bytes.clone();
-        t.vary(&mut a, 1, 40000);
-        t.vary(&mut b, 2, 40000);
+        t.vary(&mut a, 1, 40000, None);
+        t.vary(&mut b, 2, 40000, None);
         assert_ne!(
             a[PAY_OFF..PAY_OFF + 2],
             b[PAY_OFF..PAY_OFF + 2],
