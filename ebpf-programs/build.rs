@@ -364,6 +364,7 @@ fn kernel_facts(c: &mut String) {
         ),
         ("ATTR_TEST_DATA_IN", "union bpf_attr", "test.data_in"),
         ("ATTR_TEST_REPEAT", "union bpf_attr", "test.repeat"),
+        ("ATTR_TEST_DURATION", "union bpf_attr", "test.duration"),
         ("ATTR_MAP_ID", "union bpf_attr", "map_id"),
         ("ATTR_OPEN_FLAGS", "union bpf_attr", "open_flags"),
         ("MAP_INFO_TYPE", "struct bpf_map_info", "type"),

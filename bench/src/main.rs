@@ -10,7 +10,8 @@
 //! - `bpf-stats`: keeps BPF run-time statistics on until SIGTERM;
 //! - `count`: counts JSON lines (by `event_type`) read from stdin;
 //! - `names`: writes a DNS block list of generated names (1,000,000 by default);
-//! - `report`: turns the raw samples into the results table (markdown).
+//! - `report`: turns the raw samples into the results table (markdown);
+//! - `prog-cost`: the TC program's own ns per packet (BPF_PROG_TEST_RUN), against a no-op.
 //!
 //! Every subcommand that touches an interface works in the network namespace
 //! it was started in: `bench/run` starts them with `nsenter --net=...`.
@@ -19,6 +20,7 @@ mod count;
 mod generator;
 mod names;
 mod noop;
+mod prog_cost;
 mod report;
 
 use std::process::ExitCode;
@@ -51,6 +53,8 @@ enum Cmd {
     Names(names::Args),
     /// Summarize raw samples (JSON lines) into tables.
     Report(report::Args),
+    /// Per-packet cost of Palisade's TC program (BPF_PROG_TEST_RUN), against a no-op.
+    ProgCost(prog_cost::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Cmd::Count(a) => count::main(&a),
         Cmd::Names(a) => names::main(&a),
         Cmd::Report(a) => report::main(&a),
+        Cmd::ProgCost(a) => prog_cost::main(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

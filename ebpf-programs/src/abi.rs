@@ -622,8 +622,8 @@ mod tests {
         let all: Vec<CounterDef> = kernel_counters().collect();
         assert_eq!(
             all.len() as u32,
-            STATS_ENTRIES + DNS_STAT_COUNT,
-            "every slot of both maps"
+            STATS_ENTRIES + DNS_STAT_COUNT + FLOW_STAT_COUNT,
+            "every slot of the three maps"
         );
         let mut names: Vec<(&str, &str)> = all.iter().map(|c| (c.group, c.name)).collect();
         names.sort_unstable();

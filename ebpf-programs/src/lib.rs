@@ -115,3 +115,14 @@ pub const DNS_HITS_ENTRIES: u32 = 65536;
 pub const GLOBAL_WAKEUP_BYTES: &str = "pal_wakeup_bytes";
 /// Value of [`GLOBAL_WAKEUP_BYTES`] in the object.
 pub const DEFAULT_WAKEUP_BYTES: u32 = 65536;
+
+/// Runs a loaded program `repeat` times on the frame `data` (`BPF_PROG_TEST_RUN`, no
+/// device involved); returns its return value and the kernel's mean ns per run. For
+/// measuring the programs' own per-packet cost (`palisade-bench prog-cost`).
+pub fn prog_test_run(
+    prog: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    repeat: u32,
+) -> std::io::Result<(u32, u32)> {
+    sys::prog_test_run(prog, data, repeat)
+}

@@ -448,18 +448,23 @@ pub(crate) fn boot_time_ns() -> io::Result<u64> {
     Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
-/// Runs a program once on `data` with `BPF_PROG_TEST_RUN`; returns the program's return value.
-pub(crate) fn prog_test_run(prog: BorrowedFd<'_>, data: &[u8]) -> io::Result<u32> {
+/// Runs a program `repeat` times on `data` with `BPF_PROG_TEST_RUN`; returns the program's
+/// return value and the kernel's mean duration of one run, in ns.
+pub(crate) fn prog_test_run(
+    prog: BorrowedFd<'_>,
+    data: &[u8],
+    repeat: u32,
+) -> io::Result<(u32, u32)> {
     let mut attr = TestRun {
         prog_fd: fd_u32(prog),
         data_size_in: u32::try_from(data.len())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
         data_in: addr(data),
-        repeat: 1,
+        repeat: repeat.max(1),
         ..TestRun::default()
     };
     bpf(c::KERNEL_BPF_PROG_TEST_RUN, &mut attr, "BPF_PROG_TEST_RUN")?;
-    Ok(attr.retval)
+    Ok((attr.retval, attr.duration))
 }
 
 const _: () = {
@@ -468,4 +473,5 @@ const _: () = {
     assert!(offset_of!(TestRun, data_size_in) == c::KERNEL_ATTR_TEST_DATA_SIZE_IN);
     assert!(offset_of!(TestRun, data_in) == c::KERNEL_ATTR_TEST_DATA_IN);
     assert!(offset_of!(TestRun, repeat) == c::KERNEL_ATTR_TEST_REPEAT);
+    assert!(offset_of!(TestRun, duration) == c::KERNEL_ATTR_TEST_DURATION);
 };

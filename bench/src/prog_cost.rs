@@ -1,0 +1,129 @@
+//! `prog-cost`: the kernel-side cost of Palisade's TC program per packet, without a
+//! device: `BPF_PROG_TEST_RUN` runs `pal_tc_ingress` (and, for reference, the no-op
+//! program) a million times on one frame and the kernel reports the mean ns per run.
+//! Frames: a UDP datagram to port 9 (the flow-table path only: lookup, counters), a TCP
+//! segment with payload (flow path, TLS check), and an IPv4 fragment (parsed, ignored).
+//! Each is measured `--reps` times; the median is printed. The flow table, its maps and
+//! the rings live under a scratch pin directory removed at the end.
+
+use std::{os::fd::AsFd, path::PathBuf, process::Command};
+
+use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
+use serde::Serialize;
+
+use crate::Result;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The no-op program's object (bench/bpf/noop.bpf.c, compiled).
+    #[arg(long)]
+    noop: PathBuf,
+    /// Runs per measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    repeat: u32,
+    /// Measurements per frame (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Cost {
+    frame: &'static str,
+    noop_ns: u32,
+    palisade_ns: u32,
+    /// Palisade minus the no-op program: its own work per packet.
+    added_ns: i64,
+}
+
+fn frame(l4: &[u8], proto: u8, frag_off: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00]);
+    let total = (20 + l4.len()) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&frag_off.to_be_bytes());
+    f.extend_from_slice(&[64, proto, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1]);
+    f.extend_from_slice(l4);
+    f
+}
+
+fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    let mut udp = vec![0x9c, 0x40, 0, 9, 0, 26, 0, 0];
+    udp.extend_from_slice(&[b'a'; 18]);
+    let mut tcp = vec![
+        0x9c, 0x41, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+    tcp.extend_from_slice(&[b'x'; 100]);
+    vec![
+        ("udp-port-9", frame(&udp, 17, 0)),
+        ("tcp-data", frame(&tcp, 6, 0)),
+        ("ipv4-later-fragment", frame(&udp, 17, 185)),
+    ]
+}
+
+fn median(mut v: Vec<u32>) -> u32 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} missing"))?
+        .try_into()
+        .map_err(|e| format!("{name}: {e}"))?;
+    prog.load().map_err(|e| format!("loading {name}: {e}"))?;
+    Ok(prog)
+}
+
+fn cost(ebpf: &Ebpf, name: &str, data: &[u8], args: &Args) -> Result<u32> {
+    let prog = ebpf
+        .program(name)
+        .ok_or_else(|| format!("program {name} missing"))?;
+    let fd = prog.fd().map_err(|e| format!("{name}: {e}"))?;
+    let runs = (0..args.reps)
+        .map(|_| {
+            palisade_ebpf::prog_test_run(fd.as_fd(), data, args.repeat)
+                .map(|(_, ns)| ns)
+                .map_err(|e| format!("{name}: {e}"))
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    Ok(median(runs))
+}
+
+pub fn main(args: &Args) -> Result<()> {
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/palisade-prog-cost-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&pins).map_err(|e| format!("mkdir {}: {e}", pins.display()))?;
+    let result = (|| {
+        let mut palisade = EbpfLoader::new()
+            .default_map_pin_directory(&pins)
+            .load(palisade_ebpf::PALISADE_BPF)
+            .map_err(|e| format!("loading Palisade's object: {e}"))?;
+        classifier(&mut palisade, palisade_ebpf::PROG_TC_INGRESS)?;
+        let mut noop = Ebpf::load_file(&args.noop)
+            .map_err(|e| format!("loading {}: {e}", args.noop.display()))?;
+        classifier(&mut noop, "bench_noop")?;
+        let mut out = Vec::new();
+        for (name, data) in frames() {
+            let noop_ns = cost(&noop, "bench_noop", &data, args)?;
+            let palisade_ns = cost(&palisade, palisade_ebpf::PROG_TC_INGRESS, &data, args)?;
+            out.push(Cost {
+                frame: name,
+                noop_ns,
+                palisade_ns,
+                added_ns: i64::from(palisade_ns) - i64::from(noop_ns),
+            });
+        }
+        println!(
+            "{}",
+            serde_json::to_string(&out).map_err(|e| e.to_string())?
+        );
+        Ok(())
+    })();
+    let _ = Command::new("rm").arg("-rf").arg(&pins).status();
+    result
+}
