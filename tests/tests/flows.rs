@@ -236,6 +236,32 @@ fn live_flows_are_listed_and_idle_ones_end_by_timeout_with_updates() {
         .filter(|k| k["group"] == "flow_table" && k["counter"] == "ended_timeout")
         .collect();
     assert!(counters[0]["value"].as_u64() >= Some(2), "{counters:?}");
+
+    // Timeouts change on reload; an invalid value leaves the running ones in force.
+    let reload = |toml: &str| {
+        std::fs::write(&daemon.config, base_config(&lab, toml)).expect("write config");
+        daemon.ctl(&["reload"])
+    };
+    let bad = reload("[flow]\nidle_timeout_s = 0\n");
+    assert!(!bad.status.success(), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("flow.idle_timeout_s"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        daemon.status_json().expect("status")["flows"]["idle_timeout_s"],
+        1
+    );
+    let good = reload("[flow]\nidle_timeout_s = 7\ntcp_idle_timeout_s = 2\n");
+    assert!(good.status.success(), "{good:?}");
+    let flows = &daemon.status_json().expect("status")["flows"];
+    assert_eq!(
+        (
+            flows["idle_timeout_s"].as_u64(),
+            flows["update_interval_s"].as_u64()
+        ),
+        (Some(7), Some(0))
+    );
 }
 
 #[test]
