@@ -251,6 +251,9 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_DNS_RULE_", "u8"),    // pal_dns_rule.flags
         ("PAL_DNS_ACTION_", "u32"), // pal_dns_config.block_action
         ("PAL_DNS_STAT_", "u32"),   // pal_dns_stats key
+        ("PAL_IP_MATCH_", "u8"),    // pal_ip_block_record.matched
+        ("PAL_IP_HOOK_", "u8"),     // pal_ip_block_record.hook
+        ("PAL_IP_STAT_", "u32"),    // pal_ip_stats key
     ];
     BY_PREFIX
         .iter()
@@ -319,6 +322,8 @@ fn kernel_facts(c: &mut String) {
         ("BPF_MAP_UPDATE_BATCH", "u32"),
         ("BPF_MAP_TYPE_HASH", "u32"),
         ("BPF_MAP_TYPE_ARRAY_OF_MAPS", "u32"),
+        ("BPF_MAP_TYPE_LPM_TRIE", "u32"),
+        ("BPF_F_NO_PREALLOC", "u32"),
         ("BPF_ANY", "u64"),
         ("BPF_OBJ_NAME_LEN", "usize"),
     ];
@@ -353,6 +358,7 @@ fn kernel_facts(c: &mut String) {
         ("ATTR_INFO_INFO", "union bpf_attr", "info.info"),
         ("ATTR_MAP_ID", "union bpf_attr", "map_id"),
         ("ATTR_OPEN_FLAGS", "union bpf_attr", "open_flags"),
+        ("LINK_INFO_XDP_IFINDEX", "struct bpf_link_info", "xdp.ifindex"),
         ("MAP_INFO_TYPE", "struct bpf_map_info", "type"),
         ("MAP_INFO_ID", "struct bpf_map_info", "id"),
         ("MAP_INFO_KEY_SIZE", "struct bpf_map_info", "key_size"),

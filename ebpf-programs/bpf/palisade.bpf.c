@@ -1521,6 +1521,9 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 		emit_flow(skb, p, &key, &last, PAL_KIND_FLOW_END, reason);
 }
 
+/* IP policy: XDP and TC drop programs and their maps (see the file). */
+#include "ip_policy.bpf.h"
+
 /* ------------------------------------------------------------------------ */
 /* Entry points                                                             */
 /* ------------------------------------------------------------------------ */
