@@ -116,11 +116,18 @@ struct {
 	__type(value, struct pal_ip_limiter);
 } pal_ip_limiter SEC(".maps");
 
-/* One alert record, assembled on the stack (100 bytes). */
+/*
+ * One alert record, assembled on the stack: header + payload, 100 bytes
+ * (PAL_IP_ALERT_LEN; sizeof is 104 with the tail padding, never output).
+ */
 struct pal_ip_alert {
 	struct pal_record_hdr hdr;
 	struct pal_ip_block_record rec;
 };
+
+#define PAL_IP_ALERT_LEN (sizeof(struct pal_record_hdr) + sizeof(struct pal_ip_block_record))
+_Static_assert(offsetof(struct pal_ip_alert, rec) == sizeof(struct pal_record_hdr),
+	       "the payload follows the header directly");
 
 /* What the IP policy needs of a packet. */
 struct pal_ip_pkt {
@@ -273,7 +280,7 @@ static __always_inline void ip_alert(const struct pal_ip_pkt *p, __u32 ifindex, 
 	a.hdr.magic = PAL_RECORD_MAGIC;
 	a.hdr.abi_version = PAL_ABI_VERSION;
 	a.hdr.kind = PAL_KIND_IP_BLOCK;
-	a.hdr.len = sizeof(a);
+	a.hdr.len = PAL_IP_ALERT_LEN;
 	a.hdr.ifindex = ifindex;
 	a.hdr.ts_boot_ns = now;
 	a.hdr.direction = direction;
@@ -313,7 +320,7 @@ static __always_inline void ip_alert(const struct pal_ip_pkt *p, __u32 ifindex, 
 	a.rec.prefixlen = rule->prefixlen;
 	a.rec.matched = matched;
 	a.rec.hook = hook;
-	if (bpf_ringbuf_output(&rb_flow, &a, sizeof(a), BPF_RB_NO_WAKEUP) < 0) {
+	if (bpf_ringbuf_output(&rb_flow, &a, PAL_IP_ALERT_LEN, BPF_RB_NO_WAKEUP) < 0) {
 		ip_stat_inc(PAL_IP_STAT_ALERTS_LOST);
 		return;
 	}

@@ -661,4 +661,3 @@ mod tests {
         assert_eq!(keys, (0..STATS_ENTRIES).collect::<Vec<_>>());
     }
 }
-

@@ -345,6 +345,11 @@ pub fn link_ifindex(link: impl AsFd) -> io::Result<u32> {
     Ok(sys::link_info(link.as_fd())?.ifindex)
 }
 
+/// [`link_ifindex`] of a pinned link (`BPF_OBJ_GET` first).
+pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<u32> {
+    link_ifindex(sys::obj_get(path)?)
+}
+
 /// CLOCK_BOOTTIME now, in ns (the clock of `IpRule::expires_boot_ns`).
 pub fn boot_time_ns() -> io::Result<u64> {
     sys::boot_time_ns()

@@ -27,8 +27,8 @@ mod sys;
 
 pub use abi::*;
 pub use records::{
-    DnsConfig, DnsLearned, DnsRule, FlowKey, FlowRecord, FlowValue, Ip4Key, Ip6Key,
-    IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader,
+    DnsConfig, DnsLearned, DnsRule, FlowKey, FlowRecord, FlowValue, Ip4Key, Ip6Key, IpBlockRecord,
+    IpConfig, IpRule, RecordError, RecordHeader,
 };
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.

@@ -975,4 +975,3 @@ mod tests {
         assert_eq!(value.to_bytes(), bytes);
     }
 }
-

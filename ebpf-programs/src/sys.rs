@@ -165,6 +165,17 @@ pub(crate) struct RawMapInfo {
     pub name: [u8; c::KERNEL_BPF_OBJ_NAME_LEN],
 }
 
+/// `BPF_OBJ_GET` attributes.
+#[repr(C)]
+#[derive(Default)]
+struct ObjGet {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for ObjGet {}
+
 /// The prefix of `struct bpf_link_info` this crate reads: `xdp.ifindex` is the first field
 /// of the union (so is `tcx.ifindex` on kernels >= 6.6, whose UAPI headers Debian 12 lacks).
 #[repr(C)]
@@ -180,6 +191,8 @@ pub(crate) struct RawLinkInfo {
 
 const _: () = {
     assert!(offset_of!(RawLinkInfo, ifindex) == c::KERNEL_LINK_INFO_XDP_IFINDEX);
+    assert!(offset_of!(ObjGet, pathname) == c::KERNEL_ATTR_PATHNAME);
+    assert!(offset_of!(ObjGet, file_flags) == c::KERNEL_ATTR_FILE_FLAGS);
     assert!(offset_of!(MapCreate, map_type) == c::KERNEL_ATTR_MAP_TYPE);
     assert!(offset_of!(MapCreate, key_size) == c::KERNEL_ATTR_KEY_SIZE);
     assert!(offset_of!(MapCreate, value_size) == c::KERNEL_ATTR_VALUE_SIZE);
@@ -418,6 +431,19 @@ pub(crate) fn map_info(map: BorrowedFd<'_>) -> io::Result<RawMapInfo> {
         "BPF_OBJ_GET_INFO_BY_FD",
     )?;
     Ok(info)
+}
+
+/// `BPF_OBJ_GET`: a descriptor of a pinned object.
+pub(crate) fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| call_error("BPF_OBJ_GET", io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let mut attr = ObjGet {
+        pathname: c_path.as_ptr() as u64,
+        ..ObjGet::default()
+    };
+    let ret = bpf(c::KERNEL_BPF_OBJ_GET, &mut attr, "BPF_OBJ_GET")?;
+    owned_fd(ret, "BPF_OBJ_GET")
 }
 
 /// `BPF_OBJ_GET_INFO_BY_FD` for an XDP or TCX link.

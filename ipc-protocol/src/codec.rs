@@ -282,8 +282,14 @@ mod tests {
             hits: 2,
             in_kernel: true,
         };
-        golden(ControlResponse::BlockAdded(rule.clone()), "08070c3139322e302e322e302f323403636c690001fb2c010201");
-        golden(ControlResponse::BlockRemoved(rule.clone()), "09070c3139322e302e322e302f323403636c690001fb2c010201");
+        golden(
+            ControlResponse::BlockAdded(rule.clone()),
+            "08070c3139322e302e322e302f323403636c690001fb2c010201",
+        );
+        golden(
+            ControlResponse::BlockRemoved(rule.clone()),
+            "09070c3139322e302e322e302f323403636c690001fb2c010201",
+        );
         golden(
             ControlResponse::BlockList(IpBlockList {
                 list_rules: 1,

@@ -2,9 +2,11 @@
 //!
 //! Started by `palisade run` only (it refuses to run privileged or by hand).
 
+mod ip_alert;
+
 use std::{collections::HashSet, net::IpAddr, process::ExitCode};
 
-use palisade_ebpf::{FlowRecord, KIND_FLOW_END, KIND_FLOW_START};
+use palisade_ebpf::{FlowRecord, KIND_FLOW_END, KIND_FLOW_START, KIND_IP_BLOCK};
 use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_runtime::{
     EventOut, Protocol, Record,
@@ -97,6 +99,7 @@ impl Protocol for Flow {
         let (state, start) = match record.hdr.kind {
             KIND_FLOW_START => ("new", true),
             KIND_FLOW_END => ("closed", false),
+            KIND_IP_BLOCK => return ip_alert::render(ctx, record, out),
             _ => return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND),
         };
         let Ok(f) = FlowRecord::read(record.payload) else {

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand; clap doc comments are the help.
 
+mod block;
 mod check_config;
 mod cleanup;
 mod dns;
@@ -51,6 +52,7 @@ enum Command {
     ReopenLogs(reopen_logs::Args),
     Metrics(metrics::Args),
     Dns(dns::Args),
+    Block(block::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
 }
@@ -66,6 +68,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::ReopenLogs(a) => reopen_logs::main(a),
         Command::Metrics(a) => metrics::main(a),
         Command::Dns(a) => dns::main(a),
+        Command::Block(a) => block::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
     }

@@ -99,13 +99,13 @@ pub fn render(r: &StatusReport) -> String {
     }
     let _ = writeln!(
         o,
-        "\nINTERFACE        HOOK     PROGRAM          PROG ID  LINK ID  MODE"
+        "\nINTERFACE        HOOK     PROGRAM              PROG ID  LINK ID  MODE"
     );
     for i in &r.interfaces {
         for a in &i.attachments {
             let _ = writeln!(
                 o,
-                "{:<16} {:<8} {:<16} {:<8} {:<8} {}{}",
+                "{:<16} {:<8} {:<20} {:<8} {:<8} {}{}",
                 format!("{} ({})", i.name, i.ifindex),
                 a.direction,
                 a.program,

@@ -16,8 +16,13 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         ControlRequest::Status
         | ControlRequest::Version
         | ControlRequest::DnsTest(_)
-        | ControlRequest::DnsBlockedHits => false,
-        ControlRequest::Restart(_) | ControlRequest::Reload | ControlRequest::ReopenLogs => true,
+        | ControlRequest::DnsBlockedHits
+        | ControlRequest::BlockList { .. } => false,
+        ControlRequest::Restart(_)
+        | ControlRequest::Reload
+        | ControlRequest::ReopenLogs
+        | ControlRequest::BlockAdd(_)
+        | ControlRequest::BlockRemove(_) => true,
     }
 }
 
