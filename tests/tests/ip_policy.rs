@@ -315,7 +315,7 @@ fn runtime_rules_apply_at_once_and_survive_sigkill() {
         "block add took {took:?} (kernel updated before it returns)"
     );
     assert!(!ping_from_peer(&lab, RUNTIME, SENSOR_IP), "blocked at once");
-    let out = daemon.ctl(&["block", "add", "198.18.0.0/28", "--ttl", "2s"]);
+    let out = daemon.ctl(&["block", "add", "198.18.0.2/31", "--ttl", "2s"]);
     assert!(out.status.success(), "{out:?}");
     let list = block_list(&daemon);
     let r = rule(&list, "198.18.0.77/32").expect("runtime rule");
@@ -352,7 +352,7 @@ fn runtime_rules_apply_at_once_and_survive_sigkill() {
         !ping_from_peer(&lab, RUNTIME, SENSOR_IP),
         "runtime rule holds while down"
     );
-    // The 2 s TTL rule (198.18.0.0/28 covers 198.18.0.2) expires in the kernel itself.
+    // The 2 s TTL rule (198.18.0.2/31 covers 198.18.0.2) expires in the kernel itself.
     assert!(
         wait_for_bool(|| ping_from_peer(&lab, FREE, SENSOR_IP)),
         "expired TTL rule stops being enforced while the daemon is down"
@@ -378,7 +378,7 @@ fn runtime_rules_apply_at_once_and_survive_sigkill() {
     let list = block_list(&daemon);
     assert!(rule(&list, "198.18.0.77/32").is_some(), "{list}");
     assert!(
-        rule(&list, "198.18.0.0/28").is_none(),
+        rule(&list, "198.18.0.2/31").is_none(),
         "expired rule gone: {list}"
     );
     assert!(!ping_from_peer(&lab, RUNTIME, SENSOR_IP));
