@@ -11,8 +11,9 @@
 //!
 //! Tries are `BPF_F_NO_PREALLOC` (the kernel requires it for LPM tries, and the outer map's
 //! template has the same flags); their `max_entries` is free (the kernel does not compare it
-//! with the template for LPM tries). The kernel has no batch update for LPM tries: [`fill`]
-//! makes one `BPF_MAP_UPDATE_ELEM` per prefix (docs/PERFORMANCE.md has the load time and
+//! with the template for LPM tries). [`fill`] uses `BPF_MAP_UPDATE_BATCH` (the kernel's
+//! generic batch: one syscall per chunk, the same per-element insert inside) and falls back
+//! to one `BPF_MAP_UPDATE_ELEM` per prefix (docs/PERFORMANCE.md has the load time and
 //! memory for a million prefixes).
 
 use std::{
@@ -241,11 +242,40 @@ pub fn create_trie(family: Family, max_entries: u32) -> io::Result<OwnedFd> {
     )
 }
 
-/// Stores `rules` (all of the trie's family) in a trie, one `BPF_MAP_UPDATE_ELEM` each.
+/// Elements per `BPF_MAP_UPDATE_BATCH` call.
+const BATCH: usize = 1 << 14;
+
+/// Stores `rules` (all of the trie's family) in a trie: `BPF_MAP_UPDATE_BATCH` in chunks
+/// (the kernel loops over the elements itself), or one `BPF_MAP_UPDATE_ELEM` per prefix
+/// where the kernel has no batch operation for LPM tries.
 pub fn fill(trie: impl AsFd, rules: &[(Prefix, IpRule)]) -> io::Result<()> {
     let trie = trie.as_fd();
-    for (prefix, rule) in rules {
-        sys::map_update(trie, &prefix.key_bytes(), &rule.to_bytes(), sys::ANY)?;
+    for chunk in rules.chunks(BATCH) {
+        let keys: Vec<u8> = chunk.iter().flat_map(|(p, _)| p.key_bytes()).collect();
+        let values: Vec<u8> = chunk.iter().flat_map(|(_, r)| r.to_bytes()).collect();
+        // At most BATCH elements: fits u32.
+        let count = chunk.len() as u32;
+        match sys::map_update_batch(trie, &keys, &values, count, sys::ANY) {
+            Ok(()) => {}
+            Err((error, 0))
+                if matches!(
+                    sys::errno(&error),
+                    Some(
+                        libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */
+                    )
+                ) =>
+            {
+                for (prefix, rule) in chunk {
+                    sys::map_update(trie, &prefix.key_bytes(), &rule.to_bytes(), sys::ANY)?;
+                }
+            }
+            Err((error, done)) => {
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!("{error} (after {done} of {count} elements of a batch)"),
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -74,7 +74,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ParsedList, IpListError> {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .map(str::to_owned);
-        if !rest.is_empty() && !(rest.starts_with('#') || rest.starts_with(';')) {
+        if !(rest.is_empty() || rest.starts_with('#') || rest.starts_with(';')) {
             return Err(IpListError::Invalid {
                 path: path.to_owned(),
                 line: index + 1,
