@@ -573,6 +573,7 @@ impl Daemon {
             kernel_v6 = self.ip_kernel.v6,
             "IP policy reloaded"
         );
+        release_memory();
         if config.ip.xdp_mode != self.opts.config.ip.xdp_mode {
             self.reattach_ip_policy(config.ip.xdp_mode);
         }

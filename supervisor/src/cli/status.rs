@@ -9,7 +9,9 @@ use super::ControlArgs;
 /// Show the daemon's workers, interfaces and kernel counters.
 ///
 /// Per worker: state, pid, uid, uptime, restarts, events, drops by reason,
-/// last heartbeat. Per interface: attached programs and mode. Kernel drop
+/// last heartbeat. Per interface: attached programs and mode (the IP
+/// policy's hook shows the mode in use: xdp-native, xdp-generic or tcx).
+/// IP policy counters (drops, alerts, suppressed alerts). Kernel drop
 /// counters per ring. Exit status 0 when every worker runs, 1 otherwise.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -158,6 +160,15 @@ pub fn render(r: &StatusReport) -> String {
     if !policy.is_empty() {
         let _ = writeln!(o, "  kernel: {}", policy.join(" "));
     }
+    // IP policy: every counter of its kernel group (hooks and modes are in the table above;
+    // rules: `palisade block list`).
+    let ip: Vec<String> = r
+        .kernel
+        .iter()
+        .filter(|k| k.group == palisade_ebpf::IP_POLICY_GROUP)
+        .map(|k| format!("{}={}", k.counter, k.value))
+        .collect();
+    let _ = writeln!(o, "\nIP POLICY  kernel: {}", ip.join(" "));
     let _ = writeln!(
         o,
         "\nKERNEL   RECORDS      RING_FULL  TRUNCATED  NOT_PARSED  MAP_FULL"
