@@ -253,6 +253,9 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_DNS_RULE_", "u8"),    // pal_dns_rule.flags
         ("PAL_DNS_ACTION_", "u32"), // pal_dns_config.block_action
         ("PAL_DNS_STAT_", "u32"),   // pal_dns_stats key
+        ("PAL_IP_MATCH_", "u8"),    // pal_ip_block_record.matched
+        ("PAL_IP_HOOK_", "u8"),     // pal_ip_block_record.hook
+        ("PAL_IP_STAT_", "u32"),    // pal_ip_stats key
     ];
     BY_PREFIX
         .iter()
@@ -316,12 +319,15 @@ fn kernel_facts(c: &mut String) {
         ("BPF_MAP_DELETE_ELEM", "u32"),
         ("BPF_MAP_GET_NEXT_KEY", "u32"),
         ("BPF_MAP_GET_FD_BY_ID", "u32"),
+        ("BPF_OBJ_GET", "u32"),
         ("BPF_OBJ_GET_INFO_BY_FD", "u32"),
         ("BPF_MAP_LOOKUP_BATCH", "u32"),
         ("BPF_MAP_UPDATE_BATCH", "u32"),
         ("BPF_PROG_TEST_RUN", "u32"),
         ("BPF_MAP_TYPE_HASH", "u32"),
         ("BPF_MAP_TYPE_ARRAY_OF_MAPS", "u32"),
+        ("BPF_MAP_TYPE_LPM_TRIE", "u32"),
+        ("BPF_F_NO_PREALLOC", "u32"),
         ("BPF_ANY", "u64"),
         ("BPF_NOEXIST", "u64"),
         ("BPF_OBJ_NAME_LEN", "usize"),
@@ -367,6 +373,13 @@ fn kernel_facts(c: &mut String) {
         ("ATTR_TEST_DURATION", "union bpf_attr", "test.duration"),
         ("ATTR_MAP_ID", "union bpf_attr", "map_id"),
         ("ATTR_OPEN_FLAGS", "union bpf_attr", "open_flags"),
+        (
+            "LINK_INFO_XDP_IFINDEX",
+            "struct bpf_link_info",
+            "xdp.ifindex",
+        ),
+        ("ATTR_PATHNAME", "union bpf_attr", "pathname"),
+        ("ATTR_FILE_FLAGS", "union bpf_attr", "file_flags"),
         ("MAP_INFO_TYPE", "struct bpf_map_info", "type"),
         ("MAP_INFO_ID", "struct bpf_map_info", "id"),
         ("MAP_INFO_KEY_SIZE", "struct bpf_map_info", "key_size"),

@@ -5,6 +5,9 @@
 //!   queries with varying ids and names;
 //! - `noop`: attaches a no-op TC program (TCX, ingress + egress) until
 //!   SIGTERM, to measure the cost of the hook itself;
+//! - `ip-hooks`: Palisade's observer plus an IP policy hook (XDP native or
+//!   generic, or TCX) with no rules, a million prefixes, or a no-op at that
+//!   hook, until SIGTERM (`bench/ip-policy`);
 //! - `tcx-query`: the programs attached at an interface's TCX hooks (with
 //!   their run time and count);
 //! - `bpf-stats`: keeps BPF run-time statistics on until SIGTERM;
@@ -18,6 +21,7 @@
 
 mod count;
 mod generator;
+mod ip_hooks;
 mod names;
 mod noop;
 mod prog_cost;
@@ -43,6 +47,8 @@ enum Cmd {
     Gen(generator::Args),
     /// Attach a no-op TC program (TCX ingress + egress) until SIGTERM/SIGINT.
     Noop(noop::Args),
+    /// Attach Palisade's observer and an IP policy hook (bench/ip-policy) until SIGTERM.
+    IpHooks(ip_hooks::Args),
     /// Print the programs attached at an interface's TCX hooks (JSON).
     TcxQuery(noop::QueryArgs),
     /// Keep BPF run-time statistics on (BPF_ENABLE_STATS) until SIGTERM/SIGINT.
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Gen(a) => generator::main(&a),
         Cmd::Noop(a) => noop::main(&a),
+        Cmd::IpHooks(a) => ip_hooks::main(&a),
         Cmd::TcxQuery(a) => noop::query(&a),
         Cmd::BpfStats(a) => noop::stats(&a),
         Cmd::Count(a) => count::main(&a),

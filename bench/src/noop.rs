@@ -35,7 +35,7 @@ pub struct StatsArgs {}
 const PROGRAM: &str = "bench_noop";
 
 /// Blocks until SIGTERM or SIGINT arrives.
-fn wait_for_signal() -> Result<()> {
+pub fn wait_for_signal() -> Result<()> {
     // SAFETY: plain sigset manipulation on a local set; sigwait on it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

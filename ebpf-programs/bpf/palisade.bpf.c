@@ -1825,6 +1825,9 @@ int pal_flow_timer_arm(struct __sk_buff *skb)
 	return 0;
 }
 
+/* IP policy: XDP and TC drop programs and their maps (see the file). */
+#include "ip_policy.bpf.h"
+
 /* ------------------------------------------------------------------------ */
 /* Entry points                                                             */
 /* ------------------------------------------------------------------------ */

@@ -23,6 +23,8 @@ pub const KIND_FLOW_START: u16 = c::PAL_KIND_FLOW_START;
 pub const KIND_FLOW_END: u16 = c::PAL_KIND_FLOW_END;
 /// Record kind: periodic report of a long flow; payload is a [`crate::FlowRecord`].
 pub const KIND_FLOW_UPDATE: u16 = c::PAL_KIND_FLOW_UPDATE;
+/// `PAL_KIND_IP_BLOCK`: payload is one `IpBlockRecord`.
+pub const KIND_IP_BLOCK: u16 = c::PAL_KIND_IP_BLOCK;
 
 /// Packet entering the interface.
 pub const DIR_INGRESS: u8 = c::PAL_DIR_INGRESS;
@@ -351,7 +353,13 @@ pub fn kernel_counters() -> impl Iterator<Item = CounterDef> {
         group: FLOW_TABLE_GROUP,
         name: stat.name(),
     });
-    stats.chain(dns).chain(flows)
+    let ip = IpStat::ALL.into_iter().map(|stat| CounterDef {
+        map: crate::MAP_IP_STATS,
+        key: stat.index(),
+        group: IP_POLICY_GROUP,
+        name: stat.name(),
+    });
+    stats.chain(dns).chain(flows).chain(ip)
 }
 
 /// A record kind (`RecordHeader::kind`).
@@ -369,6 +377,8 @@ pub enum Kind {
     FlowEnd,
     /// [`KIND_FLOW_UPDATE`]
     FlowUpdate,
+    /// [`KIND_IP_BLOCK`]: a packet the IP policy dropped (rate-limited alerts).
+    IpBlock,
 }
 
 impl Kind {
@@ -381,6 +391,7 @@ impl Kind {
             KIND_FLOW_START => Some(Self::FlowStart),
             KIND_FLOW_END => Some(Self::FlowEnd),
             KIND_FLOW_UPDATE => Some(Self::FlowUpdate),
+            KIND_IP_BLOCK => Some(Self::IpBlock),
             _ => None,
         }
     }
@@ -394,6 +405,7 @@ impl Kind {
             Self::FlowStart => KIND_FLOW_START,
             Self::FlowEnd => KIND_FLOW_END,
             Self::FlowUpdate => KIND_FLOW_UPDATE,
+            Self::IpBlock => KIND_IP_BLOCK,
         }
     }
 
@@ -403,7 +415,7 @@ impl Kind {
             Self::Dns => Ring::Dns,
             Self::Dhcp => Ring::Dhcp,
             Self::Tls => Ring::Tls,
-            Self::FlowStart | Self::FlowEnd | Self::FlowUpdate => Ring::Flow,
+            Self::FlowStart | Self::FlowEnd | Self::FlowUpdate | Self::IpBlock => Ring::Flow,
         }
     }
 
@@ -417,6 +429,8 @@ impl Kind {
             Self::FlowStart | Self::FlowEnd | Self::FlowUpdate => {
                 crate::records::FlowRecord::SIZE as u32
             }
+            // Exactly one pal_ip_block_record (12 bytes).
+            Self::IpBlock => crate::records::IpBlockRecord::SIZE as u32,
         }
     }
 }
@@ -598,6 +612,83 @@ const _: () = {
     assert!(DNS_NAME_MAX + 2 == DNS_WIRE_MAX);
 };
 
+/// `IpBlockRecord::matched`: the rule matched the packet's source address.
+pub const IP_MATCH_SRC: u8 = c::PAL_IP_MATCH_SRC;
+/// `IpBlockRecord::matched`: the rule matched the packet's destination address.
+pub const IP_MATCH_DST: u8 = c::PAL_IP_MATCH_DST;
+/// `IpBlockRecord::hook`: dropped by `pal_xdp_block`.
+pub const IP_HOOK_XDP: u8 = c::PAL_IP_HOOK_XDP;
+/// `IpBlockRecord::hook`: dropped by `pal_tc_block_ingress` / `pal_tc_block_egress`.
+pub const IP_HOOK_TC: u8 = c::PAL_IP_HOOK_TC;
+/// Entries of `pal_ip_stats`.
+pub const IP_STAT_COUNT: u32 = c::PAL_IP_STAT_COUNT;
+
+/// Group name of the `pal_ip_stats` counters in [`kernel_counters`].
+pub const IP_POLICY_GROUP: &str = "ip_policy";
+
+/// A counter of `pal_ip_stats` (per CPU; key = [`IpStat::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpStat {
+    /// IPv4 packets dropped by a rule.
+    DroppedV4,
+    /// IPv6 packets dropped by a rule.
+    DroppedV6,
+    /// Alert records written to `rb_flow`.
+    Alerts,
+    /// Drops not alerted: over the rate limit, or alerts off.
+    AlertsSuppressed,
+    /// Alerts lost: `rb_flow` had no room.
+    AlertsLost,
+    /// A TTL rule matched after its expiry and was ignored.
+    Expired,
+    /// A per-rule hit counter could not be inserted into `pal_ip_hits`.
+    HitsMapFull,
+    /// IP header cut short or malformed: the packet was passed.
+    NotParsed,
+}
+
+impl IpStat {
+    /// Every counter, in key order.
+    pub const ALL: [Self; 8] = [
+        Self::DroppedV4,
+        Self::DroppedV6,
+        Self::Alerts,
+        Self::AlertsSuppressed,
+        Self::AlertsLost,
+        Self::Expired,
+        Self::HitsMapFull,
+        Self::NotParsed,
+    ];
+
+    /// `PAL_IP_STAT_*`: the key in `pal_ip_stats`.
+    pub const fn index(self) -> u32 {
+        match self {
+            Self::DroppedV4 => c::PAL_IP_STAT_DROPPED_V4,
+            Self::DroppedV6 => c::PAL_IP_STAT_DROPPED_V6,
+            Self::Alerts => c::PAL_IP_STAT_ALERTS,
+            Self::AlertsSuppressed => c::PAL_IP_STAT_ALERTS_SUPPRESSED,
+            Self::AlertsLost => c::PAL_IP_STAT_ALERTS_LOST,
+            Self::Expired => c::PAL_IP_STAT_EXPIRED,
+            Self::HitsMapFull => c::PAL_IP_STAT_HITS_MAP_FULL,
+            Self::NotParsed => c::PAL_IP_STAT_NOT_PARSED,
+        }
+    }
+
+    /// Short lowercase name, for logs and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::DroppedV4 => "dropped_v4",
+            Self::DroppedV6 => "dropped_v6",
+            Self::Alerts => "alerts",
+            Self::AlertsSuppressed => "alerts_suppressed",
+            Self::AlertsLost => "alerts_lost",
+            Self::Expired => "expired",
+            Self::HitsMapFull => "hits_map_full",
+            Self::NotParsed => "not_parsed",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,7 +713,7 @@ mod tests {
         let all: Vec<CounterDef> = kernel_counters().collect();
         assert_eq!(
             all.len() as u32,
-            STATS_ENTRIES + DNS_STAT_COUNT + FLOW_STAT_COUNT,
+            STATS_ENTRIES + DNS_STAT_COUNT + FLOW_STAT_COUNT + IP_STAT_COUNT,
             "every slot of the three maps"
         );
         let mut names: Vec<(&str, &str)> = all.iter().map(|c| (c.group, c.name)).collect();

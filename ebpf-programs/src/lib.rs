@@ -12,6 +12,9 @@
 //! - [`dns_policy`]: building rule-set maps and swapping them into `pal_dns_policy`, learned
 //!   blocks, the block action (raw bpf(2) calls, made by the supervisor only).
 //!
+//! - [`ip_policy`]: IPv4/IPv6 prefixes, building LPM tries and swapping them into
+//!   `pal_ip4_policy` / `pal_ip6_policy`, single-prefix updates, the alert rate limit.
+//!
 //! Nothing here needs privileges except [`dns_policy`]'s map operations, which only the
 //! supervisor performs: loading and attaching is the supervisor's job.
 
@@ -19,13 +22,14 @@ pub mod abi;
 pub mod dns_name;
 pub mod dns_policy;
 pub mod flow_table;
+pub mod ip_policy;
 pub mod records;
 mod sys;
 
 pub use abi::*;
 pub use records::{
-    DnsConfig, DnsLearned, DnsRule, FlowConfig, FlowKey, FlowRecord, FlowSweep, FlowValue,
-    RecordError, RecordHeader,
+    DnsConfig, DnsLearned, DnsRule, FlowConfig, FlowKey, FlowRecord, FlowSweep, FlowValue, Ip4Key,
+    Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader,
 };
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.
@@ -45,6 +49,12 @@ pub const PROG_TC_EGRESS: &str = "pal_tc_egress";
 /// Program the supervisor runs once with `BPF_PROG_TEST_RUN` to (re)arm the flow sweeper
 /// timer ([`sys::prog_test_run`]); never attached.
 pub const PROG_FLOW_TIMER_ARM: &str = "pal_flow_timer_arm";
+/// XDP program of the IP policy (native or generic mode).
+pub const PROG_XDP_BLOCK: &str = "pal_xdp_block";
+/// TC classifier of the IP policy for ingress (`xdp_mode = "tc"`), attached first in TCX.
+pub const PROG_TC_BLOCK_INGRESS: &str = "pal_tc_block_ingress";
+/// TC classifier of the IP policy for egress (every mode), attached first in TCX.
+pub const PROG_TC_BLOCK_EGRESS: &str = "pal_tc_block_egress";
 
 /// Ring buffer of DNS records, read by the DNS worker.
 pub const MAP_RB_DNS: &str = "rb_dns";
@@ -80,10 +90,24 @@ pub const MAP_DNS_HITS: &str = "pal_dns_hits";
 /// Per-CPU `u64` counters of the DNS policy, key [`DnsStat::index`].
 pub const MAP_DNS_STATS: &str = "pal_dns_stats";
 
+/// `BPF_MAP_TYPE_ARRAY_OF_MAPS`, one slot: the IPv4 LPM trie `Ip4Key -> IpRule` in force
+/// ([`ip_policy`] builds and swaps it). Empty slot: no IPv4 rules.
+pub const MAP_IP4_POLICY: &str = "pal_ip4_policy";
+/// As [`MAP_IP4_POLICY`], for IPv6 (`Ip6Key -> IpRule`).
+pub const MAP_IP6_POLICY: &str = "pal_ip6_policy";
+/// LRU per-CPU hash `u32 rule id -> u64`: packets each IP rule dropped (sum the CPUs).
+pub const MAP_IP_HITS: &str = "pal_ip_hits";
+/// Array, one [`IpConfig`]: the alert rate limit. All zero means no alerts.
+pub const MAP_IP_CONFIG: &str = "pal_ip_config";
+/// Per-CPU `u64` counters of the IP policy, key [`IpStat::index`].
+pub const MAP_IP_STATS: &str = "pal_ip_stats";
+/// Capacity of `pal_ip_hits`; the least recently hit rule id is evicted beyond it.
+pub const IP_HITS_ENTRIES: u32 = 65536;
+
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
 /// existing pins on the next load (so the rule set, learned blocks, config and counters survive
 /// a supervisor restart along with the attached programs).
-pub const PINNED_MAPS: [&str; 15] = [
+pub const PINNED_MAPS: [&str; 20] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
@@ -99,6 +123,11 @@ pub const PINNED_MAPS: [&str; 15] = [
     MAP_DNS_CONFIG,
     MAP_DNS_HITS,
     MAP_DNS_STATS,
+    MAP_IP4_POLICY,
+    MAP_IP6_POLICY,
+    MAP_IP_HITS,
+    MAP_IP_CONFIG,
+    MAP_IP_STATS,
 ];
 
 /// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).

@@ -503,6 +503,12 @@ impl RecordHeader {
                     need: FlowRecord::SIZE,
                 });
             }
+            Kind::IpBlock if payload.len() != IpBlockRecord::SIZE => {
+                return Err(RecordError::FlowPayload {
+                    payload_len: hdr.payload_len,
+                    need: IpBlockRecord::SIZE,
+                });
+            }
             _ if hdr.payload_len > kind.max_payload() => {
                 return Err(RecordError::PayloadTooLong {
                     kind: hdr.kind,
@@ -681,6 +687,122 @@ const _: () = {
 
     // The program assembles flow records in its PAL_CAP_MAX-byte payload scratch space.
     assert!(FlowRecord::SIZE <= c::PAL_CAP_MAX as usize);
+};
+
+// ---------------------------------------------------------------------------------------------
+// IP policy (records.h section "IP policy")
+// ---------------------------------------------------------------------------------------------
+
+record_struct! {
+    /// `struct pal_ip4_key`: key of the IPv4 LPM tries (inner maps of `pal_ip4_policy`).
+    pub struct Ip4Key {
+        /// Prefix length, 0..=32.
+        pub prefixlen: u32,
+        /// Address, network order.
+        pub addr: [u8; 4],
+    }
+}
+
+record_struct! {
+    /// `struct pal_ip6_key`: key of the IPv6 LPM tries (inner maps of `pal_ip6_policy`).
+    pub struct Ip6Key {
+        /// Prefix length, 0..=128.
+        pub prefixlen: u32,
+        /// Address, network order.
+        pub addr: [u8; 16],
+    }
+}
+
+record_struct! {
+    /// `struct pal_ip_rule`: value of both tries, the rule a prefix belongs to.
+    pub struct IpRule {
+        /// The supervisor's rule id (key of `pal_ip_hits`, reported in alerts).
+        pub rule_id: u32,
+        /// The prefix length again (an LPM lookup does not return the matched key).
+        pub prefixlen: u8,
+        /// Explicit padding, always 0.
+        pub _pad: [u8; 3],
+        /// CLOCK_BOOTTIME ns after which the kernel ignores the rule; 0 = never.
+        pub expires_boot_ns: u64,
+    }
+}
+
+record_struct! {
+    /// `struct pal_ip_config`: slot 0 of `pal_ip_config`, the alert rate limit.
+    pub struct IpConfig {
+        /// Per CPU, at most one alert per this many ns after the burst; 0 = no alerts.
+        pub alert_interval_ns: u64,
+        /// Alerts allowed back to back.
+        pub alert_burst: u32,
+        /// Explicit padding, always 0.
+        pub _pad: u32,
+    }
+}
+
+record_struct! {
+    /// `struct pal_ip_block_record`: payload of a `KIND_IP_BLOCK` record (a dropped packet).
+    pub struct IpBlockRecord {
+        /// The rule that matched.
+        pub rule_id: u32,
+        /// Drops on the same CPU that were not alerted since its previous alert.
+        pub suppressed: u32,
+        /// Prefix length of the rule (the CIDR is the matched address masked to it).
+        pub prefixlen: u8,
+        /// `IP_MATCH_SRC` or `IP_MATCH_DST`.
+        pub matched: u8,
+        /// `IP_HOOK_XDP` or `IP_HOOK_TC`.
+        pub hook: u8,
+        /// Explicit padding, always 0.
+        pub _pad: u8,
+    }
+}
+
+// SAFETY: as for `FlowKey` (integers and integer arrays only, no implicit padding: asserted
+// below).
+unsafe impl aya::Pod for Ip4Key {}
+// SAFETY: as for `FlowKey`.
+unsafe impl aya::Pod for Ip6Key {}
+// SAFETY: as for `FlowKey`.
+unsafe impl aya::Pod for IpRule {}
+// SAFETY: as for `FlowKey`.
+unsafe impl aya::Pod for IpConfig {}
+
+impl IpBlockRecord {
+    /// Reads the payload of an IP-block record: exactly [`IpBlockRecord::SIZE`] bytes.
+    pub fn read(payload: &[u8]) -> Result<Self, RecordError> {
+        Self::from_bytes(payload)
+    }
+}
+
+const _: () = {
+    use std::mem::offset_of;
+
+    assert!(size_of::<Ip4Key>() == c::PAL_IP4_KEY_SIZE);
+    assert!(offset_of!(Ip4Key, prefixlen) == c::PAL_IP4_KEY_OFF_PREFIXLEN);
+    assert!(offset_of!(Ip4Key, addr) == c::PAL_IP4_KEY_OFF_ADDR);
+
+    assert!(size_of::<Ip6Key>() == c::PAL_IP6_KEY_SIZE);
+    assert!(offset_of!(Ip6Key, prefixlen) == c::PAL_IP6_KEY_OFF_PREFIXLEN);
+    assert!(offset_of!(Ip6Key, addr) == c::PAL_IP6_KEY_OFF_ADDR);
+
+    assert!(size_of::<IpRule>() == c::PAL_IP_RULE_SIZE);
+    assert!(offset_of!(IpRule, rule_id) == c::PAL_IP_RULE_OFF_RULE_ID);
+    assert!(offset_of!(IpRule, prefixlen) == c::PAL_IP_RULE_OFF_PREFIXLEN);
+    assert!(offset_of!(IpRule, _pad) == c::PAL_IP_RULE_OFF_PAD);
+    assert!(offset_of!(IpRule, expires_boot_ns) == c::PAL_IP_RULE_OFF_EXPIRES_BOOT_NS);
+
+    assert!(size_of::<IpConfig>() == c::PAL_IP_CONFIG_SIZE);
+    assert!(offset_of!(IpConfig, alert_interval_ns) == c::PAL_IP_CONFIG_OFF_ALERT_INTERVAL_NS);
+    assert!(offset_of!(IpConfig, alert_burst) == c::PAL_IP_CONFIG_OFF_ALERT_BURST);
+    assert!(offset_of!(IpConfig, _pad) == c::PAL_IP_CONFIG_OFF_PAD);
+
+    assert!(size_of::<IpBlockRecord>() == c::PAL_IP_BLOCK_RECORD_SIZE);
+    assert!(offset_of!(IpBlockRecord, rule_id) == c::PAL_IP_BLOCK_RECORD_OFF_RULE_ID);
+    assert!(offset_of!(IpBlockRecord, suppressed) == c::PAL_IP_BLOCK_RECORD_OFF_SUPPRESSED);
+    assert!(offset_of!(IpBlockRecord, prefixlen) == c::PAL_IP_BLOCK_RECORD_OFF_PREFIXLEN);
+    assert!(offset_of!(IpBlockRecord, matched) == c::PAL_IP_BLOCK_RECORD_OFF_MATCHED);
+    assert!(offset_of!(IpBlockRecord, hook) == c::PAL_IP_BLOCK_RECORD_OFF_HOOK);
+    assert!(offset_of!(IpBlockRecord, _pad) == c::PAL_IP_BLOCK_RECORD_OFF_PAD);
 };
 
 #[cfg(test)]

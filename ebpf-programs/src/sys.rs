@@ -181,7 +181,34 @@ pub(crate) struct RawMapInfo {
     pub name: [u8; c::KERNEL_BPF_OBJ_NAME_LEN],
 }
 
+/// `BPF_OBJ_GET` attributes.
+#[repr(C)]
+#[derive(Default)]
+struct ObjGet {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for ObjGet {}
+
+/// The prefix of `struct bpf_link_info` this crate reads: `xdp.ifindex` is the first field
+/// of the union (so is `tcx.ifindex` on kernels >= 6.6, whose UAPI headers Debian 12 lacks).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RawLinkInfo {
+    pub link_type: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    _pad: u32,
+    pub ifindex: u32,
+    _rest: [u32; 7],
+}
+
 const _: () = {
+    assert!(offset_of!(RawLinkInfo, ifindex) == c::KERNEL_LINK_INFO_XDP_IFINDEX);
+    assert!(offset_of!(ObjGet, pathname) == c::KERNEL_ATTR_PATHNAME);
+    assert!(offset_of!(ObjGet, file_flags) == c::KERNEL_ATTR_FILE_FLAGS);
     assert!(offset_of!(MapCreate, map_type) == c::KERNEL_ATTR_MAP_TYPE);
     assert!(offset_of!(MapCreate, key_size) == c::KERNEL_ATTR_KEY_SIZE);
     assert!(offset_of!(MapCreate, value_size) == c::KERNEL_ATTR_VALUE_SIZE);
@@ -220,6 +247,11 @@ const _: () = {
 pub(crate) const MAP_TYPE_HASH: u32 = c::KERNEL_BPF_MAP_TYPE_HASH;
 /// `BPF_MAP_TYPE_ARRAY_OF_MAPS`.
 pub(crate) const MAP_TYPE_ARRAY_OF_MAPS: u32 = c::KERNEL_BPF_MAP_TYPE_ARRAY_OF_MAPS;
+
+/// `BPF_MAP_TYPE_LPM_TRIE`.
+pub(crate) const MAP_TYPE_LPM_TRIE: u32 = c::KERNEL_BPF_MAP_TYPE_LPM_TRIE;
+/// `BPF_F_NO_PREALLOC` (required for LPM tries).
+pub(crate) const F_NO_PREALLOC: u32 = c::KERNEL_BPF_F_NO_PREALLOC;
 
 /// Update flags.
 pub(crate) const ANY: u64 = c::KERNEL_BPF_ANY;
@@ -409,6 +441,36 @@ pub(crate) fn map_info(map: BorrowedFd<'_>) -> io::Result<RawMapInfo> {
         bpf_fd: fd_u32(map),
         // A small constant: cannot truncate.
         info_len: size_of::<RawMapInfo>() as u32,
+        info: std::ptr::from_mut(&mut info).cast::<u8>() as u64,
+    };
+    bpf(
+        c::KERNEL_BPF_OBJ_GET_INFO_BY_FD,
+        &mut attr,
+        "BPF_OBJ_GET_INFO_BY_FD",
+    )?;
+    Ok(info)
+}
+
+/// `BPF_OBJ_GET`: a descriptor of a pinned object.
+pub(crate) fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| call_error("BPF_OBJ_GET", io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let mut attr = ObjGet {
+        pathname: c_path.as_ptr() as u64,
+        ..ObjGet::default()
+    };
+    let ret = bpf(c::KERNEL_BPF_OBJ_GET, &mut attr, "BPF_OBJ_GET")?;
+    owned_fd(ret, "BPF_OBJ_GET")
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for an XDP or TCX link.
+pub(crate) fn link_info(link: BorrowedFd<'_>) -> io::Result<RawLinkInfo> {
+    let mut info = RawLinkInfo::default();
+    let mut attr = ObjInfo {
+        bpf_fd: fd_u32(link),
+        // A small constant: cannot truncate.
+        info_len: size_of::<RawLinkInfo>() as u32,
         info: std::ptr::from_mut(&mut info).cast::<u8>() as u64,
     };
     bpf(

@@ -263,6 +263,47 @@ mod tests {
     }
 
     #[test]
+    fn golden_control_ip_block() {
+        golden(
+            ControlRequest::BlockAdd(BlockAddRequest {
+                cidr: "192.0.2.0/24".into(),
+                ttl_secs: Some(60),
+                comment: Some("x".into()),
+            }),
+            "090c3139322e302e322e302f3234013c010178",
+        );
+        golden(ControlRequest::BlockRemove("::1".into()), "0a033a3a31");
+        golden(ControlRequest::BlockList { limit: 50 }, "0b32");
+        let rule = IpRuleInfo {
+            id: 7,
+            cidr: "192.0.2.0/24".into(),
+            source: "cli".into(),
+            comment: None,
+            expires_unix: Some(300),
+            hits: 2,
+            in_kernel: true,
+        };
+        golden(
+            ControlResponse::BlockAdded(rule.clone()),
+            "09070c3139322e302e322e302f323403636c690001fb2c010201",
+        );
+        golden(
+            ControlResponse::BlockRemoved(rule.clone()),
+            "0a070c3139322e302e322e302f323403636c690001fb2c010201",
+        );
+        golden(
+            ControlResponse::BlockList(IpBlockList {
+                list_rules: 1,
+                runtime_rules: 1,
+                kernel_v4: 2,
+                kernel_v6: 0,
+                rules: vec![rule],
+            }),
+            "0b0101020001070c3139322e302e322e302f323403636c690001fb2c010201",
+        );
+    }
+
+    #[test]
     fn golden_control_dns() {
         golden(ControlRequest::Reload, "03");
         golden(
@@ -391,7 +432,7 @@ mod tests {
             Err(CodecError::Decode(_))
         ));
         assert!(matches!(
-            decode::<ControlRequest>(&[0x09, 0x01]),
+            decode::<ControlRequest>(&[0x7f, 0x01]),
             Err(CodecError::Decode(_))
         ));
     }

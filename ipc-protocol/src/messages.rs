@@ -242,6 +242,16 @@ pub enum ControlRequest {
         /// Rows wanted (capped like `FlowsTop`).
         limit: u32,
     },
+    /// Mutating (root only): block a CIDR (or address) at run time, or update the TTL and
+    /// comment of a runtime rule that blocks it already. Persisted in the state directory.
+    BlockAdd(BlockAddRequest),
+    /// Mutating (root only): remove the runtime rule of a CIDR.
+    BlockRemove(String),
+    /// Read-only: IP policy rules (every runtime rule; list rules by hits, at most `limit`).
+    BlockList {
+        /// Most list-file rules to report (runtime rules are always all reported).
+        limit: u32,
+    },
 }
 
 /// Most rows a flow listing returns (keeps the answer well inside one frame).
@@ -327,6 +337,52 @@ pub struct FlowTableStatus {
     pub update_interval_s: u32,
     /// Conntrack seeding at start: what happened, or why it could not.
     pub conntrack: String,
+}
+
+/// [`ControlRequest::BlockAdd`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct BlockAddRequest {
+    /// `a.b.c.d/n`, `x::y/n` or a bare address.
+    pub cidr: String,
+    /// Seconds until the rule expires; `None` = never.
+    pub ttl_secs: Option<u64>,
+    /// Free text shown by `block list` and in alerts.
+    pub comment: Option<String>,
+}
+
+/// One IP policy rule, in [`IpBlockList`] and the answers to block requests.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct IpRuleInfo {
+    /// Rule id (in alerts and the kernel hit counters).
+    pub id: u32,
+    /// The prefix, host bits cleared.
+    pub cidr: String,
+    /// `cli`, or `FILE:LINE` of the list entry.
+    pub source: String,
+    /// Comment (`block add --comment`, or the list line's trailing comment).
+    pub comment: Option<String>,
+    /// Unix time (s) when a runtime rule expires; `None` = never.
+    pub expires_unix: Option<u64>,
+    /// Packets dropped by this rule (kernel counters, summed over CPUs).
+    pub hits: u64,
+    /// False when another rule for the same prefix is the one in the kernel (a list rule
+    /// shadows a runtime rule of the same CIDR).
+    pub in_kernel: bool,
+}
+
+/// Answer to [`ControlRequest::BlockList`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct IpBlockList {
+    /// Rules from list files.
+    pub list_rules: u32,
+    /// Rules added at run time.
+    pub runtime_rules: u32,
+    /// IPv4 prefixes in the kernel trie.
+    pub kernel_v4: u32,
+    /// IPv6 prefixes in the kernel trie.
+    pub kernel_v6: u32,
+    /// The reported rules: runtime rules first, then list rules by hits.
+    pub rules: Vec<IpRuleInfo>,
 }
 
 /// State of a worker slot as the supervisor sees it.
@@ -537,4 +593,10 @@ pub enum ControlResponse {
     LogsReopened(Vec<WorkerKind>),
     /// Answer to [`ControlRequest::FlowsTop`] and [`ControlRequest::FlowsShow`].
     Flows(FlowList),
+    /// Answer to [`ControlRequest::BlockAdd`]: the rule as now in force.
+    BlockAdded(IpRuleInfo),
+    /// Answer to [`ControlRequest::BlockRemove`]: the rule removed.
+    BlockRemoved(IpRuleInfo),
+    /// Answer to [`ControlRequest::BlockList`].
+    BlockList(IpBlockList),
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
+    ebpf::xdp::XdpMode,
     paths,
     policy::dns::{BlockAction, DEFAULT_ENCRYPTED_DNS, DnsLists, parse_block_action},
 };
@@ -62,6 +63,7 @@ struct RawConfig {
     dns: RawDns,
     #[serde(default)]
     flow: RawFlow,
+    ip: RawIp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +73,15 @@ struct RawFlow {
     tcp_idle_timeout_s: Option<Spanned<i64>>,
     update_interval_s: Option<Spanned<i64>>,
     seed_from_conntrack: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIp {
+    #[serde(default)]
+    blocklists: Vec<Spanned<String>>,
+    xdp_mode: Option<Spanned<String>>,
+    alerts_per_second: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +151,23 @@ pub struct Config {
     pub dns: DnsConfig,
     /// Flow table.
     pub flow: FlowConfig,
+    /// IP policy.
+    pub ip: IpConfig,
+}
+
+/// Default of `[ip] alerts_per_second`.
+pub const DEFAULT_IP_ALERTS_PER_SECOND: u32 = 10;
+const IP_ALERTS_RANGE: std::ops::RangeInclusive<u32> = 0..=100_000;
+
+/// `[ip]`: IP/CIDR block lists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpConfig {
+    /// List files (contents validated by `policy::ip::IpRuleSet::load`).
+    pub blocklists: Vec<PathBuf>,
+    /// Ingress hook. Default: `auto`.
+    pub xdp_mode: XdpMode,
+    /// Alerts per second per CPU (and burst); 0 = none. Default 10.
+    pub alerts_per_second: u32,
 }
 
 /// `[flow]`: the kernel flow table's timeouts.
@@ -453,6 +481,45 @@ impl Config {
                 .seed_from_conntrack
                 .unwrap_or(DEFAULT_FLOW.seed_from_conntrack),
         };
+        let xdp_mode = match raw.ip.xdp_mode {
+            None => XdpMode::Auto,
+            Some(v) => match XdpMode::parse(v.get_ref()) {
+                Some(m) => m,
+                None => {
+                    return c.invalid(
+                        "ip.xdp_mode",
+                        v.span(),
+                        format!(
+                            "{:?} is not \"auto\", \"native\", \"generic\" or \"tc\"",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
+        let alerts_per_second = match raw.ip.alerts_per_second {
+            None => DEFAULT_IP_ALERTS_PER_SECOND,
+            Some(v) => match u32::try_from(*v.get_ref()) {
+                Ok(n) if IP_ALERTS_RANGE.contains(&n) => n,
+                _ => {
+                    return c.invalid(
+                        "ip.alerts_per_second",
+                        v.span(),
+                        format!(
+                            "{} is outside {}..={}",
+                            v.get_ref(),
+                            IP_ALERTS_RANGE.start(),
+                            IP_ALERTS_RANGE.end()
+                        ),
+                    );
+                }
+            },
+        };
+        let ip = IpConfig {
+            blocklists: paths_of("ip.blocklists", raw.ip.blocklists)?,
+            xdp_mode,
+            alerts_per_second,
+        };
         let RawWorkers {
             dhcp,
             dns: dns_worker,
@@ -486,6 +553,7 @@ impl Config {
             workers,
             dns,
             flow: flow_table,
+            ip,
         })
     }
 
@@ -605,6 +673,33 @@ mod tests {
         assert_eq!(
             err("[flow]\nupdate_interval_s = -1\n"),
             "t.toml:2: flow.update_interval_s: -1 is outside 0..=86400 (seconds)"
+        );
+    }
+
+    #[test]
+    fn ip_section() {
+        let c = Config::parse(
+            "t",
+            "[ip]\nblocklists = [\"/etc/drop.txt\"]\nxdp_mode = \"generic\"\nalerts_per_second = 0\n",
+        )
+        .expect("valid");
+        assert_eq!(c.ip.blocklists, vec![PathBuf::from("/etc/drop.txt")]);
+        assert_eq!(c.ip.xdp_mode, XdpMode::Generic);
+        assert_eq!(c.ip.alerts_per_second, 0);
+        let d = Config::parse("t", "").expect("valid");
+        assert_eq!(d.ip.xdp_mode, XdpMode::Auto);
+        assert_eq!(d.ip.alerts_per_second, DEFAULT_IP_ALERTS_PER_SECOND);
+        assert_eq!(
+            err("[ip]\n\nxdp_mode = \"fast\"\n"),
+            "t.toml:3: ip.xdp_mode: \"fast\" is not \"auto\", \"native\", \"generic\" or \"tc\""
+        );
+        assert_eq!(
+            err("[ip]\nblocklists = [\"rel.txt\"]\n"),
+            "t.toml:2: ip.blocklists: \"rel.txt\" is not an absolute path"
+        );
+        assert_eq!(
+            err("[ip]\nalerts_per_second = -1\n"),
+            "t.toml:2: ip.alerts_per_second: -1 is outside 0..=100000"
         );
     }
 

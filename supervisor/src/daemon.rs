@@ -14,9 +14,9 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use palisade_ipc::{
     PROTOCOL_VERSION,
     messages::{
-        ControlErrorKind, ControlRequest, ControlResponse, FlowOrder, InterfaceName,
-        InterfaceStatus, ReloadReport, RestartTarget, RuleHits, StatusReport, SupervisorToWorker,
-        VersionInfo, WorkerKind,
+        BlockAddRequest, ControlErrorKind, ControlRequest, ControlResponse, FlowOrder,
+        InterfaceName, InterfaceStatus, IpBlockList, IpRuleInfo, ReloadReport, RestartTarget,
+        RuleHits, StatusReport, SupervisorToWorker, VersionInfo, WorkerKind,
     },
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -31,6 +31,8 @@ use crate::{
         dns::RuleSet,
         dns_kernel,
         dns_state::{DnsState, describe},
+        ip::{IpRuleSet, IpState, unix_now},
+        ip_kernel::{self, KernelCounts},
     },
     workers::{
         Resources, SlotEvent, WorkerSlot, privdrop::Credentials, spawn::worker_binary, token_owner,
@@ -43,6 +45,8 @@ const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
 const SIGNALS: Token = Token(2);
 /// Longest the loop sleeps without a deadline.
 const IDLE_TICK: Duration = Duration::from_millis(100);
+/// Most rules one `block list` answer carries (it must fit a control frame).
+const MAX_LISTED_IP_RULES: usize = 250;
 /// Longest shutdown waits for workers before killing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -100,6 +104,15 @@ pub enum DaemonError {
     /// Configuring the flow table (sweeper).
     #[error("flow table: {0}")]
     Flow(String),
+    /// IP lists.
+    #[error(transparent)]
+    IpRules(#[from] crate::policy::ip_lists::IpListError),
+    /// The runtime IP rule file.
+    #[error(transparent)]
+    IpState(#[from] crate::policy::ip::StateError),
+    /// Writing the IP policy maps.
+    #[error(transparent)]
+    IpKernel(#[from] crate::policy::ip_kernel::IpKernelError),
     /// Opening an event log or epoll.
     #[error("{what}")]
     Io {
@@ -122,6 +135,8 @@ struct Daemon {
     dns_kernel_rules: u32,
     /// What conntrack seeding did at start (shown by `status`).
     conntrack_seed: String,
+    ip: IpState,
+    ip_kernel: KernelCounts,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -176,6 +191,24 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
         "DNS policy loaded"
     );
     let dns = DnsState::new(rules, cfg.dns.block_action);
+    let ip_started = Instant::now();
+    let mut ip = IpState::open(IpRuleSet::load(&cfg.ip.blocklists)?, &cfg.state_dir)?;
+    if !ip.expire(unix_now()).is_empty() {
+        ip.save()?;
+    }
+    let ip_kernel = ip_kernel::apply(&loaded, &ip, cfg.ip.alerts_per_second)?;
+    tracing::info!(
+        list_rules = ip.lists.rules.len(),
+        runtime_rules = ip.runtime.len(),
+        kernel_v4 = ip_kernel.v4,
+        kernel_v6 = ip_kernel.v6,
+        duplicates = ip.lists.duplicates,
+        host_bits_cleared = ip.lists.normalised,
+        sha256 = %hex::encode(ip.lists.sha256()),
+        xdp_mode = cfg.ip.xdp_mode.name(),
+        elapsed_ms = ip_started.elapsed().as_millis() as u64,
+        "IP policy loaded"
+    );
     release_memory();
     // Seeding goes in before traffic is attached, so that the first packets of old
     // connections find their real client and server; then the kernel sweeper is armed (its
@@ -195,7 +228,16 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let mut links = Links::default();
     let statuses: Vec<InterfaceStatus> = ifaces
         .iter()
-        .map(|i| links.attach_interface(&mut loaded, &pins, &i.name, i.index))
+        .map(|i| {
+            let mut status = links.attach_interface(&mut loaded, &pins, &i.name, i.index);
+            let (ip_hooks, error) =
+                links.attach_ip_policy(&mut loaded, &pins, &i.name, i.index, cfg.ip.xdp_mode);
+            status.attachments.extend(ip_hooks);
+            if let Some(e) = error {
+                status.error = Some(status.error.map_or(e.clone(), |old| format!("{old}; {e}")));
+            }
+            status
+        })
         .collect();
     if statuses.iter().all(|s| s.attachments.is_empty()) {
         let errors: Vec<String> = statuses.iter().filter_map(|s| s.error.clone()).collect();
@@ -268,6 +310,8 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
         dns,
         dns_kernel_rules,
         conntrack_seed,
+        ip,
+        ip_kernel,
     };
     daemon.event_loop(&control)
 }
@@ -292,6 +336,7 @@ impl Daemon {
             for slot in self.slots.values_mut() {
                 slot.tick(poll.registry(), now);
             }
+            self.expire_ip_rules();
             for name in self.dns.expire(now) {
                 if let Err(e) = dns_kernel::forget(&self.loaded, &name) {
                     tracing::warn!(name, error = %crate::error_chain(&e), "removing an expired learned block");
@@ -491,6 +536,9 @@ impl Daemon {
         let mut config =
             Config::load(self.opts.config_path.as_deref()).map_err(|e| crate::error_chain(&e))?;
         self.opts.flags.apply(&mut config);
+        // Everything is validated before anything is applied.
+        let ip_lists =
+            IpRuleSet::load(&config.ip.blocklists).map_err(|e| crate::error_chain(&e))?;
         let rules = RuleSet::load(&config.dns.lists).map_err(|e| crate::error_chain(&e))?;
         let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)
             .map_err(|e| crate::error_chain(&e))?;
@@ -523,20 +571,35 @@ impl Daemon {
                 restart_needed.push(key.to_owned());
             }
         }
-        if !restart_needed.is_empty() {
-            tracing::warn!(
-                ?restart_needed,
-                "reloaded; these settings take effect after a restart"
-            );
-        }
         if config.flow != self.opts.config.flow {
             crate::flows::configure(&self.loaded, &config.flow)?;
             if config.flow.seed_from_conntrack != self.opts.config.flow.seed_from_conntrack {
                 restart_needed.push("flow.seed_from_conntrack".to_owned());
             }
         }
+        if !restart_needed.is_empty() {
+            tracing::warn!(
+                ?restart_needed,
+                "reloaded; these settings take effect after a restart"
+            );
+        }
         self.opts.config.dns = config.dns;
         self.opts.config.flow = config.flow;
+        self.ip.set_lists(ip_lists);
+        self.ip_kernel = ip_kernel::apply(&self.loaded, &self.ip, config.ip.alerts_per_second)
+            .map_err(|e| crate::error_chain(&e))?;
+        tracing::info!(
+            list_rules = self.ip.lists.rules.len(),
+            runtime_rules = self.ip.runtime.len(),
+            kernel_v4 = self.ip_kernel.v4,
+            kernel_v6 = self.ip_kernel.v6,
+            "IP policy reloaded"
+        );
+        release_memory();
+        if config.ip.xdp_mode != self.opts.config.ip.xdp_mode {
+            self.reattach_ip_policy(config.ip.xdp_mode);
+        }
+        self.opts.config.ip = config.ip;
         Ok(ReloadReport {
             dns_ruleset_sha256: hex::encode(self.dns.rules.sha256()),
             dns_kernel_rules: kernel_rules,
@@ -621,6 +684,9 @@ impl Daemon {
                     message: format!("{host:?} is not an IP address"),
                 },
             },
+            ControlRequest::BlockAdd(add) => self.block_add(add),
+            ControlRequest::BlockRemove(cidr) => self.block_remove(cidr),
+            ControlRequest::BlockList { limit } => self.block_list(*limit),
             ControlRequest::Version => ControlResponse::Version(version_info()),
             ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
             ControlRequest::Restart(target) => {
@@ -662,6 +728,211 @@ impl Daemon {
                 message,
             },
         }
+    }
+
+    /// Removes expired runtime IP rules from the kernel and the rule file.
+    fn expire_ip_rules(&mut self) {
+        let expired = self.ip.expire(unix_now());
+        if expired.is_empty() {
+            return;
+        }
+        for (rule, change) in expired {
+            match ip_kernel::change(&self.loaded, change) {
+                Ok(delta) => {
+                    self.count_ip_change(rule.prefix.family(), delta);
+                    tracing::info!(cidr = %rule.prefix, id = rule.id, "runtime IP rule expired");
+                }
+                Err(e) => {
+                    tracing::warn!(cidr = %rule.prefix, error = %crate::error_chain(&e), "removing an expired IP rule (the kernel ignores it anyway)")
+                }
+            }
+        }
+        if let Err(e) = self.ip.save() {
+            tracing::error!(error = %crate::error_chain(&e), "saving runtime IP rules");
+        }
+    }
+
+    fn count_ip_change(&mut self, family: palisade_ebpf::ip_policy::Family, delta: i8) {
+        let n = match family {
+            palisade_ebpf::ip_policy::Family::V4 => &mut self.ip_kernel.v4,
+            palisade_ebpf::ip_policy::Family::V6 => &mut self.ip_kernel.v6,
+        };
+        *n = n.saturating_add_signed(i32::from(delta));
+    }
+
+    /// Attaches the IP policy's hooks for a new `xdp_mode` on every interface (old hooks
+    /// go once the new ones hold) and updates the attachments `status` shows.
+    fn reattach_ip_policy(&mut self, mode: crate::ebpf::xdp::XdpMode) {
+        let ip_programs = [
+            palisade_ebpf::PROG_XDP_BLOCK,
+            palisade_ebpf::PROG_TC_BLOCK_INGRESS,
+            palisade_ebpf::PROG_TC_BLOCK_EGRESS,
+        ];
+        for status in &mut self.interfaces {
+            if status.attachments.is_empty() {
+                continue;
+            }
+            let (hooks, error) = self.links.attach_ip_policy(
+                &mut self.loaded,
+                &self.pins,
+                &status.name,
+                status.ifindex,
+                mode,
+            );
+            status
+                .attachments
+                .retain(|a| !ip_programs.contains(&a.program.as_str()));
+            status.attachments.extend(hooks);
+            status.error = error;
+        }
+    }
+
+    fn ip_rule_info(
+        &self,
+        id: u32,
+        hits: &std::collections::HashMap<u32, u64>,
+    ) -> Option<IpRuleInfo> {
+        let hits_of = |id| hits.get(&id).copied().unwrap_or(0);
+        if let Some(r) = self.ip.runtime_by_id(id) {
+            return Some(IpRuleInfo {
+                id,
+                cidr: r.prefix.to_string(),
+                source: "cli".into(),
+                comment: r.comment.clone(),
+                expires_unix: r.expires_unix,
+                hits: hits_of(id),
+                in_kernel: self.ip.lists.get(&r.prefix).is_none(),
+            });
+        }
+        let r = self.ip.lists.by_id(id)?;
+        Some(IpRuleInfo {
+            id,
+            cidr: r.prefix.to_string(),
+            source: self.ip.lists.source(r),
+            comment: r.comment.as_deref().map(str::to_owned),
+            expires_unix: None,
+            hits: hits_of(id),
+            in_kernel: true,
+        })
+    }
+
+    fn ip_failure(message: String) -> ControlResponse {
+        ControlResponse::Error {
+            kind: ControlErrorKind::Failed,
+            message,
+        }
+    }
+
+    fn block_add(&mut self, add: &BlockAddRequest) -> ControlResponse {
+        let boot = match palisade_ebpf::ip_policy::boot_time_ns() {
+            Ok(b) => b,
+            Err(e) => return Self::ip_failure(format!("CLOCK_BOOTTIME: {e}")),
+        };
+        let before = self.ip.runtime.clone();
+        let (rule, change) = match self.ip.add(
+            &add.cidr,
+            add.ttl_secs.map(Duration::from_secs),
+            add.comment.clone(),
+            unix_now(),
+            boot,
+        ) {
+            Ok(r) => r,
+            Err(e) => return Self::ip_failure(e.to_string()),
+        };
+        // File first: a rule the kernel enforces is never one a restart forgets.
+        if let Err(e) = self.ip.save() {
+            self.ip.runtime = before;
+            return Self::ip_failure(crate::error_chain(&e));
+        }
+        match ip_kernel::change(&self.loaded, change) {
+            Ok(delta) => self.count_ip_change(rule.prefix.family(), delta),
+            Err(e) => {
+                self.ip.runtime = before;
+                let _ = self.ip.save();
+                return Self::ip_failure(crate::error_chain(&e));
+            }
+        }
+        tracing::info!(cidr = %rule.prefix, id = rule.id, ttl_secs = ?add.ttl_secs, comment = ?rule.comment, "runtime IP rule added");
+        let hits = ip_kernel::hits(&self.loaded).unwrap_or_default();
+        match self.ip_rule_info(rule.id, &hits) {
+            Some(info) => ControlResponse::BlockAdded(info),
+            None => Self::ip_failure("rule vanished".into()),
+        }
+    }
+
+    fn block_remove(&mut self, cidr: &str) -> ControlResponse {
+        let hits = ip_kernel::hits(&self.loaded).unwrap_or_default();
+        let before = self.ip.runtime.clone();
+        let (rule, change) = match self.ip.remove(cidr) {
+            Ok(r) => r,
+            Err(e) => return Self::ip_failure(e.to_string()),
+        };
+        let info = IpRuleInfo {
+            id: rule.id,
+            cidr: rule.prefix.to_string(),
+            source: "cli".into(),
+            comment: rule.comment.clone(),
+            expires_unix: rule.expires_unix,
+            hits: hits.get(&rule.id).copied().unwrap_or(0),
+            in_kernel: false,
+        };
+        // Kernel first: once the file no longer has it, the kernel must not either.
+        match ip_kernel::change(&self.loaded, change) {
+            Ok(delta) => self.count_ip_change(rule.prefix.family(), delta),
+            Err(e) => {
+                self.ip.runtime = before;
+                return Self::ip_failure(crate::error_chain(&e));
+            }
+        }
+        if let Err(e) = self.ip.save() {
+            return Self::ip_failure(format!(
+                "removed from the kernel, but the rule file could not be written (the rule returns after a restart): {}",
+                crate::error_chain(&e)
+            ));
+        }
+        tracing::info!(cidr = %rule.prefix, id = rule.id, "runtime IP rule removed");
+        ControlResponse::BlockRemoved(info)
+    }
+
+    fn block_list(&self, limit: u32) -> ControlResponse {
+        let hits = match ip_kernel::hits(&self.loaded) {
+            Ok(h) => h,
+            Err(e) => return Self::ip_failure(crate::error_chain(&e)),
+        };
+        // The answer must fit one control frame.
+        let cap = (limit as usize).min(MAX_LISTED_IP_RULES);
+        let mut rules: Vec<IpRuleInfo> = self
+            .ip
+            .runtime
+            .values()
+            .filter_map(|r| self.ip_rule_info(r.id, &hits))
+            .take(cap)
+            .collect();
+        let mut listed: Vec<(u64, u32)> = self
+            .ip
+            .lists
+            .rules
+            .iter()
+            .map(|r| (hits.get(&r.id).copied().unwrap_or(0), r.id))
+            .collect();
+        let room = cap.saturating_sub(rules.len());
+        if room > 0 && room < listed.len() {
+            listed.select_nth_unstable_by(room - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
+        listed.truncate(room);
+        listed.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        rules.extend(
+            listed
+                .into_iter()
+                .filter_map(|(_, id)| self.ip_rule_info(id, &hits)),
+        );
+        ControlResponse::BlockList(IpBlockList {
+            list_rules: u32::try_from(self.ip.lists.rules.len()).unwrap_or(u32::MAX),
+            runtime_rules: u32::try_from(self.ip.runtime.len()).unwrap_or(u32::MAX),
+            kernel_v4: self.ip_kernel.v4,
+            kernel_v6: self.ip_kernel.v6,
+            rules,
+        })
     }
 
     fn status(&self) -> StatusReport {

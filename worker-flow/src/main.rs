@@ -1,16 +1,18 @@
 //! palisade-worker-flow: flow start/update/end records -> EVE `flow` events
-//! (`event.rs`, with Community ID from `community_id.rs`), and alerts about
-//! flows (encrypted DNS).
+//! (`event.rs`, with Community ID from `community_id.rs`), alerts about
+//! flows (encrypted DNS), and alerts for packets the IP policy dropped
+//! (`ip_alert.rs`).
 //!
 //! Started by `palisade run` only (it refuses to run privileged or by hand).
 
 mod community_id;
 mod event;
+mod ip_alert;
 
 use std::{collections::HashSet, net::IpAddr, process::ExitCode};
 
 use event::{FlowEvent, Phase};
-use palisade_ebpf::FlowRecord;
+use palisade_ebpf::{FlowRecord, KIND_IP_BLOCK};
 use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_runtime::{
     EventOut, Protocol, Record,
@@ -75,6 +77,9 @@ impl Protocol for Flow {
     }
 
     fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
+        if record.hdr.kind == KIND_IP_BLOCK {
+            return ip_alert::render(ctx, record, out);
+        }
         let Some(phase) = record.hdr.kind().and_then(Phase::of) else {
             return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
         };

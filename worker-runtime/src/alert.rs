@@ -53,6 +53,23 @@ pub const DNS_CNAME_TO_BLOCKED: Signature = Signature {
     severity: 2,
 };
 
+/// A packet dropped by the IP policy because its source address is in a blocked prefix.
+pub const IP_BLOCKED_SOURCE: Signature = Signature {
+    id: 9_000_010,
+    rev: 1,
+    text: "PALISADE IP policy: packet from a blocked address dropped",
+    category: "Misc Attack",
+    severity: 2,
+};
+/// A packet dropped by the IP policy because its destination address is in a blocked prefix.
+pub const IP_BLOCKED_DESTINATION: Signature = Signature {
+    id: 9_000_011,
+    rev: 1,
+    text: "PALISADE IP policy: packet to a blocked address dropped",
+    category: "Misc Attack",
+    severity: 2,
+};
+
 /// The `alert` object of an event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {

@@ -292,4 +292,71 @@ struct pal_dns_config {
 	__u32 _pad;         /* explicit padding, always 0 */
 };
 
+/* ------------------------------------------------------------------------ */
+/* IP policy (maps pal_ip4_policy, pal_ip6_policy, pal_ip_hits,             */
+/* pal_ip_config, pal_ip_stats; programs in ip_policy.bpf.h)                */
+/* ------------------------------------------------------------------------ */
+
+/* Record kind of an IP-block alert, written to rb_flow (kind 6 is reserved). */
+#define PAL_KIND_IP_BLOCK 7
+
+/* pal_ip_block_record.matched: which address of the packet the rule matched. */
+#define PAL_IP_MATCH_SRC 1
+#define PAL_IP_MATCH_DST 2
+
+/* pal_ip_block_record.hook: where the packet was dropped. */
+#define PAL_IP_HOOK_XDP 1 /* pal_xdp_block (native or generic XDP) */
+#define PAL_IP_HOOK_TC 2  /* pal_tc_block_ingress / pal_tc_block_egress (TCX) */
+
+/* pal_ip_stats slots: per-CPU u64 counters, key = slot. */
+#define PAL_IP_STAT_DROPPED_V4 0        /* IPv4 packets dropped by a rule */
+#define PAL_IP_STAT_DROPPED_V6 1        /* IPv6 packets dropped by a rule */
+#define PAL_IP_STAT_ALERTS 2            /* alert records written to rb_flow */
+#define PAL_IP_STAT_ALERTS_SUPPRESSED 3 /* drops not alerted: rate limit (or alerts off) */
+#define PAL_IP_STAT_ALERTS_LOST 4       /* alert wanted, rb_flow had no room */
+#define PAL_IP_STAT_EXPIRED 5           /* a TTL rule matched after its expiry: ignored */
+#define PAL_IP_STAT_HITS_MAP_FULL 6     /* pal_ip_hits insert failed (hit not counted per rule) */
+#define PAL_IP_STAT_NOT_PARSED 7        /* IP header cut short or malformed: passed */
+#define PAL_IP_STAT_COUNT 8
+
+/* Key of the IPv4 LPM tries (inner maps of pal_ip4_policy). */
+struct pal_ip4_key {
+	__u32 prefixlen; /* 0..32, as BPF_MAP_TYPE_LPM_TRIE wants it */
+	__u8 addr[4];    /* network order */
+};
+
+/* Key of the IPv6 LPM tries (inner maps of pal_ip6_policy). */
+struct pal_ip6_key {
+	__u32 prefixlen; /* 0..128 */
+	__u8 addr[16];   /* network order */
+};
+
+/* Value of both tries: the rule a prefix belongs to. */
+struct pal_ip_rule {
+	__u32 rule_id;         /* supervisor's rule number, for pal_ip_hits and alerts */
+	__u8 prefixlen;        /* the prefix length again (an LPM lookup does not return it) */
+	__u8 _pad[3];          /* explicit padding, always 0 */
+	__u64 expires_boot_ns; /* CLOCK_BOOTTIME ns after which the rule is ignored; 0 = never */
+};
+
+/* Value of pal_ip_config[0], written by the supervisor. */
+struct pal_ip_config {
+	__u64 alert_interval_ns; /* per CPU: at most one alert per interval (burst below); 0 = no alerts */
+	__u32 alert_burst;       /* alerts allowed back to back before the interval applies */
+	__u32 _pad;              /* explicit padding, always 0 */
+};
+
+/*
+ * Payload of PAL_KIND_IP_BLOCK. The header describes the dropped packet
+ * (addresses, ports, MACs, ifindex, direction).
+ */
+struct pal_ip_block_record {
+	__u32 rule_id;    /* the rule that matched */
+	__u32 suppressed; /* drops on this CPU not alerted since its previous alert */
+	__u8 prefixlen;   /* prefix length of the rule: the CIDR is the matched address / this */
+	__u8 matched;     /* PAL_IP_MATCH_SRC or PAL_IP_MATCH_DST */
+	__u8 hook;        /* PAL_IP_HOOK_* */
+	__u8 _pad;        /* explicit padding, always 0 */
+};
+
 #endif /* PALISADE_RECORDS_H */

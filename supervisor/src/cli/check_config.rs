@@ -20,7 +20,8 @@ pub fn main(args: Args) -> ExitCode {
     let checked = Config::load(Some(&args.file))
         .map_err(|e| crate::error_chain(&e))
         .and_then(|c| {
-            crate::policy::dns::RuleSet::load(&c.dns.lists).map_err(|e| crate::error_chain(&e))
+            crate::policy::dns::RuleSet::load(&c.dns.lists).map_err(|e| crate::error_chain(&e))?;
+            crate::policy::ip::IpRuleSet::load(&c.ip.blocklists).map_err(|e| crate::error_chain(&e))
         });
     match checked {
         Ok(_) => {

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand; clap doc comments are the help.
 
+mod block;
 mod check_config;
 mod cleanup;
 mod dns;
@@ -53,6 +54,7 @@ enum Command {
     Metrics(metrics::Args),
     Dns(dns::Args),
     Flows(flows::Args),
+    Block(block::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
 }
@@ -69,6 +71,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Metrics(a) => metrics::main(a),
         Command::Dns(a) => dns::main(a),
         Command::Flows(a) => flows::main(a),
+        Command::Block(a) => block::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
     }

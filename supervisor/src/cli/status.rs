@@ -9,7 +9,9 @@ use super::ControlArgs;
 /// Show the daemon's workers, interfaces and kernel counters.
 ///
 /// Per worker: state, pid, uid, uptime, restarts, events, drops by reason,
-/// last heartbeat. Per interface: attached programs and mode. Kernel drop
+/// last heartbeat. Per interface: attached programs and mode (the IP
+/// policy's hook shows the mode in use: xdp-native, xdp-generic or tcx).
+/// IP policy counters (drops, alerts, suppressed alerts). Kernel drop
 /// counters per ring. Exit status 0 when every worker runs, 1 otherwise.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -99,13 +101,13 @@ pub fn render(r: &StatusReport) -> String {
     }
     let _ = writeln!(
         o,
-        "\nINTERFACE        HOOK     PROGRAM          PROG ID  LINK ID  MODE"
+        "\nINTERFACE        HOOK     PROGRAM              PROG ID  LINK ID  MODE"
     );
     for i in &r.interfaces {
         for a in &i.attachments {
             let _ = writeln!(
                 o,
-                "{:<16} {:<8} {:<16} {:<8} {:<8} {}{}",
+                "{:<16} {:<8} {:<20} {:<8} {:<8} {}{}",
                 format!("{} ({})", i.name, i.ifindex),
                 a.direction,
                 a.program,
@@ -193,6 +195,15 @@ pub fn render(r: &StatusReport) -> String {
         .map(|k| format!("{}={}", k.counter, k.value))
         .collect();
     let _ = writeln!(o, "  kernel: {}", flow_counters.join(" "));
+    // IP policy: every counter of its kernel group (hooks and modes are in the table above;
+    // rules: `palisade block list`).
+    let ip: Vec<String> = r
+        .kernel
+        .iter()
+        .filter(|k| k.group == palisade_ebpf::IP_POLICY_GROUP)
+        .map(|k| format!("{}={}", k.counter, k.value))
+        .collect();
+    let _ = writeln!(o, "\nIP POLICY  kernel: {}", ip.join(" "));
     let _ = writeln!(
         o,
         "\nKERNEL   RECORDS      RING_FULL  TRUNCATED  NOT_PARSED  MAP_FULL"

@@ -18,8 +18,13 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::DnsTest(_)
         | ControlRequest::DnsBlockedHits
         | ControlRequest::FlowsTop { .. }
-        | ControlRequest::FlowsShow { .. } => false,
-        ControlRequest::Restart(_) | ControlRequest::Reload | ControlRequest::ReopenLogs => true,
+        | ControlRequest::FlowsShow { .. }
+        | ControlRequest::BlockList { .. } => false,
+        ControlRequest::Restart(_)
+        | ControlRequest::Reload
+        | ControlRequest::ReopenLogs
+        | ControlRequest::BlockAdd(_)
+        | ControlRequest::BlockRemove(_) => true,
     }
 }
 

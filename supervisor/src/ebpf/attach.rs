@@ -17,7 +17,7 @@ use palisade_ipc::messages::{Attachment, InterfaceStatus};
 use super::{loader::Loaded, pin::PinTree};
 
 /// TCX needs Linux 6.6; older kernels get clsact via netlink.
-fn has_tcx() -> bool {
+pub(super) fn has_tcx() -> bool {
     aya::util::KernelVersion::current()
         .map(|v| v.code() >= 0x06_06_00)
         .unwrap_or(false)
@@ -61,7 +61,7 @@ pub struct Hook {
     pub direction: &'static str,
     /// Program name.
     pub program: &'static str,
-    attach_type: TcAttachType,
+    pub(super) attach_type: TcAttachType,
 }
 
 /// Both hooks every interface gets.
@@ -83,18 +83,21 @@ pub const HOOKS: [Hook; 2] = [
 #[derive(Debug, Default)]
 pub struct Links {
     /// (interface, direction, pin path, link).
-    pinned: Vec<(String, &'static str, PathBuf, FdLink)>,
+    pub(super) pinned: Vec<(String, &'static str, PathBuf, FdLink)>,
 }
 
 /// Program ids attached at a TCX hook (kernel view).
-fn attached_ids(ifname: &str, hook: &Hook) -> Result<Vec<u32>, aya::programs::ProgramError> {
+pub(super) fn attached_ids(
+    ifname: &str,
+    hook: &Hook,
+) -> Result<Vec<u32>, aya::programs::ProgramError> {
     SchedClassifier::query_tcx(ifname, hook.attach_type)
         .map(|(_, progs)| progs.iter().map(|p| p.id()).collect())
 }
 
 /// Tries to adopt a pinned link: valid when its program is attached at this
 /// very hook (a link of a deleted-and-recreated interface is defunct).
-fn adopt(path: &Path, ifname: &str, hook: &Hook) -> Option<(FdLink, Attachment)> {
+pub(super) fn adopt(path: &Path, ifname: &str, hook: &Hook) -> Option<(FdLink, Attachment)> {
     let fd_link = FdLink::from(PinnedLink::from_pin(path).ok()?);
     let info = fd_link.info().ok()?;
     if !attached_ids(ifname, hook)

@@ -4,7 +4,11 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use aya::{Ebpf, EbpfLoader, maps::Map, programs::SchedClassifier};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::Map,
+    programs::{SchedClassifier, Xdp},
+};
 use palisade_ipc::messages::WorkerKind;
 
 use super::pin::PinTree;
@@ -54,7 +58,8 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Loads the object, both TC programs and the flow sweeper's arming program.
+    /// Loads the object, both TC observers, the IP policy's TC programs, its XDP program and
+    /// the flow sweeper's arming program.
     pub fn load(pins: &PinTree) -> Result<Self, LoadError> {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.maps())
@@ -64,6 +69,8 @@ impl Loaded {
             palisade_ebpf::PROG_TC_INGRESS,
             palisade_ebpf::PROG_TC_EGRESS,
             palisade_ebpf::PROG_FLOW_TIMER_ARM,
+            palisade_ebpf::PROG_TC_BLOCK_INGRESS,
+            palisade_ebpf::PROG_TC_BLOCK_EGRESS,
         ] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
@@ -76,6 +83,17 @@ impl Loaded {
             prog.load()
                 .map_err(|source| LoadError::Program { name, source })?;
         }
+        let name = palisade_ebpf::PROG_XDP_BLOCK;
+        let xdp: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::Program {
+                name,
+                source: aya::programs::ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(|source| LoadError::Program { name, source })?;
+        xdp.load()
+            .map_err(|source| LoadError::Program { name, source })?;
         Ok(Self { ebpf })
     }
 

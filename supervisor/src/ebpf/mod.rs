@@ -6,3 +6,4 @@ pub mod attach;
 pub mod counters;
 pub mod loader;
 pub mod pin;
+pub mod xdp;

@@ -6,3 +6,6 @@ pub mod dns;
 pub mod dns_kernel;
 pub mod dns_lists;
 pub mod dns_state;
+pub mod ip;
+pub mod ip_kernel;
+pub mod ip_lists;

@@ -1,0 +1,119 @@
+//! The IP policy's map helpers against the real kernel: LPM tries built, swapped into
+//! `pal_ip4_policy` / `pal_ip6_policy`, edited in place, read back; and the verifier
+//! accepts the three IP policy programs. Needs root (skipped otherwise).
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests: a panic is the failure report"
+)]
+
+mod support;
+
+use aya::{
+    EbpfLoader,
+    programs::{SchedClassifier, Xdp},
+};
+use palisade_ebpf::{
+    IpRule, MAP_IP4_POLICY, MAP_IP6_POLICY, PALISADE_BPF, PROG_TC_BLOCK_EGRESS,
+    PROG_TC_BLOCK_INGRESS, PROG_XDP_BLOCK,
+    dns_policy::{map_facts, map_fd},
+    ip_policy::{self, Family, Prefix},
+};
+use support::{BpfFs, have_root};
+
+fn prefix(text: &str) -> Prefix {
+    Prefix::parse(text).unwrap().0
+}
+
+#[test]
+fn tries_swap_edit_and_read_back() {
+    if !have_root("tries_swap_edit_and_read_back") {
+        return;
+    }
+    let bpffs = BpfFs::new();
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(bpffs.path())
+        .load(PALISADE_BPF)
+        .unwrap();
+    for name in [PROG_TC_BLOCK_INGRESS, PROG_TC_BLOCK_EGRESS] {
+        let prog: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        prog.load()
+            .unwrap_or_else(|e| panic!("verifier rejected {name}: {e:?}"));
+    }
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_BLOCK)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load()
+        .unwrap_or_else(|e| panic!("verifier rejected {PROG_XDP_BLOCK}: {e:?}"));
+
+    let outer4 = map_fd(ebpf.map(MAP_IP4_POLICY).unwrap()).unwrap();
+    let outer6 = map_fd(ebpf.map(MAP_IP6_POLICY).unwrap()).unwrap();
+    assert_eq!(
+        ip_policy::current_inner_id(outer4).unwrap(),
+        None,
+        "empty slot"
+    );
+
+    let rules = vec![
+        (prefix("10.0.0.0/8"), IpRule::new(1, 8, 0)),
+        (prefix("10.1.2.0/24"), IpRule::new(2, 24, 0)),
+        (prefix("192.0.2.7"), IpRule::new(3, 32, 123)),
+    ];
+    let trie = ip_policy::build(Family::V4, &rules, 10).unwrap();
+    let facts = map_facts(&trie).unwrap();
+    assert_eq!(facts.max_entries, 13);
+    assert_eq!(facts.name, ip_policy::TRIE4_NAME);
+    ip_policy::swap_in(outer4, &trie).unwrap();
+    assert_eq!(ip_policy::current_inner_id(outer4).unwrap(), Some(facts.id));
+    drop(trie);
+
+    // The slot keeps the trie alive; read it back through the outer map.
+    let live = ip_policy::open_current(outer4).unwrap().unwrap();
+    assert_eq!(ip_policy::read_rules(&live, Family::V4).unwrap(), {
+        let mut sorted = rules.clone();
+        sorted.sort_by_key(|(p, _)| *p);
+        sorted
+    });
+    // `lookup` is exact: 10.1.0.0/16 is covered by 10.0.0.0/8 but has no rule of its own.
+    assert_eq!(
+        ip_policy::lookup(&live, prefix("10.1.2.0/24")).unwrap(),
+        Some(IpRule::new(2, 24, 0))
+    );
+    assert_eq!(
+        ip_policy::lookup(&live, prefix("10.1.0.0/16")).unwrap(),
+        None
+    );
+
+    // In-place edits.
+    ip_policy::insert(&live, prefix("198.51.100.0/24"), IpRule::new(9, 24, 0)).unwrap();
+    assert!(ip_policy::remove(&live, prefix("10.1.2.0/24")).unwrap());
+    assert!(!ip_policy::remove(&live, prefix("10.1.2.0/24")).unwrap());
+    let now: Vec<String> = ip_policy::read_rules(&live, Family::V4)
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    assert_eq!(now, ["10.0.0.0/8", "192.0.2.7/32", "198.51.100.0/24"]);
+
+    // A family's trie only takes its own prefixes; IPv6 works alike.
+    assert!(ip_policy::build(Family::V6, &rules, 0).is_err());
+    let v6 = ip_policy::build(
+        Family::V6,
+        &[(prefix("2001:db8::/32"), IpRule::new(4, 32, 0))],
+        0,
+    )
+    .unwrap();
+    ip_policy::swap_in(outer6, &v6).unwrap();
+    let live6 = ip_policy::open_current(outer6).unwrap().unwrap();
+    assert_eq!(
+        ip_policy::read_rules(&live6, Family::V6).unwrap()[0]
+            .0
+            .to_string(),
+        "2001:db8::/32"
+    );
+    assert!(ip_policy::clear(outer6).unwrap());
+    assert_eq!(ip_policy::current_inner_id(outer6).unwrap(), None);
+}

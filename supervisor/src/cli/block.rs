@@ -1,0 +1,195 @@
+//! `palisade block ...`.
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Subcommand;
+use palisade_ipc::messages::{BlockAddRequest, ControlRequest, ControlResponse, IpRuleInfo};
+
+use super::ControlArgs;
+
+/// IP policy: block CIDRs at run time, list rules with their hit counters.
+///
+/// Runtime rules are enforced by the kernel within milliseconds, kept in
+/// `<state_dir>/ip-rules.json` across restarts, and enforced while the
+/// daemon is down (pinned programs and maps). A rule with a TTL stops being
+/// enforced when it expires, by the kernel itself if the daemon is down.
+/// Rules from `[ip] blocklists` files change with the files and `palisade
+/// reload`. `add` and `remove` need root; `list` is allowed for the control
+/// group.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: BlockCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BlockCommand {
+    /// Drop every packet from or to CIDR (an address is a /32 or /128).
+    /// Adding a CIDR that has a runtime rule already updates its TTL and
+    /// comment.
+    Add {
+        /// `192.0.2.0/24`, `2001:db8::/32`, or an address.
+        cidr: String,
+        /// Expire after D: `90s`, `30m`, `12h`, `7d` (a bare number is
+        /// seconds). Default: never.
+        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// Free text kept with the rule (`block list`).
+        #[arg(long, value_name = "T")]
+        comment: Option<String>,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Remove the runtime rule of CIDR.
+    Remove {
+        /// The CIDR as added (host bits are cleared alike).
+        cidr: String,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Runtime rules, then list rules by hits: CIDR, source, hits, expiry,
+    /// comment.
+    List {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Show at most N rules (at most 250 per answer).
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// `90`, `90s`, `30m`, `12h`, `7d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (digits, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number with s, m, h or d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("TTL must be at least 1 s".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn expiry(rule: &IpRuleInfo) -> String {
+    match rule.expires_unix {
+        None => "never".into(),
+        Some(at) => {
+            let now = crate::policy::ip::unix_now();
+            format!("in {}s", at.saturating_sub(now))
+        }
+    }
+}
+
+fn print_rule(verb: &str, r: &IpRuleInfo) {
+    println!(
+        "{verb} {} (rule {}, expires {}{})",
+        r.cidr,
+        r.id,
+        expiry(r),
+        if r.in_kernel {
+            ""
+        } else {
+            ", shadowed by a list rule"
+        }
+    );
+}
+
+pub fn main(args: Args) -> ExitCode {
+    match args.command {
+        BlockCommand::Add {
+            cidr,
+            ttl,
+            comment,
+            control,
+        } => {
+            let req = ControlRequest::BlockAdd(BlockAddRequest {
+                cidr,
+                ttl_secs: ttl.map(|d| d.as_secs()),
+                comment,
+            });
+            match super::ask(&control, &req) {
+                Ok(ControlResponse::BlockAdded(r)) => {
+                    print_rule("blocked", &r);
+                    ExitCode::SUCCESS
+                }
+                Ok(other) => super::unexpected(&other),
+                Err(code) => code,
+            }
+        }
+        BlockCommand::Remove { cidr, control } => {
+            match super::ask(&control, &ControlRequest::BlockRemove(cidr)) {
+                Ok(ControlResponse::BlockRemoved(r)) => {
+                    println!("unblocked {} (rule {}, {} hits)", r.cidr, r.id, r.hits);
+                    ExitCode::SUCCESS
+                }
+                Ok(other) => super::unexpected(&other),
+                Err(code) => code,
+            }
+        }
+        BlockCommand::List {
+            control,
+            json,
+            limit,
+        } => match super::ask(&control, &ControlRequest::BlockList { limit }) {
+            Ok(ControlResponse::BlockList(list)) => {
+                if json {
+                    return super::print_json(&list);
+                }
+                println!(
+                    "{} list rules, {} runtime rules; kernel: {} IPv4 and {} IPv6 prefixes",
+                    list.list_rules, list.runtime_rules, list.kernel_v4, list.kernel_v6
+                );
+                println!(
+                    "{:<43} {:<24} {:>10}  {:<12} COMMENT",
+                    "CIDR", "SOURCE", "HITS", "EXPIRES"
+                );
+                for r in &list.rules {
+                    println!(
+                        "{:<43} {:<24} {:>10}  {:<12} {}{}",
+                        r.cidr,
+                        r.source,
+                        r.hits,
+                        expiry(r),
+                        r.comment.as_deref().unwrap_or(""),
+                        if r.in_kernel {
+                            ""
+                        } else {
+                            " (shadowed by a list rule)"
+                        }
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(other) => super::unexpected(&other),
+            Err(code) => code,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}
