@@ -63,6 +63,7 @@ struct RawConfig {
     dns: RawDns,
     #[serde(default)]
     flow: RawFlow,
+    #[serde(default)]
     ip: RawIp,
 }
 
