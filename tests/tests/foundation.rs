@@ -460,7 +460,11 @@ fn status_reports_workers_interfaces_and_versions() {
         .as_array()
         .expect("attachments")
         .iter()
-        .filter(|a| a["program"].as_str().is_some_and(|p| p.starts_with("pal_tc_")))
+        .filter(|a| {
+            a["program"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pal_tc_"))
+        })
         .filter(|a| a["program"].as_str().is_some_and(|p| !p.contains("block")))
         .filter_map(|a| a["direction"].as_str())
         .collect();
