@@ -248,14 +248,15 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_DNS_NAME_MAX", "usize"),
         ("PAL_DNS_LABEL_MAX", "usize"),
         ("PAL_DNS_SUFFIX_MAX", "usize"),
-        ("PAL_DNS_BLOCK", "u8"),    // pal_dns_rule.action
-        ("PAL_DNS_ALLOW", "u8"),    // pal_dns_rule.action
-        ("PAL_DNS_RULE_", "u8"),    // pal_dns_rule.flags
-        ("PAL_DNS_ACTION_", "u32"), // pal_dns_config.block_action
-        ("PAL_DNS_STAT_", "u32"),   // pal_dns_stats key
-        ("PAL_IP_MATCH_", "u8"),    // pal_ip_block_record.matched
-        ("PAL_IP_HOOK_", "u8"),     // pal_ip_block_record.hook
-        ("PAL_IP_STAT_", "u32"),    // pal_ip_stats key
+        ("PAL_DNS_BLOCK", "u8"),         // pal_dns_rule.action
+        ("PAL_DNS_ALLOW", "u8"),         // pal_dns_rule.action
+        ("PAL_DNS_RULE_", "u8"),         // pal_dns_rule.flags
+        ("PAL_DNS_ACTION_", "u32"),      // pal_dns_config.block_action
+        ("PAL_DNS_STAT_", "u32"),        // pal_dns_stats key
+        ("PAL_IP_MATCH_", "u8"),         // pal_ip_block_record.matched
+        ("PAL_IP_HOOK_", "u8"),          // pal_ip_block_record.hook
+        ("PAL_IP_STAT_", "u32"),         // pal_ip_stats key
+        ("PAL_IP4_FILTER_WORDS", "u32"), // pal_ip4_filter max_entries
     ];
     BY_PREFIX
         .iter()

@@ -24,8 +24,9 @@ pub struct Args {
     #[arg(long)]
     iface: String,
     /// `flow` (observer only), or `<hook>-<what>` with hook `native`, `generic` or `tc`
-    /// and what `noop` (no-op program), `empty` (block program, no rules) or `rules`
-    /// (block program, --prefixes generated IPv4 prefixes).
+    /// and what `noop` (no-op program), `empty` (block program, no rules), `rules`
+    /// (block program, --prefixes generated IPv4 prefixes, none in the traffic's /16) or
+    /// `hot` (the same with one of them in the traffic's /16: every lookup goes to the trie).
     #[arg(long)]
     config: String,
     /// Prefixes for `-rules` configurations.
@@ -170,8 +171,18 @@ pub fn main(args: &Args) -> Result<()> {
             }
             noop = Some(n);
         } else {
-            if what == "rules" {
-                let list = prefixes(args.prefixes);
+            if what == "rules" || what == "hot" {
+                let mut list = prefixes(args.prefixes);
+                if what == "hot" {
+                    // One prefix in the traffic's /16 (not matching it): the pre-filter
+                    // passes every packet to the trie, the worst case.
+                    if let (Some(last), Some(hot)) = (
+                        list.last_mut(),
+                        Prefix::new(Ipv4Addr::new(198, 18, 200, 0).into(), 24),
+                    ) {
+                        *last = hot;
+                    }
+                }
                 let start = Instant::now();
                 let rules: Vec<(Prefix, IpRule)> = list
                     .iter()
@@ -184,6 +195,13 @@ pub fn main(args: &Args) -> Result<()> {
                     .map(palisade_ebpf::MAP_IP4_POLICY)
                     .and_then(palisade_ebpf::dns_policy::map_fd)
                     .ok_or("pal_ip4_policy missing")?;
+                let filter = ebpf
+                    .map(palisade_ebpf::MAP_IP4_FILTER)
+                    .and_then(palisade_ebpf::dns_policy::map_fd)
+                    .ok_or("pal_ip4_filter missing")?;
+                let zero = vec![0_u64; ip_policy::IP4_FILTER_WORDS];
+                ip_policy::write_filter(filter, &zero, &ip_policy::filter_bits(&list))
+                    .map_err(|e| format!("pre-filter: {e}"))?;
                 ip_policy::swap_in(outer, &trie).map_err(|e| format!("swap: {e}"))?;
                 load_ms = start.elapsed().as_millis();
                 loaded_prefixes = rules.len();

@@ -20,7 +20,9 @@
  * all; the TC one is attached first in the TCX chain), so dropped packets
  * are neither recorded nor counted as flows. The per-packet work when no
  * rule set is loaded is the parse of Ethernet + IP and one array lookup per
- * family. Each drop increments pal_ip_stats and the rule's pal_ip_hits
+ * family. IPv4 addresses are first checked against a /16 bitmap
+ * (pal_ip4_filter): the trie is searched only for an address whose /16 holds
+ * or is covered by some rule. Each drop increments pal_ip_stats and the rule's pal_ip_hits
  * counter, and may emit a PAL_KIND_IP_BLOCK record to rb_flow, limited per
  * CPU by pal_ip_config (GCRA: one per alert_interval_ns after a burst of
  * alert_burst); drops not alerted are counted and reported in the next
@@ -74,6 +76,15 @@ struct {
 		__uint(map_flags, BPF_F_NO_PREALLOC);
 	});
 } pal_ip6_policy SEC(".maps");
+
+/* IPv4 pre-filter, one bit per /16 (records.h PAL_IP4_FILTER_WORDS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PAL_IP4_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_ip4_filter SEC(".maps");
 
 /* Per-rule hit counters: rule_id -> packets dropped by it. */
 struct {
@@ -202,6 +213,16 @@ static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 		return PAL_IP_OK;
 	}
 	return PAL_IP_NOT_IP;
+}
+
+/* Whether an IPv4 address (network order) may match: its /16 bit in pal_ip4_filter. */
+static __always_inline int ip4_may_match(__be32 addr)
+{
+	__u32 hi = bpf_ntohl(addr) >> 16;
+	__u32 word = hi >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&pal_ip4_filter, &word);
+
+	return bits && (*bits >> (hi & 63)) & 1;
 }
 
 /* The rule of `trie` for `key`, ignoring (and counting) an expired one. */
@@ -344,9 +365,11 @@ static __always_inline int ip_verdict(const struct pal_ip_pkt *p, __u32 ifindex,
 			return 0;
 		if ((void *)(ip + 1) > p->end)
 			return 0;
-		__builtin_memcpy(key.addr, &ip->saddr, 4);
-		rule = ip_match(trie, &key);
-		if (!rule) {
+		if (ip4_may_match(ip->saddr)) {
+			__builtin_memcpy(key.addr, &ip->saddr, 4);
+			rule = ip_match(trie, &key);
+		}
+		if (!rule && ip4_may_match(ip->daddr)) {
 			__builtin_memcpy(key.addr, &ip->daddr, 4);
 			rule = ip_match(trie, &key);
 			matched = PAL_IP_MATCH_DST;

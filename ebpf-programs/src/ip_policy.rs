@@ -380,6 +380,80 @@ pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<u32> {
     link_ifindex(sys::obj_get(path)?)
 }
 
+/// Words of the IPv4 pre-filter (`pal_ip4_filter`): one bit per /16.
+pub const IP4_FILTER_WORDS: usize = crate::c::PAL_IP4_FILTER_WORDS as usize;
+
+/// The /16 range (first, count) an IPv4 prefix touches; `None` for IPv6.
+fn slash16s(prefix: &Prefix) -> Option<(u32, u32)> {
+    let IpAddr::V4(v4) = prefix.addr() else {
+        return None;
+    };
+    let first = u32::from(v4) >> 16;
+    let count = if prefix.len() >= 16 {
+        1
+    } else {
+        1 << (16 - u32::from(prefix.len()))
+    };
+    Some((first, count))
+}
+
+/// The pre-filter bits of a set of prefixes (IPv6 ones are ignored): bit `n` of word `w` is
+/// set when some prefix covers or lies inside the /16 `w * 64 + n`.
+pub fn filter_bits<'a>(prefixes: impl IntoIterator<Item = &'a Prefix>) -> Vec<u64> {
+    let mut words = vec![0_u64; IP4_FILTER_WORDS];
+    for prefix in prefixes {
+        if let Some((first, count)) = slash16s(prefix) {
+            for hi in first..first.saturating_add(count).min(1 << 16) {
+                if let Some(word) = words.get_mut((hi >> 6) as usize) {
+                    *word |= 1 << (hi & 63);
+                }
+            }
+        }
+    }
+    words
+}
+
+/// The kernel's pre-filter words (`BPF_MAP_LOOKUP_ELEM` per word).
+pub fn read_filter(filter: impl AsFd) -> io::Result<Vec<u64>> {
+    let filter = filter.as_fd();
+    let mut words = vec![0_u64; IP4_FILTER_WORDS];
+    for (index, word) in words.iter_mut().enumerate() {
+        let mut value = [0_u8; 8];
+        // At most IP4_FILTER_WORDS (1024): fits u32.
+        sys::map_lookup(filter, &(index as u32).to_ne_bytes(), &mut value)?;
+        *word = u64::from_ne_bytes(value);
+    }
+    Ok(words)
+}
+
+/// Writes the words of `words` that differ from `current` (each an atomic 8-byte update).
+pub fn write_filter(filter: impl AsFd, current: &[u64], words: &[u64]) -> io::Result<()> {
+    let filter = filter.as_fd();
+    for (index, (&new, old)) in words.iter().zip(current.iter()).enumerate() {
+        if new != *old {
+            sys::map_update(
+                filter,
+                &(index as u32).to_ne_bytes(),
+                &new.to_ne_bytes(),
+                sys::ANY,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the pre-filter bits of one IPv4 prefix in the live filter (before the prefix goes
+/// into the trie; a no-op for IPv6).
+pub fn filter_add(filter: impl AsFd, prefix: &Prefix) -> io::Result<()> {
+    let filter = filter.as_fd();
+    let current = read_filter(filter)?;
+    let mut words = filter_bits([prefix]);
+    for (new, old) in words.iter_mut().zip(current.iter()) {
+        *new |= old;
+    }
+    write_filter(filter, &current, &words)
+}
+
 /// CLOCK_BOOTTIME now, in ns (the clock of `IpRule::expires_boot_ns`).
 pub fn boot_time_ns() -> io::Result<u64> {
     sys::boot_time_ns()
@@ -405,6 +479,26 @@ mod tests {
         assert_eq!(Prefix::parse("::/129"), Err(PrefixError::Length));
         assert_eq!(Prefix::parse("10.0.0"), Err(PrefixError::Address));
         assert_eq!(Prefix::parse("example.com"), Err(PrefixError::Address));
+    }
+
+    #[test]
+    fn filter_bits_cover_every_slash16_a_prefix_touches() {
+        let bit = |words: &[u64], hi: u32| {
+            words
+                .get((hi >> 6) as usize)
+                .is_some_and(|w| w >> (hi & 63) & 1 == 1)
+        };
+        let (a, _) = Prefix::parse("10.1.2.0/24").expect("valid");
+        let (b, _) = Prefix::parse("172.16.0.0/12").expect("valid");
+        let (c, _) = Prefix::parse("2001:db8::/32").expect("valid");
+        let words = filter_bits([&a, &b, &c]);
+        assert!(bit(&words, (10 << 8) | 1));
+        assert!(!bit(&words, (10 << 8) | 2));
+        assert!(bit(&words, (172 << 8) | 16) && bit(&words, (172 << 8) | 31));
+        assert!(!bit(&words, (172 << 8) | 32));
+        assert_eq!(words.iter().map(|w| w.count_ones()).sum::<u32>(), 1 + 16);
+        let (all, _) = Prefix::parse("0.0.0.0/0").expect("valid");
+        assert!(filter_bits([&all]).iter().all(|&w| w == u64::MAX));
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub const MAP_DNS_STATS: &str = "pal_dns_stats";
 pub const MAP_IP4_POLICY: &str = "pal_ip4_policy";
 /// As [`MAP_IP4_POLICY`], for IPv6 (`Ip6Key -> IpRule`).
 pub const MAP_IP6_POLICY: &str = "pal_ip6_policy";
+/// Array of `u64` words: the IPv4 pre-filter, one bit per /16 that some IPv4 rule covers or
+/// lies in ([`ip_policy::filter_bits`]). A clear bit skips the trie lookup.
+pub const MAP_IP4_FILTER: &str = "pal_ip4_filter";
 /// LRU per-CPU hash `u32 rule id -> u64`: packets each IP rule dropped (sum the CPUs).
 pub const MAP_IP_HITS: &str = "pal_ip_hits";
 /// Array, one [`IpConfig`]: the alert rate limit. All zero means no alerts.
@@ -107,7 +110,7 @@ pub const IP_HITS_ENTRIES: u32 = 65536;
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
 /// existing pins on the next load (so the rule set, learned blocks, config and counters survive
 /// a supervisor restart along with the attached programs).
-pub const PINNED_MAPS: [&str; 20] = [
+pub const PINNED_MAPS: [&str; 21] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
@@ -125,6 +128,7 @@ pub const PINNED_MAPS: [&str; 20] = [
     MAP_DNS_STATS,
     MAP_IP4_POLICY,
     MAP_IP6_POLICY,
+    MAP_IP4_FILTER,
     MAP_IP_HITS,
     MAP_IP_CONFIG,
     MAP_IP_STATS,

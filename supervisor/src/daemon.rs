@@ -809,7 +809,7 @@ impl Daemon {
             id,
             cidr: r.prefix.to_string(),
             source: self.ip.lists.source(r),
-            comment: r.comment.as_deref().map(str::to_owned),
+            comment: self.ip.lists.comment(r).map(str::to_owned),
             expires_unix: None,
             hits: hits_of(id),
             in_kernel: true,

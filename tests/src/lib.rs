@@ -294,6 +294,15 @@ impl Lab {
         .expect("query thread")
     }
 
+    /// [`Lab::tcx_programs`] without the IP policy's TC programs (`pal_tc_block_*`, which
+    /// run first at both hooks): the observer's view.
+    pub fn observer_programs(&self, ingress: bool) -> Vec<(u32, String)> {
+        self.tcx_programs(ingress)
+            .into_iter()
+            .filter(|(_, name)| !name.starts_with("pal_tc_block"))
+            .collect()
+    }
+
     /// Config sections that put test binary `program` (`hostile-worker`,
     /// `probe-worker`) in the place of workers: for each (worker, behaviour)
     /// a symlink `<program minus -worker>-<behaviour>-<worker>` in the lab

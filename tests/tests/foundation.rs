@@ -460,6 +460,12 @@ fn status_reports_workers_interfaces_and_versions() {
         .as_array()
         .expect("attachments")
         .iter()
+        .filter(|a| {
+            a["program"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pal_tc_"))
+        })
+        .filter(|a| a["program"].as_str().is_some_and(|p| !p.contains("block")))
         .filter_map(|a| a["direction"].as_str())
         .collect();
     assert_eq!(hooks, ["ingress", "egress"]);
@@ -468,13 +474,13 @@ fn status_reports_workers_interfaces_and_versions() {
     let prog_id = iface["attachments"][0]["program_id"]
         .as_u64()
         .expect("program id");
-    let ingress = lab.tcx_programs(true);
+    let ingress = lab.observer_programs(true);
     assert_eq!(
         ingress,
         vec![(prog_id as u32, "pal_tc_ingress".to_owned())],
         "kernel view of the ingress hook"
     );
-    assert_eq!(lab.tcx_programs(false).len(), 1, "one egress program");
+    assert_eq!(lab.observer_programs(false).len(), 1, "one egress program");
     let text = daemon.ctl(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout);
     for needle in ["dhcp", "dns", "tls", "flow", "running", "tcx", "RING_FULL"] {
@@ -509,7 +515,7 @@ fn sigterm_stops_workers_and_leaves_programs_pinned() {
     // Enforcement survives: the link is still pinned and attached.
     assert!(pin.exists(), "link pin removed on plain SIGTERM");
     assert_eq!(
-        lab.tcx_programs(true).len(),
+        lab.observer_programs(true).len(),
         1,
         "program detached on SIGTERM"
     );
@@ -548,12 +554,12 @@ fn restarted_daemon_adopts_pinned_links_and_detach_on_exit_removes_them() {
         "same kernel link, not a second attachment"
     );
     assert_eq!(
-        lab.tcx_programs(true).len(),
+        lab.observer_programs(true).len(),
         1,
         "attached once after the restart"
     );
     assert_eq!(
-        lab.tcx_programs(false).len(),
+        lab.observer_programs(false).len(),
         1,
         "attached once after the restart"
     );
@@ -609,7 +615,7 @@ fn restarted_daemon_replaces_other_code_in_a_pinned_link_in_place() {
     prog.attach_to_link(link)
         .expect("swap the old program into the pinned link");
     assert_eq!(
-        lab.tcx_programs(true)
+        lab.observer_programs(true)
             .iter()
             .map(|(_, n)| n.as_str())
             .collect::<Vec<_>>(),
@@ -617,7 +623,7 @@ fn restarted_daemon_replaces_other_code_in_a_pinned_link_in_place() {
     );
     drop(old);
     assert_eq!(
-        lab.tcx_programs(true).len(),
+        lab.observer_programs(true).len(),
         1,
         "the pin keeps the link (and old_prog) attached"
     );
@@ -626,7 +632,7 @@ fn restarted_daemon_replaces_other_code_in_a_pinned_link_in_place() {
     second.wait_healthy();
     let a = second.status_json().expect("status")["interfaces"][0]["attachments"][0].clone();
     assert_eq!(a["link_id"], link_id, "the same kernel link");
-    let ingress = lab.tcx_programs(true);
+    let ingress = lab.observer_programs(true);
     assert_eq!(ingress.len(), 1, "attached once: {ingress:?}");
     assert_eq!(ingress[0].1, "pal_tc_ingress", "{ingress:?}");
     assert!(second.log_text().contains("replaced the program in place"));

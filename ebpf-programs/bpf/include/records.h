@@ -319,6 +319,16 @@ struct pal_dns_config {
 #define PAL_IP_STAT_NOT_PARSED 7        /* IP header cut short or malformed: passed */
 #define PAL_IP_STAT_COUNT 8
 
+/*
+ * IPv4 pre-filter (pal_ip4_filter): one bit per /16, set when some IPv4 rule
+ * covers or lies inside that /16. An address whose /16 bit is clear cannot
+ * match: its trie lookup is skipped. Bits are a superset (the supervisor
+ * sets them before a prefix enters the trie and clears them only on reload).
+ * Bit n of word w is the /16 whose first two address bytes, read as a
+ * big-endian number, equal w * 64 + n.
+ */
+#define PAL_IP4_FILTER_WORDS 1024 /* 65536 bits, u64 words */
+
 /* Key of the IPv4 LPM tries (inner maps of pal_ip4_policy). */
 struct pal_ip4_key {
 	__u32 prefixlen; /* 0..32, as BPF_MAP_TYPE_LPM_TRIE wants it */

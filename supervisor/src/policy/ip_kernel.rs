@@ -2,13 +2,16 @@
 //! writer). A reload builds a fresh LPM trie per family and swaps it into
 //! the `pal_ip4_policy` / `pal_ip6_policy` slot in one update; runtime rules
 //! are single element updates of the live trie. A family without any rule
-//! has an empty slot, so the programs stop after one array lookup.
+//! has an empty slot, so the programs stop after one array lookup. The IPv4
+//! pre-filter (`pal_ip4_filter`, a bit per /16) always covers every prefix in
+//! the trie: bits are set before a prefix goes in, and cleared only by a
+//! reload, after the new trie is in place.
 //! The bpf(2) calls themselves live in `palisade_ebpf::ip_policy`.
 
 use std::{collections::HashMap, os::fd::BorrowedFd};
 
 use palisade_ebpf::{
-    MAP_IP_CONFIG, MAP_IP_HITS,
+    MAP_IP_CONFIG, MAP_IP_HITS, MAP_IP4_FILTER,
     dns_policy::map_fd,
     ip_policy::{self, Family},
 };
@@ -61,6 +64,17 @@ pub fn apply(
     let boot = ip_policy::boot_time_ns().map_err(err("CLOCK_BOOTTIME"))?;
     let entries = state.kernel_entries(unix_now(), boot);
     let mut counts = KernelCounts::default();
+    // IPv4 pre-filter: a superset of the old and new rules' /16s while the trie is swapped,
+    // exactly the new ones after.
+    let filter = fd(loaded, MAP_IP4_FILTER)?;
+    let old_bits = ip_policy::read_filter(filter).map_err(err(MAP_IP4_FILTER))?;
+    let new_bits = ip_policy::filter_bits(entries.first().into_iter().flatten().map(|(p, _)| p));
+    let both: Vec<u64> = old_bits
+        .iter()
+        .zip(new_bits.iter())
+        .map(|(o, n)| o | n)
+        .collect();
+    ip_policy::write_filter(filter, &old_bits, &both).map_err(err(MAP_IP4_FILTER))?;
     for (family, rules) in Family::ALL.into_iter().zip(entries.iter()) {
         let outer = fd(loaded, family.outer_map())?;
         if rules.is_empty() {
@@ -76,6 +90,7 @@ pub fn apply(
             Family::V6 => counts.v6 = n,
         }
     }
+    ip_policy::write_filter(filter, &both, &new_bits).map_err(err(MAP_IP4_FILTER))?;
     ip_policy::set_alert_rate(
         fd(loaded, MAP_IP_CONFIG)?,
         alerts_per_second,
@@ -92,6 +107,9 @@ pub fn change(loaded: &Loaded, change: KernelChange) -> Result<i8, IpKernelError
         KernelChange::None => Ok(0),
         KernelChange::Set(prefix, rule) => {
             let family = prefix.family();
+            // The /16 bit first: a prefix in the trie is never hidden by the pre-filter.
+            ip_policy::filter_add(fd(loaded, MAP_IP4_FILTER)?, &prefix)
+                .map_err(err(MAP_IP4_FILTER))?;
             let outer = fd(loaded, family.outer_map())?;
             match ip_policy::open_current(outer).map_err(err(family.outer_map()))? {
                 Some(trie) => {
