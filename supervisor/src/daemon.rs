@@ -213,10 +213,14 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
     // Seeding goes in before traffic is attached, so that the first packets of old
     // connections find their real client and server; then the kernel sweeper is armed (its
     // first walk, at once, announces the seeded flows).
-    let conntrack_seed = if cfg.flow.seed_from_conntrack {
-        crate::flows::seed_from_conntrack(&loaded)
-    } else {
+    // A table that survived in its pins (a restart) is already right: seeding it again would
+    // bring back, as new flows, connections it ended by its idle timeout.
+    let conntrack_seed = if !cfg.flow.seed_from_conntrack {
         "off ([flow] seed_from_conntrack = false)".to_owned()
+    } else if crate::flows::table_survived(&loaded) {
+        "not needed: the pinned flow table survived the restart".to_owned()
+    } else {
+        crate::flows::seed_from_conntrack(&loaded)
     };
     crate::flows::configure(&loaded, &cfg.flow).map_err(DaemonError::Flow)?;
     let names = if cfg.interfaces.is_empty() {

@@ -337,4 +337,15 @@ fn conntrack_seeding_keeps_the_real_client_of_a_connection_opened_before_start()
         2,
         "one start, one end: no second flow for the same connection"
     );
+
+    // A restart finds its pinned table and does not seed again.
+    let _ = daemon.stop();
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let status = daemon.status_json().expect("status");
+    assert_eq!(
+        status["flows"]["conntrack"], "not needed: the pinned flow table survived the restart",
+        "{}",
+        status["flows"]
+    );
 }

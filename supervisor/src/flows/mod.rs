@@ -102,6 +102,14 @@ fn seeded_entry(t: &conntrack::Tuple, first_seen_ns: u64, now_ns: u64) -> (FlowK
     (key, value)
 }
 
+/// Whether the flow table is one a previous run left pinned (its sweeper has walked it).
+pub fn table_survived(loaded: &Loaded) -> bool {
+    map(loaded, MAP_FLOW_SWEEP)
+        .ok()
+        .and_then(|fd| flow_table::sweep_state(fd).ok())
+        .is_some_and(|s| s.sweeps > 0)
+}
+
 /// Seeds the flow table from conntrack. Returns the line `status` shows.
 /// Under NAT both sides of the translation are seeded (the pre-NAT tuple as
 /// seen on the inside, the post-NAT one as seen on the outside), like the
