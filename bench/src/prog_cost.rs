@@ -24,6 +24,10 @@ pub struct Args {
     /// Measurements per frame (the median is reported).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Measure this compiled palisade.bpf.c instead of the embedded one (A/B comparisons
+    /// of kernel-side changes; same ABI as this build).
+    #[arg(long)]
+    object: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,9 +103,15 @@ pub fn main(args: &Args) -> Result<()> {
     ));
     std::fs::create_dir_all(&pins).map_err(|e| format!("mkdir {}: {e}", pins.display()))?;
     let result = (|| {
+        let other = match &args.object {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?)
+            }
+            None => None,
+        };
         let mut palisade = EbpfLoader::new()
             .default_map_pin_directory(&pins)
-            .load(palisade_ebpf::PALISADE_BPF)
+            .load(other.as_deref().unwrap_or(palisade_ebpf::PALISADE_BPF))
             .map_err(|e| format!("loading Palisade's object: {e}"))?;
         classifier(&mut palisade, palisade_ebpf::PROG_TC_INGRESS)?;
         let mut noop = Ebpf::load_file(&args.noop)
