@@ -239,20 +239,7 @@ static __always_inline struct pal_ip_rule *ip_match(void *trie, void *key)
 
 static __always_inline void ip_hit(__u32 rule_id)
 {
-	__u64 one = 1;
-	__u64 *hits = bpf_map_lookup_elem(&pal_ip_hits, &rule_id);
-
-	if (hits) {
-		*hits += 1; /* per-CPU value, programs do not nest on a CPU */
-		return;
-	}
-	if (bpf_map_update_elem(&pal_ip_hits, &rule_id, &one, BPF_NOEXIST) == 0)
-		return;
-	/* Inserted meanwhile by another CPU (EEXIST), or the insert failed. */
-	hits = bpf_map_lookup_elem(&pal_ip_hits, &rule_id);
-	if (hits)
-		*hits += 1;
-	else
+	if (rule_hit(&pal_ip_hits, rule_id))
 		ip_stat_inc(PAL_IP_STAT_HITS_MAP_FULL);
 }
 

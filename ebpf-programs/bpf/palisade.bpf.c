@@ -743,22 +743,32 @@ static __always_inline void dns_stat_inc(__u32 slot)
 		*value += 1;
 }
 
+/*
+ * Counts one packet decided by rule_id in a per-CPU hit map (DNS and IP
+ * policy). Returns 0, or -1 when the map had no room for a new id.
+ */
+static __always_inline int rule_hit(void *hits_map, __u32 rule_id)
+{
+	__u64 one = 1, *hits = bpf_map_lookup_elem(hits_map, &rule_id);
+
+	if (hits) {
+		*hits += 1; /* per-CPU value: programs do not nest on a CPU */
+		return 0;
+	}
+	if (bpf_map_update_elem(hits_map, &rule_id, &one, BPF_NOEXIST) == 0)
+		return 0;
+	/* Another CPU inserted it meanwhile, or the insert failed. */
+	hits = bpf_map_lookup_elem(hits_map, &rule_id);
+	if (!hits)
+		return -1;
+	*hits += 1;
+	return 0;
+}
+
 /* Counts one packet decided by rule_id (per-CPU; the LRU drops cold ids). */
 static __always_inline void dns_hit(__u32 rule_id)
 {
-	__u64 one = 1, *hits = bpf_map_lookup_elem(&pal_dns_hits, &rule_id);
-
-	if (hits) {
-		*hits += 1;
-		return;
-	}
-	if (bpf_map_update_elem(&pal_dns_hits, &rule_id, &one, BPF_NOEXIST) == 0)
-		return;
-	/* Another CPU inserted it meanwhile, or the insert failed. */
-	hits = bpf_map_lookup_elem(&pal_dns_hits, &rule_id);
-	if (hits)
-		*hits += 1;
-	else
+	if (rule_hit(&pal_dns_hits, rule_id))
 		dns_stat_inc(PAL_DNS_STAT_HITS_MAP_FULL);
 }
 

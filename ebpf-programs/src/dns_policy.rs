@@ -64,8 +64,6 @@ use crate::{
 
 /// Name given to rule-set maps (visible in `bpftool map`).
 pub const RULE_MAP_NAME: &str = "pal_dns_rules";
-/// Elements per `BPF_MAP_UPDATE_BATCH` call.
-const BATCH: usize = 1 << 16;
 /// Elements per `BPF_MAP_LOOKUP_BATCH` call (also bounds a hash bucket's length, see ENOSPC).
 const LOOKUP_BATCH: usize = 1 << 12;
 
@@ -269,39 +267,12 @@ pub fn create_rule_map(max_entries: u32) -> io::Result<OwnedFd> {
 /// Stores `rules` in a rule-set map: `BPF_MAP_UPDATE_BATCH` in chunks, or one
 /// `BPF_MAP_UPDATE_ELEM` per rule where the kernel has no batch support for the map.
 pub fn fill(map: impl AsFd, rules: &[(u64, DnsRule)]) -> io::Result<()> {
-    let map = map.as_fd();
-    for chunk in rules.chunks(BATCH) {
-        let keys: Vec<u8> = chunk
-            .iter()
-            .flat_map(|(hash, _)| hash.to_ne_bytes())
-            .collect();
-        let values: Vec<u8> = chunk.iter().flat_map(|(_, rule)| rule.to_bytes()).collect();
-        // At most BATCH elements: fits u32.
-        let count = chunk.len() as u32;
-        match sys::map_update_batch(map, &keys, &values, count, sys::ANY) {
-            Ok(()) => {}
-            Err((error, done))
-                if done == 0
-                    && matches!(
-                        sys::errno(&error),
-                        Some(
-                            libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */
-                        )
-                    ) =>
-            {
-                for (hash, rule) in chunk {
-                    sys::map_update(map, &hash.to_ne_bytes(), &rule.to_bytes(), sys::ANY)?;
-                }
-            }
-            Err((error, done)) => {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!("{error} (after {done} of {count} elements of a batch)"),
-                ));
-            }
-        }
-    }
-    Ok(())
+    sys::map_fill(
+        map.as_fd(),
+        rules,
+        |(hash, _), out| out.extend_from_slice(&hash.to_ne_bytes()),
+        |(_, rule), out| out.extend_from_slice(&rule.to_bytes()),
+    )
 }
 
 /// Makes `inner` the current rule set: `BPF_MAP_UPDATE_ELEM` of slot 0 of `pal_dns_policy`

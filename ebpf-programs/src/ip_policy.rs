@@ -242,42 +242,16 @@ pub fn create_trie(family: Family, max_entries: u32) -> io::Result<OwnedFd> {
     )
 }
 
-/// Elements per `BPF_MAP_UPDATE_BATCH` call.
-const BATCH: usize = 1 << 14;
-
 /// Stores `rules` (all of the trie's family) in a trie: `BPF_MAP_UPDATE_BATCH` in chunks
 /// (the kernel loops over the elements itself), or one `BPF_MAP_UPDATE_ELEM` per prefix
 /// where the kernel has no batch operation for LPM tries.
 pub fn fill(trie: impl AsFd, rules: &[(Prefix, IpRule)]) -> io::Result<()> {
-    let trie = trie.as_fd();
-    for chunk in rules.chunks(BATCH) {
-        let keys: Vec<u8> = chunk.iter().flat_map(|(p, _)| p.key_bytes()).collect();
-        let values: Vec<u8> = chunk.iter().flat_map(|(_, r)| r.to_bytes()).collect();
-        // At most BATCH elements: fits u32.
-        let count = chunk.len() as u32;
-        match sys::map_update_batch(trie, &keys, &values, count, sys::ANY) {
-            Ok(()) => {}
-            Err((error, 0))
-                if matches!(
-                    sys::errno(&error),
-                    Some(
-                        libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */
-                    )
-                ) =>
-            {
-                for (prefix, rule) in chunk {
-                    sys::map_update(trie, &prefix.key_bytes(), &rule.to_bytes(), sys::ANY)?;
-                }
-            }
-            Err((error, done)) => {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!("{error} (after {done} of {count} elements of a batch)"),
-                ));
-            }
-        }
-    }
-    Ok(())
+    sys::map_fill(
+        trie.as_fd(),
+        rules,
+        |(p, _), out| out.extend_from_slice(&p.key_bytes()),
+        |(_, r), out| out.extend_from_slice(&r.to_bytes()),
+    )
 }
 
 /// A trie of `family` holding exactly `rules` (their family must match), with room for

@@ -434,13 +434,65 @@ pub(crate) fn map_lookup_batch(
     }
 }
 
-/// `BPF_OBJ_GET_INFO_BY_FD` for a map.
-pub(crate) fn map_info(map: BorrowedFd<'_>) -> io::Result<RawMapInfo> {
-    let mut info = RawMapInfo::default();
+/// Elements per `BPF_MAP_UPDATE_BATCH` call in [`map_fill`].
+const FILL_BATCH: usize = 1 << 14;
+
+/// Stores `elements` in `map`, each written as key bytes by `key` and value bytes by
+/// `value` (the map's sizes): `BPF_MAP_UPDATE_BATCH` in chunks (the kernel loops over them
+/// itself), or one `BPF_MAP_UPDATE_ELEM` per element where the kernel has no batch operation
+/// for the map type.
+pub(crate) fn map_fill<T>(
+    map: BorrowedFd<'_>,
+    elements: &[T],
+    key: impl Fn(&T, &mut Vec<u8>),
+    value: impl Fn(&T, &mut Vec<u8>),
+) -> io::Result<()> {
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    for chunk in elements.chunks(FILL_BATCH) {
+        keys.clear();
+        values.clear();
+        for e in chunk {
+            key(e, &mut keys);
+            value(e, &mut values);
+        }
+        // At most FILL_BATCH elements: fits u32.
+        let count = chunk.len() as u32;
+        match map_update_batch(map, &keys, &values, count, ANY) {
+            Ok(()) => {}
+            Err((error, 0))
+                if matches!(
+                    errno(&error),
+                    Some(
+                        libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */
+                    )
+                ) =>
+            {
+                let (key_size, value_size) = (keys.len() / chunk.len(), values.len() / chunk.len());
+                for (k, v) in keys
+                    .chunks_exact(key_size)
+                    .zip(values.chunks_exact(value_size))
+                {
+                    map_update(map, k, v, ANY)?;
+                }
+            }
+            Err((error, done)) => {
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!("{error} (after {done} of {count} elements of a batch)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` into `T` (`RawMapInfo`, `RawLinkInfo`: repr(C) plain data).
+fn obj_info<T: Default>(fd: BorrowedFd<'_>) -> io::Result<T> {
+    let mut info = T::default();
     let mut attr = ObjInfo {
-        bpf_fd: fd_u32(map),
-        // A small constant: cannot truncate.
-        info_len: size_of::<RawMapInfo>() as u32,
+        bpf_fd: fd_u32(fd),
+        // A small struct: cannot truncate.
+        info_len: size_of::<T>() as u32,
         info: std::ptr::from_mut(&mut info).cast::<u8>() as u64,
     };
     bpf(
@@ -449,6 +501,11 @@ pub(crate) fn map_info(map: BorrowedFd<'_>) -> io::Result<RawMapInfo> {
         "BPF_OBJ_GET_INFO_BY_FD",
     )?;
     Ok(info)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for a map.
+pub(crate) fn map_info(map: BorrowedFd<'_>) -> io::Result<RawMapInfo> {
+    obj_info(map)
 }
 
 /// `BPF_OBJ_GET`: a descriptor of a pinned object.
@@ -466,19 +523,7 @@ pub(crate) fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
 
 /// `BPF_OBJ_GET_INFO_BY_FD` for an XDP or TCX link.
 pub(crate) fn link_info(link: BorrowedFd<'_>) -> io::Result<RawLinkInfo> {
-    let mut info = RawLinkInfo::default();
-    let mut attr = ObjInfo {
-        bpf_fd: fd_u32(link),
-        // A small constant: cannot truncate.
-        info_len: size_of::<RawLinkInfo>() as u32,
-        info: std::ptr::from_mut(&mut info).cast::<u8>() as u64,
-    };
-    bpf(
-        c::KERNEL_BPF_OBJ_GET_INFO_BY_FD,
-        &mut attr,
-        "BPF_OBJ_GET_INFO_BY_FD",
-    )?;
-    Ok(info)
+    obj_info(link)
 }
 
 /// `BPF_MAP_GET_FD_BY_ID`.
