@@ -167,7 +167,12 @@ static __always_inline void ip_stat_inc(__u32 slot)
 		*value += 1;
 }
 
-/* Ethernet, one VLAN tag in the frame, IPv4 or IPv6 fixed header. */
+/*
+ * Ethernet, up to PAL_VLAN_MAX_TAGS VLAN tags in the frame (802.1Q, or QinQ:
+ * XDP sees both tags of a double-tagged frame, TC only the inner one), IPv4
+ * or IPv6 fixed header. A frame with more tags passes unchecked, counted as
+ * not parsed.
+ */
 static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 {
 	struct ethhdr *eth = p->data;
@@ -178,16 +183,23 @@ static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 		return PAL_IP_SHORT;
 	proto = eth->h_proto;
 	l3 = eth + 1;
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+#pragma unroll
+	for (int i = 0; i < PAL_VLAN_MAX_TAGS; i++) {
 		__be16 *tag = l3;
 
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
 		if ((void *)(tag + 2) > p->end)
 			return PAL_IP_SHORT;
-		p->flags |= PAL_FLAG_VLAN;
-		p->vlan_id = bpf_ntohs(tag[0]) & PAL_VLAN_VID_MASK;
+		if (!(p->flags & PAL_FLAG_VLAN)) {
+			p->flags |= PAL_FLAG_VLAN;
+			p->vlan_id = bpf_ntohs(tag[0]) & PAL_VLAN_VID_MASK;
+		}
 		proto = tag[1];
 		l3 = tag + 2;
 	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return PAL_IP_SHORT;
 	p->l3 = l3;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;

@@ -1,6 +1,8 @@
 //! The IP policy's map helpers against the real kernel: LPM tries built, swapped into
 //! `pal_ip4_policy` / `pal_ip6_policy`, edited in place, read back; and the verifier
-//! accepts the three IP policy programs. Needs root (skipped otherwise).
+//! accepts the three IP policy programs; `pal_xdp_block` (run with `BPF_PROG_TEST_RUN`)
+//! drops a listed source behind no, one and two (QinQ) VLAN tags. Needs root (skipped
+//! otherwise).
 
 #![expect(
     clippy::unwrap_used,
@@ -15,7 +17,7 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use palisade_ebpf::{
-    IpRule, MAP_IP4_POLICY, MAP_IP6_POLICY, PALISADE_BPF, PROG_TC_BLOCK_EGRESS,
+    IpRule, MAP_IP4_FILTER, MAP_IP4_POLICY, MAP_IP6_POLICY, PALISADE_BPF, PROG_TC_BLOCK_EGRESS,
     PROG_TC_BLOCK_INGRESS, PROG_XDP_BLOCK,
     dns_policy::{map_facts, map_fd},
     ip_policy::{self, Family, Prefix},
@@ -116,4 +118,63 @@ fn tries_swap_edit_and_read_back() {
     );
     assert!(ip_policy::clear(outer6).unwrap());
     assert_eq!(ip_policy::current_inner_id(outer6).unwrap(), None);
+}
+
+/// An Ethernet frame with `tags` VLAN tags (outer 802.1ad, inner 802.1Q) around an IPv4 UDP
+/// datagram from `src` to 198.18.0.1.
+fn frame(tags: usize, src: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+    for (i, tpid) in [0x88a8u16, 0x8100].iter().skip(2 - tags).enumerate() {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&(100 + i as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[198, 18, 0, 1]);
+    f.extend_from_slice(&[0x9c, 0x40, 0, 9, 0, 8, 0, 0]);
+    f
+}
+
+#[test]
+fn xdp_drops_listed_sources_behind_vlan_and_qinq_tags() {
+    if !have_root("xdp_drops_listed_sources_behind_vlan_and_qinq_tags") {
+        return;
+    }
+    const XDP_DROP: u32 = 1;
+    const XDP_PASS: u32 = 2;
+    let bpffs = BpfFs::new();
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(bpffs.path())
+        .load(PALISADE_BPF)
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_BLOCK)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    let listed = prefix("192.0.2.0/24");
+    let trie = ip_policy::build(Family::V4, &[(listed, IpRule::new(7, 24, 0))], 0).unwrap();
+    ip_policy::filter_add(map_fd(ebpf.map(MAP_IP4_FILTER).unwrap()).unwrap(), &listed).unwrap();
+    ip_policy::swap_in(map_fd(ebpf.map(MAP_IP4_POLICY).unwrap()).unwrap(), &trie).unwrap();
+
+    let prog = ebpf.program(PROG_XDP_BLOCK).unwrap().fd().unwrap();
+    let verdict = |data: &[u8]| {
+        palisade_ebpf::prog_test_run(std::os::fd::AsFd::as_fd(prog), data, 1)
+            .unwrap()
+            .0
+    };
+    for tags in 0..=2 {
+        assert_eq!(
+            verdict(&frame(tags, [192, 0, 2, 5])),
+            XDP_DROP,
+            "{tags} tags"
+        );
+        assert_eq!(
+            verdict(&frame(tags, [192, 0, 3, 5])),
+            XDP_PASS,
+            "{tags} tags"
+        );
+    }
 }
