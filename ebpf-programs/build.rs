@@ -370,6 +370,12 @@ fn kernel_facts(c: &mut String) {
             "test.data_size_in",
         ),
         ("ATTR_TEST_DATA_IN", "union bpf_attr", "test.data_in"),
+        (
+            "ATTR_TEST_DATA_SIZE_OUT",
+            "union bpf_attr",
+            "test.data_size_out",
+        ),
+        ("ATTR_TEST_DATA_OUT", "union bpf_attr", "test.data_out"),
         ("ATTR_TEST_REPEAT", "union bpf_attr", "test.repeat"),
         ("ATTR_TEST_DURATION", "union bpf_attr", "test.duration"),
         ("ATTR_MAP_ID", "union bpf_attr", "map_id"),

@@ -429,12 +429,7 @@ pub fn set_block_action(config: impl AsFd, action: BlockAction) -> io::Result<()
         block_action: action.raw(),
         _pad: 0,
     };
-    sys::map_update(
-        config.as_fd(),
-        &0_u32.to_ne_bytes(),
-        &value.to_bytes(),
-        sys::ANY,
-    )
+    sys::set_slot0(config.as_fd(), &value.to_bytes())
 }
 
 /// The block action in `pal_dns_config`; `None` for a value the kernel does not know (treated

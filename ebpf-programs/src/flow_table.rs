@@ -43,10 +43,10 @@ pub fn configure(config: BorrowedFd<'_>, arm_prog: BorrowedFd<'_>, t: Timeouts) 
         update_interval_ns: t.update_ns,
         sweep_interval_ns: t.sweep_interval_ns(),
     };
-    sys::map_update(config, &0u32.to_ne_bytes(), &value.to_bytes(), sys::ANY)?;
+    sys::set_slot0(config, &value.to_bytes())?;
     // A minimal Ethernet frame: BPF_PROG_TEST_RUN wants at least a link-layer header.
     let frame = [0u8; 14];
-    match sys::prog_test_run(arm_prog, &frame, 1)?.0 {
+    match sys::prog_test_run(arm_prog, &frame, 1, None)?.0 {
         0 => Ok(()),
         step => Err(io::Error::other(format!(
             "arming the flow sweeper timer failed at step {step} (pal_flow_timer_arm)"

@@ -335,12 +335,7 @@ pub fn set_alert_rate(config: impl AsFd, per_second: u32, burst: u32) -> io::Res
         alert_burst: burst.max(1),
         _pad: 0,
     };
-    sys::map_update(
-        config.as_fd(),
-        &0_u32.to_ne_bytes(),
-        &value.to_bytes(),
-        sys::ANY,
-    )
+    sys::set_slot0(config.as_fd(), &value.to_bytes())
 }
 
 /// The interface an XDP or TCX link is attached to (`BPF_OBJ_GET_INFO_BY_FD`); 0 when the

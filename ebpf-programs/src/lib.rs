@@ -157,5 +157,18 @@ pub fn prog_test_run(
     data: &[u8],
     repeat: u32,
 ) -> std::io::Result<(u32, u32)> {
-    sys::prog_test_run(prog, data, repeat)
+    sys::prog_test_run(prog, data, repeat, None).map(|(ret, ns, _)| (ret, ns))
+}
+
+/// [`prog_test_run`], also returning the frame as the program left it (rewrites and trims
+/// included; redirects are not carried out), up to `data.len() + 512` bytes.
+pub fn prog_test_run_frame(
+    prog: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    repeat: u32,
+) -> std::io::Result<(u32, Vec<u8>, u32)> {
+    let mut out = vec![0_u8; data.len() + 512];
+    let (ret, ns, len) = sys::prog_test_run(prog, data, repeat, Some(&mut out))?;
+    out.truncate(len);
+    Ok((ret, out, ns))
 }

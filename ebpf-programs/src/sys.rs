@@ -434,6 +434,11 @@ pub(crate) fn map_lookup_batch(
     }
 }
 
+/// Writes `value` to slot 0 of a one-entry array (the config maps the supervisor writes).
+pub(crate) fn set_slot0(map: BorrowedFd<'_>, value: &[u8]) -> io::Result<()> {
+    map_update(map, &0_u32.to_ne_bytes(), value, ANY)
+}
+
 /// Elements per `BPF_MAP_UPDATE_BATCH` call in [`map_fill`].
 const FILL_BATCH: usize = 1 << 14;
 
@@ -556,22 +561,30 @@ pub(crate) fn boot_time_ns() -> io::Result<u64> {
 }
 
 /// Runs a program `repeat` times on `data` with `BPF_PROG_TEST_RUN`; returns the program's
-/// return value and the kernel's mean duration of one run, in ns.
+/// return value, the kernel's mean duration of one run in ns, and how many bytes of the
+/// packet as the program left it were written to `out` (0 without `out`).
 pub(crate) fn prog_test_run(
     prog: BorrowedFd<'_>,
     data: &[u8],
     repeat: u32,
-) -> io::Result<(u32, u32)> {
+    out: Option<&mut [u8]>,
+) -> io::Result<(u32, u32, usize)> {
+    let len = |n: usize| u32::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let (data_out, data_size_out) = match out {
+        Some(buf) => (buf.as_mut_ptr() as u64, len(buf.len())?),
+        None => (0, 0),
+    };
     let mut attr = TestRun {
         prog_fd: fd_u32(prog),
-        data_size_in: u32::try_from(data.len())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        data_size_in: len(data.len())?,
+        data_size_out,
         data_in: addr(data),
+        data_out,
         repeat: repeat.max(1),
         ..TestRun::default()
     };
     bpf(c::KERNEL_BPF_PROG_TEST_RUN, &mut attr, "BPF_PROG_TEST_RUN")?;
-    Ok((attr.retval, attr.duration))
+    Ok((attr.retval, attr.duration, attr.data_size_out as usize))
 }
 
 const _: () = {
@@ -581,4 +594,6 @@ const _: () = {
     assert!(offset_of!(TestRun, data_in) == c::KERNEL_ATTR_TEST_DATA_IN);
     assert!(offset_of!(TestRun, repeat) == c::KERNEL_ATTR_TEST_REPEAT);
     assert!(offset_of!(TestRun, duration) == c::KERNEL_ATTR_TEST_DURATION);
+    assert!(offset_of!(TestRun, data_size_out) == c::KERNEL_ATTR_TEST_DATA_SIZE_OUT);
+    assert!(offset_of!(TestRun, data_out) == c::KERNEL_ATTR_TEST_DATA_OUT);
 };

@@ -87,16 +87,18 @@ impl Protocol for Flow {
             return out.drop("flow_record_malformed");
         };
         let event = FlowEvent::new(ctx, &record.hdr, &f, phase);
-        if phase == Phase::Start {
-            let common = eve::Common::new(ctx, "alert", &record.hdr);
-            if let Some(sig) = self.encrypted_dns(&common) {
-                out.emit(&FlowAlert {
-                    flow_id: event.flow_id,
-                    common,
-                    community_id: event.community_id.clone(),
-                    alert: Alert::new(sig, "allowed"),
-                });
-            }
+        if phase == Phase::Start
+            && let Some(sig) = self.encrypted_dns(&event.common)
+        {
+            out.emit(&FlowAlert {
+                flow_id: event.flow_id,
+                common: eve::Common {
+                    event_type: "alert",
+                    ..event.common.clone()
+                },
+                community_id: event.community_id.clone(),
+                alert: Alert::new(sig, "allowed"),
+            });
         }
         out.emit(&event);
     }

@@ -5,10 +5,7 @@
 //! correct IPv4 header and UDP checksums (RFC 791, 768, 8200), so that a test can run one
 //! through a classifier and check the kernel's output byte by byte.
 
-use std::{
-    io,
-    os::fd::{AsRawFd, BorrowedFd},
-};
+use std::{io, os::fd::BorrowedFd};
 
 pub const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
 pub const MAC_SERVER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x53];
@@ -337,30 +334,6 @@ pub const TC_ACT_UNSPEC: u32 = u32::MAX;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
 
-/// `BPF_PROG_TEST_RUN` attributes (the prefix of `union bpf_attr` for that command).
-#[repr(C)]
-#[derive(Default)]
-struct TestRun {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: u32,
-}
-
-const BPF_PROG_TEST_RUN: u32 = 10;
-
 /// Runs a classifier once over `frame` (`BPF_PROG_TEST_RUN`): its return value and the frame as
 /// it left the program (rewrites and trims included; redirects are not carried out).
 pub fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
@@ -373,35 +346,7 @@ pub fn test_run_repeat(
     frame: &[u8],
     repeat: u32,
 ) -> io::Result<(u32, Vec<u8>, u32)> {
-    let mut out = vec![0_u8; frame.len() + 512];
-    let mut attr = TestRun {
-        prog_fd: u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX),
-        data_size_in: u32::try_from(frame.len()).unwrap_or(u32::MAX),
-        data_size_out: u32::try_from(out.len()).unwrap_or(u32::MAX),
-        data_in: frame.as_ptr() as u64,
-        data_out: out.as_mut_ptr() as u64,
-        repeat,
-        ..TestRun::default()
-    };
-    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute block; `frame` and `out` outlive the
-    // call and are as long as the sizes given.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            std::ptr::from_mut(&mut attr).cast::<u8>(),
-            size_of::<TestRun>(),
-        )
-    };
-    if ret < 0 {
-        let error = io::Error::last_os_error();
-        return Err(io::Error::new(
-            error.kind(),
-            format!("BPF_PROG_TEST_RUN: {error}"),
-        ));
-    }
-    out.truncate(usize::try_from(attr.data_size_out).unwrap_or(0));
-    Ok((attr.retval, out, attr.duration))
+    palisade_ebpf::prog_test_run_frame(prog, frame, repeat)
 }
 
 /// `dig` output, reduced to what the tests look at.

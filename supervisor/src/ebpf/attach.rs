@@ -118,6 +118,29 @@ pub(super) fn adopt(path: &Path, ifname: &str, hook: &Hook) -> Option<(FdLink, A
 }
 
 impl Links {
+    /// Pins a new link at `path` (under a staging name first, then renamed, so a crash never
+    /// leaves a half-written pin) and keeps it as `(ifname, name)`.
+    pub(super) fn pin(
+        &mut self,
+        ifname: &str,
+        name: &'static str,
+        path: &Path,
+        link: FdLink,
+    ) -> io::Result<()> {
+        let staged = PinTree::staging(path);
+        let pinned = link
+            .pin(&staged)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        PinTree::commit(&staged, path).map_err(|e| io::Error::other(e.to_string()))?;
+        self.pinned.push((
+            ifname.to_owned(),
+            name,
+            path.to_owned(),
+            FdLink::from(pinned),
+        ));
+        Ok(())
+    }
+
     /// Attaches (or adopts) both hooks on one interface.
     pub fn attach_interface(
         &mut self,
@@ -243,19 +266,11 @@ impl Links {
             source,
         })?;
         let link_id = fd_link.info().map(|i| i.id()).unwrap_or(0);
-        let staged = PinTree::staging(&path);
-        let pin_err = |e: &dyn std::fmt::Display| AttachError::Pin {
-            path: path.display().to_string(),
-            source: io::Error::other(e.to_string()),
-        };
-        let pinned = fd_link.pin(&staged).map_err(|e| pin_err(&e))?;
-        PinTree::commit(&staged, &path).map_err(|e| pin_err(&e))?;
-        self.pinned.push((
-            ifname.to_owned(),
-            hook.direction,
-            path.clone(),
-            FdLink::from(pinned),
-        ));
+        self.pin(ifname, hook.direction, &path, fd_link)
+            .map_err(|source| AttachError::Pin {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(Attachment {
             direction: hook.direction.to_owned(),
             program: hook.program.to_owned(),

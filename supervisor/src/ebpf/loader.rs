@@ -50,6 +50,20 @@ pub fn ring_map(kind: WorkerKind) -> &'static str {
     }
 }
 
+/// Program `name` of the object, as its type `T`.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoadError::Program {
+            name,
+            source: aya::programs::ProgramError::NotLoaded,
+        })?
+        .try_into()
+        .map_err(|source| LoadError::Program { name, source })
+}
+
 /// The loaded object.
 #[derive(Debug)]
 pub struct Loaded {
@@ -72,27 +86,13 @@ impl Loaded {
             palisade_ebpf::PROG_TC_BLOCK_INGRESS,
             palisade_ebpf::PROG_TC_BLOCK_EGRESS,
         ] {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(LoadError::Program {
-                    name,
-                    source: aya::programs::ProgramError::NotLoaded,
-                })?
-                .try_into()
-                .map_err(|source| LoadError::Program { name, source })?;
-            prog.load()
+            program::<SchedClassifier>(&mut ebpf, name)?
+                .load()
                 .map_err(|source| LoadError::Program { name, source })?;
         }
         let name = palisade_ebpf::PROG_XDP_BLOCK;
-        let xdp: &mut Xdp = ebpf
-            .program_mut(name)
-            .ok_or(LoadError::Program {
-                name,
-                source: aya::programs::ProgramError::NotLoaded,
-            })?
-            .try_into()
-            .map_err(|source| LoadError::Program { name, source })?;
-        xdp.load()
+        program::<Xdp>(&mut ebpf, name)?
+            .load()
             .map_err(|source| LoadError::Program { name, source })?;
         Ok(Self { ebpf })
     }

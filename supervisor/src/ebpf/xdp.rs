@@ -481,19 +481,11 @@ impl Links {
             }
         };
         attachment.link_id = fd_link.info().map(|i| i.id()).unwrap_or(0);
-        let staged = PinTree::staging(&path);
-        let pin_err = |e: &dyn std::fmt::Display| XdpAttachError::Pin {
-            path: path.display().to_string(),
-            source: io::Error::other(e.to_string()),
-        };
-        let pinned = fd_link.pin(&staged).map_err(|e| pin_err(&e))?;
-        PinTree::commit(&staged, &path).map_err(|e| pin_err(&e))?;
-        self.pinned.push((
-            ifname.to_owned(),
-            hook.pin_name(),
-            path.clone(),
-            FdLink::from(pinned),
-        ));
+        self.pin(ifname, hook.pin_name(), &path, fd_link)
+            .map_err(|source| XdpAttachError::Pin {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(attachment)
     }
 
