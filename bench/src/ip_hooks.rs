@@ -11,10 +11,8 @@ use aya::{
     EbpfLoader,
     programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::TcAttachOptions},
 };
-use palisade_ebpf::{
-    IpRule,
-    ip_policy::{self, Family, Prefix},
-};
+use palisade_abi::IpRule;
+use palisade_ebpf::ip_policy::{self, Family, Prefix};
 
 use crate::{Result, noop::wait_for_signal};
 
@@ -93,10 +91,10 @@ pub fn main(args: &Args) -> Result<()> {
         .load(palisade_ebpf::PALISADE_BPF)
         .map_err(|e| format!("loading palisade's object: {e}"))?;
     for name in [
-        palisade_ebpf::PROG_TC_INGRESS,
-        palisade_ebpf::PROG_TC_EGRESS,
-        palisade_ebpf::PROG_TC_BLOCK_INGRESS,
-        palisade_ebpf::PROG_TC_BLOCK_EGRESS,
+        palisade_abi::PROG_TC_INGRESS,
+        palisade_abi::PROG_TC_EGRESS,
+        palisade_abi::PROG_TC_BLOCK_INGRESS,
+        palisade_abi::PROG_TC_BLOCK_EGRESS,
     ] {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
@@ -107,7 +105,7 @@ pub fn main(args: &Args) -> Result<()> {
             .map_err(|e| format!("BPF_PROG_LOAD {name}: {e}"))?;
     }
     let xdp: &mut Xdp = ebpf
-        .program_mut(palisade_ebpf::PROG_XDP_BLOCK)
+        .program_mut(palisade_abi::PROG_XDP_BLOCK)
         .ok_or("no XDP program")?
         .try_into()
         .map_err(|e| format!("{e}"))?;
@@ -115,8 +113,8 @@ pub fn main(args: &Args) -> Result<()> {
 
     // The observer: TCX ingress + egress, like the supervisor.
     for (name, hook) in [
-        (palisade_ebpf::PROG_TC_INGRESS, TcAttachType::Ingress),
-        (palisade_ebpf::PROG_TC_EGRESS, TcAttachType::Egress),
+        (palisade_abi::PROG_TC_INGRESS, TcAttachType::Ingress),
+        (palisade_abi::PROG_TC_EGRESS, TcAttachType::Egress),
     ] {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
@@ -192,11 +190,11 @@ pub fn main(args: &Args) -> Result<()> {
                 let trie = ip_policy::build(Family::V4, &rules, 0)
                     .map_err(|e| format!("building the trie: {e}"))?;
                 let outer = ebpf
-                    .map(palisade_ebpf::MAP_IP4_POLICY)
+                    .map(palisade_abi::MAP_IP4_POLICY)
                     .and_then(palisade_ebpf::dns_policy::map_fd)
                     .ok_or("pal_ip4_policy missing")?;
                 let filter = ebpf
-                    .map(palisade_ebpf::MAP_IP4_FILTER)
+                    .map(palisade_abi::MAP_IP4_FILTER)
                     .and_then(palisade_ebpf::dns_policy::map_fd)
                     .ok_or("pal_ip4_filter missing")?;
                 let zero = vec![0_u64; ip_policy::IP4_FILTER_WORDS];
@@ -207,7 +205,7 @@ pub fn main(args: &Args) -> Result<()> {
                 loaded_prefixes = rules.len();
             } else if what == "empty" {
                 // As the supervisor leaves a family without rules: an empty slot.
-                for name in [palisade_ebpf::MAP_IP4_POLICY, palisade_ebpf::MAP_IP6_POLICY] {
+                for name in [palisade_abi::MAP_IP4_POLICY, palisade_abi::MAP_IP6_POLICY] {
                     let outer = ebpf
                         .map(name)
                         .and_then(palisade_ebpf::dns_policy::map_fd)
@@ -220,7 +218,7 @@ pub fn main(args: &Args) -> Result<()> {
             match hook {
                 "native" | "generic" => {
                     let p: &mut Xdp = ebpf
-                        .program_mut(palisade_ebpf::PROG_XDP_BLOCK)
+                        .program_mut(palisade_abi::PROG_XDP_BLOCK)
                         .ok_or("xdp missing")?
                         .try_into()
                         .map_err(|e| format!("{e}"))?;
@@ -234,7 +232,7 @@ pub fn main(args: &Args) -> Result<()> {
                 }
                 "tc" => {
                     let p: &mut SchedClassifier = ebpf
-                        .program_mut(palisade_ebpf::PROG_TC_BLOCK_INGRESS)
+                        .program_mut(palisade_abi::PROG_TC_BLOCK_INGRESS)
                         .ok_or("tc block missing")?
                         .try_into()
                         .map_err(|e| format!("{e}"))?;
@@ -256,9 +254,9 @@ pub fn main(args: &Args) -> Result<()> {
     let measured = match (args.config.split_once('-'), noop.as_ref()) {
         (Some(("native" | "generic", "noop")), Some(n)) => n.program("bench_xdp_noop"),
         (Some(("tc", "noop")), Some(n)) => n.program("bench_noop"),
-        (Some(("native" | "generic", _)), _) => ebpf.program(palisade_ebpf::PROG_XDP_BLOCK),
-        (Some(("tc", _)), _) => ebpf.program(palisade_ebpf::PROG_TC_BLOCK_INGRESS),
-        _ => ebpf.program(palisade_ebpf::PROG_TC_INGRESS),
+        (Some(("native" | "generic", _)), _) => ebpf.program(palisade_abi::PROG_XDP_BLOCK),
+        (Some(("tc", _)), _) => ebpf.program(palisade_abi::PROG_TC_BLOCK_INGRESS),
+        _ => ebpf.program(palisade_abi::PROG_TC_INGRESS),
     };
     if let Some(info) = measured.and_then(|p| p.info().ok()) {
         println!(

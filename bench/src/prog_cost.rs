@@ -113,14 +113,14 @@ pub fn main(args: &Args) -> Result<()> {
             .default_map_pin_directory(&pins)
             .load(other.as_deref().unwrap_or(palisade_ebpf::PALISADE_BPF))
             .map_err(|e| format!("loading Palisade's object: {e}"))?;
-        classifier(&mut palisade, palisade_ebpf::PROG_TC_INGRESS)?;
+        classifier(&mut palisade, palisade_abi::PROG_TC_INGRESS)?;
         let mut noop = Ebpf::load_file(&args.noop)
             .map_err(|e| format!("loading {}: {e}", args.noop.display()))?;
         classifier(&mut noop, "bench_noop")?;
         let mut out = Vec::new();
         for (name, data) in frames() {
             let noop_ns = cost(&noop, "bench_noop", &data, args)?;
-            let palisade_ns = cost(&palisade, palisade_ebpf::PROG_TC_INGRESS, &data, args)?;
+            let palisade_ns = cost(&palisade, palisade_abi::PROG_TC_INGRESS, &data, args)?;
             out.push(Cost {
                 frame: name,
                 noop_ns,

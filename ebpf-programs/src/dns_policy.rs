@@ -4,7 +4,7 @@
 //! # Rule sets
 //!
 //! A rule set is a hash map `u64 name hash -> DnsRule` that the TC program finds in slot 0 of
-//! `pal_dns_policy` ([`crate::MAP_DNS_POLICY`]). It is never edited in place: a reload builds a
+//! `pal_dns_policy` ([`palisade_abi::MAP_DNS_POLICY`]). It is never edited in place: a reload builds a
 //! complete new map and swaps it in with one update of the slot, so every packet is judged by
 //! either the old or the new set, never a mix, and never by an empty one.
 //!
@@ -27,7 +27,7 @@
 //!
 //! Several list entries for one name share one map key; [`RuleSetBuilder`] merges them:
 //! a suffix allow covers everything; an exact allow plus a suffix block become one entry that
-//! allows the name and blocks its subdomains ([`crate::DNS_RULE_BLOCK_SUBDOMAINS`], counted
+//! allows the name and blocks its subdomains ([`palisade_abi::DNS_RULE_BLOCK_SUBDOMAINS`], counted
 //! under the block rule's id); otherwise allow beats block and suffix beats exact. The first
 //! id given for a kind is kept.
 //!
@@ -42,7 +42,7 @@
 //! [`learn`] adds an exact-name block with an expiry to `pal_dns_learned`; [`prune_learned`]
 //! removes expired ones (the kernel ignores them but does not delete them). [`set_block_action`]
 //! writes `pal_dns_config`. Per-rule hits are in `pal_dns_hits` ([`read_hits`]); the policy's
-//! counters in `pal_dns_stats` ([`crate::DnsStat`], [`crate::kernel_counters`]).
+//! counters in `pal_dns_stats` ([`palisade_abi::DnsStat`], [`palisade_abi::kernel_counters`]).
 //!
 //! Every error is an `io::Error` whose message names the failed bpf(2) command; its inner error
 //! is a [`BpfCallError`] carrying the errno.
@@ -54,64 +54,18 @@ use std::{
     time::Duration,
 };
 
-pub use crate::sys::BpfCallError;
-use crate::{
-    BlockAction, DNS_ALLOW, DNS_BLOCK, DNS_RULE_BLOCK_SUBDOMAINS, DNS_RULE_EXACT, DnsConfig,
-    DnsLearned, DnsRule,
+pub use palisade_abi::RuleKind;
+use palisade_abi::{
+    BlockAction, DNS_RULE_BLOCK_SUBDOMAINS, DNS_RULE_EXACT, DnsConfig, DnsLearned, DnsRule,
     dns_name::{NameError, hash_name},
-    sys,
 };
+
+use crate::sys;
 
 /// Name given to rule-set maps (visible in `bpftool map`).
 pub const RULE_MAP_NAME: &str = "pal_dns_rules";
 /// Elements per `BPF_MAP_LOOKUP_BATCH` call (also bounds a hash bucket's length, see ENOSPC).
 const LOOKUP_BATCH: usize = 1 << 12;
-
-/// What one list entry says about one name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RuleKind {
-    /// Block the name only.
-    BlockExact,
-    /// Block the name and every subdomain.
-    BlockSuffix,
-    /// Allow the name only (beats any block).
-    AllowExact,
-    /// Allow the name and every subdomain (beats any block).
-    AllowSuffix,
-}
-
-impl DnsRule {
-    /// The map value for one rule of `kind`.
-    pub const fn new(kind: RuleKind, rule_id: u32) -> Self {
-        let (action, flags) = match kind {
-            RuleKind::BlockExact => (DNS_BLOCK, DNS_RULE_EXACT),
-            RuleKind::BlockSuffix => (DNS_BLOCK, 0),
-            RuleKind::AllowExact => (DNS_ALLOW, DNS_RULE_EXACT),
-            RuleKind::AllowSuffix => (DNS_ALLOW, 0),
-        };
-        Self {
-            rule_id,
-            action,
-            flags,
-            _pad: 0,
-        }
-    }
-
-    /// The decision this entry makes for a name it matches: as the name itself (`whole`) or as
-    /// one of its parents. `None`: no decision. Mirrors `match_body()` in palisade.bpf.c.
-    pub const fn decides(&self, whole: bool) -> Option<u8> {
-        if whole || self.flags & DNS_RULE_EXACT == 0 {
-            match self.action {
-                DNS_ALLOW | DNS_BLOCK => Some(self.action),
-                _ => None,
-            }
-        } else if self.flags & DNS_RULE_BLOCK_SUBDOMAINS != 0 {
-            Some(DNS_BLOCK)
-        } else {
-            None
-        }
-    }
-}
 
 /// The rules of one name, by kind (first id wins), before merging into one map value.
 #[derive(Debug, Default, Clone, Copy)]
@@ -206,7 +160,7 @@ impl RuleSetBuilder {
         }
     }
 
-    /// Adds a rule for `name` (normalized here, see [`crate::dns_name`]); returns its hash. A
+    /// Adds a rule for `name` (normalized here, see [`palisade_abi::dns_name`]); returns its hash. A
     /// name the kernel could never match is refused with the reason.
     pub fn add(&mut self, name: &str, kind: RuleKind, rule_id: u32) -> Result<u64, NameError> {
         let hash = hash_name(name)?;
@@ -214,7 +168,7 @@ impl RuleSetBuilder {
         Ok(hash)
     }
 
-    /// Adds a rule for an already computed [`crate::dns_name::name_hash`].
+    /// Adds a rule for an already computed [`palisade_abi::dns_name::name_hash`].
     pub fn add_hash(&mut self, hash: u64, kind: RuleKind, rule_id: u32) {
         self.names.entry(hash).or_default().add(kind, rule_id);
     }
@@ -530,7 +484,10 @@ pub fn read_hits(hits: &aya::maps::Map) -> Result<Vec<(u32, u64)>, aya::maps::Ma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns_name::{name_hash, normalize};
+    use palisade_abi::{
+        DNS_ALLOW, DNS_BLOCK,
+        dns_name::{name_hash, normalize},
+    };
 
     fn hash(name: &str) -> u64 {
         name_hash(&normalize(name).unwrap_or_default())
@@ -542,7 +499,7 @@ mod tests {
         let table: HashMap<u64, DnsRule> = rules.iter().copied().collect();
         let normalized = normalize(name).unwrap_or_default();
         let mut block = None;
-        for (i, suffix) in crate::dns_name::suffixes(&normalized).enumerate() {
+        for (i, suffix) in palisade_abi::dns_name::suffixes(&normalized).enumerate() {
             match table
                 .get(&name_hash(suffix))
                 .and_then(|rule| rule.decides(i == 0))

@@ -4,7 +4,9 @@
 
 use std::{io, os::fd::BorrowedFd};
 
-use crate::{FlowConfig, FlowKey, FlowSweep, FlowValue, sys};
+use palisade_abi::{FlowConfig, FlowKey, FlowSweep, FlowValue};
+
+use crate::sys;
 
 /// What the sweeper is told to do (nanoseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //!
 //! A rule set is two LPM tries, `Ip4Key -> IpRule` and `Ip6Key -> IpRule`, that the XDP and
 //! TC drop programs find in slot 0 of `pal_ip4_policy` / `pal_ip6_policy`
-//! ([`crate::MAP_IP4_POLICY`], [`crate::MAP_IP6_POLICY`]). A reload builds complete new tries
+//! ([`palisade_abi::MAP_IP4_POLICY`], [`palisade_abi::MAP_IP6_POLICY`]). A reload builds complete new tries
 //! ([`build`]) and swaps each in with one slot update ([`swap_in`], the same map-of-maps
 //! pattern as [`crate::dns_policy`]): a packet is judged by the old or the new set of its
 //! family, never a mix. Single prefixes (rules added at run time) go into the live trie with
@@ -24,7 +24,9 @@ use std::{
 };
 
 pub use crate::dns_policy::{clear, current_inner_id, swap_in};
-use crate::{Ip4Key, Ip6Key, IpConfig, IpRule, sys};
+use palisade_abi::{Ip4Key, Ip6Key, IpConfig, IpRule};
+
+use crate::sys;
 
 /// Name given to the IPv4 tries (visible in `bpftool map`).
 pub const TRIE4_NAME: &str = "pal_ip4_rules";
@@ -55,8 +57,8 @@ impl Family {
     /// The outer map of this family.
     pub const fn outer_map(self) -> &'static str {
         match self {
-            Self::V4 => crate::MAP_IP4_POLICY,
-            Self::V6 => crate::MAP_IP6_POLICY,
+            Self::V4 => palisade_abi::MAP_IP4_POLICY,
+            Self::V6 => palisade_abi::MAP_IP6_POLICY,
         }
     }
 
@@ -216,19 +218,6 @@ impl fmt::Display for Prefix {
     }
 }
 
-impl IpRule {
-    /// The trie value of rule `rule_id` for a prefix of `prefixlen` bits, enforced until
-    /// `expires_boot_ns` (CLOCK_BOOTTIME; 0 = forever).
-    pub const fn new(rule_id: u32, prefixlen: u8, expires_boot_ns: u64) -> Self {
-        Self {
-            rule_id,
-            prefixlen,
-            _pad: [0; 3],
-            expires_boot_ns,
-        }
-    }
-}
-
 /// Creates an empty trie of `family` (`BPF_MAP_CREATE`: LPM trie, `BPF_F_NO_PREALLOC`) for
 /// up to `max_entries` prefixes.
 pub fn create_trie(family: Family, max_entries: u32) -> io::Result<OwnedFd> {
@@ -350,7 +339,7 @@ pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<u32> {
 }
 
 /// Words of the IPv4 pre-filter (`pal_ip4_filter`): one bit per /16.
-pub const IP4_FILTER_WORDS: usize = crate::c::PAL_IP4_FILTER_WORDS as usize;
+pub use palisade_abi::IP4_FILTER_WORDS;
 
 /// The /16 range (first, count) an IPv4 prefix touches; `None` for IPv6.
 fn slash16s(prefix: &Prefix) -> Option<(u32, u32)> {

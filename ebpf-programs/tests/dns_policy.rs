@@ -1,5 +1,5 @@
 //! Root-only tests of the kernel's DNS domain policy (palisade.bpf.c "DNS policy") and of the
-//! Rust API that feeds it (`palisade_ebpf::dns_policy`, `palisade_ebpf::dns_name`).
+//! Rust API that feeds it (`palisade_ebpf::dns_policy`, `palisade_abi::dns_name`).
 //!
 //! Classifier runs (`BPF_PROG_TEST_RUN`, no network needed):
 //! - `kernel_hash_equals_rust_hash`: exact rules keyed by the Rust `name_hash` of names of many
@@ -52,11 +52,14 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use dns::{Dig, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, Udp};
-use palisade_ebpf::{
+use palisade_abi::{
     BlockAction, DnsStat, FLAG_DNS_BLOCKED, FLAG_DNS_REWRITTEN, MAP_DNS_CONFIG, MAP_DNS_HITS,
-    MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, PALISADE_BPF, PROG_TC_EGRESS, PROG_TC_INGRESS,
-    RecordHeader, Ring,
+    MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, PROG_TC_EGRESS, PROG_TC_INGRESS, RecordHeader,
+    Ring,
     dns_name::{name_hash, normalize},
+};
+use palisade_ebpf::{
+    PALISADE_BPF,
     dns_policy::{self, RuleKind, RuleSetBuilder},
 };
 use support::{BpfFs, Netns, RawSender, VethPair, have_root, unique};
@@ -80,7 +83,7 @@ impl Loaded {
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(bpffs.path());
         if let Some(bytes) = &wakeup_bytes {
-            loader.override_global(palisade_ebpf::GLOBAL_WAKEUP_BYTES, bytes, true);
+            loader.override_global(palisade_abi::GLOBAL_WAKEUP_BYTES, bytes, true);
         }
         let mut ebpf = loader
             .load(PALISADE_BPF)

@@ -16,9 +16,12 @@ use aya::{
     EbpfLoader,
     programs::{SchedClassifier, Xdp},
 };
-use palisade_ebpf::{
-    IpRule, MAP_IP4_FILTER, MAP_IP4_POLICY, MAP_IP6_POLICY, PALISADE_BPF, PROG_TC_BLOCK_EGRESS,
+use palisade_abi::{
+    IpRule, MAP_IP4_FILTER, MAP_IP4_POLICY, MAP_IP6_POLICY, PROG_TC_BLOCK_EGRESS,
     PROG_TC_BLOCK_INGRESS, PROG_XDP_BLOCK,
+};
+use palisade_ebpf::{
+    PALISADE_BPF,
     dns_policy::{map_facts, map_fd},
     ip_policy::{self, Family, Prefix},
 };

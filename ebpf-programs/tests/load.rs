@@ -38,18 +38,19 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapInfo, MapType, PerCpuArray, RingBuf},
+    maps::{MapInfo, MapType, PerCpuArray, RingBuf},
     programs::{SchedClassifier, TcAttachType},
 };
-use palisade_ebpf::{
+use palisade_abi::{
     BlockAction, CAP_DHCP, DIR_EGRESS, DIR_INGRESS, DNS_HITS_ENTRIES, DNS_LEARNED_ENTRIES,
     DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_VLAN, FLOW_ENTRIES, FLOW_F_VLAN, FLOW_REASON_FIN,
     FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowKey, FlowRecord, FlowStat,
     FlowValue, Kind, MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS,
     MAP_FLOW_CONFIG, MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, MAP_SCRATCH, MAP_STATS,
-    PALISADE_BPF, PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES,
-    RecordHeader, Ring, STATS_ENTRIES, StatGroup, StatSlot, dns_policy, flow_table, stats_key,
+    PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES, RecordHeader,
+    Ring, STATS_ENTRIES, StatGroup, StatSlot, stats_key,
 };
+use palisade_ebpf::{PALISADE_BPF, dns_policy, flow_table};
 use support::{ADDR_A, ADDR_B, BpfFs, RawSender, VethPair, frames::*, have_root};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,7 +64,7 @@ fn load(bpffs: &BpfFs, wakeup_bytes: Option<u32>) -> Ebpf {
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(bpffs.path());
     if let Some(bytes) = &wakeup_bytes {
-        loader.override_global(palisade_ebpf::GLOBAL_WAKEUP_BYTES, bytes, true);
+        loader.override_global(palisade_abi::GLOBAL_WAKEUP_BYTES, bytes, true);
     }
     let mut ebpf = loader
         .load(PALISADE_BPF)
@@ -734,7 +735,9 @@ fn traffic_becomes_records() {
     );
 
     // --- Flow table: the UDP DNS flow is live and normalized; the closed TCP flows are gone.
-    let table = HashMap::<_, FlowKey, FlowValue>::try_from(ebpf.map(MAP_FLOWS).unwrap()).unwrap();
+    let flows = ebpf.map(MAP_FLOWS).unwrap();
+    let table = flow_table::dump(dns_policy::map_fd(flows).unwrap()).unwrap();
+    let lookup = |key: &FlowKey| table.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
     let dns_key = FlowKey {
         addr_lo: v4(ADDR_A),
         addr_hi: v4(ADDR_B),
@@ -744,9 +747,7 @@ fn traffic_becomes_records() {
         ip_version: 4,
         _pad: 0,
     };
-    let value = table
-        .get(&dns_key, 0)
-        .unwrap_or_else(|error| panic!("DNS flow missing: {error}"));
+    let value = lookup(&dns_key).unwrap_or_else(|| panic!("DNS flow missing: {table:?}"));
     assert_eq!(
         (value.pkts, value.client_is_lo, value.ifindex),
         ([1, 1], 1, ifindex)
@@ -758,15 +759,12 @@ fn traffic_becomes_records() {
         port_lo: raw_port::VLAN_OFFLOADED,
         ..dns_key
     };
-    let vlan_value = table
-        .get(&vlan_key, 0)
-        .unwrap_or_else(|error| panic!("VLAN flow missing: {error}"));
+    let vlan_value = lookup(&vlan_key).unwrap_or_else(|| panic!("VLAN flow missing: {table:?}"));
     assert_eq!(
         (vlan_value.vlan_id, vlan_value.flags & FLOW_F_VLAN),
         (VLAN_ID, FLOW_F_VLAN)
     );
-    for entry in table.iter() {
-        let (key, _) = entry.unwrap();
+    for (key, _) in &table {
         let ports = [key.port_lo, key.port_hi];
         assert!(
             !ports.contains(&traffic.tls_port),

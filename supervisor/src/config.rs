@@ -433,7 +433,7 @@ impl Config {
                     if entry.parse::<std::net::IpAddr>().is_ok() {
                         out.push(entry.clone());
                     } else {
-                        match palisade_ebpf::dns_name::normalize(entry) {
+                        match palisade_abi::dns_name::normalize(entry) {
                             Some(n) => out.push(n),
                             None => {
                                 return c.invalid(

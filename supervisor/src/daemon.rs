@@ -768,9 +768,9 @@ impl Daemon {
     /// go once the new ones hold) and updates the attachments `status` shows.
     fn reattach_ip_policy(&mut self, mode: crate::ebpf::xdp::XdpMode) {
         let ip_programs = [
-            palisade_ebpf::PROG_XDP_BLOCK,
-            palisade_ebpf::PROG_TC_BLOCK_INGRESS,
-            palisade_ebpf::PROG_TC_BLOCK_EGRESS,
+            palisade_abi::PROG_XDP_BLOCK,
+            palisade_abi::PROG_TC_BLOCK_INGRESS,
+            palisade_abi::PROG_TC_BLOCK_EGRESS,
         ];
         for status in &mut self.interfaces {
             if status.attachments.is_empty() {
@@ -972,6 +972,6 @@ pub fn version_info() -> VersionInfo {
     VersionInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         protocol: PROTOCOL_VERSION,
-        abi: palisade_ebpf::ABI_VERSION,
+        abi: palisade_abi::ABI_VERSION,
     }
 }

@@ -30,5 +30,5 @@ pub const STAGING_PREFIX: &str = "staging-";
 
 /// ABI-versioned pin directory name.
 pub fn pin_dir_name() -> String {
-    format!("v{}", palisade_ebpf::ABI_VERSION)
+    format!("v{}", palisade_abi::ABI_VERSION)
 }

@@ -345,7 +345,7 @@ impl Lab {
     /// The daemon's versioned pin directory (`<pin root>/v<ABI>`).
     pub fn pin_dir(&self) -> PathBuf {
         self.pin_root
-            .join(format!("v{}", palisade_ebpf::ABI_VERSION))
+            .join(format!("v{}", palisade_abi::ABI_VERSION))
     }
 
     pub fn sensor_netns_fd(&self) -> OwnedFd {

@@ -65,7 +65,7 @@ fn version_and_help() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!("protocol {}", palisade_ipc::PROTOCOL_VERSION))
-            && text.contains(&format!("abi {}", palisade_ebpf::ABI_VERSION))
+            && text.contains(&format!("abi {}", palisade_abi::ABI_VERSION))
             && text.contains("not reachable"),
         "{text}"
     );

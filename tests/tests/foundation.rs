@@ -453,7 +453,7 @@ fn status_reports_workers_interfaces_and_versions() {
     daemon.wait_healthy();
     let s = daemon.status_json().expect("status");
     assert_eq!(s["version"]["protocol"], palisade_ipc::PROTOCOL_VERSION);
-    assert_eq!(s["version"]["abi"], palisade_ebpf::ABI_VERSION);
+    assert_eq!(s["version"]["abi"], palisade_abi::ABI_VERSION);
     let iface = &s["interfaces"][0];
     assert_eq!(iface["name"], SENSOR_IF);
     let hooks: Vec<&str> = iface["attachments"]
@@ -488,7 +488,7 @@ fn status_reports_workers_interfaces_and_versions() {
     }
     let version = daemon.ctl(&["version", "--json"]);
     let v: Value = serde_json::from_slice(&version.stdout).expect("version json");
-    assert_eq!(v["daemon"]["abi"], palisade_ebpf::ABI_VERSION);
+    assert_eq!(v["daemon"]["abi"], palisade_abi::ABI_VERSION);
 }
 
 #[test]

@@ -50,7 +50,7 @@ impl Protocol for Dhcp {
     const KIND: WorkerKind = WorkerKind::Dhcp;
 
     fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
-        if record.hdr.kind != palisade_ebpf::KIND_DHCP {
+        if record.hdr.kind != palisade_abi::KIND_DHCP {
             return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
         }
         let m = match parse::parse(record.payload) {

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, process::ExitCode, time::Instant};
 
-use palisade_ebpf::{RecordHeader, dns_name};
+use palisade_abi::{RecordHeader, dns_name};
 use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_dns::{
     correlate::{Correlator, QueryKey, TIMEOUT_NS, Track},
@@ -94,7 +94,7 @@ impl Dns {
             Err(e) => return out.drop(e.kind.reason()),
         };
         // A message cut at the kernel's capture cap is not malformed: say so.
-        let capped = hdr.flags & palisade_ebpf::FLAG_TRUNCATED != 0;
+        let capped = hdr.flags & palisade_abi::FLAG_TRUNCATED != 0;
         let partial = parsed.error.map(|e| match e.kind {
             parse::ErrorKind::Truncated if capped => "capture_truncated",
             kind => kind.reason(),
@@ -115,12 +115,12 @@ impl Dns {
             .first()
             .and_then(|q| dns_name::normalize(&q.name.to_string()));
         let mut body = DnsBody::new(m, partial, client_mac);
-        if hdr.flags & palisade_ebpf::FLAG_DNS_BLOCKED != 0 {
+        if hdr.flags & palisade_abi::FLAG_DNS_BLOCKED != 0 {
             body.policy = Some(Policy {
                 action: "blocked",
                 rule_id: None,
             });
-        } else if hdr.flags & palisade_ebpf::FLAG_DNS_REWRITTEN != 0 {
+        } else if hdr.flags & palisade_abi::FLAG_DNS_REWRITTEN != 0 {
             body.policy = Some(Policy {
                 action: "rewritten",
                 rule_id: None,
@@ -216,13 +216,13 @@ impl Protocol for Dns {
 
     fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
         let hdr = &record.hdr;
-        if hdr.kind != palisade_ebpf::KIND_DNS {
+        if hdr.kind != palisade_abi::KIND_DNS {
             return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
         }
         if hdr.l4_proto != TCP {
             return self.on_message(ctx, hdr, record.payload, out);
         }
-        if hdr.flags & palisade_ebpf::FLAG_TRUNCATED != 0 {
+        if hdr.flags & palisade_abi::FLAG_TRUNCATED != 0 {
             // Bytes are missing from this segment: the stream cannot be followed.
             out.drop("dns_tcp_segment_truncated");
         }

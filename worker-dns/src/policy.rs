@@ -72,13 +72,13 @@ impl ResolverNames {
     pub fn set(&mut self, names: &[String]) {
         self.names = names
             .iter()
-            .filter_map(|n| palisade_ebpf::dns_name::normalize(n))
+            .filter_map(|n| palisade_abi::dns_name::normalize(n))
             .collect();
     }
 
     /// True when the normalized `name` or a parent is a resolver name.
     pub fn matches(&self, name: &str) -> bool {
-        palisade_ebpf::dns_name::suffixes(name).any(|s| self.names.contains(s))
+        palisade_abi::dns_name::suffixes(name).any(|s| self.names.contains(s))
     }
 }
 

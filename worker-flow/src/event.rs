@@ -4,7 +4,7 @@
 //! Suricata does not log: start and update events, payload byte counts, and
 //! whether the flow was seeded from conntrack.
 
-use palisade_ebpf::{
+use palisade_abi::{
     FLOW_F_SEEDED, FLOW_REASON_FIN, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, Kind,
     RecordHeader,
 };
@@ -120,10 +120,10 @@ pub struct FlowEvent {
 /// for a later flow on the same tuple. FNV-1a over the Community ID and the first packet's
 /// time, kept below 2^53 so JSON consumers that read numbers as doubles keep it exact.
 pub fn flow_id(community_id: &str, first_seen_ns: u64) -> u64 {
-    let mut h = palisade_ebpf::dns_name::fnv1a64(community_id.as_bytes());
+    let mut h = palisade_abi::dns_name::fnv1a64(community_id.as_bytes());
     for b in first_seen_ns.to_le_bytes() {
         h ^= u64::from(b);
-        h = h.wrapping_mul(palisade_ebpf::FNV64_PRIME);
+        h = h.wrapping_mul(palisade_abi::FNV64_PRIME);
     }
     h & ((1 << 53) - 1)
 }

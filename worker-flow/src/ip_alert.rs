@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use palisade_ebpf::{IP_HOOK_TC, IP_HOOK_XDP, IP_MATCH_DST, IP_MATCH_SRC, IpBlockRecord};
+use palisade_abi::{IP_HOOK_TC, IP_HOOK_XDP, IP_MATCH_DST, IP_MATCH_SRC, IpBlockRecord};
 use palisade_worker_runtime::{
     EventOut, Record,
     alert::{self, Alert},

@@ -12,7 +12,7 @@ mod ip_alert;
 use std::{collections::HashSet, net::IpAddr, process::ExitCode};
 
 use event::{FlowEvent, Phase};
-use palisade_ebpf::{FlowRecord, KIND_IP_BLOCK};
+use palisade_abi::{FlowRecord, KIND_IP_BLOCK};
 use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_runtime::{
     EventOut, Protocol, Record,

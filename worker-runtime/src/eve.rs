@@ -5,7 +5,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use palisade_ebpf::RecordHeader;
+use palisade_abi::RecordHeader;
 use palisade_ipc::messages::InterfaceName;
 use serde::{Serialize, Serializer};
 
@@ -177,13 +177,13 @@ impl Common {
             timestamp: ctx.wall(hdr.ts_boot_ns),
             in_iface: ctx.iface(hdr.ifindex),
             event_type,
-            vlan: (hdr.flags & palisade_ebpf::FLAG_VLAN != 0).then_some([hdr.vlan_id]),
+            vlan: (hdr.flags & palisade_abi::FLAG_VLAN != 0).then_some([hdr.vlan_id]),
             src_ip: addr(hdr.ip_version, hdr.src_addr),
             src_port: hdr.src_port,
             dest_ip: addr(hdr.ip_version, hdr.dst_addr),
             dest_port: hdr.dst_port,
             proto: proto_name(hdr.l4_proto),
-            iface_direction: if hdr.direction == palisade_ebpf::DIR_EGRESS {
+            iface_direction: if hdr.direction == palisade_abi::DIR_EGRESS {
                 "egress"
             } else {
                 "ingress"

@@ -6,9 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapData, RingBuf};
+use crate::ringbuf::RingBuf;
 use mio::{Events, Interest, Poll, Token, unix::SourceFd};
-use palisade_ebpf::RecordHeader;
+use palisade_abi::RecordHeader;
 use palisade_ipc::{
     exit_code,
     messages::{LogLevel, SupervisorToWorker, WorkerConfig, WorkerKind, WorkerToSupervisor},
@@ -69,7 +69,7 @@ pub struct Started {
     /// Configuration from the supervisor.
     pub config: WorkerConfig,
     /// The mapped ring buffer.
-    pub ring: RingBuf<MapData>,
+    pub ring: RingBuf,
     /// Event output.
     pub sink: Sink,
     /// epoll instance with the IPC socket and the ring registered (created
@@ -170,7 +170,7 @@ pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
     })
 }
 
-fn event_poll(channel: &Channel, ring: &RingBuf<MapData>) -> std::io::Result<Poll> {
+fn event_poll(channel: &Channel, ring: &RingBuf) -> std::io::Result<Poll> {
     let poll = Poll::new()?;
     let ipc_fd = channel.fd().as_raw_fd();
     let ring_fd = ring.as_raw_fd();
@@ -310,7 +310,7 @@ const DRAIN_BUDGET: usize = 4096;
 /// true when the ring may hold more.
 fn drain<P: Protocol>(
     protocol: &mut P,
-    ring: &mut RingBuf<MapData>,
+    ring: &mut RingBuf,
     ctx: &mut Context,
     sink: &mut Sink,
     stats: &mut Stats,
@@ -319,7 +319,7 @@ fn drain<P: Protocol>(
     ctx.refresh_clock();
     let mut budget = DRAIN_BUDGET;
     while budget > 0
-        && let Some(item) = ring.next()
+        && let Some(item) = ring.next_record()
     {
         budget -= 1;
         stats.records += 1;

@@ -35,7 +35,7 @@ impl Protocol for Tls {
     const KIND: WorkerKind = WorkerKind::Tls;
 
     fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
-        if record.hdr.kind != palisade_ebpf::KIND_TLS {
+        if record.hdr.kind != palisade_abi::KIND_TLS {
             return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
         }
         let hello = match parse::parse_record(record.payload) {

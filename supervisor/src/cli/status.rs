@@ -200,7 +200,7 @@ pub fn render(r: &StatusReport) -> String {
     let ip: Vec<String> = r
         .kernel
         .iter()
-        .filter(|k| k.group == palisade_ebpf::IP_POLICY_GROUP)
+        .filter(|k| k.group == palisade_abi::IP_POLICY_GROUP)
         .map(|k| format!("{}={}", k.counter, k.value))
         .collect();
     let _ = writeln!(o, "\nIP POLICY  kernel: {}", ip.join(" "));

@@ -68,12 +68,12 @@ pub struct Hook {
 pub const HOOKS: [Hook; 2] = [
     Hook {
         direction: "ingress",
-        program: palisade_ebpf::PROG_TC_INGRESS,
+        program: palisade_abi::PROG_TC_INGRESS,
         attach_type: TcAttachType::Ingress,
     },
     Hook {
         direction: "egress",
-        program: palisade_ebpf::PROG_TC_EGRESS,
+        program: palisade_abi::PROG_TC_EGRESS,
         attach_type: TcAttachType::Egress,
     },
 ];

@@ -1,5 +1,5 @@
 //! Kernel counters (`pal_stats`, `pal_dns_stats`, per CPU), summed for
-//! `status`. Names come from `palisade_ebpf::kernel_counters`, so a new
+//! `status`. Names come from `palisade_abi::kernel_counters`, so a new
 //! counter shows up without a change here.
 
 use aya::{
@@ -11,7 +11,7 @@ use palisade_ipc::messages::KernelCounter;
 /// Reads every counter; `Err` names what failed.
 pub fn read(ebpf: &Ebpf) -> Result<Vec<KernelCounter>, String> {
     let mut out = Vec::new();
-    for def in palisade_ebpf::kernel_counters() {
+    for def in palisade_abi::kernel_counters() {
         let map = ebpf
             .map(def.map)
             .ok_or_else(|| format!("map {} missing", def.map))?;

@@ -43,10 +43,10 @@ pub enum LoadError {
 /// Ring buffer map of a worker.
 pub fn ring_map(kind: WorkerKind) -> &'static str {
     match kind {
-        WorkerKind::Dns => palisade_ebpf::MAP_RB_DNS,
-        WorkerKind::Dhcp => palisade_ebpf::MAP_RB_DHCP,
-        WorkerKind::Tls => palisade_ebpf::MAP_RB_TLS,
-        WorkerKind::Flow => palisade_ebpf::MAP_RB_FLOW,
+        WorkerKind::Dns => palisade_abi::MAP_RB_DNS,
+        WorkerKind::Dhcp => palisade_abi::MAP_RB_DHCP,
+        WorkerKind::Tls => palisade_abi::MAP_RB_TLS,
+        WorkerKind::Flow => palisade_abi::MAP_RB_FLOW,
     }
 }
 
@@ -80,17 +80,17 @@ impl Loaded {
             .load(palisade_ebpf::PALISADE_BPF)
             .map_err(LoadError::Object)?;
         for name in [
-            palisade_ebpf::PROG_TC_INGRESS,
-            palisade_ebpf::PROG_TC_EGRESS,
-            palisade_ebpf::PROG_FLOW_TIMER_ARM,
-            palisade_ebpf::PROG_TC_BLOCK_INGRESS,
-            palisade_ebpf::PROG_TC_BLOCK_EGRESS,
+            palisade_abi::PROG_TC_INGRESS,
+            palisade_abi::PROG_TC_EGRESS,
+            palisade_abi::PROG_FLOW_TIMER_ARM,
+            palisade_abi::PROG_TC_BLOCK_INGRESS,
+            palisade_abi::PROG_TC_BLOCK_EGRESS,
         ] {
             program::<SchedClassifier>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| LoadError::Program { name, source })?;
         }
-        let name = palisade_ebpf::PROG_XDP_BLOCK;
+        let name = palisade_abi::PROG_XDP_BLOCK;
         program::<Xdp>(&mut ebpf, name)?
             .load()
             .map_err(|source| LoadError::Program { name, source })?;

@@ -133,9 +133,9 @@ impl IpHook {
     /// The program.
     pub const fn program(self) -> &'static str {
         match self {
-            Self::XdpNative | Self::XdpGeneric => palisade_ebpf::PROG_XDP_BLOCK,
-            Self::TcIngress => palisade_ebpf::PROG_TC_BLOCK_INGRESS,
-            Self::TcEgress => palisade_ebpf::PROG_TC_BLOCK_EGRESS,
+            Self::XdpNative | Self::XdpGeneric => palisade_abi::PROG_XDP_BLOCK,
+            Self::TcIngress => palisade_abi::PROG_TC_BLOCK_INGRESS,
+            Self::TcEgress => palisade_abi::PROG_TC_BLOCK_EGRESS,
         }
     }
 
@@ -159,12 +159,12 @@ impl IpHook {
         match self {
             Self::TcIngress => Some(Hook {
                 direction: "ingress",
-                program: palisade_ebpf::PROG_TC_BLOCK_INGRESS,
+                program: palisade_abi::PROG_TC_BLOCK_INGRESS,
                 attach_type: TcAttachType::Ingress,
             }),
             Self::TcEgress => Some(Hook {
                 direction: "egress",
-                program: palisade_ebpf::PROG_TC_BLOCK_EGRESS,
+                program: palisade_abi::PROG_TC_BLOCK_EGRESS,
                 attach_type: TcAttachType::Egress,
             }),
             _ => None,

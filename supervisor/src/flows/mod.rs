@@ -11,10 +11,11 @@ use std::{
     os::fd::{AsFd, BorrowedFd},
 };
 
-use palisade_ebpf::{
+use palisade_abi::{
     FLOW_F_ANNOUNCE, FLOW_F_SEEDED, FlowKey, FlowStat, FlowValue, MAP_FLOW_CONFIG, MAP_FLOW_STATS,
-    MAP_FLOW_SWEEP, MAP_FLOWS, PROG_FLOW_TIMER_ARM, dns_policy::map_fd, flow_table,
+    MAP_FLOW_SWEEP, MAP_FLOWS, PROG_FLOW_TIMER_ARM,
 };
+use palisade_ebpf::{dns_policy::map_fd, flow_table};
 use palisade_ipc::messages::{FlowList, FlowOrder, FlowSummary, FlowTableStatus};
 
 use crate::{config::FlowConfig, ebpf::loader::Loaded};
@@ -175,7 +176,7 @@ pub fn seed_from_conntrack(loaded: &Loaded) -> String {
 /// The `status` view of the table.
 pub fn status(loaded: &Loaded, cfg: &FlowConfig, conntrack: &str) -> FlowTableStatus {
     let mut out = FlowTableStatus {
-        capacity: palisade_ebpf::FLOW_ENTRIES,
+        capacity: palisade_abi::FLOW_ENTRIES,
         idle_timeout_s: cfg.idle_timeout_s,
         tcp_idle_timeout_s: cfg.tcp_idle_timeout_s,
         update_interval_s: cfg.update_interval_s,

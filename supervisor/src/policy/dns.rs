@@ -1,6 +1,6 @@
 //! The DNS rule set: block lists, allow lists and regex lists, validated
 //! and merged into what the kernel enforces (exact and suffix names, by
-//! FNV-1a hash, see `palisade_ebpf::dns_name`) and what the DNS worker
+//! FNV-1a hash, see `palisade_abi::dns_name`) and what the DNS worker
 //! matches (regexes, one `RegexSet`).
 //!
 //! Semantics, identical in the kernel and in [`RuleSet::decide`]: a name is
@@ -226,7 +226,7 @@ impl Builder {
         action: Action,
         kind: Match,
     ) -> Result<(), RuleSetError> {
-        let key = (palisade_ebpf::dns_name::name_hash(name), kind);
+        let key = (palisade_abi::dns_name::name_hash(name), kind);
         if self.set.names.contains_key(&key) {
             self.set.duplicates += 1;
             return Ok(());
@@ -408,10 +408,10 @@ impl RuleSet {
     /// Which rule decides `name` and how: the kernel's semantics for name
     /// rules, then the regexes. `None` = no rule matches.
     pub fn decide(&self, name: &str) -> Option<(Rule<'_>, Decision)> {
-        let norm = palisade_ebpf::dns_name::normalize(name)?;
+        let norm = palisade_abi::dns_name::normalize(name)?;
         let mut block = None;
-        for (i, suffix) in palisade_ebpf::dns_name::suffixes(&norm).enumerate() {
-            let hash = palisade_ebpf::dns_name::name_hash(suffix);
+        for (i, suffix) in palisade_abi::dns_name::suffixes(&norm).enumerate() {
+            let hash = palisade_abi::dns_name::name_hash(suffix);
             let kinds: &[Match] = if i == 0 {
                 &[Match::Exact, Match::Suffix]
             } else {

@@ -6,11 +6,10 @@
 
 use std::{os::fd::BorrowedFd, time::Duration};
 
-use palisade_ebpf::{
-    MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY,
-    dns_name::name_hash,
-    dns_policy::{self, RuleKind as KernelKind, RuleSetBuilder},
+use palisade_abi::{
+    MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY, dns_name::name_hash,
 };
+use palisade_ebpf::dns_policy::{self, RuleKind as KernelKind, RuleSetBuilder};
 
 use super::{
     dns::{Action, BlockAction, RuleSet},
@@ -65,8 +64,8 @@ pub fn apply(
     let map = builder.build().map_err(err("new DNS rule map"))?;
     dns_policy::swap_in(fd(loaded, MAP_DNS_POLICY)?, &map).map_err(err(MAP_DNS_POLICY))?;
     let action = match action {
-        BlockAction::Nxdomain => palisade_ebpf::BlockAction::Nxdomain,
-        BlockAction::Drop => palisade_ebpf::BlockAction::Drop,
+        BlockAction::Nxdomain => palisade_abi::BlockAction::Nxdomain,
+        BlockAction::Drop => palisade_abi::BlockAction::Drop,
     };
     dns_policy::set_block_action(fd(loaded, MAP_DNS_CONFIG)?, action)
         .map_err(err(MAP_DNS_CONFIG))?;
@@ -103,7 +102,7 @@ pub fn clear_learned(loaded: &Loaded) -> Result<(), KernelPolicyError> {
     };
     let keys: Vec<u64> = {
         let learned =
-            aya::maps::HashMap::<_, u64, [u8; palisade_ebpf::DnsLearned::SIZE]>::try_from(map)
+            aya::maps::HashMap::<_, u64, [u8; palisade_abi::DnsLearned::SIZE]>::try_from(map)
                 .map_err(aya_err)?;
         learned.keys().collect::<Result<_, _>>().map_err(aya_err)?
     };

@@ -74,15 +74,15 @@ const HOSTS_BOILERPLATE: &[&str] = &[
 /// Normalizes a list entry into `out`: a host name (letters, digits, `-`
 /// and `_` in labels; stricter than what the kernel can match, which is any
 /// byte), lowercased, without a trailing dot, labels <= 63 and the name <=
-/// 253 bytes. For such names this is exactly `palisade_ebpf::dns_name::
+/// 253 bytes. For such names this is exactly `palisade_abi::dns_name::
 /// normalize` (a test checks it), without an allocation per line.
 fn name_into(raw: &str, out: &mut String) -> Result<(), String> {
     let trimmed = raw.strip_suffix('.').unwrap_or(raw);
     let ok = !trimmed.is_empty()
-        && trimmed.len() <= palisade_ebpf::DNS_NAME_MAX
+        && trimmed.len() <= palisade_abi::DNS_NAME_MAX
         && trimmed.split('.').all(|label| {
             !label.is_empty()
-                && label.len() <= palisade_ebpf::DNS_LABEL_MAX
+                && label.len() <= palisade_abi::DNS_LABEL_MAX
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -255,7 +255,7 @@ mod tests {
         ] {
             let mut buf = String::new();
             name_into(raw, &mut buf).expect("valid");
-            assert_eq!(Some(buf), palisade_ebpf::dns_name::normalize(raw), "{raw}");
+            assert_eq!(Some(buf), palisade_abi::dns_name::normalize(raw), "{raw}");
         }
     }
 

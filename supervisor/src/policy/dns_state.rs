@@ -113,12 +113,12 @@ impl DnsState {
         targets: &[String],
         now: Instant,
     ) -> Option<(String, String, Rule<'_>)> {
-        let norm = palisade_ebpf::dns_name::normalize(name)?;
+        let norm = palisade_abi::dns_name::normalize(name)?;
         if matches!(self.rules.decide(&norm), Some((_, Decision::Allowed))) {
             return None;
         }
         targets.iter().find_map(|t| {
-            let target = palisade_ebpf::dns_name::normalize(t)?;
+            let target = palisade_abi::dns_name::normalize(t)?;
             let rule = match self.rules.decide(&target) {
                 Some((rule, Decision::Blocked)) => rule,
                 _ => {
@@ -133,7 +133,7 @@ impl DnsState {
     /// Validates a worker's block request against our own rule set.
     /// Returns the normalized name to learn.
     pub fn check_request(&self, name: &str, rule_id: u32) -> Result<String, Refusal> {
-        let norm = palisade_ebpf::dns_name::normalize(name)
+        let norm = palisade_abi::dns_name::normalize(name)
             .filter(|n| n == name)
             .ok_or_else(|| Refusal::BadName(name.to_owned()))?;
         match self.rules.rule(rule_id) {
@@ -185,7 +185,7 @@ impl DnsState {
 
     /// `palisade dns test NAME`.
     pub fn test(&self, name: &str, now: Instant) -> DnsTestReport {
-        let Some(norm) = palisade_ebpf::dns_name::normalize(name) else {
+        let Some(norm) = palisade_abi::dns_name::normalize(name) else {
             return DnsTestReport {
                 name: None,
                 verdict: "invalid-name".into(),

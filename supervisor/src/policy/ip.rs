@@ -17,10 +17,8 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use palisade_ebpf::{
-    IpRule,
-    ip_policy::{Family, Prefix},
-};
+use palisade_abi::IpRule;
+use palisade_ebpf::ip_policy::{Family, Prefix};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -10,8 +10,8 @@
 
 use std::{collections::HashMap, os::fd::BorrowedFd};
 
+use palisade_abi::{MAP_IP_CONFIG, MAP_IP_HITS, MAP_IP4_FILTER};
 use palisade_ebpf::{
-    MAP_IP_CONFIG, MAP_IP_HITS, MAP_IP4_FILTER,
     dns_policy::map_fd,
     ip_policy::{self, Family},
 };

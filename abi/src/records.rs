@@ -13,8 +13,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::{
-    abi::{ABI_VERSION, FLAG_TRUNCATED, FLAG_VLAN, Kind, RECORD_MAGIC},
     c,
+    consts::{
+        ABI_VERSION, DNS_ALLOW, DNS_BLOCK, DNS_RULE_BLOCK_SUBDOMAINS, DNS_RULE_EXACT,
+        FLAG_TRUNCATED, FLAG_VLAN, Kind, RECORD_MAGIC,
+    },
 };
 
 /// Why a record was rejected. Small and `Copy`: rejecting input never allocates.
@@ -425,22 +428,64 @@ record_struct! {
     }
 }
 
-// SAFETY: `FlowKey` and `FlowValue` are `#[repr(C)]`, made only of integers and integer
-// arrays, without implicit padding (the size and offset assertions below prove it), so every
-// bit pattern is a valid value and aya may copy them to and from the kernel as plain bytes.
-unsafe impl aya::Pod for FlowKey {}
-// SAFETY: as for `FlowKey`.
-unsafe impl aya::Pod for FlowValue {}
-// SAFETY: as for `FlowKey`.
-unsafe impl aya::Pod for FlowConfig {}
-// SAFETY: as for `FlowKey`.
-unsafe impl aya::Pod for FlowSweep {}
-// SAFETY: as for `FlowKey` (integers only, no implicit padding: asserted below).
-unsafe impl aya::Pod for DnsRule {}
-// SAFETY: as for `FlowKey`.
-unsafe impl aya::Pod for DnsLearned {}
-// SAFETY: as for `FlowKey`.
-unsafe impl aya::Pod for DnsConfig {}
+/// What one list entry says about one name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleKind {
+    /// Block the name only.
+    BlockExact,
+    /// Block the name and every subdomain.
+    BlockSuffix,
+    /// Allow the name only (beats any block).
+    AllowExact,
+    /// Allow the name and every subdomain (beats any block).
+    AllowSuffix,
+}
+
+impl DnsRule {
+    /// The map value for one rule of `kind`.
+    pub const fn new(kind: RuleKind, rule_id: u32) -> Self {
+        let (action, flags) = match kind {
+            RuleKind::BlockExact => (DNS_BLOCK, DNS_RULE_EXACT),
+            RuleKind::BlockSuffix => (DNS_BLOCK, 0),
+            RuleKind::AllowExact => (DNS_ALLOW, DNS_RULE_EXACT),
+            RuleKind::AllowSuffix => (DNS_ALLOW, 0),
+        };
+        Self {
+            rule_id,
+            action,
+            flags,
+            _pad: 0,
+        }
+    }
+
+    /// The decision this entry makes for a name it matches: as the name itself (`whole`) or as
+    /// one of its parents. `None`: no decision. Mirrors `match_body()` in palisade.bpf.c.
+    pub const fn decides(&self, whole: bool) -> Option<u8> {
+        if whole || self.flags & DNS_RULE_EXACT == 0 {
+            match self.action {
+                DNS_ALLOW | DNS_BLOCK => Some(self.action),
+                _ => None,
+            }
+        } else if self.flags & DNS_RULE_BLOCK_SUBDOMAINS != 0 {
+            Some(DNS_BLOCK)
+        } else {
+            None
+        }
+    }
+}
+
+impl IpRule {
+    /// The trie value of rule `rule_id` for a prefix of `prefixlen` bits, enforced until
+    /// `expires_boot_ns` (CLOCK_BOOTTIME; 0 = forever).
+    pub const fn new(rule_id: u32, prefixlen: u8, expires_boot_ns: u64) -> Self {
+        Self {
+            rule_id,
+            prefixlen,
+            _pad: [0; 3],
+            expires_boot_ns,
+        }
+    }
+}
 
 impl RecordHeader {
     /// A valid header for `kind` with `payload_len` bytes of untruncated payload and every
@@ -757,16 +802,6 @@ record_struct! {
     }
 }
 
-// SAFETY: as for `FlowKey` (integers and integer arrays only, no implicit padding: asserted
-// below).
-unsafe impl aya::Pod for Ip4Key {}
-// SAFETY: as for `FlowKey`.
-unsafe impl aya::Pod for Ip6Key {}
-// SAFETY: as for `FlowKey`.
-unsafe impl aya::Pod for IpRule {}
-// SAFETY: as for `FlowKey`.
-unsafe impl aya::Pod for IpConfig {}
-
 impl IpBlockRecord {
     /// Reads the payload of an IP-block record: exactly [`IpBlockRecord::SIZE`] bytes.
     pub fn read(payload: &[u8]) -> Result<Self, RecordError> {
@@ -811,7 +846,7 @@ mod tests {
     use std::mem::offset_of;
 
     use super::*;
-    use crate::abi::{CAP_DNS, FLOW_REASON_FIN};
+    use crate::consts::{CAP_DNS, FLOW_REASON_FIN};
 
     /// A complete DNS record: header and payload, as the program would submit it.
     fn dns_record(payload: &[u8]) -> Vec<u8> {

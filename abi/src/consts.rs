@@ -689,6 +689,9 @@ impl IpStat {
     }
 }
 
+/// Words of the IPv4 /16 pre-filter bitmap (`pal_ip4_filter`): one bit per /16.
+pub const IP4_FILTER_WORDS: usize = c::PAL_IP4_FILTER_WORDS as usize;
+
 #[cfg(test)]
 mod tests {
     use super::*;

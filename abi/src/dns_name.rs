@@ -36,7 +36,7 @@
 
 use std::fmt;
 
-use crate::abi::{DNS_LABEL_MAX, DNS_NAME_MAX, DNS_SUFFIX_MAX, FNV64_OFFSET, FNV64_PRIME};
+use crate::consts::{DNS_LABEL_MAX, DNS_NAME_MAX, DNS_SUFFIX_MAX, FNV64_OFFSET, FNV64_PRIME};
 
 /// Why a name cannot be a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
