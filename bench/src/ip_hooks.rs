@@ -191,11 +191,11 @@ pub fn main(args: &Args) -> Result<()> {
                     .map_err(|e| format!("building the trie: {e}"))?;
                 let outer = ebpf
                     .map(palisade_abi::MAP_IP4_POLICY)
-                    .and_then(palisade_ebpf::dns_policy::map_fd)
+                    .and_then(palisade_ebpf::maps::map_fd)
                     .ok_or("pal_ip4_policy missing")?;
                 let filter = ebpf
                     .map(palisade_abi::MAP_IP4_FILTER)
-                    .and_then(palisade_ebpf::dns_policy::map_fd)
+                    .and_then(palisade_ebpf::maps::map_fd)
                     .ok_or("pal_ip4_filter missing")?;
                 let zero = vec![0_u64; ip_policy::IP4_FILTER_WORDS];
                 ip_policy::write_filter(filter, &zero, &ip_policy::filter_bits(&list))
@@ -208,7 +208,7 @@ pub fn main(args: &Args) -> Result<()> {
                 for name in [palisade_abi::MAP_IP4_POLICY, palisade_abi::MAP_IP6_POLICY] {
                     let outer = ebpf
                         .map(name)
-                        .and_then(palisade_ebpf::dns_policy::map_fd)
+                        .and_then(palisade_ebpf::maps::map_fd)
                         .ok_or("outer map missing")?;
                     ip_policy::clear(outer).map_err(|e| format!("clearing {name}: {e}"))?;
                 }

@@ -12,6 +12,7 @@
 //!   blocks, the block action.
 //! - [`ip_policy`]: IPv4/IPv6 prefixes, building LPM tries and swapping them into
 //!   `pal_ip4_policy` / `pal_ip6_policy`, single-prefix updates, the alert rate limit.
+//! - [`maps`]: a descriptor of any of the object's maps (`map_fd`), `map_facts`, `read_hits`.
 //! - [`flow_table`]: the flow table's configuration, seeding and dump.
 //! - [`prog_test_run`]: `BPF_PROG_TEST_RUN`, for benches and tests.
 //!
@@ -20,9 +21,14 @@
 pub mod dns_policy;
 pub mod flow_table;
 pub mod ip_policy;
+pub mod maps;
 mod sys;
 
 pub use sys::BpfCallError;
+/// The in-memory kernel behind the bpf(2) seam, for unit tests without root (feature
+/// `fake-kernel`; only test builds enable it).
+#[cfg(feature = "fake-kernel")]
+pub use sys::fake;
 
 /// The bpf(2) ABI facts of `<linux/bpf.h>` that `sys` uses, printed by the host probe of
 /// `build.rs`.

@@ -14,6 +14,9 @@ use std::{
 
 use crate::c;
 
+#[cfg(feature = "fake-kernel")]
+pub mod fake;
+
 /// A failed bpf(2) command: which one, and the kernel's error (`errno` kept).
 #[derive(Debug)]
 pub struct BpfCallError {
@@ -29,11 +32,9 @@ impl fmt::Display for BpfCallError {
     }
 }
 
-impl std::error::Error for BpfCallError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+// No `source()`: the kernel's error is already part of the message (and kept for `errno`);
+// reporting it again as a source would print it twice in an error chain.
+impl std::error::Error for BpfCallError {}
 
 /// Wraps an OS error into an `io::Error` of the same kind whose message names `call`.
 pub(crate) fn call_error(call: &'static str, source: io::Error) -> io::Error {
@@ -60,6 +61,15 @@ unsafe trait Attr: Sized {}
 fn bpf<A: Attr>(cmd: u32, attr: &mut A, call: &'static str) -> io::Result<i64> {
     let size = u32::try_from(size_of::<A>())
         .map_err(|_| call_error(call, io::Error::from(io::ErrorKind::InvalidInput)))?;
+    // The test seam: a fake kernel installed on this thread answers instead (unit tests only).
+    #[cfg(feature = "fake-kernel")]
+    // SAFETY: `attr` is the typed struct of `cmd`, built by this module's wrappers with
+    // pointers valid for the sizes of the map they name.
+    if let Some(result) =
+        unsafe { fake::dispatch(cmd, std::ptr::from_mut(attr).cast::<u8>(), call) }
+    {
+        return result;
+    }
     // SAFETY: `attr` is a valid, exclusively borrowed `union bpf_attr` prefix of `size` bytes
     // (trait `Attr`), alive for the whole call; the kernel reads (and for some commands writes)
     // at most `size` bytes of it.

@@ -61,6 +61,7 @@ use palisade_abi::{
 use palisade_ebpf::{
     PALISADE_BPF,
     dns_policy::{self, RuleKind, RuleSetBuilder},
+    maps,
 };
 use support::{BpfFs, Netns, RawSender, VethPair, have_root, unique};
 
@@ -100,7 +101,7 @@ impl Loaded {
     }
 
     fn map(&self, name: &str) -> BorrowedFd<'_> {
-        dns_policy::map_fd(self.ebpf.map(name).unwrap()).unwrap()
+        maps::map_fd(self.ebpf.map(name).unwrap()).unwrap()
     }
 
     fn prog(&self, name: &str) -> BorrowedFd<'_> {
@@ -125,7 +126,7 @@ impl Loaded {
     fn install(&self, rules: &RuleSetBuilder) -> u32 {
         let map = rules.build().unwrap();
         dns_policy::swap_in(self.map(MAP_DNS_POLICY), &map).unwrap();
-        let id = dns_policy::map_facts(&map).unwrap().id;
+        let id = maps::map_facts(&map).unwrap().id;
         assert_eq!(
             dns_policy::current_inner_id(self.map(MAP_DNS_POLICY)).unwrap(),
             Some(id)
@@ -143,7 +144,7 @@ impl Loaded {
     }
 
     fn hits(&self) -> HashMap<u32, u64> {
-        dns_policy::read_hits(self.ebpf.map(MAP_DNS_HITS).unwrap())
+        maps::read_hits(self.ebpf.map(MAP_DNS_HITS).unwrap())
             .unwrap()
             .into_iter()
             .collect()
@@ -662,7 +663,7 @@ fn verdicts_follow_the_rules() {
     let current = dns_policy::open_current(loaded.map(MAP_DNS_POLICY))
         .unwrap()
         .unwrap();
-    let facts = dns_policy::map_facts(&current).unwrap();
+    let facts = maps::map_facts(&current).unwrap();
     assert_eq!(
         (facts.max_entries, facts.name.as_str()),
         (5000, dns_policy::RULE_MAP_NAME)

@@ -22,8 +22,8 @@ use palisade_abi::{
 };
 use palisade_ebpf::{
     PALISADE_BPF,
-    dns_policy::{map_facts, map_fd},
     ip_policy::{self, Family, Prefix},
+    maps::{map_facts, map_fd},
 };
 use support::{BpfFs, have_root};
 

@@ -50,7 +50,7 @@ use palisade_abi::{
     PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES, RecordHeader,
     Ring, STATS_ENTRIES, StatGroup, StatSlot, stats_key,
 };
-use palisade_ebpf::{PALISADE_BPF, dns_policy, flow_table};
+use palisade_ebpf::{PALISADE_BPF, dns_policy, flow_table, maps};
 use support::{ADDR_A, ADDR_B, BpfFs, RawSender, VethPair, frames::*, have_root};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,7 +92,7 @@ fn arm_sweeper(ebpf: &mut Ebpf, idle_ns: u64) {
             0
         },
     };
-    let config = dns_policy::map_fd(ebpf.map(MAP_FLOW_CONFIG).unwrap()).unwrap();
+    let config = maps::map_fd(ebpf.map(MAP_FLOW_CONFIG).unwrap()).unwrap();
     let prog = ebpf
         .program(PROG_FLOW_TIMER_ARM)
         .unwrap()
@@ -175,9 +175,9 @@ fn object_loads_and_pins_its_maps() {
         (DNS_STAT_COUNT, 8)
     );
     // A fresh load enforces nothing: no rule set, block action off.
-    let policy_fd = dns_policy::map_fd(first.map(MAP_DNS_POLICY).unwrap()).unwrap();
+    let policy_fd = maps::map_fd(first.map(MAP_DNS_POLICY).unwrap()).unwrap();
     assert_eq!(dns_policy::current_inner_id(policy_fd).unwrap(), None);
-    let config_fd = dns_policy::map_fd(first.map(MAP_DNS_CONFIG).unwrap()).unwrap();
+    let config_fd = maps::map_fd(first.map(MAP_DNS_CONFIG).unwrap()).unwrap();
     assert_eq!(
         dns_policy::block_action(config_fd).unwrap(),
         Some(BlockAction::Off)
@@ -188,7 +188,7 @@ fn object_loads_and_pins_its_maps() {
         .unwrap();
     let rule_map = rules.build().unwrap();
     dns_policy::swap_in(policy_fd, &rule_map).unwrap();
-    let rule_set = dns_policy::map_facts(&rule_map).unwrap().id;
+    let rule_set = maps::map_facts(&rule_map).unwrap().id;
     drop(rule_map);
 
     // Verifier work stays far from its 1M-instruction limit (pal_dns_udp() is a global
@@ -213,7 +213,7 @@ fn object_loads_and_pins_its_maps() {
     let second = load(&bpffs, Some(1));
     let again: Vec<u32> = PINNED_MAPS.iter().map(|name| info(name).id()).collect();
     assert_eq!(ids, again);
-    let policy_fd = dns_policy::map_fd(second.map(MAP_DNS_POLICY).unwrap()).unwrap();
+    let policy_fd = maps::map_fd(second.map(MAP_DNS_POLICY).unwrap()).unwrap();
     assert_eq!(
         dns_policy::current_inner_id(policy_fd).unwrap(),
         Some(rule_set)
@@ -736,7 +736,7 @@ fn traffic_becomes_records() {
 
     // --- Flow table: the UDP DNS flow is live and normalized; the closed TCP flows are gone.
     let flows = ebpf.map(MAP_FLOWS).unwrap();
-    let table = flow_table::dump(dns_policy::map_fd(flows).unwrap()).unwrap();
+    let table = flow_table::dump(maps::map_fd(flows).unwrap()).unwrap();
     let lookup = |key: &FlowKey| table.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
     let dns_key = FlowKey {
         addr_lo: v4(ADDR_A),
@@ -826,8 +826,7 @@ fn idle_flows_end_by_the_kernel_timer() {
     assert!(counter(FlowStat::EndedTimeout) >= 1);
     assert!(counter(FlowStat::Updates) >= 1);
     let sweep =
-        flow_table::sweep_state(dns_policy::map_fd(ebpf.map(MAP_FLOW_SWEEP).unwrap()).unwrap())
-            .unwrap();
+        flow_table::sweep_state(maps::map_fd(ebpf.map(MAP_FLOW_SWEEP).unwrap()).unwrap()).unwrap();
     assert!(sweep.sweeps >= 5, "{sweep:?}");
     assert_eq!(sweep.live, 0, "{sweep:?}");
 }

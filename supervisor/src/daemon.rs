@@ -98,21 +98,18 @@ pub enum DaemonError {
     /// DNS lists.
     #[error(transparent)]
     DnsRules(#[from] crate::policy::dns::RuleSetError),
-    /// Writing the DNS policy maps.
+    /// Writing the DNS or IP policy maps.
     #[error(transparent)]
-    DnsKernel(#[from] crate::policy::dns_kernel::KernelPolicyError),
+    Kernel(#[from] crate::ebpf::maps::KernelError),
     /// Configuring the flow table (sweeper).
-    #[error("flow table: {0}")]
-    Flow(String),
+    #[error("flow table")]
+    Flow(#[source] crate::ebpf::maps::KernelError),
     /// IP lists.
     #[error(transparent)]
     IpRules(#[from] crate::policy::ip_lists::IpListError),
     /// The runtime IP rule file.
     #[error(transparent)]
     IpState(#[from] crate::policy::ip::StateError),
-    /// Writing the IP policy maps.
-    #[error(transparent)]
-    IpKernel(#[from] crate::policy::ip_kernel::IpKernelError),
     /// Opening an event log or epoll.
     #[error("{what}")]
     Io {
@@ -576,7 +573,8 @@ impl Daemon {
             }
         }
         if config.flow != self.opts.config.flow {
-            crate::flows::configure(&self.loaded, &config.flow)?;
+            crate::flows::configure(&self.loaded, &config.flow)
+                .map_err(|e| format!("flow table: {}", crate::error_chain(&e)))?;
             if config.flow.seed_from_conntrack != self.opts.config.flow.seed_from_conntrack {
                 restart_needed.push("flow.seed_from_conntrack".to_owned());
             }
@@ -727,9 +725,9 @@ impl Daemon {
             .collect();
         match crate::flows::list(&self.loaded, &names, host, order, limit) {
             Ok(list) => ControlResponse::Flows(list),
-            Err(message) => ControlResponse::Error {
+            Err(error) => ControlResponse::Error {
                 kind: ControlErrorKind::Failed,
-                message,
+                message: crate::error_chain(&error),
             },
         }
     }

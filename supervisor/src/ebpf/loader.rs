@@ -2,11 +2,10 @@
 //! so a restarted supervisor reuses the same maps (and the ring buffers keep
 //! what was queued while it was down).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::Map,
     programs::{SchedClassifier, Xdp},
 };
 use palisade_ipc::messages::WorkerKind;
@@ -29,8 +28,8 @@ pub enum LoadError {
         source: aya::programs::ProgramError,
     },
     /// A map the object must contain is missing.
-    #[error("map {name} missing from the eBPF object")]
-    MissingMap { name: &'static str },
+    #[error(transparent)]
+    Map(#[from] super::maps::KernelError),
     /// Duplicating a map FD failed.
     #[error("dup of map {name} FD")]
     Dup {
@@ -100,13 +99,8 @@ impl Loaded {
     /// A fresh read-write FD of a worker's ring buffer, to pass over IPC.
     pub fn ring_fd(&self, kind: WorkerKind) -> Result<OwnedFd, LoadError> {
         let name = ring_map(kind);
-        match self.ebpf.map(name) {
-            Some(Map::RingBuf(data)) => data
-                .fd()
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|source| LoadError::Dup { name, source }),
-            _ => Err(LoadError::MissingMap { name }),
-        }
+        super::maps::Maps::fd(self, name)?
+            .try_clone_to_owned()
+            .map_err(|source| LoadError::Dup { name, source })
     }
 }

@@ -5,5 +5,6 @@
 pub mod attach;
 pub mod counters;
 pub mod loader;
+pub mod maps;
 pub mod pin;
 pub mod xdp;

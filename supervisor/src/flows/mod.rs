@@ -5,38 +5,32 @@
 
 pub mod conntrack;
 
-use std::{
-    collections::BTreeMap,
-    net::IpAddr,
-    os::fd::{AsFd, BorrowedFd},
-};
+use std::{collections::BTreeMap, net::IpAddr, os::fd::AsFd};
 
 use palisade_abi::{
     FLOW_F_ANNOUNCE, FLOW_F_SEEDED, FlowKey, FlowStat, FlowValue, MAP_FLOW_CONFIG, MAP_FLOW_STATS,
     MAP_FLOW_SWEEP, MAP_FLOWS, PROG_FLOW_TIMER_ARM,
 };
-use palisade_ebpf::{dns_policy::map_fd, flow_table};
+use palisade_ebpf::flow_table;
 use palisade_ipc::messages::{FlowList, FlowOrder, FlowSummary, FlowTableStatus};
 
-use crate::{config::FlowConfig, ebpf::loader::Loaded};
-
-fn map<'a>(loaded: &'a Loaded, name: &'static str) -> Result<BorrowedFd<'a>, String> {
-    loaded
-        .ebpf
-        .map(name)
-        .and_then(map_fd)
-        .ok_or_else(|| format!("map {name} missing from the eBPF object"))
-}
+use crate::{
+    config::FlowConfig,
+    ebpf::{
+        loader::Loaded,
+        maps::{KernelError, Maps, on},
+    },
+};
 
 /// Writes the timeouts and (re)arms the kernel sweeper.
-pub fn configure(loaded: &Loaded, cfg: &FlowConfig) -> Result<(), String> {
+pub fn configure(loaded: &Loaded, cfg: &FlowConfig) -> Result<(), KernelError> {
     let prog = loaded
         .ebpf
         .program(PROG_FLOW_TIMER_ARM)
         .and_then(|p| p.fd().ok())
-        .ok_or_else(|| format!("program {PROG_FLOW_TIMER_ARM} not loaded"))?;
-    flow_table::configure(map(loaded, MAP_FLOW_CONFIG)?, prog.as_fd(), cfg.timeouts())
-        .map_err(|e| format!("configuring the flow sweeper: {e}"))
+        .ok_or(KernelError::MissingProgram(PROG_FLOW_TIMER_ARM))?;
+    flow_table::configure(loaded.fd(MAP_FLOW_CONFIG)?, prog.as_fd(), cfg.timeouts())
+        .map_err(on(MAP_FLOW_CONFIG))
 }
 
 /// CLOCK_BOOTTIME and CLOCK_REALTIME now, in ns.
@@ -105,7 +99,8 @@ fn seeded_entry(t: &conntrack::Tuple, first_seen_ns: u64, now_ns: u64) -> (FlowK
 
 /// Whether the flow table is one a previous run left pinned (its sweeper has walked it).
 pub fn table_survived(loaded: &Loaded) -> bool {
-    map(loaded, MAP_FLOW_SWEEP)
+    loaded
+        .fd(MAP_FLOW_SWEEP)
         .ok()
         .and_then(|fd| flow_table::sweep_state(fd).ok())
         .is_some_and(|s| s.sweeps > 0)
@@ -125,7 +120,7 @@ pub fn seed_from_conntrack(loaded: &Loaded) -> String {
             return report;
         }
     };
-    let flows = match map(loaded, MAP_FLOWS) {
+    let flows = match loaded.fd(MAP_FLOWS) {
         Ok(f) => f,
         Err(e) => return format!("failed: {e}"),
     };
@@ -183,7 +178,8 @@ pub fn status(loaded: &Loaded, cfg: &FlowConfig, conntrack: &str) -> FlowTableSt
         conntrack: conntrack.to_owned(),
         ..FlowTableStatus::default()
     };
-    let sweep = map(loaded, MAP_FLOW_SWEEP)
+    let sweep = loaded
+        .fd(MAP_FLOW_SWEEP)
         .ok()
         .and_then(|fd| flow_table::sweep_state(fd).ok());
     let stat = |s: FlowStat| -> u64 {
@@ -260,9 +256,8 @@ pub fn list(
     host: Option<IpAddr>,
     order: FlowOrder,
     limit: u32,
-) -> Result<FlowList, String> {
-    let table =
-        flow_table::dump(map(loaded, MAP_FLOWS)?).map_err(|e| format!("reading pal_flows: {e}"))?;
+) -> Result<FlowList, KernelError> {
+    let table = flow_table::dump(loaded.fd(MAP_FLOWS)?).map_err(on(MAP_FLOWS))?;
     let live = table.len() as u64;
     let wanted = host.map(addr_bytes);
     let mut rows: Vec<&(FlowKey, FlowValue)> = table

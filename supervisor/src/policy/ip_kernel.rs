@@ -8,43 +8,16 @@
 //! reload, after the new trie is in place.
 //! The bpf(2) calls themselves live in `palisade_ebpf::ip_policy`.
 
-use std::{collections::HashMap, os::fd::BorrowedFd};
+use std::collections::HashMap;
 
 use palisade_abi::{MAP_IP_CONFIG, MAP_IP_HITS, MAP_IP4_FILTER};
-use palisade_ebpf::{
-    dns_policy::map_fd,
-    ip_policy::{self, Family},
-};
+use palisade_ebpf::ip_policy::{self, Family};
 
 use super::ip::{IpState, KernelChange, MAX_RUNTIME_RULES, unix_now};
-use crate::ebpf::loader::Loaded;
-
-/// Kernel IP policy errors; each names the map and the bpf(2) command.
-#[derive(Debug, thiserror::Error)]
-pub enum IpKernelError {
-    /// A map is missing from the object (a bug).
-    #[error("map {0} missing from the eBPF object")]
-    MissingMap(&'static str),
-    /// A map operation failed (the io::Error names the bpf command).
-    #[error("{map}")]
-    Map {
-        map: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn fd<'a>(loaded: &'a Loaded, name: &'static str) -> Result<BorrowedFd<'a>, IpKernelError> {
-    loaded
-        .ebpf
-        .map(name)
-        .and_then(map_fd)
-        .ok_or(IpKernelError::MissingMap(name))
-}
-
-fn err(map: &'static str) -> impl FnOnce(std::io::Error) -> IpKernelError {
-    move |source| IpKernelError::Map { map, source }
-}
+use crate::ebpf::{
+    loader::Loaded,
+    maps::{KernelError, Maps, on as err},
+};
 
 /// Prefixes in the kernel, per family.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,16 +30,16 @@ pub struct KernelCounts {
 
 /// Builds both tries from `state` and swaps them in; writes the alert rate.
 pub fn apply(
-    loaded: &Loaded,
+    maps: &dyn Maps,
     state: &IpState,
     alerts_per_second: u32,
-) -> Result<KernelCounts, IpKernelError> {
+) -> Result<KernelCounts, KernelError> {
     let boot = ip_policy::boot_time_ns().map_err(err("CLOCK_BOOTTIME"))?;
     let entries = state.kernel_entries(unix_now(), boot);
     let mut counts = KernelCounts::default();
     // IPv4 pre-filter: a superset of the old and new rules' /16s while the trie is swapped,
     // exactly the new ones after.
-    let filter = fd(loaded, MAP_IP4_FILTER)?;
+    let filter = maps.fd(MAP_IP4_FILTER)?;
     let old_bits = ip_policy::read_filter(filter).map_err(err(MAP_IP4_FILTER))?;
     let new_bits = ip_policy::filter_bits(entries.first().into_iter().flatten().map(|(p, _)| p));
     let both: Vec<u64> = old_bits
@@ -76,7 +49,7 @@ pub fn apply(
         .collect();
     ip_policy::write_filter(filter, &old_bits, &both).map_err(err(MAP_IP4_FILTER))?;
     for (family, rules) in Family::ALL.into_iter().zip(entries.iter()) {
-        let outer = fd(loaded, family.outer_map())?;
+        let outer = maps.fd(family.outer_map())?;
         if rules.is_empty() {
             ip_policy::clear(outer).map_err(err(family.outer_map()))?;
             continue;
@@ -92,7 +65,7 @@ pub fn apply(
     }
     ip_policy::write_filter(filter, &both, &new_bits).map_err(err(MAP_IP4_FILTER))?;
     ip_policy::set_alert_rate(
-        fd(loaded, MAP_IP_CONFIG)?,
+        maps.fd(MAP_IP_CONFIG)?,
         alerts_per_second,
         alerts_per_second,
     )
@@ -102,15 +75,15 @@ pub fn apply(
 
 /// Carries out one runtime change in the live trie (creating the trie if the family had
 /// none). Returns the change in the prefix count of its family (+1, 0, -1).
-pub fn change(loaded: &Loaded, change: KernelChange) -> Result<i8, IpKernelError> {
+pub fn change(maps: &dyn Maps, change: KernelChange) -> Result<i8, KernelError> {
     match change {
         KernelChange::None => Ok(0),
         KernelChange::Set(prefix, rule) => {
             let family = prefix.family();
             // The /16 bit first: a prefix in the trie is never hidden by the pre-filter.
-            ip_policy::filter_add(fd(loaded, MAP_IP4_FILTER)?, &prefix)
+            ip_policy::filter_add(maps.fd(MAP_IP4_FILTER)?, &prefix)
                 .map_err(err(MAP_IP4_FILTER))?;
-            let outer = fd(loaded, family.outer_map())?;
+            let outer = maps.fd(family.outer_map())?;
             match ip_policy::open_current(outer).map_err(err(family.outer_map()))? {
                 Some(trie) => {
                     let existed = ip_policy::lookup(&trie, prefix)
@@ -129,7 +102,7 @@ pub fn change(loaded: &Loaded, change: KernelChange) -> Result<i8, IpKernelError
         }
         KernelChange::Delete(prefix) => {
             let family = prefix.family();
-            let outer = fd(loaded, family.outer_map())?;
+            let outer = maps.fd(family.outer_map())?;
             match ip_policy::open_current(outer).map_err(err(family.outer_map()))? {
                 Some(trie) => {
                     let removed =
@@ -143,15 +116,135 @@ pub fn change(loaded: &Loaded, change: KernelChange) -> Result<i8, IpKernelError
 }
 
 /// Per-rule hit counters, summed over CPUs.
-pub fn hits(loaded: &Loaded) -> Result<HashMap<u32, u64>, IpKernelError> {
+pub fn hits(loaded: &Loaded) -> Result<HashMap<u32, u64>, KernelError> {
     let map = loaded
         .ebpf
         .map(MAP_IP_HITS)
-        .ok_or(IpKernelError::MissingMap(MAP_IP_HITS))?;
-    palisade_ebpf::dns_policy::read_hits(map)
+        .ok_or(KernelError::MissingMap(MAP_IP_HITS))?;
+    palisade_ebpf::maps::read_hits(map)
         .map(|v| v.into_iter().collect())
-        .map_err(|e| IpKernelError::Map {
-            map: MAP_IP_HITS,
-            source: std::io::Error::other(e),
-        })
+        .map_err(|e| err(MAP_IP_HITS)(std::io::Error::other(e)))
+}
+
+#[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
+mod tests {
+    //! The IP policy transactions against the fake kernel (no root): tries swapped in whole,
+    //! the /16 pre-filter always covering the trie, runtime changes, failures that leave the
+    //! kernel as it was.
+
+    use palisade_abi::{IP4_FILTER_WORDS, IpRule, MAP_IP4_POLICY};
+    use palisade_ebpf::ip_policy::Prefix;
+
+    use super::*;
+    use crate::{ebpf::maps::fake::FakeMaps, policy::ip::IpRuleSet};
+
+    fn state(dir: &std::path::Path, list: &str) -> IpState {
+        let path = dir.join("list.txt");
+        std::fs::write(&path, list).expect("write");
+        IpState::open(IpRuleSet::load(&[path]).expect("valid"), dir).expect("open")
+    }
+
+    fn prefix(text: &str) -> Prefix {
+        Prefix::parse(text).expect("valid").0
+    }
+
+    fn trie(maps: &FakeMaps, family: Family) -> Option<Vec<(Prefix, IpRule)>> {
+        let outer = maps.fd(family.outer_map()).expect("outer");
+        ip_policy::open_current(outer)
+            .expect("open")
+            .map(|t| ip_policy::read_rules(&t, family).expect("read"))
+    }
+
+    fn filter(maps: &FakeMaps) -> Vec<u64> {
+        ip_policy::read_filter(maps.fd(MAP_IP4_FILTER).expect("filter")).expect("read")
+    }
+
+    /// Bit of the /16 of `addr` in the pre-filter.
+    fn bit(words: &[u64], a: u8, b: u8) -> bool {
+        let slash16 = usize::from(a) << 8 | usize::from(b);
+        words[slash16 / 64] >> (slash16 % 64) & 1 == 1
+    }
+
+    #[test]
+    fn apply_swaps_both_families_and_sets_the_prefilter() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let maps = FakeMaps::new();
+        let st = state(dir.path(), "192.0.2.0/24\n10.0.0.0/8\n2001:db8::/32\n");
+        let counts = apply(&maps, &st, 5).expect("apply");
+        assert_eq!(counts, KernelCounts { v4: 2, v6: 1 });
+        let v4 = trie(&maps, Family::V4).expect("v4 trie");
+        let mut got: Vec<String> = v4.iter().map(|(p, _)| p.to_string()).collect();
+        got.sort();
+        assert_eq!(got, ["10.0.0.0/8", "192.0.2.0/24"]);
+        assert_eq!(trie(&maps, Family::V6).expect("v6 trie").len(), 1);
+        let words = filter(&maps);
+        assert_eq!(words.len(), IP4_FILTER_WORDS);
+        assert!(bit(&words, 192, 0) && bit(&words, 10, 0) && bit(&words, 10, 255));
+        assert!(!bit(&words, 198, 51), "no rule there");
+
+        // A reload without IPv6 rules empties that slot; the filter is exactly the new /16s.
+        let st = state(dir.path(), "198.51.100.0/24\n");
+        assert_eq!(
+            apply(&maps, &st, 5).expect("apply"),
+            KernelCounts { v4: 1, v6: 0 }
+        );
+        assert_eq!(trie(&maps, Family::V6), None);
+        let words = filter(&maps);
+        assert!(bit(&words, 198, 51) && !bit(&words, 192, 0) && !bit(&words, 10, 0));
+    }
+
+    #[test]
+    fn a_failed_swap_keeps_the_old_trie_and_a_filter_that_covers_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let maps = FakeMaps::new();
+        apply(&maps, &state(dir.path(), "192.0.2.0/24\n"), 5).expect("apply");
+        let before = trie(&maps, Family::V4);
+        maps.kernel
+            .fail_on("BPF_MAP_UPDATE_ELEM", MAP_IP4_POLICY, libc::ENOMEM);
+        let error = apply(&maps, &state(dir.path(), "198.51.100.0/24\n"), 5).expect_err("fails");
+        assert!(
+            crate::error_chain(&error).starts_with("pal_ip4_policy: BPF_MAP_UPDATE_ELEM"),
+            "{}",
+            crate::error_chain(&error)
+        );
+        assert_eq!(trie(&maps, Family::V4), before, "old rules still enforced");
+        assert!(
+            bit(&filter(&maps), 192, 0),
+            "the pre-filter still covers them"
+        );
+    }
+
+    #[test]
+    fn runtime_changes_create_edit_and_delete_prefixes() {
+        let maps = FakeMaps::new();
+        let p = prefix("203.0.113.7/32");
+        let rule = IpRule::new(900_001, 32, 0);
+        // No trie yet: one is built and swapped in.
+        assert_eq!(change(&maps, KernelChange::Set(p, rule)).expect("set"), 1);
+        assert_eq!(trie(&maps, Family::V4), Some(vec![(p, rule)]));
+        assert!(
+            bit(&filter(&maps), 203, 0),
+            "filter bit set with the prefix"
+        );
+        // Same prefix again: replaced, count unchanged.
+        let longer = IpRule::new(900_001, 32, 123);
+        assert_eq!(change(&maps, KernelChange::Set(p, longer)).expect("set"), 0);
+        assert_eq!(trie(&maps, Family::V4), Some(vec![(p, longer)]));
+        assert_eq!(change(&maps, KernelChange::Delete(p)).expect("delete"), -1);
+        assert_eq!(trie(&maps, Family::V4), Some(vec![]));
+        assert_eq!(change(&maps, KernelChange::Delete(p)).expect("delete"), 0);
+        assert_eq!(change(&maps, KernelChange::None).expect("none"), 0);
+    }
+
+    #[test]
+    fn a_prefix_never_enters_the_trie_without_its_filter_bit() {
+        let maps = FakeMaps::new();
+        let p = prefix("203.0.113.0/24");
+        maps.kernel
+            .fail_on("BPF_MAP_UPDATE_ELEM", MAP_IP4_FILTER, libc::EPERM);
+        let error = change(&maps, KernelChange::Set(p, IpRule::new(1, 24, 0))).expect_err("fails");
+        assert!(crate::error_chain(&error).starts_with("pal_ip4_filter: "));
+        assert_eq!(trie(&maps, Family::V4), None, "nothing stored");
+    }
 }
