@@ -411,7 +411,7 @@ impl Daemon {
                         if is_sock {
                             let events = slot.on_readable(poll.registry(), res);
                             for e in events {
-                                self.on_slot_event(kind, e);
+                                self.on_slot_event(poll.registry(), kind, e);
                             }
                         } else {
                             slot.on_exit(poll.registry());
@@ -445,7 +445,7 @@ impl Daemon {
         Ok(())
     }
 
-    fn on_slot_event(&mut self, kind: WorkerKind, event: SlotEvent) {
+    fn on_slot_event(&mut self, registry: &mio::Registry, kind: WorkerKind, event: SlotEvent) {
         match event {
             SlotEvent::Ready if POLICY_WORKERS.contains(&kind) => {
                 if let Some(slot) = self.slots.get(&kind) {
@@ -524,7 +524,19 @@ impl Daemon {
                     },
                     Err(refusal) => {
                         self.dns.refused += 1;
-                        tracing::warn!(%refusal, "DNS worker block request refused");
+                        let applied = self.dns.worker_rulesets.get(&kind);
+                        if refusal.is_violation(applied, &self.dns.rules.sha256()) {
+                            // A claim our rule set does not back, from a worker that applies
+                            // it: invariant 3, as for a malformed frame.
+                            if let Some(slot) = self.slots.get_mut(&kind) {
+                                slot.violation(
+                                    registry,
+                                    format!("block request refused: {refusal}"),
+                                );
+                            }
+                        } else {
+                            tracing::warn!(%refusal, "DNS worker block request refused");
+                        }
                     }
                 }
             }

@@ -383,6 +383,39 @@ fn hostile_workers_are_killed_and_counted() {
 }
 
 #[test]
+fn a_block_request_the_rule_set_does_not_back_is_a_violation() {
+    // A DNS worker that acknowledged the rule set in force asks for a block with a rule id
+    // that is no regex rule of it: a lie, handled like a malformed frame (killed, counted,
+    // restarted), not merely refused.
+    let lab = Lab::new("liar");
+    let regex = lab.dir.join("regex.txt");
+    std::fs::write(&regex, "^ad[0-9]+\\.example$\n").unwrap();
+    let extra = format!(
+        "[dns]\nregex_lists = [\"{}\"]\n{}",
+        regex.display(),
+        lab.substitute_workers("hostile-worker", &[("dns", "liar")])
+    );
+    let daemon = Daemon::start(&lab, &base_config(&lab, &extra), &[]);
+    let dns = wait_for(
+        Duration::from_secs(10),
+        "the lying DNS worker killed for a violation",
+        || {
+            let w = daemon.workers()["dns"].clone();
+            (w["violations"].as_u64() >= Some(1)).then_some(w)
+        },
+    );
+    let exit = dns["last_exit"].as_str().unwrap_or_default();
+    assert!(
+        exit.contains("protocol violation")
+            && exit.contains("block request refused")
+            && exit.contains("rule 999999 is not a regex rule"),
+        "{exit}"
+    );
+    assert!(exit.contains("SIGKILL"), "killed, not left running: {exit}");
+    daemon.assert_alive();
+}
+
+#[test]
 fn control_socket_permissions() {
     let lab = Lab::new("perms");
     let daemon = Daemon::start(

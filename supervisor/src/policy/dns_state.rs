@@ -63,6 +63,26 @@ pub enum Refusal {
     Full,
 }
 
+impl Refusal {
+    /// Whether an honest DNS worker applying `worker_ruleset` could have sent the refused
+    /// request, given the rule set in force (`ours`). Such a refusal is only counted; any
+    /// other is a protocol violation (the worker is killed and restarted, ARCHITECTURE.md
+    /// invariant 3).
+    ///
+    /// Honest refusals: an allow rule covers the name (the worker holds no allow rules), the
+    /// learned map is full, or the worker has not yet applied the rule set in force (a request
+    /// in flight across a reload). A worker that applied our rule set and sends a name it did
+    /// not normalize, a rule id that is no regex rule of the set, or a regex that does not
+    /// match the name is lying.
+    pub fn is_violation(&self, worker_ruleset: Option<&[u8; 32]>, ours: &[u8; 32]) -> bool {
+        match self {
+            Self::BadName(_) => true,
+            Self::NotRegexRule(_) | Self::NoMatch { .. } => worker_ruleset == Some(ours),
+            Self::Allowed(_) | Self::Full => false,
+        }
+    }
+}
+
 /// Human form of a rule: `block suffix tracker.example (/etc/l.txt:3)`.
 pub fn describe(rule: Rule<'_>) -> String {
     let action = match rule.action {
@@ -250,5 +270,153 @@ impl DnsState {
             worker_ruleset_sha256: self.worker_rulesets.get(&WorkerKind::Dns).map(hex::encode),
             refused_requests: self.refused,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checks applied to the DNS worker's claims, without a kernel.
+
+    use super::*;
+    use crate::policy::dns::DnsLists;
+
+    fn state(block: &str, allow: &str, regex: &str) -> (DnsState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let write = |n: &str, t: &str| {
+            let p = dir.path().join(n);
+            std::fs::write(&p, t).expect("write");
+            p
+        };
+        let lists = DnsLists {
+            blocklists: vec![write("block", block)],
+            allowlists: vec![write("allow", allow)],
+            regex_lists: vec![write("regex", regex)],
+            encrypted_dns: vec![],
+        };
+        let rules = RuleSet::load(&lists).expect("valid lists");
+        (DnsState::new(rules, BlockAction::Nxdomain), dir)
+    }
+
+    fn regex_id(st: &DnsState) -> u32 {
+        st.rules
+            .regexes()
+            .first()
+            .map(|(id, _)| *id)
+            .expect("a regex rule")
+    }
+
+    #[test]
+    fn a_request_the_rule_set_backs_is_accepted_normalized() {
+        let (st, _d) = state("", "", "^ad[0-9]+\\.example$\n");
+        let id = regex_id(&st);
+        assert_eq!(
+            st.check_request("ad1.example", id),
+            Ok("ad1.example".into())
+        );
+    }
+
+    #[test]
+    fn refusals_and_which_are_violations() {
+        let (mut st, _d) = state("named.example\n", "ad9.example\n", "^ad[0-9]+\\.example$\n");
+        let id = regex_id(&st);
+        let ours = st.rules.sha256();
+        let stale = [7_u8; 32];
+
+        // A name the worker did not normalize: always a lie (it normalizes what it sends).
+        let r = st
+            .check_request("AD1.example", id)
+            .expect_err("not normalized");
+        assert_eq!(r, Refusal::BadName("AD1.example".into()));
+        assert!(r.is_violation(Some(&ours), &ours));
+        assert!(r.is_violation(None, &ours));
+
+        // Not a regex rule of the set / a regex that does not match: a lie from a worker that
+        // applied our rule set, a race from one that has not yet.
+        let named = st
+            .rules
+            .decide("named.example")
+            .map(|(rule, _)| rule.id)
+            .expect("named rule");
+        for r in [
+            st.check_request("ad1.example", 9999)
+                .expect_err("no such rule"),
+            st.check_request("ad1.example", named)
+                .expect_err("not a regex rule"),
+            st.check_request("other.example", id)
+                .expect_err("regex does not match"),
+        ] {
+            assert!(
+                matches!(r, Refusal::NotRegexRule(_) | Refusal::NoMatch { .. }),
+                "{r}"
+            );
+            assert!(r.is_violation(Some(&ours), &ours), "{r}");
+            assert!(!r.is_violation(Some(&stale), &ours), "{r}: stale worker");
+            assert!(!r.is_violation(None, &ours), "{r}: worker never reported");
+        }
+
+        // An allow rule covers the name: the worker cannot know, so it is honest.
+        let r = st.check_request("ad9.example", id).expect_err("allowed");
+        assert_eq!(r, Refusal::Allowed("ad9.example".into()));
+        assert!(!r.is_violation(Some(&ours), &ours));
+
+        // A full learned map is ours, not the worker's.
+        let now = Instant::now();
+        for i in 0..MAX_LEARNED {
+            st.learn(format!("n{i}.example"), id, now).expect("room");
+        }
+        let r = st.learn("ad1.example".into(), id, now).expect_err("full");
+        assert_eq!(r, Refusal::Full);
+        assert!(!r.is_violation(Some(&ours), &ours));
+        // Refreshing a name already learned needs no room.
+        assert!(st.learn("n0.example".into(), id, now).is_ok());
+    }
+
+    #[test]
+    fn cname_checks_find_the_first_blocked_target_unless_the_name_is_allowed() {
+        let (mut st, _d) = state("||tracker.example^\n", "ok.example\n", "");
+        let now = Instant::now();
+        let targets = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let hit = st.check_cname(
+            "www.shop.example",
+            &targets(&["cdn.example", "x.tracker.example"]),
+            now,
+        );
+        let (name, target, rule) = hit.expect("a blocked target");
+        assert_eq!(
+            (name.as_str(), target.as_str()),
+            ("www.shop.example", "x.tracker.example")
+        );
+        assert_eq!(rule.text, "tracker.example");
+        assert!(
+            st.check_cname("ok.example", &targets(&["x.tracker.example"]), now)
+                .is_none(),
+            "an allow rule on the queried name wins"
+        );
+        assert!(
+            st.check_cname("a.example", &targets(&["b.example"]), now)
+                .is_none()
+        );
+        // A learned block counts as a blocked target until it expires.
+        st.learned.insert(
+            "learned.example".into(),
+            Learned {
+                rule_id: 1,
+                expires: now + Duration::from_secs(5),
+            },
+        );
+        assert!(
+            st.check_cname("a.example", &targets(&["learned.example"]), now)
+                .is_some()
+        );
+        let later = now + Duration::from_secs(6);
+        assert!(
+            st.check_cname("a.example", &targets(&["learned.example"]), later)
+                .is_none()
+        );
+        // Names from the wire that do not normalize are skipped, never an error.
+        assert!(
+            st.check_cname("bad name\u{0}", &targets(&["x.tracker.example"]), now)
+                .is_none()
+        );
     }
 }

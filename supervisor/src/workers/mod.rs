@@ -265,7 +265,8 @@ impl WorkerSlot {
         }
     }
 
-    fn violation(&mut self, registry: &Registry, what: String) {
+    /// Counts a protocol violation and kills the worker (it is restarted with backoff).
+    pub fn violation(&mut self, registry: &Registry, what: String) {
         self.violations += 1;
         tracing::error!(worker = self.kind.name(), violation = %what, "IPC protocol violation");
         self.kill(registry, format!("protocol violation: {what}"));

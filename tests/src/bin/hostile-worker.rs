@@ -1,7 +1,9 @@
 //! A deliberately misbehaving worker, configured in a real worker's place by
 //! the integration tests. Its file name (a symlink made by the test) selects
 //! the attack and the worker kind: `hostile-<attack>-<kind>`, attack one of
-//! `oversized`, `wrongversion`, `garbage`, `unexpected`, `fds`.
+//! `oversized`, `wrongversion`, `garbage`, `unexpected`, `fds`, `liar` (a DNS worker that
+//! applies the supervisor's rule set, then asks it to block a name for a rule id that is no
+//! regex rule of that set).
 
 use std::{
     io::IoSlice,
@@ -13,7 +15,7 @@ use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
 use palisade_ipc::{
     MAX_FRAME, codec,
     handshake::{Hello, Role},
-    messages::{WorkerKind, WorkerToSupervisor},
+    messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor},
     transport,
 };
 
@@ -62,6 +64,33 @@ fn main() {
                     &codec::encode(&WorkerToSupervisor::Ready).unwrap_or_default(),
                     &[0, 1],
                 ),
+                "liar" => {
+                    let send = |m: &WorkerToSupervisor| {
+                        raw_send(&codec::encode(m).unwrap_or_default(), &[]);
+                    };
+                    send(&WorkerToSupervisor::Ready);
+                    // Wait for the policy, acknowledge it like an honest worker, then lie.
+                    loop {
+                        let len = match transport::recv_frame(sock, &mut buf) {
+                            Ok(transport::Received::Frame { len, .. }) => len,
+                            Ok(transport::Received::WouldBlock) => continue,
+                            _ => break,
+                        };
+                        let frame = buf.get(..len).unwrap_or_default();
+                        if let Ok(SupervisorToWorker::Policy(policy)) =
+                            codec::decode::<SupervisorToWorker>(frame)
+                        {
+                            send(&WorkerToSupervisor::RulesetApplied {
+                                ruleset: policy.ruleset,
+                            });
+                            send(&WorkerToSupervisor::BlockRequest {
+                                name: "innocent.example".into(),
+                                rule_id: 999_999,
+                            });
+                            break;
+                        }
+                    }
+                }
                 _ => {}
             }
         }
