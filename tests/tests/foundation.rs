@@ -389,7 +389,7 @@ fn a_block_request_the_rule_set_does_not_back_is_a_violation() {
     // restarted), not merely refused.
     let lab = Lab::new("liar");
     let regex = lab.dir.join("regex.txt");
-    std::fs::write(&regex, "^ad[0-9]+\\.example$\n").unwrap();
+    std::fs::write(&regex, "^ad[0-9]+\\.example$\n").expect("write the regex list");
     let extra = format!(
         "[dns]\nregex_lists = [\"{}\"]\n{}",
         regex.display(),
