@@ -14,6 +14,12 @@
 //! Records are padded to 8 bytes. The producer publishes with release semantics, so the
 //! consumer reads the producer position and each header with acquire loads, and publishes its
 //! own position with a release store once a record's bytes are no longer needed.
+//!
+//! Reading and releasing are separate: [`RingBuf::next_record`] moves a private read position,
+//! and only [`RingBuf::commit`] hands the space back to the kernel. The worker commits after
+//! the events of a batch are written to its sink, so a worker killed mid-batch loses nothing:
+//! its successor reads the uncommitted records again (at-least-once: events already written
+//! before the kill may be written twice, never lost).
 
 use std::{
     io,
@@ -164,6 +170,8 @@ pub struct RingBuf {
     page: usize,
     /// `max_entries - 1`.
     mask: u64,
+    /// Read position: records before it were handed out, not yet necessarily committed.
+    read: u64,
     fd: OwnedFd,
 }
 
@@ -202,13 +210,17 @@ pub fn open(fd: OwnedFd) -> Result<RingBuf, RingError> {
         page,
         "producer page and data",
     )?;
-    Ok(RingBuf {
+    let mut ring = RingBuf {
         consumer,
         producer,
         page,
         mask: u64::from(size) - 1,
+        read: 0,
         fd,
-    })
+    };
+    // Where the previous worker committed: what it read after that is read again.
+    ring.read = ring.consumer_pos().load(Ordering::Acquire);
+    Ok(ring)
 }
 
 impl RingBuf {
@@ -237,17 +249,15 @@ impl RingBuf {
         }
     }
 
-    /// The next committed record, or `None` when the ring is empty (or the next record is
-    /// still being written). The record's space returns to the producer when the returned
-    /// item is dropped.
+    /// The next record the producer committed, or `None` when the ring is empty (or the next
+    /// record is still being written). Its space stays reserved until [`RingBuf::commit`].
     pub fn next_record(&mut self) -> Option<RingItem<'_>> {
-        let mut cons = self.consumer_pos().load(Ordering::Relaxed);
         loop {
             let prod = self.producer_pos().load(Ordering::Acquire);
-            if cons >= prod {
+            if self.read >= prod {
                 return None;
             }
-            let offset = cons & self.mask;
+            let offset = self.read & self.mask;
             // SAFETY: every record starts 8-byte aligned inside the data area; its header is a
             // u32 the producer writes atomically (release) when it commits or discards.
             let header = unsafe { &*self.data(offset).cast::<AtomicU32>() };
@@ -258,22 +268,24 @@ impl RingBuf {
             let size = len & !(BUSY_BIT | DISCARD_BIT);
             let total = (u64::from(size) + HEADER_BYTES + 7) & !7;
             if len & DISCARD_BIT != 0 || u64::from(size) > self.mask {
-                cons += total;
-                self.consumer_pos().store(cons, Ordering::Release);
+                self.read += total;
                 continue;
             }
             // SAFETY: the committed record's `size` bytes follow its header; the data area is
             // mapped twice, so they are contiguous even when the record wraps, and the kernel
-            // does not reuse them until the consumer position moves past them (on drop).
+            // does not reuse them until the consumer position moves past them ([`commit`],
+            // which needs `&mut self`, so never while this borrow lives).
             let bytes = unsafe {
                 std::slice::from_raw_parts(self.data(offset + HEADER_BYTES), size as usize)
             };
-            return Some(RingItem {
-                bytes,
-                consumer: self.consumer_pos(),
-                next: cons + total,
-            });
+            self.read += total;
+            return Some(RingItem { bytes });
         }
+    }
+
+    /// Hands the space of every record read so far back to the kernel.
+    pub fn commit(&mut self) {
+        self.consumer_pos().store(self.read, Ordering::Release);
     }
 }
 
@@ -292,8 +304,6 @@ impl AsRawFd for RingBuf {
 /// One record of the ring, exactly as long as the program submitted it.
 pub struct RingItem<'a> {
     bytes: &'a [u8],
-    consumer: &'a AtomicU64,
-    next: u64,
 }
 
 impl std::fmt::Debug for RingItem<'_> {
@@ -308,11 +318,5 @@ impl Deref for RingItem<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.bytes
-    }
-}
-
-impl Drop for RingItem<'_> {
-    fn drop(&mut self) {
-        self.consumer.store(self.next, Ordering::Release);
     }
 }

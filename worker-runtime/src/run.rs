@@ -211,6 +211,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     ctx.set_interfaces(&config.interfaces);
     let heartbeat = Duration::from_millis(u64::from(config.heartbeat_ms.max(10)));
     let backstop = Duration::from_millis(u64::from(config.poll_backstop_ms.clamp(1, 1000)));
+    let drain_time = (heartbeat / 2).min(DRAIN_TIME_MAX);
 
     let io = |e: std::io::Error| {
         ChannelError::Transport(palisade_ipc::transport::TransportError::Recv(
@@ -251,6 +252,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
             &mut sink,
             &mut stats,
             &mut outbox,
+            drain_time,
         );
         for msg in outbox.drain(..) {
             channel.send(&msg)?;
@@ -269,6 +271,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                             &mut sink,
                             &mut stats,
                             &mut outbox,
+                            drain_time,
                         ) {
                             break;
                         }
@@ -305,9 +308,17 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
 /// returns to its loop (heartbeats, supervisor messages) between batches,
 /// instead of being killed as stuck while events wait in its buffer.
 const DRAIN_BUDGET: usize = 4096;
+/// Longest a drain runs (checked every [`TIME_CHECK_EVERY`] records): with the ring space
+/// of a batch released only after its events are written, a batch must end well inside the
+/// heartbeat deadline, or a worker killed as stuck would leave its successor the same batch,
+/// and the same fate.
+const DRAIN_TIME_MAX: Duration = Duration::from_millis(50);
+/// Records between two clock reads in a drain.
+const TIME_CHECK_EVERY: usize = 64;
 
-/// Consumes up to [`DRAIN_BUDGET`] records, then flushes the sink. Returns
-/// true when the ring may hold more.
+/// Consumes up to [`DRAIN_BUDGET`] records or for up to `time` (whichever ends first), then
+/// flushes the sink and releases the records' ring space. Returns true when the ring may hold
+/// more.
 fn drain<P: Protocol>(
     protocol: &mut P,
     ring: &mut RingBuf,
@@ -315,10 +326,13 @@ fn drain<P: Protocol>(
     sink: &mut Sink,
     stats: &mut Stats,
     outbox: &mut Vec<WorkerToSupervisor>,
+    time: Duration,
 ) -> bool {
     ctx.refresh_clock();
+    let deadline = Instant::now() + time;
     let mut budget = DRAIN_BUDGET;
     while budget > 0
+        && (budget % TIME_CHECK_EVERY != 0 || budget == DRAIN_BUDGET || Instant::now() < deadline)
         && let Some(item) = ring.next_record()
     {
         budget -= 1;
@@ -349,5 +363,8 @@ fn drain<P: Protocol>(
         },
     );
     sink.flush(stats);
-    budget == 0
+    // Only now that the batch's events are written (or counted as sink drops) does the
+    // kernel get the records' space back: a worker killed before this point loses nothing.
+    ring.commit();
+    budget == 0 || Instant::now() >= deadline
 }
