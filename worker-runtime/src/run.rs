@@ -332,7 +332,9 @@ fn drain<P: Protocol>(
     let deadline = Instant::now() + time;
     let mut budget = DRAIN_BUDGET;
     while budget > 0
-        && (budget % TIME_CHECK_EVERY != 0 || budget == DRAIN_BUDGET || Instant::now() < deadline)
+        && (!budget.is_multiple_of(TIME_CHECK_EVERY)
+            || budget == DRAIN_BUDGET
+            || Instant::now() < deadline)
         && let Some(item) = ring.next_record()
     {
         budget -= 1;
