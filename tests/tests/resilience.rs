@@ -170,3 +170,123 @@ fn worker_killed_mid_batch_loses_no_event() {
         .and_then(|k| k["value"].as_u64());
     assert_eq!(ring_full, Some(0), "nothing dropped in the kernel either");
 }
+
+/// A small tmpfs, unmounted on drop (also when the test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("mount");
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        Self(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn drops(daemon: &Daemon, reason: &str) -> u64 {
+    daemon.workers()["dns"]["stats"]["drops"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["reason"] == reason))
+        .and_then(|d| d["count"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_full_disk_loses_counted_lines_and_never_glues_two_events() {
+    let lab = Lab::new("diskfull");
+    let log_dir = lab.dir.join("log");
+    let _fs = Tmpfs::mount(log_dir.clone(), "1m");
+    let daemon = Daemon::start_with(&lab, &base_config(&lab, ""), &[], false);
+    daemon.wait_healthy();
+    let sock = lab.in_netns(Side::Peer, || {
+        std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket")
+    });
+    let send = |prefix: &str, n: u16| {
+        for i in 0..n {
+            sock.send_to(
+                &dns_query(i, &format!("{prefix}{i}.disk.test")),
+                (SENSOR_IP, 53),
+            )
+            .expect("send");
+        }
+    };
+
+    // Fill the file system, then give back three pages: far less than the events to come.
+    let filler = log_dir.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        while f.write_all(&[0_u8; 4096]).is_ok() {}
+        let len = f.metadata().expect("metadata").len();
+        f.set_len(len.saturating_sub(3 * 4096)).expect("truncate");
+    }
+    send("full", 500);
+    let lost = wait_for(Duration::from_secs(10), "sink drops counted", || {
+        let lost = drops(&daemon, "sink_error") + drops(&daemon, "sink_partial_line");
+        (lost > 0).then_some(lost)
+    });
+    assert!(lost > 0);
+
+    // Space again: new events land on lines of their own.
+    std::fs::remove_file(&filler).expect("free space");
+    send("after", 50);
+    let file = log_dir.join("dns.json");
+    let text = wait_for(
+        Duration::from_secs(10),
+        "the events after the disk full",
+        || {
+            let text = std::fs::read_to_string(&file).ok()?;
+            (text.matches(".disk.test").count() > 0
+                && (0..50).all(|i| text.contains(&format!("\"after{i}.disk.test\""))))
+            .then_some(text)
+        },
+    );
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    let partial = drops(&daemon, "sink_partial_line");
+    assert!(
+        bad.len() as u64 <= partial,
+        "{} broken lines, {partial} counted: {bad:?}",
+        bad.len()
+    );
+    for i in 0..50 {
+        let name = format!("\"after{i}.disk.test\"");
+        let line = text.lines().find(|l| l.contains(&name)).expect("line");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "an event after the disk full is glued to a torn line: {line}"
+        );
+    }
+    // Every event the worker counts as written is a whole line in the file (the counters
+    // reach `status` with the next heartbeat).
+    let whole = text.lines().count() as u64 - bad.len() as u64;
+    wait_for(
+        Duration::from_secs(3),
+        "events counted as written = whole lines",
+        || {
+            let written = daemon.workers()["dns"]["stats"]["events"].as_u64()?;
+            (written == whole).then_some(())
+        },
+    );
+}

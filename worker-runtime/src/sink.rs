@@ -6,6 +6,11 @@
 //! are cut at line boundaries into chunks of at most PIPE_BUF bytes, which
 //! the kernel writes atomically, so lines from different workers never
 //! interleave. Regular files get one write per drain.
+//!
+//! A write that fails part-way (disk full, file size limit) never leaves a torn line for the
+//! next event to be glued to: the lines that reached the file are counted as written, the rest
+//! as lost (`sink_error`), and a partial last line is counted (`sink_partial_line`) and
+//! terminated with a newline before anything else is written, so every later line is whole.
 
 use std::{
     fs::File,
@@ -15,7 +20,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::stats::{DROP_SINK_ERROR, Stats};
+use crate::stats::{DROP_SINK_ERROR, DROP_SINK_PARTIAL_LINE, Stats};
 
 const PIPE_BUF: usize = 4096;
 /// Flush when this much is buffered, even mid-drain.
@@ -28,6 +33,8 @@ pub struct Sink {
     shared: bool,
     buf: Vec<u8>,
     pending_lines: u64,
+    /// The file ends inside a line (a write failed part-way): write `\n` first.
+    torn: bool,
 }
 
 impl Sink {
@@ -44,52 +51,94 @@ impl Sink {
             shared,
             buf: Vec::with_capacity(FLUSH_AT),
             pending_lines: 0,
+            torn: false,
         }
     }
 
-    /// Writes everything buffered; failed lines are counted as drops.
+    /// Writes everything buffered; lines that did not reach the sink are counted as drops.
     pub fn flush(&mut self, stats: &mut Stats) {
         if self.buf.is_empty() {
             return;
         }
-        let result = if self.shared {
-            self.write_chunked()
-        } else {
-            self.file.write_all(&self.buf)
-        };
-        match result {
-            Ok(()) => {
-                stats.events += self.pending_lines;
-                stats.bytes += self.buf.len() as u64;
-            }
-            Err(_) => stats.drop(DROP_SINK_ERROR, self.pending_lines),
-        }
+        let shared = self.shared;
+        let outcome = write_lines(&mut self.file, &self.buf, shared, &mut self.torn);
+        record(stats, &self.buf, self.pending_lines, outcome);
         self.buf.clear();
         self.pending_lines = 0;
     }
+}
 
-    fn write_chunked(&mut self) -> std::io::Result<()> {
-        let mut rest = self.buf.as_slice();
-        while !rest.is_empty() {
-            // Largest prefix <= PIPE_BUF ending at a newline; a single line
-            // longer than PIPE_BUF is written alone.
-            let cut = if rest.len() <= PIPE_BUF {
-                rest.len()
-            } else {
-                let window = rest.get(..PIPE_BUF).unwrap_or(rest);
-                match window.iter().rposition(|b| *b == b'\n') {
-                    Some(i) => i + 1,
-                    None => rest
-                        .iter()
-                        .position(|b| *b == b'\n')
-                        .map_or(rest.len(), |i| i + 1),
-                }
+/// How far one flush got: bytes of the buffer that reached the sink, and whether it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Outcome {
+    written: usize,
+    failed: bool,
+}
+
+/// Writes `buf` (whole JSON lines) to `out`; first terminates a line a previous flush left
+/// torn. Shared sinks get chunks of at most [`PIPE_BUF`] bytes cut at line ends (atomic for
+/// pipes, so lines of different workers never interleave); files get one write at a time.
+fn write_lines(out: &mut impl Write, buf: &[u8], shared: bool, torn: &mut bool) -> Outcome {
+    if *torn {
+        if out.write_all(b"\n").is_err() {
+            return Outcome {
+                written: 0,
+                failed: true,
             };
-            let (chunk, tail) = rest.split_at(cut);
-            self.file.write_all(chunk)?;
-            rest = tail;
         }
-        Ok(())
+        *torn = false;
+    }
+    let mut written = 0;
+    while written < buf.len() {
+        let rest = buf.get(written..).unwrap_or_default();
+        let chunk = if shared { chunk_len(rest) } else { rest.len() };
+        match out.write(rest.get(..chunk).unwrap_or(rest)) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    // A failure part-way through a line leaves the sink inside that line.
+    *torn = written > 0 && buf.get(written - 1) != Some(&b'\n');
+    Outcome {
+        written,
+        failed: written < buf.len(),
+    }
+}
+
+/// Largest prefix of `rest` of at most [`PIPE_BUF`] bytes ending at a newline; a single line
+/// longer than that is written alone.
+fn chunk_len(rest: &[u8]) -> usize {
+    if rest.len() <= PIPE_BUF {
+        return rest.len();
+    }
+    let window = rest.get(..PIPE_BUF).unwrap_or(rest);
+    match window.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i + 1,
+        None => rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(rest.len(), |i| i + 1),
+    }
+}
+
+/// Counts a flush of `lines` lines in `buf`: whole lines written are events, every other line
+/// is a drop (the one cut in the middle separately).
+fn record(stats: &mut Stats, buf: &[u8], lines: u64, outcome: Outcome) {
+    let whole = buf
+        .get(..outcome.written)
+        .unwrap_or(buf)
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count() as u64;
+    stats.events += whole;
+    stats.bytes += outcome.written as u64;
+    if outcome.failed {
+        let partial =
+            u64::from(outcome.written > 0 && buf.get(outcome.written - 1) != Some(&b'\n'));
+        stats.drop(DROP_SINK_PARTIAL_LINE, partial);
+        stats.drop(DROP_SINK_ERROR, lines.saturating_sub(whole + partial));
     }
 }
 
@@ -128,5 +177,109 @@ impl EventOut<'_> {
     /// Queues a message to the supervisor (sent after the current drain).
     pub fn send(&mut self, msg: palisade_ipc::messages::WorkerToSupervisor) {
         self.outbox.push(msg);
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
+mod tests {
+    use super::*;
+
+    /// A sink with room for `room` more bytes, then ENOSPC (as a full file system behaves:
+    /// a short write, then the error).
+    struct Filling {
+        data: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Filling {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room);
+            self.data.extend_from_slice(buf.get(..n).unwrap_or(buf));
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines(n: usize, tag: &str) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| format!("{{\"event\":\"{tag}{i}\"}}\n").into_bytes())
+            .collect()
+    }
+
+    fn flush(out: &mut Filling, buf: &[u8], shared: bool, torn: &mut bool, stats: &mut Stats) {
+        let n = buf.iter().filter(|b| **b == b'\n').count() as u64;
+        let outcome = write_lines(out, buf, shared, torn);
+        record(stats, buf, n, outcome);
+    }
+
+    #[test]
+    fn a_disk_full_mid_line_leaves_every_later_line_whole_and_counts_the_loss() {
+        for shared in [false, true] {
+            let first = lines(10, "a"); // 10 lines of 15 bytes
+            let mut out = Filling {
+                data: Vec::new(),
+                room: 40, // two whole lines and 10 bytes of a third
+            };
+            let (mut torn, mut stats) = (false, Stats::default());
+            flush(&mut out, &first, shared, &mut torn, &mut stats);
+            assert!(torn, "the file ends inside a line");
+            assert_eq!(stats.events, 2);
+            assert_eq!(stats.drops(DROP_SINK_PARTIAL_LINE), 1);
+            assert_eq!(stats.drops(DROP_SINK_ERROR), 7);
+
+            // Still full: nothing more, everything counted, the torn line still pending.
+            flush(&mut out, &lines(3, "b"), shared, &mut torn, &mut stats);
+            assert!(torn);
+            assert_eq!(stats.drops(DROP_SINK_ERROR), 10);
+
+            // Space again: the torn line is terminated first, then whole lines follow.
+            out.room = usize::MAX;
+            flush(&mut out, &lines(3, "c"), shared, &mut torn, &mut stats);
+            assert!(!torn);
+            assert_eq!(stats.events, 5);
+            let text = String::from_utf8(out.data.clone()).expect("utf8");
+            let got: Vec<&str> = text.lines().collect();
+            assert_eq!(got.len(), 6, "{text}");
+            assert_eq!(&got[..2], [r#"{"event":"a0"}"#, r#"{"event":"a1"}"#]);
+            assert_eq!(got[2], r#"{"event":""#, "the partial line, terminated");
+            assert_eq!(
+                &got[3..],
+                [
+                    r#"{"event":"c0"}"#,
+                    r#"{"event":"c1"}"#,
+                    r#"{"event":"c2"}"#
+                ]
+            );
+            assert!(text.ends_with('\n'));
+        }
+    }
+
+    #[test]
+    fn a_failure_at_a_line_end_tears_nothing() {
+        let buf = lines(4, "a");
+        let first_two = buf
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .map(|(i, _)| i + 1)
+            .expect("two lines");
+        let mut out = Filling {
+            data: Vec::new(),
+            room: first_two,
+        };
+        let (mut torn, mut stats) = (false, Stats::default());
+        flush(&mut out, &buf, false, &mut torn, &mut stats);
+        assert!(!torn);
+        assert_eq!(stats.events, 2);
+        assert_eq!(stats.drops(DROP_SINK_PARTIAL_LINE), 0);
+        assert_eq!(stats.drops(DROP_SINK_ERROR), 2);
     }
 }

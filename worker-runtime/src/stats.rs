@@ -8,6 +8,9 @@ use palisade_ipc::messages::{DropCount, WorkerStats};
 pub const DROP_BAD_RECORD: &str = "bad_record";
 /// Drop reason: writing to the sink failed (disk full, pipe closed...).
 pub const DROP_SINK_ERROR: &str = "sink_error";
+/// Drop reason: a sink write failed part-way through this event's line; the partial line is
+/// terminated before the next write.
+pub const DROP_SINK_PARTIAL_LINE: &str = "sink_partial_line";
 /// Drop reason: a record of a kind this worker does not handle.
 pub const DROP_UNEXPECTED_KIND: &str = "unexpected_kind";
 
