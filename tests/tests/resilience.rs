@@ -1,3 +1,8 @@
+#![expect(
+    clippy::indexing_slicing,
+    reason = "tests index JSON values; a panic is a test failure"
+)]
+
 //! The resilience issue's end-to-end assertions against the running daemon: what hostile
 //! control clients and careless operators do must not leak, stall or kill anything.
 
