@@ -295,3 +295,150 @@ fn a_full_disk_loses_counted_lines_and_never_glues_two_events() {
         },
     );
 }
+
+#[test]
+fn every_worker_runs_under_an_address_space_limit() {
+    let lab = Lab::new("rlimit");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    for (kind, pid) in daemon.wait_healthy() {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max address space"))
+            .unwrap_or_else(|| panic!("{kind}: no address space line in {limits}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "Max address space  <soft>  <hard>  bytes"
+        assert_eq!(
+            &fields[3..5],
+            ["268435456", "268435456"],
+            "{kind}: soft and hard limit 256 MiB: {line}"
+        );
+    }
+}
+
+/// Internet checksum of `data`.
+fn checksum(data: &[u8], initial: u32) -> u16 {
+    let mut sum = initial;
+    for pair in data.chunks(2) {
+        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 TCP segment with `payload`, ACK|PSH, from `sport` to port 53.
+fn tcp_segment(src: [u8; 4], dst: [u8; 4], sport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut tcp = Vec::with_capacity(20 + payload.len());
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&53_u16.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&1_u32.to_be_bytes());
+    tcp.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    tcp.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+    let sum = checksum(&[pseudo, tcp.clone()].concat(), 0);
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let sum = checksum(&ip, 0);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    ip.extend(tcp);
+    ip
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    palisade_tests::proc_status(pid)
+        .get("VmHWM")
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("VmHWM of {pid}"))
+}
+
+#[test]
+fn a_dns_over_tcp_flood_stays_within_a_few_mib() {
+    // Many streams, each fed partial messages: the reassembly buffers used to grow to 64 KiB
+    // per stream for 4,096 streams (a quarter of a GiB) and never shrink.
+    let lab = Lab::new("tcpflood");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    let pid = daemon.wait_healthy()["dns"];
+    let before = vm_hwm_kib(pid);
+    let src: [u8; 4] = palisade_tests::PEER_IP
+        .parse::<std::net::Ipv4Addr>()
+        .expect("ip")
+        .octets();
+    let dst: [u8; 4] = SENSOR_IP
+        .parse::<std::net::Ipv4Addr>()
+        .expect("ip")
+        .octets();
+    const STREAMS: u16 = 4096;
+    const SEGMENTS: u32 = 12; // per stream: 12 x 1,400 bytes of one 65,535-byte message
+    let sent = lab.in_netns(Side::Peer, || {
+        // SAFETY: plain socket(2).
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(dst),
+            },
+            sin_zero: [0; 8],
+        };
+        let mut sent = 0_u64;
+        let body = vec![0x41_u8; 1400];
+        for seg in 0..SEGMENTS {
+            for stream in 0..STREAMS {
+                let payload = if seg == 0 {
+                    [&[0xff, 0xff][..], &body[..1398]].concat()
+                } else {
+                    body.clone()
+                };
+                let pkt = tcp_segment(src, dst, 10_000 + stream, 1 + seg * 1400, &payload);
+                // SAFETY: `pkt` and `addr` are valid for the call.
+                let n = unsafe {
+                    libc::sendto(
+                        fd,
+                        pkt.as_ptr().cast(),
+                        pkt.len(),
+                        0,
+                        std::ptr::from_ref(&addr).cast(),
+                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    )
+                };
+                if n > 0 {
+                    sent += 1;
+                }
+            }
+        }
+        // SAFETY: our descriptor.
+        unsafe { libc::close(fd) };
+        sent
+    });
+    assert_eq!(sent, u64::from(STREAMS) * u64::from(SEGMENTS));
+    // Wait until the worker has read them all.
+    let records = |d: &Daemon| d.workers()["dns"]["stats"]["records"].as_u64().unwrap_or(0);
+    wait_for(
+        Duration::from_secs(20),
+        "the dns worker to read the flood",
+        || (records(&daemon) >= sent * 9 / 10).then_some(()),
+    );
+    let w = &daemon.workers()["dns"];
+    assert_eq!(
+        w["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "the worker survived: {w}"
+    );
+    let after = vm_hwm_kib(pid);
+    assert!(
+        after < before + 24 * 1024,
+        "dns worker peak memory grew from {before} KiB to {after} KiB"
+    );
+}

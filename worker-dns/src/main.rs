@@ -232,7 +232,7 @@ impl Protocol for Dns {
             eve::addr(hdr.ip_version, hdr.dst_addr),
             hdr.dst_port,
         );
-        let fed = self.tcp.feed(key, record.payload);
+        let fed = self.tcp.feed(key, record.payload, hdr.ts_boot_ns);
         for reason in fed.drops {
             out.drop(reason);
         }
@@ -282,6 +282,9 @@ impl Protocol for Dns {
     }
 
     fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
+        for _ in 0..self.tcp.expire(ctx.boot_now_ns()) {
+            out.drop("dns_tcp_stream_expired");
+        }
         for (_, q) in self.pending.expire(ctx.boot_now_ns()) {
             let body = DnsBody::unanswered(
                 &q.info.query,

@@ -24,6 +24,12 @@ pub fn last_cap() -> u32 {
         .unwrap_or(63)
 }
 
+/// Address space a worker may map (`RLIMIT_AS`, soft and hard): about ten times what the
+/// largest worker maps under load (the 16 MiB ring mapping included), so a parser that
+/// allocates without bound fails its allocation and dies (restarted, counted) long before the
+/// appliance runs short of memory.
+pub const ADDRESS_SPACE_MAX: u64 = 256 << 20;
+
 fn check(ret: libc::c_int) -> io::Result<()> {
     if ret == -1 {
         Err(io::Error::last_os_error())
@@ -60,6 +66,12 @@ pub unsafe fn drop_in_child(
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         ) as libc::c_int)?;
+        // 2a. A ceiling on memory: soft and hard, so the worker cannot raise it.
+        let limit = libc::rlimit {
+            rlim_cur: ADDRESS_SPACE_MAX,
+            rlim_max: ADDRESS_SPACE_MAX,
+        };
+        check(libc::setrlimit(libc::RLIMIT_AS, &limit))?;
         // 2b. Own session and process group: a Ctrl-C or SIGHUP meant for the
         //     supervisor's terminal never reaches a worker directly (the
         //     supervisor stops its workers itself).
