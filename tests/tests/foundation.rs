@@ -245,6 +245,25 @@ fn seccomp_kills_forbidden_syscalls_after_startup() {
 }
 
 #[test]
+fn seccomp_denies_stat_of_a_path() {
+    // newfstatat used to be allowed with any path: a compromised parser could probe which
+    // files exist. It now fails with EACCES, like open.
+    let lab = Lab::new("seccompstat");
+    let extra = lab.substitute_workers("probe-worker", &[("dns", "stat")]);
+    let daemon = Daemon::start(&lab, &base_config(&lab, &extra), &[]);
+    let exit = wait_for(Duration::from_secs(10), "the probe to end", || {
+        daemon.workers()["dns"]["last_exit"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert!(
+        exit.contains("exit status 43"),
+        "stat of a path must fail with EACCES: {exit}"
+    );
+    daemon.assert_alive();
+}
+
+#[test]
 fn killed_worker_is_back_within_a_second_and_loses_nothing() {
     let lab = Lab::new("restart");
     lab.start_dnsmasq();

@@ -7,15 +7,18 @@
 //! write garbage to its own sink and nothing else. Anything outside the list
 //! kills the process (SIGSYS), which the supervisor reports and restarts.
 //!
-//! One exception to killing: opening a path (`open`, `openat`, `openat2`)
-//! fails with EACCES instead. Library code probes files it can live without
-//! (the standard library's `available_parallelism`, which the regex crate
-//! calls when it compiles a pattern, reads cgroup files); failing those
-//! calls keeps the worker running and still opens nothing. Two filters do
-//! it: the first answers EACCES for opens and allows the rest, the second
-//! is the allow-list (opens included); the kernel applies the stricter
-//! verdict of the two, so an open gets EACCES and anything off the list
-//! still kills.
+//! One exception to killing: calls that name a path (`open`, `openat`,
+//! `openat2`, and the stats `newfstatat` and `statx`) fail with EACCES
+//! instead. Library code probes files it can live without (the standard
+//! library's `available_parallelism`, which the regex crate calls when it
+//! compiles a pattern, reads cgroup files); failing those calls keeps the
+//! worker running and still opens, or learns about, no file. Two filters do
+//! it: the first answers EACCES for path calls and allows the rest, the
+//! second is the allow-list (path calls included); the kernel applies the
+//! stricter verdict of the two, so a path call gets EACCES and anything off
+//! the list still kills. `fstat` of a held descriptor stays allowed as the
+//! plain `fstat` syscall; glibc's `fstat()`, which goes through
+//! `newfstatat(fd, "", AT_EMPTY_PATH)`, is only used before the filter.
 
 use std::collections::BTreeMap;
 
@@ -52,7 +55,6 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_epoll_wait,
     libc::SYS_close,
     libc::SYS_fstat,
-    libc::SYS_newfstatat,
     // Clock (normally vDSO; the fallback is a syscall).
     libc::SYS_clock_gettime,
     libc::SYS_clock_nanosleep,
@@ -79,20 +81,23 @@ const ALLOWED: &[libc::c_long] = &[
 /// it in debug builds. No flag changes once the filter is in.
 const FCNTL_GETFD_ONLY: libc::c_long = libc::SYS_fcntl;
 
-/// Path opens: allowed by the allow-list filter, answered EACCES by the first.
-const OPENS: &[libc::c_long] = &[
+/// Calls naming a path: allowed by the allow-list filter, answered EACCES by the first.
+const PATH_CALLS: &[libc::c_long] = &[
     #[cfg(target_arch = "x86_64")]
     libc::SYS_open,
     libc::SYS_openat,
     libc::SYS_openat2,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
 ];
 
 /// mmap/mprotect allowed only without PROT_EXEC.
 const NO_EXEC: &[libc::c_long] = &[libc::SYS_mmap, libc::SYS_mprotect];
 
-/// Builds the filter that answers EACCES to path opens.
+/// Builds the filter that answers EACCES to calls naming a path.
 pub fn build_deny_opens() -> Result<BpfProgram, SeccompError> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> = OPENS.iter().map(|nr| (*nr, vec![])).collect();
+    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+        PATH_CALLS.iter().map(|nr| (*nr, vec![])).collect();
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch)?;
     let filter = SeccompFilter::new(
         rules,
@@ -108,7 +113,7 @@ pub fn build_deny_opens() -> Result<BpfProgram, SeccompError> {
 pub fn build() -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
         .iter()
-        .chain(OPENS)
+        .chain(PATH_CALLS)
         .map(|nr| (*nr, vec![]))
         .collect();
     for nr in NO_EXEC {

@@ -2,9 +2,9 @@
 //! (`palisade_worker_runtime::startup`: privilege check, handshake, ring
 //! buffer, seccomp, Ready) and then tries one forbidden thing, selected by
 //! its file name `probe-<action>-<kind>`: `open`, `socket`, `bpf`, `execve`,
-//! `ptrace`. Seccomp must kill it with SIGSYS, which the supervisor reports;
-//! `open` instead must fail with EACCES (exit status 43; 42 means it got a
-//! file descriptor).
+//! `ptrace`, `stat`. Seccomp must kill it with SIGSYS, which the supervisor reports;
+//! `open` and `stat` (a path's metadata) instead must fail with EACCES (exit status 43; 42
+//! means the call succeeded).
 
 use std::time::Duration;
 
@@ -30,6 +30,14 @@ fn main() {
                 let fd = libc::open(c"/etc/passwd".as_ptr(), libc::O_RDONLY);
                 let denied =
                     fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES);
+                std::process::exit(if denied { 43 } else { 42 });
+            }
+            "stat" => {
+                // newfstatat(AT_FDCWD, path, ..) through glibc: must learn nothing.
+                let mut st: libc::stat = std::mem::zeroed();
+                let r = libc::stat(c"/etc/passwd".as_ptr(), &mut st);
+                let denied =
+                    r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES);
                 std::process::exit(if denied { 43 } else { 42 });
             }
             "socket" => {
