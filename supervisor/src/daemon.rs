@@ -14,9 +14,9 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use palisade_ipc::{
     PROTOCOL_VERSION,
     messages::{
-        BlockAddRequest, ControlErrorKind, ControlRequest, ControlResponse, FlowOrder,
-        InterfaceName, InterfaceStatus, IpBlockList, IpRuleInfo, ReloadReport, RestartTarget,
-        RuleHits, StatusReport, SupervisorToWorker, VersionInfo, WorkerKind,
+        ControlErrorKind, ControlRequest, ControlResponse, FlowOrder, InterfaceName,
+        InterfaceStatus, ReloadReport, RestartTarget, RuleHits, StatusReport, VersionInfo,
+        WorkerKind,
     },
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -31,8 +31,10 @@ use crate::{
         dns::RuleSet,
         dns_kernel,
         dns_state::{DnsState, describe},
+        dns_verdicts,
         ip::{IpRuleSet, IpState, unix_now},
-        ip_kernel::{self, KernelCounts},
+        ip_block::{self, IpPolicy},
+        ip_kernel,
     },
     workers::{
         Resources, SlotEvent, WorkerSlot, privdrop::Credentials, spawn::worker_binary, token_owner,
@@ -45,8 +47,6 @@ const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
 const SIGNALS: Token = Token(2);
 /// Longest the loop sleeps without a deadline.
 const IDLE_TICK: Duration = Duration::from_millis(100);
-/// Most rules one `block list` answer carries (it must fit a control frame).
-const MAX_LISTED_IP_RULES: usize = 250;
 /// Longest shutdown waits for workers before killing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -132,8 +132,7 @@ struct Daemon {
     dns_kernel_rules: u32,
     /// What conntrack seeding did at start (shown by `status`).
     conntrack_seed: String,
-    ip: IpState,
-    ip_kernel: KernelCounts,
+    ip: IpPolicy,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -311,8 +310,10 @@ pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
         dns,
         dns_kernel_rules,
         conntrack_seed,
-        ip,
-        ip_kernel,
+        ip: IpPolicy {
+            state: ip,
+            kernel: ip_kernel,
+        },
     };
     daemon.event_loop(&control)
 }
@@ -337,12 +338,8 @@ impl Daemon {
             for slot in self.slots.values_mut() {
                 slot.tick(poll.registry(), now);
             }
-            self.expire_ip_rules();
-            for name in self.dns.expire(now) {
-                if let Err(e) = dns_kernel::forget(&self.loaded, &name) {
-                    tracing::warn!(name, error = %crate::error_chain(&e), "removing an expired learned block");
-                }
-            }
+            self.ip.expire(&self.loaded);
+            dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
             if let Some(deadline) = shutdown_deadline
                 && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline)
             {
@@ -454,90 +451,24 @@ impl Daemon {
             }
             SlotEvent::Ready => {}
             SlotEvent::RulesetApplied(hash) => {
-                self.dns.worker_rulesets.insert(kind, hash);
-                if hash != self.dns.rules.sha256() {
-                    tracing::warn!(worker = kind.name(), applied = %hex::encode(hash), ours = %hex::encode(self.dns.rules.sha256()), "worker applies another rule set (drift)");
-                }
+                dns_verdicts::ruleset_applied(&mut self.dns, kind, hash);
             }
             SlotEvent::CnameCheck { name, targets } => {
-                let Some((norm, target, rule)) =
-                    self.dns.check_cname(&name, &targets, Instant::now())
-                else {
-                    return;
-                };
-                let (rule_id, rule_text) = (rule.id, describe(rule));
-                let learned = self.dns.learn(norm.clone(), rule_id, Instant::now());
-                match learned.map_err(|e| e.to_string()).and_then(|l| {
-                    dns_kernel::learn(
-                        &self.loaded,
-                        &norm,
-                        rule_id,
-                        l.expires.saturating_duration_since(Instant::now()),
-                    )
-                    .map_err(|e| crate::error_chain(&e))
-                }) {
-                    Ok(()) => {
-                        tracing::warn!(
-                            name = norm,
-                            cname = target,
-                            rule = rule_text,
-                            "CNAME chain reaches a blocked domain: name blocked"
-                        );
-                        if let Some(slot) = self.slots.get(&WorkerKind::Dns) {
-                            slot.send(&SupervisorToWorker::CnameBlocked {
-                                name: norm,
-                                target,
-                                rule: rule_text,
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(name = norm, error = %e, "learning a CNAME-blocked name")
-                    }
+                if let Some(msg) =
+                    dns_verdicts::cname_check(&mut self.dns, &self.loaded, &name, &targets)
+                    && let Some(slot) = self.slots.get(&WorkerKind::Dns)
+                {
+                    slot.send(&msg);
                 }
             }
             SlotEvent::BlockRequest { name, rule_id } => {
-                let learned = self.dns.check_request(&name, rule_id).and_then(|norm| {
-                    self.dns
-                        .learn(norm.clone(), rule_id, Instant::now())
-                        .map(|l| (norm, l))
-                });
-                match learned {
-                    Ok((norm, l)) => match dns_kernel::learn(
-                        &self.loaded,
-                        &norm,
-                        rule_id,
-                        l.expires.saturating_duration_since(Instant::now()),
-                    ) {
-                        Ok(()) => {
-                            let rule = self
-                                .dns
-                                .rules
-                                .rule(rule_id)
-                                .map(describe)
-                                .unwrap_or_default();
-                            tracing::info!(name = norm, rule, "learned DNS block");
-                        }
-                        Err(e) => {
-                            tracing::error!(name = norm, error = %crate::error_chain(&e), "writing a learned DNS block")
-                        }
-                    },
-                    Err(refusal) => {
-                        self.dns.refused += 1;
-                        let applied = self.dns.worker_rulesets.get(&kind);
-                        if refusal.is_violation(applied, &self.dns.rules.sha256()) {
-                            // A claim our rule set does not back, from a worker that applies
-                            // it: invariant 3, as for a malformed frame.
-                            if let Some(slot) = self.slots.get_mut(&kind) {
-                                slot.violation(
-                                    registry,
-                                    format!("block request refused: {refusal}"),
-                                );
-                            }
-                        } else {
-                            tracing::warn!(%refusal, "DNS worker block request refused");
-                        }
-                    }
+                if let Some(refusal) =
+                    dns_verdicts::block_request(&mut self.dns, &self.loaded, kind, &name, rule_id)
+                    && let Some(slot) = self.slots.get_mut(&kind)
+                {
+                    // A claim our rule set does not back, from a worker that applies
+                    // it: invariant 3, as for a malformed frame.
+                    slot.violation(registry, format!("block request refused: {refusal}"));
                 }
             }
         }
@@ -599,19 +530,26 @@ impl Daemon {
         }
         self.opts.config.dns = config.dns;
         self.opts.config.flow = config.flow;
-        self.ip.set_lists(ip_lists);
-        self.ip_kernel = ip_kernel::apply(&self.loaded, &self.ip, config.ip.alerts_per_second)
-            .map_err(|e| crate::error_chain(&e))?;
+        self.ip.state.set_lists(ip_lists);
+        self.ip.kernel =
+            ip_kernel::apply(&self.loaded, &self.ip.state, config.ip.alerts_per_second)
+                .map_err(|e| crate::error_chain(&e))?;
         tracing::info!(
-            list_rules = self.ip.lists.rules.len(),
-            runtime_rules = self.ip.runtime.len(),
-            kernel_v4 = self.ip_kernel.v4,
-            kernel_v6 = self.ip_kernel.v6,
+            list_rules = self.ip.state.lists.rules.len(),
+            runtime_rules = self.ip.state.runtime.len(),
+            kernel_v4 = self.ip.kernel.v4,
+            kernel_v6 = self.ip.kernel.v6,
             "IP policy reloaded"
         );
         release_memory();
         if config.ip.xdp_mode != self.opts.config.ip.xdp_mode {
-            self.reattach_ip_policy(config.ip.xdp_mode);
+            ip_block::reattach(
+                &mut self.links,
+                &mut self.loaded,
+                &self.pins,
+                &mut self.interfaces,
+                config.ip.xdp_mode,
+            );
         }
         self.opts.config.ip = config.ip;
         Ok(ReloadReport {
@@ -698,9 +636,18 @@ impl Daemon {
                     message: format!("{host:?} is not an IP address"),
                 },
             },
-            ControlRequest::BlockAdd(add) => self.block_add(add),
-            ControlRequest::BlockRemove(cidr) => self.block_remove(cidr),
-            ControlRequest::BlockList { limit } => self.block_list(*limit),
+            ControlRequest::BlockAdd(add) => match self.ip.add(&self.loaded, add) {
+                Ok(info) => ControlResponse::BlockAdded(info),
+                Err(e) => Self::failed(crate::error_chain(&e)),
+            },
+            ControlRequest::BlockRemove(cidr) => match self.ip.remove(&self.loaded, cidr) {
+                Ok(info) => ControlResponse::BlockRemoved(info),
+                Err(e) => Self::failed(crate::error_chain(&e)),
+            },
+            ControlRequest::BlockList { limit } => match self.ip.list(&self.loaded, *limit) {
+                Ok(list) => ControlResponse::BlockList(list),
+                Err(e) => Self::failed(crate::error_chain(&e)),
+            },
             ControlRequest::Version => ControlResponse::Version(version_info()),
             ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
             ControlRequest::Restart(target) => {
@@ -744,209 +691,11 @@ impl Daemon {
         }
     }
 
-    /// Removes expired runtime IP rules from the kernel and the rule file.
-    fn expire_ip_rules(&mut self) {
-        let expired = self.ip.expire(unix_now());
-        if expired.is_empty() {
-            return;
-        }
-        for (rule, change) in expired {
-            match ip_kernel::change(&self.loaded, change) {
-                Ok(delta) => {
-                    self.count_ip_change(rule.prefix.family(), delta);
-                    tracing::info!(cidr = %rule.prefix, id = rule.id, "runtime IP rule expired");
-                }
-                Err(e) => {
-                    tracing::warn!(cidr = %rule.prefix, error = %crate::error_chain(&e), "removing an expired IP rule (the kernel ignores it anyway)")
-                }
-            }
-        }
-        if let Err(e) = self.ip.save() {
-            tracing::error!(error = %crate::error_chain(&e), "saving runtime IP rules");
-        }
-    }
-
-    fn count_ip_change(&mut self, family: palisade_ebpf::ip_policy::Family, delta: i8) {
-        let n = match family {
-            palisade_ebpf::ip_policy::Family::V4 => &mut self.ip_kernel.v4,
-            palisade_ebpf::ip_policy::Family::V6 => &mut self.ip_kernel.v6,
-        };
-        *n = n.saturating_add_signed(i32::from(delta));
-    }
-
-    /// Attaches the IP policy's hooks for a new `xdp_mode` on every interface (old hooks
-    /// go once the new ones hold) and updates the attachments `status` shows.
-    fn reattach_ip_policy(&mut self, mode: crate::ebpf::xdp::XdpMode) {
-        let ip_programs = [
-            palisade_abi::PROG_XDP_BLOCK,
-            palisade_abi::PROG_TC_BLOCK_INGRESS,
-            palisade_abi::PROG_TC_BLOCK_EGRESS,
-        ];
-        for status in &mut self.interfaces {
-            if status.attachments.is_empty() {
-                continue;
-            }
-            let (hooks, error) = self.links.attach_ip_policy(
-                &mut self.loaded,
-                &self.pins,
-                &status.name,
-                status.ifindex,
-                mode,
-            );
-            status
-                .attachments
-                .retain(|a| !ip_programs.contains(&a.program.as_str()));
-            status.attachments.extend(hooks);
-            status.error = error;
-        }
-    }
-
-    fn ip_rule_info(
-        &self,
-        id: u32,
-        hits: &std::collections::HashMap<u32, u64>,
-    ) -> Option<IpRuleInfo> {
-        let hits_of = |id| hits.get(&id).copied().unwrap_or(0);
-        if let Some(r) = self.ip.runtime_by_id(id) {
-            return Some(IpRuleInfo {
-                id,
-                cidr: r.prefix.to_string(),
-                source: "cli".into(),
-                comment: r.comment.clone(),
-                expires_unix: r.expires_unix,
-                hits: hits_of(id),
-                in_kernel: self.ip.lists.get(&r.prefix).is_none(),
-            });
-        }
-        let r = self.ip.lists.by_id(id)?;
-        Some(IpRuleInfo {
-            id,
-            cidr: r.prefix.to_string(),
-            source: self.ip.lists.source(r),
-            comment: self.ip.lists.comment(r).map(str::to_owned),
-            expires_unix: None,
-            hits: hits_of(id),
-            in_kernel: true,
-        })
-    }
-
-    fn ip_failure(message: String) -> ControlResponse {
+    fn failed(message: String) -> ControlResponse {
         ControlResponse::Error {
             kind: ControlErrorKind::Failed,
             message,
         }
-    }
-
-    fn block_add(&mut self, add: &BlockAddRequest) -> ControlResponse {
-        let boot = match palisade_ebpf::ip_policy::boot_time_ns() {
-            Ok(b) => b,
-            Err(e) => return Self::ip_failure(format!("CLOCK_BOOTTIME: {e}")),
-        };
-        let before = self.ip.runtime.clone();
-        let (rule, change) = match self.ip.add(
-            &add.cidr,
-            add.ttl_secs.map(Duration::from_secs),
-            add.comment.clone(),
-            unix_now(),
-            boot,
-        ) {
-            Ok(r) => r,
-            Err(e) => return Self::ip_failure(e.to_string()),
-        };
-        // File first: a rule the kernel enforces is never one a restart forgets.
-        if let Err(e) = self.ip.save() {
-            self.ip.runtime = before;
-            return Self::ip_failure(crate::error_chain(&e));
-        }
-        match ip_kernel::change(&self.loaded, change) {
-            Ok(delta) => self.count_ip_change(rule.prefix.family(), delta),
-            Err(e) => {
-                self.ip.runtime = before;
-                let _ = self.ip.save();
-                return Self::ip_failure(crate::error_chain(&e));
-            }
-        }
-        tracing::info!(cidr = %rule.prefix, id = rule.id, ttl_secs = ?add.ttl_secs, comment = ?rule.comment, "runtime IP rule added");
-        let hits = ip_kernel::hits(&self.loaded).unwrap_or_default();
-        match self.ip_rule_info(rule.id, &hits) {
-            Some(info) => ControlResponse::BlockAdded(info),
-            None => Self::ip_failure("rule vanished".into()),
-        }
-    }
-
-    fn block_remove(&mut self, cidr: &str) -> ControlResponse {
-        let hits = ip_kernel::hits(&self.loaded).unwrap_or_default();
-        let before = self.ip.runtime.clone();
-        let (rule, change) = match self.ip.remove(cidr) {
-            Ok(r) => r,
-            Err(e) => return Self::ip_failure(e.to_string()),
-        };
-        let info = IpRuleInfo {
-            id: rule.id,
-            cidr: rule.prefix.to_string(),
-            source: "cli".into(),
-            comment: rule.comment.clone(),
-            expires_unix: rule.expires_unix,
-            hits: hits.get(&rule.id).copied().unwrap_or(0),
-            in_kernel: false,
-        };
-        // Kernel first: once the file no longer has it, the kernel must not either.
-        match ip_kernel::change(&self.loaded, change) {
-            Ok(delta) => self.count_ip_change(rule.prefix.family(), delta),
-            Err(e) => {
-                self.ip.runtime = before;
-                return Self::ip_failure(crate::error_chain(&e));
-            }
-        }
-        if let Err(e) = self.ip.save() {
-            return Self::ip_failure(format!(
-                "removed from the kernel, but the rule file could not be written (the rule returns after a restart): {}",
-                crate::error_chain(&e)
-            ));
-        }
-        tracing::info!(cidr = %rule.prefix, id = rule.id, "runtime IP rule removed");
-        ControlResponse::BlockRemoved(info)
-    }
-
-    fn block_list(&self, limit: u32) -> ControlResponse {
-        let hits = match ip_kernel::hits(&self.loaded) {
-            Ok(h) => h,
-            Err(e) => return Self::ip_failure(crate::error_chain(&e)),
-        };
-        // The answer must fit one control frame.
-        let cap = (limit as usize).min(MAX_LISTED_IP_RULES);
-        let mut rules: Vec<IpRuleInfo> = self
-            .ip
-            .runtime
-            .values()
-            .filter_map(|r| self.ip_rule_info(r.id, &hits))
-            .take(cap)
-            .collect();
-        let mut listed: Vec<(u64, u32)> = self
-            .ip
-            .lists
-            .rules
-            .iter()
-            .map(|r| (hits.get(&r.id).copied().unwrap_or(0), r.id))
-            .collect();
-        let room = cap.saturating_sub(rules.len());
-        if room > 0 && room < listed.len() {
-            listed.select_nth_unstable_by(room - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        }
-        listed.truncate(room);
-        listed.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        rules.extend(
-            listed
-                .into_iter()
-                .filter_map(|(_, id)| self.ip_rule_info(id, &hits)),
-        );
-        ControlResponse::BlockList(IpBlockList {
-            list_rules: u32::try_from(self.ip.lists.rules.len()).unwrap_or(u32::MAX),
-            runtime_rules: u32::try_from(self.ip.runtime.len()).unwrap_or(u32::MAX),
-            kernel_v4: self.ip_kernel.v4,
-            kernel_v6: self.ip_kernel.v6,
-            rules,
-        })
     }
 
     fn status(&self) -> StatusReport {
