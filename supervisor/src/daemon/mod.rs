@@ -22,6 +22,7 @@ use palisade_ipc::{
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+pub use self::options::{RunOptions, RunOverrides};
 use crate::{
     config::Config,
     control::server::Server,
@@ -41,6 +42,8 @@ use crate::{
     },
 };
 
+mod options;
+
 const CONTROL: Token = Token(1);
 /// Workers that receive the user-space policy.
 const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
@@ -49,21 +52,6 @@ const SIGNALS: Token = Token(2);
 const IDLE_TICK: Duration = Duration::from_millis(100);
 /// Longest shutdown waits for workers before killing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// Options of `palisade run` after merging flags and config.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Validated configuration (flags applied).
-    pub config: Config,
-    /// The file it came from (`None`: the embedded default), re-read on reload.
-    pub config_path: Option<std::path::PathBuf>,
-    /// The command-line overrides, applied again on reload.
-    pub flags: crate::cli::run::RunOverrides,
-    /// Events to stdout instead of files.
-    pub foreground: bool,
-    /// Remove pins (detach) on exit.
-    pub detach_on_exit: bool,
-}
 
 /// Start-up errors (after start-up the daemon logs and carries on).
 #[derive(Debug, thiserror::Error)]
