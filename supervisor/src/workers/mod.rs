@@ -10,7 +10,7 @@
 //!
 //! What a worker asks of the daemon (a verdict to write, its rules to send)
 //! leaves the slot as a [`SlotEvent`]; the daemon acts on it
-//! (`daemon`). A new message from workers is a `WorkerToSupervisor`
+//! (`daemon::workers`). A new message from workers is a `WorkerToSupervisor`
 //! variant (ipc-protocol), its arm in `dispatch::on_frame`, and, if the daemon
 //! acts on it, a [`SlotEvent`] variant.
 
