@@ -242,3 +242,37 @@ pub fn reattach(
         status.error = error;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_the_strings_they_replace() {
+        let io = || std::io::Error::from_raw_os_error(libc::EINVAL);
+        assert_eq!(
+            crate::error_chain(&IpBlockError::Clock(io())),
+            format!("CLOCK_BOOTTIME: {}", io())
+        );
+        assert_eq!(
+            crate::error_chain(&IpBlockError::from(RequestError::Ttl)),
+            RequestError::Ttl.to_string()
+        );
+        let state = || StateError::Io {
+            op: "write",
+            path: "/var/lib/palisade/ip-rules.json".into(),
+            source: io(),
+        };
+        assert_eq!(
+            crate::error_chain(&IpBlockError::from(state())),
+            crate::error_chain(&state())
+        );
+        assert_eq!(
+            crate::error_chain(&IpBlockError::RemovedNotSaved(state())),
+            format!(
+                "removed from the kernel, but the rule file could not be written (the rule returns after a restart): {}",
+                crate::error_chain(&state())
+            )
+        );
+    }
+}
