@@ -106,7 +106,8 @@ impl Daemon {
                 tracing::info!(report = ?r, "SIGHUP: configuration reloaded")
             }
             Err(e) => tracing::error!(
-                "SIGHUP: reload refused, the running configuration stays in force: {e}"
+                "SIGHUP: reload refused, the running configuration stays in force: {}",
+                crate::error_chain(&e)
             ),
         }
         match self.reopen_logs(registry) {
@@ -114,7 +115,7 @@ impl Daemon {
                 tracing::info!(?kinds, "SIGHUP: event logs reopened")
             }
             Ok(_) => {}
-            Err(e) => tracing::error!("SIGHUP: reopening event logs: {e}"),
+            Err(e) => tracing::error!("SIGHUP: reopening event logs: {}", crate::error_chain(&e)),
         }
     }
 

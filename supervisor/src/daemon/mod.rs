@@ -95,7 +95,10 @@ pub enum DaemonError {
     /// The runtime IP rule file.
     #[error(transparent)]
     IpState(#[from] crate::policy::ip::StateError),
-    /// Opening an event log or epoll.
+    /// Opening an event log.
+    #[error(transparent)]
+    Sink(#[from] workers::SinkError),
+    /// epoll or the signal handlers.
     #[error("{what}")]
     Io {
         what: String,

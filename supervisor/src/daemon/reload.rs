@@ -8,25 +8,51 @@ use palisade_ipc::messages::ReloadReport;
 
 use super::{Daemon, release_memory};
 use crate::{
-    config::Config,
-    policy::{dns::RuleSet, dns_kernel, dns_state::DnsState, ip::IpRuleSet, ip_block, ip_kernel},
+    config::{Config, ConfigError},
+    ebpf::maps::KernelError,
+    policy::{
+        dns::{RuleSet, RuleSetError},
+        dns_kernel,
+        dns_state::DnsState,
+        ip::IpRuleSet,
+        ip_block, ip_kernel,
+        ip_lists::IpListError,
+    },
 };
+
+/// Why a reload was refused or stopped; the Display text (with its
+/// sources, `error_chain`) is what the operator sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An IP list.
+    #[error(transparent)]
+    IpLists(#[from] IpListError),
+    /// A DNS list.
+    #[error(transparent)]
+    DnsRules(#[from] RuleSetError),
+    /// Writing the DNS or IP policy maps.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// Configuring the flow table's sweeper.
+    #[error("flow table")]
+    Flow(#[source] KernelError),
+}
 
 impl Daemon {
     /// Re-reads the configuration and lists; applies them only when all of
     /// it is valid. Settings that cannot change live are reported.
-    pub(super) fn reload(&mut self) -> Result<ReloadReport, String> {
-        let mut config =
-            Config::load(self.opts.config_path.as_deref()).map_err(|e| crate::error_chain(&e))?;
+    pub(super) fn reload(&mut self) -> Result<ReloadReport, ReloadError> {
+        let mut config = Config::load(self.opts.config_path.as_deref())?;
         self.opts.flags.apply(&mut config);
         // Everything is validated before anything is applied.
-        let ip_lists =
-            IpRuleSet::load(&config.ip.blocklists).map_err(|e| crate::error_chain(&e))?;
-        let rules = RuleSet::load(&config.dns.lists).map_err(|e| crate::error_chain(&e))?;
-        let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)
-            .map_err(|e| crate::error_chain(&e))?;
+        let ip_lists = IpRuleSet::load(&config.ip.blocklists)?;
+        let rules = RuleSet::load(&config.dns.lists)?;
+        let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)?;
         // Learned names came from the previous regexes: start afresh.
-        dns_kernel::clear_learned(&self.loaded).map_err(|e| crate::error_chain(&e))?;
+        dns_kernel::clear_learned(&self.loaded)?;
         self.dns = DnsState::new(rules, config.dns.block_action);
         self.dns_kernel_rules = kernel_rules;
         release_memory();
@@ -50,8 +76,7 @@ impl Daemon {
             }
         }
         if config.flow != self.opts.config.flow {
-            crate::flows::configure(&self.loaded, &config.flow)
-                .map_err(|e| format!("flow table: {}", crate::error_chain(&e)))?;
+            crate::flows::configure(&self.loaded, &config.flow).map_err(ReloadError::Flow)?;
             if config.flow.seed_from_conntrack != self.opts.config.flow.seed_from_conntrack {
                 restart_needed.push("flow.seed_from_conntrack".to_owned());
             }
@@ -66,8 +91,7 @@ impl Daemon {
         self.opts.config.flow = config.flow;
         self.ip.state.set_lists(ip_lists);
         self.ip.kernel =
-            ip_kernel::apply(&self.loaded, &self.ip.state, config.ip.alerts_per_second)
-                .map_err(|e| crate::error_chain(&e))?;
+            ip_kernel::apply(&self.loaded, &self.ip.state, config.ip.alerts_per_second)?;
         tracing::info!(
             list_rules = self.ip.state.lists.rules.len(),
             runtime_rules = self.ip.state.runtime.len(),
@@ -91,5 +115,31 @@ impl Daemon {
             dns_kernel_rules: kernel_rules,
             restart_needed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::daemon::DaemonError;
+
+    #[test]
+    fn errors_read_as_the_strings_they_replace() {
+        // What the operator saw before: error_chain of the cause itself.
+        let missing = || Config::load(Some(Path::new("/nonexistent/palisade.toml")));
+        let cause = missing().expect_err("no such file");
+        let typed = ReloadError::from(missing().expect_err("no such file"));
+        assert_eq!(crate::error_chain(&typed), crate::error_chain(&cause));
+        assert!(crate::error_chain(&typed).contains(": cannot read: "));
+        // The flow table's failure reads "flow table: ..." on reload and at start-up.
+        let flow = || KernelError::Call {
+            map: "pal_flow_config",
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let expected = format!("flow table: {}", crate::error_chain(&flow()));
+        assert_eq!(crate::error_chain(&ReloadError::Flow(flow())), expected);
+        assert_eq!(crate::error_chain(&DaemonError::Flow(flow())), expected);
     }
 }

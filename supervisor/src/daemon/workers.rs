@@ -14,7 +14,7 @@ use std::{
 use mio::Token;
 use palisade_ipc::messages::{InterfaceName, InterfaceStatus, WorkerKind};
 
-use super::{Daemon, DaemonError, RunOptions, io_err};
+use super::{Daemon, DaemonError, RunOptions};
 use crate::{
     ebpf::loader::Loaded,
     policy::dns_verdicts,
@@ -31,18 +31,32 @@ pub(super) type SlotResources = BTreeMap<WorkerKind, Resources>;
 /// Workers that receive the user-space policy.
 const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
 
+/// An event log could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct SinkError {
+    what: String,
+    #[source]
+    source: std::io::Error,
+}
+
+fn sink_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SinkError {
+    let what = what.into();
+    move |source| SinkError { what, source }
+}
+
 /// Opens the sink of one worker: our stdout in foreground mode, else
 /// `<log_dir>/<kind>.json` (append, 0640).
-fn open_sink(opts: &RunOptions, kind: WorkerKind) -> Result<OwnedFd, DaemonError> {
+fn open_sink(opts: &RunOptions, kind: WorkerKind) -> Result<OwnedFd, SinkError> {
     if opts.foreground {
         return std::io::stdout()
             .as_fd()
             .try_clone_to_owned()
-            .map_err(io_err("dup stdout"));
+            .map_err(sink_err("dup stdout"));
     }
     use std::os::unix::fs::OpenOptionsExt;
     let dir = &opts.config.log_dir;
-    std::fs::create_dir_all(dir).map_err(io_err(format!("mkdir {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(sink_err(format!("mkdir {}", dir.display())))?;
     let path = dir.join(format!("{}.json", kind.name()));
     let file = std::fs::OpenOptions::new()
         .append(true)
@@ -50,7 +64,7 @@ fn open_sink(opts: &RunOptions, kind: WorkerKind) -> Result<OwnedFd, DaemonError
         .mode(crate::paths::LOG_FILE_MODE)
         .custom_flags(libc::O_CLOEXEC)
         .open(&path)
-        .map_err(io_err(format!("open {}", path.display())))?;
+        .map_err(sink_err(format!("open {}", path.display())))?;
     Ok(file.into())
 }
 
@@ -177,13 +191,13 @@ impl Daemon {
     pub(super) fn reopen_logs(
         &mut self,
         registry: &mio::Registry,
-    ) -> Result<Vec<WorkerKind>, String> {
+    ) -> Result<Vec<WorkerKind>, SinkError> {
         if self.opts.foreground {
             return Ok(Vec::new());
         }
         let mut reopened = Vec::new();
         for (kind, res) in &mut self.resources {
-            res.sink = open_sink(&self.opts, *kind).map_err(|e| crate::error_chain(&e))?;
+            res.sink = open_sink(&self.opts, *kind)?;
             if let Some(slot) = self.slots.get_mut(kind) {
                 slot.stop(registry, true);
             }

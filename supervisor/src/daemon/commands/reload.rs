@@ -12,7 +12,8 @@ pub(super) fn reload(d: &mut Daemon) -> ControlResponse {
             tracing::info!(report = ?r, "configuration reloaded");
             ControlResponse::Reloaded(r)
         }
-        Err(message) => {
+        Err(e) => {
+            let message = crate::error_chain(&e);
             tracing::error!("reload refused, the running configuration stays in force: {message}");
             failed(message)
         }
@@ -23,6 +24,6 @@ pub(super) fn reload(d: &mut Daemon) -> ControlResponse {
 pub(super) fn reopen_logs(d: &mut Daemon, registry: &mio::Registry) -> ControlResponse {
     match d.reopen_logs(registry) {
         Ok(kinds) => ControlResponse::LogsReopened(kinds),
-        Err(message) => failed(message),
+        Err(e) => failed(crate::error_chain(&e)),
     }
 }
