@@ -1,10 +1,13 @@
-//! Which interfaces to attach to.
+//! Which interfaces to attach to, and what they are.
 //!
 //! The programs parse Ethernet frames, so only Ethernet-type interfaces
 //! (ARPHRD_ETHER: NICs, veth, bridges, bonds, VLAN devices) qualify; a tun
 //! or WireGuard device carries bare IP and would be misread.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io,
+};
 
 use nix::net::if_::{InterfaceFlags, if_nametoindex};
 
@@ -98,4 +101,59 @@ pub fn resolve(names: &[String]) -> Result<Vec<Interface>, InterfaceError> {
                 })
         })
         .collect()
+}
+
+/// The driver of an interface (`SIOCETHTOOL` / `ETHTOOL_GDRVINFO` in this network namespace).
+pub fn driver(ifname: &str) -> io::Result<String> {
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 160],
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut DrvInfo,
+        _pad: [u8; 16],
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 160],
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &raw mut info,
+        _pad: [0; 16],
+    };
+    for (slot, byte) in req
+        .name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *slot = byte;
+    }
+    // SAFETY: plain socket(2); the descriptor is checked and owned below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    // SAFETY: SIOCETHTOOL reads `req` (an ifreq whose data points at a valid, writable
+    // ethtool_drvinfo-sized buffer) and writes at most that buffer; both outlive the call.
+    let ret = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SIOCETHTOOL,
+            &raw mut req,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(info.driver.get(..len).unwrap_or_default()).into_owned())
 }

@@ -9,7 +9,7 @@ mod metrics;
 mod reload;
 mod reopen_logs;
 mod restart;
-pub mod run;
+mod run;
 mod status;
 mod version;
 

@@ -2,7 +2,10 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use crate::{config::Config, daemon};
+use crate::{
+    config::Config,
+    daemon::{self, RunOptions, RunOverrides},
+};
 
 /// Start the supervisor (as root): attach, spawn workers, serve the CLI.
 ///
@@ -37,54 +40,6 @@ pub struct Args {
     detach_on_exit: bool,
 }
 
-/// Command-line settings that override the configuration file (kept so a
-/// reload applies them again).
-#[derive(Debug, Clone, Default)]
-pub struct RunOverrides {
-    interfaces: Vec<String>,
-    control_socket: Option<PathBuf>,
-    pin_root: Option<PathBuf>,
-    log_dir: Option<PathBuf>,
-}
-
-impl RunOverrides {
-    fn validate(&self) -> Result<(), String> {
-        if let Some(bad) = self
-            .interfaces
-            .iter()
-            .find(|i| !crate::config::valid_ifname(i))
-        {
-            return Err(format!("--interface {bad:?} is not a valid interface name"));
-        }
-        for (flag, value) in [
-            ("--control-socket", &self.control_socket),
-            ("--pin-root", &self.pin_root),
-            ("--log-dir", &self.log_dir),
-        ] {
-            if let Some(v) = value.as_ref().filter(|v| !v.is_absolute()) {
-                return Err(format!("{flag} {} is not an absolute path", v.display()));
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies the overrides to a loaded configuration.
-    pub fn apply(&self, config: &mut Config) {
-        if !self.interfaces.is_empty() {
-            config.interfaces.clone_from(&self.interfaces);
-        }
-        for (value, target) in [
-            (&self.control_socket, &mut config.control_socket),
-            (&self.pin_root, &mut config.pin_root),
-            (&self.log_dir, &mut config.log_dir),
-        ] {
-            if let Some(v) = value {
-                target.clone_from(v);
-            }
-        }
-    }
-}
-
 pub fn main(args: Args) -> ExitCode {
     let flags = RunOverrides {
         interfaces: args.interfaces,
@@ -104,7 +59,7 @@ pub fn main(args: Args) -> ExitCode {
         }
     };
     flags.apply(&mut config);
-    let opts = daemon::RunOptions {
+    let opts = RunOptions {
         config,
         config_path: args.config,
         flags,

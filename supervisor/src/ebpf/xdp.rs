@@ -3,11 +3,12 @@
 //! observer's links and adopted after a restart (never attached twice).
 //!
 //! `auto` takes native XDP only on drivers where it is the fast path
-//! ([`NATIVE_XDP_DRIVERS`], found with the ethtool `GDRVINFO` ioctl) and TCX
-//! everywhere else: on veth, native XDP measured 0.75x and generic XDP 0.89x
-//! of the no-program rate against 0.95-0.97x for TC (docs/PERFORMANCE.md),
-//! and generic XDP runs after the skb is built, like TC, but costs more. If
-//! native attach fails under `auto`, TCX is used and the log says why;
+//! ([`NATIVE_XDP_DRIVERS`], found with the ethtool `GDRVINFO` ioctl in
+//! `interfaces::driver`) and TCX everywhere else: on veth, native XDP
+//! measured 0.75x and generic XDP 0.89x of the no-program rate against
+//! 0.95-0.97x for TC (docs/PERFORMANCE.md), and generic XDP runs after the
+//! skb is built, like TC, but costs more. If native attach fails under
+//! `auto`, TCX is used and the log says why;
 //! under `native` the failure is the interface's error in `status`.
 //!
 //! Pins: `links/<ifname>_xdp_native`, `_xdp_generic`, `_block_ingress`,
@@ -207,68 +208,13 @@ pub enum XdpAttachError {
     },
 }
 
-/// The driver of an interface (`SIOCETHTOOL` / `ETHTOOL_GDRVINFO` in this network namespace).
-pub fn driver(ifname: &str) -> io::Result<String> {
-    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
-    #[repr(C)]
-    struct DrvInfo {
-        cmd: u32,
-        driver: [u8; 32],
-        rest: [u8; 160],
-    }
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; libc::IFNAMSIZ],
-        data: *mut DrvInfo,
-        _pad: [u8; 16],
-    }
-    let mut info = DrvInfo {
-        cmd: ETHTOOL_GDRVINFO,
-        driver: [0; 32],
-        rest: [0; 160],
-    };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: &raw mut info,
-        _pad: [0; 16],
-    };
-    for (slot, byte) in req
-        .name
-        .iter_mut()
-        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *slot = byte;
-    }
-    // SAFETY: plain socket(2); the descriptor is checked and owned below.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nothing else owns.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-    // SAFETY: SIOCETHTOOL reads `req` (an ifreq whose data points at a valid, writable
-    // ethtool_drvinfo-sized buffer) and writes at most that buffer; both outlive the call.
-    let ret = unsafe {
-        libc::ioctl(
-            std::os::fd::AsRawFd::as_raw_fd(&sock),
-            libc::SIOCETHTOOL,
-            &raw mut req,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
-    Ok(String::from_utf8_lossy(info.driver.get(..len).unwrap_or_default()).into_owned())
-}
-
 /// The ingress hook `mode` asks for on `ifname`, and why (for the log).
 pub fn choose(mode: XdpMode, ifname: &str) -> (IpHook, String) {
     match mode {
         XdpMode::Native => (IpHook::XdpNative, "xdp_mode = native".into()),
         XdpMode::Generic => (IpHook::XdpGeneric, "xdp_mode = generic".into()),
         XdpMode::Tc => (IpHook::TcIngress, "xdp_mode = tc".into()),
-        XdpMode::Auto => match driver(ifname) {
+        XdpMode::Auto => match crate::interfaces::driver(ifname) {
             Ok(d) if NATIVE_XDP_DRIVERS.contains(&d.as_str()) => (
                 IpHook::XdpNative,
                 format!("auto: driver {d} has fast native XDP"),

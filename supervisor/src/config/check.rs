@@ -1,0 +1,114 @@
+//! Checks shared by every section: each failure becomes a
+//! [`ConfigError::Invalid`] naming the file, the line of the value and its key.
+
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::ConfigError;
+
+/// The text being validated, to locate errors in.
+pub(super) struct Checker<'a> {
+    pub(super) origin: &'a str,
+    pub(super) text: &'a str,
+}
+
+impl Checker<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text
+            .get(..offset)
+            .map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
+    }
+
+    pub(super) fn invalid<T>(
+        &self,
+        key: &str,
+        span: std::ops::Range<usize>,
+        problem: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            origin: self.origin.to_owned(),
+            line: self.line(span.start),
+            key: key.to_owned(),
+            problem: problem.into(),
+        })
+    }
+
+    pub(super) fn abs_path(
+        &self,
+        key: &str,
+        value: Option<Spanned<String>>,
+        default: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        let Some(v) = value else {
+            return Ok(PathBuf::from(default));
+        };
+        let path = Path::new(v.get_ref());
+        if !path.is_absolute() {
+            return self.invalid(
+                key,
+                v.span(),
+                format!("{:?} is not an absolute path", v.get_ref()),
+            );
+        }
+        Ok(path.to_owned())
+    }
+
+    /// A list of absolute paths (list files).
+    pub(super) fn abs_paths(
+        &self,
+        key: &str,
+        list: Vec<Spanned<String>>,
+    ) -> Result<Vec<PathBuf>, ConfigError> {
+        list.into_iter()
+            .map(|v| self.abs_path(key, Some(v), ""))
+            .collect()
+    }
+
+    pub(super) fn name(
+        &self,
+        key: &str,
+        value: Option<Spanned<String>>,
+        default: String,
+    ) -> Result<String, ConfigError> {
+        let Some(v) = value else { return Ok(default) };
+        let s = v.get_ref();
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            && !s.starts_with('-');
+        if !ok {
+            return self.invalid(
+                key,
+                v.span(),
+                format!("{s:?} is not a valid user or group name"),
+            );
+        }
+        Ok(s.clone())
+    }
+
+    /// A whole number of seconds within `range`, or `default`.
+    pub(super) fn seconds(
+        &self,
+        key: &str,
+        value: Option<Spanned<i64>>,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> Result<u32, ConfigError> {
+        let Some(v) = value else { return Ok(default) };
+        match u32::try_from(*v.get_ref()) {
+            Ok(s) if range.contains(&s) => Ok(s),
+            _ => self.invalid(
+                key,
+                v.span(),
+                format!(
+                    "{} is outside {}..={} (seconds)",
+                    v.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            ),
+        }
+    }
+}

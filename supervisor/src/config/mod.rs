@@ -1,0 +1,343 @@
+//! Configuration: raw TOML is parsed into `RawConfig`, then converted into
+//! the validated [`Config`]. `palisade check-config` runs exactly that
+//! conversion. Every error names the line it comes from.
+//!
+//! One file per section with more than a key or two ([`dns`], [`flow`],
+//! [`ip`], [`workers`]): its raw form, its validated form and its checks;
+//! `interfaces`, `[paths]` and `[control]` are checked here, and [`check`]
+//! holds what the sections share. A new section: its file, its field in
+//! `RawConfig` and [`Config`], and its line in [`Config::parse`].
+
+mod check;
+mod dns;
+mod flow;
+mod ip;
+mod workers;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use palisade_ipc::messages::WorkerKind;
+use serde::Deserialize;
+use toml::Spanned;
+
+use self::check::Checker;
+pub use self::{dns::DnsConfig, flow::FlowConfig, ip::IpConfig, workers::WorkerSettings};
+use crate::paths;
+
+/// The built-in default configuration (also shipped as
+/// /etc/palisade/palisade.toml).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../packaging/palisade.toml");
+
+/// A configuration error, located.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax error or unknown/mistyped key (toml names line and column).
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    /// A value is invalid.
+    #[error("{origin}:{line}: {key}: {problem}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        key: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    interfaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    control: RawControl,
+    #[serde(default)]
+    workers: workers::RawWorkers,
+    #[serde(default)]
+    dns: dns::RawDns,
+    #[serde(default)]
+    flow: flow::RawFlow,
+    #[serde(default)]
+    ip: ip::RawIp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    control_socket: Option<Spanned<String>>,
+    pin_root: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
+    log_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    group: Option<Spanned<String>>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Interfaces to attach to; empty = every up, non-loopback interface.
+    pub interfaces: Vec<String>,
+    /// Control socket path.
+    pub control_socket: PathBuf,
+    /// bpffs pin root.
+    pub pin_root: PathBuf,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Event log directory.
+    pub log_dir: PathBuf,
+    /// Group allowed read-only control commands.
+    pub control_group: String,
+    /// Per-worker settings, for every [`WorkerKind`].
+    pub workers: BTreeMap<WorkerKind, WorkerSettings>,
+    /// DNS policy.
+    pub dns: DnsConfig,
+    /// Flow table.
+    pub flow: FlowConfig,
+    /// IP policy.
+    pub ip: IpConfig,
+}
+
+/// Maximum interface name length (IFNAMSIZ - 1).
+const IFNAMSIZ_MAX: usize = 15;
+
+/// Whether `name` can be a Linux interface name.
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= IFNAMSIZ_MAX
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+impl Config {
+    /// Parses and validates `text`; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let c = Checker { origin, text };
+        let mut interfaces = Vec::new();
+        for i in raw.interfaces {
+            if !valid_ifname(i.get_ref()) {
+                return c.invalid(
+                    "interfaces",
+                    i.span(),
+                    format!("{:?} is not a valid interface name", i.get_ref()),
+                );
+            }
+            if interfaces.contains(i.get_ref()) {
+                return c.invalid(
+                    "interfaces",
+                    i.span(),
+                    format!("{:?} is listed twice", i.get_ref()),
+                );
+            }
+            interfaces.push(i.into_inner());
+        }
+        // Sections in this order: with several errors, the first one reported stays the same.
+        let dns = dns::parse(&c, raw.dns)?;
+        let flow = flow::parse(&c, raw.flow)?;
+        let ip = ip::parse(&c, raw.ip)?;
+        let workers = workers::parse(&c, raw.workers)?;
+        Ok(Self {
+            interfaces,
+            control_socket: c.abs_path(
+                "paths.control_socket",
+                raw.paths.control_socket,
+                paths::CONTROL_SOCKET,
+            )?,
+            pin_root: c.abs_path("paths.pin_root", raw.paths.pin_root, paths::PIN_ROOT)?,
+            state_dir: c.abs_path("paths.state_dir", raw.paths.state_dir, paths::STATE_DIR)?,
+            log_dir: c.abs_path("paths.log_dir", raw.paths.log_dir, paths::LOG_DIR)?,
+            control_group: c.name(
+                "control.group",
+                raw.control.group,
+                paths::CONTROL_GROUP.to_owned(),
+            )?,
+            workers,
+            dns,
+            flow,
+            ip,
+        })
+    }
+
+    /// Reads and validates a file, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::parse("<embedded default>", EMBEDDED_DEFAULT),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Self::parse(&p.display().to_string(), &text)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
+mod tests {
+    use super::{flow::DEFAULT_FLOW, ip::DEFAULT_IP_ALERTS_PER_SECOND, *};
+    use crate::{ebpf::xdp::XdpMode, policy::dns::BlockAction};
+
+    fn err(text: &str) -> String {
+        Config::parse("t.toml", text)
+            .expect_err("must be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::load(None).expect("embedded default parses");
+        assert!(c.interfaces.is_empty());
+        assert_eq!(c.pin_root, PathBuf::from("/sys/fs/bpf/palisade"));
+        assert_eq!(c.workers.len(), 4);
+        assert_eq!(c.workers[&WorkerKind::Dns].heartbeat_ms, 250);
+        assert_eq!(c.workers[&WorkerKind::Dns].user, "palisade-dns");
+    }
+
+    #[test]
+    fn errors_name_line_and_problem() {
+        assert_eq!(
+            err("interfaces = [\"eth0\"]\n[workers.dns]\nheartbeat_ms = 5\n"),
+            "t.toml:3: workers.dns.heartbeat_ms: 5 is outside 10..=60000"
+        );
+        assert_eq!(
+            err("[paths]\n\npin_root = \"relative/dir\"\n"),
+            "t.toml:3: paths.pin_root: \"relative/dir\" is not an absolute path"
+        );
+        assert_eq!(
+            err("interfaces = [\"eth0\", \"bad/name\"]\n"),
+            "t.toml:1: interfaces: \"bad/name\" is not a valid interface name"
+        );
+        assert!(err("[workers.dns]\nuser = \"\"\n").starts_with("t.toml:2: workers.dns.user"));
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys_name_the_line() {
+        let e = err("[paths]\ncontrol_sock = \"/x\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("unknown field `control_sock`"),
+            "{e}"
+        );
+        let e = err("[workers.ftp]\n");
+        assert!(
+            e.contains("line 1") && e.contains("unknown field `ftp`"),
+            "{e}"
+        );
+        let e = err("interfaces = [\n");
+        assert!(e.contains("line "), "{e}");
+        let e = err("[workers.dns]\nheartbeat_ms = \"fast\"\n");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn dns_section() {
+        let c = Config::parse(
+            "t",
+            "[dns]\nblocklists = [\"/etc/b.txt\"]\nblock_action = \"drop\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.dns.lists.blocklists, vec![PathBuf::from("/etc/b.txt")]);
+        assert_eq!(c.dns.block_action, BlockAction::Drop);
+        assert_eq!(
+            err("[dns]\nblock_action = \"refuse\"\n"),
+            "t.toml:2: dns.block_action: \"refuse\" is not \"nxdomain\" or \"drop\""
+        );
+        assert_eq!(
+            err("[dns]\nallowlists = [\"rel.txt\"]\n"),
+            "t.toml:2: dns.allowlists: \"rel.txt\" is not an absolute path"
+        );
+    }
+
+    #[test]
+    fn flow_section() {
+        let c = Config::load(None).expect("embedded default parses");
+        assert_eq!(c.flow, DEFAULT_FLOW);
+        let c = Config::parse(
+            "t",
+            "[flow]\nidle_timeout_s = 30\ntcp_idle_timeout_s = 3600\nupdate_interval_s = 60\nseed_from_conntrack = false\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (
+                c.flow.idle_timeout_s,
+                c.flow.tcp_idle_timeout_s,
+                c.flow.update_interval_s,
+                c.flow.seed_from_conntrack
+            ),
+            (30, 3600, 60, false)
+        );
+        assert_eq!(c.flow.timeouts().update_ns, 60_000_000_000);
+        assert_eq!(
+            err("[flow]\n\nidle_timeout_s = 0\n"),
+            "t.toml:3: flow.idle_timeout_s: 0 is outside 1..=86400 (seconds)"
+        );
+        assert_eq!(
+            err("[flow]\nupdate_interval_s = -1\n"),
+            "t.toml:2: flow.update_interval_s: -1 is outside 0..=86400 (seconds)"
+        );
+    }
+
+    #[test]
+    fn ip_section() {
+        let c = Config::parse(
+            "t",
+            "[ip]\nblocklists = [\"/etc/drop.txt\"]\nxdp_mode = \"generic\"\nalerts_per_second = 0\n",
+        )
+        .expect("valid");
+        assert_eq!(c.ip.blocklists, vec![PathBuf::from("/etc/drop.txt")]);
+        assert_eq!(c.ip.xdp_mode, XdpMode::Generic);
+        assert_eq!(c.ip.alerts_per_second, 0);
+        let d = Config::parse("t", "").expect("valid");
+        assert_eq!(d.ip.xdp_mode, XdpMode::Auto);
+        assert_eq!(d.ip.alerts_per_second, DEFAULT_IP_ALERTS_PER_SECOND);
+        assert_eq!(
+            err("[ip]\n\nxdp_mode = \"fast\"\n"),
+            "t.toml:3: ip.xdp_mode: \"fast\" is not \"auto\", \"native\", \"generic\" or \"tc\""
+        );
+        assert_eq!(
+            err("[ip]\nblocklists = [\"rel.txt\"]\n"),
+            "t.toml:2: ip.blocklists: \"rel.txt\" is not an absolute path"
+        );
+        assert_eq!(
+            err("[ip]\nalerts_per_second = -1\n"),
+            "t.toml:2: ip.alerts_per_second: -1 is outside 0..=100000"
+        );
+    }
+
+    #[test]
+    fn values_are_applied() {
+        let c = Config::parse(
+            "t",
+            "interfaces = [\"veth0\"]\n[paths]\ncontrol_socket = \"/tmp/x.sock\"\n[workers.flow]\nuser = \"nobody\"\nheartbeat_ms = 100\npath = \"/opt/w\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.interfaces, vec!["veth0".to_owned()]);
+        assert_eq!(c.control_socket, PathBuf::from("/tmp/x.sock"));
+        let flow = &c.workers[&WorkerKind::Flow];
+        assert_eq!((flow.user.as_str(), flow.heartbeat_ms), ("nobody", 100));
+        assert_eq!(flow.path.as_deref(), Some(Path::new("/opt/w")));
+    }
+}

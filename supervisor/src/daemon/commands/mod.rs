@@ -1,0 +1,58 @@
+//! The control socket's requests, answered by the daemon. [`Daemon::handle`]
+//! is the one dispatch: a line per request, delegating to its family's
+//! module:
+//! - `status`, `version` (and so `palisade metrics`, which renders `status`) in [`status`];
+//! - `restart` in [`workers`];
+//! - `reload`, `reopen-logs` in [`reload`];
+//! - `dns test`, `dns blocked-hits` in [`dns`];
+//! - `flows top`, `flows show` in [`flows`];
+//! - `block add`, `block remove`, `block list` (the IP policy) in [`block`].
+//!
+//! A new command goes into the family it belongs to (or a new module
+//! here), as a function taking the daemon and returning the
+//! `ControlResponse`, plus its line below; `control::is_mutating` decides
+//! who may send it. Handlers run on the event loop, between two polls.
+
+mod block;
+mod dns;
+mod flows;
+mod reload;
+mod status;
+mod workers;
+
+use palisade_ipc::messages::{ControlErrorKind, ControlRequest, ControlResponse};
+
+pub use self::status::version_info;
+use super::Daemon;
+
+impl Daemon {
+    /// Answers one control request.
+    pub(super) fn handle(
+        &mut self,
+        registry: &mio::Registry,
+        req: &ControlRequest,
+    ) -> ControlResponse {
+        match req {
+            ControlRequest::Status => status::status(self),
+            ControlRequest::Version => status::version(),
+            ControlRequest::Restart(target) => workers::restart(self, registry, *target),
+            ControlRequest::Reload => reload::reload(self),
+            ControlRequest::ReopenLogs => reload::reopen_logs(self, registry),
+            ControlRequest::DnsTest(name) => dns::test(self, name),
+            ControlRequest::DnsBlockedHits => dns::blocked_hits(self),
+            ControlRequest::FlowsTop { by, limit } => flows::top(self, *by, *limit),
+            ControlRequest::FlowsShow { host, limit } => flows::show(self, host, *limit),
+            ControlRequest::BlockAdd(add) => block::add(self, add),
+            ControlRequest::BlockRemove(cidr) => block::remove(self, cidr),
+            ControlRequest::BlockList { limit } => block::list(self, *limit),
+        }
+    }
+}
+
+/// The answer to a request that failed: `message` is what the CLI prints.
+fn failed(message: String) -> ControlResponse {
+    ControlResponse::Error {
+        kind: ControlErrorKind::Failed,
+        message,
+    }
+}

@@ -1,0 +1,148 @@
+//! The event loop: one mio poll over the signals, the control socket and
+//! every worker's IPC socket and pidfd. Each turn first runs the timers
+//! (worker deadlines and restarts, expiry of IP rules and learned DNS
+//! names), then what is readable. SIGHUP reloads and reopens the logs;
+//! SIGTERM/SIGINT stop the workers and end the loop once they are down (or
+//! after a grace period).
+
+use std::{
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
+
+use mio::{Events, Interest, Poll, Token, unix::SourceFd};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::{Daemon, DaemonError, io_err};
+use crate::{control::server::Server, policy::dns_verdicts, workers::WorkerSlot};
+
+const CONTROL: Token = Token(1);
+const SIGNALS: Token = Token(2);
+/// Longest the loop sleeps without a deadline.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+/// Longest shutdown waits for workers before killing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+impl Daemon {
+    /// Runs until SIGTERM/SIGINT and the workers stopped.
+    pub(super) fn event_loop(&mut self, control: &Server) -> Result<(), DaemonError> {
+        let mut poll = Poll::new().map_err(io_err("epoll_create"))?;
+        let mut signals =
+            Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signal handlers"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io_err("epoll_ctl"))?;
+        let control_raw = control.fd().as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&control_raw), CONTROL, Interest::READABLE)
+            .map_err(io_err("epoll_ctl"))?;
+        let mut events = Events::with_capacity(64);
+        let mut shutdown_deadline: Option<Instant> = None;
+
+        loop {
+            let now = Instant::now();
+            for slot in self.slots.values_mut() {
+                slot.tick(poll.registry(), now);
+            }
+            self.ip.expire(&self.loaded);
+            dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
+            if let Some(deadline) = shutdown_deadline
+                && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline)
+            {
+                break;
+            }
+            let next = self
+                .slots
+                .values()
+                .filter_map(WorkerSlot::next_deadline)
+                .min();
+            let timeout = next.map_or(IDLE_TICK, |d| {
+                d.saturating_duration_since(now).min(IDLE_TICK)
+            });
+            if let Err(e) = poll.poll(&mut events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                return Err(DaemonError::Io {
+                    what: "epoll_wait".into(),
+                    source: e,
+                });
+            }
+            for event in &events {
+                match event.token() {
+                    SIGNALS => {
+                        for sig in signals.pending() {
+                            if sig == SIGHUP {
+                                self.on_sighup(poll.registry());
+                                continue;
+                            }
+                            if shutdown_deadline.is_none() {
+                                tracing::info!(signal = sig, "stopping workers");
+                                shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+                                for slot in self.slots.values_mut() {
+                                    slot.stop(poll.registry(), false);
+                                }
+                            }
+                        }
+                    }
+                    CONTROL => {
+                        let registry = poll.registry();
+                        control.accept_all(|req| self.handle(registry, req));
+                    }
+                    token => {
+                        self.on_worker_token(poll.registry(), token);
+                    }
+                }
+            }
+        }
+        self.shut_down();
+        Ok(())
+    }
+
+    /// SIGHUP: reload, then reopen the event logs (logrotate's signal).
+    fn on_sighup(&mut self, registry: &mio::Registry) {
+        match self.reload() {
+            Ok(r) => {
+                tracing::info!(report = ?r, "SIGHUP: configuration reloaded")
+            }
+            Err(e) => tracing::error!(
+                "SIGHUP: reload refused, the running configuration stays in force: {}",
+                crate::error_chain(&e)
+            ),
+        }
+        match self.reopen_logs(registry) {
+            Ok(kinds) if !kinds.is_empty() => {
+                tracing::info!(?kinds, "SIGHUP: event logs reopened")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("SIGHUP: reopening event logs: {}", crate::error_chain(&e)),
+        }
+    }
+
+    /// After the loop: says which workers outlive the grace period, and
+    /// detaches if asked to (else the pinned programs keep enforcing).
+    fn shut_down(&mut self) {
+        // Anything still alive after the grace period is killed by SIGKILL
+        // through PDEATHSIG when we exit; say so.
+        for slot in self.slots.values() {
+            if let Some(pid) = slot.pid() {
+                tracing::warn!(
+                    worker = slot.kind.name(),
+                    pid,
+                    "worker did not stop in time; it dies with the supervisor"
+                );
+            }
+        }
+        if self.opts.detach_on_exit {
+            std::mem::take(&mut self.links).detach_all();
+            match crate::ebpf::pin::remove_all(&self.pins.root) {
+                Ok(_) => {
+                    tracing::info!(pins = %self.pins.root.display(), "pins removed (--detach-on-exit)")
+                }
+                Err(e) => tracing::error!(error = %crate::error_chain(&e), "removing pins"),
+            }
+        } else {
+            tracing::info!(pins = %self.pins.dir.display(), "programs stay attached (pinned); `palisade cleanup` removes them");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `palisade run`: the supervisor daemon.
+//!
+//! Single-threaded (workers are forked from it, see `workers::privdrop`):
+//! one mio poll over the control socket, signals, and each worker's IPC
+//! socket and pidfd; timers for heartbeats and restarts.
+//!
+//! Rooms:
+//! - [`options`]: what the CLI hands over ([`RunOptions`], [`RunOverrides`]);
+//! - [`startup`]: pins, load, policy, conntrack seeding, attach, worker slots, control socket;
+//! - [`event_loop`]: the poll loop, signals (SIGHUP reloads, SIGTERM/SIGINT stop), shutdown;
+//! - [`reload`]: re-read and validate everything, then apply;
+//! - [`workers`]: the daemon's side of its workers: slots and event sinks,
+//!   routing their IPC and acting on what they ask (policy verdicts);
+//! - [`commands`]: the control socket's requests, one module per command family.
+//!
+//! The policies' own transactions live with them: `policy::ip_block`
+//! (`palisade block`, TTLs, hook moves) and `policy::dns_verdicts` (names
+//! learned from workers). The worker processes themselves (start, IPC
+//! session, health) are `crate::workers`.
+//!
+//! A new control command: its `ControlRequest` variant (ipc-protocol), one
+//! line in `commands::handle` calling a function in its family's module
+//! (or a new module there), and its entry in `control::is_mutating`.
+//! A fifth worker: its `WorkerKind` (ipc-protocol: `WorkerKind::ALL`, and what it may
+//! send in `validation`), its ring buffer (the C program that fills it, its map in
+//! `ebpf::loader::ring_map`), its binary and its `[workers.<name>]` table
+//! (`config::workers`); slots, poll tokens, restarts and `status` follow from
+//! `WorkerKind::ALL`. If it takes the user-space policy, it joins
+//! `workers::POLICY_WORKERS`; if it asks the daemon for something, that is a
+//! `SlotEvent` (`crate::workers::dispatch`) and its arm in `workers::on_slot_event`.
+
+mod commands;
+mod event_loop;
+mod options;
+mod reload;
+mod startup;
+mod workers;
+
+use std::time::Instant;
+
+use palisade_ipc::messages::InterfaceStatus;
+
+pub use self::{
+    commands::version_info,
+    options::{RunOptions, RunOverrides},
+};
+use crate::{
+    ebpf::{attach::Links, loader::Loaded, pin::PinTree},
+    interfaces,
+    policy::{dns_state::DnsState, ip_block::IpPolicy},
+};
+
+/// Start-up errors (after start-up the daemon logs and carries on).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Not root.
+    #[error(
+        "palisade run must be started as root (it loads eBPF and drops privileges for its workers)"
+    )]
+    NotRoot,
+    /// Pin tree.
+    #[error(transparent)]
+    Pin(#[from] crate::ebpf::pin::PinError),
+    /// Loading.
+    #[error(transparent)]
+    Load(#[from] crate::ebpf::loader::LoadError),
+    /// Interfaces.
+    #[error(transparent)]
+    Interfaces(#[from] interfaces::InterfaceError),
+    /// No interface could be attached.
+    #[error("attaching failed on every interface: {0}")]
+    NothingAttached(String),
+    /// Worker accounts.
+    #[error("worker {worker}: {source}")]
+    User {
+        worker: &'static str,
+        #[source]
+        source: crate::users::UserError,
+    },
+    /// Control socket.
+    #[error(transparent)]
+    Control(#[from] crate::control::server::ServerError),
+    /// DNS lists.
+    #[error(transparent)]
+    DnsRules(#[from] crate::policy::dns::RuleSetError),
+    /// Writing the DNS or IP policy maps.
+    #[error(transparent)]
+    Kernel(#[from] crate::ebpf::maps::KernelError),
+    /// Configuring the flow table (sweeper).
+    #[error("flow table")]
+    Flow(#[source] crate::ebpf::maps::KernelError),
+    /// IP lists.
+    #[error(transparent)]
+    IpRules(#[from] crate::policy::ip_lists::IpListError),
+    /// The runtime IP rule file.
+    #[error(transparent)]
+    IpState(#[from] crate::policy::ip::StateError),
+    /// Opening an event log.
+    #[error(transparent)]
+    Sink(#[from] workers::SinkError),
+    /// epoll or the signal handlers.
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything the running daemon holds. Each room adds its `impl` block.
+struct Daemon {
+    opts: RunOptions,
+    pins: PinTree,
+    loaded: Loaded,
+    links: Links,
+    interfaces: Vec<InterfaceStatus>,
+    slots: workers::Slots,
+    resources: workers::SlotResources,
+    started: Instant,
+    dns: DnsState,
+    dns_kernel_rules: u32,
+    /// What conntrack seeding did at start (shown by `status`).
+    conntrack_seed: String,
+    ip: IpPolicy,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns after workers stopped.
+pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
+    let (mut daemon, control) = startup::start(opts)?;
+    daemon.event_loop(&control)
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Returns the heap freed by a large list load to the kernel (glibc keeps
+/// freed memory otherwise, and the supervisor's resident size would stay at
+/// its peak).
+fn release_memory() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+}

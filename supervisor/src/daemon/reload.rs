@@ -1,0 +1,145 @@
+//! Reload (`palisade reload`, SIGHUP): re-reads the configuration and every
+//! list, validates all of it before anything is applied, then applies what
+//! can change live (DNS and IP policy, flow timeouts, the IP hooks' mode)
+//! and reports the settings that need a restart. An invalid configuration
+//! leaves the running one in force.
+
+use palisade_ipc::messages::ReloadReport;
+
+use super::{Daemon, release_memory};
+use crate::{
+    config::{Config, ConfigError},
+    ebpf::maps::KernelError,
+    policy::{
+        dns::{RuleSet, RuleSetError},
+        dns_kernel,
+        dns_state::DnsState,
+        ip::IpRuleSet,
+        ip_block, ip_kernel,
+        ip_lists::IpListError,
+    },
+};
+
+/// Why a reload was refused or stopped; the Display text (with its
+/// sources, `error_chain`) is what the operator sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An IP list.
+    #[error(transparent)]
+    IpLists(#[from] IpListError),
+    /// A DNS list.
+    #[error(transparent)]
+    DnsRules(#[from] RuleSetError),
+    /// Writing the DNS or IP policy maps.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// Configuring the flow table's sweeper.
+    #[error("flow table")]
+    Flow(#[source] KernelError),
+}
+
+impl Daemon {
+    /// Re-reads the configuration and lists; applies them only when all of
+    /// it is valid. Settings that cannot change live are reported.
+    pub(super) fn reload(&mut self) -> Result<ReloadReport, ReloadError> {
+        let mut config = Config::load(self.opts.config_path.as_deref())?;
+        self.opts.flags.apply(&mut config);
+        // Everything is validated before anything is applied.
+        let ip_lists = IpRuleSet::load(&config.ip.blocklists)?;
+        let rules = RuleSet::load(&config.dns.lists)?;
+        let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)?;
+        // Learned names came from the previous regexes: start afresh.
+        dns_kernel::clear_learned(&self.loaded)?;
+        self.dns = DnsState::new(rules, config.dns.block_action);
+        self.dns_kernel_rules = kernel_rules;
+        release_memory();
+        self.send_policy();
+        let old = &self.opts.config;
+        let mut restart_needed = Vec::new();
+        for (changed, key) in [
+            (old.interfaces != config.interfaces, "interfaces"),
+            (
+                old.control_socket != config.control_socket,
+                "paths.control_socket",
+            ),
+            (old.pin_root != config.pin_root, "paths.pin_root"),
+            (old.state_dir != config.state_dir, "paths.state_dir"),
+            (old.log_dir != config.log_dir, "paths.log_dir"),
+            (old.control_group != config.control_group, "control.group"),
+            (old.workers != config.workers, "workers"),
+        ] {
+            if changed {
+                restart_needed.push(key.to_owned());
+            }
+        }
+        if config.flow != self.opts.config.flow {
+            crate::flows::configure(&self.loaded, &config.flow).map_err(ReloadError::Flow)?;
+            if config.flow.seed_from_conntrack != self.opts.config.flow.seed_from_conntrack {
+                restart_needed.push("flow.seed_from_conntrack".to_owned());
+            }
+        }
+        if !restart_needed.is_empty() {
+            tracing::warn!(
+                ?restart_needed,
+                "reloaded; these settings take effect after a restart"
+            );
+        }
+        self.opts.config.dns = config.dns;
+        self.opts.config.flow = config.flow;
+        self.ip.state.set_lists(ip_lists);
+        self.ip.kernel =
+            ip_kernel::apply(&self.loaded, &self.ip.state, config.ip.alerts_per_second)?;
+        tracing::info!(
+            list_rules = self.ip.state.lists.rules.len(),
+            runtime_rules = self.ip.state.runtime.len(),
+            kernel_v4 = self.ip.kernel.v4,
+            kernel_v6 = self.ip.kernel.v6,
+            "IP policy reloaded"
+        );
+        release_memory();
+        if config.ip.xdp_mode != self.opts.config.ip.xdp_mode {
+            ip_block::reattach(
+                &mut self.links,
+                &mut self.loaded,
+                &self.pins,
+                &mut self.interfaces,
+                config.ip.xdp_mode,
+            );
+        }
+        self.opts.config.ip = config.ip;
+        Ok(ReloadReport {
+            dns_ruleset_sha256: hex::encode(self.dns.rules.sha256()),
+            dns_kernel_rules: kernel_rules,
+            restart_needed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::daemon::DaemonError;
+
+    #[test]
+    fn errors_read_as_the_strings_they_replace() {
+        // What the operator saw before: error_chain of the cause itself.
+        let missing = || Config::load(Some(Path::new("/nonexistent/palisade.toml")));
+        let cause = missing().expect_err("no such file");
+        let typed = ReloadError::from(missing().expect_err("no such file"));
+        assert_eq!(crate::error_chain(&typed), crate::error_chain(&cause));
+        assert!(crate::error_chain(&typed).contains(": cannot read: "));
+        // The flow table's failure reads "flow table: ..." on reload and at start-up.
+        let flow = || KernelError::Call {
+            map: "pal_flow_config",
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let expected = format!("flow table: {}", crate::error_chain(&flow()));
+        assert_eq!(crate::error_chain(&ReloadError::Flow(flow())), expected);
+        assert_eq!(crate::error_chain(&DaemonError::Flow(flow())), expected);
+    }
+}
