@@ -11,6 +11,7 @@ mod interfaces;
 mod metrics;
 mod paths;
 mod policy;
+mod ratelimit;
 mod users;
 mod workers;
 

@@ -32,3 +32,34 @@ pub const STAGING_PREFIX: &str = "staging-";
 pub fn pin_dir_name() -> String {
     format!("v{}", palisade_abi::ABI_VERSION)
 }
+
+/// Largest configuration or list file read (a million-prefix list is about 20 MiB).
+pub const MAX_INPUT_FILE: u64 = 512 << 20;
+
+/// Reads a configuration or list file operators name. Only a regular file is read: a FIFO,
+/// a device or a socket would block the daemon's event loop (or never end), so it is refused
+/// without waiting (opened non-blocking, checked with fstat), as is a file over
+/// [`MAX_INPUT_FILE`].
+pub fn read_input_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > MAX_INPUT_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("larger than {} MiB", MAX_INPUT_FILE >> 20),
+        ));
+    }
+    let mut text = String::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_string(&mut text)?;
+    Ok(text)
+}

@@ -442,3 +442,128 @@ fn a_dns_over_tcp_flood_stays_within_a_few_mib() {
         "dns worker peak memory grew from {before} KiB to {after} KiB"
     );
 }
+
+/// Seconds `palisade status` takes to answer.
+fn status_time(daemon: &Daemon) -> Duration {
+    let start = std::time::Instant::now();
+    let out = daemon.ctl(&["status", "--json"]);
+    assert!(out.status.code().is_some(), "status ran: {out:?}");
+    start.elapsed()
+}
+
+fn restarts(daemon: &Daemon, kind: &str) -> u64 {
+    daemon.workers()[kind]["restarts"]
+        .as_u64()
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn idle_control_clients_stall_nothing() {
+    // Each idle client used to hold the single-threaded loop for 500 ms: 20 of them delayed
+    // everything by 10 s and every worker was killed for missed heartbeats.
+    let lab = Lab::new("idleclients");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let idle: Vec<OwnedFd> = (0..20).map(|_| control_client(&daemon)).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let took = status_time(&daemon);
+    assert!(
+        took < Duration::from_secs(1),
+        "status took {took:?} with 20 idle clients"
+    );
+    for kind in ["dns", "dhcp", "tls", "flow"] {
+        assert_eq!(restarts(&daemon, kind), 0, "{kind} was restarted");
+    }
+    drop(idle);
+    daemon.assert_alive();
+}
+
+#[test]
+fn a_list_that_is_a_fifo_is_refused_without_waiting() {
+    let lab = Lab::new("fifo");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let fifo = lab.dir.join("block.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let config = base_config(
+        &lab,
+        &format!("[dns]\nblocklists = [\"{}\"]\n", fifo.display()),
+    );
+    std::fs::write(&daemon.config, config).expect("write config");
+    let start = std::time::Instant::now();
+    let out = daemon.ctl(&["reload"]);
+    let took = start.elapsed();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a FIFO list must be refused: {text}");
+    assert!(text.contains("not a regular file"), "{text}");
+    assert!(took < Duration::from_secs(2), "reload took {took:?}");
+    for kind in ["dns", "dhcp", "tls", "flow"] {
+        assert_eq!(restarts(&daemon, kind), 0, "{kind} was restarted");
+    }
+    daemon.assert_alive();
+}
+
+#[test]
+fn a_log_flood_is_a_violation() {
+    let lab = Lab::new("logflood");
+    let extra = lab.substitute_workers("hostile-worker", &[("tls", "logflood")]);
+    let daemon = Daemon::start(&lab, &base_config(&lab, &extra), &[]);
+    let exit = wait_for(
+        Duration::from_secs(10),
+        "the flooding worker killed",
+        || {
+            let w = &daemon.workers()["tls"];
+            (w["violations"].as_u64() >= Some(1))
+                .then(|| w["last_exit"].as_str().unwrap_or_default().to_owned())
+        },
+    );
+    assert!(exit.contains("Log flood"), "{exit}");
+    // The supervisor logged at most the burst of those lines per process.
+    let logged = daemon
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("xxxxxxxxxx"))
+        .count();
+    let processes = restarts(&daemon, "tls") + 1;
+    assert!(
+        logged as u64 <= processes * 200,
+        "{logged} flood lines logged by {processes} processes"
+    );
+}
+
+#[test]
+fn a_worker_flooding_valid_messages_holds_up_nothing() {
+    // A worker may send valid CnameCheck messages as fast as it likes: the supervisor reads a
+    // budget of them per turn and serves everything else in between.
+    let lab = Lab::new("chatty");
+    let extra = lab.substitute_workers("hostile-worker", &[("dns", "chatty")]);
+    let daemon = Daemon::start(&lab, &base_config(&lab, &extra), &[]);
+    wait_for(Duration::from_secs(10), "the other workers running", || {
+        let w = daemon.workers();
+        ["dhcp", "tls", "flow"]
+            .iter()
+            .all(|k| w[*k]["state"] == "running")
+            .then_some(())
+    });
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        let took = status_time(&daemon);
+        assert!(
+            took < Duration::from_secs(1),
+            "status took {took:?} during the flood"
+        );
+    }
+    for kind in ["dhcp", "tls", "flow"] {
+        assert_eq!(
+            restarts(&daemon, kind),
+            0,
+            "{kind} was restarted during the flood"
+        );
+    }
+    daemon.assert_alive();
+}

@@ -185,10 +185,11 @@ impl Config {
         match path {
             None => Self::parse("<embedded default>", EMBEDDED_DEFAULT),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.display().to_string(),
-                    source,
-                })?;
+                let text =
+                    crate::paths::read_input_file(p).map_err(|source| ConfigError::Read {
+                        path: p.display().to_string(),
+                        source,
+                    })?;
                 Self::parse(&p.display().to_string(), &text)
             }
         }

@@ -1,4 +1,11 @@
 //! The daemon side of the control socket.
+//!
+//! Clients never block the event loop: every connection is non-blocking and registered with
+//! the loop's poll; it advances one step (hello, then request -> response) each time it is
+//! readable, and is dropped when it takes longer than [`CLIENT_TIMEOUT`] in all. At most
+//! [`MAX_CLIENTS`] are served at once; more are closed on accept (and logged), so idle or
+//! slow clients cost a slot each, never time of the loop (the heartbeats of the workers are
+//! read in between).
 
 use std::{
     os::{
@@ -6,16 +13,13 @@ use std::{
         unix::fs::PermissionsExt,
     },
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use nix::sys::{
-    socket::{
-        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, accept4, bind, getsockopt, listen,
-        setsockopt, socket,
-        sockopt::{PeerCredentials, ReceiveTimeout, SendTimeout},
-    },
-    time::TimeVal,
+use mio::{Interest, Registry, Token, unix::SourceFd};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, accept4, bind, getsockopt, listen,
+    socket, sockopt::PeerCredentials,
 };
 use palisade_ipc::{
     MAX_FRAME, codec,
@@ -27,8 +31,12 @@ use palisade_ipc::{
 use super::{Peer, authorize, supplementary_groups};
 use crate::paths;
 
-/// A client gets this long per read/write before it is dropped.
-const CLIENT_TIMEOUT: Duration = Duration::from_millis(500);
+/// A client gets this long, from connect to answer, before it is dropped.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients served at once; more are closed on accept.
+pub const MAX_CLIENTS: usize = 32;
+/// Poll token of client slot 0; slot `i` is `CLIENT_TOKEN_BASE + i`.
+const CLIENT_TOKEN_BASE: usize = 1000;
 
 /// Control socket errors.
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +62,33 @@ pub enum ServerError {
     },
 }
 
-/// The listening socket.
+/// The listening socket and the clients being served.
 #[derive(Debug)]
 pub struct Server {
     listener: OwnedFd,
     path: PathBuf,
     control_gid: Option<u32>,
+    clients: Vec<Option<Client>>,
+    /// Connections closed on accept because every slot was taken.
+    refused: u64,
+}
+
+/// Where a client's conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Waiting for the client's hello.
+    Hello,
+    /// Hello exchanged; waiting for the one request.
+    Request,
+}
+
+/// One connection being served.
+#[derive(Debug)]
+struct Client {
+    conn: OwnedFd,
+    peer: Peer,
+    step: Step,
+    deadline: Instant,
 }
 
 impl Server {
@@ -122,6 +151,8 @@ impl Server {
             listener: fd,
             path: path.to_owned(),
             control_gid,
+            clients: (0..MAX_CLIENTS).map(|_| None).collect(),
+            refused: 0,
         })
     }
 
@@ -130,10 +161,18 @@ impl Server {
         &self.listener
     }
 
-    /// Accepts every pending connection and serves each with `handle`.
-    pub fn accept_all(&self, mut handle: impl FnMut(&ControlRequest) -> ControlResponse) {
+    /// Whether `token` is one of a client's.
+    pub fn owns(token: Token) -> bool {
+        (CLIENT_TOKEN_BASE..CLIENT_TOKEN_BASE + MAX_CLIENTS).contains(&token.0)
+    }
+
+    /// Accepts every pending connection into a free slot and registers it with `registry`.
+    pub fn accept_all(&mut self, registry: &Registry) {
         loop {
-            let conn = match accept4(self.listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            let conn = match accept4(
+                self.listener.as_raw_fd(),
+                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            ) {
                 Ok(raw) => {
                     // SAFETY: accept4 returned a new FD we own.
                     unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
@@ -145,71 +184,158 @@ impl Server {
                     return;
                 }
             };
-            if let Err(e) = self.serve(&conn, &mut handle) {
-                tracing::debug!(error = %e, "control client dropped");
+            let Some(index) = self.clients.iter().position(Option::is_none) else {
+                self.refused += 1;
+                if self.refused.is_power_of_two() {
+                    tracing::warn!(
+                        refused = self.refused,
+                        "control socket: {MAX_CLIENTS} clients already connected; closing new ones"
+                    );
+                }
+                continue;
+            };
+            let Ok(cred) = getsockopt(&conn, PeerCredentials) else {
+                continue;
+            };
+            let peer = Peer {
+                pid: cred.pid(),
+                uid: cred.uid(),
+                gid: cred.gid(),
+            };
+            let token = Token(CLIENT_TOKEN_BASE + index);
+            if let Err(e) =
+                registry.register(&mut SourceFd(&conn.as_raw_fd()), token, Interest::READABLE)
+            {
+                tracing::warn!(error = %e, "epoll_ctl for a control client");
+                continue;
+            }
+            if let Some(slot) = self.clients.get_mut(index) {
+                *slot = Some(Client {
+                    conn,
+                    peer,
+                    step: Step::Hello,
+                    deadline: Instant::now() + CLIENT_TIMEOUT,
+                });
             }
         }
     }
 
+    /// The client behind `token` is readable: advances its conversation as far as the frames
+    /// already queued allow, answering its request with `handle`.
+    pub fn on_readable(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        mut handle: impl FnMut(&ControlRequest) -> ControlResponse,
+    ) {
+        let index = token.0.wrapping_sub(CLIENT_TOKEN_BASE);
+        let done = match self.serve(index, &mut handle) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::debug!(error = %e, "control client dropped");
+                true
+            }
+        };
+        if done {
+            self.drop_client(registry, index);
+        }
+    }
+
+    /// Drops clients past their deadline (idle, slow or stuck).
+    pub fn expire(&mut self, registry: &Registry, now: Instant) {
+        for index in 0..self.clients.len() {
+            if self
+                .clients
+                .get(index)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| now >= c.deadline)
+            {
+                tracing::debug!("control client timed out");
+                self.drop_client(registry, index);
+            }
+        }
+    }
+
+    fn drop_client(&mut self, registry: &Registry, index: usize) {
+        if let Some(client) = self.clients.get_mut(index).and_then(Option::take) {
+            let _ = registry.deregister(&mut SourceFd(&client.conn.as_raw_fd()));
+        }
+    }
+
+    /// One step of client `index`; `Ok(true)` when its conversation is over.
     fn serve(
-        &self,
-        conn: &OwnedFd,
+        &mut self,
+        index: usize,
         handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
-    ) -> Result<(), String> {
-        let tv = TimeVal::new(0, CLIENT_TIMEOUT.as_micros() as i64);
-        setsockopt(conn, ReceiveTimeout, &tv).map_err(|e| e.to_string())?;
-        setsockopt(conn, SendTimeout, &tv).map_err(|e| e.to_string())?;
-        let cred = getsockopt(conn, PeerCredentials).map_err(|e| e.to_string())?;
-        let peer = Peer {
-            pid: cred.pid(),
-            uid: cred.uid(),
-            gid: cred.gid(),
+    ) -> Result<bool, String> {
+        let control_gid = self.control_gid;
+        let Some(Some(client)) = self.clients.get_mut(index) else {
+            return Ok(true);
         };
         let mut buf = vec![0u8; MAX_FRAME];
-        let recv = |buf: &mut Vec<u8>| match transport::recv_frame(conn.as_fd(), buf) {
-            Ok(Received::Frame { len, .. }) => Ok(len),
-            Ok(other) => Err(format!("{other:?}")),
-            Err(e) => Err(e.to_string()),
-        };
-        let len = recv(&mut buf)?;
-        transport::send_frame(conn.as_fd(), &Hello::ours(Role::Supervisor).encode(), &[])
-            .map_err(|e| e.to_string())?;
-        match Hello::decode(buf.get(..len).unwrap_or_default()) {
-            Ok(Hello {
-                role: Role::Cli, ..
-            }) => {}
-            Ok(h) => return Err(format!("control client claims role {:?}", h.role)),
-            Err(e) => return Err(e.to_string()),
+        loop {
+            let len = match transport::recv_frame(client.conn.as_fd(), &mut buf) {
+                Ok(Received::Frame { len, .. }) => len,
+                Ok(Received::WouldBlock) => return Ok(false),
+                Ok(Received::Closed) => return Ok(true),
+                Err(e) => return Err(e.to_string()),
+            };
+            let frame = buf.get(..len).unwrap_or_default();
+            match client.step {
+                Step::Hello => {
+                    transport::send_frame(
+                        client.conn.as_fd(),
+                        &Hello::ours(Role::Supervisor).encode(),
+                        &[],
+                    )
+                    .map_err(|e| e.to_string())?;
+                    match Hello::decode(frame) {
+                        Ok(Hello {
+                            role: Role::Cli, ..
+                        }) => client.step = Step::Request,
+                        Ok(h) => return Err(format!("control client claims role {:?}", h.role)),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                Step::Request => {
+                    let response = respond(client.peer, control_gid, frame, handle);
+                    let frame = codec::encode(&response).map_err(|e| e.to_string())?;
+                    transport::send_frame(client.conn.as_fd(), &frame, &[])
+                        .map_err(|e| e.to_string())?;
+                    return Ok(true);
+                }
+            }
         }
-        let len = recv(&mut buf)?;
-        let response = match codec::decode::<ControlRequest>(buf.get(..len).unwrap_or_default()) {
-            Err(e) => ControlResponse::Error {
-                kind: ControlErrorKind::Failed,
-                message: format!("bad request: {e}"),
-            },
-            Ok(req) => match authorize(
-                peer,
-                &supplementary_groups(peer.pid),
-                self.control_gid,
-                &req,
-            ) {
-                Err(message) => {
-                    tracing::warn!(uid = peer.uid, pid = peer.pid, request = ?req, "control request refused");
-                    ControlResponse::Error {
-                        kind: ControlErrorKind::PermissionDenied,
-                        message,
-                    }
+    }
+}
+
+/// The answer to one request frame from `peer`: decoded, authorised, handled.
+fn respond(
+    peer: Peer,
+    control_gid: Option<u32>,
+    frame: &[u8],
+    handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
+) -> ControlResponse {
+    match codec::decode::<ControlRequest>(frame) {
+        Err(e) => ControlResponse::Error {
+            kind: ControlErrorKind::Failed,
+            message: format!("bad request: {e}"),
+        },
+        Ok(req) => match authorize(peer, &supplementary_groups(peer.pid), control_gid, &req) {
+            Err(message) => {
+                tracing::warn!(uid = peer.uid, pid = peer.pid, request = ?req, "control request refused");
+                ControlResponse::Error {
+                    kind: ControlErrorKind::PermissionDenied,
+                    message,
                 }
-                Ok(()) => {
-                    if super::is_mutating(&req) {
-                        tracing::info!(uid = peer.uid, pid = peer.pid, request = ?req, "control request");
-                    }
-                    handle(&req)
+            }
+            Ok(()) => {
+                if super::is_mutating(&req) {
+                    tracing::info!(uid = peer.uid, pid = peer.pid, request = ?req, "control request");
                 }
-            },
-        };
-        let frame = codec::encode(&response).map_err(|e| e.to_string())?;
-        transport::send_frame(conn.as_fd(), &frame, &[]).map_err(|e| e.to_string())
+                handle(&req)
+            }
+        },
     }
 }
 

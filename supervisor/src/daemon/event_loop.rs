@@ -1,7 +1,8 @@
 //! The event loop: one mio poll over the signals, the control socket and
-//! every worker's IPC socket and pidfd. Each turn first runs the timers
-//! (worker deadlines and restarts, expiry of IP rules and learned DNS
-//! names), then what is readable. SIGHUP reloads and reopens the logs;
+//! every worker's IPC socket and pidfd and every control client. Each turn
+//! first handles what is readable, then runs the timers (worker deadlines
+//! and restarts, control client timeouts, expiry of IP rules and learned
+//! DNS names), so a message that arrived counts before a deadline does. SIGHUP reloads and reopens the logs;
 //! SIGTERM/SIGINT stop the workers and end the loop once they are down (or
 //! after a grace period).
 
@@ -26,7 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl Daemon {
     /// Runs until SIGTERM/SIGINT and the workers stopped.
-    pub(super) fn event_loop(&mut self, control: &Server) -> Result<(), DaemonError> {
+    pub(super) fn event_loop(&mut self, control: &mut Server) -> Result<(), DaemonError> {
         let mut poll = Poll::new().map_err(io_err("epoll_create"))?;
         let mut signals =
             Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signal handlers"))?;
@@ -42,24 +43,18 @@ impl Daemon {
 
         loop {
             let now = Instant::now();
-            for slot in self.slots.values_mut() {
-                slot.tick(poll.registry(), now);
-            }
-            self.ip.expire(&self.loaded);
-            dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
-            if let Some(deadline) = shutdown_deadline
-                && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline)
-            {
-                break;
-            }
             let next = self
                 .slots
                 .values()
                 .filter_map(WorkerSlot::next_deadline)
                 .min();
-            let timeout = next.map_or(IDLE_TICK, |d| {
-                d.saturating_duration_since(now).min(IDLE_TICK)
-            });
+            let timeout = if self.unread.is_empty() {
+                next.map_or(IDLE_TICK, |d| {
+                    d.saturating_duration_since(now).min(IDLE_TICK)
+                })
+            } else {
+                Duration::ZERO
+            };
             if let Err(e) = poll.poll(&mut events, Some(timeout))
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
@@ -85,14 +80,33 @@ impl Daemon {
                             }
                         }
                     }
-                    CONTROL => {
+                    CONTROL => control.accept_all(poll.registry()),
+                    token if Server::owns(token) => {
                         let registry = poll.registry();
-                        control.accept_all(|req| self.handle(registry, req));
+                        control.on_readable(registry, token, |req| self.handle(registry, req));
                     }
                     token => {
                         self.on_worker_token(poll.registry(), token);
                     }
                 }
+            }
+            // Frames a worker sent beyond one read's budget, queued since.
+            for kind in std::mem::take(&mut self.unread) {
+                self.read_worker(poll.registry(), kind);
+            }
+            // Timers run after what was readable, so heartbeats that queued up while the loop
+            // was busy (a large reload, a burst of requests) count before any deadline does.
+            let now = Instant::now();
+            for slot in self.slots.values_mut() {
+                slot.tick(poll.registry(), now);
+            }
+            control.expire(poll.registry(), now);
+            self.ip.expire(&self.loaded);
+            dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
+            if let Some(deadline) = shutdown_deadline
+                && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline)
+            {
+                break;
             }
         }
         self.shut_down();

@@ -38,7 +38,7 @@ mod workers;
 
 use std::time::Instant;
 
-use palisade_ipc::messages::InterfaceStatus;
+use palisade_ipc::messages::{InterfaceStatus, WorkerKind};
 
 pub use self::{
     commands::version_info,
@@ -122,12 +122,14 @@ struct Daemon {
     /// What conntrack seeding did at start (shown by `status`).
     conntrack_seed: String,
     ip: IpPolicy,
+    /// Workers whose socket may still hold frames (a read stopped at its budget).
+    unread: std::collections::BTreeSet<WorkerKind>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns after workers stopped.
 pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
-    let (mut daemon, control) = startup::start(opts)?;
-    daemon.event_loop(&control)
+    let (mut daemon, mut control) = startup::start(opts)?;
+    daemon.event_loop(&mut control)
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {

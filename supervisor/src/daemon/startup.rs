@@ -68,6 +68,7 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         dns_kernel_rules,
         conntrack_seed,
         ip,
+        unread: Default::default(),
     };
     Ok((daemon, control))
 }

@@ -127,16 +127,27 @@ impl Daemon {
         let Some((kind, is_sock)) = token_owner(token) else {
             return;
         };
+        if is_sock {
+            self.read_worker(registry, kind);
+        } else if let Some(slot) = self.slots.get_mut(&kind) {
+            slot.on_exit(registry);
+        }
+    }
+
+    /// Reads a budget of `kind`'s queued frames and acts on them; remembers whether frames
+    /// may be left, for the next turn of the loop.
+    pub(super) fn read_worker(&mut self, registry: &mio::Registry, kind: WorkerKind) {
         let (Some(slot), Some(res)) = (self.slots.get_mut(&kind), self.resources.get(&kind)) else {
             return;
         };
-        if is_sock {
-            let events = slot.on_readable(registry, res);
-            for e in events {
-                self.on_slot_event(registry, kind, e);
-            }
+        let (events, more) = slot.on_readable(registry, res);
+        if more {
+            self.unread.insert(kind);
         } else {
-            slot.on_exit(registry);
+            self.unread.remove(&kind);
+        }
+        for e in events {
+            self.on_slot_event(registry, kind, e);
         }
     }
 

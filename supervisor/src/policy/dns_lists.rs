@@ -161,7 +161,7 @@ pub fn parse_line(line: &str) -> Result<Vec<(String, Match)>, String> {
 
 /// Reads a whole list file, calling `f(name, kind, line)` for every rule.
 pub fn for_each_entry(path: &Path, mut f: impl FnMut(&str, Match, usize)) -> Result<(), ListError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ListError::Read {
+    let text = crate::paths::read_input_file(path).map_err(|source| ListError::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -195,7 +195,7 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, ListError> {
 /// Reads a regex list: one pattern per line, `#` comments (at line start),
 /// blank lines ignored. Returns (line, pattern).
 pub fn read_regexes(path: &Path) -> Result<Vec<(usize, String)>, ListError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ListError::Read {
+    let text = crate::paths::read_input_file(path).map_err(|source| ListError::Read {
         path: path.to_owned(),
         source,
     })?;

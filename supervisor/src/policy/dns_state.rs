@@ -41,6 +41,8 @@ pub struct DnsState {
     pub worker_rulesets: std::collections::BTreeMap<WorkerKind, [u8; 32]>,
     /// Block requests refused.
     pub refused: u64,
+    /// Lines logged about refused requests (a worker decides how many it sends).
+    pub refusal_log: crate::ratelimit::TokenBucket,
 }
 
 /// Why a block request was refused.
@@ -106,6 +108,7 @@ impl DnsState {
             learned: HashMap::new(),
             worker_rulesets: Default::default(),
             refused: 0,
+            refusal_log: crate::ratelimit::TokenBucket::new(10, 50, Instant::now()),
         }
     }
 

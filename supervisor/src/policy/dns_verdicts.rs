@@ -95,7 +95,11 @@ pub fn block_request(
             if refusal.is_violation(applied, &dns.rules.sha256()) {
                 return Some(refusal);
             }
-            tracing::warn!(%refusal, "DNS worker block request refused");
+            // Counted always; logged at most 10 a second (the count of lines left out rides
+            // on the next one).
+            if let Ok(suppressed) = dns.refusal_log.take(Instant::now()) {
+                tracing::warn!(%refusal, suppressed, total = dns.refused, "DNS worker block request refused");
+            }
         }
     }
     None

@@ -108,7 +108,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ParsedList, IpListError> {
 
 /// Reads and parses one list file.
 pub fn load(path: &Path) -> Result<ParsedList, IpListError> {
-    let text = std::fs::read_to_string(path).map_err(|source| IpListError::Read {
+    let text = crate::paths::read_input_file(path).map_err(|source| IpListError::Read {
         path: path.to_owned(),
         source,
     })?;

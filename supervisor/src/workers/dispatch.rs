@@ -20,7 +20,9 @@ use palisade_ipc::{
     validation::{WorkerSession, check_worker_message},
 };
 
-use super::{POLL_BACKSTOP_MS, Resources, SlotEvent, WorkerSlot};
+use super::{
+    FRAMES_PER_WAKEUP, LOG_BURST, LOG_RATE, POLL_BACKSTOP_MS, Resources, SlotEvent, WorkerSlot,
+};
 
 impl WorkerSlot {
     /// Counts a protocol violation and kills the worker (it is restarted with backoff).
@@ -30,12 +32,17 @@ impl WorkerSlot {
         self.kill(registry, format!("protocol violation: {what}"));
     }
 
-    /// The IPC socket is readable: handle every queued frame; returns what
-    /// the daemon must act on.
-    pub fn on_readable(&mut self, registry: &Registry, resources: &Resources) -> Vec<SlotEvent> {
+    /// The IPC socket is readable: handles up to [`FRAMES_PER_WAKEUP`] queued frames; returns
+    /// what the daemon must act on, and whether frames may be left (read them on the next
+    /// turn: the socket will not signal again for frames already queued).
+    pub fn on_readable(
+        &mut self,
+        registry: &Registry,
+        resources: &Resources,
+    ) -> (Vec<SlotEvent>, bool) {
         let mut events = Vec::new();
-        self.read_frames(registry, resources, &mut events);
-        events
+        let more = self.read_frames(registry, resources, &mut events);
+        (events, more)
     }
 
     fn read_frames(
@@ -43,22 +50,24 @@ impl WorkerSlot {
         registry: &Registry,
         resources: &Resources,
         events: &mut Vec<SlotEvent>,
-    ) {
-        loop {
+    ) -> bool {
+        for _ in 0..FRAMES_PER_WAKEUP {
             let Some(p) = self.process.as_mut() else {
-                return;
+                return false;
             };
-            let Some(sock) = p.sock.as_ref() else { return };
+            let Some(sock) = p.sock.as_ref() else {
+                return false;
+            };
             let received = transport::recv_frame(sock.as_fd(), &mut self.buf);
             let (len, fds) = match received {
                 Ok(Received::Frame { len, fds }) => (len, fds),
-                Ok(Received::WouldBlock) => return,
+                Ok(Received::WouldBlock) => return false,
                 Ok(Received::Closed) => {
                     // Exit follows through the pidfd; stop reading.
                     if let Some(sock) = p.sock.take() {
                         let _ = registry.deregister(&mut SourceFd(&sock.as_raw_fd()));
                     }
-                    return;
+                    return false;
                 }
                 // The worker died with unread data queued (ECONNRESET) or
                 // the socket failed: not an attack; its exit follows.
@@ -67,18 +76,23 @@ impl WorkerSlot {
                     if let Some(sock) = p.sock.take() {
                         let _ = registry.deregister(&mut SourceFd(&sock.as_raw_fd()));
                     }
-                    return;
+                    return false;
                 }
-                Err(e) => return self.violation(registry, crate::error_chain(&e)),
+                Err(e) => {
+                    self.violation(registry, crate::error_chain(&e));
+                    return false;
+                }
             };
             if !fds.is_empty() {
-                return self.violation(registry, format!("sent {} file descriptors", fds.len()));
+                self.violation(registry, format!("sent {} file descriptors", fds.len()));
+                return false;
             }
             let frame = self.buf.get(..len).unwrap_or_default().to_vec();
             if let Some(event) = self.on_frame(registry, resources, &frame) {
                 events.push(event);
             }
         }
+        true
     }
 
     fn on_frame(
@@ -146,11 +160,28 @@ impl WorkerSlot {
             }
             WorkerToSupervisor::Heartbeat { .. } => p.last_heartbeat = Some(now),
             WorkerToSupervisor::Stats(stats) => p.stats = stats,
-            WorkerToSupervisor::Log { level, message } => match level {
-                LogLevel::Error => tracing::error!(worker = kind.name(), pid = p.pid, "{message}"),
-                LogLevel::Warn => tracing::warn!(worker = kind.name(), pid = p.pid, "{message}"),
-                LogLevel::Info => tracing::info!(worker = kind.name(), pid = p.pid, "{message}"),
-            },
+            WorkerToSupervisor::Log { level, message } => {
+                if p.log_budget.take(now).is_err() {
+                    self.violation(
+                        registry,
+                        format!(
+                            "Log flood: more than {LOG_BURST} lines at once or {LOG_RATE} a second"
+                        ),
+                    );
+                    return None;
+                }
+                match level {
+                    LogLevel::Error => {
+                        tracing::error!(worker = kind.name(), pid = p.pid, "{message}")
+                    }
+                    LogLevel::Warn => {
+                        tracing::warn!(worker = kind.name(), pid = p.pid, "{message}")
+                    }
+                    LogLevel::Info => {
+                        tracing::info!(worker = kind.name(), pid = p.pid, "{message}")
+                    }
+                }
+            }
             WorkerToSupervisor::BlockRequest { name, rule_id } => {
                 return Some(SlotEvent::BlockRequest { name, rule_id });
             }

@@ -74,6 +74,11 @@ impl WorkerSlot {
                     stop_deadline: None,
                     killed_for: None,
                     stats: WorkerStats::default(),
+                    log_budget: crate::ratelimit::TokenBucket::new(
+                        super::LOG_RATE,
+                        super::LOG_BURST,
+                        Instant::now(),
+                    ),
                 });
             }
             Err(e) => {
@@ -172,21 +177,24 @@ impl WorkerSlot {
 
     fn schedule_restart(&mut self) {
         self.failures += 1;
-        if self.failures > CRASH_LOOP_LIMIT {
-            tracing::error!(
-                worker = self.kind.name(),
-                failures = self.failures,
-                "crash loop: worker marked failed; `palisade restart {}` retries",
-                self.kind.name()
-            );
-            self.state = WorkerState::Failed;
-            self.restart_at = None;
-            return;
-        }
         let delay = BACKOFF_START
             .saturating_mul(1 << (self.failures - 1).min(16))
             .min(BACKOFF_MAX);
-        self.state = WorkerState::Backoff;
+        if self.failures > CRASH_LOOP_LIMIT {
+            // A crash loop never switches monitoring off: the slot shows FAILED (status exit
+            // 1, metrics) and keeps retrying at the longest backoff, so a worker that crashes
+            // on some traffic comes back by itself once that traffic stops.
+            tracing::error!(
+                worker = self.kind.name(),
+                failures = self.failures,
+                retry_in = ?delay,
+                "crash loop: worker marked FAILED, retrying every {BACKOFF_MAX:?}; `palisade restart {}` retries now",
+                self.kind.name()
+            );
+            self.state = WorkerState::Failed;
+        } else {
+            self.state = WorkerState::Backoff;
+        }
         self.restart_at = Some(Instant::now() + delay);
         self.restarts += 1;
     }
@@ -223,5 +231,47 @@ impl WorkerSlot {
                 self.restart_at = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
+mod tests {
+    use std::time::Duration;
+
+    use palisade_ipc::messages::WorkerKind;
+
+    use super::*;
+    use crate::workers::{BACKOFF_MAX, CRASH_LOOP_LIMIT, privdrop::Credentials};
+
+    #[test]
+    fn a_crash_loop_is_marked_failed_and_still_retried() {
+        let creds = Credentials {
+            uid: 65534,
+            gid: 65534,
+        };
+        let mut slot = WorkerSlot::new(WorkerKind::Dns, "/nonexistent".into(), creds, 250);
+        let mut delays = Vec::new();
+        for _ in 0..CRASH_LOOP_LIMIT + 3 {
+            let before = Instant::now();
+            slot.schedule_restart();
+            let at = slot.restart_at.expect("a retry is always scheduled");
+            delays.push(at.saturating_duration_since(before));
+        }
+        assert_eq!(
+            slot.state,
+            WorkerState::Failed,
+            "marked failed after the limit"
+        );
+        // Exponential up to the cap, then the cap for ever.
+        assert!(delays[0] < Duration::from_millis(150), "{delays:?}");
+        assert!(delays[3] >= Duration::from_millis(800), "{delays:?}");
+        for d in &delays[CRASH_LOOP_LIMIT as usize + 1..] {
+            assert!(
+                *d >= BACKOFF_MAX && *d <= BACKOFF_MAX + Duration::from_millis(50),
+                "{delays:?}"
+            );
+        }
+        assert_eq!(slot.restarts, CRASH_LOOP_LIMIT + 3);
     }
 }

@@ -45,7 +45,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest restart delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Consecutive failures after which the worker is marked failed.
+/// Consecutive failures after which the worker is marked failed (and retried every
+/// [`BACKOFF_MAX`] from then on).
 pub const CRASH_LOOP_LIMIT: u32 = 8;
 /// A process that ran this long resets the failure streak.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
@@ -102,7 +103,19 @@ struct Process {
     /// Why we killed it, if we did.
     killed_for: Option<String>,
     stats: WorkerStats,
+    /// `Log` frames it may send ([`LOG_RATE`] a second, [`LOG_BURST`] at once); a worker
+    /// beyond that floods the supervisor's log: a violation.
+    log_budget: crate::ratelimit::TokenBucket,
 }
+
+/// Sustained `Log` frames a second a worker may send (workers log rarely: start-up problems,
+/// configuration they cannot apply).
+pub const LOG_RATE: u32 = 20;
+/// `Log` frames a worker may send at once.
+pub const LOG_BURST: u32 = 200;
+/// Frames read from one worker per wake-up: a worker that floods valid messages cannot hold
+/// the event loop (the rest is read on the next turn, without waiting).
+pub const FRAMES_PER_WAKEUP: usize = 256;
 
 /// One worker kind's supervision state.
 #[derive(Debug)]

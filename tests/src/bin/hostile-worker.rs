@@ -3,7 +3,8 @@
 //! the attack and the worker kind: `hostile-<attack>-<kind>`, attack one of
 //! `oversized`, `wrongversion`, `garbage`, `unexpected`, `fds`, `liar` (a DNS worker that
 //! applies the supervisor's rule set, then asks it to block a name for a rule id that is no
-//! regex rule of that set).
+//! regex rule of that set), `logflood` (Log frames as fast as the socket takes them),
+//! `chatty` (valid heartbeats and a flood of valid CnameCheck frames, for 20 seconds).
 
 use std::{
     io::IoSlice,
@@ -64,6 +65,44 @@ fn main() {
                     &codec::encode(&WorkerToSupervisor::Ready).unwrap_or_default(),
                     &[0, 1],
                 ),
+                "logflood" => {
+                    raw_send(
+                        &codec::encode(&WorkerToSupervisor::Ready).unwrap_or_default(),
+                        &[],
+                    );
+                    let line = codec::encode(&WorkerToSupervisor::Log {
+                        level: palisade_ipc::messages::LogLevel::Error,
+                        message: "x".repeat(1000),
+                    })
+                    .unwrap_or_default();
+                    for _ in 0..100_000 {
+                        raw_send(&line, &[]);
+                    }
+                }
+                "chatty" => {
+                    raw_send(
+                        &codec::encode(&WorkerToSupervisor::Ready).unwrap_or_default(),
+                        &[],
+                    );
+                    let check = codec::encode(&WorkerToSupervisor::CnameCheck {
+                        name: "www.chatty.example".into(),
+                        targets: vec!["cdn.chatty.example".into(); 16],
+                    })
+                    .unwrap_or_default();
+                    let start = std::time::Instant::now();
+                    let mut seq = 0;
+                    while start.elapsed() < Duration::from_secs(20) {
+                        seq += 1;
+                        raw_send(
+                            &codec::encode(&WorkerToSupervisor::Heartbeat { seq })
+                                .unwrap_or_default(),
+                            &[],
+                        );
+                        for _ in 0..500 {
+                            raw_send(&check, &[]);
+                        }
+                    }
+                }
                 "liar" => {
                     let send = |m: &WorkerToSupervisor| {
                         raw_send(&codec::encode(m).unwrap_or_default(), &[]);
