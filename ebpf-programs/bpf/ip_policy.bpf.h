@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
- * ip_policy.bpf.h: the IP policy, included by palisade.bpf.c (one object,
- * so it shares rb_flow, pal_stats and the ring helpers).
+ * ip_policy.bpf.h: the IP policy: its maps, and the bodies of its three
+ * programs (ip_xdp(), ip_tc()), whose entry points are in palisade.bpf.c.
+ * It is part of the one object, so it shares rb_flow and rule_hit()
+ * (common.bpf.h) with the observer. Included by palisade.bpf.c.
  *
  * Drops every packet whose source or destination address lies in a blocked
  * IPv4/IPv6 prefix. The prefixes are LPM tries in slot 0 of pal_ip4_policy
@@ -35,8 +37,12 @@
 #define PALISADE_IP_POLICY_BPF_H
 
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+
+#include "common.bpf.h"
 
 /* Entries of the per-rule hit counters (LRU: the least recently hit rule goes). */
 #define PAL_IP_HITS_ENTRIES 65536
@@ -401,8 +407,8 @@ static __always_inline int ip_verdict(const struct pal_ip_pkt *p, __u32 ifindex,
 	return 1;
 }
 
-SEC("xdp")
-int pal_xdp_block(struct xdp_md *ctx)
+/* The program pal_xdp_block: drop, or pass to the stack. */
+static __always_inline int ip_xdp(struct xdp_md *ctx)
 {
 	struct pal_ip_pkt p = {
 		.data = (void *)(long)ctx->data,
@@ -422,6 +428,7 @@ int pal_xdp_block(struct xdp_md *ctx)
 										     : XDP_PASS;
 }
 
+/* The programs pal_tc_block_ingress/egress: drop, or on to the next TCX program. */
 static __always_inline int ip_tc(struct __sk_buff *skb, __u8 direction)
 {
 	struct pal_ip_pkt p = {
@@ -452,18 +459,6 @@ static __always_inline int ip_tc(struct __sk_buff *skb, __u8 direction)
 	/* TC_ACT_UNSPEC is TCX_NEXT: the observer runs next. */
 	return ip_verdict(&p, skb->ifindex, direction, PAL_IP_HOOK_TC) ? TC_ACT_SHOT
 								      : TC_ACT_UNSPEC;
-}
-
-SEC("classifier")
-int pal_tc_block_ingress(struct __sk_buff *skb)
-{
-	return ip_tc(skb, PAL_DIR_INGRESS);
-}
-
-SEC("classifier")
-int pal_tc_block_egress(struct __sk_buff *skb)
-{
-	return ip_tc(skb, PAL_DIR_EGRESS);
 }
 
 #endif /* PALISADE_IP_POLICY_BPF_H */
