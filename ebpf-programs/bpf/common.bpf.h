@@ -7,7 +7,7 @@
  * per-rule hit counter of both policies.
  *
  * Included by palisade.bpf.c (the object's one translation unit) and by
- * every other header.
+ * every other header, directly or through l2.bpf.h.
  */
 #ifndef PALISADE_COMMON_BPF_H
 #define PALISADE_COMMON_BPF_H
@@ -25,10 +25,6 @@
 
 /* Bytes of each ring buffer (a power of two, a multiple of the page size). */
 #define PAL_RING_BYTES (8u << 20)
-
-#define PAL_VLAN_VID_MASK 0x0fff
-#define PAL_VLAN_MAX_TAGS 2 /* in-frame tags skipped: 802.1Q, or QinQ */
-#define PAL_VLAN_TAG_LEN 4
 
 /* IPv4 wire bits, for both parsers (pkt.bpf.h, ip_policy.bpf.h). */
 #define PAL_IP_FRAG_OFFSET 0x1fff /* fragment offset bits of iphdr.frag_off */

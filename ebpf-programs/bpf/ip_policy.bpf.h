@@ -3,7 +3,8 @@
  * ip_policy.bpf.h: the IP policy: its maps, and the bodies of its three
  * programs (ip_xdp(), ip_tc()), whose entry points are in palisade.bpf.c.
  * It is part of the one object, so it shares rb_flow and rule_hit()
- * (common.bpf.h) with the observer. Included by palisade.bpf.c.
+ * (common.bpf.h) and the Ethernet/VLAN walk (l2.bpf.h) with the observer.
+ * Included by palisade.bpf.c.
  *
  * Drops every packet whose source or destination address lies in a blocked
  * IPv4/IPv6 prefix. The prefixes are LPM tries in slot 0 of pal_ip4_policy
@@ -43,6 +44,7 @@
 #include <linux/pkt_cls.h>
 
 #include "common.bpf.h"
+#include "l2.bpf.h"
 
 /* Entries of the per-rule hit counters (LRU: the least recently hit rule goes). */
 #define PAL_IP_HITS_ENTRIES 65536
@@ -174,40 +176,21 @@ static __always_inline void ip_stat_inc(__u32 slot)
 }
 
 /*
- * Ethernet, up to PAL_VLAN_MAX_TAGS VLAN tags in the frame (802.1Q, or QinQ:
- * XDP sees both tags of a double-tagged frame, TC only the inner one), IPv4
- * or IPv6 fixed header. A frame with more tags passes unchecked, counted as
- * not parsed.
+ * Ethernet and up to PAL_VLAN_MAX_TAGS VLAN tags (l2_walk(), l2.bpf.h), then
+ * the IPv4 or IPv6 fixed header. A frame with more tags passes unchecked,
+ * counted as not parsed.
  */
 static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 {
-	struct ethhdr *eth = p->data;
-	__u16 proto;
+	struct pal_frame f = {.data = p->data, .end = p->end, .how = PAL_L2_DIRECT};
+	struct pal_l2 l2;
 	void *l3;
 
-	if ((void *)(eth + 1) > p->end)
+	if (l2_walk(&f, &l2, &p->flags, &p->vlan_id) != PAL_L2_OK)
 		return PAL_IP_SHORT;
-	proto = eth->h_proto;
-	l3 = eth + 1;
-#pragma unroll
-	for (int i = 0; i < PAL_VLAN_MAX_TAGS; i++) {
-		__be16 *tag = l3;
-
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		if ((void *)(tag + 2) > p->end)
-			return PAL_IP_SHORT;
-		if (!(p->flags & PAL_FLAG_VLAN)) {
-			p->flags |= PAL_FLAG_VLAN;
-			p->vlan_id = bpf_ntohs(tag[0]) & PAL_VLAN_VID_MASK;
-		}
-		proto = tag[1];
-		l3 = tag + 2;
-	}
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
-		return PAL_IP_SHORT;
+	l3 = p->data + l2.l3_off;
 	p->l3 = l3;
-	if (proto == bpf_htons(ETH_P_IP)) {
+	if (l2.proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 
 		if ((void *)(ip + 1) > p->end || ip->ihl < 5)
@@ -219,7 +202,7 @@ static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 			       (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP);
 		return PAL_IP_OK;
 	}
-	if (proto == bpf_htons(ETH_P_IPV6)) {
+	if (l2.proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 
 		if ((void *)(ip6 + 1) > p->end)
@@ -452,10 +435,7 @@ static __always_inline int ip_tc(struct __sk_buff *skb, __u8 direction)
 		ip_stat_inc(PAL_IP_STAT_NOT_PARSED);
 	if (res != PAL_IP_OK)
 		return TC_ACT_UNSPEC;
-	if (skb->vlan_present) {
-		p.flags |= PAL_FLAG_VLAN;
-		p.vlan_id = skb->vlan_tci & PAL_VLAN_VID_MASK;
-	}
+	l2_hw_tag(skb, &p.flags, &p.vlan_id);
 	/* TC_ACT_UNSPEC is TCX_NEXT: the observer runs next. */
 	return ip_verdict(&p, skb->ifindex, direction, PAL_IP_HOOK_TC) ? TC_ACT_SHOT
 								      : TC_ACT_UNSPEC;

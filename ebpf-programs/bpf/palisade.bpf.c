@@ -33,8 +33,8 @@
  * Headers, in include order (each one also includes what it needs):
  *   common.bpf.h        UAPI and libbpf headers, records.h, the rings,
  *                       pal_stats, ring_output(), rule_hit()
- *   pkt.bpf.h           the observer's parser: struct pal_pkt, load_hdr(),
- *                       parse()
+ *   l2.bpf.h            load_hdr(); the one Ethernet/VLAN/QinQ walk
+ *   pkt.bpf.h           the observer's parser: struct pal_pkt, parse()
  *   record.bpf.h        per-CPU scratch, record headers, emit_payload()
  *   dns_policy.bpf.h    DNS domain policy: maps, name matching, verdict
  *   dns_rewrite.bpf.h   DNS verdicts carried out: NXDOMAIN rewrite, drop
@@ -45,6 +45,7 @@
  *   ip_policy.bpf.h     IP policy: LPM tries, ip_xdp(), ip_tc()
  */
 #include "common.bpf.h"
+#include "l2.bpf.h"
 #include "pkt.bpf.h"
 #include "record.bpf.h"
 #include "dns_policy.bpf.h"

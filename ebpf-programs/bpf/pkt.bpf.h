@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
  * pkt.bpf.h: the TC observer's packet parser and what it learns, struct
- * pal_pkt. parse() walks Ethernet and up to two VLAN tags, IPv4
+ * pal_pkt. parse() walks Ethernet and VLAN tags (l2_walk(), l2.bpf.h), IPv4
  * or IPv6 (up to PAL_IPV6_MAX_EXT extension headers), then TCP, UDP, ICMP or
  * ICMPv6. Headers are read with load_hdr(): straight from the linear packet
  * data when they are there, else with bpf_skb_load_bytes(), which works on
@@ -19,7 +19,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 
-#include "common.bpf.h"
+#include "l2.bpf.h"
 
 /* IPv6 extension headers walked before giving up on finding L4. */
 #define PAL_IPV6_MAX_EXT 4
@@ -68,68 +68,30 @@ enum pal_parse {
 	PAL_PARSE_SHORT,    /* headers missing or malformed: count and stop */
 };
 
-/* Header reads go straight to the linear packet data below this offset. */
-#define PAL_DIRECT_MAX 256
-
 /*
- * Copies `len` (a constant at every call site) header bytes at `off` to
- * `to`: straight from the packet when they are in its linear part (the
- * common case: headers are linear, a helper call costs ~15 ns), else with
- * bpf_skb_load_bytes(), which also reads paged data. Returns 0 or < 0 like
- * the helper.
- */
-static __always_inline long load_hdr(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
-{
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-
-	if (off < PAL_DIRECT_MAX && data + off + len <= end) {
-		__builtin_memcpy(to, data + off, len);
-		return 0;
-	}
-	return bpf_skb_load_bytes(skb, off, to, len);
-}
-
-/*
- * Ethernet and up to PAL_VLAN_MAX_TAGS VLAN tags in the frame (802.1Q or
- * 802.1ad: QinQ). A hardware-accelerated tag (skb->vlan_present: the
- * kernel strips the outer tag before TC ingress) is the outermost one, so
- * its VID wins; the frame's tags are skipped to reach L3 either way.
+ * Ethernet and VLAN tags into *p (l2.bpf.h): the hardware-accelerated tag
+ * first, so its VID wins. A frame with more tags than the walk skips is
+ * not IP to us.
  */
 static __always_inline enum pal_parse parse_l2(struct __sk_buff *skb, struct pal_pkt *p,
-					       __u32 *l3_off, __u16 *ethertype)
+					       __u32 *l3_off, __be16 *proto)
 {
-	struct ethhdr eth;
+	struct pal_frame f = {.skb = skb, .how = PAL_L2_SKB};
+	struct pal_l2 l2;
 
-	if (load_hdr(skb, 0, &eth, sizeof(eth)) < 0)
+	l2_hw_tag(skb, &p->flags, &p->vlan_id);
+	switch (l2_walk(&f, &l2, &p->flags, &p->vlan_id)) {
+	case PAL_L2_OK:
+		break;
+	case PAL_L2_DEEP:
+		return PAL_PARSE_IGNORE;
+	default:
 		return PAL_PARSE_SHORT;
-	__builtin_memcpy(p->src_mac, eth.h_source, ETH_ALEN);
-	__builtin_memcpy(p->dst_mac, eth.h_dest, ETH_ALEN);
-	*ethertype = bpf_ntohs(eth.h_proto);
-	*l3_off = sizeof(eth);
-
-	if (skb->vlan_present) {
-		p->flags |= PAL_FLAG_VLAN;
-		p->vlan_id = skb->vlan_tci & PAL_VLAN_VID_MASK;
 	}
-#pragma unroll
-	for (int i = 0; i < PAL_VLAN_MAX_TAGS; i++) {
-		struct {
-			__be16 tci;
-			__be16 ethertype;
-		} tag;
-
-		if (*ethertype != ETH_P_8021Q && *ethertype != ETH_P_8021AD)
-			break;
-		if (load_hdr(skb, *l3_off, &tag, sizeof(tag)) < 0)
-			return PAL_PARSE_SHORT;
-		if (!(p->flags & PAL_FLAG_VLAN)) {
-			p->flags |= PAL_FLAG_VLAN;
-			p->vlan_id = bpf_ntohs(tag.tci) & PAL_VLAN_VID_MASK;
-		}
-		*ethertype = bpf_ntohs(tag.ethertype);
-		*l3_off += sizeof(tag);
-	}
+	__builtin_memcpy(p->src_mac, l2.eth.h_source, ETH_ALEN);
+	__builtin_memcpy(p->dst_mac, l2.eth.h_dest, ETH_ALEN);
+	*l3_off = l2.l3_off;
+	*proto = l2.proto;
 	return PAL_PARSE_OK;
 }
 
@@ -288,14 +250,14 @@ static __attribute__((noinline)) enum pal_parse parse(struct __sk_buff *skb, str
 {
 	enum pal_parse res;
 	__u32 l3_off;
-	__u16 ethertype;
+	__be16 proto;
 
-	res = parse_l2(skb, p, &l3_off, &ethertype);
+	res = parse_l2(skb, p, &l3_off, &proto);
 	if (res != PAL_PARSE_OK)
 		return res;
-	if (ethertype == ETH_P_IP)
+	if (proto == bpf_htons(ETH_P_IP))
 		res = parse_ipv4(skb, p, l3_off);
-	else if (ethertype == ETH_P_IPV6)
+	else if (proto == bpf_htons(ETH_P_IPV6))
 		res = parse_ipv6(skb, p, l3_off);
 	else
 		return PAL_PARSE_IGNORE; /* ARP, LLDP, ...: silently */
