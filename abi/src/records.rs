@@ -459,7 +459,7 @@ impl DnsRule {
     }
 
     /// The decision this entry makes for a name it matches: as the name itself (`whole`) or as
-    /// one of its parents. `None`: no decision. Mirrors `match_body()` in palisade.bpf.c.
+    /// one of its parents. `None`: no decision. Mirrors `match_step()` in dns_policy.bpf.h.
     pub const fn decides(&self, whole: bool) -> Option<u8> {
         if whole || self.flags & DNS_RULE_EXACT == 0 {
             match self.action {

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
- * ip_policy.bpf.h: the IP policy, included by palisade.bpf.c (one object,
- * so it shares rb_flow, pal_stats and the ring helpers).
+ * ip_policy.bpf.h: the IP policy: its maps, and the bodies of its three
+ * programs (ip_xdp(), ip_tc()), whose entry points are in palisade.bpf.c.
+ * It is part of the one object, so it shares rb_flow and rule_hit()
+ * (common.bpf.h) and the Ethernet/VLAN walk (l2.bpf.h) with the observer.
+ * Included by palisade.bpf.c.
  *
  * Drops every packet whose source or destination address lies in a blocked
  * IPv4/IPv6 prefix. The prefixes are LPM tries in slot 0 of pal_ip4_policy
@@ -35,8 +38,13 @@
 #define PALISADE_IP_POLICY_BPF_H
 
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+
+#include "common.bpf.h"
+#include "l2.bpf.h"
 
 /* Entries of the per-rule hit counters (LRU: the least recently hit rule goes). */
 #define PAL_IP_HITS_ENTRIES 65536
@@ -168,40 +176,21 @@ static __always_inline void ip_stat_inc(__u32 slot)
 }
 
 /*
- * Ethernet, up to PAL_VLAN_MAX_TAGS VLAN tags in the frame (802.1Q, or QinQ:
- * XDP sees both tags of a double-tagged frame, TC only the inner one), IPv4
- * or IPv6 fixed header. A frame with more tags passes unchecked, counted as
- * not parsed.
+ * Ethernet and up to PAL_VLAN_MAX_TAGS VLAN tags (l2_walk(), l2.bpf.h), then
+ * the IPv4 or IPv6 fixed header. A frame with more tags passes unchecked,
+ * counted as not parsed.
  */
 static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 {
-	struct ethhdr *eth = p->data;
-	__u16 proto;
+	struct pal_frame f = {.data = p->data, .end = p->end, .how = PAL_L2_DIRECT};
+	struct pal_l2 l2;
 	void *l3;
 
-	if ((void *)(eth + 1) > p->end)
+	if (l2_walk(&f, &l2, &p->flags, &p->vlan_id) != PAL_L2_OK)
 		return PAL_IP_SHORT;
-	proto = eth->h_proto;
-	l3 = eth + 1;
-#pragma unroll
-	for (int i = 0; i < PAL_VLAN_MAX_TAGS; i++) {
-		__be16 *tag = l3;
-
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		if ((void *)(tag + 2) > p->end)
-			return PAL_IP_SHORT;
-		if (!(p->flags & PAL_FLAG_VLAN)) {
-			p->flags |= PAL_FLAG_VLAN;
-			p->vlan_id = bpf_ntohs(tag[0]) & PAL_VLAN_VID_MASK;
-		}
-		proto = tag[1];
-		l3 = tag + 2;
-	}
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
-		return PAL_IP_SHORT;
+	l3 = p->data + l2.l3_off;
 	p->l3 = l3;
-	if (proto == bpf_htons(ETH_P_IP)) {
+	if (l2.proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 
 		if ((void *)(ip + 1) > p->end || ip->ihl < 5)
@@ -213,7 +202,7 @@ static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 			       (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP);
 		return PAL_IP_OK;
 	}
-	if (proto == bpf_htons(ETH_P_IPV6)) {
+	if (l2.proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 
 		if ((void *)(ip6 + 1) > p->end)
@@ -401,8 +390,8 @@ static __always_inline int ip_verdict(const struct pal_ip_pkt *p, __u32 ifindex,
 	return 1;
 }
 
-SEC("xdp")
-int pal_xdp_block(struct xdp_md *ctx)
+/* The program pal_xdp_block: drop, or pass to the stack. */
+static __always_inline int ip_xdp(struct xdp_md *ctx)
 {
 	struct pal_ip_pkt p = {
 		.data = (void *)(long)ctx->data,
@@ -422,6 +411,7 @@ int pal_xdp_block(struct xdp_md *ctx)
 										     : XDP_PASS;
 }
 
+/* The programs pal_tc_block_ingress/egress: drop, or on to the next TCX program. */
 static __always_inline int ip_tc(struct __sk_buff *skb, __u8 direction)
 {
 	struct pal_ip_pkt p = {
@@ -445,25 +435,10 @@ static __always_inline int ip_tc(struct __sk_buff *skb, __u8 direction)
 		ip_stat_inc(PAL_IP_STAT_NOT_PARSED);
 	if (res != PAL_IP_OK)
 		return TC_ACT_UNSPEC;
-	if (skb->vlan_present) {
-		p.flags |= PAL_FLAG_VLAN;
-		p.vlan_id = skb->vlan_tci & PAL_VLAN_VID_MASK;
-	}
+	l2_hw_tag(skb, &p.flags, &p.vlan_id);
 	/* TC_ACT_UNSPEC is TCX_NEXT: the observer runs next. */
 	return ip_verdict(&p, skb->ifindex, direction, PAL_IP_HOOK_TC) ? TC_ACT_SHOT
 								      : TC_ACT_UNSPEC;
-}
-
-SEC("classifier")
-int pal_tc_block_ingress(struct __sk_buff *skb)
-{
-	return ip_tc(skb, PAL_DIR_INGRESS);
-}
-
-SEC("classifier")
-int pal_tc_block_egress(struct __sk_buff *skb)
-{
-	return ip_tc(skb, PAL_DIR_EGRESS);
 }
 
 #endif /* PALISADE_IP_POLICY_BPF_H */

@@ -1,4 +1,4 @@
-//! Root-only tests of the kernel's DNS domain policy (palisade.bpf.c "DNS policy") and of the
+//! Root-only tests of the kernel's DNS domain policy (bpf/dns_policy.bpf.h) and of the
 //! Rust API that feeds it (`palisade_ebpf::dns_policy`, `palisade_abi::dns_name`).
 //!
 //! Classifier runs (`BPF_PROG_TEST_RUN`, no network needed):

@@ -192,7 +192,7 @@ fn object_loads_and_pins_its_maps() {
     drop(rule_map);
 
     // Verifier work stays far from its 1M-instruction limit (pal_dns_udp() is a global
-    // function, checked once: see palisade.bpf.c).
+    // function, checked once: see bpf/dns_capture.bpf.h).
     let mut first = first;
     for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
         let verified = classifier(&mut first, name)
