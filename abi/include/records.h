@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 2
+#define PAL_ABI_VERSION 3
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
@@ -269,7 +269,8 @@ struct pal_flow_sweep {
 #define PAL_DNS_STAT_REWRITE_FAILED 11   /* a rewrite helper failed: packet dropped */
 #define PAL_DNS_STAT_REDIRECT_FAILED 12  /* bpf_redirect refused: query dropped */
 #define PAL_DNS_STAT_HITS_MAP_FULL 13    /* pal_dns_hits insert failed */
-#define PAL_DNS_STAT_COUNT 14
+#define PAL_DNS_STAT_FRAGMENT_DROPPED 14 /* fragmented datagram to port 53 dropped (in blocked_drop) */
+#define PAL_DNS_STAT_COUNT 15
 
 /* Value of the inner maps of pal_dns_policy: key is the __u64 name hash. */
 struct pal_dns_rule {
@@ -317,7 +318,8 @@ struct pal_dns_config {
 #define PAL_IP_STAT_EXPIRED 5           /* a TTL rule matched after its expiry: ignored */
 #define PAL_IP_STAT_HITS_MAP_FULL 6     /* pal_ip_hits insert failed (hit not counted per rule) */
 #define PAL_IP_STAT_NOT_PARSED 7        /* IP header cut short or malformed: passed */
-#define PAL_IP_STAT_COUNT 8
+#define PAL_IP_STAT_VLAN_TOO_DEEP 8     /* more VLAN tags than walked, rules in force: dropped */
+#define PAL_IP_STAT_COUNT 9
 
 /*
  * IPv4 pre-filter (pal_ip4_filter): one bit per /16, set when some IPv4 rule

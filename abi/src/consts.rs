@@ -190,11 +190,14 @@ pub enum DnsStat {
     RedirectFailed,
     /// A per-rule hit counter could not be inserted into `pal_dns_hits`.
     HitsMapFull,
+    /// A fragmented UDP datagram to port 53 (IPv4 first fragment with more to come, IPv6
+    /// first fragment): its name cannot be judged, so it is dropped (also in `BlockedDrop`).
+    FragmentDropped,
 }
 
 impl DnsStat {
     /// Every counter, in key order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::QueriesChecked,
         Self::QueriesAllowed,
         Self::BlockedNxdomain,
@@ -209,6 +212,7 @@ impl DnsStat {
         Self::RewriteFailed,
         Self::RedirectFailed,
         Self::HitsMapFull,
+        Self::FragmentDropped,
     ];
 
     /// `PAL_DNS_STAT_*`: the key in `pal_dns_stats`.
@@ -228,6 +232,7 @@ impl DnsStat {
             Self::RewriteFailed => c::PAL_DNS_STAT_REWRITE_FAILED,
             Self::RedirectFailed => c::PAL_DNS_STAT_REDIRECT_FAILED,
             Self::HitsMapFull => c::PAL_DNS_STAT_HITS_MAP_FULL,
+            Self::FragmentDropped => c::PAL_DNS_STAT_FRAGMENT_DROPPED,
         }
     }
 
@@ -248,6 +253,7 @@ impl DnsStat {
             Self::RewriteFailed => "rewrite_failed",
             Self::RedirectFailed => "redirect_failed",
             Self::HitsMapFull => "hits_map_full",
+            Self::FragmentDropped => "fragment_dropped",
         }
     }
 }
@@ -645,11 +651,14 @@ pub enum IpStat {
     HitsMapFull,
     /// IP header cut short or malformed: the packet was passed.
     NotParsed,
+    /// More VLAN tags than the policy walks while rules are in force: dropped (it could not
+    /// be checked, so it does not pass).
+    VlanTooDeep,
 }
 
 impl IpStat {
     /// Every counter, in key order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::DroppedV4,
         Self::DroppedV6,
         Self::Alerts,
@@ -658,6 +667,7 @@ impl IpStat {
         Self::Expired,
         Self::HitsMapFull,
         Self::NotParsed,
+        Self::VlanTooDeep,
     ];
 
     /// `PAL_IP_STAT_*`: the key in `pal_ip_stats`.
@@ -671,6 +681,7 @@ impl IpStat {
             Self::Expired => c::PAL_IP_STAT_EXPIRED,
             Self::HitsMapFull => c::PAL_IP_STAT_HITS_MAP_FULL,
             Self::NotParsed => c::PAL_IP_STAT_NOT_PARSED,
+            Self::VlanTooDeep => c::PAL_IP_STAT_VLAN_TOO_DEEP,
         }
     }
 
@@ -685,6 +696,7 @@ impl IpStat {
             Self::Expired => "expired",
             Self::HitsMapFull => "hits_map_full",
             Self::NotParsed => "not_parsed",
+            Self::VlanTooDeep => "vlan_too_deep",
         }
     }
 }

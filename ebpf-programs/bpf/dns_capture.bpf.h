@@ -36,6 +36,9 @@ __attribute__((noinline)) int pal_dns_udp(struct __sk_buff *skb, struct pal_pkt 
 		len = PAL_CAP_DNS;
 		truncated = 1;
 	}
+	/* A first fragment holds only the start of the message: say so to the worker. */
+	if (p->ip_frag)
+		truncated = 1;
 	if (len > 0) {
 		if (bpf_skb_load_bytes(skb, p->pay_off, s->payload, len) < 0) {
 			stat_inc(PAL_STATS_GLOBAL, PAL_STAT_NOT_PARSED);

@@ -354,6 +354,20 @@ static __always_inline void dns_policy(const struct pal_pkt *p, struct pal_scrat
 	action = cfg->block_action;
 	if (action != PAL_DNS_ACTION_NXDOMAIN && action != PAL_DNS_ACTION_DROP)
 		return;
+	/*
+	 * A fragmented datagram to port 53: what the resolver reassembles is not
+	 * what this packet shows (the name may sit in, or be changed by, a later
+	 * fragment), so it cannot be judged. Queries never need fragmenting (they
+	 * are far below any MTU), so it is dropped, whatever it looks like; the
+	 * resolver never gets the first fragment and discards the rest.
+	 */
+	if (p->ip_frag && p->dport == PAL_PORT_DNS) {
+		dns_stat_inc(PAL_DNS_STAT_FRAGMENT_DROPPED);
+		v->query = 1;
+		v->flag = PAL_FLAG_DNS_BLOCKED;
+		v->todo = PAL_DNS_TODO_DROP;
+		return;
+	}
 	if (avail < PAL_DNS_HDR)
 		return;
 	if ((s->payload[2] & PAL_DNS_OPCODE) || dns_u16(s, 4) == 0)

@@ -165,6 +165,7 @@ enum pal_ip_parse {
 	PAL_IP_OK,
 	PAL_IP_NOT_IP, /* ARP, LLDP, ...: pass silently */
 	PAL_IP_SHORT,  /* headers cut short or malformed */
+	PAL_IP_DEEP,   /* more VLAN tags than l2_walk() skips: cannot be checked */
 };
 
 static __always_inline void ip_stat_inc(__u32 slot)
@@ -177,8 +178,7 @@ static __always_inline void ip_stat_inc(__u32 slot)
 
 /*
  * Ethernet and up to PAL_VLAN_MAX_TAGS VLAN tags (l2_walk(), l2.bpf.h), then
- * the IPv4 or IPv6 fixed header. A frame with more tags passes unchecked,
- * counted as not parsed.
+ * the IPv4 or IPv6 fixed header. A frame with more tags is PAL_IP_DEEP.
  */
 static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 {
@@ -186,8 +186,14 @@ static __always_inline enum pal_ip_parse ip_parse(struct pal_ip_pkt *p)
 	struct pal_l2 l2;
 	void *l3;
 
-	if (l2_walk(&f, &l2, &p->flags, &p->vlan_id) != PAL_L2_OK)
+	switch (l2_walk(&f, &l2, &p->flags, &p->vlan_id)) {
+	case PAL_L2_OK:
+		break;
+	case PAL_L2_DEEP:
+		return PAL_IP_DEEP;
+	default:
 		return PAL_IP_SHORT;
+	}
 	l3 = p->data + l2.l3_off;
 	p->l3 = l3;
 	if (l2.proto == bpf_htons(ETH_P_IP)) {
@@ -390,6 +396,21 @@ static __always_inline int ip_verdict(const struct pal_ip_pkt *p, __u32 ifindex,
 	return 1;
 }
 
+/*
+ * A frame the policy cannot look into (PAL_IP_DEEP): dropped while any rule
+ * is in force, since it could carry a blocked address; passed otherwise.
+ */
+static __always_inline int ip_deep_verdict(void)
+{
+	__u32 zero = 0;
+
+	if (!bpf_map_lookup_elem(&pal_ip4_policy, &zero) &&
+	    !bpf_map_lookup_elem(&pal_ip6_policy, &zero))
+		return 0;
+	ip_stat_inc(PAL_IP_STAT_VLAN_TOO_DEEP);
+	return 1;
+}
+
 /* The program pal_xdp_block: drop, or pass to the stack. */
 static __always_inline int ip_xdp(struct xdp_md *ctx)
 {
@@ -404,6 +425,8 @@ static __always_inline int ip_xdp(struct xdp_md *ctx)
 	case PAL_IP_SHORT:
 		ip_stat_inc(PAL_IP_STAT_NOT_PARSED);
 		return XDP_PASS;
+	case PAL_IP_DEEP:
+		return ip_deep_verdict() ? XDP_DROP : XDP_PASS;
 	default:
 		return XDP_PASS;
 	}
@@ -433,6 +456,8 @@ static __always_inline int ip_tc(struct __sk_buff *skb, __u8 direction)
 	}
 	if (res == PAL_IP_SHORT)
 		ip_stat_inc(PAL_IP_STAT_NOT_PARSED);
+	if (res == PAL_IP_DEEP)
+		return ip_deep_verdict() ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 	if (res != PAL_IP_OK)
 		return TC_ACT_UNSPEC;
 	l2_hw_tag(skb, &p.flags, &p.vlan_id);

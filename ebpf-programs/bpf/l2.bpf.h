@@ -6,15 +6,16 @@
  * ip_policy.bpf.h). Also load_hdr(), the observer's header reader.
  *
  * VLAN: up to PAL_VLAN_MAX_TAGS (two) tags in the frame are skipped to reach
- * L3: one 802.1Q tag, or QinQ (an 802.1ad or 802.1Q outer tag, then the
- * inner one). The VID reported is the outermost one's. On TC the kernel may
+ * L3: one 802.1Q tag, or QinQ (an 802.1ad, 0x9100 or 802.1Q outer tag, then
+ * the inner one). The VID reported is the outermost one's. On TC the kernel may
  * already have taken the outer tag out of the frame (skb->vlan_present,
  * hardware-accelerated or stripped before the hook): XDP sees both tags of
  * a double-tagged frame, TC then only the inner one. That tag is the
  * outermost, so its VID wins (l2_hw_tag()); the frame's tags are skipped
  * either way. A frame with more tags than PAL_VLAN_MAX_TAGS is PAL_L2_DEEP:
- * the observer ignores it (not IP), the IP policy counts it as not parsed
- * and lets it pass.
+ * the observer ignores it (not IP); the IP policy, which cannot check it,
+ * drops it while rules are in force (counted vlan_too_deep) and passes it
+ * otherwise.
  *
  * Included by pkt.bpf.h, ip_policy.bpf.h and palisade.bpf.c.
  */
@@ -26,6 +27,8 @@
 #define PAL_VLAN_VID_MASK 0x0fff
 #define PAL_VLAN_MAX_TAGS 2 /* in-frame tags skipped: 802.1Q, or QinQ */
 #define PAL_VLAN_TAG_LEN 4
+/* The pre-802.1ad QinQ outer TPID some switches still send (not in every UAPI header). */
+#define PAL_ETH_P_QINQ1 0x9100
 
 /* Header reads go straight to the linear packet data below this offset. */
 #define PAL_DIRECT_MAX 256
@@ -90,7 +93,8 @@ enum pal_l2_res {
 
 static __always_inline int l2_is_vlan(__be16 proto)
 {
-	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD) ||
+	       proto == bpf_htons(PAL_ETH_P_QINQ1);
 }
 
 /*

@@ -56,7 +56,7 @@ struct pal_pkt {
 	__u8 ip_version;  /* 4 or 6 */
 	__u8 l4_proto;    /* IPPROTO_* */
 	__u8 tcp_flags;   /* byte 13 of the TCP header, 0 otherwise */
-	__u8 ip_frag;     /* IPv4 first fragment with more to come (MF set) */
+	__u8 ip_frag;     /* first fragment with more to come (IPv4 MF, IPv6 fragment header M) */
 	__u8 icmp_type;   /* ICMP/ICMPv6 type and code, 0 otherwise */
 	__u8 icmp_code;
 };
@@ -142,8 +142,9 @@ static __always_inline int ipv6_is_skippable_ext(__u8 nexthdr)
 
 /*
  * IPv6: fixed header, then up to PAL_IPV6_MAX_EXT hop-by-hop, routing or
- * destination-options headers. Fragments are ignored; a chain longer than
- * that (or one cut short) counts as not parsed.
+ * destination-options headers, then a fragment header: a first fragment is
+ * parsed (ip_frag says whether more follow), later ones are ignored; a chain
+ * longer than that (or one cut short) counts as not parsed.
  */
 static __always_inline enum pal_parse parse_ipv6(struct __sk_buff *skb, struct pal_pkt *p,
 						 __u32 l3_off)
@@ -175,9 +176,28 @@ static __always_inline enum pal_parse parse_ipv6(struct __sk_buff *skb, struct p
 		nexthdr = ext.nexthdr;
 		off += (ext.hdrlen + 1) * 8;
 	}
-	if (nexthdr == IPPROTO_FRAGMENT)
-		return PAL_PARSE_IGNORE;
-	if (ipv6_is_skippable_ext(nexthdr) || off > p->l4_end)
+	if (nexthdr == IPPROTO_FRAGMENT) {
+		/*
+		 * Only a first fragment carries the L4 header: parse on behind the
+		 * fragment header (an atomic fragment, M clear, is a whole datagram).
+		 * Later fragments carry no ports and are ignored, as for IPv4.
+		 */
+		struct {
+			__u8 nexthdr;
+			__u8 reserved;
+			__be16 frag_off; /* offset << 3 | M */
+			__be32 id;
+		} fh;
+
+		if (load_hdr(skb, off, &fh, sizeof(fh)) < 0)
+			return PAL_PARSE_SHORT;
+		if (bpf_ntohs(fh.frag_off) & ~0x7)
+			return PAL_PARSE_IGNORE;
+		p->ip_frag = bpf_ntohs(fh.frag_off) & 1;
+		nexthdr = fh.nexthdr;
+		off += sizeof(fh);
+	}
+	if (ipv6_is_skippable_ext(nexthdr) || nexthdr == IPPROTO_FRAGMENT || off > p->l4_end)
 		return PAL_PARSE_SHORT;
 
 	p->l3_off = l3_off;

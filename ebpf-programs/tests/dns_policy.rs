@@ -53,9 +53,9 @@ use aya::{
 };
 use dns::{Dig, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, Udp};
 use palisade_abi::{
-    BlockAction, DnsStat, FLAG_DNS_BLOCKED, FLAG_DNS_REWRITTEN, MAP_DNS_CONFIG, MAP_DNS_HITS,
-    MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, PROG_TC_EGRESS, PROG_TC_INGRESS, RecordHeader,
-    Ring,
+    BlockAction, DnsStat, FLAG_DNS_BLOCKED, FLAG_DNS_REWRITTEN, FLAG_TRUNCATED, MAP_DNS_CONFIG,
+    MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, PROG_TC_EGRESS, PROG_TC_INGRESS,
+    RecordHeader, Ring,
     dns_name::{name_hash, normalize},
 };
 use palisade_ebpf::{
@@ -1250,4 +1250,121 @@ fn real_resolver_and_clients() {
         rewritten_before + 1
     );
     assert_eq!(lab.loaded.hits().get(&21), Some(&1));
+}
+
+/// `frame` (Ethernet + IPv4 + UDP) as its first fragment: MF set, cut after `keep` bytes of
+/// UDP (header included), total length and header checksum fixed.
+fn ipv4_first_fragment(frame: &[u8], keep: usize) -> Vec<u8> {
+    let mut out = frame[..14 + 20 + keep].to_vec();
+    let total = u16::try_from(20 + keep).unwrap();
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out[20..22].copy_from_slice(&0x2000_u16.to_be_bytes()); // MF, offset 0
+    out[24..26].copy_from_slice(&[0, 0]);
+    let check = dns::finish(dns::ones_sum(0, &out[14..34]));
+    out[24..26].copy_from_slice(&check.to_be_bytes());
+    out
+}
+
+/// `frame` (Ethernet + IPv6 + UDP) with a fragment header: the first fragment (`more`:
+/// M set, cut after `keep` bytes of UDP) or an atomic fragment (`more` false, whole).
+fn ipv6_fragment(frame: &[u8], keep: usize, more: bool) -> Vec<u8> {
+    let udp = &frame[14 + 40..];
+    let keep = if more { keep } else { udp.len() };
+    let mut out = frame[..14 + 40].to_vec();
+    out[14 + 6] = 44; // next header: fragment
+    let payload_len = u16::try_from(8 + keep).unwrap();
+    out[14 + 4..14 + 6].copy_from_slice(&payload_len.to_be_bytes());
+    out.extend_from_slice(&[17, 0, 0, u8::from(more), 0xca, 0xfe, 0xba, 0xbe]);
+    out.extend_from_slice(&udp[..keep]);
+    out
+}
+
+#[test]
+fn fragmented_queries_are_dropped_and_counted() {
+    if !have_root("fragmented_queries_are_dropped_and_counted") {
+        return;
+    }
+    let mut loaded = Loaded::new();
+    loaded.install(&rules(&[("ads.test", RuleKind::BlockSuffix, 1)]));
+    let blocked = dns::query(7, "www.ads.test", false);
+    let allowed = dns::query(8, "www.fine.test", false);
+    let v4 = |msg: &[u8]| Udp::v4(msg, 40000, 53).frame();
+    let v6 = |msg: &[u8]| Udp::v6(msg, 40000, 53).frame();
+    let frames = [
+        // The name in the first fragment, or only the UDP header in it: either way the
+        // resolver would reassemble a name this packet does not show in full.
+        (
+            "v4 first fragment, name inside",
+            ipv4_first_fragment(&v4(&blocked), 8 + 20),
+        ),
+        (
+            "v4 first fragment, UDP header only",
+            ipv4_first_fragment(&v4(&blocked), 8),
+        ),
+        (
+            "v4 first fragment, unlisted name",
+            ipv4_first_fragment(&v4(&allowed), 8 + 20),
+        ),
+        (
+            "v6 first fragment",
+            ipv6_fragment(&v6(&blocked), 8 + 16, true),
+        ),
+        (
+            "v6 first fragment, unlisted name",
+            ipv6_fragment(&v6(&allowed), 8 + 16, true),
+        ),
+    ];
+
+    // Enforcement off: observed, not dropped.
+    for (what, frame) in &frames {
+        assert_eq!(
+            loaded.run(PROG_TC_INGRESS, frame).0,
+            TC_ACT_UNSPEC,
+            "{what}"
+        );
+    }
+    assert_eq!(loaded.stat(DnsStat::FragmentDropped), 0);
+    let records = loaded.drain_dns();
+    assert_eq!(
+        records.len(),
+        frames.len(),
+        "each first fragment is recorded"
+    );
+    assert!(
+        records.iter().all(|(h, _)| h.flags & FLAG_TRUNCATED != 0),
+        "and flagged as not the whole message"
+    );
+
+    loaded.set_action(BlockAction::Nxdomain);
+    let before = loaded.stats();
+    for (what, frame) in &frames {
+        assert_eq!(loaded.run(PROG_TC_INGRESS, frame).0, TC_ACT_SHOT, "{what}");
+    }
+    let changed = delta(&before, &loaded.stats());
+    assert_eq!(changed.get(&DnsStat::FragmentDropped), Some(&5));
+    assert_eq!(changed.get(&DnsStat::BlockedDrop), Some(&5));
+
+    // An IPv6 atomic fragment is a whole datagram: judged by its name like any query (a
+    // blocked one cannot be rewritten behind an extension header, so it is dropped).
+    let before = loaded.stats();
+    assert_eq!(
+        loaded
+            .run(PROG_TC_INGRESS, &ipv6_fragment(&v6(&blocked), 0, false))
+            .0,
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        loaded
+            .run(PROG_TC_INGRESS, &ipv6_fragment(&v6(&allowed), 0, false))
+            .0,
+        TC_ACT_UNSPEC
+    );
+    let changed = delta(&before, &loaded.stats());
+    assert_eq!(changed.get(&DnsStat::NxdomainUnsupported), Some(&1));
+    assert_eq!(changed.get(&DnsStat::FragmentDropped), None);
+
+    // Answers from port 53 may be fragmented (large EDNS answers): they pass.
+    let answer = dns::answer(&allowed, [192, 0, 2, 1]);
+    let frag_answer = ipv4_first_fragment(&Udp::v4(&answer, 53, 40000).frame(), 8 + 20);
+    assert_eq!(loaded.run(PROG_TC_INGRESS, &frag_answer).0, TC_ACT_UNSPEC);
 }

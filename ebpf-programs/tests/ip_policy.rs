@@ -17,8 +17,8 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use palisade_abi::{
-    IpRule, MAP_IP4_FILTER, MAP_IP4_POLICY, MAP_IP6_POLICY, PROG_TC_BLOCK_EGRESS,
-    PROG_TC_BLOCK_INGRESS, PROG_XDP_BLOCK,
+    IpRule, IpStat, MAP_IP_STATS, MAP_IP4_FILTER, MAP_IP4_POLICY, MAP_IP6_POLICY,
+    PROG_TC_BLOCK_EGRESS, PROG_TC_BLOCK_INGRESS, PROG_XDP_BLOCK,
 };
 use palisade_ebpf::{
     PALISADE_BPF,
@@ -180,4 +180,79 @@ fn xdp_drops_listed_sources_behind_vlan_and_qinq_tags() {
             "{tags} tags"
         );
     }
+}
+
+/// `frame(0, src)` behind the given tags, outermost first.
+fn tagged(tpids: &[u16], src: [u8; 4]) -> Vec<u8> {
+    let plain = frame(0, src);
+    let mut f = plain[..12].to_vec();
+    for (i, tpid) in tpids.iter().enumerate() {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&(200 + i as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&plain[12..]);
+    f
+}
+
+#[test]
+fn no_tag_stack_slips_past_the_ip_policy() {
+    if !have_root("no_tag_stack_slips_past_the_ip_policy") {
+        return;
+    }
+    const XDP_DROP: u32 = 1;
+    const XDP_PASS: u32 = 2;
+    let bpffs = BpfFs::new();
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(bpffs.path())
+        .load(PALISADE_BPF)
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_BLOCK)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    let prog = ebpf.program(PROG_XDP_BLOCK).unwrap().fd().unwrap();
+    let verdict = |data: &[u8]| {
+        palisade_ebpf::prog_test_run(std::os::fd::AsFd::as_fd(prog), data, 1)
+            .unwrap()
+            .0
+    };
+    let stat = |ebpf: &aya::Ebpf, s: IpStat| -> u64 {
+        aya::maps::PerCpuArray::<_, u64>::try_from(ebpf.map(MAP_IP_STATS).unwrap())
+            .unwrap()
+            .get(&s.index(), 0)
+            .unwrap()
+            .iter()
+            .sum()
+    };
+    let three = [0x88a8, 0x8100, 0x8100];
+    // No rules in force: nothing to enforce, a frame the policy cannot read passes.
+    assert_eq!(verdict(&tagged(&three, [192, 0, 2, 5])), XDP_PASS);
+    assert_eq!(stat(&ebpf, IpStat::VlanTooDeep), 0);
+
+    let listed = prefix("192.0.2.0/24");
+    let trie = ip_policy::build(Family::V4, &[(listed, IpRule::new(7, 24, 0))], 0).unwrap();
+    ip_policy::filter_add(map_fd(ebpf.map(MAP_IP4_FILTER).unwrap()).unwrap(), &listed).unwrap();
+    ip_policy::swap_in(map_fd(ebpf.map(MAP_IP4_POLICY).unwrap()).unwrap(), &trie).unwrap();
+    // The pre-802.1ad QinQ TPID is a tag like the others (it used to hide the address).
+    for tpids in [&[0x9100_u16][..], &[0x9100, 0x8100], &[0x88a8, 0x8100]] {
+        assert_eq!(
+            verdict(&tagged(tpids, [192, 0, 2, 5])),
+            XDP_DROP,
+            "{tpids:x?}"
+        );
+        assert_eq!(
+            verdict(&tagged(tpids, [192, 0, 3, 5])),
+            XDP_PASS,
+            "{tpids:x?}"
+        );
+    }
+    // Deeper stacks cannot be checked while rules are in force: dropped, counted.
+    assert_eq!(verdict(&tagged(&three, [192, 0, 3, 5])), XDP_DROP);
+    assert_eq!(
+        verdict(&tagged(&[0x9100, 0x9100, 0x8100], [192, 0, 2, 5])),
+        XDP_DROP
+    );
+    assert_eq!(stat(&ebpf, IpStat::VlanTooDeep), 2);
 }

@@ -126,7 +126,7 @@ pub fn ones_sum(mut sum: u32, bytes: &[u8]) -> u32 {
     sum
 }
 
-fn finish(sum: u32) -> u16 {
+pub fn finish(sum: u32) -> u16 {
     !(u16::try_from(ones_sum(sum, &[])).unwrap_or(0))
 }
 
