@@ -43,12 +43,12 @@ use aya::{
 };
 use palisade_abi::{
     BlockAction, CAP_DHCP, DIR_EGRESS, DIR_INGRESS, DNS_HITS_ENTRIES, DNS_LEARNED_ENTRIES,
-    DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_VLAN, FLOW_ENTRIES, FLOW_F_VLAN, FLOW_REASON_FIN,
-    FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowKey, FlowRecord, FlowStat,
-    FlowValue, Kind, MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS,
-    MAP_FLOW_CONFIG, MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, MAP_SCRATCH, MAP_STATS,
-    PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES, RecordHeader,
-    Ring, STATS_ENTRIES, StatGroup, StatSlot, stats_key,
+    DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_TRUNCATED, FLAG_VLAN, FLOW_ENTRIES, FLOW_F_VLAN,
+    FLOW_REASON_FIN, FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowKey, FlowRecord,
+    FlowStat, FlowValue, Kind, MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY,
+    MAP_DNS_STATS, MAP_FLOW_CONFIG, MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, MAP_SCRATCH,
+    MAP_STATS, PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES,
+    RecordHeader, Ring, STATS_ENTRIES, StatGroup, StatSlot, stats_key,
 };
 use palisade_ebpf::{PALISADE_BPF, dns_policy, flow_table, maps};
 use support::{ADDR_A, ADDR_B, BpfFs, RawSender, VethPair, frames::*, have_root};
@@ -345,6 +345,7 @@ mod raw_port {
     pub const TCP_BARE_ACK: u16 = 41010;
     pub const VLAN_OFFLOADED: u16 = 41012;
     pub const UDP_TRAILER: u16 = 41013;
+    pub const IPV6_LATER_FRAGMENT: u16 = 41014;
 }
 
 /// Sends the hand-made frames out of `veth-a`; returns how many have unreadable headers.
@@ -380,7 +381,8 @@ fn raw_traffic(net: &VethPair) -> u64 {
             ]),
         ),
     ]));
-    // IPv6 fragment: ignored.
+    // IPv6 first fragment (offset 0, more to come): parsed behind the fragment header, like
+    // an IPv4 first fragment, its record flagged as not the whole message.
     sender.send(&cat(&[
         &ethernet(None, ETH_P_IPV6),
         &ipv6(
@@ -389,6 +391,16 @@ fn raw_traffic(net: &VethPair) -> u64 {
                 &ipv6_fragment_header(IPPROTO_UDP),
                 &dns(raw_port::IPV6_FRAGMENT, b"frag"),
             ]),
+        ),
+    ]));
+    // IPv6 later fragment whose data looks like UDP to port 53: ignored.
+    let mut later = ipv6_fragment_header(IPPROTO_UDP);
+    later[2..4].copy_from_slice(&(8_u16 << 3).to_be_bytes());
+    sender.send(&cat(&[
+        &ethernet(None, ETH_P_IPV6),
+        &ipv6(
+            IPPROTO_FRAGMENT,
+            &cat(&[&later, &dns(raw_port::IPV6_LATER_FRAGMENT, b"later")]),
         ),
     ]));
     // IPv4 with 4 bytes of options (NOP NOP NOP EOL): IHL 6.
@@ -679,7 +691,15 @@ fn traffic_becomes_records() {
         "offloaded tag counted back"
     );
 
-    for ignored in [raw_port::IPV6_FRAGMENT, raw_port::IPV4_LATER_FRAGMENT] {
+    let v6_first = by_src_port(&dns, raw_port::IPV6_FRAGMENT);
+    assert_eq!(v6_first.len(), 1, "IPv6 first fragment recorded");
+    assert_ne!(
+        v6_first[0].0.flags & FLAG_TRUNCATED,
+        0,
+        "and flagged truncated"
+    );
+    assert_eq!(by_src_port(&flow, raw_port::IPV6_FRAGMENT).len(), 1);
+    for ignored in [raw_port::IPV6_LATER_FRAGMENT, raw_port::IPV4_LATER_FRAGMENT] {
         assert!(
             by_src_port(&dns, ignored).is_empty(),
             "fragment from port {ignored}"

@@ -567,3 +567,47 @@ fn a_worker_flooding_valid_messages_holds_up_nothing() {
     }
     daemon.assert_alive();
 }
+
+#[test]
+fn a_worker_is_never_run_as_a_shared_account_unless_allowed() {
+    let lab = Lab::new("shared");
+    let run = |extra: &str| {
+        let config = lab.dir.join("shared.toml");
+        std::fs::write(&config, base_config(&lab, extra)).expect("config");
+        lab.sensor("timeout")
+            .arg("20")
+            .arg(palisade_tests::bin("palisade"))
+            .args(["run", "--detach-on-exit", "--config"])
+            .arg(&config)
+            .output()
+            .expect("palisade run")
+    };
+    // nobody is shared with unrelated daemons: refused, with the way out in the message.
+    let out = run("[workers.dns]\nuser = \"nobody\"\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("worker dns would run as nobody") && err.contains("allow_shared_account"),
+        "{err}"
+    );
+    // Two workers on one account: refused too.
+    let out = run("[workers.tls]\nuser = \"palisade-dns\"\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another worker runs as too"), "{err}");
+    // Allowed explicitly: the daemon starts.
+    let daemon = Daemon::start(
+        &lab,
+        &base_config(
+            &lab,
+            "[workers]\nallow_shared_account = true\n[workers.dns]\nuser = \"nobody\"\n",
+        ),
+        &[],
+    );
+    let pid = daemon.wait_healthy()["dns"];
+    let uid = palisade_tests::proc_status(pid)["Uid"]
+        .split_whitespace()
+        .next()
+        .map(str::to_owned);
+    assert_eq!(uid.as_deref(), Some("65534"));
+}

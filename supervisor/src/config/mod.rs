@@ -105,6 +105,10 @@ pub struct Config {
     pub control_group: String,
     /// Per-worker settings, for every [`WorkerKind`].
     pub workers: BTreeMap<WorkerKind, WorkerSettings>,
+    /// `[workers] allow_shared_account`: run workers as an account other processes (or other
+    /// workers) share, such as the `nobody` fallback. Off by default: a process of the same
+    /// uid may signal or ptrace a worker.
+    pub allow_shared_account: bool,
     /// DNS policy.
     pub dns: DnsConfig,
     /// Flow table.
@@ -157,7 +161,7 @@ impl Config {
         let dns = dns::parse(&c, raw.dns)?;
         let flow = flow::parse(&c, raw.flow)?;
         let ip = ip::parse(&c, raw.ip)?;
-        let workers = workers::parse(&c, raw.workers)?;
+        let (allow_shared_account, workers) = workers::parse(&c, raw.workers)?;
         Ok(Self {
             interfaces,
             control_socket: c.abs_path(
@@ -174,6 +178,7 @@ impl Config {
                 paths::CONTROL_GROUP.to_owned(),
             )?,
             workers,
+            allow_shared_account,
             dns,
             flow,
             ip,

@@ -16,6 +16,7 @@ const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 10..=60_000;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWorkers {
+    allow_shared_account: Option<bool>,
     dhcp: Option<RawWorker>,
     dns: Option<RawWorker>,
     tls: Option<RawWorker>,
@@ -44,12 +45,13 @@ pub struct WorkerSettings {
     pub path: Option<PathBuf>,
 }
 
-/// Validates `[workers]`: settings for every [`WorkerKind`].
-pub(super) fn parse(
-    c: &Checker<'_>,
-    raw: RawWorkers,
-) -> Result<BTreeMap<WorkerKind, WorkerSettings>, ConfigError> {
+/// `[workers]`: whether a shared account is allowed, and settings for every [`WorkerKind`].
+pub(super) type Workers = (bool, BTreeMap<WorkerKind, WorkerSettings>);
+
+/// Validates `[workers]`.
+pub(super) fn parse(c: &Checker<'_>, raw: RawWorkers) -> Result<Workers, ConfigError> {
     let RawWorkers {
+        allow_shared_account,
         dhcp,
         dns,
         tls,
@@ -64,7 +66,7 @@ pub(super) fn parse(
     ] {
         workers.insert(kind, worker(c, kind, w)?);
     }
-    Ok(workers)
+    Ok((allow_shared_account.unwrap_or(false), workers))
 }
 
 fn worker(

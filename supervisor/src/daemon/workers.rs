@@ -28,6 +28,9 @@ pub(super) type Slots = BTreeMap<WorkerKind, WorkerSlot>;
 /// What each slot needs to (re)start its worker.
 pub(super) type SlotResources = BTreeMap<WorkerKind, Resources>;
 
+/// The uid of `nobody`, the fallback account: shared with unrelated daemons.
+const NOBODY_UID: u32 = 65534;
+
 /// Workers that receive the user-space policy.
 const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
 
@@ -85,6 +88,7 @@ pub(super) fn prepare(
         .collect();
     let mut slots = BTreeMap::new();
     let mut resources = BTreeMap::new();
+    let mut uids = BTreeMap::new();
     for (kind, settings) in &opts.config.workers {
         let user =
             crate::users::resolve_user(&settings.user).map_err(|source| DaemonError::User {
@@ -96,9 +100,33 @@ pub(super) fn prepare(
                 worker: kind.name(),
                 source,
             })?;
-        if user.fallback || group.fallback {
-            tracing::warn!(worker = kind.name(), user = %user.name, group = %group.name, "configured worker account missing; using the fallback (create palisade-{} for isolation between workers)", kind.name());
+        let shared_with = opts
+            .config
+            .workers
+            .keys()
+            .filter(|k| *k != kind)
+            .any(|other| uids.get(other) == Some(&user.id));
+        let why = if user.fallback {
+            Some("shared with other processes (the fallback for a missing account)")
+        } else if user.id == NOBODY_UID {
+            Some("shared with other processes (nobody)")
+        } else if shared_with {
+            Some("another worker runs as too")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            if !opts.config.allow_shared_account {
+                return Err(DaemonError::SharedAccount {
+                    worker: kind.name(),
+                    user: user.name.clone(),
+                    uid: user.id,
+                    why,
+                });
+            }
+            tracing::warn!(worker = kind.name(), user = %user.name, group = %group.name, "worker runs as an account {why} (allow_shared_account = true); create palisade-{} for isolation", kind.name());
         }
+        uids.insert(*kind, user.id);
         let binary = worker_binary(*kind, settings.path.as_deref());
         let creds = Credentials {
             uid: user.id,
