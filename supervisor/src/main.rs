@@ -1,48 +1,6 @@
 //! `palisade`: the Palisade supervisor daemon (`palisade run`) and its
-//! operator CLI, in one binary.
+//! operator CLI, in one binary (the code is the `palisade` library).
 
-mod cli;
-mod config;
-mod control;
-mod daemon;
-mod ebpf;
-mod flows;
-mod interfaces;
-mod metrics;
-mod paths;
-mod policy;
-mod ratelimit;
-mod users;
-mod workers;
-
-use std::process::ExitCode;
-
-use clap::Parser;
-
-/// Renders an error with its whole `source()` chain on one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    cli::dispatch(args)
+fn main() -> std::process::ExitCode {
+    palisade::main()
 }

@@ -26,18 +26,18 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one. `Ok(n)`: allowed, `n` takes were refused since the
-    /// last allowed one (report them with this one); `Err(())`: refused (counted).
-    pub fn take(&mut self, now: Instant) -> Result<u64, ()> {
+    /// Takes one token if there is one. `Some(n)`: allowed, `n` takes were refused since the
+    /// last allowed one (report them with this one); `None`: refused (counted).
+    pub fn take(&mut self, now: Instant) -> Option<u64> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            Ok(std::mem::take(&mut self.suppressed))
+            Some(std::mem::take(&mut self.suppressed))
         } else {
             self.suppressed += 1;
-            Err(())
+            None
         }
     }
 }
@@ -53,18 +53,18 @@ mod tests {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(10, 5, t0);
         for _ in 0..5 {
-            assert_eq!(b.take(t0), Ok(0));
+            assert_eq!(b.take(t0), Some(0));
         }
-        assert_eq!(b.take(t0), Err(()));
-        assert_eq!(b.take(t0), Err(()));
+        assert_eq!(b.take(t0), None);
+        assert_eq!(b.take(t0), None);
         // 100 ms later: one token back, and the two refused are reported with it.
-        assert_eq!(b.take(t0 + Duration::from_millis(100)), Ok(2));
-        assert_eq!(b.take(t0 + Duration::from_millis(100)), Err(()));
+        assert_eq!(b.take(t0 + Duration::from_millis(100)), Some(2));
+        assert_eq!(b.take(t0 + Duration::from_millis(100)), None);
         // Never more than the burst saved up.
         let later = t0 + Duration::from_secs(60);
         for _ in 0..5 {
-            assert!(b.take(later).is_ok());
+            assert!(b.take(later).is_some());
         }
-        assert_eq!(b.take(later), Err(()));
+        assert_eq!(b.take(later), None);
     }
 }

@@ -67,6 +67,7 @@ pub mod fake {
     use super::{BorrowedFd, KernelError, Maps};
 
     /// The policy and flow maps of the object, in a fake kernel installed on this thread.
+    #[derive(Debug)]
     pub struct FakeMaps {
         /// The fake kernel (fault injection, entry dumps).
         pub kernel: FakeKernel,
@@ -123,6 +124,12 @@ pub mod fake {
                 .get(name)
                 .map(|fd| self.kernel.entries(fd))
                 .unwrap_or_default()
+        }
+    }
+
+    impl Default for FakeMaps {
+        fn default() -> Self {
+            Self::new()
         }
     }
 

@@ -369,6 +369,11 @@ impl RuleSet {
         self.rules.len()
     }
 
+    /// Whether the set holds no rule at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Name rules as (name hash, action, kind, rule id), for the kernel.
     pub fn name_rules(&self) -> impl Iterator<Item = (u64, Action, Match, u32)> + '_ {
         self.names.iter().filter_map(|(&(hash, kind), &index)| {

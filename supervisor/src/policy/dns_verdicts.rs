@@ -97,7 +97,7 @@ pub fn block_request(
             }
             // Counted always; logged at most 10 a second (the count of lines left out rides
             // on the next one).
-            if let Ok(suppressed) = dns.refusal_log.take(Instant::now()) {
+            if let Some(suppressed) = dns.refusal_log.take(Instant::now()) {
                 tracing::warn!(%refusal, suppressed, total = dns.refused, "DNS worker block request refused");
             }
         }

@@ -161,7 +161,7 @@ impl WorkerSlot {
             WorkerToSupervisor::Heartbeat { .. } => p.last_heartbeat = Some(now),
             WorkerToSupervisor::Stats(stats) => p.stats = stats,
             WorkerToSupervisor::Log { level, message } => {
-                if p.log_budget.take(now).is_err() {
+                if p.log_budget.take(now).is_none() {
                     self.violation(
                         registry,
                         format!(
