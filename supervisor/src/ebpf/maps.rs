@@ -42,6 +42,10 @@ pub fn on(map: &'static str) -> impl FnOnce(io::Error) -> KernelError {
 pub trait Maps {
     /// The descriptor of map `name`.
     fn fd(&self, name: &'static str) -> Result<BorrowedFd<'_>, KernelError>;
+
+    /// The per-rule hit counters of map `name` (a per-CPU hash `u32 -> u64`), summed over the
+    /// CPUs, sorted by rule id.
+    fn hits(&self, name: &'static str) -> Result<Vec<(u32, u64)>, KernelError>;
 }
 
 impl Maps for Loaded {
@@ -50,6 +54,11 @@ impl Maps for Loaded {
             .map(name)
             .and_then(map_fd)
             .ok_or(KernelError::MissingMap(name))
+    }
+
+    fn hits(&self, name: &'static str) -> Result<Vec<(u32, u64)>, KernelError> {
+        let map = self.ebpf.map(name).ok_or(KernelError::MissingMap(name))?;
+        palisade_ebpf::maps::read_hits(map).map_err(|e| on(name)(io::Error::other(e)))
     }
 }
 
@@ -139,6 +148,11 @@ pub mod fake {
                 .get(name)
                 .map(AsFd::as_fd)
                 .ok_or(KernelError::MissingMap(name))
+        }
+
+        /// The fake kernel runs no program: nothing is ever hit.
+        fn hits(&self, _name: &'static str) -> Result<Vec<(u32, u64)>, KernelError> {
+            Ok(Vec::new())
         }
     }
 }

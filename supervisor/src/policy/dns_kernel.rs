@@ -15,10 +15,7 @@ use super::{
     dns::{Action, BlockAction, RuleSet},
     dns_lists::Match,
 };
-use crate::ebpf::{
-    loader::Loaded,
-    maps::{KernelError, Maps, on as err},
-};
+use crate::ebpf::maps::{KernelError, Maps, on as err};
 
 /// Builds the rule set's kernel map, swaps it in, and sets the action.
 /// Returns the number of map entries (names) in the kernel.
@@ -64,12 +61,8 @@ pub fn clear_learned(maps: &dyn Maps) -> Result<(), KernelError> {
 }
 
 /// Per-rule hit counters, summed over CPUs.
-pub fn hits(loaded: &Loaded) -> Result<Vec<(u32, u64)>, KernelError> {
-    let map = loaded
-        .ebpf
-        .map(MAP_DNS_HITS)
-        .ok_or(KernelError::MissingMap(MAP_DNS_HITS))?;
-    palisade_ebpf::maps::read_hits(map).map_err(|e| err(MAP_DNS_HITS)(std::io::Error::other(e)))
+pub fn hits(maps: &dyn Maps) -> Result<Vec<(u32, u64)>, KernelError> {
+    maps.hits(MAP_DNS_HITS)
 }
 
 #[cfg(test)]

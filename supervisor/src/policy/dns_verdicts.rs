@@ -28,16 +28,7 @@ pub fn cname_check(
 ) -> Option<SupervisorToWorker> {
     let (norm, target, rule) = dns.check_cname(name, targets, Instant::now())?;
     let (rule_id, rule_text) = (rule.id, describe(rule));
-    let learned = dns.learn(norm.clone(), rule_id, Instant::now());
-    match learned.map_err(|e| e.to_string()).and_then(|l| {
-        dns_kernel::learn(
-            maps,
-            &norm,
-            rule_id,
-            l.expires.saturating_duration_since(Instant::now()),
-        )
-        .map_err(|e| crate::error_chain(&e))
-    }) {
+    match learn_in_both(dns, maps, &norm, rule_id) {
         Ok(()) => {
             tracing::warn!(
                 name = norm,
@@ -70,24 +61,13 @@ pub fn block_request(
     name: &str,
     rule_id: u32,
 ) -> Option<Refusal> {
-    let learned = dns.check_request(name, rule_id).and_then(|norm| {
-        dns.learn(norm.clone(), rule_id, Instant::now())
-            .map(|l| (norm, l))
-    });
-    match learned {
-        Ok((norm, l)) => match dns_kernel::learn(
-            maps,
-            &norm,
-            rule_id,
-            l.expires.saturating_duration_since(Instant::now()),
-        ) {
+    match dns.check_request(name, rule_id) {
+        Ok(norm) => match learn_in_both(dns, maps, &norm, rule_id) {
             Ok(()) => {
                 let rule = dns.rules.rule(rule_id).map(describe).unwrap_or_default();
                 tracing::info!(name = norm, rule, "learned DNS block");
             }
-            Err(e) => {
-                tracing::error!(name = norm, error = %crate::error_chain(&e), "writing a learned DNS block")
-            }
+            Err(e) => tracing::error!(name = norm, error = %e, "learning a DNS block"),
         },
         Err(refusal) => {
             dns.refused += 1;
@@ -105,6 +85,29 @@ pub fn block_request(
     None
 }
 
+/// Learns `name` (normalized) in the state and then in the kernel; when the kernel refuses,
+/// the state is put back as it was, so the two never disagree.
+fn learn_in_both(
+    dns: &mut DnsState,
+    maps: &dyn Maps,
+    name: &str,
+    rule_id: u32,
+) -> Result<(), String> {
+    let previous = dns.learned.get(name).copied();
+    let learned = dns
+        .learn(name.to_owned(), rule_id, Instant::now())
+        .map_err(|e| e.to_string())?;
+    let ttl = learned.expires.saturating_duration_since(Instant::now());
+    if let Err(e) = dns_kernel::learn(maps, name, rule_id, ttl) {
+        match previous {
+            Some(p) => dns.learned.insert(name.to_owned(), p),
+            None => dns.learned.remove(name),
+        };
+        return Err(crate::error_chain(&e));
+    }
+    Ok(())
+}
+
 /// A worker reports the hash of the rule set it applies: recorded for
 /// `status`, and a mismatch with ours is logged as drift.
 pub fn ruleset_applied(dns: &mut DnsState, kind: WorkerKind, hash: [u8; 32]) {
@@ -120,5 +123,111 @@ pub fn expire_learned(dns: &mut DnsState, maps: &dyn Maps, now: Instant) {
         if let Err(e) = dns_kernel::forget(maps, &name) {
             tracing::warn!(name, error = %crate::error_chain(&e), "removing an expired learned block");
         }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
+mod tests {
+    //! The verdicts on the DNS worker's requests, against the fake kernel (no root).
+
+    use std::time::Duration;
+
+    use palisade_abi::{MAP_DNS_LEARNED, dns_name::name_hash};
+
+    use super::*;
+    use crate::{
+        ebpf::maps::fake::FakeMaps,
+        policy::{
+            dns::{BlockAction, DnsLists, RuleSet},
+            dns_state::LEARNED_TTL,
+        },
+    };
+
+    fn state(block: &str, allow: &str, regex: &str) -> (DnsState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let write = |n: &str, t: &str| {
+            let p = dir.path().join(n);
+            std::fs::write(&p, t).expect("write");
+            p
+        };
+        let lists = DnsLists {
+            blocklists: vec![write("block", block)],
+            allowlists: vec![write("allow", allow)],
+            regex_lists: vec![write("regex", regex)],
+            encrypted_dns: vec![],
+        };
+        let rules = RuleSet::load(&lists).expect("valid");
+        (DnsState::new(rules, BlockAction::Nxdomain), dir)
+    }
+
+    fn learned(maps: &FakeMaps) -> Vec<u64> {
+        let mut h: Vec<u64> = maps
+            .entries(MAP_DNS_LEARNED)
+            .iter()
+            .map(|(k, _)| u64::from_ne_bytes(k.as_slice().try_into().expect("8 bytes")))
+            .collect();
+        h.sort_unstable();
+        h
+    }
+
+    #[test]
+    fn an_honest_block_request_is_learned_in_state_and_kernel() {
+        let maps = FakeMaps::new();
+        let (mut dns, _d) = state("", "", "^ad[0-9]+\\.example$\n");
+        let id = dns.rules.regexes()[0].0;
+        let ours = dns.rules.sha256();
+        ruleset_applied(&mut dns, WorkerKind::Dns, ours);
+        assert_eq!(
+            block_request(&mut dns, &maps, WorkerKind::Dns, "ad7.example", id),
+            None
+        );
+        assert!(dns.learned.contains_key("ad7.example"));
+        assert_eq!(learned(&maps), [name_hash("ad7.example")]);
+        // Expiry removes it from both.
+        expire_learned(
+            &mut dns,
+            &maps,
+            Instant::now() + LEARNED_TTL + Duration::from_secs(1),
+        );
+        assert!(dns.learned.is_empty());
+        assert!(learned(&maps).is_empty());
+    }
+
+    #[test]
+    fn a_lie_is_returned_as_a_violation_and_writes_nothing() {
+        let maps = FakeMaps::new();
+        let (mut dns, _d) = state("", "ad9.example\n", "^ad[0-9]+\\.example$\n");
+        let id = dns.rules.regexes()[0].0;
+        let ours = dns.rules.sha256();
+        ruleset_applied(&mut dns, WorkerKind::Dns, ours);
+        let lie = block_request(&mut dns, &maps, WorkerKind::Dns, "innocent.example", id);
+        assert!(matches!(lie, Some(Refusal::NoMatch { .. })), "{lie:?}");
+        // An allow-listed name: refused and counted, but honest.
+        assert_eq!(
+            block_request(&mut dns, &maps, WorkerKind::Dns, "ad9.example", id),
+            None
+        );
+        assert_eq!(dns.refused, 2);
+        assert!(learned(&maps).is_empty());
+    }
+
+    #[test]
+    fn a_cname_to_a_blocked_domain_blocks_the_queried_name() {
+        let maps = FakeMaps::new();
+        let (mut dns, _d) = state("||tracker.example^\n", "", "");
+        let targets = vec!["cdn.example".to_owned(), "x.tracker.example".to_owned()];
+        let msg = cname_check(&mut dns, &maps, "www.shop.example", &targets);
+        assert!(
+            matches!(&msg, Some(SupervisorToWorker::CnameBlocked { name, target, .. })
+                if name == "www.shop.example" && target == "x.tracker.example"),
+            "{msg:?}"
+        );
+        assert_eq!(learned(&maps), [name_hash("www.shop.example")]);
+        // A full kernel map: nothing to tell the worker, nothing half-done in the state.
+        maps.kernel.fail("BPF_MAP_UPDATE_ELEM", 0, libc::E2BIG);
+        assert!(cname_check(&mut dns, &maps, "m.shop.example", &targets).is_none());
+        assert!(!dns.learned.contains_key("m.shop.example"));
+        assert!(dns.learned.contains_key("www.shop.example"));
     }
 }

@@ -14,7 +14,13 @@ use super::{
     ip::{IpState, RequestError, StateError, unix_now},
     ip_kernel::{self, KernelCounts},
 };
-use crate::ebpf::{attach::Links, loader::Loaded, maps::KernelError, pin::PinTree, xdp::XdpMode};
+use crate::ebpf::{
+    attach::Links,
+    loader::Loaded,
+    maps::{KernelError, Maps},
+    pin::PinTree,
+    xdp::XdpMode,
+};
 
 /// Most rules one `block list` answer carries (it must fit a control frame).
 const MAX_LISTED_IP_RULES: usize = 250;
@@ -61,7 +67,7 @@ impl IpPolicy {
     /// restores the file.
     pub fn add(
         &mut self,
-        loaded: &Loaded,
+        maps: &dyn Maps,
         add: &BlockAddRequest,
     ) -> Result<IpRuleInfo, IpBlockError> {
         let boot = palisade_ebpf::ip_policy::boot_time_ns().map_err(IpBlockError::Clock)?;
@@ -78,7 +84,7 @@ impl IpPolicy {
             self.state.runtime = before;
             return Err(e.into());
         }
-        match ip_kernel::change(loaded, change) {
+        match ip_kernel::change(maps, change) {
             Ok(delta) => self.count_change(rule.prefix.family(), delta),
             Err(e) => {
                 self.state.runtime = before;
@@ -87,14 +93,14 @@ impl IpPolicy {
             }
         }
         tracing::info!(cidr = %rule.prefix, id = rule.id, ttl_secs = ?add.ttl_secs, comment = ?rule.comment, "runtime IP rule added");
-        let hits = ip_kernel::hits(loaded).unwrap_or_default();
+        let hits = ip_kernel::hits(maps).unwrap_or_default();
         self.rule_info(rule.id, &hits).ok_or(IpBlockError::Vanished)
     }
 
     /// `palisade block remove`: the kernel first (once the file no longer
     /// has the rule, the kernel must not either), then the file.
-    pub fn remove(&mut self, loaded: &Loaded, cidr: &str) -> Result<IpRuleInfo, IpBlockError> {
-        let hits = ip_kernel::hits(loaded).unwrap_or_default();
+    pub fn remove(&mut self, maps: &dyn Maps, cidr: &str) -> Result<IpRuleInfo, IpBlockError> {
+        let hits = ip_kernel::hits(maps).unwrap_or_default();
         let before = self.state.runtime.clone();
         let (rule, change) = self.state.remove(cidr)?;
         let info = IpRuleInfo {
@@ -107,7 +113,7 @@ impl IpPolicy {
             in_kernel: false,
         };
         // Kernel first: once the file no longer has it, the kernel must not either.
-        match ip_kernel::change(loaded, change) {
+        match ip_kernel::change(maps, change) {
             Ok(delta) => self.count_change(rule.prefix.family(), delta),
             Err(e) => {
                 self.state.runtime = before;
@@ -121,8 +127,8 @@ impl IpPolicy {
 
     /// `palisade block list`: every runtime rule, then the list rules with
     /// the most hits, at most `limit` (and what one control frame holds).
-    pub fn list(&self, loaded: &Loaded, limit: u32) -> Result<IpBlockList, KernelError> {
-        let hits = ip_kernel::hits(loaded)?;
+    pub fn list(&self, maps: &dyn Maps, limit: u32) -> Result<IpBlockList, KernelError> {
+        let hits = ip_kernel::hits(maps)?;
         // The answer must fit one control frame.
         let cap = (limit as usize).min(MAX_LISTED_IP_RULES);
         let mut rules: Vec<IpRuleInfo> = self
@@ -160,13 +166,13 @@ impl IpPolicy {
     }
 
     /// Removes expired runtime IP rules from the kernel and the rule file.
-    pub fn expire(&mut self, loaded: &Loaded) {
+    pub fn expire(&mut self, maps: &dyn Maps) {
         let expired = self.state.expire(unix_now());
         if expired.is_empty() {
             return;
         }
         for (rule, change) in expired {
-            match ip_kernel::change(loaded, change) {
+            match ip_kernel::change(maps, change) {
                 Ok(delta) => {
                     self.count_change(rule.prefix.family(), delta);
                     tracing::info!(cidr = %rule.prefix, id = rule.id, "runtime IP rule expired");
@@ -274,5 +280,134 @@ mod tests {
                 crate::error_chain(&state())
             )
         );
+    }
+
+    use palisade_abi::MAP_IP4_POLICY;
+    use palisade_ebpf::ip_policy as kernel_ip;
+
+    use crate::{ebpf::maps::fake::FakeMaps, policy::ip::IpRuleSet};
+
+    fn policy(dir: &std::path::Path) -> IpPolicy {
+        let list = dir.join("list.txt");
+        std::fs::write(&list, "192.0.2.0/24\n").expect("list");
+        let state = IpState::open(IpRuleSet::load(&[list]).expect("valid"), dir).expect("open");
+        IpPolicy {
+            state,
+            kernel: KernelCounts::default(),
+        }
+    }
+
+    fn request(cidr: &str) -> BlockAddRequest {
+        BlockAddRequest {
+            cidr: cidr.into(),
+            ttl_secs: None,
+            comment: Some("test".into()),
+        }
+    }
+
+    /// The IPv4 prefixes in the kernel trie.
+    fn kernel_v4(maps: &FakeMaps) -> Vec<String> {
+        let outer = maps.fd(MAP_IP4_POLICY).expect("outer");
+        kernel_ip::open_current(outer)
+            .expect("open")
+            .map(|t| kernel_ip::read_rules(&t, Family::V4).expect("read"))
+            .unwrap_or_default()
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect()
+    }
+
+    /// The runtime rules in the file, as a new daemon would read them.
+    fn on_disk(dir: &std::path::Path) -> Vec<String> {
+        let st = IpState::open(IpRuleSet::load(&[]).expect("empty"), dir).expect("reopen");
+        st.runtime.values().map(|r| r.prefix.to_string()).collect()
+    }
+
+    #[test]
+    fn add_and_remove_keep_file_and_kernel_in_step() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let maps = FakeMaps::new();
+        let mut ip = policy(dir.path());
+        let info = ip.add(&maps, &request("203.0.113.9")).expect("add");
+        assert_eq!(info.cidr, "203.0.113.9/32");
+        assert!(info.in_kernel);
+        assert_eq!(kernel_v4(&maps), ["203.0.113.9/32"]);
+        assert_eq!(on_disk(dir.path()), ["203.0.113.9/32"]);
+        assert_eq!(ip.kernel.v4, 1);
+        let listed = ip.list(&maps, 10).expect("list");
+        assert_eq!(listed.runtime_rules, 1);
+        ip.remove(&maps, "203.0.113.9").expect("remove");
+        assert!(kernel_v4(&maps).is_empty());
+        assert!(on_disk(dir.path()).is_empty());
+        assert_eq!(ip.kernel.v4, 0);
+    }
+
+    #[test]
+    fn a_kernel_failure_on_add_leaves_neither_file_nor_state_changed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let maps = FakeMaps::new();
+        let mut ip = policy(dir.path());
+        ip.add(&maps, &request("203.0.113.1")).expect("add");
+        // The next prefix goes into the live trie (pal_ip4_rules): that write fails.
+        maps.kernel
+            .fail_on("BPF_MAP_UPDATE_ELEM", kernel_ip::TRIE4_NAME, libc::ENOMEM);
+        let error = ip
+            .add(&maps, &request("203.0.113.2"))
+            .expect_err("kernel refuses");
+        assert!(matches!(error, IpBlockError::Kernel(_)), "{error:?}");
+        assert_eq!(kernel_v4(&maps), ["203.0.113.1/32"]);
+        assert_eq!(
+            on_disk(dir.path()),
+            ["203.0.113.1/32"],
+            "the file is restored"
+        );
+        assert_eq!(ip.state.runtime.len(), 1);
+        assert_eq!(ip.kernel.v4, 1);
+    }
+
+    #[test]
+    fn a_file_failure_rolls_back_or_is_reported() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let maps = FakeMaps::new();
+        let mut ip = policy(dir.path());
+        ip.add(&maps, &request("203.0.113.1")).expect("add");
+        // The rule file cannot be written (its temporary path is taken by a directory).
+        let tmp = dir.path().join("ip-rules.json.tmp");
+        std::fs::create_dir(&tmp).expect("block the temporary file");
+        // Add: nothing reaches the kernel when the file cannot take the rule.
+        let error = ip
+            .add(&maps, &request("203.0.113.2"))
+            .expect_err("file refuses");
+        assert!(matches!(error, IpBlockError::State(_)), "{error:?}");
+        assert_eq!(kernel_v4(&maps), ["203.0.113.1/32"]);
+        assert_eq!(ip.state.runtime.len(), 1);
+        // Remove: the kernel stops enforcing, and the operator is told the file still has it.
+        let error = ip.remove(&maps, "203.0.113.1").expect_err("file refuses");
+        assert!(
+            matches!(error, IpBlockError::RemovedNotSaved(_)),
+            "{error:?}"
+        );
+        assert!(kernel_v4(&maps).is_empty());
+        std::fs::remove_dir(&tmp).expect("unblock");
+        assert_eq!(
+            on_disk(dir.path()),
+            ["203.0.113.1/32"],
+            "returns after a restart, as said"
+        );
+    }
+
+    #[test]
+    fn a_failed_remove_keeps_the_rule() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let maps = FakeMaps::new();
+        let mut ip = policy(dir.path());
+        ip.add(&maps, &request("203.0.113.1")).expect("add");
+        maps.kernel
+            .fail_on("BPF_MAP_DELETE_ELEM", kernel_ip::TRIE4_NAME, libc::EPERM);
+        let error = ip.remove(&maps, "203.0.113.1").expect_err("kernel refuses");
+        assert!(matches!(error, IpBlockError::Kernel(_)), "{error:?}");
+        assert_eq!(kernel_v4(&maps), ["203.0.113.1/32"]);
+        assert_eq!(on_disk(dir.path()), ["203.0.113.1/32"]);
+        assert_eq!(ip.state.runtime.len(), 1);
     }
 }

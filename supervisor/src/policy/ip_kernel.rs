@@ -14,10 +14,7 @@ use palisade_abi::{MAP_IP_CONFIG, MAP_IP_HITS, MAP_IP4_FILTER};
 use palisade_ebpf::ip_policy::{self, Family};
 
 use super::ip::{IpState, KernelChange, MAX_RUNTIME_RULES, unix_now};
-use crate::ebpf::{
-    loader::Loaded,
-    maps::{KernelError, Maps, on as err},
-};
+use crate::ebpf::maps::{KernelError, Maps, on as err};
 
 /// Prefixes in the kernel, per family.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -116,14 +113,8 @@ pub fn change(maps: &dyn Maps, change: KernelChange) -> Result<i8, KernelError> 
 }
 
 /// Per-rule hit counters, summed over CPUs.
-pub fn hits(loaded: &Loaded) -> Result<HashMap<u32, u64>, KernelError> {
-    let map = loaded
-        .ebpf
-        .map(MAP_IP_HITS)
-        .ok_or(KernelError::MissingMap(MAP_IP_HITS))?;
-    palisade_ebpf::maps::read_hits(map)
-        .map(|v| v.into_iter().collect())
-        .map_err(|e| err(MAP_IP_HITS)(std::io::Error::other(e)))
+pub fn hits(maps: &dyn Maps) -> Result<HashMap<u32, u64>, KernelError> {
+    Ok(maps.hits(MAP_IP_HITS)?.into_iter().collect())
 }
 
 #[cfg(test)]
