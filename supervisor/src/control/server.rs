@@ -71,6 +71,8 @@ pub struct Server {
     clients: Vec<Option<Client>>,
     /// Connections closed on accept because every slot was taken.
     refused: u64,
+    /// Receive buffer, one frame.
+    buf: Vec<u8>,
 }
 
 /// Where a client's conversation stands.
@@ -153,6 +155,7 @@ impl Server {
             control_gid,
             clients: (0..MAX_CLIENTS).map(|_| None).collect(),
             refused: 0,
+            buf: vec![0; MAX_FRAME],
         })
     }
 
@@ -272,9 +275,9 @@ impl Server {
         let Some(Some(client)) = self.clients.get_mut(index) else {
             return Ok(true);
         };
-        let mut buf = vec![0u8; MAX_FRAME];
+        let buf = &mut self.buf;
         loop {
-            let len = match transport::recv_frame(client.conn.as_fd(), &mut buf) {
+            let len = match transport::recv_frame(client.conn.as_fd(), buf) {
                 Ok(Received::Frame { len, .. }) => len,
                 Ok(Received::WouldBlock) => return Ok(false),
                 Ok(Received::Closed) => return Ok(true),
