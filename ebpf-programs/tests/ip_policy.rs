@@ -123,6 +123,24 @@ fn tries_swap_edit_and_read_back() {
     assert_eq!(ip_policy::current_inner_id(outer6).unwrap(), None);
 }
 
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// The object with `pal_xdp_block` loaded (maps pinned in `bpffs`).
+fn load_xdp(bpffs: &BpfFs) -> aya::Ebpf {
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(bpffs.path())
+        .load(PALISADE_BPF)
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_BLOCK)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    ebpf
+}
+
 /// An Ethernet frame with `tags` VLAN tags (outer 802.1ad, inner 802.1Q) around an IPv4 UDP
 /// datagram from `src` to 198.18.0.1.
 fn frame(tags: usize, src: [u8; 4]) -> Vec<u8> {
@@ -144,19 +162,8 @@ fn xdp_drops_listed_sources_behind_vlan_and_qinq_tags() {
     if !have_root("xdp_drops_listed_sources_behind_vlan_and_qinq_tags") {
         return;
     }
-    const XDP_DROP: u32 = 1;
-    const XDP_PASS: u32 = 2;
     let bpffs = BpfFs::new();
-    let mut ebpf = EbpfLoader::new()
-        .default_map_pin_directory(bpffs.path())
-        .load(PALISADE_BPF)
-        .unwrap();
-    let xdp: &mut Xdp = ebpf
-        .program_mut(PROG_XDP_BLOCK)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().unwrap();
+    let ebpf = load_xdp(&bpffs);
     let listed = prefix("192.0.2.0/24");
     let trie = ip_policy::build(Family::V4, &[(listed, IpRule::new(7, 24, 0))], 0).unwrap();
     ip_policy::filter_add(map_fd(ebpf.map(MAP_IP4_FILTER).unwrap()).unwrap(), &listed).unwrap();
@@ -199,19 +206,8 @@ fn no_tag_stack_slips_past_the_ip_policy() {
     if !have_root("no_tag_stack_slips_past_the_ip_policy") {
         return;
     }
-    const XDP_DROP: u32 = 1;
-    const XDP_PASS: u32 = 2;
     let bpffs = BpfFs::new();
-    let mut ebpf = EbpfLoader::new()
-        .default_map_pin_directory(bpffs.path())
-        .load(PALISADE_BPF)
-        .unwrap();
-    let xdp: &mut Xdp = ebpf
-        .program_mut(PROG_XDP_BLOCK)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().unwrap();
+    let ebpf = load_xdp(&bpffs);
     let prog = ebpf.program(PROG_XDP_BLOCK).unwrap().fd().unwrap();
     let verdict = |data: &[u8]| {
         palisade_ebpf::prog_test_run(std::os::fd::AsFd::as_fd(prog), data, 1)

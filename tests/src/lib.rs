@@ -538,6 +538,18 @@ impl Daemon {
         })
     }
 
+    /// A kernel counter from `status` (`group` such as `dns` or `ip_policy`), `None` when
+    /// status has no such counter.
+    pub fn kernel_counter(&self, group: &str, counter: &str) -> Option<u64> {
+        self.status_json()?
+            .get("kernel")?
+            .as_array()?
+            .iter()
+            .find(|k| k["group"] == group && k["counter"] == counter)?
+            .get("value")?
+            .as_u64()
+    }
+
     /// Every event line so far, parsed.
     pub fn events(&self) -> Vec<Value> {
         self.lines
@@ -613,4 +625,17 @@ pub fn proc_status(pid: u32) -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
         .collect()
+}
+
+/// A DNS query (type A, RD) for `name` with id `id`, as a resolver's client sends it.
+pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::with_capacity(64);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
 }

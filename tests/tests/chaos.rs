@@ -23,7 +23,7 @@ use std::{
     time::Duration,
 };
 
-use palisade_tests::{Daemon, Lab, PEER_IF, SENSOR_IP, Side, base_config, wait_for};
+use palisade_tests::{Daemon, Lab, PEER_IF, SENSOR_IP, Side, base_config, dns_query, wait_for};
 
 const BLOCKED_IP: &str = "198.18.0.77";
 const BLOCKED_PORT: u16 = 9977;
@@ -33,19 +33,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A DNS query for `name` (type A).
-fn dns_query(id: u16, name: &str) -> Vec<u8> {
-    let mut q = Vec::with_capacity(64);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
 }
 
 /// A small deterministic generator (no dependency, reproducible with `CHAOS_SEED`).
@@ -61,14 +48,7 @@ impl Rng {
 }
 
 fn kernel_counter(daemon: &Daemon, group: &str, counter: &str) -> u64 {
-    daemon.status_json().expect("status")["kernel"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|k| k["group"] == group && k["counter"] == counter)
-        })
-        .and_then(|k| k["value"].as_u64())
-        .unwrap_or(0)
+    daemon.kernel_counter(group, counter).unwrap_or(0)
 }
 
 #[test]
@@ -117,7 +97,7 @@ fn random_kills_under_traffic_lose_nothing_uncounted_and_let_nothing_blocked_thr
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("q{i}.chaos.test");
                 let _ = dns_sock.send_to(&dns_query(i as u16, &name), (SENSOR_IP, 53));
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     let _ = blocked_sock.send_to(b"must not pass", (SENSOR_IP, BLOCKED_PORT));
                 }
                 i += 1;

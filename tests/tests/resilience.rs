@@ -17,7 +17,7 @@ use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg, socket,
 };
 use palisade_ipc::handshake::{Hello, Role};
-use palisade_tests::{Daemon, Lab, SENSOR_IP, Side, base_config, wait_for};
+use palisade_tests::{Daemon, Lab, SENSOR_IP, Side, base_config, dns_query, wait_for};
 
 /// Descriptors the process `pid` holds.
 fn open_fds(pid: u32) -> usize {
@@ -90,19 +90,6 @@ fn frames_with_too_many_fds_leak_no_descriptor() {
     assert_eq!(daemon.wait_healthy().len(), 4, "every worker still running");
 }
 
-/// A DNS query for `name` (type A), id `id`.
-fn dns_query(id: u16, name: &str) -> Vec<u8> {
-    let mut q = Vec::with_capacity(64);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
-}
-
 #[test]
 fn worker_killed_mid_batch_loses_no_event() {
     // A worker killed while it works through a batch used to take that batch's events with it:
@@ -165,15 +152,11 @@ fn worker_killed_mid_batch_loses_no_event() {
     assert_eq!(seen.len(), want);
     let w = &daemon.workers()["dns"];
     assert!(w["restarts"].as_u64() >= Some(rounds.len() as u64), "{w}");
-    let status = daemon.status_json().expect("status");
-    let ring_full = status["kernel"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|k| k["group"] == "dns" && k["counter"] == "ring_full")
-        })
-        .and_then(|k| k["value"].as_u64());
-    assert_eq!(ring_full, Some(0), "nothing dropped in the kernel either");
+    assert_eq!(
+        daemon.kernel_counter("dns", "ring_full"),
+        Some(0),
+        "nothing dropped in the kernel either"
+    );
 }
 
 /// A small tmpfs, unmounted on drop (also when the test fails).

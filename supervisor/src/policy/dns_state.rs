@@ -276,29 +276,31 @@ impl DnsState {
     }
 }
 
+/// A state over list files written to a temporary directory (kept alive by the returned
+/// guard), for unit tests.
+#[cfg(test)]
+pub(crate) fn test_state(block: &str, allow: &str, regex: &str) -> (DnsState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let write = |n: &str, t: &str| {
+        let p = dir.path().join(n);
+        std::fs::write(&p, t).expect("write");
+        p
+    };
+    let lists = super::dns::DnsLists {
+        blocklists: vec![write("block", block)],
+        allowlists: vec![write("allow", allow)],
+        regex_lists: vec![write("regex", regex)],
+        encrypted_dns: vec![],
+    };
+    let rules = RuleSet::load(&lists).expect("valid lists");
+    (DnsState::new(rules, BlockAction::Nxdomain), dir)
+}
+
 #[cfg(test)]
 mod tests {
     //! The checks applied to the DNS worker's claims, without a kernel.
 
-    use super::*;
-    use crate::policy::dns::DnsLists;
-
-    fn state(block: &str, allow: &str, regex: &str) -> (DnsState, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let write = |n: &str, t: &str| {
-            let p = dir.path().join(n);
-            std::fs::write(&p, t).expect("write");
-            p
-        };
-        let lists = DnsLists {
-            blocklists: vec![write("block", block)],
-            allowlists: vec![write("allow", allow)],
-            regex_lists: vec![write("regex", regex)],
-            encrypted_dns: vec![],
-        };
-        let rules = RuleSet::load(&lists).expect("valid lists");
-        (DnsState::new(rules, BlockAction::Nxdomain), dir)
-    }
+    use super::{test_state as state, *};
 
     fn regex_id(st: &DnsState) -> u32 {
         st.rules

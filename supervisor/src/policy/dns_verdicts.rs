@@ -138,28 +138,8 @@ mod tests {
     use super::*;
     use crate::{
         ebpf::maps::fake::FakeMaps,
-        policy::{
-            dns::{BlockAction, DnsLists, RuleSet},
-            dns_state::LEARNED_TTL,
-        },
+        policy::dns_state::{LEARNED_TTL, test_state as state},
     };
-
-    fn state(block: &str, allow: &str, regex: &str) -> (DnsState, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let write = |n: &str, t: &str| {
-            let p = dir.path().join(n);
-            std::fs::write(&p, t).expect("write");
-            p
-        };
-        let lists = DnsLists {
-            blocklists: vec![write("block", block)],
-            allowlists: vec![write("allow", allow)],
-            regex_lists: vec![write("regex", regex)],
-            encrypted_dns: vec![],
-        };
-        let rules = RuleSet::load(&lists).expect("valid");
-        (DnsState::new(rules, BlockAction::Nxdomain), dir)
-    }
 
     fn learned(maps: &FakeMaps) -> Vec<u64> {
         let mut h: Vec<u64> = maps
