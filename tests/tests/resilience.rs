@@ -594,3 +594,70 @@ fn a_worker_is_never_run_as_a_shared_account_unless_allowed() {
         .map(str::to_owned);
     assert_eq!(uid.as_deref(), Some("65534"));
 }
+
+#[test]
+fn a_long_reload_kills_no_worker() {
+    // The loop is busy for the whole reload of a million prefixes (seconds in a debug build):
+    // the heartbeats that queue up meanwhile are read before any deadline is checked.
+    let lab = Lab::new("bigreload");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let list = lab.dir.join("million.txt");
+    let mut text = String::with_capacity(16 << 20);
+    for i in 0..1_000_000_u32 {
+        let [_, b, c, d] = i.to_be_bytes();
+        text.push_str(&format!("10.{b}.{c}.{d}\n"));
+    }
+    std::fs::write(&list, text).expect("list");
+    let config = base_config(
+        &lab,
+        &format!("[ip]\nblocklists = [\"{}\"]\n", list.display()),
+    );
+    std::fs::write(&daemon.config, config).expect("config");
+    let start = std::time::Instant::now();
+    let out = daemon.ctl(&["reload"]);
+    let took = start.elapsed();
+    assert!(out.status.success(), "reload: {out:?}");
+    for kind in ["dns", "dhcp", "tls", "flow"] {
+        assert_eq!(
+            restarts(&daemon, kind),
+            0,
+            "{kind} was restarted by a {took:?} reload"
+        );
+    }
+    assert!(
+        daemon.kernel_counter("ip_policy", "not_parsed").is_some(),
+        "status answers after the reload"
+    );
+    eprintln!("reload of 1,000,000 prefixes took {took:?}");
+}
+
+#[test]
+fn workers_killed_together_come_back_clean() {
+    // Every worker stops answering at once (frozen): the supervisor kills all four, and their
+    // successors must start cleanly (no protocol violation on a fresh session).
+    let lab = Lab::new("alltogether");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    for round in 0..3 {
+        let pids = daemon.wait_healthy();
+        for pid in pids.values() {
+            // SAFETY: kill(2) on workers of the daemon this test started.
+            unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
+        }
+        wait_for(
+            Duration::from_secs(10),
+            "every frozen worker replaced",
+            || {
+                let w = daemon.workers();
+                w.iter()
+                    .all(|(k, v)| {
+                        v["pid"].as_u64() != Some(u64::from(pids[k])) && v["state"] == "running"
+                    })
+                    .then_some(())
+            },
+        );
+        for (kind, w) in daemon.workers() {
+            assert_eq!(w["violations"], 0, "round {round}, {kind}: {w}");
+        }
+    }
+}

@@ -63,6 +63,7 @@ impl Daemon {
                     source: e,
                 });
             }
+            let turn = Instant::now();
             for event in &events {
                 match event.token() {
                     SIGNALS => {
@@ -89,6 +90,11 @@ impl Daemon {
                         self.on_worker_token(poll.registry(), token);
                     }
                 }
+            }
+            // A long turn (a large reload, a slow request): every worker may have frames
+            // queued that this poll did not report; read them before any deadline counts.
+            if turn.elapsed() >= IDLE_TICK {
+                self.unread.extend(self.slots.keys().copied());
             }
             // Frames a worker sent beyond one read's budget, queued since.
             for kind in std::mem::take(&mut self.unread) {
