@@ -1,10 +1,10 @@
-//! The event loop: one mio poll over the signals, the control socket and
-//! every worker's IPC socket and pidfd and every control client. Each turn
-//! first handles what is readable, then runs the timers (worker deadlines
-//! and restarts, control client timeouts, expiry of IP rules and learned
-//! DNS names), so a message that arrived counts before a deadline does. SIGHUP reloads and reopens the logs;
-//! SIGTERM/SIGINT stop the workers and end the loop once they are down (or
-//! after a grace period).
+//! The event loop: one mio poll over the signals, the control socket, every
+//! control client, and every worker's IPC socket and pidfd. Each turn first
+//! handles what is readable, then runs the timers (worker deadlines and
+//! restarts, control client timeouts, expiry of IP rules and learned DNS
+//! names), so a message that arrived counts before a deadline does. SIGHUP
+//! reloads and reopens the logs; SIGTERM/SIGINT stop the workers and end the
+//! loop once they are down (or after a grace period).
 
 use std::{
     os::fd::AsRawFd,
