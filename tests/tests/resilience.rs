@@ -661,3 +661,41 @@ fn workers_killed_together_come_back_clean() {
         }
     }
 }
+
+#[test]
+fn status_counts_events_without_waiting_for_a_heartbeat() {
+    // A worker's counters used to reach `status` only with its heartbeat: with a 5 s
+    // heartbeat, status lagged by up to 5 s. They now follow each drain (at most every 50 ms).
+    let lab = Lab::new("freshstats");
+    let daemon = Daemon::start(
+        &lab,
+        &base_config(&lab, "[workers.dns]\nheartbeat_ms = 5000\n"),
+        &[],
+    );
+    daemon.wait_healthy();
+    std::thread::sleep(Duration::from_millis(300));
+    let sock = lab.in_netns(Side::Peer, || {
+        std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket")
+    });
+    for i in 0..20_u16 {
+        sock.send_to(&dns_query(i, &format!("s{i}.fresh.test")), (SENSOR_IP, 53))
+            .expect("send");
+    }
+    wait_for(Duration::from_secs(3), "the 20 query events", || {
+        let n = daemon
+            .events()
+            .iter()
+            .filter(|e| {
+                e["dns"]["rrname"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(".fresh.test"))
+            })
+            .count();
+        (n == 20).then_some(())
+    });
+    let start = std::time::Instant::now();
+    wait_for(Duration::from_secs(1), "status to count them", || {
+        (daemon.workers()["dns"]["stats"]["events"].as_u64() >= Some(20)).then_some(())
+    });
+    assert!(start.elapsed() < Duration::from_secs(1));
+}

@@ -221,6 +221,9 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     let mut events = Events::with_capacity(8);
     let mut seq = 0u64;
     let mut next_heartbeat = Instant::now();
+    // Counters also go out as soon as a drain changed them (at most every STATS_EVERY), so
+    // `palisade status` is not a heartbeat behind.
+    let mut stats_sent = (Instant::now(), stats.snapshot());
     let mut outbox = Vec::new();
     // The last drain hit its budget: poll again without waiting.
     let mut behind = false;
@@ -230,7 +233,9 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         if now >= next_heartbeat {
             seq += 1;
             channel.send(&WorkerToSupervisor::Heartbeat { seq })?;
-            channel.send(&WorkerToSupervisor::Stats(stats.snapshot()))?;
+            let snapshot = stats.snapshot();
+            channel.send(&WorkerToSupervisor::Stats(snapshot.clone()))?;
+            stats_sent = (now, snapshot);
             next_heartbeat = now + heartbeat;
         }
         let timeout = if behind {
@@ -256,6 +261,13 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         );
         for msg in outbox.drain(..) {
             channel.send(&msg)?;
+        }
+        if stats_sent.0.elapsed() >= STATS_EVERY {
+            let snapshot = stats.snapshot();
+            if snapshot != stats_sent.1 {
+                channel.send(&WorkerToSupervisor::Stats(snapshot.clone()))?;
+                stats_sent = (Instant::now(), snapshot);
+            }
         }
         while let Some(msg) = channel.try_recv()? {
             match msg {
@@ -303,6 +315,10 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         }
     }
 }
+
+/// Least time between two `Stats` messages sent because counters changed (heartbeats carry
+/// them too).
+const STATS_EVERY: Duration = Duration::from_millis(50);
 
 /// Records consumed per drain at most: a worker that falls behind still
 /// returns to its loop (heartbeats, supervisor messages) between batches,
