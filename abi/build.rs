@@ -13,8 +13,9 @@ use std::{
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
-    process::Command,
 };
+
+include!("build_support/probe.rs");
 
 fn main() {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
@@ -23,6 +24,7 @@ fn main() {
 
     println!("cargo:rerun-if-changed={}", include_dir.display());
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build_support/probe.rs");
     println!("cargo:rerun-if-env-changed=HOST_CC");
 
     generate_layout(&include_dir, &out_dir);
@@ -51,32 +53,13 @@ fn generate_layout(include_dir: &Path, out_dir: &Path) {
         .unwrap_or_else(|error| panic!("reading {}: {error}", header_path.display()));
     let header = parse_header(&strip_comments(&text));
 
-    let probe_c = out_dir.join("records_probe.c");
-    let probe_bin = out_dir.join("records_probe");
-    fs::write(&probe_c, probe_source(&header))
-        .unwrap_or_else(|error| panic!("writing {}: {error}", probe_c.display()));
-
-    let cc = env::var("HOST_CC").unwrap_or_else(|_| "cc".to_owned());
-    let status = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Werror", "-I"])
-        .arg(include_dir)
-        .arg(&probe_c)
-        .arg("-o")
-        .arg(&probe_bin)
-        .status()
-        .unwrap_or_else(|error| panic!("running host C compiler `{cc}`: {error}"));
-    if !status.success() {
-        panic!("`{cc}` failed to compile the records.h probe ({status})");
-    }
-    let output = Command::new(&probe_bin)
-        .output()
-        .unwrap_or_else(|error| panic!("running {}: {error}", probe_bin.display()));
-    if !output.status.success() {
-        panic!("{} failed ({})", probe_bin.display(), output.status);
-    }
-    let generated = out_dir.join("records_c.rs");
-    fs::write(&generated, &output.stdout)
-        .unwrap_or_else(|error| panic!("writing {}: {error}", generated.display()));
+    run_probe(
+        out_dir,
+        "records_c",
+        &probe_source(&header),
+        Some(include_dir),
+        "records.h",
+    );
 }
 
 /// Removes `/* ... */` comments (records.h uses no `//` comments or comment-like strings).
@@ -194,7 +177,7 @@ fn define_type(name: &str) -> &'static str {
 /// C source of the probe: one `printf` per generated Rust item.
 fn probe_source(header: &Header) -> String {
     let mut c = String::from(
-        "#include <stddef.h>\n#include <stdio.h>\n#include <linux/bpf.h>\n#include \"records.h\"\n\nint main(void)\n{\n",
+        "#include <stddef.h>\n#include <stdio.h>\n#include \"records.h\"\n\nint main(void)\n{\n",
     );
     let line = |c: &mut String, text: String| {
         let _ = writeln!(c, "\t{text}");

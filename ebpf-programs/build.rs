@@ -9,7 +9,6 @@
 use std::{
     env,
     fmt::Write as _,
-    fs,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -21,6 +20,8 @@ const INSTALL_HINT: &str = "install it with `apt-get install clang-19 llvm-19 li
 /// libbpf's helper header, the canary for the `libbpf-dev` package.
 const LIBBPF_HELPERS: &str = "/usr/include/bpf/bpf_helpers.h";
 
+include!("../abi/build_support/probe.rs");
+
 fn main() {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env_var("OUT_DIR"));
@@ -31,6 +32,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", bpf_dir.display());
     println!("cargo:rerun-if-changed={}", include_dir.display());
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../abi/build_support/probe.rs");
     println!("cargo:rerun-if-env-changed=HOST_CC");
 
     compile_bpf(&bpf_dir, &include_dir, &out_dir);
@@ -116,29 +118,7 @@ fn generate_kernel_facts(out_dir: &Path) {
     kernel_facts(&mut c);
     c.push_str("\treturn 0;\n}\n");
 
-    let probe_c = out_dir.join("kernel_probe.c");
-    let probe_bin = out_dir.join("kernel_probe");
-    fs::write(&probe_c, c).unwrap_or_else(|error| panic!("writing {}: {error}", probe_c.display()));
-    let cc = env::var("HOST_CC").unwrap_or_else(|_| "cc".to_owned());
-    let status = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Werror"])
-        .arg(&probe_c)
-        .arg("-o")
-        .arg(&probe_bin)
-        .status()
-        .unwrap_or_else(|error| panic!("running host C compiler `{cc}`: {error}"));
-    if !status.success() {
-        panic!("`{cc}` failed to compile the <linux/bpf.h> probe ({status})");
-    }
-    let output = Command::new(&probe_bin)
-        .output()
-        .unwrap_or_else(|error| panic!("running {}: {error}", probe_bin.display()));
-    if !output.status.success() {
-        panic!("{} failed ({})", probe_bin.display(), output.status);
-    }
-    let generated = out_dir.join("kernel_c.rs");
-    fs::write(&generated, &output.stdout)
-        .unwrap_or_else(|error| panic!("writing {}: {error}", generated.display()));
+    run_probe(out_dir, "kernel_c", &c, None, "<linux/bpf.h>");
 }
 
 /// The bpf(2) ABI facts `src/sys.rs` relies on, from the UAPI header `<linux/bpf.h>`: command

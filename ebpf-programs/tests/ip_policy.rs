@@ -141,6 +141,13 @@ fn load_xdp(bpffs: &BpfFs) -> aya::Ebpf {
     ebpf
 }
 
+/// What `pal_xdp_block` returns for the frame `data` (one BPF_PROG_TEST_RUN).
+fn xdp_verdict(prog: &aya::programs::ProgramFd, data: &[u8]) -> u32 {
+    palisade_ebpf::prog_test_run(std::os::fd::AsFd::as_fd(prog), data, 1)
+        .unwrap()
+        .0
+}
+
 /// An Ethernet frame with `tags` VLAN tags (outer 802.1ad, inner 802.1Q) around an IPv4 UDP
 /// datagram from `src` to 198.18.0.1.
 fn frame(tags: usize, src: [u8; 4]) -> Vec<u8> {
@@ -170,11 +177,7 @@ fn xdp_drops_listed_sources_behind_vlan_and_qinq_tags() {
     ip_policy::swap_in(map_fd(ebpf.map(MAP_IP4_POLICY).unwrap()).unwrap(), &trie).unwrap();
 
     let prog = ebpf.program(PROG_XDP_BLOCK).unwrap().fd().unwrap();
-    let verdict = |data: &[u8]| {
-        palisade_ebpf::prog_test_run(std::os::fd::AsFd::as_fd(prog), data, 1)
-            .unwrap()
-            .0
-    };
+    let verdict = |data: &[u8]| xdp_verdict(prog, data);
     for tags in 0..=2 {
         assert_eq!(
             verdict(&frame(tags, [192, 0, 2, 5])),
@@ -209,11 +212,7 @@ fn no_tag_stack_slips_past_the_ip_policy() {
     let bpffs = BpfFs::new();
     let ebpf = load_xdp(&bpffs);
     let prog = ebpf.program(PROG_XDP_BLOCK).unwrap().fd().unwrap();
-    let verdict = |data: &[u8]| {
-        palisade_ebpf::prog_test_run(std::os::fd::AsFd::as_fd(prog), data, 1)
-            .unwrap()
-            .0
-    };
+    let verdict = |data: &[u8]| xdp_verdict(prog, data);
     let stat = |ebpf: &aya::Ebpf, s: IpStat| -> u64 {
         aya::maps::PerCpuArray::<_, u64>::try_from(ebpf.map(MAP_IP_STATS).unwrap())
             .unwrap()

@@ -126,6 +126,12 @@ fn chunk_len(rest: &[u8]) -> usize {
 /// Counts a flush of `lines` lines in `buf`: whole lines written are events, every other line
 /// is a drop (the one cut in the middle separately).
 fn record(stats: &mut Stats, buf: &[u8], lines: u64, outcome: Outcome) {
+    stats.bytes += outcome.written as u64;
+    if !outcome.failed {
+        stats.events += lines;
+        return;
+    }
+    // Only a failed write needs to know how far it got, line by line.
     let whole = buf
         .get(..outcome.written)
         .unwrap_or(buf)
@@ -133,13 +139,9 @@ fn record(stats: &mut Stats, buf: &[u8], lines: u64, outcome: Outcome) {
         .filter(|b| **b == b'\n')
         .count() as u64;
     stats.events += whole;
-    stats.bytes += outcome.written as u64;
-    if outcome.failed {
-        let partial =
-            u64::from(outcome.written > 0 && buf.get(outcome.written - 1) != Some(&b'\n'));
-        stats.drop(DROP_SINK_PARTIAL_LINE, partial);
-        stats.drop(DROP_SINK_ERROR, lines.saturating_sub(whole + partial));
-    }
+    let partial = u64::from(outcome.written > 0 && buf.get(outcome.written - 1) != Some(&b'\n'));
+    stats.drop(DROP_SINK_PARTIAL_LINE, partial);
+    stats.drop(DROP_SINK_ERROR, lines.saturating_sub(whole + partial));
 }
 
 /// What a [`crate::Protocol`] writes events, drops and requests through.
