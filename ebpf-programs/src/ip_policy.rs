@@ -327,17 +327,6 @@ pub fn set_alert_rate(config: impl AsFd, per_second: u32, burst: u32) -> io::Res
     sys::set_slot0(config.as_fd(), &value.to_bytes())
 }
 
-/// The interface an XDP or TCX link is attached to (`BPF_OBJ_GET_INFO_BY_FD`); 0 when the
-/// link is defunct (its interface was deleted).
-pub fn link_ifindex(link: impl AsFd) -> io::Result<u32> {
-    Ok(sys::link_info(link.as_fd())?.ifindex)
-}
-
-/// [`link_ifindex`] of a pinned link (`BPF_OBJ_GET` first).
-pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<u32> {
-    link_ifindex(sys::obj_get(path)?)
-}
-
 /// Words of the IPv4 pre-filter (`pal_ip4_filter`): one bit per /16.
 pub use palisade_abi::IP4_FILTER_WORDS;
 

@@ -12,6 +12,7 @@
 //!   blocks, the block action.
 //! - [`ip_policy`]: IPv4/IPv6 prefixes, building LPM tries and swapping them into
 //!   `pal_ip4_policy` / `pal_ip6_policy`, single-prefix updates, the alert rate limit.
+//! - [`links`]: the interface of an XDP/TCX link, detaching one synchronously.
 //! - [`maps`]: a descriptor of any of the object's maps (`map_fd`), `map_facts`, `read_hits`.
 //! - [`flow_table`]: the flow table's configuration, seeding and dump.
 //! - [`prog_test_run`]: `BPF_PROG_TEST_RUN`, for benches and tests.
@@ -21,6 +22,7 @@
 pub mod dns_policy;
 pub mod flow_table;
 pub mod ip_policy;
+pub mod links;
 pub mod maps;
 mod sys;
 

@@ -202,6 +202,15 @@ struct ObjGet {
 // SAFETY: repr(C) plain data; offsets asserted below.
 unsafe impl Attr for ObjGet {}
 
+/// `BPF_LINK_DETACH` attributes.
+#[repr(C)]
+#[derive(Default)]
+struct LinkDetach {
+    link_fd: u32,
+}
+// SAFETY: repr(C) plain data; offset asserted below.
+unsafe impl Attr for LinkDetach {}
+
 /// The prefix of `struct bpf_link_info` this crate reads: `xdp.ifindex` is the first field
 /// of the union (so is `tcx.ifindex` on kernels >= 6.6, whose UAPI headers Debian 12 lacks).
 #[repr(C)]
@@ -218,6 +227,7 @@ pub(crate) struct RawLinkInfo {
 const _: () = {
     assert!(offset_of!(RawLinkInfo, ifindex) == c::KERNEL_LINK_INFO_XDP_IFINDEX);
     assert!(offset_of!(ObjGet, pathname) == c::KERNEL_ATTR_PATHNAME);
+    assert!(offset_of!(LinkDetach, link_fd) == c::KERNEL_ATTR_LINK_DETACH_FD);
     assert!(offset_of!(ObjGet, file_flags) == c::KERNEL_ATTR_FILE_FLAGS);
     assert!(offset_of!(MapCreate, map_type) == c::KERNEL_ATTR_MAP_TYPE);
     assert!(offset_of!(MapCreate, key_size) == c::KERNEL_ATTR_KEY_SIZE);
@@ -539,6 +549,17 @@ pub(crate) fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
 /// `BPF_OBJ_GET_INFO_BY_FD` for an XDP or TCX link.
 pub(crate) fn link_info(link: BorrowedFd<'_>) -> io::Result<RawLinkInfo> {
     obj_info(link)
+}
+
+/// `BPF_LINK_DETACH`: detaches the link's program from its hook now (the link object lives on,
+/// defunct, until its last reference goes). Dropping the last reference instead detaches
+/// only after an RCU grace period and a work item, so whoever must see the hook empty when
+/// the call returns detaches explicitly.
+pub(crate) fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = LinkDetach {
+        link_fd: fd_u32(link),
+    };
+    bpf(c::KERNEL_BPF_LINK_DETACH, &mut attr, "BPF_LINK_DETACH").map(|_| ())
 }
 
 /// `BPF_MAP_GET_FD_BY_ID`.

@@ -281,11 +281,10 @@ impl Links {
         })
     }
 
-    /// Unpins every link (`--detach-on-exit`): the kernel detaches them when
-    /// this process drops its FDs.
+    /// Detaches and unpins every link (`--detach-on-exit`).
     pub fn detach_all(self) {
         for (ifname, direction, path, link) in self.pinned {
-            match std::fs::remove_file(&path) {
+            match super::pin::unpin_link(&path) {
                 Ok(()) => tracing::info!(interface = %ifname, direction, "detached"),
                 Err(e) => {
                     tracing::error!(interface = %ifname, direction, error = %e, "unpin failed")

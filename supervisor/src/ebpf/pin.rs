@@ -181,8 +181,23 @@ impl PinTree {
     }
 }
 
+/// Detaches a pinned link now and removes its pin. Removing the pin alone
+/// detaches the program only after an RCU grace period and a kernel work
+/// item; whoever unpins (cleanup, `--detach-on-exit`, a change of XDP mode)
+/// must find the hook empty when this returns. `NotFound` if there is no pin.
+pub fn unpin_link(path: &Path) -> io::Result<()> {
+    match palisade_ebpf::links::open_pinned(path).and_then(palisade_ebpf::links::detach) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
+        // Still unpinned below: the kernel detaches it when the pin goes.
+        Err(e) => tracing::warn!(pin = %path.display(), error = %e, "detaching a pinned link"),
+    }
+    fs::remove_file(path)
+}
+
 /// Removes every Palisade pin below `pin_root` (`palisade cleanup`): links
-/// detach as their pins go, maps are freed when no process holds them.
+/// are detached before their pins go, maps are freed when no process holds
+/// them.
 pub fn remove_all(pin_root: &Path) -> Result<Vec<PathBuf>, PinError> {
     let mut removed = Vec::new();
     let rd = match fs::read_dir(pin_root) {
@@ -202,6 +217,18 @@ pub fn remove_all(pin_root: &Path) -> Result<Vec<PathBuf>, PinError> {
             .strip_prefix('v')
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         {
+            let links = entry.path().join("links");
+            for link in fs::read_dir(&links)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+            {
+                match unpin_link(&link.path()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("unpin", &link.path())(e)),
+                }
+            }
             fs::remove_dir_all(entry.path()).map_err(io_err("rm -r", &entry.path()))?;
             removed.push(entry.path());
         }

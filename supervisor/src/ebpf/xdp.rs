@@ -289,12 +289,12 @@ impl Links {
         (attachments, error)
     }
 
-    /// Removes the pin of one IP hook (the link detaches when we drop it too).
+    /// Detaches one IP hook and removes its pin.
     fn remove_ip_hook(&mut self, pins: &PinTree, ifname: &str, hook: IpHook) {
         let path = pins.link(ifname, hook.pin_name());
         self.pinned
             .retain(|(i, d, _, _)| !(i == ifname && *d == hook.pin_name()));
-        match std::fs::remove_file(&path) {
+        match super::pin::unpin_link(&path) {
             Ok(()) => tracing::info!(
                 interface = ifname,
                 hook = hook.pin_name(),
@@ -484,7 +484,11 @@ fn adopt_ip(path: &Path, ifname: &str, ifindex: u32, hook: IpHook) -> Option<(Fd
         return Some((link, a.link_id, a.program_id));
     }
     // XDP: the link names its interface; 0 (or another index) means defunct.
-    if palisade_ebpf::ip_policy::pinned_link_ifindex(path).ok()? != ifindex {
+    if palisade_ebpf::links::open_pinned(path)
+        .and_then(palisade_ebpf::links::ifindex)
+        .ok()?
+        != ifindex
+    {
         return None;
     }
     let link = FdLink::from(PinnedLink::from_pin(path).ok()?);
