@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 3
+#define PAL_ABI_VERSION 4
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
@@ -105,6 +105,10 @@ struct pal_record_hdr {
 	__u8 dst_addr[16];      /* network order; IPv4 in the first 4 bytes */
 	__u32 payload_len;      /* bytes of payload following this header */
 	__u32 orig_payload_len; /* payload length on the wire (>= payload_len) */
+	__u64 flow_start_ns;    /* first_seen_ns of the packet's flow in pal_flows (its
+				 * identity, with the tuple: EVE flow_id); 0 when the
+				 * packet has no flow entry (table full, TCP teardown of
+				 * an unknown flow, IP policy drops) */
 };
 
 /*

@@ -258,6 +258,9 @@ record_struct! {
         pub payload_len: u32,
         /// Payload length on the wire (>= `payload_len`).
         pub orig_payload_len: u32,
+        /// `first_seen_ns` of the packet's flow (with the tuple, its identity: EVE
+        /// `flow_id`); 0 when the packet has no flow entry.
+        pub flow_start_ns: u64,
     }
 }
 
@@ -642,6 +645,7 @@ const _: () = {
     assert!(offset_of!(RecordHeader, dst_addr) == c::PAL_RECORD_HDR_OFF_DST_ADDR);
     assert!(offset_of!(RecordHeader, payload_len) == c::PAL_RECORD_HDR_OFF_PAYLOAD_LEN);
     assert!(offset_of!(RecordHeader, orig_payload_len) == c::PAL_RECORD_HDR_OFF_ORIG_PAYLOAD_LEN);
+    assert!(offset_of!(RecordHeader, flow_start_ns) == c::PAL_RECORD_HDR_OFF_FLOW_START_NS);
 
     assert!(size_of::<FlowRecord>() == c::PAL_FLOW_RECORD_SIZE);
     assert!(offset_of!(FlowRecord, first_seen_ns) == c::PAL_FLOW_RECORD_OFF_FIRST_SEEN_NS);
@@ -929,8 +933,8 @@ mod tests {
         assert_eq!(
             RecordHeader::read(&bytes),
             Err(RecordError::LengthMismatch {
-                header_len: 92,
-                item_len: 93
+                header_len: RecordHeader::SIZE as u32 + 4,
+                item_len: RecordHeader::SIZE + 5
             })
         );
         // Header `len` agrees with the item, `payload_len` does not.

@@ -137,6 +137,7 @@ static __always_inline void emit_flow(const struct pal_flow_key *key,
 	hdr->_pad0 = 0;
 	hdr->payload_len = sizeof(*rec);
 	hdr->orig_payload_len = sizeof(*rec);
+	hdr->flow_start_ns = val->first_seen_ns;
 
 	rec->first_seen_ns = val->first_seen_ns;
 	rec->last_seen_ns = val->last_seen_ns;
@@ -248,12 +249,13 @@ static __always_inline void flow_end(const struct pal_flow_key *key, const struc
 /*
  * Creates the entry of a flow whose first packet is `p` and reports its
  * start. Returns the entry when another CPU created it meanwhile (the
- * packet is then accounted as an update), NULL otherwise.
+ * packet is then accounted as an update), NULL otherwise (created, or the
+ * table refused it: *first_seen says which, 0 when refused).
  */
 static __always_inline struct pal_flow_value *flow_insert(struct __sk_buff *skb,
 							   const struct pal_pkt *p,
 							   const struct pal_flow_key *key,
-							   int sender_is_lo)
+							   int sender_is_lo, __u64 *first_seen)
 {
 	struct pal_flow_value fresh = {};
 	long err;
@@ -273,6 +275,7 @@ static __always_inline struct pal_flow_value *flow_insert(struct __sk_buff *skb,
 
 	err = bpf_map_update_elem(&pal_flows, key, &fresh, BPF_NOEXIST);
 	if (err == 0) {
+		*first_seen = p->now_ns;
 		flow_stat_inc(PAL_FLOW_STAT_CREATED);
 		emit_flow(key, &fresh, PAL_KIND_FLOW_START, PAL_FLOW_REASON_NONE, p->now_ns);
 		return NULL;
@@ -291,19 +294,24 @@ static __always_inline struct pal_flow_value *flow_insert(struct __sk_buff *skb,
  * PAL_FLOW_CLOSE_LINGER_NS after their last packet. A new SYN on a closed
  * flow (port reuse) ends the old flow at once and starts a new one.
  *
+ * Returns the flow's first_seen_ns, its identity with the tuple, which
+ * every record made for this packet carries (EVE flow_id); 0 when the
+ * packet has no flow entry.
+ *
  * Not inlined: its locals (key, a fresh value) get a frame of their own
  * instead of adding to the one pal_dns_udp() stacks on.
  */
-static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const struct pal_pkt *p)
+static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, const struct pal_pkt *p)
 {
 	struct pal_flow_key key = {};
 	struct pal_flow_value *val;
 	union pal_flag_word set = {};
 	int sender_is_lo, to_client;
+	__u64 first_seen = 0;
 
 	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP &&
 	    p->l4_proto != IPPROTO_ICMP && p->l4_proto != IPPROTO_ICMPV6)
-		return;
+		return 0;
 	sender_is_lo = flow_key_fill(&key, p);
 
 	/*
@@ -319,10 +327,10 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 	}
 	if (!val) {
 		if (!flow_may_start(p))
-			return;
-		val = flow_insert(skb, p, &key, sender_is_lo);
+			return 0;
+		val = flow_insert(skb, p, &key, sender_is_lo, &first_seen);
 		if (!val)
-			return;
+			return first_seen;
 	}
 
 	to_client = sender_is_lo != val->client_is_lo;
@@ -345,6 +353,7 @@ static __attribute__((noinline)) void flow_update(struct __sk_buff *skb, const s
 	 */
 	if ((*(volatile __u32 *)val->tcp_flags & set.word) != set.word)
 		__sync_fetch_and_or((__u32 *)val->tcp_flags, set.word);
+	return val->first_seen_ns;
 }
 
 /*

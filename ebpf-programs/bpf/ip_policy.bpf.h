@@ -136,8 +136,8 @@ struct {
 } pal_ip_limiter SEC(".maps");
 
 /*
- * One alert record, assembled on the stack: header + payload, 100 bytes
- * (PAL_IP_ALERT_LEN; sizeof is 104 with the tail padding, never output).
+ * One alert record, assembled on the stack: header + payload, 108 bytes
+ * (PAL_IP_ALERT_LEN; sizeof is 112 with the tail padding, never output).
  */
 struct pal_ip_alert {
 	struct pal_record_hdr hdr;

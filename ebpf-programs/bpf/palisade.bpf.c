@@ -22,13 +22,15 @@
  *   2. parses Ethernet (up to two VLAN tags: 802.1Q, or QinQ; in the frame or
  *      hardware-accelerated), IPv4 or IPv6 (up to PAL_IPV6_MAX_EXT extension
  *      headers), then TCP, UDP, ICMP or ICMPv6;
- *   3. copies DNS, DHCP and TLS-handshake payload prefixes into their ring
- *      buffers, one worker per ring;
- *   4. for DNS over UDP with enforcement on, applies the domain policy;
- *   5. accounts the packet to its flow in pal_flows and reports a flow's
+ *   3. accounts the packet to its flow in pal_flows and reports a flow's
  *      start to rb_flow (and the end of a closed TCP flow whose ports a new
  *      SYN reuses). A kernel timer (the sweeper) reports the other ends
  *      (idle flows; TCP flows closed by FIN both ways or RST) and long flows.
+ *      The flow's first_seen_ns goes into every record made for the packet
+ *      (flow_start_ns), so its events join the flow's (EVE flow_id);
+ *   4. copies DNS, DHCP and TLS-handshake payload prefixes into their ring
+ *      buffers, one worker per ring;
+ *   5. for DNS over UDP with enforcement on, applies the domain policy.
  *
  * Headers, in include order (each one also includes what it needs):
  *   common.bpf.h        UAPI and libbpf headers, records.h, the rings,
@@ -77,9 +79,13 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 	p.segs = skb->gso_segs ? skb->gso_segs : 1;
 	flow_sizes(skb, &p);
 
-	/* A DNS rewrite happens in here; the flow table works from `p` alone. */
+	/*
+	 * The flow first: its identity goes into the records classify_payload()
+	 * makes. The packet is accounted as it arrived, also when the DNS
+	 * policy then rewrites or drops it (as before the reorder).
+	 */
+	p.flow_start_ns = flow_update(skb, &p);
 	verdict = classify_payload(skb, &p);
-	flow_update(skb, &p);
 	return verdict;
 }
 

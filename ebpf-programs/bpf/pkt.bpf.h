@@ -36,6 +36,7 @@ struct pal_pkt {
 	__u64 saddr[2];   /* network order; IPv4 in the first 4 bytes, rest 0 */
 	__u64 daddr[2];   /* same layout as saddr */
 	__u64 now_ns;     /* bpf_ktime_get_boot_ns(), taken once per packet */
+	__u64 flow_start_ns; /* first_seen_ns of its flow (flow_update()), 0 if none */
 	__u32 l3_len;     /* IP header + payload, for flow byte counters */
 	__u32 l3_off;     /* offset of the IP header in the skb */
 	__u32 l4_off;     /* offset of the L4 header in the skb */

@@ -82,6 +82,7 @@ static __always_inline void hdr_fill(struct pal_record_hdr *hdr, const struct __
 	hdr->_pad0 = 0;
 	__builtin_memcpy(hdr->src_addr, p->saddr, sizeof(hdr->src_addr));
 	__builtin_memcpy(hdr->dst_addr, p->daddr, sizeof(hdr->dst_addr));
+	hdr->flow_start_ns = p->flow_start_ns;
 }
 
 /*

@@ -128,13 +128,15 @@ mod tests {
                 }],
                 encrypted_dns_names: vec!["dns.example".into()],
                 encrypted_dns_addresses: vec!["192.0.2.1".into()],
+                flow_start_events: true,
             }),
             concat!(
                 "03",
                 "abababababababababababababababababababababababababababababababab",
                 "0105035e6124",
                 "010b646e732e6578616d706c65",
-                "01093139322e302e322e31"
+                "01093139322e302e322e31",
+                "01"
             ),
         );
         golden(

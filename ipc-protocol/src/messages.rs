@@ -123,6 +123,9 @@ pub struct WorkerPolicy {
     /// Flow worker: addresses of encrypted-DNS resolvers; a flow to one on
     /// port 443 or 853 is an alert.
     pub encrypted_dns_addresses: Vec<String>,
+    /// Flow worker: write an event for a flow's start too (`flow.start_events`), not only
+    /// its end and periodic updates. Not part of `ruleset`: it is output, not policy.
+    pub flow_start_events: bool,
 }
 
 /// A drop counter with its reason, e.g. `parse_error_truncated`.

@@ -7,6 +7,7 @@
 //! panics. Tests need root and a kernel with eBPF (see README.md here).
 
 pub mod corpus;
+pub mod eve_schema;
 use std::{
     collections::BTreeMap,
     fs,
@@ -392,6 +393,8 @@ pub struct Daemon {
     /// Daemon stderr log.
     pub log: PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Validate the events against Suricata's schema when stopped (see [`eve_schema`]).
+    schema_check: bool,
 }
 
 /// Extra TOML for the config (worker sections etc.).
@@ -457,6 +460,7 @@ impl Daemon {
             config: config_path,
             log,
             lines,
+            schema_check: true,
         };
         wait_for(Duration::from_secs(20), "the control socket", || {
             daemon.assert_alive();
@@ -577,8 +581,37 @@ impl Daemon {
         })
     }
 
-    /// Sends SIGTERM and waits for the exit status.
+    /// Does not validate this daemon's events against Suricata's schema: for tests whose
+    /// substitute workers write deliberately broken output.
+    pub fn skip_schema_check(&mut self) {
+        self.schema_check = false;
+    }
+
+    /// Validates everything this daemon wrote (stdout and `<lab>/log/*.json`) against
+    /// Suricata's EVE schema, once; panics with the report.
+    fn check_schema(&mut self) {
+        if !std::mem::replace(&mut self.schema_check, false) {
+            return;
+        }
+        let log_dir = self
+            .config
+            .parent()
+            .map(|d| d.join("log"))
+            .unwrap_or_default();
+        let lines = self.raw_lines();
+        if let Err(report) = eve_schema::validate_output(&log_dir, &lines) {
+            panic!("{report}");
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status; validates the events.
     pub fn stop(mut self) -> std::process::ExitStatus {
+        let status = self.terminate();
+        self.check_schema();
+        status
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -613,6 +646,8 @@ impl Drop for Daemon {
         }
         if std::thread::panicking() {
             eprintln!("--- palisade log ---\n{}", self.log_text());
+        } else {
+            self.check_schema();
         }
     }
 }

@@ -319,7 +319,8 @@ fn compare(
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let dns = &ev["dns"];
+    let dns = &merged_dns(ev);
+    let vendor = &ev["palisade"]["dns"];
     let Some(obj) = exp.as_object() else { return d };
     for (k, v) in obj {
         let g = if peer.contains(k.as_str()) {
@@ -432,13 +433,13 @@ fn compare(
         }
     }
     // A message tshark decodes without complaint must not come out partial.
-    if let Some(p) = dns
+    if let Some(p) = vendor
         .get("partial")
         .filter(|_| well_formed && exp["tshark_malformed"] != true)
     {
         d.push(Diff {
             group: Group::Decode,
-            field: "dns.partial".into(),
+            field: "palisade.dns.partial".into(),
             expected: "(absent)".into(),
             got: p.to_string(),
         });
@@ -457,9 +458,9 @@ fn compare(
     fixed("event_type", Value::from("dns"), ev.get("event_type"));
     fixed("in_iface", Value::from(SENSOR_IF), ev.get("in_iface"));
     fixed(
-        "iface_direction",
+        "palisade.iface_direction",
         Value::from("ingress"),
-        ev.get("iface_direction"),
+        ev.pointer("/palisade/iface_direction"),
     );
     if let Some(p) = ev_packet {
         fixed(
@@ -486,6 +487,25 @@ fn compare(
 }
 
 /// One line naming an expected record.
+/// The event's `dns` object with each answer's Palisade extras (`palisade.dns.answers[i]`,
+/// e.g. the MX preference) merged in, so answers compare as whole records.
+fn merged_dns(ev: &Value) -> Value {
+    let mut dns = ev["dns"].clone();
+    let extras = ev
+        .pointer("/palisade/dns/answers")
+        .and_then(Value::as_array);
+    if let (Some(answers), Some(extras)) =
+        (dns.get_mut("answers").and_then(Value::as_array_mut), extras)
+    {
+        for (a, x) in answers.iter_mut().zip(extras) {
+            if let (Some(a), Some(x)) = (a.as_object_mut(), x.as_object()) {
+                a.extend(x.clone());
+            }
+        }
+    }
+    dns
+}
+
 fn describe(r: &Value) -> String {
     format!(
         "frame {} {} id={} {}/{}{}",
@@ -519,7 +539,7 @@ fn event_summary(e: &Value) -> String {
         show(dns.get("rcode")),
         dns["answers"].as_array().map_or(0, Vec::len),
     );
-    if let Some(p) = dns.get("partial") {
+    if let Some(p) = e.pointer("/palisade/dns/partial") {
         let _ = write!(s, " partial={p}");
     }
     s
@@ -893,11 +913,11 @@ fn dns_corpus_replayed_live_matches_expected() {
                     let mut diffs = compare(r, e, frame, packet, !malformed, &mut unknown_fields);
                     if r["qr"] == "response" {
                         let want = expect_rtt.get(i).copied().unwrap_or(false);
-                        let got = e["dns"].get("rtt_ms");
+                        let got = e.pointer("/palisade/dns/rtt_ms");
                         if got.is_some_and(Value::is_number) != want {
                             diffs.push(Diff {
                                 group: Group::Correlation,
-                                field: "dns.rtt_ms".into(),
+                                field: "palisade.dns.rtt_ms".into(),
                                 expected: if want {
                                     "a number (its query came earlier)"
                                 } else {
@@ -929,9 +949,9 @@ fn dns_corpus_replayed_live_matches_expected() {
                         continue;
                     }
                     section_bad = true;
-                    let partial = e["dns"]
-                        .get("partial")
-                        .map(|p| format!(" (event has dns.partial={p})"))
+                    let partial = e
+                        .pointer("/palisade/dns/partial")
+                        .map(|p| format!(" (event has palisade.dns.partial={p})"))
                         .unwrap_or_default();
                     let _ = writeln!(section, "    {}:{partial}", describe(r));
                     for d in diffs {
@@ -1226,12 +1246,13 @@ fn comparison_lists_every_difference() {
     )
     .expect("json");
     let good: Value = serde_json::from_str(
-        r#"{"event_type": "dns", "in_iface": "pal0", "iface_direction": "ingress", "src_ip": "10.0.0.1",
+        r#"{"event_type": "dns", "in_iface": "pal0", "src_ip": "10.0.0.1",
             "dest_ip": "10.0.0.2", "src_port": 53, "dest_port": 4000, "proto": "UDP",
             "ether": {"src_mac": "02:00:00:00:00:01", "dest_mac": "02:00:00:00:00:02"},
             "dns": {"type": "answer", "qr": true, "id": 7, "opcode": 0, "rcode": "NXDOMAIN", "flags": "8183",
                     "rrname": "a.example", "rrtype": "MX", "queries": [{"rrname": "a.example", "rrtype": "MX"}],
-                    "answers": [{"rrname": "a.example", "rrtype": "MX", "ttl": 60, "rdata": "mx.example", "preference": 10}]}}"#,
+                    "answers": [{"rrname": "a.example", "rrtype": "MX", "ttl": 60, "rdata": "mx.example"}]},
+            "palisade": {"iface_direction": "ingress", "dns": {"answers": [{"preference": 10}]}}}"#,
     )
     .expect("json");
     let frame = Frame {
@@ -1265,12 +1286,12 @@ fn comparison_lists_every_difference() {
     bad["dns"]["flags"] = "8180".into();
     bad["dns"]["rcode"] = "NOERROR".into();
     bad["dns"]["answers"][0]["ttl"] = 61.into();
-    bad["dns"]["answers"][0]
+    bad["palisade"]["dns"]["answers"][0]
         .as_object_mut()
         .expect("obj")
         .remove("preference");
     bad["dns"]["queries"] = serde_json::json!([]);
-    bad["dns"]["partial"] = "truncated".into();
+    bad["palisade"]["dns"]["partial"] = "truncated".into();
     bad["ether"]["src_mac"] = "02:00:00:00:00:09".into();
     let other_frame = Frame {
         number: 3,
@@ -1295,7 +1316,7 @@ fn comparison_lists_every_difference() {
         ("answers[0].ttl", Group::Peer),
         ("answers[0].preference", Group::Peer),
         ("queries.len", Group::Tshark),
-        ("dns.partial", Group::Decode),
+        ("palisade.dns.partial", Group::Decode),
         ("ether.src_mac", Group::Frame),
     ]
     .into_iter()

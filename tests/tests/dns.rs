@@ -23,15 +23,21 @@ fn answers_carry_rtt_and_unanswered_queries_are_reported() {
             && e["dns"]["type"] == "answer"
             && e["dns"]["rrname"] == "rtt.example.test"
     });
-    let rtt = answer["dns"]["rtt_ms"]
+    let rtt = answer["palisade"]["dns"]["rtt_ms"]
         .as_f64()
         .expect("rtt_ms on the answer");
     assert!(rtt > 0.0 && rtt < 1000.0, "{answer}");
     let query = daemon.wait_event("the query", Duration::from_secs(1), |e| {
         e["dns"]["type"] == "query" && e["dns"]["rrname"] == "rtt.example.test"
     });
-    assert_eq!(answer["dns"]["query_timestamp"], query["timestamp"]);
-    assert_eq!(answer["dns"]["client_mac"], query["ether"]["src_mac"]);
+    assert_eq!(
+        answer["palisade"]["dns"]["query_timestamp"],
+        query["timestamp"]
+    );
+    assert_eq!(
+        answer["palisade"]["dns"]["client_mac"],
+        query["ether"]["src_mac"]
+    );
 
     // A resolver address nobody answers for: a static neighbour entry lets
     // the query leave the sensor (and cross its egress hook); the peer
@@ -66,9 +72,9 @@ fn answers_carry_rtt_and_unanswered_queries_are_reported() {
                 && e["dns"]["type"] == "unanswered"
                 && e["dns"]["rrname"] == "lost.example.test"
         });
-    assert_eq!(unanswered["dns"]["timeout_ms"], 5000);
+    assert_eq!(unanswered["palisade"]["dns"]["timeout_ms"], 5000);
     assert_eq!(unanswered["dest_ip"], "198.18.0.3");
-    assert!(unanswered["dns"]["rtt_ms"].is_null());
+    assert!(unanswered["palisade"]["dns"]["rtt_ms"].is_null());
     // No answered query is ever reported as unanswered.
     assert!(
         !daemon
@@ -112,7 +118,7 @@ fn dns_over_tcp_is_reassembled() {
         );
         assert_eq!(a["dns"]["rrtype"], ty);
         assert!(
-            a["dns"]["rtt_ms"].is_f64(),
+            a["palisade"]["dns"]["rtt_ms"].is_f64(),
             "TCP answers are correlated too: {a}"
         );
     }

@@ -91,7 +91,7 @@ fn kernel_blocks_listed_names_before_the_resolver_sees_them() {
             && e["dns"]["rrname"] == "exact.example.test"
             && e["dns"]["type"] == "query"
     });
-    assert_eq!(e["dns"]["policy"]["action"], "blocked", "{e}");
+    assert_eq!(e["palisade"]["dns"]["policy"]["action"], "blocked", "{e}");
 
     // CLI: which rule decides, and hit counters.
     let t = daemon.ctl(&["dns", "test", "deep.sub.suffix.example.test"]);
@@ -193,7 +193,10 @@ fn regex_matches_are_learned_and_blocked_from_the_next_query() {
     let e = daemon.wait_event("block request event", Duration::from_secs(5), |e| {
         e["dns"]["rrname"] == "ads42.example.test" && e["dns"]["type"] == "query"
     });
-    assert_eq!(e["dns"]["policy"]["action"], "block_requested", "{e}");
+    assert_eq!(
+        e["palisade"]["dns"]["policy"]["action"], "block_requested",
+        "{e}"
+    );
     wait_for(Duration::from_secs(3), "the learned block", || {
         let t = daemon.ctl(&["dns", "test", "ads42.example.test"]);
         String::from_utf8_lossy(&t.stdout)
@@ -349,9 +352,9 @@ fn cname_chains_to_blocked_domains_and_encrypted_dns_raise_alerts() {
         e["event_type"] == "alert" && e["alert"]["signature_id"] == 9_000_004
     });
     assert_eq!(alert["dns"]["rrname"], "alias.cname.test");
-    assert_eq!(alert["dns"]["cname"], "t.cname-target.test");
+    assert_eq!(alert["palisade"]["dns"]["cname"], "t.cname-target.test");
     assert!(
-        alert["dns"]["rule"]
+        alert["palisade"]["dns"]["rule"]
             .as_str()
             .is_some_and(|r| r.contains("block suffix cname-target.test")),
         "{alert}"

@@ -65,6 +65,9 @@ fn connect(lab: &Lab, port: u16) -> TcpStream {
     })
 }
 
+/// Config that also logs each flow's start (`flow.start_events`; off by default).
+const START_EVENTS: &str = "[flow]\nstart_events = true\n";
+
 fn flow_events(daemon: &Daemon, port: u16) -> Vec<Value> {
     daemon
         .events()
@@ -76,7 +79,7 @@ fn flow_events(daemon: &Daemon, port: u16) -> Vec<Value> {
 #[test]
 fn tcp_transfer_counts_match_the_sender_to_the_byte() {
     let lab = Lab::new("flowbytes");
-    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    let daemon = Daemon::start(&lab, &base_config(&lab, START_EVENTS), &[]);
     daemon.wait_healthy();
 
     const REPLY: &[u8] = b"thanks, all received\n";
@@ -109,11 +112,15 @@ fn tcp_transfer_counts_match_the_sender_to_the_byte() {
     let f = &end["flow"];
     assert!(info.tcpi_bytes_sent >= sent);
     assert_eq!(
-        f["payload_bytes_toserver"], info.tcpi_bytes_sent,
+        end["palisade"]["flow"]["payload_bytes_toserver"], info.tcpi_bytes_sent,
         "{} bytes written, {} retransmitted: {end}",
         sent, info.tcpi_bytes_retrans
     );
-    assert_eq!(f["payload_bytes_toclient"], REPLY.len() as u64, "{end}");
+    assert_eq!(
+        end["palisade"]["flow"]["payload_bytes_toclient"],
+        REPLY.len() as u64,
+        "{end}"
+    );
     assert_eq!(f["reason"], "fin", "{end}");
     assert_eq!(
         (
@@ -215,12 +222,26 @@ fn live_flows_are_listed_and_idle_ones_end_by_timeout_with_updates() {
         .collect();
     assert!(!updates.is_empty(), "a 2.5 s flow with 1 s updates");
     assert!(updates.iter().all(|u| u["flow_id"] == end["flow_id"]));
+    // By default a flow is logged when it ends (and updated while long), never at its
+    // start: a dashboard that counts end events counts flows.
+    let ends: Vec<Value> = flow_events(&daemon, server_port)
+        .into_iter()
+        .filter(|e| e["flow"]["reason"] != "update")
+        .collect();
+    assert_eq!(
+        ends.len(),
+        1,
+        "one event per flow besides updates: {ends:?}"
+    );
 
     // The idle TCP connection ends by the TCP timeout, although nobody closed it.
     let tcp_end = daemon.wait_event("idle TCP flow ended", Duration::from_secs(5), |e| {
         e["event_type"] == "flow" && e["dest_port"] == tcp_port && e["flow"]["reason"] == "timeout"
     });
-    assert_eq!(tcp_end["flow"]["payload_bytes_toserver"], 5, "{tcp_end}");
+    assert_eq!(
+        tcp_end["palisade"]["flow"]["payload_bytes_toserver"], 5,
+        "{tcp_end}"
+    );
     tcp.shutdown(Shutdown::Write).expect("shutdown");
     assert_eq!(tcp_server.join().expect("server"), 5);
 
@@ -262,6 +283,35 @@ fn live_flows_are_listed_and_idle_ones_end_by_timeout_with_updates() {
         ),
         (Some(7), Some(0))
     );
+
+    // `flow.start_events` switches on at reload: the next flow is logged at its start too.
+    let on = reload("[flow]\nidle_timeout_s = 1\nstart_events = true\n");
+    assert!(on.status.success(), "{on:?}");
+    let client = lab.in_netns(Side::Sensor, || {
+        UdpSocket::bind((SENSOR_IP, 0)).expect("bind")
+    });
+    let port = client.local_addr().expect("addr").port();
+    // Until the flow worker has the new policy, a start may still go unlogged: retry
+    // with fresh flows (new source ports) for a few seconds.
+    let mut client = client;
+    let mut port = port;
+    let start = palisade_tests::wait_for(Duration::from_secs(5), "a start event", || {
+        client
+            .send_to(b"ping", (PEER_IP, server_port))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(200));
+        let found = daemon.events().into_iter().find(|e| {
+            e["event_type"] == "flow" && e["src_port"] == port && e["flow"]["reason"] == "start"
+        });
+        if found.is_none() {
+            client = lab.in_netns(Side::Sensor, || {
+                UdpSocket::bind((SENSOR_IP, 0)).expect("bind")
+            });
+            port = client.local_addr().expect("addr").port();
+        }
+        found
+    });
+    assert_eq!(start["flow"]["state"], "new", "{start}");
 }
 
 #[test]
@@ -295,7 +345,7 @@ fn conntrack_seeding_keeps_the_real_client_of_a_connection_opened_before_start()
     let client_port = client.local_addr().expect("addr").port();
     client.write_all(b"hello").expect("write"); // before the daemon: not seen
 
-    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    let daemon = Daemon::start(&lab, &base_config(&lab, START_EVENTS), &[]);
     daemon.wait_healthy();
     let status = daemon.status_json().expect("status");
     let report = status["flows"]["conntrack"]
@@ -308,7 +358,7 @@ fn conntrack_seeding_keeps_the_real_client_of_a_connection_opened_before_start()
     let start = daemon.wait_event("the seeded flow's start", Duration::from_secs(2), |e| {
         e["event_type"] == "flow" && e["dest_port"] == port && e["flow"]["state"] == "new"
     });
-    assert_eq!(start["flow"]["seeded"], true, "{start}");
+    assert_eq!(start["palisade"]["flow"]["seeded"], true, "{start}");
     assert_eq!(start["src_ip"], SENSOR_IP, "{start}");
     assert_eq!(start["src_port"], client_port, "{start}");
     go.send(()).expect("go");
@@ -325,9 +375,15 @@ fn conntrack_seeding_keeps_the_real_client_of_a_connection_opened_before_start()
     });
     assert_eq!(end["src_ip"], SENSOR_IP, "client kept: {end}");
     assert_eq!(end["src_port"], client_port, "{end}");
-    assert_eq!(end["flow"]["seeded"], true, "{end}");
-    assert_eq!(end["flow"]["payload_bytes_toclient"], 18, "{end}");
-    assert_eq!(end["flow"]["payload_bytes_toserver"], 3, "{end}");
+    assert_eq!(end["palisade"]["flow"]["seeded"], true, "{end}");
+    assert_eq!(
+        end["palisade"]["flow"]["payload_bytes_toclient"], 18,
+        "{end}"
+    );
+    assert_eq!(
+        end["palisade"]["flow"]["payload_bytes_toserver"], 3,
+        "{end}"
+    );
     assert_eq!(
         end["in_iface"], SENSOR_IF,
         "interface learnt from the first packet"
@@ -365,7 +421,7 @@ fn icmp_and_ipv6_flows_are_one_flow_each_way_with_community_id() {
         };
         run(side.args(["addr", "add", addr, "dev", ifname, "nodad"]));
     }
-    let cfg = base_config(&lab, "[flow]\nidle_timeout_s = 1\n");
+    let cfg = base_config(&lab, "[flow]\nidle_timeout_s = 1\nstart_events = true\n");
     let daemon = Daemon::start(&lab, &cfg, &[]);
     daemon.wait_healthy();
 

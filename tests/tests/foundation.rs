@@ -50,7 +50,7 @@ fn dns_queries_and_answers_become_events() {
     assert_eq!(query["dest_port"], 53);
     assert_eq!(query["proto"], "UDP");
     assert_eq!(query["in_iface"], SENSOR_IF);
-    assert_eq!(query["iface_direction"], "egress");
+    assert_eq!(query["palisade"]["iface_direction"], "egress");
     assert!(
         query["timestamp"]
             .as_str()
@@ -69,7 +69,7 @@ fn dns_queries_and_answers_become_events() {
     assert_eq!(answer["dns"]["answers"][0]["rdata"], "198.18.0.99");
     assert_eq!(answer["src_ip"], PEER_IP);
     assert_eq!(answer["src_port"], 53);
-    assert_eq!(answer["iface_direction"], "ingress");
+    assert_eq!(answer["palisade"]["iface_direction"], "ingress");
 
     let q6 = daemon.wait_event("the AAAA query", Duration::from_secs(5), |e| {
         e["event_type"] == "dns"

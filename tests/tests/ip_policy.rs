@@ -242,14 +242,14 @@ fn enforce(mode: &str, expected_mode: &str) {
 
     // Rate-limited alerts with the rule; the flow worker never saw the dropped flows.
     let alert = daemon.wait_event("an IP block alert", Duration::from_secs(5), |e| {
-        e["event_type"] == "alert" && e["ip_block"]["cidr"] == "198.18.0.128/25"
+        e["event_type"] == "alert" && e["palisade"]["ip_block"]["cidr"] == "198.18.0.128/25"
     });
     assert_eq!(alert["alert"]["action"], "blocked");
     assert_eq!(alert["alert"]["signature_id"], 9_000_010);
     assert_eq!(alert["src_ip"], LISTED);
-    assert_eq!(alert["ip_block"]["rule_id"], r["id"]);
+    assert_eq!(alert["palisade"]["ip_block"]["rule_id"], r["id"]);
     assert_eq!(
-        alert["ip_block"]["hook"],
+        alert["palisade"]["ip_block"]["hook"],
         if expected_mode == "tcx" { "tc" } else { "xdp" }
     );
     assert!(

@@ -9,6 +9,7 @@ use palisade_worker_dhcp::parse::{self, message_type_name};
 use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
 use serde::Serialize;
 
+/// The `dhcp` object, in Suricata's fields (its extended format).
 #[derive(Serialize)]
 struct DhcpBody {
     /// `request` or `reply`.
@@ -27,9 +28,36 @@ struct DhcpBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     requested_ip: Option<Ipv4Addr>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    server_id: Option<Ipv4Addr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     lease_time: Option<u32>,
+    /// The parameter request list (option 55) as Suricata writes it: the names of the
+    /// parameters it knows, in request order (all codes are in `palisade.dhcp.params`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    params: Vec<&'static str>,
+}
+
+/// Suricata's name of a requested parameter (its `dhcp.params` vocabulary); `None` for
+/// the codes Suricata leaves out.
+fn param_name(code: u8) -> Option<&'static str> {
+    Some(match code {
+        1 => "subnet_mask",
+        3 => "router",
+        6 => "dns_server",
+        15 => "domain",
+        35 => "arp_timeout",
+        42 => "ntp_server",
+        66 => "tftp_server_name",
+        150 => "tftp_server_ip",
+        _ => return None,
+    })
+}
+
+/// `palisade.dhcp`: what Suricata's `dhcp` object has no field for.
+#[derive(Serialize)]
+struct DhcpVendor {
+    /// Server identifier (option 54).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_id: Option<Ipv4Addr>,
+    /// Every code of the parameter request list, in request order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     params: Vec<u8>,
     /// The option list was cut short (capture cap or malformed).
@@ -38,10 +66,16 @@ struct DhcpBody {
 }
 
 #[derive(Serialize)]
+struct DhcpExtra {
+    dhcp: DhcpVendor,
+}
+
+#[derive(Serialize)]
 struct DhcpEvent {
     #[serde(flatten)]
     common: eve::Common,
     dhcp: DhcpBody,
+    palisade: eve::Vendor<DhcpExtra>,
 }
 
 struct Dhcp;
@@ -57,8 +91,17 @@ impl Protocol for Dhcp {
             Ok(m) => m,
             Err(e) => return out.drop(e.reason()),
         };
+        let common = eve::Common::new(ctx, "dhcp", &record.hdr);
+        let extra = DhcpExtra {
+            dhcp: DhcpVendor {
+                server_id: m.server_id,
+                params: m.params.clone(),
+                options_truncated: m.options_truncated,
+            },
+        };
         let event = DhcpEvent {
-            common: eve::Common::new(ctx, "dhcp", &record.hdr),
+            palisade: eve::Vendor::new(&common, extra),
+            common,
             dhcp: DhcpBody {
                 kind: if m.op == 1 { "request" } else { "reply" },
                 id: m.xid,
@@ -69,10 +112,8 @@ impl Protocol for Dhcp {
                 dhcp_type: m.message_type.map(message_type_name),
                 hostname: m.hostname,
                 requested_ip: m.requested_ip,
-                server_id: m.server_id,
                 lease_time: m.lease_time,
-                params: m.params,
-                options_truncated: m.options_truncated,
+                params: m.params.iter().copied().filter_map(param_name).collect(),
             },
         };
         out.emit(&event);

@@ -1,8 +1,12 @@
-//! DNS messages -> EVE `dns` event bodies.
+//! DNS messages -> EVE `dns` event bodies, in Suricata's DNS log format version 2
+//! (`dns.version: 2`, `type` `query`/`answer`).
 //!
 //! Unlike Suricata, header flags are logged on queries and answers alike,
 //! and every question is kept (`queries`), with the first one also flat as
-//! `rrname`/`rrtype` for compatibility with simple pipelines.
+//! `rrname`/`rrtype` for compatibility with simple pipelines. What Suricata's
+//! `dns` object has no field for (AD/CD bits, the client's MAC, the RTT, the
+//! policy's verdict, MX preferences, a malformed section) is in [`DnsVendor`],
+//! written as the event's `palisade.dns`.
 
 use palisade_worker_runtime::eve::{Mac, Timestamp};
 use serde::Serialize;
@@ -27,16 +31,33 @@ pub struct Answer {
     pub rrtype: String,
     /// TTL in seconds.
     pub ttl: u32,
-    /// Data in presentation format (MX: the exchange only).
+    /// Data in presentation format (MX: the exchange only, as Suricata writes it; the
+    /// preference is in `palisade.dns.answers`).
     pub rdata: String,
+}
+
+/// What a record has beyond Suricata's answer fields; `{}` for most.
+#[derive(Debug, Default, Serialize)]
+pub struct AnswerExtra {
     /// MX preference.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preference: Option<u16>,
 }
 
+impl AnswerExtra {
+    fn is_empty(&self) -> bool {
+        self.preference.is_none()
+    }
+}
+
+/// Suricata's DNS log format version this body follows.
+pub const DNS_LOG_VERSION: u8 = 2;
+
 /// The `dns` object of an event.
 #[derive(Debug, Serialize)]
 pub struct DnsBody {
+    /// [`DNS_LOG_VERSION`].
+    pub version: u8,
     /// `query`, `answer`, or `unanswered` (a query that got no answer
     /// within the correlation timeout).
     #[serde(rename = "type")]
@@ -55,10 +76,6 @@ pub struct DnsBody {
     pub rd: bool,
     /// Recursion available.
     pub ra: bool,
-    /// Authentic data.
-    pub ad: bool,
-    /// Checking disabled.
-    pub cd: bool,
     /// Opcode number.
     pub opcode: u8,
     /// First question's name.
@@ -70,7 +87,8 @@ pub struct DnsBody {
     /// Response code mnemonic (answers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rcode: Option<String>,
-    /// Every question.
+    /// Every question (absent when the message has none: the schema wants at least one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub queries: Vec<Query>,
     /// Answer section.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -78,11 +96,23 @@ pub struct DnsBody {
     /// Authority section.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub authorities: Vec<Answer>,
+    /// Palisade's fields, written as `palisade.dns` ([`DnsBody::take_vendor`]).
+    #[serde(skip)]
+    pub vendor: DnsVendor,
+}
+
+/// `palisade.dns`: what Suricata's `dns` object has no field for.
+#[derive(Debug, Default, Serialize)]
+pub struct DnsVendor {
+    /// Authentic data.
+    pub ad: bool,
+    /// Checking disabled.
+    pub cd: bool,
     /// Set when a later section was malformed: its snake_case reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partial: Option<&'static str>,
     /// MAC address of the client (query sender / answer receiver).
-    pub client_mac: Mac,
+    pub client_mac: Option<Mac>,
     /// Answers: when the matching query was seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query_timestamp: Option<Timestamp>,
@@ -95,6 +125,13 @@ pub struct DnsBody {
     /// What the domain policy did with this message, if anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
+    /// Per record of `dns.answers`, in the same order, what it has beyond Suricata's
+    /// fields (MX preference); absent when no record has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<Vec<AnswerExtra>>,
+    /// Idem for `dns.authorities`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorities: Option<Vec<AnswerExtra>>,
 }
 
 /// The `dns.policy` object.
@@ -116,11 +153,21 @@ fn answer(r: &Record) -> Answer {
         rrtype: r.rtype.name().into_owned(),
         ttl: r.ttl,
         rdata: r.data.to_presentation(),
-        preference: match r.data {
-            Rdata::Mx { preference, .. } => Some(preference),
-            _ => None,
-        },
     }
+}
+
+/// The extras of a section's records, `None` when none has any.
+fn extras(records: &[Record]) -> Option<Vec<AnswerExtra>> {
+    let extras: Vec<AnswerExtra> = records
+        .iter()
+        .map(|r| AnswerExtra {
+            preference: match r.data {
+                Rdata::Mx { preference, .. } => Some(preference),
+                _ => None,
+            },
+        })
+        .collect();
+    (!extras.iter().all(AnswerExtra::is_empty)).then_some(extras)
 }
 
 impl DnsBody {
@@ -129,6 +176,7 @@ impl DnsBody {
         let h = &m.header;
         let first = m.questions.first();
         Self {
+            version: DNS_LOG_VERSION,
             kind: if h.qr { "answer" } else { "query" },
             id: h.id,
             flags: format!("{:x}", h.flags),
@@ -137,8 +185,6 @@ impl DnsBody {
             tc: h.tc,
             rd: h.rd,
             ra: h.ra,
-            ad: h.ad,
-            cd: h.cd,
             opcode: h.opcode.0,
             rrname: first.map(|q| q.name.to_string()),
             rrtype: first.map(|q| q.qtype.name().into_owned()),
@@ -153,13 +199,21 @@ impl DnsBody {
                 .collect(),
             answers: m.answers.iter().map(answer).collect(),
             authorities: m.authority.iter().map(answer).collect(),
-            partial,
-            client_mac,
-            query_timestamp: None,
-            rtt_ms: None,
-            timeout_ms: None,
-            policy: None,
+            vendor: DnsVendor {
+                ad: h.ad,
+                cd: h.cd,
+                partial,
+                client_mac: Some(client_mac),
+                answers: extras(&m.answers),
+                authorities: extras(&m.authority),
+                ..DnsVendor::default()
+            },
         }
+    }
+
+    /// Moves Palisade's fields out, for the event's `palisade.dns`.
+    pub fn take_vendor(&mut self) -> DnsVendor {
+        std::mem::take(&mut self.vendor)
     }
 
     /// The body of an `unanswered` event, from what was kept of the query.
@@ -179,7 +233,7 @@ impl DnsBody {
             rrname: q.rrname.to_string(),
             rrtype: q.rrtype.to_string(),
         }];
-        body.timeout_ms = Some(timeout_ms);
+        body.vendor.timeout_ms = Some(timeout_ms);
         body
     }
 }

@@ -8,7 +8,7 @@ use palisade_abi::{RecordHeader, dns_name};
 use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_dns::{
     correlate::{Correlator, QueryKey, TIMEOUT_NS, Track},
-    event::{DnsBody, KeptQuery, Policy},
+    event::{DNS_LOG_VERSION, DnsBody, DnsVendor, KeptQuery, Policy},
     parse::{self, Message, Rdata},
     policy::{RegexPolicy, Reported, ResolverNames},
     tcp::Reassembler,
@@ -25,6 +25,26 @@ struct DnsEvent {
     #[serde(flatten)]
     common: eve::Common,
     dns: DnsBody,
+    palisade: eve::Vendor<DnsExtra>,
+}
+
+/// `palisade` of a dns event: `{"dns": {...}}`.
+#[derive(Serialize)]
+struct DnsExtra {
+    dns: DnsVendor,
+}
+
+impl DnsEvent {
+    fn new(common: eve::Common, mut dns: DnsBody) -> Self {
+        let extra = DnsExtra {
+            dns: dns.take_vendor(),
+        };
+        Self {
+            palisade: eve::Vendor::new(&common, extra),
+            common,
+            dns,
+        }
+    }
 }
 
 /// An alert about a DNS message.
@@ -34,15 +54,46 @@ struct DnsAlert {
     common: eve::Common,
     alert: Alert,
     dns: AlertDns,
+    palisade: eve::Vendor<AlertExtra>,
+}
+
+/// The alert's `dns`: the queried name, in Suricata's fields.
+#[derive(Serialize)]
+struct AlertDns {
+    version: u8,
+    rrname: String,
+}
+
+/// `palisade.dns` of an alert: the CNAME target and rule that blocked the name.
+#[derive(Serialize)]
+struct AlertExtra {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns: Option<AlertDnsVendor>,
 }
 
 #[derive(Serialize)]
-struct AlertDns {
-    rrname: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<String>,
+struct AlertDnsVendor {
+    cname: String,
+    rule: String,
+}
+
+impl DnsAlert {
+    fn new(
+        common: eve::Common,
+        alert: Alert,
+        rrname: String,
+        blocked: Option<AlertDnsVendor>,
+    ) -> Self {
+        Self {
+            palisade: eve::Vendor::new(&common, AlertExtra { dns: blocked }),
+            common,
+            alert,
+            dns: AlertDns {
+                version: DNS_LOG_VERSION,
+                rrname,
+            },
+        }
+    }
 }
 
 /// What is kept of a query until its answer (or timeout).
@@ -116,12 +167,12 @@ impl Dns {
             .and_then(|q| dns_name::normalize(&q.name.to_string()));
         let mut body = DnsBody::new(m, partial, client_mac);
         if hdr.flags & palisade_abi::FLAG_DNS_BLOCKED != 0 {
-            body.policy = Some(Policy {
+            body.vendor.policy = Some(Policy {
                 action: "blocked",
                 rule_id: None,
             });
         } else if hdr.flags & palisade_abi::FLAG_DNS_REWRITTEN != 0 {
-            body.policy = Some(Policy {
+            body.vendor.policy = Some(Policy {
                 action: "rewritten",
                 rule_id: None,
             });
@@ -131,7 +182,7 @@ impl Dns {
             if let (true, Some(name)) = (fresh, qname.clone()) {
                 out.send(WorkerToSupervisor::BlockRequest { name, rule_id });
             }
-            body.policy = Some(Policy {
+            body.vendor.policy = Some(Policy {
                 action: "block_requested",
                 rule_id: Some(rule_id),
             });
@@ -146,8 +197,8 @@ impl Dns {
                 m.header.id,
             );
             if let Some(q) = self.pending.answer(&key) {
-                body.query_timestamp = Some(ctx.wall(q.ts_ns));
-                body.rtt_ms = Some(hdr.ts_boot_ns.saturating_sub(q.ts_ns) as f64 / 1e6);
+                body.vendor.query_timestamp = Some(ctx.wall(q.ts_ns));
+                body.vendor.rtt_ms = Some(hdr.ts_boot_ns.saturating_sub(q.ts_ns) as f64 / 1e6);
             }
             self.check_cnames(hdr, m, qname.as_deref(), out);
         } else {
@@ -172,18 +223,10 @@ impl Dns {
                     event_type: "alert",
                     ..common.clone()
                 };
-                out.emit(&DnsAlert {
-                    common,
-                    alert,
-                    dns: AlertDns {
-                        rrname: name,
-                        cname: None,
-                        rule: None,
-                    },
-                });
+                out.emit(&DnsAlert::new(common, alert, name, None));
             }
         }
-        out.emit(&DnsEvent { common, dns: body });
+        out.emit(&DnsEvent::new(common, body));
     }
 
     /// Sends an answer's CNAME chain to the supervisor (once per name).
@@ -213,6 +256,7 @@ impl Dns {
 
 impl Protocol for Dns {
     const KIND: WorkerKind = WorkerKind::Dns;
+    const AWAITS_POLICY: bool = true;
 
     fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
         let hdr = &record.hdr;
@@ -266,15 +310,15 @@ impl Protocol for Dns {
                 };
                 let common = eve::Common::new(ctx, "alert", &hdr);
                 let alert = Alert::new(alert::DNS_CNAME_TO_BLOCKED, "blocked");
-                out.emit(&DnsAlert {
+                out.emit(&DnsAlert::new(
                     common,
                     alert,
-                    dns: AlertDns {
-                        rrname: name,
-                        cname: Some(target),
-                        rule: Some(rule),
-                    },
-                });
+                    name,
+                    Some(AlertDnsVendor {
+                        cname: target,
+                        rule,
+                    }),
+                ));
                 Ok(())
             }
             _ => Err("unexpected message for the DNS worker"),
@@ -291,10 +335,10 @@ impl Protocol for Dns {
                 Mac(q.info.hdr.src_mac),
                 TIMEOUT_NS / 1_000_000,
             );
-            out.emit(&DnsEvent {
-                common: eve::Common::new(ctx, "dns", &q.info.hdr),
-                dns: body,
-            });
+            out.emit(&DnsEvent::new(
+                eve::Common::new(ctx, "dns", &q.info.hdr),
+                body,
+            ));
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Flow records -> EVE `flow` events, shaped like Suricata's (`flow_id`,
 //! `community_id`, `flow.{pkts,bytes}_to{server,client}`, `start`, `end`,
 //! `age`, `state`, `reason`, a `tcp` object with the flags), plus what
-//! Suricata does not log: start and update events, payload byte counts, and
-//! whether the flow was seeded from conntrack.
+//! Suricata does not log, in the `palisade.flow` vendor object: payload byte
+//! counts and whether the flow was seeded from conntrack. Start and update
+//! events (`flow.reason` `start`/`update`) are written only when configured.
 
 use palisade_abi::{
     FLOW_F_SEEDED, FLOW_REASON_FIN, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, Kind,
@@ -10,8 +11,6 @@ use palisade_abi::{
 };
 use palisade_worker_runtime::eve;
 use serde::Serialize;
-
-use crate::community_id::community_id;
 
 /// Which record made the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +42,6 @@ pub struct FlowBody {
     /// Frame bytes, link-layer header included (Suricata's meaning).
     bytes_toserver: u64,
     bytes_toclient: u64,
-    /// L4 payload bytes (what the applications sent).
-    payload_bytes_toserver: u64,
-    payload_bytes_toclient: u64,
     start: eve::Timestamp,
     end: eve::Timestamp,
     /// Whole seconds between first and last packet.
@@ -54,8 +50,22 @@ pub struct FlowBody {
     state: &'static str,
     /// `start`, `update`, `fin`, `rst` or `timeout`.
     reason: &'static str,
+}
+
+/// `palisade.flow`: what Suricata's `flow` object has no field for.
+#[derive(Serialize)]
+pub struct FlowVendor {
+    /// L4 payload bytes (what the applications sent).
+    payload_bytes_toserver: u64,
+    payload_bytes_toclient: u64,
+    /// The flow was seeded from conntrack at start (it began before Palisade did).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     seeded: bool,
+}
+
+#[derive(Serialize)]
+pub struct FlowExtra {
+    flow: FlowVendor,
 }
 
 /// Suricata's `tcp` object of a flow event.
@@ -103,10 +113,8 @@ impl TcpBody {
 
 #[derive(Serialize)]
 pub struct FlowEvent {
-    pub flow_id: u64,
     #[serde(flatten)]
     pub common: eve::Common,
-    pub community_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_type: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,32 +122,30 @@ pub struct FlowEvent {
     pub flow: FlowBody,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpBody>,
-}
-
-/// Identity of one flow instance: stable over its start, update and end events, different
-/// for a later flow on the same tuple. FNV-1a over the Community ID and the first packet's
-/// time, kept below 2^53 so JSON consumers that read numbers as doubles keep it exact.
-pub fn flow_id(community_id: &str, first_seen_ns: u64) -> u64 {
-    let mut h = palisade_abi::dns_name::fnv1a64(community_id.as_bytes());
-    for b in first_seen_ns.to_le_bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(palisade_abi::FNV64_PRIME);
-    }
-    h & ((1 << 53) - 1)
+    pub palisade: eve::Vendor<FlowExtra>,
 }
 
 impl FlowEvent {
     /// The event of one flow record (header oriented client -> server).
     pub fn new(ctx: &eve::Context, hdr: &RecordHeader, f: &FlowRecord, phase: Phase) -> Self {
-        let common = eve::Common::new(ctx, "flow", hdr);
+        let mut common = eve::Common::new(ctx, "flow", hdr);
         let icmp = matches!(hdr.l4_proto, 1 | 58);
         let (sport, dport) = if icmp {
             (u16::from(f.icmp_type), u16::from(f.icmp_code))
         } else {
             (hdr.src_port, hdr.dst_port)
         };
-        let community_id =
-            community_id(0, common.src_ip, common.dest_ip, hdr.l4_proto, sport, dport);
+        common.set_flow(hdr.l4_proto, sport, dport, f.first_seen_ns);
+        let palisade = eve::Vendor::new(
+            &common,
+            FlowExtra {
+                flow: FlowVendor {
+                    payload_bytes_toserver: f.payload_bytes_toserver,
+                    payload_bytes_toclient: f.payload_bytes_toclient,
+                    seeded: f.flags & FLOW_F_SEEDED != 0,
+                },
+            },
+        );
         let both_ways = f.pkts_toserver > 0 && f.pkts_toclient > 0;
         let (state, reason) = match (phase, f.end_reason) {
             (Phase::Start, _) => ("new", "start"),
@@ -151,9 +157,7 @@ impl FlowEvent {
             (Phase::End, _) => ("closed", "unknown"),
         };
         Self {
-            flow_id: flow_id(&community_id, f.first_seen_ns),
             common,
-            community_id,
             icmp_type: icmp.then_some(f.icmp_type),
             icmp_code: icmp.then_some(f.icmp_code),
             flow: FlowBody {
@@ -161,17 +165,15 @@ impl FlowEvent {
                 pkts_toclient: f.pkts_toclient,
                 bytes_toserver: f.bytes_toserver,
                 bytes_toclient: f.bytes_toclient,
-                payload_bytes_toserver: f.payload_bytes_toserver,
-                payload_bytes_toclient: f.payload_bytes_toclient,
                 start: ctx.wall(f.first_seen_ns),
                 end: ctx.wall(f.last_seen_ns),
                 age: f.last_seen_ns.saturating_sub(f.first_seen_ns) / 1_000_000_000,
                 state,
                 reason,
-                seeded: f.flags & FLOW_F_SEEDED != 0,
             },
             tcp: (hdr.l4_proto == 6)
                 .then(|| TcpBody::new(f.tcp_flags_toserver, f.tcp_flags_toclient)),
+            palisade,
         }
     }
 }

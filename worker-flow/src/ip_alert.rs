@@ -1,9 +1,9 @@
 //! `alert` events for packets the kernel's IP policy dropped
 //! (`KIND_IP_BLOCK` records, rate-limited in the kernel): EVE alerts with
 //! `alert.action: "blocked"`, signature 9000010 (blocked source) or 9000011
-//! (blocked destination), and an `ip_block` object naming the rule, its
-//! CIDR, the hook that dropped the packet and how many drops on the same CPU
-//! were not alerted since the previous alert.
+//! (blocked destination), and a `palisade.ip_block` object naming the rule,
+//! its CIDR, the hook that dropped the packet and how many drops on the same
+//! CPU were not alerted since the previous alert.
 
 use std::net::IpAddr;
 
@@ -29,12 +29,21 @@ struct IpBlockBody {
     suppressed: u32,
 }
 
+/// `palisade` of an IP policy alert: `{"ip_block": {...}}`.
+#[derive(Serialize)]
+struct IpBlockExtra {
+    ip_block: IpBlockBody,
+}
+
+/// The packet never reached the observer, so it has no flow (no `flow_id`); its
+/// `community_id` joins it to flows of the same tuple (none for ICMP: the record does
+/// not carry the type and code).
 #[derive(Serialize)]
 struct IpBlockAlert {
     #[serde(flatten)]
     common: eve::Common,
     alert: Alert,
-    ip_block: IpBlockBody,
+    palisade: eve::Vendor<IpBlockExtra>,
 }
 
 /// The rule's CIDR: the matched address cut to the rule's prefix length.
@@ -68,9 +77,7 @@ pub fn render(ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
         IP_HOOK_TC => "tc",
         _ => "unknown",
     };
-    out.emit(&IpBlockAlert {
-        common,
-        alert: Alert::new(sig, "blocked"),
+    let extra = IpBlockExtra {
         ip_block: IpBlockBody {
             rule_id: r.rule_id,
             cidr: cidr(addr, r.prefixlen),
@@ -78,6 +85,11 @@ pub fn render(ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
             hook,
             suppressed: r.suppressed,
         },
+    };
+    out.emit(&IpBlockAlert {
+        palisade: eve::Vendor::new(&common, extra),
+        common,
+        alert: Alert::new(sig, "blocked"),
     });
 }
 

@@ -1,11 +1,11 @@
 //! palisade-worker-flow: flow start/update/end records -> EVE `flow` events
-//! (`event.rs`, with Community ID from `community_id.rs`), alerts about
-//! flows (encrypted DNS), and alerts for packets the IP policy dropped
+//! (`event.rs`; end and update events always, start events when
+//! `flow.start_events` is on), alerts about flows (encrypted DNS, raised on a
+//! flow's start record), and alerts for packets the IP policy dropped
 //! (`ip_alert.rs`).
 //!
 //! Started by `palisade run` only (it refuses to run privileged or by hand).
 
-mod community_id;
 mod event;
 mod ip_alert;
 
@@ -28,17 +28,18 @@ const HTTPS_PORT: u16 = 443;
 /// An alert about a flow, joined to its `flow` events by `flow_id` and `community_id`.
 #[derive(Serialize)]
 struct FlowAlert {
-    flow_id: u64,
     #[serde(flatten)]
     common: eve::Common,
-    community_id: String,
     alert: Alert,
+    palisade: eve::Vendor<()>,
 }
 
 #[derive(Default)]
 struct Flow {
     /// Addresses of known encrypted-DNS resolvers.
     resolvers: HashSet<IpAddr>,
+    /// Write an event for a flow's start record too (`flow.start_events`).
+    start_events: bool,
 }
 
 impl Flow {
@@ -55,6 +56,7 @@ impl Flow {
 
 impl Protocol for Flow {
     const KIND: WorkerKind = WorkerKind::Flow;
+    const AWAITS_POLICY: bool = true;
 
     fn on_supervisor_message(
         &mut self,
@@ -70,6 +72,7 @@ impl Protocol for Flow {
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
+        self.start_events = policy.flow_start_events;
         out.send(WorkerToSupervisor::RulesetApplied {
             ruleset: policy.ruleset,
         });
@@ -90,17 +93,19 @@ impl Protocol for Flow {
         if phase == Phase::Start
             && let Some(sig) = self.encrypted_dns(&event.common)
         {
+            let common = eve::Common {
+                event_type: "alert",
+                ..event.common.clone()
+            };
             out.emit(&FlowAlert {
-                flow_id: event.flow_id,
-                common: eve::Common {
-                    event_type: "alert",
-                    ..event.common.clone()
-                },
-                community_id: event.community_id.clone(),
+                palisade: eve::Vendor::new(&common, ()),
+                common,
                 alert: Alert::new(sig, "allowed"),
             });
         }
-        out.emit(&event);
+        if phase != Phase::Start || self.start_events {
+            out.emit(&event);
+        }
     }
 }
 

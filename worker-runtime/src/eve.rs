@@ -142,11 +142,29 @@ pub fn addr(ip_version: u8, raw: [u8; 16]) -> IpAddr {
     }
 }
 
-/// The fields every event starts with.
+/// Identity of one flow instance, as EVE's `flow_id`: stable over every event of the flow
+/// (its flow records, and the dns/tls/dhcp/alert events of its packets), different for a
+/// later flow on the same tuple. FNV-1a over the Community ID and the boot-clock time of
+/// the flow's first packet (`flow_start_ns` of the records), kept below 2^53 so JSON
+/// consumers that read numbers as doubles keep it exact.
+pub fn flow_id(community_id: &str, first_seen_ns: u64) -> u64 {
+    let mut h = palisade_abi::dns_name::fnv1a64(community_id.as_bytes());
+    for b in first_seen_ns.to_le_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(palisade_abi::FNV64_PRIME);
+    }
+    h & ((1 << 53) - 1)
+}
+
+/// The fields every event starts with, named and typed as in Suricata's EVE.
 #[derive(Debug, Clone, Serialize)]
 pub struct Common {
     /// Capture time.
     pub timestamp: Timestamp,
+    /// The flow this event belongs to (see [`flow_id`]); absent when the packet had no
+    /// flow entry (table full, a dropped packet, TCP teardown of an unknown flow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<u64>,
     /// Interface name.
     pub in_iface: String,
     /// `dns`, `dhcp`, `tls`, `flow`, ...
@@ -164,25 +182,59 @@ pub struct Common {
     pub dest_port: u16,
     /// `TCP`, `UDP`, ...
     pub proto: &'static str,
-    /// `ingress` or `egress` on `in_iface` (where the packet was seen).
-    pub iface_direction: &'static str,
+    /// Community ID v1 of the tuple (see [`crate::community_id`]); absent for ICMP when
+    /// the record does not carry the type and code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
     /// Ethernet addresses.
     pub ether: Ether,
+    /// `ingress` or `egress` on `in_iface` (where the packet was seen): Palisade's own
+    /// field, written in the event's [`Vendor`] object, not here.
+    #[serde(skip)]
+    pub iface_direction: &'static str,
+}
+
+/// Palisade's own fields of an event: the one top-level vendor object, `palisade`, beside
+/// Suricata's objects (whose schema allows no unknown key). `extra` is flattened into it,
+/// typically `{"<protocol>": {...}}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Vendor<T: Serialize> {
+    /// `ingress` or `egress` on `in_iface`.
+    pub iface_direction: &'static str,
+    /// The event type's own fields.
+    #[serde(flatten)]
+    pub extra: T,
+}
+
+impl<T: Serialize> Vendor<T> {
+    /// The vendor object of the event whose shared fields are `common`.
+    pub fn new(common: &Common, extra: T) -> Self {
+        Self {
+            iface_direction: common.iface_direction,
+            extra,
+        }
+    }
 }
 
 impl Common {
-    /// Builds the shared fields from a record header.
+    /// Builds the shared fields from a record header. The Community ID and `flow_id` are
+    /// those of the header's tuple and `flow_start_ns`; ICMP records carry no type and code
+    /// in the header, so their Community ID is left to the caller ([`Common::set_flow`]).
     pub fn new(ctx: &Context, event_type: &'static str, hdr: &RecordHeader) -> Self {
-        Self {
+        let src_ip = addr(hdr.ip_version, hdr.src_addr);
+        let dest_ip = addr(hdr.ip_version, hdr.dst_addr);
+        let mut common = Self {
             timestamp: ctx.wall(hdr.ts_boot_ns),
+            flow_id: None,
             in_iface: ctx.iface(hdr.ifindex),
             event_type,
             vlan: (hdr.flags & palisade_abi::FLAG_VLAN != 0).then_some([hdr.vlan_id]),
-            src_ip: addr(hdr.ip_version, hdr.src_addr),
+            src_ip,
             src_port: hdr.src_port,
-            dest_ip: addr(hdr.ip_version, hdr.dst_addr),
+            dest_ip,
             dest_port: hdr.dst_port,
             proto: proto_name(hdr.l4_proto),
+            community_id: None,
             iface_direction: if hdr.direction == palisade_abi::DIR_EGRESS {
                 "egress"
             } else {
@@ -192,7 +244,20 @@ impl Common {
                 src_mac: Mac(hdr.src_mac),
                 dest_mac: Mac(hdr.dst_mac),
             },
+        };
+        if !matches!(hdr.l4_proto, 1 | 58) {
+            common.set_flow(hdr.l4_proto, hdr.src_port, hdr.dst_port, hdr.flow_start_ns);
         }
+        common
+    }
+
+    /// Sets `community_id` from the tuple (`sport`/`dport`: the ICMP type and code for
+    /// ICMP) and `flow_id` from it and the flow's first-packet time (none when 0).
+    pub fn set_flow(&mut self, l4_proto: u8, sport: u16, dport: u16, flow_start_ns: u64) {
+        let cid =
+            crate::community_id::community_id(0, self.src_ip, self.dest_ip, l4_proto, sport, dport);
+        self.flow_id = (flow_start_ns != 0).then(|| flow_id(&cid, flow_start_ns));
+        self.community_id = Some(cid);
     }
 }
 

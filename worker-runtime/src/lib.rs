@@ -16,6 +16,7 @@
 
 pub mod alert;
 pub mod channel;
+pub mod community_id;
 pub mod cursor;
 pub mod eve;
 pub mod privilege;

@@ -39,6 +39,11 @@ pub trait Protocol {
     /// Which worker this is.
     const KIND: WorkerKind;
 
+    /// Whether records wait for the supervisor's first `Policy` (sent right after `Ready`):
+    /// a worker whose events depend on it (regex rules, which flow events to write) does
+    /// not handle a record before it has one. The ring holds them meanwhile.
+    const AWAITS_POLICY: bool = false;
+
     /// Handles one record: emits zero or more events and counts every
     /// record it cannot turn into an event.
     fn on_record(&mut self, ctx: &Context, record: &Record<'_>, out: &mut EventOut<'_>);
@@ -227,6 +232,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     let mut outbox = Vec::new();
     // The last drain hit its budget: poll again without waiting.
     let mut behind = false;
+    let mut awaiting_policy = P::AWAITS_POLICY;
 
     loop {
         let now = Instant::now();
@@ -250,15 +256,16 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         }
         // Drain on every wake-up, readable or not: the kernel batches
         // wake-ups, so the timeout is the latency backstop.
-        behind = drain(
-            protocol,
-            &mut ring,
-            &mut ctx,
-            &mut sink,
-            &mut stats,
-            &mut outbox,
-            drain_time,
-        );
+        behind = !awaiting_policy
+            && drain(
+                protocol,
+                &mut ring,
+                &mut ctx,
+                &mut sink,
+                &mut stats,
+                &mut outbox,
+                drain_time,
+            );
         for msg in outbox.drain(..) {
             channel.send(&msg)?;
         }
@@ -298,6 +305,10 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                     return Err(ChannelError::BadConfig("Configure after startup"));
                 }
                 other => {
+                    if matches!(other, SupervisorToWorker::Policy(_)) {
+                        awaiting_policy = false;
+                        behind = true;
+                    }
                     let mut out = EventOut {
                         sink: &mut sink,
                         stats: &mut stats,

@@ -9,17 +9,51 @@ use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
 use palisade_worker_tls::parse::{self, version_name};
 use serde::Serialize;
 
+/// The `tls` object, in Suricata's fields: one hello per event.
 #[derive(Serialize)]
 struct TlsBody {
-    /// `client_hello` or `server_hello`.
-    handshake: &'static str,
+    /// The highest version the hello offers (client) or the one chosen (server).
     version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_alpns: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_alpns: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_handshake: Option<ClientHandshake>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_handshake: Option<ServerHandshake>,
+}
+
+/// `tls.client_handshake`.
+#[derive(Serialize)]
+struct ClientHandshake {
+    version: String,
+    /// Offered cipher suites, IANA numbers, in wire order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    alpn: Vec<String>,
-    /// Offered (client) or chosen (server) cipher suites, IANA numbers.
     ciphers: Vec<u16>,
+}
+
+/// `tls.server_handshake`.
+#[derive(Serialize)]
+struct ServerHandshake {
+    version: String,
+    /// The chosen cipher suite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cipher: Option<u16>,
+}
+
+/// `palisade.tls`.
+#[derive(Serialize)]
+struct TlsVendor {
+    /// `client_hello` or `server_hello`: which hello this event is.
+    handshake: &'static str,
+}
+
+#[derive(Serialize)]
+struct TlsExtra {
+    tls: TlsVendor,
 }
 
 #[derive(Serialize)]
@@ -27,6 +61,7 @@ struct TlsEvent {
     #[serde(flatten)]
     common: eve::Common,
     tls: TlsBody,
+    palisade: eve::Vendor<TlsExtra>,
 }
 
 struct Tls;
@@ -42,21 +77,49 @@ impl Protocol for Tls {
             Ok(h) => h,
             Err(e) => return out.drop(e.reason()),
         };
-        let event = TlsEvent {
-            common: eve::Common::new(ctx, "tls", &record.hdr),
-            tls: TlsBody {
-                handshake: if hello.client {
-                    "client_hello"
-                } else {
-                    "server_hello"
-                },
-                version: version_name(hello.version()),
+        let common = eve::Common::new(ctx, "tls", &record.hdr);
+        let version = version_name(hello.version());
+        let alpns = (!hello.alpn.is_empty()).then_some(hello.alpn);
+        let tls = if hello.client {
+            TlsBody {
+                version: version.clone(),
                 sni: hello.sni,
-                alpn: hello.alpn,
-                ciphers: hello.ciphers,
-            },
+                client_alpns: alpns,
+                server_alpns: None,
+                client_handshake: Some(ClientHandshake {
+                    version,
+                    ciphers: hello.ciphers,
+                }),
+                server_handshake: None,
+            }
+        } else {
+            TlsBody {
+                version: version.clone(),
+                sni: hello.sni,
+                client_alpns: None,
+                server_alpns: alpns,
+                client_handshake: None,
+                server_handshake: Some(ServerHandshake {
+                    version,
+                    cipher: hello.ciphers.first().copied(),
+                }),
+            }
         };
-        out.emit(&event);
+        let handshake = if hello.client {
+            "client_hello"
+        } else {
+            "server_hello"
+        };
+        out.emit(&TlsEvent {
+            palisade: eve::Vendor::new(
+                &common,
+                TlsExtra {
+                    tls: TlsVendor { handshake },
+                },
+            ),
+            common,
+            tls,
+        });
     }
 }
 

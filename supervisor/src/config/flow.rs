@@ -12,6 +12,7 @@ pub(super) struct RawFlow {
     tcp_idle_timeout_s: Option<Spanned<i64>>,
     update_interval_s: Option<Spanned<i64>>,
     seed_from_conntrack: Option<bool>,
+    start_events: Option<bool>,
 }
 
 /// `[flow]`: the kernel flow table's timeouts.
@@ -25,6 +26,9 @@ pub struct FlowConfig {
     pub update_interval_s: u32,
     /// Seed the table from the kernel's conntrack table at start.
     pub seed_from_conntrack: bool,
+    /// Write a `flow` event when a flow starts too. Off: one event per flow, at its end
+    /// (plus periodic updates of long flows), as Suricata and Zeek log flows.
+    pub start_events: bool,
 }
 
 impl FlowConfig {
@@ -40,12 +44,13 @@ impl FlowConfig {
 }
 
 /// Defaults: Zeek's inactivity timeouts (1 min UDP/ICMP, 5 min TCP), no periodic updates
-/// (as Suricata and Zeek), seeding on.
+/// and no start events (as Suricata and Zeek: one event per flow), seeding on.
 pub const DEFAULT_FLOW: FlowConfig = FlowConfig {
     idle_timeout_s: 60,
     tcp_idle_timeout_s: 300,
     update_interval_s: 0,
     seed_from_conntrack: true,
+    start_events: false,
 };
 
 /// Validates `[flow]`.
@@ -73,5 +78,6 @@ pub(super) fn parse(c: &Checker<'_>, raw: RawFlow) -> Result<FlowConfig, ConfigE
         seed_from_conntrack: raw
             .seed_from_conntrack
             .unwrap_or(DEFAULT_FLOW.seed_from_conntrack),
+        start_events: raw.start_events.unwrap_or(DEFAULT_FLOW.start_events),
     })
 }

@@ -56,7 +56,6 @@ impl Daemon {
         self.dns = DnsState::new(rules, config.dns.block_action);
         self.dns_kernel_rules = kernel_rules;
         release_memory();
-        self.send_policy();
         let old = &self.opts.config;
         let mut restart_needed = Vec::new();
         for (changed, key) in [
@@ -89,6 +88,7 @@ impl Daemon {
         }
         self.opts.config.dns = config.dns;
         self.opts.config.flow = config.flow;
+        self.send_policy();
         self.ip.state.set_lists(ip_lists);
         self.ip.kernel =
             ip_kernel::apply(&self.loaded, &self.ip.state, config.ip.alerts_per_second)?;

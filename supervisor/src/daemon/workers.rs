@@ -12,7 +12,9 @@ use std::{
 };
 
 use mio::Token;
-use palisade_ipc::messages::{InterfaceName, InterfaceStatus, WorkerKind};
+use palisade_ipc::messages::{
+    InterfaceName, InterfaceStatus, SupervisorToWorker, WorkerKind, WorkerPolicy,
+};
 
 use super::{Daemon, DaemonError, RunOptions};
 use crate::{
@@ -184,7 +186,7 @@ impl Daemon {
         match event {
             SlotEvent::Ready if POLICY_WORKERS.contains(&kind) => {
                 if let Some(slot) = self.slots.get(&kind) {
-                    slot.send(&self.dns.worker_message());
+                    slot.send(&self.policy_message());
                 }
             }
             SlotEvent::Ready => {}
@@ -212,9 +214,18 @@ impl Daemon {
         }
     }
 
+    /// The user-space policy in force: the DNS rule set's part, and the flow output
+    /// setting that travels with it (so a reload changes it live).
+    fn policy_message(&self) -> SupervisorToWorker {
+        SupervisorToWorker::Policy(WorkerPolicy {
+            flow_start_events: self.opts.config.flow.start_events,
+            ..self.dns.worker_policy()
+        })
+    }
+
     /// Sends the user-space policy in force to every policy worker.
     pub(super) fn send_policy(&self) {
-        let policy = self.dns.worker_message();
+        let policy = self.policy_message();
         for kind in POLICY_WORKERS {
             if let Some(slot) = self.slots.get(&kind) {
                 slot.send(&policy);

@@ -7,9 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_ipc::messages::{
-    DnsPolicyStatus, DnsTestReport, RegexRule, SupervisorToWorker, WorkerKind, WorkerPolicy,
-};
+use palisade_ipc::messages::{DnsPolicyStatus, DnsTestReport, RegexRule, WorkerKind, WorkerPolicy};
 
 use super::dns::{Action, BlockAction, Decision, Rule, RuleKind, RuleSet};
 use crate::policy::dns_lists::Match;
@@ -112,9 +110,9 @@ impl DnsState {
         }
     }
 
-    /// The message that gives the DNS and flow workers their policy.
-    pub fn worker_message(&self) -> SupervisorToWorker {
-        SupervisorToWorker::Policy(WorkerPolicy {
+    /// The DNS part of the policy message of the DNS and flow workers.
+    pub fn worker_policy(&self) -> WorkerPolicy {
+        WorkerPolicy {
             ruleset: self.rules.sha256(),
             regexes: self
                 .rules
@@ -124,7 +122,8 @@ impl DnsState {
                 .collect(),
             encrypted_dns_names: self.rules.resolver_names.clone(),
             encrypted_dns_addresses: self.rules.resolver_addresses.clone(),
-        })
+            flow_start_events: false,
+        }
     }
 
     /// Checks an answer's CNAME chain: the first target a name rule (or a
