@@ -121,6 +121,18 @@ fn dns_queries_and_answers_become_events() {
     );
 }
 
+/// (process group, session) of a process, from /proc/PID/stat.
+fn pgrp_and_session(pid: u32) -> (u32, u32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state, ppid, pgrp, session.
+    let at = |i: usize| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0);
+    (at(2), at(3))
+}
+
 #[test]
 fn workers_run_unprivileged_with_only_their_fds() {
     let lab = Lab::new("privs");
@@ -139,6 +151,17 @@ fn workers_run_unprivileged_with_only_their_fds() {
         }
         assert_eq!(s["NoNewPrivs"], "1", "{name}: NoNewPrivs");
         assert_eq!(s["Seccomp"], "2", "{name}: Seccomp (filter mode)");
+        // Its own process group (a terminal's Ctrl-C never reaches it), but the daemon's
+        // session, so the daemon's scheduler autogroup (and nice level): a worker does
+        // not get a whole session's CPU share of its own.
+        let (pgrp, sid) = pgrp_and_session(*pid);
+        assert_eq!(pgrp, *pid, "{name}: own process group");
+        assert_eq!(sid, pgrp_and_session(daemon.pid()).1, "{name}: daemon's session");
+        assert_eq!(
+            std::fs::read_to_string(format!("/proc/{pid}/autogroup")).ok(),
+            std::fs::read_to_string(format!("/proc/{}/autogroup", daemon.pid())).ok(),
+            "{name}: the daemon's autogroup"
+        );
 
         // FDs: 0-2 /dev/null, 3 the IPC socket, then ring, sink, epoll.
         let mut fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))

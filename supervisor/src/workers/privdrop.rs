@@ -72,10 +72,14 @@ pub unsafe fn drop_in_child(
             rlim_max: ADDRESS_SPACE_MAX,
         };
         check(libc::setrlimit(libc::RLIMIT_AS, &limit))?;
-        // 2b. Own session and process group: a Ctrl-C or SIGHUP meant for the
-        //     supervisor's terminal never reaches a worker directly (the
-        //     supervisor stops its workers itself).
-        check(libc::setsid())?;
+        // 2b. Own process group: a Ctrl-C or SIGHUP meant for the supervisor's
+        //     terminal (its foreground process group) never reaches a worker
+        //     directly; the supervisor stops its workers itself. Not its own
+        //     session: a new session is a new scheduler autogroup, which would
+        //     give each worker the CPU share of a whole terminal session and
+        //     take it out of the nice level and cgroup weight the daemon runs
+        //     with. Workers keep the daemon's scheduling settings.
+        check(libc::setpgid(0, 0))?;
         // 3. No supplementary groups (needs CAP_SETGID: before setresuid).
         check(libc::setgroups(0, std::ptr::null()))?;
         // 4. Primary group, real/effective/saved.
