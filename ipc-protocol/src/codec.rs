@@ -99,6 +99,10 @@ mod tests {
                 reason: "parse".into(),
                 count: 1,
             }],
+            notices: vec![DropCount {
+                reason: "n".into(),
+                count: 2,
+            }],
         }
     }
 
@@ -155,7 +159,9 @@ mod tests {
         golden(WorkerToSupervisor::Heartbeat { seq: 7 }, "0107");
         golden(
             WorkerToSupervisor::Stats(stats()),
-            "020a09fb2c0101057061727365 01".replace(' ', "").as_str(),
+            "020a09fb2c0101057061727365 01 01016e02"
+                .replace(' ', "")
+                .as_str(),
         );
         golden(
             WorkerToSupervisor::Log {
@@ -258,7 +264,7 @@ mod tests {
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
-                "6172736501010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
+                "617273650101016e02010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
                 "000103646e73077265636f726473030000000000000000000000000000000000"
             ),
         );

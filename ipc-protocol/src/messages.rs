@@ -148,6 +148,10 @@ pub struct WorkerStats {
     pub bytes: u64,
     /// Every record or event lost, by reason.
     pub drops: Vec<DropCount>,
+    /// What was counted without losing an event, by reason: an event written without
+    /// something it could have had (e.g. a query that will get no RTT because the
+    /// correlation table was full). Never a loss: the events are in the log.
+    pub notices: Vec<DropCount>,
 }
 
 /// Severity of a worker's log line.

@@ -2,7 +2,7 @@
 //! contents. The supervisor treats anything outside this table as an attack:
 //! it kills the worker and counts a violation (ARCHITECTURE.md invariant 3).
 
-use crate::messages::{WorkerKind, WorkerToSupervisor};
+use crate::messages::{DropCount, WorkerKind, WorkerToSupervisor};
 
 /// Longest log line a worker may send.
 pub const MAX_LOG_LEN: usize = 1024;
@@ -60,6 +60,16 @@ pub fn message_name(msg: &WorkerToSupervisor) -> &'static str {
     }
 }
 
+/// A counter reason must be a short snake_case word (it becomes a metric label).
+fn bad_reason(d: &DropCount) -> bool {
+    d.reason.is_empty()
+        || d.reason.len() > MAX_REASON_LEN
+        || !d
+            .reason
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Checks a decoded worker message against the state table and bounds.
 /// `AwaitHello` admits no bincode message at all (the hello is raw).
 pub fn check_worker_message(
@@ -110,18 +120,9 @@ pub fn check_worker_message(
             Err(oob("targets"))
         }
         M::Stats(stats) if stats.drops.len() > MAX_DROP_REASONS => Err(oob("drops")),
-        M::Stats(stats)
-            if stats.drops.iter().any(|d| {
-                d.reason.is_empty()
-                    || d.reason.len() > MAX_REASON_LEN
-                    || !d
-                        .reason
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            }) =>
-        {
-            Err(oob("drops.reason"))
-        }
+        M::Stats(stats) if stats.notices.len() > MAX_DROP_REASONS => Err(oob("notices")),
+        M::Stats(stats) if stats.drops.iter().any(bad_reason) => Err(oob("drops.reason")),
+        M::Stats(stats) if stats.notices.iter().any(bad_reason) => Err(oob("notices.reason")),
         _ => Ok(()),
     }
 }
@@ -129,7 +130,7 @@ pub fn check_worker_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::{DropCount, LogLevel, WorkerStats};
+    use crate::messages::{LogLevel, WorkerStats};
 
     const K: WorkerKind = WorkerKind::Dns;
 
@@ -186,5 +187,13 @@ mod tests {
             ..WorkerStats::default()
         });
         assert!(check_worker_message(K, WorkerSession::Running, &many).is_err());
+        let bad_notice = WorkerToSupervisor::Stats(WorkerStats {
+            notices: vec![DropCount {
+                reason: String::new(),
+                count: 1,
+            }],
+            ..WorkerStats::default()
+        });
+        assert!(check_worker_message(K, WorkerSession::Running, &bad_notice).is_err());
     }
 }

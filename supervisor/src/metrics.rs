@@ -132,6 +132,21 @@ pub fn render(r: &StatusReport) -> String {
     }
     let mut f = Family::new(
         &mut o,
+        "palisade_worker_notices_total",
+        "counter",
+        "Events written without something they could have had (no event lost), by reason.",
+    );
+    for w in &r.workers {
+        for d in &w.stats.notices {
+            f.sample(
+                "palisade_worker_notices_total",
+                &[("worker", w.kind.name()), ("reason", &d.reason)],
+                d.count,
+            );
+        }
+    }
+    let mut f = Family::new(
+        &mut o,
         "palisade_kernel_counter_total",
         "counter",
         "eBPF per-CPU counters summed, by group and counter.",

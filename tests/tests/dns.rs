@@ -6,9 +6,79 @@
     reason = "tests index JSON values; a panic is a test failure"
 )]
 
-use std::time::Duration;
+use std::{net::UdpSocket, time::Duration};
 
-use palisade_tests::{Daemon, Lab, base_config};
+use palisade_tests::{Daemon, Lab, PEER_IP, SENSOR_IP, Side, base_config, dns_query, wait_for};
+use serde_json::Value;
+
+/// A counter of the DNS worker's status entry (`drops` or `notices`), by reason.
+fn dns_counter(daemon: &Daemon, family: &str, reason: &str) -> u64 {
+    daemon.workers()["dns"]["stats"][family]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["reason"] == reason))
+        .and_then(|d| d["count"].as_u64())
+        .unwrap_or(0)
+}
+
+/// More queries than the correlation table holds (16,384), none answered: every query is
+/// still logged, the ones without room only lose their RTT/`unanswered` record, which is
+/// a notice, not a drop; a stop counts the queries still pending.
+#[test]
+fn a_full_correlation_table_loses_no_event_and_a_stop_counts_what_was_pending() {
+    const QUERIES: u64 = 17_000;
+    const TABLE: u64 = 16_384;
+    let lab = Lab::new("dnsfull");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let before = daemon.workers()["dns"]["stats"]["events"]
+        .as_u64()
+        .unwrap_or(0);
+    // Nothing listens on the peer's port 53: no query is ever answered.
+    lab.in_netns(Side::Sensor, || {
+        let s = UdpSocket::bind((SENSOR_IP, 0)).expect("bind");
+        for i in 0..QUERIES {
+            s.send_to(&dns_query(i as u16, "full.example.test"), (PEER_IP, 53))
+                .expect("send");
+            if i % 500 == 499 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    });
+    wait_for(Duration::from_secs(4), "every query logged", || {
+        let events = daemon.workers()["dns"]["stats"]["events"]
+            .as_u64()
+            .unwrap_or(0);
+        (events >= before + QUERIES).then_some(())
+    });
+    assert_eq!(
+        daemon.kernel_counter("dns", "ring_full"),
+        Some(0),
+        "the ring kept every record"
+    );
+    assert_eq!(dns_counter(&daemon, "drops", "dns_correlation_full"), 0);
+    assert_eq!(
+        dns_counter(&daemon, "notices", "dns_correlation_full"),
+        QUERIES - TABLE
+    );
+    // A graceful stop: what is still pending is counted (or was already reported).
+    let out = daemon.ctl(&["restart", "dns"]);
+    assert!(out.status.success(), "{out:?}");
+    let pending = wait_for(
+        Duration::from_secs(5),
+        "the stopped worker's counters",
+        || Some(dns_counter(&daemon, "notices", "dns_pending_at_shutdown")).filter(|n| *n > 0),
+    );
+    let unanswered = daemon
+        .events()
+        .iter()
+        .filter(|e: &&Value| e["dns"]["type"] == "unanswered")
+        .count() as u64;
+    assert_eq!(
+        pending + unanswered,
+        TABLE,
+        "{pending} pending, {unanswered} reported"
+    );
+}
 
 #[test]
 fn answers_carry_rtt_and_unanswered_queries_are_reported() {

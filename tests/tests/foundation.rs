@@ -156,7 +156,11 @@ fn workers_run_unprivileged_with_only_their_fds() {
         // not get a whole session's CPU share of its own.
         let (pgrp, sid) = pgrp_and_session(*pid);
         assert_eq!(pgrp, *pid, "{name}: own process group");
-        assert_eq!(sid, pgrp_and_session(daemon.pid()).1, "{name}: daemon's session");
+        assert_eq!(
+            sid,
+            pgrp_and_session(daemon.pid()).1,
+            "{name}: daemon's session"
+        );
         assert_eq!(
             std::fs::read_to_string(format!("/proc/{pid}/autogroup")).ok(),
             std::fs::read_to_string(format!("/proc/{}/autogroup", daemon.pid())).ok(),

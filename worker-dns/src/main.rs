@@ -215,7 +215,8 @@ impl Dns {
                 query: KeptQuery::of(m),
             };
             if self.pending.query(key, hdr.ts_boot_ns, kept) == Track::Full {
-                out.drop("dns_correlation_full");
+                // The query's event is written; only its RTT (or `unanswered`) is missing.
+                out.notice("dns_correlation_full", 1);
             }
             if let Some(name) = qname.filter(|n| self.resolvers.matches(n)) {
                 let alert = Alert::new(alert::ENCRYPTED_DNS_RESOLVER_QUERY, "allowed");
@@ -323,6 +324,12 @@ impl Protocol for Dns {
             }
             _ => Err("unexpected message for the DNS worker"),
         }
+    }
+
+    fn on_shutdown(&mut self, _ctx: &eve::Context, out: &mut EventOut<'_>) {
+        // Queries still waiting: their answer may come after this process is gone (the
+        // successor cannot match it), so no `unanswered` event; counted instead.
+        out.notice("dns_pending_at_shutdown", self.pending.len() as u64);
     }
 
     fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {

@@ -52,6 +52,10 @@ pub trait Protocol {
     /// state (timeouts). Default: nothing.
     fn on_tick(&mut self, _ctx: &Context, _now: Instant, _out: &mut EventOut<'_>) {}
 
+    /// Called once when the supervisor stops the worker, after the last drain: state that
+    /// would have become events later is written or counted here. Default: nothing.
+    fn on_shutdown(&mut self, _ctx: &Context, _out: &mut EventOut<'_>) {}
+
     /// A protocol-specific message from the supervisor (policy, verdicts).
     /// Answers and events go through `out`; `Err` if this worker does not
     /// take such messages (the worker then exits: the supervisor is confused).
@@ -295,6 +299,13 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                             break;
                         }
                     }
+                    let mut out = EventOut {
+                        sink: &mut sink,
+                        stats: &mut stats,
+                        outbox: &mut outbox,
+                    };
+                    protocol.on_shutdown(&ctx, &mut out);
+                    sink.flush(&mut stats);
                     for msg in outbox.drain(..) {
                         channel.send(&msg)?;
                     }

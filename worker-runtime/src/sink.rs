@@ -176,6 +176,12 @@ impl EventOut<'_> {
         self.stats.drop(reason, 1);
     }
 
+    /// Counts `n` notices: the events were written, without something they could have had
+    /// (see [`Stats::notice`]).
+    pub fn notice(&mut self, reason: &'static str, n: u64) {
+        self.stats.notice(reason, n);
+    }
+
     /// Queues a message to the supervisor (sent after the current drain).
     pub fn send(&mut self, msg: palisade_ipc::messages::WorkerToSupervisor) {
         self.outbox.push(msg);

@@ -1,4 +1,5 @@
-//! The worker's counters: everything it consumed, wrote and lost.
+//! The worker's counters: everything it consumed, wrote and lost, and what it noted
+//! without losing anything.
 
 use std::collections::BTreeMap;
 
@@ -24,12 +25,35 @@ pub struct Stats {
     /// Bytes written to the sink.
     pub bytes: u64,
     drops: BTreeMap<&'static str, u64>,
+    notices: BTreeMap<&'static str, u64>,
+}
+
+fn counts(map: &BTreeMap<&'static str, u64>) -> Vec<DropCount> {
+    map.iter()
+        .map(|(reason, count)| DropCount {
+            reason: (*reason).to_owned(),
+            count: *count,
+        })
+        .collect()
 }
 
 impl Stats {
     /// Counts `n` events lost for `reason` (snake_case, static).
     pub fn drop(&mut self, reason: &'static str, n: u64) {
         *self.drops.entry(reason).or_default() += n;
+    }
+
+    /// Counts `n` notices for `reason`: something an event could have had and does not
+    /// (e.g. no RTT for a query the correlation table had no room for). No event was lost.
+    pub fn notice(&mut self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *self.notices.entry(reason).or_default() += n;
+        }
+    }
+
+    /// Total notices for one reason.
+    pub fn notices(&self, reason: &str) -> u64 {
+        self.notices.get(reason).copied().unwrap_or(0)
     }
 
     /// Total drops for one reason.
@@ -43,14 +67,8 @@ impl Stats {
             records: self.records,
             events: self.events,
             bytes: self.bytes,
-            drops: self
-                .drops
-                .iter()
-                .map(|(reason, count)| DropCount {
-                    reason: (*reason).to_owned(),
-                    count: *count,
-                })
-                .collect(),
+            drops: counts(&self.drops),
+            notices: counts(&self.notices),
         }
     }
 }

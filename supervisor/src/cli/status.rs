@@ -87,6 +87,20 @@ pub fn render(r: &StatusReport) -> String {
                 .collect();
             let _ = writeln!(o, "  {} drops: {}", w.kind.name(), reasons.join(" "));
         }
+        if !w.stats.notices.is_empty() {
+            let reasons: Vec<String> = w
+                .stats
+                .notices
+                .iter()
+                .map(|d| format!("{}={}", d.reason, d.count))
+                .collect();
+            let _ = writeln!(
+                o,
+                "  {} notices (nothing lost): {}",
+                w.kind.name(),
+                reasons.join(" ")
+            );
+        }
         if w.violations > 0 {
             let _ = writeln!(
                 o,

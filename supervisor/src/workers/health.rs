@@ -9,17 +9,22 @@ use palisade_ipc::messages::{DropCount, WorkerStats, WorkerStatus};
 
 use super::{MISSED_HEARTBEATS, READY_TIMEOUT, WorkerSlot};
 
-/// Adds a process's counters to a total (drops summed by reason).
+/// Adds a process's counters to a total (drops and notices summed by reason).
 pub(super) fn add_stats(total: &mut WorkerStats, more: &WorkerStats) {
     total.records += more.records;
     total.events += more.events;
     total.bytes += more.bytes;
-    let mut drops: BTreeMap<String, u64> =
-        total.drops.drain(..).map(|d| (d.reason, d.count)).collect();
-    for d in &more.drops {
-        *drops.entry(d.reason.clone()).or_default() += d.count;
+    add_counts(&mut total.drops, &more.drops);
+    add_counts(&mut total.notices, &more.notices);
+}
+
+fn add_counts(total: &mut Vec<DropCount>, more: &[DropCount]) {
+    let mut by_reason: BTreeMap<String, u64> =
+        total.drain(..).map(|d| (d.reason, d.count)).collect();
+    for d in more {
+        *by_reason.entry(d.reason.clone()).or_default() += d.count;
     }
-    total.drops = drops
+    *total = by_reason
         .into_iter()
         .map(|(reason, count)| DropCount { reason, count })
         .collect();
@@ -108,6 +113,10 @@ mod tests {
                 reason: "x".into(),
                 count: 2,
             }],
+            notices: vec![DropCount {
+                reason: "y".into(),
+                count: 1,
+            }],
         };
         add_stats(&mut total, &a);
         add_stats(&mut total, &a);
@@ -119,5 +128,6 @@ mod tests {
                 count: 4
             }]
         );
+        assert_eq!(total.notices[0].count, 2);
     }
 }
