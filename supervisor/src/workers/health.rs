@@ -128,6 +128,6 @@ mod tests {
                 count: 4
             }]
         );
-        assert_eq!(total.notices[0].count, 2);
+        assert_eq!(total.notices.first().map(|n| n.count), Some(2));
     }
 }
