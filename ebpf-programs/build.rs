@@ -133,6 +133,7 @@ fn kernel_facts(c: &mut String) {
         ("BPF_MAP_GET_NEXT_KEY", "u32"),
         ("BPF_MAP_GET_FD_BY_ID", "u32"),
         ("BPF_OBJ_GET", "u32"),
+        ("BPF_OBJ_PIN", "u32"),
         ("BPF_OBJ_GET_INFO_BY_FD", "u32"),
         ("BPF_MAP_LOOKUP_BATCH", "u32"),
         ("BPF_MAP_UPDATE_BATCH", "u32"),

@@ -73,6 +73,8 @@
 #define PAL_FLOW_REASON_FIN 1     /* FIN seen both ways */
 #define PAL_FLOW_REASON_RST 2     /* RST seen */
 #define PAL_FLOW_REASON_TIMEOUT 3 /* idle for the protocol's timeout (sweeper) */
+#define PAL_FLOW_REASON_EVICTED 4 /* ended early to make room: its shard was nearly full and
+				   * it was idle for its emergency timeout (sweeper) */
 
 /* pal_flow_value.flags and pal_flow_record.flags. */
 #define PAL_FLOW_F_SEEDED 0x01   /* entry made from a conntrack entry at supervisor start */
@@ -143,7 +145,17 @@ struct pal_flow_record {
 };
 
 /*
- * Key of the pal_flows LRU hash: the direction-normalized 5-tuple. Endpoints
+ * The flow table: pal_flows is an array of PAL_FLOW_SHARDS hash maps (no
+ * preallocation: memory follows the live flows), created and pinned by the
+ * supervisor, each with 1/PAL_FLOW_SHARDS of the capacity its memory budget
+ * allows ([flow] memory_mib). A key lives in shard pal_flow_shard(key)
+ * (flows.bpf.h, mirrored by palisade_abi::flow_shard). The sweeper walks one
+ * shard per tick, so a walk is bounded by the shard's size, not the table's.
+ */
+#define PAL_FLOW_SHARDS 64
+
+/*
+ * Key of the pal_flows hashes: the direction-normalized 5-tuple. Endpoints
  * are ordered by address (as a 128-bit big-endian number), then by port.
  * VLAN tags are not part of the key: a flow seen with and without a tag (or
  * with a second, QinQ tag) is one flow, as tshark and Zeek count it.
@@ -160,7 +172,7 @@ struct pal_flow_key {
 };
 
 /*
- * Value of the pal_flows LRU hash. tcp_flags[2], client_is_lo and fin_mask
+ * Value of the pal_flows hashes. tcp_flags[2], client_is_lo and fin_mask
  * form one aligned 32-bit word that the program updates with one atomic OR
  * (palisade.bpf.c asserts this at compile time): keep them together.
  */
@@ -187,23 +199,33 @@ struct pal_flow_value {
 
 /*
  * Value of pal_flow_config[0], written by the supervisor. The sweeper (a
- * kernel timer, so it runs while no supervisor or worker does) walks the
- * table every sweep_interval_ns: it ends flows idle for longer than their
- * timeout and reports flows whose last report is update_interval_ns old.
+ * kernel timer, so it runs while no supervisor or worker does) walks every
+ * shard once per sweep_interval_ns (one shard per tick): it ends flows idle
+ * for longer than their timeout and reports flows whose last report is
+ * update_interval_ns old. A shard whose previous walk found at least
+ * emergency_live flows is walked in emergency: flows idle for longer than
+ * their emergency timeout end too, with reason PAL_FLOW_REASON_EVICTED, so
+ * that new flows find room and no flow ends without a record.
  */
 struct pal_flow_config {
 	__u64 idle_timeout_ns;     /* UDP, ICMP: end after this long without a packet */
 	__u64 tcp_idle_timeout_ns; /* TCP without FIN pair or RST */
 	__u64 update_interval_ns;  /* 0: no periodic update records */
-	__u64 sweep_interval_ns;   /* timer period; 0 stops the sweeper */
+	__u64 sweep_interval_ns;   /* period of a whole walk; 0 stops the sweeper */
+	__u64 emergency_idle_ns;   /* UDP, ICMP idle timeout in emergency */
+	__u64 emergency_tcp_idle_ns; /* TCP idle timeout in emergency */
+	__u64 emergency_live;      /* live flows in a shard that start emergency; 0: never */
 };
 
-/* Value of pal_flow_sweep[0], written by the sweeper after each walk. */
+/*
+ * Value of pal_flow_sweep[shard], written by the sweeper after each walk of
+ * that shard.
+ */
 struct pal_flow_sweep {
-	__u64 sweeps;        /* walks completed */
-	__u64 last_sweep_ns; /* boot ns of the latest walk */
-	__u64 live;          /* flows in the table at the latest walk (announced ones) */
-	__u64 walk_ns;       /* duration of the latest walk */
+	__u64 sweeps;        /* walks of this shard completed */
+	__u64 last_sweep_ns; /* boot ns of its latest walk */
+	__u64 live;          /* flows in it at the latest walk (announced ones) */
+	__u64 walk_ns;       /* duration of its latest walk */
 };
 
 /* pal_flow_stats slots: per-CPU u64 counters, key = slot. */
@@ -213,10 +235,13 @@ struct pal_flow_sweep {
 #define PAL_FLOW_STAT_ENDED_RST 3
 #define PAL_FLOW_STAT_ENDED_TIMEOUT 4
 #define PAL_FLOW_STAT_UPDATES 5       /* update records made */
-#define PAL_FLOW_STAT_COUNT 6
+#define PAL_FLOW_STAT_ENDED_EVICTED 6 /* ended early by an emergency walk (with a record) */
+#define PAL_FLOW_STAT_EMERGENCY 7     /* shard walks made in emergency */
+#define PAL_FLOW_STAT_COUNT 8
 /*
- * Evictions are not reported by the LRU; user space derives them:
- * created + seeded - ended_* - live (pal_flow_sweep).
+ * Nothing leaves the table without a record: created + seeded = ended_* +
+ * live. A flow the table had no room for is not created: it is counted in
+ * the flow ring's PAL_STAT_MAP_FULL.
  */
 
 /* ------------------------------------------------------------------------ */

@@ -87,6 +87,25 @@ pub const FLOW_REASON_FIN: u8 = c::PAL_FLOW_REASON_FIN;
 pub const FLOW_REASON_RST: u8 = c::PAL_FLOW_REASON_RST;
 /// Flow record reason: idle for longer than the protocol's timeout.
 pub const FLOW_REASON_TIMEOUT: u8 = c::PAL_FLOW_REASON_TIMEOUT;
+/// Flow record reason: ended early to make room (its shard was nearly full and it was idle
+/// for its emergency timeout).
+pub const FLOW_REASON_EVICTED: u8 = c::PAL_FLOW_REASON_EVICTED;
+
+/// Shards of the flow table (`pal_flows` slots).
+pub const FLOW_SHARDS: u32 = c::PAL_FLOW_SHARDS;
+
+/// The shard of a flow key: `pal_flow_shard()` of `flows.bpf.h` (the key's ten 32-bit
+/// words in native byte order folded by XOR, times the golden-ratio constant, top bits).
+/// The supervisor seeds flows into the shard the kernel looks them up in.
+pub fn flow_shard(key: &crate::FlowKey) -> u32 {
+    let bytes = key.to_bytes();
+    let h = bytes
+        .chunks_exact(4)
+        .filter_map(|w| <[u8; 4]>::try_from(w).ok())
+        .map(u32::from_ne_bytes)
+        .fold(0, |a, w| a ^ w);
+    h.wrapping_mul(0x9e37_79b9) >> (32 - FLOW_SHARDS.trailing_zeros())
+}
 /// Flow flag: the flow was seeded from conntrack at supervisor start.
 pub const FLOW_F_SEEDED: u8 = c::PAL_FLOW_F_SEEDED;
 /// Flow flag: a seeded flow whose start record the kernel sweeper still owes.
@@ -273,17 +292,23 @@ pub enum FlowStat {
     EndedTimeout,
     /// Update records made for long flows.
     Updates,
+    /// Flows ended early (with a record) by an emergency walk of a nearly full shard.
+    EndedEvicted,
+    /// Shard walks made in emergency.
+    Emergency,
 }
 
 impl FlowStat {
     /// Every counter, in key order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Created,
         Self::Seeded,
         Self::EndedFin,
         Self::EndedRst,
         Self::EndedTimeout,
         Self::Updates,
+        Self::EndedEvicted,
+        Self::Emergency,
     ];
 
     /// `PAL_FLOW_STAT_*`: the key in `pal_flow_stats`.
@@ -295,6 +320,8 @@ impl FlowStat {
             Self::EndedRst => c::PAL_FLOW_STAT_ENDED_RST,
             Self::EndedTimeout => c::PAL_FLOW_STAT_ENDED_TIMEOUT,
             Self::Updates => c::PAL_FLOW_STAT_UPDATES,
+            Self::EndedEvicted => c::PAL_FLOW_STAT_ENDED_EVICTED,
+            Self::Emergency => c::PAL_FLOW_STAT_EMERGENCY,
         }
     }
 
@@ -307,6 +334,8 @@ impl FlowStat {
             Self::EndedRst => "ended_rst",
             Self::EndedTimeout => "ended_timeout",
             Self::Updates => "updates",
+            Self::EndedEvicted => "ended_evicted",
+            Self::Emergency => "emergency_walks",
         }
     }
 }
@@ -721,6 +750,30 @@ mod tests {
             Some(Ring::Flow)
         );
         assert_eq!(Kind::from_raw(0), None);
+    }
+
+    #[test]
+    fn flow_shards_spread_and_ignore_nothing_but_the_key() {
+        let mut used = [0u32; FLOW_SHARDS as usize];
+        for port in 0..8192u16 {
+            let mut key = crate::FlowKey {
+                port_lo: port,
+                port_hi: 53,
+                l4_proto: 17,
+                ip_version: 4,
+                ..crate::FlowKey::default()
+            };
+            key.addr_lo[..4].copy_from_slice(&[10, 0, 0, 1]);
+            key.addr_hi[..4].copy_from_slice(&[10, 0, 0, 2]);
+            let shard = flow_shard(&key);
+            assert!(shard < FLOW_SHARDS);
+            if let Some(n) = used.get_mut(shard as usize) {
+                *n += 1;
+            }
+            assert_eq!(flow_shard(&key), shard, "a function of the key alone");
+        }
+        // 8192 keys over 64 shards: 128 each on average; none empty or more than double.
+        assert!(used.iter().all(|n| (32..=256).contains(n)), "{used:?}");
     }
 
     #[test]

@@ -97,8 +97,10 @@ pub const PINNED_MAPS: [&str; 21] = [
 
 /// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).
 pub const RING_BYTES: u32 = 8 << 20;
-/// Capacity of `pal_flows`; the least recently used flow is evicted beyond it.
-pub const FLOW_ENTRIES: u32 = 65536;
+/// Kernel memory a live flow costs at most, for sizing the flow table from its budget:
+/// key (40) and value (112) in a hash element (~176 B from the kernel's 192-byte allocation
+/// class), plus its share of the bucket array (8-16 B) and slack.
+pub const FLOW_BYTES: u64 = 256;
 /// Capacity of `pal_dns_learned`; inserts fail beyond it (prune expired entries).
 pub const DNS_LEARNED_ENTRIES: u32 = 65536;
 /// Capacity of `pal_dns_hits`; the least recently hit rule id is evicted beyond it.

@@ -374,13 +374,20 @@ record_struct! {
         pub tcp_idle_timeout_ns: u64,
         /// Period of update records for long flows; 0 for none.
         pub update_interval_ns: u64,
-        /// Period of the kernel sweeper; 0 stops it.
+        /// Period of a whole walk of the table (one shard per tick); 0 stops the sweeper.
         pub sweep_interval_ns: u64,
+        /// UDP, ICMP idle timeout in a shard walked in emergency.
+        pub emergency_idle_ns: u64,
+        /// TCP idle timeout in a shard walked in emergency.
+        pub emergency_tcp_idle_ns: u64,
+        /// Live flows in a shard from which its next walk is an emergency; 0: never.
+        pub emergency_live: u64,
     }
 }
 
 record_struct! {
-    /// `struct pal_flow_sweep`: slot 0 of `pal_flow_sweep`, written by the kernel sweeper.
+    /// `struct pal_flow_sweep`: slot `shard` of `pal_flow_sweep`, written by the kernel
+    /// sweeper after each walk of that shard.
     pub struct FlowSweep {
         /// Walks completed.
         pub sweeps: u64,
@@ -712,6 +719,12 @@ const _: () = {
         offset_of!(FlowConfig, update_interval_ns) == c::PAL_FLOW_CONFIG_OFF_UPDATE_INTERVAL_NS
     );
     assert!(offset_of!(FlowConfig, sweep_interval_ns) == c::PAL_FLOW_CONFIG_OFF_SWEEP_INTERVAL_NS);
+    assert!(offset_of!(FlowConfig, emergency_idle_ns) == c::PAL_FLOW_CONFIG_OFF_EMERGENCY_IDLE_NS);
+    assert!(
+        offset_of!(FlowConfig, emergency_tcp_idle_ns)
+            == c::PAL_FLOW_CONFIG_OFF_EMERGENCY_TCP_IDLE_NS
+    );
+    assert!(offset_of!(FlowConfig, emergency_live) == c::PAL_FLOW_CONFIG_OFF_EMERGENCY_LIVE);
 
     assert!(size_of::<FlowSweep>() == c::PAL_FLOW_SWEEP_SIZE);
     assert!(offset_of!(FlowSweep, sweeps) == c::PAL_FLOW_SWEEP_OFF_SWEEPS);

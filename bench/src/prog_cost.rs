@@ -114,6 +114,16 @@ pub fn main(args: &Args) -> Result<()> {
             .load(other.as_deref().unwrap_or(palisade_ebpf::PALISADE_BPF))
             .map_err(|e| format!("loading Palisade's object: {e}"))?;
         classifier(&mut palisade, palisade_abi::PROG_TC_INGRESS)?;
+        // A sharded flow table (ABI 4) is empty until someone fills its slots, as the
+        // supervisor does: without shards the program would skip the flow update. An
+        // object with a single flow map (before) needs nothing.
+        let _shards = palisade
+            .map(palisade_abi::MAP_FLOWS)
+            .and_then(palisade_ebpf::maps::map_fd)
+            .filter(|fd| palisade_ebpf::maps::map_facts(*fd).is_ok_and(|f| f.key_size == 4))
+            .map(|fd| palisade_ebpf::flow_table::install_shards(fd, 16_384))
+            .transpose()
+            .map_err(|e| format!("flow table shards: {e}"))?;
         let mut noop = Ebpf::load_file(&args.noop)
             .map_err(|e| format!("loading {}: {e}", args.noop.display()))?;
         classifier(&mut noop, "bench_noop")?;

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
- * flow_sweeper.bpf.h: the flow sweeper, a kernel timer that walks pal_flows
- * (flows.bpf.h) and reports ends (idle, or closed TCP), seeded starts and
- * periodic updates; its maps pal_flow_config (set by the supervisor),
- * pal_flow_sweep (what the last walk saw) and pal_flow_timer; and
- * flow_sweeper_arm(), the body of the program pal_flow_timer_arm.
+ * flow_sweeper.bpf.h: the flow sweeper, a kernel timer that walks the
+ * shards of pal_flows (flows.bpf.h), one per tick, and reports ends (idle,
+ * closed TCP, or evicted to make room), seeded starts and periodic updates;
+ * its maps pal_flow_config (set by the supervisor), pal_flow_sweep (what the
+ * last walk of each shard saw) and pal_flow_timer; and flow_sweeper_arm(),
+ * the body of the program pal_flow_timer_arm.
  *
  * Included by palisade.bpf.c.
  */
@@ -27,10 +28,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pal_flow_config SEC(".maps");
 
-/* Slot 0: what the sweeper saw on its latest walk. */
+/* Slot n: what the sweeper saw on its latest walk of shard n. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, PAL_FLOW_SHARDS);
 	__type(key, __u32);
 	__type(value, struct pal_flow_sweep);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -44,6 +45,7 @@ struct {
  */
 struct pal_flow_timer {
 	struct bpf_timer timer;
+	__u32 next_shard; /* the shard the next tick walks */
 };
 
 struct {
@@ -55,20 +57,25 @@ struct {
 } pal_flow_timer SEC(".maps");
 
 /*
- * A kernel timer walks pal_flows every sweep_interval_ns (pal_flow_config):
+ * A kernel timer walks every shard of pal_flows once per sweep_interval_ns
+ * (pal_flow_config), one shard per tick (ticks every sweep_interval_ns /
+ * PAL_FLOW_SHARDS), so one walk costs a shard, not the whole table:
  *   - a closed TCP flow (FIN both ways, or RST) whose last packet is
  *     PAL_FLOW_CLOSE_LINGER_NS old is deleted and its end record (reason
  *     fin or rst) written;
  *   - any other flow idle for longer than its protocol's timeout is
  *     deleted and its end record (reason timeout) written (one end record
  *     per flow: only the caller whose delete succeeds reports);
+ *   - in emergency (the shard's previous walk found emergency_live flows or
+ *     more: it is nearly full), a flow idle for longer than its emergency
+ *     timeout is deleted and its end record (reason evicted) written;
  *   - a seeded flow (PAL_FLOW_F_ANNOUNCE) gets its start record;
  *   - a flow whose last start/update record is update_interval_ns old gets
  *     an update record.
  * Idle expiry thus needs neither the workers (their FDs are read-only in
  * spirit: they never write maps) nor a running supervisor. The walk runs in
- * softirq context; its cost is linear in the table (PAL_FLOW_ENTRIES) and is
- * reported in pal_flow_sweep.walk_ns.
+ * softirq context; its cost is linear in the shard's live flows and is
+ * reported in pal_flow_sweep[shard].walk_ns.
  *
  * Race, accepted and documented: a packet that arrives while the sweeper
  * deletes its (idle) flow updates the deleted entry, and its next packet
@@ -90,13 +97,17 @@ struct pal_sweep_ctx {
 	__u64 tcp_idle_ns;
 	__u64 update_ns;
 	__u64 linger_ns;
+	__u64 evict_idle_ns;     /* emergency: 0, or UDP/ICMP emergency timeout */
+	__u64 evict_tcp_idle_ns; /* emergency: 0, or TCP emergency timeout */
 	__u64 live;
 };
 
 static long sweep_one(void *map, struct pal_flow_key *key, struct pal_flow_value *val,
 		      struct pal_sweep_ctx *ctx)
 {
-	__u64 idle = key->l4_proto == IPPROTO_TCP ? ctx->tcp_idle_ns : ctx->idle_ns;
+	int tcp = key->l4_proto == IPPROTO_TCP;
+	__u64 idle = tcp ? ctx->tcp_idle_ns : ctx->idle_ns;
+	__u64 evict = tcp ? ctx->evict_tcp_idle_ns : ctx->evict_idle_ns;
 	__u64 last = val->last_seen_ns;
 
 	if (val->flags & PAL_FLOW_F_ANNOUNCE) {
@@ -105,13 +116,16 @@ static long sweep_one(void *map, struct pal_flow_key *key, struct pal_flow_value
 		flow_stat_inc(PAL_FLOW_STAT_SEEDED);
 		emit_flow(key, val, PAL_KIND_FLOW_START, PAL_FLOW_REASON_NONE, ctx->now_ns);
 	}
-	if (key->l4_proto == IPPROTO_TCP && flow_closed(val)) {
+	if (tcp && flow_closed(val)) {
 		if (last < ctx->now_ns && ctx->now_ns - last > ctx->linger_ns) {
-			flow_end(key, val, flow_close_reason(val), ctx->now_ns);
+			flow_end(map, key, val, flow_close_reason(val), ctx->now_ns);
 			return 0;
 		}
 	} else if (idle && last < ctx->now_ns && ctx->now_ns - last > idle) {
-		flow_end(key, val, PAL_FLOW_REASON_TIMEOUT, ctx->now_ns);
+		flow_end(map, key, val, PAL_FLOW_REASON_TIMEOUT, ctx->now_ns);
+		return 0;
+	} else if (evict && last < ctx->now_ns && ctx->now_ns - last > evict) {
+		flow_end(map, key, val, PAL_FLOW_REASON_EVICTED, ctx->now_ns);
 		return 0;
 	}
 	ctx->live++;
@@ -126,25 +140,35 @@ static long sweep_one(void *map, struct pal_flow_key *key, struct pal_flow_value
 static int flow_sweep(void *map, __u32 *key, struct pal_flow_timer *t)
 {
 	__u32 zero = 0;
+	__u32 shard = t->next_shard & (PAL_FLOW_SHARDS - 1);
 	struct pal_flow_config *cfg = bpf_map_lookup_elem(&pal_flow_config, &zero);
-	struct pal_flow_sweep *out = bpf_map_lookup_elem(&pal_flow_sweep, &zero);
+	struct pal_flow_sweep *out = bpf_map_lookup_elem(&pal_flow_sweep, &shard);
 	struct pal_sweep_ctx ctx = {};
+	void *table;
 
 	if (!cfg || !out || !cfg->sweep_interval_ns)
 		return 0; /* stopped: the supervisor re-arms it */
+	t->next_shard = (shard + 1) & (PAL_FLOW_SHARDS - 1);
 	ctx.now_ns = bpf_ktime_get_boot_ns();
 	ctx.idle_ns = cfg->idle_timeout_ns;
 	ctx.tcp_idle_ns = cfg->tcp_idle_timeout_ns;
 	ctx.update_ns = cfg->update_interval_ns;
 	ctx.linger_ns = PAL_FLOW_CLOSE_LINGER_NS < ctx.tcp_idle_ns ? PAL_FLOW_CLOSE_LINGER_NS
 								     : ctx.tcp_idle_ns;
-	bpf_for_each_map_elem(&pal_flows, sweep_one, &ctx, 0);
+	if (cfg->emergency_live && out->live >= cfg->emergency_live) {
+		ctx.evict_idle_ns = cfg->emergency_idle_ns;
+		ctx.evict_tcp_idle_ns = cfg->emergency_tcp_idle_ns;
+		flow_stat_inc(PAL_FLOW_STAT_EMERGENCY);
+	}
+	table = bpf_map_lookup_elem(&pal_flows, &shard);
+	if (table)
+		bpf_for_each_map_elem(table, sweep_one, &ctx, 0);
 
 	out->sweeps++;
 	out->last_sweep_ns = ctx.now_ns;
 	out->live = ctx.live;
 	out->walk_ns = bpf_ktime_get_boot_ns() - ctx.now_ns;
-	bpf_timer_start(&t->timer, cfg->sweep_interval_ns, 0);
+	bpf_timer_start(&t->timer, cfg->sweep_interval_ns / PAL_FLOW_SHARDS, 0);
 	return 0;
 }
 

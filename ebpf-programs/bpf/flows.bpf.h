@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
  * flows.bpf.h: the flow table of the TC observer. Every TCP, UDP, ICMP and
- * ICMPv6 packet is accounted in pal_flows (an LRU hash keyed by the
- * direction-normalized tuple) by flow_update(); a flow's first packet makes
- * a PAL_KIND_FLOW_START record to rb_flow. A TCP flow is marked closed by a
- * FIN from both sides or a RST; the sweeper (flow_sweeper.bpf.h) reports
- * its end, and that of idle flows, and periodic updates of long ones.
+ * ICMPv6 packet is accounted in pal_flows (PAL_FLOW_SHARDS hash maps keyed
+ * by the direction-normalized tuple, records.h) by flow_update(); a flow's
+ * first packet makes a PAL_KIND_FLOW_START record to rb_flow. A TCP flow is
+ * marked closed by a FIN from both sides or a RST; the sweeper
+ * (flow_sweeper.bpf.h) reports its end, and that of idle flows, and
+ * periodic updates of long ones. Nothing is evicted silently: a full shard
+ * refuses new flows (counted, PAL_STAT_MAP_FULL) and the sweeper ends idle
+ * flows early, with a record, when a shard runs full.
  * emit_flow() builds a flow record from the table entry alone, so packets
  * and the sweeper make the same records.
  *
@@ -18,22 +21,57 @@
 
 #include "record.bpf.h"
 
-/* Entries of the flow table; the LRU evicts the least recently used flow. */
-#define PAL_FLOW_ENTRIES 65536
-
 /* pal_flow_value.fin_mask bits. */
 #define PAL_FIN_CLIENT 0x01
 #define PAL_FIN_SERVER 0x02
 #define PAL_FIN_BOTH (PAL_FIN_CLIENT | PAL_FIN_SERVER)
 
-/* Flow table, keyed by the direction-normalized tuple. */
+/*
+ * Flow table: PAL_FLOW_SHARDS hash maps, keyed by the direction-normalized
+ * tuple, that the supervisor creates (sized from its memory budget) and puts
+ * in the slots before any program is attached. The inner map below is only
+ * the template the outer map is created with: type, key and value sizes and
+ * map_flags must match (max_entries of a hash may differ). An empty slot
+ * means no table: the packet is counted in PAL_STAT_MAP_FULL.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, PAL_FLOW_ENTRIES);
-	__type(key, struct pal_flow_key);
-	__type(value, struct pal_flow_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, PAL_FLOW_SHARDS);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	/* Sizes rather than __type(): see pal_dns_policy (dns_policy.bpf.h). */
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(max_entries, 1);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		__uint(key_size, sizeof(struct pal_flow_key));
+		__uint(value_size, sizeof(struct pal_flow_value));
+	});
 } pal_flows SEC(".maps");
+
+_Static_assert((PAL_FLOW_SHARDS & (PAL_FLOW_SHARDS - 1)) == 0, "shards: a power of two");
+_Static_assert(sizeof(struct pal_flow_key) == 40, "pal_flow_shard() folds ten words");
+
+/*
+ * The shard of a key: its ten 32-bit words folded by XOR, multiplied by the
+ * golden-ratio constant, top bits. Mirrored by palisade_abi::flow_shard for
+ * the supervisor's seeding (same words, native byte order, same constant).
+ */
+static __always_inline __u32 pal_flow_shard(const struct pal_flow_key *key)
+{
+	const __u32 *w = (const __u32 *)key;
+	__u32 h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4] ^ w[5] ^ w[6] ^ w[7] ^ w[8] ^ w[9];
+
+	return (h * 0x9e3779b9U) >> (32 - __builtin_ctz(PAL_FLOW_SHARDS));
+}
+
+/* The hash map that holds `key`, or NULL if the supervisor has not filled its slot. */
+static __always_inline void *flow_table(const struct pal_flow_key *key)
+{
+	__u32 shard = pal_flow_shard(key);
+
+	return bpf_map_lookup_elem(&pal_flows, &shard);
+}
 
 /* Flow counters, key = PAL_FLOW_STAT_* (records.h). */
 struct {
@@ -227,9 +265,9 @@ static __always_inline __u8 flow_close_reason(const struct pal_flow_value *val)
 									 : PAL_FLOW_REASON_FIN;
 }
 
-/* Ends a flow now: deletes it and, if this delete won, reports it. */
-static __always_inline void flow_end(const struct pal_flow_key *key, const struct pal_flow_value *val,
-				     __u8 reason, __u64 now_ns)
+/* Ends a flow now: deletes it from `table` and, if this delete won, reports it. */
+static __always_inline void flow_end(void *table, const struct pal_flow_key *key,
+				     const struct pal_flow_value *val, __u8 reason, __u64 now_ns)
 {
 	/*
 	 * Copy before deleting: a deleted LRU node goes straight back to the
@@ -238,11 +276,12 @@ static __always_inline void flow_end(const struct pal_flow_key *key, const struc
 	 */
 	struct pal_flow_value last = *val;
 
-	if (bpf_map_delete_elem(&pal_flows, key) != 0)
+	if (bpf_map_delete_elem(table, key) != 0)
 		return;
-	flow_stat_inc(reason == PAL_FLOW_REASON_RST	 ? PAL_FLOW_STAT_ENDED_RST
-		      : reason == PAL_FLOW_REASON_FIN ? PAL_FLOW_STAT_ENDED_FIN
-						       : PAL_FLOW_STAT_ENDED_TIMEOUT);
+	flow_stat_inc(reason == PAL_FLOW_REASON_RST	    ? PAL_FLOW_STAT_ENDED_RST
+		      : reason == PAL_FLOW_REASON_FIN	    ? PAL_FLOW_STAT_ENDED_FIN
+		      : reason == PAL_FLOW_REASON_EVICTED ? PAL_FLOW_STAT_ENDED_EVICTED
+							  : PAL_FLOW_STAT_ENDED_TIMEOUT);
 	emit_flow(key, &last, PAL_KIND_FLOW_END, reason, now_ns);
 }
 
@@ -252,7 +291,7 @@ static __always_inline void flow_end(const struct pal_flow_key *key, const struc
  * packet is then accounted as an update), NULL otherwise (created, or the
  * table refused it: *first_seen says which, 0 when refused).
  */
-static __always_inline struct pal_flow_value *flow_insert(struct __sk_buff *skb,
+static __always_inline struct pal_flow_value *flow_insert(void *table, struct __sk_buff *skb,
 							   const struct pal_pkt *p,
 							   const struct pal_flow_key *key,
 							   int sender_is_lo, __u64 *first_seen)
@@ -273,7 +312,7 @@ static __always_inline struct pal_flow_value *flow_insert(struct __sk_buff *skb,
 	fresh.icmp_code = p->icmp_code;
 	flow_adopt_seeded(skb, p, &fresh, 1);
 
-	err = bpf_map_update_elem(&pal_flows, key, &fresh, BPF_NOEXIST);
+	err = bpf_map_update_elem(table, key, &fresh, BPF_NOEXIST);
 	if (err == 0) {
 		*first_seen = p->now_ns;
 		flow_stat_inc(PAL_FLOW_STAT_CREATED);
@@ -281,10 +320,11 @@ static __always_inline struct pal_flow_value *flow_insert(struct __sk_buff *skb,
 		return NULL;
 	}
 	if (err != -EEXIST) {
+		/* -E2BIG: the shard is full (the sweeper makes room, see emergency). */
 		stat_inc(PAL_RING_FLOW, PAL_STAT_MAP_FULL);
 		return NULL;
 	}
-	return bpf_map_lookup_elem(&pal_flows, key);
+	return bpf_map_lookup_elem(table, key);
 }
 
 /*
@@ -303,32 +343,38 @@ static __always_inline struct pal_flow_value *flow_insert(struct __sk_buff *skb,
  */
 static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, const struct pal_pkt *p)
 {
-	struct pal_flow_key key = {};
+	/* Aligned: pal_flow_shard() reads it as 32-bit words (stack reads must be aligned). */
+	struct pal_flow_key key __attribute__((aligned(8))) = {};
 	struct pal_flow_value *val;
 	union pal_flag_word set = {};
 	int sender_is_lo, to_client;
 	__u64 first_seen = 0;
+	void *table;
 
 	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP &&
 	    p->l4_proto != IPPROTO_ICMP && p->l4_proto != IPPROTO_ICMPV6)
 		return 0;
 	sender_is_lo = flow_key_fill(&key, p);
+	table = flow_table(&key);
+	if (!table) {
+		stat_inc(PAL_RING_FLOW, PAL_STAT_MAP_FULL);
+		return 0;
+	}
 
 	/*
-	 * Look up before inserting: an LRU insert takes (and may evict) a
-	 * node before it checks BPF_NOEXIST, so blind inserts of known flows
-	 * would evict live ones.
+	 * Look up before inserting: the common case (a known flow) then costs
+	 * one lookup, and an insert only happens for a new flow.
 	 */
-	val = bpf_map_lookup_elem(&pal_flows, &key);
+	val = bpf_map_lookup_elem(table, &key);
 	if (val && p->l4_proto == IPPROTO_TCP &&
 	    (p->tcp_flags & (PAL_TCP_SYN | PAL_TCP_ACK)) == PAL_TCP_SYN && flow_closed(val)) {
-		flow_end(&key, val, flow_close_reason(val), p->now_ns);
+		flow_end(table, &key, val, flow_close_reason(val), p->now_ns);
 		val = NULL;
 	}
 	if (!val) {
 		if (!flow_may_start(p))
 			return 0;
-		val = flow_insert(skb, p, &key, sender_is_lo, &first_seen);
+		val = flow_insert(table, skb, p, &key, sender_is_lo, &first_seen);
 		if (!val)
 			return first_seen;
 	}

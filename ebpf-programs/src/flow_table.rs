@@ -1,10 +1,15 @@
-//! The flow table's control side: configuring the kernel sweeper (idle timeouts, update
-//! interval) and arming its timer, reading what it reports, and seeding flows (conntrack).
-//! Only the supervisor calls these; workers never write a map.
+//! The flow table's control side: creating its shards (`pal_flows` holds
+//! [`FLOW_SHARDS`] hash maps the supervisor creates from its memory budget), configuring the
+//! kernel sweeper (idle and emergency timeouts, update interval) and arming its timer, reading
+//! what it reports, and seeding flows (conntrack). Only the supervisor calls these; workers
+//! never write a map.
 
-use std::{io, os::fd::BorrowedFd};
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+};
 
-use palisade_abi::{FlowConfig, FlowKey, FlowSweep, FlowValue};
+use palisade_abi::{FLOW_SHARDS, FlowConfig, FlowKey, FlowSweep, FlowValue};
 
 use crate::sys;
 
@@ -19,10 +24,21 @@ pub struct Timeouts {
     pub update_ns: u64,
 }
 
+/// Emergency: a shard whose walk found this share of its capacity live (7/8) is walked in
+/// emergency next time, and its flows idle for their timeout / [`EMERGENCY_DIVISOR`] (at
+/// least [`EMERGENCY_MIN_NS`]) are ended with reason `evicted`.
+const EMERGENCY_NUM: u64 = 7;
+const EMERGENCY_DEN: u64 = 8;
+/// Divisor of the idle timeouts in emergency.
+pub const EMERGENCY_DIVISOR: u64 = 16;
+/// Shortest emergency idle timeout.
+pub const EMERGENCY_MIN_NS: u64 = 1_000_000_000;
+
 impl Timeouts {
-    /// The sweeper's period: a quarter of the shortest period it serves, within
+    /// The period of a whole walk: a quarter of the shortest period it serves, within
     /// [100 ms, 1 s], so a flow ends at most 25% (or 1 s) after its timeout, and a closed TCP
-    /// flow at most 1 s after its 1 s linger.
+    /// flow at most 1 s after its 1 s linger. Each tick walks one shard, every
+    /// period / [`FLOW_SHARDS`].
     pub fn sweep_interval_ns(&self) -> u64 {
         const MIN: u64 = 100_000_000;
         const MAX: u64 = 1_000_000_000;
@@ -33,19 +49,99 @@ impl Timeouts {
             .unwrap_or(MAX);
         (shortest / 4).clamp(MIN, MAX)
     }
+
+    /// The kernel's configuration for shards of `shard_capacity` flows each.
+    pub fn config(&self, shard_capacity: u32) -> FlowConfig {
+        let emergency = |ns: u64| (ns / EMERGENCY_DIVISOR).max(EMERGENCY_MIN_NS).min(ns);
+        FlowConfig {
+            idle_timeout_ns: self.idle_ns,
+            tcp_idle_timeout_ns: self.tcp_idle_ns,
+            update_interval_ns: self.update_ns,
+            sweep_interval_ns: self.sweep_interval_ns(),
+            emergency_idle_ns: emergency(self.idle_ns),
+            emergency_tcp_idle_ns: emergency(self.tcp_idle_ns),
+            emergency_live: u64::from(shard_capacity) * EMERGENCY_NUM / EMERGENCY_DEN,
+        }
+    }
 }
 
-/// Writes the configuration (`pal_flow_config`), then (re)arms the sweeper's timer by running
-/// `arm_prog` (`pal_flow_timer_arm`) once. Safe to repeat: a running timer is re-pointed at
-/// `arm_prog`'s code and restarted with the new period.
-pub fn configure(config: BorrowedFd<'_>, arm_prog: BorrowedFd<'_>, t: Timeouts) -> io::Result<()> {
-    let value = FlowConfig {
-        idle_timeout_ns: t.idle_ns,
-        tcp_idle_timeout_ns: t.tcp_idle_ns,
-        update_interval_ns: t.update_ns,
-        sweep_interval_ns: t.sweep_interval_ns(),
-    };
-    sys::set_slot0(config, &value.to_bytes())?;
+/// Creates one empty shard (`BPF_MAP_CREATE`: hash, no preallocation, [`FlowKey`] ->
+/// [`FlowValue`]) for `capacity` flows: memory is taken as flows arrive.
+pub fn create_shard(capacity: u32) -> io::Result<OwnedFd> {
+    sys::map_create(
+        sys::MAP_TYPE_HASH,
+        FlowKey::SIZE as u32,
+        FlowValue::SIZE as u32,
+        capacity,
+        sys::F_NO_PREALLOC,
+        "pal_flow_shard",
+    )
+}
+
+/// Puts `shard` in slot `index` of `pal_flows` (`outer`) if the slot is empty; `Ok(false)`
+/// if it already holds a shard (a table pinned by a previous run). Map-in-map slots only
+/// take `BPF_ANY`, so this looks first; the supervisor is the slots' only writer.
+pub fn install_shard(outer: BorrowedFd<'_>, index: u32, shard: BorrowedFd<'_>) -> io::Result<bool> {
+    if has_shard(outer, index)? {
+        return Ok(false);
+    }
+    replace_shard(outer, index, shard)?;
+    Ok(true)
+}
+
+/// Puts `shard` in slot `index` of `pal_flows` (`outer`), whatever was there.
+pub fn replace_shard(outer: BorrowedFd<'_>, index: u32, shard: BorrowedFd<'_>) -> io::Result<()> {
+    let fd = u32::try_from(shard.as_raw_fd())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    sys::map_update(outer, &index.to_ne_bytes(), &fd.to_ne_bytes(), sys::ANY)
+}
+
+/// Creates and installs a shard of `shard_capacity` flows in every empty slot of `pal_flows`
+/// (`outer`); returns the shards it installed, in slot order (for tests and tools; the
+/// supervisor also pins them).
+pub fn install_shards(outer: BorrowedFd<'_>, shard_capacity: u32) -> io::Result<Vec<OwnedFd>> {
+    let mut installed = Vec::new();
+    for index in 0..FLOW_SHARDS {
+        let shard = create_shard(shard_capacity)?;
+        if install_shard(outer, index, shard.as_fd())? {
+            installed.push(shard);
+        }
+    }
+    Ok(installed)
+}
+
+/// Whether slot `index` of `pal_flows` holds a shard.
+pub fn has_shard(outer: BorrowedFd<'_>, index: u32) -> io::Result<bool> {
+    let mut id = [0_u8; 4];
+    sys::map_lookup(outer, &index.to_ne_bytes(), &mut id)
+}
+
+/// Pins a shard at `path` (`BPF_OBJ_PIN`), so that a restarted supervisor can open it.
+pub fn pin_shard(shard: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    sys::obj_pin(shard, path)
+}
+
+/// Opens a pinned shard (`BPF_OBJ_GET`).
+pub fn open_shard(path: &std::path::Path) -> io::Result<OwnedFd> {
+    sys::obj_get(path)
+}
+
+/// The capacity (`max_entries`) of a shard.
+pub fn shard_capacity(shard: impl AsFd) -> io::Result<u32> {
+    Ok(crate::maps::map_facts(shard)?.max_entries)
+}
+
+/// Writes the configuration (`pal_flow_config`) for shards of `shard_capacity` flows, then
+/// (re)arms the sweeper's timer by running `arm_prog` (`pal_flow_timer_arm`) once. Safe to
+/// repeat: a running timer is re-pointed at `arm_prog`'s code and restarted with the new
+/// period.
+pub fn configure(
+    config: BorrowedFd<'_>,
+    arm_prog: BorrowedFd<'_>,
+    t: Timeouts,
+    shard_capacity: u32,
+) -> io::Result<()> {
+    sys::set_slot0(config, &t.config(shard_capacity).to_bytes())?;
     // A minimal Ethernet frame: BPF_PROG_TEST_RUN wants at least a link-layer header.
     let frame = [0u8; 14];
     match sys::prog_test_run(arm_prog, &frame, 1, None)?.0 {
@@ -56,24 +152,29 @@ pub fn configure(config: BorrowedFd<'_>, arm_prog: BorrowedFd<'_>, t: Timeouts) 
     }
 }
 
-/// Reads `pal_flow_sweep[0]`.
-pub fn sweep_state(sweep: BorrowedFd<'_>) -> io::Result<FlowSweep> {
-    let mut value = [0u8; FlowSweep::SIZE];
-    sys::map_lookup(sweep, &0u32.to_ne_bytes(), &mut value)?;
-    FlowSweep::from_bytes(&value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+/// Reads `pal_flow_sweep`: what the latest walk of each shard saw, in shard order.
+pub fn sweep_state(sweep: BorrowedFd<'_>) -> io::Result<Vec<FlowSweep>> {
+    (0..FLOW_SHARDS)
+        .map(|shard| {
+            let mut value = [0u8; FlowSweep::SIZE];
+            sys::map_lookup(sweep, &shard.to_ne_bytes(), &mut value)?;
+            FlowSweep::from_bytes(&value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        })
+        .collect()
 }
 
-/// Inserts `value` under `key` unless the key exists (`BPF_NOEXIST`): a flow the kernel
-/// already tracks wins over a seeded one. Returns whether it was inserted.
-pub fn seed(flows: BorrowedFd<'_>, key: &FlowKey, value: &FlowValue) -> io::Result<bool> {
-    match sys::map_update(flows, &key.to_bytes(), &value.to_bytes(), sys::NOEXIST) {
+/// Inserts `value` under `key` into `shard` (the one [`palisade_abi::flow_shard`] names)
+/// unless the key exists (`BPF_NOEXIST`): a flow the kernel already tracks wins over a
+/// seeded one. Returns whether it was inserted.
+pub fn seed(shard: BorrowedFd<'_>, key: &FlowKey, value: &FlowValue) -> io::Result<bool> {
+    match sys::map_update(shard, &key.to_bytes(), &value.to_bytes(), sys::NOEXIST) {
         Ok(()) => Ok(true),
         Err(e) if sys::errno(&e) == Some(libc::EEXIST) => Ok(false),
         Err(e) => Err(e),
     }
 }
 
-/// Every flow in the table (`BPF_MAP_GET_NEXT_KEY` + lookup; entries that vanish meanwhile
+/// Every flow in a shard (`BPF_MAP_GET_NEXT_KEY` + lookup; entries that vanish meanwhile
 /// are skipped).
 pub fn dump(flows: BorrowedFd<'_>) -> io::Result<Vec<(FlowKey, FlowValue)>> {
     let mut out = Vec::new();

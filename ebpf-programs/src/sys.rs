@@ -546,6 +546,19 @@ pub(crate) fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
     owned_fd(ret, "BPF_OBJ_GET")
 }
 
+/// `BPF_OBJ_PIN`: pins `object` at `path` (in a bpffs).
+pub(crate) fn obj_pin(object: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| call_error("BPF_OBJ_PIN", io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let mut attr = ObjGet {
+        pathname: c_path.as_ptr() as u64,
+        bpf_fd: fd_u32(object),
+        ..ObjGet::default()
+    };
+    bpf(c::KERNEL_BPF_OBJ_PIN, &mut attr, "BPF_OBJ_PIN").map(|_| ())
+}
+
 /// `BPF_OBJ_GET_INFO_BY_FD` for an XDP or TCX link.
 pub(crate) fn link_info(link: BorrowedFd<'_>) -> io::Result<RawLinkInfo> {
     obj_info(link)

@@ -32,7 +32,7 @@ mod support;
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    os::fd::AsFd,
+    os::fd::{AsFd, OwnedFd},
     time::Duration,
 };
 
@@ -43,8 +43,8 @@ use aya::{
 };
 use palisade_abi::{
     BlockAction, CAP_DHCP, DIR_EGRESS, DIR_INGRESS, DNS_HITS_ENTRIES, DNS_LEARNED_ENTRIES,
-    DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_TRUNCATED, FLAG_VLAN, FLOW_ENTRIES, FLOW_F_VLAN,
-    FLOW_REASON_FIN, FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowKey, FlowRecord,
+    DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN, FLOW_REASON_FIN,
+    FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FLOW_SHARDS, FlowKey, FlowRecord,
     FlowStat, FlowValue, Kind, MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY,
     MAP_DNS_STATS, MAP_FLOW_CONFIG, MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, MAP_SCRATCH,
     MAP_STATS, PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES,
@@ -59,8 +59,12 @@ const TCP_RST: u8 = 0x04;
 /// A port nothing listens on in namespace `b`.
 const REFUSED_PORT: u16 = 9;
 
-/// Loads the object with its maps pinned under `bpffs`, and both classifiers.
-fn load(bpffs: &BpfFs, wakeup_bytes: Option<u32>) -> Ebpf {
+/// Flows per shard of the test's flow table.
+const SHARD_CAPACITY: u32 = 4096;
+
+/// Loads the object with its maps pinned under `bpffs`, and both classifiers; fills the
+/// flow table's empty slots with shards (as the supervisor does) and returns them.
+fn load(bpffs: &BpfFs, wakeup_bytes: Option<u32>) -> (Ebpf, Vec<OwnedFd>) {
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(bpffs.path());
     if let Some(bytes) = &wakeup_bytes {
@@ -74,7 +78,17 @@ fn load(bpffs: &BpfFs, wakeup_bytes: Option<u32>) -> Ebpf {
             .load()
             .unwrap_or_else(|error| panic!("verifier rejected {name}: {error:?}"));
     }
-    ebpf
+    let outer = maps::map_fd(ebpf.map(MAP_FLOWS).unwrap()).unwrap();
+    let shards = flow_table::install_shards(outer, SHARD_CAPACITY).unwrap();
+    (ebpf, shards)
+}
+
+/// Every flow of the test's table.
+fn flow_dump(shards: &[OwnedFd]) -> Vec<(FlowKey, FlowValue)> {
+    shards
+        .iter()
+        .flat_map(|s| flow_table::dump(s.as_fd()).unwrap())
+        .collect()
 }
 
 /// Loads the sweeper's arming program and arms it: UDP/ICMP and TCP idle timeouts of
@@ -100,8 +114,8 @@ fn arm_sweeper(ebpf: &mut Ebpf, idle_ns: u64) {
         .unwrap()
         .as_fd();
     // Twice: arming an armed timer is fine.
-    flow_table::configure(config, prog, timeouts).unwrap();
-    flow_table::configure(config, prog, timeouts).unwrap();
+    flow_table::configure(config, prog, timeouts, SHARD_CAPACITY).unwrap();
+    flow_table::configure(config, prog, timeouts, SHARD_CAPACITY).unwrap();
 }
 
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
@@ -117,7 +131,7 @@ fn object_loads_and_pins_its_maps() {
         return;
     }
     let bpffs = BpfFs::new();
-    let first = load(&bpffs, None);
+    let (first, _shards) = load(&bpffs, None);
 
     let info = |name: &str| {
         MapInfo::from_pin(bpffs.path().join(name))
@@ -133,10 +147,11 @@ fn object_loads_and_pins_its_maps() {
     }
     assert_eq!(info(MAP_STATS).max_entries(), STATS_ENTRIES);
     assert_eq!(info(MAP_STATS).value_size(), 8);
+    // The flow table: the shards' slots (the supervisor creates the shards).
     let flows = info(MAP_FLOWS);
-    assert_eq!(flows.max_entries(), FLOW_ENTRIES);
-    assert_eq!(flows.key_size() as usize, FlowKey::SIZE);
-    assert_eq!(flows.value_size() as usize, FlowValue::SIZE);
+    assert_eq!(flows.max_entries(), FLOW_SHARDS);
+    assert_eq!(flows.key_size(), 4);
+    assert_eq!(info(MAP_FLOW_SWEEP).max_entries(), FLOW_SHARDS);
     assert!(
         !bpffs.path().join(MAP_SCRATCH).exists(),
         "the scratch map must stay private"
@@ -210,7 +225,7 @@ fn object_loads_and_pins_its_maps() {
     // A restarted loader binds to the pinned maps instead of creating new ones (so the rule
     // set stays in force), and the wake-up threshold can be overridden at load time.
     let ids: Vec<u32> = PINNED_MAPS.iter().map(|name| info(name).id()).collect();
-    let second = load(&bpffs, Some(1));
+    let (second, _second_shards) = load(&bpffs, Some(1));
     let again: Vec<u32> = PINNED_MAPS.iter().map(|name| info(name).id()).collect();
     assert_eq!(ids, again);
     let policy_fd = maps::map_fd(second.map(MAP_DNS_POLICY).unwrap()).unwrap();
@@ -495,7 +510,7 @@ fn traffic_becomes_records() {
     // Drop order (reverse of declaration): programs detach, pins go, namespaces go.
     let net = VethPair::new();
     let bpffs = BpfFs::new();
-    let mut ebpf = load(&bpffs, None);
+    let (mut ebpf, shards) = load(&bpffs, None);
     let ifindex = net.a.run(|| {
         for (name, hook) in [
             (PROG_TC_INGRESS, TcAttachType::Ingress),
@@ -755,8 +770,7 @@ fn traffic_becomes_records() {
     );
 
     // --- Flow table: the UDP DNS flow is live and normalized; the closed TCP flows are gone.
-    let flows = ebpf.map(MAP_FLOWS).unwrap();
-    let table = flow_table::dump(maps::map_fd(flows).unwrap()).unwrap();
+    let table = flow_dump(&shards);
     let lookup = |key: &FlowKey| table.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
     let dns_key = FlowKey {
         addr_lo: v4(ADDR_A),
@@ -804,7 +818,7 @@ fn idle_flows_end_by_the_kernel_timer() {
     }
     let net = VethPair::new();
     let bpffs = BpfFs::new();
-    let mut ebpf = load(&bpffs, Some(1));
+    let (mut ebpf, _shards) = load(&bpffs, Some(1));
     net.a.run(|| {
         classifier(&mut ebpf, PROG_TC_EGRESS)
             .attach("veth-a", TcAttachType::Egress)
@@ -847,6 +861,6 @@ fn idle_flows_end_by_the_kernel_timer() {
     assert!(counter(FlowStat::Updates) >= 1);
     let sweep =
         flow_table::sweep_state(maps::map_fd(ebpf.map(MAP_FLOW_SWEEP).unwrap()).unwrap()).unwrap();
-    assert!(sweep.sweeps >= 5, "{sweep:?}");
-    assert_eq!(sweep.live, 0, "{sweep:?}");
+    assert!(sweep.iter().all(|s| s.sweeps >= 5), "{sweep:?}");
+    assert!(sweep.iter().all(|s| s.live == 0), "{sweep:?}");
 }

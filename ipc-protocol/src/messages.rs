@@ -325,16 +325,18 @@ pub struct FlowList {
 pub struct FlowTableStatus {
     /// Flows in the table at the sweeper's latest walk.
     pub live: u64,
-    /// Table capacity.
-    pub capacity: u32,
-    /// Flows evicted by the LRU before they ended (their end event is lost):
-    /// created + seeded - ended - live.
+    /// Flows the table holds at most (what its shards were created with).
+    pub capacity: u64,
+    /// Capacity the configuration asks for (`[flow] memory_mib`); differs from `capacity`
+    /// until a table pinned by a previous run is recreated (`palisade cleanup`, reboot).
+    pub configured_capacity: u64,
+    /// Flows ended early, with their end record, by emergency walks of nearly full shards.
     pub evicted: u64,
-    /// Sweeper walks since the maps were created.
+    /// Walks of the whole table since the maps were created.
     pub sweeps: u64,
-    /// Milliseconds since the latest walk (`None` before the first).
+    /// Milliseconds since the latest shard walk (`None` before the first).
     pub last_sweep_ms_ago: Option<u64>,
-    /// Duration of the latest walk, microseconds.
+    /// Duration of the longest latest shard walk, microseconds: one sweeper tick at most.
     pub sweep_walk_us: u64,
     /// `[flow]` timeouts in force, seconds.
     pub idle_timeout_s: u32,

@@ -206,7 +206,7 @@ pub fn render(r: &StatusReport) -> String {
         ),
         (
             "palisade_flows_evicted_total",
-            "Flows the full table evicted before they ended (their end event is lost).",
+            "Flows ended early, with their end event, to make room in a nearly full table.",
             r.flows.evicted,
         ),
         (

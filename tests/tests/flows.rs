@@ -13,7 +13,9 @@ use std::{
     time::Duration,
 };
 
-use palisade_tests::{Daemon, Lab, PEER_IP, SENSOR_IF, SENSOR_IP, Side, base_config, run};
+use palisade_tests::{
+    Daemon, Lab, PEER_IP, SENSOR_IF, SENSOR_IP, Side, base_config, run, wait_for,
+};
 use serde_json::Value;
 
 /// A TCP server in the peer namespace that reads everything, answers `reply`
@@ -295,7 +297,7 @@ fn live_flows_are_listed_and_idle_ones_end_by_timeout_with_updates() {
     // with fresh flows (new source ports) for a few seconds.
     let mut client = client;
     let mut port = port;
-    let start = palisade_tests::wait_for(Duration::from_secs(5), "a start event", || {
+    let start = wait_for(Duration::from_secs(5), "a start event", || {
         client
             .send_to(b"ping", (PEER_IP, server_port))
             .expect("send");
@@ -494,4 +496,97 @@ fn icmp_and_ipv6_flows_are_one_flow_each_way_with_community_id() {
         );
     }
     assert_ne!(v4["community_id"], v6["community_id"]);
+}
+
+/// A table too small for the traffic: nothing is evicted silently. New flows the full
+/// shards cannot take are counted (`flow`/`map_full`); nearly full shards are walked in
+/// emergency, which ends flows idle for their emergency timeout early, each with its end
+/// event (reason `evicted`); every flow the table took ends exactly once or is still live;
+/// and the table takes new flows again.
+#[test]
+fn a_full_table_evicts_nothing_silently() {
+    const FLOWS: u16 = 6000;
+    let lab = Lab::new("flowfull");
+    // 1 MiB: 4096 flows (64 shards of 64); emergency from 56 live flows in a shard, for
+    // flows idle 16 s / 16 = 1 s.
+    let cfg = base_config(&lab, "[flow]\nmemory_mib = 1\nidle_timeout_s = 16\n");
+    let daemon = Daemon::start(&lab, &cfg, &[]);
+    daemon.wait_healthy();
+    let status = daemon.status_json().expect("status");
+    assert_eq!(status["flows"]["capacity"], 4096, "{}", status["flows"]);
+    assert_eq!(status["flows"]["configured_capacity"], 4096);
+
+    // 6000 UDP flows (one datagram each, to ports nobody listens on).
+    let send = |first: u16, count: u16| {
+        lab.in_netns(Side::Sensor, || {
+            let s = UdpSocket::bind((SENSOR_IP, 0)).expect("bind");
+            for i in 0..count {
+                s.send_to(b"x", (PEER_IP, first + i)).expect("send");
+            }
+        });
+    };
+    send(20_000, FLOWS);
+    let counter = |group: &str, name: &str| daemon.kernel_counter(group, name).unwrap_or(0);
+    let refused = wait_for(Duration::from_secs(3), "refused inserts counted", || {
+        Some(counter("flow", "map_full")).filter(|n| *n > 0)
+    });
+    // Emergency walks end the idle flows early, with their events.
+    let evicted = wait_for(Duration::from_secs(6), "emergency evictions", || {
+        Some(counter("flow_table", "ended_evicted")).filter(|n| *n > 1000)
+    });
+    let created = counter("flow_table", "created");
+    assert!(
+        created + refused >= u64::from(FLOWS),
+        "{created} created + {refused} refused of {FLOWS} flows"
+    );
+    let end_events = |reason: &str| {
+        daemon
+            .events()
+            .into_iter()
+            .filter(|e| e["event_type"] == "flow" && e["flow"]["reason"] == reason)
+            .collect::<Vec<Value>>()
+    };
+    let evicted_events = wait_for(Duration::from_secs(3), "an event per eviction", || {
+        let e = end_events("evicted");
+        (e.len() as u64 >= evicted).then_some(e)
+    });
+    assert!(
+        evicted_events
+            .iter()
+            .all(|e| e["flow"]["age"] == 0 && e["proto"] == "UDP")
+    );
+    let status = daemon.status_json().expect("status");
+    assert!(
+        status["flows"]["evicted"].as_u64() >= Some(evicted),
+        "{}",
+        status["flows"]
+    );
+    // Every flow the table took ended once (one end event per flow id) or is still live.
+    let mut ids = std::collections::BTreeMap::<u64, u32>::new();
+    for e in daemon.events() {
+        if e["event_type"] == "flow" && e["flow"]["reason"] != "update" {
+            *ids.entry(e["flow_id"].as_u64().unwrap_or(0)).or_default() += 1;
+        }
+    }
+    assert!(ids.values().all(|n| *n == 1), "a flow ended twice");
+    // Nothing vanished: once every shard was walked after the last packet, the flows
+    // created are exactly the ones ended plus the ones live.
+    wait_for(Duration::from_secs(3), "created = ended + live", || {
+        let created = counter("flow_table", "created");
+        let ended: u64 = ["ended_fin", "ended_rst", "ended_timeout", "ended_evicted"]
+            .iter()
+            .map(|c| counter("flow_table", c))
+            .sum();
+        let live = daemon.status_json()?["flows"]["live"].as_u64()?;
+        (created == ended + live).then_some(())
+    });
+
+    // Room again: new flows are taken.
+    let before = counter("flow", "map_full");
+    send(40_000, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        counter("flow", "map_full") - before < 200,
+        "the table takes new flows after evicting"
+    );
 }

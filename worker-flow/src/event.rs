@@ -6,8 +6,8 @@
 //! events (`flow.reason` `start`/`update`) are written only when configured.
 
 use palisade_abi::{
-    FLOW_F_SEEDED, FLOW_REASON_FIN, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, Kind,
-    RecordHeader,
+    FLOW_F_SEEDED, FLOW_REASON_EVICTED, FLOW_REASON_FIN, FLOW_REASON_RST, FLOW_REASON_TIMEOUT,
+    FlowRecord, Kind, RecordHeader,
 };
 use palisade_worker_runtime::eve;
 use serde::Serialize;
@@ -48,7 +48,8 @@ pub struct FlowBody {
     age: u64,
     /// `new`, `established` or `closed`.
     state: &'static str,
-    /// `start`, `update`, `fin`, `rst` or `timeout`.
+    /// `start`, `update`, `fin`, `rst`, `timeout`, or `evicted` (ended early, idle, to
+    /// make room in a nearly full table).
     reason: &'static str,
 }
 
@@ -154,6 +155,8 @@ impl FlowEvent {
             (Phase::End, FLOW_REASON_RST) => ("closed", "rst"),
             (Phase::End, FLOW_REASON_TIMEOUT) if both_ways => ("established", "timeout"),
             (Phase::End, FLOW_REASON_TIMEOUT) => ("new", "timeout"),
+            (Phase::End, FLOW_REASON_EVICTED) if both_ways => ("established", "evicted"),
+            (Phase::End, FLOW_REASON_EVICTED) => ("new", "evicted"),
             (Phase::End, _) => ("closed", "unknown"),
         };
         Self {

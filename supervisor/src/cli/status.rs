@@ -177,7 +177,7 @@ pub fn render(r: &StatusReport) -> String {
     let f = &r.flows;
     let _ = writeln!(
         o,
-        "\nFLOW TABLE  {} of {} live, {} evicted before their end, timeouts {}s (tcp {}s), updates {}",
+        "\nFLOW TABLE  {} of {} live, {} evicted early (with their end event), timeouts {}s (tcp {}s), updates {}",
         f.live,
         f.capacity,
         f.evicted,

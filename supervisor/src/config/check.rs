@@ -96,6 +96,18 @@ impl Checker<'_> {
         default: u32,
         range: std::ops::RangeInclusive<u32>,
     ) -> Result<u32, ConfigError> {
+        self.whole(key, value, default, range, "seconds")
+    }
+
+    /// A whole number of `unit` within `range`, or `default`.
+    pub(super) fn whole(
+        &self,
+        key: &str,
+        value: Option<Spanned<i64>>,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+        unit: &str,
+    ) -> Result<u32, ConfigError> {
         let Some(v) = value else { return Ok(default) };
         match u32::try_from(*v.get_ref()) {
             Ok(s) if range.contains(&s) => Ok(s),
@@ -103,7 +115,7 @@ impl Checker<'_> {
                 key,
                 v.span(),
                 format!(
-                    "{} is outside {}..={} (seconds)",
+                    "{} is outside {}..={} ({unit})",
                     v.get_ref(),
                     range.start(),
                     range.end()

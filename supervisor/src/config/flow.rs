@@ -13,6 +13,7 @@ pub(super) struct RawFlow {
     update_interval_s: Option<Spanned<i64>>,
     seed_from_conntrack: Option<bool>,
     start_events: Option<bool>,
+    memory_mib: Option<Spanned<i64>>,
 }
 
 /// `[flow]`: the kernel flow table's timeouts.
@@ -29,9 +30,23 @@ pub struct FlowConfig {
     /// Write a `flow` event when a flow starts too. Off: one event per flow, at its end
     /// (plus periodic updates of long flows), as Suricata and Zeek log flows.
     pub start_events: bool,
+    /// Kernel memory the flow table may use, MiB: its capacity is this over
+    /// [`palisade_abi::FLOW_BYTES`] per flow. Memory is taken as flows arrive.
+    pub memory_mib: u32,
 }
 
 impl FlowConfig {
+    /// Flows the memory budget holds: a multiple of the shard count.
+    pub fn capacity(&self) -> u64 {
+        let shards = u64::from(palisade_abi::FLOW_SHARDS);
+        (u64::from(self.memory_mib) << 20) / palisade_abi::FLOW_BYTES / shards * shards
+    }
+
+    /// Flows per shard.
+    pub fn shard_capacity(&self) -> u32 {
+        u32::try_from(self.capacity() / u64::from(palisade_abi::FLOW_SHARDS)).unwrap_or(u32::MAX)
+    }
+
     /// The sweeper's view, in nanoseconds.
     pub fn timeouts(&self) -> palisade_ebpf::flow_table::Timeouts {
         const NS: u64 = 1_000_000_000;
@@ -51,6 +66,7 @@ pub const DEFAULT_FLOW: FlowConfig = FlowConfig {
     update_interval_s: 0,
     seed_from_conntrack: true,
     start_events: false,
+    memory_mib: 256,
 };
 
 /// Validates `[flow]`.
@@ -79,5 +95,12 @@ pub(super) fn parse(c: &Checker<'_>, raw: RawFlow) -> Result<FlowConfig, ConfigE
             .seed_from_conntrack
             .unwrap_or(DEFAULT_FLOW.seed_from_conntrack),
         start_events: raw.start_events.unwrap_or(DEFAULT_FLOW.start_events),
+        memory_mib: c.whole(
+            "flow.memory_mib",
+            raw.memory_mib,
+            DEFAULT_FLOW.memory_mib,
+            1..=65_536,
+            "MiB",
+        )?,
     })
 }

@@ -79,6 +79,11 @@ impl Daemon {
             if config.flow.seed_from_conntrack != self.opts.config.flow.seed_from_conntrack {
                 restart_needed.push("flow.seed_from_conntrack".to_owned());
             }
+            if config.flow.memory_mib != self.opts.config.flow.memory_mib {
+                // A shard cannot be resized: the pinned table is recreated after a
+                // `palisade cleanup` (or a reboot).
+                restart_needed.push("flow.memory_mib (after palisade cleanup)".to_owned());
+            }
         }
         if !restart_needed.is_empty() {
             tracing::warn!(

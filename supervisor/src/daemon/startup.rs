@@ -40,6 +40,7 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
     let (dns, dns_kernel_rules) = load_dns_policy(&loaded, cfg)?;
     let ip = load_ip_policy(&loaded, cfg)?;
     release_memory();
+    crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
     let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
     let mut links = Links::default();
     let statuses = attach(&mut loaded, &pins, cfg, &mut links)?;

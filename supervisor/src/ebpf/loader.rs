@@ -68,6 +68,9 @@ where
 pub struct Loaded {
     /// aya's handle: maps and programs.
     pub ebpf: Ebpf,
+    /// The flow table's shards (the maps in `pal_flows`' slots), in slot order: created or
+    /// opened from their pins by [`crate::flows::open_table`] before anything is attached.
+    pub flow_shards: Vec<OwnedFd>,
 }
 
 impl Loaded {
@@ -93,7 +96,10 @@ impl Loaded {
         program::<Xdp>(&mut ebpf, name)?
             .load()
             .map_err(|source| LoadError::Program { name, source })?;
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            flow_shards: Vec::new(),
+        })
     }
 
     /// A fresh read-write FD of a worker's ring buffer, to pass over IPC.

@@ -106,14 +106,14 @@ pub mod fake {
                     IP4_FILTER_WORDS as u32,
                 ),
                 (MAP_IP_CONFIG, map_type::ARRAY, 4, IpConfig::SIZE, 1),
+                (MAP_FLOWS, map_type::ARRAY_OF_MAPS, 4, 4, FLOW_SHARDS),
                 (
-                    MAP_FLOWS,
-                    map_type::LRU_HASH,
-                    FlowKey::SIZE,
-                    FlowValue::SIZE,
-                    FLOW_ENTRIES,
+                    MAP_FLOW_SWEEP,
+                    map_type::ARRAY,
+                    4,
+                    FlowSweep::SIZE,
+                    FLOW_SHARDS,
                 ),
-                (MAP_FLOW_SWEEP, map_type::ARRAY, 4, FlowSweep::SIZE, 1),
             ];
             let maps = shapes
                 .into_iter()

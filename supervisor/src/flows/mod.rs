@@ -1,15 +1,21 @@
-//! The kernel flow table, supervisor side: configuring and arming the
-//! kernel sweeper, seeding from conntrack at start, the `status` view and
-//! the `flows top` / `flows show` listings (read straight from `pal_flows`).
-//! The supervisor is the table's only writer besides the kernel.
+//! The kernel flow table, supervisor side: creating (or reopening) its
+//! shards, configuring and arming the kernel sweeper, seeding from conntrack
+//! at start, the `status` view and the `flows top` / `flows show` listings
+//! (read straight from the shards). The supervisor is the table's only
+//! writer besides the kernel.
 
 pub mod conntrack;
 
-use std::{collections::BTreeMap, net::IpAddr, os::fd::AsFd};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    os::fd::{AsFd, OwnedFd},
+    path::Path,
+};
 
 use palisade_abi::{
-    FLOW_F_ANNOUNCE, FLOW_F_SEEDED, FlowKey, FlowStat, FlowValue, MAP_FLOW_CONFIG, MAP_FLOW_STATS,
-    MAP_FLOW_SWEEP, MAP_FLOWS, PROG_FLOW_TIMER_ARM,
+    FLOW_F_ANNOUNCE, FLOW_F_SEEDED, FLOW_SHARDS, FlowKey, FlowStat, FlowValue, MAP_FLOW_CONFIG,
+    MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, PROG_FLOW_TIMER_ARM,
 };
 use palisade_ebpf::flow_table;
 use palisade_ipc::messages::{FlowList, FlowOrder, FlowSummary, FlowTableStatus};
@@ -22,6 +28,59 @@ use crate::{
     },
 };
 
+/// Pin name of shard `index` (in the maps directory, beside `pal_flows`).
+fn shard_pin(maps_dir: &Path, index: u32) -> std::path::PathBuf {
+    maps_dir.join(format!("pal_flow_shard_{index}"))
+}
+
+/// Fills `loaded.flow_shards`: every slot of `pal_flows` gets a shard. A table pinned by a
+/// previous run keeps its shards (and its flows; its capacity too, until `palisade cleanup`
+/// or a reboot: a shard cannot be resized in place); empty slots get new shards of
+/// `cfg.shard_capacity()` flows, pinned so that the next run can open them. Called before
+/// anything is attached.
+pub fn open_table(
+    loaded: &mut Loaded,
+    maps_dir: &Path,
+    cfg: &FlowConfig,
+) -> Result<(), KernelError> {
+    let mut shards = Vec::with_capacity(FLOW_SHARDS as usize);
+    for index in 0..FLOW_SHARDS {
+        let pin = shard_pin(maps_dir, index);
+        let outer = loaded.fd(MAP_FLOWS)?;
+        let filled = flow_table::has_shard(outer, index).map_err(on(MAP_FLOWS))?;
+        let shard: OwnedFd = if filled && pin.exists() {
+            flow_table::open_shard(&pin).map_err(on("pinned flow table shard"))?
+        } else {
+            // An empty slot (a new table), or a slot whose pin is gone: a new shard, pinned.
+            let _ = std::fs::remove_file(&pin);
+            let shard = flow_table::create_shard(cfg.shard_capacity())
+                .map_err(on("new flow table shard"))?;
+            let outer = loaded.fd(MAP_FLOWS)?;
+            if filled {
+                // Replace the unpinned one: its flows could not be listed or seeded.
+                flow_table::replace_shard(outer, index, shard.as_fd()).map_err(on(MAP_FLOWS))?;
+            } else {
+                flow_table::install_shard(outer, index, shard.as_fd()).map_err(on(MAP_FLOWS))?;
+            }
+            flow_table::pin_shard(shard.as_fd(), &pin).map_err(on("new flow table shard"))?;
+            shard
+        };
+        shards.push(shard);
+    }
+    loaded.flow_shards = shards;
+    Ok(())
+}
+
+/// Flows the table holds at most: what its shards were created with.
+pub fn capacity(loaded: &Loaded) -> u64 {
+    loaded
+        .flow_shards
+        .iter()
+        .filter_map(|s| flow_table::shard_capacity(s).ok())
+        .map(u64::from)
+        .sum()
+}
+
 /// Writes the timeouts and (re)arms the kernel sweeper.
 pub fn configure(loaded: &Loaded, cfg: &FlowConfig) -> Result<(), KernelError> {
     let prog = loaded
@@ -29,8 +88,18 @@ pub fn configure(loaded: &Loaded, cfg: &FlowConfig) -> Result<(), KernelError> {
         .program(PROG_FLOW_TIMER_ARM)
         .and_then(|p| p.fd().ok())
         .ok_or(KernelError::MissingProgram(PROG_FLOW_TIMER_ARM))?;
-    flow_table::configure(loaded.fd(MAP_FLOW_CONFIG)?, prog.as_fd(), cfg.timeouts())
-        .map_err(on(MAP_FLOW_CONFIG))
+    let shard_capacity = loaded
+        .flow_shards
+        .first()
+        .and_then(|s| flow_table::shard_capacity(s).ok())
+        .unwrap_or_else(|| cfg.shard_capacity());
+    flow_table::configure(
+        loaded.fd(MAP_FLOW_CONFIG)?,
+        prog.as_fd(),
+        cfg.timeouts(),
+        shard_capacity,
+    )
+    .map_err(on(MAP_FLOW_CONFIG))
 }
 
 /// CLOCK_BOOTTIME and CLOCK_REALTIME now, in ns.
@@ -103,7 +172,7 @@ pub fn table_survived(loaded: &Loaded) -> bool {
         .fd(MAP_FLOW_SWEEP)
         .ok()
         .and_then(|fd| flow_table::sweep_state(fd).ok())
-        .is_some_and(|s| s.sweeps > 0)
+        .is_some_and(|s| s.iter().any(|shard| shard.sweeps > 0))
 }
 
 /// Seeds the flow table from conntrack. Returns the line `status` shows.
@@ -119,10 +188,6 @@ pub fn seed_from_conntrack(loaded: &Loaded) -> String {
             tracing::warn!("flow table not seeded: {report}");
             return report;
         }
-    };
-    let flows = match loaded.fd(MAP_FLOWS) {
-        Ok(f) => f,
-        Err(e) => return format!("failed: {e}"),
     };
     let (boot_ns, real_ns) = clocks();
     let (mut seeded, mut skipped, mut errors) = (0u32, 0u32, Vec::new());
@@ -150,7 +215,14 @@ pub fn seed_from_conntrack(loaded: &Loaded) -> String {
         }
         for t in tuples {
             let (key, value) = seeded_entry(&t, first_seen, boot_ns);
-            match flow_table::seed(flows, &key, &value) {
+            let Some(shard) = loaded
+                .flow_shards
+                .get(palisade_abi::flow_shard(&key) as usize)
+            else {
+                errors.push("no flow table".to_owned());
+                continue;
+            };
+            match flow_table::seed(shard.as_fd(), &key, &value) {
                 Ok(true) => seeded += 1,
                 Ok(false) => skipped += 1,
                 Err(e) => errors.push(e.to_string()),
@@ -171,7 +243,8 @@ pub fn seed_from_conntrack(loaded: &Loaded) -> String {
 /// The `status` view of the table.
 pub fn status(loaded: &Loaded, cfg: &FlowConfig, conntrack: &str) -> FlowTableStatus {
     let mut out = FlowTableStatus {
-        capacity: palisade_abi::FLOW_ENTRIES,
+        capacity: capacity(loaded),
+        configured_capacity: cfg.capacity(),
         idle_timeout_s: cfg.idle_timeout_s,
         tcp_idle_timeout_s: cfg.tcp_idle_timeout_s,
         update_interval_s: cfg.update_interval_s,
@@ -191,18 +264,17 @@ pub fn status(loaded: &Loaded, cfg: &FlowConfig, conntrack: &str) -> FlowTableSt
             .and_then(|a| a.get(&s.index(), 0).ok())
             .map_or(0, |v| v.iter().sum())
     };
-    if let Some(sweep) = sweep {
+    if let Some(shards) = sweep {
         let (boot_ns, _) = clocks();
-        out.live = sweep.live;
-        out.sweeps = sweep.sweeps;
-        out.sweep_walk_us = sweep.walk_ns / 1000;
-        out.last_sweep_ms_ago =
-            (sweep.sweeps > 0).then(|| boot_ns.saturating_sub(sweep.last_sweep_ns) / 1_000_000);
-        let born = stat(FlowStat::Created) + stat(FlowStat::Seeded);
-        let ended =
-            stat(FlowStat::EndedFin) + stat(FlowStat::EndedRst) + stat(FlowStat::EndedTimeout);
-        out.evicted = born.saturating_sub(ended).saturating_sub(sweep.live);
+        out.live = shards.iter().map(|s| s.live).sum();
+        // Walks of the whole table: every shard is walked once per period.
+        out.sweeps = shards.iter().map(|s| s.sweeps).min().unwrap_or(0);
+        // The longest shard walk: what one tick of the sweeper costs at most.
+        out.sweep_walk_us = shards.iter().map(|s| s.walk_ns).max().unwrap_or(0) / 1000;
+        let last = shards.iter().map(|s| s.last_sweep_ns).max().unwrap_or(0);
+        out.last_sweep_ms_ago = (last > 0).then(|| boot_ns.saturating_sub(last) / 1_000_000);
     }
+    out.evicted = stat(FlowStat::EndedEvicted);
     out
 }
 
@@ -257,7 +329,10 @@ pub fn list(
     order: FlowOrder,
     limit: u32,
 ) -> Result<FlowList, KernelError> {
-    let table = flow_table::dump(loaded.fd(MAP_FLOWS)?).map_err(on(MAP_FLOWS))?;
+    let mut table = Vec::new();
+    for shard in &loaded.flow_shards {
+        table.extend(flow_table::dump(shard.as_fd()).map_err(on(MAP_FLOWS))?);
+    }
     let live = table.len() as u64;
     let wanted = host.map(addr_bytes);
     let mut rows: Vec<&(FlowKey, FlowValue)> = table
