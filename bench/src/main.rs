@@ -14,7 +14,9 @@
 //! - `count`: counts JSON lines (by `event_type`) read from stdin;
 //! - `names`: writes a DNS block list of generated names (1,000,000 by default);
 //! - `report`: turns the raw samples into the results table (markdown);
-//! - `prog-cost`: the TC program's own ns per packet (BPF_PROG_TEST_RUN), against a no-op.
+//! - `prog-cost`: the TC program's own ns per packet (BPF_PROG_TEST_RUN), against a no-op;
+//! - `worker-cost`: a worker's events per second on one core, its protocol fed records
+//!   in-process (`palisade_worker_runtime::offline`), events written to /dev/null.
 //!
 //! Every subcommand that touches an interface works in the network namespace
 //! it was started in: `bench/run` starts them with `nsenter --net=...`.
@@ -26,6 +28,7 @@ mod names;
 mod noop;
 mod prog_cost;
 mod report;
+mod worker_cost;
 
 use std::process::ExitCode;
 
@@ -61,6 +64,8 @@ enum Cmd {
     Report(report::Args),
     /// Per-packet cost of Palisade's TC program (BPF_PROG_TEST_RUN), against a no-op.
     ProgCost(prog_cost::Args),
+    /// Events per second of a worker's protocol on one core, records fed in-process.
+    WorkerCost(worker_cost::Args),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Cmd::Names(a) => names::main(&a),
         Cmd::Report(a) => report::main(&a),
         Cmd::ProgCost(a) => prog_cost::main(&a),
+        Cmd::WorkerCost(a) => worker_cost::main(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,9 @@
 //! Palisade DNS worker library: parsing, TCP reassembly, query/answer
-//! correlation and event building. `main.rs` wires them to the runtime.
+//! correlation, event building, and the worker's protocol (`worker`) that
+//! `main.rs` runs under the runtime.
 pub mod correlate;
 pub mod event;
 pub mod parse;
 pub mod policy;
 pub mod tcp;
+pub mod worker;

@@ -1,0 +1,179 @@
+//! `palisade-bench worker-cost`: how many events per second a worker's protocol writes on one
+//! core. Records as the kernel writes them (header + payload) are fed to the protocol
+//! in-process through `palisade_worker_runtime::offline` (the same `on_record`, event
+//! building, JSON and sink as the running worker; no ring, no IPC), drained in batches of
+//! 4,096 as the worker drains its ring, and the events written to /dev/null (or `--out`).
+//!
+//! `dns`: alternating queries and answers (A for a 3-label name; the answer a CNAME and two
+//! A records), each answer matching its query (correlation, RTT). Prints one JSON object:
+//! records, events, seconds, events per second and ns per event. Run it under
+//! `valgrind --tool=callgrind` for instruction counts that do not depend on the machine's
+//! load.
+
+use std::{
+    os::fd::OwnedFd,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use palisade_abi::{KIND_DNS, RECORD_MAGIC, RecordHeader};
+use palisade_worker_runtime::offline::Offline;
+
+use crate::Result;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which worker's protocol: `dns`.
+    #[arg(long, default_value = "dns")]
+    worker: String,
+    /// Records to feed.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u32,
+    /// Where events go (default /dev/null).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Records per drain, as the worker's `DRAIN_BUDGET`.
+const BATCH: u32 = 4096;
+
+/// A DNS message: header, one question, and `answers` as (type, rdata) for the qname.
+fn dns_message(id: u16, qname: &str, response: bool, answers: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(128);
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(if response { &[0x81, 0x80] } else { &[0x01, 0x00] });
+    let ancount = answers.len() as u16;
+    m.extend_from_slice(&[0, 1]);
+    m.extend_from_slice(&ancount.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    for label in qname.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    for (rtype, rdata) in answers {
+        m.extend_from_slice(&[0xc0, 12]); // the question's name
+        m.extend_from_slice(&rtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 0, 0x0e, 0x10]); // IN, TTL 3600
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(rdata);
+    }
+    m
+}
+
+/// A ring record: header (as the observer fills it) and payload.
+fn record(seq: u32, response: bool, payload: &[u8]) -> Vec<u8> {
+    let client = [192, 168, 1, 20 + (seq % 200) as u8];
+    let server = [192, 168, 1, 1];
+    let port = 20_000 + (seq % 40_000) as u16;
+    let mut src_addr = [0u8; 16];
+    let mut dst_addr = [0u8; 16];
+    let (src, dst, sport, dport) = if response {
+        (server, client, 53, port)
+    } else {
+        (client, server, port, 53)
+    };
+    src_addr[..4].copy_from_slice(&src);
+    dst_addr[..4].copy_from_slice(&dst);
+    let hdr = RecordHeader {
+        magic: RECORD_MAGIC,
+        abi_version: palisade_abi::ABI_VERSION,
+        kind: KIND_DNS,
+        len: (RecordHeader::SIZE + payload.len()) as u32,
+        ifindex: 2,
+        ts_boot_ns: 1_000_000_000 + u64::from(seq) * 1_000,
+        direction: palisade_abi::DIR_INGRESS,
+        ip_version: 4,
+        l4_proto: 17,
+        flags: 0,
+        vlan_id: 0,
+        src_port: sport,
+        dst_port: dport,
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+        _pad0: 0,
+        src_addr,
+        dst_addr,
+        payload_len: payload.len() as u32,
+        orig_payload_len: payload.len() as u32,
+        flow_start_ns: 999_000_000 + u64::from(seq),
+    };
+    let mut out = hdr.to_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The DNS workload: `n` records, queries and their answers alternating.
+fn dns_records(n: u32) -> Vec<Vec<u8>> {
+    let mut cname = Vec::new();
+    for label in ["edge", "cdn", "example", "net"] {
+        cname.push(label.len() as u8);
+        cname.extend_from_slice(label.as_bytes());
+    }
+    cname.push(0);
+    // Distinct names, a few hundred of them, as a busy resolver sees.
+    (0..n)
+        .map(|i| {
+            let pair = i / 2;
+            let id = pair as u16;
+            let name = format!("www{}.example.com", pair % 512);
+            let payload = if i % 2 == 0 {
+                dns_message(id, &name, false, &[])
+            } else {
+                dns_message(
+                    id,
+                    &name,
+                    true,
+                    &[(5, cname.clone()), (1, vec![93, 184, 216, 34]), (1, vec![93, 184, 216, 35])],
+                )
+            };
+            record(pair, i % 2 == 1, &payload)
+        })
+        .collect()
+}
+
+fn sink(out: Option<&PathBuf>) -> Result<OwnedFd> {
+    let path = out.cloned().unwrap_or_else(|| PathBuf::from("/dev/null"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map(OwnedFd::from)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn main(args: &Args) -> Result<()> {
+    let records = match args.worker.as_str() {
+        "dns" => dns_records(args.records),
+        other => return Err(format!("worker-cost: no workload for worker {other:?} (dns)")),
+    };
+    let mut worker = Offline::new(
+        palisade_worker_dns::worker::Dns::default(),
+        sink(args.out.as_ref())?,
+        &[palisade_ipc::messages::InterfaceName {
+            ifindex: 2,
+            name: "eth0".into(),
+        }],
+    );
+    let started = Instant::now();
+    for batch in records.chunks(BATCH as usize) {
+        for item in batch {
+            worker.record(item);
+        }
+        worker.tick();
+    }
+    let elapsed = started.elapsed().max(Duration::from_nanos(1));
+    let stats = worker.finish();
+    let secs = elapsed.as_secs_f64();
+    let report = serde_json::json!({
+        "worker": args.worker,
+        "records": stats.records,
+        "events": stats.events,
+        "drops": stats.drops.iter().map(|d| (d.reason.clone(), d.count)).collect::<Vec<_>>(),
+        "seconds": secs,
+        "events_per_second": (stats.events as f64 / secs).round(),
+        "ns_per_event": (secs * 1e9 / stats.events.max(1) as f64).round(),
+    });
+    println!("{report}");
+    Ok(())
+}
