@@ -41,7 +41,11 @@ const BATCH: u32 = 4096;
 fn dns_message(id: u16, qname: &str, response: bool, answers: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let mut m = Vec::with_capacity(128);
     m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(if response { &[0x81, 0x80] } else { &[0x01, 0x00] });
+    m.extend_from_slice(if response {
+        &[0x81, 0x80]
+    } else {
+        &[0x01, 0x00]
+    });
     let ancount = answers.len() as u16;
     m.extend_from_slice(&[0, 1]);
     m.extend_from_slice(&ancount.to_be_bytes());
@@ -124,7 +128,11 @@ fn dns_records(n: u32) -> Vec<Vec<u8>> {
                     id,
                     &name,
                     true,
-                    &[(5, cname.clone()), (1, vec![93, 184, 216, 34]), (1, vec![93, 184, 216, 35])],
+                    &[
+                        (5, cname.clone()),
+                        (1, vec![93, 184, 216, 34]),
+                        (1, vec![93, 184, 216, 35]),
+                    ],
                 )
             };
             record(pair, i % 2 == 1, &payload)
@@ -145,7 +153,11 @@ fn sink(out: Option<&PathBuf>) -> Result<OwnedFd> {
 pub fn main(args: &Args) -> Result<()> {
     let records = match args.worker.as_str() {
         "dns" => dns_records(args.records),
-        other => return Err(format!("worker-cost: no workload for worker {other:?} (dns)")),
+        other => {
+            return Err(format!(
+                "worker-cost: no workload for worker {other:?} (dns)"
+            ));
+        }
     };
     let mut worker = Offline::new(
         palisade_worker_dns::worker::Dns::default(),

@@ -5,48 +5,21 @@
 
 use std::{collections::HashMap, time::Instant};
 
-use palisade_abi::{RecordHeader, dns_name};
-use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use crate::{
     correlate::{Correlator, QueryKey, TIMEOUT_NS, Track},
-    event::{DNS_LOG_VERSION, DnsBody, DnsVendor, KeptQuery, Policy},
-    parse::{self, Message, Rdata},
+    event::{DNS_LOG_VERSION, DnsEvent, KeptQuery, Policy},
+    parse::{self, Message, Name, Rdata},
     policy::{RegexPolicy, Reported, ResolverNames},
     tcp::Reassembler,
 };
+use palisade_abi::{RecordHeader, dns_name};
+use palisade_ipc::messages::{SupervisorToWorker, WorkerKind, WorkerToSupervisor};
 use palisade_worker_runtime::{
     EventOut, Protocol, Record,
     alert::{self, Alert},
     eve::{self, Mac},
 };
 use serde::Serialize;
-
-#[derive(Serialize)]
-struct DnsEvent {
-    #[serde(flatten)]
-    common: eve::Common,
-    dns: DnsBody,
-    palisade: eve::Vendor<DnsExtra>,
-}
-
-/// `palisade` of a dns event: `{"dns": {...}}`.
-#[derive(Serialize)]
-struct DnsExtra {
-    dns: DnsVendor,
-}
-
-impl DnsEvent {
-    fn new(common: eve::Common, mut dns: DnsBody) -> Self {
-        let extra = DnsExtra {
-            dns: dns.take_vendor(),
-        };
-        Self {
-            palisade: eve::Vendor::new(&common, extra),
-            common,
-            dns,
-        }
-    }
-}
 
 /// An alert about a DNS message.
 #[derive(Serialize)]
@@ -123,12 +96,27 @@ pub struct Dns {
 
 const TCP: u8 = 6;
 
+/// A name in the policy's normalized form (`dns_name::normalize` of its presentation
+/// text), the text rendered on the stack.
+fn normalized(name: &Name) -> Option<String> {
+    // Presentation text is at most 4 characters per wire byte (`\DDD`).
+    let mut text = [0u8; 4 * 256];
+    let mut len = 0;
+    name.write_text(|piece| {
+        if let Some(slot) = text.get_mut(len..len + piece.len()) {
+            slot.copy_from_slice(piece);
+            len += piece.len();
+        }
+    });
+    dns_name::normalize(std::str::from_utf8(text.get(..len)?).ok()?)
+}
+
 /// CNAME targets of an answer, normalized, in order.
 fn cname_targets(m: &Message) -> Vec<String> {
     m.answers
         .iter()
         .filter_map(|r| match &r.data {
-            Rdata::Cname(target) => dns_name::normalize(&target.to_string()),
+            Rdata::Cname(target) => normalized(target),
             _ => None,
         })
         .take(MAX_CNAME_TARGETS)
@@ -164,18 +152,15 @@ impl Dns {
         } else {
             hdr.src_mac
         });
-        let qname = m
-            .questions
-            .first()
-            .and_then(|q| dns_name::normalize(&q.name.to_string()));
-        let mut body = DnsBody::new(m, partial, client_mac);
+        let qname = m.questions.first().and_then(|q| normalized(&q.name));
+        let mut event = DnsEvent::of_message(m, partial, client_mac);
         if hdr.flags & palisade_abi::FLAG_DNS_BLOCKED != 0 {
-            body.vendor.policy = Some(Policy {
+            event.vendor.policy = Some(Policy {
                 action: "blocked",
                 rule_id: None,
             });
         } else if hdr.flags & palisade_abi::FLAG_DNS_REWRITTEN != 0 {
-            body.vendor.policy = Some(Policy {
+            event.vendor.policy = Some(Policy {
                 action: "rewritten",
                 rule_id: None,
             });
@@ -185,7 +170,7 @@ impl Dns {
             if let (true, Some(name)) = (fresh, qname.clone()) {
                 out.send(WorkerToSupervisor::BlockRequest { name, rule_id });
             }
-            body.vendor.policy = Some(Policy {
+            event.vendor.policy = Some(Policy {
                 action: "block_requested",
                 rule_id: Some(rule_id),
             });
@@ -200,8 +185,8 @@ impl Dns {
                 m.header.id,
             );
             if let Some(q) = self.pending.answer(&key) {
-                body.vendor.query_timestamp = Some(ctx.wall(q.ts_ns));
-                body.vendor.rtt_ms = Some(hdr.ts_boot_ns.saturating_sub(q.ts_ns) as f64 / 1e6);
+                event.vendor.query_timestamp = Some(ctx.wall(q.ts_ns));
+                event.vendor.rtt_ms = Some(hdr.ts_boot_ns.saturating_sub(q.ts_ns) as f64 / 1e6);
             }
             self.check_cnames(hdr, m, qname.as_deref(), out);
         } else {
@@ -230,7 +215,7 @@ impl Dns {
                 out.emit(&DnsAlert::new(common, alert, name, None));
             }
         }
-        out.emit(&DnsEvent::new(common, body));
+        out.emit_with(|w| event.write(w, &common));
     }
 
     /// Sends an answer's CNAME chain to the supervisor (once per name).
@@ -340,15 +325,13 @@ impl Protocol for Dns {
             out.drop("dns_tcp_stream_expired");
         }
         for (_, q) in self.pending.expire(ctx.boot_now_ns()) {
-            let body = DnsBody::unanswered(
+            let event = DnsEvent::unanswered(
                 &q.info.query,
                 Mac(q.info.hdr.src_mac),
                 TIMEOUT_NS / 1_000_000,
             );
-            out.emit(&DnsEvent::new(
-                eve::Common::new(ctx, "dns", &q.info.hdr),
-                body,
-            ));
+            let common = eve::Common::new(ctx, "dns", &q.info.hdr);
+            out.emit_with(|w| event.write(w, &common));
         }
     }
 }

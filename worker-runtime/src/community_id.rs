@@ -48,10 +48,45 @@ fn icmp_counterpart(proto: u8, icmp_type: u8) -> Option<u8> {
     }
 }
 
-fn octets(addr: IpAddr) -> Vec<u8> {
+/// An address's bytes (4 or 16) in a fixed buffer, and how many are used.
+fn octets(addr: IpAddr) -> ([u8; 16], usize) {
+    let mut out = [0u8; 16];
     match addr {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => {
+            out[..4].copy_from_slice(&a.octets());
+            (out, 4)
+        }
+        IpAddr::V6(a) => (a.octets(), 16),
+    }
+}
+
+/// A Community ID v1: `1:` and 28 base64 characters, kept inline (no allocation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CommunityId([u8; 30]);
+
+impl CommunityId {
+    /// The text form, `1:...=`.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CommunityId({})", self.as_str())
+    }
+}
+
+impl serde::Serialize for CommunityId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -64,8 +99,12 @@ pub fn community_id(
     proto: u8,
     sport: u16,
     dport: u16,
-) -> String {
-    let (mut src, mut dst) = (octets(src), octets(dst));
+) -> CommunityId {
+    let ((src, len), (dst, _)) = (octets(src), octets(dst));
+    let (mut src, mut dst) = (
+        src.get(..len).unwrap_or_default(),
+        dst.get(..len).unwrap_or_default(),
+    );
     let (mut sport, mut dport) = (sport, dport);
     let mut one_way = false;
     if proto == ICMP || proto == ICMPV6 {
@@ -79,22 +118,36 @@ pub fn community_id(
         std::mem::swap(&mut src, &mut dst);
         std::mem::swap(&mut sport, &mut dport);
     }
-    let mut hasher = Sha1::new();
-    hasher.update(seed.to_be_bytes());
-    hasher.update(&src);
-    hasher.update(&dst);
-    hasher.update([proto, 0]);
+    // The whole input in one buffer: one SHA-1 update.
+    let mut input = [0u8; 2 + 16 + 16 + 2 + 4];
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        if let Some(slot) = input.get_mut(n..n + bytes.len()) {
+            slot.copy_from_slice(bytes);
+            n += bytes.len();
+        }
+    };
+    put(&seed.to_be_bytes());
+    put(src);
+    put(dst);
+    put(&[proto, 0]);
     if matches!(proto, ICMP | ICMPV6 | 6 | 17 | 132) {
-        hasher.update(sport.to_be_bytes());
-        hasher.update(dport.to_be_bytes());
+        put(&sport.to_be_bytes());
+        put(&dport.to_be_bytes());
     }
-    format!("1:{}", base64(&hasher.finalize()))
+    let digest = Sha1::digest(input.get(..n).unwrap_or_default());
+    let mut out = [b'='; 30];
+    let (prefix, text) = out.split_at_mut(2);
+    prefix.copy_from_slice(b"1:");
+    base64(&digest, text);
+    CommunityId(out)
 }
 
-/// Standard base64 with padding (RFC 4648 section 4).
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding (RFC 4648 section 4) of `bytes` into `out` (which is
+/// pre-filled with `=` and has room for the whole encoding).
+fn base64(bytes: &[u8], out: &mut [u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut at = 0;
     for chunk in bytes.chunks(3) {
         let b = [
             chunk.first().copied().unwrap_or(0),
@@ -102,16 +155,14 @@ fn base64(bytes: &[u8]) -> String {
             chunk.get(2).copied().unwrap_or(0),
         ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let index = ((n >> (18 - 6 * i)) & 0x3f) as usize;
-                out.push(ALPHABET.get(index).map_or('=', |&c| char::from(c)));
-            } else {
-                out.push('=');
+        for i in 0..=chunk.len() {
+            let index = ((n >> (18 - 6 * i)) & 0x3f) as usize;
+            if let (Some(slot), Some(&c)) = (out.get_mut(at + i), ALPHABET.get(index)) {
+                *slot = c;
             }
         }
+        at += 4;
     }
-    out
 }
 
 #[cfg(test)]
@@ -128,6 +179,7 @@ mod tests {
             sport,
             dport,
         )
+        .to_string()
     }
 
     /// The spec's reference vectors (corelight/community-id-spec, also used by Elastic's
@@ -210,12 +262,18 @@ mod tests {
         );
     }
 
+    fn b64(bytes: &[u8]) -> String {
+        let mut out = vec![b'='; bytes.len().div_ceil(3) * 4];
+        base64(bytes, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn base64_pads() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
+        assert_eq!(b64(b""), "");
+        assert_eq!(b64(b"f"), "Zg==");
+        assert_eq!(b64(b"fo"), "Zm8=");
+        assert_eq!(b64(b"foo"), "Zm9v");
+        assert_eq!(b64(b"foob"), "Zm9vYg==");
     }
 }

@@ -66,8 +66,40 @@ impl Context {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp(pub u64);
 
-impl std::fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Timestamp {
+    /// Appends the text form (as `Display`) without going through `fmt`.
+    pub fn write_to(self, out: &mut Vec<u8>) {
+        let (year, month, day, sod, micros) = self.civil();
+        let two = |out: &mut Vec<u8>, v: u64| {
+            out.push(b'0' + (v / 10 % 10) as u8);
+            out.push(b'0' + (v % 10) as u8);
+        };
+        let year = year.clamp(0, 9999) as u64;
+        two(out, year / 100);
+        two(out, year % 100);
+        out.push(b'-');
+        two(out, month as u64);
+        out.push(b'-');
+        two(out, day as u64);
+        out.push(b'T');
+        two(out, sod / 3600);
+        out.push(b':');
+        two(out, (sod / 60) % 60);
+        out.push(b':');
+        two(out, sod % 60);
+        out.push(b'.');
+        let mut digits = [b'0'; 6];
+        let mut m = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        out.extend_from_slice(&digits);
+        out.extend_from_slice(b"+0000");
+    }
+
+    /// (year, month, day, second of the day, microseconds).
+    fn civil(self) -> (i64, i64, i64, u64, u64) {
         let secs = self.0 / 1_000_000_000;
         let micros = (self.0 % 1_000_000_000) / 1000;
         let days = (secs / 86_400) as i64;
@@ -82,6 +114,13 @@ impl std::fmt::Display for Timestamp {
         let day = doy - (153 * mp + 2) / 5 + 1;
         let month = if mp < 10 { mp + 3 } else { mp - 9 };
         let year = yoe + era * 400 + i64::from(month <= 2);
+        (year, month, day, sod, micros)
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (year, month, day, sod, micros) = self.civil();
         write!(
             f,
             "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+0000",
@@ -185,7 +224,7 @@ pub struct Common {
     /// Community ID v1 of the tuple (see [`crate::community_id`]); absent for ICMP when
     /// the record does not carry the type and code.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub community_id: Option<String>,
+    pub community_id: Option<crate::community_id::CommunityId>,
     /// Ethernet addresses.
     pub ether: Ether,
     /// `ingress` or `egress` on `in_iface` (where the packet was seen): Palisade's own
@@ -251,12 +290,38 @@ impl Common {
         common
     }
 
+    /// Writes the shared fields into the event object `w` is in, in the order serde writes
+    /// them (the hot path's [`crate::EventOut::emit_with`]).
+    pub fn write(&self, w: &mut crate::json::JsonWriter<'_>) {
+        w.key("timestamp").timestamp(self.timestamp);
+        if let Some(id) = self.flow_id {
+            w.key("flow_id").u64(id);
+        }
+        w.key("in_iface").str(&self.in_iface);
+        w.key("event_type").str(self.event_type);
+        if let Some([vlan]) = self.vlan {
+            w.key("vlan").begin_array().u64(u64::from(vlan)).end_array();
+        }
+        w.key("src_ip").ip(self.src_ip);
+        w.key("src_port").u64(u64::from(self.src_port));
+        w.key("dest_ip").ip(self.dest_ip);
+        w.key("dest_port").u64(u64::from(self.dest_port));
+        w.key("proto").str(self.proto);
+        if let Some(cid) = &self.community_id {
+            w.key("community_id").str(cid.as_str());
+        }
+        w.key("ether").begin_object();
+        w.key("src_mac").mac(self.ether.src_mac);
+        w.key("dest_mac").mac(self.ether.dest_mac);
+        w.end_object();
+    }
+
     /// Sets `community_id` from the tuple (`sport`/`dport`: the ICMP type and code for
     /// ICMP) and `flow_id` from it and the flow's first-packet time (none when 0).
     pub fn set_flow(&mut self, l4_proto: u8, sport: u16, dport: u16, flow_start_ns: u64) {
         let cid =
             crate::community_id::community_id(0, self.src_ip, self.dest_ip, l4_proto, sport, dport);
-        self.flow_id = (flow_start_ns != 0).then(|| flow_id(&cid, flow_start_ns));
+        self.flow_id = (flow_start_ns != 0).then(|| flow_id(cid.as_str(), flow_start_ns));
         self.community_id = Some(cid);
     }
 }

@@ -19,6 +19,7 @@ pub mod channel;
 pub mod community_id;
 pub mod cursor;
 pub mod eve;
+pub mod json;
 pub mod offline;
 pub mod privilege;
 pub mod ringbuf;

@@ -20,7 +20,10 @@ use std::{
 
 use serde::Serialize;
 
-use crate::stats::{DROP_SINK_ERROR, DROP_SINK_PARTIAL_LINE, Stats};
+use crate::{
+    json::JsonWriter,
+    stats::{DROP_SINK_ERROR, DROP_SINK_PARTIAL_LINE, Stats},
+};
 
 const PIPE_BUF: usize = 4096;
 /// Flush when this much is buffered, even mid-drain.
@@ -166,6 +169,17 @@ impl EventOut<'_> {
                 self.stats.drop("serialize_error", 1);
             }
         }
+        if self.sink.buf.len() >= FLUSH_AT {
+            self.sink.flush(self.stats);
+        }
+    }
+
+    /// Appends one event as a JSON line that `write` writes with a [`JsonWriter`] straight
+    /// into the sink's buffer (no intermediate structs, no allocation): the hot path.
+    pub fn emit_with(&mut self, write: impl FnOnce(&mut JsonWriter<'_>)) {
+        write(&mut JsonWriter::new(&mut self.sink.buf));
+        self.sink.buf.push(b'\n');
+        self.sink.pending_lines += 1;
         if self.sink.buf.len() >= FLUSH_AT {
             self.sink.flush(self.stats);
         }

@@ -182,8 +182,8 @@ fn read_section<T>(
     *budget = budget
         .checked_sub(count)
         .ok_or(ParseError::new(ErrorKind::TooManyRecords, section))?;
-    // Grows with what was read, never with what the header claims.
-    let mut items = Vec::new();
+    // Grows with what was read, never with what the header claims beyond a few.
+    let mut items = Vec::with_capacity(count.min(8));
     for _ in 0..count {
         items.push(read(cur).map_err(|kind| ParseError::new(kind, section))?);
     }

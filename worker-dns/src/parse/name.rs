@@ -113,7 +113,8 @@ impl Name {
     pub(crate) fn read(cur: &mut Cursor<'_>) -> Result<Self, ErrorKind> {
         let msg = cur.message();
         let mut src = *cur;
-        let mut wire = Vec::new();
+        // Most names fit: one allocation instead of three growths.
+        let mut wire = Vec::with_capacity(64);
         // Start of the label sequence being read.
         let mut seq_start = src.position();
         // Byte ranges already read (inclusive), one per sequence left
@@ -164,6 +165,45 @@ impl Name {
             *cur = src;
         }
         Ok(Self { wire })
+    }
+}
+
+impl Name {
+    /// Whether the presentation format is just the labels joined by `.` (no byte of any
+    /// label needs a presentation escape), and the name is not the root.
+    pub fn is_plain(&self) -> bool {
+        !self.is_root()
+            && self.labels().all(|l| {
+                l.iter()
+                    .all(|&b| (0x21..=0x7e).contains(&b) && b != b'.' && b != b'\\')
+            })
+    }
+
+    /// The presentation format (as `Display`) in pieces, without allocating: runs of plain
+    /// bytes are pushed as they are, escapes as they come.
+    pub fn write_text(&self, mut push: impl FnMut(&[u8])) {
+        if self.is_root() {
+            return push(b".");
+        }
+        for (i, label) in self.labels().enumerate() {
+            if i > 0 {
+                push(b".");
+            }
+            let mut start = 0;
+            for (at, &b) in label.iter().enumerate() {
+                if (0x21..=0x7e).contains(&b) && b != b'.' && b != b'\\' {
+                    continue;
+                }
+                push(label.get(start..at).unwrap_or_default());
+                if b == b'.' || b == b'\\' {
+                    push(&[b'\\', b]);
+                } else {
+                    push(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]);
+                }
+                start = at + 1;
+            }
+            push(label.get(start..).unwrap_or_default());
+        }
     }
 }
 

@@ -320,3 +320,31 @@ fn pointers_may_reach_outside_the_rdata_but_labels_may_not() {
         })
     );
 }
+
+#[test]
+fn text_in_pieces_is_the_presentation_format() {
+    // Every byte value in a label, escapes and plain runs mixed; and the root.
+    let all: Vec<u8> = (0u8..=255).filter(|b| *b != 0).take(60).collect();
+    let high: Vec<u8> = (120u8..=255).take(60).collect();
+    for labels in [
+        vec![b"www".to_vec(), b"Example".to_vec(), b"com".to_vec()],
+        vec![all, b"a.b\\c\"d".to_vec()],
+        vec![high],
+        vec![],
+    ] {
+        let mut wire = Vec::new();
+        for l in &labels {
+            wire.push(l.len() as u8);
+            wire.extend_from_slice(l);
+        }
+        wire.push(0);
+        let msg = Msg::new(1, 0, [1, 0, 0, 0]).raw(&wire).u16(1).u16(1);
+        let name = qname(&msg);
+        let mut text = Vec::new();
+        name.write_text(|piece| text.extend_from_slice(piece));
+        assert_eq!(
+            String::from_utf8(text).unwrap_or_default(),
+            name.to_string()
+        );
+    }
+}
