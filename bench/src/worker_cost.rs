@@ -5,7 +5,8 @@
 //! 4,096 as the worker drains its ring, and the events written to /dev/null (or `--out`).
 //!
 //! `dns`: alternating queries and answers (A for a 3-label name; the answer a CNAME and two
-//! A records), each answer matching its query (correlation, RTT). Prints one JSON object:
+//! A records), each answer matching its query (correlation, RTT). `flow`: flow end records
+//! (TCP closed by FIN and UDP timed out, alternating), one per flow. Prints one JSON object:
 //! records, events, seconds, events per second and ns per event. Run it under
 //! `valgrind --tool=callgrind` for instruction counts that do not depend on the machine's
 //! load.
@@ -16,14 +17,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_abi::{KIND_DNS, RECORD_MAGIC, RecordHeader};
+use palisade_abi::{FlowRecord, KIND_DNS, KIND_FLOW_END, RECORD_MAGIC, RecordHeader};
 use palisade_worker_runtime::offline::Offline;
 
 use crate::Result;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which worker's protocol: `dns`.
+    /// Which worker's protocol: `dns` or `flow`.
     #[arg(long, default_value = "dns")]
     worker: String,
     /// Records to feed.
@@ -67,28 +68,40 @@ fn dns_message(id: u16, qname: &str, response: bool, answers: &[(u16, Vec<u8>)])
 
 /// A ring record: header (as the observer fills it) and payload.
 fn record(seq: u32, response: bool, payload: &[u8]) -> Vec<u8> {
+    record_of(KIND_DNS, 17, seq, response, 53, payload)
+}
+
+/// A ring record of `kind` and L4 protocol `l4` between a client and a server port.
+fn record_of(
+    kind: u16,
+    l4: u8,
+    seq: u32,
+    response: bool,
+    server_port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let client = [192, 168, 1, 20 + (seq % 200) as u8];
     let server = [192, 168, 1, 1];
     let port = 20_000 + (seq % 40_000) as u16;
     let mut src_addr = [0u8; 16];
     let mut dst_addr = [0u8; 16];
     let (src, dst, sport, dport) = if response {
-        (server, client, 53, port)
+        (server, client, server_port, port)
     } else {
-        (client, server, port, 53)
+        (client, server, port, server_port)
     };
     src_addr[..4].copy_from_slice(&src);
     dst_addr[..4].copy_from_slice(&dst);
     let hdr = RecordHeader {
         magic: RECORD_MAGIC,
         abi_version: palisade_abi::ABI_VERSION,
-        kind: KIND_DNS,
+        kind,
         len: (RecordHeader::SIZE + payload.len()) as u32,
         ifindex: 2,
         ts_boot_ns: 1_000_000_000 + u64::from(seq) * 1_000,
         direction: palisade_abi::DIR_INGRESS,
         ip_version: 4,
-        l4_proto: 17,
+        l4_proto: l4,
         flags: 0,
         vlan_id: 0,
         src_port: sport,
@@ -140,6 +153,35 @@ fn dns_records(n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The flow workload: `n` flow end records, TCP (FIN) and UDP (timeout) alternating.
+fn flow_records(n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let tcp = i % 2 == 0;
+            let f = FlowRecord {
+                first_seen_ns: 1_000_000_000 + u64::from(i) * 1_000,
+                last_seen_ns: 4_000_000_000 + u64::from(i) * 1_000,
+                pkts_toserver: 12,
+                pkts_toclient: 10,
+                bytes_toserver: 1_800,
+                bytes_toclient: 14_000,
+                payload_bytes_toserver: 900,
+                payload_bytes_toclient: 13_000,
+                tcp_flags_toserver: if tcp { 0x1b } else { 0 },
+                tcp_flags_toclient: if tcp { 0x1b } else { 0 },
+                end_reason: if tcp {
+                    palisade_abi::FLOW_REASON_FIN
+                } else {
+                    palisade_abi::FLOW_REASON_TIMEOUT
+                },
+                ..FlowRecord::default()
+            };
+            let (l4, port) = if tcp { (6, 443) } else { (17, 123) };
+            record_of(KIND_FLOW_END, l4, i, false, port, &f.to_bytes())
+        })
+        .collect()
+}
+
 fn sink(out: Option<&PathBuf>) -> Result<OwnedFd> {
     let path = out.cloned().unwrap_or_else(|| PathBuf::from("/dev/null"));
     std::fs::OpenOptions::new()
@@ -150,18 +192,15 @@ fn sink(out: Option<&PathBuf>) -> Result<OwnedFd> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn main(args: &Args) -> Result<()> {
-    let records = match args.worker.as_str() {
-        "dns" => dns_records(args.records),
-        other => {
-            return Err(format!(
-                "worker-cost: no workload for worker {other:?} (dns)"
-            ));
-        }
-    };
+/// Feeds `records` to `protocol` in drains of [`BATCH`]; returns the counters and the time.
+fn feed<P: palisade_worker_runtime::Protocol>(
+    protocol: P,
+    records: &[Vec<u8>],
+    out: Option<&PathBuf>,
+) -> Result<(palisade_ipc::messages::WorkerStats, Duration)> {
     let mut worker = Offline::new(
-        palisade_worker_dns::worker::Dns::default(),
-        sink(args.out.as_ref())?,
+        protocol,
+        sink(out)?,
         &[palisade_ipc::messages::InterfaceName {
             ifindex: 2,
             name: "eth0".into(),
@@ -175,7 +214,28 @@ pub fn main(args: &Args) -> Result<()> {
         worker.tick();
     }
     let elapsed = started.elapsed().max(Duration::from_nanos(1));
-    let stats = worker.finish();
+    Ok((worker.finish(), elapsed))
+}
+
+pub fn main(args: &Args) -> Result<()> {
+    let out = args.out.as_ref();
+    let (stats, elapsed) = match args.worker.as_str() {
+        "dns" => feed(
+            palisade_worker_dns::worker::Dns::default(),
+            &dns_records(args.records),
+            out,
+        )?,
+        "flow" => feed(
+            palisade_worker_flow::worker::Flow::default(),
+            &flow_records(args.records),
+            out,
+        )?,
+        other => {
+            return Err(format!(
+                "worker-cost: no workload for worker {other:?} (dns, flow)"
+            ));
+        }
+    };
     let secs = elapsed.as_secs_f64();
     let report = serde_json::json!({
         "worker": args.worker,

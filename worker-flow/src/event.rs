@@ -4,13 +4,13 @@
 //! Suricata does not log, in the `palisade.flow` vendor object: payload byte
 //! counts and whether the flow was seeded from conntrack. Start and update
 //! events (`flow.reason` `start`/`update`) are written only when configured.
+//! Events are written straight into the sink's buffer ([`FlowEvent::write`]).
 
 use palisade_abi::{
     FLOW_F_SEEDED, FLOW_REASON_EVICTED, FLOW_REASON_FIN, FLOW_REASON_RST, FLOW_REASON_TIMEOUT,
     FlowRecord, Kind, RecordHeader,
 };
-use palisade_worker_runtime::eve;
-use serde::Serialize;
+use palisade_worker_runtime::{eve, json::JsonWriter};
 
 /// Which record made the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum Phase {
     Start,
     /// A periodic report of a live flow.
     Update,
-    /// FIN pair, RST or idle timeout.
+    /// FIN pair, RST, idle timeout or eviction.
     End,
 }
 
@@ -35,95 +35,21 @@ impl Phase {
     }
 }
 
-#[derive(Serialize)]
-pub struct FlowBody {
-    pkts_toserver: u64,
-    pkts_toclient: u64,
-    /// Frame bytes, link-layer header included (Suricata's meaning).
-    bytes_toserver: u64,
-    bytes_toclient: u64,
+/// One `flow` event: the shared fields and the record's counters.
+#[derive(Debug)]
+pub struct FlowEvent {
+    /// The shared fields (client -> server), with the flow's `flow_id` and `community_id`.
+    pub common: eve::Common,
+    icmp: Option<(u8, u8)>,
+    record: FlowRecord,
     start: eve::Timestamp,
     end: eve::Timestamp,
-    /// Whole seconds between first and last packet.
-    age: u64,
     /// `new`, `established` or `closed`.
     state: &'static str,
     /// `start`, `update`, `fin`, `rst`, `timeout`, or `evicted` (ended early, idle, to
     /// make room in a nearly full table).
     reason: &'static str,
-}
-
-/// `palisade.flow`: what Suricata's `flow` object has no field for.
-#[derive(Serialize)]
-pub struct FlowVendor {
-    /// L4 payload bytes (what the applications sent).
-    payload_bytes_toserver: u64,
-    payload_bytes_toclient: u64,
-    /// The flow was seeded from conntrack at start (it began before Palisade did).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    seeded: bool,
-}
-
-#[derive(Serialize)]
-pub struct FlowExtra {
-    flow: FlowVendor,
-}
-
-/// Suricata's `tcp` object of a flow event.
-#[derive(Serialize)]
-pub struct TcpBody {
-    tcp_flags: String,
-    tcp_flags_ts: String,
-    tcp_flags_tc: String,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    syn: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    fin: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    rst: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    psh: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    ack: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    urg: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    ecn: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    cwr: bool,
-}
-
-impl TcpBody {
-    fn new(ts: u8, tc: u8) -> Self {
-        let all = ts | tc;
-        Self {
-            tcp_flags: format!("{all:02x}"),
-            tcp_flags_ts: format!("{ts:02x}"),
-            tcp_flags_tc: format!("{tc:02x}"),
-            fin: all & 0x01 != 0,
-            syn: all & 0x02 != 0,
-            rst: all & 0x04 != 0,
-            psh: all & 0x08 != 0,
-            ack: all & 0x10 != 0,
-            urg: all & 0x20 != 0,
-            ecn: all & 0x40 != 0,
-            cwr: all & 0x80 != 0,
-        }
-    }
-}
-
-#[derive(Serialize)]
-pub struct FlowEvent {
-    #[serde(flatten)]
-    pub common: eve::Common,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp_type: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp_code: Option<u8>,
-    pub flow: FlowBody,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<TcpBody>,
-    pub palisade: eve::Vendor<FlowExtra>,
+    tcp: bool,
 }
 
 impl FlowEvent {
@@ -137,16 +63,6 @@ impl FlowEvent {
             (hdr.src_port, hdr.dst_port)
         };
         common.set_flow(hdr.l4_proto, sport, dport, f.first_seen_ns);
-        let palisade = eve::Vendor::new(
-            &common,
-            FlowExtra {
-                flow: FlowVendor {
-                    payload_bytes_toserver: f.payload_bytes_toserver,
-                    payload_bytes_toclient: f.payload_bytes_toclient,
-                    seeded: f.flags & FLOW_F_SEEDED != 0,
-                },
-            },
-        );
         let both_ways = f.pkts_toserver > 0 && f.pkts_toclient > 0;
         let (state, reason) = match (phase, f.end_reason) {
             (Phase::Start, _) => ("new", "start"),
@@ -161,22 +77,81 @@ impl FlowEvent {
         };
         Self {
             common,
-            icmp_type: icmp.then_some(f.icmp_type),
-            icmp_code: icmp.then_some(f.icmp_code),
-            flow: FlowBody {
-                pkts_toserver: f.pkts_toserver,
-                pkts_toclient: f.pkts_toclient,
-                bytes_toserver: f.bytes_toserver,
-                bytes_toclient: f.bytes_toclient,
-                start: ctx.wall(f.first_seen_ns),
-                end: ctx.wall(f.last_seen_ns),
-                age: f.last_seen_ns.saturating_sub(f.first_seen_ns) / 1_000_000_000,
-                state,
-                reason,
-            },
-            tcp: (hdr.l4_proto == 6)
-                .then(|| TcpBody::new(f.tcp_flags_toserver, f.tcp_flags_toclient)),
-            palisade,
+            icmp: icmp.then_some((f.icmp_type, f.icmp_code)),
+            record: *f,
+            start: ctx.wall(f.first_seen_ns),
+            end: ctx.wall(f.last_seen_ns),
+            state,
+            reason,
+            tcp: hdr.l4_proto == 6,
         }
     }
+
+    /// The whole event object.
+    pub fn write(&self, w: &mut JsonWriter<'_>) {
+        let f = &self.record;
+        w.begin_object();
+        self.common.write(w);
+        if let Some((icmp_type, icmp_code)) = self.icmp {
+            w.key("icmp_type").u64(u64::from(icmp_type));
+            w.key("icmp_code").u64(u64::from(icmp_code));
+        }
+        w.key("flow").begin_object();
+        w.key("pkts_toserver").u64(f.pkts_toserver);
+        w.key("pkts_toclient").u64(f.pkts_toclient);
+        // Frame bytes, link-layer header included (Suricata's meaning).
+        w.key("bytes_toserver").u64(f.bytes_toserver);
+        w.key("bytes_toclient").u64(f.bytes_toclient);
+        w.key("start").timestamp(self.start);
+        w.key("end").timestamp(self.end);
+        // Whole seconds between first and last packet.
+        w.key("age")
+            .u64(f.last_seen_ns.saturating_sub(f.first_seen_ns) / 1_000_000_000);
+        w.key("state").str(self.state);
+        w.key("reason").str(self.reason);
+        w.end_object();
+        if self.tcp {
+            write_tcp(w, f.tcp_flags_toserver, f.tcp_flags_toclient);
+        }
+        w.key("palisade").begin_object();
+        w.key("iface_direction").str(self.common.iface_direction);
+        w.key("flow").begin_object();
+        // L4 payload bytes (what the applications sent).
+        w.key("payload_bytes_toserver")
+            .u64(f.payload_bytes_toserver);
+        w.key("payload_bytes_toclient")
+            .u64(f.payload_bytes_toclient);
+        if f.flags & FLOW_F_SEEDED != 0 {
+            // Seeded from conntrack at start: it began before Palisade did.
+            w.key("seeded").bool(true);
+        }
+        w.end_object();
+        w.end_object();
+        w.end_object();
+    }
+}
+
+/// Suricata's `tcp` object of a flow event: the flags each way and together (hex), and
+/// each flag seen (only the true ones).
+fn write_tcp(w: &mut JsonWriter<'_>, ts: u8, tc: u8) {
+    let all = ts | tc;
+    w.key("tcp").begin_object();
+    w.key("tcp_flags").hex_u8(all);
+    w.key("tcp_flags_ts").hex_u8(ts);
+    w.key("tcp_flags_tc").hex_u8(tc);
+    for (bit, name) in [
+        (0x02, "syn"),
+        (0x01, "fin"),
+        (0x04, "rst"),
+        (0x08, "psh"),
+        (0x10, "ack"),
+        (0x20, "urg"),
+        (0x40, "ecn"),
+        (0x80, "cwr"),
+    ] {
+        if all & bit != 0 {
+            w.key(name).bool(true);
+        }
+    }
+    w.end_object();
 }

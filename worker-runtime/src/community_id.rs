@@ -65,6 +65,11 @@ fn octets(addr: IpAddr) -> ([u8; 16], usize) {
 pub struct CommunityId([u8; 30]);
 
 impl CommunityId {
+    /// The text form's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The text form, `1:...=`.
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever stored.

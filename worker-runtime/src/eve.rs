@@ -66,10 +66,41 @@ impl Context {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp(pub u64);
 
+thread_local! {
+    /// The last second formatted (`YYYY-MM-DDTHH:MM:SS`): events come in bursts within
+    /// the same second, so most timestamps only need their microseconds.
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
 impl Timestamp {
     /// Appends the text form (as `Display`) without going through `fmt`.
     pub fn write_to(self, out: &mut Vec<u8>) {
-        let (year, month, day, sod, micros) = self.civil();
+        let secs = self.0 / 1_000_000_000;
+        let micros = (self.0 % 1_000_000_000) / 1000;
+        let (last, text) = LAST_SECOND.get();
+        if last == secs {
+            out.extend_from_slice(&text);
+        } else {
+            let at = out.len();
+            self.write_second(out);
+            if let Some(fresh) = out.get(at..).and_then(|t| <[u8; 19]>::try_from(t).ok()) {
+                LAST_SECOND.set((secs, fresh));
+            }
+        }
+        out.push(b'.');
+        let mut digits = [b'0'; 6];
+        let mut m = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        out.extend_from_slice(&digits);
+        out.extend_from_slice(b"+0000");
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS` of this timestamp's second.
+    fn write_second(self, out: &mut Vec<u8>) {
+        let (year, month, day, sod, _) = self.civil();
         let two = |out: &mut Vec<u8>, v: u64| {
             out.push(b'0' + (v / 10 % 10) as u8);
             out.push(b'0' + (v % 10) as u8);
@@ -87,15 +118,6 @@ impl Timestamp {
         two(out, (sod / 60) % 60);
         out.push(b':');
         two(out, sod % 60);
-        out.push(b'.');
-        let mut digits = [b'0'; 6];
-        let mut m = micros;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (m % 10) as u8;
-            m /= 10;
-        }
-        out.extend_from_slice(&digits);
-        out.extend_from_slice(b"+0000");
     }
 
     /// (year, month, day, second of the day, microseconds).
@@ -186,8 +208,8 @@ pub fn addr(ip_version: u8, raw: [u8; 16]) -> IpAddr {
 /// later flow on the same tuple. FNV-1a over the Community ID and the boot-clock time of
 /// the flow's first packet (`flow_start_ns` of the records), kept below 2^53 so JSON
 /// consumers that read numbers as doubles keep it exact.
-pub fn flow_id(community_id: &str, first_seen_ns: u64) -> u64 {
-    let mut h = palisade_abi::dns_name::fnv1a64(community_id.as_bytes());
+pub fn flow_id(community_id: &[u8], first_seen_ns: u64) -> u64 {
+    let mut h = palisade_abi::dns_name::fnv1a64(community_id);
     for b in first_seen_ns.to_le_bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(palisade_abi::FNV64_PRIME);
@@ -308,7 +330,7 @@ impl Common {
         w.key("dest_port").u64(u64::from(self.dest_port));
         w.key("proto").str(self.proto);
         if let Some(cid) = &self.community_id {
-            w.key("community_id").str(cid.as_str());
+            w.key("community_id").str_bytes(cid.as_bytes());
         }
         w.key("ether").begin_object();
         w.key("src_mac").mac(self.ether.src_mac);
@@ -321,7 +343,7 @@ impl Common {
     pub fn set_flow(&mut self, l4_proto: u8, sport: u16, dport: u16, flow_start_ns: u64) {
         let cid =
             crate::community_id::community_id(0, self.src_ip, self.dest_ip, l4_proto, sport, dport);
-        self.flow_id = (flow_start_ns != 0).then(|| flow_id(cid.as_str(), flow_start_ns));
+        self.flow_id = (flow_start_ns != 0).then(|| flow_id(cid.as_bytes(), flow_start_ns));
         self.community_id = Some(cid);
     }
 }
@@ -343,6 +365,23 @@ mod tests {
             Timestamp(951_782_400_000_000_000).to_string(),
             "2000-02-29T00:00:00.000000+0000"
         );
+    }
+
+    #[test]
+    fn timestamps_written_in_place_match_display() {
+        // Same second twice (the cached prefix), the next second, a leap day, the epoch.
+        for ns in [
+            1_795_315_513_123_456_789,
+            1_795_315_513_999_999_999,
+            1_795_315_514_000_000_001,
+            951_782_400_000_000_000,
+            0,
+            1_795_315_513_000_000_000,
+        ] {
+            let mut out = Vec::new();
+            Timestamp(ns).write_to(&mut out);
+            assert_eq!(String::from_utf8(out).ok(), Some(Timestamp(ns).to_string()));
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl<'a> JsonWriter<'a> {
     }
 
     /// The separator before a value or key at the current level.
-    #[inline]
+    #[inline(always)]
     fn sep(&mut self) {
         if self.after_key {
             self.after_key = false;
@@ -91,7 +91,7 @@ impl<'a> JsonWriter<'a> {
     }
 
     /// `"key":` (keys are the program's own: written without escaping).
-    #[inline]
+    #[inline(always)]
     pub fn key(&mut self, key: &str) -> &mut Self {
         self.sep();
         self.out.push(b'"');
@@ -102,7 +102,7 @@ impl<'a> JsonWriter<'a> {
     }
 
     /// A string value, escaped.
-    #[inline]
+    #[inline(always)]
     pub fn str(&mut self, value: &str) -> &mut Self {
         self.sep();
         self.out.push(b'"');
@@ -189,6 +189,16 @@ impl<'a> JsonWriter<'a> {
         self.sep();
         self.out.push(b'"');
         ts.write_to(self.out);
+        self.out.push(b'"');
+        self
+    }
+
+    /// A byte as a two-digit lower-case hex string (`"1b"`).
+    #[inline]
+    pub fn hex_u8(&mut self, value: u8) -> &mut Self {
+        self.sep();
+        self.out.push(b'"');
+        push_hex_byte(self.out, value);
         self.out.push(b'"');
         self
     }
