@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use palisade_ipc::messages::InterfaceStatus;
 
-use super::{Daemon, DaemonError, RunOptions, release_memory, workers};
+use super::{Daemon, DaemonError, RunOptions, event_logs, release_memory, workers};
 use crate::{
     config::Config,
     control::server::Server,
@@ -32,6 +32,26 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
     let started = Instant::now();
     let cfg = &opts.config;
 
+    // What the configuration names on this system, before anything changes: the log group
+    // exists, the log directory can be had.
+    let log_gid = cfg
+        .log_group
+        .as_ref()
+        .map(crate::config::NamedGroup::resolve)
+        .transpose()?;
+    // The supervisor gives its own files to these groups (control socket, event logs): as
+    // their owner and a member of the group it needs no CAP_CHOWN for that.
+    let control_gid = crate::users::group_id(&cfg.control_group);
+    crate::users::join_groups(
+        &[control_gid, log_gid]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+    );
+    if !opts.foreground {
+        event_logs::prepare_dir(&cfg.log_dir, log_gid)?;
+    }
+
     // Kernel side first: pins, load, attach.
     crate::ebpf::pin::ensure_bpffs(&cfg.pin_root)?;
     let pins = PinTree::open(&cfg.pin_root)?;
@@ -53,7 +73,7 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         "programs attached"
     );
 
-    let (slots, resources) = workers::prepare(&opts, &loaded, &statuses)?;
+    let (slots, resources) = workers::prepare(&opts, log_gid, &loaded, &statuses)?;
     let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
     let daemon = Daemon {
         opts,
@@ -69,6 +89,7 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         conntrack_seed,
         ip,
         unread: Default::default(),
+        log_gid,
     };
     Ok((daemon, control))
 }
