@@ -98,8 +98,12 @@ impl Daemon {
         self.opts.config.dns = config.dns;
         self.opts.config.flow = config.flow;
         self.ip.state.set_lists(ip_lists);
-        self.ip.kernel =
-            ip_kernel::apply(&self.loaded, &self.ip.state, config.ip.alerts_per_second)?;
+        self.ip.kernel = ip_kernel::apply(
+            &self.loaded,
+            &mut self.ip.tries,
+            &self.ip.state,
+            config.ip.alerts_per_second,
+        )?;
         tracing::info!(
             list_rules = self.ip.state.lists.rules.len(),
             runtime_rules = self.ip.state.runtime.len(),

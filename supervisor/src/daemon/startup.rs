@@ -118,7 +118,8 @@ fn load_ip_policy(loaded: &Loaded, cfg: &Config) -> Result<IpPolicy, DaemonError
     if !ip.expire(unix_now()).is_empty() {
         ip.save()?;
     }
-    let ip_kernel = ip_kernel::apply(loaded, &ip, cfg.ip.alerts_per_second)?;
+    let mut tries = ip_kernel::LiveTries::default();
+    let ip_kernel = ip_kernel::apply(loaded, &mut tries, &ip, cfg.ip.alerts_per_second)?;
     tracing::info!(
         list_rules = ip.lists.rules.len(),
         runtime_rules = ip.runtime.len(),
@@ -134,6 +135,7 @@ fn load_ip_policy(loaded: &Loaded, cfg: &Config) -> Result<IpPolicy, DaemonError
     Ok(IpPolicy {
         state: ip,
         kernel: ip_kernel,
+        tries,
     })
 }
 
