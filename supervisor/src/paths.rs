@@ -25,12 +25,11 @@ pub const CONTROL_SOCKET_MODE: u32 = 0o660;
 /// Mode of event log files, owner root, group `paths.log_group` (root without one). Set
 /// explicitly on every file the daemon opens, whatever the umask.
 pub const LOG_FILE_MODE: u32 = 0o640;
-/// Mode of `<log_dir>` without a log group: root only.
+/// Mode of `<log_dir>`, owner root, group `paths.log_group` (root without one): the group
+/// may enter and list it. Not set-group-ID: the unit forbids setting that bit
+/// (`RestrictSUIDSGID=yes`), and nothing needs it (logrotate's `create` copies the
+/// rotated file's group and mode; the daemon sets them on every file it opens).
 pub const LOG_DIR_MODE: u32 = 0o750;
-/// Mode of `<log_dir>` with a log group: its members may enter and list it; set-group-ID,
-/// so that a file created in it by another program (logrotate's `create`) belongs to the
-/// log group as well.
-pub const LOG_DIR_GROUP_MODE: u32 = 0o2750;
 /// Mode of pin directories (pins themselves are 0600 by the kernel).
 pub const PIN_DIR_MODE: u32 = 0o700;
 

@@ -60,7 +60,7 @@ fn event_logs_are_readable_by_the_log_group_and_no_one_else_also_after_reopen() 
     daemon.wait_healthy();
     let dir = lab.dir.join("log");
     let dns = dir.join("dns.json");
-    assert_eq!(owner(&dir), (0, group.gid, 0o2750), "root:<group> 2750");
+    assert_eq!(owner(&dir), (0, group.gid, 0o750), "root:<group> 0750");
     dns_event_in(&lab, &dns, "first.example.test");
     for kind in KINDS {
         let file = dir.join(format!("{kind}.json"));
@@ -172,7 +172,7 @@ fn a_reload_regroups_the_event_logs_and_an_unknown_group_is_refused_at_its_line(
         "{}",
         text(&out)
     );
-    assert_eq!(owner(&dir), (0, group.gid, 0o2750));
+    assert_eq!(owner(&dir), (0, group.gid, 0o750));
     assert_eq!(owner(&dns), (0, group.gid, 0o640));
 
     // No group: root only, at once (the open files included).
@@ -194,7 +194,7 @@ fn a_reload_regroups_the_event_logs_and_an_unknown_group_is_refused_at_its_line(
     std::fs::write(&daemon.config, with(&group.name)).expect("write");
     let out = daemon.ctl(&["reload"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(owner(&dir), (0, group.gid, 0o2750));
+    assert_eq!(owner(&dir), (0, group.gid, 0o750));
     assert_eq!(owner(&dns), (0, group.gid, 0o640));
     let out = member.command("cat").arg(&dns).output().expect("cat");
     assert!(out.status.success(), "readable again: {}", text(&out));
@@ -262,7 +262,7 @@ fn the_daemon_works_with_only_the_capabilities_of_its_unit() {
         "control socket"
     );
     let dir = lab.dir.join("log");
-    assert_eq!(owner(&dir), (0, group.gid, 0o2750));
+    assert_eq!(owner(&dir), (0, group.gid, 0o750));
     dns_event_in(&lab, &dir.join("dns.json"), "caps.example.test");
     assert_eq!(owner(&dir.join("dns.json")), (0, group.gid, 0o640));
     // A member through a supplementary group (its primary group is its own) may ask for

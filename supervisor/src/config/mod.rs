@@ -106,7 +106,7 @@ pub struct Config {
     /// Event log directory.
     pub log_dir: PathBuf,
     /// `paths.log_group`: the group that may read the event logs (`<log_dir>` root:group
-    /// 2750, the files root:group 0640); `None`: root only (root:root 0750 and 0640).
+    /// 0750, the files root:group 0640); `None`: root only (root:root 0750 and 0640).
     /// Resolved by the daemon and `check-config` ([`NamedGroup::resolve`]).
     pub log_group: Option<NamedGroup>,
     /// Group allowed read-only control commands.

@@ -3,9 +3,8 @@
 //!
 //! Without `paths.log_group` only root reads them: the directory is root:root 0750 and
 //! the files root:root 0640. With a log group its members read them too (a log shipper's
-//! account, say): the directory is root:<group> 2750 (set-group-ID, so that a file another
-//! program creates in it, such as logrotate's `create`, belongs to the group as well) and
-//! the files root:<group> 0640. The daemon sets group and mode itself: on the directory at
+//! account, say): the directory is root:<group> 0750 and the files root:<group> 0640. The
+//! daemon sets group and mode itself: on the directory at
 //! start-up, on `reopen-logs` and when a reload changes the group, and on every file it
 //! opens; whatever created them before (an older configuration, logrotate, an operator),
 //! they end up as configured. The files are root's and the supervisor is a member of the
@@ -25,7 +24,7 @@ use std::{
 use nix::sys::stat::{Mode, fchmod, fstat};
 use palisade_ipc::messages::WorkerKind;
 
-use crate::paths::{LOG_DIR_GROUP_MODE, LOG_DIR_MODE, LOG_FILE_MODE};
+use crate::paths::{LOG_DIR_MODE, LOG_FILE_MODE};
 
 /// An event log (or its directory) could not be opened or given its group and mode.
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +54,6 @@ pub(super) fn dup_stdout() -> Result<OwnedFd, SinkError> {
         .map_err(sink_err("dup stdout"))
 }
 
-/// Mode of the log directory for `gid` (see the module documentation).
-pub(super) fn dir_mode(gid: Option<u32>) -> u32 {
-    if gid.is_some() {
-        LOG_DIR_GROUP_MODE
-    } else {
-        LOG_DIR_MODE
-    }
-}
-
 /// Creates `dir` if it is missing and gives it the group and mode for `gid`.
 pub(super) fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), SinkError> {
     std::fs::create_dir_all(dir).map_err(sink_err(format!("mkdir {}", dir.display())))?;
@@ -74,7 +64,7 @@ pub(super) fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), SinkError>
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(dir)
         .map_err(sink_err(format!("open {}", dir.display())))?;
-    set_group_and_mode(handle.as_fd(), gid, dir_mode(gid))
+    set_group_and_mode(handle.as_fd(), gid, LOG_DIR_MODE)
         .map_err(sink_err(format!("set group and mode of {}", dir.display())))
 }
 
@@ -128,8 +118,6 @@ fn set_group_and_mode(fd: BorrowedFd<'_>, gid: Option<u32>, mode: u32) -> io::Re
     if st.st_gid != group {
         std::os::unix::fs::fchown(fd, None, Some(group))?;
     }
-    // After the group: chown(2) may clear the set-group-ID bit.
-    let st = fstat(fd).map_err(io::Error::from)?;
     if st.st_mode & 0o7777 != mode {
         fchmod(fd, Mode::from_bits_truncate(mode)).map_err(io::Error::from)?;
     }
@@ -162,7 +150,7 @@ mod tests {
         prepare_dir(&dir, gid).expect("prepare");
         let fd = open(&dir, WorkerKind::Dns, gid).expect("open");
         nix::sys::stat::umask(old);
-        assert_eq!(mode_and_gid(&dir), (0o2750, own_gid()));
+        assert_eq!(mode_and_gid(&dir), (0o750, own_gid()));
         assert_eq!(
             mode_and_gid(&dir.join("dns.json")),
             (0o640, own_gid()),
@@ -177,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn without_a_group_the_directory_is_not_set_group_id() {
+    fn without_a_group_the_directory_is_roots_group() {
         if !nix::unistd::geteuid().is_root() {
             // Group 0 is only reachable for root here.
             return;
@@ -186,7 +174,7 @@ mod tests {
         let dir = tmp.path().join("log");
         // Any gid will do for root (group 1 is `daemon` or `bin`).
         prepare_dir(&dir, Some(1)).expect("with a group");
-        assert_eq!(mode_and_gid(&dir), (0o2750, 1));
+        assert_eq!(mode_and_gid(&dir), (0o750, 1));
         prepare_dir(&dir, None).expect("without");
         assert_eq!(mode_and_gid(&dir), (0o750, 0));
     }
