@@ -1,3 +1,8 @@
+#![expect(
+    clippy::indexing_slicing,
+    reason = "tests index JSON values and /proc fields; a panic is a test failure"
+)]
+
 //! What an installed Palisade relies on: the event logs readable by the log group and no
 //! one else (`paths.log_group`), through rotation and reloads; and the daemon working with
 //! nothing but the capabilities `packaging/palisade.service` grants it.
@@ -206,8 +211,8 @@ fn unit_setting(key: &str) -> String {
     let unit = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging/palisade.service");
     let text = std::fs::read_to_string(&unit).expect("read the unit");
     text.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("{key}= in the unit"))
         .trim()
         .to_owned()
