@@ -3,13 +3,13 @@
 //!
 //! Without `paths.log_group` only root reads them: the directory is root:root 0750 and
 //! the files root:root 0640. With a log group its members read them too (a log shipper's
-//! account, say): the directory is root:<group> 0750 and the files root:<group> 0640. The
-//! daemon sets group and mode itself: on the directory at
-//! start-up, on `reopen-logs` and when a reload changes the group, and on every file it
-//! opens; whatever created them before (an older configuration, logrotate, an operator),
-//! they end up as configured. The files are root's and the supervisor is a member of the
-//! log group ([`crate::users::join_groups`]), so this needs no CAP_CHOWN, which the unit
-//! does not grant.
+//! account, say): the directory is root:<group> 0750 and the files root:<group> 0640.
+//! The daemon sets group and mode itself: on the directory at start-up, on `reopen-logs`
+//! and when a reload changes the group, and on every file it opens; whatever created them
+//! before (an older configuration, logrotate, an operator), they end up as configured.
+//! The files are root's and the supervisor is a member of the log group
+//! ([`crate::users::join_groups`]), so this needs no CAP_CHOWN, which the unit does not
+//! grant.
 
 use std::{
     fs::OpenOptions,
