@@ -16,17 +16,53 @@ pub const LOG_DIR: &str = "/var/log/palisade";
 pub const LIBEXEC_DIR: &str = "/usr/libexec/palisade";
 /// Group allowed read-only control commands.
 pub const CONTROL_GROUP: &str = "palisade";
+/// Group the package creates for readers of the event logs, and the packaged configuration
+/// names as `paths.log_group` (a configuration without that key: no group, root only).
+pub const LOG_GROUP: &str = "palisade-log";
 
 /// Mode of the control socket: owner root, group [`CONTROL_GROUP`].
 pub const CONTROL_SOCKET_MODE: u32 = 0o660;
-/// Mode of event log files.
+/// Mode of event log files, owner root, group `paths.log_group` (root without one). Set
+/// explicitly on every file the daemon opens, whatever the umask.
 pub const LOG_FILE_MODE: u32 = 0o640;
+/// Mode of `<log_dir>`, owner root, group `paths.log_group` (root without one): the group
+/// may enter and list it. Not set-group-ID: the unit forbids setting that bit
+/// (`RestrictSUIDSGID=yes`), and nothing needs it (logrotate's `create` copies the
+/// rotated file's group and mode; the daemon sets them on every file it opens).
+pub const LOG_DIR_MODE: u32 = 0o750;
 /// Mode of pin directories (pins themselves are 0600 by the kernel).
 pub const PIN_DIR_MODE: u32 = 0o700;
 
 /// Prefix of a pin that is being written; a crash leaves it as debris that
 /// start-up removes. (bpffs refuses names containing a dot.)
 pub const STAGING_PREFIX: &str = "staging-";
+
+/// Whether `dir` is a directory other software shares (`/`, a top-level directory, anything
+/// directly under `/usr`, the shared ones under `/var` and `/run`): the daemon sets the
+/// group and mode of its `log_dir`, so that must be a directory of its own. A path with
+/// `..` counts as shared (it could name any of these).
+pub fn is_shared_dir(dir: &std::path::Path) -> bool {
+    use std::path::Component;
+    const SHARED_UNDER_VAR: &[&str] = &[
+        "backups", "cache", "lib", "local", "lock", "log", "mail", "opt", "run", "spool", "tmp",
+    ];
+    const SHARED_UNDER_RUN: &[&str] = &["lock", "user"];
+    let mut names = Vec::new();
+    for c in dir.components() {
+        match c {
+            Component::Normal(n) => names.push(n.to_str().unwrap_or("")),
+            Component::ParentDir => return true,
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    match names.as_slice() {
+        [] | [_] => true,
+        ["usr", _] => true,
+        ["var", name] => SHARED_UNDER_VAR.contains(name),
+        ["run", name] => SHARED_UNDER_RUN.contains(name),
+        _ => false,
+    }
+}
 
 /// ABI-versioned pin directory name.
 pub fn pin_dir_name() -> String {

@@ -105,3 +105,27 @@ pub fn group_id(name: &str) -> Option<u32> {
         .flatten()
         .map(|g| g.gid.as_raw())
 }
+
+/// Adds `gids` to this process's supplementary groups (`setgroups`, which needs
+/// CAP_SETGID). The supervisor gives files it owns to these groups (the control socket,
+/// the event logs), and the owner of a file may change its group to one it is a member of
+/// without CAP_CHOWN, which the unit does not grant. A failure is logged: the change of
+/// group that follows then fails with its own, clearer error (unless the process holds
+/// CAP_CHOWN, as a root shell does).
+pub fn join_groups(gids: &[u32]) {
+    let joined = nix::unistd::getgroups().and_then(|mut groups| {
+        let before = groups.len();
+        for gid in gids.iter().map(|g| nix::unistd::Gid::from_raw(*g)) {
+            if !groups.contains(&gid) {
+                groups.push(gid);
+            }
+        }
+        if groups.len() == before {
+            return Ok(());
+        }
+        nix::unistd::setgroups(&groups)
+    });
+    if let Err(e) = joined {
+        tracing::warn!(?gids, error = %e, "joining the control and log groups (setgroups)");
+    }
+}

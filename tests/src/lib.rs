@@ -6,6 +6,7 @@
 //! parallel) and the lab tears everything down on `Drop`, also when the test
 //! panics. Tests need root and a kernel with eBPF (see README.md here).
 
+pub mod accounts;
 pub mod corpus;
 pub mod eve_schema;
 use std::{
@@ -418,12 +419,31 @@ impl Daemon {
     /// As [`Daemon::start`]; `foreground: false` makes the daemon write
     /// events to `<log_dir>/<protocol>.json` instead of stdout.
     pub fn start_with(lab: &Lab, config: &str, extra_args: &[&str], foreground: bool) -> Self {
+        Self::start_wrapped(lab, config, extra_args, foreground, &[])
+    }
+
+    /// As [`Daemon::start_with`], started through `wrapper` (a command that ends by
+    /// exec-ing its arguments, such as `setpriv ... --`), so that the pid stays the daemon's.
+    pub fn start_wrapped(
+        lab: &Lab,
+        config: &str,
+        extra_args: &[&str],
+        foreground: bool,
+        wrapper: &[&str],
+    ) -> Self {
         let config_path = lab.dir.join("palisade.toml");
         fs::write(&config_path, config).expect("write config");
         let log = lab.dir.join("daemon.log");
         let netns = lab.sensor_netns_fd();
         let raw = netns.as_raw_fd();
-        let mut cmd = Command::new(bin("palisade"));
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin("palisade"));
+                c
+            }
+            None => Command::new(bin("palisade")),
+        };
         cmd.arg("run");
         if foreground {
             cmd.arg("--foreground");

@@ -4,8 +4,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use crate::config::Config;
 
-/// Validate a configuration file, and every list it names, without
-/// applying anything.
+/// Validate a configuration file, every list it names and the groups it
+/// names (`paths.log_group` must exist), without applying anything.
 ///
 /// Prints `FILE: OK` and exits 0, or names the file, line and problem and
 /// exits 1.
@@ -20,6 +20,9 @@ pub fn main(args: Args) -> ExitCode {
     let checked = Config::load(Some(&args.file))
         .map_err(|e| crate::error_chain(&e))
         .and_then(|c| {
+            if let Some(group) = &c.log_group {
+                group.resolve().map_err(|e| crate::error_chain(&e))?;
+            }
             crate::policy::dns::RuleSet::load(&c.dns.lists).map_err(|e| crate::error_chain(&e))?;
             crate::policy::ip::IpRuleSet::load(&c.ip.blocklists).map_err(|e| crate::error_chain(&e))
         });

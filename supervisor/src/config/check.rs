@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::ConfigError;
+use super::{ConfigError, group::NamedGroup};
 
 /// The text being validated, to locate errors in.
 pub(super) struct Checker<'a> {
@@ -52,6 +52,43 @@ impl Checker<'_> {
             );
         }
         Ok(path.to_owned())
+    }
+
+    /// A directory the daemon takes over (it sets its group and mode): an absolute path that
+    /// is not a directory other software shares ([`crate::paths::is_shared_dir`]).
+    pub(super) fn own_dir(
+        &self,
+        key: &str,
+        value: Option<Spanned<String>>,
+        default: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        let span = value.as_ref().map(Spanned::span);
+        let path = self.abs_path(key, value, default)?;
+        match span {
+            Some(span) if crate::paths::is_shared_dir(&path) => self.invalid(
+                key,
+                span,
+                format!(
+                    "{} is a directory other software shares; the daemon sets the group and mode of this one: give it a directory of its own (such as {})",
+                    path.display(),
+                    crate::paths::LOG_DIR
+                ),
+            ),
+            _ => Ok(path),
+        }
+    }
+
+    /// A group name (checked as [`Checker::name`] checks it), kept with its line so that
+    /// [`NamedGroup::resolve`] can report an unknown group there.
+    pub(super) fn group(
+        &self,
+        key: &'static str,
+        value: Option<Spanned<String>>,
+    ) -> Result<Option<NamedGroup>, ConfigError> {
+        let Some(v) = value else { return Ok(None) };
+        let line = self.line(v.span().start);
+        let name = self.name(key, Some(v), String::new())?;
+        Ok(Some(NamedGroup::new(name, self.origin, line, key)))
     }
 
     /// A list of absolute paths (list files).

@@ -11,6 +11,7 @@
 mod check;
 mod dns;
 mod flow;
+mod group;
 mod ip;
 mod workers;
 
@@ -24,7 +25,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use self::check::Checker;
-pub use self::{dns::DnsConfig, flow::FlowConfig, ip::IpConfig, workers::WorkerSettings};
+pub use self::{
+    dns::DnsConfig, flow::FlowConfig, group::NamedGroup, ip::IpConfig, workers::WorkerSettings,
+};
 use crate::paths;
 
 /// The built-in default configuration (also shipped as
@@ -80,6 +83,7 @@ struct RawPaths {
     pin_root: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
     log_dir: Option<Spanned<String>>,
+    log_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +105,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Event log directory.
     pub log_dir: PathBuf,
+    /// `paths.log_group`: the group that may read the event logs (`<log_dir>` root:group
+    /// 0750, the files root:group 0640); `None`: root only (root:root 0750 and 0640).
+    /// Resolved by the daemon and `check-config` ([`NamedGroup::resolve`]).
+    pub log_group: Option<NamedGroup>,
     /// Group allowed read-only control commands.
     pub control_group: String,
     /// Per-worker settings, for every [`WorkerKind`].
@@ -171,7 +179,8 @@ impl Config {
             )?,
             pin_root: c.abs_path("paths.pin_root", raw.paths.pin_root, paths::PIN_ROOT)?,
             state_dir: c.abs_path("paths.state_dir", raw.paths.state_dir, paths::STATE_DIR)?,
-            log_dir: c.abs_path("paths.log_dir", raw.paths.log_dir, paths::LOG_DIR)?,
+            log_dir: c.own_dir("paths.log_dir", raw.paths.log_dir, paths::LOG_DIR)?,
+            log_group: c.group("paths.log_group", raw.paths.log_group)?,
             control_group: c.name(
                 "control.group",
                 raw.control.group,
@@ -238,6 +247,66 @@ mod tests {
             "t.toml:1: interfaces: \"bad/name\" is not a valid interface name"
         );
         assert!(err("[workers.dns]\nuser = \"\"\n").starts_with("t.toml:2: workers.dns.user"));
+    }
+
+    #[test]
+    fn log_group_is_looked_up_when_resolved_and_named_by_its_line() {
+        let c = Config::load(None).expect("embedded default parses");
+        assert_eq!(
+            c.log_group.as_ref().map(|g| g.name.as_str()),
+            Some(paths::LOG_GROUP),
+            "the packaged configuration names the group the package creates"
+        );
+        let c = Config::parse("t.toml", "[paths]\nlog_dir = \"/x/y\"\n").expect("valid");
+        assert_eq!(c.log_group, None, "absent: root only");
+        // Parsing does not look the group up; resolving does, and names the line.
+        let missing = format!("palisade-no-such-group-{}", std::process::id());
+        let text = format!("[paths]\n\nlog_group = \"{missing}\"\n");
+        let c = Config::parse("t.toml", &text).expect("parses");
+        let e = c.log_group.expect("set").resolve().expect_err("unknown");
+        assert_eq!(
+            e.to_string(),
+            format!("t.toml:3: paths.log_group: group \"{missing}\" does not exist")
+        );
+        for root in ["root", "0"] {
+            let text = format!("[paths]\nlog_group = \"{root}\"\n");
+            let c = Config::parse("t.toml", &text).expect("parses");
+            assert_eq!(c.log_group.expect("set").resolve().expect("exists"), 0);
+        }
+        assert_eq!(
+            err("[paths]\nlog_group = \"a b\"\n"),
+            "t.toml:2: paths.log_group: \"a b\" is not a valid user or group name"
+        );
+    }
+
+    #[test]
+    fn log_dir_must_be_a_directory_of_its_own() {
+        let shared = [
+            "/",
+            "/var",
+            "/tmp",
+            "/var/log",
+            "/var/tmp",
+            "/usr/lib",
+            "/run/user",
+            "/x/../var/log",
+        ];
+        for dir in shared {
+            let e = err(&format!("[paths]\nlog_dir = \"{dir}\"\n"));
+            assert!(
+                e.starts_with("t.toml:2: paths.log_dir: ") && e.contains("other software shares"),
+                "{dir}: {e}"
+            );
+        }
+        for dir in [
+            "/var/log/palisade",
+            "/srv/palisade/events",
+            "/var/palisade",
+            "/tmp/x/log",
+        ] {
+            Config::parse("t.toml", &format!("[paths]\nlog_dir = \"{dir}\"\n"))
+                .unwrap_or_else(|e| panic!("{dir}: {e}"));
+        }
     }
 
     #[test]

@@ -66,18 +66,40 @@ pub fn authorize(
     }
 }
 
-/// Supplementary groups of a process, from /proc/PID/status.
-pub fn supplementary_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
-                g.split_whitespace()
-                    .filter_map(|n| n.parse().ok())
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
+/// Supplementary groups of the peer of a connected control socket (`SO_PEERGROUPS`: the
+/// groups it had when it connected, like SO_PEERCRED's ids). Not /proc/PID/status: that
+/// races with the reuse of the pid, and the unit hides other users' processes
+/// (`ProtectProc=invisible`). Empty when the kernel cannot say (before Linux 4.13).
+pub fn peer_groups(conn: std::os::fd::BorrowedFd<'_>) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    const GID_SIZE: usize = size_of::<libc::gid_t>();
+    // NGROUPS_MAX: the kernel never reports more.
+    const MAX_GROUPS: usize = 65536;
+    let mut groups: Vec<libc::gid_t> = vec![0; 32];
+    loop {
+        let mut len = libc::socklen_t::try_from(groups.len() * GID_SIZE).unwrap_or(0);
+        // SAFETY: the buffer holds `len` bytes; the kernel writes at most that many and
+        // stores the size it needs in `len`.
+        let ret = unsafe {
+            libc::getsockopt(
+                conn.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let needed = usize::try_from(len).unwrap_or(0) / GID_SIZE;
+        if ret == 0 {
+            groups.truncate(needed);
+            return groups;
+        }
+        let erange = std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE);
+        if !erange || needed <= groups.len() || needed > MAX_GROUPS {
+            return Vec::new();
+        }
+        groups.resize(needed, 0);
+    }
 }
 
 #[cfg(test)]
@@ -85,6 +107,27 @@ mod tests {
     use palisade_ipc::messages::RestartTarget;
 
     use super::*;
+
+    #[test]
+    fn peer_groups_are_the_connecting_process_groups() {
+        use std::os::fd::AsFd;
+        let (a, _b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair");
+        let mut ours: Vec<u32> = nix::unistd::getgroups()
+            .expect("getgroups")
+            .iter()
+            .map(|g| g.as_raw())
+            .collect();
+        let mut theirs = peer_groups(a.as_fd());
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(theirs, ours);
+    }
 
     #[test]
     fn authorisation_table() {

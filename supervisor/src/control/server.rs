@@ -28,7 +28,7 @@ use palisade_ipc::{
     transport::{self, Received},
 };
 
-use super::{Peer, authorize, supplementary_groups};
+use super::{Peer, authorize, peer_groups};
 use crate::paths;
 
 /// A client gets this long, from connect to answer, before it is dropped.
@@ -301,7 +301,8 @@ impl Server {
                     }
                 }
                 Step::Request => {
-                    let response = respond(client.peer, control_gid, frame, handle);
+                    let groups = peer_groups(client.conn.as_fd());
+                    let response = respond(client.peer, &groups, control_gid, frame, handle);
                     let frame = codec::encode(&response).map_err(|e| e.to_string())?;
                     transport::send_frame(client.conn.as_fd(), &frame, &[])
                         .map_err(|e| e.to_string())?;
@@ -315,6 +316,7 @@ impl Server {
 /// The answer to one request frame from `peer`: decoded, authorised, handled.
 fn respond(
     peer: Peer,
+    groups: &[u32],
     control_gid: Option<u32>,
     frame: &[u8],
     handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
@@ -324,7 +326,7 @@ fn respond(
             kind: ControlErrorKind::Failed,
             message: format!("bad request: {e}"),
         },
-        Ok(req) => match authorize(peer, &supplementary_groups(peer.pid), control_gid, &req) {
+        Ok(req) => match authorize(peer, groups, control_gid, &req) {
             Err(message) => {
                 tracing::warn!(uid = peer.uid, pid = peer.pid, request = ?req, "control request refused");
                 ControlResponse::Error {

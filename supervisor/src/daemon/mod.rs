@@ -30,6 +30,7 @@
 //! `SlotEvent` (`crate::workers::dispatch`) and its arm in `workers::on_slot_event`.
 
 mod commands;
+mod event_logs;
 mod event_loop;
 mod options;
 mod reload;
@@ -105,9 +106,12 @@ pub enum DaemonError {
     /// The runtime IP rule file.
     #[error(transparent)]
     IpState(#[from] crate::policy::ip::StateError),
-    /// Opening an event log.
+    /// Opening an event log or its directory.
     #[error(transparent)]
-    Sink(#[from] workers::SinkError),
+    Sink(#[from] event_logs::SinkError),
+    /// A configured group that does not exist (`paths.log_group`).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// epoll or the signal handlers.
     #[error("{what}")]
     Io {
@@ -134,6 +138,8 @@ struct Daemon {
     ip: IpPolicy,
     /// Workers whose socket may still hold frames (a read stopped at its budget).
     unread: std::collections::BTreeSet<WorkerKind>,
+    /// The gid of `paths.log_group` (`None`: root only), see `event_logs`.
+    log_gid: Option<u32>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns after workers stopped.

@@ -54,6 +54,16 @@ impl RunOverrides {
                 return Err(format!("{flag} {} is not an absolute path", v.display()));
             }
         }
+        if let Some(dir) = self
+            .log_dir
+            .as_ref()
+            .filter(|d| crate::paths::is_shared_dir(d))
+        {
+            return Err(format!(
+                "--log-dir {} is a directory other software shares; the daemon sets the group and mode of this one: give it a directory of its own",
+                dir.display()
+            ));
+        }
         Ok(())
     }
 

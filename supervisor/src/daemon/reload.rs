@@ -39,6 +39,9 @@ pub enum ReloadError {
     /// Configuring the flow table's sweeper.
     #[error("flow table")]
     Flow(#[source] KernelError),
+    /// Giving the event logs a new group (`paths.log_group`).
+    #[error(transparent)]
+    Logs(#[from] super::event_logs::SinkError),
 }
 
 impl Daemon {
@@ -48,6 +51,11 @@ impl Daemon {
         let mut config = Config::load(self.opts.config_path.as_deref())?;
         self.opts.flags.apply(&mut config);
         // Everything is validated before anything is applied.
+        let log_gid = config
+            .log_group
+            .as_ref()
+            .map(crate::config::NamedGroup::resolve)
+            .transpose()?;
         let ip_lists = IpRuleSet::load(&config.ip.blocklists)?;
         let rules = RuleSet::load(&config.dns.lists)?;
         let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)?;
@@ -95,8 +103,12 @@ impl Daemon {
         self.opts.config.flow = config.flow;
         self.send_policy();
         self.ip.state.set_lists(ip_lists);
-        self.ip.kernel =
-            ip_kernel::apply(&self.loaded, &self.ip.state, config.ip.alerts_per_second)?;
+        self.ip.kernel = ip_kernel::apply(
+            &self.loaded,
+            &mut self.ip.tries,
+            &self.ip.state,
+            config.ip.alerts_per_second,
+        )?;
         tracing::info!(
             list_rules = self.ip.state.lists.rules.len(),
             runtime_rules = self.ip.state.runtime.len(),
@@ -115,6 +127,15 @@ impl Daemon {
             );
         }
         self.opts.config.ip = config.ip;
+        if config.log_group != self.opts.config.log_group {
+            self.set_log_group(log_gid)?;
+            tracing::info!(
+                group = config.log_group.as_ref().map(|g| g.name.as_str()),
+                log_dir = %self.opts.config.log_dir.display(),
+                "event logs: new group (paths.log_group)"
+            );
+            self.opts.config.log_group = config.log_group;
+        }
         Ok(ReloadReport {
             dns_ruleset_sha256: hex::encode(self.dns.rules.sha256()),
             dns_kernel_rules: kernel_rules,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use palisade_ipc::messages::InterfaceStatus;
 
-use super::{Daemon, DaemonError, RunOptions, release_memory, workers};
+use super::{Daemon, DaemonError, RunOptions, event_logs, release_memory, workers};
 use crate::{
     config::Config,
     control::server::Server,
@@ -32,6 +32,26 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
     let started = Instant::now();
     let cfg = &opts.config;
 
+    // What the configuration names on this system, before anything changes: the log group
+    // exists, the log directory can be had.
+    let log_gid = cfg
+        .log_group
+        .as_ref()
+        .map(crate::config::NamedGroup::resolve)
+        .transpose()?;
+    // The supervisor gives its own files to these groups (control socket, event logs): as
+    // their owner and a member of the group it needs no CAP_CHOWN for that.
+    let control_gid = crate::users::group_id(&cfg.control_group);
+    crate::users::join_groups(
+        &[control_gid, log_gid]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+    );
+    if !opts.foreground {
+        event_logs::prepare_dir(&cfg.log_dir, log_gid)?;
+    }
+
     // Kernel side first: pins, load, attach.
     crate::ebpf::pin::ensure_bpffs(&cfg.pin_root)?;
     let pins = PinTree::open(&cfg.pin_root)?;
@@ -54,7 +74,7 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         "programs attached"
     );
 
-    let (slots, resources) = workers::prepare(&opts, &loaded, &statuses)?;
+    let (slots, resources) = workers::prepare(&opts, log_gid, &loaded, &statuses)?;
     let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
     let daemon = Daemon {
         opts,
@@ -70,6 +90,7 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         conntrack_seed,
         ip,
         unread: Default::default(),
+        log_gid,
     };
     Ok((daemon, control))
 }
@@ -98,7 +119,8 @@ fn load_ip_policy(loaded: &Loaded, cfg: &Config) -> Result<IpPolicy, DaemonError
     if !ip.expire(unix_now()).is_empty() {
         ip.save()?;
     }
-    let ip_kernel = ip_kernel::apply(loaded, &ip, cfg.ip.alerts_per_second)?;
+    let mut tries = ip_kernel::LiveTries::default();
+    let ip_kernel = ip_kernel::apply(loaded, &mut tries, &ip, cfg.ip.alerts_per_second)?;
     tracing::info!(
         list_rules = ip.lists.rules.len(),
         runtime_rules = ip.runtime.len(),
@@ -114,6 +136,7 @@ fn load_ip_policy(loaded: &Loaded, cfg: &Config) -> Result<IpPolicy, DaemonError
     Ok(IpPolicy {
         state: ip,
         kernel: ip_kernel,
+        tries,
     })
 }
 

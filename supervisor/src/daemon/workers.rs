@@ -16,7 +16,10 @@ use palisade_ipc::messages::{
     InterfaceName, InterfaceStatus, SupervisorToWorker, WorkerKind, WorkerPolicy,
 };
 
-use super::{Daemon, DaemonError, RunOptions};
+use super::{
+    Daemon, DaemonError, RunOptions,
+    event_logs::{self, SinkError},
+};
 use crate::{
     ebpf::loader::Loaded,
     policy::dns_verdicts,
@@ -36,47 +39,24 @@ const NOBODY_UID: u32 = 65534;
 /// Workers that receive the user-space policy.
 const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
 
-/// An event log could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}")]
-pub struct SinkError {
-    what: String,
-    #[source]
-    source: std::io::Error,
-}
-
-fn sink_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SinkError {
-    let what = what.into();
-    move |source| SinkError { what, source }
-}
-
 /// Opens the sink of one worker: our stdout in foreground mode, else
-/// `<log_dir>/<kind>.json` (append, 0640).
-fn open_sink(opts: &RunOptions, kind: WorkerKind) -> Result<OwnedFd, SinkError> {
+/// `<log_dir>/<kind>.json` (append, root:<log group> 0640, see [`event_logs`]).
+fn open_sink(
+    opts: &RunOptions,
+    kind: WorkerKind,
+    log_gid: Option<u32>,
+) -> Result<OwnedFd, SinkError> {
     if opts.foreground {
-        return std::io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(sink_err("dup stdout"));
+        return event_logs::dup_stdout();
     }
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = &opts.config.log_dir;
-    std::fs::create_dir_all(dir).map_err(sink_err(format!("mkdir {}", dir.display())))?;
-    let path = dir.join(format!("{}.json", kind.name()));
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(crate::paths::LOG_FILE_MODE)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(sink_err(format!("open {}", path.display())))?;
-    Ok(file.into())
+    event_logs::open(&opts.config.log_dir, kind, log_gid)
 }
 
 /// Slots and their resources for every configured worker: accounts
 /// resolved, ring buffer and sink open. The slots start on the first tick.
 pub(super) fn prepare(
     opts: &RunOptions,
+    log_gid: Option<u32>,
     loaded: &Loaded,
     statuses: &[InterfaceStatus],
 ) -> Result<(Slots, SlotResources), DaemonError> {
@@ -142,7 +122,7 @@ pub(super) fn prepare(
             *kind,
             Resources {
                 ring: loaded.ring_fd(*kind)?,
-                sink: open_sink(opts, *kind)?,
+                sink: open_sink(opts, *kind, log_gid)?,
                 interfaces: iface_names.clone(),
             },
         );
@@ -234,7 +214,8 @@ impl Daemon {
     }
 
     /// Reopens every worker's event log (after rotation): opens the file
-    /// anew, then restarts the worker gracefully so its successor writes to
+    /// anew (the directory re-created if it went, both with the log group's
+    /// ownership), then restarts the worker gracefully so its successor writes to
     /// the new file. The old worker flushes into the old (renamed) file; the
     /// ring buffer keeps what arrives meanwhile, so nothing is lost. No-op in
     /// `--foreground` mode (stdout).
@@ -245,14 +226,42 @@ impl Daemon {
         if self.opts.foreground {
             return Ok(Vec::new());
         }
+        event_logs::prepare_dir(&self.opts.config.log_dir, self.log_gid)?;
         let mut reopened = Vec::new();
         for (kind, res) in &mut self.resources {
-            res.sink = open_sink(&self.opts, *kind)?;
+            res.sink = open_sink(&self.opts, *kind, self.log_gid)?;
             if let Some(slot) = self.slots.get_mut(kind) {
                 slot.stop(registry, true);
             }
             reopened.push(*kind);
         }
         Ok(reopened)
+    }
+
+    /// A reload changed `paths.log_group`: the directory and the open event logs get the
+    /// new group now (files already rotated keep theirs).
+    pub(super) fn set_log_group(&mut self, gid: Option<u32>) -> Result<(), SinkError> {
+        self.log_gid = gid;
+        if self.opts.foreground {
+            return Ok(());
+        }
+        crate::users::join_groups(gid.as_slice());
+        event_logs::prepare_dir(&self.opts.config.log_dir, gid)?;
+        for (kind, res) in &self.resources {
+            event_logs::set_file_group(res.sink.as_fd(), gid).map_err(|source| {
+                SinkError::new(
+                    format!(
+                        "set group and mode of {}",
+                        self.opts
+                            .config
+                            .log_dir
+                            .join(format!("{}.json", kind.name()))
+                            .display()
+                    ),
+                    source,
+                )
+            })?;
+        }
+        Ok(())
     }
 }

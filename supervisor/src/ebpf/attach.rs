@@ -86,26 +86,21 @@ pub struct Links {
     pub(super) pinned: Vec<(String, &'static str, PathBuf, FdLink)>,
 }
 
-/// Program ids attached at a TCX hook (kernel view).
-pub(super) fn attached_ids(
-    ifname: &str,
-    hook: &Hook,
-) -> Result<Vec<u32>, aya::programs::ProgramError> {
-    SchedClassifier::query_tcx(ifname, hook.attach_type)
-        .map(|(_, progs)| progs.iter().map(|p| p.id()).collect())
-}
-
-/// Tries to adopt a pinned link: valid when its program is attached at this
-/// very hook (a link of a deleted-and-recreated interface is defunct).
-pub(super) fn adopt(path: &Path, ifname: &str, hook: &Hook) -> Option<(FdLink, Attachment)> {
-    let fd_link = FdLink::from(PinnedLink::from_pin(path).ok()?);
-    let info = fd_link.info().ok()?;
-    if !attached_ids(ifname, hook)
+/// Tries to adopt a pinned TCX link: valid when it is still attached to this interface
+/// (a link of a deleted-and-recreated interface is defunct and reports ifindex 0). Asks
+/// the link itself (`BPF_OBJ_GET_INFO_BY_FD`) rather than the hook's list of programs,
+/// which names them by id: opening a program by id needs CAP_SYS_ADMIN, which the unit
+/// does not grant.
+pub(super) fn adopt(path: &Path, ifindex: u32, hook: &Hook) -> Option<(FdLink, Attachment)> {
+    let attached_here = palisade_ebpf::links::open_pinned(path)
+        .and_then(palisade_ebpf::links::ifindex)
         .ok()?
-        .contains(&info.program_id())
-    {
+        == ifindex;
+    if !attached_here || ifindex == 0 {
         return None;
     }
+    let fd_link = FdLink::from(PinnedLink::from_pin(path).ok()?);
+    let info = fd_link.info().ok()?;
     let attachment = Attachment {
         direction: hook.direction.to_owned(),
         program: hook.program.to_owned(),
@@ -156,7 +151,7 @@ impl Links {
             error: None,
         };
         for hook in &HOOKS {
-            match self.attach_hook(loaded, pins, ifname, hook) {
+            match self.attach_hook(loaded, pins, ifname, ifindex, hook) {
                 Ok(a) => status.attachments.push(a),
                 Err(e) => {
                     let msg = crate::error_chain(&e);
@@ -173,6 +168,7 @@ impl Links {
         loaded: &mut Loaded,
         pins: &PinTree,
         ifname: &str,
+        ifindex: u32,
         hook: &Hook,
     ) -> Result<Attachment, AttachError> {
         let path = pins.link(ifname, hook.direction);
@@ -188,23 +184,15 @@ impl Links {
             source: Box::new(source),
         };
         if has_tcx() && path.exists() {
-            if let Some((link, mut attachment)) = adopt(&path, ifname, hook) {
-                // Same ABI, but maybe other code (an upgrade): compare the
-                // program tags and, if they differ, swap the new program
-                // into the pinned link in place (bpf_link_update): never
-                // detached, never attached twice.
-                let ours = prog.info().map(|i| i.tag()).ok();
-                let theirs = aya::programs::loaded_programs()
-                    .filter_map(Result::ok)
-                    .find(|p| p.id() == attachment.program_id)
-                    .map(|p| p.tag());
-                if ours.is_some() && ours == theirs {
-                    tracing::info!(
-                        interface = ifname,
-                        direction = hook.direction,
-                        link = attachment.link_id,
-                        "adopted pinned link"
-                    );
+            if let Some((link, mut attachment)) = adopt(&path, ifindex, hook) {
+                // The link stays: never detached, never attached twice. Its program becomes
+                // the one this supervisor loaded, swapped in place (bpf_link_update, atomic):
+                // whether the pinned one runs the same code cannot be told without
+                // CAP_SYS_ADMIN (the kernel opens a program by id only with it), and after
+                // an upgrade it does not. Same maps either way: they are pinned.
+                let ours = prog.info().map(|i| i.id()).unwrap_or(0);
+                if attachment.program_id == ours {
+                    // Adopted earlier by this very process (the interface came back).
                     self.pinned
                         .push((ifname.to_owned(), hook.direction, path, link));
                     return Ok(attachment);
@@ -223,14 +211,14 @@ impl Links {
                     source,
                 })?;
                 let old = attachment.program_id;
-                attachment.program_id = prog.info().map(|i| i.id()).unwrap_or(0);
+                attachment.program_id = ours;
                 tracing::info!(
                     interface = ifname,
                     direction = hook.direction,
                     link = attachment.link_id,
                     old_program = old,
-                    new_program = attachment.program_id,
-                    "pinned link runs other code: replaced the program in place"
+                    new_program = ours,
+                    "adopted pinned link, replaced the program in place"
                 );
                 self.pinned
                     .push((ifname.to_owned(), hook.direction, path, fd_link));

@@ -327,14 +327,12 @@ impl Links {
             mode: hook.mode(),
             source,
         };
-        let ours = loaded
+        let our_id = loaded
             .ebpf
             .program(hook.program())
             .and_then(|p| p.info().ok())
-            .map(|i| (i.tag(), i.id()));
-        let Some((our_tag, our_id)) = ours else {
-            return Err(XdpAttachError::Program(hook.program()));
-        };
+            .map(|i| i.id())
+            .ok_or(XdpAttachError::Program(hook.program()))?;
         if hook.tc_hook().is_some() && !has_tcx() {
             return Err(XdpAttachError::NoTcx {
                 ifname: ifname.to_owned(),
@@ -349,24 +347,21 @@ impl Links {
             adopted: false,
         };
         if path.exists() {
-            if let Some((link, link_id, prog_id)) = adopt_ip(&path, ifname, ifindex, hook) {
+            if let Some((link, link_id, prog_id)) = adopt_ip(&path, ifindex, hook) {
                 attachment.adopted = true;
                 attachment.link_id = link_id;
-                let theirs = aya::programs::loaded_programs()
-                    .filter_map(Result::ok)
-                    .find(|p| p.id() == prog_id)
-                    .map(|p| p.tag());
-                let link = if theirs == Some(our_tag) {
-                    attachment.program_id = prog_id;
+                // As for the observer's links (`attach::Links::attach_hook`): the link stays,
+                // its program becomes ours, swapped in place, unless it already is.
+                let link = if prog_id == our_id {
                     link
                 } else {
-                    // Other code in the pinned link (an upgrade): replace it in place.
                     tracing::info!(
                         interface = ifname,
                         hook = hook.pin_name(),
+                        link = link_id,
                         old_program = prog_id,
                         new_program = our_id,
-                        "pinned IP policy link runs other code: replaced in place"
+                        "adopted pinned IP policy link, replaced the program in place"
                     );
                     self.relink(loaded, hook, link).map_err(|e| match e {
                         Relink::Attach(s) => attach_err(s),
@@ -478,9 +473,9 @@ enum Relink {
 }
 
 /// A pinned IP hook link that is live on this interface: (link, link id, program id).
-fn adopt_ip(path: &Path, ifname: &str, ifindex: u32, hook: IpHook) -> Option<(FdLink, u32, u32)> {
+fn adopt_ip(path: &Path, ifindex: u32, hook: IpHook) -> Option<(FdLink, u32, u32)> {
     if let Some(tc) = hook.tc_hook() {
-        let (link, a) = adopt(path, ifname, &tc)?;
+        let (link, a) = adopt(path, ifindex, &tc)?;
         return Some((link, a.link_id, a.program_id));
     }
     // XDP: the link names its interface; 0 (or another index) means defunct.
@@ -488,6 +483,7 @@ fn adopt_ip(path: &Path, ifname: &str, ifindex: u32, hook: IpHook) -> Option<(Fd
         .and_then(palisade_ebpf::links::ifindex)
         .ok()?
         != ifindex
+        || ifindex == 0
     {
         return None;
     }

@@ -12,7 +12,7 @@ use palisade_ipc::messages::{BlockAddRequest, InterfaceStatus, IpBlockList, IpRu
 
 use super::{
     ip::{IpState, RequestError, StateError, unix_now},
-    ip_kernel::{self, KernelCounts},
+    ip_kernel::{self, KernelCounts, LiveTries},
 };
 use crate::ebpf::{
     attach::Links,
@@ -59,6 +59,8 @@ pub struct IpPolicy {
     pub state: IpState,
     /// Prefixes in the kernel tries.
     pub kernel: KernelCounts,
+    /// The tries in the kernel's slots, as this supervisor swapped them in.
+    pub tries: LiveTries,
 }
 
 impl IpPolicy {
@@ -84,7 +86,7 @@ impl IpPolicy {
             self.state.runtime = before;
             return Err(e.into());
         }
-        match ip_kernel::change(maps, change) {
+        match ip_kernel::change(maps, &mut self.tries, change) {
             Ok(delta) => self.count_change(rule.prefix.family(), delta),
             Err(e) => {
                 self.state.runtime = before;
@@ -113,7 +115,7 @@ impl IpPolicy {
             in_kernel: false,
         };
         // Kernel first: once the file no longer has it, the kernel must not either.
-        match ip_kernel::change(maps, change) {
+        match ip_kernel::change(maps, &mut self.tries, change) {
             Ok(delta) => self.count_change(rule.prefix.family(), delta),
             Err(e) => {
                 self.state.runtime = before;
@@ -172,7 +174,7 @@ impl IpPolicy {
             return;
         }
         for (rule, change) in expired {
-            match ip_kernel::change(maps, change) {
+            match ip_kernel::change(maps, &mut self.tries, change) {
                 Ok(delta) => {
                     self.count_change(rule.prefix.family(), delta);
                     tracing::info!(cidr = %rule.prefix, id = rule.id, "runtime IP rule expired");
@@ -294,6 +296,7 @@ mod tests {
         IpPolicy {
             state,
             kernel: KernelCounts::default(),
+            tries: LiveTries::default(),
         }
     }
 

@@ -6,9 +6,15 @@
 //! pre-filter (`pal_ip4_filter`, a bit per /16) always covers every prefix in
 //! the trie: bits are set before a prefix goes in, and cleared only by a
 //! reload, after the new trie is in place.
+//! The supervisor keeps a descriptor of each trie it swaps in ([`LiveTries`]) and writes
+//! runtime rules through it: reopening the live trie by its id (`BPF_MAP_GET_FD_BY_ID`)
+//! needs CAP_SYS_ADMIN, which the unit does not grant.
 //! The bpf(2) calls themselves live in `palisade_ebpf::ip_policy`.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+};
 
 use palisade_abi::{MAP_IP_CONFIG, MAP_IP_HITS, MAP_IP4_FILTER};
 use palisade_ebpf::ip_policy::{self, Family};
@@ -25,9 +31,59 @@ pub struct KernelCounts {
     pub v6: u32,
 }
 
-/// Builds both tries from `state` and swaps them in; writes the alert rate.
+/// Descriptors of the tries this supervisor swapped into the `pal_ip4_policy` and
+/// `pal_ip6_policy` slots (`None`: it emptied the slot). Start-up and every reload swap in
+/// fresh tries or empty the slots ([`apply`]), so these are the kernel's from then on.
+#[derive(Debug, Default)]
+pub struct LiveTries {
+    v4: Option<OwnedFd>,
+    v6: Option<OwnedFd>,
+}
+
+impl LiveTries {
+    fn slot(&mut self, family: Family) -> &mut Option<OwnedFd> {
+        match family {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        }
+    }
+
+    /// The trie in `family`'s slot, `None` when the slot is empty. Normally the one this
+    /// supervisor swapped in; a trie it did not put there (nothing but a bug or another
+    /// writer does that) is opened by its id, which needs CAP_SYS_ADMIN.
+    fn live(
+        &mut self,
+        outer: BorrowedFd<'_>,
+        family: Family,
+    ) -> Result<Option<BorrowedFd<'_>>, KernelError> {
+        let name = family.outer_map();
+        let current = ip_policy::current_inner_id(outer).map_err(err(name))?;
+        let held = self.slot(family);
+        let held_id = match held.as_ref() {
+            Some(fd) => Some(palisade_ebpf::maps::map_facts(fd).map_err(err(name))?.id),
+            None => None,
+        };
+        match current {
+            None => *held = None,
+            Some(id) if held_id == Some(id) => {}
+            Some(id) => {
+                tracing::warn!(
+                    map = name,
+                    id,
+                    "the live IP trie is not the one this supervisor swapped in: opening it by id"
+                );
+                *held = ip_policy::open_current(outer).map_err(err(name))?;
+            }
+        }
+        Ok(held.as_ref().map(AsFd::as_fd))
+    }
+}
+
+/// Builds both tries from `state` and swaps them in (keeping them in `tries`); writes the
+/// alert rate.
 pub fn apply(
     maps: &dyn Maps,
+    tries: &mut LiveTries,
     state: &IpState,
     alerts_per_second: u32,
 ) -> Result<KernelCounts, KernelError> {
@@ -49,11 +105,13 @@ pub fn apply(
         let outer = maps.fd(family.outer_map())?;
         if rules.is_empty() {
             ip_policy::clear(outer).map_err(err(family.outer_map()))?;
+            *tries.slot(family) = None;
             continue;
         }
         let trie =
             ip_policy::build(family, rules, MAX_RUNTIME_RULES).map_err(err("new IP trie"))?;
         ip_policy::swap_in(outer, &trie).map_err(err(family.outer_map()))?;
+        *tries.slot(family) = Some(trie);
         let n = u32::try_from(rules.len()).unwrap_or(u32::MAX);
         match family {
             Family::V4 => counts.v4 = n,
@@ -72,7 +130,11 @@ pub fn apply(
 
 /// Carries out one runtime change in the live trie (creating the trie if the family had
 /// none). Returns the change in the prefix count of its family (+1, 0, -1).
-pub fn change(maps: &dyn Maps, change: KernelChange) -> Result<i8, KernelError> {
+pub fn change(
+    maps: &dyn Maps,
+    tries: &mut LiveTries,
+    change: KernelChange,
+) -> Result<i8, KernelError> {
     match change {
         KernelChange::None => Ok(0),
         KernelChange::Set(prefix, rule) => {
@@ -81,18 +143,19 @@ pub fn change(maps: &dyn Maps, change: KernelChange) -> Result<i8, KernelError> 
             ip_policy::filter_add(maps.fd(MAP_IP4_FILTER)?, &prefix)
                 .map_err(err(MAP_IP4_FILTER))?;
             let outer = maps.fd(family.outer_map())?;
-            match ip_policy::open_current(outer).map_err(err(family.outer_map()))? {
+            match tries.live(outer, family)? {
                 Some(trie) => {
-                    let existed = ip_policy::lookup(&trie, prefix)
+                    let existed = ip_policy::lookup(trie, prefix)
                         .map_err(err(family.outer_map()))?
                         .is_some();
-                    ip_policy::insert(&trie, prefix, rule).map_err(err(family.outer_map()))?;
+                    ip_policy::insert(trie, prefix, rule).map_err(err(family.outer_map()))?;
                     Ok(if existed { 0 } else { 1 })
                 }
                 None => {
                     let trie = ip_policy::build(family, &[(prefix, rule)], MAX_RUNTIME_RULES)
                         .map_err(err("new IP trie"))?;
                     ip_policy::swap_in(outer, &trie).map_err(err(family.outer_map()))?;
+                    *tries.slot(family) = Some(trie);
                     Ok(1)
                 }
             }
@@ -100,10 +163,10 @@ pub fn change(maps: &dyn Maps, change: KernelChange) -> Result<i8, KernelError> 
         KernelChange::Delete(prefix) => {
             let family = prefix.family();
             let outer = maps.fd(family.outer_map())?;
-            match ip_policy::open_current(outer).map_err(err(family.outer_map()))? {
+            match tries.live(outer, family)? {
                 Some(trie) => {
                     let removed =
-                        ip_policy::remove(&trie, prefix).map_err(err(family.outer_map()))?;
+                        ip_policy::remove(trie, prefix).map_err(err(family.outer_map()))?;
                     Ok(if removed { -1 } else { 0 })
                 }
                 None => Ok(0),
@@ -162,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let maps = FakeMaps::new();
         let st = state(dir.path(), "192.0.2.0/24\n10.0.0.0/8\n2001:db8::/32\n");
-        let counts = apply(&maps, &st, 5).expect("apply");
+        let counts = apply(&maps, &mut LiveTries::default(), &st, 5).expect("apply");
         assert_eq!(counts, KernelCounts { v4: 2, v6: 1 });
         let v4 = trie(&maps, Family::V4).expect("v4 trie");
         let mut got: Vec<String> = v4.iter().map(|(p, _)| p.to_string()).collect();
@@ -177,7 +240,7 @@ mod tests {
         // A reload without IPv6 rules empties that slot; the filter is exactly the new /16s.
         let st = state(dir.path(), "198.51.100.0/24\n");
         assert_eq!(
-            apply(&maps, &st, 5).expect("apply"),
+            apply(&maps, &mut LiveTries::default(), &st, 5).expect("apply"),
             KernelCounts { v4: 1, v6: 0 }
         );
         assert_eq!(trie(&maps, Family::V6), None);
@@ -189,11 +252,18 @@ mod tests {
     fn a_failed_swap_keeps_the_old_trie_and_a_filter_that_covers_it() {
         let dir = tempfile::tempdir().expect("tmp");
         let maps = FakeMaps::new();
-        apply(&maps, &state(dir.path(), "192.0.2.0/24\n"), 5).expect("apply");
+        let mut tries = LiveTries::default();
+        apply(&maps, &mut tries, &state(dir.path(), "192.0.2.0/24\n"), 5).expect("apply");
         let before = trie(&maps, Family::V4);
         maps.kernel
             .fail_on("BPF_MAP_UPDATE_ELEM", MAP_IP4_POLICY, libc::ENOMEM);
-        let error = apply(&maps, &state(dir.path(), "198.51.100.0/24\n"), 5).expect_err("fails");
+        let error = apply(
+            &maps,
+            &mut tries,
+            &state(dir.path(), "198.51.100.0/24\n"),
+            5,
+        )
+        .expect_err("fails");
         assert!(
             crate::error_chain(&error).starts_with("pal_ip4_policy: BPF_MAP_UPDATE_ELEM"),
             "{}",
@@ -209,10 +279,14 @@ mod tests {
     #[test]
     fn runtime_changes_create_edit_and_delete_prefixes() {
         let maps = FakeMaps::new();
+        let mut tries = LiveTries::default();
         let p = prefix("203.0.113.7/32");
         let rule = IpRule::new(900_001, 32, 0);
         // No trie yet: one is built and swapped in.
-        assert_eq!(change(&maps, KernelChange::Set(p, rule)).expect("set"), 1);
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::Set(p, rule)).expect("set"),
+            1
+        );
         assert_eq!(trie(&maps, Family::V4), Some(vec![(p, rule)]));
         assert!(
             bit(&filter(&maps), 203, 0),
@@ -220,21 +294,97 @@ mod tests {
         );
         // Same prefix again: replaced, count unchanged.
         let longer = IpRule::new(900_001, 32, 123);
-        assert_eq!(change(&maps, KernelChange::Set(p, longer)).expect("set"), 0);
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::Set(p, longer)).expect("set"),
+            0
+        );
         assert_eq!(trie(&maps, Family::V4), Some(vec![(p, longer)]));
-        assert_eq!(change(&maps, KernelChange::Delete(p)).expect("delete"), -1);
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::Delete(p)).expect("delete"),
+            -1
+        );
         assert_eq!(trie(&maps, Family::V4), Some(vec![]));
-        assert_eq!(change(&maps, KernelChange::Delete(p)).expect("delete"), 0);
-        assert_eq!(change(&maps, KernelChange::None).expect("none"), 0);
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::Delete(p)).expect("delete"),
+            0
+        );
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::None).expect("none"),
+            0
+        );
+    }
+
+    #[test]
+    fn runtime_changes_write_the_held_trie_without_opening_it_by_id() {
+        // BPF_MAP_GET_FD_BY_ID needs CAP_SYS_ADMIN, which the unit does not grant.
+        let dir = tempfile::tempdir().expect("tmp");
+        let maps = FakeMaps::new();
+        let mut tries = LiveTries::default();
+        apply(&maps, &mut tries, &state(dir.path(), "192.0.2.0/24\n"), 5).expect("apply");
+        let by_id = || maps.kernel.calls("BPF_MAP_GET_FD_BY_ID");
+        let before = by_id();
+        let p = prefix("203.0.113.0/24");
+        let rule = IpRule::new(900_002, 24, 0);
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::Set(p, rule)).expect("set"),
+            1
+        );
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::Delete(p)).expect("delete"),
+            -1
+        );
+        let v6 = prefix("2001:db8::/48");
+        let rule6 = IpRule::new(900_003, 48, 0);
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::Set(v6, rule6)).expect("v6"),
+            1
+        );
+        assert_eq!(by_id(), before, "no trie opened by id");
+        assert_eq!(trie(&maps, Family::V6), Some(vec![(v6, rule6)]));
+        assert_eq!(
+            trie(&maps, Family::V4).expect("v4").len(),
+            1,
+            "the list rule stays"
+        );
+
+        // A trie this supervisor did not swap in (here: another `apply` with other handles)
+        // is opened by id, not replaced by a new one that would lose its rules.
+        let mut other = LiveTries::default();
+        apply(
+            &maps,
+            &mut other,
+            &state(dir.path(), "198.51.100.0/24\n"),
+            5,
+        )
+        .expect("apply");
+        let before = by_id();
+        assert_eq!(
+            change(&maps, &mut tries, KernelChange::Set(p, rule)).expect("set"),
+            1
+        );
+        assert_eq!(by_id(), before + 1);
+        let mut v4: Vec<String> = trie(&maps, Family::V4)
+            .expect("v4")
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        v4.sort();
+        assert_eq!(v4, ["198.51.100.0/24", "203.0.113.0/24"]);
     }
 
     #[test]
     fn a_prefix_never_enters_the_trie_without_its_filter_bit() {
         let maps = FakeMaps::new();
+        let mut tries = LiveTries::default();
         let p = prefix("203.0.113.0/24");
         maps.kernel
             .fail_on("BPF_MAP_UPDATE_ELEM", MAP_IP4_FILTER, libc::EPERM);
-        let error = change(&maps, KernelChange::Set(p, IpRule::new(1, 24, 0))).expect_err("fails");
+        let error = change(
+            &maps,
+            &mut tries,
+            KernelChange::Set(p, IpRule::new(1, 24, 0)),
+        )
+        .expect_err("fails");
         assert!(crate::error_chain(&error).starts_with("pal_ip4_filter: "));
         assert_eq!(trie(&maps, Family::V4), None, "nothing stored");
     }

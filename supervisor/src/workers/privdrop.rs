@@ -16,12 +16,19 @@ pub struct Credentials {
     pub gid: libc::gid_t,
 }
 
-/// Highest capability number the kernel knows, read before forking.
+/// Highest capability number the kernel knows, found before forking: `PR_CAPBSET_READ`
+/// fails with EINVAL above it (what libcap does; /proc/sys/kernel/cap_last_cap says the
+/// same, but the unit hides /proc/sys with `ProcSubset=pid`).
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(63)
+    let mut last = 0;
+    for cap in 0..64_u32 {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) } < 0 {
+            break;
+        }
+        last = cap;
+    }
+    last
 }
 
 /// Address space a worker may map (`RLIMIT_AS`, soft and hard): about ten times what the
@@ -164,5 +171,18 @@ pub unsafe fn reset_signals() {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn last_cap_agrees_with_proc() {
+        let proc: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .expect("cap_last_cap")
+            .trim()
+            .parse()
+            .expect("a number");
+        assert_eq!(super::last_cap(), proc);
     }
 }
