@@ -280,7 +280,10 @@ mod tests {
                 .0
                 .iter()
                 .map(|e| crate::error_chain(e))
-                .filter(|e| e.contains(&format!("worker {worker} ")) || e.contains(&format!("workers.{worker}.")))
+                .filter(|e| {
+                    e.starts_with(&format!("worker {worker}"))
+                        || e.contains(&format!("workers.{worker}."))
+                })
                 .collect(),
         }
     }
