@@ -223,6 +223,7 @@ pub fn main(args: Args) -> ExitCode {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "a panic is a test failure")]
 mod tests {
     use super::*;
 
@@ -254,6 +255,43 @@ mod tests {
             .unwrap_or_default();
         for want in [".TH palisade-status 8", "\\-\\-json", "\\-\\-config", "EXIT STATUS"] {
             assert!(status.contains(want), "{want} not in:\n{status}");
+        }
+    }
+
+    #[test]
+    fn the_packages_ship_every_page_and_completion() {
+        let manifest: toml::Table =
+            toml::from_str(include_str!("../../Cargo.toml")).expect("supervisor/Cargo.toml");
+        let metadata = &manifest["package"]["metadata"];
+        let rpm: Vec<String> = metadata["generate-rpm"]["assets"]
+            .as_array()
+            .expect("rpm assets")
+            .iter()
+            .filter_map(|a| a.get("dest").and_then(toml::Value::as_str))
+            .map(str::to_owned)
+            .collect();
+        let mut pages: Vec<String> = man_pages()
+            .expect("render")
+            .into_iter()
+            .map(|(name, _)| format!("/usr/share/man/man8/{name}.gz"))
+            .collect();
+        let mut listed: Vec<String> = rpm
+            .iter()
+            .filter(|d| d.starts_with("/usr/share/man/man8/"))
+            .cloned()
+            .collect();
+        pages.sort();
+        listed.sort();
+        assert_eq!(listed, pages, "RPM man pages vs palisade generate man");
+        let deb = metadata["deb"]["assets"].to_string();
+        assert!(deb.contains("../target/cli/man/*.8"), "{deb}");
+        for dest in [
+            "/usr/share/bash-completion/completions/palisade",
+            "/usr/share/zsh/vendor-completions/_palisade",
+            "/usr/share/fish/vendor_completions.d/palisade.fish",
+        ] {
+            assert!(rpm.iter().any(|d| d == dest), "RPM lacks {dest}");
+            assert!(deb.contains(dest.trim_start_matches('/')), "deb lacks {dest}");
         }
     }
 
