@@ -8,8 +8,8 @@
 //!   `--control-socket` is not given; a missing default file means the built-in defaults, a
 //!   missing file given with `--config` is an error.
 //! - `--json` on every command that prints data or a result: one JSON document on stdout;
-//!   on failure `{"error": {"kind": ..., "message": ...}}` on stdout as well as the message
-//!   on stderr (shapes: docs/operations.md).
+//!   on failure stdout stays empty and stderr gets one line `{"error": {"kind": ...,
+//!   "message": ...}}` (shapes: docs/operations.md).
 //! - Exit status: [`crate::control::client::exit`]; a malformed argument is a usage error
 //!   (2) found by clap before anything is read or asked.
 
@@ -157,16 +157,17 @@ impl Failure {
         }
     }
 
-    /// Prints it (stderr; with `json` also `{"error": ...}` on stdout) and returns the exit
+    /// Prints it on stderr (with `json`, as one line `{"error": {"kind", "message"}}`; stdout
+    /// stays empty, so that it holds JSON only when there is a result) and returns the exit
     /// status.
     fn report(&self, json: bool) -> ExitCode {
-        eprintln!("palisade: {}", self.message);
-        if json {
-            #[derive(Serialize)]
-            struct Error<'a> {
-                error: &'a Failure,
-            }
-            let _ = print_json(&Error { error: self });
+        #[derive(Serialize)]
+        struct Error<'a> {
+            error: &'a Failure,
+        }
+        match serde_json::to_string(&Error { error: self }) {
+            Ok(line) if json => eprintln!("{line}"),
+            _ => eprintln!("palisade: {}", self.message),
         }
         ExitCode::from(self.kind.exit_code())
     }
