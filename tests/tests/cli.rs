@@ -508,17 +508,37 @@ fn a_configured_worker_account_that_does_not_exist_fails_check_config_and_run() 
     assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
     // The daemon refuses alike (no fallback to nobody, even with allow_shared_account),
     // before anything is pinned.
-    let out = lab
-        .sensor("timeout")
-        .arg("20")
-        .arg(bin("palisade"))
-        .args(["run", "--foreground", "--config"])
-        .arg(&config)
-        .output()
-        .expect("palisade run");
+    let out = run_in_sensor(&lab, &config);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
     assert!(!lab.pin_root.exists(), "nothing pinned");
+}
+
+/// `palisade run --foreground --config CONFIG` in the lab's sensor network namespace, as
+/// the daemon of [`Daemon::start`] runs there: only the network namespace changes (`ip netns
+/// exec` would also give it a private mount namespace with a bpffs of its own, whose pins
+/// vanish with it and are invisible here). Waits at most 30 s.
+fn run_in_sensor(lab: &Lab, config: &Path) -> Output {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let netns = lab.sensor_netns_fd();
+    let raw = netns.as_raw_fd();
+    let mut cmd = Command::new("timeout");
+    cmd.arg("30")
+        .arg(bin("palisade"))
+        .args(["run", "--foreground", "--config"])
+        .arg(config);
+    // SAFETY: setns is async-signal-safe; `netns` outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("palisade run");
+    drop(netns);
+    out
 }
 
 /// Every file below `root` with its inode.
@@ -544,14 +564,7 @@ fn a_failed_start_leaves_no_pins_and_keeps_a_previous_runs() {
     let run = |config: &str| {
         let path = lab.dir.join("fail.toml");
         fs::write(&path, config).expect("write");
-        let out = lab
-            .sensor("timeout")
-            .arg("30")
-            .arg(bin("palisade"))
-            .args(["run", "--foreground", "--config"])
-            .arg(&path)
-            .output()
-            .expect("palisade run");
+        let out = run_in_sensor(&lab, &path);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         stderr(&out)
     };
