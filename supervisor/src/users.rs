@@ -276,15 +276,15 @@ mod tests {
         let config = Config::parse("t.toml", text).expect("parses");
         match worker_accounts(&config) {
             Ok(_) => Vec::new(),
-            Err(e) => e
-                .0
-                .iter()
-                .map(|e| crate::error_chain(e))
-                .filter(|e| {
-                    e.starts_with(&format!("worker {worker}"))
-                        || e.contains(&format!("workers.{worker}."))
-                })
-                .collect(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| crate::error_chain(e))
+                    .filter(|e| {
+                        e.starts_with(&format!("worker {worker}"))
+                            || e.contains(&format!("workers.{worker}."))
+                    })
+                    .collect()
+            }
         }
     }
 

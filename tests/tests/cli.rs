@@ -2,6 +2,11 @@
 //! pages, and the client behaviour against a real daemon (`--json`, `--config`, exit
 //! statuses, refused callers), and what a failed `palisade run` leaves behind.
 
+#![expect(
+    clippy::indexing_slicing,
+    reason = "JSON values are indexed; a missing key is null and fails the assertion"
+)]
+
 use std::{
     collections::BTreeMap,
     fs,
@@ -177,7 +182,11 @@ fn completions_are_generated_and_load_in_their_shells() {
     };
     // bash: valid syntax, and sourced it completes subcommands and their arguments.
     let bash = script("bash");
-    let out = Command::new("bash").arg("-n").arg(&bash).output().expect("bash");
+    let out = Command::new("bash")
+        .arg("-n")
+        .arg(&bash)
+        .output()
+        .expect("bash");
     assert!(out.status.success(), "bash -n: {}", stderr(&out));
     let complete = |words: &str| {
         let out = Command::new("bash")
@@ -208,7 +217,11 @@ fn completions_are_generated_and_load_in_their_shells() {
             .starts_with("#compdef palisade")
     );
     if have("zsh") {
-        let out = Command::new("zsh").arg("-n").arg(&zsh).output().expect("zsh");
+        let out = Command::new("zsh")
+            .arg("-n")
+            .arg(&zsh)
+            .output()
+            .expect("zsh");
         assert!(out.status.success(), "zsh -n: {}", stderr(&out));
     } else {
         eprintln!("zsh not installed: zsh script not syntax-checked (scripts/deps installs it)");
@@ -237,7 +250,10 @@ fn completions_are_generated_and_load_in_their_shells() {
         eprintln!("fish not installed: fish script not checked (scripts/deps installs it)");
     }
     // An unknown shell is a usage error.
-    assert_eq!(palisade(&["generate", "completions", "csh"]).status.code(), Some(2));
+    assert_eq!(
+        palisade(&["generate", "completions", "csh"]).status.code(),
+        Some(2)
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -323,7 +339,10 @@ fn man_pages_are_generated_and_render_without_warnings() {
         assert!(flat.contains(&format!("{stem} - ")), "{stem}:\n{text}");
     }
     let main = fs::read_to_string(dir.join("palisade.8")).expect("palisade.8");
-    assert!(main.contains("palisade\\-status(8)") && main.contains("FILES"), "{main}");
+    assert!(
+        main.contains("palisade\\-status(8)") && main.contains("FILES"),
+        "{main}"
+    );
     let status = fs::read_to_string(dir.join("palisade-status.8")).expect("page");
     assert!(
         status.contains("\\-\\-json") && status.contains("\\-\\-config"),
@@ -435,7 +454,12 @@ fn check_config_reports_every_bad_line_of_every_list() {
     }
     assert!(err.contains(": 5 problems"), "{err}");
     // The same as JSON, with file and line apart.
-    let out = palisade(&["check-config", "--json", "--config", config.to_str().expect("utf-8")]);
+    let out = palisade(&[
+        "check-config",
+        "--json",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let report = json(&out);
     assert_eq!(report["ok"], false);
@@ -489,7 +513,9 @@ fn a_configured_worker_account_that_does_not_exist_fails_check_config_and_run() 
         &config,
         base_config(
             &lab,
-            &format!("[workers]\nallow_shared_account = true\n[workers.dns]\nuser = \"{missing}\"\n"),
+            &format!(
+                "[workers]\nallow_shared_account = true\n[workers.dns]\nuser = \"{missing}\"\n"
+            ),
         ),
     )
     .expect("write");
@@ -546,7 +572,11 @@ fn pins(root: &Path) -> BTreeMap<PathBuf, u64> {
     let mut out = BTreeMap::new();
     let mut todo = vec![root.to_owned()];
     while let Some(dir) = todo.pop() {
-        for entry in fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok) {
+        for entry in fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
             let meta = fs::symlink_metadata(entry.path()).expect("stat");
             if meta.is_dir() {
                 todo.push(entry.path());
@@ -574,7 +604,11 @@ fn a_failed_start_leaves_no_pins_and_keeps_a_previous_runs() {
         "interfaces = [\"nosuch0\"]",
     ));
     assert!(err.contains("interface nosuch0 does not exist"), "{err}");
-    assert!(pins(&lab.pin_root).is_empty() && !lab.pin_root.exists(), "{:?}", pins(&lab.pin_root));
+    assert!(
+        pins(&lab.pin_root).is_empty() && !lab.pin_root.exists(),
+        "{:?}",
+        pins(&lab.pin_root)
+    );
     // A failure after the programs were loaded, pinned and attached (the control socket
     // cannot be created): everything this start created is rolled back.
     let unbindable = base_config(&lab, "").replace(
@@ -585,8 +619,16 @@ fn a_failed_start_leaves_no_pins_and_keeps_a_previous_runs() {
     assert!(err.contains("/proc/palisade-no-such-dir"), "{err}");
     assert!(err.contains("removed the pins"), "{err}");
     assert!(!lab.pin_root.exists(), "{:?}", pins(&lab.pin_root));
-    assert!(lab.tcx_programs(true).is_empty(), "{:?}", lab.tcx_programs(true));
-    assert!(lab.tcx_programs(false).is_empty(), "{:?}", lab.tcx_programs(false));
+    assert!(
+        lab.tcx_programs(true).is_empty(),
+        "{:?}",
+        lab.tcx_programs(true)
+    );
+    assert!(
+        lab.tcx_programs(false).is_empty(),
+        "{:?}",
+        lab.tcx_programs(false)
+    );
     // A previous run's pins (still enforcing after it stopped) survive a failed start.
     let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
     daemon.wait_healthy();
@@ -596,7 +638,11 @@ fn a_failed_start_leaves_no_pins_and_keeps_a_previous_runs() {
     assert!(!before.is_empty() && !attached.is_empty());
     let err = run(&unbindable);
     assert!(err.contains("/proc/palisade-no-such-dir"), "{err}");
-    assert_eq!(pins(&lab.pin_root), before, "the same pins, the same inodes");
+    assert_eq!(
+        pins(&lab.pin_root),
+        before,
+        "the same pins, the same inodes"
+    );
     assert_eq!(lab.tcx_programs(true), attached, "still attached");
 }
 
@@ -630,8 +676,14 @@ fn json_config_and_refusals_against_a_daemon() {
     assert_eq!(v["daemon"]["abi"], v["binary"]["abi"]);
     assert!(v["daemon_error"].is_null());
     let r = ok(&["reload", "--json"]);
-    assert!(r["dns_ruleset_sha256"].is_string() && r["restart_needed"].is_array(), "{r}");
-    assert_eq!(ok(&["reopen-logs", "--json"]), serde_json::json!({"reopened": []}));
+    assert!(
+        r["dns_ruleset_sha256"].is_string() && r["restart_needed"].is_array(),
+        "{r}"
+    );
+    assert_eq!(
+        ok(&["reopen-logs", "--json"]),
+        serde_json::json!({"reopened": []})
+    );
     assert_eq!(
         ok(&["restart", "dns", "--json"]),
         serde_json::json!({"restarting": ["dns"]})
@@ -646,7 +698,10 @@ fn json_config_and_refusals_against_a_daemon() {
             .is_some_and(|r| r.iter().any(|r| r["cidr"] == "192.0.2.7/32")),
         "{listed}"
     );
-    assert_eq!(ok(&["block", "remove", "192.0.2.7", "--json"])["cidr"], "192.0.2.7/32");
+    assert_eq!(
+        ok(&["block", "remove", "192.0.2.7", "--json"])["cidr"],
+        "192.0.2.7/32"
+    );
     assert!(ok(&["dns", "test", "a.example", "--json"])["verdict"].is_string());
     assert!(ok(&["dns", "blocked-hits", "--json"]).is_array());
     assert!(ok(&["flows", "top", "--json"])["flows"].is_array());
@@ -677,11 +732,22 @@ fn json_config_and_refusals_against_a_daemon() {
     let v = json(&palisade(&["version", "--json", "--config", &config]));
     assert!(v["daemon"].is_object(), "{v}");
     // --control-socket still wins over the file.
-    let out = palisade(&["status", "--config", &config, "--control-socket", "/nonexistent/x.sock"]);
+    let out = palisade(&[
+        "status",
+        "--config",
+        &config,
+        "--control-socket",
+        "/nonexistent/x.sock",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     // A --config that does not exist is an error, not a fallback to the default socket.
     let missing = lab.dir.join("missing.toml");
-    let out = palisade(&["status", "--json", "--config", missing.to_str().expect("utf-8")]);
+    let out = palisade(&[
+        "status",
+        "--json",
+        "--config",
+        missing.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let e = json_error(&out);
     assert_eq!(e["kind"], "failed");
@@ -722,7 +788,11 @@ fn json_config_and_refusals_against_a_daemon() {
     // A member of the control group (nogroup, gid 65534) may read but not change: the
     // daemon refuses the request (SO_PEERCRED), and says why.
     assert!(as_user("65534", &["status"]).status.success());
-    for args in [&["reload"][..], &["restart", "all"], &["block", "add", "192.0.2.9"]] {
+    for args in [
+        &["reload"][..],
+        &["restart", "all"],
+        &["block", "add", "192.0.2.9"],
+    ] {
         let out = as_user("65534", args);
         assert_eq!(out.status.code(), Some(4), "{args:?}: {out:?}");
         assert!(
@@ -756,6 +826,9 @@ fn json_config_and_refusals_against_a_daemon() {
     assert!(out.status.success(), "{out:?}");
     let c = json(&out);
     assert_eq!(c["pin_root"], pin_root.as_str());
-    assert!(c["removed"].as_array().is_some_and(|r| !r.is_empty()), "{c}");
+    assert!(
+        c["removed"].as_array().is_some_and(|r| !r.is_empty()),
+        "{c}"
+    );
     assert!(!lab.pin_root.exists());
 }

@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::{
     config::{Config, ConfigError},
     policy::{
-        bad_lines::BadLines, dns::RuleSet, dns::RuleSetError, dns_lists::ListError,
-        ip::IpRuleSet, ip_lists::IpListError,
+        bad_lines::BadLines, dns::RuleSet, dns::RuleSetError, dns_lists::ListError, ip::IpRuleSet,
+        ip_lists::IpListError,
     },
     users::{AccountError, AccountErrors},
 };

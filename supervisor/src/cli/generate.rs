@@ -82,7 +82,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
         "Usage error: a malformed command line, reported before any file is read or the \
          daemon is asked.",
     ),
-    ("3", "The daemon is not running (nothing listens on the control socket)."),
+    (
+        "3",
+        "The daemon is not running (nothing listens on the control socket).",
+    ),
     (
         "4",
         "Permission denied: the caller may not use the control socket, or the daemon \
@@ -199,7 +202,10 @@ pub fn main(args: Args) -> ExitCode {
     match args.what {
         What::Completions { shell } => {
             let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(&completion(shell)).and_then(|()| stdout.flush()) {
+            match stdout
+                .write_all(&completion(shell))
+                .and_then(|()| stdout.flush())
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("palisade: writing the completion script: {e}");
@@ -245,7 +251,9 @@ mod tests {
             assert!(names.contains(&want), "{want} missing: {names:?}");
         }
         assert!(
-            !names.iter().any(|n| n.contains("generate") || n.contains("help")),
+            !names
+                .iter()
+                .any(|n| n.contains("generate") || n.contains("help")),
             "{names:?}"
         );
         let status = pages
@@ -253,7 +261,12 @@ mod tests {
             .find(|(n, _)| n == "palisade-status.8")
             .map(|(_, t)| String::from_utf8_lossy(t).into_owned())
             .unwrap_or_default();
-        for want in [".TH palisade-status 8", "\\-\\-json", "\\-\\-config", "EXIT STATUS"] {
+        for want in [
+            ".TH palisade-status 8",
+            "\\-\\-json",
+            "\\-\\-config",
+            "EXIT STATUS",
+        ] {
             assert!(status.contains(want), "{want} not in:\n{status}");
         }
     }
@@ -291,7 +304,10 @@ mod tests {
             "/usr/share/fish/vendor_completions.d/palisade.fish",
         ] {
             assert!(rpm.iter().any(|d| d == dest), "RPM lacks {dest}");
-            assert!(deb.contains(dest.trim_start_matches('/')), "deb lacks {dest}");
+            assert!(
+                deb.contains(dest.trim_start_matches('/')),
+                "deb lacks {dest}"
+            );
         }
     }
 

@@ -324,10 +324,7 @@ mod tests {
         std::fs::write(&file, "[paths]\ncontrol_socket = 3\n").expect("write");
         assert!(client_paths(None, &file, None).is_err());
         std::fs::write(&file, "[dns]\nblock_action = \"bounce\"\n").expect("write");
-        assert_eq!(
-            client_paths(None, &file, None),
-            Ok(ClientPaths::default())
-        );
+        assert_eq!(client_paths(None, &file, None), Ok(ClientPaths::default()));
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub fn main(args: Args) -> ExitCode {
     // An explicit file must exist; the default one may be missing (then the built-in
     // configuration, the same settings, is used and a reload keeps using it).
     let default = std::path::Path::new(crate::paths::CONFIG_FILE);
-    let config_path = args.config.or_else(|| default.exists().then(|| default.to_owned()));
+    let config_path = args
+        .config
+        .or_else(|| default.exists().then(|| default.to_owned()));
     let mut config = match Config::load(config_path.as_deref()) {
         Ok(c) => c,
         Err(e) => {

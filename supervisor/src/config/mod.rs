@@ -436,7 +436,10 @@ mod tests {
         assert_eq!(c.interfaces, vec!["veth0".to_owned()]);
         assert_eq!(c.control_socket, PathBuf::from("/tmp/x.sock"));
         let flow = &c.workers[&WorkerKind::Flow];
-        assert_eq!((flow.user.name.as_str(), flow.heartbeat_ms), ("nobody", 100));
+        assert_eq!(
+            (flow.user.name.as_str(), flow.heartbeat_ms),
+            ("nobody", 100)
+        );
         assert!(flow.user.is_configured() && !flow.group.is_configured());
         assert_eq!(
             flow.user.error("x").map(|e| e.to_string()).as_deref(),

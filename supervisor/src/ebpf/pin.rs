@@ -225,7 +225,9 @@ impl Snapshot {
         for path in new.iter().filter(|p| in_links(p)) {
             match unpin_link(path) {
                 Ok(()) => removed.push(path.clone()),
-                Err(e) => tracing::error!(pin = %path.display(), error = %e, "rolling back a link pin"),
+                Err(e) => {
+                    tracing::error!(pin = %path.display(), error = %e, "rolling back a link pin")
+                }
             }
         }
         for path in new.iter().filter(|p| !in_links(p)) {

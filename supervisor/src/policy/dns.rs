@@ -576,14 +576,20 @@ mod tests {
     fn broken_regex_names_its_line() {
         let (l, dir) = lists("", "", "# c\nfine\n(unclosed\n");
         let e = RuleSet::load(&l).expect_err("bad regex").to_string();
-        assert!(e.ends_with("r:3: regex \"(unclosed\": unclosed group"), "{e}");
+        assert!(
+            e.ends_with("r:3: regex \"(unclosed\": unclosed group"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(dir);
         // Every bad line of every file, in configuration order.
         let (l, dir) = lists("ok.example\nbad!\nworse!\n", "", "(a\nfine\n[b\n");
         let e = RuleSet::load(&l).expect_err("bad lines").to_string();
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 4, "{e}");
-        for (line, at) in lines.iter().zip(["b:2: ", "b:3: ", "r:1: regex", "r:3: regex"]) {
+        for (line, at) in lines
+            .iter()
+            .zip(["b:2: ", "b:3: ", "r:1: regex", "r:3: regex"])
+        {
             assert!(line.contains(at), "{at} in {e}");
         }
         let _ = std::fs::remove_dir_all(dir);

@@ -278,7 +278,11 @@ mod tests {
         std::fs::write(&p, "# list\nok.example\n\nnot a rule line\n").expect("write");
         let e = read(&p).expect_err("bad line");
         assert!(e.to_string().ends_with("l.txt:4: \"not a rule line\" is neither a domain, a hosts line nor an ||domain^ rule"), "{e}");
-        std::fs::write(&p, "bad!\nok.example\n||x.example\n*.fine.example\nworse!\n").expect("write");
+        std::fs::write(
+            &p,
+            "bad!\nok.example\n||x.example\n*.fine.example\nworse!\n",
+        )
+        .expect("write");
         let e = read(&p).expect_err("bad lines");
         let lines: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
         assert_eq!(lines.len(), 3, "every bad line: {e}");
