@@ -2,6 +2,9 @@
 //! systemd unit's RuntimeDirectory=palisade, StateDirectory=palisade,
 //! LogsDirectory=palisade and ConfigurationDirectory=palisade.
 
+/// Configuration file (ConfigurationDirectory): what every command reads when not given
+/// `--config`; a missing one means the built-in default (the same settings).
+pub const CONFIG_FILE: &str = "/etc/palisade/palisade.toml";
 /// Control socket (RuntimeDirectory).
 pub const CONTROL_SOCKET: &str = "/run/palisade/control.sock";
 /// bpffs pin root; the ABI-versioned directory lives below it.

@@ -24,11 +24,13 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum BlockCommand {
-    /// Drop every packet from or to CIDR (an address is a /32 or /128).
-    /// Adding a CIDR that has a runtime rule already updates its TTL and
-    /// comment.
+    /// Block CIDR: drop every packet from or to it (root only).
+    ///
+    /// An address is a /32 or /128. Adding a CIDR that has a runtime rule already updates
+    /// its TTL and comment. A malformed CIDR is a usage error (exit 2).
     Add {
         /// `192.0.2.0/24`, `2001:db8::/32`, or an address.
+        #[arg(value_parser = cidr)]
         cidr: String,
         /// Expire after D: `90s`, `30m`, `12h`, `7d` (a bare number is
         /// seconds). Default: never.
@@ -39,26 +41,45 @@ enum BlockCommand {
         comment: Option<String>,
         #[command(flatten)]
         control: ControlArgs,
+        /// Print the rule now in force as JSON (an element of `block list --json`'s
+        /// "rules").
+        #[arg(long)]
+        json: bool,
     },
-    /// Remove the runtime rule of CIDR.
+    /// Remove the runtime rule of CIDR (root only).
     Remove {
         /// The CIDR as added (host bits are cleared alike).
+        #[arg(value_parser = cidr)]
         cidr: String,
         #[command(flatten)]
         control: ControlArgs,
+        /// Print the rule removed as JSON (an element of `block list --json`'s "rules").
+        #[arg(long)]
+        json: bool,
     },
-    /// Runtime rules, then list rules by hits: CIDR, source, hits, expiry,
-    /// comment.
+    /// List the IP rules with their hits.
+    ///
+    /// Runtime rules, then list rules by hits: CIDR, source, hits, expiry, comment.
     List {
         #[command(flatten)]
         control: ControlArgs,
-        /// Print JSON.
+        /// Print JSON: {"list_rules", "runtime_rules", "kernel_v4", "kernel_v6",
+        /// "rules": [{"id", "cidr", "source", "comment", "expires_unix", "hits",
+        /// "in_kernel"}]}.
         #[arg(long)]
         json: bool,
         /// Show at most N rules (at most 250 per answer).
         #[arg(short = 'n', long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+/// A prefix or address, checked here so that a typo is a usage error before the daemon is
+/// asked; sent as typed (the daemon clears host bits).
+fn cidr(text: &str) -> Result<String, String> {
+    palisade_ebpf::ip_policy::Prefix::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// `90`, `90s`, `30m`, `12h`, `7d`.
@@ -113,36 +134,41 @@ pub fn main(args: Args) -> ExitCode {
             ttl,
             comment,
             control,
+            json,
         } => {
             let req = ControlRequest::BlockAdd(BlockAddRequest {
                 cidr,
                 ttl_secs: ttl.map(|d| d.as_secs()),
                 comment,
             });
-            match super::ask(&control, &req) {
+            match super::ask(&control, json, &req) {
+                Ok(ControlResponse::BlockAdded(r)) if json => super::print_json(&r),
                 Ok(ControlResponse::BlockAdded(r)) => {
                     print_rule("blocked", &r);
                     ExitCode::SUCCESS
                 }
-                Ok(other) => super::unexpected(&other),
+                Ok(other) => super::unexpected(json, &other),
                 Err(code) => code,
             }
         }
-        BlockCommand::Remove { cidr, control } => {
-            match super::ask(&control, &ControlRequest::BlockRemove(cidr)) {
-                Ok(ControlResponse::BlockRemoved(r)) => {
-                    println!("unblocked {} (rule {}, {} hits)", r.cidr, r.id, r.hits);
-                    ExitCode::SUCCESS
-                }
-                Ok(other) => super::unexpected(&other),
-                Err(code) => code,
+        BlockCommand::Remove {
+            cidr,
+            control,
+            json,
+        } => match super::ask(&control, json, &ControlRequest::BlockRemove(cidr)) {
+            Ok(ControlResponse::BlockRemoved(r)) if json => super::print_json(&r),
+            Ok(ControlResponse::BlockRemoved(r)) => {
+                println!("unblocked {} (rule {}, {} hits)", r.cidr, r.id, r.hits);
+                ExitCode::SUCCESS
             }
-        }
+            Ok(other) => super::unexpected(json, &other),
+            Err(code) => code,
+        },
         BlockCommand::List {
             control,
             json,
             limit,
-        } => match super::ask(&control, &ControlRequest::BlockList { limit }) {
+        } => match super::ask(&control, json, &ControlRequest::BlockList { limit }) {
             Ok(ControlResponse::BlockList(list)) => {
                 if json {
                     return super::print_json(&list);
@@ -172,7 +198,7 @@ pub fn main(args: Args) -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Ok(other) => super::unexpected(&other),
+            Ok(other) => super::unexpected(json, &other),
             Err(code) => code,
         },
     }
@@ -191,5 +217,13 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn cidrs_are_checked_before_asking() {
+        assert_eq!(cidr("192.0.2.0/24").as_deref(), Ok("192.0.2.0/24"));
+        assert_eq!(cidr("2001:db8::1").as_deref(), Ok("2001:db8::1"));
+        assert!(cidr("192.0.2.0/33").is_err());
+        assert!(cidr("example.com").is_err());
     }
 }

@@ -2,31 +2,76 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use super::ControlArgs;
-use crate::{control::client, ebpf::pin};
+use serde::Serialize;
 
-/// Detach Palisade's programs and remove its pins (every ABI version below
-/// the pin root). Refuses while a daemon answers on the control socket.
+use super::{ControlArgs, Failure, FailureKind};
+use crate::{
+    control::client::{self, Probe},
+    ebpf::pin,
+};
+
+/// Detach Palisade's programs and remove its pins (root, daemon stopped).
+///
+/// Every ABI version below the pin root goes. Refuses while a daemon answers on the
+/// control socket. The pin root is --pin-root, else `paths.pin_root` of the configuration
+/// (--config), else /sys/fs/bpf/palisade. The package's removal scripts run this.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// bpffs pin root.
-    #[arg(long, value_name = "PATH", default_value = crate::paths::PIN_ROOT)]
-    pin_root: PathBuf,
+    /// bpffs pin root (overrides `paths.pin_root` of the configuration)
+    /// [default: /sys/fs/bpf/palisade].
+    #[arg(long, value_name = "PATH")]
+    pin_root: Option<PathBuf>,
     #[command(flatten)]
     control: ControlArgs,
+    /// Print the result as JSON: {"pin_root", "removed": [PATH...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Cleaned {
+    pin_root: PathBuf,
+    removed: Vec<PathBuf>,
 }
 
 pub fn main(args: Args) -> ExitCode {
-    if client::is_live(&args.control.control_socket) {
-        eprintln!(
-            "palisade: a daemon is running on {}; stop it first (or use `palisade run --detach-on-exit`)",
-            args.control.control_socket.display()
-        );
-        return ExitCode::FAILURE;
+    if !nix::unistd::geteuid().is_root() {
+        return Failure {
+            kind: FailureKind::PermissionDenied,
+            message: "cleanup must run as root (it detaches programs and removes pins)".into(),
+        }
+        .report(args.json);
     }
-    match pin::remove_all(&args.pin_root) {
+    let paths = match args.control.paths() {
+        Ok(p) => p,
+        Err(f) => return f.report(args.json),
+    };
+    let pin_root = args.pin_root.unwrap_or(paths.pin_root);
+    let socket = paths.control_socket;
+    match client::probe(&socket) {
+        Probe::Absent => {}
+        Probe::Live => {
+            return Failure::failed(format!(
+                "a daemon is running on {}; stop it first (or use `palisade run --detach-on-exit`)",
+                socket.display()
+            ))
+            .report(args.json);
+        }
+        Probe::Denied => {
+            return Failure {
+                kind: FailureKind::PermissionDenied,
+                message: format!(
+                    "permission denied on {}: cannot tell whether a daemon is running",
+                    socket.display()
+                ),
+            }
+            .report(args.json);
+        }
+    }
+    match pin::remove_all(&pin_root) {
+        Ok(removed) if args.json => super::print_json(&Cleaned { pin_root, removed }),
         Ok(removed) if removed.is_empty() => {
-            println!("nothing pinned below {}", args.pin_root.display());
+            println!("nothing pinned below {}", pin_root.display());
             ExitCode::SUCCESS
         }
         Ok(removed) => {
@@ -35,9 +80,6 @@ pub fn main(args: Args) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("palisade: {}", crate::error_chain(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => Failure::failed(crate::error_chain(&e)).report(args.json),
     }
 }

@@ -16,23 +16,27 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum DnsCommand {
-    /// Which rule would decide NAME, and why (allowed, blocked in the
-    /// kernel, blocked after its first query by a regex, learned, no match).
+    /// Which rule would decide NAME, and why.
+    ///
+    /// The verdict: allowed, blocked in the kernel, blocked after its first query by a
+    /// regex, learned, or no match.
     Test {
         /// The domain name.
         name: String,
         #[command(flatten)]
         control: ControlArgs,
-        /// Print JSON.
+        /// Print JSON: {"name", "verdict", "rule"} ("name" null when NAME is not a valid
+        /// name, "rule" null when none matches).
         #[arg(long)]
         json: bool,
     },
-    /// Hit counters of the rules that blocked queries or rewrote answers,
-    /// most hits first.
+    /// Hit counters of the rules that blocked queries, most hits first.
+    ///
+    /// Rules that blocked queries or rewrote answers.
     BlockedHits {
         #[command(flatten)]
         control: ControlArgs,
-        /// Print JSON.
+        /// Print JSON: [{"id", "rule", "hits"}], most hits first.
         #[arg(long)]
         json: bool,
         /// Show at most N rules.
@@ -47,7 +51,7 @@ pub fn main(args: Args) -> ExitCode {
             name,
             control,
             json,
-        } => match super::ask(&control, &ControlRequest::DnsTest(name.clone())) {
+        } => match super::ask(&control, json, &ControlRequest::DnsTest(name.clone())) {
             Ok(ControlResponse::DnsTest(r)) => {
                 if json {
                     return super::print_json(&r);
@@ -59,14 +63,14 @@ pub fn main(args: Args) -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Ok(other) => super::unexpected(&other),
+            Ok(other) => super::unexpected(json, &other),
             Err(code) => code,
         },
         DnsCommand::BlockedHits {
             control,
             json,
             limit,
-        } => match super::ask(&control, &ControlRequest::DnsBlockedHits) {
+        } => match super::ask(&control, json, &ControlRequest::DnsBlockedHits) {
             Ok(ControlResponse::DnsBlockedHits(mut hits)) => {
                 hits.truncate(limit);
                 if json {
@@ -78,7 +82,7 @@ pub fn main(args: Args) -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Ok(other) => super::unexpected(&other),
+            Ok(other) => super::unexpected(json, &other),
             Err(code) => code,
         },
     }

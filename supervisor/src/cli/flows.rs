@@ -7,8 +7,9 @@ use palisade_ipc::messages::{ControlRequest, ControlResponse, FLOW_ROWS_MAX, Flo
 
 use super::ControlArgs;
 
-/// Live flows: the biggest ones, or those of one host. Read from the
-/// kernel's flow table at the moment of asking (bytes are frame bytes,
+/// Live flows from the kernel's flow table: the biggest, or one host's.
+///
+/// Read from the kernel's flow table at the moment of asking (bytes are frame bytes,
 /// link-layer header included).
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,7 +35,10 @@ enum FlowsCommand {
         limit: u32,
         #[command(flatten)]
         control: ControlArgs,
-        /// Print JSON.
+        /// Print JSON: {"live", "matched", "flows": [{"proto", "src_ip", "src_port",
+        /// "dest_ip", "dest_port", "pkts_toserver", "pkts_toclient", "bytes_toserver",
+        /// "bytes_toclient", "age_ms", "idle_ms", "interface", "tcp_flags_ts",
+        /// "tcp_flags_tc", "seeded"}]}.
         #[arg(long)]
         json: bool,
     },
@@ -48,7 +52,10 @@ enum FlowsCommand {
         limit: u32,
         #[command(flatten)]
         control: ControlArgs,
-        /// Print JSON.
+        /// Print JSON: {"live", "matched", "flows": [{"proto", "src_ip", "src_port",
+        /// "dest_ip", "dest_port", "pkts_toserver", "pkts_toclient", "bytes_toserver",
+        /// "bytes_toclient", "age_ms", "idle_ms", "interface", "tcp_flags_ts",
+        /// "tcp_flags_tc", "seeded"}]}.
         #[arg(long)]
         json: bool,
     },
@@ -86,17 +93,13 @@ pub fn main(args: Args) -> ExitCode {
             json,
         ),
     };
-    match super::ask(&control, &req) {
+    match super::ask(&control, json, &req) {
         Ok(ControlResponse::Flows(list)) if json => super::print_json(&list),
         Ok(ControlResponse::Flows(list)) => {
             print_table(&list);
             ExitCode::SUCCESS
         }
-        Ok(ControlResponse::Error { message, .. }) => {
-            eprintln!("palisade: {message}");
-            ExitCode::FAILURE
-        }
-        Ok(other) => super::unexpected(&other),
+        Ok(other) => super::unexpected(json, &other),
         Err(code) => code,
     }
 }

@@ -6,10 +6,14 @@ use palisade_ipc::messages::{ControlRequest, ControlResponse};
 
 use super::ControlArgs;
 
-/// Print the daemon's counters in Prometheus text format (workers, drops by
-/// reason, kernel counters, DNS policy). For node exporter's textfile
+/// Print the daemon's counters in Prometheus text format.
+///
+/// Workers, drops by reason, kernel counters, DNS and IP policy, flow table. For node
+/// exporter's textfile
 /// collector, e.g. from a timer:
 /// `palisade metrics > /var/lib/prometheus/node-exporter/palisade.prom`.
+///
+/// The output is a format of its own; the same counters as JSON: `palisade status --json`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -17,12 +21,12 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    match super::ask(&args.control, &ControlRequest::Status) {
+    match super::ask(&args.control, false, &ControlRequest::Status) {
         Ok(ControlResponse::Status(report)) => {
             print!("{}", crate::metrics::render(&report));
             ExitCode::SUCCESS
         }
-        Ok(other) => super::unexpected(&other),
+        Ok(other) => super::unexpected(false, &other),
         Err(code) => code,
     }
 }

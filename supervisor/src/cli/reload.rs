@@ -6,23 +6,23 @@ use palisade_ipc::messages::{ControlRequest, ControlResponse};
 
 use super::ControlArgs;
 
-/// Re-read the configuration file and every list, validate all of it, and
-/// apply it (root only; same as SIGHUP).
+/// Re-read, validate and apply the configuration and every list (root only).
 ///
-/// The DNS rule set is rebuilt and swapped into the kernel atomically. If
-/// anything is invalid, nothing changes and the errors are printed (exit 1).
-/// Settings that only take effect after a restart are listed.
+/// The same as SIGHUP, and what the unit's ExecReload runs. The DNS and IP rule sets are rebuilt and swapped into the kernel atomically. If anything
+/// is invalid, nothing changes and every problem is printed (exit 1). Settings that only
+/// take effect after a restart are listed.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     control: ControlArgs,
-    /// Print JSON.
+    /// Print the result as JSON: {"dns_ruleset_sha256", "dns_kernel_rules",
+    /// "restart_needed": [KEY...]}.
     #[arg(long)]
     json: bool,
 }
 
 pub fn main(args: Args) -> ExitCode {
-    match super::ask(&args.control, &ControlRequest::Reload) {
+    match super::ask(&args.control, args.json, &ControlRequest::Reload) {
         Ok(ControlResponse::Reloaded(r)) => {
             if args.json {
                 return super::print_json(&r);
@@ -39,7 +39,7 @@ pub fn main(args: Args) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(other) => super::unexpected(&other),
+        Ok(other) => super::unexpected(args.json, &other),
         Err(code) => code,
     }
 }

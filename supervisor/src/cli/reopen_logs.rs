@@ -2,24 +2,37 @@
 
 use std::process::ExitCode;
 
-use palisade_ipc::messages::{ControlRequest, ControlResponse};
+use palisade_ipc::messages::{ControlRequest, ControlResponse, WorkerKind};
+use serde::Serialize;
 
 use super::ControlArgs;
 
-/// Reopen the event log files `<log_dir>/<protocol>.json` (root only; also
-/// done on SIGHUP), e.g. from logrotate's postrotate.
+/// Reopen the event log files after rotation (root only).
 ///
-/// Each worker flushes into the old file and hands over to a successor that
+/// The files are `<log_dir>/<protocol>.json`; SIGHUP reopens them too, and the packaged
+/// logrotate configuration runs this in postrotate. Each worker flushes into the old file and hands over to a successor that
 /// writes to a freshly opened one; records arriving meanwhile wait in the
 /// ring buffer, so no event is lost. Nothing to do with `--foreground`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     control: ControlArgs,
+    /// Print the result as JSON: {"reopened": [WORKER...]} (empty when the daemon writes
+    /// events to stdout).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Reopened {
+    reopened: Vec<WorkerKind>,
 }
 
 pub fn main(args: Args) -> ExitCode {
-    match super::ask(&args.control, &ControlRequest::ReopenLogs) {
+    match super::ask(&args.control, args.json, &ControlRequest::ReopenLogs) {
+        Ok(ControlResponse::LogsReopened(kinds)) if args.json => {
+            super::print_json(&Reopened { reopened: kinds })
+        }
         Ok(ControlResponse::LogsReopened(kinds)) if kinds.is_empty() => {
             println!("nothing to reopen: the daemon writes events to stdout (--foreground)");
             ExitCode::SUCCESS
@@ -29,7 +42,7 @@ pub fn main(args: Args) -> ExitCode {
             println!("reopened: {}", names.join(", "));
             ExitCode::SUCCESS
         }
-        Ok(other) => super::unexpected(&other),
+        Ok(other) => super::unexpected(args.json, &other),
         Err(code) => code,
     }
 }

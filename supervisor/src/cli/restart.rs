@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
+use clap::ValueEnum;
 use palisade_ipc::messages::{ControlRequest, ControlResponse, RestartTarget, WorkerKind};
+use serde::Serialize;
 
 use super::ControlArgs;
 
@@ -12,33 +14,49 @@ use super::ControlArgs;
 /// once. A worker marked failed after a crash loop is retried.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `dhcp`, `dns`, `tls`, `flow` or `all`.
-    #[arg(value_name = "WORKER|all")]
-    target: String,
+    /// The worker to restart, or all of them.
+    #[arg(value_enum, value_name = "WORKER")]
+    target: Target,
     #[command(flatten)]
     control: ControlArgs,
+    /// Print the result as JSON: {"restarting": [WORKER...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `restart` takes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Target {
+    Dhcp,
+    Dns,
+    Tls,
+    Flow,
+    All,
+}
+
+#[derive(Serialize)]
+struct Restarting {
+    restarting: Vec<WorkerKind>,
 }
 
 pub fn main(args: Args) -> ExitCode {
-    let target = match args.target.as_str() {
-        "all" => RestartTarget::All,
-        name => match WorkerKind::from_name(name) {
-            Some(k) => RestartTarget::One(k),
-            None => {
-                eprintln!(
-                    "palisade: unknown worker {name:?}: expected dhcp, dns, tls, flow or all"
-                );
-                return ExitCode::from(2);
-            }
-        },
+    let target = match args.target {
+        Target::Dhcp => RestartTarget::One(WorkerKind::Dhcp),
+        Target::Dns => RestartTarget::One(WorkerKind::Dns),
+        Target::Tls => RestartTarget::One(WorkerKind::Tls),
+        Target::Flow => RestartTarget::One(WorkerKind::Flow),
+        Target::All => RestartTarget::All,
     };
-    match super::ask(&args.control, &ControlRequest::Restart(target)) {
+    match super::ask(&args.control, args.json, &ControlRequest::Restart(target)) {
+        Ok(ControlResponse::Restarted(kinds)) if args.json => {
+            super::print_json(&Restarting { restarting: kinds })
+        }
         Ok(ControlResponse::Restarted(kinds)) => {
             let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
             println!("restarting: {}", names.join(", "));
             ExitCode::SUCCESS
         }
-        Ok(other) => super::unexpected(&other),
+        Ok(other) => super::unexpected(args.json, &other),
         Err(code) => code,
     }
 }

@@ -9,14 +9,19 @@ use crate::{
 
 /// Start the supervisor (as root): attach, spawn workers, serve the CLI.
 ///
-/// Flags override the configuration file, which overrides the built-in
-/// default. On SIGTERM/SIGINT the workers stop cleanly; the pinned programs
-/// stay attached (enforcement survives the supervisor) unless
-/// --detach-on-exit is given or `palisade cleanup` is run.
+/// Flags override the configuration file, which overrides the built-in default. Start-up
+/// first checks everything it can without touching the kernel (interfaces, worker accounts,
+/// every list, the control socket not in use); a start that fails after that removes the
+/// pins and links it created, so it leaves no enforcement half-installed (pins a previous
+/// run left are kept).
+///
+/// On SIGTERM/SIGINT the workers stop cleanly; the pinned programs stay attached
+/// (enforcement survives the supervisor) unless --detach-on-exit is given or `palisade
+/// cleanup` is run. SIGHUP reloads the configuration and reopens the event logs.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file (TOML). Default: the built-in configuration
-    /// (the same as the packaged /etc/palisade/palisade.toml).
+    /// Configuration file (TOML) [default: /etc/palisade/palisade.toml, or the built-in
+    /// configuration, which has the same settings, when that file does not exist].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Interface to attach to (repeatable; Ethernet-type only). Default:
@@ -51,7 +56,13 @@ pub fn main(args: Args) -> ExitCode {
         eprintln!("palisade: {e}");
         return ExitCode::from(2);
     }
-    let mut config = match Config::load(args.config.as_deref()) {
+    // An explicit file must exist; the default one may be missing (then the built-in
+    // configuration, the same settings, is used and a reload keeps using it).
+    let default = std::path::Path::new(crate::paths::CONFIG_FILE);
+    let config_path = args
+        .config
+        .or_else(|| default.exists().then(|| default.to_owned()));
+    let mut config = match Config::load(config_path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("palisade: {e}");
@@ -61,7 +72,7 @@ pub fn main(args: Args) -> ExitCode {
     flags.apply(&mut config);
     let opts = RunOptions {
         config,
-        config_path: args.config,
+        config_path,
         flags,
         foreground: args.foreground,
         detach_on_exit: args.detach_on_exit,

@@ -17,7 +17,7 @@ use super::ControlArgs;
 pub struct Args {
     #[command(flatten)]
     control: ControlArgs,
-    /// Print JSON.
+    /// Print the daemon's status report as JSON (the same data, every counter).
     #[arg(long)]
     json: bool,
 }
@@ -244,7 +244,7 @@ pub fn render(r: &StatusReport) -> String {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    match super::ask(&args.control, &ControlRequest::Status) {
+    match super::ask(&args.control, args.json, &ControlRequest::Status) {
         Ok(ControlResponse::Status(report)) => {
             let all_running = report
                 .workers
@@ -262,7 +262,7 @@ pub fn main(args: Args) -> ExitCode {
                 code
             }
         }
-        Ok(other) => super::unexpected(&other),
+        Ok(other) => super::unexpected(args.json, &other),
         Err(code) => code,
     }
 }

@@ -14,7 +14,7 @@ pub(super) struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn line(&self, offset: usize) -> usize {
+    pub(super) fn line(&self, offset: usize) -> usize {
         self.text
             .get(..offset)
             .map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)

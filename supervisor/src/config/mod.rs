@@ -26,7 +26,11 @@ use toml::Spanned;
 
 use self::check::Checker;
 pub use self::{
-    dns::DnsConfig, flow::FlowConfig, group::NamedGroup, ip::IpConfig, workers::WorkerSettings,
+    dns::DnsConfig,
+    flow::FlowConfig,
+    group::NamedGroup,
+    ip::IpConfig,
+    workers::{AccountName, WorkerSettings},
 };
 use crate::paths;
 
@@ -90,6 +94,69 @@ struct RawPaths {
 #[serde(deny_unknown_fields)]
 struct RawControl {
     group: Option<Spanned<String>>,
+}
+
+/// What a client command (`status`, `reload`, `cleanup`, ...) takes from the configuration:
+/// where the daemon's control socket and pins are. Only these two keys are read and checked:
+/// a mistake elsewhere in the file is for `check-config` and the daemon (`reload`) to report,
+/// and must not keep an operator from reaching the running daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPaths {
+    /// `paths.control_socket`.
+    pub control_socket: PathBuf,
+    /// `paths.pin_root`.
+    pub pin_root: PathBuf,
+}
+
+/// The part of the file [`ClientPaths`] reads; every other key is ignored.
+#[derive(Debug, Default, Deserialize)]
+struct RawClientView {
+    #[serde(default)]
+    paths: RawClientPaths,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawClientPaths {
+    control_socket: Option<Spanned<String>>,
+    pin_root: Option<Spanned<String>>,
+}
+
+impl Default for ClientPaths {
+    /// The built-in defaults ([`paths::CONTROL_SOCKET`], [`paths::PIN_ROOT`]).
+    fn default() -> Self {
+        Self {
+            control_socket: PathBuf::from(paths::CONTROL_SOCKET),
+            pin_root: PathBuf::from(paths::PIN_ROOT),
+        }
+    }
+}
+
+impl ClientPaths {
+    /// Reads the two paths from configuration text; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawClientView = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let c = Checker { origin, text };
+        Ok(Self {
+            control_socket: c.abs_path(
+                "paths.control_socket",
+                raw.paths.control_socket,
+                paths::CONTROL_SOCKET,
+            )?,
+            pin_root: c.abs_path("paths.pin_root", raw.paths.pin_root, paths::PIN_ROOT)?,
+        })
+    }
+
+    /// Reads the two paths from a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = crate::paths::read_input_file(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
 }
 
 /// Validated configuration.
@@ -229,7 +296,8 @@ mod tests {
         assert_eq!(c.pin_root, PathBuf::from("/sys/fs/bpf/palisade"));
         assert_eq!(c.workers.len(), 4);
         assert_eq!(c.workers[&WorkerKind::Dns].heartbeat_ms, 250);
-        assert_eq!(c.workers[&WorkerKind::Dns].user, "palisade-dns");
+        assert_eq!(c.workers[&WorkerKind::Dns].user.name, "palisade-dns");
+        assert!(!c.workers[&WorkerKind::Dns].user.is_configured());
     }
 
     #[test]
@@ -403,6 +471,30 @@ mod tests {
     }
 
     #[test]
+    fn client_paths_read_only_the_paths() {
+        assert_eq!(
+            ClientPaths::parse("t.toml", "").expect("empty is valid"),
+            ClientPaths::default()
+        );
+        // A mistake elsewhere does not matter to a client; the daemon reports it on reload.
+        let p = ClientPaths::parse(
+            "t.toml",
+            "[workers.dns]\nheartbeat_ms = 0\n[paths]\ncontrol_socket = \"/tmp/p.sock\"\nlog_dir = \"rel\"\n",
+        )
+        .expect("only paths.control_socket and paths.pin_root are checked");
+        assert_eq!(p.control_socket, PathBuf::from("/tmp/p.sock"));
+        assert_eq!(p.pin_root, PathBuf::from(paths::PIN_ROOT));
+        let e = ClientPaths::parse("t.toml", "[paths]\n\npin_root = \"x\"\n")
+            .expect_err("relative")
+            .to_string();
+        assert_eq!(e, "t.toml:3: paths.pin_root: \"x\" is not an absolute path");
+        let e = ClientPaths::parse("t.toml", "[paths\n")
+            .expect_err("syntax")
+            .to_string();
+        assert!(e.starts_with("t.toml: ") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
     fn values_are_applied() {
         let c = Config::parse(
             "t",
@@ -412,7 +504,15 @@ mod tests {
         assert_eq!(c.interfaces, vec!["veth0".to_owned()]);
         assert_eq!(c.control_socket, PathBuf::from("/tmp/x.sock"));
         let flow = &c.workers[&WorkerKind::Flow];
-        assert_eq!((flow.user.as_str(), flow.heartbeat_ms), ("nobody", 100));
+        assert_eq!(
+            (flow.user.name.as_str(), flow.heartbeat_ms),
+            ("nobody", 100)
+        );
+        assert!(flow.user.is_configured() && !flow.group.is_configured());
+        assert_eq!(
+            flow.user.error("x").map(|e| e.to_string()).as_deref(),
+            Some("t:5: workers.flow.user: x")
+        );
         assert_eq!(flow.path.as_deref(), Some(Path::new("/opt/w")));
     }
 }

@@ -32,13 +32,68 @@ struct RawWorker {
     path: Option<Spanned<String>>,
 }
 
+/// An account (user or group) a worker runs as: named in the configuration, or the default
+/// `palisade-<worker>`. Parsing does no system lookup (a client command reads the file only
+/// for its paths); `crate::users::worker_accounts` resolves it for the daemon and
+/// `check-config`: a configured name that does not exist is an error at its line, while the
+/// default may fall back to `nobody`/`nogroup` (only with `allow_shared_account`).
+#[derive(Debug, Clone)]
+pub struct AccountName {
+    /// The name (or a numeric id) as written, or the default.
+    pub name: String,
+    /// Where the configuration names it: file, line, key. `None`: the default.
+    set_at: Option<(String, usize, String)>,
+}
+
+/// Two settings are the same when they name the same account the same way (configured or
+/// default), wherever the line is.
+impl PartialEq for AccountName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.set_at.is_some() == other.set_at.is_some()
+    }
+}
+
+impl Eq for AccountName {}
+
+impl AccountName {
+    /// The default name of a worker's account (no fallback check here).
+    pub fn default_for(kind: WorkerKind) -> Self {
+        Self {
+            name: format!("palisade-{}", kind.name()),
+            set_at: None,
+        }
+    }
+
+    /// Whether the configuration names this account (no fallback then).
+    pub fn is_configured(&self) -> bool {
+        self.set_at.is_some()
+    }
+
+    /// A [`ConfigError::Invalid`] at the line that names this account (`None` for the default).
+    pub fn error(&self, problem: impl Into<String>) -> Option<ConfigError> {
+        let (origin, line, key) = self.set_at.as_ref()?;
+        Some(ConfigError::Invalid {
+            origin: origin.clone(),
+            line: *line,
+            key: key.clone(),
+            problem: problem.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for AccountName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 /// Settings of one worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSettings {
-    /// Account name to run as (resolved at spawn, `nobody` fallback).
-    pub user: String,
-    /// Group name to run as (`nogroup` fallback).
-    pub group: String,
+    /// Account to run as.
+    pub user: AccountName,
+    /// Group to run as.
+    pub group: AccountName,
     /// Heartbeat interval.
     pub heartbeat_ms: u32,
     /// Binary; `None` = default lookup.
@@ -99,13 +154,27 @@ fn worker(
         Some(v) => Some(c.abs_path(&key("path"), Some(v), "")?),
     };
     Ok(WorkerSettings {
-        user: c.name(&key("user"), raw.user, format!("palisade-{}", kind.name()))?,
-        group: c.name(
-            &key("group"),
-            raw.group,
-            format!("palisade-{}", kind.name()),
-        )?,
+        user: account(c, kind, &key("user"), raw.user)?,
+        group: account(c, kind, &key("group"), raw.group)?,
         heartbeat_ms,
         path,
+    })
+}
+
+/// `user` or `group` of a worker: checked as a name, kept with its line.
+fn account(
+    c: &Checker<'_>,
+    kind: WorkerKind,
+    key: &str,
+    value: Option<Spanned<String>>,
+) -> Result<AccountName, ConfigError> {
+    let Some(v) = value else {
+        return Ok(AccountName::default_for(kind));
+    };
+    let line = c.line(v.span().start);
+    let name = c.name(key, Some(v), String::new())?;
+    Ok(AccountName {
+        name,
+        set_at: Some((c.origin.to_owned(), line, key.to_owned())),
     })
 }

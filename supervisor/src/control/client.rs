@@ -22,10 +22,12 @@ use palisade_ipc::{
 /// How long the CLI waits for the daemon.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// CLI exit statuses (documented in the man page).
+/// CLI exit statuses (documented in palisade(8)).
 pub mod exit {
     /// The daemon refused or failed the request.
     pub const FAILED: u8 = 1;
+    /// A malformed command line (clap's own exit status for usage errors).
+    pub const USAGE: u8 = 2;
     /// The daemon is not running.
     pub const NOT_RUNNING: u8 = 3;
     /// The caller lacks permission.
@@ -73,20 +75,40 @@ impl ClientError {
     }
 }
 
-/// True when a daemon answers on `path`.
-pub fn is_live(path: &Path) -> bool {
+/// What is behind a control socket path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A daemon accepts connections.
+    Live,
+    /// Nothing listens (no socket file, or a stale one).
+    Absent,
+    /// The caller may not connect (EACCES/EPERM): it cannot tell whether a daemon runs.
+    Denied,
+}
+
+/// Connects to `path` (and hangs up) to see whether a daemon listens there.
+pub fn probe(path: &Path) -> Probe {
     let Ok(fd) = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
     ) else {
-        return false;
+        return Probe::Absent;
     };
     let Ok(addr) = UnixAddr::new(path) else {
-        return false;
+        return Probe::Absent;
     };
-    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).is_ok()
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) => Probe::Live,
+        Err(Errno::EACCES | Errno::EPERM) => Probe::Denied,
+        Err(_) => Probe::Absent,
+    }
+}
+
+/// True when a daemon answers on `path`.
+pub fn is_live(path: &Path) -> bool {
+    probe(path) == Probe::Live
 }
 
 /// Sends one request and returns the daemon's answer (errors mapped).

@@ -71,23 +71,9 @@ pub enum DaemonError {
     /// No interface could be attached.
     #[error("attaching failed on every interface: {0}")]
     NothingAttached(String),
-    /// Worker accounts.
-    #[error("worker {worker}")]
-    User {
-        worker: &'static str,
-        #[source]
-        source: crate::users::UserError,
-    },
-    /// A worker would run as an account others share.
-    #[error(
-        "worker {worker} would run as {user} (uid {uid}), an account {why}: any process of that uid could signal or ptrace it. Create the worker accounts (the package does; or `systemd-sysusers packaging/palisade.sysusers`, or `scripts/deps`), or set `[workers] allow_shared_account = true` to accept this (development only)"
-    )]
-    SharedAccount {
-        worker: &'static str,
-        user: String,
-        uid: u32,
-        why: &'static str,
-    },
+    /// Worker accounts (every problem found; the same checks as `check-config`).
+    #[error(transparent)]
+    Accounts(#[from] crate::users::AccountErrors),
     /// Control socket.
     #[error(transparent)]
     Control(#[from] crate::control::server::ServerError),

@@ -1,19 +1,36 @@
-//! Start-up, in the order enforcement needs: the kernel side first (pins,
-//! load), then the policy (validated lists, swapped in whole) and the flow
-//! table (seeded, sweeper armed) before any traffic is attached; then the
-//! interfaces, the worker slots and the control socket. Any failure here
-//! ends the daemon with a [`DaemonError`].
+//! Start-up, in two phases.
+//!
+//! First everything that can be checked without touching the kernel: the control socket is
+//! not another daemon's, the interfaces exist, the workers' accounts are usable, every list
+//! is valid. A start that fails there leaves nothing behind.
+//!
+//! Then the kernel side, in the order enforcement needs: pins and load, then the policy
+//! (validated lists, swapped in whole) and the flow table (seeded, sweeper armed) before any
+//! traffic is attached; then the interfaces, the worker slots and the control socket. A
+//! failure in this phase rolls back what this start created below the pin root
+//! ([`Snapshot::roll_back`]): links it attached are detached and unpinned, maps it pinned
+//! are unpinned, directories it made are removed, so a failed start leaves no enforcement
+//! half-installed and no pins behind. What a previous run left (pins of links still
+//! enforcing, maps in use) is never removed by a failed start: links it adopted and maps it
+//! reused stay, with the policy this start validated and swapped in whole (the one thing
+//! that cannot be rolled back, since nothing kept the previous one). The pins of other ABI
+//! versions go only once the start has succeeded. Any failure ends the daemon with a
+//! [`DaemonError`].
 
-use std::time::Instant;
+use std::{collections::BTreeMap, time::Instant};
 
-use palisade_ipc::messages::InterfaceStatus;
+use palisade_ipc::messages::{InterfaceStatus, WorkerKind};
 
 use super::{Daemon, DaemonError, RunOptions, event_logs, release_memory, workers};
 use crate::{
     config::Config,
-    control::server::Server,
-    ebpf::{attach::Links, loader::Loaded, pin::PinTree},
-    interfaces,
+    control::server::{Server, ServerError},
+    ebpf::{
+        attach::Links,
+        loader::Loaded,
+        pin::{PinTree, Snapshot},
+    },
+    interfaces::{self, Interface},
     policy::{
         dns::RuleSet,
         dns_kernel,
@@ -22,7 +39,17 @@ use crate::{
         ip_block::IpPolicy,
         ip_kernel,
     },
+    users::WorkerAccount,
 };
+
+/// What the first phase established.
+struct Checked {
+    ifaces: Vec<Interface>,
+    accounts: BTreeMap<WorkerKind, WorkerAccount>,
+    log_gid: Option<u32>,
+    dns_rules: RuleSet,
+    ip: IpState,
+}
 
 /// Brings the daemon up; returns it with its bound control socket.
 pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
@@ -30,15 +57,67 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         return Err(DaemonError::NotRoot);
     }
     let started = Instant::now();
-    let cfg = &opts.config;
+    let checked = check(&opts.config)?;
+    let pin_root = opts.config.pin_root.clone();
+    crate::ebpf::pin::ensure_bpffs(&pin_root)?;
+    let before = Snapshot::take(&pin_root);
+    match bring_up(opts, checked, started) {
+        Ok(up) => Ok(up),
+        Err(e) => {
+            let removed = before.roll_back();
+            tracing::error!(
+                pins = %pin_root.display(),
+                removed = removed.len(),
+                "start failed: removed the pins and directories this start created"
+            );
+            Err(e)
+        }
+    }
+}
 
-    // What the configuration names on this system, before anything changes: the log group
-    // exists, the log directory can be had.
+/// The first phase: nothing in the kernel or below the pin root changes.
+fn check(cfg: &Config) -> Result<Checked, DaemonError> {
+    if crate::control::client::is_live(&cfg.control_socket) {
+        return Err(ServerError::InUse {
+            path: cfg.control_socket.clone(),
+        }
+        .into());
+    }
+    let names = if cfg.interfaces.is_empty() {
+        interfaces::default_interfaces()?
+    } else {
+        cfg.interfaces.clone()
+    };
+    let ifaces = interfaces::resolve(&names)?;
+    let accounts = crate::users::worker_accounts(cfg)?;
+    // The log group the configuration names exists.
     let log_gid = cfg
         .log_group
         .as_ref()
         .map(crate::config::NamedGroup::resolve)
         .transpose()?;
+    let dns_rules = RuleSet::load(&cfg.dns.lists)?;
+    let mut ip = IpState::open(IpRuleSet::load(&cfg.ip.blocklists)?, &cfg.state_dir)?;
+    if !ip.expire(unix_now()).is_empty() {
+        ip.save()?;
+    }
+    Ok(Checked {
+        ifaces,
+        accounts,
+        log_gid,
+        dns_rules,
+        ip,
+    })
+}
+
+/// The second phase: pins, load, policy, attach, workers, control socket.
+fn bring_up(
+    opts: RunOptions,
+    checked: Checked,
+    started: Instant,
+) -> Result<(Daemon, Server), DaemonError> {
+    let cfg = &opts.config;
+    let log_gid = checked.log_gid;
     // The supervisor gives its own files to these groups (control socket, event logs): as
     // their owner and a member of the group it needs no CAP_CHOWN for that.
     let control_gid = crate::users::group_id(&cfg.control_group);
@@ -51,22 +130,16 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
     if !opts.foreground {
         event_logs::prepare_dir(&cfg.log_dir, log_gid)?;
     }
-
-    // Kernel side first: pins, load, attach.
-    crate::ebpf::pin::ensure_bpffs(&cfg.pin_root)?;
     let pins = PinTree::open(&cfg.pin_root)?;
     let mut loaded = Loaded::load(&pins)?;
     // Policy before traffic is attached: validated lists, swapped in whole.
-    let (dns, dns_kernel_rules) = load_dns_policy(&loaded, cfg)?;
-    let ip = load_ip_policy(&loaded, cfg)?;
+    let (dns, dns_kernel_rules) = load_dns_policy(&loaded, cfg, checked.dns_rules)?;
+    let ip = load_ip_policy(&loaded, cfg, checked.ip)?;
     release_memory();
     crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
     let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
     let mut links = Links::default();
-    let statuses = attach(&mut loaded, &pins, cfg, &mut links)?;
-    for old in pins.remove_other_versions() {
-        tracing::info!(pins = %old.display(), "removed pins of another ABI version");
-    }
+    let statuses = attach(&mut loaded, &pins, cfg, &checked.ifaces, &mut links)?;
     tracing::info!(
         interfaces = ?statuses.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         pins = %pins.dir.display(),
@@ -74,8 +147,13 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         "programs attached"
     );
 
-    let (slots, resources) = workers::prepare(&opts, log_gid, &loaded, &statuses)?;
+    let (slots, resources) =
+        workers::prepare(&opts, log_gid, &checked.accounts, &loaded, &statuses)?;
     let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
+    // Started: only now may the pins of another ABI version go.
+    for old in pins.remove_other_versions() {
+        tracing::info!(pins = %old.display(), "removed pins of another ABI version");
+    }
     let daemon = Daemon {
         opts,
         pins,
@@ -97,8 +175,11 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
 
 /// Loads the DNS lists and writes them into the kernel (learned names of a
 /// previous run go). Returns the state and the number of kernel rules.
-fn load_dns_policy(loaded: &Loaded, cfg: &Config) -> Result<(DnsState, u32), DaemonError> {
-    let rules = RuleSet::load(&cfg.dns.lists)?;
+fn load_dns_policy(
+    loaded: &Loaded,
+    cfg: &Config,
+    rules: RuleSet,
+) -> Result<(DnsState, u32), DaemonError> {
     let dns_kernel_rules = dns_kernel::apply(loaded, &rules, cfg.dns.block_action)?;
     dns_kernel::clear_learned(loaded)?;
     tracing::info!(
@@ -111,14 +192,10 @@ fn load_dns_policy(loaded: &Loaded, cfg: &Config) -> Result<(DnsState, u32), Dae
     Ok((DnsState::new(rules, cfg.dns.block_action), dns_kernel_rules))
 }
 
-/// Loads the IP lists and the runtime rule file (dropping expired rules)
-/// and writes them into the kernel.
-fn load_ip_policy(loaded: &Loaded, cfg: &Config) -> Result<IpPolicy, DaemonError> {
+/// Writes the IP lists and the runtime rules (read, expired ones dropped, by [`check`])
+/// into the kernel.
+fn load_ip_policy(loaded: &Loaded, cfg: &Config, ip: IpState) -> Result<IpPolicy, DaemonError> {
     let ip_started = Instant::now();
-    let mut ip = IpState::open(IpRuleSet::load(&cfg.ip.blocklists)?, &cfg.state_dir)?;
-    if !ip.expire(unix_now()).is_empty() {
-        ip.save()?;
-    }
     let mut tries = ip_kernel::LiveTries::default();
     let ip_kernel = ip_kernel::apply(loaded, &mut tries, &ip, cfg.ip.alerts_per_second)?;
     tracing::info!(
@@ -159,21 +236,15 @@ fn prepare_flow_table(loaded: &Loaded, cfg: &Config) -> Result<String, DaemonErr
     Ok(conntrack_seed)
 }
 
-/// Attaches the observer and the IP policy's hooks to every configured
-/// interface (default: every Ethernet interface that is up). Fails only if
-/// no interface could be attached; the others carry their error.
+/// Attaches the observer and the IP policy's hooks to every interface (resolved by
+/// [`check`]). Fails only if no interface could be attached; the others carry their error.
 fn attach(
     loaded: &mut Loaded,
     pins: &PinTree,
     cfg: &Config,
+    ifaces: &[Interface],
     links: &mut Links,
 ) -> Result<Vec<InterfaceStatus>, DaemonError> {
-    let names = if cfg.interfaces.is_empty() {
-        interfaces::default_interfaces()?
-    } else {
-        cfg.interfaces.clone()
-    };
-    let ifaces = interfaces::resolve(&names)?;
     let statuses: Vec<InterfaceStatus> = ifaces
         .iter()
         .map(|i| {

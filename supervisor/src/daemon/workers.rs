@@ -23,6 +23,7 @@ use super::{
 use crate::{
     ebpf::loader::Loaded,
     policy::dns_verdicts,
+    users::WorkerAccount,
     workers::{
         Resources, SlotEvent, WorkerSlot, privdrop::Credentials, spawn::worker_binary, token_owner,
     },
@@ -32,9 +33,6 @@ use crate::{
 pub(super) type Slots = BTreeMap<WorkerKind, WorkerSlot>;
 /// What each slot needs to (re)start its worker.
 pub(super) type SlotResources = BTreeMap<WorkerKind, Resources>;
-
-/// The uid of `nobody`, the fallback account: shared with unrelated daemons.
-const NOBODY_UID: u32 = 65534;
 
 /// Workers that receive the user-space policy.
 const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
@@ -52,11 +50,13 @@ fn open_sink(
     event_logs::open(&opts.config.log_dir, kind, log_gid)
 }
 
-/// Slots and their resources for every configured worker: accounts
-/// resolved, ring buffer and sink open. The slots start on the first tick.
+/// Slots and their resources for every configured worker, with the accounts
+/// `users::worker_accounts` resolved (one per worker): ring buffer and sink open. The slots
+/// start on the first tick.
 pub(super) fn prepare(
     opts: &RunOptions,
     log_gid: Option<u32>,
+    accounts: &BTreeMap<WorkerKind, WorkerAccount>,
     loaded: &Loaded,
     statuses: &[InterfaceStatus],
 ) -> Result<(Slots, SlotResources), DaemonError> {
@@ -70,49 +70,14 @@ pub(super) fn prepare(
         .collect();
     let mut slots = BTreeMap::new();
     let mut resources = BTreeMap::new();
-    let mut uids = BTreeMap::new();
     for (kind, settings) in &opts.config.workers {
-        let user =
-            crate::users::resolve_user(&settings.user).map_err(|source| DaemonError::User {
-                worker: kind.name(),
-                source,
-            })?;
-        let group =
-            crate::users::resolve_group(&settings.group).map_err(|source| DaemonError::User {
-                worker: kind.name(),
-                source,
-            })?;
-        let shared_with = opts
-            .config
-            .workers
-            .keys()
-            .filter(|k| *k != kind)
-            .any(|other| uids.get(other) == Some(&user.id));
-        let why = if user.fallback {
-            Some("shared with other processes (the fallback for a missing account)")
-        } else if user.id == NOBODY_UID {
-            Some("shared with other processes (nobody)")
-        } else if shared_with {
-            Some("another worker runs as too")
-        } else {
-            None
+        let Some(account) = accounts.get(kind) else {
+            continue; // not reached: worker_accounts fails unless every worker has one
         };
-        if let Some(why) = why {
-            if !opts.config.allow_shared_account {
-                return Err(DaemonError::SharedAccount {
-                    worker: kind.name(),
-                    user: user.name.clone(),
-                    uid: user.id,
-                    why,
-                });
-            }
-            tracing::warn!(worker = kind.name(), user = %user.name, group = %group.name, "worker runs as an account {why} (allow_shared_account = true); create palisade-{} for isolation", kind.name());
-        }
-        uids.insert(*kind, user.id);
         let binary = worker_binary(*kind, settings.path.as_deref());
         let creds = Credentials {
-            uid: user.id,
-            gid: group.id,
+            uid: account.user.id,
+            gid: account.group.id,
         };
         slots.insert(
             *kind,

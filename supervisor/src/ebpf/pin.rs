@@ -181,6 +181,101 @@ impl PinTree {
     }
 }
 
+/// What existed below a pin root before a start: every directory, and every pin with its
+/// inode (a pin replaced since has a new one). A start that fails hands it back
+/// ([`Snapshot::roll_back`]) to remove what the start created, and only that: pins of a
+/// previous run that still enforce (links adopted, maps reused) stay.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    root: PathBuf,
+    dirs: std::collections::BTreeSet<PathBuf>,
+    pins: std::collections::BTreeMap<PathBuf, u64>,
+}
+
+impl Snapshot {
+    /// Records the tree below `pin_root` (nothing when it does not exist).
+    pub fn take(pin_root: &Path) -> Self {
+        let mut snap = Self {
+            root: pin_root.to_owned(),
+            ..Self::default()
+        };
+        let (dirs, files) = walk(pin_root);
+        snap.dirs = dirs.into_iter().collect();
+        snap.pins = files.into_iter().collect();
+        snap
+    }
+
+    /// Removes what appeared since [`Snapshot::take`]: link pins detached and removed (a link
+    /// pin is one in a `links` directory), other pins removed, then the directories that did
+    /// not exist, deepest first, when empty. Returns what was removed.
+    pub fn roll_back(&self) -> Vec<PathBuf> {
+        let (dirs, files) = walk(&self.root);
+        let mut removed = Vec::new();
+        let new: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|(path, ino)| self.pins.get(path) != Some(ino))
+            .map(|(path, _)| path)
+            .collect();
+        let in_links = |p: &Path| {
+            p.parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "links")
+        };
+        // Links first: the programs stop running before their maps go.
+        for path in new.iter().filter(|p| in_links(p)) {
+            match unpin_link(path) {
+                Ok(()) => removed.push(path.clone()),
+                Err(e) => {
+                    tracing::error!(pin = %path.display(), error = %e, "rolling back a link pin")
+                }
+            }
+        }
+        for path in new.iter().filter(|p| !in_links(p)) {
+            match fs::remove_file(path) {
+                Ok(()) => removed.push(path.clone()),
+                Err(e) => tracing::error!(pin = %path.display(), error = %e, "rolling back a pin"),
+            }
+        }
+        let mut created: Vec<PathBuf> = dirs
+            .into_iter()
+            .filter(|d| !self.dirs.contains(d))
+            .collect();
+        created.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in created {
+            if fs::remove_dir(&dir).is_ok() {
+                removed.push(dir);
+            }
+        }
+        removed
+    }
+}
+
+/// Every directory (`root` included, when it exists) and every other file with its inode
+/// below `root`.
+fn walk(root: &Path) -> (Vec<PathBuf>, Vec<(PathBuf, u64)>) {
+    use std::os::unix::fs::MetadataExt;
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(dir) = todo.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else {
+            continue;
+        };
+        dirs.push(dir);
+        for entry in rd.filter_map(Result::ok) {
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else {
+                files.push((entry.path(), meta.ino()));
+            }
+        }
+    }
+    (dirs, files)
+}
+
 /// Detaches a pinned link now and removes its pin. Removing the pin alone
 /// detaches the program only after an RCU grace period and a kernel work
 /// item; whoever unpins (cleanup, `--detach-on-exit`, a change of XDP mode)
@@ -236,4 +331,42 @@ pub fn remove_all(pin_root: &Path) -> Result<Vec<PathBuf>, PinError> {
     // The root itself, if now empty.
     let _ = fs::remove_dir(pin_root);
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roll_back_removes_only_what_appeared_or_was_replaced() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let v1 = root.path().join("v1");
+        fs::create_dir_all(v1.join("maps")).expect("mkdir");
+        fs::write(v1.join("maps/kept"), "old").expect("pin");
+        fs::write(v1.join("maps/replaced"), "old").expect("pin");
+        let before = Snapshot::take(root.path());
+
+        fs::write(v1.join("maps/new"), "new").expect("pin");
+        // A replacement gets a new inode (written aside, then renamed over the old one).
+        fs::write(v1.join("maps/tmp"), "new").expect("pin");
+        fs::rename(v1.join("maps/tmp"), v1.join("maps/replaced")).expect("rename");
+        fs::create_dir_all(root.path().join("v2/links")).expect("mkdir");
+        fs::write(root.path().join("v2/links/eth0_ingress"), "link").expect("pin");
+
+        let removed = before.roll_back();
+        assert!(v1.join("maps/kept").exists(), "a previous run's pin stays");
+        assert!(!v1.join("maps/new").exists());
+        assert!(!v1.join("maps/replaced").exists(), "replaced by this start");
+        assert!(!root.path().join("v2").exists(), "directories it made go");
+        assert!(root.path().exists() && v1.join("maps").exists());
+        assert_eq!(removed.len(), 5, "{removed:?}");
+
+        // A root that did not exist goes entirely.
+        let fresh = root.path().join("fresh");
+        let before = Snapshot::take(&fresh);
+        fs::create_dir_all(fresh.join("v1/maps")).expect("mkdir");
+        fs::write(fresh.join("v1/maps/m"), "").expect("pin");
+        before.roll_back();
+        assert!(!fresh.exists());
+    }
 }

@@ -15,7 +15,10 @@ use std::{collections::HashMap, path::PathBuf};
 use regex::RegexSetBuilder;
 use sha2::{Digest, Sha256};
 
-use super::dns_lists::{self, ListError, Match};
+use super::{
+    bad_lines::BadLines,
+    dns_lists::{self, ListError, Match},
+};
 
 /// Compiled size limit of all regexes together (regex crate's NFA size).
 pub const REGEX_SIZE_LIMIT: usize = 8 << 20;
@@ -146,20 +149,34 @@ pub enum RuleSetError {
     /// A list file is broken.
     #[error(transparent)]
     List(#[from] ListError),
-    /// A regex does not compile or is too big.
-    #[error("{path}:{line}: regex {pattern:?}: {problem}")]
-    Regex {
-        path: PathBuf,
-        line: usize,
-        pattern: String,
-        problem: String,
-    },
+    /// Regexes of one file that do not compile or are too big (every one is counted).
+    #[error(transparent)]
+    Regex(BadLines),
+    /// Several list files failed, in configuration order.
+    #[error("{}", several(.0))]
+    Several(Vec<RuleSetError>),
     /// Too many regexes, or the set exceeds the size limit.
     #[error("regex lists: {0}")]
     RegexSet(String),
     /// More rules or list files than the set can index (4 Gi rules, 65534 files).
     #[error("too many rules or list files")]
     TooMany,
+}
+
+/// A regex error on one line: the syntax error's last line (the regex crate draws the
+/// pattern with a caret above it), or the message with its line breaks as spaces.
+fn one_line(e: &regex::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once("\nerror: ") {
+        Some((_, last)) => last.trim().to_owned(),
+        None => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// One error per line of text, each with its causes.
+fn several(errors: &[RuleSetError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| crate::error_chain(e)).collect();
+    lines.join("\n")
 }
 
 /// A validated rule set, compact enough for a million names (about 60
@@ -276,17 +293,22 @@ impl RuleSet {
             hasher: Sha256::new(),
         };
         let mut file = 0u16;
+        // Every file is read, also after a broken one: all their errors are reported.
+        let mut errors = Vec::new();
         for (action, paths) in [
             (Action::Allow, &lists.allowlists),
             (Action::Block, &lists.blocklists),
         ] {
             for path in paths {
                 let mut failed = None;
-                dns_lists::for_each_entry(path, |name, kind, line| {
+                let read = dns_lists::for_each_entry(path, |name, kind, line| {
                     if failed.is_none() {
                         failed = b.name(name, file, line, action, kind).err();
                     }
-                })?;
+                });
+                if let Err(e) = read {
+                    errors.push(e.into());
+                }
                 if let Some(e) = failed {
                     return Err(e);
                 }
@@ -303,26 +325,44 @@ impl RuleSet {
         }
         let mut patterns = Vec::new();
         for path in &lists.regex_lists {
-            for (line, pattern) in dns_lists::read_regexes(path)? {
-                let bad = |problem: String| RuleSetError::Regex {
-                    path: path.clone(),
-                    line,
-                    pattern: pattern.clone(),
-                    problem,
-                };
+            let entries = match dns_lists::read_regexes(path) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    errors.push(e.into());
+                    file += 1;
+                    continue;
+                }
+            };
+            let mut bad = BadLines::new(path.clone());
+            for (line, pattern) in entries {
                 if pattern.len() > MAX_REGEX_LEN {
-                    return Err(bad(format!("longer than {MAX_REGEX_LEN} bytes")));
+                    bad.push(line, || {
+                        format!("regex {pattern:?}: longer than {MAX_REGEX_LEN} bytes")
+                    });
+                    continue;
                 }
                 // Compile alone first, so an error names its line.
-                regex::RegexBuilder::new(&pattern)
+                if let Err(e) = regex::RegexBuilder::new(&pattern)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
-                    .map_err(|e| bad(e.to_string()))?;
+                {
+                    bad.push(line, || format!("regex {pattern:?}: {}", one_line(&e)));
+                    continue;
+                }
                 let index = b.push(&pattern, file, line, Action::Block, RuleKind::Regex)?;
                 b.set.regex_rules.push(index);
                 patterns.push(pattern);
             }
+            if !bad.is_empty() {
+                errors.push(RuleSetError::Regex(bad));
+            }
             file += 1;
+        }
+        if errors.len() > 1 {
+            return Err(RuleSetError::Several(errors));
+        }
+        if let Some(e) = errors.pop() {
+            return Err(e);
         }
         if patterns.len() > MAX_REGEXES {
             return Err(RuleSetError::RegexSet(format!(
@@ -536,7 +576,22 @@ mod tests {
     fn broken_regex_names_its_line() {
         let (l, dir) = lists("", "", "# c\nfine\n(unclosed\n");
         let e = RuleSet::load(&l).expect_err("bad regex").to_string();
-        assert!(e.contains("r:3: regex \"(unclosed\""), "{e}");
+        assert!(
+            e.ends_with("r:3: regex \"(unclosed\": unclosed group"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        // Every bad line of every file, in configuration order.
+        let (l, dir) = lists("ok.example\nbad!\nworse!\n", "", "(a\nfine\n[b\n");
+        let e = RuleSet::load(&l).expect_err("bad lines").to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        for (line, at) in lines
+            .iter()
+            .zip(["b:2: ", "b:3: ", "r:1: regex", "r:3: regex"])
+        {
+            assert!(line.contains(at), "{at} in {e}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -12,9 +12,12 @@
 //!
 //! Hosts-file boilerplate (`localhost`, `broadcasthost`, ...) is skipped.
 //! Any other line is an error naming the file and line: a list with one bad
-//! line is rejected whole, so a reload never applies half a file.
+//! line is rejected whole, so a reload never applies half a file. Every bad
+//! line of a file is found (see [`BadLines`]).
 
 use std::path::{Path, PathBuf};
+
+use super::bad_lines::BadLines;
 
 /// How a rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,13 +50,10 @@ pub enum ListError {
         #[source]
         source: std::io::Error,
     },
-    /// A line is not a rule in any supported format.
-    #[error("{path}:{line}: {problem}")]
-    Line {
-        path: PathBuf,
-        line: usize,
-        problem: String,
-    },
+    /// Lines that are not rules in any supported format (every one is counted, the first
+    /// few named).
+    #[error(transparent)]
+    Lines(BadLines),
 }
 
 const HOSTS_BOILERPLATE: &[&str] = &[
@@ -159,23 +159,25 @@ pub fn parse_line(line: &str) -> Result<Vec<(String, Match)>, String> {
     Ok(out)
 }
 
-/// Reads a whole list file, calling `f(name, kind, line)` for every rule.
+/// Reads a whole list file, calling `f(name, kind, line)` for every rule. A bad line does
+/// not stop the reading: every one is reported.
 pub fn for_each_entry(path: &Path, mut f: impl FnMut(&str, Match, usize)) -> Result<(), ListError> {
     let text = crate::paths::read_input_file(path).map_err(|source| ListError::Read {
         path: path.to_owned(),
         source,
     })?;
     let mut buf = String::with_capacity(256);
+    let mut bad = BadLines::new(path.to_owned());
     for (i, line) in text.lines().enumerate() {
-        parse_line_with(line, &mut buf, |name, kind| f(name, kind, i + 1)).map_err(|problem| {
-            ListError::Line {
-                path: path.to_owned(),
-                line: i + 1,
-                problem,
-            }
-        })?;
+        if let Err(problem) = parse_line_with(line, &mut buf, |name, kind| f(name, kind, i + 1)) {
+            bad.push(i + 1, || problem);
+        }
     }
-    Ok(())
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(ListError::Lines(bad))
+    }
 }
 
 /// Reads a whole list file into entries.
@@ -276,6 +278,17 @@ mod tests {
         std::fs::write(&p, "# list\nok.example\n\nnot a rule line\n").expect("write");
         let e = read(&p).expect_err("bad line");
         assert!(e.to_string().ends_with("l.txt:4: \"not a rule line\" is neither a domain, a hosts line nor an ||domain^ rule"), "{e}");
+        std::fs::write(
+            &p,
+            "bad!\nok.example\n||x.example\n*.fine.example\nworse!\n",
+        )
+        .expect("write");
+        let e = read(&p).expect_err("bad lines");
+        let lines: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 3, "every bad line: {e}");
+        for (text, n) in lines.iter().zip([1, 3, 5]) {
+            assert!(text.contains(&format!("l.txt:{n}: ")), "{e}");
+        }
         std::fs::write(&p, "# list\nok.example\n0.0.0.0 x.example\n").expect("write");
         let entries = read(&p).expect("valid");
         assert_eq!(entries.len(), 2);

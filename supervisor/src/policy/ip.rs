@@ -79,8 +79,19 @@ impl IpRuleSet {
         };
         let mut hash = Sha256::new();
         let mut seen: HashSet<Prefix> = HashSet::new();
+        // Every file is read, also after a broken one: all their errors are reported.
+        let mut errors = Vec::new();
         for (file, path) in paths.iter().enumerate() {
-            let list = ip_lists::load(path)?;
+            let list = match ip_lists::load(path) {
+                Ok(list) => list,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            if !errors.is_empty() {
+                continue;
+            }
             set.normalised += list.normalised;
             for entry in list.entries {
                 hash.update(entry.prefix.to_string().as_bytes());
@@ -106,6 +117,12 @@ impl IpRuleSet {
             }
         }
         drop(seen);
+        if errors.len() > 1 {
+            return Err(IpListError::Several(errors));
+        }
+        if let Some(e) = errors.pop() {
+            return Err(e);
+        }
         set.index = set
             .rules
             .iter()

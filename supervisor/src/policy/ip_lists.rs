@@ -10,12 +10,14 @@
 //!
 //! Host bits set (`10.1.2.3/8`) are cleared (the rule is `10.0.0.0/8`) and
 //! counted in [`ParsedList::normalised`]; anything else that is not a prefix
-//! is an error naming the file and line. Parsing does no I/O beyond reading
-//! the file.
+//! is an error naming the file and line (every bad line is found, see
+//! [`BadLines`]). Parsing does no I/O beyond reading the file.
 
 use std::path::{Path, PathBuf};
 
 use palisade_ebpf::ip_policy::Prefix;
+
+use super::bad_lines::BadLines;
 
 /// An error in a list file, located.
 #[derive(Debug, thiserror::Error)]
@@ -27,14 +29,18 @@ pub enum IpListError {
         #[source]
         source: std::io::Error,
     },
-    /// A line is not a prefix.
-    #[error("{path}:{line}: {text:?}: {problem}")]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        text: String,
-        problem: palisade_ebpf::ip_policy::PrefixError,
-    },
+    /// Lines that are not prefixes (every one is counted, the first few named).
+    #[error(transparent)]
+    Lines(BadLines),
+    /// Several list files failed, in configuration order.
+    #[error("{}", several(.0))]
+    Several(Vec<IpListError>),
+}
+
+/// One error per line of text, each with its causes.
+fn several(errors: &[IpListError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| crate::error_chain(e)).collect();
+    lines.join("\n")
 }
 
 /// One entry of a list.
@@ -57,9 +63,11 @@ pub struct ParsedList {
     pub normalised: usize,
 }
 
-/// Parses list text; `path` names it in errors.
+/// Parses list text; `path` names it in errors. A bad line does not stop the parse: every
+/// one is reported.
 pub fn parse(path: &Path, text: &str) -> Result<ParsedList, IpListError> {
     let mut list = ParsedList::default();
+    let mut bad = BadLines::new(path.to_owned());
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
@@ -75,25 +83,26 @@ pub fn parse(path: &Path, text: &str) -> Result<ParsedList, IpListError> {
             .filter(|c| !c.is_empty())
             .map(str::to_owned);
         if !(rest.is_empty() || rest.starts_with('#') || rest.starts_with(';')) {
-            return Err(IpListError::Invalid {
-                path: path.to_owned(),
-                line: index + 1,
-                text: line.to_owned(),
-                problem: palisade_ebpf::ip_policy::PrefixError::Address,
+            bad.push(index + 1, || {
+                format!(
+                    "{line:?}: {}",
+                    palisade_ebpf::ip_policy::PrefixError::Address
+                )
             });
+            continue;
         }
         // `1.2.3.0/24;SBL1` (no space before the comment) is common too.
         let (token, comment) = match token.split_once(';') {
             Some((t, c)) => (t, Some(c.trim().to_owned()).filter(|c| !c.is_empty())),
             None => (token, comment),
         };
-        let (prefix, normalised) =
-            Prefix::parse(token).map_err(|problem| IpListError::Invalid {
-                path: path.to_owned(),
-                line: index + 1,
-                text: token.to_owned(),
-                problem,
-            })?;
+        let (prefix, normalised) = match Prefix::parse(token) {
+            Ok(p) => p,
+            Err(problem) => {
+                bad.push(index + 1, || format!("{token:?}: {problem}"));
+                continue;
+            }
+        };
         if normalised {
             list.normalised += 1;
         }
@@ -103,7 +112,11 @@ pub fn parse(path: &Path, text: &str) -> Result<ParsedList, IpListError> {
             comment,
         });
     }
-    Ok(list)
+    if bad.is_empty() {
+        Ok(list)
+    } else {
+        Err(IpListError::Lines(bad))
+    }
 }
 
 /// Reads and parses one list file.
@@ -156,6 +169,16 @@ mod tests {
         );
         let e = parse(Path::new("/l.txt"), "1.2.3.4 5.6.7.8\n").expect_err("bad");
         assert!(e.to_string().starts_with("/l.txt:1:"), "{e}");
+        // Every bad line, not only the first.
+        let e = parse(
+            Path::new("/l.txt"),
+            "x\n1.2.3.0/24\n1.2.3.0/99\n# fine\n::/0\nnope ; c\n",
+        )
+        .expect_err("bad");
+        assert_eq!(
+            e.to_string(),
+            "/l.txt:1: \"x\": not an IPv4 or IPv6 address\n/l.txt:3: \"1.2.3.0/99\": prefix length out of range (0-32 for IPv4, 0-128 for IPv6)\n/l.txt:6: \"nope\": not an IPv4 or IPv6 address"
+        );
         assert_eq!(
             parse(Path::new("/l"), "# only\n")
                 .map(|l| l.entries.len())

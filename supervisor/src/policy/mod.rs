@@ -6,7 +6,10 @@
 //! `ip`), the kernel writes (`*_kernel`), and the transactions that change
 //! them at run time: `dns_verdicts` (names learned from the workers'
 //! verdicts) and `ip_block` (`palisade block`, TTL expiry, hook moves).
+//! A list's errors are [`bad_lines::BadLines`]: every bad line of a file is
+//! found, the first few are named.
 
+pub mod bad_lines;
 pub mod dns;
 pub mod dns_kernel;
 pub mod dns_lists;
