@@ -8,6 +8,7 @@
 
 pub mod corpus;
 pub mod eve_schema;
+pub mod tls_compare;
 use std::{
     collections::BTreeMap,
     fs,

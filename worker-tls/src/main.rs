@@ -6,50 +6,10 @@ use std::process::ExitCode;
 
 use palisade_ipc::messages::WorkerKind;
 use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
-use palisade_worker_tls::parse::{self, version_name};
+use palisade_worker_tls::event::{self, TlsBody, TlsVendor};
+use palisade_worker_tls::fingerprint::Transport;
+use palisade_worker_tls::parse::{self, HandshakeStream, Message, StreamState};
 use serde::Serialize;
-
-/// The `tls` object, in Suricata's fields: one hello per event.
-#[derive(Serialize)]
-struct TlsBody {
-    /// The highest version the hello offers (client) or the one chosen (server).
-    version: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sni: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_alpns: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_alpns: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_handshake: Option<ClientHandshake>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_handshake: Option<ServerHandshake>,
-}
-
-/// `tls.client_handshake`.
-#[derive(Serialize)]
-struct ClientHandshake {
-    version: String,
-    /// Offered cipher suites, IANA numbers, in wire order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ciphers: Vec<u16>,
-}
-
-/// `tls.server_handshake`.
-#[derive(Serialize)]
-struct ServerHandshake {
-    version: String,
-    /// The chosen cipher suite.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cipher: Option<u16>,
-}
-
-/// `palisade.tls`.
-#[derive(Serialize)]
-struct TlsVendor {
-    /// `client_hello` or `server_hello`: which hello this event is.
-    handshake: &'static str,
-}
 
 #[derive(Serialize)]
 struct TlsExtra {
@@ -73,53 +33,42 @@ impl Protocol for Tls {
         if record.hdr.kind != palisade_abi::KIND_TLS {
             return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
         }
-        let hello = match parse::parse_record(record.payload) {
-            Ok(h) => h,
-            Err(e) => return out.drop(e.reason()),
-        };
-        let common = eve::Common::new(ctx, "tls", &record.hdr);
-        let version = version_name(hello.version());
-        let alpns = (!hello.alpn.is_empty()).then_some(hello.alpn);
-        let tls = if hello.client {
-            TlsBody {
-                version: version.clone(),
-                sni: hello.sni,
-                client_alpns: alpns,
-                server_alpns: None,
-                client_handshake: Some(ClientHandshake {
-                    version,
-                    ciphers: hello.ciphers,
-                }),
-                server_handshake: None,
+        let mut stream = HandshakeStream::new();
+        let mut hellos = 0;
+        for raw in stream.push(record.payload) {
+            let (tls, vendor, anomalies) = match parse::parse_message(&raw) {
+                Ok(Message::ClientHello(h)) => {
+                    let (b, v) = event::client(&h, Transport::Tcp);
+                    (b, v, h.anomalies)
+                }
+                Ok(Message::ServerHello(h)) => {
+                    let (b, v) = event::server(&h);
+                    (b, v, h.anomalies)
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    out.drop(e.reason());
+                    continue;
+                }
+            };
+            for a in anomalies {
+                out.notice(a.reason(), 1);
             }
-        } else {
-            TlsBody {
-                version: version.clone(),
-                sni: hello.sni,
-                client_alpns: None,
-                server_alpns: alpns,
-                client_handshake: None,
-                server_handshake: Some(ServerHandshake {
-                    version,
-                    cipher: hello.ciphers.first().copied(),
-                }),
-            }
-        };
-        let handshake = if hello.client {
-            "client_hello"
-        } else {
-            "server_hello"
-        };
-        out.emit(&TlsEvent {
-            palisade: eve::Vendor::new(
-                &common,
-                TlsExtra {
-                    tls: TlsVendor { handshake },
-                },
-            ),
-            common,
-            tls,
-        });
+            hellos += 1;
+            let common = eve::Common::new(ctx, "tls", &record.hdr);
+            out.emit(&TlsEvent {
+                palisade: eve::Vendor::new(&common, TlsExtra { tls: vendor }),
+                common,
+                tls,
+            });
+        }
+        if hellos == 0 {
+            let reason = match stream.state() {
+                StreamState::Failed(e) => e.reason(),
+                _ => parse::TlsError::Truncated.reason(),
+            };
+            out.drop(reason);
+        }
     }
 }
 
