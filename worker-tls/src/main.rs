@@ -1,14 +1,17 @@
-//! palisade-worker-tls: TLS handshake records -> EVE `tls` events.
+//! palisade-worker-tls: followed TLS handshakes -> EVE `tls` events.
 //!
 //! Started by `palisade run` only (it refuses to run privileged or by hand).
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Instant};
 
+use palisade_abi::TlsSeg;
 use palisade_ipc::messages::WorkerKind;
 use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
-use palisade_worker_tls::event::{self, TlsBody, TlsVendor};
-use palisade_worker_tls::fingerprint::Transport;
-use palisade_worker_tls::parse::{self, HandshakeStream, Message, StreamState};
+use palisade_worker_tls::{
+    conn::{Hello, Output, Tracker},
+    event::{self, TlsBody, TlsVendor},
+    fingerprint::Transport,
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -24,7 +27,52 @@ struct TlsEvent {
     palisade: eve::Vendor<TlsExtra>,
 }
 
-struct Tls;
+/// Drop reason: a TLS record whose segment header is missing.
+const DROP_BAD_SEGMENT: &str = "tls_bad_segment";
+
+#[derive(Default)]
+struct Tls {
+    tracker: Tracker,
+}
+
+/// Writes the events and counts of one tracker output.
+fn write(
+    ctx: &eve::Context,
+    hdr: Option<&palisade_abi::RecordHeader>,
+    output: Output,
+    out: &mut EventOut<'_>,
+) {
+    for reason in output.drops {
+        out.drop(reason);
+    }
+    for reason in output.notices {
+        out.notice(reason, 1);
+    }
+    let Some(hdr) = hdr else { return };
+    for (hello, index) in output.hellos {
+        let (tls, mut vendor, anomalies) = match hello {
+            Hello::Client(h) => {
+                let (b, v) = event::client(&h, Transport::Tcp);
+                (b, v, h.anomalies)
+            }
+            Hello::Server(h, sni) => {
+                let (mut b, v) = event::server(&h);
+                b.sni = sni.as_deref().map(event::escape);
+                (b, v, h.anomalies)
+            }
+        };
+        for a in anomalies {
+            out.notice(a.reason(), 1);
+        }
+        vendor.hello_index = (index > 1).then_some(index);
+        let common = eve::Common::new(ctx, "tls", hdr);
+        out.emit(&TlsEvent {
+            palisade: eve::Vendor::new(&common, TlsExtra { tls: vendor }),
+            common,
+            tls,
+        });
+    }
+}
 
 impl Protocol for Tls {
     const KIND: WorkerKind = WorkerKind::Tls;
@@ -33,45 +81,24 @@ impl Protocol for Tls {
         if record.hdr.kind != palisade_abi::KIND_TLS {
             return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
         }
-        let mut stream = HandshakeStream::new();
-        let mut hellos = 0;
-        for raw in stream.push(record.payload) {
-            let (tls, vendor, anomalies) = match parse::parse_message(&raw) {
-                Ok(Message::ClientHello(h)) => {
-                    let (b, v) = event::client(&h, Transport::Tcp);
-                    (b, v, h.anomalies)
-                }
-                Ok(Message::ServerHello(h)) => {
-                    let (b, v) = event::server(&h);
-                    (b, v, h.anomalies)
-                }
-                Ok(_) => continue,
-                Err(e) => {
-                    out.drop(e.reason());
-                    continue;
-                }
-            };
-            for a in anomalies {
-                out.notice(a.reason(), 1);
-            }
-            hellos += 1;
-            let common = eve::Common::new(ctx, "tls", &record.hdr);
-            out.emit(&TlsEvent {
-                palisade: eve::Vendor::new(&common, TlsExtra { tls: vendor }),
-                common,
-                tls,
-            });
-        }
-        if hellos == 0 {
-            let reason = match stream.state() {
-                StreamState::Failed(e) => e.reason(),
-                _ => parse::TlsError::Truncated.reason(),
-            };
-            out.drop(reason);
-        }
+        let Ok((seg, data)) = TlsSeg::read(record.payload) else {
+            return out.drop(DROP_BAD_SEGMENT);
+        };
+        let output = self.tracker.segment(&record.hdr, &seg, data);
+        write(ctx, Some(&record.hdr), output, out);
+    }
+
+    fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
+        let output = self.tracker.expire(ctx.boot_now_ns());
+        write(ctx, None, output, out);
+    }
+
+    fn on_shutdown(&mut self, ctx: &eve::Context, out: &mut EventOut<'_>) {
+        let output = self.tracker.clear();
+        write(ctx, None, output, out);
     }
 }
 
 fn main() -> ExitCode {
-    palisade_worker_runtime::run(Tls)
+    palisade_worker_runtime::run(Tls::default())
 }

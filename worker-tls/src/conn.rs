@@ -1,0 +1,238 @@
+//! The TLS connections the kernel follows, as the worker sees them: each
+//! direction's segments put back in order ([`Reassembler`]), read as TLS
+//! records and handshake messages ([`HandshakeStream`]), and every hello
+//! handed out with the record header of the segment that completed it.
+//!
+//! Bounded: at most [`MAX_CONNS`] connections (the oldest goes first, its
+//! unfinished hellos counted), each forgotten [`IDLE_NS`] after its last
+//! segment or once the kernel stopped following both directions.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use palisade_abi::{RecordHeader, TLS_DIR_SERVER, TLS_SEG_LAST, TlsSeg};
+use palisade_worker_runtime::eve;
+
+use crate::parse::{
+    ClientHello, HandshakeStream, Message, ServerHello, StreamState, parse_message,
+};
+use crate::reassembly::{Pushed, Reassembler};
+
+/// Connections tracked at once at most.
+pub const MAX_CONNS: usize = 16_384;
+/// A connection with no segment for this long is forgotten (boot-clock ns).
+pub const IDLE_NS: u64 = 30_000_000_000;
+
+/// Drop reason: a hello that was never complete (its connection ended, idled
+/// out or was evicted with bytes of it held).
+pub const DROP_HELLO_INCOMPLETE: &str = "tls_hello_incomplete";
+/// Notice: a segment refused because too many bytes waited behind a gap.
+pub const NOTICE_GAP_REFUSED: &str = "tls_gap_refused";
+/// Notice: a connection evicted to make room (table full).
+pub const NOTICE_CONN_EVICTED: &str = "tls_conn_evicted";
+
+/// Identity of a followed handshake: the client and server endpoints and
+/// when the kernel started following it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    client: (IpAddr, u16),
+    server: (IpAddr, u16),
+    conn_ns: u64,
+}
+
+impl ConnKey {
+    /// The key of a segment record.
+    pub fn of(hdr: &RecordHeader, seg: &TlsSeg) -> Self {
+        let src = (eve::addr(hdr.ip_version, hdr.src_addr), hdr.src_port);
+        let dst = (eve::addr(hdr.ip_version, hdr.dst_addr), hdr.dst_port);
+        let (client, server) = if seg.dir == TLS_DIR_SERVER {
+            (dst, src)
+        } else {
+            (src, dst)
+        };
+        Self {
+            client,
+            server,
+            conn_ns: seg.conn_ns,
+        }
+    }
+}
+
+/// One direction.
+#[derive(Debug, Default)]
+struct Side {
+    bytes: Reassembler,
+    stream: HandshakeStream,
+    /// Hellos read in this direction.
+    hellos: u32,
+    /// The kernel sent its last record for this direction.
+    ended: bool,
+}
+
+impl Side {
+    /// Bytes came in this direction and no hello was read from them.
+    fn unfinished(&self) -> bool {
+        self.hellos == 0
+            && self.stream.is_open()
+            && (self.bytes.delivered() > 0 || self.bytes.pending() > 0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Conn {
+    sides: [Side; 2],
+    last_ns: u64,
+    /// server_name of the latest ClientHello, for the server's events.
+    sni: Option<Vec<u8>>,
+}
+
+/// A hello ready to be logged.
+#[derive(Debug, Clone)]
+pub enum Hello {
+    /// A ClientHello.
+    Client(ClientHello),
+    /// A ServerHello (or HelloRetryRequest), with the connection's SNI.
+    Server(ServerHello, Option<Vec<u8>>),
+}
+
+/// What a segment gave.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Hellos completed by the segment: the hello, and its rank among the
+    /// hellos of its direction (1 for the first).
+    pub hellos: Vec<(Hello, u32)>,
+    /// Messages that did not parse, and hellos lost (drop reasons).
+    pub drops: Vec<&'static str>,
+    /// Notices.
+    pub notices: Vec<&'static str>,
+}
+
+/// Every followed connection.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    conns: HashMap<ConnKey, Conn>,
+}
+
+impl Tracker {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Connections held.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether no connection is held.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// One segment record: its header, its `TlsSeg` and bytes.
+    pub fn segment(&mut self, hdr: &RecordHeader, seg: &TlsSeg, data: &[u8]) -> Output {
+        let mut out = Output::default();
+        let key = ConnKey::of(hdr, seg);
+        if !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNS {
+            self.evict_oldest(&mut out);
+        }
+        let conn = self.conns.entry(key).or_default();
+        conn.last_ns = conn.last_ns.max(hdr.ts_boot_ns);
+        let dir = usize::from(seg.dir == TLS_DIR_SERVER);
+        let mut bytes = Vec::new();
+        let Some(side) = conn.sides.get_mut(dir) else {
+            return out;
+        };
+        match side.bytes.push(u64::from(seg.offset), data, &mut bytes) {
+            Pushed::Refused => out.notices.push(NOTICE_GAP_REFUSED),
+            Pushed::InOrder | Pushed::Held | Pushed::Duplicate => {}
+        }
+        let raws = side.stream.push(&bytes);
+        if seg.flags & TLS_SEG_LAST != 0 {
+            side.ended = true;
+        }
+        for raw in raws {
+            match parse_message(&raw) {
+                Ok(Message::ClientHello(h)) => {
+                    conn.sni.clone_from(&h.sni);
+                    if let Some(side) = conn.sides.get_mut(dir) {
+                        side.hellos += 1;
+                        out.hellos.push((Hello::Client(h), side.hellos));
+                    }
+                }
+                Ok(Message::ServerHello(h)) => {
+                    if let Some(side) = conn.sides.get_mut(dir) {
+                        side.hellos += 1;
+                        out.hellos
+                            .push((Hello::Server(h, conn.sni.clone()), side.hellos));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => out.drops.push(e.reason()),
+            }
+        }
+        if let Some(side) = conn.sides.get(dir)
+            && let StreamState::Failed(e) = side.stream.state()
+            && side.hellos == 0
+        {
+            // Not TLS after all, or broken before its first hello: counted once.
+            if !side.ended {
+                out.drops.push(e.reason());
+            }
+            if let Some(side) = conn.sides.get_mut(dir) {
+                side.ended = true;
+            }
+        }
+        if conn.sides.iter().all(|s| s.ended) {
+            if let Some(conn) = self.conns.remove(&key) {
+                finish(&conn, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Forgets connections idle since before `now_ns - IDLE_NS`.
+    pub fn expire(&mut self, now_ns: u64) -> Output {
+        let mut out = Output::default();
+        let cutoff = now_ns.saturating_sub(IDLE_NS);
+        self.conns.retain(|_, conn| {
+            let keep = conn.last_ns >= cutoff;
+            if !keep {
+                finish(conn, &mut out);
+            }
+            keep
+        });
+        out
+    }
+
+    /// Forgets every connection (shutdown).
+    pub fn clear(&mut self) -> Output {
+        let mut out = Output::default();
+        for conn in self.conns.values() {
+            finish(conn, &mut out);
+        }
+        self.conns.clear();
+        out
+    }
+
+    fn evict_oldest(&mut self, out: &mut Output) {
+        let oldest = self
+            .conns
+            .iter()
+            .min_by_key(|(_, c)| c.last_ns)
+            .map(|(k, _)| *k);
+        if let Some(conn) = oldest.and_then(|k| self.conns.remove(&k)) {
+            out.notices.push(NOTICE_CONN_EVICTED);
+            finish(&conn, out);
+        }
+    }
+}
+
+/// Counts what a connection leaves unfinished.
+fn finish(conn: &Conn, out: &mut Output) {
+    for side in &conn.sides {
+        if side.unfinished() {
+            out.drops.push(DROP_HELLO_INCOMPLETE);
+        }
+    }
+}
