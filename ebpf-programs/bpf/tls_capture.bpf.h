@@ -309,6 +309,13 @@ __attribute__((noinline)) int tls_capture(struct __sk_buff *skb, struct pal_pkt 
 		return 0;
 	}
 	sender_is_lo = flow_key_fill(&key, p);
+	if (!hello && (p->tcp_flags & (PAL_TCP_SYN | PAL_TCP_ACK)) == PAL_TCP_SYN) {
+		/* A new connection on the tuple (port reuse): forget the old one. */
+		tls_end(&key);
+		hello = tls_hello_start(skb, p); /* TCP Fast Open: a hello in the SYN */
+		if (!hello)
+			return 0;
+	}
 	if (!hello) {
 		c = bpf_map_lookup_elem(&pal_tls_conns, &key);
 		if (!c) {
@@ -328,7 +335,13 @@ __attribute__((noinline)) int tls_capture(struct __sk_buff *skb, struct pal_pkt 
 	if (p->now_ns - c->start_ns > PAL_TLS_MAX_NS) {
 		tls_stat_inc(PAL_TLS_STAT_BOUND_TIME);
 		tls_end(&key);
-		return 0;
+		/* A hello that comes this late starts a new handshake. */
+		hello = tls_hello_start(skb, p);
+		if (!hello)
+			return 0;
+		c = tls_start(&key, p, sender_is_lo, hello);
+		if (!c)
+			return 0;
 	}
 	dir = sender_is_lo == c->client_is_lo ? PAL_TLS_DIR_CLIENT : PAL_TLS_DIR_SERVER;
 	st = dir ? c->state[1] : c->state[0];
@@ -348,6 +361,19 @@ __attribute__((noinline)) int tls_capture(struct __sk_buff *skb, struct pal_pkt 
 		goto out;
 
 	off = seq - (dir ? c->base[1] : c->base[0]);
+	if ((off >= PAL_TLS_MAX_BYTES || (__s32)off < 0) && (hello = tls_hello_start(skb, p))) {
+		/*
+		 * A hello outside the followed stream: a new connection on the
+		 * tuple whose SYN was not seen. Follow it instead.
+		 */
+		tls_end(&key);
+		c = tls_start(&key, p, sender_is_lo, hello);
+		if (!c)
+			return 0;
+		dir = sender_is_lo == c->client_is_lo ? PAL_TLS_DIR_CLIENT : PAL_TLS_DIR_SERVER;
+		st = PAL_TLS_ST_WALK;
+		off = 0;
+	}
 	if ((__s32)off < 0) {
 		/* Starts before the followed stream (a retransmission of older bytes). */
 		skip = -off;
