@@ -51,9 +51,10 @@ pub enum RawKind {
 pub enum StreamState {
     /// Reading plaintext handshake records.
     Open,
-    /// A ChangeCipherSpec passed: only a ClientHello that fills its record
-    /// exactly is still read (TLS 1.3 middlebox compatibility sends CCS before
-    /// the second ClientHello); anything else means the handshake is encrypted.
+    /// A ChangeCipherSpec passed: only a hello that fills its record exactly
+    /// is still read (TLS 1.3 middlebox compatibility sends CCS before the
+    /// second ClientHello and ServerHello after a HelloRetryRequest); anything
+    /// else means the handshake is encrypted.
     AfterChangeCipherSpec,
     /// Encrypted from here (application data, encrypted handshake): done.
     Encrypted,
@@ -227,8 +228,11 @@ impl HandshakeStream {
     }
 }
 
-/// Whether a handshake record holds exactly one whole ClientHello.
+/// Whether a handshake record holds exactly one whole ClientHello or
+/// ServerHello (the second ones after a HelloRetryRequest, each behind the
+/// sender's ChangeCipherSpec in middlebox-compatibility mode). An encrypted
+/// TLS 1.2 Finished passes for one with a chance of 2^-31.
 fn fills_record_as_client_hello(fragment: &[u8]) -> bool {
     let mut c = Cursor::new(fragment);
-    matches!((c.u8(), c.u24()), (Ok(CLIENT_HELLO), Ok(len)) if len as usize == c.remaining())
+    matches!((c.u8(), c.u24()), (Ok(CLIENT_HELLO | SERVER_HELLO), Ok(len)) if len as usize == c.remaining())
 }
