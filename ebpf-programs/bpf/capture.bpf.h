@@ -40,7 +40,11 @@ static __always_inline int classify_payload(struct __sk_buff *skb, struct pal_pk
 		emit_payload(skb, p, &rb_dhcp, PAL_RING_DHCP, PAL_KIND_DHCP, PAL_CAP_DHCP);
 		return TC_ACT_UNSPEC;
 	}
-	if (tcp)
+	/*
+	 * The common case inline: a segment of a known flow that is not followed
+	 * and does not start a hello costs this check and no call.
+	 */
+	if (tcp && (p->tls_follow || !p->flow_start_ns || tls_hello_start(skb, p)))
 		tls_capture(skb, p);
 	return TC_ACT_UNSPEC;
 }
