@@ -236,3 +236,145 @@ fn finish(conn: &Conn, out: &mut Output) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use palisade_abi::{TLS_DIR_CLIENT, TLS_SEG_FIRST};
+    use proptest::prelude::*;
+
+    const CLIENT: &[u8] =
+        include_bytes!("../testdata/sv_tls13-chrome-grease-tcp-and-quic.client.bin");
+    const SERVER: &[u8] =
+        include_bytes!("../testdata/sv_tls13-chrome-grease-tcp-and-quic.server.bin");
+
+    fn hdr(from_client: bool, ts: u64) -> RecordHeader {
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let mut h = RecordHeader {
+            ip_version: 4,
+            l4_proto: 6,
+            ts_boot_ns: ts,
+            ..RecordHeader::default()
+        };
+        let (src, dst, sport, dport) = if from_client {
+            (a, b, 40000, 443)
+        } else {
+            (b, a, 443, 40000)
+        };
+        h.src_addr[..4].copy_from_slice(&src);
+        h.dst_addr[..4].copy_from_slice(&dst);
+        h.src_port = sport;
+        h.dst_port = dport;
+        h
+    }
+
+    fn seg(dir: u8, offset: usize, flags: u8) -> TlsSeg {
+        TlsSeg {
+            conn_ns: 7,
+            offset: offset as u32,
+            dir,
+            flags,
+            ..TlsSeg::default()
+        }
+    }
+
+    /// Feeds `stream` cut at `cuts`, pieces in `order` (indexes, may repeat).
+    fn feed(
+        t: &mut Tracker,
+        dir: u8,
+        stream: &[u8],
+        cuts: &[usize],
+        order: &[usize],
+    ) -> Vec<(Hello, u32)> {
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % stream.len()).collect();
+        bounds.extend([0, stream.len()]);
+        bounds.sort_unstable();
+        bounds.dedup();
+        let pieces: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+        let mut hellos = Vec::new();
+        for i in order.iter().chain(&(0..pieces.len()).collect::<Vec<_>>()) {
+            let (a, b) = pieces[i % pieces.len()];
+            let out = t.segment(
+                &hdr(dir == TLS_DIR_CLIENT, 1),
+                &seg(dir, a, 0),
+                &stream[a..b],
+            );
+            assert!(out.drops.is_empty(), "{:?}", out.drops);
+            hellos.extend(out.hellos);
+        }
+        hellos
+    }
+
+    #[test]
+    fn both_hellos_of_a_connection_and_the_sni_on_the_server_event() {
+        let mut t = Tracker::new();
+        let c = feed(&mut t, TLS_DIR_CLIENT, CLIENT, &[100, 700], &[2, 1, 1]);
+        assert_eq!(c.len(), 1);
+        assert!(matches!(&c[0], (Hello::Client(_), 1)));
+        let s = feed(&mut t, TLS_DIR_SERVER, SERVER, &[50], &[]);
+        assert_eq!(s.len(), 1);
+        let (Hello::Server(h, sni), 1) = &s[0] else {
+            panic!("{s:?}")
+        };
+        assert_eq!(h.version().0, 0x0304);
+        assert!(sni.is_some());
+        // The server's records turned encrypted; the kernel's last client record ends it.
+        let out = t.segment(
+            &hdr(true, 2),
+            &seg(TLS_DIR_CLIENT, CLIENT.len(), TLS_SEG_LAST),
+            &[],
+        );
+        assert!(out.drops.is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_hello_is_counted_when_the_connection_goes() {
+        let mut t = Tracker::new();
+        let out = t.segment(
+            &hdr(true, 1),
+            &seg(TLS_DIR_CLIENT, 0, TLS_SEG_FIRST),
+            &CLIENT[..300],
+        );
+        assert!(out.hellos.is_empty());
+        assert!(t.expire(1 + IDLE_NS / 2).drops.is_empty(), "not idle yet");
+        assert_eq!(t.expire(2 + IDLE_NS).drops, vec![DROP_HELLO_INCOMPLETE]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn not_tls_is_counted_once_and_the_table_stays_bounded() {
+        let mut t = Tracker::new();
+        let out = t.segment(
+            &hdr(true, 1),
+            &seg(TLS_DIR_CLIENT, 0, 0),
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        assert_eq!(out.drops.len(), 1);
+        let out = t.segment(&hdr(true, 1), &seg(TLS_DIR_CLIENT, 18, 0), b"more");
+        assert!(out.drops.is_empty());
+        for i in 0..MAX_CONNS + 10 {
+            let mut s = seg(TLS_DIR_CLIENT, 0, 0);
+            s.conn_ns = 100 + i as u64;
+            t.segment(&hdr(true, i as u64), &s, &CLIENT[..10]);
+        }
+        assert_eq!(t.len(), MAX_CONNS);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        /// Any split, order and duplication of the segments: one ClientHello, the same.
+        #[test]
+        fn any_segment_order_gives_one_hello(
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+            order in proptest::collection::vec(any::<usize>(), 0..24),
+        ) {
+            let mut t = Tracker::new();
+            let got = feed(&mut t, TLS_DIR_CLIENT, CLIENT, &cuts, &order);
+            prop_assert_eq!(got.len(), 1);
+            let (Hello::Client(h), 1) = &got[0] else { panic!() };
+            let whole = crate::parse::parse_first_hello(CLIENT).unwrap();
+            prop_assert_eq!(&Message::ClientHello(h.clone()), &whole);
+        }
+    }
+}
