@@ -8,6 +8,9 @@
 //! * A HelloRetryRequest: the client shares an X25519 key, the server only
 //!   takes P-256; both ClientHellos and both ServerHellos are logged, the
 //!   second ones numbered (`palisade.tls.hello_index`).
+//! * TLS 1.2: the ServerHello event carries the leaf certificate's subject,
+//!   issuer, serial, SHA-1 fingerprint and validity, equal to what
+//!   `openssl x509` reads from the server's certificate file.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -232,4 +235,62 @@ fn hellos_across_small_segments_and_after_a_hello_retry_request() {
         tls["drops"].as_array().is_none_or(|d| d.is_empty()),
         "{tls}"
     );
+}
+
+/// `openssl x509 -noout OPTION -in cert`, the value after `=`.
+fn x509_field(cert: &std::path::Path, option: &str) -> String {
+    let out = run(Command::new("openssl")
+        .args(["x509", "-noout", option, "-in"])
+        .arg(cert));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    text.split_once('=')
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or(text)
+}
+
+#[test]
+fn tls12_server_hello_carries_the_certificate() {
+    let lab = Lab::new("tls-cert");
+    server(&lab, 4435, &[]);
+    let cert = lab.dir.join("server.example.test.crt");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let out = client(&lab, 4435, &["-tls1_2", "-servername", "cert.example.test"]);
+    assert!(out.contains("TLSv1.2"), "{out}");
+    let sh = &hellos(&daemon, "cert.example.test", "server_hello", 1)[0];
+    let tls = &sh["tls"];
+    assert_eq!(tls["version"], "TLS 1.2", "{sh}");
+    assert_eq!(
+        tls["subject"], "CN=server.example.test, O=Palisade Test",
+        "{sh}"
+    );
+    assert_eq!(tls["issuerdn"], tls["subject"], "self-signed: {sh}");
+    let fingerprint = x509_field(&cert, "-fingerprint").to_lowercase();
+    assert_eq!(tls["fingerprint"], fingerprint.as_str(), "{sh}");
+    let serial = tls["serial"].as_str().unwrap_or_default().replace(':', "");
+    assert_eq!(
+        serial.trim_start_matches("00"),
+        x509_field(&cert, "-serial").trim_start_matches("00"),
+        "{sh}"
+    );
+    let date = regex_free_date(tls["notbefore"].as_str().unwrap_or_default());
+    assert!(date, "{sh}");
+    assert!(tls["notbefore"].as_str() < tls["notafter"].as_str(), "{sh}");
+    // The validity is one day (-days 1): notafter is notbefore + 24 h.
+    assert_eq!(
+        &tls["notafter"].as_str().unwrap_or_default()[11..],
+        &tls["notbefore"].as_str().unwrap_or_default()[11..],
+        "{sh}"
+    );
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, as Suricata's schema wants it.
+fn regex_free_date(s: &str) -> bool {
+    s.len() == 19
+        && s.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == '-',
+            10 => c == 'T',
+            13 | 16 => c == ':',
+            _ => c.is_ascii_digit(),
+        })
 }

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use palisade_abi::{RecordHeader, TLS_DIR_SERVER, TLS_SEG_LAST, TlsSeg};
 use palisade_worker_runtime::eve;
 
+use crate::parse::certificate::{CertInfo, cert_info};
 use crate::parse::{
     ClientHello, HandshakeStream, Message, ServerHello, StreamState, parse_message,
 };
@@ -84,6 +85,10 @@ struct Conn {
     last_ns: u64,
     /// server_name of the latest ClientHello, for the server's events.
     sni: Option<Vec<u8>>,
+    /// A TLS <= 1.2 ServerHello waiting for the Certificate message that
+    /// follows it (or for the sign that none does): its rank and the header
+    /// of the segment that completed it.
+    pending: Option<(ServerHello, u32, RecordHeader)>,
 }
 
 /// A hello ready to be logged.
@@ -91,16 +96,48 @@ struct Conn {
 pub enum Hello {
     /// A ClientHello.
     Client(ClientHello),
-    /// A ServerHello (or HelloRetryRequest), with the connection's SNI.
-    Server(ServerHello, Option<Vec<u8>>),
+    /// A ServerHello (or HelloRetryRequest), with the connection's SNI and,
+    /// for TLS <= 1.2, its leaf certificate.
+    Server(ServerHello, Option<Vec<u8>>, Option<CertInfo>),
+}
+
+/// A hello ready to be logged, with its rank among the hellos of its
+/// direction (1 for the first) and the header of the segment that
+/// completed it (or its certificate).
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The hello.
+    pub hello: Hello,
+    /// Its rank in its direction.
+    pub index: u32,
+    /// Time, addresses and interface for the event.
+    pub hdr: RecordHeader,
+}
+
+/// Notice: a certificate whose DER did not parse as X.509 (its SHA-1 is still logged).
+pub const NOTICE_CERT_UNREADABLE: &str = "tls_certificate_unreadable";
+
+/// Whether a ServerHello's version encrypts the Certificate (TLS 1.3 and its drafts).
+fn encrypts_certificate(h: &ServerHello) -> bool {
+    matches!(h.version().0, 0x0304 | 0x7f00..=0x7fff)
+}
+
+/// Writes a held ServerHello without a certificate.
+fn flush(conn: &mut Conn, out: &mut Output) {
+    if let Some((h, index, hdr)) = conn.pending.take() {
+        out.hellos.push(Ready {
+            hello: Hello::Server(h, conn.sni.clone(), None),
+            index,
+            hdr,
+        });
+    }
 }
 
 /// What a segment gave.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Hellos completed by the segment: the hello, and its rank among the
-    /// hellos of its direction (1 for the first).
-    pub hellos: Vec<(Hello, u32)>,
+    /// Hellos ready to be logged.
+    pub hellos: Vec<Ready>,
     /// Messages that did not parse, and hellos lost (drop reasons).
     pub drops: Vec<&'static str>,
     /// Notices.
@@ -152,24 +189,62 @@ impl Tracker {
             side.ended = true;
         }
         for raw in raws {
-            match parse_message(&raw) {
+            let msg = parse_message(&raw);
+            if dir == 1 && !matches!(msg, Ok(Message::Certificate(_))) {
+                flush(conn, &mut out); // no Certificate right after the ServerHello
+            }
+            match msg {
                 Ok(Message::ClientHello(h)) => {
                     conn.sni.clone_from(&h.sni);
                     if let Some(side) = conn.sides.get_mut(dir) {
                         side.hellos += 1;
-                        out.hellos.push((Hello::Client(h), side.hellos));
+                        out.hellos.push(Ready {
+                            hello: Hello::Client(h),
+                            index: side.hellos,
+                            hdr: *hdr,
+                        });
                     }
                 }
                 Ok(Message::ServerHello(h)) => {
                     if let Some(side) = conn.sides.get_mut(dir) {
                         side.hellos += 1;
-                        out.hellos
-                            .push((Hello::Server(h, conn.sni.clone()), side.hellos));
+                        if h.hello_retry_request || encrypts_certificate(&h) {
+                            out.hellos.push(Ready {
+                                hello: Hello::Server(h, conn.sni.clone(), None),
+                                index: side.hellos,
+                                hdr: *hdr,
+                            });
+                        } else {
+                            conn.pending = Some((h, side.hellos, *hdr));
+                        }
                     }
                 }
-                Ok(_) => {}
+                Ok(Message::Certificate(chain)) => {
+                    if let Some((h, index, _)) = conn.pending.take() {
+                        let cert = chain.first().map(|der| {
+                            let (info, read) = cert_info(der);
+                            if read.is_err() {
+                                out.notices.push(NOTICE_CERT_UNREADABLE);
+                            }
+                            info
+                        });
+                        out.hellos.push(Ready {
+                            hello: Hello::Server(h, conn.sni.clone(), cert),
+                            index,
+                            hdr: *hdr,
+                        });
+                    }
+                }
+                Ok(Message::Other(_)) => {}
                 Err(e) => out.drops.push(e.reason()),
             }
+        }
+        if conn
+            .sides
+            .get(1)
+            .is_some_and(|s| s.ended || !s.stream.is_open())
+        {
+            flush(conn, &mut out);
         }
         if let Some(side) = conn.sides.get(dir)
             && let StreamState::Failed(e) = side.stream.state()
@@ -184,8 +259,8 @@ impl Tracker {
             }
         }
         if conn.sides.iter().all(|s| s.ended) {
-            if let Some(conn) = self.conns.remove(&key) {
-                finish(&conn, &mut out);
+            if let Some(mut conn) = self.conns.remove(&key) {
+                finish(&mut conn, &mut out);
             }
         }
         out
@@ -208,7 +283,7 @@ impl Tracker {
     /// Forgets every connection (shutdown).
     pub fn clear(&mut self) -> Output {
         let mut out = Output::default();
-        for conn in self.conns.values() {
+        for conn in self.conns.values_mut() {
             finish(conn, &mut out);
         }
         self.conns.clear();
@@ -221,15 +296,16 @@ impl Tracker {
             .iter()
             .min_by_key(|(_, c)| c.last_ns)
             .map(|(k, _)| *k);
-        if let Some(conn) = oldest.and_then(|k| self.conns.remove(&k)) {
+        if let Some(mut conn) = oldest.and_then(|k| self.conns.remove(&k)) {
             out.notices.push(NOTICE_CONN_EVICTED);
-            finish(&conn, out);
+            finish(&mut conn, out);
         }
     }
 }
 
-/// Counts what a connection leaves unfinished.
-fn finish(conn: &Conn, out: &mut Output) {
+/// Writes what a connection holds and counts what it leaves unfinished.
+fn finish(conn: &mut Conn, out: &mut Output) {
+    flush(conn, out);
     for side in &conn.sides {
         if side.unfinished() {
             out.drops.push(DROP_HELLO_INCOMPLETE);
@@ -287,6 +363,20 @@ mod tests {
         cuts: &[usize],
         order: &[usize],
     ) -> Vec<(Hello, u32)> {
+        feed_ready(t, dir, stream, cuts, order)
+            .into_iter()
+            .map(|r| (r.hello, r.index))
+            .collect()
+    }
+
+    /// As `feed`, keeping the headers.
+    fn feed_ready(
+        t: &mut Tracker,
+        dir: u8,
+        stream: &[u8],
+        cuts: &[usize],
+        order: &[usize],
+    ) -> Vec<Ready> {
         let mut bounds: Vec<usize> = cuts.iter().map(|c| c % stream.len()).collect();
         bounds.extend([0, stream.len()]);
         bounds.sort_unstable();
@@ -314,7 +404,7 @@ mod tests {
         assert!(matches!(&c[0], (Hello::Client(_), 1)));
         let s = feed(&mut t, TLS_DIR_SERVER, SERVER, &[50], &[]);
         assert_eq!(s.len(), 1);
-        let (Hello::Server(h, sni), 1) = &s[0] else {
+        let (Hello::Server(h, sni, None), 1) = &s[0] else {
             panic!("{s:?}")
         };
         assert_eq!(h.version().0, 0x0304);
@@ -359,6 +449,62 @@ mod tests {
             t.segment(&hdr(true, i as u64), &s, &CLIENT[..10]);
         }
         assert_eq!(t.len(), MAX_CONNS);
+    }
+
+    #[test]
+    fn tls12_server_hello_carries_its_leaf_certificate() {
+        const GITHUB: &[u8] = include_bytes!("../testdata/sv_tls12-github.server.bin");
+        let mut t = Tracker::new();
+        let mut got = feed_ready(&mut t, TLS_DIR_SERVER, GITHUB, &[300, 1500, 2900], &[2, 0]);
+        got.extend(t.clear().hellos);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let Hello::Server(h, _, Some(cert)) = &got[0].hello else {
+            panic!("{got:?}")
+        };
+        assert_eq!(h.version().0, 0x0303);
+        assert!(
+            cert.subject
+                .as_deref()
+                .is_some_and(|s| s.ends_with("CN=www.github.com")),
+            "{cert:?}"
+        );
+        assert!(
+            cert.issuerdn
+                .as_deref()
+                .is_some_and(|s| s.contains("DigiCert")),
+            "{cert:?}"
+        );
+        assert_eq!(
+            cert.fingerprint.len(),
+            59,
+            "20 bytes, colon-separated: {cert:?}"
+        );
+        assert!(
+            cert.serial
+                .as_deref()
+                .is_some_and(|s| s.contains(':') && s == s.to_uppercase())
+        );
+        assert!(
+            cert.notbefore
+                .as_deref()
+                .is_some_and(|d| d.len() == 19 && d < cert.notafter.as_deref().unwrap_or(""))
+        );
+    }
+
+    #[test]
+    fn dates_before_1970() {
+        assert_eq!(
+            crate::parse::certificate::tls_date(0),
+            "1970-01-01T00:00:00"
+        );
+        assert_eq!(
+            crate::parse::certificate::tls_date(-86_401),
+            "1969-12-30T23:59:59"
+        );
+        assert_eq!(
+            crate::parse::certificate::tls_date(951_782_400),
+            "2000-02-29T00:00:00"
+        );
     }
 
     proptest! {

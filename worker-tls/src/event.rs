@@ -244,3 +244,13 @@ pub fn server(h: &ServerHello) -> (TlsBody, TlsVendor) {
     };
     (body, vendor)
 }
+
+/// Adds the leaf certificate's fields to a ServerHello's `tls` object.
+pub fn certificate(body: &mut TlsBody, c: crate::parse::certificate::CertInfo) {
+    body.subject = c.subject;
+    body.issuerdn = c.issuerdn;
+    body.serial = c.serial;
+    body.fingerprint = Some(c.fingerprint);
+    body.notbefore = c.notbefore;
+    body.notafter = c.notafter;
+}

@@ -8,7 +8,7 @@ use palisade_abi::TlsSeg;
 use palisade_ipc::messages::WorkerKind;
 use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
 use palisade_worker_tls::{
-    conn::{Hello, Output, Tracker},
+    conn::{Hello, Output, Ready, Tracker},
     event::{self, TlsBody, TlsVendor},
     fingerprint::Transport,
 };
@@ -36,28 +36,25 @@ struct Tls {
 }
 
 /// Writes the events and counts of one tracker output.
-fn write(
-    ctx: &eve::Context,
-    hdr: Option<&palisade_abi::RecordHeader>,
-    output: Output,
-    out: &mut EventOut<'_>,
-) {
+fn write(ctx: &eve::Context, output: Output, out: &mut EventOut<'_>) {
     for reason in output.drops {
         out.drop(reason);
     }
     for reason in output.notices {
         out.notice(reason, 1);
     }
-    let Some(hdr) = hdr else { return };
-    for (hello, index) in output.hellos {
+    for Ready { hello, index, hdr } in output.hellos {
         let (tls, mut vendor, anomalies) = match hello {
             Hello::Client(h) => {
                 let (b, v) = event::client(&h, Transport::Tcp);
                 (b, v, h.anomalies)
             }
-            Hello::Server(h, sni) => {
+            Hello::Server(h, sni, cert) => {
                 let (mut b, v) = event::server(&h);
                 b.sni = sni.as_deref().map(event::escape);
+                if let Some(c) = cert {
+                    event::certificate(&mut b, c);
+                }
                 (b, v, h.anomalies)
             }
         };
@@ -65,7 +62,7 @@ fn write(
             out.notice(a.reason(), 1);
         }
         vendor.hello_index = (index > 1).then_some(index);
-        let common = eve::Common::new(ctx, "tls", hdr);
+        let common = eve::Common::new(ctx, "tls", &hdr);
         out.emit(&TlsEvent {
             palisade: eve::Vendor::new(&common, TlsExtra { tls: vendor }),
             common,
@@ -85,17 +82,17 @@ impl Protocol for Tls {
             return out.drop(DROP_BAD_SEGMENT);
         };
         let output = self.tracker.segment(&record.hdr, &seg, data);
-        write(ctx, Some(&record.hdr), output, out);
+        write(ctx, output, out);
     }
 
     fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
         let output = self.tracker.expire(ctx.boot_now_ns());
-        write(ctx, None, output, out);
+        write(ctx, output, out);
     }
 
     fn on_shutdown(&mut self, ctx: &eve::Context, out: &mut EventOut<'_>) {
         let output = self.tracker.clear();
-        write(ctx, None, output, out);
+        write(ctx, output, out);
     }
 }
 
