@@ -258,10 +258,10 @@ impl Tracker {
                 side.ended = true;
             }
         }
-        if conn.sides.iter().all(|s| s.ended) {
-            if let Some(mut conn) = self.conns.remove(&key) {
-                finish(&mut conn, &mut out);
-            }
+        if conn.sides.iter().all(|s| s.ended)
+            && let Some(mut conn) = self.conns.remove(&key)
+        {
+            finish(&mut conn, &mut out);
         }
         out
     }

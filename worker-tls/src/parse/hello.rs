@@ -62,15 +62,14 @@ impl ClientHello {
     /// The highest version offered: the largest non-GREASE supported_versions
     /// entry when the extension is there, else legacy_version.
     pub fn max_version(&self) -> ProtocolVersion {
-        if self.extensions.contains(&ExtensionType::SUPPORTED_VERSIONS) {
-            if let Some(v) = self
+        if self.extensions.contains(&ExtensionType::SUPPORTED_VERSIONS)
+            && let Some(v) = self
                 .supported_versions
                 .iter()
                 .filter(|v| !v.is_grease())
                 .max()
-            {
-                return *v;
-            }
+        {
+            return *v;
         }
         self.legacy_version
     }
@@ -118,7 +117,7 @@ impl ServerHello {
 
 /// Reads `list` (a whole vector body) as big-endian u16s; an odd length is malformed.
 fn u16_list(mut list: Cursor<'_>) -> Result<Vec<u16>, TlsError> {
-    if list.remaining() % 2 != 0 {
+    if !list.remaining().is_multiple_of(2) {
         return Err(TlsError::BadLength);
     }
     let mut out = Vec::with_capacity(list.remaining() / 2);
