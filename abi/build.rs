@@ -167,6 +167,14 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_IP_HOOK_", "u8"),          // pal_ip_block_record.hook
         ("PAL_IP_STAT_", "u32"),         // pal_ip_stats key
         ("PAL_IP4_FILTER_WORDS", "u32"), // pal_ip4_filter max_entries
+        ("PAL_TLS_MAX_BYTES", "u32"),    // pal_tls_seg.offset bound
+        ("PAL_TLS_MAX_NS", "u64"),       // boot-clock ns
+        ("PAL_TLS_CHUNKS", "u32"),       // records per skb
+        ("PAL_TLS_CONNS", "u32"),        // pal_tls_conns max_entries
+        ("PAL_TLS_DIR_", "u8"),          // pal_tls_seg.dir
+        ("PAL_TLS_SEG_", "u8"),          // pal_tls_seg.flags
+        ("PAL_TLS_ST_", "u8"),           // pal_tls_conn.state
+        ("PAL_TLS_STAT_", "u32"),        // pal_tls_stats key
     ];
     BY_PREFIX
         .iter()

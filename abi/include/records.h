@@ -16,14 +16,14 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 4
+#define PAL_ABI_VERSION 5
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
 /* Record kinds (pal_record_hdr.kind). */
 #define PAL_KIND_DNS 1
 #define PAL_KIND_DHCP 2
-#define PAL_KIND_TLS 3
+#define PAL_KIND_TLS 3 /* payload: struct pal_tls_seg, then the segment bytes */
 #define PAL_KIND_FLOW_START 4
 #define PAL_KIND_FLOW_END 5
 #define PAL_KIND_FLOW_UPDATE 6 /* periodic report of a long flow (sweeper) */
@@ -65,7 +65,7 @@
 /* Capture caps: payload bytes copied per record, by kind. Powers of two. */
 #define PAL_CAP_DNS 2048 /* whole EDNS answers up to 2 KiB; larger ones are cut and flagged */
 #define PAL_CAP_DHCP 1024
-#define PAL_CAP_TLS 2048
+#define PAL_CAP_TLS 2048 /* bytes per TLS record; a longer segment makes several records */
 #define PAL_CAP_MAX 2048
 
 /* Flow end reasons (pal_flow_record.end_reason). */
@@ -194,7 +194,8 @@ struct pal_flow_value {
 	__u8 direction;         /* first packet's PAL_DIR_* */
 	__u8 icmp_type;
 	__u8 icmp_code;
-	__u8 _pad[6];
+	__u8 tls_follow;        /* 1 while pal_tls_conns follows this connection's handshake */
+	__u8 _pad[5];
 };
 
 /*
@@ -243,6 +244,76 @@ struct pal_flow_sweep {
  * live. A flow the table had no room for is not created: it is counted in
  * the flow ring's PAL_STAT_MAP_FULL.
  */
+
+/* ------------------------------------------------------------------------ */
+/* TLS handshake capture (maps pal_tls_conns, pal_tls_stats; tls_capture.bpf.h) */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The kernel follows a TCP connection's handshake from the first segment
+ * that starts a TLS record carrying a ClientHello or ServerHello (or an
+ * SSLv2-format ClientHello), both ways, on any port, and copies the segments
+ * as PAL_KIND_TLS records until each direction's records turn encrypted
+ * (application data, alert) or a bound is hit: PAL_TLS_MAX_BYTES of stream
+ * per direction, PAL_TLS_MAX_NS after the first hello. The worker puts the
+ * bytes in order by `offset` (retransmissions, reordering).
+ */
+#define PAL_TLS_MAX_BYTES 32768          /* stream bytes followed per direction */
+#define PAL_TLS_MAX_NS 10000000000ULL    /* 10 s after the first hello */
+#define PAL_TLS_CHUNKS 8                 /* records per skb at most (GSO/GRO giants) */
+#define PAL_TLS_CONNS 65536              /* handshakes followed at once (LRU) */
+
+/* pal_tls_seg.dir */
+#define PAL_TLS_DIR_CLIENT 0 /* client -> server (the hello's sender, or the ServerHello's peer) */
+#define PAL_TLS_DIR_SERVER 1
+
+/* pal_tls_seg.flags */
+#define PAL_TLS_SEG_FIRST 0x01 /* the first record of this direction (stream offset 0 is known) */
+#define PAL_TLS_SEG_LAST 0x02  /* the kernel stops following this direction after this record */
+#define PAL_TLS_SEG_CUT 0x04   /* more of this segment was not copied (bound, or chunks) */
+#define PAL_TLS_SEG_FIN 0x08   /* the segment carried FIN or RST */
+
+/*
+ * Payload of PAL_KIND_TLS: this header, then the copied bytes of one TCP
+ * segment (at most PAL_CAP_TLS - sizeof(struct pal_tls_seg)). The record
+ * header's tuple is the packet's.
+ */
+struct pal_tls_seg {
+	__u64 conn_ns;  /* when the kernel started following: identifies the handshake */
+	__u32 offset;   /* stream offset of the first byte (0 = first byte of the direction) */
+	__u32 seq;      /* its TCP sequence number */
+	__u8 dir;       /* PAL_TLS_DIR_* */
+	__u8 flags;     /* PAL_TLS_SEG_* */
+	__u16 _pad;     /* explicit padding, always 0 */
+	__u32 _pad2;    /* explicit padding, always 0 */
+};
+
+/* Value of pal_tls_conns (key: struct pal_flow_key). Index [d]: PAL_TLS_DIR_*. */
+struct pal_tls_conn {
+	__u64 start_ns;    /* first hello seen (pal_tls_seg.conn_ns) */
+	__u32 base[2];     /* TCP sequence number of stream offset 0 */
+	__u32 next_rec[2]; /* stream offset of the next TLS record header */
+	__u8 client_is_lo; /* the client is the key's addr_lo side */
+	__u8 state[2];     /* PAL_TLS_ST_* */
+	__u8 _pad[5];      /* explicit padding, always 0 */
+};
+
+/* pal_tls_conn.state[d] */
+#define PAL_TLS_ST_NO_BASE 0   /* stream start not known yet (server before its first byte) */
+#define PAL_TLS_ST_WALK 1      /* copying; record headers followed */
+#define PAL_TLS_ST_BLIND 2     /* copying; a record header was not seen (split, reordering) */
+#define PAL_TLS_ST_DONE 3      /* not copying any more */
+
+/* pal_tls_stats slots: per-CPU u64 counters, key = slot. */
+#define PAL_TLS_STAT_FOLLOWED 0      /* handshakes followed (entries made) */
+#define PAL_TLS_STAT_SEGMENTS 1      /* segments copied (one or more records each) */
+#define PAL_TLS_STAT_DONE 2          /* directions that ended at encrypted data or an alert */
+#define PAL_TLS_STAT_BOUND_BYTES 3   /* directions stopped at PAL_TLS_MAX_BYTES */
+#define PAL_TLS_STAT_BOUND_TIME 4    /* handshakes stopped at PAL_TLS_MAX_NS */
+#define PAL_TLS_STAT_CHUNKS_CUT 5    /* segments longer than PAL_TLS_CHUNKS records: rest not copied */
+#define PAL_TLS_STAT_BLIND 6         /* directions whose record walk lost a header (copied to a bound) */
+#define PAL_TLS_STAT_CLOSED 7        /* handshakes ended by FIN or RST while followed */
+#define PAL_TLS_STAT_COUNT 8
 
 /* ------------------------------------------------------------------------ */
 /* DNS policy (maps pal_dns_policy, pal_dns_learned, pal_dns_config,        */

@@ -14,7 +14,8 @@ pub const RECORD_MAGIC: u32 = c::PAL_RECORD_MAGIC;
 pub const KIND_DNS: u16 = c::PAL_KIND_DNS;
 /// Record kind: DHCP message prefix (UDP port 67 or 68).
 pub const KIND_DHCP: u16 = c::PAL_KIND_DHCP;
-/// Record kind: TCP segment starting a TLS handshake record.
+/// Record kind: bytes of a followed TLS handshake, a [`crate::TlsSeg`] then one TCP segment's
+/// bytes (or part of them).
 pub const KIND_TLS: u16 = c::PAL_KIND_TLS;
 /// Record kind: first packet of a flow; payload is a [`crate::FlowRecord`].
 pub const KIND_FLOW_START: u16 = c::PAL_KIND_FLOW_START;
@@ -346,6 +347,104 @@ pub const FLOW_STAT_COUNT: u32 = c::PAL_FLOW_STAT_COUNT;
 /// Group name of the `pal_flow_stats` counters in [`kernel_counters`].
 pub const FLOW_TABLE_GROUP: &str = "flow_table";
 
+/// Stream bytes the kernel follows per direction of a TLS handshake.
+pub const TLS_MAX_BYTES: u32 = c::PAL_TLS_MAX_BYTES;
+/// How long after the first hello the kernel follows a TLS handshake (boot-clock ns).
+pub const TLS_MAX_NS: u64 = c::PAL_TLS_MAX_NS;
+/// Records made from one skb at most (a longer GSO/GRO segment is cut).
+pub const TLS_CHUNKS: u32 = c::PAL_TLS_CHUNKS;
+/// Handshakes the kernel follows at once (`pal_tls_conns`, LRU).
+pub const TLS_CONNS: u32 = c::PAL_TLS_CONNS;
+/// [`crate::TlsSeg::dir`]: client to server.
+pub const TLS_DIR_CLIENT: u8 = c::PAL_TLS_DIR_CLIENT;
+/// [`crate::TlsSeg::dir`]: server to client.
+pub const TLS_DIR_SERVER: u8 = c::PAL_TLS_DIR_SERVER;
+/// [`crate::TlsSeg::flags`]: stream offset 0 of the direction is in this record.
+pub const TLS_SEG_FIRST: u8 = c::PAL_TLS_SEG_FIRST;
+/// [`crate::TlsSeg::flags`]: the kernel copies nothing more of this direction.
+pub const TLS_SEG_LAST: u8 = c::PAL_TLS_SEG_LAST;
+/// [`crate::TlsSeg::flags`]: part of the segment was not copied (a bound).
+pub const TLS_SEG_CUT: u8 = c::PAL_TLS_SEG_CUT;
+/// [`crate::TlsSeg::flags`]: the segment carried FIN or RST.
+pub const TLS_SEG_FIN: u8 = c::PAL_TLS_SEG_FIN;
+/// [`crate::TlsConn::state`]: the direction's stream start is not known yet.
+pub const TLS_ST_NO_BASE: u8 = c::PAL_TLS_ST_NO_BASE;
+/// [`crate::TlsConn::state`]: copying, record headers followed.
+pub const TLS_ST_WALK: u8 = c::PAL_TLS_ST_WALK;
+/// [`crate::TlsConn::state`]: copying, a record header was missed.
+pub const TLS_ST_BLIND: u8 = c::PAL_TLS_ST_BLIND;
+/// [`crate::TlsConn::state`]: done.
+pub const TLS_ST_DONE: u8 = c::PAL_TLS_ST_DONE;
+
+/// A counter of `pal_tls_stats` (per CPU; key = [`TlsStat::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsStat {
+    /// Handshakes followed.
+    Followed,
+    /// Segments copied.
+    Segments,
+    /// Directions that ended at encrypted data or an alert.
+    Done,
+    /// Directions stopped at [`TLS_MAX_BYTES`].
+    BoundBytes,
+    /// Handshakes stopped at [`TLS_MAX_NS`].
+    BoundTime,
+    /// Segments longer than [`TLS_CHUNKS`] records.
+    ChunksCut,
+    /// Directions whose record walk missed a header.
+    Blind,
+    /// Handshakes ended by FIN or RST while followed.
+    Closed,
+}
+
+impl TlsStat {
+    /// Every counter, in key order.
+    pub const ALL: [Self; 8] = [
+        Self::Followed,
+        Self::Segments,
+        Self::Done,
+        Self::BoundBytes,
+        Self::BoundTime,
+        Self::ChunksCut,
+        Self::Blind,
+        Self::Closed,
+    ];
+
+    /// `PAL_TLS_STAT_*`: the key in `pal_tls_stats`.
+    pub const fn index(self) -> u32 {
+        match self {
+            Self::Followed => c::PAL_TLS_STAT_FOLLOWED,
+            Self::Segments => c::PAL_TLS_STAT_SEGMENTS,
+            Self::Done => c::PAL_TLS_STAT_DONE,
+            Self::BoundBytes => c::PAL_TLS_STAT_BOUND_BYTES,
+            Self::BoundTime => c::PAL_TLS_STAT_BOUND_TIME,
+            Self::ChunksCut => c::PAL_TLS_STAT_CHUNKS_CUT,
+            Self::Blind => c::PAL_TLS_STAT_BLIND,
+            Self::Closed => c::PAL_TLS_STAT_CLOSED,
+        }
+    }
+
+    /// Short lowercase name, for logs and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Followed => "followed",
+            Self::Segments => "segments",
+            Self::Done => "ended_encrypted",
+            Self::BoundBytes => "bound_bytes",
+            Self::BoundTime => "bound_time",
+            Self::ChunksCut => "chunks_cut",
+            Self::Blind => "walk_blind",
+            Self::Closed => "ended_fin_rst",
+        }
+    }
+}
+
+/// Entries of `pal_tls_stats`.
+pub const TLS_STAT_COUNT: u32 = c::PAL_TLS_STAT_COUNT;
+
+/// Group name of the `pal_tls_stats` counters in [`kernel_counters`].
+pub const TLS_CAPTURE_GROUP: &str = "tls_capture";
+
 /// Group name of the `pal_dns_stats` counters in [`kernel_counters`].
 pub const DNS_POLICY_GROUP: &str = "dns_policy";
 
@@ -394,7 +493,13 @@ pub fn kernel_counters() -> impl Iterator<Item = CounterDef> {
         group: IP_POLICY_GROUP,
         name: stat.name(),
     });
-    stats.chain(dns).chain(flows).chain(ip)
+    let tls = TlsStat::ALL.into_iter().map(|stat| CounterDef {
+        map: crate::MAP_TLS_STATS,
+        key: stat.index(),
+        group: TLS_CAPTURE_GROUP,
+        name: stat.name(),
+    });
+    stats.chain(dns).chain(flows).chain(ip).chain(tls)
 }
 
 /// A record kind (`RecordHeader::kind`).
@@ -781,7 +886,7 @@ mod tests {
         let all: Vec<CounterDef> = kernel_counters().collect();
         assert_eq!(
             all.len() as u32,
-            STATS_ENTRIES + DNS_STAT_COUNT + FLOW_STAT_COUNT + IP_STAT_COUNT,
+            STATS_ENTRIES + DNS_STAT_COUNT + FLOW_STAT_COUNT + IP_STAT_COUNT + TLS_STAT_COUNT,
             "every slot of the three maps"
         );
         let mut names: Vec<(&str, &str)> = all.iter().map(|c| (c.group, c.name)).collect();

@@ -65,13 +65,17 @@ pub const MAP_IP_HITS: &str = "pal_ip_hits";
 pub const MAP_IP_CONFIG: &str = "pal_ip_config";
 /// Per-CPU `u64` counters of the IP policy, key [`crate::IpStat::index`].
 pub const MAP_IP_STATS: &str = "pal_ip_stats";
+/// LRU hash [`crate::FlowKey`] -> [`crate::TlsConn`]: TLS handshakes the kernel follows.
+pub const MAP_TLS_CONNS: &str = "pal_tls_conns";
+/// Per-CPU `u64` counters of the TLS capture, key [`crate::TlsStat::index`].
+pub const MAP_TLS_STATS: &str = "pal_tls_stats";
 /// Capacity of `pal_ip_hits`; the least recently hit rule id is evicted beyond it.
 pub const IP_HITS_ENTRIES: u32 = 65536;
 
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
 /// existing pins on the next load (so the rule set, learned blocks, config and counters survive
 /// a supervisor restart along with the attached programs).
-pub const PINNED_MAPS: [&str; 21] = [
+pub const PINNED_MAPS: [&str; 23] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
@@ -93,6 +97,8 @@ pub const PINNED_MAPS: [&str; 21] = [
     MAP_IP_HITS,
     MAP_IP_CONFIG,
     MAP_IP_STATS,
+    MAP_TLS_CONNS,
+    MAP_TLS_STATS,
 ];
 
 /// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).

@@ -360,8 +360,10 @@ record_struct! {
         pub icmp_type: u8,
         /// ICMP flows: code of the first packet.
         pub icmp_code: u8,
+        /// 1 while `pal_tls_conns` follows this connection's TLS handshake.
+        pub tls_follow: u8,
         /// Explicit padding, always 0.
-        pub _pad: [u8; 6],
+        pub _pad: [u8; 5],
     }
 }
 
@@ -708,6 +710,7 @@ const _: () = {
     assert!(offset_of!(FlowValue, direction) == c::PAL_FLOW_VALUE_OFF_DIRECTION);
     assert!(offset_of!(FlowValue, icmp_type) == c::PAL_FLOW_VALUE_OFF_ICMP_TYPE);
     assert!(offset_of!(FlowValue, icmp_code) == c::PAL_FLOW_VALUE_OFF_ICMP_CODE);
+    assert!(offset_of!(FlowValue, tls_follow) == c::PAL_FLOW_VALUE_OFF_TLS_FOLLOW);
     assert!(offset_of!(FlowValue, _pad) == c::PAL_FLOW_VALUE_OFF_PAD);
 
     assert!(size_of::<FlowConfig>() == c::PAL_FLOW_CONFIG_SIZE);
@@ -1125,3 +1128,82 @@ mod tests {
         assert_eq!(value.to_bytes(), bytes);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS handshake capture (records.h section "TLS handshake capture")
+// ---------------------------------------------------------------------------------------------
+
+record_struct! {
+    /// `struct pal_tls_seg`: the start of a `KIND_TLS` payload; the copied bytes of one TCP
+    /// segment follow it.
+    pub struct TlsSeg {
+        /// When the kernel started following the handshake (identifies it with the tuple).
+        pub conn_ns: u64,
+        /// Stream offset of the first byte in this direction.
+        pub offset: u32,
+        /// TCP sequence number of the first byte.
+        pub seq: u32,
+        /// `TLS_DIR_CLIENT` or `TLS_DIR_SERVER`.
+        pub dir: u8,
+        /// `TLS_SEG_*` bits.
+        pub flags: u8,
+        /// Explicit padding, always 0.
+        pub _pad: u16,
+        /// Explicit padding, always 0.
+        pub _pad2: u32,
+    }
+}
+
+impl TlsSeg {
+    /// Splits a `KIND_TLS` payload into its segment header and the bytes after it.
+    pub fn read(payload: &[u8]) -> Result<(Self, &[u8]), RecordError> {
+        let (head, rest) = payload
+            .split_at_checked(Self::SIZE)
+            .ok_or(RecordError::Short {
+                what: "TlsSeg",
+                need: Self::SIZE,
+                len: payload.len(),
+            })?;
+        Ok((Self::from_bytes(head)?, rest))
+    }
+}
+
+record_struct! {
+    /// `struct pal_tls_conn`: value of `pal_tls_conns` (kernel-side state of a followed
+    /// handshake, keyed by [`FlowKey`]).
+    pub struct TlsConn {
+        /// First hello seen (boot ns).
+        pub start_ns: u64,
+        /// TCP sequence number of stream offset 0, per direction.
+        pub base: [u32; 2],
+        /// Stream offset of the next record header, per direction.
+        pub next_rec: [u32; 2],
+        /// The client is the key's `addr_lo` side.
+        pub client_is_lo: u8,
+        /// `TLS_ST_*` per direction.
+        pub state: [u8; 2],
+        /// Explicit padding, always 0.
+        pub _pad: [u8; 5],
+    }
+}
+
+const _: () = {
+    use std::mem::offset_of;
+
+    assert!(size_of::<TlsSeg>() == c::PAL_TLS_SEG_SIZE);
+    assert!(offset_of!(TlsSeg, conn_ns) == c::PAL_TLS_SEG_OFF_CONN_NS);
+    assert!(offset_of!(TlsSeg, offset) == c::PAL_TLS_SEG_OFF_OFFSET);
+    assert!(offset_of!(TlsSeg, seq) == c::PAL_TLS_SEG_OFF_SEQ);
+    assert!(offset_of!(TlsSeg, dir) == c::PAL_TLS_SEG_OFF_DIR);
+    assert!(offset_of!(TlsSeg, flags) == c::PAL_TLS_SEG_OFF_FLAGS);
+    assert!(offset_of!(TlsSeg, _pad) == c::PAL_TLS_SEG_OFF_PAD);
+    assert!(offset_of!(TlsSeg, _pad2) == c::PAL_TLS_SEG_OFF_PAD2);
+
+    assert!(size_of::<TlsConn>() == c::PAL_TLS_CONN_SIZE);
+    assert!(offset_of!(TlsConn, start_ns) == c::PAL_TLS_CONN_OFF_START_NS);
+    assert!(offset_of!(TlsConn, base) == c::PAL_TLS_CONN_OFF_BASE);
+    assert!(offset_of!(TlsConn, next_rec) == c::PAL_TLS_CONN_OFF_NEXT_REC);
+    assert!(offset_of!(TlsConn, client_is_lo) == c::PAL_TLS_CONN_OFF_CLIENT_IS_LO);
+    assert!(offset_of!(TlsConn, state) == c::PAL_TLS_CONN_OFF_STATE);
+    assert!(offset_of!(TlsConn, _pad) == c::PAL_TLS_CONN_OFF_PAD);
+};

@@ -336,12 +336,14 @@ static __always_inline struct pal_flow_value *flow_insert(void *table, struct __
  *
  * Returns the flow's first_seen_ns, its identity with the tuple, which
  * every record made for this packet carries (EVE flow_id); 0 when the
- * packet has no flow entry.
+ * packet has no flow entry. Sets p->tls_follow from the entry (the one
+ * byte the TLS capture reads for a packet of a connection it does not
+ * follow, tls_capture.bpf.h).
  *
  * Not inlined: its locals (key, a fresh value) get a frame of their own
  * instead of adding to the one pal_dns_udp() stacks on.
  */
-static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, const struct pal_pkt *p)
+static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, struct pal_pkt *p)
 {
 	/* Aligned: pal_flow_shard() reads it as 32-bit words (stack reads must be aligned). */
 	struct pal_flow_key key __attribute__((aligned(8))) = {};
@@ -399,6 +401,7 @@ static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, const 
 	 */
 	if ((*(volatile __u32 *)val->tcp_flags & set.word) != set.word)
 		__sync_fetch_and_or((__u32 *)val->tcp_flags, set.word);
+	p->tls_follow = val->tls_follow;
 	return val->first_seen_ns;
 }
 

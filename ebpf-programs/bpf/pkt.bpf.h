@@ -47,6 +47,8 @@ struct pal_pkt {
 	__u32 udp_len;    /* UDP length field, 0 for other protocols */
 	__u32 frame_len;  /* frame bytes this skb stands for (flow counters) */
 	__u32 flow_pay;   /* L4 payload bytes this skb stands for (flow counters) */
+	__u32 tcp_seq;    /* TCP sequence number, host order; 0 otherwise */
+	__u32 tcp_ack;    /* TCP acknowledgment number, host order; 0 otherwise */
 	__u16 vlan_id;    /* valid when flags has PAL_FLAG_VLAN */
 	__u16 sport;      /* host order; 0 for ICMP */
 	__u16 dport;      /* host order; 0 for ICMP */
@@ -60,6 +62,7 @@ struct pal_pkt {
 	__u8 ip_frag;     /* first fragment with more to come (IPv4 MF, IPv6 fragment header M) */
 	__u8 icmp_type;   /* ICMP/ICMPv6 type and code, 0 otherwise */
 	__u8 icmp_code;
+	__u8 tls_follow;  /* the flow's pal_flow_value.tls_follow (flow_update()) */
 };
 
 /* Outcome of a parsing step. */
@@ -227,6 +230,8 @@ static __always_inline enum pal_parse parse_l4(struct __sk_buff *skb, struct pal
 		p->sport = bpf_ntohs(th.source);
 		p->dport = bpf_ntohs(th.dest);
 		p->tcp_flags = ((__u8 *)&th)[PAL_TCP_FLAGS_OFFSET];
+		p->tcp_seq = bpf_ntohl(th.seq);
+		p->tcp_ack = bpf_ntohl(th.ack_seq);
 		break;
 	}
 	case IPPROTO_UDP: {

@@ -47,8 +47,9 @@ use palisade_abi::{
     FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FLOW_SHARDS, FlowKey, FlowRecord,
     FlowStat, FlowValue, Kind, MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY,
     MAP_DNS_STATS, MAP_FLOW_CONFIG, MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, MAP_SCRATCH,
-    MAP_STATS, PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES,
-    RecordHeader, Ring, STATS_ENTRIES, StatGroup, StatSlot, stats_key,
+    MAP_STATS, MAP_TLS_STATS, PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS,
+    RING_BYTES, RecordHeader, Ring, STATS_ENTRIES, StatGroup, StatSlot, TLS_DIR_CLIENT,
+    TLS_SEG_FIRST, TlsSeg, TlsStat, stats_key,
 };
 use palisade_ebpf::{PALISADE_BPF, dns_policy, flow_table, maps};
 use support::{ADDR_A, ADDR_B, BpfFs, RawSender, VethPair, frames::*, have_root};
@@ -583,11 +584,23 @@ fn traffic_becomes_records() {
         1
     );
 
-    // --- TLS: the segment that starts with a handshake record.
+    // --- TLS: the segment that starts with a handshake record, as the first bytes of the
+    //     followed client stream; the client's FIN ends the following.
     let hello = by_src_port(&tls, traffic.tls_port);
     assert_eq!(hello.len(), 1, "{tls:#?}");
-    assert_eq!(hello[0].1.as_slice(), TLS_HELLO);
+    let (seg, bytes) = TlsSeg::read(&hello[0].1).unwrap();
+    assert_eq!(bytes, TLS_HELLO);
+    assert_eq!(
+        (seg.dir, seg.offset, seg.flags),
+        (TLS_DIR_CLIENT, 0, TLS_SEG_FIRST)
+    );
+    assert_ne!(seg.conn_ns, 0);
     assert_eq!((hello[0].0.dst_port, hello[0].0.l4_proto), (443, 6));
+    let tls_stats = PerCpuArray::<_, u64>::try_from(ebpf.map(MAP_TLS_STATS).unwrap()).unwrap();
+    let tls_stat = |s: TlsStat| -> u64 { tls_stats.get(&s.index(), 0).unwrap().iter().sum() };
+    assert_eq!(tls_stat(TlsStat::Followed), 1);
+    assert_eq!(tls_stat(TlsStat::Segments), 1);
+    assert_eq!(tls_stat(TlsStat::Closed), 1, "the client's FIN");
 
     // --- Flows of the TCP session: one start (client -> server) and one FIN end that
     //     counts the final ACK (no phantom flow from it).

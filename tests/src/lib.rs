@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod corpus;
 pub mod eve_schema;
+pub mod tls_compare;
 use std::{
     collections::BTreeMap,
     fs,

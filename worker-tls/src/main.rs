@@ -1,55 +1,18 @@
-//! palisade-worker-tls: TLS handshake records -> EVE `tls` events.
+//! palisade-worker-tls: followed TLS handshakes -> EVE `tls` events.
 //!
 //! Started by `palisade run` only (it refuses to run privileged or by hand).
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Instant};
 
+use palisade_abi::TlsSeg;
 use palisade_ipc::messages::WorkerKind;
 use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
-use palisade_worker_tls::parse::{self, version_name};
+use palisade_worker_tls::{
+    conn::{Hello, Output, Ready, Tracker},
+    event::{self, TlsBody, TlsVendor},
+    fingerprint::Transport,
+};
 use serde::Serialize;
-
-/// The `tls` object, in Suricata's fields: one hello per event.
-#[derive(Serialize)]
-struct TlsBody {
-    /// The highest version the hello offers (client) or the one chosen (server).
-    version: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sni: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_alpns: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_alpns: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_handshake: Option<ClientHandshake>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_handshake: Option<ServerHandshake>,
-}
-
-/// `tls.client_handshake`.
-#[derive(Serialize)]
-struct ClientHandshake {
-    version: String,
-    /// Offered cipher suites, IANA numbers, in wire order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ciphers: Vec<u16>,
-}
-
-/// `tls.server_handshake`.
-#[derive(Serialize)]
-struct ServerHandshake {
-    version: String,
-    /// The chosen cipher suite.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cipher: Option<u16>,
-}
-
-/// `palisade.tls`.
-#[derive(Serialize)]
-struct TlsVendor {
-    /// `client_hello` or `server_hello`: which hello this event is.
-    handshake: &'static str,
-}
 
 #[derive(Serialize)]
 struct TlsExtra {
@@ -64,7 +27,49 @@ struct TlsEvent {
     palisade: eve::Vendor<TlsExtra>,
 }
 
-struct Tls;
+/// Drop reason: a TLS record whose segment header is missing.
+const DROP_BAD_SEGMENT: &str = "tls_bad_segment";
+
+#[derive(Default)]
+struct Tls {
+    tracker: Tracker,
+}
+
+/// Writes the events and counts of one tracker output.
+fn write(ctx: &eve::Context, output: Output, out: &mut EventOut<'_>) {
+    for reason in output.drops {
+        out.drop(reason);
+    }
+    for reason in output.notices {
+        out.notice(reason, 1);
+    }
+    for Ready { hello, index, hdr } in output.hellos {
+        let (tls, mut vendor, anomalies) = match hello {
+            Hello::Client(h) => {
+                let (b, v) = event::client(&h, Transport::Tcp);
+                (b, v, h.anomalies)
+            }
+            Hello::Server(h, sni, cert) => {
+                let (mut b, v) = event::server(&h);
+                b.sni = sni.as_deref().map(event::escape);
+                if let Some(c) = cert {
+                    event::certificate(&mut b, c);
+                }
+                (b, v, h.anomalies)
+            }
+        };
+        for a in anomalies {
+            out.notice(a.reason(), 1);
+        }
+        vendor.hello_index = (index > 1).then_some(index);
+        let common = eve::Common::new(ctx, "tls", &hdr);
+        out.emit(&TlsEvent {
+            palisade: eve::Vendor::new(&common, TlsExtra { tls: vendor }),
+            common,
+            tls,
+        });
+    }
+}
 
 impl Protocol for Tls {
     const KIND: WorkerKind = WorkerKind::Tls;
@@ -73,56 +78,24 @@ impl Protocol for Tls {
         if record.hdr.kind != palisade_abi::KIND_TLS {
             return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
         }
-        let hello = match parse::parse_record(record.payload) {
-            Ok(h) => h,
-            Err(e) => return out.drop(e.reason()),
+        let Ok((seg, data)) = TlsSeg::read(record.payload) else {
+            return out.drop(DROP_BAD_SEGMENT);
         };
-        let common = eve::Common::new(ctx, "tls", &record.hdr);
-        let version = version_name(hello.version());
-        let alpns = (!hello.alpn.is_empty()).then_some(hello.alpn);
-        let tls = if hello.client {
-            TlsBody {
-                version: version.clone(),
-                sni: hello.sni,
-                client_alpns: alpns,
-                server_alpns: None,
-                client_handshake: Some(ClientHandshake {
-                    version,
-                    ciphers: hello.ciphers,
-                }),
-                server_handshake: None,
-            }
-        } else {
-            TlsBody {
-                version: version.clone(),
-                sni: hello.sni,
-                client_alpns: None,
-                server_alpns: alpns,
-                client_handshake: None,
-                server_handshake: Some(ServerHandshake {
-                    version,
-                    cipher: hello.ciphers.first().copied(),
-                }),
-            }
-        };
-        let handshake = if hello.client {
-            "client_hello"
-        } else {
-            "server_hello"
-        };
-        out.emit(&TlsEvent {
-            palisade: eve::Vendor::new(
-                &common,
-                TlsExtra {
-                    tls: TlsVendor { handshake },
-                },
-            ),
-            common,
-            tls,
-        });
+        let output = self.tracker.segment(&record.hdr, &seg, data);
+        write(ctx, output, out);
+    }
+
+    fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
+        let output = self.tracker.expire(ctx.boot_now_ns());
+        write(ctx, output, out);
+    }
+
+    fn on_shutdown(&mut self, ctx: &eve::Context, out: &mut EventOut<'_>) {
+        let output = self.tracker.clear();
+        write(ctx, output, out);
     }
 }
 
 fn main() -> ExitCode {
-    palisade_worker_runtime::run(Tls)
+    palisade_worker_runtime::run(Tls::default())
 }

@@ -1,0 +1,256 @@
+//! The EVE `tls` event of one hello, in Suricata's field names; what Suricata
+//! has no field for goes in `palisade.tls`.
+
+use serde::Serialize;
+
+use crate::fingerprint::{self, Transport};
+use crate::parse::{Anomaly, ClientHello, ServerHello};
+
+/// `tls.ja3` / `tls.ja3s`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ja3Out {
+    /// MD5 of `string`.
+    pub hash: String,
+    /// The JA3 string.
+    pub string: String,
+}
+
+impl From<fingerprint::Ja3> for Ja3Out {
+    fn from(j: fingerprint::Ja3) -> Self {
+        Self {
+            hash: j.hash,
+            string: j.string,
+        }
+    }
+}
+
+/// The `tls` object, in Suricata's fields: one hello per event.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TlsBody {
+    /// The highest version the hello offers (client) or the one chosen (server).
+    pub version: String,
+    /// server_name of the connection's ClientHello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// ALPN ids the client offers (non-printable bytes as `\xNN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_alpns: Option<Vec<String>>,
+    /// ALPN id the server chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_alpns: Option<Vec<String>>,
+    /// JA3 of the ClientHello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<Ja3Out>,
+    /// JA3S of the ServerHello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3s: Option<Ja3Out>,
+    /// JA4 of the ClientHello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    /// `tls.client_handshake`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_handshake: Option<ClientHandshake>,
+    /// `tls.server_handshake`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_handshake: Option<ServerHandshake>,
+    /// Leaf certificate subject (RFC 4514 string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Leaf certificate issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuerdn: Option<String>,
+    /// Leaf certificate serial, colon-separated upper-case hex (as Suricata).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// SHA-1 of the leaf certificate's DER, colon-separated lower-case hex (as Suricata).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Validity start, `YYYY-MM-DDTHH:MM:SS` (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notbefore: Option<String>,
+    /// Validity end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notafter: Option<String>,
+}
+
+/// `tls.client_handshake`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientHandshake {
+    /// legacy_version of the hello.
+    pub version: String,
+    /// Offered cipher suites, IANA numbers, wire order (GREASE kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ciphers: Vec<u16>,
+    /// Extension types, wire order (GREASE kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exts: Vec<u16>,
+    /// signature_algorithms, wire order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sig_algs: Vec<u16>,
+}
+
+/// `tls.server_handshake`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerHandshake {
+    /// legacy_version of the hello.
+    pub version: String,
+    /// The chosen cipher suite.
+    pub cipher: u16,
+    /// Extension types, wire order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exts: Vec<u16>,
+}
+
+/// `palisade.tls`: what Suricata's `tls` object has no field for.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TlsVendor {
+    /// `client_hello` or `server_hello`: which hello this event is.
+    pub handshake: &'static str,
+    /// JA4_r (the JA4 before hashing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4_r: Option<String>,
+    /// supported_versions (client: offered, GREASE kept; server: selected), as numbers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supported_versions: Vec<u16>,
+    /// supported_groups, wire order (GREASE kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supported_groups: Vec<u16>,
+    /// ec_point_formats.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ec_point_formats: Vec<u8>,
+    /// Groups of the key_share entries (client), or the one chosen or asked for (server).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_share_groups: Vec<u16>,
+    /// psk_key_exchange_modes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub psk_modes: Vec<u8>,
+    /// ALPN ids in hex, when one of them is not printable ASCII.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpns_hex: Option<Vec<String>>,
+    /// The ServerHello is a HelloRetryRequest (RFC 8446 section 4.1.4).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hello_retry_request: bool,
+    /// Sent in the SSLv2-compatible format.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sslv2: bool,
+    /// SSLv2 cipher specs, 6 hex digits each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sslv2_cipher_specs: Vec<String>,
+    /// This is the n-th ClientHello (or ServerHello) of the connection, from
+    /// 2 on (after a HelloRetryRequest, or a repeated hello).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hello_index: Option<u32>,
+    /// What was wrong in the hello but did not stop it being logged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<String>,
+    /// The hello's bytes were not all seen (`hello_incomplete`), or the
+    /// certificate could not be read (`certificate_unreadable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<&'static str>,
+}
+
+/// Printable ASCII as is, everything else (and `\`) as `\xNN`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (0x20..0x7f).contains(&b) && b != b'\\' {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s
+}
+
+fn printable(id: &[u8]) -> bool {
+    id.iter().all(|b| (0x20..0x7f).contains(b))
+}
+
+fn alpns(ids: &[Vec<u8>]) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    if ids.is_empty() {
+        return (None, None);
+    }
+    let text = ids.iter().map(|id| escape(id)).collect();
+    let hex = (!ids.iter().all(|id| printable(id))).then(|| ids.iter().map(hex::encode).collect());
+    (Some(text), hex)
+}
+
+fn anomalies(list: &[Anomaly]) -> Vec<String> {
+    list.iter().map(|a| a.describe()).collect()
+}
+
+/// The `tls` and `palisade.tls` objects of a ClientHello.
+pub fn client(h: &ClientHello, transport: Transport) -> (TlsBody, TlsVendor) {
+    let (client_alpns, alpns_hex) = alpns(&h.alpn);
+    let ja4 = fingerprint::ja4(h, transport);
+    let body = TlsBody {
+        version: h.max_version().eve_name(),
+        sni: h.sni.as_deref().map(escape),
+        client_alpns,
+        ja3: fingerprint::ja3(h).map(Ja3Out::from),
+        ja4: ja4.as_ref().map(|f| f.ja4.clone()),
+        client_handshake: Some(ClientHandshake {
+            version: h.legacy_version.eve_name(),
+            ciphers: h.ciphers.clone(),
+            exts: h.extensions.iter().map(|e| e.0).collect(),
+            sig_algs: h.sig_algs.iter().map(|s| s.0).collect(),
+        }),
+        ..TlsBody::default()
+    };
+    let vendor = TlsVendor {
+        handshake: "client_hello",
+        ja4_r: ja4.map(|f| f.ja4_r),
+        supported_versions: h.supported_versions.iter().map(|v| v.0).collect(),
+        supported_groups: h.supported_groups.iter().map(|g| g.0).collect(),
+        ec_point_formats: h.ec_point_formats.clone(),
+        key_share_groups: h.key_share_groups.iter().map(|g| g.0).collect(),
+        psk_modes: h.psk_modes.clone(),
+        alpns_hex,
+        sslv2: h.sslv2,
+        sslv2_cipher_specs: h
+            .sslv2_cipher_specs
+            .iter()
+            .map(|s| format!("{s:06x}"))
+            .collect(),
+        anomalies: anomalies(&h.anomalies),
+        ..TlsVendor::default()
+    };
+    (body, vendor)
+}
+
+/// The `tls` and `palisade.tls` objects of a ServerHello.
+pub fn server(h: &ServerHello) -> (TlsBody, TlsVendor) {
+    let (server_alpns, alpns_hex) = alpns(&h.alpn);
+    let body = TlsBody {
+        version: h.version().eve_name(),
+        server_alpns,
+        ja3s: Some(fingerprint::ja3s(h).into()),
+        server_handshake: Some(ServerHandshake {
+            version: h.legacy_version.eve_name(),
+            cipher: h.cipher,
+            exts: h.extensions.iter().map(|e| e.0).collect(),
+        }),
+        ..TlsBody::default()
+    };
+    let vendor = TlsVendor {
+        handshake: "server_hello",
+        supported_versions: h.selected_version.iter().map(|v| v.0).collect(),
+        ec_point_formats: h.ec_point_formats.clone(),
+        key_share_groups: h.key_share_group.iter().map(|g| g.0).collect(),
+        alpns_hex,
+        hello_retry_request: h.hello_retry_request,
+        anomalies: anomalies(&h.anomalies),
+        ..TlsVendor::default()
+    };
+    (body, vendor)
+}
+
+/// Adds the leaf certificate's fields to a ServerHello's `tls` object.
+pub fn certificate(body: &mut TlsBody, c: crate::parse::certificate::CertInfo) {
+    body.subject = c.subject;
+    body.issuerdn = c.issuerdn;
+    body.serial = c.serial;
+    body.fingerprint = Some(c.fingerprint);
+    body.notbefore = c.notbefore;
+    body.notafter = c.notafter;
+}
