@@ -124,20 +124,24 @@ impl Timestamp {
     fn civil(self) -> (i64, i64, i64, u64, u64) {
         let secs = self.0 / 1_000_000_000;
         let micros = (self.0 % 1_000_000_000) / 1000;
-        let days = (secs / 86_400) as i64;
         let sod = secs % 86_400;
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = civil_date((secs / 86_400) as i64);
         (year, month, day, sod, micros)
     }
+}
+
+/// (year, month, day) of a day counted from 1970-01-01 (negative before it), proleptic
+/// Gregorian (Howard Hinnant's algorithm).
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 impl std::fmt::Display for Timestamp {
