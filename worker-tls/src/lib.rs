@@ -1,9 +1,10 @@
 //! Palisade TLS worker library: the handshake parser (`parse`), fingerprints
 //! (`fingerprint`), the reassembly of followed connections (`reassembly`,
-//! `conn`) and the EVE `tls` event built from them (`event`). `main.rs`
-//! wires them to the runtime.
+//! `conn`) and the EVE `tls` event built from them (`event`), and the
+//! worker's protocol (`worker`), which `main.rs` runs under the runtime.
 pub mod conn;
 pub mod event;
 pub mod fingerprint;
 pub mod parse;
 pub mod reassembly;
+pub mod worker;
