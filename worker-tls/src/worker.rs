@@ -4,15 +4,14 @@
 
 use std::time::Instant;
 
-
-use palisade_abi::TlsSeg;
-use palisade_ipc::messages::WorkerKind;
-use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
 use crate::{
     conn::{Hello, Output, Ready, Tracker},
     event::{self, TlsBody, TlsVendor},
     fingerprint::Transport,
 };
+use palisade_abi::TlsSeg;
+use palisade_ipc::messages::WorkerKind;
+use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -97,4 +96,3 @@ impl Protocol for Tls {
         write(ctx, output, out);
     }
 }
-
