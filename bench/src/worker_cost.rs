@@ -6,7 +6,9 @@
 //!
 //! `dns`: alternating queries and answers (A for a 3-label name; the answer a CNAME and two
 //! A records), each answer matching its query (correlation, RTT). `flow`: flow end records
-//! (TCP closed by FIN and UDP timed out, alternating), one per flow. Prints one JSON object:
+//! (TCP closed by FIN and UDP timed out, alternating), one per flow. `dhcp`: DISCOVER, OFFER,
+//! REQUEST, ACK exchanges of 4,096 clients (transactions, inventory, one event per message;
+//! a `new_device` alert for each client's first exchange). Prints one JSON object:
 //! records, events, seconds, events per second and ns per event. Run it under
 //! `valgrind --tool=callgrind` for instruction counts that do not depend on the machine's
 //! load.
@@ -17,14 +19,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_abi::{FlowRecord, KIND_DNS, KIND_FLOW_END, RECORD_MAGIC, RecordHeader};
+use palisade_abi::{FlowRecord, KIND_DHCP, KIND_DNS, KIND_FLOW_END, RECORD_MAGIC, RecordHeader};
 use palisade_worker_runtime::offline::Offline;
 
 use crate::Result;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which worker's protocol: `dns` or `flow`.
+    /// Which worker's protocol: `dns`, `dhcp` or `flow`.
     #[arg(long, default_value = "dns")]
     worker: String,
     /// Records to feed.
@@ -182,6 +184,57 @@ fn flow_records(n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A DHCPv4 message of `kind` (option 53) for client number `client`, with what real
+/// clients and servers send: client id, host name, vendor class and parameter list from
+/// the client; server id, lease, mask, router and DNS from the server.
+fn dhcp_message(kind: u8, xid: u32, client: u32) -> Vec<u8> {
+    let reply = matches!(kind, 2 | 5);
+    let mac = [0x00, 0x11, 0x32, (client >> 16) as u8, (client >> 8) as u8, client as u8];
+    let mut m = vec![if reply { 2 } else { 1 }, 1, 6, 0];
+    m.extend_from_slice(&xid.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0x80, 0]);
+    m.extend_from_slice(&[0; 4]); // ciaddr
+    let yiaddr = [10, (client >> 16) as u8, (client >> 8) as u8, client as u8];
+    m.extend_from_slice(if reply { &yiaddr } else { &[0; 4] });
+    m.extend_from_slice(&[0; 8]); // siaddr, giaddr
+    m.extend_from_slice(&mac);
+    m.extend_from_slice(&[0; 10 + 64 + 128]);
+    m.extend_from_slice(&[0x63, 0x82, 0x53, 0x63, 53, 1, kind]);
+    if reply {
+        m.extend_from_slice(&[54, 4, 10, 0, 0, 1, 51, 4, 0, 0, 0x0e, 0x10]);
+        m.extend_from_slice(&[1, 4, 255, 0, 0, 0, 3, 4, 10, 0, 0, 1, 6, 4, 10, 0, 0, 1]);
+    } else {
+        m.extend_from_slice(&[61, 7, 1]);
+        m.extend_from_slice(&mac);
+        m.extend_from_slice(&[12, 6, b'h', b'o', b's', b't', b'-', b'a' + (client % 26) as u8]);
+        m.extend_from_slice(&[60, 12]);
+        m.extend_from_slice(b"udhcp 1.36.1");
+        m.extend_from_slice(&[55, 7, 1, 3, 6, 12, 15, 28, 42]);
+        if kind == 3 {
+            m.extend_from_slice(&[50, 4]);
+            m.extend_from_slice(&yiaddr);
+            m.extend_from_slice(&[54, 4, 10, 0, 0, 1]);
+        }
+    }
+    m.push(255);
+    m
+}
+
+/// The DHCP workload: `n` records, DISCOVER, OFFER, REQUEST, ACK exchanges (one
+/// transaction each) of 4,096 clients in turn, so the inventory holds 4,096 devices
+/// and every fourth message completes a transaction.
+fn dhcp_records(n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let exchange = i / 4;
+            let kind = [1u8, 2, 3, 5][(i % 4) as usize];
+            let client = exchange % 4096;
+            let payload = dhcp_message(kind, 0x1000_0000 + exchange, client);
+            record_of(KIND_DHCP, 17, exchange, matches!(kind, 2 | 5), 67, &payload)
+        })
+        .collect()
+}
+
 fn sink(out: Option<&PathBuf>) -> Result<OwnedFd> {
     let path = out.cloned().unwrap_or_else(|| PathBuf::from("/dev/null"));
     std::fs::OpenOptions::new()
@@ -225,6 +278,11 @@ pub fn main(args: &Args) -> Result<()> {
             &dns_records(args.records),
             out,
         )?,
+        "dhcp" => feed(
+            palisade_worker_dhcp::worker::Dhcp::default(),
+            &dhcp_records(args.records),
+            out,
+        )?,
         "flow" => feed(
             palisade_worker_flow::worker::Flow::default(),
             &flow_records(args.records),
@@ -232,7 +290,7 @@ pub fn main(args: &Args) -> Result<()> {
         )?,
         other => {
             return Err(format!(
-                "worker-cost: no workload for worker {other:?} (dns, flow)"
+                "worker-cost: no workload for worker {other:?} (dns, dhcp, flow)"
             ));
         }
     };
@@ -245,6 +303,7 @@ pub fn main(args: &Args) -> Result<()> {
         "seconds": secs,
         "events_per_second": (stats.events as f64 / secs).round(),
         "ns_per_event": (secs * 1e9 / stats.events.max(1) as f64).round(),
+        "records_per_second": (stats.records as f64 / secs).round(),
     });
     println!("{report}");
     Ok(())
