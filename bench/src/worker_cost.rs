@@ -227,7 +227,12 @@ fn dhcp_records(n: u32) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             let exchange = i / 4;
-            let kind = [1u8, 2, 3, 5][(i % 4) as usize];
+            let kind = match i % 4 {
+                0 => 1u8,
+                1 => 2,
+                2 => 3,
+                _ => 5,
+            };
             let client = exchange % 4096;
             let payload = dhcp_message(kind, 0x1000_0000 + exchange, client);
             record_of(KIND_DHCP, 17, exchange, matches!(kind, 2 | 5), 67, &payload)
