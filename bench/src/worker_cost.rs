@@ -189,7 +189,14 @@ fn flow_records(n: u32) -> Vec<Vec<u8>> {
 /// the client; server id, lease, mask, router and DNS from the server.
 fn dhcp_message(kind: u8, xid: u32, client: u32) -> Vec<u8> {
     let reply = matches!(kind, 2 | 5);
-    let mac = [0x00, 0x11, 0x32, (client >> 16) as u8, (client >> 8) as u8, client as u8];
+    let mac = [
+        0x00,
+        0x11,
+        0x32,
+        (client >> 16) as u8,
+        (client >> 8) as u8,
+        client as u8,
+    ];
     let mut m = vec![if reply { 2 } else { 1 }, 1, 6, 0];
     m.extend_from_slice(&xid.to_be_bytes());
     m.extend_from_slice(&[0, 0, 0x80, 0]);
@@ -206,7 +213,16 @@ fn dhcp_message(kind: u8, xid: u32, client: u32) -> Vec<u8> {
     } else {
         m.extend_from_slice(&[61, 7, 1]);
         m.extend_from_slice(&mac);
-        m.extend_from_slice(&[12, 6, b'h', b'o', b's', b't', b'-', b'a' + (client % 26) as u8]);
+        m.extend_from_slice(&[
+            12,
+            6,
+            b'h',
+            b'o',
+            b's',
+            b't',
+            b'-',
+            b'a' + (client % 26) as u8,
+        ]);
         m.extend_from_slice(&[60, 12]);
         m.extend_from_slice(b"udhcp 1.36.1");
         m.extend_from_slice(&[55, 7, 1, 3, 6, 12, 15, 28, 42]);

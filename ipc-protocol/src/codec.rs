@@ -103,6 +103,10 @@ mod tests {
                 reason: "n".into(),
                 count: 2,
             }],
+            gauges: vec![DropCount {
+                reason: "g".into(),
+                count: 3,
+            }],
         }
     }
 
@@ -159,7 +163,7 @@ mod tests {
         golden(WorkerToSupervisor::Heartbeat { seq: 7 }, "0107");
         golden(
             WorkerToSupervisor::Stats(stats()),
-            "020a09fb2c0101057061727365 01 01016e02"
+            "020a09fb2c0101057061727365 01 01016e02 01 01670 3"
                 .replace(' ', "")
                 .as_str(),
         );
@@ -197,6 +201,7 @@ mod tests {
     fn golden_control() {
         golden(ControlRequest::Status, "00");
         golden(ControlRequest::Version, "01");
+        golden(ControlRequest::Devices { offset: 7 }, "0c07");
         golden(
             ControlRequest::Restart(RestartTarget::One(WorkerKind::Flow)),
             "020003",
@@ -264,7 +269,7 @@ mod tests {
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
-                "617273650101016e02010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
+                "617273650101016e0201016703010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
                 "000103646e73077265636f72647303000000000000000000000000000000000000"
             ),
         );

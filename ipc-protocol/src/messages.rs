@@ -49,6 +49,13 @@ pub enum FdRole {
     RingBuf,
     /// Where the worker writes its JSON lines (write-only, append).
     EventSink,
+    /// DHCP worker: its state file (`<state_dir>/devices.jsonl`, read-write), opened by the
+    /// supervisor: the device inventory, read at start and rewritten as it changes.
+    State,
+    /// DHCP worker: the IEEE MAC registries (MA-L, MA-M, MA-S) in compact form
+    /// (`HEX<TAB>Organization` lines), a sealed memfd the supervisor filled from Debian's
+    /// `ieee-data` files.
+    Registry,
 }
 
 /// An interface the programs are attached to, so workers can name `in_iface`.
@@ -152,6 +159,9 @@ pub struct WorkerStats {
     /// something it could have had (e.g. a query that will get no RTT because the
     /// correlation table was full). Never a loss: the events are in the log.
     pub notices: Vec<DropCount>,
+    /// Levels now (not totals), by name: e.g. the DHCP worker's open transactions and
+    /// devices. `DropCount.count` holds the level.
+    pub gauges: Vec<DropCount>,
 }
 
 /// Severity of a worker's log line.
@@ -259,6 +269,27 @@ pub enum ControlRequest {
         /// Most list-file rules to report (runtime rules are always all reported).
         limit: u32,
     },
+    /// Read-only: a piece of the device inventory as the DHCP worker last wrote it
+    /// (`<state_dir>/devices.jsonl`), from byte `offset`. The daemon hands the bytes over
+    /// without parsing them (they come from an unprivileged worker); the CLI reads them.
+    Devices {
+        /// Where the piece starts.
+        offset: u64,
+    },
+}
+
+/// Bytes of the inventory per [`ControlResponse::Devices`] answer, at most.
+pub const DEVICES_CHUNK: usize = 48 * 1024;
+
+/// A piece of the device inventory file.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct DevicesChunk {
+    /// Size of the whole file when this piece was read.
+    pub total: u64,
+    /// Where this piece starts.
+    pub offset: u64,
+    /// At most [`DEVICES_CHUNK`] bytes (JSON lines, unparsed).
+    pub bytes: Vec<u8>,
 }
 
 /// Most rows a flow listing returns (keeps the answer well inside one frame).
@@ -608,4 +639,6 @@ pub enum ControlResponse {
     BlockRemoved(IpRuleInfo),
     /// Answer to [`ControlRequest::BlockList`].
     BlockList(IpBlockList),
+    /// Answer to [`ControlRequest::Devices`].
+    Devices(DevicesChunk),
 }

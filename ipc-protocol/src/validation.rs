@@ -123,6 +123,8 @@ pub fn check_worker_message(
         M::Stats(stats) if stats.notices.len() > MAX_DROP_REASONS => Err(oob("notices")),
         M::Stats(stats) if stats.drops.iter().any(bad_reason) => Err(oob("drops.reason")),
         M::Stats(stats) if stats.notices.iter().any(bad_reason) => Err(oob("notices.reason")),
+        M::Stats(stats) if stats.gauges.len() > MAX_DROP_REASONS => Err(oob("gauges")),
+        M::Stats(stats) if stats.gauges.iter().any(bad_reason) => Err(oob("gauges.reason")),
         _ => Ok(()),
     }
 }

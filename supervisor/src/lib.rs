@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod devices;
 pub mod ebpf;
 pub mod flows;
 pub mod interfaces;

@@ -147,6 +147,21 @@ pub fn render(r: &StatusReport) -> String {
     }
     let mut f = Family::new(
         &mut o,
+        "palisade_worker_gauge",
+        "gauge",
+        "Levels a worker reports (e.g. dhcp_open_transactions, dhcp_devices), by name.",
+    );
+    for w in &r.workers {
+        for d in &w.stats.gauges {
+            f.sample(
+                "palisade_worker_gauge",
+                &[("worker", w.kind.name()), ("name", &d.reason)],
+                d.count,
+            );
+        }
+    }
+    let mut f = Family::new(
+        &mut o,
         "palisade_kernel_counter_total",
         "counter",
         "eBPF per-CPU counters summed, by group and counter.",

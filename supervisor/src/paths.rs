@@ -13,6 +13,13 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/palisade";
 pub const BPFFS_MOUNT: &str = "/sys/fs/bpf";
 /// StateDirectory.
 pub const STATE_DIR: &str = "/var/lib/palisade";
+/// The DHCP worker's device inventory, in the state directory.
+pub const DEVICES_FILE: &str = "devices.jsonl";
+/// Mode of the device inventory file (owner root; the DHCP worker writes it through the FD
+/// it is given).
+pub const DEVICES_FILE_MODE: u32 = 0o600;
+/// Debian's `ieee-data` package: the IEEE MAC registries (MA-L, MA-M, MA-S) as CSV.
+pub const IEEE_DATA_DIR: &str = "/usr/share/ieee-data";
 /// LogsDirectory.
 pub const LOG_DIR: &str = "/var/log/palisade";
 /// Where packages install worker binaries.

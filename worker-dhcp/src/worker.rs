@@ -4,10 +4,15 @@
 //! the worker runtime; tools and benchmarks can run it offline
 //! (`palisade_worker_runtime::offline`).
 
-use std::{net::IpAddr, time::Instant};
+use std::{
+    fs::File,
+    net::IpAddr,
+    os::{fd::OwnedFd, unix::fs::FileExt},
+    time::{Duration, Instant},
+};
 
 use palisade_abi::RecordHeader;
-use palisade_ipc::messages::WorkerKind;
+use palisade_ipc::messages::{FdRole, LogLevel, WorkerKind, WorkerToSupervisor};
 use palisade_worker_runtime::{
     EventOut, Protocol, Record,
     alert::{self, Alert},
@@ -67,12 +72,37 @@ struct DeviceExtra<'a> {
     previous: Option<String>,
 }
 
+/// Largest state file or registry read (bytes).
+const MAX_FILE: u64 = 16 << 20;
+/// The inventory is written to the state file at most this often (and at shutdown).
+const PERSIST_EVERY: Duration = Duration::from_secs(2);
+
+/// Drop reason: the state file could not be written (the inventory stays in memory).
+pub const DROP_STATE_WRITE: &str = "dhcp_state_write_error";
+
 /// The DHCP worker's state.
 #[derive(Debug, Default)]
 pub struct Dhcp {
     transactions: Transactions,
     inventory: Inventory,
     registry: Registry,
+    /// The state file (from the supervisor), when persistence is on.
+    state: Option<File>,
+    last_persist: Option<Instant>,
+}
+
+/// Reads a whole file through `pread` (seccomp allows no `lseek` or `statx`), at most
+/// [`MAX_FILE`] bytes.
+fn read_all(file: &File) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read_at(&mut buf, out.len() as u64)?;
+        if n == 0 || out.len() as u64 >= MAX_FILE {
+            return Ok(out);
+        }
+        out.extend_from_slice(buf.get(..n).unwrap_or_default());
+    }
 }
 
 impl Dhcp {
@@ -98,6 +128,31 @@ impl Dhcp {
     /// Open transactions.
     pub fn open_transactions(&self) -> usize {
         self.transactions.len()
+    }
+
+    /// Writes the inventory to the state file if it changed (at most every
+    /// [`PERSIST_EVERY`] unless `now`).
+    fn persist(&mut self, force: bool, out: &mut EventOut<'_>) {
+        let Some(file) = self.state.as_ref() else {
+            return;
+        };
+        if !self.inventory.dirty
+            || (!force
+                && self
+                    .last_persist
+                    .is_some_and(|t| t.elapsed() < PERSIST_EVERY))
+        {
+            return;
+        }
+        let data = self.inventory.to_jsonl();
+        let written = file
+            .write_all_at(&data, 0)
+            .and_then(|()| file.set_len(data.len() as u64));
+        match written {
+            Ok(()) => self.inventory.dirty = false,
+            Err(_) => out.drop(DROP_STATE_WRITE),
+        }
+        self.last_persist = Some(Instant::now());
     }
 
     fn transaction_out(t: &Transaction, state: &'static str, now_ns: u64) -> TransactionOut {
@@ -364,6 +419,7 @@ impl Protocol for Dhcp {
         for e in self.transactions.expire(now_ns) {
             Self::write_incomplete(ctx, &e, now_ns, out);
         }
+        self.persist(false, out);
     }
 
     fn on_shutdown(&mut self, ctx: &eve::Context, out: &mut EventOut<'_>) {
@@ -371,5 +427,68 @@ impl Protocol for Dhcp {
         for e in self.transactions.drain() {
             Self::write_incomplete(ctx, &e, now_ns, out);
         }
+        self.persist(true, out);
+    }
+
+    fn on_fds(
+        &mut self,
+        fds: Vec<(FdRole, OwnedFd)>,
+        out: &mut EventOut<'_>,
+    ) -> Result<(), &'static str> {
+        let mut log = |level, message: String| {
+            out.send(WorkerToSupervisor::Log { level, message });
+        };
+        for (role, fd) in fds {
+            let file = File::from(fd);
+            match role {
+                FdRole::State => {
+                    match read_all(&file) {
+                        Ok(bytes) => {
+                            let bad = self.inventory.load_jsonl(&bytes);
+                            log(
+                                LogLevel::Info,
+                                format!(
+                                    "device inventory: {} devices from the state file{}",
+                                    self.inventory.len(),
+                                    if bad > 0 {
+                                        format!(", {bad} unreadable lines skipped")
+                                    } else {
+                                        String::new()
+                                    }
+                                ),
+                            );
+                        }
+                        Err(e) => log(LogLevel::Warn, format!("reading the state file: {e}")),
+                    }
+                    self.state = Some(file);
+                }
+                FdRole::Registry => match read_all(&file) {
+                    Ok(bytes) => {
+                        let text = String::from_utf8_lossy(&bytes);
+                        let (registry, bad) = Registry::from_compact(&text, "ieee-data");
+                        if bad > 0 {
+                            log(
+                                LogLevel::Warn,
+                                format!("IEEE registry: {bad} lines not understood"),
+                            );
+                        }
+                        self.set_registry(registry);
+                    }
+                    Err(e) => log(LogLevel::Warn, format!("reading the IEEE registry: {e}")),
+                },
+                FdRole::RingBuf | FdRole::EventSink => {
+                    return Err("ring or sink among the DHCP worker's extra FDs");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("dhcp_open_transactions", self.transactions.len() as u64),
+            ("dhcp_devices", self.inventory.len() as u64),
+            ("dhcp_registry_entries", self.registry.len() as u64),
+        ]
     }
 }

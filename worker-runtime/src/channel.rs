@@ -49,6 +49,9 @@ pub struct Configured {
     pub ring: OwnedFd,
     /// Event sink FD.
     pub sink: OwnedFd,
+    /// Protocol-specific FDs (state file, registry), handed to
+    /// [`crate::Protocol::on_fds`].
+    pub extra: Vec<(FdRole, OwnedFd)>,
 }
 
 /// The IPC socket.
@@ -115,15 +118,21 @@ impl Channel {
                 "FD count does not match the FD roles",
             ));
         }
-        let (mut ring, mut sink) = (None, None);
+        let (mut ring, mut sink, mut extra) = (None, None, Vec::new());
         for (role, fd) in config.fds.iter().zip(fds) {
             match role {
                 FdRole::RingBuf => ring = Some(fd),
                 FdRole::EventSink => sink = Some(fd),
+                FdRole::State | FdRole::Registry => extra.push((*role, fd)),
             }
         }
         match (ring, sink) {
-            (Some(ring), Some(sink)) => Ok(Configured { config, ring, sink }),
+            (Some(ring), Some(sink)) => Ok(Configured {
+                config,
+                ring,
+                sink,
+                extra,
+            }),
             _ => Err(ChannelError::BadConfig("ring buffer or sink FD missing")),
         }
     }

@@ -7,7 +7,9 @@
 use std::{os::fd::OwnedFd, time::Instant};
 
 use palisade_abi::RecordHeader;
-use palisade_ipc::messages::{InterfaceName, SupervisorToWorker, WorkerStats, WorkerToSupervisor};
+use palisade_ipc::messages::{
+    FdRole, InterfaceName, SupervisorToWorker, WorkerStats, WorkerToSupervisor,
+};
 
 use crate::{
     EventOut, Protocol, Record,
@@ -53,6 +55,26 @@ impl<P: Protocol> Offline<P> {
         )
     }
 
+    /// Hands the protocol its protocol-specific FDs, as the runtime does before the first
+    /// record.
+    pub fn fds(&mut self, fds: Vec<(FdRole, OwnedFd)>) -> Result<(), &'static str> {
+        let (protocol, _, mut out) = self.out();
+        protocol.on_fds(fds, &mut out)
+    }
+
+    /// The counters now, gauges included.
+    pub fn stats(&mut self) -> WorkerStats {
+        for (name, value) in self.protocol.gauges() {
+            self.stats.gauge(name, value);
+        }
+        self.stats.snapshot()
+    }
+
+    /// The protocol (to inspect its state).
+    pub fn protocol(&self) -> &P {
+        &self.protocol
+    }
+
     /// Hands the protocol a supervisor message (e.g. its policy), as the runtime does.
     pub fn message(&mut self, msg: SupervisorToWorker) -> Result<(), &'static str> {
         let (protocol, ctx, mut out) = self.out();
@@ -90,6 +112,6 @@ impl<P: Protocol> Offline<P> {
         let (protocol, ctx, mut out) = self.out();
         protocol.on_shutdown(ctx, &mut out);
         self.sink.flush(&mut self.stats);
-        self.stats.snapshot()
+        self.stats()
     }
 }

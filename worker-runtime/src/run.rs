@@ -1,7 +1,7 @@
 //! The worker's startup contract and event loop.
 
 use std::{
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, OwnedFd},
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -11,7 +11,10 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use palisade_abi::RecordHeader;
 use palisade_ipc::{
     exit_code,
-    messages::{LogLevel, SupervisorToWorker, WorkerConfig, WorkerKind, WorkerToSupervisor},
+    messages::{
+        FdRole, LogLevel, SupervisorToWorker, WorkerConfig, WorkerKind, WorkerStats,
+        WorkerToSupervisor,
+    },
 };
 
 use crate::{
@@ -56,6 +59,25 @@ pub trait Protocol {
     /// would have become events later is written or counted here. Default: nothing.
     fn on_shutdown(&mut self, _ctx: &Context, _out: &mut EventOut<'_>) {}
 
+    /// Protocol-specific FDs from the configuration ([`FdRole::State`],
+    /// [`FdRole::Registry`]), once, before the first record (seccomp is in force: read them
+    /// with `pread`, write with `pwrite`/`ftruncate`). `Err` if this worker takes none (the
+    /// worker then exits: the supervisor is confused).
+    fn on_fds(
+        &mut self,
+        fds: Vec<(FdRole, OwnedFd)>,
+        out: &mut EventOut<'_>,
+    ) -> Result<(), &'static str> {
+        let _ = (fds, out);
+        Err("unexpected file descriptors for this worker")
+    }
+
+    /// Levels the worker reports with its counters (`WorkerStats::gauges`), e.g. open
+    /// transactions. Default: none.
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// A protocol-specific message from the supervisor (policy, verdicts).
     /// Answers and events go through `out`; `Err` if this worker does not
     /// take such messages (the worker then exits: the supervisor is confused).
@@ -81,6 +103,8 @@ pub struct Started {
     pub ring: RingBuf,
     /// Event output.
     pub sink: Sink,
+    /// Protocol-specific FDs ([`Protocol::on_fds`]).
+    pub extra: Vec<(FdRole, OwnedFd)>,
     /// epoll instance with the IPC socket and the ring registered (created
     /// before seccomp: `epoll_create1` is not in the allow-list).
     pub poll: Poll,
@@ -175,6 +199,7 @@ pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
         config: configured.config,
         ring,
         sink,
+        extra: configured.extra,
         poll,
     })
 }
@@ -213,9 +238,26 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         config,
         mut ring,
         mut sink,
+        extra,
         mut poll,
     } = started;
     let mut stats = Stats::default();
+    if !extra.is_empty() {
+        let mut outbox = Vec::new();
+        protocol
+            .on_fds(
+                extra,
+                &mut EventOut {
+                    sink: &mut sink,
+                    stats: &mut stats,
+                    outbox: &mut outbox,
+                },
+            )
+            .map_err(ChannelError::BadConfig)?;
+        for msg in outbox.drain(..) {
+            channel.send(&msg)?;
+        }
+    }
     let mut ctx = Context::default();
     ctx.set_interfaces(&config.interfaces);
     let heartbeat = Duration::from_millis(u64::from(config.heartbeat_ms.max(10)));
@@ -232,7 +274,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     let mut next_heartbeat = Instant::now();
     // Counters also go out as soon as a drain changed them (at most every STATS_EVERY), so
     // `palisade status` is not a heartbeat behind.
-    let mut stats_sent = (Instant::now(), stats.snapshot());
+    let mut stats_sent = (Instant::now(), snapshot(&*protocol, &mut stats));
     let mut outbox = Vec::new();
     // The last drain hit its budget: poll again without waiting.
     let mut behind = false;
@@ -243,7 +285,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         if now >= next_heartbeat {
             seq += 1;
             channel.send(&WorkerToSupervisor::Heartbeat { seq })?;
-            let snapshot = stats.snapshot();
+            let snapshot = snapshot(&*protocol, &mut stats);
             channel.send(&WorkerToSupervisor::Stats(snapshot.clone()))?;
             stats_sent = (now, snapshot);
             next_heartbeat = now + heartbeat;
@@ -274,7 +316,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
             channel.send(&msg)?;
         }
         if stats_sent.0.elapsed() >= STATS_EVERY {
-            let snapshot = stats.snapshot();
+            let snapshot = snapshot(&*protocol, &mut stats);
             if snapshot != stats_sent.1 {
                 channel.send(&WorkerToSupervisor::Stats(snapshot.clone()))?;
                 stats_sent = (Instant::now(), snapshot);
@@ -309,7 +351,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                     for msg in outbox.drain(..) {
                         channel.send(&msg)?;
                     }
-                    channel.send(&WorkerToSupervisor::Stats(stats.snapshot()))?;
+                    channel.send(&WorkerToSupervisor::Stats(snapshot(&*protocol, &mut stats)))?;
                     return Ok(());
                 }
                 SupervisorToWorker::Configure(_) => {
@@ -357,6 +399,14 @@ const TIME_CHECK_EVERY: usize = 64;
 /// Consumes up to [`DRAIN_BUDGET`] records or for up to `time` (whichever ends first), then
 /// flushes the sink and releases the records' ring space. Returns true when the ring may hold
 /// more.
+/// The counters with the protocol's gauges at their current levels.
+fn snapshot<P: Protocol>(protocol: &P, stats: &mut Stats) -> WorkerStats {
+    for (name, value) in protocol.gauges() {
+        stats.gauge(name, value);
+    }
+    stats.snapshot()
+}
+
 fn drain<P: Protocol>(
     protocol: &mut P,
     ring: &mut RingBuf,

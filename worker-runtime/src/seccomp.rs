@@ -46,6 +46,10 @@ const ALLOWED: &[libc::c_long] = &[
     // Event loop and FD I/O on FDs the worker already holds.
     libc::SYS_read,
     libc::SYS_write,
+    // The DHCP worker's state file and registry memfd, read and rewritten in place.
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_ftruncate,
     libc::SYS_writev,
     libc::SYS_recvmsg,
     libc::SYS_sendmsg,

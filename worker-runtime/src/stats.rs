@@ -26,6 +26,7 @@ pub struct Stats {
     pub bytes: u64,
     drops: BTreeMap<&'static str, u64>,
     notices: BTreeMap<&'static str, u64>,
+    gauges: BTreeMap<&'static str, u64>,
 }
 
 fn counts(map: &BTreeMap<&'static str, u64>) -> Vec<DropCount> {
@@ -51,6 +52,11 @@ impl Stats {
         }
     }
 
+    /// Sets the level of gauge `name` (reported as it is, not summed).
+    pub fn gauge(&mut self, name: &'static str, value: u64) {
+        self.gauges.insert(name, value);
+    }
+
     /// Total notices for one reason.
     pub fn notices(&self, reason: &str) -> u64 {
         self.notices.get(reason).copied().unwrap_or(0)
@@ -69,6 +75,7 @@ impl Stats {
             bytes: self.bytes,
             drops: counts(&self.drops),
             notices: counts(&self.notices),
+            gauges: counts(&self.gauges),
         }
     }
 }

@@ -16,6 +16,7 @@
 mod block;
 mod check_config;
 mod cleanup;
+mod devices;
 mod dns;
 mod flows;
 pub mod generate;
@@ -89,6 +90,7 @@ enum Command {
     Dns(dns::Args),
     Flows(flows::Args),
     Block(block::Args),
+    Devices(devices::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
     #[command(hide = true)]
@@ -108,6 +110,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Dns(a) => dns::main(a),
         Command::Flows(a) => flows::main(a),
         Command::Block(a) => block::main(a),
+        Command::Devices(a) => devices::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
         Command::Generate(a) => generate::main(a),

@@ -101,6 +101,15 @@ pub fn render(r: &StatusReport) -> String {
                 reasons.join(" ")
             );
         }
+        if !w.stats.gauges.is_empty() {
+            let levels: Vec<String> = w
+                .stats
+                .gauges
+                .iter()
+                .map(|d| format!("{}={}", d.reason, d.count))
+                .collect();
+            let _ = writeln!(o, "  {} now: {}", w.kind.name(), levels.join(" "));
+        }
         if w.violations > 0 {
             let _ = writeln!(
                 o,

@@ -19,7 +19,8 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::DnsBlockedHits
         | ControlRequest::FlowsTop { .. }
         | ControlRequest::FlowsShow { .. }
-        | ControlRequest::BlockList { .. } => false,
+        | ControlRequest::BlockList { .. }
+        | ControlRequest::Devices { .. } => false,
         ControlRequest::Restart(_)
         | ControlRequest::Reload
         | ControlRequest::ReopenLogs

@@ -95,6 +95,9 @@ pub enum DaemonError {
     /// Opening an event log or its directory.
     #[error(transparent)]
     Sink(#[from] event_logs::SinkError),
+    /// The DHCP worker's device state file.
+    #[error(transparent)]
+    Devices(#[from] crate::devices::DevicesError),
     /// A configured group that does not exist (`paths.log_group`).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),

@@ -13,7 +13,7 @@ use std::{
 
 use mio::Token;
 use palisade_ipc::messages::{
-    InterfaceName, InterfaceStatus, SupervisorToWorker, WorkerKind, WorkerPolicy,
+    FdRole, InterfaceName, InterfaceStatus, SupervisorToWorker, WorkerKind, WorkerPolicy,
 };
 
 use super::{
@@ -48,6 +48,22 @@ fn open_sink(
         return event_logs::dup_stdout();
     }
     event_logs::open(&opts.config.log_dir, kind, log_gid)
+}
+
+/// The DHCP worker's state file and IEEE registry (none for other workers; no registry
+/// without `ieee-data`, which is logged).
+fn extra_fds(opts: &RunOptions, kind: WorkerKind) -> Result<Vec<(FdRole, OwnedFd)>, DaemonError> {
+    if kind != WorkerKind::Dhcp {
+        return Ok(Vec::new());
+    }
+    let mut fds = vec![(
+        FdRole::State,
+        crate::devices::open_state(&opts.config.state_dir)?,
+    )];
+    if let Some(fd) = crate::devices::registry_fd() {
+        fds.push((FdRole::Registry, fd));
+    }
+    Ok(fds)
 }
 
 /// Slots and their resources for every configured worker, with the accounts
@@ -89,6 +105,7 @@ pub(super) fn prepare(
                 ring: loaded.ring_fd(*kind)?,
                 sink: open_sink(opts, *kind, log_gid)?,
                 interfaces: iface_names.clone(),
+                extra: extra_fds(opts, *kind)?,
             },
         );
     }

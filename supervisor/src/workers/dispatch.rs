@@ -225,18 +225,21 @@ impl WorkerSlot {
             kind: self.kind,
             heartbeat_ms: self.heartbeat.as_millis() as u32,
             poll_backstop_ms: POLL_BACKSTOP_MS,
-            fds: vec![FdRole::RingBuf, FdRole::EventSink],
+            fds: [FdRole::RingBuf, FdRole::EventSink]
+                .into_iter()
+                .chain(resources.extra.iter().map(|(role, _)| *role))
+                .collect(),
             interfaces: resources.interfaces.clone(),
         });
+        let fds: Vec<_> = [resources.ring.as_fd(), resources.sink.as_fd()]
+            .into_iter()
+            .chain(resources.extra.iter().map(|(_, fd)| fd.as_fd()))
+            .collect();
         let sent = codec::encode(&config)
             .map_err(|e| crate::error_chain(&e))
             .and_then(|frame| {
-                transport::send_frame(
-                    sock.as_fd(),
-                    &frame,
-                    &[resources.ring.as_fd(), resources.sink.as_fd()],
-                )
-                .map_err(|e| crate::error_chain(&e))
+                transport::send_frame(sock.as_fd(), &frame, &fds)
+                    .map_err(|e| crate::error_chain(&e))
             });
         match sent {
             Ok(()) => p.session = WorkerSession::AwaitReady,

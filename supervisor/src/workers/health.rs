@@ -16,6 +16,8 @@ pub(super) fn add_stats(total: &mut WorkerStats, more: &WorkerStats) {
     total.bytes += more.bytes;
     add_counts(&mut total.drops, &more.drops);
     add_counts(&mut total.notices, &more.notices);
+    // Levels, not totals: the latest process's (the caller adds the current one last).
+    total.gauges = more.gauges.clone();
 }
 
 fn add_counts(total: &mut Vec<DropCount>, more: &[DropCount]) {
@@ -116,6 +118,10 @@ mod tests {
             notices: vec![DropCount {
                 reason: "y".into(),
                 count: 1,
+            }],
+            gauges: vec![DropCount {
+                reason: "g".into(),
+                count: 5,
             }],
         };
         add_stats(&mut total, &a);

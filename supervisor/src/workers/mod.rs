@@ -29,7 +29,7 @@ use std::{
 use mio::Token;
 use palisade_ipc::{
     MAX_FRAME,
-    messages::{InterfaceName, WorkerKind, WorkerState, WorkerStats},
+    messages::{FdRole, InterfaceName, WorkerKind, WorkerState, WorkerStats},
     validation::WorkerSession,
 };
 
@@ -86,6 +86,8 @@ pub struct Resources {
     pub sink: OwnedFd,
     /// Attached interfaces, for `in_iface`.
     pub interfaces: Vec<InterfaceName>,
+    /// Protocol-specific FDs (the DHCP worker's state file and IEEE registry memfd).
+    pub extra: Vec<(FdRole, OwnedFd)>,
 }
 
 /// The current process of a slot.

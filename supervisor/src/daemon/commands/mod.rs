@@ -6,7 +6,8 @@
 //! - `reload`, `reopen-logs` in [`reload`];
 //! - `dns test`, `dns blocked-hits` in [`dns`];
 //! - `flows top`, `flows show` in [`flows`];
-//! - `block add`, `block remove`, `block list` (the IP policy) in [`block`].
+//! - `block add`, `block remove`, `block list` (the IP policy) in [`block`];
+//! - `devices` (the DHCP worker's inventory file, unparsed) in [`devices`].
 //!
 //! A new command goes into the family it belongs to (or a new module
 //! here), as a function taking the daemon and returning the
@@ -14,6 +15,7 @@
 //! who may send it. Handlers run on the event loop, between two polls.
 
 mod block;
+mod devices;
 mod dns;
 mod flows;
 mod reload;
@@ -45,6 +47,7 @@ impl Daemon {
             ControlRequest::BlockAdd(add) => block::add(self, add),
             ControlRequest::BlockRemove(cidr) => block::remove(self, cidr),
             ControlRequest::BlockList { limit } => block::list(self, *limit),
+            ControlRequest::Devices { offset } => devices::chunk(self, *offset),
         }
     }
 }
