@@ -137,6 +137,7 @@ mod tests {
                 encrypted_dns_names: vec!["dns.example".into()],
                 encrypted_dns_addresses: vec!["192.0.2.1".into()],
                 flow_start_events: true,
+                dhcp_transaction_timeout_s: 30,
             }),
             concat!(
                 "03",
@@ -144,7 +145,8 @@ mod tests {
                 "0105035e6124",
                 "010b646e732e6578616d706c65",
                 "01093139322e302e322e31",
-                "01"
+                "01",
+                "1e"
             ),
         );
         golden(

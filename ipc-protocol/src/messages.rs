@@ -133,6 +133,9 @@ pub struct WorkerPolicy {
     /// Flow worker: write an event for a flow's start too (`flow.start_events`), not only
     /// its end and periodic updates. Not part of `ruleset`: it is output, not policy.
     pub flow_start_events: bool,
+    /// DHCP worker: seconds a transaction may stay open (`dhcp.transaction_timeout_s`);
+    /// 0 keeps the worker's default. Not part of `ruleset`: it is tracking, not policy.
+    pub dhcp_transaction_timeout_s: u32,
 }
 
 /// A drop counter with its reason, e.g. `parse_error_truncated`.

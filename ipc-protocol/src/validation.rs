@@ -86,7 +86,9 @@ pub fn check_worker_message(
         // Only the DNS worker matches regexes and reads CNAME chains; the
         // DNS and flow workers apply policies.
         (Running, M::BlockRequest { .. } | M::CnameCheck { .. }) => dns,
-        (Running, M::RulesetApplied { .. }) => dns || worker == WorkerKind::Flow,
+        (Running, M::RulesetApplied { .. }) => {
+            dns || worker == WorkerKind::Flow || worker == WorkerKind::Dhcp
+        }
         _ => false,
     };
     let name = message_name(msg);

@@ -12,7 +12,9 @@ use std::{
 };
 
 use palisade_abi::RecordHeader;
-use palisade_ipc::messages::{FdRole, LogLevel, WorkerKind, WorkerToSupervisor};
+use palisade_ipc::messages::{
+    FdRole, LogLevel, SupervisorToWorker, WorkerKind, WorkerToSupervisor,
+};
 use palisade_worker_runtime::{
     EventOut, Protocol, Record,
     alert::{self, Alert},
@@ -481,6 +483,25 @@ impl Protocol for Dhcp {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn on_supervisor_message(
+        &mut self,
+        _ctx: &eve::Context,
+        msg: SupervisorToWorker,
+        out: &mut EventOut<'_>,
+    ) -> Result<(), &'static str> {
+        let SupervisorToWorker::Policy(policy) = msg else {
+            return Err("unexpected message for the DHCP worker");
+        };
+        if policy.dhcp_transaction_timeout_s > 0 {
+            self.transactions
+                .set_timeout(u64::from(policy.dhcp_transaction_timeout_s) * 1_000_000_000);
+        }
+        out.send(WorkerToSupervisor::RulesetApplied {
+            ruleset: policy.ruleset,
+        });
         Ok(())
     }
 

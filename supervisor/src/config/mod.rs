@@ -9,6 +9,7 @@
 //! `RawConfig` and [`Config`], and its line in [`Config::parse`].
 
 mod check;
+mod dhcp;
 mod dns;
 mod flow;
 mod group;
@@ -26,6 +27,7 @@ use toml::Spanned;
 
 use self::check::Checker;
 pub use self::{
+    dhcp::DhcpConfig,
     dns::DnsConfig,
     flow::FlowConfig,
     group::NamedGroup,
@@ -76,6 +78,8 @@ struct RawConfig {
     dns: dns::RawDns,
     #[serde(default)]
     flow: flow::RawFlow,
+    #[serde(default)]
+    dhcp: dhcp::RawDhcp,
     #[serde(default)]
     ip: ip::RawIp,
 }
@@ -188,6 +192,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// Flow table.
     pub flow: FlowConfig,
+    /// DHCP transactions.
+    pub dhcp: DhcpConfig,
     /// IP policy.
     pub ip: IpConfig,
 }
@@ -235,6 +241,7 @@ impl Config {
         // Sections in this order: with several errors, the first one reported stays the same.
         let dns = dns::parse(&c, raw.dns)?;
         let flow = flow::parse(&c, raw.flow)?;
+        let dhcp = dhcp::parse(&c, raw.dhcp)?;
         let ip = ip::parse(&c, raw.ip)?;
         let (allow_shared_account, workers) = workers::parse(&c, raw.workers)?;
         Ok(Self {
@@ -257,6 +264,7 @@ impl Config {
             allow_shared_account,
             dns,
             flow,
+            dhcp,
             ip,
         })
     }

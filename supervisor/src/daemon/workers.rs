@@ -35,7 +35,7 @@ pub(super) type Slots = BTreeMap<WorkerKind, WorkerSlot>;
 pub(super) type SlotResources = BTreeMap<WorkerKind, Resources>;
 
 /// Workers that receive the user-space policy.
-const POLICY_WORKERS: [WorkerKind; 2] = [WorkerKind::Dns, WorkerKind::Flow];
+const POLICY_WORKERS: [WorkerKind; 3] = [WorkerKind::Dns, WorkerKind::Flow, WorkerKind::Dhcp];
 
 /// Opens the sink of one worker: our stdout in foreground mode, else
 /// `<log_dir>/<kind>.json` (append, root:<log group> 0640, see [`event_logs`]).
@@ -181,6 +181,7 @@ impl Daemon {
     fn policy_message(&self) -> SupervisorToWorker {
         SupervisorToWorker::Policy(WorkerPolicy {
             flow_start_events: self.opts.config.flow.start_events,
+            dhcp_transaction_timeout_s: self.opts.config.dhcp.transaction_timeout_s,
             ..self.dns.worker_policy()
         })
     }

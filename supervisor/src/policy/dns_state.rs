@@ -123,6 +123,7 @@ impl DnsState {
             encrypted_dns_names: self.rules.resolver_names.clone(),
             encrypted_dns_addresses: self.rules.resolver_addresses.clone(),
             flow_start_events: false,
+            dhcp_transaction_timeout_s: 0,
         }
     }
 
