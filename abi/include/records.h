@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 5
+#define PAL_ABI_VERSION 6
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
@@ -66,6 +66,7 @@
 #define PAL_CAP_DNS 2048 /* whole EDNS answers up to 2 KiB; larger ones are cut and flagged */
 #define PAL_CAP_DHCP 1024
 #define PAL_CAP_TLS 2048 /* bytes per TLS record; a longer segment makes several records */
+#define PAL_CAP_QUIC 2048 /* a QUIC Initial datagram (>= 1200 bytes); a longer one is cut and flagged */
 #define PAL_CAP_MAX 2048
 
 /* Flow end reasons (pal_flow_record.end_reason). */
@@ -313,7 +314,22 @@ struct pal_tls_conn {
 #define PAL_TLS_STAT_CHUNKS_CUT 5    /* segments longer than PAL_TLS_CHUNKS records: rest not copied */
 #define PAL_TLS_STAT_BLIND 6         /* directions whose record walk lost a header (copied to a bound) */
 #define PAL_TLS_STAT_CLOSED 7        /* handshakes ended by FIN or RST while followed */
-#define PAL_TLS_STAT_COUNT 8
+#define PAL_TLS_STAT_QUIC_INITIALS 8 /* QUIC Initial datagrams copied (PAL_KIND_QUIC) */
+#define PAL_TLS_STAT_COUNT 9
+
+/*
+ * QUIC: every UDP datagram of at least PAL_QUIC_MIN_DATAGRAM bytes (RFC 9000
+ * section 14.1: a datagram carrying a client's Initial, or a server's
+ * ack-eliciting one, is padded to 1200) whose first packet is a long-header
+ * Initial of QUIC v1 (RFC 9000) or v2 (RFC 9369) is copied to rb_tls as a
+ * PAL_KIND_QUIC record, on any port, both ways: the payload is the UDP
+ * payload (up to PAL_CAP_QUIC). The worker derives the Initial keys,
+ * decrypts and reassembles the CRYPTO frames (user space, RustCrypto).
+ */
+#define PAL_KIND_QUIC 11
+#define PAL_QUIC_MIN_DATAGRAM 1200
+#define PAL_QUIC_V1 0x00000001
+#define PAL_QUIC_V2 0x6b3343cf
 
 /* ------------------------------------------------------------------------ */
 /* DNS policy (maps pal_dns_policy, pal_dns_learned, pal_dns_config,        */

@@ -59,8 +59,18 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
         0x9c, 0x41, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
     ];
     tcp.extend_from_slice(&[b'x'; 100]);
+    // 1300-byte UDP payloads: big enough to be looked at as QUIC; one is not
+    // a long header, the other is a v1 Initial (copied to the TLS ring).
+    let big = |first: u8| {
+        let mut u = vec![0x9c, 0x42, 0x01, 0xbb, 0x05, 0x1c, 0, 0];
+        u.extend_from_slice(&[first, 0, 0, 0, 1]);
+        u.resize(8 + 1300, 0);
+        u
+    };
     vec![
         ("udp-port-9", frame(&udp, 17, 0)),
+        ("udp-1300-not-quic", frame(&big(0x40), 17, 0)),
+        ("quic-initial-1300", frame(&big(0xc3), 17, 0)),
         ("tcp-data", frame(&tcp, 6, 0)),
         ("ipv4-later-fragment", frame(&udp, 17, 185)),
     ]

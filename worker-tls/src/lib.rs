@@ -6,5 +6,6 @@ pub mod conn;
 pub mod event;
 pub mod fingerprint;
 pub mod parse;
+pub mod quic;
 pub mod reassembly;
 pub mod worker;

@@ -4,15 +4,15 @@
 
 use std::time::Instant;
 
-
+use crate::{
+    conn::{Hello, Output, Ready, Tracker},
+    event::{self, QuicBody, QuicVendor, TlsBody, TlsVendor},
+    fingerprint::Transport,
+    quic,
+};
 use palisade_abi::TlsSeg;
 use palisade_ipc::messages::WorkerKind;
 use palisade_worker_runtime::{EventOut, Protocol, Record, eve};
-use crate::{
-    conn::{Hello, Output, Ready, Tracker},
-    event::{self, TlsBody, TlsVendor},
-    fingerprint::Transport,
-};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -28,6 +28,19 @@ struct TlsEvent {
     palisade: eve::Vendor<TlsExtra>,
 }
 
+#[derive(Serialize)]
+struct QuicExtra {
+    quic: QuicVendor,
+}
+
+#[derive(Serialize)]
+struct QuicEvent {
+    #[serde(flatten)]
+    common: eve::Common,
+    quic: QuicBody,
+    palisade: eve::Vendor<QuicExtra>,
+}
+
 /// Drop reason: a TLS record whose segment header is missing.
 const DROP_BAD_SEGMENT: &str = "tls_bad_segment";
 
@@ -35,6 +48,7 @@ const DROP_BAD_SEGMENT: &str = "tls_bad_segment";
 #[derive(Debug, Default)]
 pub struct Tls {
     tracker: Tracker,
+    quic: quic::Tracker,
 }
 
 /// Writes the events and counts of one tracker output.
@@ -73,10 +87,46 @@ fn write(ctx: &eve::Context, output: Output, out: &mut EventOut<'_>) {
     }
 }
 
+/// Writes the `quic` events and counts of one QUIC tracker output.
+fn write_quic(ctx: &eve::Context, output: quic::Output, out: &mut EventOut<'_>) {
+    for reason in output.drops {
+        out.drop(reason);
+    }
+    for reason in output.notices {
+        out.notice(reason, 1);
+    }
+    for q in output.hellos {
+        let (body, mut vendor) = event::quic(
+            &q.ready.hello,
+            q.version,
+            [&q.dcid, &q.scid],
+            q.server_scid.as_deref(),
+        );
+        let anomalies = match &q.ready.hello {
+            Hello::Client(h) => &h.anomalies,
+            Hello::Server(h, ..) => &h.anomalies,
+        };
+        for a in anomalies {
+            out.notice(a.reason(), 1);
+        }
+        vendor.tls.hello_index = (q.ready.index > 1).then_some(q.ready.index);
+        let common = eve::Common::new(ctx, "quic", &q.ready.hdr);
+        out.emit(&QuicEvent {
+            palisade: eve::Vendor::new(&common, QuicExtra { quic: vendor }),
+            common,
+            quic: body,
+        });
+    }
+}
+
 impl Protocol for Tls {
     const KIND: WorkerKind = WorkerKind::Tls;
 
     fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
+        if record.hdr.kind == palisade_abi::KIND_QUIC {
+            let output = self.quic.datagram(&record.hdr, record.payload);
+            return write_quic(ctx, output, out);
+        }
         if record.hdr.kind != palisade_abi::KIND_TLS {
             return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
         }
@@ -90,11 +140,14 @@ impl Protocol for Tls {
     fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
         let output = self.tracker.expire(ctx.boot_now_ns());
         write(ctx, output, out);
+        let output = self.quic.expire(ctx.boot_now_ns());
+        write_quic(ctx, output, out);
     }
 
     fn on_shutdown(&mut self, ctx: &eve::Context, out: &mut EventOut<'_>) {
         let output = self.tracker.clear();
         write(ctx, output, out);
+        let output = self.quic.clear();
+        write_quic(ctx, output, out);
     }
 }
-
