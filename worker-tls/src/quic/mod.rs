@@ -208,9 +208,21 @@ impl Tracker {
         h: &packet::Header<'_>,
         out: &mut Output,
     ) {
+        // Compatible version negotiation (RFC 9368): the server answers a v1
+        // Initial in v2 (or back); both sides' Initial keys then come from the
+        // same first DCID under the new version's salt and labels.
+        if let Some(conn) = self.conns.get_mut(&key)
+            && conn.version != h.version
+        {
+            conn.version = h.version;
+            conn.keys = [
+                Keys::initial(h.version, &conn.dcid, Sender::Client),
+                Keys::initial(h.version, &conn.dcid, Sender::Server),
+            ];
+        }
         // Known connection: the keys of the sender's side.
         let opened = match self.conns.get(&key) {
-            Some(conn) if conn.version == h.version => {
+            Some(conn) => {
                 let dir = usize::from(src != conn.client);
                 let keys = conn.keys.get(dir);
                 let largest = conn.sides.get(dir).and_then(|s| s.largest);
@@ -379,5 +391,148 @@ fn finish(conn: &mut Conn, out: &mut Output) {
         if side.unfinished() {
             out.drops.push(DROP_HELLO_INCOMPLETE);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// The first TLS record of a real Chrome connection: its ClientHello message.
+    fn client_hello() -> Vec<u8> {
+        let s = include_bytes!("../../testdata/sv_tls13-chrome-grease-tcp-and-quic.client.bin");
+        let len = usize::from(u16::from_be_bytes([s[3], s[4]]));
+        s[5..5 + len].to_vec()
+    }
+
+    fn server_hello() -> Vec<u8> {
+        let s = include_bytes!("../../testdata/sv_tls13-chrome-grease-tcp-and-quic.server.bin");
+        let len = usize::from(u16::from_be_bytes([s[3], s[4]]));
+        s[5..5 + len].to_vec()
+    }
+
+    const DCID: &[u8] = &[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+
+    fn seal(sender: Sender, pn: u8, frames: &[u8]) -> Vec<u8> {
+        packet::seal(Version::V1, DCID, sender, pn, frames)
+    }
+
+    fn crypto(offset: usize, data: &[u8]) -> Vec<u8> {
+        packet::crypto_frame(offset as u64, data)
+    }
+
+    fn hdr(from_client: bool, ts: u64) -> RecordHeader {
+        let mut h = RecordHeader {
+            ip_version: 4,
+            l4_proto: 17,
+            ts_boot_ns: ts,
+            ..RecordHeader::default()
+        };
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let (src, dst, sp, dp) = if from_client {
+            (a, b, 50000, 443)
+        } else {
+            (b, a, 443, 50000)
+        };
+        h.src_addr[..4].copy_from_slice(&src);
+        h.dst_addr[..4].copy_from_slice(&dst);
+        h.src_port = sp;
+        h.dst_port = dp;
+        h
+    }
+
+    #[test]
+    fn a_client_hello_over_two_initials_out_of_order_comes_out_whole() {
+        let ch = client_hello();
+        let cut = 300;
+        let mut t = Tracker::new();
+        let second = seal(Sender::Client, 1, &crypto(cut, &ch[cut..]));
+        let out = t.datagram(&hdr(true, 1), &second);
+        assert!(out.hellos.is_empty() && out.drops.is_empty(), "{out:?}");
+        let first = seal(Sender::Client, 0, &crypto(0, &ch[..cut]));
+        let out = t.datagram(&hdr(true, 2), &first);
+        assert_eq!(out.hellos.len(), 1, "{out:?}");
+        let q = &out.hellos[0];
+        let Hello::Client(h) = &q.ready.hello else {
+            panic!("not a ClientHello")
+        };
+        assert_eq!(h.sni.as_deref(), Some(&b"cloudflare-quic.com"[..]));
+        assert_eq!(q.ready.index, 1);
+        assert_eq!(q.ready.hdr.ts_boot_ns, 2, "the datagram that completed it");
+        assert_eq!(q.dcid, DCID);
+        // A retransmission of the first part adds nothing.
+        let again = t.datagram(
+            &hdr(true, 3),
+            &seal(Sender::Client, 2, &crypto(0, &ch[..cut])),
+        );
+        assert!(
+            again.hellos.is_empty() && again.drops.is_empty(),
+            "{again:?}"
+        );
+        // The server's Initial: its keys come from the client's DCID.
+        let out = t.datagram(
+            &hdr(false, 4),
+            &seal(Sender::Server, 0, &crypto(0, &server_hello())),
+        );
+        assert_eq!(out.hellos.len(), 1, "{out:?}");
+        let Hello::Server(_, sni, _) = &out.hellos[0].ready.hello else {
+            panic!("not a ServerHello")
+        };
+        assert_eq!(sni.as_deref(), Some(&b"cloudflare-quic.com"[..]));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn version_2_initials_are_read_too() {
+        let mut t = Tracker::new();
+        let d = packet::seal(
+            Version::V2,
+            DCID,
+            Sender::Client,
+            0,
+            &crypto(0, &client_hello()),
+        );
+        let out = t.datagram(&hdr(true, 1), &d);
+        assert_eq!(out.hellos.len(), 1, "{out:?}");
+        assert_eq!(out.hellos[0].version, Version::V2);
+    }
+
+    #[test]
+    fn a_second_client_hello_on_the_stream_is_logged_with_its_rank() {
+        let ch = client_hello();
+        let mut t = Tracker::new();
+        let mut two = crypto(0, &ch);
+        two.extend_from_slice(&crypto(ch.len(), &ch));
+        let out = t.datagram(&hdr(true, 1), &seal(Sender::Client, 0, &two));
+        let ranks: Vec<u32> = out.hellos.iter().map(|q| q.ready.index).collect();
+        assert_eq!(ranks, [1, 2]);
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_counted_and_unfinished_hellos_expire() {
+        let mut t = Tracker::new();
+        // A server Initial with no client Initial seen: no keys.
+        let out = t.datagram(
+            &hdr(false, 1),
+            &seal(Sender::Server, 0, &crypto(0, &server_hello())),
+        );
+        assert_eq!(out.notices, [NOTICE_NO_KEYS]);
+        // A datagram the kernel cut.
+        let mut h = hdr(true, 1);
+        h.flags |= FLAG_TRUNCATED;
+        assert_eq!(t.datagram(&h, &[0xc0; 1300]).drops, [DROP_DATAGRAM_CUT]);
+        // Damaged bytes fail the AEAD tag.
+        let mut bad = seal(Sender::Client, 0, &crypto(0, &client_hello()[..100]));
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(t.datagram(&hdr(true, 1), &bad).notices, [NOTICE_NO_KEYS]);
+        // Half a hello, then silence: gone from memory, counted.
+        let half = seal(Sender::Client, 0, &crypto(0, &client_hello()[..100]));
+        assert!(t.datagram(&hdr(true, 5), &half).hellos.is_empty());
+        assert_eq!(t.len(), 1);
+        assert!(t.expire(5 + IDLE_NS - 1).drops.is_empty());
+        assert_eq!(t.expire(5 + IDLE_NS + 1).drops, [DROP_HELLO_INCOMPLETE]);
+        assert!(t.is_empty());
     }
 }

@@ -342,6 +342,88 @@ pub fn open(
     })
 }
 
+/// Builds a protected Initial packet carrying `frames` (padded to a
+/// 1200-byte datagram), with a one-byte packet number: the inverse of
+/// [`open`], for the benchmark's traffic, the fuzz target and tests.
+pub fn seal(
+    version: Version,
+    dcid: &[u8],
+    sender: Sender,
+    packet_number: u8,
+    frames: &[u8],
+) -> Vec<u8> {
+    let keys = Keys::initial(version, dcid, sender);
+    let mut payload = frames.to_vec();
+    // 1200 bytes: header (at most 7 + 2 * 21 + 1 + 2 + 1 = 53) + payload + 16-byte tag.
+    let header_len = 7 + dcid.len().min(MAX_CID) + 1 + 2 + 1;
+    payload.resize(payload.len().max(1200 - 16 - header_len), 0);
+    let mut header = vec![0xc0 | version.initial_type() << 4];
+    header.extend_from_slice(
+        &match version {
+            Version::V1 => V1,
+            Version::V2 => V2,
+        }
+        .to_be_bytes(),
+    );
+    let dcid = dcid.get(..dcid.len().min(MAX_CID)).unwrap_or_default();
+    header.push(u8::try_from(dcid.len()).unwrap_or(0));
+    header.extend_from_slice(dcid);
+    header.extend_from_slice(&[0, 0]); // empty SCID, no token
+    let length = u16::try_from(1 + payload.len() + 16)
+        .unwrap_or(0x3fff)
+        .min(0x3fff)
+        | 0x4000;
+    header.extend_from_slice(&length.to_be_bytes());
+    let pn_offset = header.len();
+    header.push(packet_number);
+    let mut nonce = keys.iv;
+    if let Some(last) = nonce.last_mut() {
+        *last ^= packet_number;
+    }
+    let sealed = keys
+        .aead
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: &payload,
+                aad: &header,
+            },
+        )
+        .unwrap_or_default();
+    let mut packet = header;
+    packet.extend_from_slice(&sealed);
+    let sample: Option<[u8; 16]> = packet
+        .get(pn_offset + 4..pn_offset + 20)
+        .and_then(|s| s.try_into().ok());
+    if let Some(sample) = sample {
+        let mut mask = aes_gcm::aes::Block::from(sample);
+        keys.hp.encrypt_block(&mut mask);
+        let (m0, m1) = (
+            mask.first().copied().unwrap_or(0),
+            mask.get(1).copied().unwrap_or(0),
+        );
+        if let Some(first) = packet.first_mut() {
+            *first ^= m0 & 0x0f;
+        }
+        if let Some(pn) = packet.get_mut(pn_offset) {
+            *pn ^= m1;
+        }
+    }
+    packet
+}
+
+/// A CRYPTO frame carrying `data` at `offset`.
+pub fn crypto_frame(offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x06];
+    for v in [offset, data.len() as u64] {
+        // 4-byte varints: enough for any Initial.
+        let v = u32::try_from(v.min(0x3fff_ffff)).unwrap_or(0) | 0x8000_0000;
+        f.extend_from_slice(&v.to_be_bytes());
+    }
+    f.extend_from_slice(data);
+    f
+}
+
 /// One CRYPTO frame: handshake bytes at a stream offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Crypto<'a> {
