@@ -176,6 +176,7 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_TLS_ST_", "u8"),            // pal_tls_conn.state
         ("PAL_TLS_STAT_", "u32"),         // pal_tls_stats key
         ("PAL_QUIC_MIN_DATAGRAM", "u32"), // UDP payload length
+        ("PAL_FLOW_BLOCK_MAX", "u32"),    // pal_flow_block max_entries
         ("PAL_QUIC_V", "u32"),            // QUIC version field
     ];
     BY_PREFIX

@@ -239,7 +239,8 @@ struct pal_flow_sweep {
 #define PAL_FLOW_STAT_UPDATES 5       /* update records made */
 #define PAL_FLOW_STAT_ENDED_EVICTED 6 /* ended early by an emergency walk (with a record) */
 #define PAL_FLOW_STAT_EMERGENCY 7     /* shard walks made in emergency */
-#define PAL_FLOW_STAT_COUNT 8
+#define PAL_FLOW_STAT_BLOCKED 8       /* packets dropped because their flow is in pal_flow_block */
+#define PAL_FLOW_STAT_COUNT 9
 /*
  * Nothing leaves the table without a record: created + seeded = ended_* +
  * live. A flow the table had no room for is not created: it is counted in
@@ -316,6 +317,26 @@ struct pal_tls_conn {
 #define PAL_TLS_STAT_CLOSED 7        /* handshakes ended by FIN or RST while followed */
 #define PAL_TLS_STAT_QUIC_INITIALS 8 /* QUIC Initial datagrams copied (PAL_KIND_QUIC) */
 #define PAL_TLS_STAT_COUNT 9
+
+/*
+ * Flow blocks: connections the TLS policy cut (a rule with `block` matched
+ * their hello). The supervisor alone writes pal_flow_block (key: struct
+ * pal_flow_key, the flow table's) after checking the TLS worker's request,
+ * and keeps pal_flow_block_active[0] equal to its entry count, so that with
+ * no block the observer pays one inlined array load. A packet of a blocked
+ * flow, either way, is dropped by the observer (TC_ACT_SHOT) until
+ * expires_ns; the supervisor deletes lapsed entries.
+ */
+#define PAL_FLOW_BLOCK_MAX 16384
+
+struct pal_flow_block {
+	__u64 expires_ns; /* boot-clock deadline */
+	__u64 hello_ns;   /* boot-clock time of the hello that matched (its record) */
+	__u64 created_ns; /* boot-clock time the supervisor wrote the entry */
+	__u64 packets;    /* packets dropped since (atomic adds) */
+	__u32 rule_id;    /* the TLS rule */
+	__u32 _pad;       /* explicit padding, always 0 */
+};
 
 /*
  * QUIC: every UDP datagram of at least PAL_QUIC_MIN_DATAGRAM bytes (RFC 9000

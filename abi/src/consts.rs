@@ -308,11 +308,13 @@ pub enum FlowStat {
     EndedEvicted,
     /// Shard walks made in emergency.
     Emergency,
+    /// Packets dropped because their flow is blocked (TLS policy).
+    Blocked,
 }
 
 impl FlowStat {
     /// Every counter, in key order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Created,
         Self::Seeded,
         Self::EndedFin,
@@ -321,6 +323,7 @@ impl FlowStat {
         Self::Updates,
         Self::EndedEvicted,
         Self::Emergency,
+        Self::Blocked,
     ];
 
     /// `PAL_FLOW_STAT_*`: the key in `pal_flow_stats`.
@@ -334,6 +337,7 @@ impl FlowStat {
             Self::Updates => c::PAL_FLOW_STAT_UPDATES,
             Self::EndedEvicted => c::PAL_FLOW_STAT_ENDED_EVICTED,
             Self::Emergency => c::PAL_FLOW_STAT_EMERGENCY,
+            Self::Blocked => c::PAL_FLOW_STAT_BLOCKED,
         }
     }
 
@@ -348,9 +352,13 @@ impl FlowStat {
             Self::Updates => "updates",
             Self::EndedEvicted => "ended_evicted",
             Self::Emergency => "emergency_walks",
+            Self::Blocked => "blocked_packets",
         }
     }
 }
+
+/// Capacity of `pal_flow_block` (connections the TLS policy cut at once).
+pub const FLOW_BLOCK_MAX: u32 = c::PAL_FLOW_BLOCK_MAX;
 
 /// Entries of `pal_flow_stats`.
 pub const FLOW_STAT_COUNT: u32 = c::PAL_FLOW_STAT_COUNT;

@@ -25,6 +25,7 @@ mod reopen_logs;
 mod restart;
 mod run;
 mod status;
+mod tls;
 mod version;
 
 use std::{
@@ -89,6 +90,7 @@ enum Command {
     Dns(dns::Args),
     Flows(flows::Args),
     Block(block::Args),
+    Tls(tls::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
     #[command(hide = true)]
@@ -108,6 +110,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Dns(a) => dns::main(a),
         Command::Flows(a) => flows::main(a),
         Command::Block(a) => block::main(a),
+        Command::Tls(a) => tls::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
         Command::Generate(a) => generate::main(a),

@@ -13,6 +13,7 @@ mod dns;
 mod flow;
 mod group;
 mod ip;
+mod tls;
 mod workers;
 
 use std::{
@@ -30,6 +31,7 @@ pub use self::{
     flow::FlowConfig,
     group::NamedGroup,
     ip::IpConfig,
+    tls::TlsConfig,
     workers::{AccountName, WorkerSettings},
 };
 use crate::paths;
@@ -78,6 +80,8 @@ struct RawConfig {
     flow: flow::RawFlow,
     #[serde(default)]
     ip: ip::RawIp,
+    #[serde(default)]
+    tls: tls::RawTls,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +194,8 @@ pub struct Config {
     pub flow: FlowConfig,
     /// IP policy.
     pub ip: IpConfig,
+    /// TLS policy.
+    pub tls: TlsConfig,
 }
 
 /// Maximum interface name length (IFNAMSIZ - 1).
@@ -236,6 +242,7 @@ impl Config {
         let dns = dns::parse(&c, raw.dns)?;
         let flow = flow::parse(&c, raw.flow)?;
         let ip = ip::parse(&c, raw.ip)?;
+        let tls = tls::parse(&c, raw.tls)?;
         let (allow_shared_account, workers) = workers::parse(&c, raw.workers)?;
         Ok(Self {
             interfaces,
@@ -258,6 +265,7 @@ impl Config {
             dns,
             flow,
             ip,
+            tls,
         })
     }
 

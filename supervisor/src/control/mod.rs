@@ -19,12 +19,15 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::DnsBlockedHits
         | ControlRequest::FlowsTop { .. }
         | ControlRequest::FlowsShow { .. }
-        | ControlRequest::BlockList { .. } => false,
+        | ControlRequest::BlockList { .. }
+        | ControlRequest::TlsRuleList { .. } => false,
         ControlRequest::Restart(_)
         | ControlRequest::Reload
         | ControlRequest::ReopenLogs
         | ControlRequest::BlockAdd(_)
-        | ControlRequest::BlockRemove(_) => true,
+        | ControlRequest::BlockRemove(_)
+        | ControlRequest::TlsRuleAdd(_)
+        | ControlRequest::TlsRuleRemove(_) => true,
     }
 }
 

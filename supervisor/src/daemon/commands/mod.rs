@@ -6,7 +6,8 @@
 //! - `reload`, `reopen-logs` in [`reload`];
 //! - `dns test`, `dns blocked-hits` in [`dns`];
 //! - `flows top`, `flows show` in [`flows`];
-//! - `block add`, `block remove`, `block list` (the IP policy) in [`block`].
+//! - `block add`, `block remove`, `block list` (the IP policy) in [`block`];
+//! - `tls rules add`, `tls rules remove`, `tls rules list` in [`tls`].
 //!
 //! A new command goes into the family it belongs to (or a new module
 //! here), as a function taking the daemon and returning the
@@ -18,6 +19,7 @@ mod dns;
 mod flows;
 mod reload;
 mod status;
+mod tls;
 mod workers;
 
 use palisade_ipc::messages::{ControlErrorKind, ControlRequest, ControlResponse};
@@ -45,6 +47,9 @@ impl Daemon {
             ControlRequest::BlockAdd(add) => block::add(self, add),
             ControlRequest::BlockRemove(cidr) => block::remove(self, cidr),
             ControlRequest::BlockList { limit } => block::list(self, *limit),
+            ControlRequest::TlsRuleAdd(spec) => tls::add(self, spec),
+            ControlRequest::TlsRuleRemove(spec) => tls::remove(self, spec),
+            ControlRequest::TlsRuleList { limit } => tls::list(self, *limit),
         }
     }
 }

@@ -1,0 +1,46 @@
+//! `pal_flow_block` and `pal_flow_block_active`: the connections the TLS policy cut
+//! (records.h, "Flow blocks"). Only the supervisor calls these.
+
+use std::{io, os::fd::BorrowedFd};
+
+use palisade_abi::{FlowBlock, FlowKey};
+
+use crate::sys;
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Writes (or replaces) the block of `key`.
+pub fn insert(blocks: BorrowedFd<'_>, key: &FlowKey, block: &FlowBlock) -> io::Result<()> {
+    sys::map_update(blocks, &key.to_bytes(), &block.to_bytes(), sys::ANY)
+}
+
+/// Removes the block of `key`; `Ok(false)` if there was none.
+pub fn remove(blocks: BorrowedFd<'_>, key: &FlowKey) -> io::Result<bool> {
+    sys::map_delete(blocks, &key.to_bytes())
+}
+
+/// Every block (entries that vanish meanwhile are skipped).
+pub fn dump(blocks: BorrowedFd<'_>) -> io::Result<Vec<(FlowKey, FlowBlock)>> {
+    let mut out = Vec::new();
+    let mut key: Option<[u8; FlowKey::SIZE]> = None;
+    let mut next = [0u8; FlowKey::SIZE];
+    let mut value = [0u8; FlowBlock::SIZE];
+    while sys::map_next_key(blocks, key.as_ref().map(|k| &k[..]), &mut next)? {
+        if sys::map_lookup(blocks, &next, &mut value)? {
+            out.push((
+                FlowKey::from_bytes(&next).map_err(invalid)?,
+                FlowBlock::from_bytes(&value).map_err(invalid)?,
+            ));
+        }
+        key = Some(next);
+    }
+    Ok(out)
+}
+
+/// Sets `pal_flow_block_active[0]`: the number of blocks (0 lets the observer skip the
+/// lookup).
+pub fn set_active(active: BorrowedFd<'_>, count: u32) -> io::Result<()> {
+    sys::set_slot0(active, &count.to_ne_bytes())
+}
