@@ -196,7 +196,8 @@ struct pal_flow_value {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 tls_follow;        /* 1 while pal_tls_conns follows this connection's handshake */
-	__u8 _pad[5];
+	__u8 blocked;           /* 1: in pal_flow_block, as of block_gen */
+	__u32 block_gen;        /* pal_flow_block_active[0] when `blocked` was looked up */
 };
 
 /*
@@ -322,10 +323,15 @@ struct pal_tls_conn {
  * Flow blocks: connections the TLS policy cut (a rule with `block` matched
  * their hello). The supervisor alone writes pal_flow_block (key: struct
  * pal_flow_key, the flow table's) after checking the TLS worker's request,
- * and keeps pal_flow_block_active[0] equal to its entry count, so that with
- * no block the observer pays one inlined array load. A packet of a blocked
- * flow, either way, is dropped by the observer (TC_ACT_SHOT) until
- * expires_ns; the supervisor deletes lapsed entries.
+ * and pal_flow_block_active[0]: 0 while the map is empty, else a generation
+ * it changes (never to 0) with every change of the map. The flow update
+ * looks a flow up in pal_flow_block only when the generation differs from
+ * the one its entry saw (block_gen), and keeps the answer in the entry
+ * (blocked): a packet costs one inlined array load and a compare. A packet
+ * of a blocked flow, either way, is dropped by the observer (TC_ACT_SHOT).
+ * The supervisor deletes lapsed entries (expires_ns) within a second and
+ * changes the generation, which unblocks their flows; while no supervisor
+ * runs, blocks stay in force.
  */
 #define PAL_FLOW_BLOCK_MAX 16384
 
@@ -333,7 +339,6 @@ struct pal_flow_block {
 	__u64 expires_ns; /* boot-clock deadline */
 	__u64 hello_ns;   /* boot-clock time of the hello that matched (its record) */
 	__u64 created_ns; /* boot-clock time the supervisor wrote the entry */
-	__u64 packets;    /* packets dropped since (atomic adds) */
 	__u32 rule_id;    /* the TLS rule */
 	__u32 _pad;       /* explicit padding, always 0 */
 };

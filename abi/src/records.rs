@@ -360,8 +360,6 @@ record_struct! {
         pub hello_ns: u64,
         /// Boot-clock time the supervisor wrote the entry.
         pub created_ns: u64,
-        /// Packets dropped since.
-        pub packets: u64,
         /// The TLS rule.
         pub rule_id: u32,
         /// Explicit padding, always 0.
@@ -408,8 +406,10 @@ record_struct! {
         pub icmp_code: u8,
         /// 1 while `pal_tls_conns` follows this connection's TLS handshake.
         pub tls_follow: u8,
-        /// Explicit padding, always 0.
-        pub _pad: [u8; 5],
+        /// 1: the connection is in `pal_flow_block` (as of `block_gen`).
+        pub blocked: u8,
+        /// `pal_flow_block_active[0]` when `blocked` was looked up.
+        pub block_gen: u32,
     }
 }
 
@@ -733,7 +733,6 @@ const _: () = {
     assert!(offset_of!(FlowBlock, expires_ns) == c::PAL_FLOW_BLOCK_OFF_EXPIRES_NS);
     assert!(offset_of!(FlowBlock, hello_ns) == c::PAL_FLOW_BLOCK_OFF_HELLO_NS);
     assert!(offset_of!(FlowBlock, created_ns) == c::PAL_FLOW_BLOCK_OFF_CREATED_NS);
-    assert!(offset_of!(FlowBlock, packets) == c::PAL_FLOW_BLOCK_OFF_PACKETS);
     assert!(offset_of!(FlowBlock, rule_id) == c::PAL_FLOW_BLOCK_OFF_RULE_ID);
     assert!(offset_of!(FlowBlock, _pad) == c::PAL_FLOW_BLOCK_OFF_PAD);
     assert!(size_of::<FlowKey>() == c::PAL_FLOW_KEY_SIZE);
@@ -764,7 +763,8 @@ const _: () = {
     assert!(offset_of!(FlowValue, icmp_type) == c::PAL_FLOW_VALUE_OFF_ICMP_TYPE);
     assert!(offset_of!(FlowValue, icmp_code) == c::PAL_FLOW_VALUE_OFF_ICMP_CODE);
     assert!(offset_of!(FlowValue, tls_follow) == c::PAL_FLOW_VALUE_OFF_TLS_FOLLOW);
-    assert!(offset_of!(FlowValue, _pad) == c::PAL_FLOW_VALUE_OFF_PAD);
+    assert!(offset_of!(FlowValue, blocked) == c::PAL_FLOW_VALUE_OFF_BLOCKED);
+    assert!(offset_of!(FlowValue, block_gen) == c::PAL_FLOW_VALUE_OFF_BLOCK_GEN);
 
     assert!(size_of::<FlowConfig>() == c::PAL_FLOW_CONFIG_SIZE);
     assert!(offset_of!(FlowConfig, idle_timeout_ns) == c::PAL_FLOW_CONFIG_OFF_IDLE_TIMEOUT_NS);

@@ -47,7 +47,7 @@
  *   capture.bpf.h       classify_payload(): DNS, DHCP, TLS to their rings
  *   flows.bpf.h         the flow table: flow_update(), flow records
  *   flow_sweeper.bpf.h  the sweeper timer, flow_sweeper_arm()
- *   flow_block.bpf.h    connections the TLS policy cut, flow_blocked()
+ *   flow_block.bpf.h    connections the TLS policy cut (asked by flow_update())
  *   ip_policy.bpf.h     IP policy: LPM tries, ip_xdp(), ip_tc()
  */
 #include "common.bpf.h"
@@ -60,7 +60,6 @@
 #include "capture.bpf.h"
 #include "flows.bpf.h"
 #include "flow_sweeper.bpf.h"
-#include "flow_block.bpf.h"
 #include "ip_policy.bpf.h"
 
 /* The observer, per packet: steps 1-5 above. */
@@ -90,8 +89,10 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 	 * policy then rewrites or drops it (as before the reorder).
 	 */
 	p.flow_start_ns = flow_update(skb, &p);
-	if (flow_blocked(&p))
+	if (p.flow_blocked) {
+		flow_stat_inc(PAL_FLOW_STAT_BLOCKED);
 		return TC_ACT_SHOT;
+	}
 	verdict = classify_payload(skb, &p);
 	return verdict;
 }

@@ -1,5 +1,5 @@
-//! `pal_flow_block` and `pal_flow_block_active`: the connections the TLS policy cut
-//! (records.h, "Flow blocks"). Only the supervisor calls these.
+//! `pal_flow_block` and `pal_flow_block_active`: the connections the TLS policy cut and the
+//! map's generation (records.h, "Flow blocks"). Only the supervisor calls these.
 
 use std::{io, os::fd::BorrowedFd};
 
@@ -39,8 +39,15 @@ pub fn dump(blocks: BorrowedFd<'_>) -> io::Result<Vec<(FlowKey, FlowBlock)>> {
     Ok(out)
 }
 
-/// Sets `pal_flow_block_active[0]`: the number of blocks (0 lets the observer skip the
-/// lookup).
-pub fn set_active(active: BorrowedFd<'_>, count: u32) -> io::Result<()> {
-    sys::set_slot0(active, &count.to_ne_bytes())
+/// Sets `pal_flow_block_active[0]`, the generation of the block map: 0 while it is empty,
+/// else a value the flows have not seen (a new one after every change).
+pub fn set_generation(active: BorrowedFd<'_>, generation: u32) -> io::Result<()> {
+    sys::set_slot0(active, &generation.to_ne_bytes())
+}
+
+/// `pal_flow_block_active[0]`.
+pub fn generation(active: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut value = [0u8; 4];
+    sys::map_lookup(active, &0_u32.to_ne_bytes(), &mut value)?;
+    Ok(u32::from_ne_bytes(value))
 }

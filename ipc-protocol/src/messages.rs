@@ -98,9 +98,6 @@ pub enum SupervisorToWorker {
     /// The policy a worker applies in user space (replaces the previous
     /// one); answered by [`WorkerToSupervisor::RulesetApplied`].
     Policy(WorkerPolicy),
-    /// TLS worker: the TLS rules in force (at start and after every change); answered by
-    /// `RulesetApplied`.
-    TlsPolicy(TlsWorkerPolicy),
     /// DNS worker: a CNAME chain it reported reaches a blocked domain; the
     /// queried name is now blocked (learned). The worker logs an alert.
     CnameBlocked {
@@ -111,6 +108,9 @@ pub enum SupervisorToWorker {
         /// The rule that blocks the target, as text.
         rule: String,
     },
+    /// TLS worker: the TLS rules in force (at start and after every change); answered by
+    /// `RulesetApplied`.
+    TlsPolicy(TlsWorkerPolicy),
 }
 
 /// What a worker matches in user space.
@@ -220,10 +220,6 @@ pub enum WorkerToSupervisor {
         /// SHA-256 from the `Policy` it applied.
         ruleset: [u8; 32],
     },
-    /// TLS worker: a ClientHello matched TLS rule `rule_id`, which blocks; asks the
-    /// supervisor to cut the connection in the kernel. The supervisor checks `observed`
-    /// against its own copy of the rule and that the kernel tracks the flow.
-    FlowBlockRequest(FlowBlockRequest),
     /// DNS worker: an answer's CNAME chain, for the supervisor to check
     /// against the block rules (the worker does not hold them).
     CnameCheck {
@@ -232,6 +228,10 @@ pub enum WorkerToSupervisor {
         /// CNAME targets in the answer (normalized), in order.
         targets: Vec<String>,
     },
+    /// TLS worker: a ClientHello matched TLS rule `rule_id`, which blocks; asks the
+    /// supervisor to cut the connection in the kernel. The supervisor checks `observed`
+    /// against its own copy of the rule and that the kernel tracks the flow.
+    FlowBlockRequest(FlowBlockRequest),
 }
 
 /// Which workers `palisade restart` targets.
@@ -754,8 +754,6 @@ pub struct FlowBlockInfo {
     pub a: String,
     /// The other endpoint.
     pub b: String,
-    /// Packets dropped since the block.
-    pub packets: u64,
     /// From the hello's packet to the block in the kernel, microseconds.
     pub latency_us: u64,
     /// Seconds until the block lapses.

@@ -77,7 +77,7 @@ enum RulesCommand {
         #[command(flatten)]
         control: ControlArgs,
         /// Print JSON: {"rules": [{"id", "kind", "value", "block", "comment", "source",
-        /// "blocks"}], "total_rules", "blocks": [{"rule_id", "proto", "a", "b", "packets",
+        /// "blocks"}], "total_rules", "blocks": [{"rule_id", "proto", "a", "b",
         /// "latency_us", "expires_in_secs"}], "total_blocks"}.
         #[arg(long)]
         json: bool,
@@ -186,19 +186,13 @@ pub fn main(args: Args) -> ExitCode {
                 if !list.blocks.is_empty() {
                     println!();
                     println!(
-                        "{:>8}  {:<5} {:<46} {:<46} {:>8} {:>10} {:>8}",
-                        "RULE", "PROTO", "A", "B", "PACKETS", "LATENCY", "EXPIRES"
+                        "{:>8}  {:<5} {:<46} {:<46} {:>10} {:>8}",
+                        "RULE", "PROTO", "A", "B", "LATENCY", "EXPIRES"
                     );
                     for b in &list.blocks {
                         println!(
-                            "{:>8}  {:<5} {:<46} {:<46} {:>8} {:>8}us {:>7}s",
-                            b.rule_id,
-                            b.proto,
-                            b.a,
-                            b.b,
-                            b.packets,
-                            b.latency_us,
-                            b.expires_in_secs
+                            "{:>8}  {:<5} {:<46} {:<46} {:>8}us {:>7}s",
+                            b.rule_id, b.proto, b.a, b.b, b.latency_us, b.expires_in_secs
                         );
                     }
                 }

@@ -141,7 +141,7 @@ fn bring_up(
     let ip = load_ip_policy(&loaded, cfg, checked.ip)?;
     let mut tls = checked.tls;
     // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
-    let blocks = tls.sweep(&loaded, crate::flows::boot_now_ns());
+    let blocks = tls.sweep(&loaded, crate::flows::boot_now_ns(), false);
     tracing::info!(
         rules = tls.rules.len(),
         sha256 = %hex::encode(tls.rules.sha256()),

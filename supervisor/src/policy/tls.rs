@@ -545,7 +545,7 @@ pub struct TlsPolicy {
     pub block_ttl_ns: u64,
     /// Connections each rule cut since start.
     pub blocks_by_rule: BTreeMap<u32, u64>,
-    /// Entries this supervisor knows the kernel map holds (`pal_flow_block_active`).
+    /// Entries the kernel map held at the last sweep.
     pub active: u32,
     /// Sound requests that could not be carried out (map full, flow gone, kernel error).
     pub refused: u64,
@@ -612,7 +612,7 @@ impl TlsPolicy {
             Err(e) => return Err(BlockRefusal::NotNow(crate::error_chain(&e))),
         }
         if self.active >= FLOW_BLOCK_MAX {
-            self.sweep(maps, now_ns);
+            self.sweep(maps, now_ns, false);
             if self.active >= FLOW_BLOCK_MAX {
                 return Err(BlockRefusal::NotNow(format!(
                     "flow-block map full ({FLOW_BLOCK_MAX} connections)"
@@ -631,26 +631,43 @@ impl TlsPolicy {
         };
         write().map_err(|e| BlockRefusal::NotNow(crate::error_chain(&e)))?;
         *self.blocks_by_rule.entry(rule_id).or_default() += 1;
-        self.sweep(maps, now_ns);
+        self.sweep(maps, now_ns, true);
         Ok(key)
     }
 
-    /// Deletes lapsed blocks and sets `pal_flow_block_active` to what is left. Returns the
-    /// blocks in force.
-    pub fn sweep(&mut self, maps: &dyn Maps, now_ns: u64) -> Vec<(FlowKey, FlowBlock)> {
+    /// Deletes lapsed blocks and gives the map a new generation if it changed (`changed`:
+    /// the caller changed it): 0 when empty, else one the flows have not seen, so each
+    /// flow looks itself up again once. Returns the blocks in force.
+    pub fn sweep(
+        &mut self,
+        maps: &dyn Maps,
+        now_ns: u64,
+        changed: bool,
+    ) -> Vec<(FlowKey, FlowBlock)> {
         let run = || -> Result<Vec<(FlowKey, FlowBlock)>, KernelError> {
             let fd = maps.fd(MAP_FLOW_BLOCK)?;
             let mut live = Vec::new();
+            let mut changed = changed;
             for (key, block) in flow_block::dump(fd).map_err(on(MAP_FLOW_BLOCK))? {
                 if block.expires_ns <= now_ns {
                     flow_block::remove(fd, &key).map_err(on(MAP_FLOW_BLOCK))?;
+                    changed = true;
                 } else {
                     live.push((key, block));
                 }
             }
-            let count = u32::try_from(live.len()).unwrap_or(u32::MAX);
-            flow_block::set_active(maps.fd(MAP_FLOW_BLOCK_ACTIVE)?, count)
-                .map_err(on(MAP_FLOW_BLOCK_ACTIVE))?;
+            let active = maps.fd(MAP_FLOW_BLOCK_ACTIVE)?;
+            let current = flow_block::generation(active).map_err(on(MAP_FLOW_BLOCK_ACTIVE))?;
+            let next = if live.is_empty() {
+                0
+            } else if changed || current == 0 {
+                current.wrapping_add(1).max(1)
+            } else {
+                current
+            };
+            if next != current {
+                flow_block::set_generation(active, next).map_err(on(MAP_FLOW_BLOCK_ACTIVE))?;
+            }
             Ok(live)
         };
         match run() {
@@ -675,13 +692,13 @@ impl TlsPolicy {
             return;
         }
         self.last_sweep = Some(now);
-        self.sweep(maps, crate::flows::boot_now_ns());
+        self.sweep(maps, crate::flows::boot_now_ns(), false);
     }
 
     /// `palisade tls rules list`.
     pub fn list(&mut self, maps: &dyn Maps, now_ns: u64, limit: u32) -> TlsRuleList {
         let limit = limit as usize;
-        let live = self.sweep(maps, now_ns);
+        let live = self.sweep(maps, now_ns, false);
         let endpoint = |addr: &[u8; 16], port: u16, v4: bool| {
             let ip = if v4 {
                 IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
@@ -707,7 +724,6 @@ impl TlsPolicy {
                     proto: if k.l4_proto == 6 { "TCP" } else { "UDP" }.into(),
                     a: endpoint(&k.addr_lo, k.port_lo, k.ip_version == 4),
                     b: endpoint(&k.addr_hi, k.port_hi, k.ip_version == 4),
-                    packets: b.packets,
                     latency_us: b.created_ns.saturating_sub(b.hello_ns) / 1000,
                     expires_in_secs: b.expires_ns.saturating_sub(now_ns) / 1_000_000_000,
                 })
