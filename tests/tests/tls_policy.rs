@@ -148,6 +148,7 @@ fn a_blocking_sni_rule_cuts_the_connection_and_a_runtime_ja3_rule_alerts() {
     let b = &l["blocks"][0];
     assert_eq!(b["proto"], "TCP");
     let latency = b["latency_us"].as_u64().unwrap();
+    println!("hello to kernel block: {latency} us");
     assert!(latency < 1_000_000, "hello to block took {latency} us");
     assert!(b["expires_in_secs"].as_u64().unwrap() <= 60);
     assert!(
