@@ -189,9 +189,10 @@ fn flow_records(n: u32) -> Vec<Vec<u8>> {
 /// The payload of the first TLS record of a captured direction: a handshake message with
 /// its 4-byte header.
 fn first_message(stream: &[u8]) -> &[u8] {
-    let len = stream
-        .get(3..5)
-        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    let len = match stream.get(3..5) {
+        Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+        _ => 0,
+    };
     stream.get(5..5 + len).unwrap_or_default()
 }
 
