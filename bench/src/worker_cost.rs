@@ -211,10 +211,11 @@ fn tls_records(n: u32) -> Vec<Vec<u8>> {
             let conn = i / 2;
             let from_server = i % 2 == 1;
             let bytes = if from_server {
-                &SERVER[..server]
+                SERVER.get(..server)
             } else {
-                &CLIENT[..client]
-            };
+                CLIENT.get(..client)
+            }
+            .unwrap_or_default();
             let seg = palisade_abi::TlsSeg {
                 conn_ns: 1_000 + u64::from(conn),
                 dir: u8::from(from_server),
