@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod corpus;
+pub mod dhcp_compare;
 pub mod eve_schema;
 pub mod tls_compare;
 use std::{

@@ -133,7 +133,7 @@ fn a_blocking_sni_rule_cuts_the_connection_and_a_runtime_ja3_rule_alerts() {
         alerts(&daemon, "blocked.example.test").into_iter().next()
     });
     assert_eq!(a["alert"]["action"], "blocked", "{a}");
-    assert_eq!(a["alert"]["signature_id"], 9_000_020);
+    assert_eq!(a["alert"]["signature_id"], 9_000_040);
     assert_eq!(a["palisade"]["tls_rule"]["kind"], "sni");
     assert_eq!(a["palisade"]["tls_rule"]["id"], 1);
     assert_eq!(a["proto"], "TCP");

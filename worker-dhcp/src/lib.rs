@@ -1,2 +1,9 @@
-//! Palisade DHCP worker library: parsing and event building.
+//! Palisade DHCP worker library: DHCPv4 and DHCPv6 parsing, event building, transaction
+//! tracking, the device inventory, and the worker's protocol (`worker`) that `main.rs` runs
+//! under the runtime.
+pub mod devices;
+pub mod event;
 pub mod parse;
+pub mod parse6;
+pub mod transaction;
+pub mod worker;

@@ -70,10 +70,58 @@ pub const IP_BLOCKED_DESTINATION: Signature = Signature {
     severity: 2,
 };
 
+/// A device (MAC address) seen for the first time.
+pub const NEW_DEVICE: Signature = Signature {
+    id: 9_000_020,
+    rev: 1,
+    text: "PALISADE devices: new device",
+    category: "Not Suspicious Traffic",
+    severity: 3,
+};
+/// A known device announced another host name.
+pub const DEVICE_HOSTNAME_CHANGED: Signature = Signature {
+    id: 9_000_021,
+    rev: 1,
+    text: "PALISADE devices: host name changed",
+    category: "Potentially Bad Traffic",
+    severity: 3,
+};
+/// A known device's DHCP fingerprint changed (another OS or DHCP client behind the MAC).
+pub const DEVICE_FINGERPRINT_CHANGED: Signature = Signature {
+    id: 9_000_022,
+    rev: 1,
+    text: "PALISADE devices: DHCP fingerprint changed",
+    category: "Potentially Bad Traffic",
+    severity: 2,
+};
+/// An IP address answered from another MAC than before (ARP / neighbour discovery).
+pub const DEVICE_BINDING_CHANGED: Signature = Signature {
+    id: 9_000_023,
+    rev: 1,
+    text: "PALISADE devices: IP-to-MAC binding changed",
+    category: "Potentially Bad Traffic",
+    severity: 2,
+};
+/// A DHCP server reply (OFFER/ACK, ADVERTISE/REPLY) from a server not on the allow-list.
+pub const ROGUE_DHCP_SERVER: Signature = Signature {
+    id: 9_000_030,
+    rev: 1,
+    text: "PALISADE DHCP guard: reply from a server not on the allow-list",
+    category: "Potentially Bad Traffic",
+    severity: 1,
+};
+/// An IPv6 router advertisement from a router not on the allow-list.
+pub const ROGUE_ROUTER_ADVERTISEMENT: Signature = Signature {
+    id: 9_000_031,
+    rev: 1,
+    text: "PALISADE DHCP guard: router advertisement from a router not on the allow-list",
+    category: "Potentially Bad Traffic",
+    severity: 1,
+};
 /// A ClientHello (TCP or QUIC) matched a TLS rule (JA3, JA4 or SNI); `palisade.tls_rule`
 /// names it. Action `blocked` when the rule cuts the connection.
 pub const TLS_RULE_MATCH: Signature = Signature {
-    id: 9_000_020,
+    id: 9_000_040,
     rev: 1,
     text: "PALISADE TLS policy: ClientHello matched a TLS rule",
     category: "Potential Corporate Privacy Violation",

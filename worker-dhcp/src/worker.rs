@@ -1,0 +1,375 @@
+//! The DHCP worker's protocol: DHCP records (DHCPv4 on UDP 67/68, DHCPv6 on 546/547) ->
+//! EVE `dhcp` events with their transaction's state, the device inventory, and `alert`
+//! events for new devices and changed host names or fingerprints. `main.rs` runs it under
+//! the worker runtime; tools and benchmarks can run it offline
+//! (`palisade_worker_runtime::offline`).
+
+use std::{net::IpAddr, time::Instant};
+
+use palisade_abi::RecordHeader;
+use palisade_ipc::messages::WorkerKind;
+use palisade_worker_runtime::{
+    EventOut, Protocol, Record,
+    alert::{self, Alert},
+    eve::{self, Mac},
+};
+use serde::Serialize;
+
+use crate::{
+    devices::{Change, Device, Inventory, Registry, Sighting},
+    event::{self, DhcpBody, DhcpVendor, TransactionOut},
+    parse::{self, MessageType, Op},
+    parse6::{self, MessageType6},
+    transaction::{Ended, Key, Step, Transaction, Transactions},
+};
+
+/// DHCPv6 client and server ports.
+const DHCP6_CLIENT_PORT: u16 = 546;
+const DHCP6_SERVER_PORT: u16 = 547;
+
+/// Notice: a transaction expired without its answer (written as `incomplete`).
+pub const NOTICE_TRANSACTION_EXPIRED: &str = "dhcp_transaction_expired";
+/// Notice: a transaction was evicted from a full table (written as `incomplete`).
+pub const NOTICE_TRANSACTION_EVICTED: &str = "dhcp_transaction_evicted";
+/// Notice: a transaction was still open when the worker stopped (written as `incomplete`).
+pub const NOTICE_TRANSACTION_AT_SHUTDOWN: &str = "dhcp_transaction_open_at_shutdown";
+/// Notice: a message had malformed options (skipped; the event was written).
+pub const NOTICE_MALFORMED_OPTIONS: &str = "dhcp_malformed_options";
+
+#[derive(Serialize)]
+struct DhcpEvent<'a> {
+    #[serde(flatten)]
+    common: &'a eve::Common,
+    dhcp: DhcpBody,
+    palisade: eve::Vendor<DhcpExtra>,
+}
+
+#[derive(Serialize)]
+struct DhcpExtra {
+    dhcp: DhcpVendor,
+}
+
+/// An alert about a device.
+#[derive(Serialize)]
+struct DeviceAlert<'a> {
+    #[serde(flatten)]
+    common: &'a eve::Common,
+    alert: Alert,
+    palisade: eve::Vendor<DeviceExtra<'a>>,
+}
+
+#[derive(Serialize)]
+struct DeviceExtra<'a> {
+    device: &'a Device,
+    /// What changed: `new_device`, `hostname`, `fingerprint`.
+    change: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<String>,
+}
+
+/// The DHCP worker's state.
+#[derive(Debug, Default)]
+pub struct Dhcp {
+    transactions: Transactions,
+    inventory: Inventory,
+    registry: Registry,
+}
+
+impl Dhcp {
+    /// A worker whose transactions expire after `timeout_ns` (default 30 s).
+    pub fn with_timeout(timeout_ns: u64) -> Self {
+        Self {
+            transactions: Transactions::new(timeout_ns),
+            ..Self::default()
+        }
+    }
+
+    /// Uses `registry` for vendors from now on.
+    pub fn set_registry(&mut self, registry: Registry) {
+        self.inventory.refresh_vendors(&registry);
+        self.registry = registry;
+    }
+
+    /// The device inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Open transactions.
+    pub fn open_transactions(&self) -> usize {
+        self.transactions.len()
+    }
+
+    fn transaction_out(t: &Transaction, state: &'static str, now_ns: u64) -> TransactionOut {
+        TransactionOut {
+            state,
+            messages: t.messages.clone(),
+            duration_ms: now_ns.saturating_sub(t.start_ns) / 1_000_000,
+        }
+    }
+
+    /// Writes the event of a transaction that ended without its answer.
+    fn write_incomplete(ctx: &eve::Context, e: &Ended, now_ns: u64, out: &mut EventOut<'_>) {
+        let reason = e.reason.unwrap_or("expired");
+        let notice = match reason {
+            "evicted" => NOTICE_TRANSACTION_EVICTED,
+            "shutdown" => NOTICE_TRANSACTION_AT_SHUTDOWN,
+            _ => NOTICE_TRANSACTION_EXPIRED,
+        };
+        out.notice(notice, 1);
+        let common = eve::Common::new(ctx, "dhcp", &e.transaction.first);
+        let body = DhcpBody {
+            kind: "request",
+            id: e.key.xid,
+            client_mac: e.transaction.client_mac.map(Mac),
+            client_ip: None,
+            assigned_ip: None,
+            relay_ip: None,
+            next_server_ip: None,
+            dhcp_type: None,
+            client_id: None,
+            hostname: None,
+            requested_ip: None,
+            lease_time: None,
+            renewal_time: None,
+            rebinding_time: None,
+            subnet_mask: None,
+            routers: Vec::new(),
+            dns_servers: Vec::new(),
+            vendor_class_identifier: None,
+            params: Vec::new(),
+        };
+        let vendor = DhcpVendor {
+            version: e.key.version,
+            transaction: Some(Self::transaction_out(&e.transaction, e.state, now_ns)),
+            ..DhcpVendor::default()
+        };
+        Self::write_event(&common, body, vendor, out);
+    }
+
+    fn write_event(
+        common: &eve::Common,
+        dhcp: DhcpBody,
+        vendor: DhcpVendor,
+        out: &mut EventOut<'_>,
+    ) {
+        out.emit(&DhcpEvent {
+            palisade: eve::Vendor::new(common, DhcpExtra { dhcp: vendor }),
+            common,
+            dhcp,
+        });
+    }
+
+    fn device_alerts(
+        ctx: &eve::Context,
+        hdr: &RecordHeader,
+        device: Option<&Device>,
+        changes: Vec<Change>,
+        out: &mut EventOut<'_>,
+    ) {
+        let Some(device) = device else { return };
+        for change in changes {
+            let (sig, what, previous) = match change {
+                Change::New => (alert::NEW_DEVICE, "new_device", None),
+                Change::Hostname(old, _) => (alert::DEVICE_HOSTNAME_CHANGED, "hostname", Some(old)),
+                Change::Fingerprint(old, _) => {
+                    (alert::DEVICE_FINGERPRINT_CHANGED, "fingerprint", Some(old))
+                }
+            };
+            let common = eve::Common::new(ctx, "alert", hdr);
+            out.emit(&DeviceAlert {
+                palisade: eve::Vendor::new(
+                    &common,
+                    DeviceExtra {
+                        device,
+                        change: what,
+                        previous,
+                    },
+                ),
+                common: &common,
+                alert: Alert::new(sig, "allowed"),
+            });
+        }
+    }
+
+    fn on_v4(
+        &mut self,
+        ctx: &eve::Context,
+        hdr: &RecordHeader,
+        out: &mut EventOut<'_>,
+        m: &parse::Message,
+    ) {
+        if m.malformed_options > 0 {
+            out.notice(NOTICE_MALFORMED_OPTIONS, 1);
+        }
+        let common = eve::Common::new(ctx, "dhcp", hdr);
+        let (body, mut vendor) = event::v4(m);
+        let ethernet = m.htype == 1 && m.hlen == 6;
+        let mac = ethernet.then_some(m.client_mac);
+        if let Some(t) = m.message_type {
+            let step = match t {
+                MessageType::ACK => Step::End("complete"),
+                MessageType::NAK | MessageType::DECLINE => Step::End("rejected"),
+                MessageType::RELEASE => Step::End("released"),
+                _ => Step::Continue,
+            };
+            let key = Key {
+                version: 4,
+                xid: m.xid,
+                client: m
+                    .chaddr
+                    .get(..usize::from(m.hlen.min(16)))
+                    .unwrap_or_default()
+                    .to_vec(),
+            };
+            let (t, state, evicted) = self.transactions.message(key, hdr, mac, t.name(), step);
+            if let Some(e) = evicted {
+                Self::write_incomplete(ctx, &e, hdr.ts_boot_ns, out);
+            }
+            vendor.transaction = Some(Self::transaction_out(
+                &t,
+                state.unwrap_or("open"),
+                hdr.ts_boot_ns,
+            ));
+        }
+        let fingerprint = vendor.fingerprint.clone();
+        Self::write_event(&common, body, vendor, out);
+
+        // The inventory: what a client says about itself, and the leases servers grant.
+        let Some(mac) = mac else { return };
+        let now = common.timestamp.0 / 1_000_000_000;
+        let sighting = match m.op {
+            Op::Request => Sighting {
+                hostname: m.hostname.as_deref(),
+                client_id: m.client_id.as_ref().map(|c| event::hex_colons(&c.bytes)),
+                fingerprint,
+                vendor_class: m.vendor_class.as_deref(),
+                address: (!m.client_ip.is_unspecified()).then_some(IpAddr::V4(m.client_ip)),
+                ..Sighting::default()
+            },
+            Op::Reply if m.message_type == Some(MessageType::ACK) => {
+                let ip = if m.assigned_ip.is_unspecified() {
+                    m.client_ip
+                } else {
+                    m.assigned_ip
+                };
+                Sighting {
+                    address: Some(IpAddr::V4(ip)),
+                    lease: (!ip.is_unspecified())
+                        .then_some((IpAddr::V4(ip), m.lease_time.unwrap_or(0))),
+                    ..Sighting::default()
+                }
+            }
+            Op::Reply => return,
+        };
+        let changes = self.inventory.observe(mac, now, &sighting, &self.registry);
+        Self::device_alerts(ctx, hdr, self.inventory.get(mac), changes, out);
+    }
+
+    fn on_v6(
+        &mut self,
+        ctx: &eve::Context,
+        hdr: &RecordHeader,
+        out: &mut EventOut<'_>,
+        m: &parse6::Message6,
+    ) {
+        if m.malformed_options > 0 {
+            out.notice(NOTICE_MALFORMED_OPTIONS, 1);
+        }
+        let common = eve::Common::new(ctx, "dhcp", hdr);
+        let server = m.message_type.is_server_reply();
+        let frame_mac = (!server && m.relay_hops == 0).then_some(hdr.src_mac);
+        let (body, mut vendor) = event::v6(m, frame_mac);
+        let mac = body.client_mac.map(|Mac(m)| m);
+        let step = match m.message_type {
+            MessageType6::ADVERTISE | MessageType6::REPLY => Step::End("complete"),
+            _ => Step::Continue,
+        };
+        if m.message_type != MessageType6::RECONFIGURE {
+            let key = Key {
+                version: 6,
+                xid: m.xid,
+                client: m
+                    .client_id
+                    .as_ref()
+                    .map(|d| d.bytes.clone())
+                    .unwrap_or_default(),
+            };
+            let (t, state, evicted) =
+                self.transactions
+                    .message(key, hdr, mac, m.message_type.name(), step);
+            if let Some(e) = evicted {
+                Self::write_incomplete(ctx, &e, hdr.ts_boot_ns, out);
+            }
+            vendor.transaction = Some(Self::transaction_out(
+                &t,
+                state.unwrap_or("open"),
+                hdr.ts_boot_ns,
+            ));
+        }
+        let fingerprint = vendor.fingerprint.clone();
+        let assigned = body.assigned_ip;
+        Self::write_event(&common, body, vendor, out);
+
+        let Some(mac) = mac else { return };
+        let now = common.timestamp.0 / 1_000_000_000;
+        let sighting = if server {
+            if m.message_type != MessageType6::REPLY {
+                return;
+            }
+            Sighting {
+                address: assigned,
+                ..Sighting::default()
+            }
+        } else {
+            Sighting {
+                hostname: m.fqdn.as_deref(),
+                duid: m.client_id.as_ref().map(|d| event::hex_colons(&d.bytes)),
+                fingerprint,
+                vendor_class: m.vendor_class.as_ref().map(|(_, d)| d.as_str()),
+                ..Sighting::default()
+            }
+        };
+        let changes = self.inventory.observe(mac, now, &sighting, &self.registry);
+        Self::device_alerts(ctx, hdr, self.inventory.get(mac), changes, out);
+    }
+}
+
+impl Protocol for Dhcp {
+    const KIND: WorkerKind = WorkerKind::Dhcp;
+
+    fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
+        let hdr = &record.hdr;
+        if hdr.kind != palisade_abi::KIND_DHCP {
+            return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
+        }
+        let v6 = [hdr.src_port, hdr.dst_port]
+            .iter()
+            .any(|p| matches!(*p, DHCP6_CLIENT_PORT | DHCP6_SERVER_PORT));
+        if v6 {
+            match parse6::parse(record.payload) {
+                Ok(m) => self.on_v6(ctx, hdr, out, &m),
+                Err(e) => out.drop(e.reason()),
+            }
+        } else {
+            match parse::parse(record.payload) {
+                Ok(m) => self.on_v4(ctx, hdr, out, &m),
+                Err(e) => out.drop(e.reason()),
+            }
+        }
+    }
+
+    fn on_tick(&mut self, ctx: &eve::Context, _now: Instant, out: &mut EventOut<'_>) {
+        let now_ns = ctx.boot_now_ns();
+        for e in self.transactions.expire(now_ns) {
+            Self::write_incomplete(ctx, &e, now_ns, out);
+        }
+    }
+
+    fn on_shutdown(&mut self, ctx: &eve::Context, out: &mut EventOut<'_>) {
+        let now_ns = ctx.boot_now_ns();
+        for e in self.transactions.drain() {
+            Self::write_incomplete(ctx, &e, now_ns, out);
+        }
+    }
+}
