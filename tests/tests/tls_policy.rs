@@ -6,8 +6,10 @@
 //!   no answer; the same client to another name gets its page. `tls rules list` shows the
 //!   cut connection and the hello-to-block latency; the kernel counted the dropped packets.
 //! * `palisade tls rules add ja3 HASH` (alert only) at run time: the next hello with that
-//!   JA3 is an `alert` with action `allowed` and its connection works; the rule is in the
-//!   state file and comes back after a daemon restart; `remove` takes it away.
+//!   JA3 is an `alert` with action `allowed` and its connection works; added again with
+//!   `--block`, the next connection with that JA3 is cut while curl (another JA3) gets its
+//!   page; the rule is in the state file and comes back after a daemon restart; `remove`
+//!   takes it away.
 //! * A bad rule file line is refused by `check-config` with its line number.
 #![allow(
     clippy::unwrap_used,
@@ -26,6 +28,7 @@ use serde_json::Value;
 
 const PORT: u16 = 4443;
 const BLOCKED_PORT: u16 = 4444;
+const JA3_BLOCKED_PORT: u16 = 4445;
 
 /// `openssl s_server -www` on the sensor at `port` (answers `GET /` with a status page;
 /// one connection at a time, so a cut connection keeps its server busy: the blocked
@@ -97,10 +100,11 @@ fn list(daemon: &Daemon) -> Value {
 }
 
 #[test]
-fn a_blocking_sni_rule_cuts_the_connection_and_a_runtime_ja3_rule_alerts() {
+fn blocking_sni_and_ja3_rules_cut_connections_and_alert_only_rules_do_not() {
     let lab = Lab::new("tls-pol");
     server(&lab, PORT);
     server(&lab, BLOCKED_PORT);
+    server(&lab, JA3_BLOCKED_PORT);
     let rules = lab.dir.join("tls-rules.txt");
     std::fs::write(
         &rules,
@@ -196,6 +200,56 @@ fn a_blocking_sni_rule_cuts_the_connection_and_a_runtime_ja3_rule_alerts() {
     assert_eq!(a["palisade"]["tls_rule"]["value"], ja3.as_str());
     let saved = std::fs::read_to_string(lab.dir.join("state/tls-rules.json")).unwrap();
     assert!(saved.contains(&ja3), "{saved}");
+
+    // The same JA3 rule made blocking (add again with --block): the next connection of
+    // that client is cut; curl, another TLS client (another JA3), still gets its page.
+    let out = daemon.ctl(&["tls", "rules", "add", "ja3", &ja3, "--block"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !fetch(&lab, JA3_BLOCKED_PORT, "ja3.example.test"),
+        "a connection with the blocked JA3 answered"
+    );
+    let a = wait_for(
+        Duration::from_secs(5),
+        "alert for the blocking JA3 rule",
+        || alerts(&daemon, "ja3.example.test").into_iter().next(),
+    );
+    assert_eq!(a["alert"]["action"], "blocked", "{a}");
+    assert_eq!(a["tls"]["ja3"]["hash"], ja3.as_str());
+    let l = list(&daemon);
+    assert_eq!(l["total_blocks"], 2, "{l}");
+    assert!(
+        l["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["rule_id"] == added["id"]),
+        "{l}"
+    );
+    let curl = lab
+        .peer("curl")
+        .args(["-sk", "--max-time", "5", "--resolve"])
+        .arg(format!("curl.example.test:{PORT}:{SENSOR_IP}"))
+        .arg(format!("https://curl.example.test:{PORT}/"))
+        .output()
+        .expect("curl");
+    assert!(
+        String::from_utf8_lossy(&curl.stdout).contains("s_server"),
+        "curl got no page: {curl:?}"
+    );
+    let curl_ja3 = wait_for(Duration::from_secs(5), "curl's hello", || {
+        daemon
+            .events()
+            .into_iter()
+            .find(|e| e["event_type"] == "tls" && e["tls"]["sni"] == "curl.example.test")
+    })["tls"]["ja3"]["hash"]
+        .clone();
+    assert_ne!(curl_ja3, ja3.as_str(), "curl and openssl share a JA3 here");
+    assert!(alerts(&daemon, "curl.example.test").is_empty());
     drop(daemon);
 
     // Back after a restart; then removed.
