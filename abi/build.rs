@@ -158,23 +158,26 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_DNS_NAME_MAX", "usize"),
         ("PAL_DNS_LABEL_MAX", "usize"),
         ("PAL_DNS_SUFFIX_MAX", "usize"),
-        ("PAL_DNS_BLOCK", "u8"),         // pal_dns_rule.action
-        ("PAL_DNS_ALLOW", "u8"),         // pal_dns_rule.action
-        ("PAL_DNS_RULE_", "u8"),         // pal_dns_rule.flags
-        ("PAL_DNS_ACTION_", "u32"),      // pal_dns_config.block_action
-        ("PAL_DNS_STAT_", "u32"),        // pal_dns_stats key
-        ("PAL_IP_MATCH_", "u8"),         // pal_ip_block_record.matched
-        ("PAL_IP_HOOK_", "u8"),          // pal_ip_block_record.hook
-        ("PAL_IP_STAT_", "u32"),         // pal_ip_stats key
-        ("PAL_IP4_FILTER_WORDS", "u32"), // pal_ip4_filter max_entries
-        ("PAL_TLS_MAX_BYTES", "u32"),    // pal_tls_seg.offset bound
-        ("PAL_TLS_MAX_NS", "u64"),       // boot-clock ns
-        ("PAL_TLS_CHUNKS", "u32"),       // records per skb
-        ("PAL_TLS_CONNS", "u32"),        // pal_tls_conns max_entries
-        ("PAL_TLS_DIR_", "u8"),          // pal_tls_seg.dir
-        ("PAL_TLS_SEG_", "u8"),          // pal_tls_seg.flags
-        ("PAL_TLS_ST_", "u8"),           // pal_tls_conn.state
-        ("PAL_TLS_STAT_", "u32"),        // pal_tls_stats key
+        ("PAL_DNS_BLOCK", "u8"),          // pal_dns_rule.action
+        ("PAL_DNS_ALLOW", "u8"),          // pal_dns_rule.action
+        ("PAL_DNS_RULE_", "u8"),          // pal_dns_rule.flags
+        ("PAL_DNS_ACTION_", "u32"),       // pal_dns_config.block_action
+        ("PAL_DNS_STAT_", "u32"),         // pal_dns_stats key
+        ("PAL_IP_MATCH_", "u8"),          // pal_ip_block_record.matched
+        ("PAL_IP_HOOK_", "u8"),           // pal_ip_block_record.hook
+        ("PAL_IP_STAT_", "u32"),          // pal_ip_stats key
+        ("PAL_IP4_FILTER_WORDS", "u32"),  // pal_ip4_filter max_entries
+        ("PAL_TLS_MAX_BYTES", "u32"),     // pal_tls_seg.offset bound
+        ("PAL_TLS_MAX_NS", "u64"),        // boot-clock ns
+        ("PAL_TLS_CHUNKS", "u32"),        // records per skb
+        ("PAL_TLS_CONNS", "u32"),         // pal_tls_conns max_entries
+        ("PAL_TLS_DIR_", "u8"),           // pal_tls_seg.dir
+        ("PAL_TLS_SEG_", "u8"),           // pal_tls_seg.flags
+        ("PAL_TLS_ST_", "u8"),            // pal_tls_conn.state
+        ("PAL_TLS_STAT_", "u32"),         // pal_tls_stats key
+        ("PAL_QUIC_MIN_DATAGRAM", "u32"), // UDP payload length
+        ("PAL_FLOW_BLOCK_MAX", "u32"),    // pal_flow_block max_entries
+        ("PAL_QUIC_V", "u32"),            // QUIC version field
     ];
     BY_PREFIX
         .iter()

@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 5
+#define PAL_ABI_VERSION 6
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
@@ -66,6 +66,7 @@
 #define PAL_CAP_DNS 2048 /* whole EDNS answers up to 2 KiB; larger ones are cut and flagged */
 #define PAL_CAP_DHCP 1024
 #define PAL_CAP_TLS 2048 /* bytes per TLS record; a longer segment makes several records */
+#define PAL_CAP_QUIC 2048 /* a QUIC Initial datagram (>= 1200 bytes); a longer one is cut and flagged */
 #define PAL_CAP_MAX 2048
 
 /* Flow end reasons (pal_flow_record.end_reason). */
@@ -195,7 +196,8 @@ struct pal_flow_value {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 tls_follow;        /* 1 while pal_tls_conns follows this connection's handshake */
-	__u8 _pad[5];
+	__u8 blocked;           /* 1: in pal_flow_block, as of block_gen */
+	__u32 block_gen;        /* pal_flow_block_active[0] when `blocked` was looked up */
 };
 
 /*
@@ -238,7 +240,8 @@ struct pal_flow_sweep {
 #define PAL_FLOW_STAT_UPDATES 5       /* update records made */
 #define PAL_FLOW_STAT_ENDED_EVICTED 6 /* ended early by an emergency walk (with a record) */
 #define PAL_FLOW_STAT_EMERGENCY 7     /* shard walks made in emergency */
-#define PAL_FLOW_STAT_COUNT 8
+#define PAL_FLOW_STAT_BLOCKED 8       /* packets dropped because their flow is in pal_flow_block */
+#define PAL_FLOW_STAT_COUNT 9
 /*
  * Nothing leaves the table without a record: created + seeded = ended_* +
  * live. A flow the table had no room for is not created: it is counted in
@@ -313,7 +316,46 @@ struct pal_tls_conn {
 #define PAL_TLS_STAT_CHUNKS_CUT 5    /* segments longer than PAL_TLS_CHUNKS records: rest not copied */
 #define PAL_TLS_STAT_BLIND 6         /* directions whose record walk lost a header (copied to a bound) */
 #define PAL_TLS_STAT_CLOSED 7        /* handshakes ended by FIN or RST while followed */
-#define PAL_TLS_STAT_COUNT 8
+#define PAL_TLS_STAT_QUIC_INITIALS 8 /* QUIC Initial datagrams copied (PAL_KIND_QUIC) */
+#define PAL_TLS_STAT_COUNT 9
+
+/*
+ * Flow blocks: connections the TLS policy cut (a rule with `block` matched
+ * their hello). The supervisor alone writes pal_flow_block (key: struct
+ * pal_flow_key, the flow table's) after checking the TLS worker's request,
+ * and pal_flow_block_active[0]: 0 while the map is empty, else a generation
+ * it changes (never to 0) with every change of the map. The flow update
+ * looks a flow up in pal_flow_block only when the generation differs from
+ * the one its entry saw (block_gen), and keeps the answer in the entry
+ * (blocked): a packet costs one inlined array load and a compare. A packet
+ * of a blocked flow, either way, is dropped by the observer (TC_ACT_SHOT).
+ * The supervisor deletes lapsed entries (expires_ns) within a second and
+ * changes the generation, which unblocks their flows; while no supervisor
+ * runs, blocks stay in force.
+ */
+#define PAL_FLOW_BLOCK_MAX 16384
+
+struct pal_flow_block {
+	__u64 expires_ns; /* boot-clock deadline */
+	__u64 hello_ns;   /* boot-clock time of the hello that matched (its record) */
+	__u64 created_ns; /* boot-clock time the supervisor wrote the entry */
+	__u32 rule_id;    /* the TLS rule */
+	__u32 _pad;       /* explicit padding, always 0 */
+};
+
+/*
+ * QUIC: every UDP datagram of at least PAL_QUIC_MIN_DATAGRAM bytes (RFC 9000
+ * section 14.1: a datagram carrying a client's Initial, or a server's
+ * ack-eliciting one, is padded to 1200) whose first packet is a long-header
+ * Initial of QUIC v1 (RFC 9000) or v2 (RFC 9369) is copied to rb_tls as a
+ * PAL_KIND_QUIC record, on any port, both ways: the payload is the UDP
+ * payload (up to PAL_CAP_QUIC). The worker derives the Initial keys,
+ * decrypts and reassembles the CRYPTO frames (user space, RustCrypto).
+ */
+#define PAL_KIND_QUIC 11
+#define PAL_QUIC_MIN_DATAGRAM 1200
+#define PAL_QUIC_V1 0x00000001
+#define PAL_QUIC_V2 0x6b3343cf
 
 /* ------------------------------------------------------------------------ */
 /* DNS policy (maps pal_dns_policy, pal_dns_learned, pal_dns_config,        */

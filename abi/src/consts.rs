@@ -26,6 +26,15 @@ pub const KIND_FLOW_END: u16 = c::PAL_KIND_FLOW_END;
 pub const KIND_FLOW_UPDATE: u16 = c::PAL_KIND_FLOW_UPDATE;
 /// `PAL_KIND_IP_BLOCK`: payload is one `IpBlockRecord`.
 pub const KIND_IP_BLOCK: u16 = c::PAL_KIND_IP_BLOCK;
+/// Record kind: a UDP datagram whose first packet is a QUIC v1/v2 Initial (the UDP payload,
+/// up to [`CAP_QUIC`]), written to the TLS ring.
+pub const KIND_QUIC: u16 = c::PAL_KIND_QUIC;
+/// Smallest UDP payload the kernel looks at for a QUIC Initial (RFC 9000 section 14.1).
+pub const QUIC_MIN_DATAGRAM: u32 = c::PAL_QUIC_MIN_DATAGRAM;
+/// QUIC version 1 (RFC 9000).
+pub const QUIC_V1: u32 = c::PAL_QUIC_V1;
+/// QUIC version 2 (RFC 9369).
+pub const QUIC_V2: u32 = c::PAL_QUIC_V2;
 
 /// Packet entering the interface.
 pub const DIR_INGRESS: u8 = c::PAL_DIR_INGRESS;
@@ -77,6 +86,8 @@ pub const CAP_DNS: u32 = c::PAL_CAP_DNS;
 pub const CAP_DHCP: u32 = c::PAL_CAP_DHCP;
 /// Payload bytes captured per TLS record.
 pub const CAP_TLS: u32 = c::PAL_CAP_TLS;
+/// Capture cap of a QUIC Initial datagram.
+pub const CAP_QUIC: u32 = c::PAL_CAP_QUIC;
 /// Largest capture cap.
 pub const CAP_MAX: u32 = c::PAL_CAP_MAX;
 
@@ -297,11 +308,13 @@ pub enum FlowStat {
     EndedEvicted,
     /// Shard walks made in emergency.
     Emergency,
+    /// Packets dropped because their flow is blocked (TLS policy).
+    Blocked,
 }
 
 impl FlowStat {
     /// Every counter, in key order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Created,
         Self::Seeded,
         Self::EndedFin,
@@ -310,6 +323,7 @@ impl FlowStat {
         Self::Updates,
         Self::EndedEvicted,
         Self::Emergency,
+        Self::Blocked,
     ];
 
     /// `PAL_FLOW_STAT_*`: the key in `pal_flow_stats`.
@@ -323,6 +337,7 @@ impl FlowStat {
             Self::Updates => c::PAL_FLOW_STAT_UPDATES,
             Self::EndedEvicted => c::PAL_FLOW_STAT_ENDED_EVICTED,
             Self::Emergency => c::PAL_FLOW_STAT_EMERGENCY,
+            Self::Blocked => c::PAL_FLOW_STAT_BLOCKED,
         }
     }
 
@@ -337,9 +352,13 @@ impl FlowStat {
             Self::Updates => "updates",
             Self::EndedEvicted => "ended_evicted",
             Self::Emergency => "emergency_walks",
+            Self::Blocked => "blocked_packets",
         }
     }
 }
+
+/// Capacity of `pal_flow_block` (connections the TLS policy cut at once).
+pub const FLOW_BLOCK_MAX: u32 = c::PAL_FLOW_BLOCK_MAX;
 
 /// Entries of `pal_flow_stats`.
 pub const FLOW_STAT_COUNT: u32 = c::PAL_FLOW_STAT_COUNT;
@@ -395,11 +414,13 @@ pub enum TlsStat {
     Blind,
     /// Handshakes ended by FIN or RST while followed.
     Closed,
+    /// QUIC Initial datagrams copied.
+    QuicInitials,
 }
 
 impl TlsStat {
     /// Every counter, in key order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Followed,
         Self::Segments,
         Self::Done,
@@ -408,6 +429,7 @@ impl TlsStat {
         Self::ChunksCut,
         Self::Blind,
         Self::Closed,
+        Self::QuicInitials,
     ];
 
     /// `PAL_TLS_STAT_*`: the key in `pal_tls_stats`.
@@ -421,6 +443,7 @@ impl TlsStat {
             Self::ChunksCut => c::PAL_TLS_STAT_CHUNKS_CUT,
             Self::Blind => c::PAL_TLS_STAT_BLIND,
             Self::Closed => c::PAL_TLS_STAT_CLOSED,
+            Self::QuicInitials => c::PAL_TLS_STAT_QUIC_INITIALS,
         }
     }
 
@@ -435,6 +458,7 @@ impl TlsStat {
             Self::ChunksCut => "chunks_cut",
             Self::Blind => "walk_blind",
             Self::Closed => "ended_fin_rst",
+            Self::QuicInitials => "quic_initials",
         }
     }
 }
@@ -519,6 +543,8 @@ pub enum Kind {
     FlowUpdate,
     /// [`KIND_IP_BLOCK`]: a packet the IP policy dropped (rate-limited alerts).
     IpBlock,
+    /// [`KIND_QUIC`]: a QUIC Initial datagram.
+    Quic,
 }
 
 impl Kind {
@@ -532,6 +558,7 @@ impl Kind {
             KIND_FLOW_END => Some(Self::FlowEnd),
             KIND_FLOW_UPDATE => Some(Self::FlowUpdate),
             KIND_IP_BLOCK => Some(Self::IpBlock),
+            KIND_QUIC => Some(Self::Quic),
             _ => None,
         }
     }
@@ -546,6 +573,7 @@ impl Kind {
             Self::FlowEnd => KIND_FLOW_END,
             Self::FlowUpdate => KIND_FLOW_UPDATE,
             Self::IpBlock => KIND_IP_BLOCK,
+            Self::Quic => KIND_QUIC,
         }
     }
 
@@ -554,7 +582,7 @@ impl Kind {
         match self {
             Self::Dns => Ring::Dns,
             Self::Dhcp => Ring::Dhcp,
-            Self::Tls => Ring::Tls,
+            Self::Tls | Self::Quic => Ring::Tls,
             Self::FlowStart | Self::FlowEnd | Self::FlowUpdate | Self::IpBlock => Ring::Flow,
         }
     }
@@ -565,6 +593,7 @@ impl Kind {
             Self::Dns => CAP_DNS,
             Self::Dhcp => CAP_DHCP,
             Self::Tls => CAP_TLS,
+            Self::Quic => CAP_QUIC,
             // Exactly one pal_flow_record (72 bytes: the cast cannot truncate).
             Self::FlowStart | Self::FlowEnd | Self::FlowUpdate => {
                 crate::records::FlowRecord::SIZE as u32
@@ -742,7 +771,7 @@ const _: () = {
         assert!(StatSlot::ALL[i].index() == i as u32);
         i += 1;
     }
-    assert!(CAP_DNS <= CAP_MAX && CAP_DHCP <= CAP_MAX && CAP_TLS <= CAP_MAX);
+    assert!(CAP_DNS <= CAP_MAX && CAP_DHCP <= CAP_MAX && CAP_TLS <= CAP_MAX && CAP_QUIC <= CAP_MAX);
     assert!(DnsStat::ALL.len() as u32 == DNS_STAT_COUNT);
     let mut i = 0;
     while i < DnsStat::ALL.len() {

@@ -69,13 +69,18 @@ pub const MAP_IP_STATS: &str = "pal_ip_stats";
 pub const MAP_TLS_CONNS: &str = "pal_tls_conns";
 /// Per-CPU `u64` counters of the TLS capture, key [`crate::TlsStat::index`].
 pub const MAP_TLS_STATS: &str = "pal_tls_stats";
+/// Hash [`crate::FlowKey`] -> [`crate::FlowBlock`]: connections the TLS policy cut
+/// (capacity [`crate::FLOW_BLOCK_MAX`]). Written by the supervisor only.
+pub const MAP_FLOW_BLOCK: &str = "pal_flow_block";
+/// Array, one `u32`: entries in [`MAP_FLOW_BLOCK`] (0 lets the observer skip its lookup).
+pub const MAP_FLOW_BLOCK_ACTIVE: &str = "pal_flow_block_active";
 /// Capacity of `pal_ip_hits`; the least recently hit rule id is evicted beyond it.
 pub const IP_HITS_ENTRIES: u32 = 65536;
 
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
 /// existing pins on the next load (so the rule set, learned blocks, config and counters survive
 /// a supervisor restart along with the attached programs).
-pub const PINNED_MAPS: [&str; 23] = [
+pub const PINNED_MAPS: [&str; 25] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
@@ -99,6 +104,8 @@ pub const PINNED_MAPS: [&str; 23] = [
     MAP_IP_STATS,
     MAP_TLS_CONNS,
     MAP_TLS_STATS,
+    MAP_FLOW_BLOCK,
+    MAP_FLOW_BLOCK_ACTIVE,
 ];
 
 /// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).

@@ -323,6 +323,50 @@ record_struct! {
     }
 }
 
+impl FlowKey {
+    /// The key of the flow a packet from `src` to `dst` belongs to, as the kernel program
+    /// builds it (the lower (address, port) endpoint first, addresses compared as
+    /// big-endian numbers); also whether the sender is that lower endpoint. Addresses are
+    /// 16 bytes, IPv4 in the first 4; ICMP flows have ports 0.
+    pub fn normalized(
+        ip_version: u8,
+        l4_proto: u8,
+        src: ([u8; 16], u16),
+        dst: ([u8; 16], u16),
+    ) -> (Self, bool) {
+        let sender_is_lo = src <= dst;
+        let ((addr_lo, port_lo), (addr_hi, port_hi)) =
+            if sender_is_lo { (src, dst) } else { (dst, src) };
+        let key = Self {
+            addr_lo,
+            addr_hi,
+            port_lo,
+            port_hi,
+            l4_proto,
+            ip_version,
+            _pad: 0,
+        };
+        (key, sender_is_lo)
+    }
+}
+
+record_struct! {
+    /// `struct pal_flow_block`: value of `pal_flow_block` (a connection the TLS policy cut),
+    /// keyed by [`FlowKey`]. Written by the supervisor only.
+    pub struct FlowBlock {
+        /// Boot-clock deadline.
+        pub expires_ns: u64,
+        /// Boot-clock time of the hello that matched.
+        pub hello_ns: u64,
+        /// Boot-clock time the supervisor wrote the entry.
+        pub created_ns: u64,
+        /// The TLS rule.
+        pub rule_id: u32,
+        /// Explicit padding, always 0.
+        pub _pad: u32,
+    }
+}
+
 record_struct! {
     /// `struct pal_flow_value`: value of the `pal_flows` LRU hash.
     pub struct FlowValue {
@@ -362,8 +406,10 @@ record_struct! {
         pub icmp_code: u8,
         /// 1 while `pal_tls_conns` follows this connection's TLS handshake.
         pub tls_follow: u8,
-        /// Explicit padding, always 0.
-        pub _pad: [u8; 5],
+        /// 1: the connection is in `pal_flow_block` (as of `block_gen`).
+        pub blocked: u8,
+        /// `pal_flow_block_active[0]` when `blocked` was looked up.
+        pub block_gen: u32,
     }
 }
 
@@ -683,6 +729,12 @@ const _: () = {
     assert!(offset_of!(FlowRecord, icmp_code) == c::PAL_FLOW_RECORD_OFF_ICMP_CODE);
     assert!(offset_of!(FlowRecord, _pad) == c::PAL_FLOW_RECORD_OFF_PAD);
 
+    assert!(size_of::<FlowBlock>() == c::PAL_FLOW_BLOCK_SIZE);
+    assert!(offset_of!(FlowBlock, expires_ns) == c::PAL_FLOW_BLOCK_OFF_EXPIRES_NS);
+    assert!(offset_of!(FlowBlock, hello_ns) == c::PAL_FLOW_BLOCK_OFF_HELLO_NS);
+    assert!(offset_of!(FlowBlock, created_ns) == c::PAL_FLOW_BLOCK_OFF_CREATED_NS);
+    assert!(offset_of!(FlowBlock, rule_id) == c::PAL_FLOW_BLOCK_OFF_RULE_ID);
+    assert!(offset_of!(FlowBlock, _pad) == c::PAL_FLOW_BLOCK_OFF_PAD);
     assert!(size_of::<FlowKey>() == c::PAL_FLOW_KEY_SIZE);
     assert!(offset_of!(FlowKey, addr_lo) == c::PAL_FLOW_KEY_OFF_ADDR_LO);
     assert!(offset_of!(FlowKey, addr_hi) == c::PAL_FLOW_KEY_OFF_ADDR_HI);
@@ -711,7 +763,8 @@ const _: () = {
     assert!(offset_of!(FlowValue, icmp_type) == c::PAL_FLOW_VALUE_OFF_ICMP_TYPE);
     assert!(offset_of!(FlowValue, icmp_code) == c::PAL_FLOW_VALUE_OFF_ICMP_CODE);
     assert!(offset_of!(FlowValue, tls_follow) == c::PAL_FLOW_VALUE_OFF_TLS_FOLLOW);
-    assert!(offset_of!(FlowValue, _pad) == c::PAL_FLOW_VALUE_OFF_PAD);
+    assert!(offset_of!(FlowValue, blocked) == c::PAL_FLOW_VALUE_OFF_BLOCKED);
+    assert!(offset_of!(FlowValue, block_gen) == c::PAL_FLOW_VALUE_OFF_BLOCK_GEN);
 
     assert!(size_of::<FlowConfig>() == c::PAL_FLOW_CONFIG_SIZE);
     assert!(offset_of!(FlowConfig, idle_timeout_ns) == c::PAL_FLOW_CONFIG_OFF_IDLE_TIMEOUT_NS);

@@ -28,6 +28,10 @@ pub struct Args {
     /// of kernel-side changes; same ABI as this build).
     #[arg(long)]
     object: Option<PathBuf>,
+    /// Put N connections (none of the frames') into the flow-block map first, as the TLS
+    /// policy does: the cost of its lookup when blocks exist.
+    #[arg(long, default_value_t = 0)]
+    flow_blocks: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,8 +63,18 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
         0x9c, 0x41, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
     ];
     tcp.extend_from_slice(&[b'x'; 100]);
+    // 1300-byte UDP payloads: big enough to be looked at as QUIC; one is not
+    // a long header, the other is a v1 Initial (copied to the TLS ring).
+    let big = |first: u8| {
+        let mut u = vec![0x9c, 0x42, 0x01, 0xbb, 0x05, 0x1c, 0, 0];
+        u.extend_from_slice(&[first, 0, 0, 0, 1]);
+        u.resize(8 + 1300, 0);
+        u
+    };
     vec![
         ("udp-port-9", frame(&udp, 17, 0)),
+        ("udp-1300-not-quic", frame(&big(0x40), 17, 0)),
+        ("quic-initial-1300", frame(&big(0xc3), 17, 0)),
         ("tcp-data", frame(&tcp, 6, 0)),
         ("ipv4-later-fragment", frame(&udp, 17, 185)),
     ]
@@ -96,6 +110,32 @@ fn cost(ebpf: &Ebpf, name: &str, data: &[u8], args: &Args) -> Result<u32> {
     Ok(median(runs))
 }
 
+/// `n` blocked connections between 10.0.0.0/8 addresses, and a generation.
+fn fill_flow_blocks(palisade: &Ebpf, n: u32) -> Result<()> {
+    let fd = |name| {
+        palisade
+            .map(name)
+            .and_then(palisade_ebpf::maps::map_fd)
+            .ok_or_else(|| format!("{name} missing (an object before flow blocks?)"))
+    };
+    let blocks = fd(palisade_abi::MAP_FLOW_BLOCK)?;
+    for i in 0..n {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&(0x0a00_0000 | i).to_be_bytes());
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&[10, 255, 255, 254]);
+        let (key, _) = palisade_abi::FlowKey::normalized(4, 6, (a, 40000), (b, 443));
+        let block = palisade_abi::FlowBlock {
+            expires_ns: u64::MAX,
+            ..palisade_abi::FlowBlock::default()
+        };
+        palisade_ebpf::flow_block::insert(blocks, &key, &block)
+            .map_err(|e| format!("pal_flow_block: {e}"))?;
+    }
+    palisade_ebpf::flow_block::set_generation(fd(palisade_abi::MAP_FLOW_BLOCK_ACTIVE)?, 1)
+        .map_err(|e| format!("pal_flow_block_active: {e}"))
+}
+
 pub fn main(args: &Args) -> Result<()> {
     let pins = PathBuf::from(format!(
         "/sys/fs/bpf/palisade-prog-cost-{}",
@@ -124,6 +164,9 @@ pub fn main(args: &Args) -> Result<()> {
             .map(|fd| palisade_ebpf::flow_table::install_shards(fd, 16_384))
             .transpose()
             .map_err(|e| format!("flow table shards: {e}"))?;
+        if args.flow_blocks > 0 {
+            fill_flow_blocks(&palisade, args.flow_blocks)?;
+        }
         let mut noop = Ebpf::load_file(&args.noop)
             .map_err(|e| format!("loading {}: {e}", args.noop.display()))?;
         classifier(&mut noop, "bench_noop")?;

@@ -8,7 +8,11 @@
 //! A records), each answer matching its query (correlation, RTT). `flow`: flow end records
 //! (TCP closed by FIN and UDP timed out, alternating), one per flow. `dhcp`: DISCOVER, OFFER,
 //! REQUEST, ACK exchanges of 4,096 clients (transactions, inventory, one event per message;
-//! a `new_device` alert for each client's first exchange). Prints one JSON object:
+//! a `new_device` alert for each client's first exchange). `tls`: TLS handshakes,
+//! each a client segment with Chrome's ClientHello and a server segment with a TLS 1.3
+//! ServerHello (two events, JA3/JA4/JA3S computed). `quic`: QUIC connections, each one
+//! Initial datagram sealed with its own DCID carrying Chrome's ClientHello (key derivation,
+//! header protection, AES-GCM and the hello: one event). Prints one JSON object:
 //! records, events, seconds, events per second and ns per event. Run it under
 //! `valgrind --tool=callgrind` for instruction counts that do not depend on the machine's
 //! load.
@@ -26,7 +30,8 @@ use crate::Result;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which worker's protocol: `dns`, `dhcp` or `flow`.
+    /// Which worker's protocol: `dns`, `dhcp`, `flow`, `tls` or `quic` (the TLS worker's QUIC
+    /// path).
     #[arg(long, default_value = "dns")]
     worker: String,
     /// Records to feed.
@@ -256,6 +261,64 @@ fn dhcp_records(n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The payload of the first TLS record of a captured direction: a handshake message with
+/// its 4-byte header.
+fn first_message(stream: &[u8]) -> &[u8] {
+    let len = match stream.get(3..5) {
+        Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+        _ => 0,
+    };
+    stream.get(5..5 + len).unwrap_or_default()
+}
+
+const CLIENT: &[u8] =
+    include_bytes!("../../worker-tls/testdata/sv_tls13-chrome-grease-tcp-and-quic.client.bin");
+const SERVER: &[u8] =
+    include_bytes!("../../worker-tls/testdata/sv_tls13-chrome-grease-tcp-and-quic.server.bin");
+
+/// The TLS workload: `n` records, a ClientHello segment and a ServerHello segment per
+/// connection (each the whole first record of its direction).
+fn tls_records(n: u32) -> Vec<Vec<u8>> {
+    let client = first_message(CLIENT).len() + 5;
+    let server = first_message(SERVER).len() + 5;
+    (0..n)
+        .map(|i| {
+            let conn = i / 2;
+            let from_server = i % 2 == 1;
+            let bytes = if from_server {
+                SERVER.get(..server)
+            } else {
+                CLIENT.get(..client)
+            }
+            .unwrap_or_default();
+            let seg = palisade_abi::TlsSeg {
+                conn_ns: 1_000 + u64::from(conn),
+                dir: u8::from(from_server),
+                flags: palisade_abi::TLS_SEG_FIRST | palisade_abi::TLS_SEG_LAST,
+                ..palisade_abi::TlsSeg::default()
+            };
+            let mut payload = seg.to_bytes().to_vec();
+            payload.extend_from_slice(bytes);
+            record_of(palisade_abi::KIND_TLS, 6, conn, from_server, 443, &payload)
+        })
+        .collect()
+}
+
+/// The QUIC workload: `n` client Initials, one per connection, each with its own DCID.
+fn quic_records(n: u32) -> Vec<Vec<u8>> {
+    use palisade_worker_tls::quic::packet::{self, Sender, Version};
+    // The record's payload is the ClientHello message with its handshake header, as a
+    // CRYPTO frame carries it.
+    let frames = packet::crypto_frame(0, first_message(CLIENT));
+    (0..n)
+        .map(|i| {
+            let dcid = [&i.to_be_bytes()[..], &[0xd0, 0xc1, 0xd0, 0xc1]].concat();
+            let datagram = packet::seal(Version::V1, &dcid, Sender::Client, 0, &frames);
+            record_of(palisade_abi::KIND_QUIC, 17, i, false, 443, &datagram)
+        })
+        .collect()
+}
+
 fn sink(out: Option<&PathBuf>) -> Result<OwnedFd> {
     let path = out.cloned().unwrap_or_else(|| PathBuf::from("/dev/null"));
     std::fs::OpenOptions::new()
@@ -309,9 +372,19 @@ pub fn main(args: &Args) -> Result<()> {
             &flow_records(args.records),
             out,
         )?,
+        "tls" => feed(
+            palisade_worker_tls::worker::Tls::default(),
+            &tls_records(args.records),
+            out,
+        )?,
+        "quic" => feed(
+            palisade_worker_tls::worker::Tls::default(),
+            &quic_records(args.records),
+            out,
+        )?,
         other => {
             return Err(format!(
-                "worker-cost: no workload for worker {other:?} (dns, dhcp, flow)"
+                "worker-cost: no workload for worker {other:?} (dns, dhcp, flow, tls, quic)"
             ));
         }
     };

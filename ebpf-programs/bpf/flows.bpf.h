@@ -19,6 +19,7 @@
 
 #include <linux/errno.h>
 
+#include "flow_block.bpf.h"
 #include "record.bpf.h"
 
 /* pal_flow_value.fin_mask bits. */
@@ -352,6 +353,7 @@ static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, struct
 	int sender_is_lo, to_client;
 	__u64 first_seen = 0;
 	void *table;
+	__u32 gen;
 
 	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP &&
 	    p->l4_proto != IPPROTO_ICMP && p->l4_proto != IPPROTO_ICMPV6)
@@ -402,6 +404,19 @@ static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, struct
 	if ((*(volatile __u32 *)val->tcp_flags & set.word) != set.word)
 		__sync_fetch_and_or((__u32 *)val->tcp_flags, set.word);
 	p->tls_follow = val->tls_follow;
+	/*
+	 * TLS policy blocks: asked once per flow and generation of the block
+	 * map, kept in the entry (a plain store: two CPUs racing store the same
+	 * answer).
+	 */
+	gen = flow_block_gen();
+	if (gen) {
+		if (val->block_gen != gen) {
+			val->block_gen = gen;
+			val->blocked = flow_block_check(&key, p->now_ns);
+		}
+		p->flow_blocked = val->blocked;
+	}
 	return val->first_seen_ns;
 }
 

@@ -17,7 +17,8 @@
  *
  * The observer leaves every packet's fate alone (TC_ACT_UNSPEC, which TCX
  * reads as TCX_NEXT) except DNS over UDP blocked by the domain policy
- * (answered with NXDOMAIN via bpf_redirect, or dropped). Per packet it:
+ * (answered with NXDOMAIN via bpf_redirect, or dropped) and the packets of
+ * connections the TLS policy cut (dropped). Per packet it:
  *   1. counts the packet (pal_stats, global group, PAL_STAT_RECORDS);
  *   2. parses Ethernet (up to two VLAN tags: 802.1Q, or QinQ; in the frame or
  *      hardware-accelerated), IPv4 or IPv6 (up to PAL_IPV6_MAX_EXT extension
@@ -30,7 +31,9 @@
  *      (flow_start_ns), so its events join the flow's (EVE flow_id);
  *   4. copies DNS, DHCP and TLS-handshake payload prefixes into their ring
  *      buffers, one worker per ring;
- *   5. for DNS over UDP with enforcement on, applies the domain policy.
+ *   5. for DNS over UDP with enforcement on, applies the domain policy;
+ *   6. drops the packets of a connection the TLS policy cut (flow_block.bpf.h:
+ *      a rule with `block` matched its hello), either way.
  *
  * Headers, in include order (each one also includes what it needs):
  *   common.bpf.h        UAPI and libbpf headers, records.h, the rings,
@@ -44,6 +47,7 @@
  *   capture.bpf.h       classify_payload(): DNS, DHCP, TLS to their rings
  *   flows.bpf.h         the flow table: flow_update(), flow records
  *   flow_sweeper.bpf.h  the sweeper timer, flow_sweeper_arm()
+ *   flow_block.bpf.h    connections the TLS policy cut (asked by flow_update())
  *   ip_policy.bpf.h     IP policy: LPM tries, ip_xdp(), ip_tc()
  */
 #include "common.bpf.h"
@@ -85,6 +89,10 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 	 * policy then rewrites or drops it (as before the reorder).
 	 */
 	p.flow_start_ns = flow_update(skb, &p);
+	if (p.flow_blocked) {
+		flow_stat_inc(PAL_FLOW_STAT_BLOCKED);
+		return TC_ACT_SHOT;
+	}
 	verdict = classify_payload(skb, &p);
 	return verdict;
 }

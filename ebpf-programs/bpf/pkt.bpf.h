@@ -37,7 +37,6 @@ struct pal_pkt {
 	__u64 daddr[2];   /* same layout as saddr */
 	__u64 now_ns;     /* bpf_ktime_get_boot_ns(), taken once per packet */
 	__u64 flow_start_ns; /* first_seen_ns of its flow (flow_update()), 0 if none */
-	__u32 l3_len;     /* IP header + payload, for flow byte counters */
 	__u32 l3_off;     /* offset of the IP header in the skb */
 	__u32 l4_off;     /* offset of the L4 header in the skb */
 	__u32 l4_end;     /* end of the IP packet (Ethernet padding excluded) */
@@ -63,6 +62,7 @@ struct pal_pkt {
 	__u8 icmp_type;   /* ICMP/ICMPv6 type and code, 0 otherwise */
 	__u8 icmp_code;
 	__u8 tls_follow;  /* the flow's pal_flow_value.tls_follow (flow_update()) */
+	__u8 flow_blocked; /* the flow is in pal_flow_block (flow_update(), flow_block.bpf.h) */
 };
 
 /* Outcome of a parsing step. */
@@ -106,7 +106,6 @@ static __always_inline void set_l3_end(struct __sk_buff *skb, struct pal_pkt *p,
 	/* A zero length field marks BIG TCP / jumbo GSO packets. */
 	if (l3_len == 0 || l3_off + l3_len > skb->len)
 		l3_len = skb->len - l3_off;
-	p->l3_len = l3_len;
 	p->l4_end = l3_off + l3_len;
 }
 
@@ -123,7 +122,7 @@ static __always_inline enum pal_parse parse_ipv4(struct __sk_buff *skb, struct p
 		return PAL_PARSE_SHORT;
 	ihl_bytes = ip.ihl * 4;
 	set_l3_end(skb, p, l3_off, bpf_ntohs(ip.tot_len));
-	if (p->l3_len < ihl_bytes)
+	if (p->l4_end - l3_off < ihl_bytes)
 		return PAL_PARSE_SHORT;
 	if (bpf_ntohs(ip.frag_off) & PAL_IP_FRAG_OFFSET)
 		return PAL_PARSE_IGNORE;

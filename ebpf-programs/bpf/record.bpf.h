@@ -43,7 +43,7 @@ struct pal_scratch {
 };
 
 _Static_assert(PAL_CAP_DNS <= PAL_CAP_MAX && PAL_CAP_DHCP <= PAL_CAP_MAX &&
-		       PAL_CAP_TLS <= PAL_CAP_MAX &&
+		       PAL_CAP_TLS <= PAL_CAP_MAX && PAL_CAP_QUIC <= PAL_CAP_MAX &&
 		       sizeof(struct pal_flow_record) <= PAL_CAP_MAX,
 	       "every payload must fit the scratch record");
 

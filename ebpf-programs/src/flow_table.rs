@@ -193,3 +193,14 @@ pub fn dump(flows: BorrowedFd<'_>) -> io::Result<Vec<(FlowKey, FlowValue)>> {
     }
     Ok(out)
 }
+
+/// The flow of `key` in `shard` (the one [`palisade_abi::flow_shard`] names), if tracked.
+pub fn lookup(shard: BorrowedFd<'_>, key: &FlowKey) -> io::Result<Option<FlowValue>> {
+    let mut value = [0u8; FlowValue::SIZE];
+    if !sys::map_lookup(shard, &key.to_bytes(), &mut value)? {
+        return Ok(None);
+    }
+    FlowValue::from_bytes(&value)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}

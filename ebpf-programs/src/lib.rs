@@ -20,6 +20,7 @@
 //! Every raw bpf(2) call goes through `sys`, whose errors name the command.
 
 pub mod dns_policy;
+pub mod flow_block;
 pub mod flow_table;
 pub mod ip_policy;
 pub mod links;

@@ -160,6 +160,42 @@ mod tests {
     }
 
     #[test]
+    fn golden_tls_policy() {
+        golden(
+            SupervisorToWorker::TlsPolicy(TlsWorkerPolicy {
+                ruleset: [1; 32],
+                rules: vec![TlsRule {
+                    id: 2,
+                    kind: TlsRuleKind::SniSuffix,
+                    value: "a.b".into(),
+                    block: true,
+                }],
+            }),
+            concat!(
+                "05",
+                "0101010101010101010101010101010101010101010101010101010101010101",
+                "01020303612e6201"
+            ),
+        );
+        golden(
+            WorkerToSupervisor::FlowBlockRequest(FlowBlockRequest {
+                rule_id: 2,
+                observed: "x.a.b".into(),
+                ip_version: 4,
+                l4_proto: 6,
+                src: ([1; 16], 443),
+                dst: ([2; 16], 40000),
+                hello_ns: 9,
+            }),
+            concat!(
+                "070205782e612e620406",
+                "01010101010101010101010101010101fbbb01",
+                "02020202020202020202020202020202fb409c09"
+            ),
+        );
+    }
+
+    #[test]
     fn golden_worker_to_supervisor() {
         golden(WorkerToSupervisor::Ready, "00");
         golden(WorkerToSupervisor::Heartbeat { seq: 7 }, "0107");
@@ -203,7 +239,7 @@ mod tests {
     fn golden_control() {
         golden(ControlRequest::Status, "00");
         golden(ControlRequest::Version, "01");
-        golden(ControlRequest::Devices { offset: 7 }, "0c07");
+        golden(ControlRequest::Devices { offset: 7 }, "0f07");
         golden(
             ControlRequest::Restart(RestartTarget::One(WorkerKind::Flow)),
             "020003",

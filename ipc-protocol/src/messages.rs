@@ -115,6 +115,9 @@ pub enum SupervisorToWorker {
         /// The rule that blocks the target, as text.
         rule: String,
     },
+    /// TLS worker: the TLS rules in force (at start and after every change); answered by
+    /// `RulesetApplied`.
+    TlsPolicy(TlsWorkerPolicy),
 }
 
 /// What a worker matches in user space.
@@ -136,6 +139,25 @@ pub struct WorkerPolicy {
     /// DHCP worker: seconds a transaction may stay open (`dhcp.transaction_timeout_s`);
     /// 0 keeps the worker's default. Not part of `ruleset`: it is tracking, not policy.
     pub dhcp_transaction_timeout_s: u32,
+}
+
+/// [`WorkerToSupervisor::FlowBlockRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct FlowBlockRequest {
+    /// The rule that matched.
+    pub rule_id: u32,
+    /// What matched it: the JA3 hash, JA4 or SNI of the hello (bounded by validation).
+    pub observed: String,
+    /// 4 or 6.
+    pub ip_version: u8,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub l4_proto: u8,
+    /// Sender of the hello: address (16 bytes, IPv4 in the first 4) and port.
+    pub src: ([u8; 16], u16),
+    /// Its peer.
+    pub dst: ([u8; 16], u16),
+    /// Boot-clock time of the hello's record.
+    pub hello_ns: u64,
 }
 
 /// A drop counter with its reason, e.g. `parse_error_truncated`.
@@ -219,6 +241,10 @@ pub enum WorkerToSupervisor {
         /// CNAME targets in the answer (normalized), in order.
         targets: Vec<String>,
     },
+    /// TLS worker: a ClientHello matched TLS rule `rule_id`, which blocks; asks the
+    /// supervisor to cut the connection in the kernel. The supervisor checks `observed`
+    /// against its own copy of the rule and that the kernel tracks the flow.
+    FlowBlockRequest(FlowBlockRequest),
 }
 
 /// Which workers `palisade restart` targets.
@@ -270,6 +296,15 @@ pub enum ControlRequest {
     /// Read-only: IP policy rules (every runtime rule; list rules by hits, at most `limit`).
     BlockList {
         /// Most list-file rules to report (runtime rules are always all reported).
+        limit: u32,
+    },
+    /// Mutating (root only): add a TLS rule at run time (persisted in the state directory).
+    TlsRuleAdd(TlsRuleSpec),
+    /// Mutating (root only): remove the runtime TLS rule of this kind and value.
+    TlsRuleRemove(TlsRuleSpec),
+    /// Read-only: the TLS rules and the connections they cut (at most `limit` of each).
+    TlsRuleList {
+        /// Most rules and blocks to report.
         limit: u32,
     },
     /// Read-only: a piece of the device inventory as the DHCP worker last wrote it
@@ -644,4 +679,132 @@ pub enum ControlResponse {
     BlockList(IpBlockList),
     /// Answer to [`ControlRequest::Devices`].
     Devices(DevicesChunk),
+    /// Answer to [`ControlRequest::TlsRuleAdd`]: the rule as now in force.
+    TlsRuleAdded(TlsRuleInfo),
+    /// Answer to [`ControlRequest::TlsRuleRemove`]: the rule removed.
+    TlsRuleRemoved(TlsRuleInfo),
+    /// Answer to [`ControlRequest::TlsRuleList`].
+    TlsRuleList(TlsRuleList),
+}
+
+/// What a TLS rule matches in a ClientHello (TCP or QUIC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsRuleKind {
+    /// The JA3 hash (32 lower-case hex digits).
+    Ja3,
+    /// The JA4 fingerprint.
+    Ja4,
+    /// The SNI, exactly (lower case, no trailing dot).
+    Sni,
+    /// The SNI is this name or ends with `.` and this name.
+    SniSuffix,
+    /// The SNI (lower case) matches this regular expression.
+    SniRegex,
+}
+
+impl TlsRuleKind {
+    /// Every kind.
+    pub const ALL: [Self; 5] = [
+        Self::Ja3,
+        Self::Ja4,
+        Self::Sni,
+        Self::SniSuffix,
+        Self::SniRegex,
+    ];
+
+    /// The kind's name in rule files, the CLI and events.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ja3 => "ja3",
+            Self::Ja4 => "ja4",
+            Self::Sni => "sni",
+            Self::SniSuffix => "sni-suffix",
+            Self::SniRegex => "sni-regex",
+        }
+    }
+
+    /// The kind of a name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A TLS rule as the operator states it (`palisade tls rules add|remove`, a rule file line).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TlsRuleSpec {
+    /// What it matches.
+    pub kind: TlsRuleKind,
+    /// The value (hash, fingerprint, name, suffix or pattern).
+    pub value: String,
+    /// A match cuts the connection (else: an alert only).
+    pub block: bool,
+    /// Free text shown by `tls rules list` and in alerts.
+    pub comment: Option<String>,
+}
+
+/// One TLS rule as the TLS worker applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TlsRule {
+    /// Rule id (in alerts and block requests).
+    pub id: u32,
+    /// What it matches.
+    pub kind: TlsRuleKind,
+    /// The value.
+    pub value: String,
+    /// A match asks the supervisor to cut the connection.
+    pub block: bool,
+}
+
+/// The TLS worker's rule set ([`SupervisorToWorker::TlsPolicy`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+pub struct TlsWorkerPolicy {
+    /// SHA-256 of the rule set (the worker answers `RulesetApplied` with it).
+    pub ruleset: [u8; 32],
+    /// The rules, by id.
+    pub rules: Vec<TlsRule>,
+}
+
+/// One TLS rule in [`TlsRuleList`] and the answers to rule requests.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TlsRuleInfo {
+    /// Rule id.
+    pub id: u32,
+    /// The rule.
+    #[serde(flatten)]
+    pub spec: TlsRuleSpec,
+    /// `cli`, or `FILE:LINE`.
+    pub source: String,
+    /// Connections it cut since the daemon started.
+    pub blocks: u64,
+}
+
+/// A connection in the kernel's flow-block map.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FlowBlockInfo {
+    /// The rule that cut it.
+    pub rule_id: u32,
+    /// `TCP` or `UDP`.
+    pub proto: String,
+    /// One endpoint, `ADDR:PORT` (`[ADDR]:PORT` for IPv6).
+    pub a: String,
+    /// The other endpoint.
+    pub b: String,
+    /// From the hello's packet to the block in the kernel, microseconds.
+    pub latency_us: u64,
+    /// Seconds until the block lapses.
+    pub expires_in_secs: u64,
+}
+
+/// Answer to [`ControlRequest::TlsRuleList`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TlsRuleList {
+    /// The rules (list files first, then runtime rules), at most the limit.
+    pub rules: Vec<TlsRuleInfo>,
+    /// Rules in force in all.
+    pub total_rules: u32,
+    /// Connections cut now, at most the limit.
+    pub blocks: Vec<FlowBlockInfo>,
+    /// Connections cut now, in all.
+    pub total_blocks: u32,
 }

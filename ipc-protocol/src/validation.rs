@@ -57,6 +57,7 @@ pub fn message_name(msg: &WorkerToSupervisor) -> &'static str {
         WorkerToSupervisor::BlockRequest { .. } => "BlockRequest",
         WorkerToSupervisor::RulesetApplied { .. } => "RulesetApplied",
         WorkerToSupervisor::CnameCheck { .. } => "CnameCheck",
+        WorkerToSupervisor::FlowBlockRequest(_) => "FlowBlockRequest",
     }
 }
 
@@ -86,8 +87,12 @@ pub fn check_worker_message(
         // Only the DNS worker matches regexes and reads CNAME chains; the
         // DNS and flow workers apply policies.
         (Running, M::BlockRequest { .. } | M::CnameCheck { .. }) => dns,
+        // Only the TLS worker matches TLS rules.
+        (Running, M::FlowBlockRequest(_)) => worker == WorkerKind::Tls,
         (Running, M::RulesetApplied { .. }) => {
-            dns || worker == WorkerKind::Flow || worker == WorkerKind::Dhcp
+            dns || worker == WorkerKind::Flow
+                || worker == WorkerKind::Tls
+                || worker == WorkerKind::Dhcp
         }
         _ => false,
     };
@@ -121,6 +126,11 @@ pub fn check_worker_message(
         {
             Err(oob("targets"))
         }
+        M::FlowBlockRequest(r) if r.observed.is_empty() || r.observed.len() > MAX_NAME_LEN => {
+            Err(oob("observed"))
+        }
+        M::FlowBlockRequest(r) if !matches!(r.ip_version, 4 | 6) => Err(oob("ip_version")),
+        M::FlowBlockRequest(r) if !matches!(r.l4_proto, 6 | 17) => Err(oob("l4_proto")),
         M::Stats(stats) if stats.drops.len() > MAX_DROP_REASONS => Err(oob("drops")),
         M::Stats(stats) if stats.notices.len() > MAX_DROP_REASONS => Err(oob("notices")),
         M::Stats(stats) if stats.drops.iter().any(bad_reason) => Err(oob("drops.reason")),
@@ -164,6 +174,20 @@ mod tests {
             "only the DNS worker may ask"
         );
         assert!(check_worker_message(K, AwaitReady, &req).is_err());
+        let block = WorkerToSupervisor::FlowBlockRequest(crate::messages::FlowBlockRequest {
+            rule_id: 1,
+            observed: "evil.example".into(),
+            ip_version: 4,
+            l4_proto: 6,
+            src: ([0; 16], 1),
+            dst: ([0; 16], 2),
+            hello_ns: 3,
+        });
+        assert!(check_worker_message(WorkerKind::Tls, Running, &block).is_ok());
+        assert!(
+            check_worker_message(K, Running, &block).is_err(),
+            "only the TLS worker may ask to cut a connection"
+        );
     }
 
     #[test]

@@ -290,6 +290,11 @@ fn man_pages_are_generated_and_render_without_warnings() {
         "block-add",
         "block-remove",
         "block-list",
+        "tls",
+        "tls-rules",
+        "tls-rules-add",
+        "tls-rules-remove",
+        "tls-rules-list",
         "version",
         "cleanup",
     ] {
@@ -299,7 +304,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         );
     }
     assert!(names.contains(&"palisade.8".to_owned()));
-    assert_eq!(names.len(), 20, "{names:?}");
+    assert_eq!(names.len(), 25, "{names:?}");
     for page in &listed {
         // groff with every warning on: nothing on stderr.
         let out = Command::new("groff")

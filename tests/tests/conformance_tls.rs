@@ -6,11 +6,15 @@
 //!   resulting `tls` objects are compared with every TCP record of
 //!   `expected/tls.jsonl` (missing, extra, and each differing field). It proves
 //!   the parser and the fingerprints without the kernel.
-//! * `tcp_client_hellos_replayed_live_match_expected`: the same records from a
-//!   live replay into a lab, through the kernel's capture and the worker.
+//! * `client_hellos_replayed_live_match_expected`: every record (TCP and QUIC)
+//!   from a live replay into a lab, through the kernel's capture and the worker.
 //!
-//! QUIC records (`transport: quic`) are not checked: QUIC Initial decryption
-//! is not implemented (docs/tls.md, "Limits").
+//! * `quic_client_hellos_match_every_record_offline`: every UDP datagram of every
+//!   capture goes through the worker's QUIC tracker (Initial keys, header
+//!   protection, AEAD, CRYPTO frames across packets); the `quic` events'
+//!   ClientHellos are compared with every QUIC record of `expected/tls.jsonl`.
+//!   The live test above checks the QUIC records too (the kernel copies the
+//!   Initial datagrams).
 
 // Indexing a serde_json `Value` yields `Null` when absent; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -137,6 +141,118 @@ fn parser_matches_every_tcp_client_hello_offline() {
     assert!(report.is_empty(), "differences from the corpus:\n{report}");
 }
 
+/// The `quic` event's hello as a `tls` object and its `palisade` part: what
+/// [`tls_compare::differences`] reads.
+fn quic_view(quic: &Value, vendor: &Value) -> (Value, Value) {
+    let mut tls = vendor.clone();
+    if let (Some(t), Some(q)) = (tls.as_object_mut(), quic.as_object()) {
+        for (k, v) in q {
+            t.insert(k.clone(), v.clone());
+        }
+    }
+    (tls, vendor.clone())
+}
+
+#[test]
+fn quic_client_hellos_match_every_record_offline() {
+    use palisade_abi::RecordHeader;
+    use palisade_worker_tls::{conn::Hello, quic::Tracker};
+
+    let dir = corpus::dir();
+    let expected = corpus::read_jsonl(&dir.join("expected/tls.jsonl"));
+    let mut report = String::new();
+    let (mut checked, mut matched) = (0, 0);
+    for path in corpus::captures(&dir.join("pcaps/tls")) {
+        let rel = format!(
+            "pcaps/tls/{}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        );
+        let mut found = Vec::new();
+        let mut tracker = Tracker::new();
+        for f in &Capture::read(&path).frames {
+            let Some(p) = corpus::decode(&f.data) else {
+                continue;
+            };
+            if p.l4_proto != 17 || p.payload.len() < 1200 {
+                continue;
+            }
+            let mut hdr = RecordHeader {
+                l4_proto: 17,
+                ts_boot_ns: f.ts_ns,
+                src_port: p.src_port,
+                dst_port: p.dst_port,
+                ..RecordHeader::default()
+            };
+            for (ip, out) in [(p.src_ip, &mut hdr.src_addr), (p.dst_ip, &mut hdr.dst_addr)] {
+                match ip {
+                    std::net::IpAddr::V4(a) => out[..4].copy_from_slice(&a.octets()),
+                    std::net::IpAddr::V6(a) => out.copy_from_slice(&a.octets()),
+                }
+            }
+            hdr.ip_version = if p.src_ip.is_ipv4() { 4 } else { 6 };
+            for q in tracker.datagram(&hdr, &p.payload).hellos {
+                if !matches!(q.ready.hello, Hello::Client(_)) {
+                    continue;
+                }
+                let (body, vendor) =
+                    event::quic(&q.ready.hello, q.version, [&q.dcid, &q.scid], None);
+                let (tls, vendor) = quic_view(
+                    &serde_json::to_value(&body).unwrap_or_default(),
+                    &serde_json::to_value(&vendor).unwrap_or_default(),
+                );
+                found.push(Found {
+                    frame: f.number,
+                    src: (p.src_ip.to_string(), p.src_port),
+                    tls,
+                    vendor,
+                    used: false,
+                });
+            }
+        }
+        for want in expected
+            .iter()
+            .filter(|r| r["pcap"] == rel.as_str() && r["transport"] == "quic")
+        {
+            checked += 1;
+            let src = (
+                want["src_ip"].as_str().unwrap_or_default().to_owned(),
+                want["src_port"].as_u64().unwrap_or_default() as u16,
+            );
+            let frame = want["frame"].as_u64().unwrap_or_default() as usize;
+            let Some(got) = found
+                .iter_mut()
+                .find(|g| !g.used && g.src == src && g.frame == frame)
+            else {
+                let _ = writeln!(report, "{rel} frame {frame}: missing");
+                continue;
+            };
+            got.used = true;
+            let diffs = tls_compare::differences(want, &got.tls, &got.vendor);
+            if diffs.is_empty() {
+                matched += 1;
+            }
+            for d in diffs {
+                let _ = writeln!(report, "{rel} frame {frame}: {d}");
+            }
+        }
+        for extra in found.iter().filter(|g| !g.used) {
+            let _ = writeln!(
+                report,
+                "{rel} frame {}: extra QUIC ClientHello",
+                extra.frame
+            );
+        }
+    }
+    println!("offline: {matched}/{checked} QUIC ClientHellos match every field");
+    assert!(
+        checked >= 21,
+        "the corpus has 21 QUIC ClientHellos, checked {checked}"
+    );
+    assert!(report.is_empty(), "differences from the corpus:\n{report}");
+}
+
 /// Replay rate: slow enough to keep order and lose nothing.
 const PPS: u32 = 2000;
 
@@ -159,14 +275,14 @@ fn expected_tuple(r: &Value) -> (String, u64, String, u64) {
     )
 }
 
-/// Every TCP record of `expected/tls.jsonl`, replayed live: each capture goes
+/// Every record (TCP and QUIC) of `expected/tls.jsonl`, replayed live: each capture goes
 /// out of the peer's veth end (tcpreplay), the daemon's kernel programs
 /// follow the handshakes, and the TLS worker's `client_hello` events are
 /// matched to the records (same tuple, in order) and compared field by
 /// field. The report lists every missing record, extra event and differing
 /// field; the test fails if there is anything in it.
 #[test]
-fn tcp_client_hellos_replayed_live_match_expected() {
+fn client_hellos_replayed_live_match_expected() {
     use palisade_tests::{Daemon, Lab, PEER_IF, SENSOR_IF, base_config, corpus::EventCursor};
     use std::time::Duration;
 
@@ -188,6 +304,7 @@ fn tcp_client_hellos_replayed_live_match_expected() {
     let mut cursor = EventCursor::now(&daemon);
     let mut report = String::new();
     let (mut checked, mut matched) = (0, 0);
+    let mut by_kind: HashMap<&str, usize> = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for path in corpus::captures(&dir.join("pcaps/tls")) {
         let rel = format!(
@@ -198,7 +315,7 @@ fn tcp_client_hellos_replayed_live_match_expected() {
         );
         let mut want: Vec<&Value> = expected
             .iter()
-            .filter(|r| r["pcap"] == rel.as_str() && r["transport"] == "tcp")
+            .filter(|r| r["pcap"] == rel.as_str())
             .collect();
         want.sort_by_key(|r| r["frame"].as_u64());
         let cap = Capture::read(&path);
@@ -223,9 +340,11 @@ fn tcp_client_hellos_replayed_live_match_expected() {
             Duration::from_millis(1500),
             Duration::from_secs(10),
             |e| {
-                e["event_type"] == "tls"
+                (e["event_type"] == "tls"
                     && e["proto"] == "TCP"
-                    && e["palisade"]["tls"]["handshake"] == "client_hello"
+                    && e["palisade"]["tls"]["handshake"] == "client_hello")
+                    || (e["event_type"] == "quic"
+                        && e["palisade"]["quic"]["handshake"] == "client_hello")
             },
         );
         let mut used = vec![false; events.len()];
@@ -233,28 +352,50 @@ fn tcp_client_hellos_replayed_live_match_expected() {
             checked += 1;
             let frame = r["frame"].as_u64().unwrap_or_default();
             let t = expected_tuple(r);
-            let Some(i) = (0..events.len()).find(|&i| !used[i] && tuple(&events[i]) == t) else {
+            let kind = if r["transport"] == "quic" {
+                "quic"
+            } else {
+                "tls"
+            };
+            let Some(i) = (0..events.len())
+                .find(|&i| !used[i] && tuple(&events[i]) == t && events[i]["event_type"] == kind)
+            else {
                 let _ = writeln!(report, "{rel} frame {frame}: missing ({t:?})");
                 continue;
             };
             used[i] = true;
             let e = &events[i];
-            let diffs = tls_compare::differences(r, &e["tls"], &e["palisade"]["tls"]);
+            let diffs = if kind == "quic" {
+                let (tls, vendor) = quic_view(&e["quic"], &e["palisade"]["quic"]);
+                tls_compare::differences(r, &tls, &vendor)
+            } else {
+                tls_compare::differences(r, &e["tls"], &e["palisade"]["tls"])
+            };
             if diffs.is_empty() {
                 matched += 1;
+                *by_kind.entry(kind).or_insert(0) += 1;
             }
             for d in diffs {
                 let _ = writeln!(report, "{rel} frame {frame}: {d}");
             }
         }
         for (e, _) in events.iter().zip(&used).filter(|(_, u)| !**u) {
-            let _ = writeln!(report, "{rel}: extra client_hello {:?}", tuple(e));
+            let _ = writeln!(
+                report,
+                "{rel}: extra {} client_hello {:?}",
+                e["event_type"],
+                tuple(e)
+            );
         }
     }
-    println!("live: {matched}/{checked} TCP ClientHellos match every field");
+    println!(
+        "live: {matched}/{checked} ClientHellos match every field ({} over TCP, {} in QUIC)",
+        by_kind.get("tls").unwrap_or(&0),
+        by_kind.get("quic").unwrap_or(&0)
+    );
     assert!(
-        checked >= 100,
-        "the corpus has 100 TCP ClientHellos, checked {checked}"
+        checked >= 124,
+        "the corpus has 103 TCP and 21 QUIC ClientHellos, checked {checked}"
     );
     assert!(report.is_empty(), "differences from the corpus:\n{report}");
 }

@@ -118,6 +118,15 @@ pub const ROGUE_ROUTER_ADVERTISEMENT: Signature = Signature {
     category: "Potentially Bad Traffic",
     severity: 1,
 };
+/// A ClientHello (TCP or QUIC) matched a TLS rule (JA3, JA4 or SNI); `palisade.tls_rule`
+/// names it. Action `blocked` when the rule cuts the connection.
+pub const TLS_RULE_MATCH: Signature = Signature {
+    id: 9_000_040,
+    rev: 1,
+    text: "PALISADE TLS policy: ClientHello matched a TLS rule",
+    category: "Potential Corporate Privacy Violation",
+    severity: 2,
+};
 
 /// The `alert` object of an event.
 #[derive(Debug, Clone, Serialize)]

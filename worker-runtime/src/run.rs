@@ -358,7 +358,10 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                     return Err(ChannelError::BadConfig("Configure after startup"));
                 }
                 other => {
-                    if matches!(other, SupervisorToWorker::Policy(_)) {
+                    if matches!(
+                        other,
+                        SupervisorToWorker::Policy(_) | SupervisorToWorker::TlsPolicy(_)
+                    ) {
                         awaiting_policy = false;
                         behind = true;
                     }

@@ -254,3 +254,132 @@ pub fn certificate(body: &mut TlsBody, c: crate::parse::certificate::CertInfo) {
     body.notbefore = c.notbefore;
     body.notafter = c.notafter;
 }
+
+/// One entry of `quic.extensions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuicExtension {
+    /// The extension's IANA name, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'static str>,
+    /// Its number.
+    #[serde(rename = "type")]
+    pub ty: u16,
+    /// Its values, for server_name and ALPN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+}
+
+/// The `quic` object, in Suricata's fields: one hello per event.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuicBody {
+    /// QUIC version ("1", "2").
+    pub version: &'static str,
+    /// server_name of the connection's ClientHello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// JA3 of the ClientHello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<Ja3Out>,
+    /// JA3S of the ServerHello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3s: Option<Ja3Out>,
+    /// JA4 of the ClientHello (`q` for QUIC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    /// The hello's extensions, wire order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<QuicExtension>,
+}
+
+/// `palisade.quic`: the connection IDs and the hello's fields that Suricata's
+/// `quic` object has no place for (named as in a `tls` event).
+#[derive(Debug, Clone, Serialize)]
+pub struct QuicVendor {
+    /// Destination Connection ID of the client's first Initial (hex).
+    pub dcid: String,
+    /// The client's Source Connection ID (hex).
+    pub scid: String,
+    /// The server's Source Connection ID (hex), once seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_scid: Option<String>,
+    /// TLS version the hello offers (client) or chose (server), as `tls.version`.
+    pub tls_version: String,
+    /// As `tls.client_alpns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_alpns: Option<Vec<String>>,
+    /// As `tls.server_alpns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_alpns: Option<Vec<String>>,
+    /// As `tls.client_handshake`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_handshake: Option<ClientHandshake>,
+    /// As `tls.server_handshake`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_handshake: Option<ServerHandshake>,
+    /// As `palisade.tls`.
+    #[serde(flatten)]
+    pub tls: TlsVendor,
+}
+
+fn quic_extensions(
+    exts: &[crate::parse::ExtensionType],
+    sni: Option<&String>,
+    alpns: Option<&Vec<String>>,
+) -> Vec<QuicExtension> {
+    use crate::parse::ExtensionType;
+    exts.iter()
+        .map(|&e| QuicExtension {
+            name: e.mnemonic(),
+            ty: e.0,
+            values: match e {
+                ExtensionType::SERVER_NAME => sni.map(|s| vec![s.clone()]),
+                ExtensionType::ALPN => alpns.cloned(),
+                _ => None,
+            },
+        })
+        .collect()
+}
+
+/// The `quic` and `palisade.quic` objects of a hello that came in QUIC
+/// Initial packets: the same reading as over TCP, laid out as Suricata's
+/// `quic` event.
+pub fn quic(
+    hello: &crate::conn::Hello,
+    version: crate::quic::packet::Version,
+    cids: [&[u8]; 2],
+    server_scid: Option<&[u8]>,
+) -> (QuicBody, QuicVendor) {
+    let (tls, vendor, exts) = match hello {
+        crate::conn::Hello::Client(h) => {
+            let (b, v) = client(h, Transport::Quic);
+            (b, v, &h.extensions)
+        }
+        crate::conn::Hello::Server(h, sni, _) => {
+            let (mut b, v) = server(h);
+            b.sni = sni.as_deref().map(escape);
+            (b, v, &h.extensions)
+        }
+    };
+    let alpns = tls.client_alpns.as_ref().or(tls.server_alpns.as_ref());
+    let body = QuicBody {
+        version: version.eve_name(),
+        extensions: quic_extensions(exts, tls.sni.as_ref(), alpns),
+        sni: tls.sni,
+        ja3: tls.ja3,
+        ja3s: tls.ja3s,
+        ja4: tls.ja4,
+    };
+    let [dcid, scid] = cids;
+    let vendor = QuicVendor {
+        dcid: hex::encode(dcid),
+        scid: hex::encode(scid),
+        server_scid: server_scid.map(hex::encode),
+        tls_version: tls.version,
+        client_alpns: tls.client_alpns,
+        server_alpns: tls.server_alpns,
+        client_handshake: tls.client_handshake,
+        server_handshake: tls.server_handshake,
+        tls: vendor,
+    };
+    (body, vendor)
+}

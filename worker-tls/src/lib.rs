@@ -6,5 +6,7 @@ pub mod conn;
 pub mod event;
 pub mod fingerprint;
 pub mod parse;
+pub mod policy;
+pub mod quic;
 pub mod reassembly;
 pub mod worker;

@@ -1,5 +1,6 @@
 //! `palisade check-config`.
 
+use crate::policy::tls::TlsPolicyError;
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -141,6 +142,23 @@ impl Report {
         }
     }
 
+    fn add_tls(&mut self, e: &TlsPolicyError) {
+        match e {
+            TlsPolicyError::Read { path, source } => self.errors.push(Problem {
+                file: Some(path.clone()),
+                line: None,
+                message: format!("cannot read: {source}"),
+            }),
+            TlsPolicyError::BadLines(bad) => self.add_bad_lines(bad),
+            TlsPolicyError::Several(all) => all.iter().for_each(|e| self.add_tls(e)),
+            other => self.errors.push(Problem {
+                file: None,
+                line: None,
+                message: crate::error_chain(other),
+            }),
+        }
+    }
+
     fn add_accounts(&mut self, errors: &AccountErrors, config: &Path) {
         for e in &errors.0 {
             match e {
@@ -174,6 +192,9 @@ pub fn check(file: &Path) -> Report {
             }
             if let Err(e) = IpRuleSet::load(&config.ip.blocklists) {
                 report.add_ip(&e);
+            }
+            if let Err(e) = crate::policy::tls::load_lists(&config.tls.rules) {
+                report.add_tls(&e);
             }
             if let Err(e) = crate::users::worker_accounts(&config) {
                 report.add_accounts(&e, file);

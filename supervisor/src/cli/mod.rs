@@ -26,6 +26,7 @@ mod reopen_logs;
 mod restart;
 mod run;
 mod status;
+mod tls;
 mod version;
 
 use std::{
@@ -91,6 +92,7 @@ enum Command {
     Flows(flows::Args),
     Block(block::Args),
     Devices(devices::Args),
+    Tls(tls::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
     #[command(hide = true)]
@@ -111,6 +113,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Flows(a) => flows::main(a),
         Command::Block(a) => block::main(a),
         Command::Devices(a) => devices::main(a),
+        Command::Tls(a) => tls::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
         Command::Generate(a) => generate::main(a),

@@ -14,6 +14,7 @@ mod dns;
 mod flow;
 mod group;
 mod ip;
+mod tls;
 mod workers;
 
 use std::{
@@ -32,6 +33,7 @@ pub use self::{
     flow::FlowConfig,
     group::NamedGroup,
     ip::IpConfig,
+    tls::TlsConfig,
     workers::{AccountName, WorkerSettings},
 };
 use crate::paths;
@@ -82,6 +84,8 @@ struct RawConfig {
     dhcp: dhcp::RawDhcp,
     #[serde(default)]
     ip: ip::RawIp,
+    #[serde(default)]
+    tls: tls::RawTls,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +200,8 @@ pub struct Config {
     pub dhcp: DhcpConfig,
     /// IP policy.
     pub ip: IpConfig,
+    /// TLS policy.
+    pub tls: TlsConfig,
 }
 
 /// Maximum interface name length (IFNAMSIZ - 1).
@@ -243,6 +249,7 @@ impl Config {
         let flow = flow::parse(&c, raw.flow)?;
         let dhcp = dhcp::parse(&c, raw.dhcp)?;
         let ip = ip::parse(&c, raw.ip)?;
+        let tls = tls::parse(&c, raw.tls)?;
         let (allow_shared_account, workers) = workers::parse(&c, raw.workers)?;
         Ok(Self {
             interfaces,
@@ -266,6 +273,7 @@ impl Config {
             flow,
             dhcp,
             ip,
+            tls,
         })
     }
 

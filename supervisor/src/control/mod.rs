@@ -20,12 +20,15 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::FlowsTop { .. }
         | ControlRequest::FlowsShow { .. }
         | ControlRequest::BlockList { .. }
+        | ControlRequest::TlsRuleList { .. }
         | ControlRequest::Devices { .. } => false,
         ControlRequest::Restart(_)
         | ControlRequest::Reload
         | ControlRequest::ReopenLogs
         | ControlRequest::BlockAdd(_)
-        | ControlRequest::BlockRemove(_) => true,
+        | ControlRequest::BlockRemove(_)
+        | ControlRequest::TlsRuleAdd(_)
+        | ControlRequest::TlsRuleRemove(_) => true,
     }
 }
 

@@ -109,6 +109,7 @@ impl Daemon {
             control.expire(poll.registry(), now);
             self.ip.expire(&self.loaded);
             dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
+            self.tls.expire(&self.loaded, now);
             if let Some(deadline) = shutdown_deadline
                 && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline)
             {

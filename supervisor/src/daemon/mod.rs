@@ -48,7 +48,7 @@ pub use self::{
 use crate::{
     ebpf::{attach::Links, loader::Loaded, pin::PinTree},
     interfaces,
-    policy::{dns_state::DnsState, ip_block::IpPolicy},
+    policy::{dns_state::DnsState, ip_block::IpPolicy, tls::TlsPolicy},
 };
 
 /// Start-up errors (after start-up the daemon logs and carries on).
@@ -92,6 +92,9 @@ pub enum DaemonError {
     /// The runtime IP rule file.
     #[error(transparent)]
     IpState(#[from] crate::policy::ip::StateError),
+    /// TLS rule files or the runtime TLS rule file.
+    #[error(transparent)]
+    TlsRules(#[from] crate::policy::tls::TlsPolicyError),
     /// Opening an event log or its directory.
     #[error(transparent)]
     Sink(#[from] event_logs::SinkError),
@@ -125,6 +128,7 @@ struct Daemon {
     /// What conntrack seeding did at start (shown by `status`).
     conntrack_seed: String,
     ip: IpPolicy,
+    tls: TlsPolicy,
     /// Workers whose socket may still hold frames (a read stopped at its budget).
     unread: std::collections::BTreeSet<WorkerKind>,
     /// The gid of `paths.log_group` (`None`: root only), see `event_logs`.

@@ -1,6 +1,6 @@
 //! Reload (`palisade reload`, SIGHUP): re-reads the configuration and every
 //! list, validates all of it before anything is applied, then applies what
-//! can change live (DNS and IP policy, flow timeouts, the IP hooks' mode)
+//! can change live (DNS, IP and TLS policy, flow timeouts, the IP hooks' mode)
 //! and reports the settings that need a restart. An invalid configuration
 //! leaves the running one in force.
 
@@ -17,6 +17,7 @@ use crate::{
         ip::IpRuleSet,
         ip_block, ip_kernel,
         ip_lists::IpListError,
+        tls::{self, TlsPolicyError},
     },
 };
 
@@ -39,6 +40,9 @@ pub enum ReloadError {
     /// Configuring the flow table's sweeper.
     #[error("flow table")]
     Flow(#[source] KernelError),
+    /// A TLS rule file.
+    #[error(transparent)]
+    TlsRules(#[from] TlsPolicyError),
     /// Giving the event logs a new group (`paths.log_group`).
     #[error(transparent)]
     Logs(#[from] super::event_logs::SinkError),
@@ -57,6 +61,10 @@ impl Daemon {
             .map(crate::config::NamedGroup::resolve)
             .transpose()?;
         let ip_lists = IpRuleSet::load(&config.ip.blocklists)?;
+        let tls_lists = tls::load_lists(&config.tls.rules)?;
+        if tls_lists.len() + self.tls.rules.len() - self.tls.rules.list_len() > tls::MAX_RULES {
+            return Err(TlsPolicyError::TooMany(tls_lists.len()).into());
+        }
         let rules = RuleSet::load(&config.dns.lists)?;
         let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)?;
         // Learned names came from the previous regexes: start afresh.
@@ -101,6 +109,14 @@ impl Daemon {
         }
         self.opts.config.dns = config.dns;
         self.opts.config.flow = config.flow;
+        self.tls.rules.set_lists(tls_lists)?;
+        self.tls.block_ttl_ns = u64::from(config.tls.block_ttl_secs) * 1_000_000_000;
+        tracing::info!(
+            rules = self.tls.rules.len(),
+            sha256 = %hex::encode(self.tls.rules.sha256()),
+            "TLS policy reloaded"
+        );
+        self.opts.config.tls = config.tls;
         self.send_policy();
         self.ip.state.set_lists(ip_lists);
         self.ip.kernel = ip_kernel::apply(

@@ -38,6 +38,7 @@ use crate::{
         ip::{IpRuleSet, IpState, unix_now},
         ip_block::IpPolicy,
         ip_kernel,
+        tls::TlsPolicy,
     },
     users::WorkerAccount,
 };
@@ -49,6 +50,7 @@ struct Checked {
     log_gid: Option<u32>,
     dns_rules: RuleSet,
     ip: IpState,
+    tls: TlsPolicy,
 }
 
 /// Brings the daemon up; returns it with its bound control socket.
@@ -101,12 +103,14 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
     if !ip.expire(unix_now()).is_empty() {
         ip.save()?;
     }
+    let tls = TlsPolicy::load(&cfg.tls, &cfg.state_dir)?;
     Ok(Checked {
         ifaces,
         accounts,
         log_gid,
         dns_rules,
         ip,
+        tls,
     })
 }
 
@@ -135,6 +139,15 @@ fn bring_up(
     // Policy before traffic is attached: validated lists, swapped in whole.
     let (dns, dns_kernel_rules) = load_dns_policy(&loaded, cfg, checked.dns_rules)?;
     let ip = load_ip_policy(&loaded, cfg, checked.ip)?;
+    let mut tls = checked.tls;
+    // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
+    let blocks = tls.sweep(&loaded, crate::flows::boot_now_ns(), false);
+    tracing::info!(
+        rules = tls.rules.len(),
+        sha256 = %hex::encode(tls.rules.sha256()),
+        blocked_connections = blocks.len(),
+        "TLS policy loaded"
+    );
     release_memory();
     crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
     let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
@@ -167,6 +180,7 @@ fn bring_up(
         dns_kernel_rules,
         conntrack_seed,
         ip,
+        tls,
         unread: Default::default(),
         log_gid,
     };

@@ -2,8 +2,8 @@
 //! it needs to (re)start one (accounts, binary, ring buffer, event sink),
 //! routing poll events to the slot they belong to, and acting on what a
 //! worker asks (`SlotEvent`): policy on readiness, verdicts to
-//! `policy::dns_verdicts` (a request only a lying worker sends is a protocol
-//! violation: the worker is killed and restarted). The process lifecycle
+//! `policy::dns_verdicts` and `policy::tls` (a request only a lying worker sends is a
+//! protocol violation: the worker is killed and restarted). The process lifecycle
 //! itself is `crate::workers`.
 
 use std::{
@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     ebpf::loader::Loaded,
-    policy::dns_verdicts,
+    policy::{self, dns_verdicts},
     users::WorkerAccount,
     workers::{
         Resources, SlotEvent, WorkerSlot, privdrop::Credentials, spawn::worker_binary, token_owner,
@@ -151,9 +151,42 @@ impl Daemon {
                     slot.send(&self.policy_message());
                 }
             }
+            SlotEvent::Ready if kind == WorkerKind::Tls => self.send_tls_policy(),
             SlotEvent::Ready => {}
+            SlotEvent::RulesetApplied(hash) if kind == WorkerKind::Tls => {
+                self.tls.worker_ruleset = Some(hash);
+                if hash != self.tls.rules.sha256() {
+                    tracing::warn!(worker = kind.name(), applied = %hex::encode(hash), ours = %hex::encode(self.tls.rules.sha256()), "worker applies another TLS rule set (drift)");
+                }
+            }
             SlotEvent::RulesetApplied(hash) => {
                 dns_verdicts::ruleset_applied(&mut self.dns, kind, hash);
+            }
+            SlotEvent::FlowBlockRequest(req) => {
+                let loaded = &self.loaded;
+                let now = crate::flows::boot_now_ns();
+                match self.tls.block_request(
+                    loaded,
+                    |key| crate::flows::tracks(loaded, key),
+                    &req,
+                    now,
+                ) {
+                    Ok(_) => tracing::info!(
+                        rule = req.rule_id,
+                        observed = %req.observed,
+                        latency_us = now.saturating_sub(req.hello_ns) / 1000,
+                        "TLS rule cut a connection"
+                    ),
+                    Err(policy::tls::BlockRefusal::NotNow(why)) => {
+                        self.tls.refused += 1;
+                        tracing::warn!(rule = req.rule_id, "connection not cut: {why}");
+                    }
+                    Err(policy::tls::BlockRefusal::Unbacked(why)) => {
+                        if let Some(slot) = self.slots.get_mut(&kind) {
+                            slot.violation(registry, format!("flow block request refused: {why}"));
+                        }
+                    }
+                }
             }
             SlotEvent::CnameCheck { name, targets } => {
                 if let Some(msg) =
@@ -186,13 +219,24 @@ impl Daemon {
         })
     }
 
-    /// Sends the user-space policy in force to every policy worker.
+    /// Sends the user-space policy in force to every policy worker (the TLS rules to the
+    /// TLS worker).
     pub(super) fn send_policy(&self) {
         let policy = self.policy_message();
         for kind in POLICY_WORKERS {
             if let Some(slot) = self.slots.get(&kind) {
                 slot.send(&policy);
             }
+        }
+        self.send_tls_policy();
+    }
+
+    /// Sends the TLS rules in force to the TLS worker.
+    pub(super) fn send_tls_policy(&self) {
+        if let Some(slot) = self.slots.get(&WorkerKind::Tls) {
+            slot.send(&SupervisorToWorker::TlsPolicy(
+                self.tls.rules.worker_policy(),
+            ));
         }
     }
 

@@ -103,6 +103,22 @@ pub fn configure(loaded: &Loaded, cfg: &FlowConfig) -> Result<(), KernelError> {
 }
 
 /// CLOCK_BOOTTIME and CLOCK_REALTIME now, in ns.
+/// The boot clock (the kernel programs' `bpf_ktime_get_boot_ns`), ns.
+pub fn boot_now_ns() -> u64 {
+    clocks().0
+}
+
+/// Whether the flow table tracks the flow of `key`.
+pub fn tracks(loaded: &Loaded, key: &FlowKey) -> Result<bool, KernelError> {
+    let shard = loaded
+        .flow_shards
+        .get(palisade_abi::flow_shard(key) as usize)
+        .ok_or(KernelError::MissingMap(MAP_FLOWS))?;
+    flow_table::lookup(shard.as_fd(), key)
+        .map(|v| v.is_some())
+        .map_err(on(MAP_FLOWS))
+}
+
 fn clocks() -> (u64, u64) {
     use nix::time::{ClockId, clock_gettime};
     let ns = |id| {
@@ -138,23 +154,12 @@ fn addr_of(bytes: &[u8; 16], ip_version: u8) -> IpAddr {
 fn seeded_entry(t: &conntrack::Tuple, first_seen_ns: u64, now_ns: u64) -> (FlowKey, FlowValue) {
     let icmp = matches!(t.proto, 1 | 58);
     let (sport, dport) = if icmp { (0, 0) } else { (t.sport, t.dport) };
-    let (src, dst) = (addr_bytes(t.src), addr_bytes(t.dst));
-    // The kernel compares addresses as big-endian 128-bit numbers, then ports.
-    let client_is_lo = (src, sport) <= (dst, dport);
-    let ((addr_lo, port_lo), (addr_hi, port_hi)) = if client_is_lo {
-        ((src, sport), (dst, dport))
-    } else {
-        ((dst, dport), (src, sport))
-    };
-    let key = FlowKey {
-        addr_lo,
-        addr_hi,
-        port_lo,
-        port_hi,
-        l4_proto: t.proto,
-        ip_version: if t.src.is_ipv4() { 4 } else { 6 },
-        _pad: 0,
-    };
+    let (key, client_is_lo) = FlowKey::normalized(
+        if t.src.is_ipv4() { 4 } else { 6 },
+        t.proto,
+        (addr_bytes(t.src), sport),
+        (addr_bytes(t.dst), dport),
+    );
     let value = FlowValue {
         first_seen_ns,
         last_seen_ns: now_ns,

@@ -331,14 +331,8 @@ impl IpState {
         self.lists = lists;
     }
 
-    /// Writes the runtime rules: temporary file, fsync, rename, fsync of the directory.
+    /// Writes the runtime rules ([`write_state_file`]).
     pub fn save(&self) -> Result<(), StateError> {
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |source| StateError::Io { op, path, source }
-        };
-        let dir = self.path.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(dir).map_err(io("mkdir", dir))?;
         let file = StateFile {
             version: 1,
             next_id: self.next_id,
@@ -353,27 +347,11 @@ impl IpState {
                 })
                 .collect(),
         };
-        let mut text = serde_json::to_string_pretty(&file).map_err(|e| StateError::Corrupt {
+        let text = serde_json::to_string_pretty(&file).map_err(|e| StateError::Corrupt {
             path: self.path.clone(),
             problem: e.to_string(),
         })?;
-        text.push('\n');
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("open", &tmp))?;
-        f.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io("rename", &tmp))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_state_file(&self.path, &(text + "\n"))
     }
 
     /// The kernel value of a runtime rule (`None` if expired already).
@@ -504,6 +482,33 @@ impl IpState {
     pub fn runtime_by_id(&self, id: u32) -> Option<&RuntimeRule> {
         self.runtime.values().find(|r| r.id == id)
     }
+}
+
+/// Writes a state file of the supervisor (runtime rules): a temporary file (0600), fsync,
+/// rename over `path`, fsync of the directory; the directory is created if missing.
+pub fn write_state_file(path: &Path, text: &str) -> Result<(), StateError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| StateError::Io { op, path, source }
+    };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(io("mkdir", dir))?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("open", &tmp))?;
+    f.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("fsync", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io("rename", &tmp))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

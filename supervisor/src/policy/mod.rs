@@ -5,7 +5,8 @@
 //! Per policy: its lists (`*_lists`), the rules in force (`dns`, `dns_state`,
 //! `ip`), the kernel writes (`*_kernel`), and the transactions that change
 //! them at run time: `dns_verdicts` (names learned from the workers'
-//! verdicts) and `ip_block` (`palisade block`, TTL expiry, hook moves).
+//! verdicts) and `ip_block` (`palisade block`, TTL expiry, hook moves). The TLS policy
+//! (`tls`) has its rules matched by the TLS worker and only writes the connections they cut.
 //! A list's errors are [`bad_lines::BadLines`]: every bad line of a file is
 //! found, the first few are named.
 
@@ -19,3 +20,4 @@ pub mod ip;
 pub mod ip_block;
 pub mod ip_kernel;
 pub mod ip_lists;
+pub mod tls;

@@ -185,6 +185,9 @@ impl WorkerSlot {
             WorkerToSupervisor::BlockRequest { name, rule_id } => {
                 return Some(SlotEvent::BlockRequest { name, rule_id });
             }
+            WorkerToSupervisor::FlowBlockRequest(req) => {
+                return Some(SlotEvent::FlowBlockRequest(req));
+            }
             WorkerToSupervisor::RulesetApplied { ruleset } => {
                 return Some(SlotEvent::RulesetApplied(ruleset));
             }

@@ -59,6 +59,9 @@ pub const POLL_BACKSTOP_MS: u32 = 10;
 pub enum SlotEvent {
     /// The worker became ready (send it its rules).
     Ready,
+    /// The TLS worker asks to cut a connection whose hello matched a blocking rule
+    /// (validated for bounds only).
+    FlowBlockRequest(palisade_ipc::messages::FlowBlockRequest),
     /// The DNS worker asks to block a name matched by a regex rule.
     BlockRequest {
         /// Name as the worker sent it (unvalidated).

@@ -7,6 +7,7 @@
 //! - `dns test`, `dns blocked-hits` in [`dns`];
 //! - `flows top`, `flows show` in [`flows`];
 //! - `block add`, `block remove`, `block list` (the IP policy) in [`block`];
+//! - `tls rules add`, `tls rules remove`, `tls rules list` in [`tls`];
 //! - `devices` (the DHCP worker's inventory file, unparsed) in [`devices`].
 //!
 //! A new command goes into the family it belongs to (or a new module
@@ -20,6 +21,7 @@ mod dns;
 mod flows;
 mod reload;
 mod status;
+mod tls;
 mod workers;
 
 use palisade_ipc::messages::{ControlErrorKind, ControlRequest, ControlResponse};
@@ -47,6 +49,9 @@ impl Daemon {
             ControlRequest::BlockAdd(add) => block::add(self, add),
             ControlRequest::BlockRemove(cidr) => block::remove(self, cidr),
             ControlRequest::BlockList { limit } => block::list(self, *limit),
+            ControlRequest::TlsRuleAdd(spec) => tls::add(self, spec),
+            ControlRequest::TlsRuleRemove(spec) => tls::remove(self, spec),
+            ControlRequest::TlsRuleList { limit } => tls::list(self, *limit),
             ControlRequest::Devices { offset } => devices::chunk(self, *offset),
         }
     }
