@@ -1,0 +1,226 @@
+//! The DHCP worker's protocol run offline (`palisade_worker_runtime::offline`): DHCPv4 and
+//! DHCPv6 records as the kernel writes them, the events written, transactions and the
+//! inventory.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a panic is a test failure"
+)]
+
+use std::{fs::File, io::Read, os::fd::OwnedFd};
+
+use palisade_abi::{KIND_DHCP, RECORD_MAGIC, RecordHeader};
+use palisade_ipc::messages::{FdRole, InterfaceName};
+use palisade_worker_dhcp::worker::Dhcp;
+use palisade_worker_runtime::offline::Offline;
+use serde_json::Value;
+
+fn record(sport: u16, dport: u16, v6: bool, src_mac: [u8; 6], ts: u64, payload: &[u8]) -> Vec<u8> {
+    let hdr = RecordHeader {
+        magic: RECORD_MAGIC,
+        abi_version: palisade_abi::ABI_VERSION,
+        kind: KIND_DHCP,
+        len: (RecordHeader::SIZE + payload.len()) as u32,
+        ifindex: 2,
+        ts_boot_ns: ts,
+        ip_version: if v6 { 6 } else { 4 },
+        l4_proto: 17,
+        src_port: sport,
+        dst_port: dport,
+        src_mac,
+        payload_len: payload.len() as u32,
+        orig_payload_len: payload.len() as u32,
+        ..RecordHeader::default()
+    };
+    let mut out = hdr.to_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn opt6(code: u16, value: &[u8]) -> Vec<u8> {
+    let mut o = code.to_be_bytes().to_vec();
+    o.extend((value.len() as u16).to_be_bytes());
+    o.extend(value);
+    o
+}
+
+const MAC: [u8; 6] = [0x00, 0x11, 0x32, 1, 2, 3];
+
+fn duid() -> Vec<u8> {
+    let mut d = vec![0, 3, 0, 1];
+    d.extend(MAC);
+    d
+}
+
+fn v6_message(kind: u8, xid: [u8; 3], server: bool) -> Vec<u8> {
+    let mut m = vec![kind, xid[0], xid[1], xid[2]];
+    m.extend(opt6(1, &duid()));
+    if server {
+        m.extend(opt6(2, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 9]));
+        let mut ia = vec![0, 0, 0, 1, 0, 0, 0x0e, 0x10, 0, 0, 0x15, 0x18];
+        let mut a = vec![0x20, 0x01, 0x0d, 0xb8];
+        a.extend([0u8; 11]);
+        a.push(0x42);
+        a.extend([0, 0, 0x0e, 0x10, 0, 0, 0x1c, 0x20]);
+        ia.extend(opt6(5, &a));
+        m.extend(opt6(3, &ia));
+    } else {
+        m.extend(opt6(6, &[0, 23, 0, 24]));
+        m.extend(opt6(39, &[0, 6, b'v', b'6', b'h', b'o', b's', b't', 0]));
+        m.extend(opt6(3, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
+    }
+    m
+}
+
+fn run(records: &[Vec<u8>], state: Option<&std::path::Path>) -> (Vec<Value>, Vec<(String, u64)>) {
+    let out = tempfile("events");
+    let sink = OwnedFd::from(File::create(&out).unwrap());
+    let mut w = Offline::new(
+        Dhcp::with_timeout(1_000_000_000),
+        sink,
+        &[InterfaceName {
+            ifindex: 2,
+            name: "eth0".into(),
+        }],
+    );
+    if let Some(p) = state {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(p)
+            .unwrap();
+        w.fds(vec![(FdRole::State, OwnedFd::from(f))]).unwrap();
+    }
+    for r in records {
+        w.record(r);
+    }
+    w.tick();
+    let stats = w.finish();
+    let mut text = String::new();
+    File::open(&out).unwrap().read_to_string(&mut text).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let events = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let gauges = stats
+        .gauges
+        .into_iter()
+        .map(|g| (g.reason, g.count))
+        .collect();
+    (events, gauges)
+}
+
+fn tempfile(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "palisade-dhcp-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ))
+}
+
+#[test]
+fn dhcpv6_exchange_is_a_transaction_and_a_device() {
+    let state = tempfile("state");
+    let _ = std::fs::remove_file(&state);
+    let records = [
+        record(546, 547, true, MAC, 1_000, &v6_message(1, [1, 2, 3], false)),
+        record(
+            547,
+            546,
+            true,
+            [2, 0, 0, 0, 0, 9],
+            2_000,
+            &v6_message(2, [1, 2, 3], true),
+        ),
+        record(546, 547, true, MAC, 3_000, &v6_message(3, [4, 5, 6], false)),
+        record(
+            547,
+            546,
+            true,
+            [2, 0, 0, 0, 0, 9],
+            4_000,
+            &v6_message(7, [4, 5, 6], true),
+        ),
+    ];
+    let (events, gauges) = run(&records, Some(&state));
+    let dhcp: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "dhcp")
+        .collect();
+    assert_eq!(dhcp.len(), 4, "{events:?}");
+    assert_eq!(dhcp[0]["dhcp"]["dhcp_type"], "solicit");
+    assert_eq!(dhcp[0]["dhcp"]["client_mac"], "00:11:32:01:02:03");
+    assert_eq!(dhcp[0]["dhcp"]["hostname"], "v6host");
+    assert_eq!(dhcp[0]["palisade"]["dhcp"]["version"], 6);
+    assert_eq!(
+        dhcp[0]["palisade"]["dhcp"]["params"],
+        serde_json::json!([23, 24])
+    );
+    assert_eq!(
+        dhcp[1]["palisade"]["dhcp"]["transaction"]["state"],
+        "complete"
+    );
+    assert_eq!(dhcp[3]["dhcp"]["dhcp_type"], "reply");
+    assert_eq!(dhcp[3]["dhcp"]["assigned_ip"], "2001:db8::42");
+    assert_eq!(
+        dhcp[3]["palisade"]["dhcp"]["transaction"]["messages"],
+        serde_json::json!(["request", "reply"])
+    );
+    let alerts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "one new_device: {alerts:?}");
+    assert_eq!(alerts[0]["palisade"]["device"]["mac"], "00:11:32:01:02:03");
+    assert!(gauges.contains(&("dhcp_open_transactions".into(), 0)));
+    assert!(gauges.contains(&("dhcp_devices".into(), 1)));
+    // Persisted at shutdown, read back by the next worker: no new_device again.
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        saved.contains("\"duid\":\"00:03:00:01:00:11:32:01:02:03\""),
+        "{saved}"
+    );
+    assert!(saved.contains("\"ipv6\":[\"2001:db8::42\"]"), "{saved}");
+    let (events, gauges) = run(&records[..1], Some(&state));
+    assert!(
+        events.iter().all(|e| e["event_type"] != "alert"),
+        "{events:?}"
+    );
+    assert!(gauges.contains(&("dhcp_devices".into(), 1)));
+    // The SOLICIT never answered: written as incomplete at shutdown.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["palisade"]["dhcp"]["transaction"]["state"] == "incomplete")
+    );
+    let _ = std::fs::remove_file(&state);
+}
+
+#[test]
+fn hostname_change_is_an_alert() {
+    let discover = |host: &[u8]| {
+        let mut m = vec![1, 1, 6, 0, 0, 0, 0, 7, 0, 0, 0, 0];
+        m.extend([0u8; 16]);
+        m.extend(MAC);
+        m.extend([0u8; 10 + 64 + 128]);
+        m.extend([0x63, 0x82, 0x53, 0x63, 53, 1, 1, 12, host.len() as u8]);
+        m.extend(host);
+        m.extend([55, 3, 1, 3, 6, 255]);
+        m
+    };
+    let records = [
+        record(68, 67, false, MAC, 1_000, &discover(b"one")),
+        record(68, 67, false, MAC, 2_000, &discover(b"two")),
+    ];
+    let (events, _) = run(&records, None);
+    let changes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "alert")
+        .map(|e| &e["palisade"]["change"])
+        .collect();
+    assert_eq!(changes, vec!["new_device", "hostname"], "{events:?}");
+}
