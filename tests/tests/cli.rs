@@ -295,6 +295,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         "tls-rules-add",
         "tls-rules-remove",
         "tls-rules-list",
+        "devices",
         "version",
         "cleanup",
     ] {
@@ -304,7 +305,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         );
     }
     assert!(names.contains(&"palisade.8".to_owned()));
-    assert_eq!(names.len(), 25, "{names:?}");
+    assert_eq!(names.len(), 26, "{names:?}");
     for page in &listed {
         // groff with every warning on: nothing on stderr.
         let out = Command::new("groff")
