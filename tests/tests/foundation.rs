@@ -167,7 +167,7 @@ fn workers_run_unprivileged_with_only_their_fds() {
             "{name}: the daemon's autogroup"
         );
 
-        // FDs: 0-2 /dev/null, 3 the IPC socket, then ring, sink, epoll.
+        // FDs: 0-2 /dev/null, 3 the IPC socket, then ring, sink, (DHCP: state, registry), epoll.
         let mut fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .expect("fd dir")
             .filter_map(Result::ok)
@@ -183,7 +183,10 @@ fn workers_run_unprivileged_with_only_their_fds() {
             .collect();
         fds.sort();
         let kinds: Vec<&str> = fds.iter().map(|(_, t)| t.as_str()).collect();
-        assert_eq!(fds.len(), 7, "{name}: {fds:?}");
+        // The DHCP worker also holds its state file and the IEEE registry memfd (both
+        // passed by the supervisor, before its epoll instance).
+        let dhcp = name == "dhcp";
+        assert_eq!(fds.len(), if dhcp { 9 } else { 7 }, "{name}: {fds:?}");
         assert_eq!(&kinds[..3], ["/dev/null"; 3], "{name}: {fds:?}");
         assert!(kinds[3].starts_with("socket:"), "{name}: FD 3 {fds:?}");
         assert_eq!(kinds[4], "anon_inode:bpf-map", "{name}: {fds:?}");
@@ -191,7 +194,18 @@ fn workers_run_unprivileged_with_only_their_fds() {
             kinds[5].starts_with("pipe:"),
             "{name}: sink is the daemon's stdout {fds:?}"
         );
-        assert_eq!(kinds[6], "anon_inode:[eventpoll]", "{name}: {fds:?}");
+        if dhcp {
+            assert!(kinds[6].ends_with("/devices.jsonl"), "{name}: state {fds:?}");
+            assert!(
+                kinds[7].starts_with("/memfd:palisade-ieee-registry"),
+                "{name}: registry {fds:?}"
+            );
+        }
+        assert_eq!(
+            kinds[if dhcp { 8 } else { 6 }],
+            "anon_inode:[eventpoll]",
+            "{name}: {fds:?}"
+        );
 
         // Not dumpable: even its own uid cannot read its memory or environment.
         let peek = Command::new("setpriv")
