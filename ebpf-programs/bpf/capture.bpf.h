@@ -3,7 +3,7 @@
  * capture.bpf.h: payload capture of the TC observer, classify_payload().
  * It copies the payload prefixes the workers parse into their rings: DNS
  * (TCP or UDP port 53, dns_capture.bpf.h, where the domain policy also
- * runs), DHCP (UDP port 67 or 68) and TLS handshakes, followed across
+ * runs), DHCP (UDP port 67 or 68, DHCPv6 546 or 547) and TLS handshakes, followed across
  * segments both ways (any TCP port, tls_capture.bpf.h), and QUIC Initial
  * datagrams (any UDP port, quic_capture() below).
  * Protocol fields are parsed in the workers, in Rust, not here.
@@ -19,6 +19,9 @@
 
 #define PAL_PORT_DHCP_SERVER 67
 #define PAL_PORT_DHCP_CLIENT 68
+/* DHCPv6 (RFC 8415) travels as PAL_KIND_DHCP too: the worker tells it by port. */
+#define PAL_PORT_DHCP6_CLIENT 546
+#define PAL_PORT_DHCP6_SERVER 547
 
 static __always_inline int either_port(const struct pal_pkt *p, __u16 port)
 {
@@ -80,7 +83,8 @@ static __always_inline int classify_payload(struct __sk_buff *skb, struct pal_pk
 	if (either_port(p, PAL_PORT_DNS))
 		return dns_capture(skb, p, tcp);
 	if (!tcp) {
-		if (either_port(p, PAL_PORT_DHCP_SERVER) || either_port(p, PAL_PORT_DHCP_CLIENT))
+		if (either_port(p, PAL_PORT_DHCP_SERVER) || either_port(p, PAL_PORT_DHCP_CLIENT) ||
+		    either_port(p, PAL_PORT_DHCP6_SERVER) || either_port(p, PAL_PORT_DHCP6_CLIENT))
 			emit_payload(skb, p, &rb_dhcp, PAL_RING_DHCP, PAL_KIND_DHCP, PAL_CAP_DHCP);
 		else
 			quic_capture(skb, p);

@@ -251,3 +251,67 @@ fn unanswered_transaction_expires_and_leaves_memory() {
     );
     daemon.stop();
 }
+
+/// A DHCPv6 SOLICIT (client DUID-LL of `00:11:32:0a:0b:0c`, ORO 23 and 24, client FQDN
+/// `v6client`, one IA_NA), as a client sends it to All_DHCP_Relay_Agents_and_Servers.
+const SOLICIT_PY: &str = r#"
+import socket, struct, sys, time
+def opt(code, value):
+    return struct.pack("!HH", code, len(value)) + value
+duid = bytes([0, 3, 0, 1, 0x00, 0x11, 0x32, 0x0a, 0x0b, 0x0c])
+msg = bytes([1, 0xab, 0xcd, 0xef]) + opt(1, duid) + opt(6, bytes([0, 23, 0, 24])) \
+    + opt(8, bytes([0, 0])) + opt(39, bytes([0, 8]) + b"v6client" + bytes([0])) \
+    + opt(3, bytes(12))
+ifindex = socket.if_nametoindex(sys.argv[1])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+for attempt in range(50):
+    try:
+        s.sendto(msg, ("ff02::1:2", 547, 0, ifindex))
+        break
+    except OSError:
+        time.sleep(0.1)
+"#;
+
+#[test]
+fn dhcpv6_solicit_is_captured_and_logged() {
+    let lab = Lab::new("dhcp6");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let e = wait_for(Duration::from_secs(15), "the SOLICIT's event", || {
+        let out = lab
+            .peer("python3")
+            .args(["-c", SOLICIT_PY, PEER_IF])
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "{out:?}");
+        daemon
+            .events()
+            .into_iter()
+            .find(|e| e["event_type"] == "dhcp" && e["palisade"]["dhcp"]["version"] == 6)
+    });
+    assert_eq!(e["dhcp"]["dhcp_type"], "solicit", "{e}");
+    assert_eq!(e["dhcp"]["id"], 0xabcdef, "{e}");
+    assert_eq!(e["dhcp"]["client_mac"], "00:11:32:0a:0b:0c", "{e}");
+    assert_eq!(e["dhcp"]["hostname"], "v6client", "{e}");
+    assert_eq!(
+        e["dhcp"]["client_id"], "00:03:00:01:00:11:32:0a:0b:0c",
+        "{e}"
+    );
+    assert_eq!(
+        e["palisade"]["dhcp"]["params"],
+        serde_json::json!([23, 24]),
+        "{e}"
+    );
+    assert_eq!(e["dest_port"], 547, "{e}");
+    let d = wait_for(
+        Duration::from_secs(10),
+        "the DHCPv6 client as a device",
+        || device(&daemon, "00:11:32:0a:0b:0c"),
+    );
+    assert_eq!(d["hostname"], "v6client", "{d}");
+    assert_eq!(d["vendor"], "Synology Incorporated", "{d}");
+    assert_eq!(d["fingerprint"], "v6:23,24", "{d}");
+    daemon.stop();
+}
