@@ -218,9 +218,17 @@ fn lease_becomes_a_device_that_survives_restarts() {
 #[test]
 fn unanswered_transaction_expires_and_leaves_memory() {
     let lab = Lab::new("dhcp-exp");
-    let cfg = base_config(&lab, "[dhcp]\ntransaction_timeout_s = 2\n");
+    let cfg = base_config(&lab, "[dhcp]\ntransaction_timeout_s = 600\n");
     let daemon = Daemon::start(&lab, &cfg, &[]);
     daemon.wait_healthy();
+    // The timeout changes at reload.
+    std::fs::write(
+        lab.dir.join("palisade.toml"),
+        base_config(&lab, "[dhcp]\ntransaction_timeout_s = 2\n"),
+    )
+    .expect("rewrite the configuration");
+    let out = daemon.ctl(&["reload"]);
+    assert!(out.status.success(), "reload: {out:?}");
     // No DHCP server anywhere: udhcpc on the peer side sends DISCOVERs nobody answers
     // (the sensor's ingress sees them).
     let out = udhcpc(&lab, Side::Peer, PEER_IF, &["-t", "1"]);

@@ -195,7 +195,10 @@ fn workers_run_unprivileged_with_only_their_fds() {
             "{name}: sink is the daemon's stdout {fds:?}"
         );
         if dhcp {
-            assert!(kinds[6].ends_with("/devices.jsonl"), "{name}: state {fds:?}");
+            assert!(
+                kinds[6].ends_with("/devices.jsonl"),
+                "{name}: state {fds:?}"
+            );
             assert!(
                 kinds[7].starts_with("/memfd:palisade-ieee-registry"),
                 "{name}: registry {fds:?}"

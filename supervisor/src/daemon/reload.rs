@@ -117,6 +117,7 @@ impl Daemon {
             "TLS policy reloaded"
         );
         self.opts.config.tls = config.tls;
+        self.opts.config.dhcp = config.dhcp;
         self.send_policy();
         self.ip.state.set_lists(ip_lists);
         self.ip.kernel = ip_kernel::apply(
