@@ -297,6 +297,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         "tls-rules-list",
         "version",
         "cleanup",
+        "replay",
     ] {
         assert!(
             names.contains(&format!("palisade-{cmd}.8")),
