@@ -24,6 +24,9 @@ use palisade_worker_runtime::offline::Offline;
 
 use crate::packet::{Builder, Kinds, Timeouts};
 
+/// How far the workers' clock jumps at the end of the file: past every worker timeout.
+const END_OF_FILE_NS: u64 = 86_400_000_000_000;
+
 /// What to replay and where the events go.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -85,6 +88,9 @@ pub fn replay(path: &Path, out: OwnedFd, opts: Options) -> Result<Summary, file:
     }
     builder.finish(last_ns, &mut |k, r| route(&mut w, &mut records, k, r));
     tick(&mut w, last_ns);
+    // The end of the file is the end of time: what a live worker reports after a timeout
+    // (unanswered DNS queries, incomplete DHCP transactions, TCP streams) is reported now.
+    tick(&mut w, last_ns.saturating_add(END_OF_FILE_NS));
     let mut workers = Vec::new();
     if let Some(o) = w.dns {
         workers.push(("dns", o.finish()));
