@@ -722,3 +722,201 @@ impl Builder {
         out(kind, &self.buf);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    const T: u64 = 1_700_000_000_000_000_000;
+
+    /// An IPv4/UDP DNS query (10.0.0.1:1000 -> 10.0.0.2:53), as an IP packet.
+    fn ip_dns() -> Vec<u8> {
+        let payload = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01";
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let total = (20 + 8 + payload.len()) as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&1000u16.to_be_bytes());
+        p.extend_from_slice(&53u16.to_be_bytes());
+        p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn records(link: Link, data: &[u8]) -> Vec<(u16, RecordHeader, Vec<u8>)> {
+        let mut b = Builder::new(
+            Kinds {
+                dns: true,
+                dhcp: true,
+                flow: true,
+            },
+            Timeouts::default(),
+        );
+        let mut out = Vec::new();
+        let f = Frame {
+            ts_ns: T,
+            data,
+            wire_len: data.len() as u32,
+            link,
+            ifindex: 1,
+            direction: 0,
+        };
+        let mut push = |k: u16, r: &[u8]| {
+            let (h, p) = RecordHeader::read(r).unwrap();
+            out.push((k, h, p.to_vec()));
+        };
+        b.frame(&f, &mut push);
+        b.finish(T + 5, &mut push);
+        out
+    }
+
+    #[test]
+    fn every_link_type_gives_the_same_records() {
+        let ip = ip_dns();
+        let mut eth = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00".to_vec();
+        eth.extend_from_slice(&ip);
+        let base = records(Link::Ethernet, &eth);
+        let kinds: Vec<u16> = base.iter().map(|r| r.0).collect();
+        assert_eq!(kinds, [KIND_FLOW_START, KIND_DNS, KIND_FLOW_END]);
+        let dns = &base[1];
+        assert_eq!(dns.1.src_port, 1000);
+        assert_eq!(dns.1.dst_port, 53);
+        assert_eq!(dns.1.ts_boot_ns, T);
+        assert_eq!(dns.1.flow_start_ns, T);
+        assert_eq!(dns.1.src_mac, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(&dns.1.dst_addr[..4], &[10, 0, 0, 2]);
+        assert_eq!(dns.2, ip[28..]);
+        let end = FlowRecord::from_bytes(&base[2].2).unwrap();
+        assert_eq!(end.end_reason, FLOW_REASON_TIMEOUT);
+        assert_eq!(end.bytes_toserver, eth.len() as u64);
+
+        let mut vlan = eth[..12].to_vec();
+        vlan.extend_from_slice(b"\x88\xa8\x00\x64\x81\x00\x00\xc8\x08\x00");
+        vlan.extend_from_slice(&ip);
+        let mut sll = b"\x00\x00\x00\x01\x00\x06\x02\0\0\0\0\x01\0\0\x08\x00".to_vec();
+        sll.extend_from_slice(&ip);
+        let mut sll2 =
+            b"\x08\x00\x00\x00\x00\x00\x00\x02\x00\x01\x00\x06\x02\0\0\0\0\x01\0\0".to_vec();
+        sll2.extend_from_slice(&ip);
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        let mut lo = 2u32.to_be_bytes().to_vec();
+        lo.extend_from_slice(&ip);
+        for (link, data) in [
+            (Link::Ethernet, vlan),
+            (Link::RawIp, ip.clone()),
+            (Link::Sll, sll),
+            (Link::Sll2, sll2),
+            (Link::Null, null),
+            (Link::Loop, lo),
+        ] {
+            let got = records(link, &data);
+            assert_eq!(got.len(), 3, "{link:?}");
+            let (h, p) = (&got[1].1, &got[1].2);
+            assert_eq!(p, &dns.2, "{link:?}");
+            assert_eq!(
+                (h.src_addr, h.dst_addr),
+                (dns.1.src_addr, dns.1.dst_addr),
+                "{link:?}"
+            );
+            assert_eq!((h.src_port, h.dst_port), (1000, 53), "{link:?}");
+            if link == Link::Ethernet {
+                // The outer tag's VID; the tags count in the frame bytes.
+                assert_eq!(h.flags & FLAG_VLAN, FLAG_VLAN);
+                assert_eq!(h.vlan_id, 100);
+            }
+            let end = FlowRecord::from_bytes(&got[2].2).unwrap();
+            let want = if link == Link::Ethernet {
+                eth.len() + 8
+            } else {
+                eth.len()
+            };
+            assert_eq!(end.bytes_toserver, want as u64, "{link:?}");
+        }
+    }
+
+    #[test]
+    fn tcp_flows_close_linger_and_port_reuse_as_the_kernel() {
+        // SYN, SYN-ACK, FIN, FIN, then a new SYN on the same ports 0.5 s later: the closed
+        // flow ends (fin) and a new one starts; a bare ACK of an unknown flow starts nothing.
+        fn tcp(from_client: bool, flags: u8) -> Vec<u8> {
+            let (s, d, sp, dp) = if from_client {
+                ([10, 0, 0, 1], [10, 0, 0, 2], 4000u16, 443u16)
+            } else {
+                ([10, 0, 0, 2], [10, 0, 0, 1], 443, 4000)
+            };
+            let mut p = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0];
+            p.extend_from_slice(&s);
+            p.extend_from_slice(&d);
+            p.extend_from_slice(&sp.to_be_bytes());
+            p.extend_from_slice(&dp.to_be_bytes());
+            p.extend_from_slice(&[0; 8]);
+            p.extend_from_slice(&[0x50, flags, 0, 0, 0, 0, 0, 0]);
+            p
+        }
+        let mut b = Builder::new(
+            Kinds {
+                flow: true,
+                ..Kinds::default()
+            },
+            Timeouts::default(),
+        );
+        let mut out = Vec::new();
+        let mut push = |_: u16, r: &[u8]| {
+            let (h, p) = RecordHeader::read(r).unwrap();
+            out.push((h, FlowRecord::from_bytes(p).unwrap()));
+        };
+        let pkts = [
+            (0, true, TCP_SYN),
+            (1, false, TCP_SYN | TCP_ACK),
+            (2, true, TCP_FIN | TCP_ACK),
+            (3, false, TCP_FIN | TCP_ACK),
+            (500_000_000, true, TCP_SYN),
+            (600_000_000, false, TCP_RST),
+        ];
+        for (dt, c, fl) in pkts {
+            let data = tcp(c, fl);
+            let f = Frame {
+                ts_ns: T + dt,
+                data: &data,
+                wire_len: 40,
+                link: Link::RawIp,
+                ifindex: 1,
+                direction: 0,
+            };
+            b.frame(&f, &mut push);
+        }
+        let ack = tcp(true, TCP_ACK);
+        let mut other = ack.clone();
+        other[15] = 9; // another client: unknown flow
+        let f = Frame {
+            ts_ns: T + 700_000_000,
+            data: &other,
+            wire_len: 40,
+            link: Link::RawIp,
+            ifindex: 1,
+            direction: 0,
+        };
+        b.frame(&f, &mut push);
+        b.finish(T + 700_000_000, &mut push);
+        let seq: Vec<(u16, u8, u64, u64)> = out
+            .iter()
+            .map(|(h, r)| (h.kind, r.end_reason, r.pkts_toserver, r.pkts_toclient))
+            .collect();
+        assert_eq!(
+            seq,
+            [
+                (KIND_FLOW_START, FLOW_REASON_NONE, 1, 0),
+                (KIND_FLOW_END, FLOW_REASON_FIN, 2, 2),
+                (KIND_FLOW_START, FLOW_REASON_NONE, 1, 0),
+                (KIND_FLOW_END, FLOW_REASON_RST, 1, 1),
+            ]
+        );
+        assert_eq!(out[1].0.ts_boot_ns, T + 500_000_000);
+        assert_eq!(out[1].0.src_port, 4000);
+    }
+}
