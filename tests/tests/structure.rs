@@ -75,7 +75,7 @@ fn workers_cannot_link_privileged_bpf_code() {
 fn supervisor_links_no_packet_parser() {
     // `palisade replay` runs the palisade-replay binary instead of linking the parsers.
     let names = dependency_names("palisade");
-    for parser in &WORKERS[1..] {
+    for parser in WORKERS.iter().skip(1) {
         assert!(
             !names.iter().any(|n| n == parser),
             "palisade links {parser}: the root supervisor must not hold packet parsers"
