@@ -94,6 +94,90 @@ fn parser_matches_every_dhcp_message_offline() {
     assert!(report.is_empty(), "differences from the corpus:\n{report}");
 }
 
+/// Matches `events` (dhcp message events of one capture) to its expected records `want`
+/// (same tuple, transaction id and message type, in order) and compares them field by field;
+/// every missing record, extra event and differing field goes into `report`. Returns
+/// (checked, matched).
+fn compare_events(
+    rel: &str,
+    want: Vec<&Value>,
+    events: &[Value],
+    report: &mut String,
+) -> (usize, usize) {
+    let (mut checked, mut matched) = (0, 0);
+    let mut used = vec![false; events.len()];
+    for r in want {
+        checked += 1;
+        let frame = r["frame"].as_u64().unwrap_or_default();
+        let t = tuple(&r["src_ip"], &r["src_port"], &r["dst_ip"], &r["dst_port"]);
+        let kind = r["msg_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let Some(i) = (0..events.len()).find(|&i| {
+            let e = &events[i];
+            !used[i]
+                && tuple(&e["src_ip"], &e["src_port"], &e["dest_ip"], &e["dest_port"]) == t
+                && e["dhcp"]["id"] == r["xid"]
+                && e["dhcp"]["dhcp_type"] == kind.as_str()
+        }) else {
+            let _ = writeln!(report, "{rel} frame {frame}: missing ({t} {kind})");
+            continue;
+        };
+        used[i] = true;
+        let e = &events[i];
+        let diffs = dhcp_compare::differences(r, &e["dhcp"], &e["palisade"]["dhcp"]);
+        if diffs.is_empty() {
+            matched += 1;
+        }
+        for d in diffs {
+            let _ = writeln!(report, "{rel} frame {frame}: {d}");
+        }
+    }
+    for (e, _) in events.iter().zip(&used).filter(|(_, u)| !**u) {
+        let _ = writeln!(report, "{rel}: extra dhcp event {}", e["dhcp"]);
+    }
+    (checked, matched)
+}
+
+/// The replay mode: the same comparison over `palisade replay --proto dhcp` (the user-space
+/// record builder and the worker's protocol in process), no lab.
+#[test]
+fn dhcp_messages_replayed_offline_match_expected() {
+    let dir = corpus::dir();
+    let expected = corpus::read_jsonl(&dir.join("expected/dhcp.jsonl"));
+    let mut report = String::new();
+    let (mut checked, mut matched) = (0, 0);
+    for path in corpus::captures(&dir.join("pcaps/dhcp")) {
+        let rel = rel(&path);
+        let mut want: Vec<&Value> = expected
+            .iter()
+            .filter(|r| r["pcap"] == rel.as_str())
+            .collect();
+        want.sort_by_key(|r| r["frame"].as_u64());
+        let out = std::process::Command::new(palisade_tests::bin("palisade"))
+            .args(["replay", "--proto", "dhcp"])
+            .arg(&path)
+            .output()
+            .expect("run palisade replay");
+        assert!(out.status.success(), "{rel}: {out:?}");
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
+            .filter(|e| e["event_type"] == "dhcp" && e["dhcp"]["dhcp_type"].is_string())
+            .collect();
+        let (c, m) = compare_events(&rel, want, &events, &mut report);
+        checked += c;
+        matched += m;
+    }
+    println!("replay: {matched}/{checked} DHCP messages match every field");
+    assert!(
+        checked >= 23,
+        "the corpus has 23 DHCP messages, checked {checked}"
+    );
+    assert!(report.is_empty(), "differences from the corpus:\n{report}");
+}
+
 /// Replay rate: slow enough to keep order and lose nothing.
 const PPS: u32 = 200;
 
@@ -137,38 +221,9 @@ fn dhcp_messages_replayed_live_match_expected() {
             Duration::from_secs(10),
             |e| e["event_type"] == "dhcp" && e["dhcp"]["dhcp_type"].is_string(),
         );
-        let mut used = vec![false; events.len()];
-        for r in want {
-            checked += 1;
-            let frame = r["frame"].as_u64().unwrap_or_default();
-            let t = tuple(&r["src_ip"], &r["src_port"], &r["dst_ip"], &r["dst_port"]);
-            let kind = r["msg_type"]
-                .as_str()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let Some(i) = (0..events.len()).find(|&i| {
-                let e = &events[i];
-                !used[i]
-                    && tuple(&e["src_ip"], &e["src_port"], &e["dest_ip"], &e["dest_port"]) == t
-                    && e["dhcp"]["id"] == r["xid"]
-                    && e["dhcp"]["dhcp_type"] == kind.as_str()
-            }) else {
-                let _ = writeln!(report, "{rel} frame {frame}: missing ({t} {kind})");
-                continue;
-            };
-            used[i] = true;
-            let e = &events[i];
-            let diffs = dhcp_compare::differences(r, &e["dhcp"], &e["palisade"]["dhcp"]);
-            if diffs.is_empty() {
-                matched += 1;
-            }
-            for d in diffs {
-                let _ = writeln!(report, "{rel} frame {frame}: {d}");
-            }
-        }
-        for (e, _) in events.iter().zip(&used).filter(|(_, u)| !**u) {
-            let _ = writeln!(report, "{rel}: extra dhcp event {}", e["dhcp"]);
-        }
+        let (c, m) = compare_events(&rel, want, &events, &mut report);
+        checked += c;
+        matched += m;
     }
     println!("live: {matched}/{checked} DHCP messages match every field");
     assert!(

@@ -1389,3 +1389,169 @@ fn captures_convert_and_tcp_messages_complete_where_the_corpus_says() {
         }
     }
 }
+
+/// The replay mode: every capture of `pcaps/dns/` through `palisade replay --proto dns`
+/// (the user-space record builder and the DNS worker's protocol, in process: no lab), its
+/// events paired with the expected records as the live test pairs them and compared with
+/// the same `compare()`, with the same errata: missing records, extra events, differing
+/// fields, `rtt_ms` where a query came before, and an `unanswered` event for every query
+/// the capture leaves without an answer (replay ends the file past every timeout).
+#[test]
+fn dns_corpus_replayed_offline_matches_expected() {
+    let corpus_dir = corpus::dir();
+    let mut expected: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in corpus::read_jsonl(&corpus_dir.join("expected/dns.jsonl")) {
+        let pcap = r["pcap"].as_str().unwrap_or_default().to_owned();
+        expected.entry(pcap).or_default().push(r);
+    }
+    let mut report = String::new();
+    let (mut checked, mut matched) = (0usize, 0usize);
+    let mut unknown = BTreeSet::new();
+    for path in corpus::captures(&corpus_dir.join("pcaps/dns")) {
+        let short = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let pcap = format!("pcaps/dns/{short}");
+        let malformed = short.starts_with("malformed_");
+        let cap = Capture::read(&path);
+        let packets: Vec<Option<Packet>> =
+            cap.frames.iter().map(|f| corpus::decode(&f.data)).collect();
+        let mut exp = expected.get(&pcap).cloned().unwrap_or_default();
+        exp.sort_by_key(|r| (r["frame"].as_u64(), r["msg_index"].as_u64()));
+        let out = std::process::Command::new(palisade_tests::bin("palisade"))
+            .args(["replay", "--proto", "dns"])
+            .arg(&path)
+            .output()
+            .expect("run palisade replay");
+        assert!(out.status.success(), "{pcap}: {out:?}");
+        let all: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
+            .filter(|e| e["event_type"] == "dns")
+            .collect();
+        let (unanswered, events): (Vec<Value>, Vec<Value>) = all
+            .into_iter()
+            .partition(|e| e["dns"]["type"] == "unanswered");
+
+        // Event -> frame, expected record -> event: as the live test.
+        let msgs = frame_messages(&packets);
+        let mut msg_used = vec![false; msgs.len()];
+        let ev_frame: Vec<Option<usize>> = events
+            .iter()
+            .map(|e| {
+                let key = (event_tuple(e)?, e["dns"]["id"].as_u64()?, event_qr(e)?);
+                let pos = msgs.iter().enumerate().position(|(m, (_, k))| {
+                    !msg_used.get(m).copied().unwrap_or(true) && *k == key
+                })?;
+                if let Some(u) = msg_used.get_mut(pos) {
+                    *u = true;
+                }
+                msgs.get(pos).map(|(i, _)| *i)
+            })
+            .collect();
+        let mut ev_taken = vec![false; events.len()];
+        let mut pending: BTreeMap<(Tuple, u64), usize> = BTreeMap::new();
+        for r in &exp {
+            checked += 1;
+            let frame = r["frame"].as_u64().and_then(|f| usize::try_from(f).ok());
+            let tuple = expected_tuple(r);
+            let by_frame = ev_frame
+                .iter()
+                .enumerate()
+                .position(|(j, f)| !ev_taken[j] && f.map(|i| i + 1) == frame);
+            let j = by_frame.or_else(|| {
+                events
+                    .iter()
+                    .enumerate()
+                    .position(|(j, e)| !ev_taken[j] && tuple.is_some() && event_tuple(e) == tuple)
+            });
+            // The query an answer follows, for rtt_ms (the worker's correlation key).
+            let mut want_rtt = false;
+            if let (Some(t), Some(id)) = (tuple.clone(), r["id"].as_u64()) {
+                if r["qr"] == "query" {
+                    pending.insert((t, id), 0);
+                } else {
+                    let client_side = (t.0.clone(), t.3, t.4, t.1, t.2);
+                    want_rtt = pending.remove(&(client_side, id)).is_some();
+                }
+            }
+            let Some(j) = j else {
+                let _ = writeln!(report, "{pcap} {}: MISSING", describe(r));
+                continue;
+            };
+            ev_taken[j] = true;
+            let e = &events[j];
+            let fi = ev_frame[j];
+            let mut diffs = compare(
+                r,
+                e,
+                fi.and_then(|i| cap.frames.get(i)),
+                fi.and_then(|i| packets.get(i)).and_then(Option::as_ref),
+                !malformed,
+                &mut unknown,
+            );
+            if r["qr"] == "response"
+                && e.pointer("/palisade/dns/rtt_ms")
+                    .is_some_and(Value::is_number)
+                    != want_rtt
+            {
+                diffs.push(Diff {
+                    group: Group::Correlation,
+                    field: "palisade.dns.rtt_ms".into(),
+                    expected: format!("present: {want_rtt}"),
+                    got: show(e.pointer("/palisade/dns/rtt_ms")),
+                });
+            }
+            diffs.retain(|d| erratum(&short, r["frame"].as_u64(), &d.field).is_none());
+            // What the live lab adds and a file does not have: the lab's interface name, and
+            // the made-up Ethernet header of captures without one (replay reads them as
+            // they are: no MAC addresses).
+            let synthetic = fi
+                .and_then(|i| cap.frames.get(i))
+                .is_some_and(|f| f.synthetic_ether);
+            diffs.retain(|d| {
+                !(d.field == "in_iface" || (synthetic && d.field.starts_with("ether.")))
+            });
+            if diffs.is_empty() {
+                matched += 1;
+            }
+            for d in diffs {
+                let _ = writeln!(
+                    report,
+                    "{pcap} {}: [{}] {}: expected {}, got {}",
+                    describe(r),
+                    d.group.tag(),
+                    d.field,
+                    d.expected,
+                    d.got
+                );
+            }
+        }
+        for (j, e) in events.iter().enumerate().filter(|(j, _)| !ev_taken[*j]) {
+            let _ = writeln!(report, "{pcap}: EXTRA event {j}: {}", event_summary(e));
+        }
+        // Queries never answered in the capture: one unanswered event each.
+        let mut left: Vec<(Tuple, u64)> = pending.into_keys().collect();
+        for e in &unanswered {
+            let key = (event_tuple(e), e["dns"]["id"].as_u64());
+            match left
+                .iter()
+                .position(|(t, id)| (Some(t.clone()), Some(*id)) == key)
+            {
+                Some(i) => {
+                    left.remove(i);
+                }
+                None => {
+                    let _ = writeln!(report, "{pcap}: EXTRA unanswered {}", event_summary(e));
+                }
+            }
+        }
+        for (t, id) in left {
+            let _ = writeln!(report, "{pcap}: MISSING unanswered event for {t:?} id {id}");
+        }
+    }
+    eprintln!("replay: {matched} of {checked} expected DNS records match exactly");
+    assert!(checked > 50, "only {checked} expected records");
+    assert!(report.is_empty(), "DNS replay differences:\n{report}");
+}

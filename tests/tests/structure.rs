@@ -15,6 +15,8 @@ const WORKERS: &[&str] = &[
     "palisade-worker-dhcp",
     "palisade-worker-tls",
     "palisade-worker-flow",
+    // `palisade replay`: the workers' parsers, run in an ordinary process.
+    "palisade-replay",
 ];
 
 /// Names of the crates `package` links (normal dependencies, all features), one per line.
@@ -66,6 +68,18 @@ fn workers_cannot_link_privileged_bpf_code() {
                 "{worker} depends on {forbidden}, which can write BPF maps: {names:?}"
             );
         }
+    }
+}
+
+#[test]
+fn supervisor_links_no_packet_parser() {
+    // `palisade replay` runs the palisade-replay binary instead of linking the parsers.
+    let names = dependency_names("palisade");
+    for parser in WORKERS.iter().skip(1) {
+        assert!(
+            !names.iter().any(|n| n == parser),
+            "palisade links {parser}: the root supervisor must not hold packet parsers"
+        );
     }
 }
 

@@ -42,6 +42,13 @@ impl Context {
         self.boot_now_ns = u64::try_from(boot).unwrap_or(0);
     }
 
+    /// A capture file's clock instead of the host's: record stamps are wall-clock ns
+    /// already (offline analysis, `palisade replay`) and "now" is `now_ns` of the file.
+    pub fn set_file_clock(&mut self, now_ns: u64) {
+        self.boot_to_wall_ns = 0;
+        self.boot_now_ns = now_ns;
+    }
+
     /// Boot-clock time of the last refresh, comparable with record stamps.
     pub fn boot_now_ns(&self) -> u64 {
         self.boot_now_ns

@@ -26,6 +26,8 @@ pub struct Offline<P: Protocol> {
     sink: Sink,
     stats: Stats,
     outbox: Vec<WorkerToSupervisor>,
+    /// Stamps are a capture file's (see [`Offline::set_file_clock`]): never re-read the host's.
+    file_clock: bool,
 }
 
 impl<P: Protocol> Offline<P> {
@@ -40,6 +42,7 @@ impl<P: Protocol> Offline<P> {
             sink: Sink::new(sink),
             stats: Stats::default(),
             outbox: Vec::new(),
+            file_clock: false,
         }
     }
 
@@ -93,9 +96,18 @@ impl<P: Protocol> Offline<P> {
         }
     }
 
+    /// Records carry a capture file's wall-clock stamps, and "now" is `now_ns` of that file
+    /// (`palisade replay`): events get the packets' timestamps.
+    pub fn set_file_clock(&mut self, now_ns: u64) {
+        self.file_clock = true;
+        self.ctx.set_file_clock(now_ns);
+    }
+
     /// Time-based work (timeouts), then writes what is buffered: the end of a drain.
     pub fn tick(&mut self) {
-        self.ctx.refresh_clock();
+        if !self.file_clock {
+            self.ctx.refresh_clock();
+        }
         let (protocol, ctx, mut out) = self.out();
         protocol.on_tick(ctx, Instant::now(), &mut out);
         self.sink.flush(&mut self.stats);

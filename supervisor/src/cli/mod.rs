@@ -23,6 +23,7 @@ pub mod generate;
 mod metrics;
 mod reload;
 mod reopen_logs;
+mod replay;
 mod restart;
 mod run;
 mod status;
@@ -95,6 +96,7 @@ enum Command {
     Tls(tls::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
+    Replay(replay::Args),
     #[command(hide = true)]
     Generate(generate::Args),
 }
@@ -116,6 +118,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Tls(a) => tls::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
+        Command::Replay(a) => replay::main(a),
         Command::Generate(a) => generate::main(a),
     }
 }

@@ -1,0 +1,171 @@
+//! Offline analysis (`palisade replay`): a pcap or pcapng file through the same record
+//! builder as the kernel's (see [`packet`]) and the same worker parsers, in process
+//! ([`palisade_worker_runtime::offline::Offline`]), with the packets' timestamps.
+//!
+//! Why in process and not in the workers: replay needs no privilege (it opens one file the
+//! invoking user can read and writes one output), so there is no privilege to separate;
+//! the parsers are the workers' own `Protocol` implementations, only the transport (ring
+//! buffer, IPC) is left out. Run it as an ordinary user: `palisade replay` refuses root
+//! unless told otherwise (see `main.rs`).
+
+pub mod file;
+pub mod packet;
+
+use std::{
+    fs::File,
+    io::{self, Write},
+    os::fd::OwnedFd,
+    path::Path,
+};
+
+use palisade_abi::{KIND_DHCP, KIND_DNS, KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE};
+use palisade_ipc::messages::{InterfaceName, WorkerStats};
+use palisade_worker_runtime::offline::Offline;
+
+use crate::packet::{Builder, Kinds, Timeouts};
+
+/// How far the workers' clock jumps at the end of the file: past every worker timeout.
+const END_OF_FILE_NS: u64 = 86_400_000_000_000;
+
+/// What to replay and where the events go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Worker protocols to run.
+    pub kinds: Kinds,
+    /// Flow timeouts (the sweeper's).
+    pub timeouts: Timeouts,
+}
+
+/// Counters of one replay.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Frames read from the file.
+    pub packets: u64,
+    /// Records built (all kinds).
+    pub records: u64,
+    /// Per worker: name and its counters.
+    pub workers: Vec<(&'static str, WorkerStats)>,
+}
+
+struct Workers {
+    dns: Option<Offline<palisade_worker_dns::worker::Dns>>,
+    dhcp: Option<Offline<palisade_worker_dhcp::worker::Dhcp>>,
+    flow: Option<Offline<palisade_worker_flow::worker::Flow>>,
+}
+
+fn dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    fd.try_clone()
+}
+
+/// Replays `path`, writing EVE lines to `out`.
+pub fn replay(path: &Path, out: OwnedFd, opts: Options) -> Result<Summary, file::Error> {
+    let mut reader = file::Reader::open(path)?;
+    let ifaces: Vec<InterfaceName> = reader.interfaces();
+    let make = |on: bool| -> io::Result<Option<OwnedFd>> {
+        if on { dup(&out).map(Some) } else { Ok(None) }
+    };
+    let mut w = Workers {
+        dns: make(opts.kinds.dns)?.map(|fd| Offline::new(Default::default(), fd, &ifaces)),
+        dhcp: make(opts.kinds.dhcp)?.map(|fd| Offline::new(Default::default(), fd, &ifaces)),
+        flow: make(opts.kinds.flow)?.map(|fd| Offline::new(Default::default(), fd, &ifaces)),
+    };
+    drop(out);
+    // Stamps are the file's from the first record on.
+    tick_clock(&mut w, 0);
+    let mut builder = Builder::new(opts.kinds, opts.timeouts);
+    let mut records = 0u64;
+    let mut last_ns = 0u64;
+    let mut since_tick = 0u32;
+    while let Some(frame) = reader.next_frame()? {
+        last_ns = last_ns.max(frame.ts_ns);
+        builder.frame(&frame, &mut |k, r| route(&mut w, &mut records, k, r));
+        since_tick += 1;
+        // A drain's worth: the workers' timeouts run and their buffers are written.
+        if since_tick == 4096 {
+            since_tick = 0;
+            tick(&mut w, last_ns);
+        }
+    }
+    builder.finish(last_ns, &mut |k, r| route(&mut w, &mut records, k, r));
+    tick(&mut w, last_ns);
+    // The end of the file is the end of time: what a live worker reports after a timeout
+    // (unanswered DNS queries, incomplete DHCP transactions, TCP streams) is reported now.
+    tick(&mut w, last_ns.saturating_add(END_OF_FILE_NS));
+    let mut workers = Vec::new();
+    if let Some(o) = w.dns {
+        workers.push(("dns", o.finish()));
+    }
+    if let Some(o) = w.dhcp {
+        workers.push(("dhcp", o.finish()));
+    }
+    if let Some(o) = w.flow {
+        workers.push(("flow", o.finish()));
+    }
+    Ok(Summary {
+        packets: builder.packets,
+        records,
+        workers,
+    })
+}
+
+/// Hands a record to the worker that reads its kind (its ring buffer's reader, live).
+fn route(w: &mut Workers, records: &mut u64, kind: u16, rec: &[u8]) {
+    *records += 1;
+    match kind {
+        KIND_DNS => w.dns.as_mut().map(|o| o.record(rec)),
+        KIND_DHCP => w.dhcp.as_mut().map(|o| o.record(rec)),
+        KIND_FLOW_START | KIND_FLOW_END | KIND_FLOW_UPDATE => {
+            w.flow.as_mut().map(|o| o.record(rec))
+        }
+        _ => None,
+    };
+}
+
+fn tick_clock(w: &mut Workers, now_ns: u64) {
+    if let Some(o) = w.dns.as_mut() {
+        o.set_file_clock(now_ns);
+    }
+    if let Some(o) = w.dhcp.as_mut() {
+        o.set_file_clock(now_ns);
+    }
+    if let Some(o) = w.flow.as_mut() {
+        o.set_file_clock(now_ns);
+    }
+}
+
+fn tick(w: &mut Workers, now_ns: u64) {
+    if let Some(o) = w.dns.as_mut() {
+        o.set_file_clock(now_ns);
+        o.tick();
+    }
+    if let Some(o) = w.dhcp.as_mut() {
+        o.set_file_clock(now_ns);
+        o.tick();
+    }
+    if let Some(o) = w.flow.as_mut() {
+        o.set_file_clock(now_ns);
+        o.tick();
+    }
+}
+
+/// Opens `--out` (or standard output) for the events.
+pub fn open_out(path: Option<&Path>) -> io::Result<OwnedFd> {
+    match path {
+        Some(p) => Ok(File::create(p)?.into()),
+        None => {
+            io::stdout().flush()?;
+            io::stdout().as_fd_owned()
+        }
+    }
+}
+
+trait StdoutFd {
+    fn as_fd_owned(&self) -> io::Result<OwnedFd>;
+}
+
+impl StdoutFd for io::Stdout {
+    fn as_fd_owned(&self) -> io::Result<OwnedFd> {
+        use std::os::fd::AsFd;
+        self.as_fd().try_clone_to_owned()
+    }
+}

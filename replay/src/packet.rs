@@ -1,0 +1,922 @@
+//! Packets to records in user space: the records the TC observer (ebpf-programs/bpf/) makes
+//! for a packet, byte for byte in layout and field by field in meaning, so that the workers'
+//! parsers see what they see live. One parse (`pkt.bpf.h`), one flow table (`flows.bpf.h`,
+//! with the sweeper's ends, `flow_sweeper.bpf.h`), and one small function per payload kind
+//! (`capture.bpf.h`): adding a record kind is adding one such function and its line in
+//! [`Builder::classify`].
+//!
+//! Differences from the kernel, all forced by the input: a capture file has no interface
+//! index or direction (the caller says which), its packets may be cut at the snap length
+//! (the copied payload is then what the file holds, flagged truncated), and its clock is the
+//! file's (wall-clock ns stand where the kernel writes boot-clock ns).
+
+use std::collections::HashMap;
+
+use palisade_abi::{
+    CAP_DHCP, CAP_DNS, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN, FLOW_REASON_FIN, FLOW_REASON_NONE,
+    FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, KIND_DHCP, KIND_DNS, KIND_FLOW_END,
+    KIND_FLOW_START, RecordHeader,
+};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_QINQ1: u16 = 0x9100;
+const VLAN_MAX_TAGS: usize = 2;
+const IPV6_MAX_EXT: usize = 4;
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+const FIN_CLIENT: u8 = 1;
+const FIN_SERVER: u8 = 2;
+
+const PORT_DNS: u16 = 53;
+const PORT_DHCP_SERVER: u16 = 67;
+const PORT_DHCP_CLIENT: u16 = 68;
+/// `PAL_FLOW_CLOSE_LINGER_NS` (flow_sweeper.bpf.h): a closed TCP flow ends this long after its
+/// last packet.
+const CLOSE_LINGER_NS: u64 = 1_000_000_000;
+
+/// How often (file time) the sweeper's work runs: idle flows end within this of their timeout.
+const SWEEP_NS: u64 = 1_000_000_000;
+
+/// Where a frame's network layer starts: the capture's link type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Ethernet, with up to two VLAN tags (802.1Q, 802.1ad or 0x9100).
+    Ethernet,
+    /// An IP packet with no link header (LINKTYPE_RAW, IPV4, IPV6).
+    RawIp,
+    /// Linux cooked capture v1 (16-byte header).
+    Sll,
+    /// Linux cooked capture v2 (20-byte header).
+    Sll2,
+    /// BSD loopback / null: a 4-byte address family in the capturing host's byte order
+    /// (`Loop`: network order).
+    Null,
+    /// OpenBSD loopback: the family in network order.
+    Loop,
+}
+
+/// Which record kinds to build (the workers that will read them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kinds {
+    /// DNS payload records (kind 1).
+    pub dns: bool,
+    /// DHCP payload records (kind 2).
+    pub dhcp: bool,
+    /// Flow start and end records (kinds 4, 5).
+    pub flow: bool,
+}
+
+/// Flow timeouts, as `[flow]` sets them for the kernel's sweeper.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// UDP and ICMP flows end after this long without a packet.
+    pub idle_ns: u64,
+    /// TCP flows without a FIN pair or RST.
+    pub tcp_idle_ns: u64,
+}
+
+impl Default for Timeouts {
+    /// The daemon's defaults (`[flow]` idle_timeout_s 60, tcp_idle_timeout_s 300).
+    fn default() -> Self {
+        Self {
+            idle_ns: 60_000_000_000,
+            tcp_idle_ns: 300_000_000_000,
+        }
+    }
+}
+
+/// One captured frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// Capture time, ns since the epoch: the records' `ts_boot_ns`.
+    pub ts_ns: u64,
+    /// The bytes the file holds (possibly cut at the snap length).
+    pub data: &'a [u8],
+    /// The frame's length on the wire.
+    pub wire_len: u32,
+    /// Its link type.
+    pub link: Link,
+    /// The record header's `ifindex`.
+    pub ifindex: u32,
+    /// `DIR_INGRESS` or `DIR_EGRESS`.
+    pub direction: u8,
+}
+
+/// What the parser learnt about one packet (`struct pal_pkt`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Pkt {
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    now_ns: u64,
+    flow_start_ns: u64,
+    /// Offset of the L4 payload in the captured data, and its length on the wire.
+    pay_off: usize,
+    pay_len: u32,
+    frame_len: u32,
+    flow_pay: u32,
+    vlan_id: u16,
+    sport: u16,
+    dport: u16,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    ifindex: u32,
+    direction: u8,
+    flags: u8,
+    ip_version: u8,
+    l4_proto: u8,
+    tcp_flags: u8,
+    ip_frag: bool,
+    icmp_type: u8,
+    icmp_code: u8,
+}
+
+fn be16(d: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(d.get(off..off + 2)?.try_into().ok()?))
+}
+
+fn byte(d: &[u8], off: usize) -> Option<u8> {
+    d.get(off).copied()
+}
+
+fn is_vlan(proto: u16) -> bool {
+    matches!(proto, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1)
+}
+
+/// The link layer (`l2_walk()`): the offset of the network header and its EtherType, or
+/// `None` when the frame is not IP to the observer.
+fn parse_l2(f: &Frame<'_>, p: &mut Pkt) -> Option<(usize, u16)> {
+    let d = f.data;
+    match f.link {
+        Link::Ethernet => {
+            p.dst_mac = d.get(0..6)?.try_into().ok()?;
+            p.src_mac = d.get(6..12)?.try_into().ok()?;
+            let mut proto = be16(d, 12)?;
+            let mut off = ETH_HLEN;
+            for _ in 0..VLAN_MAX_TAGS {
+                if !is_vlan(proto) {
+                    break;
+                }
+                let tci = be16(d, off)?;
+                if p.flags & FLAG_VLAN == 0 {
+                    p.flags |= FLAG_VLAN;
+                    p.vlan_id = tci & 0x0fff;
+                }
+                proto = be16(d, off + 2)?;
+                off += 4;
+            }
+            (!is_vlan(proto)).then_some((off, proto))
+        }
+        Link::RawIp => {
+            let proto = match byte(d, 0)? >> 4 {
+                4 => ETH_P_IP,
+                6 => ETH_P_IPV6,
+                _ => return None,
+            };
+            Some((0, proto))
+        }
+        // Cooked: the protocol field is an EtherType; the address is the sender's.
+        Link::Sll => {
+            if let (Some(6), Some(src)) = (be16(d, 4), d.get(6..12)) {
+                p.src_mac.copy_from_slice(src);
+            }
+            Some((16, be16(d, 14)?))
+        }
+        Link::Sll2 => {
+            if let (Some(6), Some(src)) = (byte(d, 11), d.get(12..18)) {
+                p.src_mac.copy_from_slice(src);
+            }
+            Some((20, be16(d, 0)?))
+        }
+        Link::Null | Link::Loop => {
+            let raw: [u8; 4] = d.get(0..4)?.try_into().ok()?;
+            // Null: the capturing host's byte order; a family is small, so its zero high
+            // bytes tell which.
+            let big = f.link == Link::Loop || raw.get(..2) == Some(&[0, 0]);
+            let family = if big {
+                u32::from_be_bytes(raw)
+            } else {
+                u32::from_le_bytes(raw)
+            };
+            // AF_INET is 2 everywhere; AF_INET6 is 10, 24, 28 or 30 depending on the OS.
+            let proto = match family {
+                2 => ETH_P_IP,
+                10 | 24 | 28 | 30 => ETH_P_IPV6,
+                _ => return None,
+            };
+            Some((4, proto))
+        }
+    }
+}
+
+/// Where the IP packet ends in wire terms: its length field, or the frame's.
+fn l3_len(field: usize, l3_off: usize, wire_len: usize) -> usize {
+    let avail = wire_len.saturating_sub(l3_off);
+    if field == 0 || field > avail {
+        avail
+    } else {
+        field
+    }
+}
+
+/// IPv4 and IPv6 (`parse_ipv4()`, `parse_ipv6()`): the L4 header offset and the end of the
+/// IP packet, both as offsets in the frame.
+fn parse_l3(
+    d: &[u8],
+    wire_len: usize,
+    l3_off: usize,
+    proto: u16,
+    p: &mut Pkt,
+) -> Option<(usize, usize)> {
+    let ip = d.get(l3_off..)?;
+    if proto == ETH_P_IP {
+        let vihl = byte(ip, 0)?;
+        let ihl = usize::from(vihl & 0x0f) * 4;
+        if vihl >> 4 != 4 || ihl < 20 || ip.len() < 20 {
+            return None;
+        }
+        let len = l3_len(usize::from(be16(ip, 2)?), l3_off, wire_len);
+        if len < ihl {
+            return None;
+        }
+        let frag = be16(ip, 6)?;
+        if frag & 0x1fff != 0 {
+            return None;
+        }
+        p.ip_frag = frag & 0x2000 != 0;
+        p.ip_version = 4;
+        p.l4_proto = byte(ip, 9)?;
+        p.saddr[..4].copy_from_slice(ip.get(12..16)?);
+        p.daddr[..4].copy_from_slice(ip.get(16..20)?);
+        return Some((l3_off + ihl, l3_off + len));
+    }
+    if proto != ETH_P_IPV6 {
+        return None;
+    }
+    if byte(ip, 0)? >> 4 != 6 || ip.len() < 40 {
+        return None;
+    }
+    let plen = usize::from(be16(ip, 4)?);
+    let len = l3_len(if plen == 0 { 0 } else { 40 + plen }, l3_off, wire_len);
+    let end = l3_off + len;
+    let mut next = byte(ip, 6)?;
+    let mut off = 40;
+    let skippable = |n: u8| matches!(n, 0 | 43 | 60);
+    for _ in 0..IPV6_MAX_EXT {
+        if !skippable(next) {
+            break;
+        }
+        let hdrlen = usize::from(byte(ip, off + 1)?);
+        next = byte(ip, off)?;
+        off += (hdrlen + 1) * 8;
+    }
+    if next == 44 {
+        let fo = be16(ip, off + 2)?;
+        if fo & !0x7 != 0 {
+            return None;
+        }
+        p.ip_frag = fo & 1 != 0;
+        next = byte(ip, off)?;
+        off += 8;
+    }
+    if skippable(next) || next == 44 || l3_off + off > end {
+        return None;
+    }
+    p.ip_version = 6;
+    p.l4_proto = next;
+    p.saddr.copy_from_slice(ip.get(8..24)?);
+    p.daddr.copy_from_slice(ip.get(24..40)?);
+    Some((l3_off + off, end))
+}
+
+/// TCP, UDP, ICMP and ICMPv6 (`parse_l4()`).
+fn parse_l4(d: &[u8], l4_off: usize, l4_end: usize, p: &mut Pkt) -> Option<()> {
+    let l4 = d.get(l4_off..)?;
+    let mut udp_len = 0;
+    match p.l4_proto {
+        TCP => {
+            let doff = usize::from(byte(l4, 12)? >> 4);
+            if doff < 5 || l4.len() < 20 {
+                return None;
+            }
+            p.pay_off = l4_off + doff * 4;
+            p.sport = be16(l4, 0)?;
+            p.dport = be16(l4, 2)?;
+            p.tcp_flags = byte(l4, 13)?;
+        }
+        UDP => {
+            if l4.len() < 8 {
+                return None;
+            }
+            p.pay_off = l4_off + 8;
+            p.sport = be16(l4, 0)?;
+            p.dport = be16(l4, 2)?;
+            udp_len = usize::from(be16(l4, 4)?);
+        }
+        ICMP | ICMPV6 => {
+            if p.l4_proto != if p.ip_version == 4 { ICMP } else { ICMPV6 } {
+                return None;
+            }
+            p.icmp_type = byte(l4, 0)?;
+            p.icmp_code = byte(l4, 1)?;
+            return Some(());
+        }
+        _ => return None,
+    }
+    if p.pay_off > l4_end {
+        return None;
+    }
+    let mut pay = l4_end - p.pay_off;
+    if udp_len >= 8 && udp_len - 8 < pay {
+        pay = udp_len - 8;
+    }
+    p.pay_len = u32::try_from(pay).ok()?;
+    Some(())
+}
+
+/// The observer's parse of one frame, or `None` when it makes no record for it.
+fn parse(f: &Frame<'_>) -> Option<Pkt> {
+    let mut p = Pkt {
+        now_ns: f.ts_ns,
+        ifindex: f.ifindex,
+        direction: f.direction,
+        ..Pkt::default()
+    };
+    let wire = usize::try_from(f.wire_len).ok()?.max(f.data.len());
+    let (l3_off, proto) = parse_l2(f, &mut p)?;
+    let (l4_off, l4_end) = parse_l3(f.data, wire, l3_off, proto, &mut p)?;
+    parse_l4(f.data, l4_off, l4_end, &mut p)?;
+    // Flow counters count frames as an Ethernet capture would (`flow_sizes()`): other link
+    // headers are replaced by an Ethernet one.
+    let frame = if f.link == Link::Ethernet {
+        wire
+    } else {
+        wire - l3_off + ETH_HLEN
+    };
+    p.frame_len = u32::try_from(frame).ok()?;
+    p.flow_pay = if matches!(p.l4_proto, TCP | UDP) {
+        p.pay_len
+    } else {
+        0
+    };
+    Some(p)
+}
+
+/// `struct pal_flow_key`: the direction-normalized tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    addr_lo: [u8; 16],
+    addr_hi: [u8; 16],
+    port_lo: u16,
+    port_hi: u16,
+    l4_proto: u8,
+    ip_version: u8,
+}
+
+/// `struct pal_flow_value`, what the records need of it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Value {
+    first_seen_ns: u64,
+    last_seen_ns: u64,
+    pkts: [u64; 2],
+    bytes: [u64; 2],
+    payload_bytes: [u64; 2],
+    tcp_flags: [u8; 2],
+    client_is_lo: bool,
+    fin_mask: u8,
+    ifindex: u32,
+    client_mac: [u8; 6],
+    server_mac: [u8; 6],
+    vlan_id: u16,
+    flags: u8,
+    direction: u8,
+    icmp_type: u8,
+    icmp_code: u8,
+}
+
+impl Value {
+    fn closed(&self) -> bool {
+        self.fin_mask == FIN_CLIENT | FIN_SERVER
+            || (self.tcp_flags[0] | self.tcp_flags[1]) & TCP_RST != 0
+    }
+
+    fn close_reason(&self) -> u8 {
+        if (self.tcp_flags[0] | self.tcp_flags[1]) & TCP_RST != 0 {
+            FLOW_REASON_RST
+        } else {
+            FLOW_REASON_FIN
+        }
+    }
+}
+
+fn key_fill(p: &Pkt) -> (Key, bool) {
+    let lo = (p.saddr, p.sport) <= (p.daddr, p.dport);
+    let (a, b) = if lo {
+        ((p.saddr, p.sport), (p.daddr, p.dport))
+    } else {
+        ((p.daddr, p.dport), (p.saddr, p.sport))
+    };
+    (
+        Key {
+            addr_lo: a.0,
+            addr_hi: b.0,
+            port_lo: a.1,
+            port_hi: b.1,
+            l4_proto: p.l4_proto,
+            ip_version: p.ip_version,
+        },
+        lo,
+    )
+}
+
+/// Turns frames into records, in the order the kernel would write them.
+#[derive(Debug)]
+pub struct Builder {
+    kinds: Kinds,
+    timeouts: Timeouts,
+    flows: HashMap<Key, Value>,
+    next_sweep_ns: u64,
+    /// The record being built (header, then payload).
+    buf: Vec<u8>,
+    /// Frames seen, frames that made no record because they were not parsable.
+    pub packets: u64,
+}
+
+impl Builder {
+    /// A builder making `kinds`, flows ending after `timeouts`.
+    pub fn new(kinds: Kinds, timeouts: Timeouts) -> Self {
+        Self {
+            kinds,
+            timeouts,
+            flows: HashMap::new(),
+            next_sweep_ns: 0,
+            buf: Vec::with_capacity(RecordHeader::SIZE + 4096),
+            packets: 0,
+        }
+    }
+
+    /// One frame: calls `out` with every record it makes (kind, whole record).
+    pub fn frame(&mut self, f: &Frame<'_>, out: &mut impl FnMut(u16, &[u8])) {
+        self.packets += 1;
+        if f.ts_ns >= self.next_sweep_ns {
+            self.sweep(f.ts_ns, false, out);
+            self.next_sweep_ns = f.ts_ns.saturating_add(SWEEP_NS);
+        }
+        let Some(mut p) = parse(f) else { return };
+        p.flow_start_ns = self.flow_update(&p, out);
+        self.classify(f.data, &p, out);
+    }
+
+    /// The end of the capture: every flow still in the table ends, as at a daemon's stop
+    /// the sweeper would end them (closed TCP flows with their FIN or RST, the others with
+    /// `timeout`), stamped with the time of the last packet.
+    pub fn finish(&mut self, now_ns: u64, out: &mut impl FnMut(u16, &[u8])) {
+        self.sweep(now_ns, true, out);
+    }
+
+    /// The sweeper (`flow_sweeper.bpf.h`): ends closed flows a linger after their last
+    /// packet and idle ones after their timeout; with `all`, every flow. In first-seen
+    /// order, so output does not depend on hashing.
+    fn sweep(&mut self, now_ns: u64, all: bool, out: &mut impl FnMut(u16, &[u8])) {
+        let t = self.timeouts;
+        let mut ended: Vec<(Key, Value, u8)> = Vec::new();
+        self.flows.retain(|k, v| {
+            let idle = now_ns.saturating_sub(v.last_seen_ns);
+            let reason = if k.l4_proto == TCP && v.closed() {
+                (all || idle >= CLOSE_LINGER_NS).then(|| v.close_reason())
+            } else {
+                let limit = if k.l4_proto == TCP {
+                    t.tcp_idle_ns
+                } else {
+                    t.idle_ns
+                };
+                (all || idle >= limit).then_some(FLOW_REASON_TIMEOUT)
+            };
+            match reason {
+                Some(r) => {
+                    ended.push((*k, *v, r));
+                    false
+                }
+                None => true,
+            }
+        });
+        ended.sort_by_key(|(k, v, _)| (v.first_seen_ns, *k));
+        for (k, v, r) in ended {
+            self.emit_flow(&k, &v, KIND_FLOW_END, r, now_ns, out);
+        }
+    }
+
+    /// `flow_update()`: accounts the packet, reports a start (and the end of a closed flow
+    /// a new SYN reuses); returns the flow's first_seen_ns, 0 when it has none.
+    fn flow_update(&mut self, p: &Pkt, out: &mut impl FnMut(u16, &[u8])) -> u64 {
+        if !matches!(p.l4_proto, TCP | UDP | ICMP | ICMPV6) {
+            return 0;
+        }
+        let (key, sender_is_lo) = key_fill(p);
+        if p.l4_proto == TCP
+            && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+            && self.flows.get(&key).is_some_and(Value::closed)
+            && let Some(old) = self.flows.remove(&key)
+        {
+            self.emit_flow(&key, &old, KIND_FLOW_END, old.close_reason(), p.now_ns, out);
+        }
+        let Some(val) = self.flows.get_mut(&key) else {
+            let may_start = p.l4_proto != TCP
+                || (p.tcp_flags & TCP_RST == 0 && (p.tcp_flags & TCP_SYN != 0 || p.pay_len > 0));
+            if !may_start {
+                return 0;
+            }
+            let mut v = Value {
+                first_seen_ns: p.now_ns,
+                last_seen_ns: p.now_ns,
+                pkts: [1, 0],
+                bytes: [u64::from(p.frame_len), 0],
+                payload_bytes: [u64::from(p.flow_pay), 0],
+                tcp_flags: [p.tcp_flags, 0],
+                client_is_lo: sender_is_lo,
+                fin_mask: if p.tcp_flags & TCP_FIN != 0 {
+                    FIN_CLIENT
+                } else {
+                    0
+                },
+                ifindex: p.ifindex,
+                client_mac: p.src_mac,
+                server_mac: p.dst_mac,
+                direction: p.direction,
+                icmp_type: p.icmp_type,
+                icmp_code: p.icmp_code,
+                ..Value::default()
+            };
+            if p.flags & FLAG_VLAN != 0 {
+                v.vlan_id = p.vlan_id;
+                v.flags |= FLOW_F_VLAN;
+            }
+            self.flows.insert(key, v);
+            self.emit_flow(&key, &v, KIND_FLOW_START, FLOW_REASON_NONE, p.now_ns, out);
+            return p.now_ns;
+        };
+        let to_client = usize::from(sender_is_lo != val.client_is_lo);
+        if let (Some(pk), Some(b), Some(pb), Some(fl)) = (
+            val.pkts.get_mut(to_client),
+            val.bytes.get_mut(to_client),
+            val.payload_bytes.get_mut(to_client),
+            val.tcp_flags.get_mut(to_client),
+        ) {
+            *pk += 1;
+            *b += u64::from(p.frame_len);
+            *pb += u64::from(p.flow_pay);
+            *fl |= p.tcp_flags;
+        }
+        val.last_seen_ns = p.now_ns;
+        if p.tcp_flags & TCP_FIN != 0 {
+            val.fin_mask |= if to_client == 1 {
+                FIN_SERVER
+            } else {
+                FIN_CLIENT
+            };
+        }
+        val.first_seen_ns
+    }
+
+    /// `emit_flow()`: a flow record made from the table entry alone.
+    fn emit_flow(
+        &mut self,
+        key: &Key,
+        val: &Value,
+        kind: u16,
+        reason: u8,
+        now_ns: u64,
+        out: &mut impl FnMut(u16, &[u8]),
+    ) {
+        if !self.kinds.flow {
+            return;
+        }
+        let vlan = val.flags & FLOW_F_VLAN != 0;
+        let (src, dst) = if val.client_is_lo {
+            ((key.addr_lo, key.port_lo), (key.addr_hi, key.port_hi))
+        } else {
+            ((key.addr_hi, key.port_hi), (key.addr_lo, key.port_lo))
+        };
+        let len = FlowRecord::SIZE as u32;
+        let hdr = RecordHeader {
+            kind,
+            ifindex: val.ifindex,
+            ts_boot_ns: now_ns,
+            direction: val.direction,
+            ip_version: key.ip_version,
+            l4_proto: key.l4_proto,
+            flags: if vlan { FLAG_VLAN } else { 0 },
+            vlan_id: if vlan { val.vlan_id } else { 0 },
+            src_port: src.1,
+            dst_port: dst.1,
+            src_mac: val.client_mac,
+            dst_mac: val.server_mac,
+            src_addr: src.0,
+            dst_addr: dst.0,
+            flow_start_ns: val.first_seen_ns,
+            ..RecordHeader::new(palisade_abi::Kind::FlowStart, len)
+        };
+        let rec = FlowRecord {
+            first_seen_ns: val.first_seen_ns,
+            last_seen_ns: val.last_seen_ns,
+            pkts_toserver: val.pkts[0],
+            pkts_toclient: val.pkts[1],
+            bytes_toserver: val.bytes[0],
+            bytes_toclient: val.bytes[1],
+            payload_bytes_toserver: val.payload_bytes[0],
+            payload_bytes_toclient: val.payload_bytes[1],
+            tcp_flags_toserver: val.tcp_flags[0],
+            tcp_flags_toclient: val.tcp_flags[1],
+            end_reason: reason,
+            icmp_type: val.icmp_type,
+            icmp_code: val.icmp_code,
+            ..FlowRecord::default()
+        };
+        self.buf.clear();
+        self.buf.extend_from_slice(&hdr.to_bytes());
+        self.buf.extend_from_slice(&rec.to_bytes());
+        out(kind, &self.buf);
+    }
+
+    /// `classify_payload()`: the payload records this packet makes. One line per kind.
+    fn classify(&mut self, data: &[u8], p: &Pkt, out: &mut impl FnMut(u16, &[u8])) {
+        let tcp = p.l4_proto == TCP;
+        if !tcp && p.l4_proto != UDP {
+            return;
+        }
+        let either = |port| p.sport == port || p.dport == port;
+        if either(PORT_DNS) {
+            self.dns(data, p, tcp, out);
+        } else if !tcp && (either(PORT_DHCP_SERVER) || either(PORT_DHCP_CLIENT)) {
+            self.dhcp(data, p, out);
+        }
+    }
+
+    /// DHCP over UDP 67/68: the payload prefix.
+    fn dhcp(&mut self, data: &[u8], p: &Pkt, out: &mut impl FnMut(u16, &[u8])) {
+        if self.kinds.dhcp {
+            self.emit_payload(data, p, KIND_DHCP, CAP_DHCP, false, out);
+        }
+    }
+
+    /// `dns_capture()`: UDP always (a first fragment flagged truncated), TCP with payload.
+    fn dns(&mut self, data: &[u8], p: &Pkt, tcp: bool, out: &mut impl FnMut(u16, &[u8])) {
+        if !self.kinds.dns || (tcp && p.pay_len == 0) {
+            return;
+        }
+        self.emit_payload(data, p, KIND_DNS, CAP_DNS, !tcp && p.ip_frag, out);
+    }
+
+    /// `emit_payload()`: header from the packet, the first `cap` payload bytes.
+    fn emit_payload(
+        &mut self,
+        data: &[u8],
+        p: &Pkt,
+        kind: u16,
+        cap: u32,
+        cut: bool,
+        out: &mut impl FnMut(u16, &[u8]),
+    ) {
+        let want = p.pay_len.min(cap);
+        let have = data.get(p.pay_off..).unwrap_or_default();
+        let taken = have.get(..want as usize).unwrap_or(have);
+        let len = taken.len() as u32;
+        let mut flags = p.flags;
+        if cut || len < p.pay_len {
+            flags |= FLAG_TRUNCATED;
+        }
+        let hdr = RecordHeader {
+            kind,
+            ifindex: p.ifindex,
+            ts_boot_ns: p.now_ns,
+            direction: p.direction,
+            ip_version: p.ip_version,
+            l4_proto: p.l4_proto,
+            flags,
+            vlan_id: p.vlan_id,
+            src_port: p.sport,
+            dst_port: p.dport,
+            src_mac: p.src_mac,
+            dst_mac: p.dst_mac,
+            src_addr: p.saddr,
+            dst_addr: p.daddr,
+            orig_payload_len: p.pay_len,
+            flow_start_ns: p.flow_start_ns,
+            ..RecordHeader::new(palisade_abi::Kind::Dns, len)
+        };
+        self.buf.clear();
+        self.buf.extend_from_slice(&hdr.to_bytes());
+        self.buf.extend_from_slice(taken);
+        out(kind, &self.buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    const T: u64 = 1_700_000_000_000_000_000;
+
+    /// An IPv4/UDP DNS query (10.0.0.1:1000 -> 10.0.0.2:53), as an IP packet.
+    fn ip_dns() -> Vec<u8> {
+        let payload = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01";
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let total = (20 + 8 + payload.len()) as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&1000u16.to_be_bytes());
+        p.extend_from_slice(&53u16.to_be_bytes());
+        p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn records(link: Link, data: &[u8]) -> Vec<(u16, RecordHeader, Vec<u8>)> {
+        let mut b = Builder::new(
+            Kinds {
+                dns: true,
+                dhcp: true,
+                flow: true,
+            },
+            Timeouts::default(),
+        );
+        let mut out = Vec::new();
+        let f = Frame {
+            ts_ns: T,
+            data,
+            wire_len: data.len() as u32,
+            link,
+            ifindex: 1,
+            direction: 0,
+        };
+        let mut push = |k: u16, r: &[u8]| {
+            let (h, p) = RecordHeader::read(r).unwrap();
+            out.push((k, h, p.to_vec()));
+        };
+        b.frame(&f, &mut push);
+        b.finish(T + 5, &mut push);
+        out
+    }
+
+    #[test]
+    fn every_link_type_gives_the_same_records() {
+        let ip = ip_dns();
+        let mut eth = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00".to_vec();
+        eth.extend_from_slice(&ip);
+        let base = records(Link::Ethernet, &eth);
+        let kinds: Vec<u16> = base.iter().map(|r| r.0).collect();
+        assert_eq!(kinds, [KIND_FLOW_START, KIND_DNS, KIND_FLOW_END]);
+        let dns = &base[1];
+        assert_eq!(dns.1.src_port, 1000);
+        assert_eq!(dns.1.dst_port, 53);
+        assert_eq!(dns.1.ts_boot_ns, T);
+        assert_eq!(dns.1.flow_start_ns, T);
+        assert_eq!(dns.1.src_mac, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(&dns.1.dst_addr[..4], &[10, 0, 0, 2]);
+        assert_eq!(dns.2, ip[28..]);
+        let end = FlowRecord::from_bytes(&base[2].2).unwrap();
+        assert_eq!(end.end_reason, FLOW_REASON_TIMEOUT);
+        assert_eq!(end.bytes_toserver, eth.len() as u64);
+
+        let mut vlan = eth[..12].to_vec();
+        vlan.extend_from_slice(b"\x88\xa8\x00\x64\x81\x00\x00\xc8\x08\x00");
+        vlan.extend_from_slice(&ip);
+        let mut sll = b"\x00\x00\x00\x01\x00\x06\x02\0\0\0\0\x01\0\0\x08\x00".to_vec();
+        sll.extend_from_slice(&ip);
+        let mut sll2 =
+            b"\x08\x00\x00\x00\x00\x00\x00\x02\x00\x01\x00\x06\x02\0\0\0\0\x01\0\0".to_vec();
+        sll2.extend_from_slice(&ip);
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        let mut lo = 2u32.to_be_bytes().to_vec();
+        lo.extend_from_slice(&ip);
+        for (link, data) in [
+            (Link::Ethernet, vlan),
+            (Link::RawIp, ip.clone()),
+            (Link::Sll, sll),
+            (Link::Sll2, sll2),
+            (Link::Null, null),
+            (Link::Loop, lo),
+        ] {
+            let got = records(link, &data);
+            assert_eq!(got.len(), 3, "{link:?}");
+            let (h, p) = (&got[1].1, &got[1].2);
+            assert_eq!(p, &dns.2, "{link:?}");
+            assert_eq!(
+                (h.src_addr, h.dst_addr),
+                (dns.1.src_addr, dns.1.dst_addr),
+                "{link:?}"
+            );
+            assert_eq!((h.src_port, h.dst_port), (1000, 53), "{link:?}");
+            if link == Link::Ethernet {
+                // The outer tag's VID; the tags count in the frame bytes.
+                assert_eq!(h.flags & FLAG_VLAN, FLAG_VLAN);
+                assert_eq!(h.vlan_id, 100);
+            }
+            let end = FlowRecord::from_bytes(&got[2].2).unwrap();
+            let want = if link == Link::Ethernet {
+                eth.len() + 8
+            } else {
+                eth.len()
+            };
+            assert_eq!(end.bytes_toserver, want as u64, "{link:?}");
+        }
+    }
+
+    #[test]
+    fn tcp_flows_close_linger_and_port_reuse_as_the_kernel() {
+        // SYN, SYN-ACK, FIN, FIN, then a new SYN on the same ports 0.5 s later: the closed
+        // flow ends (fin) and a new one starts; a bare ACK of an unknown flow starts nothing.
+        fn tcp(from_client: bool, flags: u8) -> Vec<u8> {
+            let (s, d, sp, dp) = if from_client {
+                ([10, 0, 0, 1], [10, 0, 0, 2], 4000u16, 443u16)
+            } else {
+                ([10, 0, 0, 2], [10, 0, 0, 1], 443, 4000)
+            };
+            let mut p = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0];
+            p.extend_from_slice(&s);
+            p.extend_from_slice(&d);
+            p.extend_from_slice(&sp.to_be_bytes());
+            p.extend_from_slice(&dp.to_be_bytes());
+            p.extend_from_slice(&[0; 8]);
+            p.extend_from_slice(&[0x50, flags, 0, 0, 0, 0, 0, 0]);
+            p
+        }
+        let mut b = Builder::new(
+            Kinds {
+                flow: true,
+                ..Kinds::default()
+            },
+            Timeouts::default(),
+        );
+        let mut out = Vec::new();
+        let mut push = |_: u16, r: &[u8]| {
+            let (h, p) = RecordHeader::read(r).unwrap();
+            out.push((h, FlowRecord::from_bytes(p).unwrap()));
+        };
+        let pkts = [
+            (0, true, TCP_SYN),
+            (1, false, TCP_SYN | TCP_ACK),
+            (2, true, TCP_FIN | TCP_ACK),
+            (3, false, TCP_FIN | TCP_ACK),
+            (500_000_000, true, TCP_SYN),
+            (600_000_000, false, TCP_RST),
+        ];
+        for (dt, c, fl) in pkts {
+            let data = tcp(c, fl);
+            let f = Frame {
+                ts_ns: T + dt,
+                data: &data,
+                wire_len: 40,
+                link: Link::RawIp,
+                ifindex: 1,
+                direction: 0,
+            };
+            b.frame(&f, &mut push);
+        }
+        let ack = tcp(true, TCP_ACK);
+        let mut other = ack.clone();
+        other[15] = 9; // another client: unknown flow
+        let f = Frame {
+            ts_ns: T + 700_000_000,
+            data: &other,
+            wire_len: 40,
+            link: Link::RawIp,
+            ifindex: 1,
+            direction: 0,
+        };
+        b.frame(&f, &mut push);
+        b.finish(T + 700_000_000, &mut push);
+        let seq: Vec<(u16, u8, u64, u64)> = out
+            .iter()
+            .map(|(h, r)| (h.kind, r.end_reason, r.pkts_toserver, r.pkts_toclient))
+            .collect();
+        assert_eq!(
+            seq,
+            [
+                (KIND_FLOW_START, FLOW_REASON_NONE, 1, 0),
+                (KIND_FLOW_END, FLOW_REASON_FIN, 2, 2),
+                (KIND_FLOW_START, FLOW_REASON_NONE, 1, 0),
+                (KIND_FLOW_END, FLOW_REASON_RST, 1, 1),
+            ]
+        );
+        assert_eq!(out[1].0.ts_boot_ns, T + 500_000_000);
+        assert_eq!(out[1].0.src_port, 4000);
+    }
+}

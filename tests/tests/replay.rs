@@ -1,0 +1,117 @@
+//! `palisade replay`: every capture of the reference corpus (`../shared/corpus`) replays
+//! offline, as an ordinary process, into events that validate against Suricata's EVE schema
+//! and carry the packets' timestamps. The per-protocol comparisons with the corpus's
+//! expected values are the conformance tests' replay modes (conformance_*.rs).
+
+// Indexing a serde_json `Value` yields `Null` when absent; it never panics.
+#![allow(clippy::indexing_slicing)]
+
+use std::{path::Path, process::Command};
+
+use palisade_tests::{bin, corpus, eve_schema};
+use palisade_worker_runtime::eve::Timestamp;
+use serde_json::Value;
+
+fn replay(pcap: &Path, args: &[&str]) -> (Vec<String>, String) {
+    let out = Command::new(bin("palisade"))
+        .arg("replay")
+        .args(args)
+        .arg(pcap)
+        .output()
+        .expect("run palisade replay");
+    assert!(
+        out.status.success(),
+        "palisade replay {}: {out:?}",
+        pcap.display()
+    );
+    (
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_corpus_capture_replays_into_valid_eve() {
+    let dir = corpus::dir();
+    let mut events = 0;
+    let mut kinds = std::collections::BTreeSet::new();
+    for sub in ["dns", "dhcp", "flow", "tls"] {
+        for pcap in corpus::captures(&dir.join("pcaps").join(sub)) {
+            let (lines, _) = replay(&pcap, &[]);
+            // Every event is stamped with the time of a packet of the file.
+            let stamps: std::collections::BTreeSet<String> = corpus::Capture::read(&pcap)
+                .frames
+                .iter()
+                .map(|f| Timestamp(f.ts_ns / 1000 * 1000).to_string())
+                .collect();
+            let n = eve_schema::validate_lines(lines.iter().map(String::as_str))
+                .unwrap_or_else(|e| panic!("{}: {e}", pcap.display()));
+            assert_eq!(n, lines.len());
+            for l in &lines {
+                let e: Value = serde_json::from_str(l).expect("json");
+                kinds.insert(e["event_type"].as_str().unwrap_or_default().to_owned());
+                let ts = e["timestamp"].as_str().expect("timestamp");
+                assert!(
+                    stamps.contains(ts),
+                    "{}: {ts} is not a packet's time",
+                    pcap.display()
+                );
+            }
+            events += n;
+        }
+    }
+    assert!(events > 100, "only {events} events");
+    for k in ["dns", "dhcp", "flow"] {
+        assert!(kinds.contains(k), "no {k} event in {kinds:?}");
+    }
+}
+
+#[test]
+fn proto_selects_workers_and_out_writes_a_file() {
+    let pcap = corpus::dir().join("pcaps/dns/sv_dns-udp-a-txt.pcap");
+    let (lines, _) = replay(&pcap, &["--proto", "dns"]);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("\"event_type\":\"dns\"")));
+    let dir = std::env::temp_dir().join(format!("palisade-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let out = dir.join("eve.json");
+    let (stdout, stderr) = replay(
+        &pcap,
+        &[
+            "--proto",
+            "flow",
+            "--stats",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("packets 4"), "{stderr}");
+    let written = std::fs::read_to_string(&out).expect("read --out");
+    // Two UDP flows, ended at the end of the file.
+    assert_eq!(written.lines().count(), 2, "{written}");
+    assert!(
+        written
+            .lines()
+            .all(|l| l.contains("\"reason\":\"timeout\""))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unreadable_input_fails_cleanly() {
+    let out = Command::new(bin("palisade"))
+        .args(["replay", "/nonexistent.pcap"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let out = Command::new(bin("palisade"))
+        .args(["replay", "--proto", "smtp"])
+        .arg(corpus::dir().join("pcaps/dns/sv_dns-udp-a-txt.pcap"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
