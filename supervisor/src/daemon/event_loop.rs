@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use super::{Daemon, DaemonError, io_err};
+use super::{Daemon, DaemonError, io_err, notify::Notifier};
 use crate::{control::server::Server, policy::dns_verdicts, workers::WorkerSlot};
 
 const CONTROL: Token = Token(1);
@@ -27,7 +27,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl Daemon {
     /// Runs until SIGTERM/SIGINT and the workers stopped.
-    pub(super) fn event_loop(&mut self, control: &mut Server) -> Result<(), DaemonError> {
+    pub(super) fn event_loop(
+        &mut self,
+        control: &mut Server,
+        notifier: &mut Notifier,
+    ) -> Result<(), DaemonError> {
         let mut poll = Poll::new().map_err(io_err("epoll_create"))?;
         let mut signals =
             Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signal handlers"))?;
@@ -74,6 +78,7 @@ impl Daemon {
                             }
                             if shutdown_deadline.is_none() {
                                 tracing::info!(signal = sig, "stopping workers");
+                                notifier.stopping();
                                 shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
                                 for slot in self.slots.values_mut() {
                                     slot.stop(poll.registry(), false);
@@ -110,6 +115,15 @@ impl Daemon {
             self.ip.expire(&self.loaded);
             dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
             self.tls.expire(&self.loaded, now);
+            // systemd: ready once every worker runs (programs are attached before the loop
+            // starts); the watchdog is pinged from here, so a wedged loop gets restarted.
+            notifier.tick(now);
+            if shutdown_deadline.is_none()
+                && !notifier.is_ready()
+                && self.slots.values().all(WorkerSlot::is_running)
+            {
+                notifier.ready(&self.summary());
+            }
             if let Some(deadline) = shutdown_deadline
                 && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline)
             {
@@ -118,6 +132,22 @@ impl Daemon {
         }
         self.shut_down();
         Ok(())
+    }
+
+    /// One line for `systemctl status`: what is attached and running.
+    fn summary(&self) -> String {
+        let attached: Vec<&str> = self
+            .interfaces
+            .iter()
+            .filter(|i| !i.attachments.is_empty())
+            .map(|i| i.name.as_str())
+            .collect();
+        format!(
+            "attached to {} interface(s) ({}), {} workers running",
+            attached.len(),
+            attached.join(", "),
+            self.slots.values().filter(|s| s.is_running()).count()
+        )
     }
 
     /// SIGHUP: reload, then reopen the event logs (logrotate's signal).

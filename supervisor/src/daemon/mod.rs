@@ -32,6 +32,7 @@
 mod commands;
 mod event_logs;
 mod event_loop;
+mod notify;
 mod options;
 mod reload;
 mod startup;
@@ -137,8 +138,10 @@ struct Daemon {
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns after workers stopped.
 pub fn run(opts: RunOptions) -> Result<(), DaemonError> {
+    // Before anything forks: workers must not inherit systemd's notification socket.
+    let mut notifier = notify::Notifier::from_env();
     let (mut daemon, mut control) = startup::start(opts)?;
-    daemon.event_loop(&mut control)
+    daemon.event_loop(&mut control, &mut notifier)
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {

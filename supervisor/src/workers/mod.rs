@@ -184,6 +184,11 @@ impl WorkerSlot {
         self.process.as_ref().map(|p| p.pid)
     }
 
+    /// True once the worker finished its handshake and heartbeats.
+    pub fn is_running(&self) -> bool {
+        self.state == WorkerState::Running
+    }
+
     /// True when no process exists and none is scheduled.
     pub fn is_down(&self) -> bool {
         self.process.is_none()
