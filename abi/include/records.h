@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 6
+#define PAL_ABI_VERSION 7
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
@@ -76,6 +76,8 @@
 #define PAL_FLOW_REASON_TIMEOUT 3 /* idle for the protocol's timeout (sweeper) */
 #define PAL_FLOW_REASON_EVICTED 4 /* ended early to make room: its shard was nearly full and
 				   * it was idle for its emergency timeout (sweeper) */
+#define PAL_FLOW_REASON_SHUTDOWN 5 /* the table goes away (the supervisor detaches on exit):
+				    * ended by pal_flow_end_all */
 
 /* pal_flow_value.flags and pal_flow_record.flags. */
 #define PAL_FLOW_F_SEEDED 0x01   /* entry made from a conntrack entry at supervisor start */
@@ -241,7 +243,18 @@ struct pal_flow_sweep {
 #define PAL_FLOW_STAT_ENDED_EVICTED 6 /* ended early by an emergency walk (with a record) */
 #define PAL_FLOW_STAT_EMERGENCY 7     /* shard walks made in emergency */
 #define PAL_FLOW_STAT_BLOCKED 8       /* packets dropped because their flow is in pal_flow_block */
-#define PAL_FLOW_STAT_COUNT 9
+#define PAL_FLOW_STAT_ENDED_SHUTDOWN 9 /* flows ended by pal_flow_end_all (with a record) */
+#define PAL_FLOW_STAT_COUNT 10
+
+/* Flows pal_flow_end_all ends per run: what rb_flow holds with room to spare, so that the
+ * flow worker drains a batch before the next one comes. */
+#define PAL_FLOW_END_BATCH 4096
+
+/* The BPF_PROG_TEST_RUN frame of pal_flow_end_all (the first 8 of its >= 14 bytes). */
+struct pal_flow_end_args {
+	__u32 shard;  /* pal_flows slot */
+	__u32 budget; /* flows to end at most (PAL_FLOW_END_BATCH) */
+};
 /*
  * Nothing leaves the table without a record: created + seeded = ended_* +
  * live. A flow the table had no room for is not created: it is counted in

@@ -102,6 +102,11 @@ pub const FLOW_REASON_TIMEOUT: u8 = c::PAL_FLOW_REASON_TIMEOUT;
 /// Flow record reason: ended early to make room (its shard was nearly full and it was idle
 /// for its emergency timeout).
 pub const FLOW_REASON_EVICTED: u8 = c::PAL_FLOW_REASON_EVICTED;
+/// Flow record reason: open when the table went away (the supervisor stopped with
+/// `--detach-on-exit`), ended by `pal_flow_end_all`.
+pub const FLOW_REASON_SHUTDOWN: u8 = c::PAL_FLOW_REASON_SHUTDOWN;
+/// Flows `pal_flow_end_all` ends per run.
+pub const FLOW_END_BATCH: u32 = c::PAL_FLOW_END_BATCH;
 
 /// Shards of the flow table (`pal_flows` slots).
 pub const FLOW_SHARDS: u32 = c::PAL_FLOW_SHARDS;
@@ -310,11 +315,13 @@ pub enum FlowStat {
     Emergency,
     /// Packets dropped because their flow is blocked (TLS policy).
     Blocked,
+    /// Flows ended (with a record) because the table went away.
+    EndedShutdown,
 }
 
 impl FlowStat {
     /// Every counter, in key order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Created,
         Self::Seeded,
         Self::EndedFin,
@@ -324,6 +331,7 @@ impl FlowStat {
         Self::EndedEvicted,
         Self::Emergency,
         Self::Blocked,
+        Self::EndedShutdown,
     ];
 
     /// `PAL_FLOW_STAT_*`: the key in `pal_flow_stats`.
@@ -338,6 +346,7 @@ impl FlowStat {
             Self::EndedEvicted => c::PAL_FLOW_STAT_ENDED_EVICTED,
             Self::Emergency => c::PAL_FLOW_STAT_EMERGENCY,
             Self::Blocked => c::PAL_FLOW_STAT_BLOCKED,
+            Self::EndedShutdown => c::PAL_FLOW_STAT_ENDED_SHUTDOWN,
         }
     }
 
@@ -353,6 +362,7 @@ impl FlowStat {
             Self::EndedEvicted => "ended_evicted",
             Self::Emergency => "emergency_walks",
             Self::Blocked => "blocked_packets",
+            Self::EndedShutdown => "ended_shutdown",
         }
     }
 }

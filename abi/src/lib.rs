@@ -24,9 +24,9 @@ pub mod records;
 pub use consts::*;
 pub use names::*;
 pub use records::{
-    DnsConfig, DnsLearned, DnsRule, FlowBlock, FlowConfig, FlowKey, FlowRecord, FlowSweep,
-    FlowValue, Ip4Key, Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader,
-    RuleKind, TlsConn, TlsSeg,
+    DnsConfig, DnsLearned, DnsRule, FlowBlock, FlowConfig, FlowEndArgs, FlowKey, FlowRecord,
+    FlowSweep, FlowValue, Ip4Key, Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError,
+    RecordHeader, RuleKind, TlsConn, TlsSeg,
 };
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.

@@ -10,6 +10,10 @@ pub const PROG_TC_EGRESS: &str = "pal_tc_egress";
 /// Program the supervisor runs once with `BPF_PROG_TEST_RUN` to (re)arm the flow sweeper
 /// timer ((`palisade_ebpf::prog_test_run`)); never attached.
 pub const PROG_FLOW_TIMER_ARM: &str = "pal_flow_timer_arm";
+/// Program the supervisor runs with `BPF_PROG_TEST_RUN` before the flow table goes away: ends
+/// up to [`crate::FLOW_END_BATCH`] open flows per run with their end record (reason
+/// shutdown) and returns how many; never attached.
+pub const PROG_FLOW_END_ALL: &str = "pal_flow_end_all";
 /// XDP program of the IP policy (native or generic mode).
 pub const PROG_XDP_BLOCK: &str = "pal_xdp_block";
 /// TC classifier of the IP policy for ingress (`xdp_mode = "tc"`), attached first in TCX.

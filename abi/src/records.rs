@@ -449,6 +449,17 @@ record_struct! {
 }
 
 record_struct! {
+    /// `struct pal_flow_end_args`: the start of the `BPF_PROG_TEST_RUN` frame of
+    /// `pal_flow_end_all`.
+    pub struct FlowEndArgs {
+        /// The `pal_flows` slot whose flows to end.
+        pub shard: u32,
+        /// Flows to end at most in this run ([`crate::FLOW_END_BATCH`]).
+        pub budget: u32,
+    }
+}
+
+record_struct! {
     /// `struct pal_dns_rule`: value of a rule-set map (the inner map of `pal_dns_policy`), keyed
     /// by the `u64` name hash ([`crate::dns_name::name_hash`]).
     pub struct DnsRule {
@@ -782,6 +793,9 @@ const _: () = {
     );
     assert!(offset_of!(FlowConfig, emergency_live) == c::PAL_FLOW_CONFIG_OFF_EMERGENCY_LIVE);
 
+    assert!(size_of::<FlowEndArgs>() == c::PAL_FLOW_END_ARGS_SIZE);
+    assert!(offset_of!(FlowEndArgs, shard) == c::PAL_FLOW_END_ARGS_OFF_SHARD);
+    assert!(offset_of!(FlowEndArgs, budget) == c::PAL_FLOW_END_ARGS_OFF_BUDGET);
     assert!(size_of::<FlowSweep>() == c::PAL_FLOW_SWEEP_SIZE);
     assert!(offset_of!(FlowSweep, sweeps) == c::PAL_FLOW_SWEEP_OFF_SWEEPS);
     assert!(offset_of!(FlowSweep, last_sweep_ns) == c::PAL_FLOW_SWEEP_OFF_LAST_SWEEP_NS);

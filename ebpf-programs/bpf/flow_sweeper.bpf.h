@@ -201,4 +201,48 @@ static __always_inline int flow_sweeper_arm(void)
 	return 0;
 }
 
+/*
+ * Ends open flows with reason shutdown (program pal_flow_end_all): run by the supervisor with
+ * BPF_PROG_TEST_RUN, never attached, once the observer is detached and before the table goes
+ * away (it stops with --detach-on-exit), so that no flow vanishes without its end record.
+ * The test frame carries struct pal_flow_end_args: one shard per run and at most `budget`
+ * flows (PAL_FLOW_END_BATCH), so that rb_flow never overflows; the supervisor runs it again,
+ * giving the flow worker time to drain, until a shard returns less than its budget. Returns
+ * the number of flows this run ended.
+ *
+ * The budget comes from the frame rather than a constant on purpose: compared with a
+ * constant, the count makes every callback state distinct and the verifier walks the
+ * callback thousands of times.
+ */
+struct pal_end_all_ctx {
+	__u64 now_ns;
+	__u32 ended;
+	__u32 budget;
+};
+
+static long end_one(void *map, struct pal_flow_key *key, struct pal_flow_value *val,
+		    struct pal_end_all_ctx *ctx)
+{
+	flow_end(map, key, val, PAL_FLOW_REASON_SHUTDOWN, ctx->now_ns);
+	ctx->ended++;
+	return ctx->ended >= ctx->budget; /* 1 stops the walk */
+}
+
+static __always_inline __u32 flow_end_all(struct __sk_buff *skb)
+{
+	struct pal_flow_end_args args;
+	struct pal_end_all_ctx ctx = {};
+	void *table;
+
+	if (bpf_skb_load_bytes(skb, 0, &args, sizeof(args)))
+		return 0;
+	table = bpf_map_lookup_elem(&pal_flows, &args.shard);
+	if (!table || !args.budget)
+		return 0;
+	ctx.now_ns = bpf_ktime_get_boot_ns();
+	ctx.budget = args.budget;
+	bpf_for_each_map_elem(table, end_one, &ctx, 0);
+	return ctx.ended;
+}
+
 #endif /* PALISADE_FLOW_SWEEPER_BPF_H */

@@ -282,6 +282,7 @@ static __always_inline void flow_end(void *table, const struct pal_flow_key *key
 	flow_stat_inc(reason == PAL_FLOW_REASON_RST	    ? PAL_FLOW_STAT_ENDED_RST
 		      : reason == PAL_FLOW_REASON_FIN	    ? PAL_FLOW_STAT_ENDED_FIN
 		      : reason == PAL_FLOW_REASON_EVICTED ? PAL_FLOW_STAT_ENDED_EVICTED
+		      : reason == PAL_FLOW_REASON_SHUTDOWN ? PAL_FLOW_STAT_ENDED_SHUTDOWN
 							  : PAL_FLOW_STAT_ENDED_TIMEOUT);
 	emit_flow(key, &last, PAL_KIND_FLOW_END, reason, now_ns);
 }

@@ -11,6 +11,9 @@
  *   pal_flow_timer_arm              arms the flow sweeper (run with
  *                                   BPF_PROG_TEST_RUN after each load, never
  *                                   attached)
+ *   pal_flow_end_all                ends open flows with their record, a batch
+ *                                   of one shard per run (BPF_PROG_TEST_RUN
+ *                                   before the table goes away, never attached)
  *   pal_xdp_block                   IP policy, XDP
  *   pal_tc_block_ingress,           IP policy, TCX, attached before the
  *   pal_tc_block_egress             observer
@@ -101,6 +104,12 @@ SEC("classifier")
 int pal_flow_timer_arm(struct __sk_buff *skb)
 {
 	return flow_sweeper_arm();
+}
+
+SEC("classifier")
+int pal_flow_end_all(struct __sk_buff *skb)
+{
+	return flow_end_all(skb);
 }
 
 SEC("xdp")

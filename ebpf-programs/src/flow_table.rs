@@ -9,7 +9,7 @@ use std::{
     os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
 };
 
-use palisade_abi::{FLOW_SHARDS, FlowConfig, FlowKey, FlowSweep, FlowValue};
+use palisade_abi::{FLOW_SHARDS, FlowConfig, FlowEndArgs, FlowKey, FlowSweep, FlowValue};
 
 use crate::sys;
 
@@ -152,6 +152,20 @@ pub fn configure(
     }
 }
 
+/// Runs `pal_flow_end_all` once: ends up to `budget` open flows of shard `shard` with their
+/// end record (reason shutdown). Returns how many it ended.
+pub fn end_batch(end_all_prog: BorrowedFd<'_>, shard: u32, budget: u32) -> io::Result<u32> {
+    // struct pal_flow_end_args, in a frame of the 14 bytes BPF_PROG_TEST_RUN wants at least.
+    let mut frame = [0u8; 14];
+    for (slot, byte) in frame
+        .iter_mut()
+        .zip(FlowEndArgs { shard, budget }.to_bytes())
+    {
+        *slot = byte;
+    }
+    sys::prog_test_run(end_all_prog, &frame, 1, None).map(|(ended, _, _)| ended)
+}
+
 /// Reads `pal_flow_sweep`: what the latest walk of each shard saw, in shard order.
 pub fn sweep_state(sweep: BorrowedFd<'_>) -> io::Result<Vec<FlowSweep>> {
     (0..FLOW_SHARDS)
@@ -192,6 +206,21 @@ pub fn dump(flows: BorrowedFd<'_>) -> io::Result<Vec<(FlowKey, FlowValue)>> {
         key = Some(next);
     }
     Ok(out)
+}
+
+/// How many entries a shard holds, whatever its key layout (`BPF_MAP_GET_NEXT_KEY` with the
+/// key size the kernel reports): also for the table of another ABI version, about to go.
+pub fn count(shard: impl AsFd) -> io::Result<u64> {
+    let size = crate::maps::map_facts(shard.as_fd())?.key_size as usize;
+    let (mut key, mut next) = (vec![0u8; size], vec![0u8; size]);
+    let mut n = 0u64;
+    let mut first = true;
+    while sys::map_next_key(shard.as_fd(), (!first).then_some(&key[..]), &mut next)? {
+        n += 1;
+        first = false;
+        std::mem::swap(&mut key, &mut next);
+    }
+    Ok(n)
 }
 
 /// The flow of `key` in `shard` (the one [`palisade_abi::flow_shard`] names), if tracked.

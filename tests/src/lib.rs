@@ -396,6 +396,8 @@ pub struct Daemon {
     /// Daemon stderr log.
     pub log: PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The thread collecting stdout (ends when every writer of the pipe is gone).
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Validate the events against Suricata's schema when stopped (see [`eve_schema`]).
     schema_check: bool,
 }
@@ -470,7 +472,7 @@ impl Daemon {
         let stdout = child.stdout.take().expect("stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 sink.lock().expect("lock").push(line);
             }
@@ -482,6 +484,7 @@ impl Daemon {
             config: config_path,
             log,
             lines,
+            reader: Some(reader),
             schema_check: true,
         };
         wait_for(Duration::from_secs(20), "the control socket", || {
@@ -631,6 +634,17 @@ impl Daemon {
         let status = self.terminate();
         self.check_schema();
         status
+    }
+
+    /// As [`Daemon::stop`], also returning every event it wrote, up to the last one its
+    /// workers wrote while stopping (their output pipe is read to its end).
+    pub fn stop_with_events(mut self) -> (std::process::ExitStatus, Vec<Value>) {
+        let status = self.terminate();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.check_schema();
+        (status, self.events())
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {

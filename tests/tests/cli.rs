@@ -827,6 +827,13 @@ fn json_config_and_refusals_against_a_daemon() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).contains("a daemon is running"), "{out:?}");
 
+    // A flow left open in the pinned table when the daemon stops (without
+    // --detach-on-exit): cleanup cannot log it, so it counts it.
+    lab.in_netns(palisade_tests::Side::Sensor, || {
+        let udp = std::net::UdpSocket::bind((palisade_tests::SENSOR_IP, 0)).expect("bind");
+        udp.send_to(b"open flow", (palisade_tests::PEER_IP, 9)).expect("send");
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
     // After it stopped: cleanup --json lists what it removed.
     let control = daemon.control.clone();
     assert!(daemon.stop().success());
@@ -845,5 +852,6 @@ fn json_config_and_refusals_against_a_daemon() {
         c["removed"].as_array().is_some_and(|r| !r.is_empty()),
         "{c}"
     );
+    assert!(c["open_flows_discarded"].as_u64() >= Some(1), "{c}");
     assert!(!lab.pin_root.exists());
 }

@@ -7,8 +7,8 @@
 //! Events are written straight into the sink's buffer ([`FlowEvent::write`]).
 
 use palisade_abi::{
-    FLOW_F_SEEDED, FLOW_REASON_EVICTED, FLOW_REASON_FIN, FLOW_REASON_RST, FLOW_REASON_TIMEOUT,
-    FlowRecord, Kind, RecordHeader,
+    FLOW_F_SEEDED, FLOW_REASON_EVICTED, FLOW_REASON_FIN, FLOW_REASON_RST, FLOW_REASON_SHUTDOWN,
+    FLOW_REASON_TIMEOUT, FlowRecord, Kind, RecordHeader,
 };
 use palisade_worker_runtime::{eve, json::JsonWriter};
 
@@ -73,6 +73,8 @@ impl FlowEvent {
             (Phase::End, FLOW_REASON_TIMEOUT) => ("new", "timeout"),
             (Phase::End, FLOW_REASON_EVICTED) if both_ways => ("established", "evicted"),
             (Phase::End, FLOW_REASON_EVICTED) => ("new", "evicted"),
+            (Phase::End, FLOW_REASON_SHUTDOWN) if both_ways => ("established", "shutdown"),
+            (Phase::End, FLOW_REASON_SHUTDOWN) => ("new", "shutdown"),
             (Phase::End, _) => ("closed", "unknown"),
         };
         Self {

@@ -23,7 +23,7 @@ pub struct Args {
     pin_root: Option<PathBuf>,
     #[command(flatten)]
     control: ControlArgs,
-    /// Print the result as JSON: {"pin_root", "removed": [PATH...]}.
+    /// Print the result as JSON: {"pin_root", "removed": [PATH...], "open_flows_discarded"}.
     #[arg(long)]
     json: bool,
 }
@@ -32,6 +32,9 @@ pub struct Args {
 struct Cleaned {
     pin_root: PathBuf,
     removed: Vec<PathBuf>,
+    /// Flows the removed tables still held. No daemon runs (cleanup refuses otherwise), so
+    /// no worker could write their end records: they are counted here instead.
+    open_flows_discarded: u64,
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -68,8 +71,19 @@ pub fn main(args: Args) -> ExitCode {
             .report(args.json);
         }
     }
+    let open_flows_discarded: u64 = std::fs::read_dir(&pin_root)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| pin::open_flows(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0);
     match pin::remove_all(&pin_root) {
-        Ok(removed) if args.json => super::print_json(&Cleaned { pin_root, removed }),
+        Ok(removed) if args.json => super::print_json(&Cleaned {
+            pin_root,
+            removed,
+            open_flows_discarded,
+        }),
         Ok(removed) if removed.is_empty() => {
             println!("nothing pinned below {}", pin_root.display());
             ExitCode::SUCCESS
@@ -77,6 +91,11 @@ pub fn main(args: Args) -> ExitCode {
         Ok(removed) => {
             for r in removed {
                 println!("removed {}", r.display());
+            }
+            if open_flows_discarded > 0 {
+                println!(
+                    "{open_flows_discarded} open flow(s) discarded without an end record (no daemon ran to log them; `palisade run --detach-on-exit` ends them with one)"
+                );
             }
             ExitCode::SUCCESS
         }

@@ -40,7 +40,8 @@ pub struct Args {
     /// Event log directory (overrides paths.log_dir).
     #[arg(long, value_name = "PATH")]
     log_dir: Option<PathBuf>,
-    /// Detach the programs and remove the pins when stopping.
+    /// Detach the programs and remove the pins when stopping. Every flow still open then
+    /// gets its end event (flow.reason "shutdown") before the workers stop.
     #[arg(long)]
     detach_on_exit: bool,
 }

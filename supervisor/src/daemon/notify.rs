@@ -107,7 +107,10 @@ impl Notifier {
         let Some(every) = self.ping_every else {
             return;
         };
-        if self.last_ping.is_none_or(|t| now.duration_since(t) >= every) {
+        if self
+            .last_ping
+            .is_none_or(|t| now.duration_since(t) >= every)
+        {
             self.last_ping = Some(now);
             self.send("WATCHDOG=1");
         }

@@ -85,6 +85,7 @@ impl Loaded {
             palisade_abi::PROG_TC_INGRESS,
             palisade_abi::PROG_TC_EGRESS,
             palisade_abi::PROG_FLOW_TIMER_ARM,
+            palisade_abi::PROG_FLOW_END_ALL,
             palisade_abi::PROG_TC_BLOCK_INGRESS,
             palisade_abi::PROG_TC_BLOCK_EGRESS,
         ] {

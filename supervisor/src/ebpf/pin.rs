@@ -173,12 +173,37 @@ impl PinTree {
             let ours = name
                 .strip_prefix('v')
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if ours && entry.path() != self.dir && fs::remove_dir_all(entry.path()).is_ok() {
-                removed.push(entry.path());
+            if ours && entry.path() != self.dir {
+                // Its flow table goes with it: no worker reads that version's ring, so its
+                // open flows cannot get an end record; they are counted instead.
+                let flows = open_flows(&entry.path());
+                if fs::remove_dir_all(entry.path()).is_ok() {
+                    if flows > 0 {
+                        tracing::warn!(
+                            pins = %entry.path().display(),
+                            open_flows = flows,
+                            "the flow table of another ABI version went with its pins: its open flows end without a record"
+                        );
+                    }
+                    removed.push(entry.path());
+                }
             }
         }
         removed
     }
+}
+
+/// Open flows in the flow table pinned below `version_dir` (`<root>/v<N>`), whatever the
+/// version's layout: the entries of its `maps/pal_flow_shard_*` maps. 0 when there is none.
+pub fn open_flows(version_dir: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(version_dir.join("maps")) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pal_flow_shard_"))
+        .filter_map(|e| palisade_ebpf::flow_table::open_shard(&e.path()).ok())
+        .filter_map(|fd| palisade_ebpf::flow_table::count(&fd).ok())
+        .sum()
 }
 
 /// What existed below a pin root before a start: every directory, and every pin with its

@@ -15,7 +15,7 @@ use std::{
 
 use palisade_abi::{
     FLOW_F_ANNOUNCE, FLOW_F_SEEDED, FLOW_SHARDS, FlowKey, FlowStat, FlowValue, MAP_FLOW_CONFIG,
-    MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, PROG_FLOW_TIMER_ARM,
+    MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, PROG_FLOW_END_ALL, PROG_FLOW_TIMER_ARM,
 };
 use palisade_ebpf::flow_table;
 use palisade_ipc::messages::{FlowList, FlowOrder, FlowSummary, FlowTableStatus};
@@ -100,6 +100,76 @@ pub fn configure(loaded: &Loaded, cfg: &FlowConfig) -> Result<(), KernelError> {
         shard_capacity,
     )
     .map_err(on(MAP_FLOW_CONFIG))
+}
+
+/// Flows the table holds now (counted key by key; the sweeper's `live` is as old as its
+/// latest walk).
+pub fn live(loaded: &Loaded) -> u64 {
+    loaded
+        .flow_shards
+        .iter()
+        .filter_map(|s| flow_table::count(s).ok())
+        .sum()
+}
+
+/// What [`end_all`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ended {
+    /// Flows ended with a record (reason shutdown).
+    pub flows: u64,
+    /// Of them, records the flow ring had no room for (counted by the kernel as ring drops).
+    pub records_lost: u64,
+}
+
+/// Ends every open flow with its end record (reason shutdown), in batches that the flow
+/// ring holds, pausing between batches so the flow worker drains them: for a table that is
+/// about to go away (the daemon detaches on exit). Call with the observer detached, so that
+/// no packet starts a flow meanwhile, and with the flow worker still running. Stops at
+/// `deadline`; flows left then are in the returned count's complement (logged by the caller).
+pub fn end_all(loaded: &Loaded, deadline: std::time::Instant) -> Result<Ended, KernelError> {
+    /// Time for the worker to drain one batch (4,096 records take it about 10 ms).
+    const DRAIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+    let prog = loaded
+        .ebpf
+        .program(PROG_FLOW_END_ALL)
+        .and_then(|p| p.fd().ok())
+        .ok_or(KernelError::MissingProgram(PROG_FLOW_END_ALL))?;
+    let ring_drops = || {
+        crate::ebpf::counters::read(&loaded.ebpf)
+            .ok()
+            .and_then(|c| {
+                c.iter()
+                    .find(|k| k.group == "flow" && k.counter == "ring_full")
+                    .map(|k| k.value)
+            })
+            .unwrap_or(0)
+    };
+    let drops_before = ring_drops();
+    let mut out = Ended::default();
+    // Batches of FLOW_END_BATCH, whatever shards they span: the pause comes once the ring
+    // received a batch, so the worker drains 4,096 records at most between pauses.
+    let mut since_pause = 0u32;
+    'shards: for shard in 0..FLOW_SHARDS {
+        loop {
+            let budget = palisade_abi::FLOW_END_BATCH - since_pause;
+            let n = flow_table::end_batch(prog.as_fd(), shard, budget)
+                .map_err(on(PROG_FLOW_END_ALL))?;
+            out.flows += u64::from(n);
+            since_pause += n;
+            if since_pause >= palisade_abi::FLOW_END_BATCH {
+                if std::time::Instant::now() >= deadline {
+                    break 'shards;
+                }
+                std::thread::sleep(DRAIN_PAUSE);
+                since_pause = 0;
+            }
+            if n < budget {
+                break; // this shard is empty
+            }
+        }
+    }
+    out.records_lost = ring_drops().saturating_sub(drops_before);
+    Ok(out)
 }
 
 /// CLOCK_BOOTTIME and CLOCK_REALTIME now, in ns.
