@@ -296,6 +296,8 @@ mod tests {
                         adopted: false,
                     }],
                     error: None,
+                    state: "attached".into(),
+                    since: 5,
                 }],
                 kernel: vec![KernelCounter {
                     group: "dns".into(),
@@ -304,11 +306,18 @@ mod tests {
                 }],
                 dns: DnsPolicyStatus::default(),
                 flows: FlowTableStatus::default(),
+                network: NetworkStatus {
+                    link_events: 1,
+                    resyncs: 2,
+                    attached: 3,
+                    released: 4,
+                    renamed: 5,
+                },
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
                 "617273650101016e0201016703010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
-                "000103646e73077265636f72647303000000000000000000000000000000000000"
+                "00086174746163686564050103646e73077265636f726473030000000000000000000000000000000000000102030405"
             ),
         );
     }

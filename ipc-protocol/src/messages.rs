@@ -534,6 +534,27 @@ pub struct InterfaceStatus {
     pub attachments: Vec<Attachment>,
     /// Why attaching failed, if it did.
     pub error: Option<String>,
+    /// `attached`, `waiting` (configured, not there yet: a missing name, or a pattern
+    /// nothing matches), `error` (there, but nothing or not everything could be attached:
+    /// see `error`), `gone` (was attached; deleted or renamed away).
+    pub state: String,
+    /// Unix time (seconds) since which the interface is in `state`.
+    pub since: u64,
+}
+
+/// Network reconciliation in [`StatusReport`]: what the link monitor saw and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct NetworkStatus {
+    /// Link messages read (`RTM_NEWLINK` / `RTM_DELLINK`).
+    pub link_events: u64,
+    /// Full re-reads of every link (at start, after lost events, after an error).
+    pub resyncs: u64,
+    /// Interfaces attached after start (appeared, came back, renamed into the selection).
+    pub attached: u64,
+    /// Interfaces whose links were released (deleted, renamed away).
+    pub released: u64,
+    /// Renames followed (links re-pinned under the new name).
+    pub renamed: u64,
 }
 
 /// A kernel counter summed over CPUs.
@@ -580,6 +601,8 @@ pub struct StatusReport {
     pub dns: DnsPolicyStatus,
     /// Flow table.
     pub flows: FlowTableStatus,
+    /// Network reconciliation.
+    pub network: NetworkStatus,
 }
 
 /// DNS policy in [`StatusReport`].

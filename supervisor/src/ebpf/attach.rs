@@ -269,6 +269,119 @@ impl Links {
         })
     }
 
+    /// Every pin name an interface can have: the observer's directions and the IP
+    /// policy's hooks.
+    fn pin_names() -> impl Iterator<Item = &'static str> {
+        HOOKS
+            .iter()
+            .map(|h| h.direction)
+            .chain(super::xdp::IpHook::ALL.iter().map(|h| h.pin_name()))
+    }
+
+    /// Whether this process holds a link on `ifname`.
+    pub fn holds(&self, ifname: &str) -> bool {
+        self.pinned.iter().any(|(i, ..)| i == ifname)
+    }
+
+    /// Lets go of every link of `ifname` and removes its pins (also pins of hooks this
+    /// process does not hold, such as a stale one of another XDP mode): detached first
+    /// when `detach` (the interface is still there, renamed away), else only unpinned (the
+    /// interface is gone and its links with it: they are defunct). Only pins below this
+    /// ABI's `links/` directory, named after the interface, are touched. Returns the pins
+    /// removed.
+    pub fn release(&mut self, pins: &PinTree, ifname: &str, detach: bool) -> Vec<PathBuf> {
+        self.pinned.retain(|(i, ..)| i != ifname);
+        let mut removed = Vec::new();
+        for name in Self::pin_names() {
+            let path = pins.link(ifname, name);
+            let done = if detach {
+                super::pin::unpin_link(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match done {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::error!(pin = %path.display(), error = %e, "removing a link pin"),
+            }
+        }
+        removed
+    }
+
+    /// First half of following a rename: removes the pins of `ifname` but keeps the links
+    /// (this process holds them, so they stay attached), to be pinned again under the new
+    /// name by [`Links::place`]. Two halves, so that interfaces swapping names never find
+    /// each other's pins in the way.
+    pub fn lift(&mut self, pins: &PinTree, ifname: &str) -> Vec<(&'static str, FdLink)> {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pinned)
+            .into_iter()
+            .partition(|(i, ..)| i == ifname);
+        self.pinned = rest;
+        mine.into_iter()
+            .map(|(_, name, path, link)| {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(pin = %path.display(), error = %e, "removing the pin of a renamed interface");
+                }
+                (name, link)
+            })
+            .collect()
+    }
+
+    /// Second half of following a rename: pins `lifted` links under `ifname`. A pin already
+    /// there (a previous interface of that name, long gone) is replaced. Returns the errors.
+    pub fn place(
+        &mut self,
+        pins: &PinTree,
+        ifname: &str,
+        lifted: Vec<(&'static str, FdLink)>,
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (name, link) in lifted {
+            let path = pins.link(ifname, name);
+            match super::pin::unpin_link(&path) {
+                Ok(()) => {
+                    tracing::warn!(pin = %path.display(), "replaced a stale pin of an earlier interface of this name")
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(pin = %path.display(), error = %e, "removing a stale pin"),
+            }
+            if let Err(e) = self.pin(ifname, name, &path, link) {
+                // The link is gone with its descriptor: the hook is detached.
+                tracing::error!(pin = %path.display(), error = %e, "pinning the link of a renamed interface");
+                errors.push(format!("pinning {}: {e}", path.display()));
+            }
+        }
+        errors
+    }
+
+    /// Removes the link pins whose link is defunct (its interface was deleted, while no
+    /// supervisor ran or before this one followed it). Staging names are left to
+    /// [`PinTree::open`]. Returns the pins removed.
+    pub fn sweep_defunct(pins: &PinTree) -> Vec<PathBuf> {
+        let dir = pins.dir.join("links");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for entry in rd.filter_map(Result::ok) {
+            let path = entry.path();
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(crate::paths::STAGING_PREFIX)
+            {
+                continue;
+            }
+            let defunct = palisade_ebpf::links::open_pinned(&path)
+                .and_then(palisade_ebpf::links::ifindex)
+                .is_ok_and(|i| i == 0);
+            if defunct && std::fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+        removed
+    }
+
     /// Detaches and unpins every link (`--detach-on-exit`).
     pub fn detach_all(self) {
         for (ifname, direction, path, link) in self.pinned {

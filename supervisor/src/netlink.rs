@@ -1,0 +1,303 @@
+//! rtnetlink: the links of this network namespace, dumped (`RTM_GETLINK`) and followed
+//! (`RTMGRP_LINK` multicast: `RTM_NEWLINK` for a new, changed or renamed link,
+//! `RTM_DELLINK` for one deleted or moved to another namespace).
+//!
+//! The monitor socket is non-blocking and read on the daemon's mio loop; the kernel drops
+//! multicast messages when its receive buffer is full and says so once with ENOBUFS
+//! ([`Batch::overrun`]): the caller then dumps every link again, since any event may
+//! have been lost. Messages are parsed with `netlink-packet-route`; the kernel is trusted
+//! but a message that does not parse is not guessed at: it, too, asks for a dump.
+
+use std::{io, os::fd::AsRawFd, time::Duration};
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{LinkAttribute, LinkFlags, LinkMessage},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::interfaces::Link;
+
+/// RTMGRP_LINK from <linux/rtnetlink.h>.
+const RTMGRP_LINK: u32 = 1;
+/// Receive buffer: a burst of a few thousand link messages (a bridge with hundreds of
+/// ports coming up) fits; beyond it, ENOBUFS and a dump.
+const RCVBUF: usize = 4 << 20;
+/// One datagram: the kernel sends at most 32 KiB per dump part, events are smaller.
+const DATAGRAM: usize = 64 << 10;
+/// Longest a dump waits for the kernel.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Dumps interrupted by concurrent changes (`NLM_F_DUMP_INTR`) are retried this often.
+const DUMP_TRIES: usize = 5;
+
+/// What one read of the monitor brought.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Links created or changed (renames included), in order.
+    pub new: Vec<Link>,
+    /// Links deleted (or moved to another namespace), by ifindex.
+    pub deleted: Vec<u32>,
+    /// Messages were lost (ENOBUFS) or one did not parse: dump everything again.
+    pub overrun: bool,
+}
+
+impl Batch {
+    /// Nothing happened.
+    pub fn is_empty(&self) -> bool {
+        self.new.is_empty() && self.deleted.is_empty() && !self.overrun
+    }
+}
+
+/// The link monitor: an rtnetlink socket subscribed to link events.
+#[derive(Debug)]
+pub struct Monitor {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl Monitor {
+    /// Opens and subscribes (before the first dump, so that nothing between the dump and
+    /// the first read is missed).
+    pub fn open() -> io::Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind(&SocketAddr::new(0, RTMGRP_LINK))?;
+        sock.set_non_blocking(true)?;
+        force_rcvbuf(&sock, RCVBUF);
+        Ok(Self {
+            sock,
+            buf: Vec::with_capacity(DATAGRAM),
+        })
+    }
+
+    /// Its descriptor, for mio.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Reads every queued message (the socket is edge-triggered on mio: it is read until
+    /// EAGAIN).
+    pub fn read(&mut self) -> Batch {
+        let mut batch = Batch::default();
+        loop {
+            self.buf.clear();
+            match self.sock.recv(&mut self.buf, libc::MSG_TRUNC) {
+                Ok(len) if len > self.buf.len() => {
+                    tracing::warn!(len, "rtnetlink: truncated datagram; re-reading every link");
+                    batch.overrun = true;
+                }
+                Ok(_) => parse_datagram(&self.buf, &mut batch, None),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return batch,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    tracing::warn!("rtnetlink: link events lost (ENOBUFS); re-reading every link");
+                    batch.overrun = true;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "rtnetlink: reading link events");
+                    batch.overrun = true;
+                    return batch;
+                }
+            }
+        }
+    }
+}
+
+/// Raises the receive buffer beyond `net.core.rmem_max` (SO_RCVBUFFORCE, the supervisor
+/// has CAP_NET_ADMIN); falls back to what SO_RCVBUF allows.
+fn force_rcvbuf(sock: &Socket, size: usize) {
+    let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads an int from a valid pointer for its length.
+    let ret = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret != 0 {
+        let _ = sock.set_rx_buf_sz(size);
+    }
+}
+
+/// Every link of this network namespace, consistent (`RTM_GETLINK` dump, retried while
+/// the kernel flags it interrupted by a concurrent change).
+pub fn dump() -> io::Result<Vec<Link>> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    set_timeout(&sock, DUMP_TIMEOUT)?;
+    let mut last = None;
+    for seq in 1..=DUMP_TRIES as u32 {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = seq;
+        let mut req = NetlinkMessage::new(
+            header,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(LinkMessage::default())),
+        );
+        req.finalize();
+        let mut out = vec![0u8; req.buffer_len()];
+        req.serialize(&mut out);
+        sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
+        let mut batch = Batch::default();
+        let mut state = DumpState::default();
+        let mut buf = Vec::with_capacity(DATAGRAM);
+        while !state.done {
+            buf.clear();
+            let len = sock.recv(&mut buf, libc::MSG_TRUNC)?;
+            if len > buf.len() {
+                return Err(io::Error::other("rtnetlink dump: truncated datagram"));
+            }
+            parse_datagram(&buf, &mut batch, Some(&mut state));
+            if let Some(e) = state.error.take() {
+                return Err(e);
+            }
+        }
+        if batch.overrun {
+            return Err(io::Error::other("rtnetlink dump: a message did not parse"));
+        }
+        if !state.interrupted {
+            return Ok(batch.new);
+        }
+        last = Some(batch.new);
+    }
+    // Still changing after several tries: the last view, which the events that follow
+    // correct.
+    Ok(last.unwrap_or_default())
+}
+
+fn set_timeout(sock: &Socket, t: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(t.subsec_micros() as i32),
+    };
+    // SAFETY: setsockopt reads a timeval from a valid pointer for its length.
+    let ret = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Where a dump is.
+#[derive(Debug, Default)]
+struct DumpState {
+    done: bool,
+    interrupted: bool,
+    error: Option<io::Error>,
+}
+
+/// Parses the netlink messages of one datagram into `batch`.
+fn parse_datagram(data: &[u8], batch: &mut Batch, mut dump: Option<&mut DumpState>) {
+    let mut offset = 0;
+    while offset < data.len() {
+        let Some(rest) = data.get(offset..) else {
+            break;
+        };
+        let len = match NetlinkBuffer::new_checked(rest) {
+            Ok(b) => b.length() as usize,
+            Err(e) => {
+                tracing::warn!(error = %e, "rtnetlink: malformed message header");
+                batch.overrun = true;
+                return;
+            }
+        };
+        let Some(one) = rest.get(..len) else {
+            batch.overrun = true;
+            return;
+        };
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(one) {
+            Ok(msg) => {
+                if let Some(state) = dump.as_deref_mut()
+                    && msg.header.flags & NLM_F_DUMP_INTR != 0
+                {
+                    state.interrupted = true;
+                }
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
+                        if let Some(link) = link_of(&m) {
+                            batch.new.push(link);
+                        }
+                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => {
+                        batch.deleted.push(m.header.index);
+                    }
+                    NetlinkPayload::Done(_) => {
+                        if let Some(state) = dump.as_deref_mut() {
+                            state.done = true;
+                        }
+                    }
+                    NetlinkPayload::Error(e) => {
+                        if let Some(state) = dump.as_deref_mut() {
+                            state.done = true;
+                            state.error = Some(e.to_io());
+                        }
+                    }
+                    NetlinkPayload::Overrun(_) => batch.overrun = true,
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rtnetlink: message did not parse; re-reading every link");
+                batch.overrun = true;
+            }
+        }
+        // Messages are 4-byte aligned.
+        offset += len.div_ceil(4).max(1) * 4;
+    }
+}
+
+/// The link a `RTM_NEWLINK` describes (`None` without a name, which the kernel always
+/// sends).
+fn link_of(m: &LinkMessage) -> Option<Link> {
+    let name = m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })?;
+    Some(Link {
+        index: m.header.index,
+        name,
+        hatype: u16::from(m.header.link_layer_type),
+        up: m.header.flags.contains(LinkFlags::Up),
+        loopback: m.header.flags.contains(LinkFlags::Loopback),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_lists_loopback() {
+        // Every network namespace has `lo` (index 1); the dump needs no privileges.
+        let links = dump().expect("RTM_GETLINK dump");
+        let lo = links.iter().find(|l| l.name == "lo").expect("lo");
+        assert!(lo.loopback && !lo.is_ethernet(), "{lo:?}");
+    }
+
+    #[test]
+    fn garbage_asks_for_a_dump() {
+        let mut batch = Batch::default();
+        parse_datagram(&[1, 2, 3], &mut batch, None);
+        assert!(batch.overrun);
+        let mut batch = Batch::default();
+        // A header claiming 200 bytes in a 16-byte datagram.
+        let mut h = vec![200u8, 0, 0, 0, 16, 0, 0, 0];
+        h.extend([0u8; 8]);
+        parse_datagram(&h, &mut batch, None);
+        assert!(batch.overrun);
+    }
+}
