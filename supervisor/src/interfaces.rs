@@ -213,6 +213,12 @@ impl Selector {
         self.is_default() || self.names_exactly(name) || self.globs().any(|g| glob_match(g, name))
     }
 
+    /// Whether Palisade, attached to `link`, stays: it is still selected by name and
+    /// carries Ethernet (down or up: links stay through that).
+    pub fn keeps(&self, link: &Link) -> bool {
+        link.is_ethernet() && self.matches_name(&link.name)
+    }
+
     /// Whether Palisade should be attached to `link` now.
     pub fn wants(&self, link: &Link) -> bool {
         if !link.is_ethernet() {

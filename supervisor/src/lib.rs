@@ -12,6 +12,7 @@ pub mod ebpf;
 pub mod flows;
 pub mod interfaces;
 pub mod metrics;
+pub mod netlink;
 pub mod paths;
 pub mod policy;
 pub mod ratelimit;

@@ -192,6 +192,63 @@ pub fn render(r: &StatusReport) -> String {
             );
         }
     }
+    let mut f = Family::new(
+        &mut o,
+        "palisade_interface_state",
+        "gauge",
+        "1 for each interface's state: attached, waiting (configured, not there yet), error, gone (deleted or renamed away).",
+    );
+    for i in &r.interfaces {
+        f.sample(
+            "palisade_interface_state",
+            &[("interface", &i.name), ("state", &i.state)],
+            1,
+        );
+    }
+    let mut f = Family::new(
+        &mut o,
+        "palisade_interface_state_since_seconds",
+        "gauge",
+        "Unix time the interface entered its state.",
+    );
+    for i in &r.interfaces {
+        f.sample(
+            "palisade_interface_state_since_seconds",
+            &[("interface", &i.name), ("state", &i.state)],
+            i.since,
+        );
+    }
+    let n = &r.network;
+    for (name, help, value) in [
+        (
+            "palisade_netlink_link_events_total",
+            "rtnetlink link messages read.",
+            n.link_events,
+        ),
+        (
+            "palisade_netlink_resyncs_total",
+            "Full re-reads of every link (start, lost events).",
+            n.resyncs,
+        ),
+        (
+            "palisade_interfaces_attached_total",
+            "Interfaces attached after start (appeared, came back, renamed into the selection).",
+            n.attached,
+        ),
+        (
+            "palisade_interfaces_released_total",
+            "Interfaces whose links were released (deleted, renamed away).",
+            n.released,
+        ),
+        (
+            "palisade_interface_renames_total",
+            "Interface renames followed (links pinned again under the new name).",
+            n.renamed,
+        ),
+    ] {
+        let kind = "counter";
+        Family::new(&mut o, name, kind, help).sample(name, &[], value);
+    }
     let d = &r.dns;
     for (name, help, value) in [
         (

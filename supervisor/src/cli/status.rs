@@ -122,6 +122,30 @@ pub fn render(r: &StatusReport) -> String {
             let _ = writeln!(o, "  {} last exit: {exit}", w.kind.name());
         }
     }
+    let _ = writeln!(o, "\nINTERFACE        STATE     SINCE");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for i in &r.interfaces {
+        let name = if i.ifindex == 0 {
+            i.name.clone()
+        } else {
+            format!("{} ({})", i.name, i.ifindex)
+        };
+        let _ = writeln!(
+            o,
+            "{name:<16} {:<9} {} ({} ago)",
+            i.state,
+            i.since,
+            ago(now.saturating_sub(i.since))
+        );
+    }
+    let n = &r.network;
+    let _ = writeln!(
+        o,
+        "  link events {}, re-reads {}, attached since start {}, released {}, renames followed {}",
+        n.link_events, n.resyncs, n.attached, n.released, n.renamed
+    );
     let _ = writeln!(
         o,
         "\nINTERFACE        HOOK     PROGRAM              PROG ID  LINK ID  MODE"
@@ -273,5 +297,15 @@ pub fn main(args: Args) -> ExitCode {
         }
         Ok(other) => super::unexpected(args.json, &other),
         Err(code) => code,
+    }
+}
+
+/// `90s`, `5m`, `3h`, `2d`.
+fn ago(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7200 => format!("{}m", secs / 60),
+        7200..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
     }
 }

@@ -1,10 +1,11 @@
 //! The event loop: one mio poll over the signals, the control socket, every
-//! control client, and every worker's IPC socket and pidfd. Each turn first
-//! handles what is readable, then runs the timers (worker deadlines and
-//! restarts, control client timeouts, expiry of IP rules and learned DNS
-//! names), so a message that arrived counts before a deadline does. SIGHUP
-//! reloads and reopens the logs; SIGTERM/SIGINT stop the workers and end the
-//! loop once they are down (or after a grace period).
+//! control client, every worker's IPC socket and pidfd, and the rtnetlink link
+//! monitor. Each turn first handles what is readable, then runs the timers
+//! (worker deadlines and restarts, control client timeouts, expiry of IP rules
+//! and learned DNS names, the debounced network reconciliation), so a message
+//! that arrived counts before a deadline does. SIGHUP reloads and reopens the
+//! logs; SIGTERM/SIGINT stop the workers and end the loop once they are down
+//! (or after a grace period).
 
 use std::{
     os::fd::AsRawFd,
@@ -20,6 +21,7 @@ use crate::{control::server::Server, policy::dns_verdicts, workers::WorkerSlot};
 
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
+const NETLINK: Token = Token(3);
 /// Longest the loop sleeps without a deadline.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 /// Longest shutdown waits for workers before killing them.
@@ -45,6 +47,10 @@ impl Daemon {
         poll.registry()
             .register(&mut SourceFd(&control_raw), CONTROL, Interest::READABLE)
             .map_err(io_err("epoll_ctl"))?;
+        let netlink_raw = self.network.raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&netlink_raw), NETLINK, Interest::READABLE)
+            .map_err(io_err("epoll_ctl"))?;
         let mut events = Events::with_capacity(64);
         let mut shutdown_deadline: Option<Instant> = None;
 
@@ -54,6 +60,7 @@ impl Daemon {
                 .slots
                 .values()
                 .filter_map(WorkerSlot::next_deadline)
+                .chain(self.network.deadline())
                 .min();
             let timeout = if self.unread.is_empty() {
                 next.map_or(IDLE_TICK, |d| {
@@ -93,6 +100,7 @@ impl Daemon {
                         }
                     }
                     CONTROL => control.accept_all(poll.registry()),
+                    NETLINK => self.network.on_readable(turn),
                     token if Server::owns(token) => {
                         let registry = poll.registry();
                         control.on_readable(registry, token, |req| self.handle(registry, req));
@@ -118,6 +126,11 @@ impl Daemon {
                 slot.tick(poll.registry(), now);
             }
             control.expire(poll.registry(), now);
+            // Interfaces that appeared, went or were renamed (not while stopping: the
+            // links are being let go).
+            if shutdown_deadline.is_none() {
+                self.reconcile_network(now);
+            }
             self.ip.expire(&self.loaded);
             dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
             self.tls.expire(&self.loaded, now);

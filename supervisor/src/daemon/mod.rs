@@ -7,6 +7,8 @@
 //! Rooms:
 //! - [`options`]: what the CLI hands over ([`RunOptions`], [`RunOverrides`]);
 //! - [`startup`]: pins, load, policy, conntrack seeding, attach, worker slots, control socket;
+//! - [`network`]: network reconciliation (rtnetlink link events: attach, follow renames,
+//!   release);
 //! - [`event_loop`]: the poll loop, signals (SIGHUP reloads, SIGTERM/SIGINT stop), shutdown;
 //! - [`reload`]: re-read and validate everything, then apply;
 //! - [`workers`]: the daemon's side of its workers: slots and event sinks,
@@ -32,6 +34,7 @@
 mod commands;
 mod event_logs;
 mod event_loop;
+mod network;
 mod notify;
 mod options;
 mod reload;
@@ -120,7 +123,10 @@ struct Daemon {
     pins: PinTree,
     loaded: Loaded,
     links: Links,
+    /// Every interface's state, for `status` (kept by [`network`]).
     interfaces: Vec<InterfaceStatus>,
+    /// The link monitor and what the daemon holds links for.
+    network: network::Network,
     slots: workers::Slots,
     resources: workers::SlotResources,
     started: Instant,

@@ -21,7 +21,11 @@ use std::{collections::BTreeMap, time::Instant};
 
 use palisade_ipc::messages::{InterfaceStatus, WorkerKind};
 
-use super::{Daemon, DaemonError, RunOptions, event_logs, release_memory, workers};
+use super::{
+    Daemon, DaemonError, RunOptions, event_logs,
+    network::{self, Kernel, Network},
+    release_memory, workers,
+};
 use crate::{
     config::Config,
     control::server::{Server, ServerError},
@@ -30,7 +34,7 @@ use crate::{
         loader::Loaded,
         pin::{PinTree, Snapshot},
     },
-    interfaces::{self, Interface},
+    interfaces::{self, InterfaceError, Selector},
     policy::{
         dns::RuleSet,
         dns_kernel,
@@ -45,7 +49,7 @@ use crate::{
 
 /// What the first phase established.
 struct Checked {
-    ifaces: Vec<Interface>,
+    network: Network,
     accounts: BTreeMap<WorkerKind, WorkerAccount>,
     log_gid: Option<u32>,
     dns_rules: RuleSet,
@@ -85,12 +89,11 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
         }
         .into());
     }
-    let names = if cfg.interfaces.is_empty() {
-        interfaces::default_interfaces()?
-    } else {
-        cfg.interfaces.clone()
-    };
-    let ifaces = interfaces::resolve(&names)?;
+    // The link monitor subscribes before it reads every link: an interface that appears
+    // from here on is an event of the event loop.
+    let network =
+        Network::open(Selector::new(&cfg.interfaces)).map_err(InterfaceError::List)?;
+    interfaces::check_selection(&network.selector, &network.links())?;
     let accounts = crate::users::worker_accounts(cfg)?;
     // The log group the configuration names exists.
     let log_gid = cfg
@@ -105,7 +108,7 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
     }
     let tls = TlsPolicy::load(&cfg.tls, &cfg.state_dir)?;
     Ok(Checked {
-        ifaces,
+        network,
         accounts,
         log_gid,
         dns_rules,
@@ -152,7 +155,8 @@ fn bring_up(
     crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
     let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
     let mut links = Links::default();
-    let statuses = attach(&mut loaded, &pins, cfg, &checked.ifaces, &mut links)?;
+    let mut network = checked.network;
+    let statuses = attach(&mut loaded, &pins, cfg, &mut network, &mut links)?;
     tracing::info!(
         interfaces = ?statuses.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         pins = %pins.dir.display(),
@@ -173,6 +177,7 @@ fn bring_up(
         loaded,
         links,
         interfaces: statuses,
+        network,
         slots,
         resources,
         started,
@@ -250,31 +255,44 @@ fn prepare_flow_table(loaded: &Loaded, cfg: &Config) -> Result<String, DaemonErr
     Ok(conntrack_seed)
 }
 
-/// Attaches the observer and the IP policy's hooks to every interface (resolved by
-/// [`check`]). Fails only if no interface could be attached; the others carry their error.
+/// Attaches the observer and the IP policy's hooks to every interface the selection wants
+/// now (the first pass of network reconciliation), then removes pins of links whose
+/// interface was deleted while no supervisor ran. Fails only if nothing could be attached
+/// and nothing is waited for (the configuration names no pattern and no missing
+/// interface): a sensor configured for interfaces that come later (PPPoE, VLANs, USB NICs)
+/// starts, and `status` says what it waits for.
 fn attach(
     loaded: &mut Loaded,
     pins: &PinTree,
     cfg: &Config,
-    ifaces: &[Interface],
+    network: &mut Network,
     links: &mut Links,
 ) -> Result<Vec<InterfaceStatus>, DaemonError> {
-    let statuses: Vec<InterfaceStatus> = ifaces
-        .iter()
-        .map(|i| {
-            let mut status = links.attach_interface(loaded, pins, &i.name, i.index);
-            let (ip_hooks, error) =
-                links.attach_ip_policy(loaded, pins, &i.name, i.index, cfg.ip.xdp_mode);
-            status.attachments.extend(ip_hooks);
-            if let Some(e) = error {
-                status.error = Some(status.error.map_or(e.clone(), |old| format!("{old}; {e}")));
-            }
-            status
-        })
-        .collect();
+    let mut statuses = Vec::new();
+    let mut kernel = Kernel {
+        links,
+        loaded,
+        pins,
+        xdp_mode: cfg.ip.xdp_mode,
+    };
+    network.reconcile(&mut kernel, &mut statuses, &mut |_| {});
+    for pin in Links::sweep_defunct(pins) {
+        tracing::info!(pin = %pin.display(), "removed the pin of a link whose interface is gone");
+    }
     if statuses.iter().all(|s| s.attachments.is_empty()) {
-        let errors: Vec<String> = statuses.iter().filter_map(|s| s.error.clone()).collect();
-        return Err(DaemonError::NothingAttached(errors.join("; ")));
+        let waiting: Vec<&str> = statuses
+            .iter()
+            .filter(|s| s.state == network::WAITING)
+            .map(|s| s.name.as_str())
+            .collect();
+        if waiting.is_empty() {
+            let errors: Vec<String> = statuses.iter().filter_map(|s| s.error.clone()).collect();
+            return Err(DaemonError::NothingAttached(errors.join("; ")));
+        }
+        tracing::warn!(
+            ?waiting,
+            "no interface attached yet: waiting for the configured interfaces to appear"
+        );
     }
     Ok(statuses)
 }

@@ -145,6 +145,13 @@ impl Daemon {
 
     /// Acts on what a worker asked.
     fn on_slot_event(&mut self, registry: &mio::Registry, kind: WorkerKind, event: SlotEvent) {
+        if matches!(event, SlotEvent::Ready)
+            && let (Some(slot), Some(res)) = (self.slots.get(&kind), self.resources.get(&kind))
+        {
+            // Its configuration may predate an interface change (it was configured, then
+            // the table changed before it was ready to be told): the table as it is now.
+            slot.send(&SupervisorToWorker::Interfaces(res.interfaces.clone()));
+        }
         match event {
             SlotEvent::Ready if POLICY_WORKERS.contains(&kind) => {
                 if let Some(slot) = self.slots.get(&kind) {

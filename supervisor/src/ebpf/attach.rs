@@ -149,6 +149,8 @@ impl Links {
             ifindex,
             attachments: Vec::new(),
             error: None,
+            state: "attached".to_owned(),
+            since: crate::policy::ip::unix_now(),
         };
         for hook in &HOOKS {
             match self.attach_hook(loaded, pins, ifname, ifindex, hook) {
@@ -312,7 +314,7 @@ impl Links {
     /// (this process holds them, so they stay attached), to be pinned again under the new
     /// name by [`Links::place`]. Two halves, so that interfaces swapping names never find
     /// each other's pins in the way.
-    pub fn lift(&mut self, pins: &PinTree, ifname: &str) -> Vec<(&'static str, FdLink)> {
+    pub fn lift(&mut self, ifname: &str) -> Vec<(&'static str, FdLink)> {
         let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pinned)
             .into_iter()
             .partition(|(i, ..)| i == ifname);
