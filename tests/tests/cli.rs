@@ -605,12 +605,13 @@ fn a_failed_start_leaves_no_pins_and_keeps_a_previous_runs() {
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         stderr(&out)
     };
-    // A missing interface: refused before anything is pinned.
+    // A configured interface that is not Ethernet (a missing one is waited for): refused
+    // before anything is pinned.
     let err = run(&base_config(&lab, "").replace(
         &format!("interfaces = [\"{}\"]", palisade_tests::SENSOR_IF),
-        "interfaces = [\"nosuch0\"]",
+        "interfaces = [\"lo\"]",
     ));
-    assert!(err.contains("interface nosuch0 does not exist"), "{err}");
+    assert!(err.contains("interface lo is not an Ethernet interface"), "{err}");
     assert!(
         pins(&lab.pin_root).is_empty() && !lab.pin_root.exists(),
         "{:?}",
