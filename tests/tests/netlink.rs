@@ -402,5 +402,19 @@ fn a_renamed_interface_is_followed_and_one_renamed_away_is_detached() {
         metrics.contains("palisade_interface_state{interface=\"lan3\",state=\"gone\"} 1"),
         "{metrics}"
     );
+
+    // A reload that drops the pattern applies at once: what it selected is detached and
+    // unpinned, pal0 stays.
+    fs::write(&daemon.config, config(&lab, "[\"pal0\"]")).expect("write config");
+    let out = daemon.ctl(&["reload", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("reload --json");
+    assert_eq!(report["restart_needed"], serde_json::json!([]), "{report}");
+    wait_state(&daemon, "lan4", "gone");
+    wait_for(Duration::from_secs(3), "lan4 detached", || {
+        (tcx(&lab, "lan4", true).is_empty() && tcx(&lab, "lan4", false).is_empty()).then_some(())
+    });
+    assert!(pins_of(&lab, "lan4").is_empty(), "{:?}", link_pins(&lab));
+    assert!(fully_attached(&lab, SENSOR_IF));
     daemon.stop();
 }

@@ -18,14 +18,17 @@ use crate::{
 /// On SIGTERM/SIGINT the workers stop cleanly; the pinned programs stay attached
 /// (enforcement survives the supervisor) unless --detach-on-exit is given or `palisade
 /// cleanup` is run. SIGHUP reloads the configuration and reopens the event logs.
+/// Interfaces that appear, come back or are renamed are attached as the configuration
+/// selects them (rtnetlink); links of interfaces that go are released.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Configuration file (TOML) [default: /etc/palisade/palisade.toml, or the built-in
     /// configuration, which has the same settings, when that file does not exist].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Interface to attach to (repeatable; Ethernet-type only). Default:
-    /// every Ethernet interface that is up and not a loopback.
+    /// Interface to attach to, by name or pattern (`eth*`, `veth?`, `lan[0-3]`; repeatable;
+    /// Ethernet-type only); one not there yet is waited for. Default: every Ethernet
+    /// interface that is up and not a loopback, also those that appear later.
     #[arg(long = "interface", short = 'i', value_name = "IF")]
     interfaces: Vec<String>,
     /// Write all events to stdout as JSON lines instead of <log_dir>/<protocol>.json.

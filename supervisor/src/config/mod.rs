@@ -170,7 +170,9 @@ impl ClientPaths {
 /// Validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Interfaces to attach to; empty = every up, non-loopback interface.
+    /// Interfaces to attach to, by name or pattern (`*`, `?`, `[...]`, see
+    /// `interfaces::Selector`); empty = every up, non-loopback Ethernet interface, also
+    /// those that appear later.
     pub interfaces: Vec<String>,
     /// Control socket path.
     pub control_socket: PathBuf,
@@ -232,8 +234,16 @@ impl Config {
                 return c.invalid(
                     "interfaces",
                     i.span(),
-                    format!("{:?} is not a valid interface name", i.get_ref()),
+                    format!(
+                        "{:?} is not a valid interface name or pattern",
+                        i.get_ref()
+                    ),
                 );
+            }
+            if crate::interfaces::is_glob(i.get_ref())
+                && let Err(e) = crate::interfaces::check_glob(i.get_ref())
+            {
+                return c.invalid("interfaces", i.span(), e);
             }
             if interfaces.contains(i.get_ref()) {
                 return c.invalid(
@@ -328,7 +338,7 @@ mod tests {
         );
         assert_eq!(
             err("interfaces = [\"eth0\", \"bad/name\"]\n"),
-            "t.toml:1: interfaces: \"bad/name\" is not a valid interface name"
+            "t.toml:1: interfaces: \"bad/name\" is not a valid interface name or pattern"
         );
         assert!(err("[workers.dns]\nuser = \"\"\n").starts_with("t.toml:2: workers.dns.user"));
     }

@@ -229,6 +229,14 @@ impl Network {
         }
     }
 
+    /// A new selection (reload): a pass follows, attached interfaces it no longer selects
+    /// are detached, and interfaces whose attach failed get another try.
+    pub(super) fn set_selector(&mut self, selector: Selector, now: Instant) {
+        self.selector = selector;
+        self.failed.clear();
+        self.pending.get_or_insert(now);
+    }
+
     /// Whether a pass is due at `now`.
     pub(super) fn due(&self, now: Instant) -> bool {
         self.deadline().is_some_and(|d| now >= d)

@@ -45,6 +45,15 @@ impl RunOverrides {
         {
             return Err(format!("--interface {bad:?} is not a valid interface name"));
         }
+        if let Some(Err(e)) = self
+            .interfaces
+            .iter()
+            .filter(|i| crate::interfaces::is_glob(i))
+            .map(|i| crate::interfaces::check_glob(i))
+            .find(Result::is_err)
+        {
+            return Err(format!("--interface {e}"));
+        }
         for (flag, value) in [
             ("--control-socket", &self.control_socket),
             ("--pin-root", &self.pin_root),

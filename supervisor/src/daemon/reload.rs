@@ -1,6 +1,7 @@
 //! Reload (`palisade reload`, SIGHUP): re-reads the configuration and every
 //! list, validates all of it before anything is applied, then applies what
-//! can change live (DNS, IP and TLS policy, flow timeouts, the IP hooks' mode)
+//! can change live (DNS, IP and TLS policy, flow timeouts, the IP hooks' mode, the
+//! interface selection)
 //! and reports the settings that need a restart. An invalid configuration
 //! leaves the running one in force.
 
@@ -10,6 +11,7 @@ use super::{Daemon, release_memory};
 use crate::{
     config::{Config, ConfigError},
     ebpf::maps::KernelError,
+    interfaces::Selector,
     policy::{
         dns::{RuleSet, RuleSetError},
         dns_kernel,
@@ -75,7 +77,6 @@ impl Daemon {
         let old = &self.opts.config;
         let mut restart_needed = Vec::new();
         for (changed, key) in [
-            (old.interfaces != config.interfaces, "interfaces"),
             (
                 old.control_socket != config.control_socket,
                 "paths.control_socket",
@@ -106,6 +107,14 @@ impl Daemon {
                 ?restart_needed,
                 "reloaded; these settings take effect after a restart"
             );
+        }
+        if config.interfaces != self.opts.config.interfaces {
+            // Applied by the next pass of network reconciliation: newly selected interfaces
+            // are attached, those no longer selected detached and unpinned.
+            tracing::info!(interfaces = ?config.interfaces, "interface selection changed");
+            self.network
+                .set_selector(Selector::new(&config.interfaces), std::time::Instant::now());
+            self.opts.config.interfaces = config.interfaces.clone();
         }
         self.opts.config.dns = config.dns;
         self.opts.config.flow = config.flow;
