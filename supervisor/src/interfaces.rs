@@ -355,8 +355,14 @@ mod tests {
     fn selection_rules() {
         let s = Selector::new(&["eth*".into(), "wan0".into()]);
         assert!(s.wants(&link("eth3", true)));
-        assert!(!s.wants(&link("eth3", false)), "a pattern waits for the link to be up");
-        assert!(s.wants(&link("wan0", false)), "an exact name is attached up or down");
+        assert!(
+            !s.wants(&link("eth3", false)),
+            "a pattern waits for the link to be up"
+        );
+        assert!(
+            s.wants(&link("wan0", false)),
+            "an exact name is attached up or down"
+        );
         assert!(!s.wants(&link("lan0", true)));
         let mut tun = link("eth9", true);
         tun.hatype = 65534;

@@ -611,7 +611,10 @@ fn a_failed_start_leaves_no_pins_and_keeps_a_previous_runs() {
         &format!("interfaces = [\"{}\"]", palisade_tests::SENSOR_IF),
         "interfaces = [\"lo\"]",
     ));
-    assert!(err.contains("interface lo is not an Ethernet interface"), "{err}");
+    assert!(
+        err.contains("interface lo is not an Ethernet interface"),
+        "{err}"
+    );
     assert!(
         pins(&lab.pin_root).is_empty() && !lab.pin_root.exists(),
         "{:?}",
@@ -832,7 +835,8 @@ fn json_config_and_refusals_against_a_daemon() {
     // --detach-on-exit): cleanup cannot log it, so it counts it.
     lab.in_netns(palisade_tests::Side::Sensor, || {
         let udp = std::net::UdpSocket::bind((palisade_tests::SENSOR_IP, 0)).expect("bind");
-        udp.send_to(b"open flow", (palisade_tests::PEER_IP, 9)).expect("send");
+        udp.send_to(b"open flow", (palisade_tests::PEER_IP, 9))
+            .expect("send");
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
     // After it stopped: cleanup --json lists what it removed.

@@ -17,9 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::{
-    Daemon, Lab, PEER_IP, SENSOR_IF, Side, base_config, run, wait_for,
-};
+use palisade_tests::{Daemon, Lab, SENSOR_IF, Side, base_config, run, wait_for};
 use serde_json::Value;
 
 /// Flow start events, so that one datagram is enough to see a flow on an interface.
@@ -37,8 +35,19 @@ fn config(lab: &Lab, interfaces: &str) -> String {
 /// `.2` on the peer side, both up.
 fn add_pair(lab: &Lab, sensor_if: &str, peer_if: &str, net: u8) {
     run(Command::new("ip").args([
-        "link", "add", "name", sensor_if, "netns", &lab.sensor_ns, "type", "veth", "peer",
-        "name", peer_if, "netns", &lab.peer_ns,
+        "link",
+        "add",
+        "name",
+        sensor_if,
+        "netns",
+        &lab.sensor_ns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        peer_if,
+        "netns",
+        &lab.peer_ns,
     ]));
     for (ns, ifname, host) in [(&lab.sensor_ns, sensor_if, 1), (&lab.peer_ns, peer_if, 2)] {
         run(Command::new("ip").args([
@@ -101,9 +110,15 @@ fn fully_attached(lab: &Lab, ifname: &str) -> bool {
     [true, false].into_iter().all(|ingress| {
         let names: Vec<String> = tcx(lab, ifname, ingress).into_iter().map(|p| p.1).collect();
         let (observer, block) = if ingress {
-            (palisade_abi::PROG_TC_INGRESS, palisade_abi::PROG_TC_BLOCK_INGRESS)
+            (
+                palisade_abi::PROG_TC_INGRESS,
+                palisade_abi::PROG_TC_BLOCK_INGRESS,
+            )
         } else {
-            (palisade_abi::PROG_TC_EGRESS, palisade_abi::PROG_TC_BLOCK_EGRESS)
+            (
+                palisade_abi::PROG_TC_EGRESS,
+                palisade_abi::PROG_TC_BLOCK_EGRESS,
+            )
         };
         // The kernel keeps 15 characters of a program's name.
         let has = |prog: &str| {
@@ -174,19 +189,25 @@ fn udp_flow(lab: &Lab, daemon: &Daemon, net: u8) -> Value {
     let (src, dst) = (format!("198.18.{net}.1"), format!("198.18.{net}.2"));
     let server = {
         let dst = dst.clone();
-        lab.in_netns(Side::Peer, move || UdpSocket::bind((dst.as_str(), 0)).expect("bind"))
+        lab.in_netns(Side::Peer, move || {
+            UdpSocket::bind((dst.as_str(), 0)).expect("bind")
+        })
     };
     let port = server.local_addr().expect("addr").port();
     let client = {
         let src = src.clone();
-        lab.in_netns(Side::Sensor, move || UdpSocket::bind((src.as_str(), 0)).expect("bind"))
+        lab.in_netns(Side::Sensor, move || {
+            UdpSocket::bind((src.as_str(), 0)).expect("bind")
+        })
     };
     server
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
     client.send_to(b"ping", (dst.as_str(), port)).expect("send");
     let mut buf = [0u8; 16];
-    server.recv_from(&mut buf).expect("the datagram crossed the veth");
+    server
+        .recv_from(&mut buf)
+        .expect("the datagram crossed the veth");
     daemon.wait_event(
         &format!("the start of the UDP flow on 198.18.{net}.0/24"),
         Duration::from_secs(5),
@@ -242,15 +263,25 @@ fn a_deleted_and_recreated_interface_is_attached_again_and_monitored() {
         out.contains("198.18.0.99").then_some(out)
     });
     assert!(answer.contains("198.18.0.99"));
-    let dns = daemon.wait_event("the query after the re-creation", Duration::from_secs(5), |e| {
-        e["event_type"] == "dns" && e["dns"]["rrname"] == "after-recreate.example.test"
-    });
+    let dns = daemon.wait_event(
+        "the query after the re-creation",
+        Duration::from_secs(5),
+        |e| e["event_type"] == "dns" && e["dns"]["rrname"] == "after-recreate.example.test",
+    );
     assert_eq!(dns["in_iface"], SENSOR_IF, "{dns}");
     let flow = udp_flow(&lab, &daemon, 0);
     assert_eq!(flow["in_iface"], SENSOR_IF, "{flow}");
     let s = daemon.status_json().expect("status");
-    assert!(s["network"]["released"].as_u64() >= Some(1), "{}", s["network"]);
-    assert!(s["network"]["attached"].as_u64() >= Some(1), "{}", s["network"]);
+    assert!(
+        s["network"]["released"].as_u64() >= Some(1),
+        "{}",
+        s["network"]
+    );
+    assert!(
+        s["network"]["attached"].as_u64() >= Some(1),
+        "{}",
+        s["network"]
+    );
     daemon.stop();
 }
 
@@ -281,7 +312,10 @@ fn interfaces_created_after_start_matching_a_pattern_are_attached_within_a_secon
         ],
         "{s}"
     );
-    assert!(tcx(&lab, SENSOR_IF, true).is_empty(), "pal0 is not selected");
+    assert!(
+        tcx(&lab, SENSOR_IF, true).is_empty(),
+        "pal0 is not selected"
+    );
     let text = String::from_utf8_lossy(&daemon.ctl(&["status"]).stdout).into_owned();
     assert!(text.contains("lan*") && text.contains("waiting"), "{text}");
 
@@ -289,9 +323,11 @@ fn interfaces_created_after_start_matching_a_pattern_are_attached_within_a_secon
     let created = Instant::now();
     add_pair(&lab, "lan1", "plan1", 1);
     add_pair(&lab, "wan1", "pwan1", 2);
-    wait_for(Duration::from_secs(3), "lan1 attached in the kernel", || {
-        fully_attached(&lab, "lan1").then_some(())
-    });
+    wait_for(
+        Duration::from_secs(3),
+        "lan1 attached in the kernel",
+        || fully_attached(&lab, "lan1").then_some(()),
+    );
     let took = created.elapsed();
     assert!(
         took < Duration::from_millis(1500),
@@ -301,7 +337,10 @@ fn interfaces_created_after_start_matching_a_pattern_are_attached_within_a_secon
     let lan1 = wait_state(&daemon, "lan1", "attached");
     assert_eq!(lan1["ifindex"], ifindex(&lab, "lan1"));
     assert_eq!(pins_of(&lab, "lan1").len(), 4, "{:?}", link_pins(&lab));
-    assert!(entries(&daemon, "lan*").is_empty(), "the pattern no longer waits");
+    assert!(
+        entries(&daemon, "lan*").is_empty(),
+        "the pattern no longer waits"
+    );
     // Monitored, under its name.
     let flow = udp_flow(&lab, &daemon, 1);
     assert_eq!(flow["in_iface"], "lan1", "{flow}");
@@ -311,14 +350,22 @@ fn interfaces_created_after_start_matching_a_pattern_are_attached_within_a_secon
     assert!(entries(&daemon, "wan1").is_empty());
 
     // A configured exact name that appears later, created down: attached all the same.
-    ip_sensor(&lab, &["link", "add", "late0", "type", "veth", "peer", "name", "late0p"]);
+    ip_sensor(
+        &lab,
+        &[
+            "link", "add", "late0", "type", "veth", "peer", "name", "late0p",
+        ],
+    );
     wait_state(&daemon, "late0", "attached");
     assert!(fully_attached(&lab, "late0"));
 
     // A restarted daemon adopts the links of interfaces that came after the first start.
     let before = wait_state(&daemon, "lan1", "attached");
     assert_eq!(daemon.stop().code(), Some(0));
-    assert!(fully_attached(&lab, "lan1"), "pinned links outlive the daemon");
+    assert!(
+        fully_attached(&lab, "lan1"),
+        "pinned links outlive the daemon"
+    );
     let daemon = Daemon::start(&lab, &cfg, &[]);
     let after = wait_state(&daemon, "lan1", "attached");
     let ids = |v: &Value| -> Vec<(u64, bool)> {

@@ -234,10 +234,7 @@ impl Config {
                 return c.invalid(
                     "interfaces",
                     i.span(),
-                    format!(
-                        "{:?} is not a valid interface name or pattern",
-                        i.get_ref()
-                    ),
+                    format!("{:?} is not a valid interface name or pattern", i.get_ref()),
                 );
             }
             if crate::interfaces::is_glob(i.get_ref())

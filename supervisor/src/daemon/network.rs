@@ -346,7 +346,10 @@ impl Network {
                 self.failed.insert(link.index, link.clone());
             }
             statuses.retain(|s| s.name != link.name);
-            statuses.push(InterfaceStatus { since: now, ..status });
+            statuses.push(InterfaceStatus {
+                since: now,
+                ..status
+            });
         }
         // A failed attach leaves a name the workers need not know; harmless, and sent
         // again only with the next change.
@@ -491,14 +494,19 @@ fn attach_one(k: &mut Kernel<'_>, link: &Link) -> InterfaceStatus {
     let mut status = k
         .links
         .attach_interface(k.loaded, k.pins, &link.name, link.index);
-    let (ip_hooks, error) =
-        k.links
-            .attach_ip_policy(k.loaded, k.pins, &link.name, link.index, k.xdp_mode);
+    let (ip_hooks, error) = k
+        .links
+        .attach_ip_policy(k.loaded, k.pins, &link.name, link.index, k.xdp_mode);
     status.attachments.extend(ip_hooks);
     if let Some(e) = error {
         status.error = Some(status.error.map_or(e.clone(), |old| format!("{old}; {e}")));
     }
-    status.state = if status.error.is_none() { ATTACHED } else { ERROR }.into();
+    status.state = if status.error.is_none() {
+        ATTACHED
+    } else {
+        ERROR
+    }
+    .into();
     status
 }
 

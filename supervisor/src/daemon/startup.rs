@@ -91,8 +91,7 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
     }
     // The link monitor subscribes before it reads every link: an interface that appears
     // from here on is an event of the event loop.
-    let network =
-        Network::open(Selector::new(&cfg.interfaces)).map_err(InterfaceError::List)?;
+    let network = Network::open(Selector::new(&cfg.interfaces)).map_err(InterfaceError::List)?;
     interfaces::check_selection(&network.selector, &network.links())?;
     let accounts = crate::users::worker_accounts(cfg)?;
     // The log group the configuration names exists.
