@@ -63,10 +63,14 @@ impl Monitor {
     /// Opens and subscribes (before the first dump, so that nothing between the dump and
     /// the first read is missed).
     pub fn open() -> io::Result<Self> {
+        Self::with_rcvbuf(RCVBUF)
+    }
+
+    fn with_rcvbuf(rcvbuf: usize) -> io::Result<Self> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind(&SocketAddr::new(0, RTMGRP_LINK))?;
         sock.set_non_blocking(true)?;
-        force_rcvbuf(&sock, RCVBUF);
+        force_rcvbuf(&sock, rcvbuf);
         Ok(Self {
             sock,
             buf: Vec::with_capacity(DATAGRAM),
@@ -286,6 +290,79 @@ mod tests {
         let links = dump().expect("RTM_GETLINK dump");
         let lo = links.iter().find(|l| l.name == "lo").expect("lo");
         assert!(lo.loopback && !lo.is_ethernet(), "{lo:?}");
+    }
+
+    /// Sets `lo` up or down (SIOCSIFFLAGS) in the calling thread's network namespace.
+    fn set_lo(up: bool) {
+        #[repr(C)]
+        struct IfReq {
+            name: [u8; libc::IFNAMSIZ],
+            flags: libc::c_short,
+            _pad: [u8; 22],
+        }
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: 0,
+            _pad: [0; 22],
+        };
+        req.name = *b"lo\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+        // SAFETY: plain socket(2), checked below and closed at the end.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "socket");
+        // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq that outlives the calls.
+        unsafe {
+            assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &raw mut req), 0);
+            if up {
+                req.flags |= libc::IFF_UP as libc::c_short;
+            } else {
+                req.flags &= !(libc::IFF_UP as libc::c_short);
+            }
+            assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &raw mut req), 0);
+            libc::close(fd);
+        }
+    }
+
+    #[test]
+    fn link_events_are_read_and_an_overrun_is_reported() {
+        if !nix::unistd::geteuid().is_root() {
+            // A private network namespace needs CAP_SYS_ADMIN.
+            return;
+        }
+        // A thread of its own in a network namespace of its own: `lo` is ours to flap.
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            let mut monitor = Monitor::with_rcvbuf(256 << 10).expect("monitor");
+            set_lo(true);
+            set_lo(false);
+            let batch = monitor.read();
+            assert!(!batch.overrun, "{batch:?}");
+            let lo: Vec<&Link> = batch.new.iter().filter(|l| l.name == "lo").collect();
+            assert!(
+                lo.len() >= 2 && lo.first().is_some_and(|l| l.up),
+                "{batch:?}"
+            );
+            assert!(lo.last().is_some_and(|l| !l.up && l.loopback), "{batch:?}");
+
+            // A receive buffer of a few messages and a burst of changes: the kernel drops
+            // messages and says so once (ENOBUFS), which asks for a dump.
+            let mut small = Monitor::with_rcvbuf(1).expect("monitor");
+            // (The kernel raises a buffer of 1 byte to its minimum, a few KiB.)
+            for i in 0..200 {
+                set_lo(i % 2 == 0);
+            }
+            let batch = small.read();
+            assert!(
+                batch.overrun,
+                "200 changes fit a minimal buffer? {:?}",
+                batch.new.len()
+            );
+            // And the socket works on after the overrun.
+            set_lo(true);
+            let batch = small.read();
+            assert!(!batch.overrun && batch.new.iter().any(|l| l.name == "lo" && l.up));
+        })
+        .join()
+        .expect("netns thread");
     }
 
     #[test]
