@@ -34,21 +34,39 @@ const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Dumps interrupted by concurrent changes (`NLM_F_DUMP_INTR`) are retried this often.
 const DUMP_TRIES: usize = 5;
 
+/// One link message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `RTM_NEWLINK`: a link created or changed (renames included).
+    New(Link),
+    /// `RTM_DELLINK`: a link deleted (or moved to another namespace), by ifindex.
+    Deleted(u32),
+}
+
 /// What one read of the monitor brought.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Links created or changed (renames included), in order.
-    pub new: Vec<Link>,
-    /// Links deleted (or moved to another namespace), by ifindex.
-    pub deleted: Vec<u32>,
+    /// The link messages, in the kernel's order (a link can go and come back with the
+    /// same ifindex within one batch: moved out of the namespace and back).
+    pub changes: Vec<Change>,
     /// Messages were lost (ENOBUFS) or one did not parse: dump everything again.
     pub overrun: bool,
+    /// Datagrams not from the kernel, ignored.
+    pub spoofed: u64,
 }
 
 impl Batch {
     /// Nothing happened.
     pub fn is_empty(&self) -> bool {
-        self.new.is_empty() && self.deleted.is_empty() && !self.overrun
+        self.changes.is_empty() && !self.overrun
+    }
+
+    /// The links of the `RTM_NEWLINK` messages, in order.
+    pub fn new_links(&self) -> impl Iterator<Item = &Link> {
+        self.changes.iter().filter_map(|c| match c {
+            Change::New(l) => Some(l),
+            Change::Deleted(_) => None,
+        })
     }
 }
 
@@ -88,8 +106,14 @@ impl Monitor {
         let mut batch = Batch::default();
         loop {
             self.buf.clear();
-            match self.sock.recv(&mut self.buf, libc::MSG_TRUNC) {
-                Ok(len) if len > self.buf.len() => {
+            match self.sock.recv_from(&mut self.buf, libc::MSG_TRUNC) {
+                // Any process of this namespace may send a unicast datagram to this socket:
+                // only the kernel's (port 0) count, or a forged RTM_DELLINK could make the
+                // daemon let go of a live interface's links.
+                Ok((_, from)) if from.port_number() != 0 => {
+                    batch.spoofed += 1;
+                }
+                Ok((len, _)) if len > self.buf.len() => {
                     tracing::warn!(len, "rtnetlink: truncated datagram; re-reading every link");
                     batch.overrun = true;
                 }
@@ -153,7 +177,11 @@ pub fn dump() -> io::Result<Vec<Link>> {
         let mut buf = Vec::with_capacity(DATAGRAM);
         while !state.done {
             buf.clear();
-            let len = sock.recv(&mut buf, libc::MSG_TRUNC)?;
+            let (len, from) = sock.recv_from(&mut buf, libc::MSG_TRUNC)?;
+            if from.port_number() != 0 {
+                // Not the kernel (see `Monitor::read`).
+                continue;
+            }
             if len > buf.len() {
                 return Err(io::Error::other("rtnetlink dump: truncated datagram"));
             }
@@ -165,10 +193,20 @@ pub fn dump() -> io::Result<Vec<Link>> {
         if batch.overrun {
             return Err(io::Error::other("rtnetlink dump: a message did not parse"));
         }
+        let links = || {
+            batch
+                .changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::New(l) => Some(l.clone()),
+                    Change::Deleted(_) => None,
+                })
+                .collect::<Vec<_>>()
+        };
         if !state.interrupted {
-            return Ok(batch.new);
+            return Ok(links());
         }
-        last = Some(batch.new);
+        last = Some(links());
     }
     // Still changing after several tries: the last view, which the events that follow
     // correct.
@@ -233,11 +271,11 @@ fn parse_datagram(data: &[u8], batch: &mut Batch, mut dump: Option<&mut DumpStat
                 match msg.payload {
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
                         if let Some(link) = link_of(&m) {
-                            batch.new.push(link);
+                            batch.changes.push(Change::New(link));
                         }
                     }
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => {
-                        batch.deleted.push(m.header.index);
+                        batch.changes.push(Change::Deleted(m.header.index));
                     }
                     NetlinkPayload::Done(_) => {
                         if let Some(state) = dump.as_deref_mut() {
@@ -336,7 +374,7 @@ mod tests {
             set_lo(false);
             let batch = monitor.read();
             assert!(!batch.overrun, "{batch:?}");
-            let lo: Vec<&Link> = batch.new.iter().filter(|l| l.name == "lo").collect();
+            let lo: Vec<&Link> = batch.new_links().filter(|l| l.name == "lo").collect();
             assert!(
                 lo.len() >= 2 && lo.first().is_some_and(|l| l.up),
                 "{batch:?}"
@@ -354,15 +392,42 @@ mod tests {
             assert!(
                 batch.overrun,
                 "200 changes fit a minimal buffer? {:?}",
-                batch.new.len()
+                batch.changes.len()
             );
             // And the socket works on after the overrun.
             set_lo(true);
             let batch = small.read();
-            assert!(!batch.overrun && batch.new.iter().any(|l| l.name == "lo" && l.up));
+            assert!(!batch.overrun && batch.new_links().any(|l| l.name == "lo" && l.up));
         })
         .join()
         .expect("netns thread");
+    }
+
+    #[test]
+    fn datagrams_not_from_the_kernel_are_ignored() {
+        let mut monitor = Monitor::open().expect("monitor");
+        let mut own = SocketAddr::new(0, 0);
+        monitor.sock.get_address(&mut own).expect("getsockname");
+        // Any process may send a unicast datagram to the monitor's port: a forged
+        // RTM_DELLINK of `lo`.
+        let mut forged = LinkMessage::default();
+        forged.header.index = 1;
+        let mut msg = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(forged)),
+        );
+        msg.finalize();
+        let mut bytes = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut bytes);
+        let mut sender = Socket::new(NETLINK_ROUTE).expect("socket");
+        sender.bind_auto().expect("bind");
+        sender
+            .send_to(&bytes, &SocketAddr::new(own.port_number(), 0), 0)
+            .expect("send");
+        let batch = monitor.read();
+        assert_eq!(batch.spoofed, 1, "{batch:?}");
+        // (Real changes of this namespace may arrive meanwhile; the forged one is not one.)
+        assert!(!batch.changes.contains(&Change::Deleted(1)), "{batch:?}");
     }
 
     #[test]

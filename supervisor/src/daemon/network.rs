@@ -32,7 +32,7 @@ use palisade_ipc::messages::{InterfaceName, InterfaceStatus, NetworkStatus, Supe
 use crate::{
     ebpf::{attach::Links, loader::Loaded, pin::PinTree, xdp::XdpMode},
     interfaces::{Link, Selector},
-    netlink::{Batch, Monitor},
+    netlink::{Batch, Change, Monitor},
     policy::ip::unix_now,
 };
 
@@ -179,17 +179,27 @@ impl Network {
     }
 
     fn apply(&mut self, batch: Batch, now: Instant) {
+        if batch.spoofed > 0 {
+            tracing::warn!(
+                datagrams = batch.spoofed,
+                "rtnetlink: ignored link messages not sent by the kernel"
+            );
+        }
         if batch.is_empty() {
             return;
         }
-        self.counters.link_events += (batch.new.len() + batch.deleted.len()) as u64;
-        for link in batch.new {
-            tracing::debug!(?link, "RTM_NEWLINK");
-            self.links.insert(link.index, link);
-        }
-        for index in batch.deleted {
-            tracing::debug!(index, "RTM_DELLINK");
-            self.links.remove(&index);
+        self.counters.link_events += batch.changes.len() as u64;
+        for change in batch.changes {
+            match change {
+                Change::New(link) => {
+                    tracing::debug!(?link, "RTM_NEWLINK");
+                    self.links.insert(link.index, link);
+                }
+                Change::Deleted(index) => {
+                    tracing::debug!(index, "RTM_DELLINK");
+                    self.links.remove(&index);
+                }
+            }
         }
         self.resync |= batch.overrun;
         self.pending.get_or_insert(now);
@@ -526,6 +536,37 @@ mod tests {
 
     fn view(links: &[Link]) -> BTreeMap<u32, Link> {
         links.iter().map(|l| (l.index, l.clone())).collect()
+    }
+
+    #[test]
+    fn messages_apply_in_order() {
+        let mut net = Network::open(Selector::default()).expect("rtnetlink");
+        let now = Instant::now();
+        // Moved out of the namespace and back with the same ifindex, within one read.
+        net.apply(
+            Batch {
+                changes: vec![
+                    Change::New(link(900, "eth9", true)),
+                    Change::Deleted(900),
+                    Change::New(link(900, "eth9", false)),
+                    Change::Deleted(901),
+                ],
+                ..Batch::default()
+            },
+            now,
+        );
+        assert_eq!(net.links.get(&900), Some(&link(900, "eth9", false)));
+        assert_eq!(net.deadline(), Some(now + DEBOUNCE));
+        assert_eq!(net.counters.link_events, 4);
+        // Lost messages: the next pass re-reads every link.
+        net.apply(
+            Batch {
+                overrun: true,
+                ..Batch::default()
+            },
+            now,
+        );
+        assert!(net.resync);
     }
 
     #[test]

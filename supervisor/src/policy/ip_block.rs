@@ -247,6 +247,11 @@ pub fn reattach(
             .attachments
             .retain(|a| !ip_programs.contains(&a.program.as_str()));
         status.attachments.extend(hooks);
+        let state = if error.is_none() { "attached" } else { "error" };
+        if status.state != state {
+            state.clone_into(&mut status.state);
+            status.since = crate::policy::ip::unix_now();
+        }
         status.error = error;
     }
 }
