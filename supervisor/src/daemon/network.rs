@@ -253,7 +253,7 @@ impl Network {
     }
 
     /// One pass (see the module documentation). `send_names` gets the workers' table when
-    /// it changed (before anything is attached). Returns whether the table changed.
+    /// it changed (before anything is attached).
     pub(super) fn reconcile(
         &mut self,
         k: &mut Kernel<'_>,
@@ -361,8 +361,8 @@ impl Network {
                 ..status
             });
         }
-        // A failed attach leaves a name the workers need not know; harmless, and sent
-        // again only with the next change.
+        // A failed attach leaves a name in the workers' table that they will not see in a
+        // record; harmless, and corrected with the next change.
         self.fill_in(statuses, now);
     }
 
