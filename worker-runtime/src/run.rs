@@ -300,28 +300,9 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         {
             return Err(io(e));
         }
-        // Drain on every wake-up, readable or not: the kernel batches
-        // wake-ups, so the timeout is the latency backstop.
-        behind = !awaiting_policy
-            && drain(
-                protocol,
-                &mut ring,
-                &mut ctx,
-                &mut sink,
-                &mut stats,
-                &mut outbox,
-                drain_time,
-            );
-        for msg in outbox.drain(..) {
-            channel.send(&msg)?;
-        }
-        if stats_sent.0.elapsed() >= STATS_EVERY {
-            let snapshot = snapshot(&*protocol, &mut stats);
-            if snapshot != stats_sent.1 {
-                channel.send(&WorkerToSupervisor::Stats(snapshot.clone()))?;
-                stats_sent = (Instant::now(), snapshot);
-            }
-        }
+        // The supervisor's messages first: a new interface's name (sent just before its
+        // programs are attached) is known before its first records are drained, and a
+        // policy applies to the records drained with it.
         while let Some(msg) = channel.try_recv()? {
             match msg {
                 SupervisorToWorker::Interfaces(ifaces) => ctx.set_interfaces(&ifaces),
@@ -362,8 +343,8 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                         other,
                         SupervisorToWorker::Policy(_) | SupervisorToWorker::TlsPolicy(_)
                     ) {
+                        // Records that waited for the policy are drained right below.
                         awaiting_policy = false;
-                        behind = true;
                     }
                     let mut out = EventOut {
                         sink: &mut sink,
@@ -378,6 +359,28 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                         channel.send(&msg)?;
                     }
                 }
+            }
+        }
+        // Drain on every wake-up, readable or not: the kernel batches
+        // wake-ups, so the timeout is the latency backstop.
+        behind = !awaiting_policy
+            && drain(
+                protocol,
+                &mut ring,
+                &mut ctx,
+                &mut sink,
+                &mut stats,
+                &mut outbox,
+                drain_time,
+            );
+        for msg in outbox.drain(..) {
+            channel.send(&msg)?;
+        }
+        if stats_sent.0.elapsed() >= STATS_EVERY {
+            let snapshot = snapshot(&*protocol, &mut stats);
+            if snapshot != stats_sent.1 {
+                channel.send(&WorkerToSupervisor::Stats(snapshot.clone()))?;
+                stats_sent = (Instant::now(), snapshot);
             }
         }
     }
