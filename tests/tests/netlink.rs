@@ -390,6 +390,15 @@ fn interfaces_created_after_start_matching_a_pattern_are_attached_within_a_secon
     assert!(pins_of(&lab, "lan1").is_empty(), "{:?}", link_pins(&lab));
     wait_state(&daemon, "lan*", "waiting");
     daemon.stop();
+
+    // Started again without late0 in the configuration: the previous run's links on it are
+    // detached and unpinned at start.
+    assert!(fully_attached(&lab, "late0"));
+    let daemon = Daemon::start(&lab, &config(&lab, "[\"lan*\"]"), &[]);
+    assert!(pins_of(&lab, "late0").is_empty(), "{:?}", link_pins(&lab));
+    assert!(tcx(&lab, "late0", true).is_empty() && tcx(&lab, "late0", false).is_empty());
+    assert!(entries(&daemon, "late0").is_empty());
+    daemon.stop();
 }
 
 #[test]

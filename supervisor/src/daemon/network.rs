@@ -162,6 +162,13 @@ impl Network {
         self.links.values().cloned().collect()
     }
 
+    /// Whether an interface of that name is there and selected.
+    pub(super) fn selects(&self, name: &str) -> bool {
+        self.links
+            .values()
+            .any(|l| l.name == name && self.selector.keeps(l))
+    }
+
     /// The monitor's descriptor, for mio.
     pub(super) fn raw_fd(&self) -> std::os::fd::RawFd {
         self.monitor.raw_fd()

@@ -255,8 +255,8 @@ fn prepare_flow_table(loaded: &Loaded, cfg: &Config) -> Result<String, DaemonErr
 }
 
 /// Attaches the observer and the IP policy's hooks to every interface the selection wants
-/// now (the first pass of network reconciliation), then removes pins of links whose
-/// interface was deleted while no supervisor ran. Fails only if nothing could be attached
+/// now (the first pass of network reconciliation), then removes the pins of links on other
+/// interfaces: deleted while no supervisor ran, or no longer selected by the configuration. Fails only if nothing could be attached
 /// and nothing is waited for (the configuration names no pattern and no missing
 /// interface): a sensor configured for interfaces that come later (PPPoE, VLANs, USB NICs)
 /// starts, and `status` says what it waits for.
@@ -275,8 +275,12 @@ fn attach(
         xdp_mode: cfg.ip.xdp_mode,
     };
     network.reconcile(&mut kernel, &mut statuses, &mut |_| {});
-    for pin in Links::sweep_defunct(pins) {
-        tracing::info!(pin = %pin.display(), "removed the pin of a link whose interface is gone");
+    for (pin, live) in links.sweep_unheld(pins, |name| network.selects(name)) {
+        if live {
+            tracing::info!(pin = %pin.display(), "detached a previous run's link of an interface the configuration no longer selects");
+        } else {
+            tracing::info!(pin = %pin.display(), "removed the pin of a link whose interface is gone");
+        }
     }
     if statuses.iter().all(|s| s.attachments.is_empty()) {
         let waiting: Vec<&str> = statuses

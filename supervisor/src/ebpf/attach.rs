@@ -356,10 +356,33 @@ impl Links {
         errors
     }
 
-    /// Removes the link pins whose link is defunct (its interface was deleted, while no
-    /// supervisor ran or before this one followed it). Staging names are left to
-    /// [`PinTree::open`]. Returns the pins removed.
-    pub fn sweep_defunct(pins: &PinTree) -> Vec<PathBuf> {
+    /// The interface a link pin is for (`links/<ifname>_<hook>`, `%` for `.`), `None` for
+    /// a name this layout does not make.
+    fn pin_owner(file_name: &str) -> Option<String> {
+        // Longest hook names first: `_block_ingress` also ends in `_ingress`.
+        let mut hooks: Vec<&str> = Self::pin_names().collect();
+        hooks.sort_by_key(|h| std::cmp::Reverse(h.len()));
+        hooks.into_iter().find_map(|h| {
+            file_name
+                .strip_suffix(h)
+                .and_then(|rest| rest.strip_suffix('_'))
+                .filter(|ifname| !ifname.is_empty())
+                .map(|ifname| ifname.replace('%', "."))
+        })
+    }
+
+    /// Removes the link pins of interfaces this process holds no link on (after the
+    /// start's attach) and `selected` does not name: links of interfaces deleted while no
+    /// supervisor ran (defunct: the pin goes) and links a previous run attached to
+    /// interfaces the configuration no longer selects (detached, then unpinned). A selected
+    /// interface whose attach failed keeps what a previous run left enforcing. Only this
+    /// ABI's `links/` directory, and only names of its layout; staging names are left to
+    /// [`PinTree::open`]. Returns the pins removed, with whether their link was attached.
+    pub fn sweep_unheld(
+        &self,
+        pins: &PinTree,
+        selected: impl Fn(&str) -> bool,
+    ) -> Vec<(PathBuf, bool)> {
         let dir = pins.dir.join("links");
         let Ok(rd) = std::fs::read_dir(&dir) else {
             return Vec::new();
@@ -367,18 +390,29 @@ impl Links {
         let mut removed = Vec::new();
         for entry in rd.filter_map(Result::ok) {
             let path = entry.path();
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(crate::paths::STAGING_PREFIX)
-            {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(crate::paths::STAGING_PREFIX) {
                 continue;
             }
-            let defunct = palisade_ebpf::links::open_pinned(&path)
+            let Some(ifname) = Self::pin_owner(&name) else {
+                continue;
+            };
+            if self.holds(&ifname) || selected(&ifname) {
+                continue;
+            }
+            let live = palisade_ebpf::links::open_pinned(&path)
                 .and_then(palisade_ebpf::links::ifindex)
-                .is_ok_and(|i| i == 0);
-            if defunct && std::fs::remove_file(&path).is_ok() {
-                removed.push(path);
+                .is_ok_and(|i| i != 0);
+            let done = if live {
+                super::pin::unpin_link(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match done {
+                Ok(()) => removed.push((path, live)),
+                Err(e) => {
+                    tracing::error!(pin = %path.display(), error = %e, "removing a stale link pin")
+                }
             }
         }
         removed
@@ -395,5 +429,29 @@ impl Links {
             }
             drop(link);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_name_their_interface() {
+        assert_eq!(Links::pin_owner("eth0_ingress").as_deref(), Some("eth0"));
+        assert_eq!(
+            Links::pin_owner("eth0_block_ingress").as_deref(),
+            Some("eth0")
+        );
+        assert_eq!(
+            Links::pin_owner("br_lan_xdp_native").as_deref(),
+            Some("br_lan")
+        );
+        assert_eq!(
+            Links::pin_owner("eth0%100_egress").as_deref(),
+            Some("eth0.100")
+        );
+        assert_eq!(Links::pin_owner("_ingress"), None);
+        assert_eq!(Links::pin_owner("something_else"), None);
     }
 }
