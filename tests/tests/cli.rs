@@ -306,7 +306,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         );
     }
     assert!(names.contains(&"palisade.8".to_owned()));
-    assert_eq!(names.len(), 27, "{names:?}");
+    assert_eq!(names.len(), 28, "{names:?}");
     for page in &listed {
         // groff with every warning on: nothing on stderr.
         let out = Command::new("groff")
@@ -831,7 +831,8 @@ fn json_config_and_refusals_against_a_daemon() {
     // --detach-on-exit): cleanup cannot log it, so it counts it.
     lab.in_netns(palisade_tests::Side::Sensor, || {
         let udp = std::net::UdpSocket::bind((palisade_tests::SENSOR_IP, 0)).expect("bind");
-        udp.send_to(b"open flow", (palisade_tests::PEER_IP, 9)).expect("send");
+        udp.send_to(b"open flow", (palisade_tests::PEER_IP, 9))
+            .expect("send");
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
     // After it stopped: cleanup --json lists what it removed.

@@ -110,7 +110,10 @@ fn detach_on_exit_ends_every_open_flow_with_a_shutdown_record() {
     let lab = Lab::new("detach");
     let daemon = Daemon::start(
         &lab,
-        &base_config(&lab, "[flow]\nseed_from_conntrack = false\nstart_events = true\n"),
+        &base_config(
+            &lab,
+            "[flow]\nseed_from_conntrack = false\nstart_events = true\n",
+        ),
         &["--detach-on-exit"],
     );
     daemon.wait_healthy();

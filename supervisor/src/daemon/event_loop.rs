@@ -118,6 +118,9 @@ impl Daemon {
                 slot.tick(poll.registry(), now);
             }
             control.expire(poll.registry(), now);
+            if shutdown_deadline.is_none() {
+                self.drift_tick(poll.registry(), now);
+            }
             self.ip.expire(&self.loaded);
             dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
             self.tls.expire(&self.loaded, now);
