@@ -121,20 +121,25 @@ impl Digest {
     }
 }
 
-/// Entries per `BPF_MAP_LOOKUP_BATCH` call of [`digest`].
-const DIGEST_BATCH: u32 = 1 << 12;
+/// Entries per `BPF_MAP_LOOKUP_BATCH` call of [`for_each_entry`] (also bounds a hash
+/// bucket's length, see ENOSPC).
+const LOOKUP_BATCH: u32 = 1 << 12;
 
-/// The [`Digest`] of every entry of a map, read with `BPF_MAP_LOOKUP_BATCH` (or key by key
-/// where the map type has no batch operations, e.g. LPM tries).
-pub fn digest(map: impl AsFd) -> io::Result<Digest> {
+/// Calls `f` with every (key, value) of a map, read with `BPF_MAP_LOOKUP_BATCH`, or key by
+/// key (`BPF_MAP_GET_NEXT_KEY` + `BPF_MAP_LOOKUP_ELEM`) where the map type has no batch
+/// operations (LPM tries). Entries that vanish meanwhile are skipped. Stops at `f`'s first
+/// error.
+pub fn for_each_entry(
+    map: impl AsFd,
+    mut f: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
     let map = map.as_fd();
     let facts = map_facts(map)?;
     let (ks, vs) = (facts.key_size as usize, facts.value_size as usize);
-    let mut out = Digest::default();
-    let mut keys = vec![0_u8; DIGEST_BATCH as usize * ks];
-    let mut values = vec![0_u8; DIGEST_BATCH as usize * vs];
+    let mut keys = vec![0_u8; LOOKUP_BATCH as usize * ks];
+    let mut values = vec![0_u8; LOOKUP_BATCH as usize * vs];
     // The batch position is opaque; for hash maps it is a bucket number (u32), for arrays
-    // the key: the key size covers both.
+    // the key: the larger of the two covers both.
     let (mut position, mut next) = (vec![0_u8; ks.max(4)], vec![0_u8; ks.max(4)]);
     let mut first = true;
     loop {
@@ -144,7 +149,7 @@ pub fn digest(map: impl AsFd) -> io::Result<Digest> {
             &mut next,
             &mut keys,
             &mut values,
-            DIGEST_BATCH,
+            LOOKUP_BATCH,
         );
         let (count, done) = match batch {
             Ok(result) => result,
@@ -155,7 +160,7 @@ pub fn digest(map: impl AsFd) -> io::Result<Digest> {
                         Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524)
                     ) =>
             {
-                return digest_by_key(map, ks, vs);
+                return for_each_by_key(map, ks, vs, f);
             }
             Err(error) => return Err(error),
         };
@@ -164,32 +169,42 @@ pub fn digest(map: impl AsFd) -> io::Result<Digest> {
             .zip(values.chunks_exact(vs))
             .take(count as usize)
         {
-            out.add(k, v);
+            f(k, v)?;
         }
         if done {
-            return Ok(out);
+            return Ok(());
         }
         std::mem::swap(&mut position, &mut next);
         first = false;
     }
 }
 
-fn digest_by_key(
+fn for_each_by_key(
     map: std::os::fd::BorrowedFd<'_>,
     key_size: usize,
     value_size: usize,
-) -> io::Result<Digest> {
-    let mut out = Digest::default();
+    mut f: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
     let (mut key, mut next) = (vec![0_u8; key_size], vec![0_u8; key_size]);
     let mut value = vec![0_u8; value_size];
     let mut first = true;
     while sys::map_next_key(map, (!first).then_some(&key[..]), &mut next)? {
         if sys::map_lookup(map, &next, &mut value)? {
-            out.add(&next, &value);
+            f(&next, &value)?;
         }
         std::mem::swap(&mut key, &mut next);
         first = false;
     }
+    Ok(())
+}
+
+/// The [`Digest`] of every entry of a map.
+pub fn digest(map: impl AsFd) -> io::Result<Digest> {
+    let mut out = Digest::default();
+    for_each_entry(map, |k, v| {
+        out.add(k, v);
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -26,9 +26,7 @@ use std::{
 
 use palisade_abi::{MAP_DNS_CONFIG, MAP_DNS_POLICY, MAP_FLOW_CONFIG, MAP_IP_CONFIG, PINNED_MAPS};
 use palisade_ebpf::maps::{Digest, digest, map_facts, pin, read_slot0, write_slot0};
-use palisade_ipc::messages::{
-    DriftFinding, DriftStatus, InterfaceName, SupervisorToWorker, WorkerKind,
-};
+use palisade_ipc::messages::{DriftFinding, DriftStatus, SupervisorToWorker, WorkerKind};
 
 use super::Daemon;
 use crate::{
@@ -202,15 +200,7 @@ impl Daemon {
     /// The attached interfaces' names to every worker (for `in_iface`), now and at their
     /// next start.
     fn send_interfaces(&mut self) {
-        let names: Vec<InterfaceName> = self
-            .interfaces
-            .iter()
-            .filter(|s| !s.attachments.is_empty())
-            .map(|s| InterfaceName {
-                ifindex: s.ifindex,
-                name: s.name.clone(),
-            })
-            .collect();
+        let names = super::workers::attached_names(&self.interfaces);
         for r in self.resources.values_mut() {
             r.interfaces.clone_from(&names);
         }
