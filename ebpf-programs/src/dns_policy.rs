@@ -64,8 +64,6 @@ use crate::sys;
 
 /// Name given to rule-set maps (visible in `bpftool map`).
 pub const RULE_MAP_NAME: &str = "pal_dns_rules";
-/// Elements per `BPF_MAP_LOOKUP_BATCH` call (also bounds a hash bucket's length, see ENOSPC).
-const LOOKUP_BATCH: usize = 1 << 12;
 
 /// The rules of one name, by kind (first id wins), before merging into one map value.
 #[derive(Debug, Default, Clone, Copy)]
@@ -270,71 +268,16 @@ pub fn is_policy_map(map: impl AsFd) -> io::Result<bool> {
     Ok(facts.map_type == sys::MAP_TYPE_ARRAY_OF_MAPS && facts.max_entries >= 1)
 }
 
-/// Every entry of a rule-set map, sorted by hash (`BPF_MAP_LOOKUP_BATCH`, or
-/// `BPF_MAP_GET_NEXT_KEY` + `BPF_MAP_LOOKUP_ELEM` where batches are unsupported).
+/// Every entry of a rule-set map, sorted by hash ([`crate::maps::for_each_entry`]).
 pub fn read_rules(map: impl AsFd) -> io::Result<Vec<(u64, DnsRule)>> {
-    let map = map.as_fd();
     let mut rules = Vec::new();
-    let mut keys = vec![0_u8; LOOKUP_BATCH * size_of::<u64>()];
-    let mut values = vec![0_u8; LOOKUP_BATCH * DnsRule::SIZE];
-    let (mut position, mut next) = ([0_u8; 8], [0_u8; 8]);
-    let mut first = true;
-    loop {
-        let batch = sys::map_lookup_batch(
-            map,
-            (!first).then_some(&position[..]),
-            &mut next,
-            &mut keys,
-            &mut values,
-            LOOKUP_BATCH as u32,
-        );
-        let (count, done) = match batch {
-            Ok(result) => result,
-            Err(error)
-                if first
-                    && matches!(
-                        sys::errno(&error),
-                        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524)
-                    ) =>
-            {
-                return read_rules_by_key(map);
-            }
-            Err(error) => return Err(error),
-        };
-        let count = count as usize;
-        for (key, value) in keys
-            .chunks_exact(size_of::<u64>())
-            .zip(values.chunks_exact(DnsRule::SIZE))
-            .take(count)
-        {
-            let hash = u64::from_ne_bytes(key.try_into().unwrap_or_default());
-            let rule = DnsRule::from_bytes(value)
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-            rules.push((hash, rule));
-        }
-        if done {
-            break;
-        }
-        position = next;
-        first = false;
-    }
-    rules.sort_unstable_by_key(|&(hash, _)| hash);
-    Ok(rules)
-}
-
-fn read_rules_by_key(map: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<(u64, DnsRule)>> {
-    let mut rules = Vec::new();
-    let mut key: Option<[u8; 8]> = None;
-    let mut next = [0_u8; 8];
-    while sys::map_next_key(map, key.as_ref().map(|k| &k[..]), &mut next)? {
-        let mut value = [0_u8; DnsRule::SIZE];
-        if sys::map_lookup(map, &next, &mut value)? {
-            let rule = DnsRule::from_bytes(&value)
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-            rules.push((u64::from_ne_bytes(next), rule));
-        }
-        key = Some(next);
-    }
+    crate::maps::for_each_entry(map, |key, value| {
+        let hash = u64::from_ne_bytes(key.try_into().unwrap_or_default());
+        let rule = DnsRule::from_bytes(value)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        rules.push((hash, rule));
+        Ok(())
+    })?;
     rules.sort_unstable_by_key(|&(hash, _)| hash);
     Ok(rules)
 }

@@ -72,3 +72,144 @@ pub fn map_facts(map: impl AsFd) -> io::Result<MapFacts> {
         name: String::from_utf8_lossy(info.name.get(..name_len).unwrap_or_default()).into_owned(),
     })
 }
+
+/// Pins a map (or any BPF object) held by descriptor at `path` (`BPF_OBJ_PIN`): how a pin
+/// removed from outside is put back.
+pub fn pin(object: impl AsFd, path: &std::path::Path) -> io::Result<()> {
+    sys::obj_pin(object.as_fd(), path)
+}
+
+/// Slot 0 of a one-entry array (the config maps), `value_size` bytes.
+pub fn read_slot0(map: impl AsFd) -> io::Result<Vec<u8>> {
+    let size = map_facts(map.as_fd())?.value_size as usize;
+    let mut value = vec![0_u8; size];
+    sys::map_lookup(map.as_fd(), &0_u32.to_ne_bytes(), &mut value)?;
+    Ok(value)
+}
+
+/// An order-independent digest of a set of (key, value) entries: their number and two
+/// folds (sum and xor) of a 64-bit hash of each, so that it can be computed from a map in
+/// whatever order the kernel returns it, or from the entries the supervisor meant to write.
+/// Not a cryptographic commitment: it detects changes made by mistake or by a tool, which is
+/// what drift is (a process with CAP_BPF could forge anything anyway).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Digest {
+    /// Entries.
+    pub entries: u64,
+    sum: u64,
+    xor: u64,
+}
+
+impl Digest {
+    /// Adds one entry.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) {
+        // FNV-1a over key, a separator and value, then a 64-bit finaliser (splitmix) so that
+        // sum and xor of similar entries do not cancel.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in key.iter().chain(&[0xff]).chain(value) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= h >> 30;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 27;
+        h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        self.entries += 1;
+        self.sum = self.sum.wrapping_add(h);
+        self.xor ^= h;
+    }
+}
+
+/// Entries per `BPF_MAP_LOOKUP_BATCH` call of [`for_each_entry`] (also bounds a hash
+/// bucket's length, see ENOSPC).
+const LOOKUP_BATCH: u32 = 1 << 12;
+
+/// Calls `f` with every (key, value) of a map, read with `BPF_MAP_LOOKUP_BATCH`, or key by
+/// key (`BPF_MAP_GET_NEXT_KEY` + `BPF_MAP_LOOKUP_ELEM`) where the map type has no batch
+/// operations (LPM tries). Entries that vanish meanwhile are skipped. Stops at `f`'s first
+/// error.
+pub fn for_each_entry(
+    map: impl AsFd,
+    mut f: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let map = map.as_fd();
+    let facts = map_facts(map)?;
+    let (ks, vs) = (facts.key_size as usize, facts.value_size as usize);
+    let mut keys = vec![0_u8; LOOKUP_BATCH as usize * ks];
+    let mut values = vec![0_u8; LOOKUP_BATCH as usize * vs];
+    // The batch position is opaque; for hash maps it is a bucket number (u32), for arrays
+    // the key: the larger of the two covers both.
+    let (mut position, mut next) = (vec![0_u8; ks.max(4)], vec![0_u8; ks.max(4)]);
+    let mut first = true;
+    loop {
+        let batch = sys::map_lookup_batch(
+            map,
+            (!first).then_some(&position[..]),
+            &mut next,
+            &mut keys,
+            &mut values,
+            LOOKUP_BATCH,
+        );
+        let (count, done) = match batch {
+            Ok(result) => result,
+            Err(error)
+                if first
+                    && matches!(
+                        sys::errno(&error),
+                        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524)
+                    ) =>
+            {
+                return for_each_by_key(map, ks, vs, f);
+            }
+            Err(error) => return Err(error),
+        };
+        for (k, v) in keys
+            .chunks_exact(ks)
+            .zip(values.chunks_exact(vs))
+            .take(count as usize)
+        {
+            f(k, v)?;
+        }
+        if done {
+            return Ok(());
+        }
+        std::mem::swap(&mut position, &mut next);
+        first = false;
+    }
+}
+
+fn for_each_by_key(
+    map: std::os::fd::BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    mut f: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let (mut key, mut next) = (vec![0_u8; key_size], vec![0_u8; key_size]);
+    let mut value = vec![0_u8; value_size];
+    let mut first = true;
+    while sys::map_next_key(map, (!first).then_some(&key[..]), &mut next)? {
+        if sys::map_lookup(map, &next, &mut value)? {
+            f(&next, &value)?;
+        }
+        std::mem::swap(&mut key, &mut next);
+        first = false;
+    }
+    Ok(())
+}
+
+/// The [`Digest`] of every entry of a map.
+pub fn digest(map: impl AsFd) -> io::Result<Digest> {
+    let mut out = Digest::default();
+    for_each_entry(map, |k, v| {
+        out.add(k, v);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Writes slot 0 of a one-entry array (a config map): how a value changed from outside is
+/// put back.
+pub fn write_slot0(map: impl AsFd, value: &[u8]) -> io::Result<()> {
+    sys::set_slot0(map.as_fd(), value)
+}

@@ -240,6 +240,18 @@ mod tests {
         golden(ControlRequest::Status, "00");
         golden(ControlRequest::Version, "01");
         golden(ControlRequest::Devices { offset: 7 }, "0f07");
+        golden(ControlRequest::Check, "10");
+        golden(
+            ControlResponse::Checked(DriftStatus {
+                interval_s: 0,
+                checks: 1,
+                last_check_unix: 2,
+                found_total: 0,
+                repaired_total: 0,
+                findings: vec![],
+            }),
+            "10000102000000",
+        );
         golden(
             ControlRequest::Restart(RestartTarget::One(WorkerKind::Flow)),
             "020003",
@@ -306,6 +318,19 @@ mod tests {
                 }],
                 dns: DnsPolicyStatus::default(),
                 flows: FlowTableStatus::default(),
+                drift: DriftStatus {
+                    interval_s: 5,
+                    checks: 2,
+                    last_check_unix: 9,
+                    found_total: 1,
+                    repaired_total: 1,
+                    findings: vec![DriftFinding {
+                        object: "link eth0/ingress".into(),
+                        problem: "detached".into(),
+                        action: "attached again".into(),
+                        repaired: true,
+                    }],
+                },
                 network: NetworkStatus {
                     link_events: 1,
                     resyncs: 2,
@@ -317,7 +342,9 @@ mod tests {
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
                 "617273650101016e0201016703010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
-                "00086174746163686564050103646e73077265636f726473030000000000000000000000000000000000000102030405"
+                "00086174746163686564050103646e73077265636f72647303000000000000000000000000000000000000",
+                "050209010101116c696e6b20657468302f696e67726573730864657461636865640e617474616368656420616761696e01",
+                "0102030405"
             ),
         );
     }

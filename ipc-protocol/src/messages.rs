@@ -314,6 +314,10 @@ pub enum ControlRequest {
         /// Where the piece starts.
         offset: u64,
     },
+    /// Mutating (root only, since it repairs): compare the kernel state with what the daemon
+    /// put there (links, pins, policy maps, the rule sets the workers apply) now, repair what
+    /// drifted, and report.
+    Check,
 }
 
 /// Bytes of the inventory per [`ControlResponse::Devices`] answer, at most.
@@ -601,6 +605,8 @@ pub struct StatusReport {
     pub dns: DnsPolicyStatus,
     /// Flow table.
     pub flows: FlowTableStatus,
+    /// Drift checks.
+    pub drift: DriftStatus,
     /// Network reconciliation.
     pub network: NetworkStatus,
 }
@@ -708,6 +714,40 @@ pub enum ControlResponse {
     TlsRuleRemoved(TlsRuleInfo),
     /// Answer to [`ControlRequest::TlsRuleList`].
     TlsRuleList(TlsRuleList),
+    /// Answer to [`ControlRequest::Check`].
+    Checked(DriftStatus),
+}
+
+/// One difference between the kernel (or a worker) and what the daemon put there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct DriftFinding {
+    /// What drifted: `link pal0/ingress`, `pin maps/pal_ip_config`, `map pal_ip4_policy`,
+    /// `worker dns`, or (never touched) `foreign program 42 on pal0/ingress`.
+    pub object: String,
+    /// How it differs from the desired state.
+    pub problem: String,
+    /// What the daemon did: `reattached`, `re-pinned`, `rewritten`, `resynced`,
+    /// `restarted`, `reported` (objects Palisade did not create), or why it could not.
+    pub action: String,
+    /// Whether the desired state holds again.
+    pub repaired: bool,
+}
+
+/// Drift checks in [`StatusReport`] and the answer to [`ControlRequest::Check`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct DriftStatus {
+    /// Seconds between periodic checks (0: periodic checks are off).
+    pub interval_s: u32,
+    /// Checks run since start.
+    pub checks: u64,
+    /// Unix time (s) of the latest check, 0 before the first.
+    pub last_check_unix: u64,
+    /// Findings since start (each counted once per check that saw it).
+    pub found_total: u64,
+    /// Of them, repaired.
+    pub repaired_total: u64,
+    /// What the latest check found (empty: the kernel is as the daemon says).
+    pub findings: Vec<DriftFinding>,
 }
 
 /// What a TLS rule matches in a ClientHello (TCP or QUIC).

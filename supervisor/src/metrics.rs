@@ -286,6 +286,26 @@ pub fn render(r: &StatusReport) -> String {
             "Walks of the kernel flow sweeper.",
             r.flows.sweeps,
         ),
+        (
+            "palisade_drift_checks_total",
+            "Drift checks run (kernel links, pins, policy maps, worker rule sets).",
+            r.drift.checks,
+        ),
+        (
+            "palisade_drift_found_total",
+            "Differences drift checks found between the kernel (or a worker) and the daemon.",
+            r.drift.found_total,
+        ),
+        (
+            "palisade_drift_repaired_total",
+            "Differences drift checks repaired.",
+            r.drift.repaired_total,
+        ),
+        (
+            "palisade_drift_findings",
+            "Differences the latest drift check found.",
+            r.drift.findings.len() as u64,
+        ),
     ] {
         let mut f = Family::new(
             &mut o,

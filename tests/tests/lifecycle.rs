@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::{Daemon, Lab, PEER_IP, SENSOR_IP, Side, base_config};
+use palisade_tests::{Daemon, Lab, PEER_IP, SENSOR_IP, Side, base_config, wait_for};
 use serde_json::Value;
 
 /// Every datagram that arrives on `socket` within `window`.
@@ -110,7 +110,10 @@ fn detach_on_exit_ends_every_open_flow_with_a_shutdown_record() {
     let lab = Lab::new("detach");
     let daemon = Daemon::start(
         &lab,
-        &base_config(&lab, "[flow]\nseed_from_conntrack = false\nstart_events = true\n"),
+        &base_config(
+            &lab,
+            "[flow]\nseed_from_conntrack = false\nstart_events = true\n",
+        ),
         &["--detach-on-exit"],
     );
     daemon.wait_healthy();
@@ -189,4 +192,125 @@ fn detach_on_exit_ends_every_open_flow_with_a_shutdown_record() {
     );
     drop(client);
     let _ = server.join();
+}
+
+/// An address of the peer inside the listed prefix (198.18.0.128/25).
+const BLOCKED_SRC: &str = "198.18.0.130";
+
+#[test]
+fn an_upgrade_to_another_abi_version_lets_no_packet_from_a_blocked_prefix_through() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+    let lab = Lab::new("upgrade");
+    palisade_tests::run(std::process::Command::new("ip").args([
+        "-n",
+        &lab.peer_ns,
+        "addr",
+        "add",
+        &format!("{BLOCKED_SRC}/24"),
+        "dev",
+        palisade_tests::PEER_IF,
+    ]));
+    let list = lab.dir.join("drop.txt");
+    std::fs::write(&list, "198.18.0.128/25\n").expect("list");
+    let config = base_config(
+        &lab,
+        &format!("[ip]\nblocklists = [\"{}\"]\n", list.display()),
+    );
+    // The sensor counts every datagram that reaches its socket.
+    let sink = lab.in_netns(Side::Sensor, || {
+        UdpSocket::bind((SENSOR_IP, 0)).expect("bind in the sensor namespace")
+    });
+    sink.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let port = sink.local_addr().expect("addr").port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (received, from_blocked) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let receiver = {
+        let (stop, received, from_blocked) = (
+            Arc::clone(&stop),
+            Arc::clone(&received),
+            Arc::clone(&from_blocked),
+        );
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = sink.recv_from(&mut buf) {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    if from.ip().to_string() == BLOCKED_SRC {
+                        from_blocked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+
+    let first = Daemon::start(&lab, &config, &[]);
+    first.wait_healthy();
+    // From here on the blocked prefix sends a datagram every millisecond, through the stop
+    // of the first daemon, the start of the second and the removal of the first's pins.
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        let socket = lab.in_netns(Side::Peer, || {
+            UdpSocket::bind((BLOCKED_SRC, 0)).expect("bind the blocked source")
+        });
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if socket.send_to(b"upgrade", (SENSOR_IP, port)).is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(first.stop().success());
+    // What an upgrade finds: a previous version's pins (real links of the run that just
+    // stopped, still attached and enforcing) in another ABI version's directory.
+    let current = lab.pin_root.join(format!("v{}", palisade_abi::ABI_VERSION));
+    let older = lab
+        .pin_root
+        .join(format!("v{}", palisade_abi::ABI_VERSION - 1));
+    std::fs::rename(&current, &older).expect("move the pins to the older version's directory");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Daemon::start(&lab, &config, &[]);
+    second.wait_healthy();
+    // The older version's pins are gone (its links with them), the new version's are in.
+    wait_for(
+        Duration::from_secs(5),
+        "the older version's pins removed",
+        || (!older.exists()).then_some(()),
+    );
+    assert!(current.exists());
+    let observers = lab.observer_programs(true);
+    assert_eq!(observers.len(), 1, "one observer left: {observers:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    // The path itself works: a datagram from outside the prefix gets through.
+    let free = lab.in_netns(Side::Peer, || {
+        UdpSocket::bind((PEER_IP, 0)).expect("bind the free source")
+    });
+    let before = received.load(Ordering::Relaxed);
+    wait_for(
+        Duration::from_secs(3),
+        "a datagram from outside the prefix",
+        || {
+            free.send_to(b"free", (SENSOR_IP, port)).expect("send");
+            std::thread::sleep(Duration::from_millis(50));
+            (received.load(Ordering::Relaxed) > before).then_some(())
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    sender.join().expect("sender");
+    receiver.join().expect("receiver");
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(sent > 500, "the blocked source sent {sent} datagrams");
+    assert_eq!(
+        from_blocked.load(Ordering::Relaxed),
+        0,
+        "datagrams from the blocked prefix reached the sensor during the upgrade ({sent} sent)"
+    );
+    assert!(second.stop().success());
 }

@@ -14,6 +14,7 @@
 //!   (2) found by clap before anything is read or asked.
 
 mod block;
+mod check;
 mod check_config;
 mod cleanup;
 mod devices;
@@ -87,6 +88,7 @@ enum Command {
     Status(status::Args),
     Restart(restart::Args),
     Reload(reload::Args),
+    Check(check::Args),
     ReopenLogs(reopen_logs::Args),
     Metrics(metrics::Args),
     Dns(dns::Args),
@@ -109,6 +111,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(a) => status::main(a),
         Command::Restart(a) => restart::main(a),
         Command::Reload(a) => reload::main(a),
+        Command::Check(a) => check::main(a),
         Command::ReopenLogs(a) => reopen_logs::main(a),
         Command::Metrics(a) => metrics::main(a),
         Command::Dns(a) => dns::main(a),

@@ -251,6 +251,27 @@ pub fn render(r: &StatusReport) -> String {
         .map(|k| format!("{}={}", k.counter, k.value))
         .collect();
     let _ = writeln!(o, "\nIP POLICY  kernel: {}", ip.join(" "));
+    let dr = &r.drift;
+    let period = if dr.interval_s == 0 {
+        "periodic check off".to_owned()
+    } else {
+        format!("every {} s", dr.interval_s)
+    };
+    let _ = writeln!(
+        o,
+        "\nDRIFT  {period}, {} checks, {} found, {} repaired; latest: {}",
+        dr.checks,
+        dr.found_total,
+        dr.repaired_total,
+        if dr.findings.is_empty() {
+            "clean".to_owned()
+        } else {
+            format!(
+                "{} finding(s), `palisade check` lists them",
+                dr.findings.len()
+            )
+        }
+    );
     let _ = writeln!(
         o,
         "\nKERNEL   RECORDS      RING_FULL  TRUNCATED  NOT_PARSED  MAP_FULL"

@@ -11,6 +11,7 @@
 mod check;
 mod dhcp;
 mod dns;
+mod drift;
 mod flow;
 mod group;
 mod ip;
@@ -30,6 +31,7 @@ use self::check::Checker;
 pub use self::{
     dhcp::DhcpConfig,
     dns::DnsConfig,
+    drift::DriftConfig,
     flow::FlowConfig,
     group::NamedGroup,
     ip::IpConfig,
@@ -82,6 +84,8 @@ struct RawConfig {
     flow: flow::RawFlow,
     #[serde(default)]
     dhcp: dhcp::RawDhcp,
+    #[serde(default)]
+    drift: drift::RawDrift,
     #[serde(default)]
     ip: ip::RawIp,
     #[serde(default)]
@@ -200,6 +204,8 @@ pub struct Config {
     pub flow: FlowConfig,
     /// DHCP transactions.
     pub dhcp: DhcpConfig,
+    /// Drift checks.
+    pub drift: DriftConfig,
     /// IP policy.
     pub ip: IpConfig,
     /// TLS policy.
@@ -255,6 +261,7 @@ impl Config {
         let dns = dns::parse(&c, raw.dns)?;
         let flow = flow::parse(&c, raw.flow)?;
         let dhcp = dhcp::parse(&c, raw.dhcp)?;
+        let drift = drift::parse(&c, raw.drift)?;
         let ip = ip::parse(&c, raw.ip)?;
         let tls = tls::parse(&c, raw.tls)?;
         let (allow_shared_account, workers) = workers::parse(&c, raw.workers)?;
@@ -279,6 +286,7 @@ impl Config {
             dns,
             flow,
             dhcp,
+            drift,
             ip,
             tls,
         })

@@ -28,7 +28,8 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::BlockAdd(_)
         | ControlRequest::BlockRemove(_)
         | ControlRequest::TlsRuleAdd(_)
-        | ControlRequest::TlsRuleRemove(_) => true,
+        | ControlRequest::TlsRuleRemove(_)
+        | ControlRequest::Check => true,
     }
 }
 

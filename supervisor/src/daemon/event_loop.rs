@@ -126,10 +126,11 @@ impl Daemon {
                 slot.tick(poll.registry(), now);
             }
             control.expire(poll.registry(), now);
-            // Interfaces that appeared, went or were renamed (not while stopping: the
-            // links are being let go).
             if shutdown_deadline.is_none() {
+                // Interfaces that appeared, went or were renamed (not while stopping: the
+                // links are being let go), then drift.
                 self.reconcile_network(now);
+                self.drift_tick(poll.registry(), now);
             }
             self.ip.expire(&self.loaded);
             dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);

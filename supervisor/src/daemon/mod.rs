@@ -32,6 +32,7 @@
 //! `SlotEvent` (`crate::workers::dispatch`) and its arm in `workers::on_slot_event`.
 
 mod commands;
+mod drift;
 mod event_logs;
 mod event_loop;
 mod network;
@@ -136,6 +137,10 @@ struct Daemon {
     conntrack_seed: String,
     ip: IpPolicy,
     tls: TlsPolicy,
+    /// The DNS rule map this daemon swapped in last (read back by drift checks).
+    dns_map: Option<std::os::fd::OwnedFd>,
+    /// Drift checks.
+    drift: drift::DriftState,
     /// Workers whose socket may still hold frames (a read stopped at its budget).
     unread: std::collections::BTreeSet<WorkerKind>,
     /// The gid of `paths.log_group` (`None`: root only), see `event_logs`.

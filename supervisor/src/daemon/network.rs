@@ -162,6 +162,22 @@ impl Network {
         self.links.values().cloned().collect()
     }
 
+    /// The link Palisade holds links on under `name`, when the kernel still reports it
+    /// so (same ifindex, same name).
+    pub(super) fn attached_link(&self, name: &str) -> Option<Link> {
+        self.attached
+            .iter()
+            .find(|(_, n)| *n == name)
+            .and_then(|(i, _)| self.links.get(i))
+            .filter(|l| l.name == name)
+            .cloned()
+    }
+
+    /// Asks for a pass (after the debounce).
+    pub(super) fn schedule(&mut self, now: Instant) {
+        self.pending.get_or_insert(now);
+    }
+
     /// Whether an interface of that name is there and selected.
     pub(super) fn selects(&self, name: &str) -> bool {
         self.links
@@ -444,12 +460,27 @@ impl Network {
 }
 
 impl super::Daemon {
-    /// A pass of network reconciliation, if one is due; the workers get the new name
-    /// table through their slots (and keep it for their next start).
+    /// A pass of network reconciliation, if one is due.
     pub(super) fn reconcile_network(&mut self, now: Instant) {
-        if !self.network.due(now) {
-            return;
+        if self.network.due(now) {
+            self.network_pass();
         }
+    }
+
+    /// Reads what the link monitor has queued and, if anything changed, runs a pass now
+    /// (no debounce): for drift checks, which must not take a deleted interface's defunct
+    /// links for drift.
+    pub(super) fn settle_network(&mut self) {
+        let now = Instant::now();
+        self.network.on_readable(now);
+        if self.network.deadline().is_some() {
+            self.network_pass();
+        }
+    }
+
+    /// One pass; the workers get the new name table through their slots (and keep it for
+    /// their next start).
+    fn network_pass(&mut self) {
         let resources = &mut self.resources;
         let slots = &self.slots;
         let mut send = |names: &[InterfaceName]| {
@@ -507,7 +538,7 @@ fn set_gone(statuses: &mut Vec<InterfaceStatus>, name: &str, ifindex: u32, now: 
 
 /// Attaches (or adopts) the observer's and the IP policy's hooks on one interface, as at
 /// start.
-fn attach_one(k: &mut Kernel<'_>, link: &Link) -> InterfaceStatus {
+pub(super) fn attach_one(k: &mut Kernel<'_>, link: &Link) -> InterfaceStatus {
     let mut status = k
         .links
         .attach_interface(k.loaded, k.pins, &link.name, link.index);

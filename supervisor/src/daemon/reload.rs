@@ -68,7 +68,9 @@ impl Daemon {
             return Err(TlsPolicyError::TooMany(tls_lists.len()).into());
         }
         let rules = RuleSet::load(&config.dns.lists)?;
-        let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)?;
+        let (kernel_rules, dns_map) =
+            dns_kernel::apply_holding(&self.loaded, &rules, config.dns.block_action)?;
+        self.dns_map = Some(dns_map);
         // Learned names came from the previous regexes: start afresh.
         dns_kernel::clear_learned(&self.loaded)?;
         self.dns = DnsState::new(rules, config.dns.block_action);
@@ -161,6 +163,12 @@ impl Daemon {
                 "event logs: new group (paths.log_group)"
             );
             self.opts.config.log_group = config.log_group;
+        }
+        // What this reload wrote is the state drift checks compare with from now on.
+        self.drift.config_written(&self.loaded);
+        if config.drift != self.opts.config.drift {
+            self.drift.set_interval(config.drift.interval_s);
+            self.opts.config.drift = config.drift;
         }
         Ok(ReloadReport {
             dns_ruleset_sha256: hex::encode(self.dns.rules.sha256()),

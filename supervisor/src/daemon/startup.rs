@@ -139,7 +139,7 @@ fn bring_up(
     let pins = PinTree::open(&cfg.pin_root)?;
     let mut loaded = Loaded::load(&pins)?;
     // Policy before traffic is attached: validated lists, swapped in whole.
-    let (dns, dns_kernel_rules) = load_dns_policy(&loaded, cfg, checked.dns_rules)?;
+    let (dns, dns_kernel_rules, dns_map) = load_dns_policy(&loaded, cfg, checked.dns_rules)?;
     let ip = load_ip_policy(&loaded, cfg, checked.ip)?;
     let mut tls = checked.tls;
     // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
@@ -170,6 +170,8 @@ fn bring_up(
     for old in pins.remove_other_versions() {
         tracing::info!(pins = %old.display(), "removed pins of another ABI version");
     }
+    let mut drift = super::drift::DriftState::new(opts.config.drift.interval_s);
+    drift.config_written(&loaded);
     let daemon = Daemon {
         opts,
         pins,
@@ -185,6 +187,8 @@ fn bring_up(
         conntrack_seed,
         ip,
         tls,
+        dns_map: Some(dns_map),
+        drift,
         unread: Default::default(),
         log_gid,
     };
@@ -192,13 +196,14 @@ fn bring_up(
 }
 
 /// Loads the DNS lists and writes them into the kernel (learned names of a
-/// previous run go). Returns the state and the number of kernel rules.
+/// previous run go). Returns the state, the number of kernel rules and the rule map.
 fn load_dns_policy(
     loaded: &Loaded,
     cfg: &Config,
     rules: RuleSet,
-) -> Result<(DnsState, u32), DaemonError> {
-    let dns_kernel_rules = dns_kernel::apply(loaded, &rules, cfg.dns.block_action)?;
+) -> Result<(DnsState, u32, std::os::fd::OwnedFd), DaemonError> {
+    let (dns_kernel_rules, dns_map) =
+        dns_kernel::apply_holding(loaded, &rules, cfg.dns.block_action)?;
     dns_kernel::clear_learned(loaded)?;
     tracing::info!(
         names = dns_kernel_rules,
@@ -207,7 +212,11 @@ fn load_dns_policy(
         sha256 = %hex::encode(rules.sha256()),
         "DNS policy loaded"
     );
-    Ok((DnsState::new(rules, cfg.dns.block_action), dns_kernel_rules))
+    Ok((
+        DnsState::new(rules, cfg.dns.block_action),
+        dns_kernel_rules,
+        dns_map,
+    ))
 }
 
 /// Writes the IP lists and the runtime rules (read, expired ones dropped, by [`check`])

@@ -66,6 +66,18 @@ fn extra_fds(opts: &RunOptions, kind: WorkerKind) -> Result<Vec<(FdRole, OwnedFd
     Ok(fds)
 }
 
+/// The names of the interfaces something is attached to, for the workers' `in_iface`.
+pub(super) fn attached_names(statuses: &[InterfaceStatus]) -> Vec<InterfaceName> {
+    statuses
+        .iter()
+        .filter(|s| !s.attachments.is_empty())
+        .map(|s| InterfaceName {
+            ifindex: s.ifindex,
+            name: s.name.clone(),
+        })
+        .collect()
+}
+
 /// Slots and their resources for every configured worker, with the accounts
 /// `users::worker_accounts` resolved (one per worker): ring buffer and sink open. The slots
 /// start on the first tick.
@@ -76,14 +88,7 @@ pub(super) fn prepare(
     loaded: &Loaded,
     statuses: &[InterfaceStatus],
 ) -> Result<(Slots, SlotResources), DaemonError> {
-    let iface_names: Vec<InterfaceName> = statuses
-        .iter()
-        .filter(|s| !s.attachments.is_empty())
-        .map(|s| InterfaceName {
-            ifindex: s.ifindex,
-            name: s.name.clone(),
-        })
-        .collect();
+    let iface_names = attached_names(statuses);
     let mut slots = BTreeMap::new();
     let mut resources = BTreeMap::new();
     for (kind, settings) in &opts.config.workers {

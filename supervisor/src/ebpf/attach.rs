@@ -12,7 +12,7 @@ use aya::programs::{
     links::{FdLink, PinnedLink},
     tc,
 };
-use palisade_ipc::messages::{Attachment, InterfaceStatus};
+use palisade_ipc::messages::{Attachment, DriftFinding, InterfaceStatus};
 
 use super::{loader::Loaded, pin::PinTree};
 
@@ -416,6 +416,77 @@ impl Links {
             }
         }
         removed
+    }
+
+    /// Drift of the links this daemon holds: a link detached from outside (`bpftool link
+    /// detach`, or its interface deleted: the kernel reports ifindex 0) is dropped with its
+    /// pin, and its interface named for re-attachment; a link whose pin was removed while it
+    /// still runs is pinned again from the descriptor this daemon holds. Returns the findings
+    /// and the interfaces to attach again.
+    pub fn drift(&mut self) -> (Vec<DriftFinding>, std::collections::BTreeSet<String>) {
+        let mut findings = Vec::new();
+        let mut reattach = std::collections::BTreeSet::new();
+        let mut kept = Vec::with_capacity(self.pinned.len());
+        for (ifname, direction, path, link) in std::mem::take(&mut self.pinned) {
+            let object = format!("link {ifname}/{direction}");
+            // aya's FdLink lends no descriptor: a missing pin is put back by pinning the
+            // link itself (which hands it back), and the link is then read through its pin.
+            let link = if path.exists() {
+                link
+            } else {
+                let problem = format!("pin {} removed", path.display());
+                match link.pin(&path) {
+                    Ok(pinned) => {
+                        findings.push(DriftFinding {
+                            object: object.clone(),
+                            problem,
+                            action: "re-pinned".into(),
+                            repaired: true,
+                        });
+                        FdLink::from(pinned)
+                    }
+                    Err(e) => {
+                        // The link is gone with the error (dropped by pin()): attach again.
+                        findings.push(DriftFinding {
+                            object,
+                            problem,
+                            action: format!("re-pinning failed ({e}): attaching again"),
+                            repaired: false,
+                        });
+                        reattach.insert(ifname);
+                        continue;
+                    }
+                }
+            };
+            match palisade_ebpf::links::open_pinned(&path).and_then(palisade_ebpf::links::ifindex) {
+                Ok(0) => {
+                    findings.push(DriftFinding {
+                        object,
+                        problem: "detached from its interface (defunct link)".into(),
+                        action: String::new(),
+                        repaired: false,
+                    });
+                    reattach.insert(ifname.clone());
+                    let _ = std::fs::remove_file(&path);
+                    drop(link);
+                }
+                Ok(_) => kept.push((ifname, direction, path, link)),
+                Err(e) => {
+                    findings.push(DriftFinding {
+                        object,
+                        problem: format!("cannot read the link through its pin: {e}"),
+                        action: "none".into(),
+                        repaired: false,
+                    });
+                    kept.push((ifname, direction, path, link));
+                }
+            }
+        }
+        // Every link of an interface to re-attach leaves the list: the live ones are adopted
+        // again from their pins by the re-attachment.
+        kept.retain(|(ifname, ..)| !reattach.contains(ifname));
+        self.pinned = kept;
+        (findings, reattach)
     }
 
     /// Detaches and unpins every link (`--detach-on-exit`).

@@ -200,7 +200,11 @@ pub fn open_flows(version_dir: &Path) -> u64 {
         return 0;
     };
     rd.filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("pal_flow_shard_"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("pal_flow_shard_")
+        })
         .filter_map(|e| palisade_ebpf::flow_table::open_shard(&e.path()).ok())
         .filter_map(|fd| palisade_ebpf::flow_table::count(&fd).ok())
         .sum()

@@ -20,6 +20,38 @@ use crate::ebpf::maps::{KernelError, Maps, on as err};
 /// Builds the rule set's kernel map, swaps it in, and sets the action.
 /// Returns the number of map entries (names) in the kernel.
 pub fn apply(maps: &dyn Maps, rules: &RuleSet, action: BlockAction) -> Result<u32, KernelError> {
+    apply_holding(maps, rules, action).map(|(n, _)| n)
+}
+
+/// [`apply`], also returning the descriptor of the map swapped in, so that the daemon can
+/// read it back for drift checks (reopening it by id would need CAP_SYS_ADMIN).
+pub fn apply_holding(
+    maps: &dyn Maps,
+    rules: &RuleSet,
+    action: BlockAction,
+) -> Result<(u32, std::os::fd::OwnedFd), KernelError> {
+    let builder = builder(rules);
+    let map = builder.build().map_err(err("new DNS rule map"))?;
+    dns_policy::swap_in(maps.fd(MAP_DNS_POLICY)?, &map).map_err(err(MAP_DNS_POLICY))?;
+    let action = match action {
+        BlockAction::Nxdomain => palisade_abi::BlockAction::Nxdomain,
+        BlockAction::Drop => palisade_abi::BlockAction::Drop,
+    };
+    dns_policy::set_block_action(maps.fd(MAP_DNS_CONFIG)?, action).map_err(err(MAP_DNS_CONFIG))?;
+    Ok((builder.len() as u32, map))
+}
+
+/// The [`Digest`](palisade_ebpf::maps::Digest) of the kernel map [`apply`] builds for
+/// `rules`: what a drift check compares the live map with.
+pub fn digest(rules: &RuleSet) -> palisade_ebpf::maps::Digest {
+    let mut d = palisade_ebpf::maps::Digest::default();
+    for (hash, rule) in builder(rules).entries() {
+        d.add(&hash.to_ne_bytes(), &rule.to_bytes());
+    }
+    d
+}
+
+fn builder(rules: &RuleSet) -> RuleSetBuilder {
     let mut builder = RuleSetBuilder::with_capacity(rules.len());
     for (hash, action, kind, id) in rules.name_rules() {
         let kind = match (action, kind) {
@@ -30,14 +62,7 @@ pub fn apply(maps: &dyn Maps, rules: &RuleSet, action: BlockAction) -> Result<u3
         };
         builder.add_hash(hash, kind, id);
     }
-    let map = builder.build().map_err(err("new DNS rule map"))?;
-    dns_policy::swap_in(maps.fd(MAP_DNS_POLICY)?, &map).map_err(err(MAP_DNS_POLICY))?;
-    let action = match action {
-        BlockAction::Nxdomain => palisade_abi::BlockAction::Nxdomain,
-        BlockAction::Drop => palisade_abi::BlockAction::Drop,
-    };
-    dns_policy::set_block_action(maps.fd(MAP_DNS_CONFIG)?, action).map_err(err(MAP_DNS_CONFIG))?;
-    Ok(builder.len() as u32)
+    builder
 }
 
 /// Adds a learned exact-name block for `ttl`.

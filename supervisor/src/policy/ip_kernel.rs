@@ -175,6 +175,80 @@ pub fn change(
     }
 }
 
+/// Tries with more prefixes than this are checked for drift by their size only: a trie has no
+/// batch reads, and reading a million prefixes key by key takes about a second.
+pub const DRIFT_COMPARE_MAX: usize = 1 << 18;
+
+/// How the live tries differ from what `state` says they hold (drift): a trie in a slot that
+/// is not the one this supervisor swapped in, prefixes missing, added or changed. Expiry
+/// times are compared to the second, and a rule expiring within two seconds is left out
+/// (the supervisor's expiry may not have run yet). Empty when they match.
+pub fn drift(
+    maps: &dyn Maps,
+    tries: &LiveTries,
+    state: &IpState,
+) -> Result<Vec<String>, KernelError> {
+    const SLACK_NS: u64 = 2_000_000_000;
+    let boot = ip_policy::boot_time_ns().map_err(err("CLOCK_BOOTTIME"))?;
+    let entries = state.kernel_entries(unix_now(), boot);
+    let mut problems = Vec::new();
+    for (family, want) in Family::ALL.into_iter().zip(entries.iter()) {
+        let name = family.outer_map();
+        let current = ip_policy::current_inner_id(maps.fd(name)?).map_err(err(name))?;
+        let held = match family {
+            Family::V4 => tries.v4.as_ref(),
+            Family::V6 => tries.v6.as_ref(),
+        };
+        let held_id = match held {
+            Some(fd) => Some(palisade_ebpf::maps::map_facts(fd).map_err(err(name))?.id),
+            None => None,
+        };
+        if current != held_id {
+            problems.push(format!(
+                "{name}: slot holds map {current:?}, this supervisor swapped in {held_id:?}"
+            ));
+            continue;
+        }
+        let Some(trie) = held else { continue };
+        let near_expiry = |r: &palisade_abi::IpRule| {
+            r.expires_boot_ns != 0 && r.expires_boot_ns < boot + SLACK_NS
+        };
+        let want: std::collections::BTreeMap<_, _> = want
+            .iter()
+            .filter(|(_, r)| !near_expiry(r))
+            .map(|(p, r)| (*p, *r))
+            .collect();
+        if want.len() > DRIFT_COMPARE_MAX {
+            let live = palisade_ebpf::flow_table::count(trie).map_err(err(name))? as usize;
+            // Rules near their expiry may or may not still be in the trie.
+            if live < want.len() {
+                problems.push(format!("{name}: {live} prefixes, {} expected", want.len()));
+            }
+            continue;
+        }
+        let live = ip_policy::read_rules(trie, family).map_err(err(name))?;
+        let mut seen = 0usize;
+        for (prefix, rule) in &live {
+            match want.get(prefix) {
+                Some(w) => {
+                    seen += 1;
+                    let same_expiry =
+                        rule.expires_boot_ns.abs_diff(w.expires_boot_ns) < 1_000_000_000;
+                    if rule.rule_id != w.rule_id || rule.prefixlen != w.prefixlen || !same_expiry {
+                        problems.push(format!("{name}: {prefix} changed (rule {})", rule.rule_id));
+                    }
+                }
+                None if near_expiry(rule) => {}
+                None => problems.push(format!("{name}: {prefix} added")),
+            }
+        }
+        if seen < want.len() {
+            problems.push(format!("{name}: {} prefixes missing", want.len() - seen));
+        }
+    }
+    Ok(problems)
+}
+
 /// Per-rule hit counters, summed over CPUs.
 pub fn hits(maps: &dyn Maps) -> Result<HashMap<u32, u64>, KernelError> {
     Ok(maps.hits(MAP_IP_HITS)?.into_iter().collect())

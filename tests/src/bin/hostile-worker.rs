@@ -4,7 +4,9 @@
 //! `oversized`, `wrongversion`, `garbage`, `unexpected`, `fds`, `liar` (a DNS worker that
 //! applies the supervisor's rule set, then asks it to block a name for a rule id that is no
 //! regex rule of that set), `logflood` (Log frames as fast as the socket takes them),
-//! `chatty` (valid heartbeats and a flood of valid CnameCheck frames, for 20 seconds).
+//! `chatty` (valid heartbeats and a flood of valid CnameCheck frames, for 20 seconds),
+//! `stale` (an otherwise well-behaved worker that reports applying another rule set than
+//! every policy it is sent: drift the supervisor must resync, then restart).
 
 use std::{
     io::IoSlice,
@@ -128,6 +130,36 @@ fn main() {
                             });
                             break;
                         }
+                    }
+                }
+                "stale" => {
+                    let send = |m: &WorkerToSupervisor| {
+                        raw_send(&codec::encode(m).unwrap_or_default(), &[]);
+                    };
+                    send(&WorkerToSupervisor::Ready);
+                    let _ = nix::fcntl::fcntl(
+                        sock,
+                        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                    );
+                    let mut seq = 0;
+                    loop {
+                        seq += 1;
+                        send(&WorkerToSupervisor::Heartbeat { seq });
+                        while let Ok(transport::Received::Frame { len, .. }) =
+                            transport::recv_frame(sock, &mut buf)
+                        {
+                            let frame = buf.get(..len).unwrap_or_default();
+                            match codec::decode::<SupervisorToWorker>(frame) {
+                                Ok(SupervisorToWorker::Policy(_)) => {
+                                    send(&WorkerToSupervisor::RulesetApplied {
+                                        ruleset: [0x5a; 32],
+                                    });
+                                }
+                                Ok(SupervisorToWorker::Shutdown) => return,
+                                _ => {}
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
                     }
                 }
                 _ => {}

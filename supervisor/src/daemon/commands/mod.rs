@@ -53,6 +53,7 @@ impl Daemon {
             ControlRequest::TlsRuleRemove(spec) => tls::remove(self, spec),
             ControlRequest::TlsRuleList { limit } => tls::list(self, *limit),
             ControlRequest::Devices { offset } => devices::chunk(self, *offset),
+            ControlRequest::Check => ControlResponse::Checked(self.check_drift(registry)),
         }
     }
 }

@@ -40,6 +40,7 @@ pub(super) fn status(d: &Daemon) -> ControlResponse {
         kernel,
         dns: d.dns.status(d.dns_kernel_rules),
         flows: crate::flows::status(&d.loaded, &d.opts.config.flow, &d.conntrack_seed),
+        drift: d.drift.status.clone(),
         network: d.network.counters.clone(),
     }))
 }

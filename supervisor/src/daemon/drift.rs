@@ -1,0 +1,378 @@
+//! Drift: the kernel state and the workers' rule sets compared with what this daemon put
+//! there, periodically (`[drift] interval_s`) and on demand (`palisade check`), and repaired.
+//!
+//! What is checked, and how each difference is repaired:
+//! - every link this daemon holds (observer and IP policy hooks): detached from outside
+//!   (`bpftool link detach`, the interface deleted) -> the interface is attached again
+//!   (live links adopted from their pins, dead ones replaced); pin removed -> pinned again;
+//! - every pinned map (and flow table shard): pin removed -> pinned again from the
+//!   descriptor the daemon holds (the programs never lost the map);
+//! - the DNS rule map and the IP tries: a map swapped into their slot from outside, or
+//!   entries added, removed or changed -> the rule set in force is written again (a fresh
+//!   map, swapped in whole, as a reload does);
+//! - the config maps (`pal_dns_config`, `pal_ip_config`, `pal_flow_config`): a value other
+//!   than the one this daemon last wrote -> written again;
+//! - the rule set each worker reports applying: another one -> the policy is sent again;
+//!   still another one at the next check -> the worker is restarted.
+//!
+//! Objects Palisade did not create are never touched. Every finding is logged, counted
+//! (`status`, metrics) and listed by `palisade check`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    os::fd::AsFd,
+    time::{Duration, Instant},
+};
+
+use palisade_abi::{MAP_DNS_CONFIG, MAP_DNS_POLICY, MAP_FLOW_CONFIG, MAP_IP_CONFIG, PINNED_MAPS};
+use palisade_ebpf::maps::{Digest, digest, map_facts, pin, read_slot0, write_slot0};
+use palisade_ipc::messages::{DriftFinding, DriftStatus, WorkerKind};
+
+use super::Daemon;
+use crate::{
+    ebpf::maps::Maps,
+    policy::{dns_kernel, ip_kernel},
+};
+
+/// The config maps whose one value the daemon writes.
+const CONFIG_MAPS: [&str; 3] = [MAP_DNS_CONFIG, MAP_IP_CONFIG, MAP_FLOW_CONFIG];
+
+/// What the checks remember between runs.
+#[derive(Debug, Default)]
+pub(super) struct DriftState {
+    /// Counters and the latest findings, as `status` shows them.
+    pub status: DriftStatus,
+    /// When the next periodic check is due.
+    next_at: Option<Instant>,
+    /// The DNS rule map's digest, for the rule set of this SHA-256 (computed once per set).
+    dns_digest: Option<([u8; 32], Digest)>,
+    /// The value of each config map as this daemon last wrote it.
+    configs: BTreeMap<&'static str, Vec<u8>>,
+    /// Workers sent the policy again by the previous check for applying another rule set.
+    resynced: BTreeSet<WorkerKind>,
+}
+
+impl DriftState {
+    /// Checks every `interval_s` seconds (0: only on demand).
+    pub(super) fn new(interval_s: u32) -> Self {
+        let mut state = Self::default();
+        state.set_interval(interval_s);
+        state
+    }
+
+    /// A new period (reload); the next check comes one period from now.
+    pub(super) fn set_interval(&mut self, interval_s: u32) {
+        self.status.interval_s = interval_s;
+        self.next_at =
+            (interval_s > 0).then(|| Instant::now() + Duration::from_secs(interval_s.into()));
+    }
+
+    /// Whether the periodic check is due.
+    pub(super) fn due(&self, now: Instant) -> bool {
+        self.next_at.is_some_and(|t| now >= t)
+    }
+
+    /// Remembers the config maps' values as this daemon just wrote them (start, reload,
+    /// repair).
+    pub(super) fn config_written(&mut self, maps: &dyn Maps) {
+        for name in CONFIG_MAPS {
+            if let Some(v) = maps.fd(name).ok().and_then(|fd| read_slot0(fd).ok()) {
+                self.configs.insert(name, v);
+            }
+        }
+    }
+}
+
+fn finding(object: impl Into<String>, problem: impl Into<String>) -> DriftFinding {
+    DriftFinding {
+        object: object.into(),
+        problem: problem.into(),
+        action: String::new(),
+        repaired: false,
+    }
+}
+
+fn outcome(f: &mut DriftFinding, result: Result<&str, String>) {
+    match result {
+        Ok(action) => {
+            f.action = action.to_owned();
+            f.repaired = true;
+        }
+        Err(e) => f.action = format!("repair failed: {e}"),
+    }
+}
+
+impl Daemon {
+    /// Runs the periodic check when it is due.
+    pub(super) fn drift_tick(&mut self, registry: &mio::Registry, now: Instant) {
+        if self.drift.due(now) {
+            self.check_drift(registry);
+        }
+    }
+
+    /// One check: compares, repairs, counts, logs. Returns the report.
+    pub(super) fn check_drift(&mut self, registry: &mio::Registry) -> DriftStatus {
+        let started = Instant::now();
+        let mut findings = self.check_links();
+        findings.extend(self.check_map_pins());
+        findings.extend(self.check_dns_map());
+        findings.extend(self.check_ip_tries());
+        findings.extend(self.check_config_maps());
+        findings.extend(self.check_workers(registry));
+        for f in &findings {
+            tracing::warn!(
+                object = %f.object,
+                problem = %f.problem,
+                action = %f.action,
+                repaired = f.repaired,
+                "drift"
+            );
+        }
+        let d = &mut self.drift;
+        d.status.checks += 1;
+        d.status.last_check_unix = crate::policy::ip::unix_now();
+        d.status.found_total += findings.len() as u64;
+        d.status.repaired_total += findings.iter().filter(|f| f.repaired).count() as u64;
+        d.status.findings = findings;
+        if d.status.interval_s > 0 {
+            d.next_at = Some(Instant::now() + Duration::from_secs(d.status.interval_s.into()));
+        }
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            findings = d.status.findings.len(),
+            "drift check"
+        );
+        d.status.clone()
+    }
+
+    /// Links: see [`crate::ebpf::attach::Links::drift`]; detached ones are attached again.
+    /// Link changes the kernel already reported are taken first (network reconciliation,
+    /// without its debounce): the links of an interface that was deleted, re-created or
+    /// renamed are its business, not drift.
+    fn check_links(&mut self) -> Vec<DriftFinding> {
+        self.settle_network();
+        let (mut findings, reattach) = self.links.drift();
+        for ifname in reattach {
+            let result = self.reattach(&ifname);
+            for f in findings
+                .iter_mut()
+                .filter(|f| f.object.starts_with(&format!("link {ifname}/")) && !f.repaired)
+            {
+                outcome(f, result.clone());
+            }
+        }
+        findings
+    }
+
+    /// Attaches `ifname` again as at start (observer and IP policy hooks; live links are
+    /// adopted from their pins) when it is still the interface the links were attached
+    /// to; one deleted or re-created meanwhile is left to network reconciliation, which
+    /// this schedules.
+    fn reattach(&mut self, ifname: &str) -> Result<&'static str, String> {
+        let Some(link) = self.network.attached_link(ifname) else {
+            self.network.schedule(Instant::now());
+            return Ok("interface deleted or re-created: left to network reconciliation");
+        };
+        let mut kernel = super::network::Kernel {
+            links: &mut self.links,
+            loaded: &mut self.loaded,
+            pins: &self.pins,
+            xdp_mode: self.opts.config.ip.xdp_mode,
+        };
+        let status = super::network::attach_one(&mut kernel, &link);
+        let error = status.error.clone();
+        self.interfaces
+            .retain(|i| !(i.name == ifname && i.ifindex == link.index));
+        self.interfaces.push(status);
+        self.interfaces
+            .sort_by(|a, b| a.name.cmp(&b.name).then(a.ifindex.cmp(&b.ifindex)));
+        error.map_or(Ok("attached again"), Err)
+    }
+
+    /// Map pins: every pinned map and flow table shard still has its pin.
+    fn check_map_pins(&mut self) -> Vec<DriftFinding> {
+        let dir = self.pins.maps();
+        let mut findings = Vec::new();
+        let shards = self
+            .loaded
+            .flow_shards
+            .iter()
+            .enumerate()
+            .map(|(i, fd)| (format!("pal_flow_shard_{i}"), fd.as_fd()));
+        let maps = PINNED_MAPS
+            .iter()
+            .filter_map(|&name| self.loaded.fd(name).ok().map(|fd| (name.to_owned(), fd)));
+        for (name, fd) in maps.chain(shards) {
+            let path = dir.join(&name);
+            if path.exists() {
+                continue;
+            }
+            let mut f = finding(
+                format!("pin maps/{name}"),
+                format!("{} removed", path.display()),
+            );
+            outcome(
+                &mut f,
+                pin(fd, &path)
+                    .map(|()| "pinned again")
+                    .map_err(|e| e.to_string()),
+            );
+            findings.push(f);
+        }
+        findings
+    }
+
+    /// The DNS rule map: the one this daemon swapped in, holding what the rule set says.
+    fn check_dns_map(&mut self) -> Vec<DriftFinding> {
+        let problem = match self.dns_kernel_problem() {
+            Ok(None) => return Vec::new(),
+            Ok(Some(p)) => p,
+            Err(e) => format!("cannot read it: {e}"),
+        };
+        let mut f = finding(format!("map {MAP_DNS_POLICY}"), problem);
+        let result =
+            dns_kernel::apply_holding(&self.loaded, &self.dns.rules, self.dns.block_action)
+                .map(|(n, map)| {
+                    self.dns_kernel_rules = n;
+                    self.dns_map = Some(map);
+                    self.drift.config_written(&self.loaded);
+                    "rule set written again"
+                })
+                .map_err(|e| crate::error_chain(&e));
+        outcome(&mut f, result);
+        vec![f]
+    }
+
+    fn dns_kernel_problem(&mut self) -> Result<Option<String>, String> {
+        let outer = self.loaded.fd(MAP_DNS_POLICY).map_err(|e| e.to_string())?;
+        let current =
+            palisade_ebpf::dns_policy::current_inner_id(outer).map_err(|e| e.to_string())?;
+        let held = self.dns_map.as_ref();
+        let held_id = held
+            .map(|m| map_facts(m).map(|f| f.id))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        if current != held_id {
+            return Ok(Some(format!(
+                "slot holds map {current:?}, this daemon swapped in {held_id:?}"
+            )));
+        }
+        let Some(map) = held else { return Ok(None) };
+        let sha = self.dns.rules.sha256();
+        let want = match self.drift.dns_digest {
+            Some((s, d)) if s == sha => d,
+            _ => {
+                let d = dns_kernel::digest(&self.dns.rules);
+                self.drift.dns_digest = Some((sha, d));
+                d
+            }
+        };
+        let live = digest(map).map_err(|e| e.to_string())?;
+        Ok((live != want).then(|| {
+            format!(
+                "{} entries differ from the rule set's {} (added, removed or changed)",
+                live.entries, want.entries
+            )
+        }))
+    }
+
+    /// The IP tries: see [`ip_kernel::drift`].
+    fn check_ip_tries(&mut self) -> Vec<DriftFinding> {
+        let problems = match ip_kernel::drift(&self.loaded, &self.ip.tries, &self.ip.state) {
+            Ok(p) if p.is_empty() => return Vec::new(),
+            Ok(p) => p,
+            Err(e) => vec![format!("cannot read them: {}", crate::error_chain(&e))],
+        };
+        let mut f = finding("map pal_ip4_policy/pal_ip6_policy", problems.join("; "));
+        let result = ip_kernel::apply(
+            &self.loaded,
+            &mut self.ip.tries,
+            &self.ip.state,
+            self.opts.config.ip.alerts_per_second,
+        )
+        .map(|counts| {
+            self.ip.kernel = counts;
+            self.drift.config_written(&self.loaded);
+            "rule set written again"
+        })
+        .map_err(|e| crate::error_chain(&e));
+        outcome(&mut f, result);
+        vec![f]
+    }
+
+    /// The config maps: the value this daemon last wrote.
+    fn check_config_maps(&mut self) -> Vec<DriftFinding> {
+        let mut findings = Vec::new();
+        for (name, want) in &self.drift.configs {
+            let Ok(fd) = self.loaded.fd(name) else {
+                continue;
+            };
+            match read_slot0(fd) {
+                Ok(live) if live == *want => {}
+                Ok(_) => {
+                    let mut f = finding(format!("map {name}"), "value changed");
+                    outcome(
+                        &mut f,
+                        write_slot0(fd, want)
+                            .map(|()| "written again")
+                            .map_err(|e| e.to_string()),
+                    );
+                    findings.push(f);
+                }
+                Err(e) => findings.push(finding(
+                    format!("map {name}"),
+                    format!("cannot read it: {e}"),
+                )),
+            }
+        }
+        findings
+    }
+
+    /// The rule set each policy worker reports applying.
+    fn check_workers(&mut self, registry: &mio::Registry) -> Vec<DriftFinding> {
+        let ours_dns = self.dns.rules.sha256();
+        let ours_tls = self.tls.rules.sha256();
+        let mut drifted: Vec<(WorkerKind, [u8; 32], [u8; 32])> = self
+            .dns
+            .worker_rulesets
+            .iter()
+            .filter(|(_, h)| **h != ours_dns)
+            .map(|(k, h)| (*k, *h, ours_dns))
+            .collect();
+        if let Some(h) = self.tls.worker_ruleset.filter(|h| *h != ours_tls) {
+            drifted.push((WorkerKind::Tls, h, ours_tls));
+        }
+        let mut findings = Vec::new();
+        let previous = std::mem::take(&mut self.drift.resynced);
+        for (kind, applied, ours) in drifted {
+            let mut f = finding(
+                format!("worker {}", kind.name()),
+                format!(
+                    "applies rule set {}, the daemon's is {}",
+                    hex::encode(applied),
+                    hex::encode(ours)
+                ),
+            );
+            if previous.contains(&kind) {
+                // Sent the policy again at the previous check and still another rule set.
+                if let Some(slot) = self.slots.get_mut(&kind) {
+                    slot.stop(registry, true);
+                }
+                self.dns.worker_rulesets.remove(&kind);
+                if kind == WorkerKind::Tls {
+                    self.tls.worker_ruleset = None;
+                }
+                outcome(
+                    &mut f,
+                    Ok("restarted (still another rule set after a resync)"),
+                );
+            } else {
+                self.send_policy();
+                self.drift.resynced.insert(kind);
+                f.action = "policy sent again (resync); restarted if it persists".into();
+            }
+            findings.push(f);
+        }
+        findings
+    }
+}
