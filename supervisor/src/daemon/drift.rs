@@ -3,8 +3,10 @@
 //!
 //! What is checked, and how each difference is repaired:
 //! - every link this daemon holds (observer and IP policy hooks): detached from outside
-//!   (`bpftool link detach`, the interface deleted) -> the interface is attached again
-//!   (live links adopted from their pins, dead ones replaced); pin removed -> pinned again;
+//!   (`bpftool link detach`) -> the interface is attached again (live links adopted from
+//!   their pins, dead ones replaced); pin removed -> pinned again. An interface deleted,
+//!   re-created or renamed is network reconciliation's (`super::network`): its pending
+//!   link events are taken before the links are checked;
 //! - every pinned map (and flow table shard): pin removed -> pinned again from the
 //!   descriptor the daemon holds (the programs never lost the map);
 //! - the DNS rule map and the IP tries: a map swapped into their slot from outside, or
