@@ -229,6 +229,15 @@ fn a_deleted_and_recreated_interface_is_attached_again_and_monitored() {
     // Deleted (its peer goes with it): the links are defunct, their pins go, and the
     // configured name is waited for.
     ip_sensor(&lab, &["link", "del", SENSOR_IF]);
+    // Not drift: a check right away takes the kernel's link events first (the pass runs
+    // without its debounce), so the defunct links are released, not "repaired".
+    let check = daemon.ctl(&["check", "--json"]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     let waiting = wait_state(&daemon, SENSOR_IF, "waiting");
     assert_eq!(waiting["ifindex"], 0, "{waiting}");
     assert!(waiting["attachments"].as_array().is_some_and(Vec::is_empty));
