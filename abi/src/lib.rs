@@ -25,7 +25,7 @@ pub use consts::*;
 pub use names::*;
 pub use records::{
     DnsConfig, DnsLearned, DnsRule, FlowBlock, FlowConfig, FlowKey, FlowRecord, FlowSweep,
-    FlowValue, Ip4Key, Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader,
+    FlowValue, GuardConfig, GuardKey, GuardSource, GuardSourceKey, Ip4Key, Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader,
     RuleKind, TlsConn, TlsSeg,
 };
 
