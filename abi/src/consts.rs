@@ -615,7 +615,12 @@ pub fn kernel_counters() -> impl Iterator<Item = CounterDef> {
         group: DHCP_GUARD_GROUP,
         name: stat.name(),
     });
-    stats.chain(dns).chain(flows).chain(ip).chain(tls).chain(guard)
+    stats
+        .chain(dns)
+        .chain(flows)
+        .chain(ip)
+        .chain(tls)
+        .chain(guard)
 }
 
 /// A record kind (`RecordHeader::kind`).
@@ -1021,8 +1026,13 @@ mod tests {
         let all: Vec<CounterDef> = kernel_counters().collect();
         assert_eq!(
             all.len() as u32,
-            STATS_ENTRIES + DNS_STAT_COUNT + FLOW_STAT_COUNT + IP_STAT_COUNT + TLS_STAT_COUNT,
-            "every slot of the three maps"
+            STATS_ENTRIES
+                + DNS_STAT_COUNT
+                + FLOW_STAT_COUNT
+                + IP_STAT_COUNT
+                + TLS_STAT_COUNT
+                + GUARD_STAT_COUNT,
+            "every slot of the counter maps"
         );
         let mut names: Vec<(&str, &str)> = all.iter().map(|c| (c.group, c.name)).collect();
         names.sort_unstable();

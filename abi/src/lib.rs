@@ -25,8 +25,8 @@ pub use consts::*;
 pub use names::*;
 pub use records::{
     DnsConfig, DnsLearned, DnsRule, FlowBlock, FlowConfig, FlowKey, FlowRecord, FlowSweep,
-    FlowValue, GuardConfig, GuardKey, GuardSource, GuardSourceKey, Ip4Key, Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader,
-    RuleKind, TlsConn, TlsSeg,
+    FlowValue, GuardConfig, GuardKey, GuardSource, GuardSourceKey, Ip4Key, Ip6Key, IpBlockRecord,
+    IpConfig, IpRule, RecordError, RecordHeader, RuleKind, TlsConn, TlsSeg,
 };
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.

@@ -104,7 +104,9 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     // An ICMPv6 echo request: ICMPv6 that is not neighbour discovery.
     let echo = [128, 0, 0, 0, 0, 1, 0, 1, b'p', b'i', b'n', b'g'];
     // An ARP request (Ethernet, IPv4), padded to the Ethernet minimum.
-    let mut arp = vec![2, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x08, 0x06];
+    let mut arp = vec![
+        2, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x08, 0x06,
+    ];
     arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2, 198, 18, 0, 2]);
     arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 198, 18, 0, 1]);
     arp.resize(60, 0);

@@ -28,7 +28,7 @@ use toml::Spanned;
 
 use self::check::Checker;
 pub use self::{
-    dhcp::DhcpConfig,
+    dhcp::{AllowedServer, DhcpConfig},
     dns::DnsConfig,
     flow::FlowConfig,
     group::NamedGroup,
