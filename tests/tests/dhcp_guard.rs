@@ -567,6 +567,21 @@ fn arp_and_nd_feed_bindings_and_a_moved_binding_is_an_alert() {
     daemon.stop();
 }
 
+/// Kills the process whose pid a file holds, on drop.
+struct KillPidFile(std::path::PathBuf);
+
+impl Drop for KillPidFile {
+    fn drop(&mut self) {
+        if let Some(pid) = fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on the dhclient this test started (its own pid file).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
 #[test]
 fn dhcpv6_lease_from_dnsmasq_with_dhclient() {
     let lab = Lab::new("guard-dhcp6");
@@ -583,6 +598,8 @@ fn dhcpv6_lease_from_dnsmasq_with_dhclient() {
     lab.start_dnsmasq_with(
         Side::Peer,
         &[
+            // DHCPv6 is answered on the interface of a listening IPv6 address.
+            "--listen-address=2001:db8:1::2",
             "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h",
             "--enable-ra",
             &format!(
@@ -607,6 +624,8 @@ fn dhcpv6_lease_from_dnsmasq_with_dhclient() {
             (text.contains("fe80") && !text.contains("tentative")).then_some(())
         },
     );
+    // dhclient goes to the background once bound: killed through its pid file at the end.
+    let _dhclient = KillPidFile(lab.dir.join("dhclient6.pid"));
     let out = lab
         .sensor("dhclient")
         .args(["-6", "-1", "-v", "-sf", "/bin/true"])
