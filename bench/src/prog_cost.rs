@@ -190,7 +190,7 @@ fn guard_on(palisade: &Ebpf, mode: &str) -> Result<()> {
     let mode = match mode {
         "alert" => palisade_abi::GUARD_ALERT,
         "drop" => palisade_abi::GUARD_DROP,
-        other => return Err(format!("--guard {other}: alert or drop").into()),
+        other => return Err(format!("--guard {other}: alert or drop")),
     };
     palisade_ebpf::guard::set_allowed(
         fd(palisade_abi::MAP_GUARD_ALLOW)?,

@@ -157,6 +157,7 @@ mod tests {
             },
             "0409612e6578616d706c6509622e6578616d706c650172",
         );
+        golden(SupervisorToWorker::Fds(vec![FdRole::Registry]), "060103");
     }
 
     #[test]

@@ -118,6 +118,11 @@ pub enum SupervisorToWorker {
     /// TLS worker: the TLS rules in force (at start and after every change); answered by
     /// `RulesetApplied`.
     TlsPolicy(TlsWorkerPolicy),
+    /// FDs handed over after `Configure`, one per role in this order, carried by this
+    /// frame (the only message besides `Configure` that carries FDs): the DHCP worker's
+    /// IEEE registry re-read at a reload. The worker gives them to its protocol as it did
+    /// the `Configure` extras; a count that does not match is a fatal error.
+    Fds(Vec<FdRole>),
 }
 
 /// What a worker matches in user space.

@@ -338,3 +338,66 @@ fn dhcpv6_solicit_is_captured_and_logged() {
     assert_eq!(d["fingerprint"], "v6:23,24", "{d}");
     daemon.stop();
 }
+
+/// One MA-L assignment for Synology's prefix (00:11:32) under `name`, in ieee-data's CSV.
+fn write_registry(dir: &std::path::Path, name: &str) {
+    std::fs::create_dir_all(dir).expect("registry dir");
+    std::fs::write(
+        dir.join("oui.csv"),
+        format!(
+            "Registry,Assignment,Organization Name,Organization Address\nMA-L,001132,{name},Somewhere\n"
+        ),
+    )
+    .expect("write oui.csv");
+}
+
+#[test]
+fn ieee_registry_is_reread_at_reload() {
+    let lab = Lab::new("dhcp-ieee");
+    let ieee = lab.dir.join("ieee");
+    write_registry(&ieee, "Old Vendor Inc");
+    let cfg = base_config(&lab, &format!("ieee_data_dir = \"{}\"\n", ieee.display()));
+    let daemon = Daemon::start(&lab, &cfg, &[]);
+    let pids = daemon.wait_healthy();
+    let d = wait_for(
+        Duration::from_secs(15),
+        "the DHCPv6 client as a device",
+        || {
+            let out = lab
+                .peer("python3")
+                .args(["-c", SOLICIT_PY, PEER_IF])
+                .output()
+                .expect("python3");
+            assert!(out.status.success(), "{out:?}");
+            device(&daemon, "00:11:32:0a:0b:0c")
+        },
+    );
+    assert_eq!(d["vendor"], "Old Vendor Inc", "{d}");
+    assert_eq!(gauge(&daemon, "dhcp_registry_entries"), Some(1));
+
+    // ieee-data updated: a reload hands the new registry to the running worker.
+    write_registry(&ieee, "New Vendor Inc");
+    let out = daemon.ctl(&["reload"]);
+    assert!(out.status.success(), "reload: {out:?}");
+    wait_for(Duration::from_secs(10), "the new vendor name", || {
+        device(&daemon, "00:11:32:0a:0b:0c").filter(|d| d["vendor"] == "New Vendor Inc")
+    });
+    assert_eq!(
+        daemon.wait_healthy()["dhcp"],
+        pids["dhcp"],
+        "the same DHCP worker (no restart)"
+    );
+    // Unchanged files: nothing handed over again.
+    let out = daemon.ctl(&["reload"]);
+    assert!(out.status.success(), "reload: {out:?}");
+    wait_for(Duration::from_secs(5), "the reload logged", || {
+        (daemon.log_text().matches("IP policy reloaded").count() >= 2).then_some(())
+    });
+    assert_eq!(
+        daemon.log_text().matches("IEEE registries changed").count(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
+    daemon.stop();
+}

@@ -396,7 +396,12 @@ impl Inventory {
     /// Re-reads vendors from a new registry (after a reload).
     pub fn refresh_vendors(&mut self, registry: &Registry) {
         for (mac, d) in &mut self.devices {
-            d.vendor = registry.vendor(*mac).unwrap_or("unknown").to_owned();
+            let vendor = registry.vendor(*mac).unwrap_or("unknown");
+            if d.vendor != vendor {
+                d.vendor = vendor.to_owned();
+                // `palisade devices` reads the state file: write the new names.
+                self.dirty = true;
+            }
         }
     }
 

@@ -129,6 +129,8 @@ impl Daemon {
             );
         }
         self.opts.config.dhcp = config.dhcp;
+        self.reload_registry(&config.ieee_data_dir);
+        self.opts.config.ieee_data_dir = config.ieee_data_dir;
         self.send_policy();
         self.ip.state.set_lists(ip_lists);
         self.ip.kernel = ip_kernel::apply(
