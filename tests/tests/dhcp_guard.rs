@@ -4,9 +4,10 @@
 //! veth (its own MAC); the client (udhcpc, the kernel's RA handling, dhclient -6) is the
 //! sensor's namespace, whose interface Palisade watches.
 //!
-//! * `rogue_dhcp_server_is_alerted_then_dropped`: without the guard dropping, the faster
-//!   rogue server wins the client and is alerted; after a reload with `guard = true` the
-//!   client only ever gets the legitimate lease, the rogue's replies are dropped (alerts
+//! * `rogue_dhcp_server_is_alerted_then_dropped`: without the guard dropping, the rogue
+//!   server (it answers at once, the legitimate one 3 s late) wins the client and is
+//!   alerted; after a reload with `guard = true` the client only ever gets the legitimate
+//!   lease, the rogue's replies are dropped (alerts
 //!   `blocked`, kernel counters, the per-sender map read back), the legitimate server is
 //!   never alerted.
 //! * `rogue_router_advertisement_is_alerted_then_dropped`: the rogue RA installs a default
@@ -85,6 +86,9 @@ impl Rogue {
             &format!("--interface={ROGUE_IF}"),
             "--dhcp-range=198.18.0.200,198.18.0.250,255.255.255.0,1h",
             "--dhcp-authoritative",
+            // No ping check of an address before offering it (dnsmasq waits for an
+            // answer up to a few seconds): the rogue answers at once.
+            "--no-ping",
             &format!(
                 "--dhcp-leasefile={}",
                 lab.dir.join("rogue.leases").display()
@@ -141,15 +145,15 @@ fn set_mac(lab: &Lab, side: Side, ifname: &str, mac: &str) {
     }
 }
 
-/// The legitimate server: dnsmasq on the peer, 198.18.0.100-150, answering 2 s late so that
-/// the rogue wins whenever its replies get through.
+/// The legitimate server: dnsmasq on the peer, 198.18.0.100-150, answering 3 s late so that
+/// the rogue (which answers at once) wins whenever its replies get through.
 fn legit_dhcp_server(lab: &Lab) {
     lab.start_dnsmasq_with(
         Side::Peer,
         &[
             "--dhcp-range=198.18.0.100,198.18.0.150,255.255.255.0,1h",
             "--dhcp-authoritative",
-            "--dhcp-reply-delay=2",
+            "--dhcp-reply-delay=3",
             &format!(
                 "--dhcp-leasefile={}",
                 lab.dir.join("dnsmasq.leases").display()
@@ -295,9 +299,11 @@ fn rogue_dhcp_server_is_alerted_then_dropped() {
     assert_eq!(alert["src_port"], 67, "{alert}");
     assert_eq!(counter(&daemon, "dropped"), 0);
     assert!(counter(&daemon, "rogue") >= 1);
-    assert!(
-        counter(&daemon, "allowed") >= 1,
-        "the legitimate OFFER was checked and allowed"
+    // The legitimate OFFER (3 s late) is checked and allowed.
+    wait_for(
+        Duration::from_secs(10),
+        "the legitimate OFFER allowed",
+        || (counter(&daemon, "allowed") >= 1).then_some(()),
     );
 
     // Guard on: the client only ever gets the legitimate lease.
@@ -322,6 +328,12 @@ fn rogue_dhcp_server_is_alerted_then_dropped() {
     );
     assert_eq!(blocked["palisade"]["guard"]["dropped"], true, "{blocked}");
     assert!(counter(&daemon, "dropped") >= 1);
+    let status = daemon.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("DHCP GUARD kernel: checked=") && !text.contains(" dropped=0 "),
+        "{text}"
+    );
     // The legitimate server is never alerted.
     for a in guard_alerts(&daemon, 9_000_030) {
         assert_eq!(a["palisade"]["guard"]["server_mac"], ROGUE_MAC, "{a}");
