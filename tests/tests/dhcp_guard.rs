@@ -16,9 +16,11 @@
 //! * `arp_and_nd_feed_bindings_and_a_moved_binding_is_an_alert`: ARP from the peer puts its
 //!   IPv4 address on its device, neighbour discovery its IPv6 link-local; a spoofed ARP reply
 //!   for the peer's address is a binding-changed alert naming the previous MAC.
-//! * `dhcpv6_lease_from_dnsmasq_with_dhclient`: dnsmasq (DHCPv6 and RAs) and ISC dhclient
-//!   -6: the lease is logged and becomes the device's IPv6 address; the allow-listed
-//!   server's ADVERTISE/REPLY and RAs raise no guard alert.
+//! * `dhcpv6_lease_from_dnsmasq_with_dhclient`: dnsmasq (DHCPv6 and RAs, allow-listed) and
+//!   ISC dhclient -6, with a rogue dnsmasq (DHCPv6 and RAs) on the link and the guard on:
+//!   the client's lease is the legitimate server's and becomes the device's IPv6 address;
+//!   the rogue's ADVERTISEs and RAs are alerted `blocked` and the client has no route
+//!   through it; the legitimate server is never alerted.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -76,7 +78,18 @@ impl Rogue {
 
     /// A second DHCP server, answering at once from 198.18.0.200-250.
     fn start_dnsmasq(&self, lab: &Lab) {
+        self.start_dnsmasq_with(
+            lab,
+            &["--dhcp-range=198.18.0.200,198.18.0.250,255.255.255.0,1h"],
+            ":67 ",
+        );
+    }
+
+    /// A second dnsmasq serving `ranges` (and whatever else they say); ready when `ss`
+    /// shows a UDP socket on `port` (`":67 "`, `":547 "`).
+    fn start_dnsmasq_with(&self, lab: &Lab, ranges: &[&str], port: &str) {
         let mut cmd = self.cmd("dnsmasq");
+        cmd.args(ranges);
         cmd.args([
             "--keep-in-foreground",
             "--no-resolv",
@@ -84,7 +97,6 @@ impl Rogue {
             "--port=0",
             "--bind-interfaces",
             &format!("--interface={ROGUE_IF}"),
-            "--dhcp-range=198.18.0.200,198.18.0.250,255.255.255.0,1h",
             "--dhcp-authoritative",
             // No ping check of an address before offering it (dnsmasq waits for an
             // answer up to a few seconds): the rogue answers at once.
@@ -101,7 +113,7 @@ impl Rogue {
         wait_for(Duration::from_secs(5), "the rogue DHCP server", || {
             let out = self.cmd("ss").args(["-lun"]).output().expect("ss");
             String::from_utf8_lossy(&out.stdout)
-                .contains(":67 ")
+                .contains(port)
                 .then_some(())
         });
     }
@@ -622,6 +634,27 @@ fn dhcpv6_lease_from_dnsmasq_with_dhclient() {
     );
     let daemon = Daemon::start(&lab, &guard_config(&lab, true), &[]);
     daemon.wait_healthy();
+    // A rogue DHCPv6 server and router, started behind the guard: its ADVERTISEs, REPLYs
+    // and RAs must never reach the client.
+    let rogue = Rogue::new(&lab);
+    run(rogue.cmd("ip").args([
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::3/64",
+        "dev",
+        ROGUE_IF,
+        "nodad",
+    ]));
+    rogue.wait_link_local();
+    rogue.start_dnsmasq_with(
+        &lab,
+        &[
+            "--dhcp-range=2001:db8:1::200,2001:db8:1::2ff,64,1h",
+            "--enable-ra",
+        ],
+        ":547 ",
+    );
     // dhclient sends from the link-local address: wait until it is usable.
     wait_for(
         Duration::from_secs(10),
@@ -656,7 +689,10 @@ fn dhcpv6_lease_from_dnsmasq_with_dhclient() {
         .and_then(|r| r.split_whitespace().next())
         .map(str::to_owned)
         .unwrap_or_else(|| panic!("no IA_NA address in the lease file: {leases}"));
-    assert!(addr.starts_with("2001:db8:1::"), "{addr}");
+    assert!(
+        addr.starts_with("2001:db8:1::1"),
+        "not the legitimate lease: {addr}"
+    );
     let reply = daemon.wait_event("the DHCPv6 REPLY", Duration::from_secs(5), |e| {
         e["event_type"] == "dhcp" && e["dhcp"]["dhcp_type"] == "reply"
     });
@@ -671,10 +707,37 @@ fn dhcpv6_lease_from_dnsmasq_with_dhclient() {
         })
     });
     assert!(d["duid"].is_string(), "{d}");
-    // The allow-listed server's ADVERTISE/REPLY and RAs went through the guard unflagged.
+    // The rogue's DHCPv6 answers and RAs were dropped and alerted, the allow-listed
+    // server's went through unflagged.
+    let blocked = daemon.wait_event("a blocked rogue ADVERTISE", Duration::from_secs(5), |e| {
+        e["alert"]["signature_id"] == 9_000_030 && e["palisade"]["guard"]["message"] == "dhcpv6"
+    });
+    assert_eq!(blocked["alert"]["action"], "blocked", "{blocked}");
+    assert_eq!(blocked["src_port"], 547, "{blocked}");
+    let ra = daemon.wait_event("a blocked rogue RA", Duration::from_secs(20), |e| {
+        e["alert"]["signature_id"] == 9_000_031
+    });
+    assert_eq!(ra["alert"]["action"], "blocked", "{ra}");
+    assert_eq!(
+        ra["palisade"]["guard"]["prefixes"],
+        serde_json::json!(["2001:db8:1::/64"]),
+        "{ra}"
+    );
+    let rogue_ll = ra["palisade"]["guard"]["server_ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for sid in [9_000_030, 9_000_031] {
+        for a in guard_alerts(&daemon, sid) {
+            assert_eq!(a["palisade"]["guard"]["server_mac"], ROGUE_MAC, "{a}");
+        }
+    }
     assert!(counter(&daemon, "allowed") >= 2);
-    assert_eq!(counter(&daemon, "rogue"), 0);
-    assert!(guard_alerts(&daemon, 9_000_030).is_empty());
-    assert!(guard_alerts(&daemon, 9_000_031).is_empty());
+    let routes = client_ipv6(&lab);
+    assert!(
+        !routes.contains(&rogue_ll),
+        "a route through the rogue: {routes}"
+    );
     daemon.stop();
+    drop(rogue);
 }
