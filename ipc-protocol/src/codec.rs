@@ -241,6 +241,25 @@ mod tests {
         golden(ControlRequest::Status, "00");
         golden(ControlRequest::Version, "01");
         golden(ControlRequest::Devices { offset: 7 }, "0f07");
+        golden(ControlRequest::Guard { limit: 5 }, "1005");
+        golden(
+            ControlResponse::Guard(GuardReport {
+                mode: "drop".into(),
+                allowed_servers: vec!["a".into()],
+                senders_total: 1,
+                senders: vec![GuardSender {
+                    mac: "m".into(),
+                    ip: "i".into(),
+                    dhcp4: 1,
+                    dhcp6: 2,
+                    ra: 3,
+                    dropped: 4,
+                    first_seen: 5,
+                    last_seen: 6,
+                }],
+            }),
+            "100464726f700101610101016d0169010203040506",
+        );
         golden(
             ControlRequest::Restart(RestartTarget::One(WorkerKind::Flow)),
             "020003",

@@ -319,6 +319,48 @@ pub enum ControlRequest {
         /// Where the piece starts.
         offset: u64,
     },
+    /// Read-only: the DHCP guard's mode and allow-list, and the senders not on it that the
+    /// kernel counted (`pal_guard_sources`), most recently seen first, at most `limit`.
+    Guard {
+        /// Most senders to report (the daemon caps it at [`GUARD_SENDERS_MAX`]).
+        limit: u32,
+    },
+}
+
+/// Senders per [`ControlResponse::Guard`] answer, at most (a frame holds about 500).
+pub const GUARD_SENDERS_MAX: u32 = 400;
+
+/// The DHCP guard as the daemon and the kernel see it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct GuardReport {
+    /// `off` (no allow-list), `alert` or `drop`, as in the kernel's `pal_guard_config`.
+    pub mode: String,
+    /// `[dhcp] allowed_servers` in force.
+    pub allowed_servers: Vec<String>,
+    /// Senders the kernel counted (it keeps at most 1,024).
+    pub senders_total: u32,
+    /// The most recently seen of them, at most the limit asked for.
+    pub senders: Vec<GuardSender>,
+}
+
+/// One sender the DHCP guard found on no allow-list entry, from `pal_guard_sources`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct GuardSender {
+    /// Ethernet source.
+    pub mac: String,
+    /// IP source.
+    pub ip: String,
+    /// DHCPv4 server messages.
+    pub dhcp4: u64,
+    /// DHCPv6 server messages.
+    pub dhcp6: u64,
+    /// Router advertisements.
+    pub ra: u64,
+    /// Of those, dropped (`guard = true`).
+    pub dropped: u64,
+    /// First and latest message, seconds since the epoch.
+    pub first_seen: u64,
+    pub last_seen: u64,
 }
 
 /// Bytes of the inventory per [`ControlResponse::Devices`] answer, at most.
@@ -690,6 +732,8 @@ pub enum ControlResponse {
     TlsRuleRemoved(TlsRuleInfo),
     /// Answer to [`ControlRequest::TlsRuleList`].
     TlsRuleList(TlsRuleList),
+    /// Answer to [`ControlRequest::Guard`].
+    Guard(GuardReport),
 }
 
 /// What a TLS rule matches in a ClientHello (TCP or QUIC).

@@ -350,7 +350,38 @@ fn rogue_dhcp_server_is_alerted_then_dropped() {
     for a in guard_alerts(&daemon, 9_000_030) {
         assert_eq!(a["palisade"]["guard"]["server_mac"], ROGUE_MAC, "{a}");
     }
-    // The per-sender map: the rogue, its DHCPv4 messages, some dropped.
+    // `palisade guard`: the mode, the list, the rogue with its counts.
+    let out = daemon.ctl(&["guard", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("guard --json");
+    assert_eq!(report["mode"], "drop", "{report}");
+    assert_eq!(
+        report["allowed_servers"],
+        serde_json::json!([LEGIT_MAC]),
+        "{report}"
+    );
+    assert_eq!(report["senders_total"], 1, "{report}");
+    let s = &report["senders"][0];
+    assert_eq!(
+        (&s["mac"], &s["ip"]),
+        (&Value::from(ROGUE_MAC), &Value::from(ROGUE_IP)),
+        "{report}"
+    );
+    assert!(
+        s["dhcp4"].as_u64() >= Some(2) && s["dropped"].as_u64() >= Some(1),
+        "{report}"
+    );
+    assert!(
+        s["last_seen"].as_u64() >= s["first_seen"].as_u64(),
+        "{report}"
+    );
+    let table = daemon.ctl(&["guard"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("DHCP guard: drop") && text.contains(ROGUE_MAC),
+        "{text}"
+    );
+    // The per-sender map itself: the rogue, its DHCPv4 messages, some dropped.
     let sources = guard_sources(&lab);
     let (_, value) = sources
         .iter()

@@ -20,6 +20,7 @@ mod devices;
 mod dns;
 mod flows;
 pub mod generate;
+mod guard;
 mod metrics;
 mod reload;
 mod reopen_logs;
@@ -93,6 +94,7 @@ enum Command {
     Flows(flows::Args),
     Block(block::Args),
     Devices(devices::Args),
+    Guard(guard::Args),
     Tls(tls::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
@@ -115,6 +117,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Flows(a) => flows::main(a),
         Command::Block(a) => block::main(a),
         Command::Devices(a) => devices::main(a),
+        Command::Guard(a) => guard::main(a),
         Command::Tls(a) => tls::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
