@@ -179,6 +179,9 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_QUIC_MIN_DATAGRAM", "u32"), // UDP payload length
         ("PAL_FLOW_BLOCK_MAX", "u32"),    // pal_flow_block max_entries
         ("PAL_QUIC_V", "u32"),            // QUIC version field
+        ("PAL_GUARD_KEY_", "u8"),         // pal_guard_key.type
+        ("PAL_GUARD_STAT_", "u32"),       // pal_guard_stats key
+        ("PAL_GUARD_", "u32"),            // pal_guard_config.mode, guard map sizes
     ];
     BY_PREFIX
         .iter()

@@ -42,6 +42,13 @@
  */
 #define PAL_FLAG_DNS_BLOCKED 0x04   /* query blocked by policy (NXDOMAIN or drop) */
 #define PAL_FLAG_DNS_REWRITTEN 0x08 /* answer rewritten to NXDOMAIN (or dropped) by policy */
+/*
+ * DHCP-ring records only (DHCP server messages, router advertisements): the
+ * DHCP guard found the sender on no allow-list entry (guard.bpf.h), and, with
+ * PAL_FLAG_GUARD_DROPPED, dropped the packet after copying it.
+ */
+#define PAL_FLAG_GUARD_ROGUE 0x10
+#define PAL_FLAG_GUARD_DROPPED 0x20
 
 /* Ring buffers, one per worker; also the first index of pal_stats keys. */
 #define PAL_RING_DNS 0
@@ -525,5 +532,78 @@ struct pal_ip_block_record {
 	__u8 hook;        /* PAL_IP_HOOK_* */
 	__u8 _pad;        /* explicit padding, always 0 */
 };
+
+/* ------------------------------------------------------------------------ */
+/* Neighbours and the DHCP guard (maps pal_guard_allow, pal_guard_config,   */
+/* pal_guard_sources, pal_guard_stats; guard.bpf.h, neigh_capture.bpf.h)    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Written to rb_dhcp, for the device inventory's IP-to-MAC bindings and the
+ * guard's alerts. The record header's MACs are the frame's; its addresses
+ * are the IPv6 header's for RA/ND, zero for ARP.
+ */
+#define PAL_KIND_RA 8  /* payload: the ICMPv6 message, type 134 (router advertisement) */
+#define PAL_KIND_ARP 9 /* payload: the ARP packet (after the Ethernet and VLAN headers) */
+#define PAL_KIND_ND 10 /* payload: the ICMPv6 message, type 135 or 136 (NS, NA) */
+#define PAL_CAP_ARP 64      /* an Ethernet/IPv4 ARP packet is 28 bytes; the rest is padding */
+#define PAL_CAP_ICMP6 1024  /* RA/ND messages (options included) */
+
+/*
+ * The guard (pal_guard_config[0].mode): server-to-client DHCP messages (UDP
+ * source port 67 to 68, DHCPv6 547 to 546) and router advertisements whose
+ * sender is not on the allow-list are flagged PAL_FLAG_GUARD_ROGUE in their
+ * record (alert), and with PAL_GUARD_DROP also dropped.
+ */
+#define PAL_GUARD_OFF 0   /* no allow-list: nothing checked */
+#define PAL_GUARD_ALERT 1 /* flag rogue senders (alerts), pass everything */
+#define PAL_GUARD_DROP 2  /* flag and drop them */
+
+/* pal_guard_key.type */
+#define PAL_GUARD_KEY_MAC 1  /* addr: the frame's source MAC in the first 6 bytes */
+#define PAL_GUARD_KEY_IPV4 4 /* addr: IPv4 source, network order, first 4 bytes */
+#define PAL_GUARD_KEY_IPV6 6 /* addr: IPv6 source, network order */
+
+#define PAL_GUARD_ALLOW_MAX 256 /* allow-list entries */
+#define PAL_GUARD_SOURCES 1024  /* rogue senders counted (LRU) */
+
+/* Key of pal_guard_allow (value: __u32, the entry's index in the configuration). */
+struct pal_guard_key {
+	__u8 type;   /* PAL_GUARD_KEY_* */
+	__u8 _pad[3]; /* explicit padding, always 0 */
+	__u8 addr[16]; /* unused bytes 0 */
+};
+
+/* Value of pal_guard_config[0], written by the supervisor. */
+struct pal_guard_config {
+	__u32 mode; /* PAL_GUARD_* */
+	__u32 _pad; /* explicit padding, always 0 */
+};
+
+/* Key of pal_guard_sources: a rogue sender as seen in the frame. */
+struct pal_guard_source_key {
+	__u8 mac[6];     /* Ethernet source */
+	__u8 ip_version; /* 4 or 6 */
+	__u8 _pad;       /* explicit padding, always 0 */
+	__u8 addr[16];   /* IP source, network order; IPv4 in the first 4 bytes */
+};
+
+/* Value of pal_guard_sources: what that sender sent (atomic adds). */
+struct pal_guard_source {
+	__u64 dhcp4;    /* DHCPv4 server messages (source port 67 to 68) */
+	__u64 dhcp6;    /* DHCPv6 server messages (547 to 546) */
+	__u64 ra;       /* router advertisements */
+	__u64 dropped;  /* of those, dropped (PAL_GUARD_DROP) */
+	__u64 first_ns; /* boot ns of the first */
+	__u64 last_ns;  /* boot ns of the latest */
+};
+
+/* pal_guard_stats slots: per-CPU u64 counters, key = slot. */
+#define PAL_GUARD_STAT_CHECKED 0     /* server messages and RAs checked (guard on) */
+#define PAL_GUARD_STAT_ALLOWED 1     /* sender on the allow-list */
+#define PAL_GUARD_STAT_ROGUE 2       /* sender not on it (flagged) */
+#define PAL_GUARD_STAT_DROPPED 3     /* of those, dropped */
+#define PAL_GUARD_STAT_SOURCES_FULL 4 /* pal_guard_sources insert failed (sender not counted) */
+#define PAL_GUARD_STAT_COUNT 5
 
 #endif /* PALISADE_RECORDS_H */

@@ -29,6 +29,38 @@ pub const KIND_IP_BLOCK: u16 = c::PAL_KIND_IP_BLOCK;
 /// Record kind: a UDP datagram whose first packet is a QUIC v1/v2 Initial (the UDP payload,
 /// up to [`CAP_QUIC`]), written to the TLS ring.
 pub const KIND_QUIC: u16 = c::PAL_KIND_QUIC;
+/// Record kind (DHCP ring): an IPv6 router advertisement, the ICMPv6 message (type 134).
+pub const KIND_RA: u16 = c::PAL_KIND_RA;
+/// Record kind (DHCP ring): an ARP packet, from its hardware type on (up to [`CAP_ARP`]).
+pub const KIND_ARP: u16 = c::PAL_KIND_ARP;
+/// Record kind (DHCP ring): an IPv6 neighbour solicitation or advertisement, the ICMPv6
+/// message (type 135 or 136).
+pub const KIND_ND: u16 = c::PAL_KIND_ND;
+/// Capture cap of ARP records (the packet and Ethernet padding).
+pub const CAP_ARP: u32 = c::PAL_CAP_ARP;
+/// Capture cap of RA and ND records.
+pub const CAP_ICMP6: u32 = c::PAL_CAP_ICMP6;
+/// Header flag (DHCP-ring records): the DHCP guard found the sender of this DHCP server
+/// message or router advertisement on no allow-list entry.
+pub const FLAG_GUARD_ROGUE: u8 = c::PAL_FLAG_GUARD_ROGUE;
+/// Header flag (with [`FLAG_GUARD_ROGUE`]): the guard dropped the packet after recording it.
+pub const FLAG_GUARD_DROPPED: u8 = c::PAL_FLAG_GUARD_DROPPED;
+/// `pal_guard_config.mode`: no allow-list, nothing checked.
+pub const GUARD_OFF: u32 = c::PAL_GUARD_OFF;
+/// `pal_guard_config.mode`: senders not on the allow-list are flagged (alerts), not dropped.
+pub const GUARD_ALERT: u32 = c::PAL_GUARD_ALERT;
+/// `pal_guard_config.mode`: flagged and dropped.
+pub const GUARD_DROP: u32 = c::PAL_GUARD_DROP;
+/// `pal_guard_key.type`: a source MAC.
+pub const GUARD_KEY_MAC: u8 = c::PAL_GUARD_KEY_MAC;
+/// `pal_guard_key.type`: an IPv4 source address.
+pub const GUARD_KEY_IPV4: u8 = c::PAL_GUARD_KEY_IPV4;
+/// `pal_guard_key.type`: an IPv6 source address.
+pub const GUARD_KEY_IPV6: u8 = c::PAL_GUARD_KEY_IPV6;
+/// Capacity of `pal_guard_allow`.
+pub const GUARD_ALLOW_MAX: u32 = c::PAL_GUARD_ALLOW_MAX;
+/// Capacity of `pal_guard_sources` (LRU).
+pub const GUARD_SOURCES: u32 = c::PAL_GUARD_SOURCES;
 /// Smallest UDP payload the kernel looks at for a QUIC Initial (RFC 9000 section 14.1).
 pub const QUIC_MIN_DATAGRAM: u32 = c::PAL_QUIC_MIN_DATAGRAM;
 /// QUIC version 1 (RFC 9000).
@@ -476,6 +508,60 @@ impl TlsStat {
 /// Entries of `pal_tls_stats`.
 pub const TLS_STAT_COUNT: u32 = c::PAL_TLS_STAT_COUNT;
 
+/// A counter of `pal_guard_stats` (per CPU; key = [`GuardStat::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuardStat {
+    /// DHCP server messages and router advertisements checked (guard on).
+    Checked,
+    /// Their sender was on the allow-list.
+    Allowed,
+    /// It was not (flagged: an alert).
+    Rogue,
+    /// Of those, dropped.
+    Dropped,
+    /// A rogue sender could not be counted in `pal_guard_sources`.
+    SourcesFull,
+}
+
+impl GuardStat {
+    /// Every counter, in key order.
+    pub const ALL: [Self; 5] = [
+        Self::Checked,
+        Self::Allowed,
+        Self::Rogue,
+        Self::Dropped,
+        Self::SourcesFull,
+    ];
+
+    /// `PAL_GUARD_STAT_*`: the key in `pal_guard_stats`.
+    pub const fn index(self) -> u32 {
+        match self {
+            Self::Checked => c::PAL_GUARD_STAT_CHECKED,
+            Self::Allowed => c::PAL_GUARD_STAT_ALLOWED,
+            Self::Rogue => c::PAL_GUARD_STAT_ROGUE,
+            Self::Dropped => c::PAL_GUARD_STAT_DROPPED,
+            Self::SourcesFull => c::PAL_GUARD_STAT_SOURCES_FULL,
+        }
+    }
+
+    /// Short lowercase name, for logs and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Checked => "checked",
+            Self::Allowed => "allowed",
+            Self::Rogue => "rogue",
+            Self::Dropped => "dropped",
+            Self::SourcesFull => "sources_map_full",
+        }
+    }
+}
+
+/// Entries of `pal_guard_stats`.
+pub const GUARD_STAT_COUNT: u32 = c::PAL_GUARD_STAT_COUNT;
+
+/// Group name of the `pal_guard_stats` counters in [`kernel_counters`].
+pub const DHCP_GUARD_GROUP: &str = "dhcp_guard";
+
 /// Group name of the `pal_tls_stats` counters in [`kernel_counters`].
 pub const TLS_CAPTURE_GROUP: &str = "tls_capture";
 
@@ -533,7 +619,18 @@ pub fn kernel_counters() -> impl Iterator<Item = CounterDef> {
         group: TLS_CAPTURE_GROUP,
         name: stat.name(),
     });
-    stats.chain(dns).chain(flows).chain(ip).chain(tls)
+    let guard = GuardStat::ALL.into_iter().map(|stat| CounterDef {
+        map: crate::MAP_GUARD_STATS,
+        key: stat.index(),
+        group: DHCP_GUARD_GROUP,
+        name: stat.name(),
+    });
+    stats
+        .chain(dns)
+        .chain(flows)
+        .chain(ip)
+        .chain(tls)
+        .chain(guard)
 }
 
 /// A record kind (`RecordHeader::kind`).
@@ -555,6 +652,12 @@ pub enum Kind {
     IpBlock,
     /// [`KIND_QUIC`]: a QUIC Initial datagram.
     Quic,
+    /// [`KIND_RA`]: a router advertisement.
+    Ra,
+    /// [`KIND_ARP`]: an ARP packet.
+    Arp,
+    /// [`KIND_ND`]: a neighbour solicitation or advertisement.
+    Nd,
 }
 
 impl Kind {
@@ -569,6 +672,9 @@ impl Kind {
             KIND_FLOW_UPDATE => Some(Self::FlowUpdate),
             KIND_IP_BLOCK => Some(Self::IpBlock),
             KIND_QUIC => Some(Self::Quic),
+            KIND_RA => Some(Self::Ra),
+            KIND_ARP => Some(Self::Arp),
+            KIND_ND => Some(Self::Nd),
             _ => None,
         }
     }
@@ -584,6 +690,9 @@ impl Kind {
             Self::FlowUpdate => KIND_FLOW_UPDATE,
             Self::IpBlock => KIND_IP_BLOCK,
             Self::Quic => KIND_QUIC,
+            Self::Ra => KIND_RA,
+            Self::Arp => KIND_ARP,
+            Self::Nd => KIND_ND,
         }
     }
 
@@ -591,7 +700,7 @@ impl Kind {
     pub const fn ring(self) -> Ring {
         match self {
             Self::Dns => Ring::Dns,
-            Self::Dhcp => Ring::Dhcp,
+            Self::Dhcp | Self::Ra | Self::Arp | Self::Nd => Ring::Dhcp,
             Self::Tls | Self::Quic => Ring::Tls,
             Self::FlowStart | Self::FlowEnd | Self::FlowUpdate | Self::IpBlock => Ring::Flow,
         }
@@ -604,6 +713,8 @@ impl Kind {
             Self::Dhcp => CAP_DHCP,
             Self::Tls => CAP_TLS,
             Self::Quic => CAP_QUIC,
+            Self::Arp => CAP_ARP,
+            Self::Ra | Self::Nd => CAP_ICMP6,
             // Exactly one pal_flow_record (72 bytes: the cast cannot truncate).
             Self::FlowStart | Self::FlowEnd | Self::FlowUpdate => {
                 crate::records::FlowRecord::SIZE as u32
@@ -925,8 +1036,13 @@ mod tests {
         let all: Vec<CounterDef> = kernel_counters().collect();
         assert_eq!(
             all.len() as u32,
-            STATS_ENTRIES + DNS_STAT_COUNT + FLOW_STAT_COUNT + IP_STAT_COUNT + TLS_STAT_COUNT,
-            "every slot of the three maps"
+            STATS_ENTRIES
+                + DNS_STAT_COUNT
+                + FLOW_STAT_COUNT
+                + IP_STAT_COUNT
+                + TLS_STAT_COUNT
+                + GUARD_STAT_COUNT,
+            "every slot of the counter maps"
         );
         let mut names: Vec<(&str, &str)> = all.iter().map(|c| (c.group, c.name)).collect();
         names.sort_unstable();

@@ -25,8 +25,8 @@ pub use consts::*;
 pub use names::*;
 pub use records::{
     DnsConfig, DnsLearned, DnsRule, FlowBlock, FlowConfig, FlowEndArgs, FlowKey, FlowRecord,
-    FlowSweep, FlowValue, Ip4Key, Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError,
-    RecordHeader, RuleKind, TlsConn, TlsSeg,
+    FlowSweep, FlowValue, GuardConfig, GuardKey, GuardSource, GuardSourceKey, Ip4Key, Ip6Key,
+    IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader, RuleKind, TlsConn, TlsSeg,
 };
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.

@@ -78,13 +78,23 @@ pub const MAP_TLS_STATS: &str = "pal_tls_stats";
 pub const MAP_FLOW_BLOCK: &str = "pal_flow_block";
 /// Array, one `u32`: entries in [`MAP_FLOW_BLOCK`] (0 lets the observer skip its lookup).
 pub const MAP_FLOW_BLOCK_ACTIVE: &str = "pal_flow_block_active";
+/// Hash [`crate::GuardKey`] -> `u32`: the DHCP guard's allow-list (source MACs and IPs of
+/// the DHCP servers and routers allowed; capacity [`crate::GUARD_ALLOW_MAX`]).
+pub const MAP_GUARD_ALLOW: &str = "pal_guard_allow";
+/// Array, one [`crate::GuardConfig`]: the guard's mode.
+pub const MAP_GUARD_CONFIG: &str = "pal_guard_config";
+/// LRU hash [`crate::GuardSourceKey`] -> [`crate::GuardSource`]: rogue senders and what
+/// they sent.
+pub const MAP_GUARD_SOURCES: &str = "pal_guard_sources";
+/// Per-CPU `u64` counters of the guard, key [`crate::GuardStat::index`].
+pub const MAP_GUARD_STATS: &str = "pal_guard_stats";
 /// Capacity of `pal_ip_hits`; the least recently hit rule id is evicted beyond it.
 pub const IP_HITS_ENTRIES: u32 = 65536;
 
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
 /// existing pins on the next load (so the rule set, learned blocks, config and counters survive
 /// a supervisor restart along with the attached programs).
-pub const PINNED_MAPS: [&str; 25] = [
+pub const PINNED_MAPS: [&str; 29] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
@@ -110,6 +120,10 @@ pub const PINNED_MAPS: [&str; 25] = [
     MAP_TLS_STATS,
     MAP_FLOW_BLOCK,
     MAP_FLOW_BLOCK_ACTIVE,
+    MAP_GUARD_ALLOW,
+    MAP_GUARD_CONFIG,
+    MAP_GUARD_SOURCES,
+    MAP_GUARD_STATS,
 ];
 
 /// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).

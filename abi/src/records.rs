@@ -927,6 +927,121 @@ const _: () = {
     assert!(offset_of!(IpBlockRecord, _pad) == c::PAL_IP_BLOCK_RECORD_OFF_PAD);
 };
 
+record_struct! {
+    /// `struct pal_guard_key`: key of `pal_guard_allow`, one allow-list entry.
+    pub struct GuardKey {
+        /// `GUARD_KEY_MAC`, `GUARD_KEY_IPV4` or `GUARD_KEY_IPV6`.
+        pub kind: u8,
+        /// Explicit padding, always 0.
+        pub _pad: [u8; 3],
+        /// The MAC (first 6 bytes) or address (network order; IPv4 in the first 4); the
+        /// rest 0.
+        pub addr: [u8; 16],
+    }
+}
+
+impl GuardKey {
+    /// The entry of a source MAC.
+    pub fn mac(mac: [u8; 6]) -> Self {
+        let mut addr = [0; 16];
+        addr[..6].copy_from_slice(&mac);
+        Self {
+            kind: crate::consts::GUARD_KEY_MAC,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+
+    /// The entry of a source IP address.
+    pub fn ip(ip: IpAddr) -> Self {
+        let mut addr = [0; 16];
+        let kind = match ip {
+            IpAddr::V4(v4) => {
+                addr[..4].copy_from_slice(&v4.octets());
+                crate::consts::GUARD_KEY_IPV4
+            }
+            IpAddr::V6(v6) => {
+                addr = v6.octets();
+                crate::consts::GUARD_KEY_IPV6
+            }
+        };
+        Self {
+            kind,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+}
+
+record_struct! {
+    /// `struct pal_guard_config`: slot 0 of `pal_guard_config`.
+    pub struct GuardConfig {
+        /// `GUARD_OFF`, `GUARD_ALERT` or `GUARD_DROP`.
+        pub mode: u32,
+        /// Explicit padding, always 0.
+        pub _pad: u32,
+    }
+}
+
+record_struct! {
+    /// `struct pal_guard_source_key`: key of `pal_guard_sources`, a rogue sender.
+    pub struct GuardSourceKey {
+        /// Its Ethernet source.
+        pub mac: [u8; 6],
+        /// 4 or 6.
+        pub ip_version: u8,
+        /// Explicit padding, always 0.
+        pub _pad: u8,
+        /// Its IP source, network order; IPv4 in the first 4 bytes.
+        pub addr: [u8; 16],
+    }
+}
+
+record_struct! {
+    /// `struct pal_guard_source`: what a rogue sender sent.
+    pub struct GuardSource {
+        /// DHCPv4 server messages.
+        pub dhcp4: u64,
+        /// DHCPv6 server messages.
+        pub dhcp6: u64,
+        /// Router advertisements.
+        pub ra: u64,
+        /// Of those, dropped.
+        pub dropped: u64,
+        /// Boot ns of the first.
+        pub first_ns: u64,
+        /// Boot ns of the latest.
+        pub last_ns: u64,
+    }
+}
+
+const _: () = {
+    use std::mem::offset_of;
+
+    assert!(size_of::<GuardKey>() == c::PAL_GUARD_KEY_SIZE);
+    assert!(offset_of!(GuardKey, kind) == c::PAL_GUARD_KEY_OFF_TYPE);
+    assert!(offset_of!(GuardKey, _pad) == c::PAL_GUARD_KEY_OFF_PAD);
+    assert!(offset_of!(GuardKey, addr) == c::PAL_GUARD_KEY_OFF_ADDR);
+
+    assert!(size_of::<GuardConfig>() == c::PAL_GUARD_CONFIG_SIZE);
+    assert!(offset_of!(GuardConfig, mode) == c::PAL_GUARD_CONFIG_OFF_MODE);
+    assert!(offset_of!(GuardConfig, _pad) == c::PAL_GUARD_CONFIG_OFF_PAD);
+
+    assert!(size_of::<GuardSourceKey>() == c::PAL_GUARD_SOURCE_KEY_SIZE);
+    assert!(offset_of!(GuardSourceKey, mac) == c::PAL_GUARD_SOURCE_KEY_OFF_MAC);
+    assert!(offset_of!(GuardSourceKey, ip_version) == c::PAL_GUARD_SOURCE_KEY_OFF_IP_VERSION);
+    assert!(offset_of!(GuardSourceKey, _pad) == c::PAL_GUARD_SOURCE_KEY_OFF_PAD);
+    assert!(offset_of!(GuardSourceKey, addr) == c::PAL_GUARD_SOURCE_KEY_OFF_ADDR);
+
+    assert!(size_of::<GuardSource>() == c::PAL_GUARD_SOURCE_SIZE);
+    assert!(offset_of!(GuardSource, dhcp4) == c::PAL_GUARD_SOURCE_OFF_DHCP4);
+    assert!(offset_of!(GuardSource, dhcp6) == c::PAL_GUARD_SOURCE_OFF_DHCP6);
+    assert!(offset_of!(GuardSource, ra) == c::PAL_GUARD_SOURCE_OFF_RA);
+    assert!(offset_of!(GuardSource, dropped) == c::PAL_GUARD_SOURCE_OFF_DROPPED);
+    assert!(offset_of!(GuardSource, first_ns) == c::PAL_GUARD_SOURCE_OFF_FIRST_NS);
+    assert!(offset_of!(GuardSource, last_ns) == c::PAL_GUARD_SOURCE_OFF_LAST_NS);
+};
+
 #[cfg(test)]
 #[expect(clippy::indexing_slicing, reason = "tests: a panic is a test failure")]
 mod tests {

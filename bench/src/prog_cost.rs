@@ -2,7 +2,9 @@
 //! device: `BPF_PROG_TEST_RUN` runs `pal_tc_ingress` (and, for reference, the no-op
 //! program) a million times on one frame and the kernel reports the mean ns per run.
 //! Frames: a UDP datagram to port 9 (the flow-table path only: lookup, counters), a TCP
-//! segment with payload (flow path, TLS check), and an IPv4 fragment (parsed, ignored).
+//! segment with payload (flow path, TLS check), an IPv4 fragment (parsed, ignored), a DHCP
+//! server message and a router advertisement (recorded; the guard's path with `--guard`),
+//! an ICMPv6 echo (not neighbour discovery) and an ARP request (recorded).
 //! Each is measured `--reps` times; the median is printed. The flow table, its maps and
 //! the rings live under a scratch pin directory removed at the end.
 
@@ -32,6 +34,11 @@ pub struct Args {
     /// policy does: the cost of its lookup when blocks exist.
     #[arg(long, default_value_t = 0)]
     flow_blocks: u32,
+    /// Turn the DHCP guard on (`alert` or `drop`) with one allow-list entry that none of the
+    /// frames' senders match, as `[dhcp] allowed_servers` does: the guard's cost on the DHCP
+    /// server and router advertisement frames.
+    #[arg(long)]
+    guard: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,6 +63,19 @@ fn frame(l4: &[u8], proto: u8, frag_off: u16) -> Vec<u8> {
     f
 }
 
+/// An IPv6 frame carrying `l4` (next header `next`), hop limit 255, fe80::2 -> ff02::1.
+fn frame6(l4: &[u8], next: u8) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd]);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[next, 255]);
+    f.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    f.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    f.extend_from_slice(l4);
+    f
+}
+
 fn frames() -> Vec<(&'static str, Vec<u8>)> {
     let mut udp = vec![0x9c, 0x40, 0, 9, 0, 26, 0, 0];
     udp.extend_from_slice(&[b'a'; 18]);
@@ -71,12 +91,35 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
         u.resize(8 + 1300, 0);
         u
     };
+    // A DHCPv4 server message (67 -> 68): a BOOTP reply with the magic cookie, 300 bytes.
+    let mut offer = vec![0, 67, 0, 68, 0x01, 0x34, 0, 0];
+    offer.extend_from_slice(&[2, 1, 6, 0]);
+    offer.resize(8 + 236, 0);
+    offer.extend_from_slice(&[99, 130, 83, 99, 53, 1, 2, 255]);
+    offer.resize(8 + 300, 0);
+    // A router advertisement with a source link-layer address option.
+    let ra = [
+        134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 0, 0, 0, 0, 2,
+    ];
+    // An ICMPv6 echo request: ICMPv6 that is not neighbour discovery.
+    let echo = [128, 0, 0, 0, 0, 1, 0, 1, b'p', b'i', b'n', b'g'];
+    // An ARP request (Ethernet, IPv4), padded to the Ethernet minimum.
+    let mut arp = vec![
+        2, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x08, 0x06,
+    ];
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2, 198, 18, 0, 2]);
+    arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 198, 18, 0, 1]);
+    arp.resize(60, 0);
     vec![
         ("udp-port-9", frame(&udp, 17, 0)),
         ("udp-1300-not-quic", frame(&big(0x40), 17, 0)),
         ("quic-initial-1300", frame(&big(0xc3), 17, 0)),
         ("tcp-data", frame(&tcp, 6, 0)),
         ("ipv4-later-fragment", frame(&udp, 17, 185)),
+        ("dhcp-server-message", frame(&offer, 17, 0)),
+        ("icmp6-router-advert", frame6(&ra, 58)),
+        ("icmp6-echo", frame6(&echo, 58)),
+        ("arp-request", arp),
     ]
 }
 
@@ -136,6 +179,29 @@ fn fill_flow_blocks(palisade: &Ebpf, n: u32) -> Result<()> {
         .map_err(|e| format!("pal_flow_block_active: {e}"))
 }
 
+/// The guard in `mode` with one allow-list entry (a MAC none of the frames has).
+fn guard_on(palisade: &Ebpf, mode: &str) -> Result<()> {
+    let fd = |name| {
+        palisade
+            .map(name)
+            .and_then(palisade_ebpf::maps::map_fd)
+            .ok_or_else(|| format!("{name} missing (an object before the DHCP guard?)"))
+    };
+    let mode = match mode {
+        "alert" => palisade_abi::GUARD_ALERT,
+        "drop" => palisade_abi::GUARD_DROP,
+        other => return Err(format!("--guard {other}: alert or drop")),
+    };
+    palisade_ebpf::guard::set_allowed(
+        fd(palisade_abi::MAP_GUARD_ALLOW)?,
+        &[palisade_abi::GuardKey::mac([2, 0, 0, 0, 0, 0x99])],
+    )
+    .map_err(|e| format!("pal_guard_allow: {e}"))?;
+    palisade_ebpf::guard::set_mode(fd(palisade_abi::MAP_GUARD_CONFIG)?, mode)
+        .map_err(|e| format!("pal_guard_config: {e}"))?;
+    Ok(())
+}
+
 pub fn main(args: &Args) -> Result<()> {
     let pins = PathBuf::from(format!(
         "/sys/fs/bpf/palisade-prog-cost-{}",
@@ -166,6 +232,9 @@ pub fn main(args: &Args) -> Result<()> {
             .map_err(|e| format!("flow table shards: {e}"))?;
         if args.flow_blocks > 0 {
             fill_flow_blocks(&palisade, args.flow_blocks)?;
+        }
+        if let Some(mode) = &args.guard {
+            guard_on(&palisade, mode)?;
         }
         let mut noop = Ebpf::load_file(&args.noop)
             .map_err(|e| format!("loading {}: {e}", args.noop.display()))?;

@@ -14,6 +14,8 @@
 #define PALISADE_CAPTURE_BPF_H
 
 #include "dns_capture.bpf.h"
+#include "guard.bpf.h"
+#include "neigh_capture.bpf.h"
 #include "record.bpf.h"
 #include "tls_capture.bpf.h"
 
@@ -71,23 +73,46 @@ static __always_inline void quic_capture(struct __sk_buff *skb, const struct pal
 }
 
 /*
+ * A DHCP message to the DHCP ring. A server-to-client one (67 -> 68, 547 ->
+ * 546: the replies a rogue server sends) asks the guard first; its verdict
+ * goes into the record's flags, and a dropped message is still recorded
+ * (the worker's alert says it was blocked).
+ */
+static __always_inline int dhcp_capture(struct __sk_buff *skb, struct pal_pkt *p)
+{
+	int guard = 0;
+
+	if (p->sport == PAL_PORT_DHCP_SERVER && p->dport == PAL_PORT_DHCP_CLIENT)
+		guard = guard_check(p, PAL_GUARD_WHAT_DHCP4);
+	else if (p->sport == PAL_PORT_DHCP6_SERVER && p->dport == PAL_PORT_DHCP6_CLIENT)
+		guard = guard_check(p, PAL_GUARD_WHAT_DHCP6);
+	p->flags |= guard;
+	emit_payload(skb, p, &rb_dhcp, PAL_RING_DHCP, PAL_KIND_DHCP, PAL_CAP_DHCP);
+	return guard & PAL_FLAG_GUARD_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}
+
+/*
  * Records the payloads the workers want; returns the packet's fate, which is
- * TC_ACT_UNSPEC except for DNS over UDP blocked by policy.
+ * TC_ACT_UNSPEC except for DNS over UDP blocked by policy and DHCP server
+ * messages and router advertisements the guard drops.
  */
 static __always_inline int classify_payload(struct __sk_buff *skb, struct pal_pkt *p)
 {
 	int tcp = p->l4_proto == IPPROTO_TCP;
 
-	if (!tcp && p->l4_proto != IPPROTO_UDP)
+	if (!tcp && p->l4_proto != IPPROTO_UDP) {
+		/* RA, NS, NA (134..136): one range test for other ICMP. */
+		if (p->l4_proto == IPPROTO_ICMPV6 && (__u8)(p->icmp_type - PAL_ICMP6_RA) <= 2)
+			return nd_capture(skb, p);
 		return TC_ACT_UNSPEC;
+	}
 	if (either_port(p, PAL_PORT_DNS))
 		return dns_capture(skb, p, tcp);
 	if (!tcp) {
 		if (either_port(p, PAL_PORT_DHCP_SERVER) || either_port(p, PAL_PORT_DHCP_CLIENT) ||
 		    either_port(p, PAL_PORT_DHCP6_SERVER) || either_port(p, PAL_PORT_DHCP6_CLIENT))
-			emit_payload(skb, p, &rb_dhcp, PAL_RING_DHCP, PAL_KIND_DHCP, PAL_CAP_DHCP);
-		else
-			quic_capture(skb, p);
+			return dhcp_capture(skb, p);
+		quic_capture(skb, p);
 		return TC_ACT_UNSPEC;
 	}
 	/*

@@ -33,10 +33,13 @@
  *      The flow's first_seen_ns goes into every record made for the packet
  *      (flow_start_ns), so its events join the flow's (EVE flow_id);
  *   4. copies DNS, DHCP and TLS-handshake payload prefixes into their ring
- *      buffers, one worker per ring;
+ *      buffers, one worker per ring, and ARP, neighbour discovery and router
+ *      advertisements to the DHCP worker's (neigh_capture.bpf.h);
  *   5. for DNS over UDP with enforcement on, applies the domain policy;
  *   6. drops the packets of a connection the TLS policy cut (flow_block.bpf.h:
- *      a rule with `block` matched its hello), either way.
+ *      a rule with `block` matched its hello), either way;
+ *   7. with the DHCP guard dropping, drops DHCP server messages and router
+ *      advertisements from senders not on its allow-list (guard.bpf.h).
  *
  * Headers, in include order (each one also includes what it needs):
  *   common.bpf.h        UAPI and libbpf headers, records.h, the rings,
@@ -47,6 +50,8 @@
  *   dns_policy.bpf.h    DNS domain policy: maps, name matching, verdict
  *   dns_rewrite.bpf.h   DNS verdicts carried out: NXDOMAIN rewrite, drop
  *   dns_capture.bpf.h   DNS records, pal_dns_udp()
+ *   guard.bpf.h         the DHCP guard: allow-list, guard_check()
+ *   neigh_capture.bpf.h ARP, NS/NA and RA records, arp_capture(), nd_capture()
  *   capture.bpf.h       classify_payload(): DNS, DHCP, TLS to their rings
  *   flows.bpf.h         the flow table: flow_update(), flow records
  *   flow_sweeper.bpf.h  the sweeper timer, flow_sweeper_arm()
@@ -78,6 +83,11 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 		break;
 	case PAL_PARSE_SHORT:
 		stat_inc(PAL_STATS_GLOBAL, PAL_STAT_NOT_PARSED);
+		return TC_ACT_UNSPEC;
+	case PAL_PARSE_ARP:
+		/* No flow: ARP only feeds the DHCP worker's IP-to-MAC bindings. */
+		p.now_ns = bpf_ktime_get_boot_ns();
+		arp_capture(skb, &p);
 		return TC_ACT_UNSPEC;
 	default:
 		return TC_ACT_UNSPEC;

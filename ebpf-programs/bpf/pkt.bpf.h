@@ -70,6 +70,7 @@ enum pal_parse {
 	PAL_PARSE_OK,       /* continue with the next layer */
 	PAL_PARSE_IGNORE,   /* nothing for us (ARP, fragment, other L4): stop */
 	PAL_PARSE_SHORT,    /* headers missing or malformed: count and stop */
+	PAL_PARSE_ARP,      /* an ARP packet at p->l3_off (neigh_capture.bpf.h) */
 };
 
 /*
@@ -284,8 +285,11 @@ static __attribute__((noinline)) enum pal_parse parse(struct __sk_buff *skb, str
 		res = parse_ipv4(skb, p, l3_off);
 	else if (proto == bpf_htons(ETH_P_IPV6))
 		res = parse_ipv6(skb, p, l3_off);
-	else
-		return PAL_PARSE_IGNORE; /* ARP, LLDP, ...: silently */
+	else if (proto == bpf_htons(ETH_P_ARP)) {
+		p->l3_off = l3_off;
+		return PAL_PARSE_ARP;
+	} else
+		return PAL_PARSE_IGNORE; /* LLDP, ...: silently */
 	if (res != PAL_PARSE_OK)
 		return res;
 	return parse_l4(skb, p);

@@ -22,6 +22,7 @@
 pub mod dns_policy;
 pub mod flow_block;
 pub mod flow_table;
+pub mod guard;
 pub mod ip_policy;
 pub mod links;
 pub mod maps;

@@ -9,7 +9,8 @@
 //!   real sockets (UDP DNS, DHCP, a TCP session carrying a TLS-like handshake, a refused TCP
 //!   connection) and hand-made frames (a VLAN tag in the frame and one moved to skb metadata,
 //!   IPv4 options and fragments, IPv6 extension headers and fragments, truncated headers, TCP
-//!   edge cases) give exactly the expected records, flow table entries and counters.
+//!   edge cases) give exactly the expected records, flow table entries and counters; the
+//!   namespaces' ARP exchange is recorded in the DHCP ring.
 //!
 //! - `idle_flows_end_by_the_kernel_timer`: with the sweeper armed (`flow_table::configure`),
 //!   a UDP flow gets update records while it lives and an end record with reason timeout
@@ -570,6 +571,35 @@ fn traffic_becomes_records() {
         (DIR_INGRESS, &b"reply"[..])
     );
 
+    // --- ARP (and neighbour discovery) share the DHCP ring: a's request for b, b's reply.
+    let dhcp_ring = dhcp;
+    let (dhcp, neigh): (Vec<_>, Vec<_>) = dhcp_ring
+        .iter()
+        .cloned()
+        .partition(|(h, _)| h.kind == palisade_abi::KIND_DHCP);
+    let arp: Vec<_> = neigh
+        .iter()
+        .filter(|(h, _)| h.kind == palisade_abi::KIND_ARP)
+        .collect();
+    for (op, dir, sender) in [(1u8, DIR_EGRESS, ADDR_A), (2, DIR_INGRESS, ADDR_B)] {
+        assert!(
+            arp.iter().any(|(h, p)| h.direction == dir
+                && p.len() >= 28
+                && p[7] == op
+                && p[14..18] == sender
+                && (h.ip_version, h.l4_proto, h.src_port) == (0, 0, 0)),
+            "ARP op {op} from {sender:?}: {arp:#?}"
+        );
+    }
+    assert!(
+        neigh.iter().all(|(h, p)| match h.kind {
+            palisade_abi::KIND_ARP => p.len() <= 64,
+            palisade_abi::KIND_ND | palisade_abi::KIND_RA => h.l4_proto == 58 && p.len() >= 24,
+            _ => false,
+        }),
+        "{neigh:#?}"
+    );
+
     // --- DHCP: cut at the cap, and counted as truncated.
     assert_eq!(dhcp.len(), 1, "{dhcp:#?}");
     let (hdr, payload) = &dhcp[0];
@@ -759,7 +789,7 @@ fn traffic_becomes_records() {
     // --- Counters agree with what the rings held; nothing was lost.
     for (ring, records) in [
         (Ring::Dns, &dns),
-        (Ring::Dhcp, &dhcp),
+        (Ring::Dhcp, &dhcp_ring),
         (Ring::Tls, &tls),
         (Ring::Flow, &flow),
     ] {

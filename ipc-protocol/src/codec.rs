@@ -157,6 +157,7 @@ mod tests {
             },
             "0409612e6578616d706c6509622e6578616d706c650172",
         );
+        golden(SupervisorToWorker::Fds(vec![FdRole::Registry]), "060103");
     }
 
     #[test]
@@ -251,6 +252,25 @@ mod tests {
                 findings: vec![],
             }),
             "10000102000000",
+        );
+        golden(ControlRequest::Guard { limit: 5 }, "1105");
+        golden(
+            ControlResponse::Guard(GuardReport {
+                mode: "drop".into(),
+                allowed_servers: vec!["a".into()],
+                senders_total: 1,
+                senders: vec![GuardSender {
+                    mac: "m".into(),
+                    ip: "i".into(),
+                    dhcp4: 1,
+                    dhcp6: 2,
+                    ra: 3,
+                    dropped: 4,
+                    first_seen: 5,
+                    last_seen: 6,
+                }],
+            }),
+            "110464726f700101610101016d0169010203040506",
         );
         golden(
             ControlRequest::Restart(RestartTarget::One(WorkerKind::Flow)),

@@ -118,6 +118,11 @@ pub enum SupervisorToWorker {
     /// TLS worker: the TLS rules in force (at start and after every change); answered by
     /// `RulesetApplied`.
     TlsPolicy(TlsWorkerPolicy),
+    /// FDs handed over after `Configure`, one per role in this order, carried by this
+    /// frame (the only message besides `Configure` that carries FDs): the DHCP worker's
+    /// IEEE registry re-read at a reload. The worker gives them to its protocol as it did
+    /// the `Configure` extras; a count that does not match is a fatal error.
+    Fds(Vec<FdRole>),
 }
 
 /// What a worker matches in user space.
@@ -318,6 +323,48 @@ pub enum ControlRequest {
     /// put there (links, pins, policy maps, the rule sets the workers apply) now, repair what
     /// drifted, and report.
     Check,
+    /// Read-only: the DHCP guard's mode and allow-list, and the senders not on it that the
+    /// kernel counted (`pal_guard_sources`), most recently seen first, at most `limit`.
+    Guard {
+        /// Most senders to report (the daemon caps it at [`GUARD_SENDERS_MAX`]).
+        limit: u32,
+    },
+}
+
+/// Senders per [`ControlResponse::Guard`] answer, at most (a frame holds about 500).
+pub const GUARD_SENDERS_MAX: u32 = 400;
+
+/// The DHCP guard as the daemon and the kernel see it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct GuardReport {
+    /// `off` (no allow-list), `alert` or `drop`, as in the kernel's `pal_guard_config`.
+    pub mode: String,
+    /// `[dhcp] allowed_servers` in force.
+    pub allowed_servers: Vec<String>,
+    /// Senders the kernel counted (it keeps at most 1,024).
+    pub senders_total: u32,
+    /// The most recently seen of them, at most the limit asked for.
+    pub senders: Vec<GuardSender>,
+}
+
+/// One sender the DHCP guard found on no allow-list entry, from `pal_guard_sources`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct GuardSender {
+    /// Ethernet source.
+    pub mac: String,
+    /// IP source.
+    pub ip: String,
+    /// DHCPv4 server messages.
+    pub dhcp4: u64,
+    /// DHCPv6 server messages.
+    pub dhcp6: u64,
+    /// Router advertisements.
+    pub ra: u64,
+    /// Of those, dropped (`guard = true`).
+    pub dropped: u64,
+    /// First and latest message, seconds since the epoch.
+    pub first_seen: u64,
+    pub last_seen: u64,
 }
 
 /// Bytes of the inventory per [`ControlResponse::Devices`] answer, at most.
@@ -716,6 +763,8 @@ pub enum ControlResponse {
     TlsRuleList(TlsRuleList),
     /// Answer to [`ControlRequest::Check`].
     Checked(DriftStatus),
+    /// Answer to [`ControlRequest::Guard`].
+    Guard(GuardReport),
 }
 
 /// One difference between the kernel (or a worker) and what the daemon put there.

@@ -21,6 +21,7 @@ use std::{
 };
 
 use palisade_ipc::messages::{DEVICES_CHUNK, DevicesChunk};
+use sha2::{Digest, Sha256};
 
 use crate::paths;
 
@@ -136,9 +137,19 @@ pub fn sealed_memfd(text: &str) -> Result<OwnedFd, DevicesError> {
     Ok(OwnedFd::from(file))
 }
 
-/// The registry memfd for the DHCP worker, or `None` (logged) without `ieee-data`.
-pub fn registry_fd() -> Option<OwnedFd> {
-    let dir = Path::new(paths::IEEE_DATA_DIR);
+/// The registries of `dir` handed to the DHCP worker: a sealed memfd, and the SHA-256 of
+/// its content (a reload hands over a new one only when the content changed).
+#[derive(Debug)]
+pub struct RegistryFd {
+    /// The sealed memfd (`FdRole::Registry`).
+    pub fd: OwnedFd,
+    /// SHA-256 of the compact text it holds.
+    pub sha256: [u8; 32],
+}
+
+/// The registry memfd for the DHCP worker from `dir`, or `None` (logged) without
+/// `ieee-data`.
+pub fn registry_fd(dir: &Path) -> Option<RegistryFd> {
     let Some((text, count)) = compact_registry(dir) else {
         tracing::warn!(
             dir = %dir.display(),
@@ -148,8 +159,11 @@ pub fn registry_fd() -> Option<OwnedFd> {
     };
     match sealed_memfd(&text) {
         Ok(fd) => {
-            tracing::info!(assignments = count, "IEEE registries read from ieee-data");
-            Some(fd)
+            tracing::info!(assignments = count, dir = %dir.display(), "IEEE registries read from ieee-data");
+            Some(RegistryFd {
+                fd,
+                sha256: Sha256::digest(text.as_bytes()).into(),
+            })
         }
         Err(e) => {
             tracing::warn!(error = %crate::error_chain(&e), "IEEE registries not handed to the DHCP worker");

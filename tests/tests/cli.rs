@@ -296,6 +296,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         "tls-rules-remove",
         "tls-rules-list",
         "devices",
+        "guard",
         "version",
         "cleanup",
         "replay",
@@ -306,7 +307,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         );
     }
     assert!(names.contains(&"palisade.8".to_owned()));
-    assert_eq!(names.len(), 28, "{names:?}");
+    assert_eq!(names.len(), 29, "{names:?}");
     for page in &listed {
         // groff with every warning on: nothing on stderr.
         let out = Command::new("groff")

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use palisade_tests::{Daemon, Lab, PEER_IF, SENSOR_IF, Side, base_config, run, wait_for};
+use palisade_tests::{Daemon, Lab, PEER_IF, PEER_IP, SENSOR_IF, Side, base_config, run, wait_for};
 use serde_json::Value;
 
 /// A MAC of Synology's MA-L block (00:11:32), so the vendor comes from ieee-data.
@@ -176,7 +176,22 @@ fn lease_becomes_a_device_that_survives_restarts() {
         text.contains(CLIENT_MAC) && text.contains("labhost"),
         "{text}"
     );
-    assert_eq!(gauge(&daemon, "dhcp_devices"), Some(1));
+    // ARP feeds the inventory too: besides the client, the server (dnsmasq pings an address
+    // before it offers it, so it ARPs from 198.18.0.2) is a device; nobody else is.
+    let all = daemon.ctl(&["devices", "--json"]);
+    let all: Value = serde_json::from_slice(&all.stdout).expect("devices --json");
+    let all = all["devices"].as_array().expect("devices");
+    for d in all {
+        assert!(
+            d["mac"] == CLIENT_MAC
+                || d["ipv4"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|ip| ip == PEER_IP)),
+            "{d}"
+        );
+    }
+    let devices_now = all.len() as u64;
+    assert_eq!(gauge(&daemon, "dhcp_devices"), Some(devices_now));
     assert!(gauge(&daemon, "dhcp_registry_entries").unwrap() > 30_000);
 
     // The worker killed: its successor reads the inventory back from the state file.
@@ -189,7 +204,7 @@ fn lease_becomes_a_device_that_survives_restarts() {
         (d["state"] == "running" && d["pid"].as_u64() != Some(u64::from(pid))).then_some(())
     });
     wait_for(Duration::from_secs(5), "the inventory reloaded", || {
-        (gauge(&daemon, "dhcp_devices") == Some(1)).then_some(())
+        (gauge(&daemon, "dhcp_devices") == Some(devices_now)).then_some(())
     });
     // Renewing the lease is no new device.
     let out = udhcpc(&lab, Side::Sensor, SENSOR_IF, &["-x", "hostname:labhost"]);
@@ -207,7 +222,7 @@ fn lease_becomes_a_device_that_survives_restarts() {
     assert_eq!(again["first_seen"], d["first_seen"]);
     assert_eq!(again["hostname"], "labhost");
     wait_for(Duration::from_secs(5), "the inventory reloaded", || {
-        (gauge(&daemon, "dhcp_devices") == Some(1)).then_some(())
+        (gauge(&daemon, "dhcp_devices") == Some(devices_now)).then_some(())
     });
     // A device that is not there: exit status 1, an error on stderr.
     let out = daemon.ctl(&["devices", "--mac", "02:00:00:00:00:99"]);
@@ -321,5 +336,68 @@ fn dhcpv6_solicit_is_captured_and_logged() {
     assert_eq!(d["hostname"], "v6client", "{d}");
     assert_eq!(d["vendor"], "Synology Incorporated", "{d}");
     assert_eq!(d["fingerprint"], "v6:23,24", "{d}");
+    daemon.stop();
+}
+
+/// One MA-L assignment for Synology's prefix (00:11:32) under `name`, in ieee-data's CSV.
+fn write_registry(dir: &std::path::Path, name: &str) {
+    std::fs::create_dir_all(dir).expect("registry dir");
+    std::fs::write(
+        dir.join("oui.csv"),
+        format!(
+            "Registry,Assignment,Organization Name,Organization Address\nMA-L,001132,{name},Somewhere\n"
+        ),
+    )
+    .expect("write oui.csv");
+}
+
+#[test]
+fn ieee_registry_is_reread_at_reload() {
+    let lab = Lab::new("dhcp-ieee");
+    let ieee = lab.dir.join("ieee");
+    write_registry(&ieee, "Old Vendor Inc");
+    let cfg = base_config(&lab, &format!("ieee_data_dir = \"{}\"\n", ieee.display()));
+    let daemon = Daemon::start(&lab, &cfg, &[]);
+    let pids = daemon.wait_healthy();
+    let d = wait_for(
+        Duration::from_secs(15),
+        "the DHCPv6 client as a device",
+        || {
+            let out = lab
+                .peer("python3")
+                .args(["-c", SOLICIT_PY, PEER_IF])
+                .output()
+                .expect("python3");
+            assert!(out.status.success(), "{out:?}");
+            device(&daemon, "00:11:32:0a:0b:0c")
+        },
+    );
+    assert_eq!(d["vendor"], "Old Vendor Inc", "{d}");
+    assert_eq!(gauge(&daemon, "dhcp_registry_entries"), Some(1));
+
+    // ieee-data updated: a reload hands the new registry to the running worker.
+    write_registry(&ieee, "New Vendor Inc");
+    let out = daemon.ctl(&["reload"]);
+    assert!(out.status.success(), "reload: {out:?}");
+    wait_for(Duration::from_secs(10), "the new vendor name", || {
+        device(&daemon, "00:11:32:0a:0b:0c").filter(|d| d["vendor"] == "New Vendor Inc")
+    });
+    assert_eq!(
+        daemon.wait_healthy()["dhcp"],
+        pids["dhcp"],
+        "the same DHCP worker (no restart)"
+    );
+    // Unchanged files: nothing handed over again.
+    let out = daemon.ctl(&["reload"]);
+    assert!(out.status.success(), "reload: {out:?}");
+    wait_for(Duration::from_secs(5), "the reload logged", || {
+        (daemon.log_text().matches("IP policy reloaded").count() >= 2).then_some(())
+    });
+    assert_eq!(
+        daemon.log_text().matches("IEEE registries changed").count(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
     daemon.stop();
 }

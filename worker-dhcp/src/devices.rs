@@ -219,6 +219,9 @@ pub enum Change {
     Hostname(String, String),
     /// The fingerprint changed (old, new).
     Fingerprint(String, String),
+    /// An address this device now answers for was bound to another MAC (the address, the
+    /// previous MAC): `bindings::Bindings`.
+    Binding(String, String),
 }
 
 /// The inventory.
@@ -229,7 +232,7 @@ pub struct Inventory {
     pub dirty: bool,
 }
 
-fn mac_text(m: [u8; 6]) -> String {
+pub fn mac_text(m: [u8; 6]) -> String {
     format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]
@@ -393,7 +396,12 @@ impl Inventory {
     /// Re-reads vendors from a new registry (after a reload).
     pub fn refresh_vendors(&mut self, registry: &Registry) {
         for (mac, d) in &mut self.devices {
-            d.vendor = registry.vendor(*mac).unwrap_or("unknown").to_owned();
+            let vendor = registry.vendor(*mac).unwrap_or("unknown");
+            if d.vendor != vendor {
+                d.vendor = vendor.to_owned();
+                // `palisade devices` reads the state file: write the new names.
+                self.dirty = true;
+            }
         }
     }
 

@@ -1,17 +1,20 @@
 //! The DHCP worker's protocol: DHCP records (DHCPv4 on UDP 67/68, DHCPv6 on 546/547) ->
 //! EVE `dhcp` events with their transaction's state, the device inventory, and `alert`
-//! events for new devices and changed host names or fingerprints. `main.rs` runs it under
+//! events for new devices and changed host names or fingerprints; ARP and neighbour
+//! discovery records -> IP-to-MAC bindings (alerts when one moves); records the kernel's
+//! DHCP guard flagged -> rogue DHCP server and rogue router advertisement alerts. `main.rs` runs it under
 //! the worker runtime; tools and benchmarks can run it offline
 //! (`palisade_worker_runtime::offline`).
 
 use std::{
+    collections::HashMap,
     fs::File,
-    net::IpAddr,
+    net::{IpAddr, Ipv6Addr},
     os::{fd::OwnedFd, unix::fs::FileExt},
     time::{Duration, Instant},
 };
 
-use palisade_abi::RecordHeader;
+use palisade_abi::{FLAG_GUARD_DROPPED, FLAG_GUARD_ROGUE, RecordHeader};
 use palisade_ipc::messages::{
     FdRole, LogLevel, SupervisorToWorker, WorkerKind, WorkerToSupervisor,
 };
@@ -23,8 +26,10 @@ use palisade_worker_runtime::{
 use serde::Serialize;
 
 use crate::{
-    devices::{Change, Device, Inventory, Registry, Sighting},
+    bindings::{Bindings, Link},
+    devices::{Change, Device, Inventory, Registry, Sighting, mac_text},
     event::{self, DhcpBody, DhcpVendor, TransactionOut},
+    neigh::{self, Nd},
     parse::{self, MessageType, Op},
     parse6::{self, MessageType6},
     transaction::{Ended, Key, Step, Transaction, Transactions},
@@ -68,11 +73,74 @@ struct DeviceAlert<'a> {
 #[derive(Serialize)]
 struct DeviceExtra<'a> {
     device: &'a Device,
-    /// What changed: `new_device`, `hostname`, `fingerprint`.
+    /// What changed: `new_device`, `hostname`, `fingerprint`, `binding`.
     change: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     previous: Option<String>,
+    /// `binding`: the address whose MAC changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    /// `binding`: what announced it (`arp`, `nd`, `dhcp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'static str>,
 }
+
+/// An alert of the DHCP guard: a DHCP server message or router advertisement from a sender
+/// not on the allow-list (the kernel decided: the record's `FLAG_GUARD_*`).
+#[derive(Serialize)]
+struct GuardAlert<'a> {
+    #[serde(flatten)]
+    common: &'a eve::Common,
+    alert: Alert,
+    palisade: eve::Vendor<GuardExtra>,
+}
+
+#[derive(Serialize)]
+struct GuardExtra {
+    guard: GuardOut,
+}
+
+#[derive(Serialize)]
+struct GuardOut {
+    /// `dhcp`, `dhcpv6` or `router_advertisement`.
+    message: &'static str,
+    /// The DHCP message type (`offer`, `ack`, `advertise`, `reply`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dhcp_type: Option<&'static str>,
+    /// The sender as the frame names it.
+    server_mac: Mac,
+    server_ip: IpAddr,
+    /// The kernel dropped it (`guard = true`).
+    dropped: bool,
+    /// Messages from this sender the worker has seen (since it started).
+    count: u64,
+    /// This sender's alerts left out since its previous one (at most one a second).
+    suppressed: u64,
+    /// DHCPv4: the address offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offered_ip: Option<IpAddr>,
+    /// RA: the router lifetime (seconds; 0: not a default router) and the prefixes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    router_lifetime: Option<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    prefixes: Vec<String>,
+}
+
+/// Per rogue sender: what the worker saw and when it last alerted.
+#[derive(Debug, Default, Clone, Copy)]
+struct GuardSeen {
+    count: u64,
+    suppressed: u64,
+    last_alert_ns: Option<u64>,
+}
+
+/// At most one guard alert per sender per this many ns (the rest are counted in it).
+const GUARD_ALERT_EVERY_NS: u64 = 1_000_000_000;
+/// Rogue senders tracked at most (the one that alerted longest ago makes room).
+const GUARD_SENDERS: usize = 1024;
+
+/// Notice: a guard alert was left out (its sender alerted less than a second before).
+pub const NOTICE_GUARD_SUPPRESSED: &str = "dhcp_guard_alerts_suppressed";
 
 /// Largest state file or registry read (bytes).
 const MAX_FILE: u64 = 16 << 20;
@@ -91,6 +159,8 @@ pub struct Dhcp {
     /// The state file (from the supervisor), when persistence is on.
     state: Option<File>,
     last_persist: Option<Instant>,
+    bindings: Bindings,
+    guard: HashMap<([u8; 6], IpAddr), GuardSeen>,
 }
 
 /// Reads a whole file through `pread` (seccomp allows no `lseek` or `statx`), at most
@@ -226,14 +296,29 @@ impl Dhcp {
     ) {
         let Some(device) = device else { return };
         for change in changes {
+            let mut ip = None;
             let (sig, what, previous) = match change {
                 Change::New => (alert::NEW_DEVICE, "new_device", None),
                 Change::Hostname(old, _) => (alert::DEVICE_HOSTNAME_CHANGED, "hostname", Some(old)),
                 Change::Fingerprint(old, _) => {
                     (alert::DEVICE_FINGERPRINT_CHANGED, "fingerprint", Some(old))
                 }
+                Change::Binding(addr, old) => {
+                    ip = Some(addr);
+                    (alert::DEVICE_BINDING_CHANGED, "binding", Some(old))
+                }
             };
-            let common = eve::Common::new(ctx, "alert", hdr);
+            let source = ip.is_some().then_some(match hdr.kind {
+                palisade_abi::KIND_ARP => "arp",
+                palisade_abi::KIND_ND | palisade_abi::KIND_RA => "nd",
+                _ => "dhcp",
+            });
+            let mut common = eve::Common::new(ctx, "alert", hdr);
+            if hdr.kind == palisade_abi::KIND_ARP {
+                // ARP is no IP flow.
+                common.flow_id = None;
+                common.community_id = None;
+            }
             out.emit(&DeviceAlert {
                 palisade: eve::Vendor::new(
                     &common,
@@ -241,6 +326,8 @@ impl Dhcp {
                         device,
                         change: what,
                         previous,
+                        ip,
+                        source,
                     },
                 ),
                 common: &common,
@@ -304,12 +391,19 @@ impl Dhcp {
                 address: (!m.client_ip.is_unspecified()).then_some(IpAddr::V4(m.client_ip)),
                 ..Sighting::default()
             },
+            // A reply the guard dropped never reached the client.
+            Op::Reply if hdr.flags & FLAG_GUARD_DROPPED != 0 => return,
             Op::Reply if m.message_type == Some(MessageType::ACK) => {
                 let ip = if m.assigned_ip.is_unspecified() {
                     m.client_ip
                 } else {
                     m.assigned_ip
                 };
+                if !ip.is_unspecified() {
+                    // The server gave the address to this client: no binding alert.
+                    self.bindings
+                        .bind(Self::link(hdr), IpAddr::V4(ip), mac, hdr.ts_boot_ns, true);
+                }
                 Sighting {
                     address: Some(IpAddr::V4(ip)),
                     lease: (!ip.is_unspecified())
@@ -371,8 +465,12 @@ impl Dhcp {
         let Some(mac) = mac else { return };
         let now = common.timestamp.0 / 1_000_000_000;
         let sighting = if server {
-            if m.message_type != MessageType6::REPLY {
+            if m.message_type != MessageType6::REPLY || hdr.flags & FLAG_GUARD_DROPPED != 0 {
                 return;
+            }
+            if let Some(ip) = assigned {
+                self.bindings
+                    .bind(Self::link(hdr), ip, mac, hdr.ts_boot_ns, true);
             }
             Sighting {
                 address: assigned,
@@ -392,24 +490,203 @@ impl Dhcp {
     }
 }
 
+impl Dhcp {
+    /// The link a record was seen on, for bindings.
+    fn link(hdr: &RecordHeader) -> Link {
+        Link {
+            ifindex: hdr.ifindex,
+            vlan: if hdr.flags & palisade_abi::FLAG_VLAN != 0 {
+                hdr.vlan_id
+            } else {
+                0
+            },
+        }
+    }
+
+    /// An ARP or ND sighting: the device answers for `ip`; a binding that moved is an alert.
+    fn observe_binding(
+        &mut self,
+        ctx: &eve::Context,
+        hdr: &RecordHeader,
+        (ip, mac): (IpAddr, [u8; 6]),
+        out: &mut EventOut<'_>,
+    ) {
+        let now = ctx.wall(hdr.ts_boot_ns).0 / 1_000_000_000;
+        let sighting = Sighting {
+            address: Some(ip),
+            ..Sighting::default()
+        };
+        let mut changes = self.inventory.observe(mac, now, &sighting, &self.registry);
+        if let Some(old) = self
+            .bindings
+            .bind(Self::link(hdr), ip, mac, hdr.ts_boot_ns, false)
+        {
+            changes.push(Change::Binding(ip.to_string(), mac_text(old)));
+        }
+        Self::device_alerts(ctx, hdr, self.inventory.get(mac), changes, out);
+    }
+
+    fn on_arp(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
+        match neigh::parse_arp(record.payload) {
+            Ok(arp) => {
+                let Some(binding) = arp.binding() else { return };
+                // Alerts about it carry the ARP sender and target as their addresses (the
+                // kernel leaves the header's 0: ARP has no IP header).
+                let mut hdr = record.hdr;
+                hdr.ip_version = 4;
+                hdr.src_addr = [0; 16];
+                hdr.dst_addr = [0; 16];
+                if let (Some(s), Some(d)) = (hdr.src_addr.get_mut(..4), hdr.dst_addr.get_mut(..4)) {
+                    s.copy_from_slice(&arp.sender_ip.octets());
+                    d.copy_from_slice(&arp.target_ip.octets());
+                }
+                self.observe_binding(ctx, &hdr, binding, out);
+            }
+            Err(e) => out.drop(e.reason()),
+        }
+    }
+
+    fn on_nd(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
+        let hdr = &record.hdr;
+        let parsed = neigh::parse_nd(record.payload);
+        if hdr.kind == palisade_abi::KIND_RA && hdr.flags & FLAG_GUARD_ROGUE != 0 {
+            self.guard_alert(
+                ctx,
+                hdr,
+                "router_advertisement",
+                None,
+                None,
+                parsed.as_ref().ok(),
+                out,
+            );
+        }
+        match parsed {
+            Ok(nd) => {
+                // A dropped RA never reached anyone: it binds nothing.
+                if hdr.flags & FLAG_GUARD_DROPPED != 0 || hdr.ip_version != 6 {
+                    return;
+                }
+                if let Some(binding) = nd.binding(Ipv6Addr::from(hdr.src_addr), hdr.src_mac) {
+                    self.observe_binding(ctx, hdr, binding, out);
+                }
+            }
+            Err(e) => out.drop(e.reason()),
+        }
+    }
+
+    /// The alert of a record the guard flagged, at most one per sender per second (the
+    /// others are counted in the next one and as a notice).
+    #[allow(clippy::too_many_arguments, reason = "one call per message kind")]
+    fn guard_alert(
+        &mut self,
+        ctx: &eve::Context,
+        hdr: &RecordHeader,
+        message: &'static str,
+        dhcp_type: Option<&'static str>,
+        offered_ip: Option<IpAddr>,
+        ra: Option<&Nd>,
+        out: &mut EventOut<'_>,
+    ) {
+        let server_ip = eve::addr(hdr.ip_version, hdr.src_addr);
+        let key = (hdr.src_mac, server_ip);
+        if !self.guard.contains_key(&key) && self.guard.len() >= GUARD_SENDERS {
+            let oldest = self
+                .guard
+                .iter()
+                .min_by_key(|(_, g)| g.last_alert_ns)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.guard.remove(&k);
+            }
+        }
+        let seen = self.guard.entry(key).or_default();
+        seen.count += 1;
+        if seen
+            .last_alert_ns
+            .is_some_and(|t| hdr.ts_boot_ns.saturating_sub(t) < GUARD_ALERT_EVERY_NS)
+        {
+            seen.suppressed += 1;
+            out.notice(NOTICE_GUARD_SUPPRESSED, 1);
+            return;
+        }
+        let suppressed = std::mem::take(&mut seen.suppressed);
+        seen.last_alert_ns = Some(hdr.ts_boot_ns);
+        let count = seen.count;
+        let dropped = hdr.flags & FLAG_GUARD_DROPPED != 0;
+        let sig = if message == "router_advertisement" {
+            alert::ROGUE_ROUTER_ADVERTISEMENT
+        } else {
+            alert::ROGUE_DHCP_SERVER
+        };
+        let common = eve::Common::new(ctx, "alert", hdr);
+        out.emit(&GuardAlert {
+            palisade: eve::Vendor::new(
+                &common,
+                GuardExtra {
+                    guard: GuardOut {
+                        message,
+                        dhcp_type,
+                        server_mac: Mac(hdr.src_mac),
+                        server_ip,
+                        dropped,
+                        count,
+                        suppressed,
+                        offered_ip,
+                        router_lifetime: ra.map(|r| r.router_lifetime),
+                        prefixes: ra
+                            .map(|r| {
+                                r.prefixes
+                                    .iter()
+                                    .map(|p| format!("{}/{}", p.prefix, p.len))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    },
+                },
+            ),
+            common: &common,
+            alert: Alert::new(sig, if dropped { "blocked" } else { "allowed" }),
+        });
+    }
+}
+
 impl Protocol for Dhcp {
     const KIND: WorkerKind = WorkerKind::Dhcp;
 
     fn on_record(&mut self, ctx: &eve::Context, record: &Record<'_>, out: &mut EventOut<'_>) {
         let hdr = &record.hdr;
-        if hdr.kind != palisade_abi::KIND_DHCP {
-            return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND);
+        match hdr.kind {
+            palisade_abi::KIND_DHCP => {}
+            palisade_abi::KIND_ARP => return self.on_arp(ctx, record, out),
+            palisade_abi::KIND_ND | palisade_abi::KIND_RA => return self.on_nd(ctx, record, out),
+            _ => return out.drop(palisade_worker_runtime::stats::DROP_UNEXPECTED_KIND),
         }
         let v6 = [hdr.src_port, hdr.dst_port]
             .iter()
             .any(|p| matches!(*p, DHCP6_CLIENT_PORT | DHCP6_SERVER_PORT));
+        let rogue = hdr.flags & FLAG_GUARD_ROGUE != 0;
         if v6 {
-            match parse6::parse(record.payload) {
+            let parsed = parse6::parse(record.payload);
+            if rogue {
+                let t = parsed.as_ref().ok().map(|m| m.message_type.name());
+                self.guard_alert(ctx, hdr, "dhcpv6", t, None, None, out);
+            }
+            match parsed {
                 Ok(m) => self.on_v6(ctx, hdr, out, &m),
                 Err(e) => out.drop(e.reason()),
             }
         } else {
-            match parse::parse(record.payload) {
+            let parsed = parse::parse(record.payload);
+            if rogue {
+                let ok = parsed.as_ref().ok();
+                let t = ok.and_then(|m| m.message_type).map(MessageType::name);
+                let offered = ok
+                    .map(|m| m.assigned_ip)
+                    .filter(|ip| !ip.is_unspecified())
+                    .map(IpAddr::V4);
+                self.guard_alert(ctx, hdr, "dhcp", t, offered, None, out);
+            }
+            match parsed {
                 Ok(m) => self.on_v4(ctx, hdr, out, &m),
                 Err(e) => out.drop(e.reason()),
             }
@@ -510,6 +787,7 @@ impl Protocol for Dhcp {
             ("dhcp_open_transactions", self.transactions.len() as u64),
             ("dhcp_devices", self.inventory.len() as u64),
             ("dhcp_registry_entries", self.registry.len() as u64),
+            ("dhcp_bindings", self.bindings.len() as u64),
         ]
     }
 }

@@ -224,3 +224,160 @@ fn hostname_change_is_an_alert() {
         .collect();
     assert_eq!(changes, vec!["new_device", "hostname"], "{events:?}");
 }
+
+/// `record`, with the kernel's guard flags in the header.
+fn flagged(mut rec: Vec<u8>, flags: u8) -> Vec<u8> {
+    let mut hdr = RecordHeader::from_bytes(&rec[..RecordHeader::SIZE]).unwrap();
+    hdr.flags = flags;
+    rec[..RecordHeader::SIZE].copy_from_slice(&hdr.to_bytes());
+    rec
+}
+
+#[test]
+fn guard_flags_become_alerts_one_a_second_per_sender() {
+    use palisade_abi::{FLAG_GUARD_DROPPED, FLAG_GUARD_ROGUE};
+    let rogue = [2, 0, 0, 0, 0, 0x66];
+    let advertise = |ts| {
+        flagged(
+            record(547, 546, true, rogue, ts, &v6_message(2, [7, 7, 7], true)),
+            FLAG_GUARD_ROGUE | FLAG_GUARD_DROPPED,
+        )
+    };
+    // A reply the guard dropped: alerted, logged, but no lease on the client's device.
+    let reply = flagged(
+        record(
+            547,
+            546,
+            true,
+            rogue,
+            3_500_000_000,
+            &v6_message(7, [8, 8, 8], true),
+        ),
+        FLAG_GUARD_ROGUE | FLAG_GUARD_DROPPED,
+    );
+    // The same server allowed (no flags): no alert.
+    let allowed = record(
+        547,
+        546,
+        true,
+        [2, 0, 0, 0, 0, 9],
+        4_000_000_000,
+        &v6_message(2, [9, 9, 9], true),
+    );
+    let (events, _) = run(
+        &[
+            advertise(1_000),
+            advertise(500_000_000),
+            advertise(2_000_000_000),
+            reply,
+            allowed,
+        ],
+        None,
+    );
+    let alerts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == 9_000_030)
+        .collect();
+    assert_eq!(alerts.len(), 3, "{alerts:?}");
+    let g: Vec<&Value> = alerts.iter().map(|a| &a["palisade"]["guard"]).collect();
+    assert_eq!(alerts[0]["alert"]["action"], "blocked");
+    assert_eq!(g[0]["message"], "dhcpv6");
+    assert_eq!(g[0]["dhcp_type"], "advertise");
+    assert_eq!(g[0]["server_mac"], "02:00:00:00:00:66");
+    assert_eq!(g[0]["dropped"], true);
+    assert_eq!(
+        (g[0]["count"].as_u64(), g[0]["suppressed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    // The second, 0.5 s later, was left out and is counted in the third.
+    assert_eq!(
+        (g[1]["count"].as_u64(), g[1]["suppressed"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(g[2]["dhcp_type"], "reply");
+    // Every message still has its dhcp event.
+    assert_eq!(
+        events.iter().filter(|e| e["event_type"] == "dhcp").count(),
+        5
+    );
+    // The dropped REPLY gave its client no lease: no device at all (ADVERTISEs make none).
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["palisade"]["change"] == "new_device"),
+        "{events:?}"
+    );
+}
+
+fn arp_record(sender_mac: [u8; 6], sender_ip: [u8; 4], ts: u64) -> Vec<u8> {
+    let mut p = vec![0, 1, 8, 0, 6, 4, 0, 2];
+    p.extend(sender_mac);
+    p.extend(sender_ip);
+    p.extend([0xff; 6]);
+    p.extend(sender_ip);
+    p.resize(46, 0);
+    let hdr = RecordHeader {
+        magic: RECORD_MAGIC,
+        abi_version: palisade_abi::ABI_VERSION,
+        kind: palisade_abi::KIND_ARP,
+        len: (RecordHeader::SIZE + p.len()) as u32,
+        ifindex: 2,
+        ts_boot_ns: ts,
+        src_mac: sender_mac,
+        dst_mac: [0xff; 6],
+        payload_len: p.len() as u32,
+        orig_payload_len: p.len() as u32,
+        ..RecordHeader::default()
+    };
+    let mut out = hdr.to_bytes().to_vec();
+    out.extend(p);
+    out
+}
+
+#[test]
+fn arp_feeds_bindings_and_a_moved_one_is_an_alert() {
+    let a = [2, 0, 0, 0, 0, 0xa];
+    let b = [2, 0, 0, 0, 0, 0xb];
+    let (events, gauges) = run(
+        &[
+            arp_record(a, [198, 18, 0, 5], 1_000),
+            arp_record(a, [198, 18, 0, 5], 2_000),
+            arp_record(b, [198, 18, 0, 5], 3_000),
+            // A probe (no sender address) binds nothing.
+            arp_record(b, [0, 0, 0, 0], 4_000),
+        ],
+        None,
+    );
+    let moved: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["alert"]["signature_id"] == 9_000_023)
+        .collect();
+    assert_eq!(moved.len(), 1, "{events:?}");
+    let m = moved[0];
+    assert_eq!(m["palisade"]["change"], "binding");
+    assert_eq!(m["palisade"]["ip"], "198.18.0.5");
+    assert_eq!(m["palisade"]["previous"], "02:00:00:00:00:0a");
+    assert_eq!(m["palisade"]["source"], "arp");
+    assert_eq!(m["palisade"]["device"]["mac"], "02:00:00:00:00:0b");
+    assert_eq!(m["src_ip"], "198.18.0.5");
+    assert!(
+        m.get("flow_id").is_none() && m.get("community_id").is_none(),
+        "{m}"
+    );
+    // Both MACs are devices (two new_device alerts), each with the address.
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["palisade"]["change"] == "new_device")
+            .count(),
+        2
+    );
+    assert!(
+        gauges.contains(&("dhcp_bindings".to_owned(), 1)),
+        "{gauges:?}"
+    );
+    assert!(
+        gauges.contains(&("dhcp_devices".to_owned(), 2)),
+        "{gauges:?}"
+    );
+}

@@ -9,6 +9,10 @@ use palisade_ipc::{
     transport::{self, Received, TransportError},
 };
 
+/// A message from the supervisor and the FDs it carried (only [`SupervisorToWorker::Fds`]
+/// carries any), paired with their roles.
+pub type Incoming = (SupervisorToWorker, Vec<(FdRole, OwnedFd)>);
+
 /// The FD number the supervisor places the IPC socket at.
 pub const IPC_FD: i32 = 3;
 
@@ -157,16 +161,24 @@ impl Channel {
         Ok(())
     }
 
-    /// Non-blocking receive of the next message, if any.
-    pub fn try_recv(&mut self) -> Result<Option<SupervisorToWorker>, ChannelError> {
+    /// Non-blocking receive of the next message, if any, with the FDs of an
+    /// [`SupervisorToWorker::Fds`] message (paired with their roles); FDs with any other
+    /// message, or a count that does not match the roles, are an error (and closed).
+    pub fn try_recv(&mut self) -> Result<Option<Incoming>, ChannelError> {
         match transport::recv_frame(self.sock.as_fd(), &mut self.buf)? {
             Received::Frame { len, fds } => {
-                if !fds.is_empty() {
-                    return Err(ChannelError::BadConfig("unexpected FDs"));
-                }
-                Ok(Some(codec::decode(
-                    self.buf.get(..len).unwrap_or_default(),
-                )?))
+                let msg = codec::decode(self.buf.get(..len).unwrap_or_default())?;
+                let paired = match &msg {
+                    SupervisorToWorker::Fds(roles) if roles.len() == fds.len() => {
+                        roles.iter().copied().zip(fds).collect()
+                    }
+                    SupervisorToWorker::Fds(_) => {
+                        return Err(ChannelError::BadConfig("FD count differs from the roles"));
+                    }
+                    _ if !fds.is_empty() => return Err(ChannelError::BadConfig("unexpected FDs")),
+                    _ => Vec::new(),
+                };
+                Ok(Some((msg, paired)))
             }
             Received::WouldBlock => Ok(None),
             Received::Closed => Err(ChannelError::Closed),

@@ -60,9 +60,10 @@ pub trait Protocol {
     fn on_shutdown(&mut self, _ctx: &Context, _out: &mut EventOut<'_>) {}
 
     /// Protocol-specific FDs from the configuration ([`FdRole::State`],
-    /// [`FdRole::Registry`]), once, before the first record (seccomp is in force: read them
-    /// with `pread`, write with `pwrite`/`ftruncate`). `Err` if this worker takes none (the
-    /// worker then exits: the supervisor is confused).
+    /// [`FdRole::Registry`]), before the first record, and later ones the supervisor hands
+    /// over (`SupervisorToWorker::Fds`: the IEEE registry re-read at a reload). Seccomp is in
+    /// force: read them with `pread`, write with `pwrite`/`ftruncate`. `Err` if this worker
+    /// takes none (the worker then exits: the supervisor is confused).
     fn on_fds(
         &mut self,
         fds: Vec<(FdRole, OwnedFd)>,
@@ -303,8 +304,22 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         // The supervisor's messages first: a new interface's name (sent just before its
         // programs are attached) is known before its first records are drained, and a
         // policy applies to the records drained with it.
-        while let Some(msg) = channel.try_recv()? {
+        while let Some((msg, fds)) = channel.try_recv()? {
             match msg {
+                SupervisorToWorker::Fds(_) => {
+                    let mut out = EventOut {
+                        sink: &mut sink,
+                        stats: &mut stats,
+                        outbox: &mut outbox,
+                    };
+                    protocol
+                        .on_fds(fds, &mut out)
+                        .map_err(ChannelError::BadConfig)?;
+                    sink.flush(&mut stats);
+                    for msg in outbox.drain(..) {
+                        channel.send(&msg)?;
+                    }
+                }
                 SupervisorToWorker::Interfaces(ifaces) => ctx.set_interfaces(&ifaces),
                 SupervisorToWorker::Shutdown => {
                     // What is queued now, bounded (the supervisor kills a

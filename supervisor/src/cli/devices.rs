@@ -9,8 +9,9 @@ use super::{ControlArgs, Failure};
 
 /// Devices seen on the monitored interfaces, by MAC address.
 ///
-/// The inventory is kept by the DHCP worker from DHCP (v4 and v6) messages: per MAC its
-/// first and last sighting, IPv4 and IPv6 addresses, DHCP lease, host name, client id or
+/// The inventory is kept by the DHCP worker from DHCP (v4 and v6) messages, ARP and IPv6
+/// neighbour discovery: per MAC its first and last sighting, IPv4 and IPv6 addresses
+/// (leases, ARP, neighbour discovery), DHCP lease, host name, client id or
 /// DUID, vendor from the IEEE registries (Debian's ieee-data package; "unknown" without
 /// it, and for locally administered addresses, which are flagged), DHCP fingerprint and
 /// its classification ("unknown" unless the client names itself: docs/devices.md). It is

@@ -21,6 +21,7 @@ mod devices;
 mod dns;
 mod flows;
 pub mod generate;
+mod guard;
 mod metrics;
 mod reload;
 mod reopen_logs;
@@ -95,6 +96,7 @@ enum Command {
     Flows(flows::Args),
     Block(block::Args),
     Devices(devices::Args),
+    Guard(guard::Args),
     Tls(tls::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
@@ -118,6 +120,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Flows(a) => flows::main(a),
         Command::Block(a) => block::main(a),
         Command::Devices(a) => devices::main(a),
+        Command::Guard(a) => guard::main(a),
         Command::Tls(a) => tls::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),

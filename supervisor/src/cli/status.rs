@@ -251,6 +251,15 @@ pub fn render(r: &StatusReport) -> String {
         .map(|k| format!("{}={}", k.counter, k.value))
         .collect();
     let _ = writeln!(o, "\nIP POLICY  kernel: {}", ip.join(" "));
+    // DHCP guard: its kernel counters (the allow-list and mode are in the configuration;
+    // per-sender counts in the pinned map pal_guard_sources).
+    let guard: Vec<String> = r
+        .kernel
+        .iter()
+        .filter(|k| k.group == palisade_abi::DHCP_GUARD_GROUP)
+        .map(|k| format!("{}={}", k.counter, k.value))
+        .collect();
+    let _ = writeln!(o, "DHCP GUARD kernel: {}", guard.join(" "));
     let dr = &r.drift;
     let period = if dr.interval_s == 0 {
         "periodic check off".to_owned()

@@ -29,7 +29,7 @@ use toml::Spanned;
 
 use self::check::Checker;
 pub use self::{
-    dhcp::DhcpConfig,
+    dhcp::{AllowedServer, DhcpConfig},
     dns::DnsConfig,
     drift::DriftConfig,
     flow::FlowConfig,
@@ -100,6 +100,7 @@ struct RawPaths {
     state_dir: Option<Spanned<String>>,
     log_dir: Option<Spanned<String>>,
     log_group: Option<Spanned<String>>,
+    ieee_data_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,6 +187,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Event log directory.
     pub log_dir: PathBuf,
+    /// Where the IEEE MAC registries are (`oui.csv`, `mam.csv`, `oui36.csv`: Debian's
+    /// `ieee-data`), read at start and at every reload.
+    pub ieee_data_dir: PathBuf,
     /// `paths.log_group`: the group that may read the event logs (`<log_dir>` root:group
     /// 0750, the files root:group 0640); `None`: root only (root:root 0750 and 0640).
     /// Resolved by the daemon and `check-config` ([`NamedGroup::resolve`]).
@@ -275,6 +279,11 @@ impl Config {
             pin_root: c.abs_path("paths.pin_root", raw.paths.pin_root, paths::PIN_ROOT)?,
             state_dir: c.abs_path("paths.state_dir", raw.paths.state_dir, paths::STATE_DIR)?,
             log_dir: c.own_dir("paths.log_dir", raw.paths.log_dir, paths::LOG_DIR)?,
+            ieee_data_dir: c.abs_path(
+                "paths.ieee_data_dir",
+                raw.paths.ieee_data_dir,
+                paths::IEEE_DATA_DIR,
+            )?,
             log_group: c.group("paths.log_group", raw.paths.log_group)?,
             control_group: c.name(
                 "control.group",

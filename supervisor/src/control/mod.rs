@@ -21,7 +21,8 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::FlowsShow { .. }
         | ControlRequest::BlockList { .. }
         | ControlRequest::TlsRuleList { .. }
-        | ControlRequest::Devices { .. } => false,
+        | ControlRequest::Devices { .. }
+        | ControlRequest::Guard { .. } => false,
         ControlRequest::Restart(_)
         | ControlRequest::Reload
         | ControlRequest::ReopenLogs

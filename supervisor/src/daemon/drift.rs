@@ -26,7 +26,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_abi::{MAP_DNS_CONFIG, MAP_DNS_POLICY, MAP_FLOW_CONFIG, MAP_IP_CONFIG, PINNED_MAPS};
+use palisade_abi::{
+    MAP_DNS_CONFIG, MAP_DNS_POLICY, MAP_FLOW_CONFIG, MAP_GUARD_ALLOW, MAP_GUARD_CONFIG,
+    MAP_IP_CONFIG, PINNED_MAPS,
+};
 use palisade_ebpf::maps::{Digest, digest, map_facts, pin, read_slot0, write_slot0};
 use palisade_ipc::messages::{DriftFinding, DriftStatus, WorkerKind};
 
@@ -37,7 +40,12 @@ use crate::{
 };
 
 /// The config maps whose one value the daemon writes.
-const CONFIG_MAPS: [&str; 3] = [MAP_DNS_CONFIG, MAP_IP_CONFIG, MAP_FLOW_CONFIG];
+const CONFIG_MAPS: [&str; 4] = [
+    MAP_DNS_CONFIG,
+    MAP_IP_CONFIG,
+    MAP_FLOW_CONFIG,
+    MAP_GUARD_CONFIG,
+];
 
 /// What the checks remember between runs.
 #[derive(Debug, Default)]
@@ -50,6 +58,8 @@ pub(super) struct DriftState {
     dns_digest: Option<([u8; 32], Digest)>,
     /// The value of each config map as this daemon last wrote it.
     configs: BTreeMap<&'static str, Vec<u8>>,
+    /// The DHCP guard's allow-list map as this daemon last wrote it.
+    guard_allow: Option<Digest>,
     /// Workers sent the policy again by the previous check for applying another rule set.
     resynced: BTreeSet<WorkerKind>,
 }
@@ -82,6 +92,7 @@ impl DriftState {
                 self.configs.insert(name, v);
             }
         }
+        self.guard_allow = maps.fd(MAP_GUARD_ALLOW).ok().and_then(|fd| digest(fd).ok());
     }
 }
 
@@ -120,6 +131,7 @@ impl Daemon {
         findings.extend(self.check_dns_map());
         findings.extend(self.check_ip_tries());
         findings.extend(self.check_config_maps());
+        findings.extend(self.check_guard_allow());
         findings.extend(self.check_workers(registry));
         for f in &findings {
             tracing::warn!(
@@ -328,6 +340,28 @@ impl Daemon {
             }
         }
         findings
+    }
+
+    /// The DHCP guard's allow-list: the entries this daemon wrote.
+    fn check_guard_allow(&mut self) -> Vec<DriftFinding> {
+        let Some(want) = self.drift.guard_allow else {
+            return Vec::new();
+        };
+        let live = match self.loaded.fd(MAP_GUARD_ALLOW).map(digest) {
+            Ok(Ok(d)) if d == want => return Vec::new(),
+            Ok(Ok(d)) => format!("{} entries, not the {} written", d.entries, want.entries),
+            Ok(Err(e)) => format!("cannot read it: {e}"),
+            Err(e) => format!("cannot read it: {e}"),
+        };
+        let mut f = finding(format!("map {MAP_GUARD_ALLOW}"), live);
+        let result = crate::policy::guard::apply(&self.loaded, &self.opts.config.dhcp)
+            .map(|()| {
+                self.drift.config_written(&self.loaded);
+                "allow-list written again"
+            })
+            .map_err(|e| crate::error_chain(&e));
+        outcome(&mut f, result);
+        vec![f]
     }
 
     /// The rule set each policy worker reports applying.

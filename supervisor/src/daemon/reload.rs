@@ -1,7 +1,7 @@
 //! Reload (`palisade reload`, SIGHUP): re-reads the configuration and every
 //! list, validates all of it before anything is applied, then applies what
-//! can change live (DNS, IP and TLS policy, flow timeouts, the IP hooks' mode, the
-//! interface selection)
+//! can change live (DNS, IP and TLS policy, flow timeouts, the IP hooks' mode, the DHCP
+//! guard, the interface selection)
 //! and reports the settings that need a restart. An invalid configuration
 //! leaves the running one in force.
 
@@ -128,7 +128,19 @@ impl Daemon {
             "TLS policy reloaded"
         );
         self.opts.config.tls = config.tls;
+        if config.dhcp.allowed_servers != self.opts.config.dhcp.allowed_servers
+            || config.dhcp.guard != self.opts.config.dhcp.guard
+        {
+            crate::policy::guard::apply(&self.loaded, &config.dhcp)?;
+            tracing::info!(
+                mode = super::startup::guard_mode_name(&config.dhcp),
+                allowed = config.dhcp.allowed_servers.len(),
+                "DHCP guard reloaded"
+            );
+        }
         self.opts.config.dhcp = config.dhcp;
+        self.reload_registry(&config.ieee_data_dir);
+        self.opts.config.ieee_data_dir = config.ieee_data_dir;
         self.send_policy();
         self.ip.state.set_lists(ip_lists);
         self.ip.kernel = ip_kernel::apply(

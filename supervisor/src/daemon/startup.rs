@@ -141,6 +141,12 @@ fn bring_up(
     // Policy before traffic is attached: validated lists, swapped in whole.
     let (dns, dns_kernel_rules, dns_map) = load_dns_policy(&loaded, cfg, checked.dns_rules)?;
     let ip = load_ip_policy(&loaded, cfg, checked.ip)?;
+    crate::policy::guard::apply(&loaded, &cfg.dhcp)?;
+    tracing::info!(
+        mode = guard_mode_name(&cfg.dhcp),
+        allowed = cfg.dhcp.allowed_servers.len(),
+        "DHCP guard configured"
+    );
     let mut tls = checked.tls;
     // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
     let blocks = tls.sweep(&loaded, crate::flows::boot_now_ns(), false);
@@ -193,6 +199,15 @@ fn bring_up(
         log_gid,
     };
     Ok((daemon, control))
+}
+
+/// The DHCP guard's mode, for logs.
+pub(super) fn guard_mode_name(cfg: &crate::config::DhcpConfig) -> &'static str {
+    match cfg.guard_mode() {
+        palisade_abi::GUARD_DROP => "drop",
+        palisade_abi::GUARD_ALERT => "alert",
+        _ => "off",
+    }
 }
 
 /// Loads the DNS lists and writes them into the kernel (learned names of a

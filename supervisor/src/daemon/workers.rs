@@ -50,20 +50,24 @@ fn open_sink(
     event_logs::open(&opts.config.log_dir, kind, log_gid)
 }
 
-/// The DHCP worker's state file and IEEE registry (none for other workers; no registry
-/// without `ieee-data`, which is logged).
-fn extra_fds(opts: &RunOptions, kind: WorkerKind) -> Result<Vec<(FdRole, OwnedFd)>, DaemonError> {
+/// The DHCP worker's state file and IEEE registry, and the registry's SHA-256 (none for
+/// other workers; no registry without `ieee-data`, which is logged).
+type ExtraFds = (Vec<(FdRole, OwnedFd)>, Option<[u8; 32]>);
+
+fn extra_fds(opts: &RunOptions, kind: WorkerKind) -> Result<ExtraFds, DaemonError> {
     if kind != WorkerKind::Dhcp {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let mut fds = vec![(
         FdRole::State,
         crate::devices::open_state(&opts.config.state_dir)?,
     )];
-    if let Some(fd) = crate::devices::registry_fd() {
-        fds.push((FdRole::Registry, fd));
+    let mut sha256 = None;
+    if let Some(r) = crate::devices::registry_fd(&opts.config.ieee_data_dir) {
+        fds.push((FdRole::Registry, r.fd));
+        sha256 = Some(r.sha256);
     }
-    Ok(fds)
+    Ok((fds, sha256))
 }
 
 /// The names of the interfaces something is attached to, for the workers' `in_iface`.
@@ -104,13 +108,15 @@ pub(super) fn prepare(
             *kind,
             WorkerSlot::new(*kind, binary, creds, settings.heartbeat_ms),
         );
+        let (extra, registry_sha256) = extra_fds(opts, *kind)?;
         resources.insert(
             *kind,
             Resources {
                 ring: loaded.ring_fd(*kind)?,
                 sink: open_sink(opts, *kind, log_gid)?,
                 interfaces: iface_names.clone(),
-                extra: extra_fds(opts, *kind)?,
+                extra,
+                registry_sha256,
             },
         );
     }
@@ -118,6 +124,35 @@ pub(super) fn prepare(
 }
 
 impl Daemon {
+    /// Re-reads the IEEE registries (`palisade reload`). When their content changed, the
+    /// running DHCP worker gets the new memfd (`SupervisorToWorker::Fds`) and refreshes its
+    /// devices' vendors, and later starts get it too; when the files are gone, the worker
+    /// keeps what it has (logged).
+    pub(super) fn reload_registry(&mut self, dir: &std::path::Path) {
+        let Some(resources) = self.resources.get_mut(&WorkerKind::Dhcp) else {
+            return;
+        };
+        let Some(new) = crate::devices::registry_fd(dir) else {
+            return;
+        };
+        if resources.registry_sha256 == Some(new.sha256) {
+            tracing::debug!("IEEE registries unchanged");
+            return;
+        }
+        if let Some(slot) = self.slots.get(&WorkerKind::Dhcp) {
+            slot.send_with_fds(
+                &SupervisorToWorker::Fds(vec![FdRole::Registry]),
+                &[new.fd.as_fd()],
+            );
+        }
+        resources
+            .extra
+            .retain(|(role, _)| *role != FdRole::Registry);
+        resources.extra.push((FdRole::Registry, new.fd));
+        resources.registry_sha256 = Some(new.sha256);
+        tracing::info!("IEEE registries changed: handed to the DHCP worker");
+    }
+
     /// A poll event on a worker's IPC socket (frames to handle) or pidfd
     /// (it exited).
     pub(super) fn on_worker_token(&mut self, registry: &mio::Registry, token: Token) {

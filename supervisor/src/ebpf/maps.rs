@@ -86,7 +86,7 @@ pub mod fake {
     impl FakeMaps {
         pub fn new() -> Self {
             let kernel = palisade_ebpf::fake::install();
-            let shapes: [(&'static str, u32, usize, usize, u32); 9] = [
+            let shapes: [(&'static str, u32, usize, usize, u32); 11] = [
                 (MAP_DNS_POLICY, map_type::ARRAY_OF_MAPS, 4, 4, 1),
                 (
                     MAP_DNS_LEARNED,
@@ -114,6 +114,14 @@ pub mod fake {
                     FlowSweep::SIZE,
                     FLOW_SHARDS,
                 ),
+                (
+                    MAP_GUARD_ALLOW,
+                    map_type::HASH,
+                    GuardKey::SIZE,
+                    4,
+                    GUARD_ALLOW_MAX,
+                ),
+                (MAP_GUARD_CONFIG, map_type::ARRAY, 4, GuardConfig::SIZE, 1),
             ];
             let maps = shapes
                 .into_iter()

@@ -201,6 +201,11 @@ impl WorkerSlot {
     /// Sends a message to the worker if it is running; failures are logged
     /// (the heartbeat deadline deals with a stuck worker).
     pub fn send(&self, msg: &SupervisorToWorker) {
+        self.send_with_fds(msg, &[]);
+    }
+
+    /// [`WorkerSlot::send`] with FDs (`SupervisorToWorker::Fds`, one per role).
+    pub fn send_with_fds(&self, msg: &SupervisorToWorker, fds: &[std::os::fd::BorrowedFd<'_>]) {
         let Some(sock) = self
             .process
             .as_ref()
@@ -212,7 +217,7 @@ impl WorkerSlot {
         let sent = codec::encode(msg)
             .map_err(|e| crate::error_chain(&e))
             .and_then(|f| {
-                transport::send_frame(sock.as_fd(), &f, &[]).map_err(|e| crate::error_chain(&e))
+                transport::send_frame(sock.as_fd(), &f, fds).map_err(|e| crate::error_chain(&e))
             });
         if let Err(e) = sent {
             tracing::warn!(worker = self.kind.name(), error = %e, "sending to worker");

@@ -91,6 +91,8 @@ pub struct Resources {
     pub interfaces: Vec<InterfaceName>,
     /// Protocol-specific FDs (the DHCP worker's state file and IEEE registry memfd).
     pub extra: Vec<(FdRole, OwnedFd)>,
+    /// SHA-256 of the IEEE registry in `extra` (a reload hands over a changed one).
+    pub registry_sha256: Option<[u8; 32]>,
 }
 
 /// The current process of a slot.

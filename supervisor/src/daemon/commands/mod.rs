@@ -8,7 +8,8 @@
 //! - `flows top`, `flows show` in [`flows`];
 //! - `block add`, `block remove`, `block list` (the IP policy) in [`block`];
 //! - `tls rules add`, `tls rules remove`, `tls rules list` in [`tls`];
-//! - `devices` (the DHCP worker's inventory file, unparsed) in [`devices`].
+//! - `devices` (the DHCP worker's inventory file, unparsed) in [`devices`];
+//! - `guard` (the DHCP guard's mode, allow-list and rogue senders) in [`guard`].
 //!
 //! A new command goes into the family it belongs to (or a new module
 //! here), as a function taking the daemon and returning the
@@ -19,6 +20,7 @@ mod block;
 mod devices;
 mod dns;
 mod flows;
+mod guard;
 mod reload;
 mod status;
 mod tls;
@@ -54,6 +56,7 @@ impl Daemon {
             ControlRequest::TlsRuleList { limit } => tls::list(self, *limit),
             ControlRequest::Devices { offset } => devices::chunk(self, *offset),
             ControlRequest::Check => ControlResponse::Checked(self.check_drift(registry)),
+            ControlRequest::Guard { limit } => guard::report(self, *limit),
         }
     }
 }
