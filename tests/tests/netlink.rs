@@ -483,3 +483,49 @@ fn a_renamed_interface_is_followed_and_one_renamed_away_is_detached() {
     assert!(fully_attached(&lab, SENSOR_IF));
     daemon.stop();
 }
+
+#[test]
+fn link_events_lost_while_the_daemon_could_not_read_are_recovered_by_a_full_read() {
+    let lab = Lab::new("nl-overrun");
+    let daemon = Daemon::start(&lab, &config(&lab, "[\"pal0\", \"lan*\"]"), &[]);
+    daemon.wait_healthy();
+    add_pair(&lab, "lan8", "plan8", 8);
+    wait_state(&daemon, "lan8", "attached");
+    let resyncs = |d: &Daemon| d.status_json().expect("status")["network"]["resyncs"].as_u64();
+    let before = resyncs(&daemon);
+
+    // The daemon stopped (SIGSTOP) while thousands of links change: its socket buffer
+    // overflows and the kernel drops link messages (ENOBUFS), among them those of lan8's
+    // deletion and lan9's creation.
+    let pid = daemon.pid() as libc::pid_t;
+    // SAFETY: kill(2) on the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let batch = lab.dir.join("links.batch");
+    let mut lines = String::new();
+    for i in 0..1500 {
+        lines.push_str(&format!(
+            "link add dmy{i} type veth peer name dmy{i}p\nlink set dmy{i} up\n"
+        ));
+    }
+    fs::write(&batch, lines).expect("batch file");
+    ip_sensor(&lab, &["-batch", &batch.display().to_string()]);
+    ip_sensor(&lab, &["link", "del", "lan8"]);
+    add_pair(&lab, "lan9", "plan9", 9);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+
+    // A full read of every link sets things right.
+    wait_state(&daemon, "lan9", "attached");
+    wait_state(&daemon, "lan8", "gone");
+    assert!(fully_attached(&lab, "lan9"));
+    assert!(pins_of(&lab, "lan8").is_empty(), "{:?}", link_pins(&lab));
+    assert!(resyncs(&daemon) > before, "no full read after the overrun");
+    assert!(
+        daemon.log_text().contains("ENOBUFS"),
+        "the overrun is logged: {}",
+        daemon.log_text()
+    );
+    // The veths are Ethernet and up, but not selected.
+    assert!(tcx(&lab, "dmy0", true).is_empty() && entries(&daemon, "dmy0").is_empty());
+    daemon.stop();
+}
