@@ -157,6 +157,24 @@ mod tests {
             },
             "0409612e6578616d706c6509622e6578616d706c650172",
         );
+        golden(
+            SupervisorToWorker::PacketCapture(PacketCaptureConfig {
+                idle_ns: 1,
+                tcp_idle_ns: 2,
+                max_flows: 3,
+            }),
+            "06010203",
+        );
+        golden(
+            SupervisorToWorker::Configure(WorkerConfig {
+                kind: WorkerKind::Flow,
+                heartbeat_ms: 250,
+                poll_backstop_ms: 10,
+                fds: vec![FdRole::PacketSocket, FdRole::EventSink],
+                interfaces: vec![],
+            }),
+            "0003fa0a02040100",
+        );
     }
 
     #[test]
@@ -304,11 +322,25 @@ mod tests {
                 }],
                 dns: DnsPolicyStatus::default(),
                 flows: FlowTableStatus::default(),
+                capture: CaptureStatus {
+                    mode: "af_packet".into(),
+                    fallback_reason: None,
+                    enforcement: vec![FeatureState {
+                        feature: "dns_blocking".into(),
+                        state: "unavailable".into(),
+                    }],
+                    sockets: vec![PacketSocketStatus {
+                        worker: WorkerKind::Dns,
+                        packets: 5,
+                        drops: 1,
+                    }],
+                },
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
                 "617273650101016e0201016703010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
-                "000103646e73077265636f72647303000000000000000000000000000000000000"
+                "000103646e73077265636f72647303000000000000000000000000000000000000",
+                "0961665f7061636b657400010c646e735f626c6f636b696e670b756e617661696c61626c6501010501"
             ),
         );
     }

@@ -517,6 +517,14 @@ impl Builder {
         self.classify(f.data, &p, out);
     }
 
+    /// Time passes without a frame (live input): the sweeper's work, at most once per second.
+    pub fn tick(&mut self, now_ns: u64, out: &mut impl FnMut(u16, &[u8])) {
+        if now_ns >= self.next_sweep_ns {
+            self.sweep(now_ns, false, out);
+            self.next_sweep_ns = now_ns.saturating_add(SWEEP_NS);
+        }
+    }
+
     /// The end of the capture: every flow still in the table ends, as at a daemon's stop
     /// the sweeper would end them (closed TCP flows with their FIN or RST, the others with
     /// `timeout`), stamped with the time of the last packet.

@@ -6,7 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::ringbuf::RingBuf;
+use crate::{
+    channel::Input,
+    packet::{DROP_FLOW_TABLE_FULL, DROP_PACKET_SOCKET, PacketInput},
+    ringbuf::RingBuf,
+};
 use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use palisade_abi::RecordHeader;
 use palisade_ipc::{
@@ -92,6 +96,15 @@ pub trait Protocol {
     }
 }
 
+/// Where a running worker reads its records.
+#[derive(Debug)]
+pub enum Source {
+    /// Its mapped BPF ring buffer (eBPF capture).
+    Ring(RingBuf),
+    /// Its AF_PACKET socket and the record builder (capture without eBPF).
+    Packets(PacketInput),
+}
+
 /// A worker that passed the startup contract: unprivileged, handshaken,
 /// configured, ring mapped, seccomp installed.
 pub struct Started {
@@ -99,8 +112,8 @@ pub struct Started {
     pub channel: Channel,
     /// Configuration from the supervisor.
     pub config: WorkerConfig,
-    /// The mapped ring buffer.
-    pub ring: RingBuf,
+    /// The mapped ring buffer, or the packet sockets.
+    pub input: Source,
     /// Event output.
     pub sink: Sink,
     /// Protocol-specific FDs ([`Protocol::on_fds`]).
@@ -179,17 +192,29 @@ pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
         });
         f
     };
-    // 6. Map the ring buffer while bpf() and mmap() are still allowed.
-    let ring = ringbuf::open(configured.ring)
-        .map_err(|e| report(&channel, fail(exit_code::SETUP, "ring buffer", &e)))?;
+    // 6. Map the ring buffer while bpf() and mmap() are still allowed (or take the packet
+    // sockets: nothing to map).
+    let input = match configured.input {
+        Input::Ring(fd) => Source::Ring(
+            ringbuf::open(fd)
+                .map_err(|e| report(&channel, fail(exit_code::SETUP, "ring buffer", &e)))?,
+        ),
+        Input::Packets(socks) => Source::Packets(PacketInput::new(kind, socks)),
+    };
     let sink = Sink::new(configured.sink);
     channel
         .set_nonblocking()
         .map_err(|e| report(&channel, fail(exit_code::SETUP, "IPC socket", &e)))?;
-    let poll = event_poll(&channel, &ring)
+    let poll = event_poll(&channel, &input)
         .map_err(|e| report(&channel, fail(exit_code::SETUP, "epoll", &e)))?;
-    // 7. From here on: only the syscalls in the allow-list.
-    seccomp::install().map_err(|e| report(&channel, fail(exit_code::SETUP, "seccomp", &e)))?;
+    // 7. From here on: only the syscalls in the allow-list; nothing can be written to or
+    // sent on a packet socket.
+    let receive_only = match &input {
+        Source::Packets(p) => p.fds(),
+        Source::Ring(_) => Vec::new(),
+    };
+    seccomp::install(&receive_only)
+        .map_err(|e| report(&channel, fail(exit_code::SETUP, "seccomp", &e)))?;
     // 8. Tell the supervisor we are ready.
     channel
         .send(&WorkerToSupervisor::Ready)
@@ -197,21 +222,26 @@ pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
     Ok(Started {
         channel,
         config: configured.config,
-        ring,
+        input,
         sink,
         extra: configured.extra,
         poll,
     })
 }
 
-fn event_poll(channel: &Channel, ring: &RingBuf) -> std::io::Result<Poll> {
+fn event_poll(channel: &Channel, input: &Source) -> std::io::Result<Poll> {
     let poll = Poll::new()?;
     let ipc_fd = channel.fd().as_raw_fd();
-    let ring_fd = ring.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&ipc_fd), IPC, Interest::READABLE)?;
-    poll.registry()
-        .register(&mut SourceFd(&ring_fd), RING, Interest::READABLE)?;
+    let fds = match input {
+        Source::Ring(ring) => vec![ring.as_raw_fd()],
+        Source::Packets(p) => p.fds(),
+    };
+    for fd in fds {
+        poll.registry()
+            .register(&mut SourceFd(&fd), RING, Interest::READABLE)?;
+    }
     Ok(poll)
 }
 
@@ -236,7 +266,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     let Started {
         mut channel,
         config,
-        mut ring,
+        mut input,
         mut sink,
         extra,
         mut poll,
@@ -305,7 +335,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         behind = !awaiting_policy
             && drain(
                 protocol,
-                &mut ring,
+                &mut input,
                 &mut ctx,
                 &mut sink,
                 &mut stats,
@@ -331,7 +361,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                     for _ in 0..64 {
                         if !drain(
                             protocol,
-                            &mut ring,
+                            &mut input,
                             &mut ctx,
                             &mut sink,
                             &mut stats,
@@ -357,6 +387,17 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                 SupervisorToWorker::Configure(_) => {
                     return Err(ChannelError::BadConfig("Configure after startup"));
                 }
+                SupervisorToWorker::PacketCapture(cfg) => match &mut input {
+                    Source::Packets(p) => {
+                        p.configure(&cfg);
+                        behind = true;
+                    }
+                    Source::Ring(_) => {
+                        return Err(ChannelError::BadConfig(
+                            "PacketCapture for a ring-buffer worker",
+                        ));
+                    }
+                },
                 other => {
                     if matches!(
                         other,
@@ -412,13 +453,17 @@ fn snapshot<P: Protocol>(protocol: &P, stats: &mut Stats) -> WorkerStats {
 
 fn drain<P: Protocol>(
     protocol: &mut P,
-    ring: &mut RingBuf,
+    input: &mut Source,
     ctx: &mut Context,
     sink: &mut Sink,
     stats: &mut Stats,
     outbox: &mut Vec<WorkerToSupervisor>,
     time: Duration,
 ) -> bool {
+    let ring = match input {
+        Source::Ring(ring) => ring,
+        Source::Packets(p) => return drain_packets(protocol, p, ctx, sink, stats, outbox),
+    };
     ctx.refresh_clock();
     let deadline = Instant::now() + time;
     let mut budget = DRAIN_BUDGET;
@@ -460,4 +505,53 @@ fn drain<P: Protocol>(
     // kernel get the records' space back: a worker killed before this point loses nothing.
     ring.commit();
     budget == 0 || Instant::now() >= deadline
+}
+
+/// [`drain`] for the AF_PACKET input: up to [`DRAIN_BUDGET`] frames through the record
+/// builder, each record to the protocol as a ring-buffer record would go. Nothing is read
+/// before the supervisor's `PacketCapture` (the socket holds the frames meanwhile).
+fn drain_packets<P: Protocol>(
+    protocol: &mut P,
+    input: &mut PacketInput,
+    ctx: &mut Context,
+    sink: &mut Sink,
+    stats: &mut Stats,
+    outbox: &mut Vec<WorkerToSupervisor>,
+) -> bool {
+    if !input.configured() {
+        return false;
+    }
+    ctx.refresh_clock();
+    let read = input.read(DRAIN_BUDGET, ctx.boot_now_ns(), &mut |item| {
+        stats.records += 1;
+        match RecordHeader::read(item) {
+            Ok((hdr, payload)) => protocol.on_record(
+                ctx,
+                &Record { hdr, payload },
+                &mut EventOut {
+                    sink,
+                    stats,
+                    outbox,
+                },
+            ),
+            Err(_) => stats.drop(DROP_BAD_RECORD, 1),
+        }
+    });
+    if read.errors > 0 {
+        stats.drop(DROP_PACKET_SOCKET, read.errors);
+    }
+    if read.flows_refused > 0 {
+        stats.drop(DROP_FLOW_TABLE_FULL, read.flows_refused);
+    }
+    protocol.on_tick(
+        ctx,
+        Instant::now(),
+        &mut EventOut {
+            sink,
+            stats,
+            outbox,
+        },
+    );
+    sink.flush(stats);
+    read.frames >= DRAIN_BUDGET
 }

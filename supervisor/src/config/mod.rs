@@ -36,7 +36,7 @@ pub use self::{
     tls::TlsConfig,
     workers::{AccountName, WorkerSettings},
 };
-use crate::paths;
+use crate::{capture::CaptureMode, paths};
 
 /// The built-in default configuration (also shipped as
 /// /etc/palisade/palisade.toml).
@@ -70,6 +70,7 @@ pub enum ConfigError {
 struct RawConfig {
     #[serde(default)]
     interfaces: Vec<Spanned<String>>,
+    capture: Option<Spanned<String>>,
     #[serde(default)]
     paths: RawPaths,
     #[serde(default)]
@@ -172,6 +173,8 @@ impl ClientPaths {
 pub struct Config {
     /// Interfaces to attach to; empty = every up, non-loopback interface.
     pub interfaces: Vec<String>,
+    /// `capture`: eBPF programs, AF_PACKET sockets, or eBPF with AF_PACKET as fallback.
+    pub capture: CaptureMode,
     /// Control socket path.
     pub control_socket: PathBuf,
     /// bpffs pin root.
@@ -244,6 +247,22 @@ impl Config {
             }
             interfaces.push(i.into_inner());
         }
+        let capture = match raw.capture {
+            None => CaptureMode::default(),
+            Some(v) => match CaptureMode::from_name(v.get_ref()) {
+                Some(m) => m,
+                None => {
+                    return c.invalid(
+                        "capture",
+                        v.span(),
+                        format!(
+                            "{:?} is not a capture mode (\"ebpf\", \"af_packet\" or \"auto\")",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
         // Sections in this order: with several errors, the first one reported stays the same.
         let dns = dns::parse(&c, raw.dns)?;
         let flow = flow::parse(&c, raw.flow)?;
@@ -253,6 +272,7 @@ impl Config {
         let (allow_shared_account, workers) = workers::parse(&c, raw.workers)?;
         Ok(Self {
             interfaces,
+            capture,
             control_socket: c.abs_path(
                 "paths.control_socket",
                 raw.paths.control_socket,

@@ -107,9 +107,9 @@ impl Daemon {
                 slot.tick(poll.registry(), now);
             }
             control.expire(poll.registry(), now);
-            self.ip.expire(&self.loaded);
-            dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
-            self.tls.expire(&self.loaded, now);
+            self.ip.expire(crate::ebpf::maps::of(&self.loaded));
+            dns_verdicts::expire_learned(&mut self.dns, crate::ebpf::maps::of(&self.loaded), now);
+            self.tls.expire(crate::ebpf::maps::of(&self.loaded), now);
             if let Some(deadline) = shutdown_deadline
                 && (self.slots.values().all(WorkerSlot::is_down) || now >= deadline)
             {
@@ -154,16 +154,19 @@ impl Daemon {
                 );
             }
         }
+        let Some(pins) = &self.pins else {
+            return; // AF_PACKET: nothing in the kernel outlives us
+        };
         if self.opts.detach_on_exit {
             std::mem::take(&mut self.links).detach_all();
-            match crate::ebpf::pin::remove_all(&self.pins.root) {
+            match crate::ebpf::pin::remove_all(&pins.root) {
                 Ok(_) => {
-                    tracing::info!(pins = %self.pins.root.display(), "pins removed (--detach-on-exit)")
+                    tracing::info!(pins = %pins.root.display(), "pins removed (--detach-on-exit)")
                 }
                 Err(e) => tracing::error!(error = %crate::error_chain(&e), "removing pins"),
             }
         } else {
-            tracing::info!(pins = %self.pins.dir.display(), "programs stay attached (pinned); `palisade cleanup` removes them");
+            tracing::info!(pins = %pins.dir.display(), "programs stay attached (pinned); `palisade cleanup` removes them");
         }
     }
 }

@@ -66,9 +66,16 @@ impl Daemon {
             return Err(TlsPolicyError::TooMany(tls_lists.len()).into());
         }
         let rules = RuleSet::load(&config.dns.lists)?;
-        let kernel_rules = dns_kernel::apply(&self.loaded, &rules, config.dns.block_action)?;
-        // Learned names came from the previous regexes: start afresh.
-        dns_kernel::clear_learned(&self.loaded)?;
+        // AF_PACKET capture: no kernel to write to (`status` says DNS blocking is unavailable).
+        let kernel_rules = match &self.loaded {
+            Some(loaded) => {
+                let n = dns_kernel::apply(loaded, &rules, config.dns.block_action)?;
+                // Learned names came from the previous regexes: start afresh.
+                dns_kernel::clear_learned(loaded)?;
+                n
+            }
+            None => 0,
+        };
         self.dns = DnsState::new(rules, config.dns.block_action);
         self.dns_kernel_rules = kernel_rules;
         release_memory();
@@ -76,6 +83,7 @@ impl Daemon {
         let mut restart_needed = Vec::new();
         for (changed, key) in [
             (old.interfaces != config.interfaces, "interfaces"),
+            (old.capture != config.capture, "capture"),
             (
                 old.control_socket != config.control_socket,
                 "paths.control_socket",
@@ -91,7 +99,13 @@ impl Daemon {
             }
         }
         if config.flow != self.opts.config.flow {
-            crate::flows::configure(&self.loaded, &config.flow).map_err(ReloadError::Flow)?;
+            match &self.loaded {
+                Some(loaded) => {
+                    crate::flows::configure(loaded, &config.flow).map_err(ReloadError::Flow)?
+                }
+                // The workers' record builders got [flow] when they started.
+                None => restart_needed.push("flow (AF_PACKET: palisade restart all)".to_owned()),
+            }
             if config.flow.seed_from_conntrack != self.opts.config.flow.seed_from_conntrack {
                 restart_needed.push("flow.seed_from_conntrack".to_owned());
             }
@@ -120,12 +134,14 @@ impl Daemon {
         self.opts.config.dhcp = config.dhcp;
         self.send_policy();
         self.ip.state.set_lists(ip_lists);
-        self.ip.kernel = ip_kernel::apply(
-            &self.loaded,
-            &mut self.ip.tries,
-            &self.ip.state,
-            config.ip.alerts_per_second,
-        )?;
+        if let Some(loaded) = &self.loaded {
+            self.ip.kernel = ip_kernel::apply(
+                loaded,
+                &mut self.ip.tries,
+                &self.ip.state,
+                config.ip.alerts_per_second,
+            )?;
+        }
         tracing::info!(
             list_rules = self.ip.state.lists.rules.len(),
             runtime_rules = self.ip.state.runtime.len(),
@@ -134,11 +150,13 @@ impl Daemon {
             "IP policy reloaded"
         );
         release_memory();
-        if config.ip.xdp_mode != self.opts.config.ip.xdp_mode {
+        if config.ip.xdp_mode != self.opts.config.ip.xdp_mode
+            && let (Some(loaded), Some(pins)) = (&mut self.loaded, &self.pins)
+        {
             ip_block::reattach(
                 &mut self.links,
-                &mut self.loaded,
-                &self.pins,
+                loaded,
+                pins,
                 &mut self.interfaces,
                 config.ip.xdp_mode,
             );

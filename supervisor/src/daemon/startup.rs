@@ -19,10 +19,11 @@
 
 use std::{collections::BTreeMap, time::Instant};
 
-use palisade_ipc::messages::{InterfaceStatus, WorkerKind};
+use palisade_ipc::messages::{Attachment, InterfaceStatus, WorkerKind};
 
-use super::{Daemon, DaemonError, RunOptions, event_logs, release_memory, workers};
+use super::{CaptureState, Daemon, DaemonError, RunOptions, event_logs, release_memory, workers};
 use crate::{
+    capture::{CaptureMode, PacketSocket},
     config::Config,
     control::server::{Server, ServerError},
     ebpf::{
@@ -59,22 +60,58 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         return Err(DaemonError::NotRoot);
     }
     let started = Instant::now();
-    let checked = check(&opts.config)?;
+    let mut checked = check(&opts.config)?;
     let pin_root = opts.config.pin_root.clone();
-    crate::ebpf::pin::ensure_bpffs(&pin_root)?;
-    let before = Snapshot::take(&pin_root);
-    match bring_up(opts, checked, started) {
+    let mode = opts.config.capture;
+    let mut fallback_reason = None;
+    // The kernel side, rolled back below the pin root if anything after it fails.
+    let mut before = None;
+    let kernel = if mode == CaptureMode::AfPacket {
+        None
+    } else {
+        let up = crate::ebpf::pin::ensure_bpffs(&pin_root)
+            .map_err(DaemonError::from)
+            .and_then(|()| {
+                before = Some(Snapshot::take(&pin_root));
+                kernel_up(&opts.config, &mut checked, started)
+            });
+        match up {
+            Ok(k) => Some(k),
+            Err(e) => {
+                if let Some(b) = before.take() {
+                    roll_back(b, &pin_root);
+                }
+                if mode != CaptureMode::Auto || !e.is_ebpf_unusable() {
+                    return Err(e);
+                }
+                let reason = crate::error_chain(&e);
+                tracing::error!(
+                    reason = %reason,
+                    "eBPF cannot be used: capturing with AF_PACKET sockets instead (capture = \"auto\"); enforcement (IP blocklists, DNS blocking, TLS flow blocks) is unavailable"
+                );
+                fallback_reason = Some(reason);
+                None
+            }
+        }
+    };
+    match bring_up(opts, checked, kernel, fallback_reason, started) {
         Ok(up) => Ok(up),
         Err(e) => {
-            let removed = before.roll_back();
-            tracing::error!(
-                pins = %pin_root.display(),
-                removed = removed.len(),
-                "start failed: removed the pins and directories this start created"
-            );
+            if let Some(b) = before {
+                roll_back(b, &pin_root);
+            }
             Err(e)
         }
     }
+}
+
+fn roll_back(before: Snapshot, pin_root: &std::path::Path) {
+    let removed = before.roll_back();
+    tracing::error!(
+        pins = %pin_root.display(),
+        removed = removed.len(),
+        "start failed: removed the pins and directories this start created"
+    );
 }
 
 /// The first phase: nothing in the kernel or below the pin root changes.
@@ -114,10 +151,104 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
     })
 }
 
-/// The second phase: pins, load, policy, attach, workers, control socket.
+/// What the eBPF side of the second phase set up.
+struct Kernel {
+    pins: PinTree,
+    loaded: Loaded,
+    links: Links,
+    statuses: Vec<InterfaceStatus>,
+    dns_kernel_rules: u32,
+    ip_kernel: ip_kernel::KernelCounts,
+    ip_tries: ip_kernel::LiveTries,
+    conntrack_seed: String,
+}
+
+/// The second phase's kernel side: pins, load, policy, flow table, attach.
+fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Kernel, DaemonError> {
+    let pins = PinTree::open(&cfg.pin_root)?;
+    let mut loaded = Loaded::load(&pins)?;
+    // Policy before traffic is attached: validated lists, swapped in whole.
+    let dns_kernel_rules = load_dns_policy(&loaded, cfg, &checked.dns_rules)?;
+    let (ip_kernel, ip_tries) = load_ip_policy(&loaded, cfg, &checked.ip)?;
+    // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
+    let blocks = checked
+        .tls
+        .sweep(&loaded, crate::flows::boot_now_ns(), false);
+    tracing::info!(
+        rules = checked.tls.rules.len(),
+        sha256 = %hex::encode(checked.tls.rules.sha256()),
+        blocked_connections = blocks.len(),
+        "TLS policy loaded"
+    );
+    release_memory();
+    crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
+    let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
+    let mut links = Links::default();
+    let statuses = attach(&mut loaded, &pins, cfg, &checked.ifaces, &mut links)?;
+    tracing::info!(
+        interfaces = ?statuses.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        pins = %pins.dir.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "programs attached"
+    );
+    Ok(Kernel {
+        pins,
+        loaded,
+        links,
+        statuses,
+        dns_kernel_rules,
+        ip_kernel,
+        ip_tries,
+        conntrack_seed,
+    })
+}
+
+/// AF_PACKET capture: a socket per worker on the monitored interfaces (see
+/// [`crate::capture`]); the interfaces' status says how they are watched.
+fn packet_up(
+    cfg: &Config,
+    ifaces: &[Interface],
+) -> Result<(Vec<PacketSocket>, Vec<InterfaceStatus>), DaemonError> {
+    let indexes: Vec<u32> = ifaces.iter().map(|i| i.index).collect();
+    let sockets = cfg
+        .workers
+        .keys()
+        .map(|kind| {
+            PacketSocket::open(*kind, &indexes).map_err(|source| DaemonError::Io {
+                what: format!("AF_PACKET socket of the {} worker", kind.name()),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let statuses = ifaces
+        .iter()
+        .map(|i| InterfaceStatus {
+            name: i.name.clone(),
+            ifindex: i.index,
+            attachments: vec![Attachment {
+                direction: "both".into(),
+                program: "af_packet".into(),
+                program_id: 0,
+                link_id: 0,
+                mode: "af_packet".into(),
+                adopted: false,
+            }],
+            error: None,
+        })
+        .collect();
+    tracing::warn!(
+        interfaces = ?ifaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        "capturing with AF_PACKET sockets (no eBPF): IP blocklists, DNS blocking and TLS flow blocks are unavailable"
+    );
+    Ok((sockets, statuses))
+}
+
+/// The rest of the second phase: workers, control socket.
 fn bring_up(
     opts: RunOptions,
     checked: Checked,
+    kernel: Option<Kernel>,
+    fallback_reason: Option<String>,
     started: Instant,
 ) -> Result<(Daemon, Server), DaemonError> {
     let cfg = &opts.config;
@@ -134,44 +265,70 @@ fn bring_up(
     if !opts.foreground {
         event_logs::prepare_dir(&cfg.log_dir, log_gid)?;
     }
-    let pins = PinTree::open(&cfg.pin_root)?;
-    let mut loaded = Loaded::load(&pins)?;
-    // Policy before traffic is attached: validated lists, swapped in whole.
-    let (dns, dns_kernel_rules) = load_dns_policy(&loaded, cfg, checked.dns_rules)?;
-    let ip = load_ip_policy(&loaded, cfg, checked.ip)?;
-    let mut tls = checked.tls;
-    // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
-    let blocks = tls.sweep(&loaded, crate::flows::boot_now_ns(), false);
-    tracing::info!(
-        rules = tls.rules.len(),
-        sha256 = %hex::encode(tls.rules.sha256()),
-        blocked_connections = blocks.len(),
-        "TLS policy loaded"
-    );
-    release_memory();
-    crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
-    let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
-    let mut links = Links::default();
-    let statuses = attach(&mut loaded, &pins, cfg, &checked.ifaces, &mut links)?;
-    tracing::info!(
-        interfaces = ?statuses.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        pins = %pins.dir.display(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "programs attached"
-    );
-
+    let (k, sockets, statuses) = match kernel {
+        Some(mut k) => {
+            let statuses = std::mem::take(&mut k.statuses);
+            (Some(k), Vec::new(), statuses)
+        }
+        None => {
+            let (sockets, statuses) = packet_up(cfg, &checked.ifaces)?;
+            (None, sockets, statuses)
+        }
+    };
+    let inputs = match &k {
+        Some(k) => workers::Inputs::Rings(&k.loaded),
+        None => workers::Inputs::Packets(&sockets),
+    };
     let (slots, resources) =
-        workers::prepare(&opts, log_gid, &checked.accounts, &loaded, &statuses)?;
+        workers::prepare(&opts, log_gid, &checked.accounts, inputs, &statuses)?;
     let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
-    // Started: only now may the pins of another ABI version go.
-    for old in pins.remove_other_versions() {
-        tracing::info!(pins = %old.display(), "removed pins of another ABI version");
-    }
+    let dns_kernel_rules = k.as_ref().map_or(0, |k| k.dns_kernel_rules);
+    let dns = DnsState::new(checked.dns_rules, cfg.dns.block_action);
+    let (pins, loaded, links, ip, conntrack_seed) = match k {
+        Some(k) => {
+            // Started: only now may the pins of another ABI version go.
+            for old in k.pins.remove_other_versions() {
+                tracing::info!(pins = %old.display(), "removed pins of another ABI version");
+            }
+            (
+                Some(k.pins),
+                Some(k.loaded),
+                k.links,
+                IpPolicy {
+                    state: checked.ip,
+                    kernel: k.ip_kernel,
+                    tries: k.ip_tries,
+                },
+                k.conntrack_seed,
+            )
+        }
+        None => (
+            None,
+            None,
+            Links::default(),
+            IpPolicy {
+                state: checked.ip,
+                kernel: ip_kernel::KernelCounts::default(),
+                tries: ip_kernel::LiveTries::default(),
+            },
+            "unavailable: AF_PACKET capture (the flow worker keeps the flow table)".to_owned(),
+        ),
+    };
+    let capture = CaptureState {
+        mode: if loaded.is_some() {
+            CaptureMode::Ebpf
+        } else {
+            CaptureMode::AfPacket
+        },
+        fallback_reason,
+        sockets,
+    };
     let daemon = Daemon {
         opts,
         pins,
         loaded,
         links,
+        capture,
         interfaces: statuses,
         slots,
         resources,
@@ -180,21 +337,17 @@ fn bring_up(
         dns_kernel_rules,
         conntrack_seed,
         ip,
-        tls,
+        tls: checked.tls,
         unread: Default::default(),
         log_gid,
     };
     Ok((daemon, control))
 }
 
-/// Loads the DNS lists and writes them into the kernel (learned names of a
-/// previous run go). Returns the state and the number of kernel rules.
-fn load_dns_policy(
-    loaded: &Loaded,
-    cfg: &Config,
-    rules: RuleSet,
-) -> Result<(DnsState, u32), DaemonError> {
-    let dns_kernel_rules = dns_kernel::apply(loaded, &rules, cfg.dns.block_action)?;
+/// Writes the DNS lists into the kernel (learned names of a previous run go). Returns the
+/// number of kernel rules.
+fn load_dns_policy(loaded: &Loaded, cfg: &Config, rules: &RuleSet) -> Result<u32, DaemonError> {
+    let dns_kernel_rules = dns_kernel::apply(loaded, rules, cfg.dns.block_action)?;
     dns_kernel::clear_learned(loaded)?;
     tracing::info!(
         names = dns_kernel_rules,
@@ -203,15 +356,19 @@ fn load_dns_policy(
         sha256 = %hex::encode(rules.sha256()),
         "DNS policy loaded"
     );
-    Ok((DnsState::new(rules, cfg.dns.block_action), dns_kernel_rules))
+    Ok(dns_kernel_rules)
 }
 
 /// Writes the IP lists and the runtime rules (read, expired ones dropped, by [`check`])
 /// into the kernel.
-fn load_ip_policy(loaded: &Loaded, cfg: &Config, ip: IpState) -> Result<IpPolicy, DaemonError> {
+fn load_ip_policy(
+    loaded: &Loaded,
+    cfg: &Config,
+    ip: &IpState,
+) -> Result<(ip_kernel::KernelCounts, ip_kernel::LiveTries), DaemonError> {
     let ip_started = Instant::now();
     let mut tries = ip_kernel::LiveTries::default();
-    let ip_kernel = ip_kernel::apply(loaded, &mut tries, &ip, cfg.ip.alerts_per_second)?;
+    let ip_kernel = ip_kernel::apply(loaded, &mut tries, ip, cfg.ip.alerts_per_second)?;
     tracing::info!(
         list_rules = ip.lists.rules.len(),
         runtime_rules = ip.runtime.len(),
@@ -224,11 +381,7 @@ fn load_ip_policy(loaded: &Loaded, cfg: &Config, ip: IpState) -> Result<IpPolicy
         elapsed_ms = ip_started.elapsed().as_millis() as u64,
         "IP policy loaded"
     );
-    Ok(IpPolicy {
-        state: ip,
-        kernel: ip_kernel,
-        tries,
-    })
+    Ok((ip_kernel, tries))
 }
 
 /// Seeds the flow table from conntrack and arms its sweeper. Returns what
