@@ -6,8 +6,12 @@
 //!
 //! The socket carries every frame of the monitored interfaces that passes this worker's
 //! classic BPF filter, both directions (`PACKET_OUTGOING` frames are egress). Each frame's
-//! time is the kernel's receive stamp (`SO_TIMESTAMPNS`, set by the supervisor), moved to
-//! the boot clock the records use. Reads are `recvmsg` with `MSG_DONTWAIT`, a call the
+//! time is the kernel's receive stamp (`SO_TIMESTAMPNS`, set by the supervisor), wall clock,
+//! and the worker's clock is the wall clock too (as replay's is the file's): every worker
+//! reading a copy of a frame gets the very same stamp, so a flow's first-packet time, and
+//! the `flow_id` made from it, is the same in the DNS, TLS and flow workers' events. (A
+//! conversion to the boot clock would differ by the few nanoseconds between the clock
+//! reads of each process.) Reads are `recvmsg` with `MSG_DONTWAIT`, a call the
 //! seccomp allow-list already has for the IPC socket; nothing can be sent on the packet
 //! socket (the allow-list refuses write/sendmsg on its descriptor, see [`crate::seccomp`]).
 
@@ -78,9 +82,13 @@ pub struct ReadStats {
     pub flows_refused: u64,
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    nix::time::clock_gettime(nix::time::ClockId::from_raw(clock))
-        .map(|t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+/// The clock of a worker reading packets, and of its records: the wall clock, ns.
+pub fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
+        .map(|t| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+                + u64::try_from(t.tv_nsec()).unwrap_or(0)
+        })
         .unwrap_or(0)
 }
 
@@ -125,19 +133,17 @@ impl PacketInput {
 
     /// Reads up to `budget` frames (fewer when the sockets are empty) and hands every
     /// record they make to `on_record`; then lets the builder's sweeper end idle flows
-    /// (at `boot_now_ns`). Returns what it did.
+    /// (at `now_ns`, wall clock, see [`now_ns`]). Returns what it did.
     pub fn read(
         &mut self,
         budget: usize,
-        boot_now_ns: u64,
+        now_ns: u64,
         on_record: &mut impl FnMut(&[u8]),
     ) -> ReadStats {
         let mut st = ReadStats::default();
         let Some(builder) = self.builder.as_mut() else {
             return st;
         };
-        // Receive stamps are wall-clock: this moves them to the boot clock of the records.
-        let wall_minus_boot = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
         let mut out = |_: u16, rec: &[u8]| on_record(rec);
         for sock in &self.socks {
             let fd = sock.as_raw_fd();
@@ -158,13 +164,13 @@ impl PacketInput {
                     }
                 };
                 let wire_len = msg.bytes;
-                let mut ts_ns = boot_now_ns;
+                let mut ts_ns = now_ns;
                 if let Ok(cmsgs) = msg.cmsgs() {
                     for c in cmsgs {
                         if let ControlMessageOwned::ScmTimestampns(t) = c {
                             let wall =
                                 i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
-                            ts_ns = u64::try_from(wall - wall_minus_boot).unwrap_or(boot_now_ns);
+                            ts_ns = u64::try_from(wall).unwrap_or(now_ns);
                         }
                     }
                 }
@@ -193,7 +199,7 @@ impl PacketInput {
                 builder.frame(&frame, &mut out);
             }
         }
-        builder.tick(boot_now_ns, &mut out);
+        builder.tick(now_ns, &mut out);
         st.flows_refused = builder.flows_refused - self.refused_counted;
         self.refused_counted = builder.flows_refused;
         st

@@ -521,7 +521,9 @@ fn drain_packets<P: Protocol>(
     if !input.configured() {
         return false;
     }
-    ctx.refresh_clock();
+    // Records carry the frames' wall-clock receive stamps (see `packet`): the context's
+    // clock is the wall clock, as replay's is the file's.
+    ctx.set_file_clock(crate::packet::now_ns());
     let read = input.read(DRAIN_BUDGET, ctx.boot_now_ns(), &mut |item| {
         stats.records += 1;
         match RecordHeader::read(item) {
