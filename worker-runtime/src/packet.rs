@@ -44,6 +44,31 @@ const ARPHRD_TUNNEL: u16 = 768;
 const ARPHRD_TUNNEL6: u16 = 769;
 const ARPHRD_IPGRE: u16 = 778;
 
+/// `SOL_PACKET`, `PACKET_AUXDATA` (linux/if_packet.h): the frame's metadata, the VLAN tag
+/// the kernel removed from it among them.
+const SOL_PACKET: i32 = 263;
+const PACKET_AUXDATA: i32 = 8;
+/// `struct tpacket_auxdata`: status, len, snaplen (u32), mac, net, vlan_tci, vlan_tpid (u16).
+const AUXDATA_LEN: usize = 20;
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+const ETH_P_8021Q: u16 = 0x8100;
+
+/// The VLAN tag (TPID, TCI) a `tpacket_auxdata` says the kernel took out of the frame.
+fn vlan_tag(aux: &[u8]) -> Option<(u16, u16)> {
+    let status = u32::from_ne_bytes(aux.get(0..4)?.try_into().ok()?);
+    if status & TP_STATUS_VLAN_VALID == 0 {
+        return None;
+    }
+    let tci = u16::from_ne_bytes(aux.get(16..18)?.try_into().ok()?);
+    let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+        u16::from_ne_bytes(aux.get(18..20)?.try_into().ok()?)
+    } else {
+        ETH_P_8021Q
+    };
+    Some((tpid, tci))
+}
+
 /// Drop reason: a read from the packet socket failed (interface gone, a kernel error).
 pub const DROP_PACKET_SOCKET: &str = "packet_socket_error";
 /// Drop reason: a new flow found the record builder's flow table full.
@@ -67,6 +92,8 @@ pub struct PacketInput {
     /// `None` until [`PacketInput::configure`]: frames wait in the socket meanwhile.
     builder: Option<Builder>,
     buf: Vec<u8>,
+    /// A frame with its VLAN tag put back.
+    tagged: Vec<u8>,
     /// `flows_refused` of the builder already counted.
     refused_counted: u64,
 }
@@ -107,6 +134,7 @@ impl PacketInput {
             kinds: kinds(kind),
             builder: None,
             buf: vec![0; FRAME_MAX],
+            tagged: Vec::with_capacity(FRAME_MAX + 4),
             refused_counted: 0,
         }
     }
@@ -148,7 +176,7 @@ impl PacketInput {
         for sock in &self.socks {
             let fd = sock.as_raw_fd();
             while st.frames < budget {
-                let mut cmsg = nix::cmsg_space!(TimeSpec);
+                let mut cmsg = nix::cmsg_space!(TimeSpec, [u8; AUXDATA_LEN]);
                 let mut iov = [IoSliceMut::new(&mut self.buf)];
                 let msg = match recvmsg::<LinkAddr>(
                     fd,
@@ -165,12 +193,22 @@ impl PacketInput {
                 };
                 let wire_len = msg.bytes;
                 let mut ts_ns = now_ns;
+                let mut tag = None;
                 if let Ok(cmsgs) = msg.cmsgs() {
                     for c in cmsgs {
-                        if let ControlMessageOwned::ScmTimestampns(t) = c {
-                            let wall =
-                                i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
-                            ts_ns = u64::try_from(wall).unwrap_or(now_ns);
+                        match c {
+                            ControlMessageOwned::ScmTimestampns(t) => {
+                                let wall = i128::from(t.tv_sec()) * 1_000_000_000
+                                    + i128::from(t.tv_nsec());
+                                ts_ns = u64::try_from(wall).unwrap_or(now_ns);
+                            }
+                            ControlMessageOwned::Unknown(u)
+                                if u.cmsg_header.cmsg_level == SOL_PACKET
+                                    && u.cmsg_header.cmsg_type == PACKET_AUXDATA =>
+                            {
+                                tag = vlan_tag(&u.data_bytes);
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -187,7 +225,20 @@ impl PacketInput {
                     None => (0, DIR_INGRESS, Link::Ethernet),
                 };
                 st.frames += 1;
-                let data = self.buf.get(..wire_len.min(FRAME_MAX)).unwrap_or_default();
+                let mut data = self.buf.get(..wire_len.min(FRAME_MAX)).unwrap_or_default();
+                let mut wire_len = wire_len;
+                // The tag the kernel took out goes back where it was on the wire.
+                if let (Some((tpid, tci)), Link::Ethernet, Some((macs, rest))) =
+                    (tag, link, data.split_at_checked(12))
+                {
+                    self.tagged.clear();
+                    self.tagged.extend_from_slice(macs);
+                    self.tagged.extend_from_slice(&tpid.to_be_bytes());
+                    self.tagged.extend_from_slice(&tci.to_be_bytes());
+                    self.tagged.extend_from_slice(rest);
+                    data = &self.tagged;
+                    wire_len += 4;
+                }
                 let frame = Frame {
                     ts_ns,
                     data,

@@ -11,10 +11,11 @@
 //! | tls | TCP (TLS on any port); UDP frames of at least 1242 bytes (a QUIC Initial is 1200) |
 //! | flow | every IPv4 and IPv6 frame |
 //!
-//! Frames with a VLAN tag still in the frame, and IPv6 packets with extension headers before
-//! the transport header, do not match the port tests (the eBPF program parses both): see
-//! docs/replay.md, "AF_PACKET fallback". Most drivers hand AF_PACKET the frame with its tag
-//! removed (in the packet's metadata), so tagged traffic normally matches.
+//! VLAN: the kernel hands AF_PACKET (and the TC hook) a frame with its outer tag removed
+//! (the worker puts it back from `PACKET_AUXDATA`); one more tag left in the frame (QinQ)
+//! is looked through here, as the eBPF program walks up to two. IPv6 packets with extension
+//! headers before the transport header do not match the port tests (the eBPF program skips
+//! up to four): docs/replay.md, "AF_PACKET fallback".
 
 use palisade_ipc::messages::WorkerKind;
 
@@ -44,6 +45,10 @@ const SNAP: u32 = 0x0004_0000;
 const ETHERTYPE: u32 = 12;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
+/// Tag protocol identifiers (802.1Q, 802.1ad, the old QinQ 0x9100).
+const TPIDS: [u32; 3] = [0x8100, 0x88a8, 0x9100];
+/// Bytes one tag adds.
+const TAG: u32 = 4;
 /// IPv4: protocol byte, flags/fragment offset, header start.
 const IP4_PROTO: u32 = 14 + 9;
 const IP4_FRAG: u32 = 14 + 6;
@@ -68,8 +73,10 @@ enum L {
     Reject,
     /// The next clause of the current family.
     Next(usize),
-    V4,
-    V6,
+    /// IPv4 / IPv6 headers after `n` tag bytes.
+    V4(u32),
+    V6(u32),
+    Tagged,
     Here,
 }
 
@@ -130,15 +137,15 @@ fn clauses(kind: WorkerKind) -> Option<&'static [Clause]> {
 }
 
 /// The clause tests for one family: `v6` selects the offsets.
-fn family(ops: &mut Vec<Op>, cl: Option<&[Clause]>, v6: bool) {
+fn family(ops: &mut Vec<Op>, cl: Option<&[Clause]>, v6: bool, shift: u32) {
     let Some(cl) = cl else {
         ops.push(Op::Stmt(RET | K, SNAP));
         return;
     };
-    let base = if v6 { 100 } else { 0 };
+    let base = if v6 { 100 } else { 0 } + shift as usize * 100;
     ops.push(Op::Stmt(
         LD | B | ABS,
-        if v6 { IP6_NEXT } else { IP4_PROTO },
+        shift + if v6 { IP6_NEXT } else { IP4_PROTO },
     ));
     for (i, c) in cl.iter().enumerate() {
         ops.push(Op::Jump(
@@ -152,7 +159,7 @@ fn family(ops: &mut Vec<Op>, cl: Option<&[Clause]>, v6: bool) {
     for (i, c) in cl.iter().enumerate() {
         ops.push(Op::Label(L::Next(base + 50 + i)));
         if c.min_len > 0 {
-            let min = if v6 { c.min_len + 20 } else { c.min_len };
+            let min = shift + if v6 { c.min_len + 20 } else { c.min_len };
             ops.push(Op::Stmt(LD | W | LEN, 0));
             ops.push(Op::Jump(JMP | JGE | K, min, L::Here, L::Reject));
         }
@@ -162,13 +169,13 @@ fn family(ops: &mut Vec<Op>, cl: Option<&[Clause]>, v6: bool) {
         }
         let (src, dst) = if v6 {
             ops.push(Op::Stmt(LDX | W | K, 0)); // X = 0: the offsets below are absolute
-            (IP6_L4, IP6_L4 + 2)
+            (shift + IP6_L4, shift + IP6_L4 + 2)
         } else {
             // A later fragment has no transport header.
-            ops.push(Op::Stmt(LD | H | ABS, IP4_FRAG));
+            ops.push(Op::Stmt(LD | H | ABS, shift + IP4_FRAG));
             ops.push(Op::Jump(JMP | JSET | K, 0x1fff, L::Reject, L::Here));
-            ops.push(Op::Stmt(LDX | B | MSH, IP4_HDR)); // X = IPv4 header length
-            (IP4_HDR, IP4_HDR + 2)
+            ops.push(Op::Stmt(LDX | B | MSH, shift + IP4_HDR)); // X = IPv4 header length
+            (shift + IP4_HDR, shift + IP4_HDR + 2)
         };
         for off in [src, dst] {
             ops.push(Op::Stmt(LD | H | IND, off));
@@ -189,13 +196,23 @@ pub fn program(kind: WorkerKind, ifindexes: &[u32]) -> Vec<Insn> {
     ops.push(Op::Stmt(RET | K, 0));
     ops.push(Op::Label(L::Next(1000)));
     ops.push(Op::Stmt(LD | H | ABS, ETHERTYPE));
-    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IP, L::V4, L::Here));
-    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IPV6, L::V6, L::Reject));
+    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IP, L::V4(0), L::Here));
+    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IPV6, L::V6(0), L::Here));
+    for tpid in TPIDS {
+        ops.push(Op::Jump(JMP | JEQ | K, tpid, L::Tagged, L::Here));
+    }
+    ops.push(Op::Stmt(RET | K, 0));
+    ops.push(Op::Label(L::Tagged));
+    ops.push(Op::Stmt(LD | H | ABS, ETHERTYPE + TAG));
+    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IP, L::V4(TAG), L::Here));
+    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IPV6, L::V6(TAG), L::Reject));
     let cl = clauses(kind);
-    ops.push(Op::Label(L::V4));
-    family(&mut ops, cl, false);
-    ops.push(Op::Label(L::V6));
-    family(&mut ops, cl, true);
+    for shift in [0, TAG] {
+        ops.push(Op::Label(L::V4(shift)));
+        family(&mut ops, cl, false, shift);
+        ops.push(Op::Label(L::V6(shift)));
+        family(&mut ops, cl, true, shift);
+    }
     ops.push(Op::Label(L::Accept));
     ops.push(Op::Stmt(RET | K, SNAP));
     ops.push(Op::Label(L::Reject));
@@ -347,6 +364,14 @@ mod tests {
         frag[20] = 0x00;
         frag[21] = 0x10;
         assert_eq!(run(&dns, &frag, 3), 0);
-        assert!(dns.len() < 64 && flow.len() < 64);
+        // A tag left in the frame (the inner one of QinQ) is looked through.
+        for v6 in [false, true] {
+            let mut tagged = frame(v6, 17, 40000, 53, 30);
+            tagged.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+            assert_eq!(run(&dns, &tagged, 3), SNAP, "v6 {v6}");
+            assert_eq!(run(&dhcp, &tagged, 3), 0);
+            assert_eq!(run(&flow, &tagged, 3), SNAP);
+        }
+        assert!(dns.len() < 128 && flow.len() < 64, "{} {}", dns.len(), flow.len());
     }
 }

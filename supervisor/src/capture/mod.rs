@@ -67,6 +67,9 @@ impl CaptureMode {
 /// that polls at least every 10 ms.
 pub const RCVBUF: i32 = 16 << 20;
 
+/// `PACKET_AUXDATA` (linux/if_packet.h; not in the libc crate).
+const PACKET_AUXDATA: libc::c_int = 8;
+
 /// The enforcement features and whether they work without the eBPF programs.
 pub const FEATURES: [&str; 4] = [
     "ip_blocklist",
@@ -216,6 +219,9 @@ impl PacketSocket {
             &1i32,
             "SO_TIMESTAMPNS",
         )?;
+        // The VLAN tag the kernel took out of the frame travels with it (the worker puts it
+        // back: the TC hook sees it in the skb and counts it).
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1i32, "PACKET_AUXDATA")?;
         Ok(Self {
             worker,
             fd,
