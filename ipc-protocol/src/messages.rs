@@ -611,8 +611,9 @@ pub struct CaptureStatus {
     pub mode: String,
     /// Why eBPF is not in use when `capture = "auto"` fell back to AF_PACKET.
     pub fallback_reason: Option<String>,
-    /// Every enforcement feature: `active`, `off` (not configured) or `unavailable` (needs
-    /// the eBPF programs, which are not loaded).
+    /// Every enforcement feature: `active` (the kernel programs enforce it, with whatever
+    /// rules are configured), `unavailable` (it needs the eBPF programs, which are not
+    /// loaded) or `not_implemented`.
     pub enforcement: Vec<FeatureState>,
     /// AF_PACKET: per worker socket, the kernel's counters (`PACKET_STATISTICS`).
     pub sockets: Vec<PacketSocketStatus>,
@@ -623,7 +624,7 @@ pub struct CaptureStatus {
 pub struct FeatureState {
     /// `ip_blocklist`, `dns_blocking`, `tls_flow_blocks`, `dhcp_guard`.
     pub feature: String,
-    /// `active`, `off` or `unavailable`.
+    /// `active`, `unavailable` or `not_implemented`.
     pub state: String,
 }
 

@@ -477,9 +477,10 @@ fn corpus_gives_the_same_events_with_ebpf_af_packet_and_replay() {
     /// A capture whose timing splits a flow in replay (conformance_flows.rs,
     /// SPLIT_AT_CAPTURE_TIMING): its flow ends are left out.
     const SPLIT: &str = "sv_tls12-github.pcap";
-    /// Two TLS captures share a tuple and sequence numbers (conformance_tls.rs): the second
-    /// is a new handshake only once the first one's following ended.
-    const SHARES_A_TUPLE: &str = "ja4_tls-non-ascii-alpn.pcapng";
+    /// Two TLS captures share a tuple and sequence numbers (conformance_tls.rs:
+    /// ja4_tls-non-ascii-alpn is this one's first hello, edited): sent after it, this one
+    /// starts a new handshake only once the first one's following ended (TLS_MAX_NS).
+    const SHARES_A_TUPLE: &str = "ja4_tls-sni-many.pcapng";
     const PPS: u32 = 2000;
 
     let dir = corpus::dir();
