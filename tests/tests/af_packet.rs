@@ -553,7 +553,10 @@ fn corpus_gives_the_same_events_with_ebpf_af_packet_and_replay() {
     ebpf.assert_alive();
     afp.assert_alive();
     println!("{captures} captures, {events} events each way");
-    assert!(captures >= 60 && events >= 300, "{captures} captures, {events} events");
+    assert!(
+        captures >= 60 && events >= 300,
+        "{captures} captures, {events} events"
+    );
     assert!(
         report.is_empty(),
         "differences:\n{}",

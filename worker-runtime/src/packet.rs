@@ -256,3 +256,43 @@ impl PacketInput {
         st
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aux(status: u32, tci: u16, tpid: u16) -> Vec<u8> {
+        let mut a = status.to_ne_bytes().to_vec();
+        a.extend_from_slice(&[0; 12]); // len, snaplen, mac, net
+        a.extend_from_slice(&tci.to_ne_bytes());
+        a.extend_from_slice(&tpid.to_ne_bytes());
+        a
+    }
+
+    #[test]
+    fn the_stripped_vlan_tag_comes_from_auxdata() {
+        assert_eq!(vlan_tag(&aux(0, 100, 0x8100)), None);
+        assert_eq!(
+            vlan_tag(&aux(TP_STATUS_VLAN_VALID, 100, 0)),
+            Some((ETH_P_8021Q, 100))
+        );
+        assert_eq!(
+            vlan_tag(&aux(
+                TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID,
+                0x2064,
+                0x88a8
+            )),
+            Some((0x88a8, 0x2064))
+        );
+        assert_eq!(vlan_tag(&[0x10, 0, 0, 0]), None, "short");
+    }
+
+    #[test]
+    fn each_worker_builds_only_its_records() {
+        for kind in WorkerKind::ALL {
+            let k = kinds(kind);
+            let on = [k.dns, k.dhcp, k.tls, k.flow];
+            assert_eq!(on.iter().filter(|b| **b).count(), 1, "{kind:?}");
+        }
+    }
+}

@@ -372,6 +372,11 @@ mod tests {
             assert_eq!(run(&dhcp, &tagged, 3), 0);
             assert_eq!(run(&flow, &tagged, 3), SNAP);
         }
-        assert!(dns.len() < 128 && flow.len() < 64, "{} {}", dns.len(), flow.len());
+        assert!(
+            dns.len() < 128 && flow.len() < 64,
+            "{} {}",
+            dns.len(),
+            flow.len()
+        );
     }
 }

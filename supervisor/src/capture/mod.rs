@@ -221,7 +221,13 @@ impl PacketSocket {
         )?;
         // The VLAN tag the kernel took out of the frame travels with it (the worker puts it
         // back: the TC hook sees it in the skb and counts it).
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1i32, "PACKET_AUXDATA")?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_AUXDATA,
+            &1i32,
+            "PACKET_AUXDATA",
+        )?;
         Ok(Self {
             worker,
             fd,

@@ -117,16 +117,14 @@ pub enum DaemonError {
 impl DaemonError {
     /// Whether this start failure says eBPF cannot be used here (bpffs, pins, the verifier,
     /// missing capabilities, an old kernel, no hook on any interface): `capture = "auto"`
-    /// then falls back to AF_PACKET. Other failures (configuration, accounts, the control
-    /// socket) would fail the fallback too.
+    /// then falls back to AF_PACKET. Not a policy the loaded programs' maps refuse (a list
+    /// too large, say): eBPF works, the policy is wrong, and falling back would quietly trade
+    /// enforcement for a configuration mistake. Other failures (configuration, accounts, the
+    /// control socket) would fail the fallback too.
     pub fn is_ebpf_unusable(&self) -> bool {
         matches!(
             self,
-            Self::Pin(_)
-                | Self::Load(_)
-                | Self::NothingAttached(_)
-                | Self::Kernel(_)
-                | Self::Flow(_)
+            Self::Pin(_) | Self::Load(_) | Self::NothingAttached(_)
         )
     }
 }
