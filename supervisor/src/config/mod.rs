@@ -337,6 +337,22 @@ mod tests {
     }
 
     #[test]
+    fn capture_is_ebpf_af_packet_or_auto() {
+        let parse = |t: &str| Config::parse("t.toml", t).expect("valid").capture;
+        assert_eq!(parse(""), CaptureMode::Ebpf);
+        assert_eq!(parse("capture = \"ebpf\"\n"), CaptureMode::Ebpf);
+        assert_eq!(parse("capture = \"af_packet\"\n"), CaptureMode::AfPacket);
+        assert_eq!(parse("capture = \"auto\"\n"), CaptureMode::Auto);
+        assert_eq!(
+            err("interfaces = []\ncapture = \"pcap\"\n"),
+            "t.toml:2: capture: \"pcap\" is not a capture mode (\"ebpf\", \"af_packet\" or \"auto\")"
+        );
+        // The packaged file documents the key and keeps the default.
+        assert!(EMBEDDED_DEFAULT.contains("# capture = \"ebpf\""));
+        assert_eq!(parse(EMBEDDED_DEFAULT), CaptureMode::Ebpf);
+    }
+
+    #[test]
     fn errors_name_line_and_problem() {
         assert_eq!(
             err("interfaces = [\"eth0\"]\n[workers.dns]\nheartbeat_ms = 5\n"),
