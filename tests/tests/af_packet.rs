@@ -563,3 +563,63 @@ fn corpus_gives_the_same_events_with_ebpf_af_packet_and_replay() {
         report.chars().take(20_000).collect::<String>()
     );
 }
+
+/// `CapabilityBoundingSet=` of a unit file (its last line), as setpriv spells it.
+fn unit_caps(file: &str) -> Vec<String> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("read the unit");
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .unwrap_or_else(|| panic!("CapabilityBoundingSet= in {file}"))
+        .split_whitespace()
+        .map(|c| format!("+{}", c.to_lowercase().trim_start_matches("cap_")))
+        .collect()
+}
+
+/// The packaged unit does not grant what AF_PACKET needs (eBPF capture does not need it):
+/// with its capabilities alone, `capture = "af_packet"` fails to start and says where the
+/// missing piece is; with the drop-in `packaging/af-packet.conf` added, it runs.
+#[test]
+fn af_packet_needs_the_units_drop_in() {
+    let lab = Lab::new("afpunit");
+    lab.start_dnsmasq();
+    let unit = unit_caps("palisade.service");
+    let cfg_path = lab.dir.join("afp.toml");
+    std::fs::write(&cfg_path, config(&lab, "af_packet", "")).expect("config");
+    let out = lab
+        .sensor("setpriv")
+        .arg(format!("--bounding-set=-all,{}", unit.join(",")))
+        .args(["--inh-caps=-all", "--no-new-privs", "--"])
+        .arg(palisade_tests::bin("palisade"))
+        .args(["run", "--foreground", "--config"])
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("palisade run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without CAP_NET_RAW: {stderr}");
+    assert!(
+        stderr.contains("AF_PACKET socket") && stderr.contains("af-packet.conf"),
+        "{stderr}"
+    );
+
+    let mut caps = unit;
+    caps.extend(unit_caps("af-packet.conf"));
+    let bounding = format!("--bounding-set=-all,{}", caps.join(","));
+    let wrapper = [
+        "setpriv",
+        bounding.as_str(),
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    ];
+    let daemon = Daemon::start_wrapped(&lab, &config(&lab, "af_packet", ""), &[], true, &wrapper);
+    daemon.wait_healthy();
+    lab.dig(&["afp-unit.example.test", "A"]);
+    daemon.wait_event("the DNS query", Duration::from_secs(5), |e: &Value| {
+        e["event_type"] == "dns" && e["dns"]["rrname"] == "afp-unit.example.test"
+    });
+}

@@ -215,7 +215,10 @@ fn packet_up(
         .keys()
         .map(|kind| {
             PacketSocket::open(*kind, &indexes).map_err(|source| DaemonError::Io {
-                what: format!("AF_PACKET socket of the {} worker", kind.name()),
+                what: format!(
+                    "AF_PACKET socket of the {} worker (needs CAP_NET_RAW and AF_PACKET; under systemd, the drop-in packaging/af-packet.conf)",
+                    kind.name()
+                ),
                 source,
             })
         })
