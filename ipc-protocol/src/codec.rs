@@ -161,9 +161,10 @@ mod tests {
             SupervisorToWorker::PacketCapture(PacketCaptureConfig {
                 idle_ns: 1,
                 tcp_idle_ns: 2,
+                update_ns: 4,
                 max_flows: 3,
             }),
-            "06010203",
+            "0601020403",
         );
         golden(
             SupervisorToWorker::Configure(WorkerConfig {

@@ -136,6 +136,8 @@ pub struct PacketCaptureConfig {
     pub idle_ns: u64,
     /// TCP flows without FIN pair or RST: idem.
     pub tcp_idle_ns: u64,
+    /// Update records of long flows every this many ns (`[flow] update_interval_s`); 0: none.
+    pub update_ns: u64,
     /// Flows the builder holds at once (`[flow] memory_mib` over the kernel's bytes per flow).
     pub max_flows: u32,
 }

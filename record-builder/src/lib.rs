@@ -17,7 +17,8 @@ mod tls;
 use palisade_abi::{
     CAP_DHCP, CAP_DNS, CAP_QUIC, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN, FLOW_REASON_FIN,
     FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, KIND_DHCP, KIND_DNS,
-    KIND_FLOW_END, KIND_FLOW_START, KIND_QUIC, QUIC_MIN_DATAGRAM, QUIC_V1, QUIC_V2, RecordHeader,
+    KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_QUIC, QUIC_MIN_DATAGRAM, QUIC_V1,
+    QUIC_V2, RecordHeader,
 };
 
 const ETH_HLEN: usize = 14;
@@ -97,6 +98,9 @@ pub struct Timeouts {
     pub idle_ns: u64,
     /// TCP flows without a FIN pair or RST.
     pub tcp_idle_ns: u64,
+    /// A flow whose last start or update record is this old gets an update record
+    /// (`[flow] update_interval_s`); 0: none.
+    pub update_ns: u64,
 }
 
 impl Default for Timeouts {
@@ -105,6 +109,7 @@ impl Default for Timeouts {
         Self {
             idle_ns: 60_000_000_000,
             tcp_idle_ns: 300_000_000_000,
+            update_ns: 0,
         }
     }
 }
@@ -423,6 +428,8 @@ struct Value {
     icmp_code: u8,
     /// `tls_follow`: the TLS capture follows this connection's handshake.
     tls_follow: bool,
+    /// When its last start or update record was made.
+    last_report_ns: u64,
 }
 
 impl Value {
@@ -533,11 +540,13 @@ impl Builder {
     }
 
     /// The sweeper (`flow_sweeper.bpf.h`): ends closed flows a linger after their last
-    /// packet and idle ones after their timeout; with `all`, every flow. In first-seen
-    /// order, so output does not depend on hashing.
+    /// packet and idle ones after their timeout; with `all`, every flow; gives the others
+    /// an update record every `update_ns`. In first-seen order, so output does not depend
+    /// on hashing.
     fn sweep(&mut self, now_ns: u64, all: bool, out: &mut impl FnMut(u16, &[u8])) {
         let t = self.timeouts;
         let mut ended: Vec<(Key, Value, u8)> = Vec::new();
+        let mut updated: Vec<(Key, Value)> = Vec::new();
         self.flows.retain(|k, v| {
             let idle = now_ns.saturating_sub(v.last_seen_ns);
             let reason = if k.l4_proto == TCP && v.closed() {
@@ -555,12 +564,22 @@ impl Builder {
                     ended.push((*k, *v, r));
                     false
                 }
-                None => true,
+                None => {
+                    if t.update_ns > 0 && now_ns.saturating_sub(v.last_report_ns) >= t.update_ns {
+                        v.last_report_ns = now_ns;
+                        updated.push((*k, *v));
+                    }
+                    true
+                }
             }
         });
         ended.sort_by_key(|(k, v, _)| (v.first_seen_ns, *k));
         for (k, v, r) in ended {
             self.emit_flow(&k, &v, KIND_FLOW_END, r, now_ns, out);
+        }
+        updated.sort_by_key(|(k, v)| (v.first_seen_ns, *k));
+        for (k, v) in updated {
+            self.emit_flow(&k, &v, KIND_FLOW_UPDATE, FLOW_REASON_NONE, now_ns, out);
         }
     }
 
@@ -592,6 +611,7 @@ impl Builder {
             let mut v = Value {
                 first_seen_ns: p.now_ns,
                 last_seen_ns: p.now_ns,
+                last_report_ns: p.now_ns,
                 pkts: [1, 0],
                 bytes: [u64::from(p.frame_len), 0],
                 payload_bytes: [u64::from(p.flow_pay), 0],
@@ -1095,5 +1115,54 @@ mod tests {
         // The client's application data ended the client direction too: the handshake is
         // no longer followed.
         assert!(b.tls_conns.is_empty());
+    }
+
+    #[test]
+    fn long_flows_get_update_records_every_interval() {
+        let mut b = Builder::new(
+            Kinds {
+                flow: true,
+                ..Kinds::default()
+            },
+            Timeouts {
+                update_ns: 2_000_000_000,
+                ..Timeouts::default()
+            },
+        );
+        let mut out = Vec::new();
+        let mut push = |k: u16, r: &[u8]| {
+            let (h, p) = RecordHeader::read(r).unwrap();
+            out.push((
+                k,
+                h.ts_boot_ns,
+                FlowRecord::from_bytes(p).unwrap().pkts_toserver,
+            ));
+        };
+        let data = ip_dns();
+        for s in 0..5u64 {
+            let f = Frame {
+                ts_ns: T + s * 1_000_000_000,
+                data: &data,
+                wire_len: data.len() as u32,
+                link: Link::RawIp,
+                ifindex: 1,
+                direction: 0,
+            };
+            b.frame(&f, &mut push);
+        }
+        b.tick(T + 5_000_000_000, &mut push);
+        let kinds: Vec<(u16, u64, u64)> = out
+            .iter()
+            .map(|(k, ts, pkts)| (*k, (ts - T) / 1_000_000_000, *pkts))
+            .collect();
+        // A start, then an update each 2 s (the sweeper runs before each frame's count).
+        assert_eq!(
+            kinds,
+            [
+                (KIND_FLOW_START, 0, 1),
+                (KIND_FLOW_UPDATE, 2, 2),
+                (KIND_FLOW_UPDATE, 4, 4),
+            ]
+        );
     }
 }

@@ -600,7 +600,10 @@ fn af_packet_needs_the_units_drop_in() {
         .output()
         .expect("palisade run");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started without CAP_NET_RAW: {stderr}");
+    assert!(
+        !out.status.success(),
+        "started without CAP_NET_RAW: {stderr}"
+    );
     assert!(
         stderr.contains("AF_PACKET socket") && stderr.contains("af-packet.conf"),
         "{stderr}"

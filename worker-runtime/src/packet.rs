@@ -149,6 +149,7 @@ impl PacketInput {
         let timeouts = Timeouts {
             idle_ns: cfg.idle_ns,
             tcp_idle_ns: cfg.tcp_idle_ns,
+            update_ns: cfg.update_ns,
         };
         self.builder =
             Some(Builder::new(self.kinds, timeouts).with_max_flows(cfg.max_flows as usize));

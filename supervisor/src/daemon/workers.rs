@@ -154,6 +154,7 @@ impl Daemon {
         PacketCaptureConfig {
             idle_ns: t.idle_ns,
             tcp_idle_ns: t.tcp_idle_ns,
+            update_ns: t.update_ns,
             max_flows: u32::try_from(self.opts.config.flow.capacity()).unwrap_or(u32::MAX),
         }
     }
