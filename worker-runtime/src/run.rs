@@ -101,8 +101,9 @@ pub trait Protocol {
 pub enum Source {
     /// Its mapped BPF ring buffer (eBPF capture).
     Ring(RingBuf),
-    /// Its AF_PACKET socket and the record builder (capture without eBPF).
-    Packets(PacketInput),
+    /// Its AF_PACKET socket and the record builder (capture without eBPF); boxed: the
+    /// builder is large next to a ring.
+    Packets(Box<PacketInput>),
 }
 
 /// A worker that passed the startup contract: unprivileged, handshaken,
@@ -199,7 +200,7 @@ pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
             ringbuf::open(fd)
                 .map_err(|e| report(&channel, fail(exit_code::SETUP, "ring buffer", &e)))?,
         ),
-        Input::Packets(socks) => Source::Packets(PacketInput::new(kind, socks)),
+        Input::Packets(socks) => Source::Packets(Box::new(PacketInput::new(kind, socks))),
     };
     let sink = Sink::new(configured.sink);
     channel
