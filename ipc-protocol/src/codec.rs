@@ -158,6 +158,25 @@ mod tests {
             "0409612e6578616d706c6509622e6578616d706c650172",
         );
         golden(SupervisorToWorker::Fds(vec![FdRole::Registry]), "060103");
+        golden(
+            SupervisorToWorker::PacketCapture(PacketCaptureConfig {
+                idle_ns: 1,
+                tcp_idle_ns: 2,
+                update_ns: 4,
+                max_flows: 3,
+            }),
+            "0701020403",
+        );
+        golden(
+            SupervisorToWorker::Configure(WorkerConfig {
+                kind: WorkerKind::Flow,
+                heartbeat_ms: 250,
+                poll_backstop_ms: 10,
+                fds: vec![FdRole::PacketSocket, FdRole::EventSink],
+                interfaces: vec![],
+            }),
+            "0003fa0a02040100",
+        );
     }
 
     #[test]
@@ -358,13 +377,27 @@ mod tests {
                     released: 4,
                     renamed: 5,
                 },
+                capture: CaptureStatus {
+                    mode: "af_packet".into(),
+                    fallback_reason: None,
+                    enforcement: vec![FeatureState {
+                        feature: "dns_blocking".into(),
+                        state: "unavailable".into(),
+                    }],
+                    sockets: vec![PacketSocketStatus {
+                        worker: WorkerKind::Dns,
+                        packets: 5,
+                        drops: 1,
+                    }],
+                },
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
                 "617273650101016e0201016703010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
                 "00086174746163686564050103646e73077265636f72647303000000000000000000000000000000000000",
                 "050209010101116c696e6b20657468302f696e67726573730864657461636865640e617474616368656420616761696e01",
-                "0102030405"
+                "0102030405",
+                "0961665f7061636b657400010c646e735f626c6f636b696e670b756e617661696c61626c6501010501"
             ),
         );
     }

@@ -56,6 +56,11 @@ pub enum FdRole {
     /// (`HEX<TAB>Organization` lines), a sealed memfd the supervisor filled from Debian's
     /// `ieee-data` files.
     Registry,
+    /// AF_PACKET capture (no eBPF): a receive-only `AF_PACKET` socket the supervisor created,
+    /// with this worker's classic BPF filter attached and locked (`SO_LOCK_FILTER`), in place
+    /// of [`FdRole::RingBuf`]. The worker builds the kernel's records from its frames
+    /// (`palisade-record-builder`) once [`SupervisorToWorker::PacketCapture`] arrives.
+    PacketSocket,
 }
 
 /// An interface the programs are attached to, so workers can name `in_iface`.
@@ -123,6 +128,23 @@ pub enum SupervisorToWorker {
     /// IEEE registry re-read at a reload. The worker gives them to its protocol as it did
     /// the `Configure` extras; a count that does not match is a fatal error.
     Fds(Vec<FdRole>),
+    /// AF_PACKET capture: what the kernel's flow sweeper would apply, for the worker's own
+    /// record builder; sent right after `Ready` to a worker given a
+    /// [`FdRole::PacketSocket`] (it reads no frame before).
+    PacketCapture(PacketCaptureConfig),
+}
+
+/// [`SupervisorToWorker::PacketCapture`]: `[flow]` as the record builder needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct PacketCaptureConfig {
+    /// UDP and ICMP flows end after this many ns without a packet.
+    pub idle_ns: u64,
+    /// TCP flows without FIN pair or RST: idem.
+    pub tcp_idle_ns: u64,
+    /// Update records of long flows every this many ns (`[flow] update_interval_s`); 0: none.
+    pub update_ns: u64,
+    /// Flows the builder holds at once (`[flow] memory_mib` over the kernel's bytes per flow).
+    pub max_flows: u32,
 }
 
 /// What a worker matches in user space.
@@ -656,6 +678,43 @@ pub struct StatusReport {
     pub drift: DriftStatus,
     /// Network reconciliation.
     pub network: NetworkStatus,
+    /// How packets are captured, and which enforcement features that leaves.
+    pub capture: CaptureStatus,
+}
+
+/// The capture mode in [`StatusReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct CaptureStatus {
+    /// `ebpf` or `af_packet`.
+    pub mode: String,
+    /// Why eBPF is not in use when `capture = "auto"` fell back to AF_PACKET.
+    pub fallback_reason: Option<String>,
+    /// Every enforcement feature: `active` (the kernel programs enforce it, with whatever
+    /// rules are configured), `unavailable` (it needs the eBPF programs, which are not
+    /// loaded).
+    pub enforcement: Vec<FeatureState>,
+    /// AF_PACKET: per worker socket, the kernel's counters (`PACKET_STATISTICS`).
+    pub sockets: Vec<PacketSocketStatus>,
+}
+
+/// One enforcement feature in [`CaptureStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FeatureState {
+    /// `ip_blocklist`, `dns_blocking`, `tls_flow_blocks`, `dhcp_guard`.
+    pub feature: String,
+    /// `active` or `unavailable`.
+    pub state: String,
+}
+
+/// One AF_PACKET socket in [`CaptureStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct PacketSocketStatus {
+    /// The worker reading it.
+    pub worker: WorkerKind,
+    /// Frames that passed its filter since the daemon started.
+    pub packets: u64,
+    /// Of those, frames the kernel dropped because the socket's buffer was full.
+    pub drops: u64,
 }
 
 /// DNS policy in [`StatusReport`].

@@ -9,7 +9,9 @@
 //! unless told otherwise (see `main.rs`).
 
 pub mod file;
-pub mod packet;
+/// The record builder (crate `palisade-record-builder`, shared with the workers' AF_PACKET
+/// input).
+pub use palisade_record_builder as packet;
 
 use std::{
     fs::File,
@@ -18,7 +20,9 @@ use std::{
     path::Path,
 };
 
-use palisade_abi::{KIND_DHCP, KIND_DNS, KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE};
+use palisade_abi::{
+    KIND_DHCP, KIND_DNS, KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_QUIC, KIND_TLS,
+};
 use palisade_ipc::messages::{InterfaceName, WorkerStats};
 use palisade_worker_runtime::offline::Offline;
 
@@ -50,6 +54,7 @@ pub struct Summary {
 struct Workers {
     dns: Option<Offline<palisade_worker_dns::worker::Dns>>,
     dhcp: Option<Offline<palisade_worker_dhcp::worker::Dhcp>>,
+    tls: Option<Offline<palisade_worker_tls::worker::Tls>>,
     flow: Option<Offline<palisade_worker_flow::worker::Flow>>,
 }
 
@@ -67,6 +72,7 @@ pub fn replay(path: &Path, out: OwnedFd, opts: Options) -> Result<Summary, file:
     let mut w = Workers {
         dns: make(opts.kinds.dns)?.map(|fd| Offline::new(Default::default(), fd, &ifaces)),
         dhcp: make(opts.kinds.dhcp)?.map(|fd| Offline::new(Default::default(), fd, &ifaces)),
+        tls: make(opts.kinds.tls)?.map(|fd| Offline::new(Default::default(), fd, &ifaces)),
         flow: make(opts.kinds.flow)?.map(|fd| Offline::new(Default::default(), fd, &ifaces)),
     };
     drop(out);
@@ -98,6 +104,9 @@ pub fn replay(path: &Path, out: OwnedFd, opts: Options) -> Result<Summary, file:
     if let Some(o) = w.dhcp {
         workers.push(("dhcp", o.finish()));
     }
+    if let Some(o) = w.tls {
+        workers.push(("tls", o.finish()));
+    }
     if let Some(o) = w.flow {
         workers.push(("flow", o.finish()));
     }
@@ -114,6 +123,7 @@ fn route(w: &mut Workers, records: &mut u64, kind: u16, rec: &[u8]) {
     match kind {
         KIND_DNS => w.dns.as_mut().map(|o| o.record(rec)),
         KIND_DHCP => w.dhcp.as_mut().map(|o| o.record(rec)),
+        KIND_TLS | KIND_QUIC => w.tls.as_mut().map(|o| o.record(rec)),
         KIND_FLOW_START | KIND_FLOW_END | KIND_FLOW_UPDATE => {
             w.flow.as_mut().map(|o| o.record(rec))
         }
@@ -128,6 +138,9 @@ fn tick_clock(w: &mut Workers, now_ns: u64) {
     if let Some(o) = w.dhcp.as_mut() {
         o.set_file_clock(now_ns);
     }
+    if let Some(o) = w.tls.as_mut() {
+        o.set_file_clock(now_ns);
+    }
     if let Some(o) = w.flow.as_mut() {
         o.set_file_clock(now_ns);
     }
@@ -139,6 +152,10 @@ fn tick(w: &mut Workers, now_ns: u64) {
         o.tick();
     }
     if let Some(o) = w.dhcp.as_mut() {
+        o.set_file_clock(now_ns);
+        o.tick();
+    }
+    if let Some(o) = w.tls.as_mut() {
         o.set_file_clock(now_ns);
         o.tick();
     }

@@ -11,8 +11,9 @@ use palisade_replay::{Options, open_out, packet::Kinds, replay};
 struct Args {
     /// The capture file (pcap or pcapng).
     file: PathBuf,
-    /// Protocols, comma separated: dns, dhcp, flow (default: all of them).
-    #[arg(long, value_delimiter = ',', default_value = "dns,dhcp,flow")]
+    /// Protocols, comma separated: dns, dhcp, tls (TLS handshakes and QUIC Initials), flow
+    /// (default: all of them).
+    #[arg(long, value_delimiter = ',', default_value = "dns,dhcp,tls,flow")]
     proto: Vec<String>,
     /// Write events to this file instead of standard output.
     #[arg(long)]
@@ -30,12 +31,9 @@ fn main() -> ExitCode {
             "dns" => kinds.dns = true,
             "dhcp" => kinds.dhcp = true,
             "flow" => kinds.flow = true,
-            "tls" => {
-                eprintln!("palisade replay: tls is not supported by replay yet");
-                return ExitCode::from(2);
-            }
+            "tls" => kinds.tls = true,
             other => {
-                eprintln!("palisade replay: unknown protocol {other:?} (dns, dhcp, flow)");
+                eprintln!("palisade replay: unknown protocol {other:?} (dns, dhcp, tls, flow)");
                 return ExitCode::from(2);
             }
         }

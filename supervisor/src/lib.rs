@@ -3,6 +3,7 @@
 //! loaders of configuration and lists, and the control protocol's authorisation, through it.
 //! It is not a stable API.
 
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod control;

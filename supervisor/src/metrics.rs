@@ -334,5 +334,54 @@ pub fn render(r: &StatusReport) -> String {
         &[("ruleset", &d.ruleset_sha256)],
         u8::from(drift),
     );
+    let c = &r.capture;
+    let mut f = Family::new(
+        &mut o,
+        "palisade_capture_mode",
+        "gauge",
+        "1 for the capture in use: ebpf, or af_packet (no eBPF, no enforcement).",
+    );
+    f.sample("palisade_capture_mode", &[("mode", &c.mode)], 1);
+    let mut f = Family::new(
+        &mut o,
+        "palisade_enforcement_available",
+        "gauge",
+        "1 when the enforcement feature works (state active), 0 when unavailable or not implemented.",
+    );
+    for e in &c.enforcement {
+        f.sample(
+            "palisade_enforcement_available",
+            &[("feature", &e.feature), ("state", &e.state)],
+            u8::from(e.state == "active"),
+        );
+    }
+    if !c.sockets.is_empty() {
+        let mut f = Family::new(
+            &mut o,
+            "palisade_af_packet_frames_total",
+            "counter",
+            "Frames that passed a worker's AF_PACKET filter (PACKET_STATISTICS).",
+        );
+        for s in &c.sockets {
+            f.sample(
+                "palisade_af_packet_frames_total",
+                &[("worker", s.worker.name())],
+                s.packets,
+            );
+        }
+        let mut f = Family::new(
+            &mut o,
+            "palisade_af_packet_drops_total",
+            "counter",
+            "Frames the kernel dropped because a worker's AF_PACKET socket buffer was full.",
+        );
+        for s in &c.sockets {
+            f.sample(
+                "palisade_af_packet_drops_total",
+                &[("worker", s.worker.name())],
+                s.drops,
+            );
+        }
+    }
     o
 }

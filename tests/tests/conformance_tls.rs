@@ -253,6 +253,131 @@ fn quic_client_hellos_match_every_record_offline() {
     assert!(report.is_empty(), "differences from the corpus:\n{report}");
 }
 
+/// Counts of one comparison.
+#[derive(Default)]
+struct Tally {
+    checked: usize,
+    matched: usize,
+    tcp: usize,
+    quic: usize,
+}
+
+/// Matches `events` (client_hello `tls` and `quic` events of one capture) to its expected
+/// records `want` (same tuple and transport, in order) and compares them field by field;
+/// every missing record, extra event and differing field goes into `report`.
+fn compare_events(
+    rel: &str,
+    want: Vec<&Value>,
+    events: &[Value],
+    report: &mut String,
+    tally: &mut Tally,
+) {
+    let mut used = vec![false; events.len()];
+    for r in want {
+        tally.checked += 1;
+        let frame = r["frame"].as_u64().unwrap_or_default();
+        let t = expected_tuple(r);
+        let kind = if r["transport"] == "quic" {
+            "quic"
+        } else {
+            "tls"
+        };
+        let Some(i) = (0..events.len())
+            .find(|&i| !used[i] && tuple(&events[i]) == t && events[i]["event_type"] == kind)
+        else {
+            let _ = writeln!(report, "{rel} frame {frame}: missing ({t:?})");
+            continue;
+        };
+        used[i] = true;
+        let e = &events[i];
+        let diffs = if kind == "quic" {
+            let (tls, vendor) = quic_view(&e["quic"], &e["palisade"]["quic"]);
+            tls_compare::differences(r, &tls, &vendor)
+        } else {
+            tls_compare::differences(r, &e["tls"], &e["palisade"]["tls"])
+        };
+        if diffs.is_empty() {
+            tally.matched += 1;
+            if kind == "quic" {
+                tally.quic += 1;
+            } else {
+                tally.tcp += 1;
+            }
+        }
+        for d in diffs {
+            let _ = writeln!(report, "{rel} frame {frame}: {d}");
+        }
+    }
+    for (e, _) in events.iter().zip(&used).filter(|(_, u)| !**u) {
+        let _ = writeln!(
+            report,
+            "{rel}: extra {} client_hello {:?}",
+            e["event_type"],
+            tuple(e)
+        );
+    }
+}
+
+impl Tally {
+    fn assert_complete(&self, mode: &str, report: &str) {
+        println!(
+            "{mode}: {}/{} ClientHellos match every field ({} over TCP, {} in QUIC)",
+            self.matched, self.checked, self.tcp, self.quic
+        );
+        assert!(
+            self.checked >= 124,
+            "the corpus has 103 TCP and 21 QUIC ClientHellos, checked {}",
+            self.checked
+        );
+        assert!(report.is_empty(), "differences from the corpus:\n{report}");
+    }
+}
+
+fn is_client_hello(e: &Value) -> bool {
+    (e["event_type"] == "tls"
+        && e["proto"] == "TCP"
+        && e["palisade"]["tls"]["handshake"] == "client_hello")
+        || (e["event_type"] == "quic" && e["palisade"]["quic"]["handshake"] == "client_hello")
+}
+
+/// The replay mode: the same comparison over `palisade replay --proto tls` (the user-space
+/// twin of the kernel's handshake following and QUIC Initial copy, and the worker's
+/// protocol in process), no lab. Each capture is replayed on its own, as the live test
+/// sends each one after the previous one's handshakes ended.
+#[test]
+fn client_hellos_replayed_offline_match_expected() {
+    let dir = corpus::dir();
+    let expected = corpus::read_jsonl(&dir.join("expected/tls.jsonl"));
+    let mut report = String::new();
+    let mut tally = Tally::default();
+    for path in corpus::captures(&dir.join("pcaps/tls")) {
+        let rel = format!(
+            "pcaps/tls/{}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        );
+        let mut want: Vec<&Value> = expected
+            .iter()
+            .filter(|r| r["pcap"] == rel.as_str())
+            .collect();
+        want.sort_by_key(|r| r["frame"].as_u64());
+        let out = std::process::Command::new(palisade_tests::bin("palisade"))
+            .args(["replay", "--proto", "tls"])
+            .arg(&path)
+            .output()
+            .expect("run palisade replay");
+        assert!(out.status.success(), "{rel}: {out:?}");
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
+            .filter(is_client_hello)
+            .collect();
+        compare_events(&rel, want, &events, &mut report, &mut tally);
+    }
+    tally.assert_complete("replay", &report);
+}
+
 /// Replay rate: slow enough to keep order and lose nothing.
 const PPS: u32 = 2000;
 
@@ -303,8 +428,7 @@ fn client_hellos_replayed_live_match_expected() {
     }
     let mut cursor = EventCursor::now(&daemon);
     let mut report = String::new();
-    let (mut checked, mut matched) = (0, 0);
-    let mut by_kind: HashMap<&str, usize> = HashMap::new();
+    let mut tally = Tally::default();
     let mut seen = std::collections::HashSet::new();
     for path in corpus::captures(&dir.join("pcaps/tls")) {
         let rel = format!(
@@ -339,63 +463,9 @@ fn client_hellos_replayed_live_match_expected() {
             Duration::from_millis(300),
             Duration::from_millis(1500),
             Duration::from_secs(10),
-            |e| {
-                (e["event_type"] == "tls"
-                    && e["proto"] == "TCP"
-                    && e["palisade"]["tls"]["handshake"] == "client_hello")
-                    || (e["event_type"] == "quic"
-                        && e["palisade"]["quic"]["handshake"] == "client_hello")
-            },
+            is_client_hello,
         );
-        let mut used = vec![false; events.len()];
-        for r in want {
-            checked += 1;
-            let frame = r["frame"].as_u64().unwrap_or_default();
-            let t = expected_tuple(r);
-            let kind = if r["transport"] == "quic" {
-                "quic"
-            } else {
-                "tls"
-            };
-            let Some(i) = (0..events.len())
-                .find(|&i| !used[i] && tuple(&events[i]) == t && events[i]["event_type"] == kind)
-            else {
-                let _ = writeln!(report, "{rel} frame {frame}: missing ({t:?})");
-                continue;
-            };
-            used[i] = true;
-            let e = &events[i];
-            let diffs = if kind == "quic" {
-                let (tls, vendor) = quic_view(&e["quic"], &e["palisade"]["quic"]);
-                tls_compare::differences(r, &tls, &vendor)
-            } else {
-                tls_compare::differences(r, &e["tls"], &e["palisade"]["tls"])
-            };
-            if diffs.is_empty() {
-                matched += 1;
-                *by_kind.entry(kind).or_insert(0) += 1;
-            }
-            for d in diffs {
-                let _ = writeln!(report, "{rel} frame {frame}: {d}");
-            }
-        }
-        for (e, _) in events.iter().zip(&used).filter(|(_, u)| !**u) {
-            let _ = writeln!(
-                report,
-                "{rel}: extra {} client_hello {:?}",
-                e["event_type"],
-                tuple(e)
-            );
-        }
+        compare_events(&rel, want, &events, &mut report, &mut tally);
     }
-    println!(
-        "live: {matched}/{checked} ClientHellos match every field ({} over TCP, {} in QUIC)",
-        by_kind.get("tls").unwrap_or(&0),
-        by_kind.get("quic").unwrap_or(&0)
-    );
-    assert!(
-        checked >= 124,
-        "the corpus has 103 TCP and 21 QUIC ClientHellos, checked {checked}"
-    );
-    assert!(report.is_empty(), "differences from the corpus:\n{report}");
+    tally.assert_complete("live", &report);
 }

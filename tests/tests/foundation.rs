@@ -135,8 +135,24 @@ fn pgrp_and_session(pid: u32) -> (u32, u32) {
 
 #[test]
 fn workers_run_unprivileged_with_only_their_fds() {
-    let lab = Lab::new("privs");
-    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    workers_unprivileged("privs", false);
+}
+
+/// The same boundary when the workers read AF_PACKET sockets instead of ring buffers
+/// (`capture = "af_packet"`): FD 4 is the socket, nothing else changes.
+#[test]
+fn workers_run_unprivileged_with_only_their_fds_with_af_packet() {
+    workers_unprivileged("privsafp", true);
+}
+
+fn workers_unprivileged(name: &str, af_packet: bool) {
+    let lab = Lab::new(name);
+    let config = if af_packet {
+        format!("capture = \"af_packet\"\n{}", base_config(&lab, ""))
+    } else {
+        base_config(&lab, "")
+    };
+    let daemon = Daemon::start(&lab, &config, &[]);
     let pids = daemon.wait_healthy();
     assert_eq!(pids.len(), 4);
     for (name, pid) in &pids {
@@ -167,7 +183,8 @@ fn workers_run_unprivileged_with_only_their_fds() {
             "{name}: the daemon's autogroup"
         );
 
-        // FDs: 0-2 /dev/null, 3 the IPC socket, then ring, sink, (DHCP: state, registry), epoll.
+        // FDs: 0-2 /dev/null, 3 the IPC socket, then ring (or packet socket), sink, (DHCP:
+        // state, registry), epoll.
         let mut fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .expect("fd dir")
             .filter_map(Result::ok)
@@ -189,7 +206,15 @@ fn workers_run_unprivileged_with_only_their_fds() {
         assert_eq!(fds.len(), if dhcp { 9 } else { 7 }, "{name}: {fds:?}");
         assert_eq!(&kinds[..3], ["/dev/null"; 3], "{name}: {fds:?}");
         assert!(kinds[3].starts_with("socket:"), "{name}: FD 3 {fds:?}");
-        assert_eq!(kinds[4], "anon_inode:bpf-map", "{name}: {fds:?}");
+        if af_packet {
+            assert!(kinds[4].starts_with("socket:"), "{name}: {fds:?}");
+            assert!(
+                !kinds.iter().any(|k| k.contains("bpf")),
+                "{name}: a BPF object {fds:?}"
+            );
+        } else {
+            assert_eq!(kinds[4], "anon_inode:bpf-map", "{name}: {fds:?}");
+        }
         assert!(
             kinds[5].starts_with("pipe:"),
             "{name}: sink is the daemon's stdout {fds:?}"
@@ -224,6 +249,11 @@ fn workers_run_unprivileged_with_only_their_fds() {
             !peek.status.success(),
             "{name}: /proc/{pid}/environ readable by the worker's uid"
         );
+    }
+    if af_packet {
+        // Nothing is pinned: no map to open.
+        assert!(!lab.pin_dir().exists(), "{}", lab.pin_dir().display());
+        return;
     }
     // The worker's uid cannot touch the pinned maps either.
     let maps = lab.pin_dir().join("maps").join("rb_dns");

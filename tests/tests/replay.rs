@@ -64,7 +64,7 @@ fn every_corpus_capture_replays_into_valid_eve() {
         }
     }
     assert!(events > 100, "only {events} events");
-    for k in ["dns", "dhcp", "flow"] {
+    for k in ["dns", "dhcp", "flow", "tls", "quic"] {
         assert!(kinds.contains(k), "no {k} event in {kinds:?}");
     }
 }

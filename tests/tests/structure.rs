@@ -17,6 +17,8 @@ const WORKERS: &[&str] = &[
     "palisade-worker-flow",
     // `palisade replay`: the workers' parsers, run in an ordinary process.
     "palisade-replay",
+    // Frames to records (replay, and the workers' AF_PACKET input): a packet parser.
+    "palisade-record-builder",
 ];
 
 /// Names of the crates `package` links (normal dependencies, all features), one per line.

@@ -755,7 +755,7 @@ impl Protocol for Dhcp {
                     }
                     Err(e) => log(LogLevel::Warn, format!("reading the IEEE registry: {e}")),
                 },
-                FdRole::RingBuf | FdRole::EventSink => {
+                FdRole::RingBuf | FdRole::EventSink | FdRole::PacketSocket => {
                     return Err("ring or sink among the DHCP worker's extra FDs");
                 }
             }

@@ -44,13 +44,22 @@ pub enum ChannelError {
     BadConfig(&'static str),
 }
 
+/// Where a worker's records come from.
+#[derive(Debug)]
+pub enum Input {
+    /// The worker's BPF ring buffer (eBPF capture).
+    Ring(OwnedFd),
+    /// AF_PACKET sockets (capture without eBPF, [`crate::packet`]).
+    Packets(Vec<OwnedFd>),
+}
+
 /// Configuration plus the FDs it describes.
 #[derive(Debug)]
 pub struct Configured {
     /// The configuration.
     pub config: WorkerConfig,
-    /// Ring buffer FD.
-    pub ring: OwnedFd,
+    /// Where records come from.
+    pub input: Input,
     /// Event sink FD.
     pub sink: OwnedFd,
     /// Protocol-specific FDs (state file, registry), handed to
@@ -122,22 +131,33 @@ impl Channel {
                 "FD count does not match the FD roles",
             ));
         }
-        let (mut ring, mut sink, mut extra) = (None, None, Vec::new());
+        let (mut ring, mut sink, mut extra, mut packets) = (None, None, Vec::new(), Vec::new());
         for (role, fd) in config.fds.iter().zip(fds) {
             match role {
                 FdRole::RingBuf => ring = Some(fd),
                 FdRole::EventSink => sink = Some(fd),
                 FdRole::State | FdRole::Registry => extra.push((*role, fd)),
+                FdRole::PacketSocket => packets.push(fd),
             }
         }
-        match (ring, sink) {
-            (Some(ring), Some(sink)) => Ok(Configured {
+        let input = match (ring, packets.is_empty()) {
+            (Some(ring), true) => Input::Ring(ring),
+            (None, false) => Input::Packets(packets),
+            (Some(_), false) => {
+                return Err(ChannelError::BadConfig(
+                    "both a ring buffer and packet sockets",
+                ));
+            }
+            (None, true) => return Err(ChannelError::BadConfig("ring buffer FD missing")),
+        };
+        match sink {
+            Some(sink) => Ok(Configured {
                 config,
-                ring,
+                input,
                 sink,
                 extra,
             }),
-            _ => Err(ChannelError::BadConfig("ring buffer or sink FD missing")),
+            None => Err(ChannelError::BadConfig("sink FD missing")),
         }
     }
 

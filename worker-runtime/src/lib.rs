@@ -10,7 +10,8 @@
 //! 1. verify we are unprivileged ([`privilege::verify_unprivileged`]);
 //! 2. harden the process (not dumpable, parent-death signal);
 //! 3. take FD 3 and handshake with the supervisor;
-//! 4. receive configuration and FDs, map the ring buffer;
+//! 4. receive configuration and FDs, map the ring buffer (or take the AF_PACKET socket,
+//!    [`packet`], when the supervisor runs without eBPF);
 //! 5. install the seccomp allow-list ([`seccomp::install`]);
 //! 6. only then read the first record.
 
@@ -21,9 +22,10 @@ pub mod cursor;
 pub mod eve;
 pub mod json;
 pub mod offline;
+pub mod packet;
 pub mod privilege;
 pub mod ringbuf;
-mod run;
+pub mod run;
 pub mod seccomp;
 pub mod sink;
 pub mod stats;

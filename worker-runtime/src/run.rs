@@ -6,7 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::ringbuf::RingBuf;
+use crate::{
+    channel::Input,
+    packet::{DROP_FLOW_TABLE_FULL, DROP_PACKET_SOCKET, PacketInput},
+    ringbuf::RingBuf,
+};
 use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use palisade_abi::RecordHeader;
 use palisade_ipc::{
@@ -93,6 +97,16 @@ pub trait Protocol {
     }
 }
 
+/// Where a running worker reads its records.
+#[derive(Debug)]
+pub enum Source {
+    /// Its mapped BPF ring buffer (eBPF capture).
+    Ring(RingBuf),
+    /// Its AF_PACKET socket and the record builder (capture without eBPF); boxed: the
+    /// builder is large next to a ring.
+    Packets(Box<PacketInput>),
+}
+
 /// A worker that passed the startup contract: unprivileged, handshaken,
 /// configured, ring mapped, seccomp installed.
 pub struct Started {
@@ -100,8 +114,8 @@ pub struct Started {
     pub channel: Channel,
     /// Configuration from the supervisor.
     pub config: WorkerConfig,
-    /// The mapped ring buffer.
-    pub ring: RingBuf,
+    /// The mapped ring buffer, or the packet sockets.
+    pub input: Source,
     /// Event output.
     pub sink: Sink,
     /// Protocol-specific FDs ([`Protocol::on_fds`]).
@@ -180,17 +194,29 @@ pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
         });
         f
     };
-    // 6. Map the ring buffer while bpf() and mmap() are still allowed.
-    let ring = ringbuf::open(configured.ring)
-        .map_err(|e| report(&channel, fail(exit_code::SETUP, "ring buffer", &e)))?;
+    // 6. Map the ring buffer while bpf() and mmap() are still allowed (or take the packet
+    // sockets: nothing to map).
+    let input = match configured.input {
+        Input::Ring(fd) => Source::Ring(
+            ringbuf::open(fd)
+                .map_err(|e| report(&channel, fail(exit_code::SETUP, "ring buffer", &e)))?,
+        ),
+        Input::Packets(socks) => Source::Packets(Box::new(PacketInput::new(kind, socks))),
+    };
     let sink = Sink::new(configured.sink);
     channel
         .set_nonblocking()
         .map_err(|e| report(&channel, fail(exit_code::SETUP, "IPC socket", &e)))?;
-    let poll = event_poll(&channel, &ring)
+    let poll = event_poll(&channel, &input)
         .map_err(|e| report(&channel, fail(exit_code::SETUP, "epoll", &e)))?;
-    // 7. From here on: only the syscalls in the allow-list.
-    seccomp::install().map_err(|e| report(&channel, fail(exit_code::SETUP, "seccomp", &e)))?;
+    // 7. From here on: only the syscalls in the allow-list; nothing can be written to or
+    // sent on a packet socket.
+    let receive_only = match &input {
+        Source::Packets(p) => p.fds(),
+        Source::Ring(_) => Vec::new(),
+    };
+    seccomp::install(&receive_only)
+        .map_err(|e| report(&channel, fail(exit_code::SETUP, "seccomp", &e)))?;
     // 8. Tell the supervisor we are ready.
     channel
         .send(&WorkerToSupervisor::Ready)
@@ -198,21 +224,26 @@ pub fn startup(kind: WorkerKind) -> Result<Started, StartupFailure> {
     Ok(Started {
         channel,
         config: configured.config,
-        ring,
+        input,
         sink,
         extra: configured.extra,
         poll,
     })
 }
 
-fn event_poll(channel: &Channel, ring: &RingBuf) -> std::io::Result<Poll> {
+fn event_poll(channel: &Channel, input: &Source) -> std::io::Result<Poll> {
     let poll = Poll::new()?;
     let ipc_fd = channel.fd().as_raw_fd();
-    let ring_fd = ring.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&ipc_fd), IPC, Interest::READABLE)?;
-    poll.registry()
-        .register(&mut SourceFd(&ring_fd), RING, Interest::READABLE)?;
+    let fds = match input {
+        Source::Ring(ring) => vec![ring.as_raw_fd()],
+        Source::Packets(p) => p.fds(),
+    };
+    for fd in fds {
+        poll.registry()
+            .register(&mut SourceFd(&fd), RING, Interest::READABLE)?;
+    }
     Ok(poll)
 }
 
@@ -237,7 +268,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     let Started {
         mut channel,
         config,
-        mut ring,
+        mut input,
         mut sink,
         extra,
         mut poll,
@@ -306,6 +337,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         // policy applies to the records drained with it.
         while let Some((msg, fds)) = channel.try_recv()? {
             match msg {
+                SupervisorToWorker::Interfaces(ifaces) => ctx.set_interfaces(&ifaces),
                 SupervisorToWorker::Fds(_) => {
                     let mut out = EventOut {
                         sink: &mut sink,
@@ -320,14 +352,13 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                         channel.send(&msg)?;
                     }
                 }
-                SupervisorToWorker::Interfaces(ifaces) => ctx.set_interfaces(&ifaces),
                 SupervisorToWorker::Shutdown => {
                     // What is queued now, bounded (the supervisor kills a
                     // worker that takes longer than its stop timeout).
                     for _ in 0..64 {
                         if !drain(
                             protocol,
-                            &mut ring,
+                            &mut input,
                             &mut ctx,
                             &mut sink,
                             &mut stats,
@@ -353,6 +384,15 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                 SupervisorToWorker::Configure(_) => {
                     return Err(ChannelError::BadConfig("Configure after startup"));
                 }
+                SupervisorToWorker::PacketCapture(cfg) => match &mut input {
+                    // Frames that waited for it are read by the drain right below.
+                    Source::Packets(p) => p.configure(&cfg),
+                    Source::Ring(_) => {
+                        return Err(ChannelError::BadConfig(
+                            "PacketCapture for a ring-buffer worker",
+                        ));
+                    }
+                },
                 other => {
                     if matches!(
                         other,
@@ -381,7 +421,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         behind = !awaiting_policy
             && drain(
                 protocol,
-                &mut ring,
+                &mut input,
                 &mut ctx,
                 &mut sink,
                 &mut stats,
@@ -430,13 +470,17 @@ fn snapshot<P: Protocol>(protocol: &P, stats: &mut Stats) -> WorkerStats {
 
 fn drain<P: Protocol>(
     protocol: &mut P,
-    ring: &mut RingBuf,
+    input: &mut Source,
     ctx: &mut Context,
     sink: &mut Sink,
     stats: &mut Stats,
     outbox: &mut Vec<WorkerToSupervisor>,
     time: Duration,
 ) -> bool {
+    let ring = match input {
+        Source::Ring(ring) => ring,
+        Source::Packets(p) => return drain_packets(protocol, p, ctx, sink, stats, outbox),
+    };
     ctx.refresh_clock();
     let deadline = Instant::now() + time;
     let mut budget = DRAIN_BUDGET;
@@ -478,4 +522,55 @@ fn drain<P: Protocol>(
     // kernel get the records' space back: a worker killed before this point loses nothing.
     ring.commit();
     budget == 0 || Instant::now() >= deadline
+}
+
+/// [`drain`] for the AF_PACKET input: up to [`DRAIN_BUDGET`] frames through the record
+/// builder, each record to the protocol as a ring-buffer record would go. Nothing is read
+/// before the supervisor's `PacketCapture` (the socket holds the frames meanwhile).
+fn drain_packets<P: Protocol>(
+    protocol: &mut P,
+    input: &mut PacketInput,
+    ctx: &mut Context,
+    sink: &mut Sink,
+    stats: &mut Stats,
+    outbox: &mut Vec<WorkerToSupervisor>,
+) -> bool {
+    if !input.configured() {
+        return false;
+    }
+    // Records carry the frames' wall-clock receive stamps (see `packet`): the context's
+    // clock is the wall clock, as replay's is the file's.
+    ctx.set_file_clock(crate::packet::now_ns());
+    let read = input.read(DRAIN_BUDGET, ctx.boot_now_ns(), &mut |item| {
+        stats.records += 1;
+        match RecordHeader::read(item) {
+            Ok((hdr, payload)) => protocol.on_record(
+                ctx,
+                &Record { hdr, payload },
+                &mut EventOut {
+                    sink,
+                    stats,
+                    outbox,
+                },
+            ),
+            Err(_) => stats.drop(DROP_BAD_RECORD, 1),
+        }
+    });
+    if read.errors > 0 {
+        stats.drop(DROP_PACKET_SOCKET, read.errors);
+    }
+    if read.flows_refused > 0 {
+        stats.drop(DROP_FLOW_TABLE_FULL, read.flows_refused);
+    }
+    protocol.on_tick(
+        ctx,
+        Instant::now(),
+        &mut EventOut {
+            sink,
+            stats,
+            outbox,
+        },
+    );
+    sink.flush(stats);
+    read.frames >= DRAIN_BUDGET
 }

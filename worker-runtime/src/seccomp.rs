@@ -20,7 +20,7 @@
 //! plain `fstat` syscall; glibc's `fstat()`, which goes through
 //! `newfstatat(fd, "", AT_EMPTY_PATH)`, is only used before the filter.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, os::fd::RawFd};
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -41,18 +41,25 @@ pub enum SeccompError {
     Install(#[source] seccompiler::Error),
 }
 
+/// Calls that write to or send on a descriptor: allowed on any descriptor but the
+/// receive-only ones (AF_PACKET sockets, see [`install`]).
+const SENDING: &[libc::c_long] = &[
+    libc::SYS_write,
+    libc::SYS_writev,
+    // The DHCP worker's state file, rewritten in place.
+    libc::SYS_pwrite64,
+    libc::SYS_sendmsg,
+];
+
 /// Syscalls allowed with any arguments.
 const ALLOWED: &[libc::c_long] = &[
-    // Event loop and FD I/O on FDs the worker already holds.
+    // Event loop and FD I/O on FDs the worker already holds (its packet socket included:
+    // reading is what it is for).
     libc::SYS_read,
-    libc::SYS_write,
     // The DHCP worker's state file and registry memfd, read and rewritten in place.
     libc::SYS_pread64,
-    libc::SYS_pwrite64,
     libc::SYS_ftruncate,
-    libc::SYS_writev,
     libc::SYS_recvmsg,
-    libc::SYS_sendmsg,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_pwait,
     #[cfg(target_arch = "x86_64")]
@@ -113,13 +120,37 @@ pub fn build_deny_opens() -> Result<BpfProgram, SeccompError> {
     filter.try_into().map_err(SeccompError::Build)
 }
 
-/// Builds the allow-list filter program.
-pub fn build() -> Result<BpfProgram, SeccompError> {
+/// Builds the allow-list filter program; the [`SENDING`] calls are refused (the process is
+/// killed) on the descriptors in `receive_only`.
+pub fn build(receive_only: &[RawFd]) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
         .iter()
         .chain(PATH_CALLS)
         .map(|nr| (*nr, vec![]))
         .collect();
+    for nr in SENDING {
+        if receive_only.is_empty() {
+            rules.insert(*nr, vec![]);
+            continue;
+        }
+        // One rule whose conditions all hold: the descriptor (argument 0) is none of them.
+        let conds = receive_only
+            .iter()
+            .map(|fd| {
+                SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Ne,
+                    u64::from(fd.unsigned_abs()),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SeccompError::Build)?;
+        rules.insert(
+            *nr,
+            vec![SeccompRule::new(conds).map_err(SeccompError::Build)?],
+        );
+    }
     for nr in NO_EXEC {
         let cond = SeccompCondition::new(
             2,
@@ -157,9 +188,16 @@ pub fn build() -> Result<BpfProgram, SeccompError> {
 
 /// Installs the filter on every thread of the process. Requires
 /// no_new_privs (checked earlier by [`crate::privilege::verify_unprivileged`]).
-pub fn install() -> Result<(), SeccompError> {
+///
+/// `receive_only`: descriptors nothing may be written to or sent on (the AF_PACKET sockets
+/// of a worker capturing without eBPF). A packet socket sends frames on `write` or
+/// `sendmsg` without any capability (CAP_NET_RAW is checked when the socket is created,
+/// not when it sends), and AF_PACKET has no `shutdown(SHUT_WR)`: the filter is what makes
+/// the socket receive-only. The worker cannot get another number for it: `dup`, `dup2`,
+/// `dup3` and `fcntl(F_DUPFD)` are not in the allow-list.
+pub fn install(receive_only: &[RawFd]) -> Result<(), SeccompError> {
     let deny_opens = build_deny_opens()?;
-    let allow_list = build()?;
+    let allow_list = build(receive_only)?;
     seccompiler::apply_filter_all_threads(&deny_opens).map_err(SeccompError::Install)?;
     seccompiler::apply_filter_all_threads(&allow_list).map_err(SeccompError::Install)
 }
@@ -168,8 +206,10 @@ pub fn install() -> Result<(), SeccompError> {
 mod tests {
     #[test]
     fn filter_builds_for_this_arch() {
-        let prog = super::build().expect("filter builds");
+        let prog = super::build(&[]).expect("filter builds");
         assert!(prog.len() > 10);
+        let receive_only = super::build(&[4, 7]).expect("filter builds");
+        assert!(receive_only.len() > prog.len());
         assert!(!super::build_deny_opens().expect("builds").is_empty());
     }
 }

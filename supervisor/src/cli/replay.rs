@@ -15,19 +15,20 @@ use crate::paths;
 ///
 /// Reads FILE (pcap or pcapng; Ethernet with up to two VLAN tags, Linux cooked v1 and v2,
 /// raw IP, BSD loopback), builds from each packet the records the kernel program builds live
-/// (DNS and DHCP payloads, flow starts and ends with their counters) and runs them through
+/// (DNS and DHCP payloads, TLS handshakes followed across segments, QUIC Initials, flow
+/// starts and ends with their counters) and runs them through
 /// the workers' own parsers, in this process: the EVE JSON events are those a live sensor
 /// writes, with the packets' timestamps. Flows still open at the end of the file end there
 /// (closed TCP flows with reason fin or rst, the others with timeout). Needs no privilege:
 /// run it as an ordinary user. Policies (DNS, TLS, IP rules) are not applied: replay
-/// observes only. TLS is not replayed yet.
+/// observes only.
 ///
 /// Exit status: 0 success, 1 the file cannot be read, 2 usage error.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The capture file.
     file: PathBuf,
-    /// Protocols to run, comma separated: dns, dhcp, flow [default: all].
+    /// Protocols to run, comma separated: dns, dhcp, tls (TLS and QUIC), flow [default: all].
     #[arg(long, value_name = "LIST")]
     proto: Option<String>,
     /// Write the events to this file [default: standard output].

@@ -56,6 +56,26 @@ pub fn render(r: &StatusReport) -> String {
         duration(r.uptime_ms),
         r.pin_dir
     );
+    let c = &r.capture;
+    let _ = writeln!(o, "capture: {}", c.mode);
+    if let Some(why) = &c.fallback_reason {
+        let _ = writeln!(o, "  fell back to AF_PACKET (capture = \"auto\"): {why}");
+    }
+    let enforcement: Vec<String> = c
+        .enforcement
+        .iter()
+        .map(|e| format!("{}={}", e.feature, e.state))
+        .collect();
+    let _ = writeln!(o, "enforcement: {}", enforcement.join(" "));
+    for s in &c.sockets {
+        let _ = writeln!(
+            o,
+            "  af_packet {}: frames {} dropped {}",
+            s.worker.name(),
+            s.packets,
+            s.drops
+        );
+    }
     let _ = writeln!(
         o,
         "\nWORKER  STATE     PID      UID    UPTIME   RESTARTS  EVENTS      DROPS     HEARTBEAT"

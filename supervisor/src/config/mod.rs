@@ -38,7 +38,7 @@ pub use self::{
     tls::TlsConfig,
     workers::{AccountName, WorkerSettings},
 };
-use crate::paths;
+use crate::{capture::CaptureMode, paths};
 
 /// The built-in default configuration (also shipped as
 /// /etc/palisade/palisade.toml).
@@ -72,6 +72,7 @@ pub enum ConfigError {
 struct RawConfig {
     #[serde(default)]
     interfaces: Vec<Spanned<String>>,
+    capture: Option<Spanned<String>>,
     #[serde(default)]
     paths: RawPaths,
     #[serde(default)]
@@ -179,6 +180,8 @@ pub struct Config {
     /// `interfaces::Selector`); empty = every up, non-loopback Ethernet interface, also
     /// those that appear later.
     pub interfaces: Vec<String>,
+    /// `capture`: eBPF programs, AF_PACKET sockets, or eBPF with AF_PACKET as fallback.
+    pub capture: CaptureMode,
     /// Control socket path.
     pub control_socket: PathBuf,
     /// bpffs pin root.
@@ -261,6 +264,22 @@ impl Config {
             }
             interfaces.push(i.into_inner());
         }
+        let capture = match raw.capture {
+            None => CaptureMode::default(),
+            Some(v) => match CaptureMode::from_name(v.get_ref()) {
+                Some(m) => m,
+                None => {
+                    return c.invalid(
+                        "capture",
+                        v.span(),
+                        format!(
+                            "{:?} is not a capture mode (\"ebpf\", \"af_packet\" or \"auto\")",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
         // Sections in this order: with several errors, the first one reported stays the same.
         let dns = dns::parse(&c, raw.dns)?;
         let flow = flow::parse(&c, raw.flow)?;
@@ -271,6 +290,7 @@ impl Config {
         let (allow_shared_account, workers) = workers::parse(&c, raw.workers)?;
         Ok(Self {
             interfaces,
+            capture,
             control_socket: c.abs_path(
                 "paths.control_socket",
                 raw.paths.control_socket,
@@ -338,6 +358,22 @@ mod tests {
         assert_eq!(c.workers[&WorkerKind::Dns].heartbeat_ms, 250);
         assert_eq!(c.workers[&WorkerKind::Dns].user.name, "palisade-dns");
         assert!(!c.workers[&WorkerKind::Dns].user.is_configured());
+    }
+
+    #[test]
+    fn capture_is_ebpf_af_packet_or_auto() {
+        let parse = |t: &str| Config::parse("t.toml", t).expect("valid").capture;
+        assert_eq!(parse(""), CaptureMode::Ebpf);
+        assert_eq!(parse("capture = \"ebpf\"\n"), CaptureMode::Ebpf);
+        assert_eq!(parse("capture = \"af_packet\"\n"), CaptureMode::AfPacket);
+        assert_eq!(parse("capture = \"auto\"\n"), CaptureMode::Auto);
+        assert_eq!(
+            err("interfaces = []\ncapture = \"pcap\"\n"),
+            "t.toml:2: capture: \"pcap\" is not a capture mode (\"ebpf\", \"af_packet\" or \"auto\")"
+        );
+        // The packaged file documents the key and keeps the default.
+        assert!(EMBEDDED_DEFAULT.contains("# capture = \"ebpf\""));
+        assert_eq!(parse(EMBEDDED_DEFAULT), CaptureMode::Ebpf);
     }
 
     #[test]

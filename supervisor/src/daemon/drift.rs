@@ -35,7 +35,7 @@ use palisade_ipc::messages::{DriftFinding, DriftStatus, WorkerKind};
 
 use super::Daemon;
 use crate::{
-    ebpf::maps::Maps,
+    ebpf::{loader::Loaded, maps::Maps, pin::PinTree},
     policy::{dns_kernel, ip_kernel},
 };
 
@@ -126,12 +126,22 @@ impl Daemon {
     /// One check: compares, repairs, counts, logs. Returns the report.
     pub(super) fn check_drift(&mut self, registry: &mio::Registry) -> DriftStatus {
         let started = Instant::now();
-        let mut findings = self.check_links();
-        findings.extend(self.check_map_pins());
-        findings.extend(self.check_dns_map());
-        findings.extend(self.check_ip_tries());
-        findings.extend(self.check_config_maps());
-        findings.extend(self.check_guard_allow());
+        // Link changes the kernel already reported are taken first (network reconciliation,
+        // without its debounce): the links of an interface that was deleted, re-created or
+        // renamed are its business, not drift.
+        self.settle_network();
+        // The kernel side, with eBPF only (AF_PACKET capture puts nothing in the kernel).
+        let mut findings = Vec::new();
+        if let (Some(mut loaded), Some(pins)) = (self.loaded.take(), self.pins.take()) {
+            findings.extend(self.check_links(&mut loaded, &pins));
+            findings.extend(self.check_map_pins(&loaded, &pins));
+            findings.extend(self.check_dns_map(&loaded));
+            findings.extend(self.check_ip_tries(&loaded));
+            findings.extend(self.check_config_maps(&loaded));
+            findings.extend(self.check_guard_allow(&loaded));
+            self.loaded = Some(loaded);
+            self.pins = Some(pins);
+        }
         findings.extend(self.check_workers(registry));
         for f in &findings {
             tracing::warn!(
@@ -160,14 +170,10 @@ impl Daemon {
     }
 
     /// Links: see [`crate::ebpf::attach::Links::drift`]; detached ones are attached again.
-    /// Link changes the kernel already reported are taken first (network reconciliation,
-    /// without its debounce): the links of an interface that was deleted, re-created or
-    /// renamed are its business, not drift.
-    fn check_links(&mut self) -> Vec<DriftFinding> {
-        self.settle_network();
+    fn check_links(&mut self, loaded: &mut Loaded, pins: &PinTree) -> Vec<DriftFinding> {
         let (mut findings, reattach) = self.links.drift();
         for ifname in reattach {
-            let result = self.reattach(&ifname);
+            let result = self.reattach(&ifname, loaded, pins);
             for f in findings
                 .iter_mut()
                 .filter(|f| f.object.starts_with(&format!("link {ifname}/")) && !f.repaired)
@@ -182,15 +188,20 @@ impl Daemon {
     /// adopted from their pins) when it is still the interface the links were attached
     /// to; one deleted or re-created meanwhile is left to network reconciliation, which
     /// this schedules.
-    fn reattach(&mut self, ifname: &str) -> Result<&'static str, String> {
+    fn reattach(
+        &mut self,
+        ifname: &str,
+        loaded: &mut Loaded,
+        pins: &PinTree,
+    ) -> Result<&'static str, String> {
         let Some(link) = self.network.attached_link(ifname) else {
             self.network.schedule(Instant::now());
             return Ok("interface deleted or re-created: left to network reconciliation");
         };
         let mut kernel = super::network::Kernel {
             links: &mut self.links,
-            loaded: &mut self.loaded,
-            pins: &self.pins,
+            loaded,
+            pins,
             xdp_mode: self.opts.config.ip.xdp_mode,
         };
         let status = super::network::attach_one(&mut kernel, &link);
@@ -204,18 +215,17 @@ impl Daemon {
     }
 
     /// Map pins: every pinned map and flow table shard still has its pin.
-    fn check_map_pins(&mut self) -> Vec<DriftFinding> {
-        let dir = self.pins.maps();
+    fn check_map_pins(&mut self, loaded: &Loaded, pins: &PinTree) -> Vec<DriftFinding> {
+        let dir = pins.maps();
         let mut findings = Vec::new();
-        let shards = self
-            .loaded
+        let shards = loaded
             .flow_shards
             .iter()
             .enumerate()
             .map(|(i, fd)| (format!("pal_flow_shard_{i}"), fd.as_fd()));
         let maps = PINNED_MAPS
             .iter()
-            .filter_map(|&name| self.loaded.fd(name).ok().map(|fd| (name.to_owned(), fd)));
+            .filter_map(|&name| loaded.fd(name).ok().map(|fd| (name.to_owned(), fd)));
         for (name, fd) in maps.chain(shards) {
             let path = dir.join(&name);
             if path.exists() {
@@ -237,28 +247,27 @@ impl Daemon {
     }
 
     /// The DNS rule map: the one this daemon swapped in, holding what the rule set says.
-    fn check_dns_map(&mut self) -> Vec<DriftFinding> {
-        let problem = match self.dns_kernel_problem() {
+    fn check_dns_map(&mut self, loaded: &Loaded) -> Vec<DriftFinding> {
+        let problem = match self.dns_kernel_problem(loaded) {
             Ok(None) => return Vec::new(),
             Ok(Some(p)) => p,
             Err(e) => format!("cannot read it: {e}"),
         };
         let mut f = finding(format!("map {MAP_DNS_POLICY}"), problem);
-        let result =
-            dns_kernel::apply_holding(&self.loaded, &self.dns.rules, self.dns.block_action)
-                .map(|(n, map)| {
-                    self.dns_kernel_rules = n;
-                    self.dns_map = Some(map);
-                    self.drift.config_written(&self.loaded);
-                    "rule set written again"
-                })
-                .map_err(|e| crate::error_chain(&e));
+        let result = dns_kernel::apply_holding(loaded, &self.dns.rules, self.dns.block_action)
+            .map(|(n, map)| {
+                self.dns_kernel_rules = n;
+                self.dns_map = Some(map);
+                self.drift.config_written(loaded);
+                "rule set written again"
+            })
+            .map_err(|e| crate::error_chain(&e));
         outcome(&mut f, result);
         vec![f]
     }
 
-    fn dns_kernel_problem(&mut self) -> Result<Option<String>, String> {
-        let outer = self.loaded.fd(MAP_DNS_POLICY).map_err(|e| e.to_string())?;
+    fn dns_kernel_problem(&mut self, loaded: &Loaded) -> Result<Option<String>, String> {
+        let outer = loaded.fd(MAP_DNS_POLICY).map_err(|e| e.to_string())?;
         let current =
             palisade_ebpf::dns_policy::current_inner_id(outer).map_err(|e| e.to_string())?;
         let held = self.dns_map.as_ref();
@@ -291,22 +300,22 @@ impl Daemon {
     }
 
     /// The IP tries: see [`ip_kernel::drift`].
-    fn check_ip_tries(&mut self) -> Vec<DriftFinding> {
-        let problems = match ip_kernel::drift(&self.loaded, &self.ip.tries, &self.ip.state) {
+    fn check_ip_tries(&mut self, loaded: &Loaded) -> Vec<DriftFinding> {
+        let problems = match ip_kernel::drift(loaded, &self.ip.tries, &self.ip.state) {
             Ok(p) if p.is_empty() => return Vec::new(),
             Ok(p) => p,
             Err(e) => vec![format!("cannot read them: {}", crate::error_chain(&e))],
         };
         let mut f = finding("map pal_ip4_policy/pal_ip6_policy", problems.join("; "));
         let result = ip_kernel::apply(
-            &self.loaded,
+            loaded,
             &mut self.ip.tries,
             &self.ip.state,
             self.opts.config.ip.alerts_per_second,
         )
         .map(|counts| {
             self.ip.kernel = counts;
-            self.drift.config_written(&self.loaded);
+            self.drift.config_written(loaded);
             "rule set written again"
         })
         .map_err(|e| crate::error_chain(&e));
@@ -315,10 +324,10 @@ impl Daemon {
     }
 
     /// The config maps: the value this daemon last wrote.
-    fn check_config_maps(&mut self) -> Vec<DriftFinding> {
+    fn check_config_maps(&mut self, loaded: &Loaded) -> Vec<DriftFinding> {
         let mut findings = Vec::new();
         for (name, want) in &self.drift.configs {
-            let Ok(fd) = self.loaded.fd(name) else {
+            let Ok(fd) = loaded.fd(name) else {
                 continue;
             };
             match read_slot0(fd) {
@@ -343,20 +352,20 @@ impl Daemon {
     }
 
     /// The DHCP guard's allow-list: the entries this daemon wrote.
-    fn check_guard_allow(&mut self) -> Vec<DriftFinding> {
+    fn check_guard_allow(&mut self, loaded: &Loaded) -> Vec<DriftFinding> {
         let Some(want) = self.drift.guard_allow else {
             return Vec::new();
         };
-        let live = match self.loaded.fd(MAP_GUARD_ALLOW).map(digest) {
+        let live = match loaded.fd(MAP_GUARD_ALLOW).map(digest) {
             Ok(Ok(d)) if d == want => return Vec::new(),
             Ok(Ok(d)) => format!("{} entries, not the {} written", d.entries, want.entries),
             Ok(Err(e)) => format!("cannot read it: {e}"),
             Err(e) => format!("cannot read it: {e}"),
         };
         let mut f = finding(format!("map {MAP_GUARD_ALLOW}"), live);
-        let result = crate::policy::guard::apply(&self.loaded, &self.opts.config.dhcp)
+        let result = crate::policy::guard::apply(loaded, &self.opts.config.dhcp)
             .map(|()| {
-                self.drift.config_written(&self.loaded);
+                self.drift.config_written(loaded);
                 "allow-list written again"
             })
             .map_err(|e| crate::error_chain(&e));

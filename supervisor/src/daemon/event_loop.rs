@@ -132,9 +132,9 @@ impl Daemon {
                 self.reconcile_network(now);
                 self.drift_tick(poll.registry(), now);
             }
-            self.ip.expire(&self.loaded);
-            dns_verdicts::expire_learned(&mut self.dns, &self.loaded, now);
-            self.tls.expire(&self.loaded, now);
+            self.ip.expire(crate::ebpf::maps::of(&self.loaded));
+            dns_verdicts::expire_learned(&mut self.dns, crate::ebpf::maps::of(&self.loaded), now);
+            self.tls.expire(crate::ebpf::maps::of(&self.loaded), now);
             // systemd: ready once every worker runs (programs are attached before the loop
             // starts); the watchdog is pinged from here, so a wedged loop gets restarted.
             notifier.tick(now);
@@ -195,12 +195,15 @@ impl Daemon {
     /// shutdown), which the still running flow worker writes, so that nothing vanishes with
     /// the table without a record or a counter.
     fn detach_and_end_flows(&mut self) {
+        let Some(loaded) = &self.loaded else {
+            return; // AF_PACKET: the flow worker ends its own flows when it stops
+        };
         std::mem::take(&mut self.links).detach_all();
         tracing::info!("programs detached (--detach-on-exit)");
         let deadline = Instant::now() + FLOW_END_BUDGET;
-        match crate::flows::end_all(&self.loaded, deadline) {
+        match crate::flows::end_all(loaded, deadline) {
             Ok(ended) => {
-                let left = crate::flows::live(&self.loaded);
+                let left = crate::flows::live(loaded);
                 if ended.records_lost > 0 || left > 0 {
                     tracing::warn!(
                         flows = ended.flows,
@@ -217,7 +220,7 @@ impl Daemon {
             }
             Err(e) => tracing::error!(
                 error = %crate::error_chain(&e),
-                open_flows = crate::flows::live(&self.loaded),
+                open_flows = crate::flows::live(loaded),
                 "ending the open flows failed: they go without an end record"
             ),
         }
@@ -237,15 +240,18 @@ impl Daemon {
                 );
             }
         }
+        let Some(pins) = &self.pins else {
+            return; // AF_PACKET: nothing in the kernel outlives us
+        };
         if self.opts.detach_on_exit {
-            match crate::ebpf::pin::remove_all(&self.pins.root) {
+            match crate::ebpf::pin::remove_all(&pins.root) {
                 Ok(_) => {
-                    tracing::info!(pins = %self.pins.root.display(), "pins removed (--detach-on-exit)")
+                    tracing::info!(pins = %pins.root.display(), "pins removed (--detach-on-exit)")
                 }
                 Err(e) => tracing::error!(error = %crate::error_chain(&e), "removing pins"),
             }
         } else {
-            tracing::info!(pins = %self.pins.dir.display(), "programs stay attached (pinned); `palisade cleanup` removes them");
+            tracing::info!(pins = %pins.dir.display(), "programs stay attached (pinned); `palisade cleanup` removes them");
         }
     }
 }

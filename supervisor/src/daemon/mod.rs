@@ -51,6 +51,7 @@ pub use self::{
     options::{RunOptions, RunOverrides},
 };
 use crate::{
+    capture::{CaptureMode, PacketSocket},
     ebpf::{attach::Links, loader::Loaded, pin::PinTree},
     interfaces,
     policy::{dns_state::DnsState, ip_block::IpPolicy, tls::TlsPolicy},
@@ -118,12 +119,40 @@ pub enum DaemonError {
     },
 }
 
+impl DaemonError {
+    /// Whether this start failure says eBPF cannot be used here (bpffs, pins, the verifier,
+    /// missing capabilities, an old kernel, no hook on any interface): `capture = "auto"`
+    /// then falls back to AF_PACKET. Not a policy the loaded programs' maps refuse (a list
+    /// too large, say): eBPF works, the policy is wrong, and falling back would quietly trade
+    /// enforcement for a configuration mistake. Other failures (configuration, accounts, the
+    /// control socket) would fail the fallback too.
+    pub fn is_ebpf_unusable(&self) -> bool {
+        matches!(
+            self,
+            Self::Pin(_) | Self::Load(_) | Self::NothingAttached(_)
+        )
+    }
+}
+
+/// How packets reach the workers, for `status` and metrics.
+#[derive(Debug)]
+struct CaptureState {
+    /// `Ebpf` or `AfPacket` (never `Auto`: what it came to).
+    mode: CaptureMode,
+    /// Why `capture = "auto"` fell back to AF_PACKET.
+    fallback_reason: Option<String>,
+    /// AF_PACKET: the workers' sockets.
+    sockets: Vec<PacketSocket>,
+}
+
 /// Everything the running daemon holds. Each room adds its `impl` block.
 struct Daemon {
     opts: RunOptions,
-    pins: PinTree,
-    loaded: Loaded,
+    /// The pins, programs and maps; `None` when capture is AF_PACKET (nothing loaded).
+    pins: Option<PinTree>,
+    loaded: Option<Loaded>,
     links: Links,
+    capture: CaptureState,
     /// Every interface's state, for `status` (kept by [`network`]).
     interfaces: Vec<InterfaceStatus>,
     /// The link monitor and what the daemon holds links for.

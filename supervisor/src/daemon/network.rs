@@ -491,10 +491,16 @@ impl super::Daemon {
                 }
             }
         };
+        // AF_PACKET capture watches the interfaces selected at start (its sockets are bound
+        // to them): nothing to attach or release here.
+        let (Some(loaded), Some(pins)) = (&mut self.loaded, &self.pins) else {
+            self.network.pending = None;
+            return;
+        };
         let mut kernel = Kernel {
             links: &mut self.links,
-            loaded: &mut self.loaded,
-            pins: &self.pins,
+            loaded,
+            pins,
             xdp_mode: self.opts.config.ip.xdp_mode,
         };
         self.network

@@ -68,17 +68,25 @@ impl Daemon {
             return Err(TlsPolicyError::TooMany(tls_lists.len()).into());
         }
         let rules = RuleSet::load(&config.dns.lists)?;
-        let (kernel_rules, dns_map) =
-            dns_kernel::apply_holding(&self.loaded, &rules, config.dns.block_action)?;
-        self.dns_map = Some(dns_map);
-        // Learned names came from the previous regexes: start afresh.
-        dns_kernel::clear_learned(&self.loaded)?;
+        // AF_PACKET capture: no kernel to write to (`status` says DNS blocking is unavailable).
+        let kernel_rules = match &self.loaded {
+            Some(loaded) => {
+                let (n, dns_map) =
+                    dns_kernel::apply_holding(loaded, &rules, config.dns.block_action)?;
+                self.dns_map = Some(dns_map);
+                // Learned names came from the previous regexes: start afresh.
+                dns_kernel::clear_learned(loaded)?;
+                n
+            }
+            None => 0,
+        };
         self.dns = DnsState::new(rules, config.dns.block_action);
         self.dns_kernel_rules = kernel_rules;
         release_memory();
         let old = &self.opts.config;
         let mut restart_needed = Vec::new();
         for (changed, key) in [
+            (old.capture != config.capture, "capture"),
             (
                 old.control_socket != config.control_socket,
                 "paths.control_socket",
@@ -94,7 +102,13 @@ impl Daemon {
             }
         }
         if config.flow != self.opts.config.flow {
-            crate::flows::configure(&self.loaded, &config.flow).map_err(ReloadError::Flow)?;
+            match &self.loaded {
+                Some(loaded) => {
+                    crate::flows::configure(loaded, &config.flow).map_err(ReloadError::Flow)?
+                }
+                // The workers' record builders got [flow] when they started.
+                None => restart_needed.push("flow (AF_PACKET: palisade restart all)".to_owned()),
+            }
             if config.flow.seed_from_conntrack != self.opts.config.flow.seed_from_conntrack {
                 restart_needed.push("flow.seed_from_conntrack".to_owned());
             }
@@ -131,7 +145,7 @@ impl Daemon {
         if config.dhcp.allowed_servers != self.opts.config.dhcp.allowed_servers
             || config.dhcp.guard != self.opts.config.dhcp.guard
         {
-            crate::policy::guard::apply(&self.loaded, &config.dhcp)?;
+            crate::policy::guard::apply(crate::ebpf::maps::of(&self.loaded), &config.dhcp)?;
             tracing::info!(
                 mode = super::startup::guard_mode_name(&config.dhcp),
                 allowed = config.dhcp.allowed_servers.len(),
@@ -143,12 +157,14 @@ impl Daemon {
         self.opts.config.ieee_data_dir = config.ieee_data_dir;
         self.send_policy();
         self.ip.state.set_lists(ip_lists);
-        self.ip.kernel = ip_kernel::apply(
-            &self.loaded,
-            &mut self.ip.tries,
-            &self.ip.state,
-            config.ip.alerts_per_second,
-        )?;
+        if let Some(loaded) = &self.loaded {
+            self.ip.kernel = ip_kernel::apply(
+                loaded,
+                &mut self.ip.tries,
+                &self.ip.state,
+                config.ip.alerts_per_second,
+            )?;
+        }
         tracing::info!(
             list_rules = self.ip.state.lists.rules.len(),
             runtime_rules = self.ip.state.runtime.len(),
@@ -157,11 +173,13 @@ impl Daemon {
             "IP policy reloaded"
         );
         release_memory();
-        if config.ip.xdp_mode != self.opts.config.ip.xdp_mode {
+        if config.ip.xdp_mode != self.opts.config.ip.xdp_mode
+            && let (Some(loaded), Some(pins)) = (&mut self.loaded, &self.pins)
+        {
             ip_block::reattach(
                 &mut self.links,
-                &mut self.loaded,
-                &self.pins,
+                loaded,
+                pins,
                 &mut self.interfaces,
                 config.ip.xdp_mode,
             );
@@ -177,7 +195,9 @@ impl Daemon {
             self.opts.config.log_group = config.log_group;
         }
         // What this reload wrote is the state drift checks compare with from now on.
-        self.drift.config_written(&self.loaded);
+        if let Some(loaded) = &self.loaded {
+            self.drift.config_written(loaded);
+        }
         if config.drift != self.opts.config.drift {
             self.drift.set_interval(config.drift.interval_s);
             self.opts.config.drift = config.drift;

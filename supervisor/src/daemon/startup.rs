@@ -19,14 +19,15 @@
 
 use std::{collections::BTreeMap, time::Instant};
 
-use palisade_ipc::messages::{InterfaceStatus, WorkerKind};
+use palisade_ipc::messages::{Attachment, InterfaceStatus, WorkerKind};
 
 use super::{
-    Daemon, DaemonError, RunOptions, event_logs,
-    network::{self, Kernel, Network},
+    CaptureState, Daemon, DaemonError, RunOptions, event_logs,
+    network::{self, Kernel as NetKernel, Network},
     release_memory, workers,
 };
 use crate::{
+    capture::{CaptureMode, PacketSocket},
     config::Config,
     control::server::{Server, ServerError},
     ebpf::{
@@ -63,22 +64,58 @@ pub(super) fn start(opts: RunOptions) -> Result<(Daemon, Server), DaemonError> {
         return Err(DaemonError::NotRoot);
     }
     let started = Instant::now();
-    let checked = check(&opts.config)?;
+    let mut checked = check(&opts.config)?;
     let pin_root = opts.config.pin_root.clone();
-    crate::ebpf::pin::ensure_bpffs(&pin_root)?;
-    let before = Snapshot::take(&pin_root);
-    match bring_up(opts, checked, started) {
+    let mode = opts.config.capture;
+    let mut fallback_reason = None;
+    // The kernel side, rolled back below the pin root if anything after it fails.
+    let mut before = None;
+    let kernel = if mode == CaptureMode::AfPacket {
+        None
+    } else {
+        let up = crate::ebpf::pin::ensure_bpffs(&pin_root)
+            .map_err(DaemonError::from)
+            .and_then(|()| {
+                before = Some(Snapshot::take(&pin_root));
+                kernel_up(&opts.config, &mut checked, started)
+            });
+        match up {
+            Ok(k) => Some(k),
+            Err(e) => {
+                if let Some(b) = before.take() {
+                    roll_back(b, &pin_root);
+                }
+                if mode != CaptureMode::Auto || !e.is_ebpf_unusable() {
+                    return Err(e);
+                }
+                let reason = crate::error_chain(&e);
+                tracing::error!(
+                    reason = %reason,
+                    "eBPF cannot be used: capturing with AF_PACKET sockets instead (capture = \"auto\"); enforcement (IP blocklists, DNS blocking, TLS flow blocks, DHCP guard) is unavailable"
+                );
+                fallback_reason = Some(reason);
+                None
+            }
+        }
+    };
+    match bring_up(opts, checked, kernel, fallback_reason, started) {
         Ok(up) => Ok(up),
         Err(e) => {
-            let removed = before.roll_back();
-            tracing::error!(
-                pins = %pin_root.display(),
-                removed = removed.len(),
-                "start failed: removed the pins and directories this start created"
-            );
+            if let Some(b) = before {
+                roll_back(b, &pin_root);
+            }
             Err(e)
         }
     }
+}
+
+fn roll_back(before: Snapshot, pin_root: &std::path::Path) {
+    let removed = before.roll_back();
+    tracing::error!(
+        pins = %pin_root.display(),
+        removed = removed.len(),
+        "start failed: removed the pins and directories this start created"
+    );
 }
 
 /// The first phase: nothing in the kernel or below the pin root changes.
@@ -116,10 +153,130 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
     })
 }
 
-/// The second phase: pins, load, policy, attach, workers, control socket.
+/// What the eBPF side of the second phase set up.
+struct Kernel {
+    pins: PinTree,
+    loaded: Loaded,
+    links: Links,
+    statuses: Vec<InterfaceStatus>,
+    dns_kernel_rules: u32,
+    /// The DNS rule map swapped in (read back by drift checks).
+    dns_map: std::os::fd::OwnedFd,
+    ip_kernel: ip_kernel::KernelCounts,
+    ip_tries: ip_kernel::LiveTries,
+    conntrack_seed: String,
+}
+
+/// The second phase's kernel side: pins, load, policy, flow table, attach.
+fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Kernel, DaemonError> {
+    let pins = PinTree::open(&cfg.pin_root)?;
+    let mut loaded = Loaded::load(&pins)?;
+    // Policy before traffic is attached: validated lists, swapped in whole.
+    let (dns_kernel_rules, dns_map) = load_dns_policy(&loaded, cfg, &checked.dns_rules)?;
+    let (ip_kernel, ip_tries) = load_ip_policy(&loaded, cfg, &checked.ip)?;
+    crate::policy::guard::apply(&loaded, &cfg.dhcp)?;
+    tracing::info!(
+        mode = guard_mode_name(&cfg.dhcp),
+        allowed = cfg.dhcp.allowed_servers.len(),
+        "DHCP guard configured"
+    );
+    // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
+    let blocks = checked
+        .tls
+        .sweep(&loaded, crate::flows::boot_now_ns(), false);
+    tracing::info!(
+        rules = checked.tls.rules.len(),
+        sha256 = %hex::encode(checked.tls.rules.sha256()),
+        blocked_connections = blocks.len(),
+        "TLS policy loaded"
+    );
+    release_memory();
+    crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
+    let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
+    let mut links = Links::default();
+    let statuses = attach(&mut loaded, &pins, cfg, &mut checked.network, &mut links)?;
+    tracing::info!(
+        interfaces = ?statuses.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        pins = %pins.dir.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "programs attached"
+    );
+    Ok(Kernel {
+        pins,
+        loaded,
+        links,
+        statuses,
+        dns_kernel_rules,
+        dns_map,
+        ip_kernel,
+        ip_tries,
+        conntrack_seed,
+    })
+}
+
+/// AF_PACKET capture: a socket per worker on the interfaces the configuration selects at
+/// start (see [`crate::capture`]; the set is fixed until a restart); the interfaces' status
+/// says how they are watched.
+fn packet_up(
+    cfg: &Config,
+    network: &Network,
+) -> Result<(Vec<PacketSocket>, Vec<InterfaceStatus>), DaemonError> {
+    let ifaces: Vec<crate::interfaces::Link> = network
+        .links()
+        .into_iter()
+        .filter(|l| network.selector.wants(l))
+        .collect();
+    if ifaces.is_empty() {
+        return Err(DaemonError::NothingAttached(
+            "AF_PACKET capture: no selected interface exists yet (the set is fixed at start)"
+                .into(),
+        ));
+    }
+    let indexes: Vec<u32> = ifaces.iter().map(|i| i.index).collect();
+    let sockets = cfg
+        .workers
+        .keys()
+        .map(|kind| {
+            PacketSocket::open(*kind, &indexes).map_err(|source| DaemonError::Io {
+                what: format!(
+                    "AF_PACKET socket of the {} worker (needs CAP_NET_RAW and AF_PACKET; under systemd, the drop-in packaging/af-packet.conf)",
+                    kind.name()
+                ),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let statuses = ifaces
+        .iter()
+        .map(|i| InterfaceStatus {
+            name: i.name.clone(),
+            ifindex: i.index,
+            attachments: vec![Attachment {
+                direction: "both".into(),
+                program: "af_packet".into(),
+                program_id: 0,
+                link_id: 0,
+                mode: "af_packet".into(),
+                adopted: false,
+            }],
+            error: None,
+            state: network::ATTACHED.into(),
+            since: unix_now(),
+        })
+        .collect();
+    tracing::warn!(
+        interfaces = ?ifaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        "capturing with AF_PACKET sockets (no eBPF): IP blocklists, DNS blocking, TLS flow blocks and the DHCP guard are unavailable"
+    );
+    Ok((sockets, statuses))
+}
+
+/// The rest of the second phase: workers, control socket.
 fn bring_up(
     opts: RunOptions,
     checked: Checked,
+    kernel: Option<Kernel>,
+    fallback_reason: Option<String>,
     started: Instant,
 ) -> Result<(Daemon, Server), DaemonError> {
     let cfg = &opts.config;
@@ -136,55 +293,84 @@ fn bring_up(
     if !opts.foreground {
         event_logs::prepare_dir(&cfg.log_dir, log_gid)?;
     }
-    let pins = PinTree::open(&cfg.pin_root)?;
-    let mut loaded = Loaded::load(&pins)?;
-    // Policy before traffic is attached: validated lists, swapped in whole.
-    let (dns, dns_kernel_rules, dns_map) = load_dns_policy(&loaded, cfg, checked.dns_rules)?;
-    let ip = load_ip_policy(&loaded, cfg, checked.ip)?;
-    crate::policy::guard::apply(&loaded, &cfg.dhcp)?;
-    tracing::info!(
-        mode = guard_mode_name(&cfg.dhcp),
-        allowed = cfg.dhcp.allowed_servers.len(),
-        "DHCP guard configured"
-    );
-    let mut tls = checked.tls;
-    // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
-    let blocks = tls.sweep(&loaded, crate::flows::boot_now_ns(), false);
-    tracing::info!(
-        rules = tls.rules.len(),
-        sha256 = %hex::encode(tls.rules.sha256()),
-        blocked_connections = blocks.len(),
-        "TLS policy loaded"
-    );
-    release_memory();
-    crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
-    let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
-    let mut links = Links::default();
-    let mut network = checked.network;
-    let statuses = attach(&mut loaded, &pins, cfg, &mut network, &mut links)?;
-    tracing::info!(
-        interfaces = ?statuses.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        pins = %pins.dir.display(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "programs attached"
-    );
-
+    let (k, sockets, statuses) = match kernel {
+        Some(mut k) => {
+            let statuses = std::mem::take(&mut k.statuses);
+            (Some(k), Vec::new(), statuses)
+        }
+        None => {
+            let (sockets, statuses) = packet_up(cfg, &checked.network)?;
+            (None, sockets, statuses)
+        }
+    };
+    let inputs = match &k {
+        Some(k) => workers::Inputs::Rings(&k.loaded),
+        None => workers::Inputs::Packets(&sockets),
+    };
     let (slots, resources) =
-        workers::prepare(&opts, log_gid, &checked.accounts, &loaded, &statuses)?;
+        workers::prepare(&opts, log_gid, &checked.accounts, inputs, &statuses)?;
     let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
-    // Started: only now may the pins of another ABI version go.
-    for old in pins.remove_other_versions() {
-        tracing::info!(pins = %old.display(), "removed pins of another ABI version");
-    }
+    let dns_kernel_rules = k.as_ref().map_or(0, |k| k.dns_kernel_rules);
+    let dns = DnsState::new(checked.dns_rules, cfg.dns.block_action);
+    let dns_map = k
+        .as_ref()
+        .map(|k| k.dns_map.try_clone())
+        .transpose()
+        .map_err(|source| DaemonError::Io {
+            what: "dup of the DNS rule map".into(),
+            source,
+        })?;
+    let (pins, loaded, links, ip, conntrack_seed) = match k {
+        Some(k) => {
+            // Started: only now may the pins of another ABI version go.
+            for old in k.pins.remove_other_versions() {
+                tracing::info!(pins = %old.display(), "removed pins of another ABI version");
+            }
+            (
+                Some(k.pins),
+                Some(k.loaded),
+                k.links,
+                IpPolicy {
+                    state: checked.ip,
+                    kernel: k.ip_kernel,
+                    tries: k.ip_tries,
+                },
+                k.conntrack_seed,
+            )
+        }
+        None => (
+            None,
+            None,
+            Links::default(),
+            IpPolicy {
+                state: checked.ip,
+                kernel: ip_kernel::KernelCounts::default(),
+                tries: ip_kernel::LiveTries::default(),
+            },
+            "unavailable: AF_PACKET capture (the flow worker keeps the flow table)".to_owned(),
+        ),
+    };
+    let capture = CaptureState {
+        mode: if loaded.is_some() {
+            CaptureMode::Ebpf
+        } else {
+            CaptureMode::AfPacket
+        },
+        fallback_reason,
+        sockets,
+    };
     let mut drift = super::drift::DriftState::new(opts.config.drift.interval_s);
-    drift.config_written(&loaded);
+    if let Some(l) = &loaded {
+        drift.config_written(l);
+    }
     let daemon = Daemon {
         opts,
         pins,
         loaded,
         links,
+        capture,
         interfaces: statuses,
-        network,
+        network: checked.network,
         slots,
         resources,
         started,
@@ -192,8 +378,8 @@ fn bring_up(
         dns_kernel_rules,
         conntrack_seed,
         ip,
-        tls,
-        dns_map: Some(dns_map),
+        tls: checked.tls,
+        dns_map,
         drift,
         unread: Default::default(),
         log_gid,
@@ -210,15 +396,15 @@ pub(super) fn guard_mode_name(cfg: &crate::config::DhcpConfig) -> &'static str {
     }
 }
 
-/// Loads the DNS lists and writes them into the kernel (learned names of a
-/// previous run go). Returns the state, the number of kernel rules and the rule map.
+/// Writes the DNS lists into the kernel (learned names of a previous run go). Returns the
+/// number of kernel rules and the rule map.
 fn load_dns_policy(
     loaded: &Loaded,
     cfg: &Config,
-    rules: RuleSet,
-) -> Result<(DnsState, u32, std::os::fd::OwnedFd), DaemonError> {
+    rules: &RuleSet,
+) -> Result<(u32, std::os::fd::OwnedFd), DaemonError> {
     let (dns_kernel_rules, dns_map) =
-        dns_kernel::apply_holding(loaded, &rules, cfg.dns.block_action)?;
+        dns_kernel::apply_holding(loaded, rules, cfg.dns.block_action)?;
     dns_kernel::clear_learned(loaded)?;
     tracing::info!(
         names = dns_kernel_rules,
@@ -227,19 +413,19 @@ fn load_dns_policy(
         sha256 = %hex::encode(rules.sha256()),
         "DNS policy loaded"
     );
-    Ok((
-        DnsState::new(rules, cfg.dns.block_action),
-        dns_kernel_rules,
-        dns_map,
-    ))
+    Ok((dns_kernel_rules, dns_map))
 }
 
 /// Writes the IP lists and the runtime rules (read, expired ones dropped, by [`check`])
 /// into the kernel.
-fn load_ip_policy(loaded: &Loaded, cfg: &Config, ip: IpState) -> Result<IpPolicy, DaemonError> {
+fn load_ip_policy(
+    loaded: &Loaded,
+    cfg: &Config,
+    ip: &IpState,
+) -> Result<(ip_kernel::KernelCounts, ip_kernel::LiveTries), DaemonError> {
     let ip_started = Instant::now();
     let mut tries = ip_kernel::LiveTries::default();
-    let ip_kernel = ip_kernel::apply(loaded, &mut tries, &ip, cfg.ip.alerts_per_second)?;
+    let ip_kernel = ip_kernel::apply(loaded, &mut tries, ip, cfg.ip.alerts_per_second)?;
     tracing::info!(
         list_rules = ip.lists.rules.len(),
         runtime_rules = ip.runtime.len(),
@@ -252,11 +438,7 @@ fn load_ip_policy(loaded: &Loaded, cfg: &Config, ip: IpState) -> Result<IpPolicy
         elapsed_ms = ip_started.elapsed().as_millis() as u64,
         "IP policy loaded"
     );
-    Ok(IpPolicy {
-        state: ip,
-        kernel: ip_kernel,
-        tries,
-    })
+    Ok((ip_kernel, tries))
 }
 
 /// Seeds the flow table from conntrack and arms its sweeper. Returns what
@@ -292,7 +474,7 @@ fn attach(
     links: &mut Links,
 ) -> Result<Vec<InterfaceStatus>, DaemonError> {
     let mut statuses = Vec::new();
-    let mut kernel = Kernel {
+    let mut kernel = NetKernel {
         links,
         loaded,
         pins,

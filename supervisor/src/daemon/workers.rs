@@ -13,7 +13,8 @@ use std::{
 
 use mio::Token;
 use palisade_ipc::messages::{
-    FdRole, InterfaceName, InterfaceStatus, SupervisorToWorker, WorkerKind, WorkerPolicy,
+    FdRole, InterfaceName, InterfaceStatus, PacketCaptureConfig, SupervisorToWorker, WorkerKind,
+    WorkerPolicy,
 };
 
 use super::{
@@ -21,6 +22,7 @@ use super::{
     event_logs::{self, SinkError},
 };
 use crate::{
+    capture::PacketSocket,
     ebpf::loader::Loaded,
     policy::{self, dns_verdicts},
     users::WorkerAccount,
@@ -82,14 +84,47 @@ pub(super) fn attached_names(statuses: &[InterfaceStatus]) -> Vec<InterfaceName>
         .collect()
 }
 
+/// Where the workers' records come from.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Inputs<'a> {
+    /// The loaded programs' ring buffers.
+    Rings(&'a Loaded),
+    /// The AF_PACKET sockets (one per worker).
+    Packets(&'a [PacketSocket]),
+}
+
+impl Inputs<'_> {
+    fn fd(&self, kind: WorkerKind) -> Result<(FdRole, OwnedFd), DaemonError> {
+        match self {
+            Self::Rings(loaded) => Ok((FdRole::RingBuf, loaded.ring_fd(kind)?)),
+            Self::Packets(socks) => {
+                let sock =
+                    socks
+                        .iter()
+                        .find(|s| s.worker == kind)
+                        .ok_or_else(|| DaemonError::Io {
+                            what: format!("no AF_PACKET socket for the {} worker", kind.name()),
+                            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                        })?;
+                // The slot keeps its own descriptor; the socket stays the daemon's.
+                let fd = sock.fd.try_clone().map_err(|source| DaemonError::Io {
+                    what: "dup of an AF_PACKET socket".into(),
+                    source,
+                })?;
+                Ok((FdRole::PacketSocket, fd))
+            }
+        }
+    }
+}
+
 /// Slots and their resources for every configured worker, with the accounts
-/// `users::worker_accounts` resolved (one per worker): ring buffer and sink open. The slots
-/// start on the first tick.
+/// `users::worker_accounts` resolved (one per worker): ring buffer (or packet socket) and
+/// sink open. The slots start on the first tick.
 pub(super) fn prepare(
     opts: &RunOptions,
     log_gid: Option<u32>,
     accounts: &BTreeMap<WorkerKind, WorkerAccount>,
-    loaded: &Loaded,
+    inputs: Inputs<'_>,
     statuses: &[InterfaceStatus],
 ) -> Result<(Slots, SlotResources), DaemonError> {
     let iface_names = attached_names(statuses);
@@ -112,7 +147,7 @@ pub(super) fn prepare(
         resources.insert(
             *kind,
             Resources {
-                ring: loaded.ring_fd(*kind)?,
+                input: inputs.fd(*kind)?,
                 sink: open_sink(opts, *kind, log_gid)?,
                 interfaces: iface_names.clone(),
                 extra,
@@ -153,6 +188,17 @@ impl Daemon {
         tracing::info!("IEEE registries changed: handed to the DHCP worker");
     }
 
+    /// What a worker reading an AF_PACKET socket needs of `[flow]`.
+    fn packet_capture(&self) -> PacketCaptureConfig {
+        let t = self.opts.config.flow.timeouts();
+        PacketCaptureConfig {
+            idle_ns: t.idle_ns,
+            tcp_idle_ns: t.tcp_idle_ns,
+            update_ns: t.update_ns,
+            max_flows: u32::try_from(self.opts.config.flow.capacity()).unwrap_or(u32::MAX),
+        }
+    }
+
     /// A poll event on a worker's IPC socket (frames to handle) or pidfd
     /// (it exited).
     pub(super) fn on_worker_token(&mut self, registry: &mio::Registry, token: Token) {
@@ -185,6 +231,12 @@ impl Daemon {
 
     /// Acts on what a worker asked.
     fn on_slot_event(&mut self, registry: &mio::Registry, kind: WorkerKind, event: SlotEvent) {
+        if matches!(event, SlotEvent::Ready) && self.loaded.is_none() {
+            // AF_PACKET: the record builder's flow settings, before anything else.
+            if let Some(slot) = self.slots.get(&kind) {
+                slot.send(&SupervisorToWorker::PacketCapture(self.packet_capture()));
+            }
+        }
         if matches!(event, SlotEvent::Ready)
             && let (Some(slot), Some(res)) = (self.slots.get(&kind), self.resources.get(&kind))
         {
@@ -213,8 +265,11 @@ impl Daemon {
                 let loaded = &self.loaded;
                 let now = crate::flows::boot_now_ns();
                 match self.tls.block_request(
-                    loaded,
-                    |key| crate::flows::tracks(loaded, key),
+                    crate::ebpf::maps::of(loaded),
+                    |key| match loaded {
+                        Some(l) => crate::flows::tracks(l, key),
+                        None => Err(crate::ebpf::maps::KernelError::Unavailable),
+                    },
                     &req,
                     now,
                 ) {
@@ -236,17 +291,24 @@ impl Daemon {
                 }
             }
             SlotEvent::CnameCheck { name, targets } => {
-                if let Some(msg) =
-                    dns_verdicts::cname_check(&mut self.dns, &self.loaded, &name, &targets)
-                    && let Some(slot) = self.slots.get(&WorkerKind::Dns)
+                if let Some(msg) = dns_verdicts::cname_check(
+                    &mut self.dns,
+                    crate::ebpf::maps::of(&self.loaded),
+                    &name,
+                    &targets,
+                ) && let Some(slot) = self.slots.get(&WorkerKind::Dns)
                 {
                     slot.send(&msg);
                 }
             }
             SlotEvent::BlockRequest { name, rule_id } => {
-                if let Some(refusal) =
-                    dns_verdicts::block_request(&mut self.dns, &self.loaded, kind, &name, rule_id)
-                    && let Some(slot) = self.slots.get_mut(&kind)
+                if let Some(refusal) = dns_verdicts::block_request(
+                    &mut self.dns,
+                    crate::ebpf::maps::of(&self.loaded),
+                    kind,
+                    &name,
+                    rule_id,
+                ) && let Some(slot) = self.slots.get_mut(&kind)
                 {
                     // A claim our rule set does not back, from a worker that applies
                     // it: invariant 3, as for a malformed frame.

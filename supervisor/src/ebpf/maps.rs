@@ -22,6 +22,9 @@ pub enum KernelError {
     /// A program is missing from the object (a bug).
     #[error("program {0} not loaded")]
     MissingProgram(&'static str),
+    /// AF_PACKET capture: no eBPF program or map is loaded, so nothing is enforced.
+    #[error("unavailable: capture is AF_PACKET (no eBPF programs loaded), enforcement needs eBPF")]
+    Unavailable,
     /// A call on a map failed.
     #[error("{map}")]
     Call {
@@ -46,6 +49,29 @@ pub trait Maps {
     /// The per-rule hit counters of map `name` (a per-CPU hash `u32 -> u64`), summed over the
     /// CPUs, sorted by rule id.
     fn hits(&self, name: &'static str) -> Result<Vec<(u32, u64)>, KernelError>;
+}
+
+/// The kernel side when capture is AF_PACKET: every map access answers
+/// [`KernelError::Unavailable`], so each enforcement command says why it cannot act.
+#[derive(Debug)]
+pub struct NoKernel;
+
+impl Maps for NoKernel {
+    fn fd(&self, _name: &'static str) -> Result<BorrowedFd<'_>, KernelError> {
+        Err(KernelError::Unavailable)
+    }
+
+    fn hits(&self, _name: &'static str) -> Result<Vec<(u32, u64)>, KernelError> {
+        Err(KernelError::Unavailable)
+    }
+}
+
+/// The maps of `loaded`, or [`NoKernel`] without eBPF.
+pub fn of(loaded: &Option<Loaded>) -> &dyn Maps {
+    match loaded {
+        Some(l) => l,
+        None => &NoKernel,
+    }
 }
 
 impl Maps for Loaded {

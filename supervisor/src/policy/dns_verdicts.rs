@@ -67,7 +67,15 @@ pub fn block_request(
                 let rule = dns.rules.rule(rule_id).map(describe).unwrap_or_default();
                 tracing::info!(name = norm, rule, "learned DNS block");
             }
-            Err(e) => tracing::error!(name = norm, error = %e, "learning a DNS block"),
+            // The kernel refused (map full; with AF_PACKET capture there is no kernel side
+            // at all): counted as refused, logged at most 10 a second, as a request flood
+            // under AF_PACKET would otherwise log a line per matching query.
+            Err(e) => {
+                dns.refused += 1;
+                if let Some(suppressed) = dns.refusal_log.take(Instant::now()) {
+                    tracing::warn!(name = norm, error = %e, suppressed, total = dns.refused, "learning a DNS block");
+                }
+            }
         },
         Err(refusal) => {
             dns.refused += 1;

@@ -233,13 +233,13 @@ impl WorkerSlot {
             kind: self.kind,
             heartbeat_ms: self.heartbeat.as_millis() as u32,
             poll_backstop_ms: POLL_BACKSTOP_MS,
-            fds: [FdRole::RingBuf, FdRole::EventSink]
+            fds: [resources.input.0, FdRole::EventSink]
                 .into_iter()
                 .chain(resources.extra.iter().map(|(role, _)| *role))
                 .collect(),
             interfaces: resources.interfaces.clone(),
         });
-        let fds: Vec<_> = [resources.ring.as_fd(), resources.sink.as_fd()]
+        let fds: Vec<_> = [resources.input.1.as_fd(), resources.sink.as_fd()]
             .into_iter()
             .chain(resources.extra.iter().map(|(_, fd)| fd.as_fd()))
             .collect();

@@ -83,8 +83,9 @@ pub enum SlotEvent {
 /// What a slot needs from the daemon to (re)start its worker.
 #[derive(Debug)]
 pub struct Resources {
-    /// Read-write ring buffer FD (dup'ed per start).
-    pub ring: OwnedFd,
+    /// Where records come from: the read-write ring buffer FD ([`FdRole::RingBuf`]) or
+    /// the AF_PACKET socket ([`FdRole::PacketSocket`]), passed (dup'ed) at every start.
+    pub input: (FdRole, OwnedFd),
     /// Event sink FD (dup'ed per start).
     pub sink: OwnedFd,
     /// Attached interfaces, for `in_iface`.

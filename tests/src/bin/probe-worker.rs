@@ -2,7 +2,8 @@
 //! (`palisade_worker_runtime::startup`: privilege check, handshake, ring
 //! buffer, seccomp, Ready) and then tries one forbidden thing, selected by
 //! its file name `probe-<action>-<kind>`: `open`, `socket`, `bpf`, `execve`,
-//! `ptrace`, `stat`. Seccomp must kill it with SIGSYS, which the supervisor reports;
+//! `ptrace`, `stat`, and with AF_PACKET capture `pktwrite`, `pktsend` (a frame written or
+//! sent on its packet socket). Seccomp must kill it with SIGSYS, which the supervisor reports;
 //! `open` and `stat` (a path's metadata) instead must fail with EACCES (exit status 43; 42
 //! means the call succeeded).
 
@@ -56,6 +57,31 @@ fn main() {
             }
             "ptrace" => {
                 libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            }
+            // AF_PACKET capture: send a frame on the packet socket, with write or with
+            // sendmsg (both allowed on the IPC socket and the sink, not on this one).
+            "pktwrite" | "pktsend" => {
+                let palisade_worker_runtime::run::Source::Packets(p) = &_started.input else {
+                    std::process::exit(98);
+                };
+                let Some(fd) = p.fds().first().copied() else {
+                    std::process::exit(98);
+                };
+                // A broadcast Ethernet frame: the socket is unbound or bound to a monitored
+                // interface; either way the kernel would transmit it.
+                let frame = [0xffu8; 60];
+                if action == "pktwrite" {
+                    libc::write(fd, frame.as_ptr().cast(), frame.len());
+                } else {
+                    let mut iov = libc::iovec {
+                        iov_base: frame.as_ptr() as *mut libc::c_void,
+                        iov_len: frame.len(),
+                    };
+                    let mut msg: libc::msghdr = std::mem::zeroed();
+                    msg.msg_iov = &mut iov;
+                    msg.msg_iovlen = 1;
+                    libc::sendmsg(fd, &msg, 0);
+                }
             }
             _ => {}
         }

@@ -8,7 +8,7 @@ use crate::daemon::Daemon;
 
 /// `block add`.
 pub(super) fn add(d: &mut Daemon, add: &BlockAddRequest) -> ControlResponse {
-    match d.ip.add(&d.loaded, add) {
+    match d.ip.add(crate::ebpf::maps::of(&d.loaded), add) {
         Ok(info) => ControlResponse::BlockAdded(info),
         Err(e) => failed(crate::error_chain(&e)),
     }
@@ -16,7 +16,7 @@ pub(super) fn add(d: &mut Daemon, add: &BlockAddRequest) -> ControlResponse {
 
 /// `block remove`.
 pub(super) fn remove(d: &mut Daemon, cidr: &str) -> ControlResponse {
-    match d.ip.remove(&d.loaded, cidr) {
+    match d.ip.remove(crate::ebpf::maps::of(&d.loaded), cidr) {
         Ok(info) => ControlResponse::BlockRemoved(info),
         Err(e) => failed(crate::error_chain(&e)),
     }
@@ -24,7 +24,7 @@ pub(super) fn remove(d: &mut Daemon, cidr: &str) -> ControlResponse {
 
 /// `block list`.
 pub(super) fn list(d: &Daemon, limit: u32) -> ControlResponse {
-    match d.ip.list(&d.loaded, limit) {
+    match d.ip.list(crate::ebpf::maps::of(&d.loaded), limit) {
         Ok(list) => ControlResponse::BlockList(list),
         Err(e) => failed(crate::error_chain(&e)),
     }

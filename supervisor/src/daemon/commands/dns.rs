@@ -17,7 +17,7 @@ pub(super) fn test(d: &Daemon, name: &str) -> ControlResponse {
 
 /// `dns blocked-hits`: the kernel's hit counters per rule, most hits first.
 pub(super) fn blocked_hits(d: &Daemon) -> ControlResponse {
-    match dns_kernel::hits(&d.loaded) {
+    match dns_kernel::hits(crate::ebpf::maps::of(&d.loaded)) {
         Ok(mut hits) => {
             hits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             ControlResponse::DnsBlockedHits(

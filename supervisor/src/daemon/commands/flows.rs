@@ -27,7 +27,13 @@ fn list(d: &Daemon, host: Option<IpAddr>, order: FlowOrder, limit: u32) -> Contr
         .iter()
         .map(|i| (i.ifindex, i.name.clone()))
         .collect();
-    match crate::flows::list(&d.loaded, &names, host, order, limit) {
+    let Some(loaded) = &d.loaded else {
+        return failed(
+            "unavailable: capture is AF_PACKET; the flow table is the flow worker's (its flow events are logged as flows end)"
+                .to_owned(),
+        );
+    };
+    match crate::flows::list(loaded, &names, host, order, limit) {
         Ok(list) => ControlResponse::Flows(list),
         Err(e) => failed(crate::error_chain(&e)),
     }

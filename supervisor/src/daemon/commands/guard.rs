@@ -8,7 +8,7 @@ use palisade_abi::{GUARD_ALERT, GUARD_DROP, GuardSource, GuardSourceKey, MAP_GUA
 use palisade_ipc::messages::{ControlResponse, GUARD_SENDERS_MAX, GuardReport, GuardSender};
 
 use super::{super::Daemon, failed};
-use crate::{config::AllowedServer, ebpf::maps::Maps};
+use crate::config::AllowedServer;
 
 fn mac_text(m: [u8; 6]) -> String {
     format!(
@@ -40,12 +40,12 @@ fn sender(key: &GuardSourceKey, value: &GuardSource, boot_now: u64, wall_now: u6
 
 /// The guard's report, at most `limit` senders (most recently seen first).
 pub(super) fn report(d: &Daemon, limit: u32) -> ControlResponse {
+    let maps = crate::ebpf::maps::of(&d.loaded);
     let read = || -> Result<(u32, Vec<(GuardSourceKey, GuardSource)>), String> {
         let mode =
-            palisade_ebpf::guard::mode(d.loaded.fd(MAP_GUARD_CONFIG).map_err(|e| e.to_string())?)
+            palisade_ebpf::guard::mode(maps.fd(MAP_GUARD_CONFIG).map_err(|e| e.to_string())?)
                 .map_err(|e| format!("{MAP_GUARD_CONFIG}: {e}"))?;
-        let map = d
-            .loaded
+        let map = maps
             .fd(palisade_abi::MAP_GUARD_SOURCES)
             .map_err(|e| e.to_string())?;
         let sources = palisade_ebpf::guard::sources(map)

@@ -33,5 +33,5 @@ pub(super) fn remove(d: &mut Daemon, spec: &TlsRuleSpec) -> ControlResponse {
 /// `tls rules list`.
 pub(super) fn list(d: &mut Daemon, limit: u32) -> ControlResponse {
     let now = crate::flows::boot_now_ns();
-    ControlResponse::TlsRuleList(d.tls.list(&d.loaded, now, limit))
+    ControlResponse::TlsRuleList(d.tls.list(crate::ebpf::maps::of(&d.loaded), now, limit))
 }

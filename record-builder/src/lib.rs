@@ -12,10 +12,13 @@
 
 use std::collections::HashMap;
 
+mod tls;
+
 use palisade_abi::{
-    CAP_DHCP, CAP_DNS, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN, FLOW_REASON_FIN, FLOW_REASON_NONE,
-    FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, KIND_DHCP, KIND_DNS, KIND_FLOW_END,
-    KIND_FLOW_START, RecordHeader,
+    CAP_DHCP, CAP_DNS, CAP_QUIC, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN, FLOW_REASON_FIN,
+    FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, KIND_DHCP, KIND_DNS,
+    KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_QUIC, QUIC_MIN_DATAGRAM, QUIC_V1,
+    QUIC_V2, RecordHeader,
 };
 
 const ETH_HLEN: usize = 14;
@@ -43,9 +46,16 @@ const FIN_SERVER: u8 = 2;
 const PORT_DNS: u16 = 53;
 const PORT_DHCP_SERVER: u16 = 67;
 const PORT_DHCP_CLIENT: u16 = 68;
+/// DHCPv6 (RFC 8415): copied as DHCP records too; the worker tells it by port.
+const PORT_DHCP6_CLIENT: u16 = 546;
+const PORT_DHCP6_SERVER: u16 = 547;
 /// `PAL_FLOW_CLOSE_LINGER_NS` (flow_sweeper.bpf.h): a closed TCP flow ends this long after its
 /// last packet.
 const CLOSE_LINGER_NS: u64 = 1_000_000_000;
+
+/// Flows the table holds by default: the daemon's default `[flow] memory_mib` (256) over
+/// the kernel's bytes per flow.
+pub const DEFAULT_MAX_FLOWS: usize = ((256u64 << 20) / palisade_abi::FLOW_BYTES) as usize;
 
 /// How often (file time) the sweeper's work runs: idle flows end within this of their timeout.
 const SWEEP_NS: u64 = 1_000_000_000;
@@ -77,6 +87,8 @@ pub struct Kinds {
     pub dhcp: bool,
     /// Flow start and end records (kinds 4, 5).
     pub flow: bool,
+    /// TLS handshake segments (kind 3) and QUIC Initial datagrams (kind 11).
+    pub tls: bool,
 }
 
 /// Flow timeouts, as `[flow]` sets them for the kernel's sweeper.
@@ -86,6 +98,9 @@ pub struct Timeouts {
     pub idle_ns: u64,
     /// TCP flows without a FIN pair or RST.
     pub tcp_idle_ns: u64,
+    /// A flow whose last start or update record is this old gets an update record
+    /// (`[flow] update_interval_s`); 0: none.
+    pub update_ns: u64,
 }
 
 impl Default for Timeouts {
@@ -94,6 +109,7 @@ impl Default for Timeouts {
         Self {
             idle_ns: 60_000_000_000,
             tcp_idle_ns: 300_000_000_000,
+            update_ns: 0,
         }
     }
 }
@@ -138,6 +154,10 @@ struct Pkt {
     ip_version: u8,
     l4_proto: u8,
     tcp_flags: u8,
+    tcp_seq: u32,
+    tcp_ack: u32,
+    /// The flow entry's `tls_follow` byte (set by the flow update).
+    tls_follow: bool,
     ip_frag: bool,
     icmp_type: u8,
     icmp_code: u8,
@@ -315,6 +335,8 @@ fn parse_l4(d: &[u8], l4_off: usize, l4_end: usize, p: &mut Pkt) -> Option<()> {
             p.sport = be16(l4, 0)?;
             p.dport = be16(l4, 2)?;
             p.tcp_flags = byte(l4, 13)?;
+            p.tcp_seq = u32::from_be_bytes(l4.get(4..8)?.try_into().ok()?);
+            p.tcp_ack = u32::from_be_bytes(l4.get(8..12)?.try_into().ok()?);
         }
         UDP => {
             if l4.len() < 8 {
@@ -404,6 +426,10 @@ struct Value {
     direction: u8,
     icmp_type: u8,
     icmp_code: u8,
+    /// `tls_follow`: the TLS capture follows this connection's handshake.
+    tls_follow: bool,
+    /// When its last start or update record was made.
+    last_report_ns: u64,
 }
 
 impl Value {
@@ -450,8 +476,15 @@ pub struct Builder {
     next_sweep_ns: u64,
     /// The record being built (header, then payload).
     buf: Vec<u8>,
+    /// Handshakes the TLS capture follows (`pal_tls_conns`).
+    tls_conns: HashMap<Key, tls::Conn>,
+    /// The flow table's capacity: a new flow finds no room beyond it (the kernel's map is
+    /// full), and counts in `flows_refused`.
+    max_flows: usize,
     /// Frames seen, frames that made no record because they were not parsable.
     pub packets: u64,
+    /// New flows refused because the table was full (the kernel's `map_full` drop).
+    pub flows_refused: u64,
 }
 
 impl Builder {
@@ -463,8 +496,18 @@ impl Builder {
             flows: HashMap::new(),
             next_sweep_ns: 0,
             buf: Vec::with_capacity(RecordHeader::SIZE + 4096),
+            tls_conns: HashMap::new(),
+            max_flows: DEFAULT_MAX_FLOWS,
             packets: 0,
+            flows_refused: 0,
         }
+    }
+
+    /// Holds at most `flows` flows at once (the daemon's `[flow] memory_mib` capacity): a
+    /// builder fed live traffic must not grow without bound.
+    pub fn with_max_flows(mut self, flows: usize) -> Self {
+        self.max_flows = flows.max(1);
+        self
     }
 
     /// One frame: calls `out` with every record it makes (kind, whole record).
@@ -475,8 +518,18 @@ impl Builder {
             self.next_sweep_ns = f.ts_ns.saturating_add(SWEEP_NS);
         }
         let Some(mut p) = parse(f) else { return };
-        p.flow_start_ns = self.flow_update(&p, out);
+        let (start, follow) = self.flow_update(&p, out);
+        p.flow_start_ns = start;
+        p.tls_follow = follow;
         self.classify(f.data, &p, out);
+    }
+
+    /// Time passes without a frame (live input): the sweeper's work, at most once per second.
+    pub fn tick(&mut self, now_ns: u64, out: &mut impl FnMut(u16, &[u8])) {
+        if now_ns >= self.next_sweep_ns {
+            self.sweep(now_ns, false, out);
+            self.next_sweep_ns = now_ns.saturating_add(SWEEP_NS);
+        }
     }
 
     /// The end of the capture: every flow still in the table ends, as at a daemon's stop
@@ -487,11 +540,13 @@ impl Builder {
     }
 
     /// The sweeper (`flow_sweeper.bpf.h`): ends closed flows a linger after their last
-    /// packet and idle ones after their timeout; with `all`, every flow. In first-seen
-    /// order, so output does not depend on hashing.
+    /// packet and idle ones after their timeout; with `all`, every flow; gives the others
+    /// an update record every `update_ns`. In first-seen order, so output does not depend
+    /// on hashing.
     fn sweep(&mut self, now_ns: u64, all: bool, out: &mut impl FnMut(u16, &[u8])) {
         let t = self.timeouts;
         let mut ended: Vec<(Key, Value, u8)> = Vec::new();
+        let mut updated: Vec<(Key, Value)> = Vec::new();
         self.flows.retain(|k, v| {
             let idle = now_ns.saturating_sub(v.last_seen_ns);
             let reason = if k.l4_proto == TCP && v.closed() {
@@ -509,20 +564,31 @@ impl Builder {
                     ended.push((*k, *v, r));
                     false
                 }
-                None => true,
+                None => {
+                    if t.update_ns > 0 && now_ns.saturating_sub(v.last_report_ns) >= t.update_ns {
+                        v.last_report_ns = now_ns;
+                        updated.push((*k, *v));
+                    }
+                    true
+                }
             }
         });
         ended.sort_by_key(|(k, v, _)| (v.first_seen_ns, *k));
         for (k, v, r) in ended {
             self.emit_flow(&k, &v, KIND_FLOW_END, r, now_ns, out);
         }
+        updated.sort_by_key(|(k, v)| (v.first_seen_ns, *k));
+        for (k, v) in updated {
+            self.emit_flow(&k, &v, KIND_FLOW_UPDATE, FLOW_REASON_NONE, now_ns, out);
+        }
     }
 
     /// `flow_update()`: accounts the packet, reports a start (and the end of a closed flow
-    /// a new SYN reuses); returns the flow's first_seen_ns, 0 when it has none.
-    fn flow_update(&mut self, p: &Pkt, out: &mut impl FnMut(u16, &[u8])) -> u64 {
+    /// a new SYN reuses); returns the flow's first_seen_ns, 0 when it has none, and its
+    /// `tls_follow` byte.
+    fn flow_update(&mut self, p: &Pkt, out: &mut impl FnMut(u16, &[u8])) -> (u64, bool) {
         if !matches!(p.l4_proto, TCP | UDP | ICMP | ICMPV6) {
-            return 0;
+            return (0, false);
         }
         let (key, sender_is_lo) = key_fill(p);
         if p.l4_proto == TCP
@@ -536,11 +602,16 @@ impl Builder {
             let may_start = p.l4_proto != TCP
                 || (p.tcp_flags & TCP_RST == 0 && (p.tcp_flags & TCP_SYN != 0 || p.pay_len > 0));
             if !may_start {
-                return 0;
+                return (0, false);
+            }
+            if self.flows.len() >= self.max_flows {
+                self.flows_refused += 1;
+                return (0, false);
             }
             let mut v = Value {
                 first_seen_ns: p.now_ns,
                 last_seen_ns: p.now_ns,
+                last_report_ns: p.now_ns,
                 pkts: [1, 0],
                 bytes: [u64::from(p.frame_len), 0],
                 payload_bytes: [u64::from(p.flow_pay), 0],
@@ -565,7 +636,7 @@ impl Builder {
             }
             self.flows.insert(key, v);
             self.emit_flow(&key, &v, KIND_FLOW_START, FLOW_REASON_NONE, p.now_ns, out);
-            return p.now_ns;
+            return (p.now_ns, false);
         };
         let to_client = usize::from(sender_is_lo != val.client_is_lo);
         if let (Some(pk), Some(b), Some(pb), Some(fl)) = (
@@ -587,7 +658,7 @@ impl Builder {
                 FIN_CLIENT
             };
         }
-        val.first_seen_ns
+        (val.first_seen_ns, val.tls_follow)
     }
 
     /// `emit_flow()`: a flow record made from the table entry alone.
@@ -659,12 +730,43 @@ impl Builder {
         let either = |port| p.sport == port || p.dport == port;
         if either(PORT_DNS) {
             self.dns(data, p, tcp, out);
-        } else if !tcp && (either(PORT_DHCP_SERVER) || either(PORT_DHCP_CLIENT)) {
-            self.dhcp(data, p, out);
+        } else if !tcp {
+            if either(PORT_DHCP_SERVER)
+                || either(PORT_DHCP_CLIENT)
+                || either(PORT_DHCP6_SERVER)
+                || either(PORT_DHCP6_CLIENT)
+            {
+                self.dhcp(data, p, out);
+            } else {
+                self.quic(data, p, out);
+            }
+        } else if self.kinds.tls
+            && (p.tls_follow || p.flow_start_ns == 0 || tls::hello_start(data, p) != 0)
+        {
+            self.tls_capture(data, p, out);
         }
     }
 
-    /// DHCP over UDP 67/68: the payload prefix.
+    /// `quic_capture()`: a UDP datagram of at least 1200 bytes whose first packet is a QUIC
+    /// v1 or v2 Initial (long header; type 0 in v1, 1 in v2), whole up to the cap.
+    fn quic(&mut self, data: &[u8], p: &Pkt, out: &mut impl FnMut(u16, &[u8])) {
+        if !self.kinds.tls || p.pay_len < QUIC_MIN_DATAGRAM {
+            return;
+        }
+        let Some(&[first, v0, v1, v2, v3]) = data.get(p.pay_off..p.pay_off + 5) else {
+            return;
+        };
+        let version = u32::from_be_bytes([v0, v1, v2, v3]);
+        let kind = (first >> 4) & 0x03;
+        if first & 0x80 == 0
+            || !((version == QUIC_V1 && kind == 0) || (version == QUIC_V2 && kind == 1))
+        {
+            return;
+        }
+        self.emit_payload(data, p, KIND_QUIC, CAP_QUIC, false, out);
+    }
+
+    /// DHCP over UDP 67/68 and DHCPv6 over 546/547: the payload prefix.
     fn dhcp(&mut self, data: &[u8], p: &Pkt, out: &mut impl FnMut(u16, &[u8])) {
         if self.kinds.dhcp {
             self.emit_payload(data, p, KIND_DHCP, CAP_DHCP, false, out);
@@ -753,6 +855,7 @@ mod tests {
                 dns: true,
                 dhcp: true,
                 flow: true,
+                tls: true,
             },
             Timeouts::default(),
         );
@@ -918,5 +1021,148 @@ mod tests {
         );
         assert_eq!(out[1].0.ts_boot_ns, T + 500_000_000);
         assert_eq!(out[1].0.src_port, 4000);
+    }
+
+    /// An IPv4 TCP segment 10.0.0.1:4000 <-> 10.0.0.2:443 with `seq`, `ack` and payload.
+    fn seg(from_client: bool, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let (s, d, sp, dp) = if from_client {
+            ([10, 0, 0, 1], [10, 0, 0, 2], 4000u16, 443u16)
+        } else {
+            ([10, 0, 0, 2], [10, 0, 0, 1], 443, 4000)
+        };
+        let total = (40 + payload.len()) as u16;
+        let mut p = vec![0x45, 0];
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0, 64, 6, 0, 0]);
+        p.extend_from_slice(&s);
+        p.extend_from_slice(&d);
+        p.extend_from_slice(&sp.to_be_bytes());
+        p.extend_from_slice(&dp.to_be_bytes());
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ack.to_be_bytes());
+        p.extend_from_slice(&[0x50, flags, 0, 0, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn tls_handshakes_are_followed_as_the_kernel_follows_them() {
+        use palisade_abi::{
+            KIND_TLS, TLS_DIR_CLIENT, TLS_DIR_SERVER, TLS_SEG_FIRST, TLS_SEG_LAST, TlsSeg,
+        };
+        // A 300-byte ClientHello record in two segments, a ServerHello, then application
+        // data each way (the direction ends there), then more data (not copied).
+        let mut hello = vec![22, 3, 1, 1, 40, 1, 0, 1, 36];
+        hello.resize(5 + 296, 0xab);
+        let mut server = vec![22, 3, 3, 0, 4, 2, 0, 0, 0];
+        server.extend_from_slice(&[23, 3, 3, 0, 2, 0xee, 0xee]);
+        let (c0, s0) = (1000u32, 5000u32);
+        let pkts = [
+            seg(true, TCP_SYN, c0, 0, b""),
+            seg(false, TCP_SYN | TCP_ACK, s0, c0 + 1, b""),
+            seg(true, TCP_ACK, c0 + 1, s0 + 1, &hello[..100]),
+            seg(true, TCP_ACK, c0 + 101, s0 + 1, &hello[100..]),
+            seg(false, TCP_ACK, s0 + 1, c0 + 302, &server),
+            seg(true, TCP_ACK, c0 + 302, s0 + 17, &[23, 3, 3, 0, 1, 0]),
+            seg(true, TCP_ACK, c0 + 308, s0 + 17, &[23, 3, 3, 0, 1, 0]),
+        ];
+        let mut b = Builder::new(
+            Kinds {
+                tls: true,
+                ..Kinds::default()
+            },
+            Timeouts::default(),
+        );
+        let mut out = Vec::new();
+        for (i, data) in pkts.iter().enumerate() {
+            let f = Frame {
+                ts_ns: T + i as u64,
+                data,
+                wire_len: data.len() as u32,
+                link: Link::RawIp,
+                ifindex: 1,
+                direction: 0,
+            };
+            b.frame(&f, &mut |k: u16, r: &[u8]| {
+                let (h, p) = RecordHeader::read(r).unwrap();
+                let (seg, bytes) = TlsSeg::read(p).unwrap();
+                out.push((k, h, seg, bytes.to_vec()));
+            });
+        }
+        let got: Vec<(u8, u32, usize, u8)> = out
+            .iter()
+            .map(|(k, _, s, d)| {
+                assert_eq!(*k, KIND_TLS);
+                (s.dir, s.offset, d.len(), s.flags)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (TLS_DIR_CLIENT, 0, 100, TLS_SEG_FIRST),
+                (TLS_DIR_CLIENT, 100, 201, 0),
+                // The ServerHello record, not the application data after it.
+                (TLS_DIR_SERVER, 0, 9, TLS_SEG_FIRST | TLS_SEG_LAST),
+            ]
+        );
+        // Every record names the handshake by the first hello's time and the flow's start.
+        assert!(
+            out.iter()
+                .all(|(_, h, s, _)| s.conn_ns == T + 2 && h.flow_start_ns == T)
+        );
+        assert_eq!(out[1].3, hello[100..]);
+        assert_eq!(out[0].2.seq, c0 + 1);
+        // The client's application data ended the client direction too: the handshake is
+        // no longer followed.
+        assert!(b.tls_conns.is_empty());
+    }
+
+    #[test]
+    fn long_flows_get_update_records_every_interval() {
+        let mut b = Builder::new(
+            Kinds {
+                flow: true,
+                ..Kinds::default()
+            },
+            Timeouts {
+                update_ns: 2_000_000_000,
+                ..Timeouts::default()
+            },
+        );
+        let mut out = Vec::new();
+        let mut push = |k: u16, r: &[u8]| {
+            let (h, p) = RecordHeader::read(r).unwrap();
+            out.push((
+                k,
+                h.ts_boot_ns,
+                FlowRecord::from_bytes(p).unwrap().pkts_toserver,
+            ));
+        };
+        let data = ip_dns();
+        for s in 0..5u64 {
+            let f = Frame {
+                ts_ns: T + s * 1_000_000_000,
+                data: &data,
+                wire_len: data.len() as u32,
+                link: Link::RawIp,
+                ifindex: 1,
+                direction: 0,
+            };
+            b.frame(&f, &mut push);
+        }
+        b.tick(T + 5_000_000_000, &mut push);
+        let kinds: Vec<(u16, u64, u64)> = out
+            .iter()
+            .map(|(k, ts, pkts)| (*k, (ts - T) / 1_000_000_000, *pkts))
+            .collect();
+        // A start, then an update each 2 s (the sweeper runs before each frame's count).
+        assert_eq!(
+            kinds,
+            [
+                (KIND_FLOW_START, 0, 1),
+                (KIND_FLOW_UPDATE, 2, 2),
+                (KIND_FLOW_UPDATE, 4, 4),
+            ]
+        );
     }
 }
