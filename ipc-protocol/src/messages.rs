@@ -5,7 +5,7 @@
 //! before the supervisor acts on them.
 
 use bincode::{Decode, Encode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The four per-protocol workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize)]
@@ -469,7 +469,8 @@ pub struct FlowTableStatus {
 }
 
 /// [`ControlRequest::BlockAdd`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlockAddRequest {
     /// `a.b.c.d/n`, `x::y/n` or a bare address.
     pub cidr: String,
@@ -777,7 +778,9 @@ pub struct DriftStatus {
 }
 
 /// What a TLS rule matches in a ClientHello (TCP or QUIC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsRuleKind {
     /// The JA3 hash (32 lower-case hex digits).
@@ -820,13 +823,15 @@ impl TlsRuleKind {
 }
 
 /// A TLS rule as the operator states it (`palisade tls rules add|remove`, a rule file line).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsRuleSpec {
     /// What it matches.
     pub kind: TlsRuleKind,
     /// The value (hash, fingerprint, name, suffix or pattern).
     pub value: String,
     /// A match cuts the connection (else: an alert only).
+    #[serde(default)]
     pub block: bool,
     /// Free text shown by `tls rules list` and in alerts.
     pub comment: Option<String>,

@@ -46,6 +46,9 @@ fn state(s: WorkerState) -> &'static str {
     }
 }
 
+/// Media type of the exposition (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Renders the status as Prometheus text format.
 pub fn render(r: &StatusReport) -> String {
     let mut o = String::new();

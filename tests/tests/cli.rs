@@ -381,7 +381,7 @@ fn usage_errors_exit_2_without_contacting_the_daemon() {
     let path = dir.join("control.sock");
     let fd = socket(
         AddressFamily::Unix,
-        SockType::SeqPacket,
+        SockType::Stream,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )

@@ -95,7 +95,7 @@ impl Daemon {
                     CONTROL => control.accept_all(poll.registry()),
                     token if Server::owns(token) => {
                         let registry = poll.registry();
-                        control.on_readable(registry, token, |req| self.handle(registry, req));
+                        control.on_ready(registry, token, |req| self.handle(registry, req));
                     }
                     token => {
                         self.on_worker_token(poll.registry(), token);
