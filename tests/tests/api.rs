@@ -1,0 +1,374 @@
+//! The REST/JSON API on the control socket, driven with curl against a real daemon: every
+//! route of docs/openapi.json answers as documented, an undocumented one is a 404, callers
+//! are authorised like the CLI's, and oversized, malformed and slow requests are refused
+//! without holding up the daemon.
+
+#![expect(
+    clippy::indexing_slicing,
+    reason = "JSON values are indexed; a missing key is null and fails the assertion"
+)]
+
+use std::{
+    io::{Read, Write},
+    os::unix::net::UnixStream,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use palisade_tests::{Daemon, Lab, base_config};
+use serde_json::Value;
+
+/// One answer: HTTP status (0: no answer), headers, body.
+struct Answer {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// `curl --unix-socket` with `prefix` (e.g. setpriv) in front, `extra` curl arguments.
+fn curl_as(prefix: &[&str], socket: &Path, method: &str, target: &str, extra: &[&str]) -> Answer {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg("curl");
+            c
+        }
+        None => Command::new("curl"),
+    };
+    let out = cmd
+        .args(["-sS", "-i", "--max-time", "10", "--unix-socket"])
+        .arg(socket)
+        .args(["-X", method, "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(format!("http://localhost{target}"))
+        .output()
+        .expect("curl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (answer, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let (headers, body) = answer.split_once("\r\n\r\n").unwrap_or(("", answer));
+    Answer {
+        status: code.trim().parse().unwrap_or(0),
+        headers: headers.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+fn curl(daemon: &Daemon, method: &str, target: &str, extra: &[&str]) -> Answer {
+    curl_as(&[], &daemon.control, method, target, extra)
+}
+
+/// The OpenAPI description shipped in docs/.
+fn openapi() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let text = std::fs::read_to_string(&path).expect("docs/openapi.json");
+    serde_json::from_str(&text).expect("docs/openapi.json is JSON")
+}
+
+/// Percent-encodes a query value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_documented_route_answers_as_documented() {
+    let lab = Lab::new("apidoc");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let spec = openapi();
+    let paths = spec["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 17, "{} paths documented", paths.len());
+    let mut checked = 0;
+    // Paths in sorted order: an add (POST /v1/block) comes before its removal
+    // (DELETE /v1/block/{cidr}), so both succeed.
+    let mut sorted: Vec<_> = paths.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    for (path, ops) in sorted {
+        for (method, op) in ops.as_object().expect("operations") {
+            let method = method.to_uppercase();
+            let mut target = path.clone();
+            let mut query = Vec::new();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let example = match &p["example"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                match p["in"].as_str() {
+                    Some("path") => {
+                        target = target.replace(
+                            &format!("{{{}}}", p["name"].as_str().expect("name")),
+                            &example,
+                        )
+                    }
+                    Some("query") => query.push(format!(
+                        "{}={}",
+                        p["name"].as_str().expect("name"),
+                        enc(&example)
+                    )),
+                    other => panic!("{path}: parameter in {other:?}"),
+                }
+            }
+            if !query.is_empty() {
+                target = format!("{target}?{}", query.join("&"));
+            }
+            let body = op["requestBody"]["content"]["application/json"]["example"].to_string();
+            let mut extra = Vec::new();
+            if op["requestBody"].is_object() {
+                extra = vec![
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    &body,
+                ];
+            }
+            let answer = curl(&daemon, &method, &target, &extra);
+            let (want, doc) = op["responses"]
+                .as_object()
+                .expect("responses")
+                .iter()
+                .find(|(code, _)| code.starts_with('2'))
+                .expect("a success response");
+            assert_eq!(
+                answer.status.to_string(),
+                *want,
+                "{method} {target}: {}",
+                answer.body
+            );
+            let (ctype, media) = doc["content"]
+                .as_object()
+                .and_then(|c| c.iter().next())
+                .expect("documented content");
+            let got = answer.header("content-type").unwrap_or_default();
+            assert!(
+                got.starts_with(ctype.as_str()),
+                "{method} {target}: {got} (documented {ctype})"
+            );
+            if ctype == "application/json" {
+                let value = answer.json();
+                let schema = &media["schema"];
+                match schema["type"].as_str() {
+                    Some("array") => assert!(value.is_array(), "{method} {target}: {value}"),
+                    _ => assert!(value.is_object(), "{method} {target}: {value}"),
+                }
+                for key in schema["required"].as_array().into_iter().flatten() {
+                    let key = key.as_str().expect("key");
+                    assert!(
+                        value.get(key).is_some(),
+                        "{method} {target}: no {key} in {value}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 19, "{checked} operations checked");
+    // Routes nobody documented: 404 with the error document.
+    for (method, target) in [
+        ("GET", "/v1/nothing"),
+        ("GET", "/v2/status"),
+        ("GET", "/v1/status/extra"),
+        ("GET", "/"),
+        ("POST", "/v1/restart/ftp"),
+    ] {
+        let a = curl(&daemon, method, target, &[]);
+        assert_eq!(a.status, 404, "{method} {target}: {}", a.body);
+        assert_eq!(a.json()["error"]["kind"], "not_found", "{}", a.body);
+    }
+    // A documented path with a method it does not take: 405 and Allow.
+    let a = curl(&daemon, "DELETE", "/v1/status", &[]);
+    assert_eq!(a.status, 405, "{}", a.body);
+    assert_eq!(a.header("allow").as_deref(), Some("GET"));
+    // The API's status is the CLI's.
+    let api = curl(&daemon, "GET", "/v1/status", &[]).json();
+    let cli = daemon.status_json().expect("status --json");
+    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(keys(&api), keys(&cli));
+    assert_eq!(api["workers"].as_array().map(Vec::len), Some(4));
+    // What the API added, the CLI sees (and the other way round).
+    let added = curl(
+        &daemon,
+        "POST",
+        "/v1/block",
+        &[
+            "--data-binary",
+            r#"{"cidr":"203.0.113.7","comment":"from the API"}"#,
+        ],
+    );
+    assert_eq!(added.status, 200, "{}", added.body);
+    let list = daemon.ctl(&["block", "list", "--json"]);
+    let list: Value = serde_json::from_slice(&list.stdout).expect("block list --json");
+    assert!(
+        list["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .any(|r| r["cidr"] == "203.0.113.7/32" && r["comment"] == "from the API"),
+        "{list}"
+    );
+    let removed = curl(&daemon, "DELETE", "/v1/block/203.0.113.7%2F32", &[]);
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    let again = curl(&daemon, "DELETE", "/v1/block/203.0.113.7/32", &[]);
+    assert_eq!(again.status, 422, "removing it twice: {}", again.body);
+    assert_eq!(again.json()["error"]["kind"], "failed");
+    daemon.assert_alive();
+}
+
+#[test]
+fn the_api_authorises_limits_and_times_out_its_clients() {
+    let lab = Lab::new("apilimits");
+    let daemon = Daemon::start(
+        &lab,
+        &base_config(&lab, "[control]\ngroup = \"nogroup\"\n"),
+        &[],
+    );
+    daemon.wait_healthy();
+    let member = [
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+    ];
+    let outsider = [
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65533",
+        "--clear-groups",
+    ];
+    // The control group reads...
+    let a = curl_as(&member, &daemon.control, "GET", "/v1/status", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = curl_as(&member, &daemon.control, "GET", "/metrics", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("palisade_up"), "{}", a.body);
+    // ...but changes nothing.
+    for (method, target) in [
+        ("POST", "/v1/reload"),
+        ("POST", "/v1/restart/dns"),
+        ("DELETE", "/v1/block/192.0.2.1"),
+    ] {
+        let a = curl_as(&member, &daemon.control, method, target, &[]);
+        assert_eq!(a.status, 403, "{method} {target}: {}", a.body);
+        assert_eq!(a.json()["error"]["kind"], "permission_denied");
+    }
+    // Outside the group: the socket file refuses the connection itself.
+    let a = curl_as(&outsider, &daemon.control, "GET", "/v1/status", &[]);
+    assert_eq!(a.status, 0, "an outsider got an answer: {}", a.body);
+
+    // Too large: a 9 KiB header, a body declared beyond 16 KiB.
+    let pad = format!("X-Pad: {}", "a".repeat(9 * 1024));
+    let a = curl(&daemon, "GET", "/v1/status", &["-H", &pad]);
+    assert_eq!(a.status, 413, "{}", a.body);
+    let big = format!(
+        "{{\"cidr\":\"192.0.2.1\",\"comment\":\"{}\"}}",
+        "c".repeat(20 * 1024)
+    );
+    let a = curl(&daemon, "POST", "/v1/block", &["--data-binary", &big]);
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert_eq!(a.json()["error"]["kind"], "too_large");
+    // Malformed JSON, an unknown field, chunked encoding, another protocol version.
+    let a = curl(
+        &daemon,
+        "POST",
+        "/v1/block",
+        &["--data-binary", "{\"cidr\":"],
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = curl(
+        &daemon,
+        "POST",
+        "/v1/block",
+        &["--data-binary", "{\"cidr\":\"192.0.2.1\",\"ttl\":5}"],
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = curl(
+        &daemon,
+        "POST",
+        "/v1/block",
+        &["-H", "Transfer-Encoding: chunked", "--data-binary", "{}"],
+    );
+    assert_eq!(a.status, 501, "{}", a.body);
+    let old = format!(
+        "Accept: application/vnd.palisade.v{}+bincode",
+        palisade_ipc::PROTOCOL_VERSION - 1
+    );
+    let a = curl(&daemon, "GET", "/v1/status", &["-H", &old]);
+    assert_eq!(a.status, 406, "{}", a.body);
+
+    // A slow client: half a request, then nothing. The daemon answers others meanwhile and
+    // gives it a 408 after its 5 s.
+    let mut slow = UnixStream::connect(&daemon.control).expect("connect");
+    slow.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x")
+        .expect("write");
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let a = curl(&daemon, "GET", "/v1/version", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "version took {:?}",
+        t.elapsed()
+    );
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).expect("read the answer");
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        (Duration::from_secs(4)..Duration::from_secs(8)).contains(&waited),
+        "408 after {waited:?}"
+    );
+    // A client that trickles a byte at a time is cut off at the same deadline.
+    let mut trickle = UnixStream::connect(&daemon.control).expect("connect");
+    let started = Instant::now();
+    let mut cut = false;
+    for b in b"GET /v1/status HTTP/1.1\r\nX-Slow: "
+        .iter()
+        .chain(std::iter::repeat(&b'a'))
+    {
+        if trickle.write_all(&[*b]).is_err() || started.elapsed() > Duration::from_secs(10) {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        cut && started.elapsed() < Duration::from_secs(8),
+        "trickling client kept for {:?}",
+        started.elapsed()
+    );
+    for kind in ["dns", "dhcp", "tls", "flow"] {
+        assert_eq!(
+            daemon.workers()[kind]["restarts"],
+            0,
+            "{kind} was restarted"
+        );
+    }
+    daemon.assert_alive();
+}
