@@ -372,3 +372,66 @@ fn the_api_authorises_limits_and_times_out_its_clients() {
     }
     daemon.assert_alive();
 }
+
+#[test]
+fn promtool_accepts_the_live_metrics() {
+    let lab = Lab::new("apiprom");
+    lab.start_dnsmasq();
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    // Traffic, so that the labelled families have samples (records, events, kernel counters).
+    lab.dig(&["metrics.example"]);
+    palisade_tests::wait_for(Duration::from_secs(10), "a DNS event counted", || {
+        (daemon.workers()["dns"]["stats"]["events"].as_u64() > Some(0)).then_some(())
+    });
+    let a = curl(&daemon, "GET", "/metrics", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        a.header("content-type")
+    );
+    for family in [
+        "palisade_up{",
+        "palisade_worker_up{",
+        "palisade_worker_events_total{worker=\"dns\"}",
+        "palisade_kernel_events_total{",
+        "palisade_interface_attached{",
+    ] {
+        assert!(a.body.contains(family), "no {family} in\n{}", a.body);
+    }
+    // promtool reads the exposition on stdin: a format error or a lint problem (a counter
+    // without _total, a bad name or label, a duplicate sample) fails the check.
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/deps installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(a.body.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        a.body
+    );
+    // `palisade metrics` (node exporter's textfile collector) prints the same families.
+    let cli = daemon.ctl(&["metrics"]);
+    assert!(cli.status.success(), "{cli:?}");
+    let names = |text: &str| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&String::from_utf8_lossy(&cli.stdout)), names(&a.body));
+}
