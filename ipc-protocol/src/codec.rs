@@ -158,6 +158,7 @@ mod tests {
             "0409612e6578616d706c6509622e6578616d706c650172",
         );
         golden(SupervisorToWorker::Fds(vec![FdRole::Registry]), "060103");
+        golden(SupervisorToWorker::SetLogLevel(LogLevel::Warn), "0701");
     }
 
     #[test]
@@ -254,6 +255,18 @@ mod tests {
             "10000102000000",
         );
         golden(ControlRequest::Guard { limit: 5 }, "1105");
+        let change = LogLevelChange {
+            level: "debug".into(),
+            worker: Some(WorkerKind::Dns),
+        };
+        golden(ControlRequest::LogLevel(change), "120564656275670101");
+        golden(
+            ControlResponse::LogLevelSet(LogLevelChange {
+                level: "info".into(),
+                worker: None,
+            }),
+            "1204696e666f00",
+        );
         golden(
             ControlResponse::Guard(GuardReport {
                 mode: "drop".into(),

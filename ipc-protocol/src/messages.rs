@@ -8,7 +8,9 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 /// The four per-protocol workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum WorkerKind {
@@ -123,6 +125,10 @@ pub enum SupervisorToWorker {
     /// IEEE registry re-read at a reload. The worker gives them to its protocol as it did
     /// the `Configure` extras; a count that does not match is a fatal error.
     Fds(Vec<FdRole>),
+    /// `palisade log-level LEVEL --worker W`: from now on the worker sends only log lines
+    /// at `level` or more severe (it starts at `Info`); it answers with a line naming the
+    /// level it applies, sent whatever the level.
+    SetLogLevel(LogLevel),
 }
 
 /// What a worker matches in user space.
@@ -194,8 +200,12 @@ pub struct WorkerStats {
     pub gauges: Vec<DropCount>,
 }
 
-/// Severity of a worker's log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+/// Severity of a worker's log line (and, in [`SupervisorToWorker::SetLogLevel`], the least
+/// severe a worker sends). Ordered from the most severe.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Something is wrong.
     Error,
@@ -203,6 +213,24 @@ pub enum LogLevel {
     Warn,
     /// Normal operation.
     Info,
+}
+
+impl LogLevel {
+    /// Lower-case name (`error`, `warn`, `info`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+        }
+    }
+
+    /// Parses [`LogLevel::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Error, Self::Warn, Self::Info]
+            .into_iter()
+            .find(|l| l.name() == name)
+    }
 }
 
 /// Worker -> supervisor.
@@ -329,7 +357,25 @@ pub enum ControlRequest {
         /// Most senders to report (the daemon caps it at [`GUARD_SENDERS_MAX`]).
         limit: u32,
     },
+    /// Mutating (root only): change the log filter of the supervisor (`worker` absent: a
+    /// tracing `EnvFilter` directive such as `debug` or `info,palisade::control=debug`) or of
+    /// one worker (`error`, `warn` or `info`), until the daemon stops.
+    LogLevel(LogLevelChange),
 }
+
+/// [`ControlRequest::LogLevel`], and its answer [`ControlResponse::LogLevelSet`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLevelChange {
+    /// The filter (at most [`LOG_FILTER_MAX`] bytes).
+    pub level: String,
+    /// A worker, or the supervisor when absent.
+    #[serde(default)]
+    pub worker: Option<WorkerKind>,
+}
+
+/// Bytes of a [`LogLevelChange::level`], at most.
+pub const LOG_FILTER_MAX: usize = 1024;
 
 /// Senders per [`ControlResponse::Guard`] answer, at most (a frame holds about 500).
 pub const GUARD_SENDERS_MAX: u32 = 400;
@@ -743,6 +789,8 @@ pub enum ControlResponse {
     Checked(DriftStatus),
     /// Answer to [`ControlRequest::Guard`].
     Guard(GuardReport),
+    /// Answer to [`ControlRequest::LogLevel`]: the filter now in force.
+    LogLevelSet(LogLevelChange),
 }
 
 /// One difference between the kernel (or a worker) and what the daemon put there.

@@ -435,3 +435,93 @@ fn promtool_accepts_the_live_metrics() {
     };
     assert_eq!(names(&String::from_utf8_lossy(&cli.stdout)), names(&a.body));
 }
+
+#[test]
+fn log_levels_change_at_run_time() {
+    let lab = Lab::new("apilog");
+    let daemon = Daemon::start(&lab, &base_config(&lab, ""), &[]);
+    daemon.wait_healthy();
+    let log = || std::fs::read_to_string(&daemon.log).unwrap_or_default();
+    // A malformed request is logged at debug level: not under the start-up filter (info).
+    let malformed = || {
+        let mut c = UnixStream::connect(&daemon.control).expect("connect");
+        c.write_all(b"BAD REQUEST\r\n\r\n").expect("write");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    };
+    let debug_lines = || log().matches("bad control request").count();
+    malformed();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        debug_lines(),
+        0,
+        "debug line under the info filter:\n{}",
+        log()
+    );
+
+    let out = daemon.ctl(&["log-level", "debug"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "supervisor log level: debug"
+    );
+    malformed();
+    palisade_tests::wait_for(Duration::from_secs(5), "the debug line", || {
+        (debug_lines() == 1).then_some(())
+    });
+    // Back to info through the API: the line is not logged again.
+    let a = curl(
+        &daemon,
+        "POST",
+        "/v1/log-level",
+        &["--data-binary", r#"{"level":"info"}"#],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["level"], "info");
+    assert!(a.json()["worker"].is_null());
+    malformed();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(debug_lines(), 1, "{}", log());
+    // A filter tracing cannot parse changes nothing.
+    let out = daemon.ctl(&["log-level", "palisade=notalevel"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    // A worker: it acknowledges the level it applies, and a restarted worker gets it again.
+    let acks = |pid: u64| {
+        log()
+            .lines()
+            .filter(|l| {
+                l.contains("log level now warn")
+                    && l.contains("worker=\"dns\"")
+                    && l.contains(&format!("pid={pid}"))
+            })
+            .count()
+    };
+    let pid = daemon.workers()["dns"]["pid"].as_u64().expect("dns pid");
+    let out = daemon.ctl(&["log-level", "warn", "--worker", "dns", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v, serde_json::json!({"level": "warn", "worker": "dns"}));
+    palisade_tests::wait_for(Duration::from_secs(5), "the worker's ack", || {
+        (acks(pid) == 1).then_some(())
+    });
+    let out = daemon.ctl(&["restart", "dns"]);
+    assert!(out.status.success(), "{out:?}");
+    let new = palisade_tests::wait_for(Duration::from_secs(5), "a new dns worker", || {
+        let w = &daemon.workers()["dns"];
+        let p = w["pid"].as_u64()?;
+        (p != pid && w["state"] == "running").then_some(p)
+    });
+    palisade_tests::wait_for(Duration::from_secs(5), "the new worker's ack", || {
+        (acks(new) == 1).then_some(())
+    });
+    // Workers have no debug lines: refused, not silently accepted.
+    let out = daemon.ctl(&["log-level", "debug", "--worker", "dns"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error, warn or info"),
+        "{out:?}"
+    );
+    daemon.assert_alive();
+}

@@ -22,6 +22,7 @@ mod dns;
 mod flows;
 pub mod generate;
 mod guard;
+mod log_level;
 mod metrics;
 mod reload;
 mod reopen_logs;
@@ -97,6 +98,7 @@ enum Command {
     Block(block::Args),
     Devices(devices::Args),
     Guard(guard::Args),
+    LogLevel(log_level::Args),
     Tls(tls::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
@@ -121,6 +123,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Block(a) => block::main(a),
         Command::Devices(a) => devices::main(a),
         Command::Guard(a) => guard::main(a),
+        Command::LogLevel(a) => log_level::main(a),
         Command::Tls(a) => tls::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),

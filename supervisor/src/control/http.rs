@@ -22,7 +22,7 @@ use palisade_ipc::{
     PROTOCOL_VERSION,
     messages::{
         BlockAddRequest, ControlErrorKind, ControlRequest, ControlResponse, FlowOrder,
-        RestartTarget, TlsRuleKind, TlsRuleSpec, WorkerKind,
+        LogLevelChange, RestartTarget, TlsRuleKind, TlsRuleSpec, WorkerKind,
     },
 };
 use serde::Serialize;
@@ -340,6 +340,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/v1/tls/rules/{kind}/{value*}", "DELETE"),
     ("/v1/devices", "GET"),
     ("/v1/guard", "GET"),
+    ("/v1/log-level", "POST"),
     ("/metrics", "GET"),
 ];
 
@@ -519,6 +520,14 @@ pub fn route(req: &Request) -> Result<Routed, HttpError> {
                 Ok(Routed::Control(ControlRequest::Devices { offset }))
             }),
         ),
+        ["v1", "log-level"] => (
+            "POST",
+            (m == "POST").then(|| {
+                Query::new(&req.query, &[])?;
+                let change: LogLevelChange = json_body(&req.body)?;
+                Ok(Routed::Control(ControlRequest::LogLevel(change)))
+            }),
+        ),
         ["v1", "guard"] => (
             "GET",
             (m == "GET").then(|| {
@@ -591,6 +600,11 @@ pub fn target(req: &ControlRequest) -> (&'static str, String, Vec<u8>) {
         ControlRequest::TlsRuleList { limit } => get(format!("/v1/tls/rules?limit={limit}")),
         ControlRequest::Devices { offset } => get(format!("/v1/devices?offset={offset}")),
         ControlRequest::Guard { limit } => get(format!("/v1/guard?limit={limit}")),
+        ControlRequest::LogLevel(change) => (
+            "POST",
+            "/v1/log-level".into(),
+            serde_json::to_vec(change).unwrap_or_default(),
+        ),
     }
 }
 
@@ -752,6 +766,7 @@ pub fn json_answer(resp: &ControlResponse) -> Vec<u8> {
         ControlResponse::TlsRuleList(r) => serde_json::to_vec_pretty(r),
         ControlResponse::Checked(r) => serde_json::to_vec_pretty(r),
         ControlResponse::Guard(r) => serde_json::to_vec_pretty(r),
+        ControlResponse::LogLevelSet(r) => serde_json::to_vec_pretty(r),
     };
     match body {
         Ok(mut body) => {
@@ -832,6 +847,14 @@ mod tests {
             ControlRequest::Devices { offset: 4096 },
             ControlRequest::Check,
             ControlRequest::Guard { limit: 11 },
+            ControlRequest::LogLevel(LogLevelChange {
+                level: "info,palisade::control=debug".into(),
+                worker: None,
+            }),
+            ControlRequest::LogLevel(LogLevelChange {
+                level: "warn".into(),
+                worker: Some(WorkerKind::Dhcp),
+            }),
         ];
         for req in requests {
             let (method, target, body) = target(&req);

@@ -36,7 +36,8 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::BlockRemove(_)
         | ControlRequest::TlsRuleAdd(_)
         | ControlRequest::TlsRuleRemove(_)
-        | ControlRequest::Check => true,
+        | ControlRequest::Check
+        | ControlRequest::LogLevel(_) => true,
     }
 }
 

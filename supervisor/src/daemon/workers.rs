@@ -185,6 +185,14 @@ impl Daemon {
 
     /// Acts on what a worker asked.
     fn on_slot_event(&mut self, registry: &mio::Registry, kind: WorkerKind, event: SlotEvent) {
+        if matches!(event, SlotEvent::Ready)
+            && let Some(slot) = self.slots.get(&kind)
+            && slot.log_level != palisade_ipc::messages::LogLevel::Info
+        {
+            slot.send(&palisade_ipc::messages::SupervisorToWorker::SetLogLevel(
+                slot.log_level,
+            ));
+        }
         match event {
             SlotEvent::Ready if POLICY_WORKERS.contains(&kind) => {
                 if let Some(slot) = self.slots.get(&kind) {

@@ -9,7 +9,8 @@
 //! - `block add`, `block remove`, `block list` (the IP policy) in [`block`];
 //! - `tls rules add`, `tls rules remove`, `tls rules list` in [`tls`];
 //! - `devices` (the DHCP worker's inventory file, unparsed) in [`devices`];
-//! - `guard` (the DHCP guard's mode, allow-list and rogue senders) in [`guard`].
+//! - `guard` (the DHCP guard's mode, allow-list and rogue senders) in [`guard`];
+//! - `log-level` (the supervisor's tracing filter, a worker's level) in [`log_level`].
 //!
 //! A new command goes into the family it belongs to (or a new module
 //! here), as a function taking the daemon and returning the
@@ -21,6 +22,7 @@ mod devices;
 mod dns;
 mod flows;
 mod guard;
+mod log_level;
 mod reload;
 mod status;
 mod tls;
@@ -57,6 +59,7 @@ impl Daemon {
             ControlRequest::Devices { offset } => devices::chunk(self, *offset),
             ControlRequest::Check => ControlResponse::Checked(self.check_drift(registry)),
             ControlRequest::Guard { limit } => guard::report(self, *limit),
+            ControlRequest::LogLevel(change) => log_level::set(self, change),
         }
     }
 }
