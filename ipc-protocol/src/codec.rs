@@ -267,6 +267,21 @@ mod tests {
             }),
             "1204696e666f00",
         );
+        golden(ControlRequest::Features, "13");
+        golden(
+            ControlRequest::FeatureSet {
+                name: "dns-blocking".into(),
+                enabled: true,
+            },
+            "140c646e732d626c6f636b696e6701",
+        );
+        golden(
+            ControlResponse::Features(vec![FeatureState {
+                name: "dns-blocking".into(),
+                enabled: true,
+            }]),
+            "13010c646e732d626c6f636b696e6701",
+        );
         golden(
             ControlResponse::Guard(GuardReport {
                 mode: "drop".into(),
@@ -362,12 +377,17 @@ mod tests {
                         repaired: true,
                     }],
                 },
+                features: vec![FeatureState {
+                    name: "ip-blocking".into(),
+                    enabled: false,
+                }],
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
                 "617273650101016e0201016703010465746830020107696e67726573730e70616c5f74635f696e677265737307080374637800",
                 "000103646e73077265636f72647303000000000000000000000000000000000000",
-                "050209010101116c696e6b20657468302f696e67726573730864657461636865640e617474616368656420616761696e01"
+                "050209010101116c696e6b20657468302f696e67726573730864657461636865640e617474616368656420616761696e01",
+                "010b69702d626c6f636b696e6700"
             ),
         );
     }

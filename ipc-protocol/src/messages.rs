@@ -361,6 +361,25 @@ pub enum ControlRequest {
     /// tracing `EnvFilter` directive such as `debug` or `info,palisade::control=debug`) or of
     /// one worker (`error`, `warn` or `info`), until the daemon stops.
     LogLevel(LogLevelChange),
+    /// Read-only: the runtime feature switches.
+    Features,
+    /// Mutating (root only): switch a feature (`dns-blocking`, `ip-blocking`) on or off;
+    /// persisted in the state directory.
+    FeatureSet {
+        /// The feature.
+        name: String,
+        /// On or off.
+        enabled: bool,
+    },
+}
+
+/// One runtime feature switch, in [`StatusReport`] and [`ControlResponse::Features`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FeatureState {
+    /// `dns-blocking` or `ip-blocking`.
+    pub name: String,
+    /// On (the default) or switched off.
+    pub enabled: bool,
 }
 
 /// [`ControlRequest::LogLevel`], and its answer [`ControlResponse::LogLevelSet`].
@@ -680,6 +699,8 @@ pub struct StatusReport {
     pub flows: FlowTableStatus,
     /// Drift checks.
     pub drift: DriftStatus,
+    /// Runtime feature switches.
+    pub features: Vec<FeatureState>,
 }
 
 /// DNS policy in [`StatusReport`].
@@ -791,6 +812,9 @@ pub enum ControlResponse {
     Guard(GuardReport),
     /// Answer to [`ControlRequest::LogLevel`]: the filter now in force.
     LogLevelSet(LogLevelChange),
+    /// Answer to [`ControlRequest::Features`] and [`ControlRequest::FeatureSet`]: every
+    /// switch as it is now.
+    Features(Vec<FeatureState>),
 }
 
 /// One difference between the kernel (or a worker) and what the daemon put there.

@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod devices;
 pub mod ebpf;
+pub mod features;
 pub mod flows;
 pub mod interfaces;
 pub mod metrics;

@@ -263,6 +263,16 @@ pub fn render(r: &StatusReport) -> String {
         g.with_label_values(&[d.ruleset_sha256.as_str()])
             .set(i64::from(drift));
     }
+    if let Some(g) = f.gauges(
+        "palisade_feature_enabled",
+        "1 while a runtime feature switch is on (palisade feature).",
+        &["feature"],
+    ) {
+        for s in &r.features {
+            g.with_label_values(&[s.name.as_str()])
+                .set(i64::from(s.enabled));
+        }
+    }
     TextEncoder::new()
         .encode_to_string(&f.registry.gather())
         .unwrap_or_else(|e| format!("# palisade: encoding the metrics failed: {e}\n"))

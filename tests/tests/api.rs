@@ -525,3 +525,140 @@ fn log_levels_change_at_run_time() {
     );
     daemon.assert_alive();
 }
+
+/// The `status:` of a dig answer.
+fn dig_status(dig: &str) -> &str {
+    dig.lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("NO ANSWER")
+}
+
+/// One ping from the sensor namespace to the peer: did a reply come back?
+fn ping_peer(lab: &Lab) -> bool {
+    lab.sensor("ping")
+        .args(["-c", "1", "-W", "1", palisade_tests::PEER_IP])
+        .output()
+        .expect("ping")
+        .status
+        .success()
+}
+
+fn switches(daemon: &Daemon) -> Vec<(String, bool)> {
+    daemon.status_json().expect("status")["features"]
+        .as_array()
+        .expect("features in status")
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap_or_default().to_owned(),
+                f["enabled"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn features_switch_blocking_off_and_on_under_traffic_and_across_a_restart() {
+    let lab = Lab::new("apifeat");
+    lab.start_dnsmasq();
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example.test\n").expect("list");
+    let config = base_config(
+        &lab,
+        &format!(
+            "[dns]\nblocklists = [\"{}\"]\n",
+            lab.dir.join("block.txt").display()
+        ),
+    );
+    let daemon = Daemon::start(&lab, &config, &[]);
+    daemon.wait_healthy();
+    let on = vec![
+        ("dns-blocking".to_owned(), true),
+        ("ip-blocking".to_owned(), true),
+    ];
+    assert_eq!(switches(&daemon), on);
+    // Both enforce: the listed name gets the kernel's NXDOMAIN, the peer (the resolver
+    // too, so DNS is checked first) blocked at run time answers no ping.
+    assert_eq!(
+        dig_status(&lab.dig(&["blocked.example.test", "A"])),
+        "NXDOMAIN"
+    );
+    assert!(ping_peer(&lab), "the peer answers before it is blocked");
+    let out = daemon.ctl(&["block", "add", palisade_tests::PEER_IP]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!ping_peer(&lab), "the blocked peer still answers");
+
+    // Off, through the CLI and the API: blocking stops at once.
+    let out = daemon.ctl(&["feature", "disable", "ip-blocking"]);
+    assert!(out.status.success(), "{out:?}");
+    let a = curl(&daemon, "POST", "/v1/features/dns-blocking/disable", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["features"][0]["enabled"], false, "{}", a.body);
+    assert!(
+        ping_peer(&lab),
+        "ip-blocking off, yet the peer is still dropped"
+    );
+    let dig = lab.dig(&["blocked.example.test", "A"]);
+    assert_eq!(dig_status(&dig), "NOERROR", "dns-blocking off: {dig}");
+    assert!(dig.contains("198.18.0.99"), "{dig}");
+    // Visible in status and the metrics.
+    let off = vec![
+        ("dns-blocking".to_owned(), false),
+        ("ip-blocking".to_owned(), false),
+    ];
+    assert_eq!(switches(&daemon), off);
+    let metrics = curl(&daemon, "GET", "/metrics", &[]).body;
+    assert!(
+        metrics.contains("palisade_feature_enabled{feature=\"ip-blocking\"} 0"),
+        "{metrics}"
+    );
+    // The drift check agrees with the switched state (nothing to repair).
+    let out = daemon.ctl(&["check", "--json"]);
+    assert!(out.status.success(), "drift after switching off: {out:?}");
+
+    // A restart keeps the switches: still not enforced.
+    let state_dir = lab.dir.clone();
+    drop(daemon);
+    let daemon = Daemon::start(&lab, &config, &[]);
+    daemon.wait_healthy();
+    assert_eq!(
+        switches(&daemon),
+        off,
+        "switches lost in a restart ({state_dir:?})"
+    );
+    assert!(ping_peer(&lab), "ip-blocking came back on after a restart");
+    assert_eq!(
+        dig_status(&lab.dig(&["blocked.example.test", "A"])),
+        "NOERROR"
+    );
+    let out = daemon.ctl(&["feature", "list", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("feature list --json");
+    assert_eq!(list["features"][1]["name"], "ip-blocking");
+    assert_eq!(list["features"][1]["enabled"], false);
+
+    // On again: the rules kept meanwhile are enforced again (DNS first: once the peer is
+    // blocked again, so is its resolver).
+    let out = daemon.ctl(&["feature", "enable", "dns-blocking"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        dig_status(&lab.dig(&["blocked.example.test", "A"])),
+        "NXDOMAIN"
+    );
+    let out = daemon.ctl(&["feature", "enable", "ip-blocking"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(switches(&daemon), on);
+    assert!(!ping_peer(&lab), "ip-blocking on, yet the peer answers");
+    let out = daemon.ctl(&["check", "--json"]);
+    assert!(out.status.success(), "drift after switching on: {out:?}");
+    // An unknown feature: a usage error for the CLI, 422 for the API.
+    assert_eq!(
+        daemon
+            .ctl(&["feature", "disable", "warp-drive"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let a = curl(&daemon, "POST", "/v1/features/warp-drive/disable", &[]);
+    assert_eq!(a.status, 422, "{}", a.body);
+    daemon.assert_alive();
+}

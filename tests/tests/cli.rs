@@ -297,6 +297,10 @@ fn man_pages_are_generated_and_render_without_warnings() {
         "tls-rules-list",
         "devices",
         "guard",
+        "feature",
+        "feature-enable",
+        "feature-disable",
+        "feature-list",
         "log-level",
         "version",
         "cleanup",
@@ -308,7 +312,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         );
     }
     assert!(names.contains(&"palisade.8".to_owned()));
-    assert_eq!(names.len(), 30, "{names:?}");
+    assert_eq!(names.len(), 34, "{names:?}");
     for page in &listed {
         // groff with every warning on: nothing on stderr.
         let out = Command::new("groff")

@@ -19,6 +19,7 @@ mod check_config;
 mod cleanup;
 mod devices;
 mod dns;
+mod feature;
 mod flows;
 pub mod generate;
 mod guard;
@@ -98,6 +99,7 @@ enum Command {
     Block(block::Args),
     Devices(devices::Args),
     Guard(guard::Args),
+    Feature(feature::Args),
     LogLevel(log_level::Args),
     Tls(tls::Args),
     Version(version::Args),
@@ -123,6 +125,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Block(a) => block::main(a),
         Command::Devices(a) => devices::main(a),
         Command::Guard(a) => guard::main(a),
+        Command::Feature(a) => feature::main(a),
         Command::LogLevel(a) => log_level::main(a),
         Command::Tls(a) => tls::main(a),
         Command::Version(a) => version::main(a),

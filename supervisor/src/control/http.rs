@@ -341,6 +341,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/v1/devices", "GET"),
     ("/v1/guard", "GET"),
     ("/v1/log-level", "POST"),
+    ("/v1/features", "GET"),
+    ("/v1/features/{name}/{enable|disable}", "POST"),
     ("/metrics", "GET"),
 ];
 
@@ -520,6 +522,16 @@ pub fn route(req: &Request) -> Result<Routed, HttpError> {
                 Ok(Routed::Control(ControlRequest::Devices { offset }))
             }),
         ),
+        ["v1", "features"] => ("GET", (m == "GET").then(|| none(ControlRequest::Features))),
+        ["v1", "features", name, switch @ ("enable" | "disable")] => (
+            "POST",
+            (m == "POST").then(|| {
+                none(ControlRequest::FeatureSet {
+                    name: name.to_owned(),
+                    enabled: switch == "enable",
+                })
+            }),
+        ),
         ["v1", "log-level"] => (
             "POST",
             (m == "POST").then(|| {
@@ -600,6 +612,16 @@ pub fn target(req: &ControlRequest) -> (&'static str, String, Vec<u8>) {
         ControlRequest::TlsRuleList { limit } => get(format!("/v1/tls/rules?limit={limit}")),
         ControlRequest::Devices { offset } => get(format!("/v1/devices?offset={offset}")),
         ControlRequest::Guard { limit } => get(format!("/v1/guard?limit={limit}")),
+        ControlRequest::Features => get("/v1/features".into()),
+        ControlRequest::FeatureSet { name, enabled } => (
+            "POST",
+            format!(
+                "/v1/features/{}/{}",
+                encode(name),
+                if *enabled { "enable" } else { "disable" }
+            ),
+            Vec::new(),
+        ),
         ControlRequest::LogLevel(change) => (
             "POST",
             "/v1/log-level".into(),
@@ -727,6 +749,10 @@ pub fn json_answer(resp: &ControlResponse) -> Vec<u8> {
     struct Reopened<'a> {
         reopened: &'a [WorkerKind],
     }
+    #[derive(Serialize)]
+    struct Features<'a> {
+        features: &'a [palisade_ipc::messages::FeatureState],
+    }
     let body = match resp {
         ControlResponse::Error { kind, message } => {
             let status = match kind {
@@ -767,6 +793,7 @@ pub fn json_answer(resp: &ControlResponse) -> Vec<u8> {
         ControlResponse::Checked(r) => serde_json::to_vec_pretty(r),
         ControlResponse::Guard(r) => serde_json::to_vec_pretty(r),
         ControlResponse::LogLevelSet(r) => serde_json::to_vec_pretty(r),
+        ControlResponse::Features(f) => serde_json::to_vec_pretty(&Features { features: f }),
     };
     match body {
         Ok(mut body) => {
@@ -855,6 +882,15 @@ mod tests {
                 level: "warn".into(),
                 worker: Some(WorkerKind::Dhcp),
             }),
+            ControlRequest::Features,
+            ControlRequest::FeatureSet {
+                name: "ip-blocking".into(),
+                enabled: false,
+            },
+            ControlRequest::FeatureSet {
+                name: "dns-blocking".into(),
+                enabled: true,
+            },
         ];
         for req in requests {
             let (method, target, body) = target(&req);

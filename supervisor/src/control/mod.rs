@@ -28,7 +28,8 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::BlockList { .. }
         | ControlRequest::TlsRuleList { .. }
         | ControlRequest::Devices { .. }
-        | ControlRequest::Guard { .. } => false,
+        | ControlRequest::Guard { .. }
+        | ControlRequest::Features => false,
         ControlRequest::Restart(_)
         | ControlRequest::Reload
         | ControlRequest::ReopenLogs
@@ -37,7 +38,8 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::TlsRuleAdd(_)
         | ControlRequest::TlsRuleRemove(_)
         | ControlRequest::Check
-        | ControlRequest::LogLevel(_) => true,
+        | ControlRequest::LogLevel(_)
+        | ControlRequest::FeatureSet { .. } => true,
     }
 }
 

@@ -67,12 +67,12 @@ impl Daemon {
             return Err(TlsPolicyError::TooMany(tls_lists.len()).into());
         }
         let rules = RuleSet::load(&config.dns.lists)?;
-        let (kernel_rules, dns_map) =
-            dns_kernel::apply_holding(&self.loaded, &rules, config.dns.block_action)?;
+        let action = super::startup::dns_action(&self.features, config.dns.block_action);
+        let (kernel_rules, dns_map) = dns_kernel::apply_holding(&self.loaded, &rules, action)?;
         self.dns_map = Some(dns_map);
         // Learned names came from the previous regexes: start afresh.
         dns_kernel::clear_learned(&self.loaded)?;
-        self.dns = DnsState::new(rules, config.dns.block_action);
+        self.dns = DnsState::new(rules, action);
         self.dns_kernel_rules = kernel_rules;
         release_memory();
         let old = &self.opts.config;

@@ -30,9 +30,10 @@ use crate::{
         loader::Loaded,
         pin::{PinTree, Snapshot},
     },
+    features::{Feature, Features},
     interfaces::{self, Interface},
     policy::{
-        dns::RuleSet,
+        dns::{BlockAction, RuleSet},
         dns_kernel,
         dns_state::DnsState,
         ip::{IpRuleSet, IpState, unix_now},
@@ -51,6 +52,7 @@ struct Checked {
     dns_rules: RuleSet,
     ip: IpState,
     tls: TlsPolicy,
+    features: Features,
 }
 
 /// Brings the daemon up; returns it with its bound control socket.
@@ -104,6 +106,15 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
         ip.save()?;
     }
     let tls = TlsPolicy::load(&cfg.tls, &cfg.state_dir)?;
+    let features = Features::open(&cfg.state_dir)?;
+    for f in Feature::ALL.into_iter().filter(|f| !features.enabled(*f)) {
+        tracing::warn!(
+            feature = f.name(),
+            "switched off (palisade feature enable {} switches it on)",
+            f.name()
+        );
+    }
+    ip.enforcing = features.enabled(Feature::IpBlocking);
     Ok(Checked {
         ifaces,
         accounts,
@@ -111,6 +122,7 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
         dns_rules,
         ip,
         tls,
+        features,
     })
 }
 
@@ -137,7 +149,8 @@ fn bring_up(
     let pins = PinTree::open(&cfg.pin_root)?;
     let mut loaded = Loaded::load(&pins)?;
     // Policy before traffic is attached: validated lists, swapped in whole.
-    let (dns, dns_kernel_rules, dns_map) = load_dns_policy(&loaded, cfg, checked.dns_rules)?;
+    let dns_action = dns_action(&checked.features, cfg.dns.block_action);
+    let (dns, dns_kernel_rules, dns_map) = load_dns_policy(&loaded, dns_action, checked.dns_rules)?;
     let ip = load_ip_policy(&loaded, cfg, checked.ip)?;
     crate::policy::guard::apply(&loaded, &cfg.dhcp)?;
     tracing::info!(
@@ -193,6 +206,7 @@ fn bring_up(
         drift,
         unread: Default::default(),
         log_gid,
+        features: checked.features,
     };
     Ok((daemon, control))
 }
@@ -210,11 +224,10 @@ pub(super) fn guard_mode_name(cfg: &crate::config::DhcpConfig) -> &'static str {
 /// previous run go). Returns the state, the number of kernel rules and the rule map.
 fn load_dns_policy(
     loaded: &Loaded,
-    cfg: &Config,
+    action: BlockAction,
     rules: RuleSet,
 ) -> Result<(DnsState, u32, std::os::fd::OwnedFd), DaemonError> {
-    let (dns_kernel_rules, dns_map) =
-        dns_kernel::apply_holding(loaded, &rules, cfg.dns.block_action)?;
+    let (dns_kernel_rules, dns_map) = dns_kernel::apply_holding(loaded, &rules, action)?;
     dns_kernel::clear_learned(loaded)?;
     tracing::info!(
         names = dns_kernel_rules,
@@ -223,11 +236,17 @@ fn load_dns_policy(
         sha256 = %hex::encode(rules.sha256()),
         "DNS policy loaded"
     );
-    Ok((
-        DnsState::new(rules, cfg.dns.block_action),
-        dns_kernel_rules,
-        dns_map,
-    ))
+    Ok((DnsState::new(rules, action), dns_kernel_rules, dns_map))
+}
+
+/// The DNS block action in force: the configuration's, or off while `dns-blocking` is
+/// switched off.
+pub(super) fn dns_action(features: &Features, configured: BlockAction) -> BlockAction {
+    if features.enabled(Feature::DnsBlocking) {
+        configured
+    } else {
+        BlockAction::Off
+    }
 }
 
 /// Writes the IP lists and the runtime rules (read, expired ones dropped, by [`check`])

@@ -41,5 +41,6 @@ pub(super) fn status(d: &Daemon) -> ControlResponse {
         dns: d.dns.status(d.dns_kernel_rules),
         flows: crate::flows::status(&d.loaded, &d.opts.config.flow, &d.conntrack_seed),
         drift: d.drift.status.clone(),
+        features: d.features.states(),
     }))
 }
