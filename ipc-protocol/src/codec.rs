@@ -158,6 +158,7 @@ mod tests {
             "0409612e6578616d706c6509622e6578616d706c650172",
         );
         golden(SupervisorToWorker::Fds(vec![FdRole::Registry]), "060103");
+        golden(SupervisorToWorker::SetLogLevel(LogLevel::Warn), "0701");
         golden(
             SupervisorToWorker::PacketCapture(PacketCaptureConfig {
                 idle_ns: 1,
@@ -165,7 +166,7 @@ mod tests {
                 update_ns: 4,
                 max_flows: 3,
             }),
-            "0701020403",
+            "0801020403",
         );
         golden(
             SupervisorToWorker::Configure(WorkerConfig {
@@ -273,6 +274,33 @@ mod tests {
             "10000102000000",
         );
         golden(ControlRequest::Guard { limit: 5 }, "1105");
+        let change = LogLevelChange {
+            level: "debug".into(),
+            worker: Some(WorkerKind::Dns),
+        };
+        golden(ControlRequest::LogLevel(change), "120564656275670101");
+        golden(
+            ControlResponse::LogLevelSet(LogLevelChange {
+                level: "info".into(),
+                worker: None,
+            }),
+            "1204696e666f00",
+        );
+        golden(ControlRequest::Features, "13");
+        golden(
+            ControlRequest::FeatureSet {
+                name: "dns-blocking".into(),
+                enabled: true,
+            },
+            "140c646e732d626c6f636b696e6701",
+        );
+        golden(
+            ControlResponse::Features(vec![FeatureState {
+                name: "dns-blocking".into(),
+                enabled: true,
+            }]),
+            "13010c646e732d626c6f636b696e6701",
+        );
         golden(
             ControlResponse::Guard(GuardReport {
                 mode: "drop".into(),
@@ -380,7 +408,7 @@ mod tests {
                 capture: CaptureStatus {
                     mode: "af_packet".into(),
                     fallback_reason: None,
-                    enforcement: vec![FeatureState {
+                    enforcement: vec![EnforcementState {
                         feature: "dns_blocking".into(),
                         state: "unavailable".into(),
                     }],
@@ -390,6 +418,10 @@ mod tests {
                         drops: 1,
                     }],
                 },
+                features: vec![FeatureState {
+                    name: "ip-blocking".into(),
+                    enabled: false,
+                }],
             })),
             concat!(
                 "0005302e312e3001012afbe803022f70010001012bfbfefffbfeff010501000164000a09fb2c01010570",
@@ -397,7 +429,8 @@ mod tests {
                 "00086174746163686564050103646e73077265636f72647303000000000000000000000000000000000000",
                 "050209010101116c696e6b20657468302f696e67726573730864657461636865640e617474616368656420616761696e01",
                 "0102030405",
-                "0961665f7061636b657400010c646e735f626c6f636b696e670b756e617661696c61626c6501010501"
+                "0961665f7061636b657400010c646e735f626c6f636b696e670b756e617661696c61626c6501010501",
+                "010b69702d626c6f636b696e6700"
             ),
         );
     }

@@ -5,10 +5,12 @@
 //! before the supervisor acts on them.
 
 use bincode::{Decode, Encode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The four per-protocol workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum WorkerKind {
@@ -128,6 +130,10 @@ pub enum SupervisorToWorker {
     /// IEEE registry re-read at a reload. The worker gives them to its protocol as it did
     /// the `Configure` extras; a count that does not match is a fatal error.
     Fds(Vec<FdRole>),
+    /// `palisade log-level LEVEL --worker W`: from now on the worker sends only log lines
+    /// at `level` or more severe (it starts at `Info`); it answers with a line naming the
+    /// level it applies, sent whatever the level.
+    SetLogLevel(LogLevel),
     /// AF_PACKET capture: what the kernel's flow sweeper would apply, for the worker's own
     /// record builder; sent right after `Ready` to a worker given a
     /// [`FdRole::PacketSocket`] (it reads no frame before).
@@ -216,8 +222,12 @@ pub struct WorkerStats {
     pub gauges: Vec<DropCount>,
 }
 
-/// Severity of a worker's log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+/// Severity of a worker's log line (and, in [`SupervisorToWorker::SetLogLevel`], the least
+/// severe a worker sends). Ordered from the most severe.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Something is wrong.
     Error,
@@ -225,6 +235,24 @@ pub enum LogLevel {
     Warn,
     /// Normal operation.
     Info,
+}
+
+impl LogLevel {
+    /// Lower-case name (`error`, `warn`, `info`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+        }
+    }
+
+    /// Parses [`LogLevel::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Error, Self::Warn, Self::Info]
+            .into_iter()
+            .find(|l| l.name() == name)
+    }
 }
 
 /// Worker -> supervisor.
@@ -351,7 +379,44 @@ pub enum ControlRequest {
         /// Most senders to report (the daemon caps it at [`GUARD_SENDERS_MAX`]).
         limit: u32,
     },
+    /// Mutating (root only): change the log filter of the supervisor (`worker` absent: a
+    /// tracing `EnvFilter` directive such as `debug` or `info,palisade::control=debug`) or of
+    /// one worker (`error`, `warn` or `info`), until the daemon stops.
+    LogLevel(LogLevelChange),
+    /// Read-only: the runtime feature switches.
+    Features,
+    /// Mutating (root only): switch a feature (`dns-blocking`, `ip-blocking`) on or off;
+    /// persisted in the state directory.
+    FeatureSet {
+        /// The feature.
+        name: String,
+        /// On or off.
+        enabled: bool,
+    },
 }
+
+/// One runtime feature switch, in [`StatusReport`] and [`ControlResponse::Features`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FeatureState {
+    /// `dns-blocking` or `ip-blocking`.
+    pub name: String,
+    /// On (the default) or switched off.
+    pub enabled: bool,
+}
+
+/// [`ControlRequest::LogLevel`], and its answer [`ControlResponse::LogLevelSet`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLevelChange {
+    /// The filter (at most [`LOG_FILTER_MAX`] bytes).
+    pub level: String,
+    /// A worker, or the supervisor when absent.
+    #[serde(default)]
+    pub worker: Option<WorkerKind>,
+}
+
+/// Bytes of a [`LogLevelChange::level`], at most.
+pub const LOG_FILTER_MAX: usize = 1024;
 
 /// Senders per [`ControlResponse::Guard`] answer, at most (a frame holds about 500).
 pub const GUARD_SENDERS_MAX: u32 = 400;
@@ -491,7 +556,8 @@ pub struct FlowTableStatus {
 }
 
 /// [`ControlRequest::BlockAdd`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlockAddRequest {
     /// `a.b.c.d/n`, `x::y/n` or a bare address.
     pub cidr: String,
@@ -680,6 +746,8 @@ pub struct StatusReport {
     pub network: NetworkStatus,
     /// How packets are captured, and which enforcement features that leaves.
     pub capture: CaptureStatus,
+    /// Runtime feature switches.
+    pub features: Vec<FeatureState>,
 }
 
 /// The capture mode in [`StatusReport`].
@@ -692,14 +760,14 @@ pub struct CaptureStatus {
     /// Every enforcement feature: `active` (the kernel programs enforce it, with whatever
     /// rules are configured), `unavailable` (it needs the eBPF programs, which are not
     /// loaded).
-    pub enforcement: Vec<FeatureState>,
+    pub enforcement: Vec<EnforcementState>,
     /// AF_PACKET: per worker socket, the kernel's counters (`PACKET_STATISTICS`).
     pub sockets: Vec<PacketSocketStatus>,
 }
 
 /// One enforcement feature in [`CaptureStatus`].
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
-pub struct FeatureState {
+pub struct EnforcementState {
     /// `ip_blocklist`, `dns_blocking`, `tls_flow_blocks`, `dhcp_guard`.
     pub feature: String,
     /// `active` or `unavailable`.
@@ -824,6 +892,11 @@ pub enum ControlResponse {
     Checked(DriftStatus),
     /// Answer to [`ControlRequest::Guard`].
     Guard(GuardReport),
+    /// Answer to [`ControlRequest::LogLevel`]: the filter now in force.
+    LogLevelSet(LogLevelChange),
+    /// Answer to [`ControlRequest::Features`] and [`ControlRequest::FeatureSet`]: every
+    /// switch as it is now.
+    Features(Vec<FeatureState>),
 }
 
 /// One difference between the kernel (or a worker) and what the daemon put there.
@@ -859,7 +932,9 @@ pub struct DriftStatus {
 }
 
 /// What a TLS rule matches in a ClientHello (TCP or QUIC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsRuleKind {
     /// The JA3 hash (32 lower-case hex digits).
@@ -902,13 +977,15 @@ impl TlsRuleKind {
 }
 
 /// A TLS rule as the operator states it (`palisade tls rules add|remove`, a rule file line).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsRuleSpec {
     /// What it matches.
     pub kind: TlsRuleKind,
     /// The value (hash, fingerprint, name, suffix or pattern).
     pub value: String,
     /// A match cuts the connection (else: an alert only).
+    #[serde(default)]
     pub block: bool,
     /// Free text shown by `tls rules list` and in alerts.
     pub comment: Option<String>,

@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod devices;
 pub mod ebpf;
+pub mod features;
 pub mod flows;
 pub mod interfaces;
 pub mod metrics;
@@ -36,10 +37,22 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// Replaces the process's log filter (`palisade log-level`); installed by [`main`].
+type SetFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+static LOG_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
+
+/// Replaces the log filter with `directives` (`EnvFilter` syntax, as `PALISADE_LOG`).
+pub fn set_log_filter(directives: &str) -> Result<(), String> {
+    let set = LOG_FILTER
+        .get()
+        .ok_or_else(|| "logging is not set up".to_owned())?;
+    set(directives)
+}
+
 /// The `palisade` command: parses the command line, sets up logging, runs the subcommand.
 pub fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -49,6 +62,13 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    let _ = LOG_FILTER.set(Box::new(move |directives: &str| {
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }));
     cli::dispatch(args)
 }

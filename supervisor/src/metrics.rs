@@ -1,39 +1,47 @@
 //! Prometheus text exposition of the daemon's status: every metric name,
-//! type and label lives here. `palisade metrics` prints it, for node
-//! exporter's textfile collector or any scraper wrapper.
-
-use std::fmt::Write as _;
+//! type and label lives here; the `prometheus` crate encodes it (labels sorted by
+//! name). `palisade metrics` prints it, for node exporter's textfile collector;
+//! `GET /metrics` on the control socket serves it. Names pass `promtool check metrics`
+//! (tests/tests/api.rs runs it on the live endpoint).
 
 use palisade_ipc::messages::{StatusReport, WorkerState};
+use prometheus::{Gauge, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder, core::Collector};
 
-/// One metric family being written.
-struct Family<'a> {
-    out: &'a mut String,
+/// The families of one exposition, registered as they are made. Each rendering builds a
+/// fresh registry from one status report: counters are set to the daemon's totals
+/// (`inc_by` from zero), so the exposition is a snapshot, like the status it renders.
+struct Families {
+    registry: Registry,
 }
 
-impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        Self { out }
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        let _ = write!(self.out, "{name}");
-        if !labels.is_empty() {
-            let inner: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                .collect();
-            let _ = write!(self.out, "{{{}}}", inner.join(","));
+impl Families {
+    fn add<C: Collector + Clone + 'static>(&self, c: C) -> C {
+        // Names and labels are constants of this file: a registration error is a bug here,
+        // reported (the family is left out) rather than taking the daemon down.
+        if let Err(e) = self.registry.register(Box::new(c.clone())) {
+            tracing::warn!(error = %e, "metrics: a family could not be registered");
         }
-        let _ = writeln!(self.out, " {value}");
+        c
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> Option<IntCounterVec> {
+        IntCounterVec::new(Opts::new(name, help), labels)
+            .map(|c| self.add(c))
+            .inspect_err(|e| tracing::warn!(error = %e, name, "metrics: bad family"))
+            .ok()
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> Option<IntGaugeVec> {
+        IntGaugeVec::new(Opts::new(name, help), labels)
+            .map(|g| self.add(g))
+            .inspect_err(|e| tracing::warn!(error = %e, name, "metrics: bad family"))
+            .ok()
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A gauge value from a count (saturating: gauges are signed).
+fn level(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn state(s: WorkerState) -> &'static str {
@@ -46,44 +54,42 @@ fn state(s: WorkerState) -> &'static str {
     }
 }
 
-/// Renders the status as Prometheus text format.
-pub fn render(r: &StatusReport) -> String {
-    let mut o = String::new();
-    let mut f = Family::new(
-        &mut o,
-        "palisade_up",
-        "gauge",
-        "1 while the daemon answers; with its versions.",
-    );
-    f.sample(
-        "palisade_up",
-        &[
-            ("version", &r.version.version),
-            ("protocol", &r.version.protocol.to_string()),
-            ("abi", &r.version.abi.to_string()),
-        ],
-        1,
-    );
-    let mut f = Family::new(
-        &mut o,
-        "palisade_uptime_seconds",
-        "gauge",
-        "Seconds since the daemon started.",
-    );
-    f.sample("palisade_uptime_seconds", &[], r.uptime_ms as f64 / 1000.0);
+/// Media type of the exposition (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-    let mut f = Family::new(
-        &mut o,
+/// Renders the status as Prometheus text format (through the `prometheus` crate's
+/// encoder, so names, escaping and ordering follow the format).
+pub fn render(r: &StatusReport) -> String {
+    let f = Families {
+        registry: Registry::new(),
+    };
+    if let Some(up) = f.gauges(
+        "palisade_up",
+        "1 while the daemon answers; with its versions.",
+        &["version", "protocol", "abi"],
+    ) {
+        up.with_label_values(&[
+            r.version.version.as_str(),
+            &r.version.protocol.to_string(),
+            &r.version.abi.to_string(),
+        ])
+        .set(1);
+    }
+    if let Ok(g) = Gauge::with_opts(Opts::new(
+        "palisade_uptime_seconds",
+        "Seconds since the daemon started.",
+    )) {
+        f.add(g).set(r.uptime_ms as f64 / 1000.0);
+    }
+    if let Some(up) = f.gauges(
         "palisade_worker_up",
-        "gauge",
         "1 when the worker is running, by state.",
-    );
-    for w in &r.workers {
-        f.sample(
-            "palisade_worker_up",
-            &[("worker", w.kind.name()), ("state", state(w.state))],
-            u8::from(w.state == WorkerState::Running),
-        );
+        &["worker", "state"],
+    ) {
+        for w in &r.workers {
+            up.with_label_values(&[w.kind.name(), state(w.state)])
+                .set(i64::from(w.state == WorkerState::Running));
+        }
     }
     for (name, help, get) in [
         (
@@ -110,113 +116,93 @@ pub fn render(r: &StatusReport) -> String {
             |w| w.stats.bytes,
         ),
     ] {
-        let mut f = Family::new(&mut o, name, "counter", help);
-        for w in &r.workers {
-            f.sample(name, &[("worker", w.kind.name())], get(w));
+        if let Some(c) = f.counters(name, help, &["worker"]) {
+            for w in &r.workers {
+                c.with_label_values(&[w.kind.name()]).inc_by(get(w));
+            }
         }
     }
-    let mut f = Family::new(
-        &mut o,
-        "palisade_worker_drops_total",
-        "counter",
-        "Records or events lost by a worker, by reason.",
-    );
-    for w in &r.workers {
-        for d in &w.stats.drops {
-            f.sample(
-                "palisade_worker_drops_total",
-                &[("worker", w.kind.name()), ("reason", &d.reason)],
-                d.count,
-            );
+    for (name, help, list) in [
+        (
+            "palisade_worker_drops_total",
+            "Records or events lost by a worker, by reason.",
+            (|w| &w.stats.drops)
+                as fn(
+                    &palisade_ipc::messages::WorkerStatus,
+                ) -> &Vec<palisade_ipc::messages::DropCount>,
+        ),
+        (
+            "palisade_worker_notices_total",
+            "Events written without something they could have had (no event lost), by reason.",
+            |w| &w.stats.notices,
+        ),
+    ] {
+        if let Some(c) = f.counters(name, help, &["worker", "reason"]) {
+            for w in &r.workers {
+                for d in list(w) {
+                    c.with_label_values(&[w.kind.name(), d.reason.as_str()])
+                        .inc_by(d.count);
+                }
+            }
         }
     }
-    let mut f = Family::new(
-        &mut o,
-        "palisade_worker_notices_total",
-        "counter",
-        "Events written without something they could have had (no event lost), by reason.",
-    );
-    for w in &r.workers {
-        for d in &w.stats.notices {
-            f.sample(
-                "palisade_worker_notices_total",
-                &[("worker", w.kind.name()), ("reason", &d.reason)],
-                d.count,
-            );
-        }
-    }
-    let mut f = Family::new(
-        &mut o,
-        "palisade_worker_gauge",
-        "gauge",
+    if let Some(g) = f.gauges(
+        "palisade_worker_level",
         "Levels a worker reports (e.g. dhcp_open_transactions, dhcp_devices), by name.",
-    );
-    for w in &r.workers {
-        for d in &w.stats.gauges {
-            f.sample(
-                "palisade_worker_gauge",
-                &[("worker", w.kind.name()), ("name", &d.reason)],
-                d.count,
-            );
+        &["worker", "name"],
+    ) {
+        for w in &r.workers {
+            for d in &w.stats.gauges {
+                g.with_label_values(&[w.kind.name(), d.reason.as_str()])
+                    .set(level(d.count));
+            }
         }
     }
-    let mut f = Family::new(
-        &mut o,
-        "palisade_kernel_counter_total",
-        "counter",
+    if let Some(c) = f.counters(
+        "palisade_kernel_events_total",
         "eBPF per-CPU counters summed, by group and counter.",
-    );
-    for k in &r.kernel {
-        f.sample(
-            "palisade_kernel_counter_total",
-            &[("group", &k.group), ("counter", &k.counter)],
-            k.value,
-        );
-    }
-    let mut f = Family::new(
-        &mut o,
-        "palisade_interface_attached",
-        "gauge",
-        "1 per attached program hook.",
-    );
-    for i in &r.interfaces {
-        for a in &i.attachments {
-            f.sample(
-                "palisade_interface_attached",
-                &[
-                    ("interface", &i.name),
-                    ("direction", &a.direction),
-                    ("mode", &a.mode),
-                ],
-                1,
-            );
+        &["group", "counter"],
+    ) {
+        for k in &r.kernel {
+            c.with_label_values(&[k.group.as_str(), k.counter.as_str()])
+                .inc_by(k.value);
         }
     }
-    let mut f = Family::new(
-        &mut o,
-        "palisade_interface_state",
-        "gauge",
-        "1 for each interface's state: attached, waiting (configured, not there yet), error, gone (deleted or renamed away).",
-    );
-    for i in &r.interfaces {
-        f.sample(
-            "palisade_interface_state",
-            &[("interface", &i.name), ("state", &i.state)],
-            1,
-        );
+    if let Some(g) = f.gauges(
+        "palisade_interface_attached",
+        "1 per program attached to an interface hook.",
+        &["interface", "direction", "mode", "program"],
+    ) {
+        for i in &r.interfaces {
+            for a in &i.attachments {
+                g.with_label_values(&[
+                    i.name.as_str(),
+                    a.direction.as_str(),
+                    a.mode.as_str(),
+                    a.program.as_str(),
+                ])
+                .set(1);
+            }
+        }
     }
-    let mut f = Family::new(
-        &mut o,
+    if let Some(g) = f.gauges(
+        "palisade_interface_state",
+        "1 for each interface's state: attached, waiting (configured, not there yet), error, gone (deleted or renamed away).",
+        &["interface", "state"],
+    ) {
+        for i in &r.interfaces {
+            g.with_label_values(&[i.name.as_str(), i.state.as_str()]).set(1);
+        }
+    }
+    if let Some(g) = f.gauges(
         "palisade_interface_state_since_seconds",
-        "gauge",
         "Unix time the interface entered its state.",
-    );
-    for i in &r.interfaces {
-        f.sample(
-            "palisade_interface_state_since_seconds",
-            &[("interface", &i.name), ("state", &i.state)],
-            i.since,
-        );
+        &["interface", "state"],
+    ) {
+        for i in &r.interfaces {
+            g.with_label_values(&[i.name.as_str(), i.state.as_str()])
+                .set(level(i.since));
+        }
     }
     let n = &r.network;
     for (name, help, value) in [
@@ -246,8 +232,9 @@ pub fn render(r: &StatusReport) -> String {
             n.renamed,
         ),
     ] {
-        let kind = "counter";
-        Family::new(&mut o, name, kind, help).sample(name, &[], value);
+        if let Some(c) = f.counters(name, help, &[]) {
+            c.with_label_values::<&str>(&[]).inc_by(value);
+        }
     }
     let d = &r.dns;
     for (name, help, value) in [
@@ -307,81 +294,77 @@ pub fn render(r: &StatusReport) -> String {
             r.drift.findings.len() as u64,
         ),
     ] {
-        let mut f = Family::new(
-            &mut o,
-            name,
-            if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            },
-            help,
-        );
-        f.sample(name, &[], value);
+        if name.ends_with("_total") {
+            if let Some(c) = f.counters(name, help, &[]) {
+                c.with_label_values::<&str>(&[]).inc_by(value);
+            }
+        } else if let Some(g) = f.gauges(name, help, &[]) {
+            g.with_label_values::<&str>(&[]).set(level(value));
+        }
     }
     let drift = d
         .worker_ruleset_sha256
         .as_ref()
         .is_some_and(|w| *w != d.ruleset_sha256);
-    let mut f = Family::new(
-        &mut o,
+    if let Some(g) = f.gauges(
         "palisade_dns_ruleset_drift",
-        "gauge",
         "1 when the DNS worker applies another rule set than the supervisor's.",
-    );
-    f.sample(
-        "palisade_dns_ruleset_drift",
-        &[("ruleset", &d.ruleset_sha256)],
-        u8::from(drift),
-    );
+        &["ruleset"],
+    ) {
+        g.with_label_values(&[d.ruleset_sha256.as_str()])
+            .set(i64::from(drift));
+    }
+    if let Some(g) = f.gauges(
+        "palisade_feature_enabled",
+        "1 while a runtime feature switch is on (palisade feature).",
+        &["feature"],
+    ) {
+        for s in &r.features {
+            g.with_label_values(&[s.name.as_str()])
+                .set(i64::from(s.enabled));
+        }
+    }
     let c = &r.capture;
-    let mut f = Family::new(
-        &mut o,
+    if let Some(g) = f.gauges(
         "palisade_capture_mode",
-        "gauge",
         "1 for the capture in use: ebpf, or af_packet (no eBPF, no enforcement).",
-    );
-    f.sample("palisade_capture_mode", &[("mode", &c.mode)], 1);
-    let mut f = Family::new(
-        &mut o,
+        &["mode"],
+    ) {
+        g.with_label_values(&[c.mode.as_str()]).set(1);
+    }
+    if let Some(g) = f.gauges(
         "palisade_enforcement_available",
-        "gauge",
-        "1 when the enforcement feature works (state active), 0 when unavailable or not implemented.",
-    );
-    for e in &c.enforcement {
-        f.sample(
-            "palisade_enforcement_available",
-            &[("feature", &e.feature), ("state", &e.state)],
-            u8::from(e.state == "active"),
-        );
+        "1 when the enforcement feature works (state active), 0 when unavailable.",
+        &["feature", "state"],
+    ) {
+        for e in &c.enforcement {
+            g.with_label_values(&[e.feature.as_str(), e.state.as_str()])
+                .set(i64::from(e.state == "active"));
+        }
     }
     if !c.sockets.is_empty() {
-        let mut f = Family::new(
-            &mut o,
-            "palisade_af_packet_frames_total",
-            "counter",
-            "Frames that passed a worker's AF_PACKET filter (PACKET_STATISTICS).",
-        );
-        for s in &c.sockets {
-            f.sample(
+        for (name, help, value) in [
+            (
                 "palisade_af_packet_frames_total",
-                &[("worker", s.worker.name())],
-                s.packets,
-            );
-        }
-        let mut f = Family::new(
-            &mut o,
-            "palisade_af_packet_drops_total",
-            "counter",
-            "Frames the kernel dropped because a worker's AF_PACKET socket buffer was full.",
-        );
-        for s in &c.sockets {
-            f.sample(
+                "Frames that passed a worker's AF_PACKET filter (PACKET_STATISTICS).",
+                (|s: &palisade_ipc::messages::PacketSocketStatus| s.packets)
+                    as fn(&palisade_ipc::messages::PacketSocketStatus) -> u64,
+            ),
+            (
                 "palisade_af_packet_drops_total",
-                &[("worker", s.worker.name())],
-                s.drops,
-            );
+                "Frames the kernel dropped because a worker's AF_PACKET socket buffer was full.",
+                |s: &palisade_ipc::messages::PacketSocketStatus| s.drops,
+            ),
+        ] {
+            if let Some(ctr) = f.counters(name, help, &["worker"]) {
+                for sock in &c.sockets {
+                    ctr.with_label_values(&[sock.worker.name()])
+                        .inc_by(value(sock));
+                }
+            }
         }
     }
-    o
+    TextEncoder::new()
+        .encode_to_string(&f.registry.gather())
+        .unwrap_or_else(|e| format!("# palisade: encoding the metrics failed: {e}\n"))
 }

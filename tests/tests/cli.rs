@@ -297,6 +297,11 @@ fn man_pages_are_generated_and_render_without_warnings() {
         "tls-rules-list",
         "devices",
         "guard",
+        "feature",
+        "feature-enable",
+        "feature-disable",
+        "feature-list",
+        "log-level",
         "version",
         "cleanup",
         "replay",
@@ -307,7 +312,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         );
     }
     assert!(names.contains(&"palisade.8".to_owned()));
-    assert_eq!(names.len(), 29, "{names:?}");
+    assert_eq!(names.len(), 34, "{names:?}");
     for page in &listed {
         // groff with every warning on: nothing on stderr.
         let out = Command::new("groff")
@@ -381,7 +386,7 @@ fn usage_errors_exit_2_without_contacting_the_daemon() {
     let path = dir.join("control.sock");
     let fd = socket(
         AddressFamily::Unix,
-        SockType::SeqPacket,
+        SockType::Stream,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )

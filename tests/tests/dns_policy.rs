@@ -134,7 +134,7 @@ fn kernel_blocks_listed_names_before_the_resolver_sees_them() {
         .lines()
         .find_map(|l| {
             l.strip_prefix(
-                "palisade_kernel_counter_total{group=\"dns_policy\",counter=\"blocked_nxdomain\"} ",
+                "palisade_kernel_events_total{counter=\"blocked_nxdomain\",group=\"dns_policy\"} ",
             )
         })
         .and_then(|v| v.parse().ok())
@@ -142,7 +142,7 @@ fn kernel_blocks_listed_names_before_the_resolver_sees_them() {
     assert!(blocked >= 8, "{blocked} queries blocked");
     assert!(metrics.contains("palisade_dns_kernel_rules 7"), "{metrics}");
     assert!(
-        metrics.contains("palisade_worker_up{worker=\"dns\",state=\"running\"} 1"),
+        metrics.contains("palisade_worker_up{state=\"running\",worker=\"dns\"} 1"),
         "{metrics}"
     );
     assert_eq!(

@@ -494,7 +494,9 @@ fn a_block_request_the_rule_set_does_not_back_is_a_violation() {
         "the lying DNS worker killed for a violation",
         || {
             let w = daemon.workers()["dns"].clone();
-            (w["violations"].as_u64() >= Some(1)).then_some(w)
+            // The violation is counted at the kill, `last_exit` set when the process is
+            // reaped a few milliseconds later: wait for both.
+            (w["violations"].as_u64() >= Some(1) && w["last_exit"].is_string()).then_some(w)
         },
     );
     let exit = dns["last_exit"].as_str().unwrap_or_default();

@@ -16,7 +16,6 @@ use std::{
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg, socket,
 };
-use palisade_ipc::handshake::{Hello, Role};
 use palisade_tests::{Daemon, Lab, SENSOR_IP, Side, base_config, dns_query, wait_for};
 
 /// Descriptors the process `pid` holds.
@@ -29,7 +28,7 @@ fn open_fds(pid: u32) -> usize {
 fn control_client(daemon: &Daemon) -> OwnedFd {
     let sock = socket(
         AddressFamily::Unix,
-        SockType::SeqPacket,
+        SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
     )
@@ -47,11 +46,13 @@ fn frames_with_too_many_fds_leak_no_descriptor() {
     let pid = daemon.pid();
     let before = open_fds(pid);
 
-    // A control-group member's attack: the hello, then frames with 20 descriptors each (the
-    // protocol allows 8); each used to leave 8 open in the daemon.
+    // A control-group member's attack: an HTTP request in two pieces, each carrying 20
+    // descriptors (the API takes none); with the bincode protocol each frame used to leave 8
+    // open in the daemon. On the stream socket the daemon reads without a control buffer,
+    // so the kernel must close them.
     let devnull = std::fs::File::open("/dev/null").expect("/dev/null");
     let fds = vec![devnull.as_raw_fd(); 20];
-    let hello = Hello::ours(Role::Cli).encode();
+    let hello = b"GET /v1/status HTTP/1.1\r\n".to_vec();
     const CLIENTS: usize = 60;
     for _ in 0..CLIENTS {
         let sock = control_client(&daemon);
@@ -65,7 +66,7 @@ fn frames_with_too_many_fds_leak_no_descriptor() {
         );
         let _ = sendmsg::<UnixAddr>(
             sock.as_raw_fd(),
-            &[IoSlice::new(b"request")],
+            &[IoSlice::new(b"Host: localhost\r\n\r\n")],
             &rights,
             MsgFlags::empty(),
             None,

@@ -286,9 +286,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                 },
             )
             .map_err(ChannelError::BadConfig)?;
-        for msg in outbox.drain(..) {
-            channel.send(&msg)?;
-        }
+        send_outbox(&channel, &mut outbox, LogLevel::Info)?;
     }
     let mut ctx = Context::default();
     ctx.set_interfaces(&config.interfaces);
@@ -311,6 +309,8 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
     // The last drain hit its budget: poll again without waiting.
     let mut behind = false;
     let mut awaiting_policy = P::AWAITS_POLICY;
+    // `palisade log-level LEVEL --worker W`: log lines less severe are not sent.
+    let mut log_level = LogLevel::Info;
 
     loop {
         let now = Instant::now();
@@ -338,6 +338,14 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
         while let Some((msg, fds)) = channel.try_recv()? {
             match msg {
                 SupervisorToWorker::Interfaces(ifaces) => ctx.set_interfaces(&ifaces),
+                SupervisorToWorker::SetLogLevel(level) => {
+                    log_level = level;
+                    // Sent whatever the level: the operator sees the change took effect.
+                    channel.send(&WorkerToSupervisor::Log {
+                        level: LogLevel::Warn,
+                        message: format!("log level now {}", level.name()),
+                    })?;
+                }
                 SupervisorToWorker::Fds(_) => {
                     let mut out = EventOut {
                         sink: &mut sink,
@@ -348,9 +356,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                         .on_fds(fds, &mut out)
                         .map_err(ChannelError::BadConfig)?;
                     sink.flush(&mut stats);
-                    for msg in outbox.drain(..) {
-                        channel.send(&msg)?;
-                    }
+                    send_outbox(&channel, &mut outbox, log_level)?;
                 }
                 SupervisorToWorker::Shutdown => {
                     // What is queued now, bounded (the supervisor kills a
@@ -375,9 +381,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                     };
                     protocol.on_shutdown(&ctx, &mut out);
                     sink.flush(&mut stats);
-                    for msg in outbox.drain(..) {
-                        channel.send(&msg)?;
-                    }
+                    send_outbox(&channel, &mut outbox, log_level)?;
                     channel.send(&WorkerToSupervisor::Stats(snapshot(&*protocol, &mut stats)))?;
                     return Ok(());
                 }
@@ -410,9 +414,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                         .on_supervisor_message(&ctx, other, &mut out)
                         .map_err(ChannelError::BadConfig)?;
                     sink.flush(&mut stats);
-                    for msg in outbox.drain(..) {
-                        channel.send(&msg)?;
-                    }
+                    send_outbox(&channel, &mut outbox, log_level)?;
                 }
             }
         }
@@ -428,9 +430,7 @@ fn event_loop<P: Protocol>(protocol: &mut P, started: Started) -> Result<(), Cha
                 &mut outbox,
                 drain_time,
             );
-        for msg in outbox.drain(..) {
-            channel.send(&msg)?;
-        }
+        send_outbox(&channel, &mut outbox, log_level)?;
         if stats_sent.0.elapsed() >= STATS_EVERY {
             let snapshot = snapshot(&*protocol, &mut stats);
             if snapshot != stats_sent.1 {
@@ -573,4 +573,48 @@ fn drain_packets<P: Protocol>(
     );
     sink.flush(stats);
     read.frames >= DRAIN_BUDGET
+}
+
+/// Sends the queued messages, less the log lines less severe than `level`.
+fn send_outbox(
+    channel: &Channel,
+    outbox: &mut Vec<WorkerToSupervisor>,
+    level: LogLevel,
+) -> Result<(), ChannelError> {
+    for msg in outbox.drain(..).filter(|m| passes(m, level)) {
+        channel.send(&msg)?;
+    }
+    Ok(())
+}
+
+/// Whether `msg` goes to the supervisor under the log level `level`.
+fn passes(msg: &WorkerToSupervisor, level: LogLevel) -> bool {
+    match msg {
+        WorkerToSupervisor::Log { level: l, .. } => *l <= level,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_level_keeps_back_only_less_severe_lines() {
+        let line = |level| WorkerToSupervisor::Log {
+            level,
+            message: "m".into(),
+        };
+        assert!(passes(&line(LogLevel::Info), LogLevel::Info));
+        assert!(!passes(&line(LogLevel::Info), LogLevel::Warn));
+        assert!(passes(&line(LogLevel::Warn), LogLevel::Warn));
+        assert!(!passes(&line(LogLevel::Warn), LogLevel::Error));
+        assert!(passes(&line(LogLevel::Error), LogLevel::Error));
+        // Everything else goes whatever the level.
+        assert!(passes(&WorkerToSupervisor::Ready, LogLevel::Error));
+        assert!(passes(
+            &WorkerToSupervisor::Heartbeat { seq: 1 },
+            LogLevel::Error
+        ));
+    }
 }

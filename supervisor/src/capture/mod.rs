@@ -25,7 +25,7 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
-use palisade_ipc::messages::{FeatureState, PacketSocketStatus, WorkerKind};
+use palisade_ipc::messages::{EnforcementState, PacketSocketStatus, WorkerKind};
 
 /// How packets reach the workers (`capture` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,10 +80,10 @@ pub const FEATURES: [&str; 4] = [
 
 /// `status`'s enforcement list: with eBPF, every feature is enforced by the kernel programs
 /// (with whatever rules are configured); without, none is.
-pub fn enforcement(ebpf: bool) -> Vec<FeatureState> {
+pub fn enforcement(ebpf: bool) -> Vec<EnforcementState> {
     FEATURES
         .iter()
-        .map(|f| FeatureState {
+        .map(|f| EnforcementState {
             feature: (*f).to_owned(),
             state: match (ebpf, *f) {
                 (true, _) => "active",

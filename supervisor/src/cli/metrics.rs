@@ -13,7 +13,9 @@ use super::ControlArgs;
 /// collector, e.g. from a timer:
 /// `palisade metrics > /var/lib/prometheus/node-exporter/palisade.prom`.
 ///
-/// The output is a format of its own; the same counters as JSON: `palisade status --json`.
+/// The same exposition is `GET /metrics` on the control socket (`curl --unix-socket
+/// /run/palisade/control.sock http://localhost/metrics`); the same counters as JSON:
+/// `palisade status --json`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

@@ -19,9 +19,11 @@ mod check_config;
 mod cleanup;
 mod devices;
 mod dns;
+mod feature;
 mod flows;
 pub mod generate;
 mod guard;
+mod log_level;
 mod metrics;
 mod reload;
 mod reopen_logs;
@@ -97,6 +99,8 @@ enum Command {
     Block(block::Args),
     Devices(devices::Args),
     Guard(guard::Args),
+    Feature(feature::Args),
+    LogLevel(log_level::Args),
     Tls(tls::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
@@ -121,6 +125,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Block(a) => block::main(a),
         Command::Devices(a) => devices::main(a),
         Command::Guard(a) => guard::main(a),
+        Command::Feature(a) => feature::main(a),
+        Command::LogLevel(a) => log_level::main(a),
         Command::Tls(a) => tls::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),

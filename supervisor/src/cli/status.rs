@@ -188,6 +188,19 @@ pub fn render(r: &StatusReport) -> String {
             let _ = writeln!(o, "{:<16} ERROR: {e}", i.name);
         }
     }
+    let off: Vec<&str> = r
+        .features
+        .iter()
+        .filter(|f| !f.enabled)
+        .map(|f| f.name.as_str())
+        .collect();
+    if !off.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nSWITCHED OFF  {} (palisade feature enable NAME)",
+            off.join(", ")
+        );
+    }
     let d = &r.dns;
     let _ = writeln!(
         o,

@@ -1,23 +1,23 @@
 //! The CLI side of the control socket.
 
-use std::{os::fd::AsFd, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use nix::{
     errno::Errno,
     sys::{
         socket::{
             AddressFamily, SockFlag, SockType, UnixAddr, connect, setsockopt, socket,
-            sockopt::ReceiveTimeout,
+            sockopt::{ReceiveTimeout, SendTimeout},
         },
         time::TimeVal,
     },
 };
 use palisade_ipc::{
     MAX_FRAME, codec,
-    handshake::{Hello, Role},
     messages::{ControlErrorKind, ControlRequest, ControlResponse},
-    transport::{self, Received},
 };
+
+use super::http;
 
 /// How long the CLI waits for the daemon.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,13 +51,9 @@ pub enum ClientError {
     /// The daemon failed the request.
     #[error("{0}")]
     Failed(String),
-    /// Handshake failure (version mismatch).
-    #[error("talking to the daemon on {path}: {source}")]
-    Protocol {
-        path: String,
-        #[source]
-        source: palisade_ipc::handshake::HandshakeError,
-    },
+    /// The daemon speaks another protocol version.
+    #[error("talking to the daemon on {path}: {message}")]
+    Protocol { path: String, message: String },
     /// Anything else on the socket.
     #[error("talking to the daemon on {path}: {message}")]
     Io { path: String, message: String },
@@ -90,7 +86,7 @@ pub enum Probe {
 pub fn probe(path: &Path) -> Probe {
     let Ok(fd) = socket(
         AddressFamily::Unix,
-        SockType::SeqPacket,
+        SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
     ) else {
@@ -111,7 +107,11 @@ pub fn is_live(path: &Path) -> bool {
     probe(path) == Probe::Live
 }
 
-/// Sends one request and returns the daemon's answer (errors mapped).
+/// The largest answer the CLI reads: a bincode frame and a generous head.
+const MAX_ANSWER: usize = MAX_FRAME + 16 * 1024;
+
+/// Sends one request over the HTTP API (the route [`http::target`] gives it; the answer in
+/// the versioned bincode encoding) and returns the daemon's answer (errors mapped).
 pub fn request(path: &Path, req: &ControlRequest) -> Result<ControlResponse, ClientError> {
     let p = path.display().to_string();
     let io = |message: String| ClientError::Io {
@@ -120,7 +120,7 @@ pub fn request(path: &Path, req: &ControlRequest) -> Result<ControlResponse, Cli
     };
     let fd = socket(
         AddressFamily::Unix,
-        SockType::SeqPacket,
+        SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
     )
@@ -136,32 +136,91 @@ pub fn request(path: &Path, req: &ControlRequest) -> Result<ControlResponse, Cli
     }
     let tv = TimeVal::new(TIMEOUT.as_secs() as i64, 0);
     setsockopt(&fd, ReceiveTimeout, &tv).map_err(|e| io(e.to_string()))?;
-    let mut buf = vec![0u8; MAX_FRAME];
-    let recv = |buf: &mut Vec<u8>| match transport::recv_frame(fd.as_fd(), buf) {
-        Ok(Received::Frame { len, .. }) => Ok(buf.get(..len).unwrap_or_default().to_vec()),
-        Ok(Received::Closed) => Err(io("the daemon closed the connection".into())),
-        Ok(Received::WouldBlock) => Err(io("timed out waiting for the daemon".into())),
-        Err(e) => Err(io(e.to_string())),
-    };
-    transport::send_frame(fd.as_fd(), &Hello::ours(Role::Cli).encode(), &[])
-        .map_err(|e| io(e.to_string()))?;
-    let hello = recv(&mut buf)?;
-    Hello::decode(&hello).map_err(|source| ClientError::Protocol {
-        path: p.clone(),
-        source,
-    })?;
-    let frame = codec::encode(req).map_err(|e| io(e.to_string()))?;
-    transport::send_frame(fd.as_fd(), &frame, &[]).map_err(|e| io(e.to_string()))?;
-    let answer = recv(&mut buf)?;
-    match codec::decode::<ControlResponse>(&answer).map_err(|e| io(e.to_string()))? {
-        ControlResponse::Error {
-            kind: ControlErrorKind::PermissionDenied,
-            message,
-        } => Err(ClientError::Refused(message)),
-        ControlResponse::Error {
-            kind: ControlErrorKind::Failed,
-            message,
-        } => Err(ClientError::Failed(message)),
-        ok => Ok(ok),
+    setsockopt(&fd, SendTimeout, &tv).map_err(|e| io(e.to_string()))?;
+    let (method, target, body) = http::target(req);
+    let mut out = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nAccept: {}\r\nContent-Length: {}\r\n",
+        http::bincode_media_type(),
+        body.len()
+    );
+    if !body.is_empty() {
+        out.push_str("Content-Type: application/json\r\n");
     }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&body);
+    let mut sent = 0;
+    while let Some(rest) = out.get(sent..).filter(|r| !r.is_empty()) {
+        match nix::unistd::write(&fd, rest) {
+            Ok(n) => sent += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return Err(io("timed out sending to the daemon".into())),
+            Err(e) => return Err(io(format!("sending the request: {e}"))),
+        }
+    }
+    let mut answer = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match nix::unistd::read(&fd, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                if answer.len() > MAX_ANSWER {
+                    return Err(io(format!("the answer exceeds {MAX_ANSWER} bytes")));
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return Err(io("timed out waiting for the daemon".into())),
+            Err(e) => return Err(io(e.to_string())),
+        }
+    }
+    if answer.is_empty() {
+        return Err(io("the daemon closed the connection".into()));
+    }
+    let (status, content_type, body) =
+        split_answer(&answer).ok_or_else(|| io("malformed answer from the daemon".into()))?;
+    if content_type == http::bincode_media_type() {
+        return match codec::decode::<ControlResponse>(body).map_err(|e| io(e.to_string()))? {
+            ControlResponse::Error {
+                kind: ControlErrorKind::PermissionDenied,
+                message,
+            } => Err(ClientError::Refused(message)),
+            ControlResponse::Error {
+                kind: ControlErrorKind::Failed,
+                message,
+            } => Err(ClientError::Failed(message)),
+            ok => Ok(ok),
+        };
+    }
+    // A JSON error: the request did not get as far as the daemon's handler.
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("HTTP status {status}"));
+    Err(match status {
+        403 => ClientError::Refused(message),
+        406 => ClientError::Protocol { path: p, message },
+        _ => ClientError::Failed(message),
+    })
+}
+
+/// Status, `Content-Type` and body of an HTTP answer (the daemon always closes after it).
+fn split_answer(answer: &[u8]) -> Option<(u16, String, &[u8])> {
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(answer.get(..end)?).ok()?;
+    let body = answer.get(end + 4..)?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut content_type = String::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        if name.eq_ignore_ascii_case("content-type") {
+            value.trim().clone_into(&mut content_type);
+        } else if name.eq_ignore_ascii_case("content-length")
+            && value.trim().parse::<usize>().ok()? != body.len()
+        {
+            return None;
+        }
+    }
+    Some((status, content_type, body))
 }

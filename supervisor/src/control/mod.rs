@@ -1,11 +1,17 @@
-//! The control socket: how the `palisade` CLI talks to the daemon.
+//! The control socket: the REST/JSON API (docs/api.md), and how the `palisade` CLI talks
+//! to the daemon.
 //!
-//! SOCK_SEQPACKET, one request per connection, handshake first. The socket
-//! file is root:<control group> 0660; each request is authorised again from
-//! the peer's SO_PEERCRED: read-only requests for root and the control
-//! group, mutating ones for root only.
+//! SOCK_STREAM, HTTP/1.1, one request per connection ([`http`]). The CLI is a client of the
+//! same API: it sends the same requests as `curl`, and asks for the answer in the versioned
+//! bincode encoding instead of JSON ([`http::Encoding`]). One protocol on the socket means
+//! one parser, one set of limits and one authorisation path to get right; the CLI keeps its
+//! typed, size-limited decoding and its version check without every answer needing a JSON
+//! decoder. The socket file is root:<control group> 0660; each request is authorised again
+//! from the peer's SO_PEERCRED: read-only requests for root and the control group, mutating
+//! ones for root only.
 
 pub mod client;
+pub mod http;
 pub mod server;
 
 use palisade_ipc::messages::ControlRequest;
@@ -22,7 +28,8 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::BlockList { .. }
         | ControlRequest::TlsRuleList { .. }
         | ControlRequest::Devices { .. }
-        | ControlRequest::Guard { .. } => false,
+        | ControlRequest::Guard { .. }
+        | ControlRequest::Features => false,
         ControlRequest::Restart(_)
         | ControlRequest::Reload
         | ControlRequest::ReopenLogs
@@ -30,7 +37,9 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::BlockRemove(_)
         | ControlRequest::TlsRuleAdd(_)
         | ControlRequest::TlsRuleRemove(_)
-        | ControlRequest::Check => true,
+        | ControlRequest::Check
+        | ControlRequest::LogLevel(_)
+        | ControlRequest::FeatureSet { .. } => true,
     }
 }
 

@@ -1,8 +1,11 @@
-//! The daemon side of the control socket.
+//! The daemon side of the control socket: the HTTP/1.1 API ([`super::http`]).
 //!
 //! Clients never block the event loop: every connection is non-blocking and registered with
-//! the loop's poll; it advances one step (hello, then request -> response) each time it is
-//! readable, and is dropped when it takes longer than [`CLIENT_TIMEOUT`] in all. At most
+//! the loop's poll; each time it is readable the bytes queued are appended to its buffer
+//! (at most [`http::MAX_HEAD`] + [`http::MAX_BODY`]), and once they make a whole request it
+//! is answered; the answer is written as far as the socket takes it, the rest when it is
+//! writable again. A client gets [`CLIENT_TIMEOUT`] in all, from connect to the last byte of
+//! the answer: past it, it gets a 408 (if nothing was answered yet) and is dropped. At most
 //! [`MAX_CLIENTS`] are served at once; more are closed on accept (and logged), so idle or
 //! slow clients cost a slot each, never time of the loop (the heartbeats of the workers are
 //! read in between).
@@ -22,13 +25,12 @@ use nix::sys::socket::{
     socket, sockopt::PeerCredentials,
 };
 use palisade_ipc::{
-    MAX_FRAME, codec,
-    handshake::{Hello, Role},
+    codec,
     messages::{ControlErrorKind, ControlRequest, ControlResponse},
-    transport::{self, Received},
 };
 
-use super::{Peer, authorize, peer_groups};
+use super::http::{self, HttpError, Parse, Routed};
+use super::{Peer, authorize};
 use crate::paths;
 
 /// A client gets this long, from connect to answer, before it is dropped.
@@ -71,17 +73,6 @@ pub struct Server {
     clients: Vec<Option<Client>>,
     /// Connections closed on accept because every slot was taken.
     refused: u64,
-    /// Receive buffer, one frame.
-    buf: Vec<u8>,
-}
-
-/// Where a client's conversation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Waiting for the client's hello.
-    Hello,
-    /// Hello exchanged; waiting for the one request.
-    Request,
 }
 
 /// One connection being served.
@@ -89,7 +80,12 @@ enum Step {
 struct Client {
     conn: OwnedFd,
     peer: Peer,
-    step: Step,
+    /// The request's bytes so far.
+    request: Vec<u8>,
+    /// The answer, once there is one, and how much of it is written.
+    answer: Option<(Vec<u8>, usize)>,
+    /// Registered for writability (the answer did not fit in the socket at once).
+    writing: bool,
     deadline: Instant,
 }
 
@@ -120,7 +116,7 @@ impl Server {
         };
         let fd = socket(
             AddressFamily::Unix,
-            SockType::SeqPacket,
+            SockType::Stream,
             SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
             None,
         )
@@ -155,7 +151,6 @@ impl Server {
             control_gid,
             clients: (0..MAX_CLIENTS).map(|_| None).collect(),
             refused: 0,
-            buf: vec![0; MAX_FRAME],
         })
     }
 
@@ -216,23 +211,25 @@ impl Server {
                 *slot = Some(Client {
                     conn,
                     peer,
-                    step: Step::Hello,
+                    request: Vec::new(),
+                    answer: None,
+                    writing: false,
                     deadline: Instant::now() + CLIENT_TIMEOUT,
                 });
             }
         }
     }
 
-    /// The client behind `token` is readable: advances its conversation as far as the frames
-    /// already queued allow, answering its request with `handle`.
-    pub fn on_readable(
+    /// The client behind `token` is readable or writable: reads what it sent, answers a
+    /// whole request with `handle`, writes what the socket takes of the answer.
+    pub fn on_ready(
         &mut self,
         registry: &Registry,
         token: Token,
         mut handle: impl FnMut(&ControlRequest) -> ControlResponse,
     ) {
         let index = token.0.wrapping_sub(CLIENT_TOKEN_BASE);
-        let done = match self.serve(index, &mut handle) {
+        let done = match self.serve(registry, index, &mut handle) {
             Ok(done) => done,
             Err(e) => {
                 tracing::debug!(error = %e, "control client dropped");
@@ -244,18 +241,28 @@ impl Server {
         }
     }
 
-    /// Drops clients past their deadline (idle, slow or stuck).
+    /// Drops clients past their deadline (idle, slow or stuck); one that has no answer yet
+    /// gets a 408 first, if its socket takes it.
     pub fn expire(&mut self, registry: &Registry, now: Instant) {
         for index in 0..self.clients.len() {
-            if self
+            let Some(client) = self
                 .clients
-                .get(index)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| now >= c.deadline)
-            {
-                tracing::debug!("control client timed out");
-                self.drop_client(registry, index);
+                .get_mut(index)
+                .and_then(Option::as_mut)
+                .filter(|c| now >= c.deadline)
+            else {
+                continue;
+            };
+            tracing::debug!(uid = client.peer.uid, "control client timed out");
+            if client.answer.is_none() {
+                let answer = http::error_response(&HttpError {
+                    status: 408,
+                    message: format!("no whole request within {} s", CLIENT_TIMEOUT.as_secs()),
+                    allow: None,
+                });
+                let _ = nix::unistd::write(&client.conn, &answer);
             }
+            self.drop_client(registry, index);
         }
     }
 
@@ -268,6 +275,7 @@ impl Server {
     /// One step of client `index`; `Ok(true)` when its conversation is over.
     fn serve(
         &mut self,
+        registry: &Registry,
         index: usize,
         handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
     ) -> Result<bool, String> {
@@ -275,72 +283,159 @@ impl Server {
         let Some(Some(client)) = self.clients.get_mut(index) else {
             return Ok(true);
         };
-        let buf = &mut self.buf;
-        loop {
-            let len = match transport::recv_frame(client.conn.as_fd(), buf) {
-                Ok(Received::Frame { len, .. }) => len,
-                Ok(Received::WouldBlock) => return Ok(false),
-                Ok(Received::Closed) => return Ok(true),
-                Err(e) => return Err(e.to_string()),
-            };
-            let frame = buf.get(..len).unwrap_or_default();
-            match client.step {
-                Step::Hello => {
-                    transport::send_frame(
-                        client.conn.as_fd(),
-                        &Hello::ours(Role::Supervisor).encode(),
-                        &[],
-                    )
-                    .map_err(|e| e.to_string())?;
-                    match Hello::decode(frame) {
-                        Ok(Hello {
-                            role: Role::Cli, ..
-                        }) => client.step = Step::Request,
-                        Ok(h) => return Err(format!("control client claims role {:?}", h.role)),
-                        Err(e) => return Err(e.to_string()),
-                    }
+        if client.answer.is_none() {
+            match read_request(client) {
+                Ok(None) => return Ok(false),
+                Ok(Some(req)) => {
+                    let groups = super::peer_groups(client.conn.as_fd());
+                    client.answer =
+                        Some((answer(client.peer, &groups, control_gid, &req, handle), 0));
                 }
-                Step::Request => {
-                    let groups = peer_groups(client.conn.as_fd());
-                    let response = respond(client.peer, &groups, control_gid, frame, handle);
-                    let frame = codec::encode(&response).map_err(|e| e.to_string())?;
-                    transport::send_frame(client.conn.as_fd(), &frame, &[])
-                        .map_err(|e| e.to_string())?;
-                    return Ok(true);
+                Err(ReadError::Closed) => return Ok(true),
+                Err(ReadError::Io(e)) => return Err(e),
+                Err(ReadError::Http(e)) => {
+                    tracing::debug!(uid = client.peer.uid, status = e.status, error = %e.message, "bad control request");
+                    client.answer = Some((http::error_response(&e), 0));
                 }
             }
+        }
+        let Some((answer, written)) = client.answer.as_mut() else {
+            return Ok(false);
+        };
+        while let Some(rest) = answer.get(*written..).filter(|r| !r.is_empty()) {
+            match nix::unistd::write(&client.conn, rest) {
+                Ok(n) => *written += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => {
+                    if !client.writing {
+                        client.writing = true;
+                        let token = Token(CLIENT_TOKEN_BASE + index);
+                        registry
+                            .reregister(
+                                &mut SourceFd(&client.conn.as_raw_fd()),
+                                token,
+                                Interest::READABLE | Interest::WRITABLE,
+                            )
+                            .map_err(|e| e.to_string())?;
+                    }
+                    return Ok(false);
+                }
+                Err(e) => return Err(format!("writing the answer: {e}")),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Why a request could not be read.
+enum ReadError {
+    /// The client hung up before a whole request.
+    Closed,
+    /// The socket failed.
+    Io(String),
+    /// The bytes are no acceptable request: answer with this.
+    Http(HttpError),
+}
+
+/// Reads what `client` sent since the last time; `Some` once it makes a whole request.
+fn read_request(client: &mut Client) -> Result<Option<http::Request>, ReadError> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match nix::unistd::read(&client.conn, &mut chunk) {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(n) => {
+                client
+                    .request
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                // Parsed as it arrives, so an oversized or malformed request is refused
+                // without reading (or buffering) the rest of it.
+                match http::parse(&client.request) {
+                    Ok(Parse::Incomplete) => {}
+                    Ok(Parse::Complete(req)) => return Ok(Some(req)),
+                    Err(e) => return Err(ReadError::Http(e)),
+                }
+                if client.request.len() > http::MAX_HEAD + http::MAX_BODY {
+                    return Err(ReadError::Http(HttpError::bad("request too large")));
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(ReadError::Io(e.to_string())),
         }
     }
 }
 
-/// The answer to one request frame from `peer`: decoded, authorised, handled.
+/// The HTTP answer to `req` from `peer`: routed, authorised, handled, encoded as asked.
+fn answer(
+    peer: Peer,
+    groups: &[u32],
+    control_gid: Option<u32>,
+    req: &http::Request,
+    handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
+) -> Vec<u8> {
+    let routed = match http::route(req) {
+        Ok(r) => r,
+        Err(e) => return http::error_response(&e),
+    };
+    let encoding = match http::encoding(req.accept.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return http::error_response(&e),
+    };
+    let control = match &routed {
+        Routed::Control(c) => c.clone(),
+        // The exposition renders the status report.
+        Routed::Metrics => ControlRequest::Status,
+    };
+    let response = respond(peer, groups, control_gid, &control, handle);
+    match (routed, response) {
+        (Routed::Metrics, ControlResponse::Status(report)) => http::response(
+            200,
+            crate::metrics::CONTENT_TYPE,
+            &[],
+            crate::metrics::render(&report).as_bytes(),
+        ),
+        (Routed::Metrics, other) => http::json_answer(&other),
+        (Routed::Control(_), response) => match encoding {
+            http::Encoding::Json => http::json_answer(&response),
+            http::Encoding::Bincode => match codec::encode(&response) {
+                Ok(body) => http::response(
+                    http::status_of(&response),
+                    &http::bincode_media_type(),
+                    &[],
+                    &body,
+                ),
+                Err(e) => http::error_response(&HttpError {
+                    status: 500,
+                    message: format!("encoding the answer: {e}"),
+                    allow: None,
+                }),
+            },
+        },
+    }
+}
+
+/// The daemon's answer to `req` from `peer`: authorised, handled.
 fn respond(
     peer: Peer,
     groups: &[u32],
     control_gid: Option<u32>,
-    frame: &[u8],
+    req: &ControlRequest,
     handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
 ) -> ControlResponse {
-    match codec::decode::<ControlRequest>(frame) {
-        Err(e) => ControlResponse::Error {
-            kind: ControlErrorKind::Failed,
-            message: format!("bad request: {e}"),
-        },
-        Ok(req) => match authorize(peer, groups, control_gid, &req) {
-            Err(message) => {
-                tracing::warn!(uid = peer.uid, pid = peer.pid, request = ?req, "control request refused");
-                ControlResponse::Error {
-                    kind: ControlErrorKind::PermissionDenied,
-                    message,
-                }
+    match authorize(peer, groups, control_gid, req) {
+        Err(message) => {
+            tracing::warn!(uid = peer.uid, pid = peer.pid, request = ?req, "control request refused");
+            ControlResponse::Error {
+                kind: ControlErrorKind::PermissionDenied,
+                message,
             }
-            Ok(()) => {
-                if super::is_mutating(&req) {
-                    tracing::info!(uid = peer.uid, pid = peer.pid, request = ?req, "control request");
-                }
-                handle(&req)
+        }
+        Ok(()) => {
+            if super::is_mutating(req) {
+                tracing::info!(uid = peer.uid, pid = peer.pid, request = ?req, "control request");
             }
-        },
+            handle(req)
+        }
     }
 }
 

@@ -103,7 +103,7 @@ impl Daemon {
                     NETLINK => self.network.on_readable(turn),
                     token if Server::owns(token) => {
                         let registry = poll.registry();
-                        control.on_readable(registry, token, |req| self.handle(registry, req));
+                        control.on_ready(registry, token, |req| self.handle(registry, req));
                     }
                     token => {
                         self.on_worker_token(poll.registry(), token);

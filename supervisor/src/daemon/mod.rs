@@ -174,6 +174,8 @@ struct Daemon {
     unread: std::collections::BTreeSet<WorkerKind>,
     /// The gid of `paths.log_group` (`None`: root only), see `event_logs`.
     log_gid: Option<u32>,
+    /// Runtime feature switches (`palisade feature`).
+    features: crate::features::Features,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns after workers stopped.

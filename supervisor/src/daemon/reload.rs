@@ -69,10 +69,10 @@ impl Daemon {
         }
         let rules = RuleSet::load(&config.dns.lists)?;
         // AF_PACKET capture: no kernel to write to (`status` says DNS blocking is unavailable).
+        let action = super::startup::dns_action(&self.features, config.dns.block_action);
         let kernel_rules = match &self.loaded {
             Some(loaded) => {
-                let (n, dns_map) =
-                    dns_kernel::apply_holding(loaded, &rules, config.dns.block_action)?;
+                let (n, dns_map) = dns_kernel::apply_holding(loaded, &rules, action)?;
                 self.dns_map = Some(dns_map);
                 // Learned names came from the previous regexes: start afresh.
                 dns_kernel::clear_learned(loaded)?;
@@ -80,7 +80,7 @@ impl Daemon {
             }
             None => 0,
         };
-        self.dns = DnsState::new(rules, config.dns.block_action);
+        self.dns = DnsState::new(rules, action);
         self.dns_kernel_rules = kernel_rules;
         release_memory();
         let old = &self.opts.config;

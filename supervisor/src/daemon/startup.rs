@@ -35,9 +35,10 @@ use crate::{
         loader::Loaded,
         pin::{PinTree, Snapshot},
     },
+    features::{Feature, Features},
     interfaces::{self, InterfaceError, Selector},
     policy::{
-        dns::RuleSet,
+        dns::{BlockAction, RuleSet},
         dns_kernel,
         dns_state::DnsState,
         ip::{IpRuleSet, IpState, unix_now},
@@ -56,6 +57,7 @@ struct Checked {
     dns_rules: RuleSet,
     ip: IpState,
     tls: TlsPolicy,
+    features: Features,
 }
 
 /// Brings the daemon up; returns it with its bound control socket.
@@ -143,6 +145,15 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
         ip.save()?;
     }
     let tls = TlsPolicy::load(&cfg.tls, &cfg.state_dir)?;
+    let features = Features::open(&cfg.state_dir)?;
+    for f in Feature::ALL.into_iter().filter(|f| !features.enabled(*f)) {
+        tracing::warn!(
+            feature = f.name(),
+            "switched off (palisade feature enable {} switches it on)",
+            f.name()
+        );
+    }
+    ip.enforcing = features.enabled(Feature::IpBlocking);
     Ok(Checked {
         network,
         accounts,
@@ -150,6 +161,7 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
         dns_rules,
         ip,
         tls,
+        features,
     })
 }
 
@@ -172,7 +184,8 @@ fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Ke
     let pins = PinTree::open(&cfg.pin_root)?;
     let mut loaded = Loaded::load(&pins)?;
     // Policy before traffic is attached: validated lists, swapped in whole.
-    let (dns_kernel_rules, dns_map) = load_dns_policy(&loaded, cfg, &checked.dns_rules)?;
+    let dns_action = dns_action(&checked.features, cfg.dns.block_action);
+    let (dns_kernel_rules, dns_map) = load_dns_policy(&loaded, dns_action, &checked.dns_rules)?;
     let (ip_kernel, ip_tries) = load_ip_policy(&loaded, cfg, &checked.ip)?;
     crate::policy::guard::apply(&loaded, &cfg.dhcp)?;
     tracing::info!(
@@ -311,7 +324,10 @@ fn bring_up(
         workers::prepare(&opts, log_gid, &checked.accounts, inputs, &statuses)?;
     let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
     let dns_kernel_rules = k.as_ref().map_or(0, |k| k.dns_kernel_rules);
-    let dns = DnsState::new(checked.dns_rules, cfg.dns.block_action);
+    let dns = DnsState::new(
+        checked.dns_rules,
+        dns_action(&checked.features, cfg.dns.block_action),
+    );
     let dns_map = k
         .as_ref()
         .map(|k| k.dns_map.try_clone())
@@ -383,6 +399,7 @@ fn bring_up(
         drift,
         unread: Default::default(),
         log_gid,
+        features: checked.features,
     };
     Ok((daemon, control))
 }
@@ -400,11 +417,10 @@ pub(super) fn guard_mode_name(cfg: &crate::config::DhcpConfig) -> &'static str {
 /// number of kernel rules and the rule map.
 fn load_dns_policy(
     loaded: &Loaded,
-    cfg: &Config,
+    action: BlockAction,
     rules: &RuleSet,
 ) -> Result<(u32, std::os::fd::OwnedFd), DaemonError> {
-    let (dns_kernel_rules, dns_map) =
-        dns_kernel::apply_holding(loaded, rules, cfg.dns.block_action)?;
+    let (dns_kernel_rules, dns_map) = dns_kernel::apply_holding(loaded, rules, action)?;
     dns_kernel::clear_learned(loaded)?;
     tracing::info!(
         names = dns_kernel_rules,
@@ -414,6 +430,16 @@ fn load_dns_policy(
         "DNS policy loaded"
     );
     Ok((dns_kernel_rules, dns_map))
+}
+
+/// The DNS block action in force: the configuration's, or off while `dns-blocking` is
+/// switched off.
+pub(super) fn dns_action(features: &Features, configured: BlockAction) -> BlockAction {
+    if features.enabled(Feature::DnsBlocking) {
+        configured
+    } else {
+        BlockAction::Off
+    }
 }
 
 /// Writes the IP lists and the runtime rules (read, expired ones dropped, by [`check`])

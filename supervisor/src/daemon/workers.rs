@@ -244,6 +244,14 @@ impl Daemon {
             // the table changed before it was ready to be told): the table as it is now.
             slot.send(&SupervisorToWorker::Interfaces(res.interfaces.clone()));
         }
+        if matches!(event, SlotEvent::Ready)
+            && let Some(slot) = self.slots.get(&kind)
+            && slot.log_level != palisade_ipc::messages::LogLevel::Info
+        {
+            slot.send(&palisade_ipc::messages::SupervisorToWorker::SetLogLevel(
+                slot.log_level,
+            ));
+        }
         match event {
             SlotEvent::Ready if POLICY_WORKERS.contains(&kind) => {
                 if let Some(slot) = self.slots.get(&kind) {

@@ -43,6 +43,9 @@ pub enum BlockAction {
     Nxdomain,
     /// Drop the query.
     Drop,
+    /// Nothing: the feature `dns-blocking` is switched off (`crate::features`); never from
+    /// the configuration.
+    Off,
 }
 
 /// How a rule matches.

@@ -36,9 +36,20 @@ pub fn apply_holding(
     let action = match action {
         BlockAction::Nxdomain => palisade_abi::BlockAction::Nxdomain,
         BlockAction::Drop => palisade_abi::BlockAction::Drop,
+        BlockAction::Off => palisade_abi::BlockAction::Off,
     };
     dns_policy::set_block_action(maps.fd(MAP_DNS_CONFIG)?, action).map_err(err(MAP_DNS_CONFIG))?;
     Ok((builder.len() as u32, map))
+}
+
+/// Writes only the block action (`palisade feature enable|disable dns-blocking`).
+pub fn set_action(maps: &dyn Maps, action: BlockAction) -> Result<(), KernelError> {
+    let action = match action {
+        BlockAction::Nxdomain => palisade_abi::BlockAction::Nxdomain,
+        BlockAction::Drop => palisade_abi::BlockAction::Drop,
+        BlockAction::Off => palisade_abi::BlockAction::Off,
+    };
+    dns_policy::set_block_action(maps.fd(MAP_DNS_CONFIG)?, action).map_err(err(MAP_DNS_CONFIG))
 }
 
 /// The [`Digest`](palisade_ebpf::maps::Digest) of the kernel map [`apply`] builds for

@@ -268,6 +268,7 @@ impl DnsState {
             block_action: match self.block_action {
                 BlockAction::Nxdomain => "nxdomain".into(),
                 BlockAction::Drop => "drop".into(),
+                BlockAction::Off => "off".into(),
             },
             ruleset_sha256: hex::encode(self.rules.sha256()),
             worker_ruleset_sha256: self.worker_rulesets.get(&WorkerKind::Dns).map(hex::encode),

@@ -274,6 +274,9 @@ pub struct IpState {
     pub runtime: BTreeMap<Prefix, RuntimeRule>,
     next_id: u32,
     path: PathBuf,
+    /// False while the feature `ip-blocking` is switched off (`crate::features`): the kernel
+    /// then holds no prefix; the rules stay here.
+    pub enforcing: bool,
 }
 
 impl IpState {
@@ -285,6 +288,7 @@ impl IpState {
             runtime: BTreeMap::new(),
             next_id: RUNTIME_ID_BASE,
             path,
+            enforcing: true,
         };
         let text = match std::fs::read_to_string(&state.path) {
             Ok(t) => t,
@@ -366,8 +370,12 @@ impl IpState {
 
     /// Every prefix the kernel must hold, per family: list rules, then runtime rules no list
     /// rule shadows and that have not expired.
+    /// None while [`IpState::enforcing`] is off.
     pub fn kernel_entries(&self, now_unix: u64, boot_ns: u64) -> [Vec<(Prefix, IpRule)>; 2] {
         let mut out = [Vec::new(), Vec::new()];
+        if !self.enforcing {
+            return out;
+        }
         for r in &self.lists.rules {
             let slot = usize::from(r.prefix.family() == Family::V6);
             if let Some(v) = out.get_mut(slot) {

@@ -86,12 +86,15 @@ impl IpPolicy {
             self.state.runtime = before;
             return Err(e.into());
         }
-        match ip_kernel::change(maps, &mut self.tries, change) {
-            Ok(delta) => self.count_change(rule.prefix.family(), delta),
-            Err(e) => {
-                self.state.runtime = before;
-                let _ = self.state.save();
-                return Err(e.into());
+        // Switched off (`ip-blocking`): kept for when it is switched on again.
+        if self.state.enforcing {
+            match ip_kernel::change(maps, &mut self.tries, change) {
+                Ok(delta) => self.count_change(rule.prefix.family(), delta),
+                Err(e) => {
+                    self.state.runtime = before;
+                    let _ = self.state.save();
+                    return Err(e.into());
+                }
             }
         }
         tracing::info!(cidr = %rule.prefix, id = rule.id, ttl_secs = ?add.ttl_secs, comment = ?rule.comment, "runtime IP rule added");
@@ -114,12 +117,15 @@ impl IpPolicy {
             hits: hits.get(&rule.id).copied().unwrap_or(0),
             in_kernel: false,
         };
-        // Kernel first: once the file no longer has it, the kernel must not either.
-        match ip_kernel::change(maps, &mut self.tries, change) {
-            Ok(delta) => self.count_change(rule.prefix.family(), delta),
-            Err(e) => {
-                self.state.runtime = before;
-                return Err(e.into());
+        // Kernel first: once the file no longer has it, the kernel must not either (which,
+        // switched off, holds nothing).
+        if self.state.enforcing {
+            match ip_kernel::change(maps, &mut self.tries, change) {
+                Ok(delta) => self.count_change(rule.prefix.family(), delta),
+                Err(e) => {
+                    self.state.runtime = before;
+                    return Err(e.into());
+                }
             }
         }
         self.state.save().map_err(IpBlockError::RemovedNotSaved)?;
@@ -174,6 +180,10 @@ impl IpPolicy {
             return;
         }
         for (rule, change) in expired {
+            if !self.state.enforcing {
+                tracing::info!(cidr = %rule.prefix, id = rule.id, "runtime IP rule expired (ip-blocking off)");
+                continue;
+            }
             match ip_kernel::change(maps, &mut self.tries, change) {
                 Ok(delta) => {
                     self.count_change(rule.prefix.family(), delta);

@@ -145,6 +145,9 @@ pub struct WorkerSlot {
     /// Totals of processes that already ended.
     past: WorkerStats,
     buf: Vec<u8>,
+    /// `palisade log-level LEVEL --worker W`: sent to every process of this slot once it
+    /// is ready (a restarted worker keeps it), until the daemon stops.
+    pub log_level: palisade_ipc::messages::LogLevel,
 }
 
 fn sock_token(kind: WorkerKind) -> Token {
@@ -179,6 +182,7 @@ impl WorkerSlot {
             last_exit: None,
             past: WorkerStats::default(),
             buf: vec![0; MAX_FRAME],
+            log_level: palisade_ipc::messages::LogLevel::Info,
         }
     }
 

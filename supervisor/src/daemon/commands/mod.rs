@@ -9,7 +9,9 @@
 //! - `block add`, `block remove`, `block list` (the IP policy) in [`block`];
 //! - `tls rules add`, `tls rules remove`, `tls rules list` in [`tls`];
 //! - `devices` (the DHCP worker's inventory file, unparsed) in [`devices`];
-//! - `guard` (the DHCP guard's mode, allow-list and rogue senders) in [`guard`].
+//! - `guard` (the DHCP guard's mode, allow-list and rogue senders) in [`guard`];
+//! - `log-level` (the supervisor's tracing filter, a worker's level) in [`log_level`];
+//! - `feature list|enable|disable` (runtime switches) in [`features`].
 //!
 //! A new command goes into the family it belongs to (or a new module
 //! here), as a function taking the daemon and returning the
@@ -19,8 +21,10 @@
 mod block;
 mod devices;
 mod dns;
+mod features;
 mod flows;
 mod guard;
+mod log_level;
 mod reload;
 mod status;
 mod tls;
@@ -57,6 +61,11 @@ impl Daemon {
             ControlRequest::Devices { offset } => devices::chunk(self, *offset),
             ControlRequest::Check => ControlResponse::Checked(self.check_drift(registry)),
             ControlRequest::Guard { limit } => guard::report(self, *limit),
+            ControlRequest::LogLevel(change) => log_level::set(self, change),
+            ControlRequest::Features => ControlResponse::Features(self.features.states()),
+            ControlRequest::FeatureSet { name, enabled } => {
+                features::set(self, registry, name, *enabled)
+            }
         }
     }
 }

@@ -65,5 +65,6 @@ pub(super) fn status(d: &Daemon) -> ControlResponse {
         },
         drift: d.drift.status.clone(),
         network: d.network.counters.clone(),
+        features: d.features.states(),
     }))
 }
