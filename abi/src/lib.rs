@@ -15,11 +15,13 @@
 //! - [`dns_name`]: DNS names exactly as the kernel's domain policy sees them (normalization,
 //!   FNV-1a 64 hash, parent suffixes).
 //! - [`names`]: program, map and global names of the object, and the sizes it declares.
+//! - [`time`]: the calendar arithmetic of EVE timestamps.
 
 pub mod consts;
 pub mod dns_name;
 pub mod names;
 pub mod records;
+pub mod time;
 
 pub use consts::*;
 pub use names::*;

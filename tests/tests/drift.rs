@@ -119,6 +119,17 @@ fn kernel_state_changed_behind_the_daemons_back_is_found_and_repaired() {
                 && f.ends_with("repaired=true")),
         "{found:?}"
     );
+    // Reported as an event too, beside the workers' (schema-checked when the daemon stops).
+    let event = daemon.wait_event("the drift event", Duration::from_secs(5), |e| {
+        e["event_type"] == "drift"
+            && e["palisade"]["drift"]["object"] == format!("link {SENSOR_IF}/ingress")
+    });
+    assert_eq!(event["palisade"]["drift"]["repaired"], true, "{event}");
+    assert!(
+        event["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("+0000"))
+    );
     let back = lab.observer_programs(true);
     assert_eq!(back.len(), 1, "observer attached again: {back:?}");
     assert!(link_pin.exists(), "pinned again");

@@ -137,30 +137,12 @@ impl Timestamp {
     }
 }
 
-/// (year, month, day) of a day counted from 1970-01-01 (negative before it), proleptic
-/// Gregorian (Howard Hinnant's algorithm).
-pub fn civil_date(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
+/// (year, month, day) of a day counted from 1970-01-01 (negative before it).
+pub use palisade_abi::time::civil_date;
 
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (year, month, day, sod, micros) = self.civil();
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+0000",
-            sod / 3600,
-            (sod / 60) % 60,
-            sod % 60
-        )
+        f.write_str(&palisade_abi::time::eve_timestamp(self.0))
     }
 }
 

@@ -151,6 +151,18 @@ impl Daemon {
                 repaired = f.repaired,
                 "drift"
             );
+            // And as an event, for the SIEM that reads the event logs.
+            let event = serde_json::json!({
+                "timestamp": palisade_abi::time::eve_timestamp(crate::flows::wall_now_ns()),
+                "event_type": "drift",
+                "palisade": { "drift": f },
+            });
+            super::event_logs::write_own_event(
+                self.opts.foreground,
+                &self.opts.config.log_dir,
+                self.log_gid,
+                &event.to_string(),
+            );
         }
         let d = &mut self.drift;
         d.status.checks += 1;

@@ -73,7 +73,35 @@ pub(super) fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), SinkError>
 /// otherwise change the group and mode of whatever it points to, or (a FIFO without a
 /// reader) block. Opened non-blocking for that check only.
 pub(super) fn open(dir: &Path, kind: WorkerKind, gid: Option<u32>) -> Result<OwnedFd, SinkError> {
-    let path = dir.join(format!("{}.json", kind.name()));
+    open_named(dir, kind.name(), gid)
+}
+
+/// The supervisor's own event log, `<log_dir>/palisade.json` (drift events): opened for each
+/// event (they are rare), so a rotation needs no reopen.
+const SUPERVISOR_LOG: &str = "palisade";
+
+/// Appends one event line the supervisor itself reports (JSON, no newline): to stdout with
+/// `--foreground` (beside the workers' events, one `write` so it is not interleaved), else to
+/// `<log_dir>/palisade.json`. Failures are logged, never fatal.
+pub(super) fn write_own_event(foreground: bool, dir: &Path, gid: Option<u32>, line: &str) {
+    use std::io::Write;
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    let written = if foreground {
+        std::io::stdout().lock().write_all(&bytes)
+    } else {
+        open_named(dir, SUPERVISOR_LOG, gid)
+            .map_err(|e| io::Error::other(e.to_string()))
+            .and_then(|fd| std::fs::File::from(fd).write_all(&bytes))
+    };
+    if let Err(e) = written {
+        tracing::error!(error = %e, "writing the supervisor's event");
+    }
+}
+
+fn open_named(dir: &Path, name: &str, gid: Option<u32>) -> Result<OwnedFd, SinkError> {
+    let path = dir.join(format!("{name}.json"));
     let file = OpenOptions::new()
         .append(true)
         .create(true)

@@ -172,10 +172,14 @@ pub fn end_all(loaded: &Loaded, deadline: std::time::Instant) -> Result<Ended, K
     Ok(out)
 }
 
-/// CLOCK_BOOTTIME and CLOCK_REALTIME now, in ns.
 /// The boot clock (the kernel programs' `bpf_ktime_get_boot_ns`), ns.
 pub fn boot_now_ns() -> u64 {
     clocks().0
+}
+
+/// The wall clock (CLOCK_REALTIME), ns since the epoch.
+pub fn wall_now_ns() -> u64 {
+    clocks().1
 }
 
 /// Whether the flow table tracks the flow of `key`.
@@ -189,6 +193,7 @@ pub fn tracks(loaded: &Loaded, key: &FlowKey) -> Result<bool, KernelError> {
         .map_err(on(MAP_FLOWS))
 }
 
+/// CLOCK_BOOTTIME and CLOCK_REALTIME now, in ns.
 fn clocks() -> (u64, u64) {
     use nix::time::{ClockId, clock_gettime};
     let ns = |id| {
