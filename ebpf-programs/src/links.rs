@@ -28,3 +28,22 @@ pub fn open_pinned(path: &Path) -> io::Result<OwnedFd> {
 pub fn detach(link: impl AsFd) -> io::Result<()> {
     sys::link_detach(link.as_fd())
 }
+
+/// `BPF_TCX_INGRESS` / `BPF_TCX_EGRESS` (Linux 6.6; stable UAPI numbers, absent from the
+/// headers of Debian 12 this crate builds against).
+const BPF_TCX_INGRESS: u32 = 46;
+const BPF_TCX_EGRESS: u32 = 47;
+
+/// The ids of the programs attached at an interface's TCX hook, in the order they run
+/// (`BPF_PROG_QUERY`, which needs CAP_NET_ADMIN only: opening a program by its id, to read its
+/// name, would need CAP_SYS_ADMIN).
+pub fn tcx_program_ids(ifindex: u32, ingress: bool) -> io::Result<Vec<u32>> {
+    sys::prog_query(
+        ifindex,
+        if ingress {
+            BPF_TCX_INGRESS
+        } else {
+            BPF_TCX_EGRESS
+        },
+    )
+}

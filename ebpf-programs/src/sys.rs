@@ -211,6 +211,27 @@ struct LinkDetach {
 // SAFETY: repr(C) plain data; offset asserted below.
 unsafe impl Attr for LinkDetach {}
 
+/// `BPF_PROG_QUERY` attributes, up to `revision` (kernel 6.6; Debian 12's header ends at
+/// `prog_attach_flags`, so only the fields up to `prog_cnt` are asserted). The fields this
+/// crate does not ask for stay zero, which older kernels accept past their own size.
+#[repr(C)]
+#[derive(Default)]
+struct ProgQuery {
+    target: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+// SAFETY: repr(C) plain data; offsets asserted below.
+unsafe impl Attr for ProgQuery {}
+
 /// The prefix of `struct bpf_link_info` this crate reads: `xdp.ifindex` is the first field
 /// of the union (so is `tcx.ifindex` on kernels >= 6.6, whose UAPI headers Debian 12 lacks).
 #[repr(C)]
@@ -229,6 +250,10 @@ const _: () = {
     assert!(offset_of!(ObjGet, pathname) == c::KERNEL_ATTR_PATHNAME);
     assert!(offset_of!(LinkDetach, link_fd) == c::KERNEL_ATTR_LINK_DETACH_FD);
     assert!(offset_of!(ObjGet, file_flags) == c::KERNEL_ATTR_FILE_FLAGS);
+    assert!(offset_of!(ProgQuery, target) == c::KERNEL_ATTR_QUERY_TARGET);
+    assert!(offset_of!(ProgQuery, attach_type) == c::KERNEL_ATTR_QUERY_ATTACH_TYPE);
+    assert!(offset_of!(ProgQuery, prog_ids) == c::KERNEL_ATTR_QUERY_PROG_IDS);
+    assert!(offset_of!(ProgQuery, prog_cnt) == c::KERNEL_ATTR_QUERY_PROG_CNT);
     assert!(offset_of!(MapCreate, map_type) == c::KERNEL_ATTR_MAP_TYPE);
     assert!(offset_of!(MapCreate, key_size) == c::KERNEL_ATTR_KEY_SIZE);
     assert!(offset_of!(MapCreate, value_size) == c::KERNEL_ATTR_VALUE_SIZE);
@@ -573,6 +598,32 @@ pub(crate) fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
         link_fd: fd_u32(link),
     };
     bpf(c::KERNEL_BPF_LINK_DETACH, &mut attr, "BPF_LINK_DETACH").map(|_| ())
+}
+
+/// `BPF_PROG_QUERY` on an interface's hook of `attach_type`: the ids of the programs
+/// attached there, in the order they run (TCX). Asks again with a larger buffer when more
+/// programs are attached than it first had room for (`ENOSPC` reports how many).
+pub(crate) fn prog_query(ifindex: u32, attach_type: u32) -> io::Result<Vec<u32>> {
+    let mut ids = vec![0u32; 16];
+    loop {
+        let mut attr = ProgQuery {
+            target: ifindex,
+            attach_type,
+            prog_ids: ids.as_mut_ptr() as u64,
+            prog_cnt: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+            ..ProgQuery::default()
+        };
+        match bpf(c::KERNEL_BPF_PROG_QUERY, &mut attr, "BPF_PROG_QUERY") {
+            Ok(_) => {
+                ids.truncate(attr.prog_cnt as usize);
+                return Ok(ids);
+            }
+            Err(e) if errno(&e) == Some(libc::ENOSPC) && attr.prog_cnt as usize > ids.len() => {
+                ids = vec![0; attr.prog_cnt as usize];
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `BPF_MAP_GET_FD_BY_ID`.

@@ -298,6 +298,54 @@ impl Lab {
         .expect("query thread")
     }
 
+    /// Attaches another tool's program (the benchmark's no-op classifier, compiled here with
+    /// clang-19) at a TCX hook of the sensor interface, first in line; it stays attached as
+    /// long as the returned handle lives.
+    pub fn attach_foreign(&self, ingress: bool) -> aya::Ebpf {
+        let object = self.dir.join("foreign-noop.o");
+        let multiarch = run(Command::new("gcc").arg("-print-multiarch"));
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/bpf/noop.bpf.c");
+        run(Command::new("clang-19")
+            .args(["-O2", "-target", "bpf", "-c"])
+            .arg(format!(
+                "-I/usr/include/{}",
+                String::from_utf8_lossy(&multiarch.stdout).trim()
+            ))
+            .arg(&source)
+            .arg("-o")
+            .arg(&object));
+        let netns = self.sensor_netns_fd();
+        std::thread::spawn(move || {
+            // SAFETY: setns on a valid netns FD, on this thread only.
+            assert_eq!(
+                unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0,
+                "setns"
+            );
+            let mut ebpf = aya::Ebpf::load_file(&object).expect("load the no-op object");
+            let prog: &mut aya::programs::SchedClassifier = ebpf
+                .program_mut("bench_noop")
+                .expect("bench_noop")
+                .try_into()
+                .expect("a classifier");
+            prog.load().expect("load bench_noop");
+            let hook = if ingress {
+                aya::programs::TcAttachType::Ingress
+            } else {
+                aya::programs::TcAttachType::Egress
+            };
+            prog.attach_with_options(
+                SENSOR_IF,
+                hook,
+                aya::programs::tc::TcAttachOptions::TcxOrder(aya::programs::LinkOrder::first()),
+            )
+            .expect("attach bench_noop first");
+            ebpf
+        })
+        .join()
+        .expect("attach thread")
+    }
+
     /// [`Lab::tcx_programs`] without the IP policy's TC programs (`pal_tc_block_*`, which
     /// run first at both hooks): the observer's view.
     pub fn observer_programs(&self, ingress: bool) -> Vec<(u32, String)> {

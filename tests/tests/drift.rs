@@ -257,6 +257,66 @@ fn kernel_state_changed_behind_the_daemons_back_is_found_and_repaired() {
     let drift = &daemon.status_json().expect("status")["drift"];
     assert!(drift["found_total"].as_u64() >= Some(5), "{drift}");
     assert_eq!(drift["found_total"], drift["repaired_total"], "{drift}");
+
+    // 6. Another tool's program at the ingress hook, ahead of Palisade's: reported, never
+    // touched; listed by every check while it stays, logged and counted once.
+    let foreign = lab.attach_foreign(true);
+    let foreign_id = lab
+        .tcx_programs(true)
+        .into_iter()
+        .find(|(_, name)| name == "bench_noop")
+        .map(|(id, _)| id)
+        .expect("the foreign program is attached");
+    let object = format!("foreign program {foreign_id} on {SENSOR_IF}/ingress");
+    for _ in 0..2 {
+        let (code, report) = check(&daemon);
+        assert_eq!(code, 1, "{report}");
+        let f = report["findings"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["object"] == object.as_str()))
+            .unwrap_or_else(|| panic!("{object} not in {report}"));
+        assert_eq!(f["repaired"], false, "{f}");
+        assert!(
+            f["action"]
+                .as_str()
+                .is_some_and(|a| a.contains("never touched")),
+            "{f}"
+        );
+        assert!(
+            f["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("runs before Palisade's")),
+            "{f}"
+        );
+        assert_eq!(
+            report["findings"].as_array().map(Vec::len),
+            Some(1),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        lab.tcx_programs(true).first().map(|(id, _)| *id),
+        Some(foreign_id),
+        "still attached, still first"
+    );
+    let drift = &daemon.status_json().expect("status")["drift"];
+    assert_eq!(
+        drift["found_total"].as_u64(),
+        drift["repaired_total"].as_u64().map(|n| n + 1),
+        "counted once over two checks: {drift}"
+    );
+    let events = daemon
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e["event_type"] == "drift" && e["palisade"]["drift"]["object"] == object.as_str()
+        })
+        .count();
+    assert_eq!(events, 1, "one event for the foreign program");
+    drop(foreign);
+    wait_for(Duration::from_secs(5), "clean once it is gone", || {
+        (check(&daemon).0 == 0).then_some(())
+    });
     // DNS still enforced after all this: the blocked name gets NXDOMAIN from the kernel.
     daemon.assert_alive();
 }

@@ -564,7 +564,10 @@ fn a_full_table_evicts_nothing_silently() {
             !(ours || e["proto"] == "ICMP" || e["proto"] == "IPv6-ICMP")
         })
         .collect();
-    assert!(odd.is_empty(), "evicted flows other than the test's: {odd:?}");
+    assert!(
+        odd.is_empty(),
+        "evicted flows other than the test's: {odd:?}"
+    );
     let status = daemon.status_json().expect("status");
     assert!(
         status["flows"]["evicted"].as_u64() >= Some(evicted),

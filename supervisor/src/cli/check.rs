@@ -13,7 +13,9 @@ use super::ControlArgs;
 /// the config maps, and the rule set each worker reports applying. What drifted is repaired
 /// (attached again, pinned again, written again, policy sent again; a worker that still
 /// applies another rule set after a resync is restarted) and listed. Objects Palisade did
-/// not create are never touched. The daemon also runs this check every `[drift]
+/// not create are never touched: another tool's program at a watched interface's TCX hook
+/// is listed as `foreign program ID on IF/DIRECTION` (reported, and whether it runs
+/// before Palisade's). The daemon also runs this check every `[drift]
 /// interval_s` seconds; `palisade status` shows the latest.
 ///
 /// Exit status: 0 when nothing drifted, 1 when something did (the list says whether each

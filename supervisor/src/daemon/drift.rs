@@ -96,6 +96,9 @@ impl DriftState {
     }
 }
 
+/// The action of a finding about an object Palisade did not create.
+const REPORTED: &str = "reported (not Palisade's: never touched)";
+
 fn finding(object: impl Into<String>, problem: impl Into<String>) -> DriftFinding {
     DriftFinding {
         object: object.into(),
@@ -139,11 +142,27 @@ impl Daemon {
             findings.extend(self.check_ip_tries(&loaded));
             findings.extend(self.check_config_maps(&loaded));
             findings.extend(self.check_guard_allow(&loaded));
+            findings.extend(self.check_foreign());
             self.loaded = Some(loaded);
             self.pins = Some(pins);
         }
         findings.extend(self.check_workers(registry));
-        for f in &findings {
+        // A finding that is only reported (another tool's program) stays in every check's
+        // list while it lasts, but is logged, sent as an event and counted once: when it
+        // first appears.
+        let previous: BTreeSet<&str> = self
+            .drift
+            .status
+            .findings
+            .iter()
+            .filter(|f| f.action == REPORTED)
+            .map(|f| f.object.as_str())
+            .collect();
+        let new: Vec<&DriftFinding> = findings
+            .iter()
+            .filter(|f| !(f.action == REPORTED && previous.contains(f.object.as_str())))
+            .collect();
+        for f in &new {
             tracing::warn!(
                 object = %f.object,
                 problem = %f.problem,
@@ -167,8 +186,8 @@ impl Daemon {
         let d = &mut self.drift;
         d.status.checks += 1;
         d.status.last_check_unix = crate::policy::ip::unix_now();
-        d.status.found_total += findings.len() as u64;
-        d.status.repaired_total += findings.iter().filter(|f| f.repaired).count() as u64;
+        d.status.found_total += new.len() as u64;
+        d.status.repaired_total += new.iter().filter(|f| f.repaired).count() as u64;
         d.status.findings = findings;
         if d.status.interval_s > 0 {
             d.next_at = Some(Instant::now() + Duration::from_secs(d.status.interval_s.into()));
@@ -383,6 +402,57 @@ impl Daemon {
             .map_err(|e| crate::error_chain(&e));
         outcome(&mut f, result);
         vec![f]
+    }
+
+    /// Programs of other tools at the TCX hooks of the interfaces Palisade watches: reported,
+    /// never touched. One that runs before Palisade's observer sees (and may drop or rewrite)
+    /// the packets first, which the finding says.
+    fn check_foreign(&self) -> Vec<DriftFinding> {
+        let mut findings = Vec::new();
+        for iface in self.interfaces.iter().filter(|i| i.state == "attached") {
+            for direction in ["ingress", "egress"] {
+                let ours: BTreeSet<u32> = iface
+                    .attachments
+                    .iter()
+                    .filter(|a| a.mode == "tcx" && a.direction == direction)
+                    .map(|a| a.program_id)
+                    .collect();
+                if ours.is_empty() {
+                    continue;
+                }
+                let ids = match palisade_ebpf::links::tcx_program_ids(
+                    iface.ifindex,
+                    direction == "ingress",
+                ) {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        let mut f = finding(
+                            format!("hook {}/{direction}", iface.name),
+                            format!("cannot list its programs: {e}"),
+                        );
+                        f.action = "none".into();
+                        findings.push(f);
+                        continue;
+                    }
+                };
+                let first_ours = ids.iter().position(|id| ours.contains(id));
+                for (at, id) in ids.iter().enumerate().filter(|(_, id)| !ours.contains(id)) {
+                    let before = first_ours.is_some_and(|p| at < p);
+                    let mut f = finding(
+                        format!("foreign program {id} on {}/{direction}", iface.name),
+                        if before {
+                            "attached by another tool; runs before Palisade's, so Palisade sees \
+                             only what it passes on"
+                        } else {
+                            "attached by another tool; runs after Palisade's"
+                        },
+                    );
+                    f.action = REPORTED.into();
+                    findings.push(f);
+                }
+            }
+        }
+        findings
     }
 
     /// The rule set each policy worker reports applying.
