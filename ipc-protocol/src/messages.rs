@@ -385,7 +385,8 @@ pub enum ControlRequest {
     LogLevel(LogLevelChange),
     /// Read-only: the runtime feature switches.
     Features,
-    /// Mutating (root only): switch a feature (`dns-blocking`, `ip-blocking`) on or off;
+    /// Mutating (root only): switch a feature (`dns-blocking`, `ip-blocking`, `tls-rules`,
+    /// `dhcp-guard`) on or off;
     /// persisted in the state directory.
     FeatureSet {
         /// The feature.
@@ -398,7 +399,7 @@ pub enum ControlRequest {
 /// One runtime feature switch, in [`StatusReport`] and [`ControlResponse::Features`].
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct FeatureState {
-    /// `dns-blocking` or `ip-blocking`.
+    /// `dns-blocking`, `ip-blocking`, `tls-rules` or `dhcp-guard`.
     pub name: String,
     /// On (the default) or switched off.
     pub enabled: bool,

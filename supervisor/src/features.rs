@@ -2,12 +2,15 @@
 //! operator turns off and on without editing the configuration, kept in
 //! `<state_dir>/features.json` so that a restart keeps it.
 //!
-//! Switching off changes what the daemon writes into the kernel, never the programs: with
-//! `dns-blocking` off `pal_dns_config` says "off" (the TC program returns before looking at
-//! a name), with `ip-blocking` off both IP tries and the /16 pre-filter are empty (XDP and TC
-//! find no prefix). Rules stay in the daemon (and runtime rules can still be added and
-//! removed); switching on writes them again. Drift checks compare the kernel with the
-//! switched state.
+//! Switching off changes what the daemon writes into the kernel and sends to the workers,
+//! never the programs: with `dns-blocking` off `pal_dns_config` says "off" (the TC program
+//! returns before looking at a name), with `ip-blocking` off both IP tries and the /16
+//! pre-filter are empty (XDP and TC find no prefix), with `tls-rules` off the TLS worker
+//! applies an empty rule set (no alerts, no cuts) and the connections the rules cut are let
+//! go (the flow-block map emptied), with `dhcp-guard` off `pal_guard_config` says "off" (no
+//! DHCP server message or router advertisement is flagged or dropped). Rules stay in the
+//! daemon (and runtime rules can still be added and removed); switching on applies them
+//! again. Drift checks compare the kernel and the workers with the switched state.
 
 use std::{
     collections::BTreeSet,
@@ -28,17 +31,29 @@ pub enum Feature {
     DnsBlocking,
     /// IP/CIDR blocking in the kernel (XDP/TC drops and their alerts).
     IpBlocking,
+    /// The TLS rules (their alerts, and the connections rules with `block` cut).
+    TlsRules,
+    /// The rogue DHCP / router advertisement guard (its alerts and, with `guard = true`,
+    /// its drops).
+    DhcpGuard,
 }
 
 impl Feature {
     /// Every feature.
-    pub const ALL: [Self; 2] = [Self::DnsBlocking, Self::IpBlocking];
+    pub const ALL: [Self; 4] = [
+        Self::DnsBlocking,
+        Self::IpBlocking,
+        Self::TlsRules,
+        Self::DhcpGuard,
+    ];
 
     /// Its name in the CLI, the API, status and metrics.
     pub const fn name(self) -> &'static str {
         match self {
             Self::DnsBlocking => "dns-blocking",
             Self::IpBlocking => "ip-blocking",
+            Self::TlsRules => "tls-rules",
+            Self::DhcpGuard => "dhcp-guard",
         }
     }
 
@@ -158,6 +173,14 @@ mod tests {
                 FeatureState {
                     name: "ip-blocking".into(),
                     enabled: false
+                },
+                FeatureState {
+                    name: "tls-rules".into(),
+                    enabled: true
+                },
+                FeatureState {
+                    name: "dhcp-guard".into(),
+                    enabled: true
                 },
             ]
         );

@@ -395,6 +395,43 @@ fn rogue_dhcp_server_is_alerted_then_dropped() {
             .any(|(k, _)| k.get(..6) == Some(&mac_bytes(LEGIT_MAC)[..])),
         "the legitimate server is not a rogue sender: {sources:?}"
     );
+
+    // The `dhcp-guard` feature switched off at run time: the kernel neither flags nor drops,
+    // the rogue wins again; switched on: guarded again.
+    let alerts_before = guard_alerts(&daemon, 9_000_030).len();
+    let out = daemon.ctl(&["feature", "disable", "dhcp-guard"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value =
+        serde_json::from_slice(&daemon.ctl(&["guard", "--json"]).stdout).expect("guard --json");
+    assert_eq!(report["mode"], "off", "{report}");
+    let (out, lease) = udhcpc(&lab);
+    assert!(out.status.success(), "no lease: {out:?}");
+    assert!(
+        lease
+            .as_deref()
+            .is_some_and(|l| l.starts_with("198.18.0.2")),
+        "the rogue's lease with the guard off: {lease:?} {out:?}"
+    );
+    assert_eq!(
+        guard_alerts(&daemon, 9_000_030).len(),
+        alerts_before,
+        "no guard alert while it is off"
+    );
+    let out = daemon.ctl(&["feature", "enable", "dhcp-guard"]);
+    assert!(out.status.success(), "{out:?}");
+    let (out, lease) = udhcpc(&lab);
+    assert!(
+        out.status.success()
+            && lease
+                .as_deref()
+                .is_some_and(|l| l.starts_with("198.18.0.1")),
+        "the legitimate lease with the guard back: {lease:?} {out:?}"
+    );
+    let check = daemon.ctl(&["check"]);
+    assert!(
+        check.status.success(),
+        "the kernel holds the switched state: {check:?}"
+    );
     daemon.stop();
     drop(rogue);
 }

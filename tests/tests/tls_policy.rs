@@ -267,6 +267,35 @@ fn blocking_sni_and_ja3_rules_cut_connections_and_alert_only_rules_do_not() {
     assert_eq!(list(&daemon)["total_rules"], 2);
     let bad = daemon.ctl(&["tls", "rules", "add", "ja3", "not-a-hash"]);
     assert!(!bad.status.success(), "an invalid JA3 must be refused");
+
+    // The `tls-rules` feature switched off: the blocks in force are lifted, the blocked
+    // name gets through without an alert, and the worker applies the empty rule set (drift
+    // clean); switched on: cut again.
+    let out = daemon.ctl(&["feature", "disable", "tls-rules"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(list(&daemon)["total_blocks"], 0, "blocks lifted");
+    let alerts_before = alerts(&daemon, "blocked.example.test").len();
+    wait_for(
+        Duration::from_secs(20),
+        "the blocked name passes (tls-rules off)",
+        || fetch(&lab, BLOCKED_PORT, "blocked.example.test").then_some(()),
+    );
+    assert_eq!(
+        alerts(&daemon, "blocked.example.test").len(),
+        alerts_before,
+        "no TLS alert while the rules are off"
+    );
+    let check = daemon.ctl(&["check", "--json"]);
+    assert!(
+        check.status.success(),
+        "the worker applies the empty set: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let out = daemon.ctl(&["feature", "enable", "tls-rules"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(Duration::from_secs(20), "cut again (tls-rules on)", || {
+        (!fetch(&lab, BLOCKED_PORT, "blocked.example.test")).then_some(())
+    });
 }
 
 #[test]

@@ -11,8 +11,10 @@ use super::ControlArgs;
 /// Runtime feature switches: turn enforcement off and on without editing the configuration.
 ///
 /// `dns-blocking`: the kernel's domain blocking (the DNS policy; DNS events are still
-/// written). `ip-blocking`: the kernel's IP/CIDR blocking (drops and their alerts). A switch
-/// is kept in `<state_dir>/features.json`, so a restart keeps it; rules stay loaded (and
+/// written). `ip-blocking`: the kernel's IP/CIDR blocking (drops and their alerts).
+/// `tls-rules`: the TLS rules (their alerts; off also lets go the connections rules with
+/// `block` cut). `dhcp-guard`: the rogue DHCP / router advertisement guard (its alerts and
+/// drops). A switch is kept in `<state_dir>/features.json`, so a restart keeps it; rules stay loaded (and
 /// `block add|remove` still work) while their feature is off, and are enforced again when
 /// it is switched on. Every feature is on until switched off. `enable` and `disable` need
 /// root; `list` is allowed for the control group. The switches are also in `status` and in
@@ -29,6 +31,8 @@ pub struct Args {
 enum Name {
     DnsBlocking,
     IpBlocking,
+    TlsRules,
+    DhcpGuard,
 }
 
 impl Name {
@@ -36,6 +40,8 @@ impl Name {
         match self {
             Self::DnsBlocking => "dns-blocking",
             Self::IpBlocking => "ip-blocking",
+            Self::TlsRules => "tls-rules",
+            Self::DhcpGuard => "dhcp-guard",
         }
     }
 }

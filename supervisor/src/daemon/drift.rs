@@ -394,12 +394,16 @@ impl Daemon {
             Err(e) => format!("cannot read it: {e}"),
         };
         let mut f = finding(format!("map {MAP_GUARD_ALLOW}"), live);
-        let result = crate::policy::guard::apply(loaded, &self.opts.config.dhcp)
-            .map(|()| {
-                self.drift.config_written(loaded);
-                "allow-list written again"
-            })
-            .map_err(|e| crate::error_chain(&e));
+        let result = crate::policy::guard::apply(
+            loaded,
+            &self.opts.config.dhcp,
+            self.features.enabled(crate::features::Feature::DhcpGuard),
+        )
+        .map(|()| {
+            self.drift.config_written(loaded);
+            "allow-list written again"
+        })
+        .map_err(|e| crate::error_chain(&e));
         outcome(&mut f, result);
         vec![f]
     }
@@ -458,7 +462,7 @@ impl Daemon {
     /// The rule set each policy worker reports applying.
     fn check_workers(&mut self, registry: &mio::Registry) -> Vec<DriftFinding> {
         let ours_dns = self.dns.rules.sha256();
-        let ours_tls = self.tls.rules.sha256();
+        let ours_tls = self.tls.ruleset_in_force();
         let mut drifted: Vec<(WorkerKind, [u8; 32], [u8; 32])> = self
             .dns
             .worker_rulesets

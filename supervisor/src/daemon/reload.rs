@@ -145,7 +145,11 @@ impl Daemon {
         if config.dhcp.allowed_servers != self.opts.config.dhcp.allowed_servers
             || config.dhcp.guard != self.opts.config.dhcp.guard
         {
-            crate::policy::guard::apply(crate::ebpf::maps::of(&self.loaded), &config.dhcp)?;
+            crate::policy::guard::apply(
+                crate::ebpf::maps::of(&self.loaded),
+                &config.dhcp,
+                self.features.enabled(crate::features::Feature::DhcpGuard),
+            )?;
             tracing::info!(
                 mode = super::startup::guard_mode_name(&config.dhcp),
                 allowed = config.dhcp.allowed_servers.len(),

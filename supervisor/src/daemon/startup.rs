@@ -154,6 +154,8 @@ fn check(cfg: &Config) -> Result<Checked, DaemonError> {
         );
     }
     ip.enforcing = features.enabled(Feature::IpBlocking);
+    let mut tls = tls;
+    tls.enforcing = features.enabled(Feature::TlsRules);
     Ok(Checked {
         network,
         accounts,
@@ -187,7 +189,11 @@ fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Ke
     let dns_action = dns_action(&checked.features, cfg.dns.block_action);
     let (dns_kernel_rules, dns_map) = load_dns_policy(&loaded, dns_action, &checked.dns_rules)?;
     let (ip_kernel, ip_tries) = load_ip_policy(&loaded, cfg, &checked.ip)?;
-    crate::policy::guard::apply(&loaded, &cfg.dhcp)?;
+    crate::policy::guard::apply(
+        &loaded,
+        &cfg.dhcp,
+        checked.features.enabled(Feature::DhcpGuard),
+    )?;
     tracing::info!(
         mode = guard_mode_name(&cfg.dhcp),
         allowed = cfg.dhcp.allowed_servers.len(),

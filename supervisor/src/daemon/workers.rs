@@ -262,8 +262,8 @@ impl Daemon {
             SlotEvent::Ready => {}
             SlotEvent::RulesetApplied(hash) if kind == WorkerKind::Tls => {
                 self.tls.worker_ruleset = Some(hash);
-                if hash != self.tls.rules.sha256() {
-                    tracing::warn!(worker = kind.name(), applied = %hex::encode(hash), ours = %hex::encode(self.tls.rules.sha256()), "worker applies another TLS rule set (drift)");
+                if hash != self.tls.ruleset_in_force() {
+                    tracing::warn!(worker = kind.name(), applied = %hex::encode(hash), ours = %hex::encode(self.tls.ruleset_in_force()), "worker applies another TLS rule set (drift)");
                 }
             }
             SlotEvent::RulesetApplied(hash) => {
@@ -351,9 +351,7 @@ impl Daemon {
     /// Sends the TLS rules in force to the TLS worker.
     pub(super) fn send_tls_policy(&self) {
         if let Some(slot) = self.slots.get(&WorkerKind::Tls) {
-            slot.send(&SupervisorToWorker::TlsPolicy(
-                self.tls.rules.worker_policy(),
-            ));
+            slot.send(&SupervisorToWorker::TlsPolicy(self.tls.worker_policy()));
         }
     }
 

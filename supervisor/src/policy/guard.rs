@@ -11,12 +11,13 @@ use crate::{
     ebpf::maps::{KernelError, Maps, on as err},
 };
 
-/// Writes the allow-list and the mode. Turning the guard on (or changing the list) writes
-/// the list first and turning it off writes the mode first, so that no allowed server is
-/// ever checked against a partial list.
-pub fn apply(maps: &dyn Maps, cfg: &DhcpConfig) -> Result<(), KernelError> {
+/// Writes the allow-list and the mode (off while the `dhcp-guard` feature is switched off:
+/// `enabled` false). Turning the guard on (or changing the list) writes the list first and
+/// turning it off writes the mode first, so that no allowed server is ever checked against
+/// a partial list.
+pub fn apply(maps: &dyn Maps, cfg: &DhcpConfig, enabled: bool) -> Result<(), KernelError> {
     let keys: Vec<_> = cfg.allowed_servers.iter().map(|s| s.key()).collect();
-    let mode = cfg.guard_mode();
+    let mode = if enabled { cfg.guard_mode() } else { GUARD_OFF };
     let allow = maps.fd(MAP_GUARD_ALLOW)?;
     let config = maps.fd(MAP_GUARD_CONFIG)?;
     if mode == GUARD_OFF {
@@ -51,7 +52,12 @@ mod tests {
     fn list_and_mode_reach_the_maps() {
         let maps = FakeMaps::new();
         let fd = |name| maps.fd(name).expect("map");
-        apply(&maps, &config(false, &["00:11:32:aa:bb:cc", "198.18.0.2"])).expect("apply");
+        apply(
+            &maps,
+            &config(false, &["00:11:32:aa:bb:cc", "198.18.0.2"]),
+            true,
+        )
+        .expect("apply");
         assert_eq!(
             guard::mode(fd(MAP_GUARD_CONFIG)).expect("mode"),
             GUARD_ALERT
@@ -66,15 +72,20 @@ mod tests {
         assert_eq!(keys, want);
 
         // A reload: another list in drop mode; the stale entry goes.
-        apply(&maps, &config(true, &["fe80::1"])).expect("apply");
+        apply(&maps, &config(true, &["fe80::1"]), true).expect("apply");
         assert_eq!(guard::mode(fd(MAP_GUARD_CONFIG)).expect("mode"), GUARD_DROP);
         assert_eq!(
             guard::allowed(fd(MAP_GUARD_ALLOW)).expect("list"),
             vec![GuardKey::ip("fe80::1".parse().expect("ip"))]
         );
 
+        // Switched off (`dhcp-guard`): off, the list kept for when it comes back.
+        apply(&maps, &config(true, &["fe80::1"]), false).expect("apply");
+        assert_eq!(guard::mode(fd(MAP_GUARD_CONFIG)).expect("mode"), GUARD_OFF);
+        assert_eq!(guard::allowed(fd(MAP_GUARD_ALLOW)).expect("list").len(), 1);
+
         // No list: off and empty.
-        apply(&maps, &config(false, &[])).expect("apply");
+        apply(&maps, &config(false, &[]), true).expect("apply");
         assert_eq!(guard::mode(fd(MAP_GUARD_CONFIG)).expect("mode"), GUARD_OFF);
         assert!(
             guard::allowed(fd(MAP_GUARD_ALLOW))

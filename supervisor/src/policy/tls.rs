@@ -551,6 +551,9 @@ pub struct TlsPolicy {
     pub refused: u64,
     /// The rule set hash the TLS worker last said it applies.
     pub worker_ruleset: Option<[u8; 32]>,
+    /// Whether the rules are in force (the `tls-rules` feature): when not, the worker
+    /// applies an empty rule set and no connection is cut.
+    pub enforcing: bool,
     /// When lapsed blocks were last looked for.
     last_sweep: Option<std::time::Instant>,
 }
@@ -565,8 +568,40 @@ impl TlsPolicy {
             active: 0,
             refused: 0,
             worker_ruleset: None,
+            enforcing: true,
             last_sweep: None,
         })
+    }
+
+    /// The rule set the TLS worker is to apply: the rules, or none while switched off.
+    pub fn worker_policy(&self) -> TlsWorkerPolicy {
+        if self.enforcing {
+            self.rules.worker_policy()
+        } else {
+            TlsWorkerPolicy {
+                ruleset: Sha256::digest([]).into(),
+                rules: Vec::new(),
+            }
+        }
+    }
+
+    /// The SHA-256 of [`Self::worker_policy`]'s rule set (what the worker must report).
+    pub fn ruleset_in_force(&self) -> [u8; 32] {
+        self.worker_policy().ruleset
+    }
+
+    /// Lets every connection the rules cut go (`tls-rules` switched off): the flow-block
+    /// map emptied, its generation 0.
+    pub fn lift_all(&mut self, maps: &dyn Maps) -> Result<usize, KernelError> {
+        let fd = maps.fd(MAP_FLOW_BLOCK)?;
+        let blocks = flow_block::dump(fd).map_err(on(MAP_FLOW_BLOCK))?;
+        for (key, _) in &blocks {
+            flow_block::remove(fd, key).map_err(on(MAP_FLOW_BLOCK))?;
+        }
+        flow_block::set_generation(maps.fd(MAP_FLOW_BLOCK_ACTIVE)?, 0)
+            .map_err(on(MAP_FLOW_BLOCK_ACTIVE))?;
+        self.active = 0;
+        Ok(blocks.len())
     }
 
     /// Checks a worker's request to cut a connection and writes the block: the rule must
@@ -580,6 +615,10 @@ impl TlsPolicy {
         now_ns: u64,
     ) -> Result<FlowKey, BlockRefusal> {
         let unbacked = |why: String| BlockRefusal::Unbacked(why);
+        if !self.enforcing {
+            // Sent before the worker had the empty rule set: not its fault.
+            return Err(BlockRefusal::NotNow("tls-rules is switched off".into()));
+        }
         let rule = self
             .rules
             .get(req.rule_id)

@@ -44,6 +44,24 @@ pub(super) fn set(
             .map(|counts| d.ip.kernel = counts)
             .map_err(|e| crate::error_chain(&e))
         }
+        Feature::TlsRules => {
+            d.tls.enforcing = enabled;
+            d.send_tls_policy();
+            if enabled {
+                Ok(())
+            } else {
+                d.tls
+                    .lift_all(crate::ebpf::maps::of(&d.loaded))
+                    .map(|n| tracing::info!(connections = n, "TLS rule blocks lifted"))
+                    .map_err(|e| crate::error_chain(&e))
+            }
+        }
+        Feature::DhcpGuard => crate::policy::guard::apply(
+            crate::ebpf::maps::of(&d.loaded),
+            &d.opts.config.dhcp,
+            enabled,
+        )
+        .map_err(|e| crate::error_chain(&e)),
     };
     // What the kernel should hold now, for the drift checks (a failure above is repaired
     // by the next one).
