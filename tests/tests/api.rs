@@ -585,6 +585,8 @@ fn features_switch_blocking_off_and_on_under_traffic_and_across_a_restart() {
     let on = vec![
         ("dns-blocking".to_owned(), true),
         ("ip-blocking".to_owned(), true),
+        ("tls-rules".to_owned(), true),
+        ("dhcp-guard".to_owned(), true),
     ];
     assert_eq!(switches(&daemon), on);
     // Both enforce: the listed name gets the kernel's NXDOMAIN, the peer (the resolver
@@ -615,6 +617,8 @@ fn features_switch_blocking_off_and_on_under_traffic_and_across_a_restart() {
     let off = vec![
         ("dns-blocking".to_owned(), false),
         ("ip-blocking".to_owned(), false),
+        ("tls-rules".to_owned(), true),
+        ("dhcp-guard".to_owned(), true),
     ];
     assert_eq!(switches(&daemon), off);
     let metrics = curl(&daemon, "GET", "/metrics", &[]).body;
