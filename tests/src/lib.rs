@@ -450,6 +450,33 @@ pub struct Daemon {
     schema_check: bool,
 }
 
+/// `palisade run --foreground --config CONFIG` in the lab's sensor network namespace, as
+/// the daemon of [`Daemon::start`] runs there: only the network namespace changes (`ip netns
+/// exec` would also give it a private mount namespace with a bpffs of its own, whose pins
+/// vanish with it and are invisible here). Waits at most 30 s.
+pub fn run_in_sensor(lab: &Lab, config: &Path) -> Output {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let netns = lab.sensor_netns_fd();
+    let raw = netns.as_raw_fd();
+    let mut cmd = Command::new("timeout");
+    cmd.arg("30")
+        .arg(bin("palisade"))
+        .args(["run", "--foreground", "--config"])
+        .arg(config);
+    // SAFETY: setns is async-signal-safe; `netns` outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("palisade run");
+    drop(netns);
+    out
+}
+
 /// Extra TOML for the config (worker sections etc.).
 pub fn base_config(lab: &Lab, extra: &str) -> String {
     format!(

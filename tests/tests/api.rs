@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::{Daemon, Lab, base_config};
+use palisade_tests::{Daemon, Lab, base_config, run_in_sensor};
 use serde_json::Value;
 
 /// One answer: HTTP status (0: no answer), headers, body.
@@ -49,12 +49,17 @@ fn curl_as(prefix: &[&str], socket: &Path, method: &str, target: &str, extra: &[
         }
         None => Command::new("curl"),
     };
+    cmd.args(["--unix-socket"]).arg(socket);
+    curl_run(cmd, method, &format!("http://localhost{target}"), extra)
+}
+
+/// Runs `cmd` (curl and its first arguments) on `url`: the answer, status 0 when none came.
+fn curl_run(mut cmd: Command, method: &str, url: &str, extra: &[&str]) -> Answer {
     let out = cmd
-        .args(["-sS", "-i", "--max-time", "10", "--unix-socket"])
-        .arg(socket)
+        .args(["-sS", "-i", "--max-time", "10"])
         .args(["-X", method, "-w", "\n%{http_code}"])
         .args(extra)
-        .arg(format!("http://localhost{target}"))
+        .arg(url)
         .output()
         .expect("curl");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -675,4 +680,110 @@ fn features_switch_blocking_off_and_on_under_traffic_and_across_a_restart() {
     let a = curl(&daemon, "POST", "/v1/features/warp-drive/disable", &[]);
     assert_eq!(a.status, 422, "{}", a.body);
     daemon.assert_alive();
+}
+
+/// The API over TCP (`[control] listen`): the bearer token or a 401; the token's rights are
+/// reads unless `tcp_changes`; `/metrics` open with `metrics_without_token`; a rotated token
+/// takes effect without a restart, a broken one leaves the old in force; a token file others
+/// may read stops the start.
+#[test]
+fn the_api_over_tcp_needs_its_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new("api-tcp");
+    let token_file = lab.dir.join("api-token");
+    let token = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    std::fs::write(&token_file, format!("{token}\n")).expect("write the token");
+    let chmod = |mode| {
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    chmod(0o644);
+    let tcp = |extra: &str| {
+        base_config(
+            &lab,
+            &format!(
+                "[control]\nlisten = \"127.0.0.1:9611\"\ntoken_file = \"{}\"\n{extra}",
+                token_file.display()
+            ),
+        )
+    };
+    // Others may read the token: check-config and the daemon say what to fix.
+    let config = lab.dir.join("tcp.toml");
+    std::fs::write(&config, tcp("")).expect("write config");
+    let out = Command::new(palisade_tests::bin("palisade"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .expect("check-config");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("chmod 600"), "{err}");
+    let out = run_in_sensor(&lab, &config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("control.token_file") && err.contains("chmod 600"),
+        "{out:?}"
+    );
+    chmod(0o600);
+
+    let daemon = Daemon::start(&lab, &tcp(""), &[]);
+    daemon.wait_healthy();
+    let call = |method: &str, target: &str, auth: Option<&str>| {
+        let mut cmd = lab.sensor("curl");
+        if let Some(t) = auth {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        curl_run(cmd, method, &format!("http://127.0.0.1:9611{target}"), &[])
+    };
+    // No token, a wrong one: 401 with the challenge, for the API and /metrics alike.
+    for auth in [None, Some("0000000000000000000000000000000000000000")] {
+        for target in ["/v1/status", "/metrics"] {
+            let a = call("GET", target, auth);
+            assert_eq!(a.status, 401, "{target} {auth:?}: {}", a.body);
+            assert!(
+                a.headers.contains("WWW-Authenticate: Bearer"),
+                "{}",
+                a.headers
+            );
+            assert_eq!(a.json()["error"]["kind"], "permission_denied");
+        }
+    }
+    // The token: reads work; changes are refused (reads only by default).
+    let a = call("GET", "/v1/status", Some(token));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["workers"].is_array(), "{}", a.body);
+    let a = call("GET", "/metrics", Some(token));
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("palisade_up"), "{}", a.body);
+    let a = call("POST", "/v1/features/ip-blocking/disable", Some(token));
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("tcp_changes"), "{}", a.body);
+    // The socket is as it was.
+    assert_eq!(curl(&daemon, "GET", "/v1/status", &[]).status, 200);
+
+    // Rotation: the new token works at once, the old one no longer; a broken file keeps it.
+    let rotated = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let staged = lab.dir.join("api-token.new");
+    std::fs::write(&staged, rotated).expect("write");
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::rename(&staged, &token_file).expect("rename");
+    assert_eq!(call("GET", "/v1/status", Some(rotated)).status, 200);
+    assert_eq!(call("GET", "/v1/status", Some(token)).status, 401);
+    std::fs::write(&token_file, "short\n").expect("write");
+    assert_eq!(call("GET", "/v1/status", Some(rotated)).status, 200);
+    drop(daemon);
+
+    // tcp_changes and metrics_without_token.
+    std::fs::write(&token_file, format!("{token}\n")).expect("write");
+    let daemon = Daemon::start(
+        &lab,
+        &tcp("tcp_changes = true\nmetrics_without_token = true\n"),
+        &[],
+    );
+    daemon.wait_healthy();
+    let a = call("GET", "/metrics", None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(call("GET", "/v1/status", None).status, 401);
+    let a = call("POST", "/v1/features/ip-blocking/disable", Some(token));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = call("POST", "/v1/features/ip-blocking/enable", Some(token));
+    assert_eq!(a.status, 200, "{}", a.body);
 }

@@ -15,7 +15,7 @@ use std::{
     process::{Command, Output},
 };
 
-use palisade_tests::{Daemon, Lab, base_config, bin};
+use palisade_tests::{Daemon, Lab, base_config, bin, run_in_sensor};
 use serde_json::Value;
 
 #[test]
@@ -551,33 +551,6 @@ fn a_configured_worker_account_that_does_not_exist_fails_check_config_and_run() 
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
     assert!(!lab.pin_root.exists(), "nothing pinned");
-}
-
-/// `palisade run --foreground --config CONFIG` in the lab's sensor network namespace, as
-/// the daemon of [`Daemon::start`] runs there: only the network namespace changes (`ip netns
-/// exec` would also give it a private mount namespace with a bpffs of its own, whose pins
-/// vanish with it and are invisible here). Waits at most 30 s.
-fn run_in_sensor(lab: &Lab, config: &Path) -> Output {
-    use std::os::{fd::AsRawFd, unix::process::CommandExt};
-    let netns = lab.sensor_netns_fd();
-    let raw = netns.as_raw_fd();
-    let mut cmd = Command::new("timeout");
-    cmd.arg("30")
-        .arg(bin("palisade"))
-        .args(["run", "--foreground", "--config"])
-        .arg(config);
-    // SAFETY: setns is async-signal-safe; `netns` outlives the spawn.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().expect("palisade run");
-    drop(netns);
-    out
 }
 
 /// Every file below `root` with its inode.

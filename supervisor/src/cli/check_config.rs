@@ -199,6 +199,17 @@ pub fn check(file: &Path) -> Report {
             if let Err(e) = crate::users::worker_accounts(&config) {
                 report.add_accounts(&e, file);
             }
+            if let Some(Err(message)) = config
+                .control_tcp
+                .as_ref()
+                .map(|t| crate::control::token::Token::read(&t.token_file))
+            {
+                report.errors.push(Problem {
+                    file: Some(file.to_owned()),
+                    line: None,
+                    message: format!("control.token_file: {message}"),
+                });
+            }
         }
     }
     report.ok = report.errors.is_empty() && report.errors_not_shown == 0;

@@ -4,11 +4,12 @@
 //!
 //! One file per section with more than a key or two ([`dns`], [`flow`],
 //! [`ip`], [`workers`]): its raw form, its validated form and its checks;
-//! `interfaces`, `[paths]` and `[control]` are checked here, and [`check`]
+//! `interfaces` and `[paths]` are checked here, and [`check`]
 //! holds what the sections share. A new section: its file, its field in
 //! `RawConfig` and [`Config`], and its line in [`Config::parse`].
 
 mod check;
+mod control;
 mod dhcp;
 mod dns;
 mod drift;
@@ -29,6 +30,7 @@ use toml::Spanned;
 
 use self::check::Checker;
 pub use self::{
+    control::{ControlTcp, TOKEN_FILE},
     dhcp::{AllowedServer, DhcpConfig},
     dns::DnsConfig,
     drift::DriftConfig,
@@ -76,7 +78,7 @@ struct RawConfig {
     #[serde(default)]
     paths: RawPaths,
     #[serde(default)]
-    control: RawControl,
+    control: control::RawControl,
     #[serde(default)]
     workers: workers::RawWorkers,
     #[serde(default)]
@@ -102,12 +104,6 @@ struct RawPaths {
     log_dir: Option<Spanned<String>>,
     log_group: Option<Spanned<String>>,
     ieee_data_dir: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawControl {
-    group: Option<Spanned<String>>,
 }
 
 /// What a client command (`status`, `reload`, `cleanup`, ...) takes from the configuration:
@@ -199,6 +195,8 @@ pub struct Config {
     pub log_group: Option<NamedGroup>,
     /// Group allowed read-only control commands.
     pub control_group: String,
+    /// The API over TCP with a bearer token (`[control] listen`); `None`: the socket only.
+    pub control_tcp: Option<ControlTcp>,
     /// Per-worker settings, for every [`WorkerKind`].
     pub workers: BTreeMap<WorkerKind, WorkerSettings>,
     /// `[workers] allow_shared_account`: run workers as an account other processes (or other
@@ -288,6 +286,7 @@ impl Config {
         let ip = ip::parse(&c, raw.ip)?;
         let tls = tls::parse(&c, raw.tls)?;
         let (allow_shared_account, workers) = workers::parse(&c, raw.workers)?;
+        let (control_group, control_tcp) = control::parse(&c, raw.control)?;
         Ok(Self {
             interfaces,
             capture,
@@ -305,11 +304,8 @@ impl Config {
                 paths::IEEE_DATA_DIR,
             )?,
             log_group: c.group("paths.log_group", raw.paths.log_group)?,
-            control_group: c.name(
-                "control.group",
-                raw.control.group,
-                paths::CONTROL_GROUP.to_owned(),
-            )?,
+            control_group,
+            control_tcp,
             workers,
             allow_shared_account,
             dns,

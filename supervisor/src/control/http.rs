@@ -56,6 +56,8 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// `Accept`, if given.
     pub accept: Option<String>,
+    /// `Authorization`, if given (the bearer token of the API over TCP).
+    pub authorization: Option<String>,
     /// The body (empty without `Content-Length`).
     pub body: Vec<u8>,
 }
@@ -131,6 +133,7 @@ pub fn parse(buf: &[u8]) -> Result<Parse, HttpError> {
     }
     let mut content_length: Option<usize> = None;
     let mut accept = None;
+    let mut authorization = None;
     for (n, line) in lines.enumerate() {
         if n >= MAX_HEADERS {
             return Err(HttpError::new(
@@ -171,6 +174,8 @@ pub fn parse(buf: &[u8]) -> Result<Parse, HttpError> {
             ));
         } else if name.eq_ignore_ascii_case("accept") {
             accept = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(value.to_owned());
         }
     }
     let body_start = head_end + 4;
@@ -209,6 +214,7 @@ pub fn parse(buf: &[u8]) -> Result<Parse, HttpError> {
         path,
         query: params,
         accept,
+        authorization,
         body: body.to_vec(),
     }))
 }
@@ -655,6 +661,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -682,7 +689,7 @@ pub fn error_response(err: &HttpError) -> Vec<u8> {
         error: Inner<'a>,
     }
     let kind = match err.status {
-        403 => "permission_denied",
+        401 | 403 => "permission_denied",
         406 => "protocol",
         408 => "timeout",
         413 => "too_large",
@@ -699,10 +706,13 @@ pub fn error_response(err: &HttpError) -> Vec<u8> {
         },
     })
     .unwrap_or_default();
-    let extra: Vec<(&str, String)> = err
+    let mut extra: Vec<(&str, String)> = err
         .allow
         .map(|a| vec![("Allow", a.to_owned())])
         .unwrap_or_default();
+    if err.status == 401 {
+        extra.push(("WWW-Authenticate", "Bearer realm=\"palisade\"".to_owned()));
+    }
     response(err.status, "application/json", &extra, &body)
 }
 

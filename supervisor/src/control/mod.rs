@@ -13,6 +13,7 @@
 pub mod client;
 pub mod http;
 pub mod server;
+pub mod token;
 
 use palisade_ipc::messages::ControlRequest;
 

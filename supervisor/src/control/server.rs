@@ -9,17 +9,23 @@
 //! [`MAX_CLIENTS`] are served at once; more are closed on accept (and logged), so idle or
 //! slow clients cost a slot each, never time of the loop (the heartbeats of the workers are
 //! read in between).
+//!
+//! With `[control] listen` the same API is also served over TCP ([`Server::bind_tcp`]):
+//! the same parser, limits and slots; each request must carry the bearer token
+//! ([`super::token`]), which gives the control group's rights (reads), or root's with
+//! `tcp_changes = true`. `GET /metrics` may be left open (`metrics_without_token`).
 
 use std::{
+    net::SocketAddr,
     os::{
-        fd::{AsFd, AsRawFd, OwnedFd},
+        fd::{AsFd, AsRawFd, OwnedFd, RawFd},
         unix::fs::PermissionsExt,
     },
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use mio::{Interest, Registry, Token, unix::SourceFd};
+use mio::{Interest, Registry, Token as Token_, unix::SourceFd};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, UnixAddr, accept4, bind, getsockopt, listen,
     socket, sockopt::PeerCredentials,
@@ -30,8 +36,8 @@ use palisade_ipc::{
 };
 
 use super::http::{self, HttpError, Parse, Routed};
-use super::{Peer, authorize};
-use crate::paths;
+use super::{Peer, authorize, token::Token};
+use crate::{config::ControlTcp, paths};
 
 /// A client gets this long, from connect to answer, before it is dropped.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,6 +68,12 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The TCP listener (`[control] listen`) could not be opened.
+    #[error("control.listen {addr}: {problem}")]
+    Tcp { addr: SocketAddr, problem: String },
+    /// The bearer token could not be read (`[control] token_file`).
+    #[error("control.token_file: {0}")]
+    Token(String),
 }
 
 /// The listening socket and the clients being served.
@@ -73,13 +85,70 @@ pub struct Server {
     clients: Vec<Option<Client>>,
     /// Connections closed on accept because every slot was taken.
     refused: u64,
+    /// The API over TCP, when configured.
+    tcp: Option<Tcp>,
+}
+
+/// The TCP side: its listener, settings and token.
+#[derive(Debug)]
+struct Tcp {
+    listener: std::net::TcpListener,
+    settings: ControlTcp,
+    token: Token,
+    /// The token file as last read (device, inode, ctime, mtime, size).
+    stamp: Option<(u64, u64, i64, i64, u64)>,
+}
+
+/// What identifies a version of a file: a rename over it, or a rewrite, changes it.
+fn stamp(path: &Path) -> Option<(u64, u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        m.len(),
+    ))
+}
+
+impl Tcp {
+    /// Reads the token file again when it changed (rotation needs no restart); a new file
+    /// that is no good token leaves the old one in force, and says so once.
+    fn refresh(&mut self) {
+        let now = stamp(&self.settings.token_file);
+        if now == self.stamp {
+            return;
+        }
+        self.stamp = now;
+        match Token::read(&self.settings.token_file) {
+            Ok(t) => {
+                if t != self.token {
+                    tracing::info!("API token replaced (its file changed)");
+                    self.token = t;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "API token file changed but holds no usable token: the previous token stays in force")
+            }
+        }
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    /// A local process on the control socket (SO_PEERCRED).
+    Local(Peer),
+    /// A TCP client (rights from the bearer token its request carries).
+    Tcp(SocketAddr),
 }
 
 /// One connection being served.
 #[derive(Debug)]
 struct Client {
     conn: OwnedFd,
-    peer: Peer,
+    who: Who,
     /// The request's bytes so far.
     request: Vec<u8>,
     /// The answer, once there is one, and how much of it is written.
@@ -151,7 +220,43 @@ impl Server {
             control_gid,
             clients: (0..MAX_CLIENTS).map(|_| None).collect(),
             refused: 0,
+            tcp: None,
         })
+    }
+
+    /// Opens the API over TCP: reads the token, then listens on `settings.listen`.
+    pub fn bind_tcp(&mut self, settings: &ControlTcp) -> Result<(), ServerError> {
+        let stamp = stamp(&settings.token_file);
+        let token = Token::read(&settings.token_file).map_err(ServerError::Token)?;
+        let addr = settings.listen;
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| ServerError::Tcp {
+            addr,
+            problem: match e.raw_os_error() {
+                Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES) => format!(
+                    "{e}: under systemd the unit allows no IP sockets; install the drop-in packaging/api-tcp.conf"
+                ),
+                _ => e.to_string(),
+            },
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| ServerError::Tcp {
+                addr,
+                problem: e.to_string(),
+            })?;
+        tracing::info!(
+            %addr,
+            changes = settings.changes,
+            metrics_without_token = settings.metrics_without_token,
+            "API listening on TCP (bearer token)"
+        );
+        self.tcp = Some(Tcp {
+            listener,
+            settings: settings.clone(),
+            token,
+            stamp,
+        });
+        Ok(())
     }
 
     /// The listening FD, for polling.
@@ -159,8 +264,65 @@ impl Server {
         &self.listener
     }
 
+    /// The TCP listener's FD, for polling, when there is one.
+    pub fn tcp_fd(&self) -> Option<RawFd> {
+        self.tcp.as_ref().map(|t| t.listener.as_raw_fd())
+    }
+
+    /// Accepts every pending TCP connection into a free slot.
+    pub fn accept_tcp(&mut self, registry: &Registry) {
+        loop {
+            let Some(tcp) = &self.tcp else { return };
+            let (stream, addr) = match tcp.listener.accept() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept on the API's TCP listener");
+                    return;
+                }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            self.admit(registry, OwnedFd::from(stream), Who::Tcp(addr));
+        }
+    }
+
+    /// Puts a new connection into a free slot (closing it when there is none) and registers
+    /// it with `registry`.
+    fn admit(&mut self, registry: &Registry, conn: OwnedFd, who: Who) {
+        let Some(index) = self.clients.iter().position(Option::is_none) else {
+            self.refused += 1;
+            if self.refused.is_power_of_two() {
+                tracing::warn!(
+                    refused = self.refused,
+                    "control: {MAX_CLIENTS} clients already connected; closing new ones"
+                );
+            }
+            return;
+        };
+        let token = Token_(CLIENT_TOKEN_BASE + index);
+        if let Err(e) =
+            registry.register(&mut SourceFd(&conn.as_raw_fd()), token, Interest::READABLE)
+        {
+            tracing::warn!(error = %e, "epoll_ctl for a control client");
+            return;
+        }
+        if let Some(slot) = self.clients.get_mut(index) {
+            *slot = Some(Client {
+                conn,
+                who,
+                request: Vec::new(),
+                answer: None,
+                writing: false,
+                deadline: Instant::now() + CLIENT_TIMEOUT,
+            });
+        }
+    }
+
     /// Whether `token` is one of a client's.
-    pub fn owns(token: Token) -> bool {
+    pub fn owns(token: Token_) -> bool {
         (CLIENT_TOKEN_BASE..CLIENT_TOKEN_BASE + MAX_CLIENTS).contains(&token.0)
     }
 
@@ -182,16 +344,6 @@ impl Server {
                     return;
                 }
             };
-            let Some(index) = self.clients.iter().position(Option::is_none) else {
-                self.refused += 1;
-                if self.refused.is_power_of_two() {
-                    tracing::warn!(
-                        refused = self.refused,
-                        "control socket: {MAX_CLIENTS} clients already connected; closing new ones"
-                    );
-                }
-                continue;
-            };
             let Ok(cred) = getsockopt(&conn, PeerCredentials) else {
                 continue;
             };
@@ -200,23 +352,7 @@ impl Server {
                 uid: cred.uid(),
                 gid: cred.gid(),
             };
-            let token = Token(CLIENT_TOKEN_BASE + index);
-            if let Err(e) =
-                registry.register(&mut SourceFd(&conn.as_raw_fd()), token, Interest::READABLE)
-            {
-                tracing::warn!(error = %e, "epoll_ctl for a control client");
-                continue;
-            }
-            if let Some(slot) = self.clients.get_mut(index) {
-                *slot = Some(Client {
-                    conn,
-                    peer,
-                    request: Vec::new(),
-                    answer: None,
-                    writing: false,
-                    deadline: Instant::now() + CLIENT_TIMEOUT,
-                });
-            }
+            self.admit(registry, conn, Who::Local(peer));
         }
     }
 
@@ -225,7 +361,7 @@ impl Server {
     pub fn on_ready(
         &mut self,
         registry: &Registry,
-        token: Token,
+        token: Token_,
         mut handle: impl FnMut(&ControlRequest) -> ControlResponse,
     ) {
         let index = token.0.wrapping_sub(CLIENT_TOKEN_BASE);
@@ -253,7 +389,7 @@ impl Server {
             else {
                 continue;
             };
-            tracing::debug!(uid = client.peer.uid, "control client timed out");
+            tracing::debug!(client = ?client.who, "control client timed out");
             if client.answer.is_none() {
                 let answer = http::error_response(&HttpError {
                     status: 408,
@@ -280,6 +416,12 @@ impl Server {
         handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
     ) -> Result<bool, String> {
         let control_gid = self.control_gid;
+        if let Some(tcp) = self.tcp.as_mut()
+            && matches!(self.clients.get(index), Some(Some(c)) if matches!(c.who, Who::Tcp(_)) && c.answer.is_none())
+        {
+            tcp.refresh();
+        }
+        let tcp = self.tcp.as_ref();
         let Some(Some(client)) = self.clients.get_mut(index) else {
             return Ok(true);
         };
@@ -287,14 +429,28 @@ impl Server {
             match read_request(client) {
                 Ok(None) => return Ok(false),
                 Ok(Some(req)) => {
-                    let groups = super::peer_groups(client.conn.as_fd());
-                    client.answer =
-                        Some((answer(client.peer, &groups, control_gid, &req, handle), 0));
+                    let access = match client.who {
+                        Who::Local(peer) => Access::Local {
+                            peer,
+                            groups: super::peer_groups(client.conn.as_fd()),
+                            control_gid,
+                        },
+                        Who::Tcp(addr) => match tcp {
+                            Some(tcp) => Access::Tcp {
+                                addr,
+                                token_ok: tcp.token.admits(req.authorization.as_deref()),
+                                changes: tcp.settings.changes,
+                                metrics_open: tcp.settings.metrics_without_token,
+                            },
+                            None => return Ok(true),
+                        },
+                    };
+                    client.answer = Some((answer(&access, &req, handle), 0));
                 }
                 Err(ReadError::Closed) => return Ok(true),
                 Err(ReadError::Io(e)) => return Err(e),
                 Err(ReadError::Http(e)) => {
-                    tracing::debug!(uid = client.peer.uid, status = e.status, error = %e.message, "bad control request");
+                    tracing::debug!(client = ?client.who, status = e.status, error = %e.message, "bad control request");
                     client.answer = Some((http::error_response(&e), 0));
                 }
             }
@@ -309,7 +465,7 @@ impl Server {
                 Err(nix::errno::Errno::EAGAIN) => {
                     if !client.writing {
                         client.writing = true;
-                        let token = Token(CLIENT_TOKEN_BASE + index);
+                        let token = Token_(CLIENT_TOKEN_BASE + index);
                         registry
                             .reregister(
                                 &mut SourceFd(&client.conn.as_raw_fd()),
@@ -365,11 +521,27 @@ fn read_request(client: &mut Client) -> Result<Option<http::Request>, ReadError>
     }
 }
 
-/// The HTTP answer to `req` from `peer`: routed, authorised, handled, encoded as asked.
+/// What a request's sender may do.
+#[derive(Debug)]
+enum Access {
+    /// A local process: by its credentials ([`authorize`]).
+    Local {
+        peer: Peer,
+        groups: Vec<u32>,
+        control_gid: Option<u32>,
+    },
+    /// A TCP client: by the token its request carries.
+    Tcp {
+        addr: SocketAddr,
+        token_ok: bool,
+        changes: bool,
+        metrics_open: bool,
+    },
+}
+
+/// The HTTP answer to `req`: routed, authorised, handled, encoded as asked.
 fn answer(
-    peer: Peer,
-    groups: &[u32],
-    control_gid: Option<u32>,
+    access: &Access,
     req: &http::Request,
     handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
 ) -> Vec<u8> {
@@ -377,6 +549,22 @@ fn answer(
         Ok(r) => r,
         Err(e) => return http::error_response(&e),
     };
+    if let Access::Tcp {
+        addr,
+        token_ok: false,
+        metrics_open,
+        ..
+    } = access
+        && !(*metrics_open && matches!(routed, Routed::Metrics))
+    {
+        tracing::warn!(%addr, "API request over TCP without the token refused");
+        return http::error_response(&HttpError {
+            status: 401,
+            message: "the API over TCP needs the bearer token: Authorization: Bearer <token>"
+                .into(),
+            allow: None,
+        });
+    }
     let encoding = match http::encoding(req.accept.as_deref()) {
         Ok(e) => e,
         Err(e) => return http::error_response(&e),
@@ -386,7 +574,7 @@ fn answer(
         // The exposition renders the status report.
         Routed::Metrics => ControlRequest::Status,
     };
-    let response = respond(peer, groups, control_gid, &control, handle);
+    let response = respond(access, &control, handle);
     match (routed, response) {
         (Routed::Metrics, ControlResponse::Status(report)) => http::response(
             200,
@@ -414,17 +602,33 @@ fn answer(
     }
 }
 
-/// The daemon's answer to `req` from `peer`: authorised, handled.
+/// The daemon's answer to `req`: authorised, handled.
 fn respond(
-    peer: Peer,
-    groups: &[u32],
-    control_gid: Option<u32>,
+    access: &Access,
     req: &ControlRequest,
     handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
 ) -> ControlResponse {
-    match authorize(peer, groups, control_gid, req) {
+    let verdict = match access {
+        Access::Local {
+            peer,
+            groups,
+            control_gid,
+        } => authorize(*peer, groups, *control_gid, req),
+        Access::Tcp { changes, .. } => {
+            if super::is_mutating(req) && !changes {
+                Err("over TCP the token gives read access only (control.tcp_changes = true gives it root's)".into())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    let who = match access {
+        Access::Local { peer, .. } => format!("uid {} pid {}", peer.uid, peer.pid),
+        Access::Tcp { addr, .. } => format!("tcp {addr}"),
+    };
+    match verdict {
         Err(message) => {
-            tracing::warn!(uid = peer.uid, pid = peer.pid, request = ?req, "control request refused");
+            tracing::warn!(client = %who, request = ?req, "control request refused");
             ControlResponse::Error {
                 kind: ControlErrorKind::PermissionDenied,
                 message,
@@ -432,7 +636,7 @@ fn respond(
         }
         Ok(()) => {
             if super::is_mutating(req) {
-                tracing::info!(uid = peer.uid, pid = peer.pid, request = ?req, "control request");
+                tracing::info!(client = %who, request = ?req, "control request");
             }
             handle(req)
         }

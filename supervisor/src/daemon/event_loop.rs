@@ -22,6 +22,7 @@ use crate::{control::server::Server, policy::dns_verdicts, workers::WorkerSlot};
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const NETLINK: Token = Token(3);
+const CONTROL_TCP: Token = Token(4);
 /// Longest the loop sleeps without a deadline.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 /// Longest shutdown waits for workers before killing them.
@@ -47,6 +48,11 @@ impl Daemon {
         poll.registry()
             .register(&mut SourceFd(&control_raw), CONTROL, Interest::READABLE)
             .map_err(io_err("epoll_ctl"))?;
+        if let Some(tcp_raw) = control.tcp_fd() {
+            poll.registry()
+                .register(&mut SourceFd(&tcp_raw), CONTROL_TCP, Interest::READABLE)
+                .map_err(io_err("epoll_ctl"))?;
+        }
         let netlink_raw = self.network.raw_fd();
         poll.registry()
             .register(&mut SourceFd(&netlink_raw), NETLINK, Interest::READABLE)
@@ -100,6 +106,7 @@ impl Daemon {
                         }
                     }
                     CONTROL => control.accept_all(poll.registry()),
+                    CONTROL_TCP => control.accept_tcp(poll.registry()),
                     NETLINK => self.network.on_readable(turn),
                     token if Server::owns(token) => {
                         let registry = poll.registry();

@@ -95,6 +95,10 @@ impl Daemon {
             (old.state_dir != config.state_dir, "paths.state_dir"),
             (old.log_dir != config.log_dir, "paths.log_dir"),
             (old.control_group != config.control_group, "control.group"),
+            (
+                old.control_tcp != config.control_tcp,
+                "control.listen/token_file/tcp_changes/metrics_without_token",
+            ),
             (old.workers != config.workers, "workers"),
         ] {
             if changed {

@@ -328,7 +328,10 @@ fn bring_up(
     };
     let (slots, resources) =
         workers::prepare(&opts, log_gid, &checked.accounts, inputs, &statuses)?;
-    let control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
+    let mut control = Server::bind(&cfg.control_socket, &cfg.control_group)?;
+    if let Some(tcp) = &cfg.control_tcp {
+        control.bind_tcp(tcp)?;
+    }
     let dns_kernel_rules = k.as_ref().map_or(0, |k| k.dns_kernel_rules);
     let dns = DnsState::new(
         checked.dns_rules,
