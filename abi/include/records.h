@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 7
+#define PAL_ABI_VERSION 8
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
@@ -65,7 +65,8 @@
 #define PAL_STAT_TRUNCATED 2  /* record written, payload cut at the capture cap */
 #define PAL_STAT_NOT_PARSED 3 /* packet matched but headers could not be read */
 #define PAL_STAT_MAP_FULL 4   /* flow table insert failed */
-#define PAL_STAT_COUNT 5
+#define PAL_STAT_CAPTURE_OFF 5 /* record not made: its capture is switched off */
+#define PAL_STAT_COUNT 6
 #define PAL_STATS_ENTRIES ((PAL_STATS_GLOBAL + 1) * PAL_STAT_COUNT)
 /* In the global group: PAL_STAT_RECORDS counts packets seen. */
 
@@ -572,6 +573,17 @@ struct pal_guard_key {
 	__u8 type;   /* PAL_GUARD_KEY_* */
 	__u8 _pad[3]; /* explicit padding, always 0 */
 	__u8 addr[16]; /* unused bytes 0 */
+};
+
+/*
+ * Value of pal_capture_config[0], written by the supervisor (the runtime
+ * switches capture-dns, -dhcp, -tls, -flow): bit (1 << PAL_RING_x) set means
+ * no record goes to ring x (counted in its group's PAL_STAT_CAPTURE_OFF).
+ * Enforcement (DNS policy, DHCP guard, TLS cuts) is not affected.
+ */
+struct pal_capture_config {
+	__u32 off;  /* bits 1 << PAL_RING_* */
+	__u32 _pad; /* explicit padding, always 0 */
 };
 
 /* Value of pal_guard_config[0], written by the supervisor. */

@@ -107,6 +107,8 @@ pub const STAT_TRUNCATED: u32 = c::PAL_STAT_TRUNCATED;
 pub const STAT_NOT_PARSED: u32 = c::PAL_STAT_NOT_PARSED;
 /// Stats slot: flow table inserts that failed.
 pub const STAT_MAP_FULL: u32 = c::PAL_STAT_MAP_FULL;
+/// Stats slot: records not made because their capture is switched off.
+pub const STAT_CAPTURE_OFF: u32 = c::PAL_STAT_CAPTURE_OFF;
 /// Slots per stats group.
 pub const STAT_COUNT: u32 = c::PAL_STAT_COUNT;
 /// Entries of `pal_stats`.
@@ -827,16 +829,19 @@ pub enum StatSlot {
     NotParsed,
     /// Flow table inserts that failed (flow group).
     MapFull,
+    /// Records not made: the ring's capture is switched off (`capture-*` features).
+    CaptureOff,
 }
 
 impl StatSlot {
     /// Every slot, in index order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Records,
         Self::RingFull,
         Self::Truncated,
         Self::NotParsed,
         Self::MapFull,
+        Self::CaptureOff,
     ];
 
     /// `PAL_STAT_*`: the slot index.
@@ -847,6 +852,7 @@ impl StatSlot {
             Self::Truncated => STAT_TRUNCATED,
             Self::NotParsed => STAT_NOT_PARSED,
             Self::MapFull => STAT_MAP_FULL,
+            Self::CaptureOff => STAT_CAPTURE_OFF,
         }
     }
 
@@ -858,6 +864,7 @@ impl StatSlot {
             Self::Truncated => "truncated",
             Self::NotParsed => "not_parsed",
             Self::MapFull => "map_full",
+            Self::CaptureOff => "capture_off",
         }
     }
 }

@@ -26,9 +26,9 @@ pub mod time;
 pub use consts::*;
 pub use names::*;
 pub use records::{
-    DnsConfig, DnsLearned, DnsRule, FlowBlock, FlowConfig, FlowEndArgs, FlowKey, FlowRecord,
-    FlowSweep, FlowValue, GuardConfig, GuardKey, GuardSource, GuardSourceKey, Ip4Key, Ip6Key,
-    IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader, RuleKind, TlsConn, TlsSeg,
+    CaptureConfig, DnsConfig, DnsLearned, DnsRule, FlowBlock, FlowConfig, FlowEndArgs, FlowKey,
+    FlowRecord, FlowSweep, FlowValue, GuardConfig, GuardKey, GuardSource, GuardSourceKey, Ip4Key,
+    Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader, RuleKind, TlsConn, TlsSeg,
 };
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.

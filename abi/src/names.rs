@@ -81,6 +81,8 @@ pub const MAP_FLOW_BLOCK_ACTIVE: &str = "pal_flow_block_active";
 /// Hash [`crate::GuardKey`] -> `u32`: the DHCP guard's allow-list (source MACs and IPs of
 /// the DHCP servers and routers allowed; capacity [`crate::GUARD_ALLOW_MAX`]).
 pub const MAP_GUARD_ALLOW: &str = "pal_guard_allow";
+/// Array, one [`crate::CaptureConfig`]: the captures switched off.
+pub const MAP_CAPTURE_CONFIG: &str = "pal_capture_config";
 /// Array, one [`crate::GuardConfig`]: the guard's mode.
 pub const MAP_GUARD_CONFIG: &str = "pal_guard_config";
 /// LRU hash [`crate::GuardSourceKey`] -> [`crate::GuardSource`]: rogue senders and what
@@ -94,7 +96,7 @@ pub const IP_HITS_ENTRIES: u32 = 65536;
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
 /// existing pins on the next load (so the rule set, learned blocks, config and counters survive
 /// a supervisor restart along with the attached programs).
-pub const PINNED_MAPS: [&str; 29] = [
+pub const PINNED_MAPS: [&str; 30] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
@@ -124,6 +126,7 @@ pub const PINNED_MAPS: [&str; 29] = [
     MAP_GUARD_CONFIG,
     MAP_GUARD_SOURCES,
     MAP_GUARD_STATS,
+    MAP_CAPTURE_CONFIG,
 ];
 
 /// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).

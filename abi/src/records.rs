@@ -974,6 +974,16 @@ impl GuardKey {
 }
 
 record_struct! {
+    /// `struct pal_capture_config`: slot 0 of `pal_capture_config`.
+    pub struct CaptureConfig {
+        /// Bits `1 << RING_*`: the rings whose records are not made.
+        pub off: u32,
+        /// Explicit padding, always 0.
+        pub _pad: u32,
+    }
+}
+
+record_struct! {
     /// `struct pal_guard_config`: slot 0 of `pal_guard_config`.
     pub struct GuardConfig {
         /// `GUARD_OFF`, `GUARD_ALERT` or `GUARD_DROP`.
@@ -1024,6 +1034,9 @@ const _: () = {
     assert!(offset_of!(GuardKey, addr) == c::PAL_GUARD_KEY_OFF_ADDR);
 
     assert!(size_of::<GuardConfig>() == c::PAL_GUARD_CONFIG_SIZE);
+    assert!(size_of::<CaptureConfig>() == c::PAL_CAPTURE_CONFIG_SIZE);
+    assert!(offset_of!(CaptureConfig, off) == c::PAL_CAPTURE_CONFIG_OFF_OFF);
+    assert!(offset_of!(CaptureConfig, _pad) == c::PAL_CAPTURE_CONFIG_OFF_PAD);
     assert!(offset_of!(GuardConfig, mode) == c::PAL_GUARD_CONFIG_OFF_MODE);
     assert!(offset_of!(GuardConfig, _pad) == c::PAL_GUARD_CONFIG_OFF_PAD);
 

@@ -1,7 +1,8 @@
 //! `prog-cost`: the kernel-side cost of Palisade's TC program per packet, without a
 //! device: `BPF_PROG_TEST_RUN` runs `pal_tc_ingress` (and, for reference, the no-op
 //! program) a million times on one frame and the kernel reports the mean ns per run.
-//! Frames: a UDP datagram to port 9 (the flow-table path only: lookup, counters), a TCP
+//! Frames: a UDP datagram to port 9 (the flow-table path only: lookup, counters), a DNS
+//! query (the DNS policy's lookup, recorded), a TCP
 //! segment with payload (flow path, TLS check), an IPv4 fragment (parsed, ignored), a DHCP
 //! server message and a router advertisement (recorded; the guard's path with `--guard`),
 //! an ICMPv6 echo (not neighbour discovery) and an ARP request (recorded).
@@ -39,6 +40,10 @@ pub struct Args {
     /// server and router advertisement frames.
     #[arg(long)]
     guard: Option<String>,
+    /// Switch these captures off (comma-separated: dns, dhcp, tls, flow), as `palisade
+    /// feature disable capture-NAME` does: the cost of a frame whose record is not made.
+    #[arg(long, value_delimiter = ',')]
+    capture_off: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +106,10 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     let ra = [
         134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 0, 0, 0, 0, 2,
     ];
+    // A DNS query (A example.com) to port 53: the DNS policy's lookup and a record.
+    let mut dns = vec![0x9c, 0x43, 0, 53, 0, 37, 0, 0];
+    dns.extend_from_slice(&[0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    dns.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
     // An ICMPv6 echo request: ICMPv6 that is not neighbour discovery.
     let echo = [128, 0, 0, 0, 0, 1, 0, 1, b'p', b'i', b'n', b'g'];
     // An ARP request (Ethernet, IPv4), padded to the Ethernet minimum.
@@ -112,6 +121,7 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     arp.resize(60, 0);
     vec![
         ("udp-port-9", frame(&udp, 17, 0)),
+        ("dns-query", frame(&dns, 17, 0)),
         ("udp-1300-not-quic", frame(&big(0x40), 17, 0)),
         ("quic-initial-1300", frame(&big(0xc3), 17, 0)),
         ("tcp-data", frame(&tcp, 6, 0)),
@@ -179,6 +189,26 @@ fn fill_flow_blocks(palisade: &Ebpf, n: u32) -> Result<()> {
         .map_err(|e| format!("pal_flow_block_active: {e}"))
 }
 
+/// The captures of `names` switched off.
+fn capture_off(palisade: &Ebpf, names: &[String]) -> Result<()> {
+    let mut off = 0u32;
+    for name in names {
+        off |= 1
+            << match name.as_str() {
+                "dns" => palisade_abi::RING_DNS,
+                "dhcp" => palisade_abi::RING_DHCP,
+                "tls" => palisade_abi::RING_TLS,
+                "flow" => palisade_abi::RING_FLOW,
+                other => return Err(format!("--capture-off {other}: dns, dhcp, tls or flow")),
+            };
+    }
+    let fd = palisade
+        .map(palisade_abi::MAP_CAPTURE_CONFIG)
+        .and_then(palisade_ebpf::maps::map_fd)
+        .ok_or("pal_capture_config missing (an object before the capture switches?)")?;
+    palisade_ebpf::capture::set_off(fd, off).map_err(|e| format!("pal_capture_config: {e}"))
+}
+
 /// The guard in `mode` with one allow-list entry (a MAC none of the frames has).
 fn guard_on(palisade: &Ebpf, mode: &str) -> Result<()> {
     let fd = |name| {
@@ -235,6 +265,9 @@ pub fn main(args: &Args) -> Result<()> {
         }
         if let Some(mode) = &args.guard {
             guard_on(&palisade, mode)?;
+        }
+        if !args.capture_off.is_empty() {
+            capture_off(&palisade, &args.capture_off)?;
         }
         let mut noop = Ebpf::load_file(&args.noop)
             .map_err(|e| format!("loading {}: {e}", args.noop.display()))?;

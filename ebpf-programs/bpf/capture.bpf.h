@@ -119,7 +119,8 @@ static __always_inline int classify_payload(struct __sk_buff *skb, struct pal_pk
 	 * The common case inline: a segment of a known flow that is not followed
 	 * and does not start a hello costs this check and no call.
 	 */
-	if (p->tls_follow || !p->flow_start_ns || tls_hello_start(skb, p))
+	if ((p->tls_follow || !p->flow_start_ns || tls_hello_start(skb, p)) &&
+	    !capture_off(PAL_RING_TLS))
 		tls_capture(skb, p);
 	return TC_ACT_UNSPEC;
 }

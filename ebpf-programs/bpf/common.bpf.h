@@ -85,6 +85,32 @@ static __always_inline void stat_inc(__u32 group, __u32 slot)
 		*value += 1;
 }
 
+/* Slot 0: the captures switched off (records.h struct pal_capture_config). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pal_capture_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_capture_config SEC(".maps");
+
+/*
+ * Whether ring `group`'s capture is switched off; counts the record not made
+ * when it is. Asked only where a record is about to be made (an array
+ * lookup, which the verifier inlines), so packets that make no record pay
+ * nothing for the switches.
+ */
+static __always_inline int capture_off(__u32 group)
+{
+	__u32 zero = 0;
+	struct pal_capture_config *cfg = bpf_map_lookup_elem(&pal_capture_config, &zero);
+
+	if (!cfg || !(cfg->off & (1u << group)))
+		return 0;
+	stat_inc(group, PAL_STAT_CAPTURE_OFF);
+	return 1;
+}
+
 /*
  * Writes `size` bytes of `data` to `ring` and counts the outcome in the
  * ring's stats group. The consumer is woken only once pal_wakeup_bytes are

@@ -54,7 +54,9 @@ __attribute__((noinline)) int pal_dns_udp(struct __sk_buff *skb, struct pal_pkt 
 	s->hdr.len = sizeof(s->hdr) + len;
 	s->hdr.payload_len = len;
 	s->hdr.orig_payload_len = p->pay_len;
-	ring_output(&rb_dns, PAL_RING_DNS, s, sizeof(s->hdr) + len, truncated);
+	/* Switched off, the record is not made; the policy above still decided. */
+	if (!capture_off(PAL_RING_DNS))
+		ring_output(&rb_dns, PAL_RING_DNS, s, sizeof(s->hdr) + len, truncated);
 
 	return dns_enforce(skb, p, s, len, &v);
 }

@@ -144,7 +144,8 @@ static __always_inline void emit_flow(const struct pal_flow_key *key,
 	struct pal_flow_record *rec;
 	struct pal_record_hdr *hdr;
 
-	if (!s)
+	/* Switched off, the table is kept (flow ids, TLS following, cuts), not reported. */
+	if (!s || capture_off(PAL_RING_FLOW))
 		return;
 	hdr = &s->hdr;
 	rec = (struct pal_flow_record *)s->payload;

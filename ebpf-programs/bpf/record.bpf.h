@@ -97,7 +97,7 @@ static __always_inline void emit_payload(struct __sk_buff *skb, const struct pal
 	__u32 len = p->pay_len;
 	int truncated = 0;
 
-	if (!s)
+	if (!s || capture_off(group))
 		return;
 	if (len > cap) {
 		len = cap;

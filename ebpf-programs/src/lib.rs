@@ -19,6 +19,7 @@
 //!
 //! Every raw bpf(2) call goes through `sys`, whose errors name the command.
 
+pub mod capture;
 pub mod dns_policy;
 pub mod flow_block;
 pub mod flow_table;

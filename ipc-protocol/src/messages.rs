@@ -386,7 +386,7 @@ pub enum ControlRequest {
     /// Read-only: the runtime feature switches.
     Features,
     /// Mutating (root only): switch a feature (`dns-blocking`, `ip-blocking`, `tls-rules`,
-    /// `dhcp-guard`) on or off;
+    /// `dhcp-guard`, `capture-dns`, `capture-dhcp`, `capture-tls`, `capture-flow`) on or off;
     /// persisted in the state directory.
     FeatureSet {
         /// The feature.
@@ -399,7 +399,7 @@ pub enum ControlRequest {
 /// One runtime feature switch, in [`StatusReport`] and [`ControlResponse::Features`].
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct FeatureState {
-    /// `dns-blocking`, `ip-blocking`, `tls-rules` or `dhcp-guard`.
+    /// A feature's name (`dns-blocking`, ..., `capture-flow`).
     pub name: String,
     /// On (the default) or switched off.
     pub enabled: bool,

@@ -17,9 +17,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use palisade_abi::MAP_CAPTURE_CONFIG;
 use palisade_ipc::messages::FeatureState;
 
-use crate::policy::ip::{StateError, write_state_file};
+use crate::{
+    ebpf::maps::{KernelError, Maps, on},
+    policy::ip::{StateError, write_state_file},
+};
 
 /// The state file, in the state directory.
 pub const STATE_FILE: &str = "features.json";
@@ -36,15 +40,28 @@ pub enum Feature {
     /// The rogue DHCP / router advertisement guard (its alerts and, with `guard = true`,
     /// its drops).
     DhcpGuard,
+    /// DNS records (the DNS worker's events; the DNS policy still decides).
+    CaptureDns,
+    /// DHCP, ARP and neighbour discovery records (DHCP events, devices; the guard still
+    /// decides).
+    CaptureDhcp,
+    /// TLS handshake and QUIC Initial records (TLS and QUIC events; TLS rules see nothing).
+    CaptureTls,
+    /// Flow records (flow events; the table is kept).
+    CaptureFlow,
 }
 
 impl Feature {
     /// Every feature.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 8] = [
         Self::DnsBlocking,
         Self::IpBlocking,
         Self::TlsRules,
         Self::DhcpGuard,
+        Self::CaptureDns,
+        Self::CaptureDhcp,
+        Self::CaptureTls,
+        Self::CaptureFlow,
     ];
 
     /// Its name in the CLI, the API, status and metrics.
@@ -54,6 +71,21 @@ impl Feature {
             Self::IpBlocking => "ip-blocking",
             Self::TlsRules => "tls-rules",
             Self::DhcpGuard => "dhcp-guard",
+            Self::CaptureDns => "capture-dns",
+            Self::CaptureDhcp => "capture-dhcp",
+            Self::CaptureTls => "capture-tls",
+            Self::CaptureFlow => "capture-flow",
+        }
+    }
+
+    /// The ring a capture switch stops, for the capture features.
+    pub const fn ring(self) -> Option<u32> {
+        match self {
+            Self::CaptureDns => Some(palisade_abi::RING_DNS),
+            Self::CaptureDhcp => Some(palisade_abi::RING_DHCP),
+            Self::CaptureTls => Some(palisade_abi::RING_TLS),
+            Self::CaptureFlow => Some(palisade_abi::RING_FLOW),
+            _ => None,
         }
     }
 
@@ -137,6 +169,20 @@ impl Features {
         Ok(true)
     }
 
+    /// `pal_capture_config[0].off`: bit `1 << ring` for each capture switched off.
+    pub fn capture_off(&self) -> u32 {
+        self.disabled
+            .iter()
+            .filter_map(|f| f.ring())
+            .fold(0, |mask, ring| mask | 1 << ring)
+    }
+
+    /// Writes the capture switches into the kernel.
+    pub fn write_capture(&self, maps: &dyn Maps) -> Result<(), KernelError> {
+        palisade_ebpf::capture::set_off(maps.fd(MAP_CAPTURE_CONFIG)?, self.capture_off())
+            .map_err(on(MAP_CAPTURE_CONFIG))
+    }
+
     /// Every feature and whether it is on, for `status` and the API.
     pub fn states(&self) -> Vec<FeatureState> {
         Feature::ALL
@@ -182,7 +228,31 @@ mod tests {
                     name: "dhcp-guard".into(),
                     enabled: true
                 },
+                FeatureState {
+                    name: "capture-dns".into(),
+                    enabled: true
+                },
+                FeatureState {
+                    name: "capture-dhcp".into(),
+                    enabled: true
+                },
+                FeatureState {
+                    name: "capture-tls".into(),
+                    enabled: true
+                },
+                FeatureState {
+                    name: "capture-flow".into(),
+                    enabled: true
+                },
             ]
+        );
+        let mut f = again;
+        assert_eq!(f.capture_off(), 0);
+        f.set(Feature::CaptureTls, false).expect("save");
+        f.set(Feature::CaptureFlow, false).expect("save");
+        assert_eq!(
+            f.capture_off(),
+            1 << palisade_abi::RING_TLS | 1 << palisade_abi::RING_FLOW
         );
         std::fs::write(
             dir.path().join(STATE_FILE),

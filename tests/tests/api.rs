@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::{Daemon, Lab, base_config, run_in_sensor};
+use palisade_tests::{Daemon, Lab, base_config, run_in_sensor, wait_for};
 use serde_json::Value;
 
 /// One answer: HTTP status (0: no answer), headers, body.
@@ -386,7 +386,7 @@ fn promtool_accepts_the_live_metrics() {
     daemon.wait_healthy();
     // Traffic, so that the labelled families have samples (records, events, kernel counters).
     lab.dig(&["metrics.example"]);
-    palisade_tests::wait_for(Duration::from_secs(10), "a DNS event counted", || {
+    wait_for(Duration::from_secs(10), "a DNS event counted", || {
         (daemon.workers()["dns"]["stats"]["events"].as_u64() > Some(0)).then_some(())
     });
     let a = curl(&daemon, "GET", "/metrics", &[]);
@@ -482,7 +482,7 @@ fn log_levels_change_at_run_time() {
         "supervisor log level: debug"
     );
     malformed();
-    palisade_tests::wait_for(Duration::from_secs(5), "the debug line", || {
+    wait_for(Duration::from_secs(5), "the debug line", || {
         (debug_lines() == 1).then_some(())
     });
     // Back to info through the API: the line is not logged again.
@@ -518,7 +518,7 @@ fn log_levels_change_at_run_time() {
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v, serde_json::json!({"level": "warn", "worker": "dns"}));
-    palisade_tests::wait_for(Duration::from_secs(5), "the worker's ack", || {
+    wait_for(Duration::from_secs(5), "the worker's ack", || {
         (acks(pid) == 1).then_some(())
     });
     let out = daemon.ctl(&["restart", "dns"]);
@@ -528,7 +528,7 @@ fn log_levels_change_at_run_time() {
         let p = w["pid"].as_u64()?;
         (p != pid && w["state"] == "running").then_some(p)
     });
-    palisade_tests::wait_for(Duration::from_secs(5), "the new worker's ack", || {
+    wait_for(Duration::from_secs(5), "the new worker's ack", || {
         (acks(new) == 1).then_some(())
     });
     // Workers have no debug lines: refused, not silently accepted.
@@ -592,6 +592,10 @@ fn features_switch_blocking_off_and_on_under_traffic_and_across_a_restart() {
         ("ip-blocking".to_owned(), true),
         ("tls-rules".to_owned(), true),
         ("dhcp-guard".to_owned(), true),
+        ("capture-dns".to_owned(), true),
+        ("capture-dhcp".to_owned(), true),
+        ("capture-tls".to_owned(), true),
+        ("capture-flow".to_owned(), true),
     ];
     assert_eq!(switches(&daemon), on);
     // Both enforce: the listed name gets the kernel's NXDOMAIN, the peer (the resolver
@@ -624,6 +628,10 @@ fn features_switch_blocking_off_and_on_under_traffic_and_across_a_restart() {
         ("ip-blocking".to_owned(), false),
         ("tls-rules".to_owned(), true),
         ("dhcp-guard".to_owned(), true),
+        ("capture-dns".to_owned(), true),
+        ("capture-dhcp".to_owned(), true),
+        ("capture-tls".to_owned(), true),
+        ("capture-flow".to_owned(), true),
     ];
     assert_eq!(switches(&daemon), off);
     let metrics = curl(&daemon, "GET", "/metrics", &[]).body;
@@ -786,4 +794,93 @@ fn the_api_over_tcp_needs_its_token() {
     assert_eq!(a.status, 200, "{}", a.body);
     let a = call("POST", "/v1/features/ip-blocking/enable", Some(token));
     assert_eq!(a.status, 200, "{}", a.body);
+}
+
+/// `capture-dns` and `capture-flow` switched off: the kernel makes no DNS or flow records
+/// (counted as `capture_off`), while the DNS policy still answers NXDOMAIN; switched on
+/// again, events come back.
+#[test]
+fn capture_switches_stop_records_not_enforcement() {
+    let lab = Lab::new("apicap");
+    lab.start_dnsmasq();
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example.test\n").expect("list");
+    let config = base_config(
+        &lab,
+        &format!(
+            "[dns]\nblocklists = [\"{}\"]\n[flow]\nstart_events = true\n",
+            lab.dir.join("block.txt").display()
+        ),
+    );
+    let daemon = Daemon::start(&lab, &config, &[]);
+    daemon.wait_healthy();
+    let dns_event = |name: &'static str| {
+        move |e: &Value| e["event_type"] == "dns" && e["dns"]["rrname"] == name
+    };
+    let flow_to = |port: u16| move |e: &Value| e["event_type"] == "flow" && e["dest_port"] == port;
+    let send_udp = |port: u16| {
+        lab.in_netns(palisade_tests::Side::Sensor, || {
+            let s = std::net::UdpSocket::bind((palisade_tests::SENSOR_IP, 0)).expect("bind");
+            s.send_to(b"x", (palisade_tests::PEER_IP, port))
+                .expect("send");
+        });
+    };
+    lab.dig(&["one.example.test", "A"]);
+    daemon.wait_event(
+        "the DNS event (capture on)",
+        Duration::from_secs(5),
+        dns_event("one.example.test"),
+    );
+    send_udp(31_001);
+    daemon.wait_event(
+        "the flow start (capture on)",
+        Duration::from_secs(5),
+        flow_to(31_001),
+    );
+
+    for name in ["capture-dns", "capture-flow"] {
+        let out = daemon.ctl(&["feature", "disable", name]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let counter = |group: &str| daemon.kernel_counter(group, "capture_off").unwrap_or(0);
+    lab.dig(&["two.example.test", "A"]);
+    assert_eq!(
+        dig_status(&lab.dig(&["blocked.example.test", "A"])),
+        "NXDOMAIN",
+        "the policy still decides with capture-dns off"
+    );
+    send_udp(31_002);
+    wait_for(Duration::from_secs(5), "records not made, counted", || {
+        (counter("dns") >= 2 && counter("flow") >= 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let events = daemon.events();
+    for e in &events {
+        assert!(
+            !dns_event("two.example.test")(e) && !dns_event("blocked.example.test")(e),
+            "a DNS event with capture-dns off: {e}"
+        );
+        assert!(
+            !flow_to(31_002)(e),
+            "a flow event with capture-flow off: {e}"
+        );
+    }
+    let check = daemon.ctl(&["check", "--json"]);
+    assert!(check.status.success(), "drift: {check:?}");
+
+    for name in ["capture-dns", "capture-flow"] {
+        let out = daemon.ctl(&["feature", "enable", name]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    lab.dig(&["three.example.test", "A"]);
+    daemon.wait_event(
+        "the DNS event (capture on again)",
+        Duration::from_secs(5),
+        dns_event("three.example.test"),
+    );
+    send_udp(31_003);
+    daemon.wait_event(
+        "the flow start (capture on again)",
+        Duration::from_secs(5),
+        flow_to(31_003),
+    );
 }

@@ -8,13 +8,16 @@ use serde::Serialize;
 
 use super::ControlArgs;
 
-/// Runtime feature switches: turn enforcement off and on without editing the configuration.
+/// Runtime feature switches: turn enforcement and capture off and on without editing the
+/// configuration.
 ///
 /// `dns-blocking`: the kernel's domain blocking (the DNS policy; DNS events are still
 /// written). `ip-blocking`: the kernel's IP/CIDR blocking (drops and their alerts).
 /// `tls-rules`: the TLS rules (their alerts; off also lets go the connections rules with
 /// `block` cut). `dhcp-guard`: the rogue DHCP / router advertisement guard (its alerts and
-/// drops). A switch is kept in `<state_dir>/features.json`, so a restart keeps it; rules stay loaded (and
+/// drops). `capture-dns`, `capture-dhcp`, `capture-tls`, `capture-flow`: the kernel makes
+/// no records for that worker (no events; the policies still decide, the flow table is
+/// kept; each record not made is counted, `capture_off`). A switch is kept in `<state_dir>/features.json`, so a restart keeps it; rules stay loaded (and
 /// `block add|remove` still work) while their feature is off, and are enforced again when
 /// it is switched on. Every feature is on until switched off. `enable` and `disable` need
 /// root; `list` is allowed for the control group. The switches are also in `status` and in
@@ -33,6 +36,10 @@ enum Name {
     IpBlocking,
     TlsRules,
     DhcpGuard,
+    CaptureDns,
+    CaptureDhcp,
+    CaptureTls,
+    CaptureFlow,
 }
 
 impl Name {
@@ -42,6 +49,10 @@ impl Name {
             Self::IpBlocking => "ip-blocking",
             Self::TlsRules => "tls-rules",
             Self::DhcpGuard => "dhcp-guard",
+            Self::CaptureDns => "capture-dns",
+            Self::CaptureDhcp => "capture-dhcp",
+            Self::CaptureTls => "capture-tls",
+            Self::CaptureFlow => "capture-flow",
         }
     }
 }

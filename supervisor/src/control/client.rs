@@ -21,6 +21,9 @@ use super::http;
 
 /// How long the CLI waits for the daemon.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long it waits for a reload: every list is read and validated and the kernel maps are
+/// written (seconds for a million prefixes or names, more on a busy appliance).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// CLI exit statuses (documented in palisade(8)).
 pub mod exit {
@@ -134,7 +137,11 @@ pub fn request(path: &Path, req: &ControlRequest) -> Result<ControlResponse, Cli
         }
         Err(e) => return Err(io(format!("connect: {e}"))),
     }
-    let tv = TimeVal::new(TIMEOUT.as_secs() as i64, 0);
+    let timeout = match req {
+        ControlRequest::Reload => RELOAD_TIMEOUT,
+        _ => TIMEOUT,
+    };
+    let tv = TimeVal::new(timeout.as_secs() as i64, 0);
     setsockopt(&fd, ReceiveTimeout, &tv).map_err(|e| io(e.to_string()))?;
     setsockopt(&fd, SendTimeout, &tv).map_err(|e| io(e.to_string()))?;
     let (method, target, body) = http::target(req);

@@ -194,6 +194,7 @@ fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Ke
         &cfg.dhcp,
         checked.features.enabled(Feature::DhcpGuard),
     )?;
+    checked.features.write_capture(&loaded)?;
     tracing::info!(
         mode = guard_mode_name(&cfg.dhcp),
         allowed = cfg.dhcp.allowed_servers.len(),

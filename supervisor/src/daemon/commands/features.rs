@@ -62,6 +62,11 @@ pub(super) fn set(
             enabled,
         )
         .map_err(|e| crate::error_chain(&e)),
+        Feature::CaptureDns | Feature::CaptureDhcp | Feature::CaptureTls | Feature::CaptureFlow => {
+            d.features
+                .write_capture(crate::ebpf::maps::of(&d.loaded))
+                .map_err(|e| crate::error_chain(&e))
+        }
     };
     // What the kernel should hold now, for the drift checks (a failure above is repaired
     // by the next one).
