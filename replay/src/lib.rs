@@ -15,7 +15,7 @@ pub use palisade_record_builder as packet;
 
 use std::{
     fs::File,
-    io::{self, Write},
+    io::{self, Read, Write},
     os::fd::OwnedFd,
     path::Path,
 };
@@ -23,7 +23,9 @@ use std::{
 use palisade_abi::{
     KIND_DHCP, KIND_DNS, KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_QUIC, KIND_TLS,
 };
-use palisade_ipc::messages::{InterfaceName, WorkerStats};
+use palisade_ipc::messages::{
+    InterfaceName, SupervisorToWorker, TlsWorkerPolicy, WorkerPolicy, WorkerStats,
+};
 use palisade_worker_runtime::offline::Offline;
 
 use crate::packet::{Builder, Kinds, Timeouts};
@@ -32,12 +34,52 @@ use crate::packet::{Builder, Kinds, Timeouts};
 const END_OF_FILE_NS: u64 = 86_400_000_000_000;
 
 /// What to replay and where the events go.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Worker protocols to run.
     pub kinds: Kinds,
     /// Flow timeouts (the sweeper's).
     pub timeouts: Timeouts,
+    /// What the daemon would send the workers (`palisade replay --config`): the user-space
+    /// policy (DNS regexes, encrypted-DNS resolvers, flow start events, DHCP transaction
+    /// timeout) to the DNS, DHCP and flow workers, the TLS rules to the TLS worker.
+    pub policy: Option<WorkerPolicy>,
+    /// The TLS rules (alerts; replay cuts nothing).
+    pub tls_policy: Option<TlsWorkerPolicy>,
+}
+
+/// Reads the settings `palisade replay --config` wrote for this process (a sealed memfd
+/// of frames, each a little-endian `u32` length and a [`SupervisorToWorker`] in the IPC
+/// encoding) into `opts`. At most a handful of frames of [`palisade_ipc::MAX_FRAME`] each.
+pub fn read_settings(from: impl Read, opts: &mut Options) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    from.take(8 * (palisade_ipc::MAX_FRAME as u64 + 4))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the settings: {e}"))?;
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or("settings: a frame length cut short")?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let frame = tail.get(..len).ok_or("settings: a frame cut short")?;
+        rest = tail.get(len..).unwrap_or_default();
+        match palisade_ipc::codec::decode::<SupervisorToWorker>(frame)
+            .map_err(|e| format!("settings: {e}"))?
+        {
+            SupervisorToWorker::PacketCapture(c) => {
+                opts.timeouts = Timeouts {
+                    idle_ns: c.idle_ns,
+                    tcp_idle_ns: c.tcp_idle_ns,
+                    update_ns: c.update_ns,
+                };
+            }
+            SupervisorToWorker::Policy(p) => opts.policy = Some(p),
+            SupervisorToWorker::TlsPolicy(p) => opts.tls_policy = Some(p),
+            other => return Err(format!("settings: unexpected message {other:?}")),
+        }
+    }
+    Ok(())
 }
 
 /// Counters of one replay.
@@ -76,6 +118,24 @@ pub fn replay(path: &Path, out: OwnedFd, opts: Options) -> Result<Summary, file:
         flow: make(opts.kinds.flow)?.map(|fd| Offline::new(Default::default(), fd, &ifaces)),
     };
     drop(out);
+    // The settings before the first record, as a live worker gets them before its first.
+    let policy = |msg: &Option<WorkerPolicy>| msg.clone().map(SupervisorToWorker::Policy);
+    let refused = |e: &str| io::Error::new(io::ErrorKind::InvalidData, e.to_owned());
+    if let Some(m) = policy(&opts.policy) {
+        if let Some(o) = w.dns.as_mut() {
+            o.message(m.clone()).map_err(refused)?;
+        }
+        if let Some(o) = w.dhcp.as_mut() {
+            o.message(m.clone()).map_err(refused)?;
+        }
+        if let Some(o) = w.flow.as_mut() {
+            o.message(m).map_err(refused)?;
+        }
+    }
+    if let (Some(p), Some(o)) = (&opts.tls_policy, w.tls.as_mut()) {
+        o.message(SupervisorToWorker::TlsPolicy(p.clone()))
+            .map_err(refused)?;
+    }
     // Stamps are the file's from the first record on.
     tick_clock(&mut w, 0);
     let mut builder = Builder::new(opts.kinds, opts.timeouts);

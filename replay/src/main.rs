@@ -21,6 +21,10 @@ struct Args {
     /// Print counters to standard error at the end.
     #[arg(long)]
     stats: bool,
+    /// A descriptor holding the settings `palisade replay --config` read from the
+    /// configuration (set by it; not for direct use).
+    #[arg(long, hide = true)]
+    settings_fd: Option<i32>,
 }
 
 fn main() -> ExitCode {
@@ -45,14 +49,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match replay(
-        &args.file,
-        out,
-        Options {
-            kinds,
-            ..Options::default()
-        },
-    ) {
+    let mut opts = Options {
+        kinds,
+        ..Options::default()
+    };
+    if let Some(fd) = args.settings_fd {
+        if fd < 3 {
+            eprintln!("palisade replay: --settings-fd {fd}: not a settings descriptor");
+            return ExitCode::from(2);
+        }
+        // SAFETY: `palisade replay` opened this descriptor for this process and nothing
+        // else here uses it; it is owned (and closed) from now on.
+        let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        if let Err(e) = palisade_replay::read_settings(file, &mut opts) {
+            eprintln!("palisade replay: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match replay(&args.file, out, opts) {
         Ok(s) => {
             if args.stats {
                 eprintln!("packets {} records {}", s.packets, s.records);

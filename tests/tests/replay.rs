@@ -115,3 +115,65 @@ fn unreadable_input_fails_cleanly() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--config`: the configuration's worker settings apply as the daemon applies them (here an
+/// encrypted-DNS resolver name, an alert, and flow start events); an unreadable or invalid
+/// configuration is an error, not the defaults.
+#[test]
+fn config_applies_the_daemons_worker_settings() {
+    let pcap = corpus::dir().join("pcaps/dns/sv_dns-udp-a-txt.pcap");
+    let kinds = |lines: &[String]| -> Vec<(String, String)> {
+        lines
+            .iter()
+            .map(|l| {
+                let e: Value = serde_json::from_str(l).expect("json");
+                (
+                    e["event_type"].as_str().unwrap_or_default().to_owned(),
+                    e["flow"]["reason"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let (plain, _) = replay(&pcap, &[]);
+    let plain = kinds(&plain);
+    assert!(!plain.iter().any(|(k, _)| k == "alert"), "{plain:?}");
+    assert!(!plain.iter().any(|(_, r)| r == "start"), "{plain:?}");
+
+    let dir = std::env::temp_dir().join(format!("palisade-replay-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let config = dir.join("palisade.toml");
+    std::fs::write(
+        &config,
+        "[dns]\nencrypted_dns_resolvers = [\"google.com\"]\n[flow]\nstart_events = true\n",
+    )
+    .expect("write config");
+    let (lines, _) = replay(&pcap, &["--config", config.to_str().expect("utf-8")]);
+    eve_schema::validate_lines(lines.iter().map(String::as_str)).expect("valid EVE");
+    let with = kinds(&lines);
+    assert_eq!(
+        with.iter().filter(|(k, _)| k == "alert").count(),
+        1,
+        "the google.com query is an encrypted-DNS alert: {with:?}"
+    );
+    assert_eq!(
+        with.iter().filter(|(_, r)| r == "start").count(),
+        2,
+        "a start event per flow: {with:?}"
+    );
+
+    std::fs::write(&config, "[flow]\nidle_timeout_s = 0\n").expect("write config");
+    let out = Command::new(bin("palisade"))
+        .args(["replay", "--config"])
+        .arg(&config)
+        .arg(&pcap)
+        .output()
+        .expect("run palisade replay");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("flow.idle_timeout_s"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no events from an invalid configuration"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -324,6 +324,20 @@ impl TlsRules {
         Ok(rules)
     }
 
+    /// The rules of `config`'s files only (offline replay, when the runtime file cannot be
+    /// read).
+    pub fn lists_only(config: &TlsConfig) -> Result<Self, TlsPolicyError> {
+        let mut rules = Self {
+            lists: load_lists(&config.rules)?,
+            runtime: Vec::new(),
+            next_id: RUNTIME_ID_BASE,
+            path: PathBuf::new(),
+            regexes: HashMap::new(),
+        };
+        rules.compile_all();
+        Ok(rules)
+    }
+
     fn read_state(&mut self) -> Result<(), TlsPolicyError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
