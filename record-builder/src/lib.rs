@@ -15,15 +15,16 @@ use std::collections::HashMap;
 mod tls;
 
 use palisade_abi::{
-    CAP_DHCP, CAP_DNS, CAP_QUIC, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN, FLOW_REASON_FIN,
-    FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, KIND_DHCP, KIND_DNS,
-    KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_QUIC, QUIC_MIN_DATAGRAM, QUIC_V1,
-    QUIC_V2, RecordHeader,
+    CAP_ARP, CAP_DHCP, CAP_DNS, CAP_ICMP6, CAP_QUIC, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN,
+    FLOW_REASON_FIN, FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, KIND_ARP,
+    KIND_DHCP, KIND_DNS, KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_ND, KIND_QUIC,
+    KIND_RA, QUIC_MIN_DATAGRAM, QUIC_V1, QUIC_V2, RecordHeader,
 };
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_P_QINQ1: u16 = 0x9100;
@@ -34,6 +35,10 @@ const TCP: u8 = 6;
 const UDP: u8 = 17;
 const ICMP: u8 = 1;
 const ICMPV6: u8 = 58;
+/// ICMPv6 router advertisement, neighbour solicitation, neighbour advertisement
+/// (`neigh_capture.bpf.h`).
+const ICMP6_RA: u8 = 134;
+const ICMP6_NA: u8 = 136;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -353,6 +358,9 @@ fn parse_l4(d: &[u8], l4_off: usize, l4_end: usize, p: &mut Pkt) -> Option<()> {
             }
             p.icmp_type = byte(l4, 0)?;
             p.icmp_code = byte(l4, 1)?;
+            // The whole message, for the neighbour discovery records (`nd_capture()`).
+            p.pay_off = l4_off;
+            p.pay_len = u32::try_from(l4_end.checked_sub(l4_off)?).ok()?;
             return Some(());
         }
         _ => return None,
@@ -368,8 +376,9 @@ fn parse_l4(d: &[u8], l4_off: usize, l4_end: usize, p: &mut Pkt) -> Option<()> {
     Some(())
 }
 
-/// The observer's parse of one frame, or `None` when it makes no record for it.
-fn parse(f: &Frame<'_>) -> Option<Pkt> {
+/// The observer's parse of one frame, or `None` when it makes no record for it; `true`
+/// with an ARP packet (`PAL_PARSE_ARP`: no flow, its own record).
+fn parse(f: &Frame<'_>) -> Option<(Pkt, bool)> {
     let mut p = Pkt {
         now_ns: f.ts_ns,
         ifindex: f.ifindex,
@@ -378,6 +387,13 @@ fn parse(f: &Frame<'_>) -> Option<Pkt> {
     };
     let wire = usize::try_from(f.wire_len).ok()?.max(f.data.len());
     let (l3_off, proto) = parse_l2(f, &mut p)?;
+    if proto == ETH_P_ARP {
+        // `arp_capture()`: from the hardware type on, at most the cap (Ethernet pads a
+        // 28-byte packet to 46; the padding is not the packet's).
+        p.pay_off = l3_off;
+        p.pay_len = u32::try_from(wire.checked_sub(l3_off)?).ok()?.min(CAP_ARP);
+        return Some((p, true));
+    }
     let (l4_off, l4_end) = parse_l3(f.data, wire, l3_off, proto, &mut p)?;
     parse_l4(f.data, l4_off, l4_end, &mut p)?;
     // Flow counters count frames as an Ethernet capture would (`flow_sizes()`): other link
@@ -393,7 +409,7 @@ fn parse(f: &Frame<'_>) -> Option<Pkt> {
     } else {
         0
     };
-    Some(p)
+    Some((p, false))
 }
 
 /// `struct pal_flow_key`: the direction-normalized tuple.
@@ -517,7 +533,13 @@ impl Builder {
             self.sweep(f.ts_ns, false, out);
             self.next_sweep_ns = f.ts_ns.saturating_add(SWEEP_NS);
         }
-        let Some(mut p) = parse(f) else { return };
+        let Some((mut p, arp)) = parse(f) else { return };
+        if arp {
+            if self.kinds.dhcp {
+                self.emit_payload(f.data, &p, KIND_ARP, CAP_ARP, false, out);
+            }
+            return;
+        }
         let (start, follow) = self.flow_update(&p, out);
         p.flow_start_ns = start;
         p.tls_follow = follow;
@@ -725,6 +747,9 @@ impl Builder {
     fn classify(&mut self, data: &[u8], p: &Pkt, out: &mut impl FnMut(u16, &[u8])) {
         let tcp = p.l4_proto == TCP;
         if !tcp && p.l4_proto != UDP {
+            if p.l4_proto == ICMPV6 && (ICMP6_RA..=ICMP6_NA).contains(&p.icmp_type) {
+                self.nd(data, p, out);
+            }
             return;
         }
         let either = |port| p.sport == port || p.dport == port;
@@ -764,6 +789,21 @@ impl Builder {
             return;
         }
         self.emit_payload(data, p, KIND_QUIC, CAP_QUIC, false, out);
+    }
+
+    /// `nd_capture()`: router advertisements, neighbour solicitations and advertisements,
+    /// the whole ICMPv6 message up to the cap, for the DHCP worker's bindings and devices.
+    /// (The DHCP guard's verdict is the kernel's policy: offline and over AF_PACKET, an RA
+    /// carries none.)
+    fn nd(&mut self, data: &[u8], p: &Pkt, out: &mut impl FnMut(u16, &[u8])) {
+        if self.kinds.dhcp {
+            let kind = if p.icmp_type == ICMP6_RA {
+                KIND_RA
+            } else {
+                KIND_ND
+            };
+            self.emit_payload(data, p, kind, CAP_ICMP6, false, out);
+        }
     }
 
     /// DHCP over UDP 67/68 and DHCPv6 over 546/547: the payload prefix.
@@ -875,6 +915,51 @@ mod tests {
         b.frame(&f, &mut push);
         b.finish(T + 5, &mut push);
         out
+    }
+
+    #[test]
+    fn arp_and_neighbour_discovery_make_the_kernels_records() {
+        // An ARP reply (padded to the Ethernet minimum): the packet only, no flow.
+        let mut arp = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x06".to_vec();
+        arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
+        arp.extend_from_slice(&[2, 0, 0, 0, 0, 2, 10, 0, 0, 2]);
+        arp.resize(60, 0);
+        let r = records(Link::Ethernet, &arp);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].0, KIND_ARP);
+        assert_eq!(
+            r[0].2,
+            arp[14..],
+            "the packet with its padding, within the cap"
+        );
+        assert_eq!(r[0].1.src_mac, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(r[0].1.flow_start_ns, 0);
+
+        // ICMPv6 from fe80::1 to ff02::1: an RA, a neighbour advertisement, an echo.
+        let icmp6 = |msg: &[u8]| {
+            let mut f = b"\x33\x33\0\0\0\x01\x02\0\0\0\0\x01\x86\xdd".to_vec();
+            f.extend_from_slice(&[0x60, 0, 0, 0]);
+            f.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+            f.extend_from_slice(&[58, 255]);
+            f.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            f.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            f.extend_from_slice(msg);
+            f
+        };
+        let ra = [134, 0, 0, 0, 64, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0];
+        let na = [
+            136, 0, 0, 0, 0x20, 0, 0, 0, 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+        ];
+        for (msg, kind) in [(&ra[..], KIND_RA), (&na[..], KIND_ND)] {
+            let r = records(Link::Ethernet, &icmp6(msg));
+            let kinds: Vec<u16> = r.iter().map(|x| x.0).collect();
+            assert_eq!(kinds, [KIND_FLOW_START, kind, KIND_FLOW_END], "{r:?}");
+            assert_eq!(r[1].2, msg, "the whole ICMPv6 message");
+            assert_eq!(r[1].1.ip_version, 6);
+        }
+        let echo = records(Link::Ethernet, &icmp6(&[128, 0, 0, 0, 0, 1, 0, 1]));
+        let kinds: Vec<u16> = echo.iter().map(|x| x.0).collect();
+        assert_eq!(kinds, [KIND_FLOW_START, KIND_FLOW_END], "an echo is not ND");
     }
 
     #[test]

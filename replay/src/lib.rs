@@ -21,7 +21,8 @@ use std::{
 };
 
 use palisade_abi::{
-    KIND_DHCP, KIND_DNS, KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_QUIC, KIND_TLS,
+    KIND_ARP, KIND_DHCP, KIND_DNS, KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_ND,
+    KIND_QUIC, KIND_RA, KIND_TLS,
 };
 use palisade_ipc::messages::{
     InterfaceName, SupervisorToWorker, TlsWorkerPolicy, WorkerPolicy, WorkerStats,
@@ -182,7 +183,7 @@ fn route(w: &mut Workers, records: &mut u64, kind: u16, rec: &[u8]) {
     *records += 1;
     match kind {
         KIND_DNS => w.dns.as_mut().map(|o| o.record(rec)),
-        KIND_DHCP => w.dhcp.as_mut().map(|o| o.record(rec)),
+        KIND_DHCP | KIND_ARP | KIND_ND | KIND_RA => w.dhcp.as_mut().map(|o| o.record(rec)),
         KIND_TLS | KIND_QUIC => w.tls.as_mut().map(|o| o.record(rec)),
         KIND_FLOW_START | KIND_FLOW_END | KIND_FLOW_UPDATE => {
             w.flow.as_mut().map(|o| o.record(rec))

@@ -177,3 +177,63 @@ fn config_applies_the_daemons_worker_settings() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ARP and neighbour discovery: replay builds the kernel's ARP and ND records, so the DHCP
+/// worker's device inventory learns from a capture what it learns live (one `new_device`
+/// alert per MAC, with the address each packet binds).
+#[test]
+fn arp_and_neighbour_discovery_feed_the_device_inventory() {
+    let arp = {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 10, 0, 0, 2]);
+        f.resize(60, 0);
+        f
+    };
+    // A solicited neighbour advertisement from 2001:db8::7 (02:00:00:00:00:07), with its
+    // target link-layer address option.
+    let na = {
+        let target = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        let mut msg = vec![136, 0, 0, 0, 0x60, 0, 0, 0];
+        msg.extend_from_slice(&target);
+        msg.extend_from_slice(&[2, 1, 2, 0, 0, 0, 0, 7]);
+        let mut f = vec![
+            2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 7, 0x86, 0xdd, 0x60, 0, 0, 0,
+        ];
+        f.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[58, 255]);
+        f.extend_from_slice(&target);
+        f.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&msg);
+        f
+    };
+    let mut pcap = Vec::new();
+    for v in [0xa1b2_c3d4_u32, 0x0004_0002, 0, 0, 65535, 1] {
+        pcap.extend_from_slice(&v.to_le_bytes());
+    }
+    for (i, f) in [&arp, &na].into_iter().enumerate() {
+        for v in [1_700_000_000 + i as u32, 0, f.len() as u32, f.len() as u32] {
+            pcap.extend_from_slice(&v.to_le_bytes());
+        }
+        pcap.extend_from_slice(f);
+    }
+    let dir = std::env::temp_dir().join(format!("palisade-replay-nd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("neigh.pcap");
+    std::fs::write(&file, &pcap).expect("write pcap");
+    let (lines, _) = replay(&file, &["--proto", "dhcp"]);
+    eve_schema::validate_lines(lines.iter().map(String::as_str)).expect("valid EVE");
+    let devices: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .filter(|e| e["palisade"]["change"] == "new_device")
+        .map(|e| e["palisade"]["device"].clone())
+        .collect();
+    assert_eq!(devices.len(), 2, "{lines:?}");
+    assert_eq!(devices[0]["mac"], "02:00:00:00:00:01");
+    assert_eq!(devices[0]["ipv4"], serde_json::json!(["10.0.0.1"]));
+    assert_eq!(devices[1]["mac"], "02:00:00:00:00:07");
+    assert_eq!(devices[1]["ipv6"], serde_json::json!(["2001:db8::7"]));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,7 @@
 //! | worker | frames (IPv4 or IPv6, on a monitored interface) |
 //! |---|---|
 //! | dns | UDP or TCP, source or destination port 53 |
-//! | dhcp | UDP, port 67, 68, 546 or 547 |
+//! | dhcp | UDP, port 67, 68, 546 or 547; ICMPv6 (the builder keeps RA, NS, NA); ARP |
 //! | tls | TCP (TLS on any port); UDP frames of at least 1242 bytes (a QUIC Initial is 1200) |
 //! | flow | every IPv4 and IPv6 frame |
 //!
@@ -45,6 +45,7 @@ const SNAP: u32 = 0x0004_0000;
 const ETHERTYPE: u32 = 12;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
+const ETH_P_ARP: u32 = 0x0806;
 /// Tag protocol identifiers (802.1Q, 802.1ad, the old QinQ 0x9100).
 const TPIDS: [u32; 3] = [0x8100, 0x88a8, 0x9100];
 /// Bytes one tag adds.
@@ -59,6 +60,7 @@ const IP6_L4: u32 = 14 + 40;
 
 const TCP: u32 = 6;
 const UDP: u32 = 17;
+const ICMPV6: u32 = 58;
 
 /// Smallest frame that can hold a QUIC Initial: Ethernet, IPv4, UDP and 1200 bytes.
 const QUIC_FRAME_MIN: u32 = 14 + 20 + 8 + 1200;
@@ -110,11 +112,19 @@ fn clauses(kind: WorkerKind) -> Option<&'static [Clause]> {
             min_len: 0,
         },
     ];
-    const DHCP: &[Clause] = &[Clause {
-        proto: UDP,
-        ports: &[67, 68, 546, 547],
-        min_len: 0,
-    }];
+    const DHCP: &[Clause] = &[
+        Clause {
+            proto: UDP,
+            ports: &[67, 68, 546, 547],
+            min_len: 0,
+        },
+        // Neighbour discovery and router advertisements (types 134-136), for the bindings.
+        Clause {
+            proto: ICMPV6,
+            ports: &[],
+            min_len: 0,
+        },
+    ];
     const TLS: &[Clause] = &[
         Clause {
             proto: TCP,
@@ -198,6 +208,13 @@ pub fn program(kind: WorkerKind, ifindexes: &[u32]) -> Vec<Insn> {
     ops.push(Op::Stmt(LD | H | ABS, ETHERTYPE));
     ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IP, L::V4(0), L::Here));
     ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IPV6, L::V6(0), L::Here));
+    // ARP feeds the DHCP worker's bindings.
+    let arp = if kind == WorkerKind::Dhcp {
+        L::Accept
+    } else {
+        L::Reject
+    };
+    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_ARP, arp, L::Here));
     for tpid in TPIDS {
         ops.push(Op::Jump(JMP | JEQ | K, tpid, L::Tagged, L::Here));
     }
@@ -205,7 +222,8 @@ pub fn program(kind: WorkerKind, ifindexes: &[u32]) -> Vec<Insn> {
     ops.push(Op::Label(L::Tagged));
     ops.push(Op::Stmt(LD | H | ABS, ETHERTYPE + TAG));
     ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IP, L::V4(TAG), L::Here));
-    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IPV6, L::V6(TAG), L::Reject));
+    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_IPV6, L::V6(TAG), L::Here));
+    ops.push(Op::Jump(JMP | JEQ | K, ETH_P_ARP, arp, L::Reject));
     let cl = clauses(kind);
     for shift in [0, TAG] {
         ops.push(Op::Label(L::V4(shift)));
@@ -353,12 +371,21 @@ mod tests {
             assert_eq!(run(&flow, &frame(v6, 1, 0, 0, 10), 9), 0);
             assert_eq!(run(&tls, &q, 3), 0);
         }
-        // ARP is nobody's.
+        // ARP is the DHCP worker's only (its bindings), tagged or not, on its interfaces.
         let mut arp = frame(false, 17, 53, 53, 30);
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
-        for p in [&dns, &dhcp, &tls, &flow] {
+        for p in [&dns, &tls, &flow] {
             assert_eq!(run(p, &arp, 3), 0);
         }
+        assert_eq!(run(&dhcp, &arp, 3), SNAP);
+        assert_eq!(run(&dhcp, &arp, 4), 0);
+        let mut tagged = arp[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+        tagged.extend_from_slice(&arp[12..]);
+        assert_eq!(run(&dhcp, &tagged, 3), SNAP);
+        // ICMPv6 (router advertisements, neighbour discovery) too.
+        assert_eq!(run(&dhcp, &frame(true, 58, 0x8600, 0, 40), 3), SNAP);
+        assert_eq!(run(&dns, &frame(true, 58, 0x8600, 0, 40), 3), 0);
         // A later IPv4 fragment has no ports to match.
         let mut frag = frame(false, 17, 40000, 53, 30);
         frag[20] = 0x00;
