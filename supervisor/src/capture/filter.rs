@@ -13,9 +13,10 @@
 //!
 //! VLAN: the kernel hands AF_PACKET (and the TC hook) a frame with its outer tag removed
 //! (the worker puts it back from `PACKET_AUXDATA`); one more tag left in the frame (QinQ)
-//! is looked through here, as the eBPF program walks up to two. IPv6 packets with extension
-//! headers before the transport header do not match the port tests (the eBPF program skips
-//! up to four): docs/replay.md, "AF_PACKET fallback".
+//! is looked through here, as the eBPF program walks up to two. IPv6 extension headers are
+//! skipped as the eBPF program skips them: up to four hop-by-hop, routing, destination
+//! options or fragment headers (a later fragment has no transport header: no port test
+//! matches it).
 
 use palisade_ipc::messages::WorkerKind;
 
@@ -35,6 +36,22 @@ const JEQ: u16 = 0x10;
 const JGE: u16 = 0x30;
 const JSET: u16 = 0x40;
 const K: u16 = 0x00;
+const IMM: u16 = 0x00;
+const ST: u16 = 0x02;
+const ALU: u16 = 0x04;
+const MISC: u16 = 0x07;
+const MEM: u16 = 0x60;
+const ADD: u16 = 0x00;
+const LSH: u16 = 0x60;
+const X: u16 = 0x08;
+const TAX: u16 = 0x00;
+
+/// IPv6 extension headers skipped before the transport header (`PAL_IPV6_MAX_EXT`).
+const IPV6_MAX_EXT: usize = 4;
+/// Hop-by-hop options, routing, destination options (length in 8-byte units after the
+/// first 8), and the fragment header (8 bytes).
+const IPV6_SKIPPABLE: [u32; 3] = [0, 43, 60];
+const IPV6_FRAGMENT: u32 = 44;
 
 /// `SKF_AD_OFF + SKF_AD_IFINDEX`: loads the index of the interface the frame is on.
 const AD_IFINDEX: u32 = 0xffff_f000 + 8;
@@ -157,6 +174,9 @@ fn family(ops: &mut Vec<Op>, cl: Option<&[Clause]>, v6: bool, shift: u32) {
         LD | B | ABS,
         shift + if v6 { IP6_NEXT } else { IP4_PROTO },
     ));
+    if v6 {
+        ipv6_extensions(ops, base, shift);
+    }
     for (i, c) in cl.iter().enumerate() {
         ops.push(Op::Jump(
             JMP | JEQ | K,
@@ -178,7 +198,7 @@ fn family(ops: &mut Vec<Op>, cl: Option<&[Clause]>, v6: bool, shift: u32) {
             continue;
         }
         let (src, dst) = if v6 {
-            ops.push(Op::Stmt(LDX | W | K, 0)); // X = 0: the offsets below are absolute
+            // X: the extension headers' bytes (ipv6_extensions()).
             (shift + IP6_L4, shift + IP6_L4 + 2)
         } else {
             // A later fragment has no transport header.
@@ -195,6 +215,53 @@ fn family(ops: &mut Vec<Op>, cl: Option<&[Clause]>, v6: bool, shift: u32) {
         }
         ops.push(Op::Stmt(RET | K, 0));
     }
+}
+
+/// IPv6: with A the fixed header's next header, skips up to [`IPV6_MAX_EXT`] extension
+/// headers, leaving the transport protocol in A and the extension bytes in X (the transport
+/// header is at `shift + IP6_L4 + X`). A later fragment (offset not 0) is rejected.
+fn ipv6_extensions(ops: &mut Vec<Op>, base: usize, shift: u32) {
+    let l4 = shift + IP6_L4;
+    let done = L::Next(base + 40);
+    ops.push(Op::Stmt(LDX | W | K, 0));
+    for hop in 0..IPV6_MAX_EXT {
+        let (skip, frag, next, later) = (
+            L::Next(base + 10 + hop),
+            L::Next(base + 20 + hop),
+            L::Next(base + 30 + hop),
+            L::Next(base + 45 + hop),
+        );
+        for h in IPV6_SKIPPABLE {
+            ops.push(Op::Jump(JMP | JEQ | K, h, skip, L::Here));
+        }
+        ops.push(Op::Jump(JMP | JEQ | K, IPV6_FRAGMENT, frag, done));
+        // Options-style header: next header at +0, length (8-byte units beyond 8) at +1.
+        ops.push(Op::Label(skip));
+        ops.push(Op::Stmt(LD | B | IND, l4));
+        ops.push(Op::Stmt(ST, 0));
+        ops.push(Op::Stmt(LD | B | IND, l4 + 1));
+        ops.push(Op::Stmt(ALU | ADD | K, 1));
+        ops.push(Op::Stmt(ALU | LSH | K, 3));
+        ops.push(Op::Jump(JMP | JEQ | K, 0, next, next)); // to the common tail
+        // Fragment header: 8 bytes; a later fragment has no transport header.
+        // (M[0] is stored before any jump: the kernel's check that scratch memory is
+        // written before it is read follows the instructions in order, RET included.)
+        ops.push(Op::Label(frag));
+        ops.push(Op::Stmt(LD | B | IND, l4));
+        ops.push(Op::Stmt(ST, 0));
+        ops.push(Op::Stmt(LD | H | IND, l4 + 2));
+        ops.push(Op::Jump(JMP | JSET | K, 0xfff8, later, L::Here));
+        ops.push(Op::Stmt(LD | W | IMM, 8));
+        ops.push(Op::Jump(JMP | JEQ | K, 0, next, next));
+        ops.push(Op::Label(later));
+        ops.push(Op::Stmt(RET | K, 0));
+        // X += A; A = the next header.
+        ops.push(Op::Label(next));
+        ops.push(Op::Stmt(ALU | ADD | X, 0));
+        ops.push(Op::Stmt(MISC | TAX, 0));
+        ops.push(Op::Stmt(LD | MEM, 0));
+    }
+    ops.push(Op::Label(done));
 }
 
 /// The filter of `kind`'s socket, accepting frames on `ifindexes` only.
@@ -290,6 +357,7 @@ mod tests {
     /// interface `ifindex`.
     fn run(prog: &[Insn], frame: &[u8], ifindex: u32) -> u32 {
         let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let mut mem = [0u32; 16];
         let load = |off: usize, size: usize| -> Option<u32> {
             let b = frame.get(off..off + size)?;
             Some(b.iter().fold(0u32, |acc, v| (acc << 8) | u32::from(*v)))
@@ -312,6 +380,17 @@ mod tests {
                     None => return 0,
                 },
                 c if c == LD | W | LEN => a = frame.len() as u32,
+                c if c == LD | W | IMM => a = i.k,
+                c if c == LD | B | IND => match load((x + i.k) as usize, 1) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                c if c == LD | MEM => a = mem[i.k as usize],
+                c if c == ST => mem[i.k as usize] = a,
+                c if c == ALU | ADD | K => a = a.wrapping_add(i.k),
+                c if c == ALU | ADD | X => a = a.wrapping_add(x),
+                c if c == ALU | LSH | K => a <<= i.k,
+                c if c == MISC | TAX => x = a,
                 c if c == LDX | W | K => x = i.k,
                 c if c == LDX | B | MSH => match load(i.k as usize, 1) {
                     Some(v) => x = (v & 0xf) * 4,
@@ -400,10 +479,115 @@ mod tests {
             assert_eq!(run(&flow, &tagged, 3), SNAP);
         }
         assert!(
-            dns.len() < 128 && flow.len() < 64,
+            dns.len() < 255 && flow.len() < 64,
             "{} {}",
             dns.len(),
             flow.len()
         );
+    }
+
+    /// An IPv6 frame whose fixed header is followed by `ext` (each (type, bytes)), then a
+    /// UDP header from 40000 to `dport`.
+    fn frame6_ext(ext: &[(u8, Vec<u8>)], dport: u16) -> Vec<u8> {
+        let first = ext.first().map_or(17, |e| e.0);
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 0, first, 64]);
+        f.extend_from_slice(&[0; 32]);
+        for (n, (_, body)) in ext.iter().enumerate() {
+            let next = ext.get(n + 1).map_or(17, |e| e.0);
+            let mut h = body.clone();
+            h[0] = next;
+            f.extend_from_slice(&h);
+        }
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.resize(f.len() + 40, 0);
+        f
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_skipped_as_the_kernel_program_skips_them() {
+        let dns = program(WorkerKind::Dns, &[3]);
+        let dhcp = program(WorkerKind::Dhcp, &[3]);
+        // Hop-by-hop (8 bytes), destination options (16 bytes: length 1), routing.
+        let hbh = (0u8, vec![0u8; 8]);
+        let dst = (60u8, {
+            let mut v = vec![0u8; 16];
+            v[1] = 1;
+            v
+        });
+        let rt = (43u8, vec![0u8; 8]);
+        let first_frag = (44u8, vec![0u8, 0, 0, 1, 0, 0, 0, 7]); // offset 0, M set
+        let later_frag = (44u8, vec![0u8, 0, 0x05, 0x28, 0, 0, 0, 7]); // offset 165
+        assert_eq!(run(&dns, &frame6_ext(&[hbh.clone()], 53), 3), SNAP);
+        assert_eq!(run(&dns, &frame6_ext(&[hbh.clone()], 54), 3), 0);
+        assert_eq!(
+            run(
+                &dns,
+                &frame6_ext(&[hbh.clone(), dst.clone(), rt.clone()], 53),
+                3
+            ),
+            SNAP
+        );
+        assert_eq!(run(&dhcp, &frame6_ext(&[dst.clone()], 547), 3), SNAP);
+        assert_eq!(run(&dns, &frame6_ext(&[first_frag.clone()], 53), 3), SNAP);
+        assert_eq!(run(&dns, &frame6_ext(&[later_frag], 53), 3), 0);
+        let four = [hbh.clone(), dst.clone(), rt.clone(), first_frag];
+        assert_eq!(
+            run(&dns, &frame6_ext(&four, 53), 3),
+            SNAP,
+            "four: the limit"
+        );
+        let mut five = four.to_vec();
+        five.insert(0, hbh);
+        assert_eq!(run(&dns, &frame6_ext(&five, 53), 3), 0, "five: beyond it");
+        // Tagged too.
+        let mut tagged = frame6_ext(&[dst], 53);
+        tagged.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+        assert_eq!(run(&dns, &tagged, 3), SNAP);
+    }
+
+    #[test]
+    fn every_jump_lands_where_it_was_aimed() {
+        // Classic BPF jumps are 8-bit: a target farther than 255 would be cut short.
+        for kind in [
+            WorkerKind::Dns,
+            WorkerKind::Dhcp,
+            WorkerKind::Tls,
+            WorkerKind::Flow,
+        ] {
+            let p = program(kind, &[3, 4, 5, 6]);
+            for (pc, i) in p.iter().enumerate() {
+                if i.code & 0x07 == JMP {
+                    assert!(i.jt < u8::MAX && i.jf < u8::MAX, "{kind:?} at {pc}");
+                    assert!(
+                        pc + 1 + usize::from(i.jt.max(i.jf)) < p.len(),
+                        "{kind:?} at {pc}"
+                    );
+                }
+            }
+            // The kernel's check_load_and_stores(): scratch memory is written before it is
+            // read, following the instructions in order (a jump leaves its targets only
+            // what is valid on every way in; RET does not reset).
+            let mut masks = vec![u16::MAX; p.len()];
+            let mut valid = 0u16;
+            for (pc, i) in p.iter().enumerate() {
+                valid &= masks[pc];
+                match i.code {
+                    ST => valid |= 1 << i.k,
+                    c if c == LD | MEM => assert!(
+                        valid & (1 << i.k) != 0,
+                        "{kind:?}: M[{}] read before it is written, at {pc}",
+                        i.k
+                    ),
+                    c if c & 0x07 == JMP => {
+                        masks[pc + 1 + usize::from(i.jt)] &= valid;
+                        masks[pc + 1 + usize::from(i.jf)] &= valid;
+                        valid = u16::MAX;
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }
