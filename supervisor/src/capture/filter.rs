@@ -519,8 +519,11 @@ mod tests {
         let rt = (43u8, vec![0u8; 8]);
         let first_frag = (44u8, vec![0u8, 0, 0, 1, 0, 0, 0, 7]); // offset 0, M set
         let later_frag = (44u8, vec![0u8, 0, 0x05, 0x28, 0, 0, 0, 7]); // offset 165
-        assert_eq!(run(&dns, &frame6_ext(&[hbh.clone()], 53), 3), SNAP);
-        assert_eq!(run(&dns, &frame6_ext(&[hbh.clone()], 54), 3), 0);
+        assert_eq!(
+            run(&dns, &frame6_ext(std::slice::from_ref(&hbh), 53), 3),
+            SNAP
+        );
+        assert_eq!(run(&dns, &frame6_ext(std::slice::from_ref(&hbh), 54), 3), 0);
         assert_eq!(
             run(
                 &dns,
@@ -529,8 +532,14 @@ mod tests {
             ),
             SNAP
         );
-        assert_eq!(run(&dhcp, &frame6_ext(&[dst.clone()], 547), 3), SNAP);
-        assert_eq!(run(&dns, &frame6_ext(&[first_frag.clone()], 53), 3), SNAP);
+        assert_eq!(
+            run(&dhcp, &frame6_ext(std::slice::from_ref(&dst), 547), 3),
+            SNAP
+        );
+        assert_eq!(
+            run(&dns, &frame6_ext(std::slice::from_ref(&first_frag), 53), 3),
+            SNAP
+        );
         assert_eq!(run(&dns, &frame6_ext(&[later_frag], 53), 3), 0);
         let four = [hbh.clone(), dst.clone(), rt.clone(), first_frag];
         assert_eq!(
