@@ -573,20 +573,27 @@ fn switches(daemon: &Daemon) -> Vec<(String, bool)> {
         .collect()
 }
 
-#[test]
-fn features_switch_blocking_off_and_on_under_traffic_and_across_a_restart() {
-    let lab = Lab::new("apifeat");
+/// A lab with dnsmasq on the peer and a daemon whose DNS block list holds
+/// `blocked.example.test`, plus `extra` config: (lab, config, healthy daemon).
+fn blocking_lab(name: &str, extra: &str) -> (Lab, String, Daemon) {
+    let lab = Lab::new(name);
     lab.start_dnsmasq();
     std::fs::write(lab.dir.join("block.txt"), "blocked.example.test\n").expect("list");
     let config = base_config(
         &lab,
         &format!(
-            "[dns]\nblocklists = [\"{}\"]\n",
+            "[dns]\nblocklists = [\"{}\"]\n{extra}",
             lab.dir.join("block.txt").display()
         ),
     );
     let daemon = Daemon::start(&lab, &config, &[]);
     daemon.wait_healthy();
+    (lab, config, daemon)
+}
+
+#[test]
+fn features_switch_blocking_off_and_on_under_traffic_and_across_a_restart() {
+    let (lab, config, daemon) = blocking_lab("apifeat", "");
     let on = vec![
         ("dns-blocking".to_owned(), true),
         ("ip-blocking".to_owned(), true),
@@ -801,18 +808,7 @@ fn the_api_over_tcp_needs_its_token() {
 /// again, events come back.
 #[test]
 fn capture_switches_stop_records_not_enforcement() {
-    let lab = Lab::new("apicap");
-    lab.start_dnsmasq();
-    std::fs::write(lab.dir.join("block.txt"), "blocked.example.test\n").expect("list");
-    let config = base_config(
-        &lab,
-        &format!(
-            "[dns]\nblocklists = [\"{}\"]\n[flow]\nstart_events = true\n",
-            lab.dir.join("block.txt").display()
-        ),
-    );
-    let daemon = Daemon::start(&lab, &config, &[]);
-    daemon.wait_healthy();
+    let (lab, _, daemon) = blocking_lab("apicap", "[flow]\nstart_events = true\n");
     let dns_event = |name: &'static str| {
         move |e: &Value| e["event_type"] == "dns" && e["dns"]["rrname"] == name
     };

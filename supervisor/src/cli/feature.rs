@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Subcommand, ValueEnum};
+use clap::{Subcommand, builder::PossibleValuesParser};
 use palisade_ipc::messages::{ControlRequest, ControlResponse, FeatureState};
 use serde::Serialize;
 
 use super::ControlArgs;
+use crate::features::Feature;
 
 /// Runtime feature switches: turn enforcement and capture off and on without editing the
 /// configuration.
@@ -29,32 +30,9 @@ pub struct Args {
     command: FeatureCommand,
 }
 
-/// The switchable features.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Name {
-    DnsBlocking,
-    IpBlocking,
-    TlsRules,
-    DhcpGuard,
-    CaptureDns,
-    CaptureDhcp,
-    CaptureTls,
-    CaptureFlow,
-}
-
-impl Name {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::DnsBlocking => "dns-blocking",
-            Self::IpBlocking => "ip-blocking",
-            Self::TlsRules => "tls-rules",
-            Self::DhcpGuard => "dhcp-guard",
-            Self::CaptureDns => "capture-dns",
-            Self::CaptureDhcp => "capture-dhcp",
-            Self::CaptureTls => "capture-tls",
-            Self::CaptureFlow => "capture-flow",
-        }
-    }
+/// The switchable features' names ([`Feature::ALL`]), as clap's possible values.
+fn names() -> PossibleValuesParser {
+    PossibleValuesParser::new(Feature::ALL.map(Feature::name))
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,8 +40,8 @@ enum FeatureCommand {
     /// Switch a feature on (root only).
     Enable {
         /// The feature.
-        #[arg(value_enum, value_name = "FEATURE")]
-        name: Name,
+        #[arg(value_name = "FEATURE", value_parser = names())]
+        name: String,
         #[command(flatten)]
         control: ControlArgs,
         /// Print every switch as JSON: {"features": [{"name", "enabled"}]}.
@@ -73,8 +51,8 @@ enum FeatureCommand {
     /// Switch a feature off (root only).
     Disable {
         /// The feature.
-        #[arg(value_enum, value_name = "FEATURE")]
-        name: Name,
+        #[arg(value_name = "FEATURE", value_parser = names())]
+        name: String,
         #[command(flatten)]
         control: ControlArgs,
         /// Print every switch as JSON: {"features": [{"name", "enabled"}]}.
@@ -104,7 +82,7 @@ pub fn main(args: Args) -> ExitCode {
             json,
         } => (
             ControlRequest::FeatureSet {
-                name: name.as_str().to_owned(),
+                name,
                 enabled: true,
             },
             control,
@@ -116,7 +94,7 @@ pub fn main(args: Args) -> ExitCode {
             json,
         } => (
             ControlRequest::FeatureSet {
-                name: name.as_str().to_owned(),
+                name,
                 enabled: false,
             },
             control,
