@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mio::{Interest, Registry, Token as Token_, unix::SourceFd};
+use mio::{Interest, Registry, Token, unix::SourceFd};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, UnixAddr, accept4, bind, getsockopt, listen,
     socket, sockopt::PeerCredentials,
@@ -36,7 +36,7 @@ use palisade_ipc::{
 };
 
 use super::http::{self, HttpError, Parse, Routed};
-use super::{Peer, authorize, token::Token};
+use super::{Peer, authorize, token::Token as ApiToken};
 use crate::{config::ControlTcp, paths};
 
 /// A client gets this long, from connect to answer, before it is dropped.
@@ -94,7 +94,7 @@ pub struct Server {
 struct Tcp {
     listener: std::net::TcpListener,
     settings: ControlTcp,
-    token: Token,
+    token: ApiToken,
     /// The token file as last read (device, inode, ctime, mtime, size).
     stamp: Option<(u64, u64, i64, i64, u64)>,
 }
@@ -121,7 +121,7 @@ impl Tcp {
             return;
         }
         self.stamp = now;
-        match Token::read(&self.settings.token_file) {
+        match ApiToken::read(&self.settings.token_file) {
             Ok(t) => {
                 if t != self.token {
                     tracing::info!("API token replaced (its file changed)");
@@ -227,7 +227,7 @@ impl Server {
     /// Opens the API over TCP: reads the token, then listens on `settings.listen`.
     pub fn bind_tcp(&mut self, settings: &ControlTcp) -> Result<(), ServerError> {
         let stamp = stamp(&settings.token_file);
-        let token = Token::read(&settings.token_file).map_err(ServerError::Token)?;
+        let token = ApiToken::read(&settings.token_file).map_err(ServerError::Token)?;
         let addr = settings.listen;
         let listener = std::net::TcpListener::bind(addr).map_err(|e| ServerError::Tcp {
             addr,
@@ -302,7 +302,7 @@ impl Server {
             }
             return;
         };
-        let token = Token_(CLIENT_TOKEN_BASE + index);
+        let token = Token(CLIENT_TOKEN_BASE + index);
         if let Err(e) =
             registry.register(&mut SourceFd(&conn.as_raw_fd()), token, Interest::READABLE)
         {
@@ -322,7 +322,7 @@ impl Server {
     }
 
     /// Whether `token` is one of a client's.
-    pub fn owns(token: Token_) -> bool {
+    pub fn owns(token: Token) -> bool {
         (CLIENT_TOKEN_BASE..CLIENT_TOKEN_BASE + MAX_CLIENTS).contains(&token.0)
     }
 
@@ -361,7 +361,7 @@ impl Server {
     pub fn on_ready(
         &mut self,
         registry: &Registry,
-        token: Token_,
+        token: Token,
         mut handle: impl FnMut(&ControlRequest) -> ControlResponse,
     ) {
         let index = token.0.wrapping_sub(CLIENT_TOKEN_BASE);
@@ -465,7 +465,7 @@ impl Server {
                 Err(nix::errno::Errno::EAGAIN) => {
                     if !client.writing {
                         client.writing = true;
-                        let token = Token_(CLIENT_TOKEN_BASE + index);
+                        let token = Token(CLIENT_TOKEN_BASE + index);
                         registry
                             .reregister(
                                 &mut SourceFd(&client.conn.as_raw_fd()),
