@@ -8,7 +8,9 @@
 //! pre-filter are empty (XDP and TC find no prefix), with `tls-rules` off the TLS worker
 //! applies an empty rule set (no alerts, no cuts) and the connections the rules cut are let
 //! go (the flow-block map emptied), with `dhcp-guard` off `pal_guard_config` says "off" (no
-//! DHCP server message or router advertisement is flagged or dropped). Rules stay in the
+//! DHCP server message or router advertisement is flagged or dropped), with `capture-dns`,
+//! `-dhcp`, `-tls` or `-flow` off `pal_capture_config` has that ring's bit (the kernel makes
+//! no record for it, and counts each as `capture_off`). Rules stay in the
 //! daemon (and runtime rules can still be added and removed); switching on applies them
 //! again. Drift checks compare the kernel and the workers with the switched state.
 

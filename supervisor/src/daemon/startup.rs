@@ -201,9 +201,14 @@ fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Ke
         "DHCP guard configured"
     );
     // Blocks a previous run left in the pinned map: lapsed ones go, the rest are counted.
-    let blocks = checked
+    let mut blocks = checked
         .tls
         .sweep(&loaded, crate::flows::boot_now_ns(), false);
+    if !checked.tls.enforcing && !blocks.is_empty() {
+        // `tls-rules` switched off: a previous run's cuts go too.
+        checked.tls.lift_all(&loaded)?;
+        blocks.clear();
+    }
     tracing::info!(
         rules = checked.tls.rules.len(),
         sha256 = %hex::encode(checked.tls.rules.sha256()),
