@@ -820,18 +820,22 @@ fn capture_switches_stop_records_not_enforcement() {
                 .expect("send");
         });
     };
-    lab.dig(&["one.example.test", "A"]);
-    daemon.wait_event(
-        "the DNS event (capture on)",
-        Duration::from_secs(5),
-        dns_event("one.example.test"),
-    );
-    send_udp(31_001);
-    daemon.wait_event(
-        "the flow start (capture on)",
-        Duration::from_secs(5),
-        flow_to(31_001),
-    );
+    // Capture on: a query and a datagram make their DNS and flow events.
+    let captured = |name: &'static str, port: u16, when: &str| {
+        lab.dig(&[name, "A"]);
+        daemon.wait_event(
+            &format!("the DNS event ({when})"),
+            Duration::from_secs(5),
+            dns_event(name),
+        );
+        send_udp(port);
+        daemon.wait_event(
+            &format!("the flow start ({when})"),
+            Duration::from_secs(5),
+            flow_to(port),
+        );
+    };
+    captured("one.example.test", 31_001, "capture on");
 
     for name in ["capture-dns", "capture-flow"] {
         let out = daemon.ctl(&["feature", "disable", name]);
@@ -867,16 +871,5 @@ fn capture_switches_stop_records_not_enforcement() {
         let out = daemon.ctl(&["feature", "enable", name]);
         assert!(out.status.success(), "{out:?}");
     }
-    lab.dig(&["three.example.test", "A"]);
-    daemon.wait_event(
-        "the DNS event (capture on again)",
-        Duration::from_secs(5),
-        dns_event("three.example.test"),
-    );
-    send_udp(31_003);
-    daemon.wait_event(
-        "the flow start (capture on again)",
-        Duration::from_secs(5),
-        flow_to(31_003),
-    );
+    captured("three.example.test", 31_003, "capture on again");
 }

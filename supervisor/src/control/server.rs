@@ -416,12 +416,7 @@ impl Server {
         handle: &mut impl FnMut(&ControlRequest) -> ControlResponse,
     ) -> Result<bool, String> {
         let control_gid = self.control_gid;
-        if let Some(tcp) = self.tcp.as_mut()
-            && matches!(self.clients.get(index), Some(Some(c)) if matches!(c.who, Who::Tcp(_)) && c.answer.is_none())
-        {
-            tcp.refresh();
-        }
-        let tcp = self.tcp.as_ref();
+        let tcp = self.tcp.as_mut();
         let Some(Some(client)) = self.clients.get_mut(index) else {
             return Ok(true);
         };
@@ -437,8 +432,12 @@ impl Server {
                         },
                         Who::Tcp(addr) => match tcp {
                             Some(tcp) => Access::Tcp {
+                                // A rotated token file is read once per whole request.
+                                token_ok: {
+                                    tcp.refresh();
+                                    tcp.token.admits(req.authorization.as_deref())
+                                },
                                 addr,
-                                token_ok: tcp.token.admits(req.authorization.as_deref()),
                                 changes: tcp.settings.changes,
                                 metrics_open: tcp.settings.metrics_without_token,
                             },

@@ -309,13 +309,8 @@ pub fn load_lists(paths: &[PathBuf]) -> Result<Vec<Rule>, TlsPolicyError> {
 impl TlsRules {
     /// The rules of `config`'s files and of the runtime file in `state_dir`.
     pub fn load(config: &TlsConfig, state_dir: &Path) -> Result<Self, TlsPolicyError> {
-        let mut rules = Self {
-            lists: load_lists(&config.rules)?,
-            runtime: Vec::new(),
-            next_id: RUNTIME_ID_BASE,
-            path: state_dir.join(STATE_FILE),
-            regexes: HashMap::new(),
-        };
+        let mut rules = Self::lists(config)?;
+        rules.path = state_dir.join(STATE_FILE);
         rules.read_state()?;
         rules.compile_all();
         if rules.len() > MAX_RULES {
@@ -327,15 +322,20 @@ impl TlsRules {
     /// The rules of `config`'s files only (offline replay, when the runtime file cannot be
     /// read).
     pub fn lists_only(config: &TlsConfig) -> Result<Self, TlsPolicyError> {
-        let mut rules = Self {
+        let mut rules = Self::lists(config)?;
+        rules.compile_all();
+        Ok(rules)
+    }
+
+    /// The list rules, no runtime file, regexes not compiled yet.
+    fn lists(config: &TlsConfig) -> Result<Self, TlsPolicyError> {
+        Ok(Self {
             lists: load_lists(&config.rules)?,
             runtime: Vec::new(),
             next_id: RUNTIME_ID_BASE,
             path: PathBuf::new(),
             regexes: HashMap::new(),
-        };
-        rules.compile_all();
-        Ok(rules)
+        })
     }
 
     fn read_state(&mut self) -> Result<(), TlsPolicyError> {
