@@ -182,6 +182,10 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_GUARD_KEY_", "u8"),         // pal_guard_key.type
         ("PAL_GUARD_STAT_", "u32"),       // pal_guard_stats key
         ("PAL_GUARD_", "u32"),            // pal_guard_config.mode, guard map sizes
+        ("PAL_TRACE_HOOK_", "u8"),        // pal_trace_event.hook
+        ("PAL_TRACE_BY_", "u8"),          // pal_trace_event.decided_by
+        ("PAL_TRACE_F_", "u8"),           // pal_trace_event.flags
+        ("PAL_TRACE_STAT_", "u32"),       // pal_trace_stats key
     ];
     BY_PREFIX
         .iter()

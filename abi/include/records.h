@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 8
+#define PAL_ABI_VERSION 9
 /* "PALR" read as a little-endian u32. */
 #define PAL_RECORD_MAGIC 0x524c4150u
 
@@ -617,5 +617,74 @@ struct pal_guard_source {
 #define PAL_GUARD_STAT_DROPPED 3     /* of those, dropped */
 #define PAL_GUARD_STAT_SOURCES_FULL 4 /* pal_guard_sources insert failed (sender not counted) */
 #define PAL_GUARD_STAT_COUNT 5
+
+/*
+ * Packet tracing (`palisade trace`, trace.bpf.h). Value of
+ * pal_trace_config[0], written by the supervisor: while until_ns is in the
+ * future, every program reports the packets that match the filter to
+ * rb_trace, one struct pal_trace_event per program run. until_ns 0 is off
+ * (the state when no trace runs); the deadline also ends a trace whose
+ * supervisor went away.
+ */
+struct pal_trace_config {
+	__u64 until_ns;    /* boot ns the trace ends at; 0: off */
+	__u8 addr[16];     /* host filter, network order; IPv4 in the first 4 bytes */
+	__u8 addr_version; /* 0: any host; 4 or 6: addr is either end */
+	__u8 l4_proto;     /* 0: any; IPPROTO_* */
+	__u16 port;        /* 0: any; either end's port, host order */
+	__u32 _pad;        /* explicit padding, always 0 */
+};
+
+/* pal_trace_event.hook: the program that ran. */
+#define PAL_TRACE_HOOK_XDP 1      /* pal_xdp_block */
+#define PAL_TRACE_HOOK_TC_BLOCK 2 /* pal_tc_block_ingress / pal_tc_block_egress */
+#define PAL_TRACE_HOOK_OBSERVER 3 /* pal_tc_ingress / pal_tc_egress */
+
+/* pal_trace_event.decided_by: what made the verdict (NONE: nothing acted). */
+#define PAL_TRACE_BY_NONE 0
+#define PAL_TRACE_BY_IP_RULE 1    /* IP policy rule rule_id (prefixlen, matched) */
+#define PAL_TRACE_BY_DNS_POLICY 2 /* DNS domain policy (NXDOMAIN redirect, rewrite or drop) */
+#define PAL_TRACE_BY_TLS_CUT 3    /* a connection a TLS rule with block cut (pal_flow_block) */
+#define PAL_TRACE_BY_DHCP_GUARD 4 /* the DHCP guard dropped a rogue server message or RA */
+
+/* pal_trace_event.flags */
+#define PAL_TRACE_F_VLAN 0x01     /* vlan_id is valid */
+#define PAL_TRACE_F_FLOW_FULL 0x02 /* observer: the flow table had no room for its flow */
+
+/*
+ * One program run on a traced packet (rb_trace). The observer's rings_*
+ * say which rings got a record for the packet (bits 1 << PAL_RING_*), and
+ * which did not: ring full, or capture switched off.
+ */
+struct pal_trace_event {
+	__u64 ts_boot_ns;    /* bpf_ktime_get_boot_ns() */
+	__u64 flow_start_ns; /* observer: the packet's flow (EVE flow_id), 0: none */
+	__u32 ifindex;
+	__u32 pkt_len;       /* bytes of the frame (skb->len, or the XDP frame) */
+	__u32 rule_id;       /* PAL_TRACE_BY_IP_RULE: the rule */
+	__s32 verdict;       /* the program's return value (TC_ACT_*, XDP_*) */
+	__u8 src_addr[16];   /* network order; IPv4 in the first 4 bytes */
+	__u8 dst_addr[16];
+	__u16 src_port;      /* host order; 0 without ports */
+	__u16 dst_port;
+	__u16 vlan_id;       /* valid with PAL_TRACE_F_VLAN */
+	__u8 hook;           /* PAL_TRACE_HOOK_* */
+	__u8 direction;      /* PAL_DIR_* */
+	__u8 ip_version;     /* 4 or 6 */
+	__u8 l4_proto;       /* IPPROTO_* */
+	__u8 decided_by;     /* PAL_TRACE_BY_* */
+	__u8 matched;        /* PAL_TRACE_BY_IP_RULE: PAL_IP_MATCH_* */
+	__u8 prefixlen;      /* PAL_TRACE_BY_IP_RULE: the rule's prefix length */
+	__u8 flags;          /* PAL_TRACE_F_* */
+	__u8 rings_sent;     /* observer: rings a record went to */
+	__u8 rings_full;     /* observer: rings whose record was lost, ring full */
+	__u8 rings_off;      /* observer: rings whose record was not made, capture off */
+	__u8 _pad[7];        /* explicit padding, always 0 */
+};
+
+/* pal_trace_stats slots: per-CPU u64 counters, key = slot. */
+#define PAL_TRACE_STAT_EVENTS 0 /* events written to rb_trace */
+#define PAL_TRACE_STAT_LOST 1   /* events lost: rb_trace full */
+#define PAL_TRACE_STAT_COUNT 2
 
 #endif /* PALISADE_RECORDS_H */

@@ -564,6 +564,42 @@ pub const GUARD_STAT_COUNT: u32 = c::PAL_GUARD_STAT_COUNT;
 /// Group name of the `pal_guard_stats` counters in [`kernel_counters`].
 pub const DHCP_GUARD_GROUP: &str = "dhcp_guard";
 
+/// A counter of `pal_trace_stats` (per CPU; key = [`TraceStat::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TraceStat {
+    /// Trace events written to `rb_trace`.
+    Events,
+    /// Trace events lost: `rb_trace` was full.
+    Lost,
+}
+
+impl TraceStat {
+    /// Every counter, in key order.
+    pub const ALL: [Self; 2] = [Self::Events, Self::Lost];
+
+    /// `PAL_TRACE_STAT_*`: the key in `pal_trace_stats`.
+    pub const fn index(self) -> u32 {
+        match self {
+            Self::Events => c::PAL_TRACE_STAT_EVENTS,
+            Self::Lost => c::PAL_TRACE_STAT_LOST,
+        }
+    }
+
+    /// Short lowercase name, for logs and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Lost => "ring_full",
+        }
+    }
+}
+
+/// Entries of `pal_trace_stats`.
+pub const TRACE_STAT_COUNT: u32 = c::PAL_TRACE_STAT_COUNT;
+
+/// Group name of the `pal_trace_stats` counters in [`kernel_counters`].
+pub const TRACE_GROUP: &str = "trace";
+
 /// Group name of the `pal_tls_stats` counters in [`kernel_counters`].
 pub const TLS_CAPTURE_GROUP: &str = "tls_capture";
 
@@ -627,12 +663,19 @@ pub fn kernel_counters() -> impl Iterator<Item = CounterDef> {
         group: DHCP_GUARD_GROUP,
         name: stat.name(),
     });
+    let trace = TraceStat::ALL.into_iter().map(|stat| CounterDef {
+        map: crate::MAP_TRACE_STATS,
+        key: stat.index(),
+        group: TRACE_GROUP,
+        name: stat.name(),
+    });
     stats
         .chain(dns)
         .chain(flows)
         .chain(ip)
         .chain(tls)
         .chain(guard)
+        .chain(trace)
 }
 
 /// A record kind (`RecordHeader::kind`).
@@ -917,6 +960,27 @@ pub const IP_MATCH_DST: u8 = c::PAL_IP_MATCH_DST;
 pub const IP_HOOK_XDP: u8 = c::PAL_IP_HOOK_XDP;
 /// `IpBlockRecord::hook`: dropped by `pal_tc_block_ingress` / `pal_tc_block_egress`.
 pub const IP_HOOK_TC: u8 = c::PAL_IP_HOOK_TC;
+
+/// `pal_trace_event.hook`: `pal_xdp_block`.
+pub const TRACE_HOOK_XDP: u8 = c::PAL_TRACE_HOOK_XDP;
+/// `pal_trace_event.hook`: `pal_tc_block_ingress` / `pal_tc_block_egress`.
+pub const TRACE_HOOK_TC_BLOCK: u8 = c::PAL_TRACE_HOOK_TC_BLOCK;
+/// `pal_trace_event.hook`: the observer, `pal_tc_ingress` / `pal_tc_egress`.
+pub const TRACE_HOOK_OBSERVER: u8 = c::PAL_TRACE_HOOK_OBSERVER;
+/// `pal_trace_event.decided_by`: nothing acted on the packet.
+pub const TRACE_BY_NONE: u8 = c::PAL_TRACE_BY_NONE;
+/// `pal_trace_event.decided_by`: an IP policy rule (`rule_id`, `prefixlen`, `matched`).
+pub const TRACE_BY_IP_RULE: u8 = c::PAL_TRACE_BY_IP_RULE;
+/// `pal_trace_event.decided_by`: the DNS domain policy.
+pub const TRACE_BY_DNS_POLICY: u8 = c::PAL_TRACE_BY_DNS_POLICY;
+/// `pal_trace_event.decided_by`: a connection a TLS rule cut.
+pub const TRACE_BY_TLS_CUT: u8 = c::PAL_TRACE_BY_TLS_CUT;
+/// `pal_trace_event.decided_by`: the DHCP guard.
+pub const TRACE_BY_DHCP_GUARD: u8 = c::PAL_TRACE_BY_DHCP_GUARD;
+/// `pal_trace_event.flags`: `vlan_id` is valid.
+pub const TRACE_F_VLAN: u8 = c::PAL_TRACE_F_VLAN;
+/// `pal_trace_event.flags`: the flow table had no room for the packet's flow.
+pub const TRACE_F_FLOW_FULL: u8 = c::PAL_TRACE_F_FLOW_FULL;
 /// Entries of `pal_ip_stats`.
 pub const IP_STAT_COUNT: u32 = c::PAL_IP_STAT_COUNT;
 
@@ -1048,7 +1112,8 @@ mod tests {
                 + FLOW_STAT_COUNT
                 + IP_STAT_COUNT
                 + TLS_STAT_COUNT
-                + GUARD_STAT_COUNT,
+                + GUARD_STAT_COUNT
+                + TRACE_STAT_COUNT,
             "every slot of the counter maps"
         );
         let mut names: Vec<(&str, &str)> = all.iter().map(|c| (c.group, c.name)).collect();

@@ -90,13 +90,19 @@ pub const MAP_GUARD_CONFIG: &str = "pal_guard_config";
 pub const MAP_GUARD_SOURCES: &str = "pal_guard_sources";
 /// Per-CPU `u64` counters of the guard, key [`crate::GuardStat::index`].
 pub const MAP_GUARD_STATS: &str = "pal_guard_stats";
+/// Ring buffer of [`crate::TraceEvent`]s, read by the supervisor while a packet trace runs.
+pub const MAP_RB_TRACE: &str = "rb_trace";
+/// Array, one [`crate::TraceConfig`]: the packet trace's filter and deadline (0: off).
+pub const MAP_TRACE_CONFIG: &str = "pal_trace_config";
+/// Per-CPU `u64` counters of the packet trace, key [`crate::TraceStat::index`].
+pub const MAP_TRACE_STATS: &str = "pal_trace_stats";
 /// Capacity of `pal_ip_hits`; the least recently hit rule id is evicted beyond it.
 pub const IP_HITS_ENTRIES: u32 = 65536;
 
 /// Maps declared with `LIBBPF_PIN_BY_NAME`: aya pins them as `<pin dir>/<name>` and reuses
 /// existing pins on the next load (so the rule set, learned blocks, config and counters survive
 /// a supervisor restart along with the attached programs).
-pub const PINNED_MAPS: [&str; 30] = [
+pub const PINNED_MAPS: [&str; 33] = [
     MAP_RB_DNS,
     MAP_RB_DHCP,
     MAP_RB_TLS,
@@ -127,9 +133,14 @@ pub const PINNED_MAPS: [&str; 30] = [
     MAP_GUARD_SOURCES,
     MAP_GUARD_STATS,
     MAP_CAPTURE_CONFIG,
+    MAP_RB_TRACE,
+    MAP_TRACE_CONFIG,
+    MAP_TRACE_STATS,
 ];
 
-/// Size of each ring buffer in bytes (`max_entries` of the `rb_*` maps).
+/// Size of `rb_trace` in bytes: about 11,000 trace events between two reads.
+pub const TRACE_RING_BYTES: u32 = 1 << 20;
+/// Size of each worker's ring buffer in bytes (`max_entries` of the other `rb_*` maps).
 pub const RING_BYTES: u32 = 8 << 20;
 /// Kernel memory a live flow costs at most, for sizing the flow table from its budget:
 /// key (40) and value (112) in a hash element (~176 B from the kernel's 192-byte allocation

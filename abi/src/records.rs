@@ -160,7 +160,7 @@ macro_rules! wire_int {
         }
     )*};
 }
-wire_int!(u8, u16, u32, u64);
+wire_int!(u8, u16, u32, u64, i32);
 
 impl<T: Wire + Copy + Default, const N: usize> Wire for [T; N] {
     fn take(cursor: &mut Cursor<'_>) -> Result<Self, RecordError> {
@@ -1025,6 +1025,76 @@ record_struct! {
     }
 }
 
+record_struct! {
+    /// `struct pal_trace_config`: slot 0 of `pal_trace_config`, the packet trace's filter.
+    pub struct TraceConfig {
+        /// Boot-clock ns the trace ends at; 0 is off.
+        pub until_ns: u64,
+        /// Host filter, network order; IPv4 in the first 4 bytes.
+        pub addr: [u8; 16],
+        /// 0: any host; 4 or 6: `addr` is at either end.
+        pub addr_version: u8,
+        /// 0: any; an IP protocol number.
+        pub l4_proto: u8,
+        /// 0: any; either end's port.
+        pub port: u16,
+        /// Explicit padding, always 0.
+        pub _pad: u32,
+    }
+}
+
+record_struct! {
+    /// `struct pal_trace_event`: one program run on a traced packet (`rb_trace`).
+    pub struct TraceEvent {
+        /// Boot-clock ns.
+        pub ts_boot_ns: u64,
+        /// Observer: the packet's flow (EVE flow_id), 0 if none.
+        pub flow_start_ns: u64,
+        /// Interface.
+        pub ifindex: u32,
+        /// Frame bytes.
+        pub pkt_len: u32,
+        /// `TRACE_BY_IP_RULE`: the rule.
+        pub rule_id: u32,
+        /// The program's return value (`TC_ACT_*`, `XDP_*`).
+        pub verdict: i32,
+        /// Source address, network order; IPv4 in the first 4 bytes.
+        pub src_addr: [u8; 16],
+        /// Destination address, same layout.
+        pub dst_addr: [u8; 16],
+        /// Source port (0 without ports).
+        pub src_port: u16,
+        /// Destination port.
+        pub dst_port: u16,
+        /// Valid with `TRACE_F_VLAN`.
+        pub vlan_id: u16,
+        /// `TRACE_HOOK_*`.
+        pub hook: u8,
+        /// `DIR_*`.
+        pub direction: u8,
+        /// 4 or 6.
+        pub ip_version: u8,
+        /// IP protocol number.
+        pub l4_proto: u8,
+        /// `TRACE_BY_*`.
+        pub decided_by: u8,
+        /// `TRACE_BY_IP_RULE`: `IP_MATCH_*`.
+        pub matched: u8,
+        /// `TRACE_BY_IP_RULE`: the rule's prefix length.
+        pub prefixlen: u8,
+        /// `TRACE_F_*`.
+        pub flags: u8,
+        /// Observer: rings a record went to (bits `1 << RING_*`).
+        pub rings_sent: u8,
+        /// Observer: rings whose record was lost (ring full).
+        pub rings_full: u8,
+        /// Observer: rings whose record was not made (capture off).
+        pub rings_off: u8,
+        /// Explicit padding, always 0.
+        pub _pad: [u8; 7],
+    }
+}
+
 const _: () = {
     use std::mem::offset_of;
 
@@ -1053,6 +1123,39 @@ const _: () = {
     assert!(offset_of!(GuardSource, dropped) == c::PAL_GUARD_SOURCE_OFF_DROPPED);
     assert!(offset_of!(GuardSource, first_ns) == c::PAL_GUARD_SOURCE_OFF_FIRST_NS);
     assert!(offset_of!(GuardSource, last_ns) == c::PAL_GUARD_SOURCE_OFF_LAST_NS);
+
+    assert!(size_of::<TraceConfig>() == c::PAL_TRACE_CONFIG_SIZE);
+    assert!(offset_of!(TraceConfig, until_ns) == c::PAL_TRACE_CONFIG_OFF_UNTIL_NS);
+    assert!(offset_of!(TraceConfig, addr) == c::PAL_TRACE_CONFIG_OFF_ADDR);
+    assert!(offset_of!(TraceConfig, addr_version) == c::PAL_TRACE_CONFIG_OFF_ADDR_VERSION);
+    assert!(offset_of!(TraceConfig, l4_proto) == c::PAL_TRACE_CONFIG_OFF_L4_PROTO);
+    assert!(offset_of!(TraceConfig, port) == c::PAL_TRACE_CONFIG_OFF_PORT);
+    assert!(offset_of!(TraceConfig, _pad) == c::PAL_TRACE_CONFIG_OFF_PAD);
+
+    assert!(size_of::<TraceEvent>() == c::PAL_TRACE_EVENT_SIZE);
+    assert!(offset_of!(TraceEvent, ts_boot_ns) == c::PAL_TRACE_EVENT_OFF_TS_BOOT_NS);
+    assert!(offset_of!(TraceEvent, flow_start_ns) == c::PAL_TRACE_EVENT_OFF_FLOW_START_NS);
+    assert!(offset_of!(TraceEvent, ifindex) == c::PAL_TRACE_EVENT_OFF_IFINDEX);
+    assert!(offset_of!(TraceEvent, pkt_len) == c::PAL_TRACE_EVENT_OFF_PKT_LEN);
+    assert!(offset_of!(TraceEvent, rule_id) == c::PAL_TRACE_EVENT_OFF_RULE_ID);
+    assert!(offset_of!(TraceEvent, verdict) == c::PAL_TRACE_EVENT_OFF_VERDICT);
+    assert!(offset_of!(TraceEvent, src_addr) == c::PAL_TRACE_EVENT_OFF_SRC_ADDR);
+    assert!(offset_of!(TraceEvent, dst_addr) == c::PAL_TRACE_EVENT_OFF_DST_ADDR);
+    assert!(offset_of!(TraceEvent, src_port) == c::PAL_TRACE_EVENT_OFF_SRC_PORT);
+    assert!(offset_of!(TraceEvent, dst_port) == c::PAL_TRACE_EVENT_OFF_DST_PORT);
+    assert!(offset_of!(TraceEvent, vlan_id) == c::PAL_TRACE_EVENT_OFF_VLAN_ID);
+    assert!(offset_of!(TraceEvent, hook) == c::PAL_TRACE_EVENT_OFF_HOOK);
+    assert!(offset_of!(TraceEvent, direction) == c::PAL_TRACE_EVENT_OFF_DIRECTION);
+    assert!(offset_of!(TraceEvent, ip_version) == c::PAL_TRACE_EVENT_OFF_IP_VERSION);
+    assert!(offset_of!(TraceEvent, l4_proto) == c::PAL_TRACE_EVENT_OFF_L4_PROTO);
+    assert!(offset_of!(TraceEvent, decided_by) == c::PAL_TRACE_EVENT_OFF_DECIDED_BY);
+    assert!(offset_of!(TraceEvent, matched) == c::PAL_TRACE_EVENT_OFF_MATCHED);
+    assert!(offset_of!(TraceEvent, prefixlen) == c::PAL_TRACE_EVENT_OFF_PREFIXLEN);
+    assert!(offset_of!(TraceEvent, flags) == c::PAL_TRACE_EVENT_OFF_FLAGS);
+    assert!(offset_of!(TraceEvent, rings_sent) == c::PAL_TRACE_EVENT_OFF_RINGS_SENT);
+    assert!(offset_of!(TraceEvent, rings_full) == c::PAL_TRACE_EVENT_OFF_RINGS_FULL);
+    assert!(offset_of!(TraceEvent, rings_off) == c::PAL_TRACE_EVENT_OFF_RINGS_OFF);
+    assert!(offset_of!(TraceEvent, _pad) == c::PAL_TRACE_EVENT_OFF_PAD);
 };
 
 #[cfg(test)]

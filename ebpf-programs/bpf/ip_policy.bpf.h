@@ -33,6 +33,9 @@
  *
  * Packets are read with direct packet access: headers are in the linear
  * area for XDP, and for TC after bpf_skb_pull_data() when they were not.
+ *
+ * While a packet trace runs, each program run on a matching packet reports
+ * its verdict and the deciding rule (ip_trace(), trace.bpf.h).
  */
 #ifndef PALISADE_IP_POLICY_BPF_H
 #define PALISADE_IP_POLICY_BPF_H
@@ -45,6 +48,7 @@
 
 #include "common.bpf.h"
 #include "l2.bpf.h"
+#include "trace.bpf.h"
 
 /* Entries of the per-rule hit counters (LRU: the least recently hit rule goes). */
 #define PAL_IP_HITS_ENTRIES 65536
@@ -342,9 +346,21 @@ static __always_inline void ip_alert(const struct pal_ip_pkt *p, __u32 ifindex, 
 	ip_stat_inc(PAL_IP_STAT_ALERTS);
 }
 
-/* Whether the packet must be dropped; counts, hits and alerts when it is. */
+/* The rule that dropped a packet, for its trace event. */
+struct pal_ip_decision {
+	__u32 rule_id;
+	__u8 prefixlen;
+	__u8 matched; /* PAL_IP_MATCH_* */
+	__u8 dropped; /* 1: the fields above are set */
+	__u8 _pad;
+};
+
+/*
+ * Whether the packet must be dropped; counts, hits and alerts when it is,
+ * and puts the rule in *d.
+ */
 static __always_inline int ip_verdict(const struct pal_ip_pkt *p, __u32 ifindex, __u8 direction,
-				      __u8 hook)
+				      __u8 hook, struct pal_ip_decision *d)
 {
 	struct pal_ip_rule *rule = 0;
 	__u32 zero = 0;
@@ -391,9 +407,80 @@ static __always_inline int ip_verdict(const struct pal_ip_pkt *p, __u32 ifindex,
 			return 0;
 		ip_stat_inc(PAL_IP_STAT_DROPPED_V6);
 	}
+	d->rule_id = rule->rule_id;
+	d->prefixlen = rule->prefixlen;
+	d->matched = matched;
+	d->dropped = 1;
 	ip_hit(rule->rule_id);
 	ip_alert(p, ifindex, direction, hook, rule, matched);
 	return 1;
+}
+
+/* A running trace (trace.bpf.h): the event of this program run, if the filter matches. */
+static __always_inline void ip_trace(const struct pal_trace_config *c, const struct pal_ip_pkt *p,
+				     __u32 ifindex, __u32 len, __u8 direction, __u8 hook,
+				     int verdict, const struct pal_ip_decision *d)
+{
+	struct pal_trace_event *ev;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u16 sport = 0, dport = 0;
+	__u8 *src, *dst;
+
+	if (p->ip_version == 4) {
+		struct iphdr *ip = p->l3;
+
+		if ((void *)(ip + 1) > p->end)
+			return;
+		src = (__u8 *)&ip->saddr;
+		dst = (__u8 *)&ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = p->l3;
+
+		if ((void *)(ip6 + 1) > p->end)
+			return;
+		src = (__u8 *)&ip6->saddr;
+		dst = (__u8 *)&ip6->daddr;
+	}
+	if (p->has_ports) {
+		__be16 *ports = p->l3 + (p->l4_off & 0x3ff);
+
+		if ((void *)(ports + 2) <= p->end) {
+			sport = bpf_ntohs(ports[0]);
+			dport = bpf_ntohs(ports[1]);
+		}
+	}
+	if (!trace_match(c, p->ip_version, p->l4_proto, sport, dport, src, dst, now))
+		return;
+	ev = trace_reserve();
+	if (!ev)
+		return;
+	if (p->ip_version == 4) {
+		__builtin_memcpy(ev->src_addr, src, 4);
+		__builtin_memcpy(ev->dst_addr, dst, 4);
+	} else {
+		__builtin_memcpy(ev->src_addr, src, 16);
+		__builtin_memcpy(ev->dst_addr, dst, 16);
+	}
+	ev->src_port = sport;
+	ev->dst_port = dport;
+	ev->ip_version = p->ip_version;
+	ev->l4_proto = p->l4_proto;
+	ev->ts_boot_ns = now;
+	ev->ifindex = ifindex;
+	ev->pkt_len = len;
+	ev->verdict = verdict;
+	ev->vlan_id = p->vlan_id;
+	ev->hook = hook;
+	ev->direction = direction;
+	if (p->flags & PAL_FLAG_VLAN)
+		ev->flags |= PAL_TRACE_F_VLAN;
+	if (d->dropped) {
+		ev->decided_by = PAL_TRACE_BY_IP_RULE;
+		ev->rule_id = d->rule_id;
+		ev->prefixlen = d->prefixlen;
+		ev->matched = d->matched;
+	}
+	trace_submit(ev);
 }
 
 /*
@@ -418,6 +505,11 @@ static __always_inline int ip_xdp(struct xdp_md *ctx)
 		.data = (void *)(long)ctx->data,
 		.end = (void *)(long)ctx->data_end,
 	};
+	struct pal_ip_decision d = {};
+	const struct pal_trace_config *c;
+	/* Read once: the verifier refuses a second read through a derived ctx pointer. */
+	__u32 ifindex = ctx->ingress_ifindex;
+	int verdict;
 
 	switch (ip_parse(&p)) {
 	case PAL_IP_OK:
@@ -430,8 +522,13 @@ static __always_inline int ip_xdp(struct xdp_md *ctx)
 	default:
 		return XDP_PASS;
 	}
-	return ip_verdict(&p, ctx->ingress_ifindex, PAL_DIR_INGRESS, PAL_IP_HOOK_XDP) ? XDP_DROP
-										     : XDP_PASS;
+	verdict = ip_verdict(&p, ifindex, PAL_DIR_INGRESS, PAL_IP_HOOK_XDP, &d) ? XDP_DROP
+										 : XDP_PASS;
+	c = trace_on();
+	if (c)
+		ip_trace(c, &p, ifindex, (__u32)(p.end - p.data), PAL_DIR_INGRESS,
+			 PAL_TRACE_HOOK_XDP, verdict, &d);
+	return verdict;
 }
 
 /* The programs pal_tc_block_ingress/egress: drop, or on to the next TCX program. */
@@ -442,6 +539,9 @@ static __always_inline int ip_tc(struct __sk_buff *skb, __u8 direction)
 		.end = (void *)(long)skb->data_end,
 	};
 	enum pal_ip_parse res = ip_parse(&p);
+	struct pal_ip_decision d = {};
+	const struct pal_trace_config *c;
+	int verdict;
 
 	if (res == PAL_IP_SHORT && skb->len > (__u32)(p.end - p.data)) {
 		/* Headers in paged data: make them linear, then look again. */
@@ -462,8 +562,13 @@ static __always_inline int ip_tc(struct __sk_buff *skb, __u8 direction)
 		return TC_ACT_UNSPEC;
 	l2_hw_tag(skb, &p.flags, &p.vlan_id);
 	/* TC_ACT_UNSPEC is TCX_NEXT: the observer runs next. */
-	return ip_verdict(&p, skb->ifindex, direction, PAL_IP_HOOK_TC) ? TC_ACT_SHOT
-								      : TC_ACT_UNSPEC;
+	verdict = ip_verdict(&p, skb->ifindex, direction, PAL_IP_HOOK_TC, &d) ? TC_ACT_SHOT
+									    : TC_ACT_UNSPEC;
+	c = trace_on();
+	if (c)
+		ip_trace(c, &p, skb->ifindex, skb->len, direction, PAL_TRACE_HOOK_TC_BLOCK, verdict,
+			 &d);
+	return verdict;
 }
 
 #endif /* PALISADE_IP_POLICY_BPF_H */

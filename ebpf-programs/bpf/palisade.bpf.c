@@ -40,6 +40,8 @@
  *      a rule with `block` matched its hello), either way;
  *   7. with the DHCP guard dropping, drops DHCP server messages and router
  *      advertisements from senders not on its allow-list (guard.bpf.h).
+ * While a packet trace runs (`palisade trace`), every program also reports
+ * the packets its filter matches to rb_trace (trace.bpf.h).
  *
  * Headers, in include order (each one also includes what it needs):
  *   common.bpf.h        UAPI and libbpf headers, records.h, the rings,
@@ -56,6 +58,7 @@
  *   flows.bpf.h         the flow table: flow_update(), flow records
  *   flow_sweeper.bpf.h  the sweeper timer, flow_sweeper_arm()
  *   flow_block.bpf.h    connections the TLS policy cut (asked by flow_update())
+ *   trace.bpf.h         packet tracing: rb_trace, the filter, trace_begin()
  *   ip_policy.bpf.h     IP policy: LPM tries, ip_xdp(), ip_tc()
  */
 #include "common.bpf.h"
@@ -68,9 +71,13 @@
 #include "capture.bpf.h"
 #include "flows.bpf.h"
 #include "flow_sweeper.bpf.h"
+#include "trace.bpf.h"
 #include "ip_policy.bpf.h"
 
-/* The observer, per packet: steps 1-5 above. */
+/*
+ * The observer, per packet: steps 1-7 above; a packet a running trace
+ * matches also gets its trace event (trace.bpf.h).
+ */
 static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 {
 	struct pal_pkt p = {};
@@ -95,6 +102,7 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 	p.now_ns = bpf_ktime_get_boot_ns();
 	p.segs = skb->gso_segs ? skb->gso_segs : 1;
 	flow_sizes(skb, &p);
+	p.traced = trace_begin(&p);
 
 	/*
 	 * The flow first: its identity goes into the records classify_payload()
@@ -104,9 +112,13 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 	p.flow_start_ns = flow_update(skb, &p);
 	if (p.flow_blocked) {
 		flow_stat_inc(PAL_FLOW_STAT_BLOCKED);
+		if (p.traced)
+			trace_observed(skb, &p, TC_ACT_SHOT);
 		return TC_ACT_SHOT;
 	}
 	verdict = classify_payload(skb, &p);
+	if (p.traced)
+		trace_observed(skb, &p, verdict);
 	return verdict;
 }
 

@@ -43,11 +43,11 @@ struct pal_pkt {
 	__u32 pay_off;    /* offset of the L4 payload */
 	__u32 pay_len;    /* L4 payload bytes in this packet */
 	__u32 segs;       /* packets this skb stands for (GSO/GRO), >= 1 */
-	__u32 udp_len;    /* UDP length field, 0 for other protocols */
 	__u32 frame_len;  /* frame bytes this skb stands for (flow counters) */
 	__u32 flow_pay;   /* L4 payload bytes this skb stands for (flow counters) */
 	__u32 tcp_seq;    /* TCP sequence number, host order; 0 otherwise */
 	__u32 tcp_ack;    /* TCP acknowledgment number, host order; 0 otherwise */
+	__u16 udp_len;    /* UDP length field, 0 for other protocols */
 	__u16 vlan_id;    /* valid when flags has PAL_FLAG_VLAN */
 	__u16 sport;      /* host order; 0 for ICMP */
 	__u16 dport;      /* host order; 0 for ICMP */
@@ -63,6 +63,7 @@ struct pal_pkt {
 	__u8 icmp_code;
 	__u8 tls_follow;  /* the flow's pal_flow_value.tls_follow (flow_update()) */
 	__u8 flow_blocked; /* the flow is in pal_flow_block (flow_update(), flow_block.bpf.h) */
+	__u8 traced;      /* a running trace matched it (trace_begin(), trace.bpf.h) */
 };
 
 /* Outcome of a parsing step. */

@@ -15,6 +15,7 @@
 //! - [`links`]: the interface of an XDP/TCX link, detaching one synchronously.
 //! - [`maps`]: a descriptor of any of the object's maps (`map_fd`), `map_facts`, `read_hits`.
 //! - [`flow_table`]: the flow table's configuration, seeding and dump.
+//! - [`trace`]: the packet trace's filter (`pal_trace_config`) and the reader of `rb_trace`.
 //! - [`prog_test_run`]: `BPF_PROG_TEST_RUN`, for benches and tests.
 //!
 //! Every raw bpf(2) call goes through `sys`, whose errors name the command.
@@ -28,6 +29,7 @@ pub mod ip_policy;
 pub mod links;
 pub mod maps;
 mod sys;
+pub mod trace;
 
 pub use sys::BpfCallError;
 /// The in-memory kernel behind the bpf(2) seam, for unit tests without root (feature

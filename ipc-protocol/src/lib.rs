@@ -24,7 +24,7 @@ pub mod transport;
 pub mod validation;
 
 /// Version of the wire protocol. Bump on any change to a message's encoding.
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// First four bytes of every handshake frame.
 pub const MAGIC: [u8; 4] = *b"PLSD";

@@ -394,6 +394,124 @@ pub enum ControlRequest {
         /// On or off.
         enabled: bool,
     },
+    /// Mutating (root only): start a packet trace (one at a time: refused while one runs).
+    TraceStart(TraceFilter),
+    /// Read-only: the trace's events after sequence number `after` (at most
+    /// [`TRACE_EVENTS_PER_POLL`]), whether it still runs, and its losses.
+    TracePoll {
+        /// The `next` of the previous answer (0 at first).
+        after: u64,
+    },
+    /// Mutating (root only): stop the running trace (its events stay readable).
+    TraceStop,
+}
+
+/// Longest trace (`duration_s`), in seconds.
+pub const TRACE_DURATION_MAX_S: u32 = 3600;
+/// A trace's duration when the request names none, in seconds.
+pub const TRACE_DURATION_DEFAULT_S: u32 = 30;
+/// Most events in one [`ControlResponse::Trace`] (well inside the answer size limit).
+pub const TRACE_EVENTS_PER_POLL: u32 = 200;
+
+/// [`ControlRequest::TraceStart`]: which packets to trace, and for how long. Every field that
+/// is set must match.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceFilter {
+    /// An IPv4 or IPv6 address at either end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, or an IP protocol number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    /// A TCP or UDP port at either end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Seconds until the trace ends by itself (1 to [`TRACE_DURATION_MAX_S`]).
+    #[serde(default = "trace_duration_default")]
+    pub duration_s: u32,
+}
+
+fn trace_duration_default() -> u32 {
+    TRACE_DURATION_DEFAULT_S
+}
+
+/// [`ControlResponse::Trace`]: a trace's state and a batch of its events.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TraceReport {
+    /// The kernel is tracing (false once it ended: duration over, stopped, or the daemon
+    /// restarted).
+    pub active: bool,
+    /// What it traces.
+    pub filter: TraceFilter,
+    /// Milliseconds until it ends by itself (0 once ended).
+    pub remaining_ms: u64,
+    /// Why it ended: `duration`, `stopped`; absent while active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+    /// Events after the request's `after`, oldest first.
+    pub events: Vec<TraceEventInfo>,
+    /// The `after` of the next poll: the last event's `seq`, or the request's `after`.
+    pub next: u64,
+    /// Events the programs could not write (the trace ring was full), since the trace began.
+    pub kernel_lost: u64,
+    /// Events dropped from the daemon's buffer before anyone fetched them (oldest first).
+    pub buffer_lost: u64,
+}
+
+/// One program run on a traced packet.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TraceEventInfo {
+    /// Sequence number within the trace, from 1.
+    pub seq: u64,
+    /// When the program ran (EVE timestamp format).
+    pub timestamp: String,
+    /// The program: `xdp` (IP policy, XDP), `tc-block` (IP policy, TC), `observer` (capture,
+    /// flows, DNS policy, TLS cuts, DHCP guard).
+    pub hook: String,
+    /// Interface name (`ifindex N` if unknown).
+    pub interface: String,
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// `TCP`, `UDP`, `ICMP`, `IPv6-ICMP`, or the protocol number.
+    pub proto: String,
+    /// Source address.
+    pub src_ip: String,
+    /// Source port (0 without ports).
+    pub src_port: u16,
+    /// Destination address.
+    pub dest_ip: String,
+    /// Destination port (0 without ports).
+    pub dest_port: u16,
+    /// VLAN id, when tagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Frame bytes.
+    pub length: u32,
+    /// `pass`, `drop` or `redirect` (the DNS policy's NXDOMAIN answer).
+    pub verdict: String,
+    /// What made the verdict: `ip-policy`, `dns-policy`, `tls-cut`, `dhcp-guard`; absent when
+    /// nothing acted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// `ip-policy`: the rule's id (as in `palisade block list`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<u32>,
+    /// `ip-policy`: the rule's prefix, e.g. `10.9.0.0/16`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `ip-policy`: which address matched it, `src` or `dest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<String>,
+    /// `observer`: the packet's flow, `tracked`, `none` (not a flow protocol, or a packet that
+    /// cannot start one) or `table-full`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
+    /// `observer`: the workers whose ring got a record of the packet (`dns`, `dhcp`, `tls`,
+    /// `flow`).
+    pub records: Vec<String>,
+    /// `observer`: records lost or not made, as `RING: ring-full` or `RING: capture-off`.
+    pub lost: Vec<String>,
 }
 
 /// One runtime feature switch, in [`StatusReport`] and [`ControlResponse::Features`].
@@ -898,6 +1016,9 @@ pub enum ControlResponse {
     /// Answer to [`ControlRequest::Features`] and [`ControlRequest::FeatureSet`]: every
     /// switch as it is now.
     Features(Vec<FeatureState>),
+    /// Answer to [`ControlRequest::TraceStart`], [`ControlRequest::TracePoll`] and
+    /// [`ControlRequest::TraceStop`].
+    Trace(Box<TraceReport>),
 }
 
 /// One difference between the kernel (or a worker) and what the daemon put there.

@@ -18,6 +18,7 @@ pub mod netlink;
 pub mod paths;
 pub mod policy;
 pub mod ratelimit;
+pub mod trace;
 pub mod users;
 pub mod workers;
 

@@ -34,7 +34,7 @@ enum BlockCommand {
         cidr: String,
         /// Expire after D: `90s`, `30m`, `12h`, `7d` (a bare number is
         /// seconds). Default: never.
-        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        #[arg(long, value_name = "D", value_parser = super::parse_duration)]
         ttl: Option<Duration>,
         /// Free text kept with the rule (`block list`).
         #[arg(long, value_name = "T")]
@@ -80,27 +80,6 @@ fn cidr(text: &str) -> Result<String, String> {
     palisade_ebpf::ip_policy::Prefix::parse(text)
         .map(|_| text.to_owned())
         .map_err(|e| format!("{text:?}: {e}"))
-}
-
-/// `90`, `90s`, `30m`, `12h`, `7d`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (digits, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, ""), |i| text.split_at(i));
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number with s, m, h or d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86_400),
-        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
-    };
-    if secs == 0 {
-        return Err("TTL must be at least 1 s".into());
-    }
-    Ok(Duration::from_secs(secs))
 }
 
 fn expiry(rule: &IpRuleInfo) -> String {
@@ -207,17 +186,6 @@ pub fn main(args: Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5w").is_err());
-        assert!(parse_duration("m").is_err());
-    }
 
     #[test]
     fn cidrs_are_checked_before_asking() {

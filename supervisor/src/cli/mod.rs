@@ -32,6 +32,7 @@ mod restart;
 mod run;
 mod status;
 mod tls;
+mod trace;
 mod version;
 
 use std::{
@@ -102,6 +103,7 @@ enum Command {
     Feature(feature::Args),
     LogLevel(log_level::Args),
     Tls(tls::Args),
+    Trace(trace::Args),
     Version(version::Args),
     Cleanup(cleanup::Args),
     Replay(replay::Args),
@@ -128,6 +130,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Feature(a) => feature::main(a),
         Command::LogLevel(a) => log_level::main(a),
         Command::Tls(a) => tls::main(a),
+        Command::Trace(a) => trace::main(a),
         Command::Version(a) => version::main(a),
         Command::Cleanup(a) => cleanup::main(a),
         Command::Replay(a) => replay::main(a),
@@ -272,6 +275,27 @@ impl ControlArgs {
     }
 }
 
+/// `90`, `90s`, `30m`, `12h`, `7d`.
+pub(super) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number with s, m, h or d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("a duration of at least 1 s".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 /// Sends one request to the daemon; on failure reports why (see [`Failure::report`]) and
 /// returns the exit status to use.
 fn ask(
@@ -304,9 +328,22 @@ fn print_json<T: Serialize>(value: &T) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::CommandFactory;
 
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("m").is_err());
+    }
 
     #[test]
     fn the_definition_is_consistent() {

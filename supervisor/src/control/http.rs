@@ -22,7 +22,7 @@ use palisade_ipc::{
     PROTOCOL_VERSION,
     messages::{
         BlockAddRequest, ControlErrorKind, ControlRequest, ControlResponse, FlowOrder,
-        LogLevelChange, RestartTarget, TlsRuleKind, TlsRuleSpec, WorkerKind,
+        LogLevelChange, RestartTarget, TlsRuleKind, TlsRuleSpec, TraceFilter, WorkerKind,
     },
 };
 use serde::Serialize;
@@ -559,6 +559,33 @@ pub fn route(req: &Request) -> Result<Routed, HttpError> {
                 Ok(Routed::Control(ControlRequest::Guard { limit }))
             }),
         ),
+        ["v1", "trace"] => (
+            "GET, POST, DELETE",
+            match m {
+                "GET" => Some((|| {
+                    let q = Query::new(&req.query, &["after"])?;
+                    no_body(req)?;
+                    let after = match q.get("after") {
+                        None => 0,
+                        Some(v) => v
+                            .parse::<u64>()
+                            .map_err(|_| HttpError::bad("after must be a non-negative integer"))?,
+                    };
+                    Ok(Routed::Control(ControlRequest::TracePoll { after }))
+                })()),
+                "POST" => Some((|| {
+                    Query::new(&req.query, &[])?;
+                    let filter: TraceFilter = if req.body.is_empty() {
+                        json_body(b"{}")?
+                    } else {
+                        json_body(&req.body)?
+                    };
+                    Ok(Routed::Control(ControlRequest::TraceStart(filter)))
+                })()),
+                "DELETE" => Some(none(ControlRequest::TraceStop)),
+                _ => None,
+            },
+        ),
         _ => return Err(HttpError::new(404, "no such route (see docs/api.md)")),
     };
     result.unwrap_or_else(|| {
@@ -633,6 +660,13 @@ pub fn target(req: &ControlRequest) -> (&'static str, String, Vec<u8>) {
             "/v1/log-level".into(),
             serde_json::to_vec(change).unwrap_or_default(),
         ),
+        ControlRequest::TraceStart(filter) => (
+            "POST",
+            "/v1/trace".into(),
+            serde_json::to_vec(filter).unwrap_or_default(),
+        ),
+        ControlRequest::TracePoll { after } => get(format!("/v1/trace?after={after}")),
+        ControlRequest::TraceStop => ("DELETE", "/v1/trace".into(), Vec::new()),
     }
 }
 
@@ -804,6 +838,7 @@ pub fn json_answer(resp: &ControlResponse) -> Vec<u8> {
         ControlResponse::Guard(r) => serde_json::to_vec_pretty(r),
         ControlResponse::LogLevelSet(r) => serde_json::to_vec_pretty(r),
         ControlResponse::Features(f) => serde_json::to_vec_pretty(&Features { features: f }),
+        ControlResponse::Trace(r) => serde_json::to_vec_pretty(r),
     };
     match body {
         Ok(mut body) => {
@@ -901,6 +936,20 @@ mod tests {
                 name: "dns-blocking".into(),
                 enabled: true,
             },
+            ControlRequest::TraceStart(TraceFilter {
+                host: Some("2001:db8::1".into()),
+                proto: Some("udp".into()),
+                port: Some(53),
+                duration_s: 90,
+            }),
+            ControlRequest::TraceStart(TraceFilter {
+                host: None,
+                proto: None,
+                port: None,
+                duration_s: palisade_ipc::messages::TRACE_DURATION_DEFAULT_S,
+            }),
+            ControlRequest::TracePoll { after: 17 },
+            ControlRequest::TraceStop,
         ];
         for req in requests {
             let (method, target, body) = target(&req);

@@ -30,7 +30,8 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::TlsRuleList { .. }
         | ControlRequest::Devices { .. }
         | ControlRequest::Guard { .. }
-        | ControlRequest::Features => false,
+        | ControlRequest::Features
+        | ControlRequest::TracePoll { .. } => false,
         ControlRequest::Restart(_)
         | ControlRequest::Reload
         | ControlRequest::ReopenLogs
@@ -40,7 +41,9 @@ pub fn is_mutating(req: &ControlRequest) -> bool {
         | ControlRequest::TlsRuleRemove(_)
         | ControlRequest::Check
         | ControlRequest::LogLevel(_)
-        | ControlRequest::FeatureSet { .. } => true,
+        | ControlRequest::FeatureSet { .. }
+        | ControlRequest::TraceStart(_)
+        | ControlRequest::TraceStop => true,
     }
 }
 

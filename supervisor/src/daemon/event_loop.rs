@@ -2,7 +2,8 @@
 //! control client, every worker's IPC socket and pidfd, and the rtnetlink link
 //! monitor. Each turn first handles what is readable, then runs the timers
 //! (worker deadlines and restarts, control client timeouts, expiry of IP rules
-//! and learned DNS names, the debounced network reconciliation), so a message
+//! and learned DNS names, the debounced network reconciliation, the packet trace's
+//! collection), so a message
 //! that arrived counts before a deadline does. SIGHUP reloads and reopens the
 //! logs; SIGTERM/SIGINT stop the workers and end the loop once they are down
 //! (or after a grace period).
@@ -142,6 +143,7 @@ impl Daemon {
             self.ip.expire(crate::ebpf::maps::of(&self.loaded));
             dns_verdicts::expire_learned(&mut self.dns, crate::ebpf::maps::of(&self.loaded), now);
             self.tls.expire(crate::ebpf::maps::of(&self.loaded), now);
+            self.trace.tick(self.loaded.as_ref(), &self.interfaces, now);
             // systemd: ready once every worker runs (programs are attached before the loop
             // starts); the watchdog is pinged from here, so a wedged loop gets restarted.
             notifier.tick(now);

@@ -176,6 +176,8 @@ struct Daemon {
     log_gid: Option<u32>,
     /// Runtime feature switches (`palisade feature`).
     features: crate::features::Features,
+    /// The packet trace (`palisade trace`).
+    trace: crate::trace::Tracer,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns after workers stopped.

@@ -19,6 +19,7 @@
 
 use std::{collections::BTreeMap, time::Instant};
 
+use palisade_abi::MAP_TRACE_CONFIG;
 use palisade_ipc::messages::{Attachment, InterfaceStatus, WorkerKind};
 
 use super::{
@@ -195,6 +196,9 @@ fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Ke
         checked.features.enabled(Feature::DhcpGuard),
     )?;
     checked.features.write_capture(&loaded)?;
+    // A packet trace a previous run left on (it stopped during one) ends here.
+    palisade_ebpf::trace::stop(crate::ebpf::maps::Maps::fd(&loaded, MAP_TRACE_CONFIG)?)
+        .map_err(crate::ebpf::maps::on(MAP_TRACE_CONFIG))?;
     tracing::info!(
         mode = guard_mode_name(&cfg.dhcp),
         allowed = cfg.dhcp.allowed_servers.len(),
@@ -415,6 +419,7 @@ fn bring_up(
         unread: Default::default(),
         log_gid,
         features: checked.features,
+        trace: Default::default(),
     };
     Ok((daemon, control))
 }

@@ -11,7 +11,8 @@
 //! - `devices` (the DHCP worker's inventory file, unparsed) in [`devices`];
 //! - `guard` (the DHCP guard's mode, allow-list and rogue senders) in [`guard`];
 //! - `log-level` (the supervisor's tracing filter, a worker's level) in [`log_level`];
-//! - `feature list|enable|disable` (runtime switches) in [`features`].
+//! - `feature list|enable|disable` (runtime switches) in [`features`];
+//! - `trace` (start, poll, stop) straight to `crate::trace::Tracer`.
 //!
 //! A new command goes into the family it belongs to (or a new module
 //! here), as a function taking the daemon and returning the
@@ -66,7 +67,22 @@ impl Daemon {
             ControlRequest::FeatureSet { name, enabled } => {
                 features::set(self, registry, name, *enabled)
             }
+            ControlRequest::TraceStart(filter) => {
+                trace_answer(self.trace.start(self.loaded.as_ref(), filter.clone()))
+            }
+            ControlRequest::TracePoll { after } => trace_answer(self.trace.poll(*after)),
+            ControlRequest::TraceStop => {
+                trace_answer(self.trace.stop(self.loaded.as_ref(), &self.interfaces))
+            }
         }
+    }
+}
+
+/// A trace request's answer.
+fn trace_answer(r: Result<palisade_ipc::messages::TraceReport, String>) -> ControlResponse {
+    match r {
+        Ok(report) => ControlResponse::Trace(Box::new(report)),
+        Err(e) => failed(e),
     }
 }
 
