@@ -122,15 +122,15 @@ mod tests {
     fn golden_bytes() {
         assert_eq!(
             Hello::ours(Role::Worker(WorkerKind::Dns)).encode(),
-            [b'P', b'L', b'S', b'D', 8, 0, 2, 0]
+            [b'P', b'L', b'S', b'D', 9, 0, 2, 0]
         );
         assert_eq!(
             Hello::ours(Role::Supervisor).encode(),
-            [b'P', b'L', b'S', b'D', 8, 0, 0, 0]
+            [b'P', b'L', b'S', b'D', 9, 0, 0, 0]
         );
         assert_eq!(
             Hello::ours(Role::Cli).encode(),
-            [b'P', b'L', b'S', b'D', 8, 0, 0x80, 0]
+            [b'P', b'L', b'S', b'D', 9, 0, 0x80, 0]
         );
     }
 

@@ -402,7 +402,8 @@ pub enum ControlRequest {
         /// The `next` of the previous answer (0 at first).
         after: u64,
     },
-    /// Mutating (root only): stop the running trace (its events stay readable).
+    /// Mutating (root only): stop the running trace (its events stay readable); with none
+    /// running, only reports.
     TraceStop,
 }
 
@@ -439,14 +440,14 @@ fn trace_duration_default() -> u32 {
 /// [`ControlResponse::Trace`]: a trace's state and a batch of its events.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct TraceReport {
-    /// The kernel is tracing (false once it ended: duration over, stopped, or the daemon
-    /// restarted).
+    /// The kernel is tracing (false once it ended, and before the first trace: then
+    /// `ended` is absent and `duration_s` 0).
     pub active: bool,
     /// What it traces.
     pub filter: TraceFilter,
     /// Milliseconds until it ends by itself (0 once ended).
     pub remaining_ms: u64,
-    /// Why it ended: `duration`, `stopped`; absent while active.
+    /// Why it ended: `duration`, `stopped`; absent while active (and before the first trace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended: Option<String>,
     /// Events after the request's `after`, oldest first.

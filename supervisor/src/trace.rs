@@ -153,30 +153,23 @@ impl Tracer {
         Ok(self.report(0))
     }
 
-    /// Stops the running trace. The answer holds no events (`next` is the last one's
-    /// sequence number): clients fetch what they have not seen with [`Tracer::poll`].
+    /// Stops the running trace; with none running, only reports (stopping is idempotent).
+    /// The answer holds no events (`next` is the last one's sequence number): clients fetch
+    /// what they have not seen with [`Tracer::poll`].
     pub fn stop(
         &mut self,
         loaded: Option<&Loaded>,
         interfaces: &[InterfaceStatus],
     ) -> Result<TraceReport, String> {
-        match &self.session {
-            Some(s) if s.ended.is_none() => {}
-            _ => return Err("no trace is running".into()),
+        if self.session.as_ref().is_some_and(|s| s.ended.is_none()) {
+            self.end(loaded, interfaces, "stopped")?;
         }
-        self.end(loaded, interfaces, "stopped")?;
         Ok(self.report(u64::MAX))
     }
 
-    /// The trace's events after `after`.
-    pub fn poll(&self, after: u64) -> Result<TraceReport, String> {
-        if self.session.is_none() {
-            return Err(
-                "no trace has run since the daemon started (`palisade trace`, POST /v1/trace)"
-                    .into(),
-            );
-        }
-        Ok(self.report(after))
+    /// The trace's events after `after` (an empty, inactive report before the first trace).
+    pub fn poll(&self, after: u64) -> TraceReport {
+        self.report(after)
     }
 
     /// Every event loop turn: takes the ring's events while a trace runs, ends it at its
@@ -255,7 +248,21 @@ impl Tracer {
 
     fn report(&self, after: u64) -> TraceReport {
         let Some(s) = &self.session else {
-            unreachable!("report() is called with a session")
+            return TraceReport {
+                active: false,
+                filter: TraceFilter {
+                    host: None,
+                    proto: None,
+                    port: None,
+                    duration_s: 0,
+                },
+                remaining_ms: 0,
+                ended: None,
+                events: Vec::new(),
+                next: 0,
+                kernel_lost: 0,
+                buffer_lost: 0,
+            };
         };
         let events: Vec<TraceEventInfo> = s
             .events

@@ -873,3 +873,240 @@ fn capture_switches_stop_records_not_enforcement() {
     }
     captured("three.example.test", 31_003, "capture on again");
 }
+
+/// `palisade trace` in the background against `daemon`, printing JSON lines.
+fn trace_cli(daemon: &Daemon, args: &[&str]) -> std::process::Child {
+    Command::new(palisade_tests::bin("palisade"))
+        .arg("trace")
+        .args(args)
+        .args(["--json", "--control-socket"])
+        .arg(&daemon.control)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("palisade trace")
+}
+
+#[test]
+fn a_trace_shows_each_program_s_verdict_for_passed_and_blocked_packets() {
+    let (lab, _, daemon) = blocking_lab("apitrace", "");
+    let peer = palisade_tests::PEER_IP;
+    let sensor = palisade_tests::SENSOR_IP;
+    let trace_events = || daemon.kernel_counter("trace", "events").unwrap_or(0);
+
+    // Off: the programs write no trace events, whatever passes.
+    assert!(ping_peer(&lab));
+    assert_eq!(trace_events(), 0, "trace events with no trace running");
+    let idle = curl(&daemon, "GET", "/v1/trace", &[]).json();
+    assert_eq!(
+        (idle["active"].clone(), idle["next"].clone()),
+        (false.into(), 0.into())
+    );
+
+    // ICMP with the peer, through the CLI: one passed ping, then the peer blocked at run time
+    // (dropped on the way out), then pinging us (dropped on the way in). A DNS query to the
+    // peer meanwhile is not ICMP: not traced.
+    let mut cli = trace_cli(
+        &daemon,
+        &["--host", peer, "--proto", "icmp", "--duration", "60s"],
+    );
+    wait_for(Duration::from_secs(5), "the trace running", || {
+        curl(&daemon, "GET", "/v1/trace", &[]).json()["active"]
+            .as_bool()
+            .filter(|a| *a)
+    });
+    // One trace at a time.
+    let second = curl(
+        &daemon,
+        "POST",
+        "/v1/trace",
+        &["--data-binary", r#"{"port":53}"#],
+    );
+    assert_eq!(second.status, 422, "{}", second.body);
+    assert!(
+        second.body.contains("a trace is running"),
+        "{}",
+        second.body
+    );
+    assert!(ping_peer(&lab), "the peer answers before it is blocked");
+    lab.dig(&["passed.example.test", "A"]);
+    let out = daemon.ctl(&["block", "add", peer]);
+    assert!(out.status.success(), "{out:?}");
+    let rules = daemon.ctl(&["block", "list", "--json"]);
+    let rules: Value = serde_json::from_slice(&rules.stdout).expect("block list --json");
+    let rule_id = rules["rules"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["cidr"] == format!("{peer}/32")))
+        .and_then(|r| r["id"].as_u64())
+        .unwrap_or_else(|| panic!("the runtime rule's id: {rules}"));
+    assert!(!ping_peer(&lab), "the blocked peer still answers");
+    let from_peer = lab
+        .peer("ping")
+        .args(["-c", "1", "-W", "1", sensor])
+        .output()
+        .expect("ping from the peer");
+    assert!(!from_peer.status.success(), "the blocked peer reached us");
+    // Ended from another shell, as an operator would.
+    let stop = daemon.ctl(&["trace", "--stop"]);
+    assert!(stop.status.success(), "{stop:?}");
+    let out = cli.wait_with_output().expect("palisade trace");
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (end, events) = lines.split_last().expect("output");
+    assert_eq!(end["trace_end"]["ended"], "stopped", "{end}");
+    assert_eq!(end["trace_end"]["kernel_lost"], 0, "{end}");
+    assert_eq!(
+        end["trace_end"]["events"].as_u64(),
+        Some(events.len() as u64)
+    );
+    let show = || {
+        events
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for e in events {
+        assert_eq!(e["proto"], "ICMP", "only the filter's packets: {e}");
+        assert!(e["src_ip"] == peer || e["dest_ip"] == peer, "{e}");
+        assert_eq!(e["interface"], palisade_tests::SENSOR_IF, "{e}");
+    }
+    let find = |what: &str, f: &dyn Fn(&Value) -> bool| {
+        events
+            .iter()
+            .find(|e| f(e))
+            .unwrap_or_else(|| panic!("no event for {what} in:\n{}", show()))
+            .clone()
+    };
+    // The passed request: through the IP policy and the observer, which accounts it to its
+    // flow (flow records are written at the flow's end: none for this packet).
+    find("the passed request at the IP policy", &|e| {
+        e["hook"] == "tc-block"
+            && e["direction"] == "egress"
+            && e["dest_ip"] == peer
+            && e["verdict"] == "pass"
+            && e.get("decided_by").is_none()
+    });
+    let seen = find("the passed request at the observer", &|e| {
+        e["hook"] == "observer" && e["direction"] == "egress" && e["verdict"] == "pass"
+    });
+    assert_eq!(seen["flow"], "tracked", "{seen}");
+    assert_eq!(seen["lost"], serde_json::json!([]), "{seen}");
+    find("the reply", &|e| {
+        e["direction"] == "ingress" && e["src_ip"] == peer && e["verdict"] == "pass"
+    });
+    // The blocked request: dropped by the rule, which the event names; the observer never
+    // saw it.
+    let dropped = find("the blocked request", &|e| {
+        e["direction"] == "egress" && e["verdict"] == "drop"
+    });
+    assert_eq!(dropped["hook"], "tc-block", "{dropped}");
+    assert_eq!(dropped["decided_by"], "ip-policy", "{dropped}");
+    assert_eq!(dropped["rule_id"].as_u64(), Some(rule_id), "{dropped}");
+    assert_eq!(dropped["rule"], format!("{peer}/32"), "{dropped}");
+    assert_eq!(dropped["matched"], "dest", "{dropped}");
+    let blocked_in = find("the blocked peer's ping", &|e| {
+        e["direction"] == "ingress" && e["src_ip"] == peer && e["verdict"] == "drop"
+    });
+    assert!(
+        blocked_in["hook"] == "xdp" || blocked_in["hook"] == "tc-block",
+        "{blocked_in}"
+    );
+    assert_eq!(blocked_in["matched"], "src", "{blocked_in}");
+    assert_eq!(
+        blocked_in["rule_id"].as_u64(),
+        Some(rule_id),
+        "{blocked_in}"
+    );
+    let observer_drops = events
+        .iter()
+        .filter(|e| e["hook"] == "observer" && e["verdict"] == "drop")
+        .count();
+    assert_eq!(
+        observer_drops,
+        0,
+        "dropped packets reached the observer:\n{}",
+        show()
+    );
+
+    // Stopped, the programs trace nothing again.
+    let after_stop = trace_events();
+    assert!(
+        after_stop >= events.len() as u64,
+        "{after_stop} < {}",
+        events.len()
+    );
+    let out = daemon.ctl(&["block", "remove", peer]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(ping_peer(&lab));
+    assert_eq!(
+        trace_events(),
+        after_stop,
+        "trace events after the trace stopped"
+    );
+
+    // Through the API: the DNS policy's verdict on a blocked name (answered by the kernel,
+    // redirected back), and a passed query recorded for the DNS worker; the trace ends by
+    // its duration.
+    let start = curl(
+        &daemon,
+        "POST",
+        "/v1/trace",
+        &[
+            "--data-binary",
+            r#"{"proto":"udp","port":53,"duration_s":3}"#,
+        ],
+    );
+    assert_eq!(start.status, 200, "{}", start.body);
+    assert_eq!(start.json()["active"], true, "{}", start.body);
+    assert_eq!(
+        dig_status(&lab.dig(&["blocked.example.test", "A"])),
+        "NXDOMAIN"
+    );
+    assert_eq!(
+        dig_status(&lab.dig(&["passed.example.test", "A"])),
+        "NOERROR"
+    );
+    let mut events: Vec<Value> = Vec::new();
+    let mut after = 0;
+    let ended = wait_for(Duration::from_secs(10), "the trace's end", || {
+        let r = curl(&daemon, "GET", &format!("/v1/trace?after={after}"), &[]).json();
+        events.extend(r["events"].as_array().cloned().unwrap_or_default());
+        after = r["next"].as_u64().unwrap_or(after);
+        (r["active"] == false && r["events"].as_array().is_some_and(Vec::is_empty)).then_some(r)
+    });
+    assert_eq!(ended["ended"], "duration", "{ended}");
+    let show = events
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let blocked = events
+        .iter()
+        .find(|e| e["hook"] == "observer" && e["decided_by"] == "dns-policy")
+        .unwrap_or_else(|| panic!("no DNS policy verdict in:\n{show}"));
+    assert_eq!(blocked["verdict"], "redirect", "{blocked}");
+    assert_eq!(blocked["dest_port"], 53, "{blocked}");
+    assert!(
+        events.iter().any(|e| e["hook"] == "observer"
+            && e["verdict"] == "pass"
+            && e["src_port"] == 53
+            && e["records"]
+                .as_array()
+                .is_some_and(|r| r.contains(&"dns".into()))),
+        "no recorded answer in:\n{show}"
+    );
+    // Bad filters are refused before the kernel sees them.
+    for body in [
+        r#"{"host":"example.org"}"#,
+        r#"{"proto":"icmp","port":7}"#,
+        r#"{"duration_s":0}"#,
+    ] {
+        let a = curl(&daemon, "POST", "/v1/trace", &["--data-binary", body]);
+        assert_eq!(a.status, 422, "{body}: {}", a.body);
+    }
+    daemon.assert_alive();
+}

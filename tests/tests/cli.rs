@@ -305,6 +305,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         "version",
         "cleanup",
         "replay",
+        "trace",
     ] {
         assert!(
             names.contains(&format!("palisade-{cmd}.8")),
@@ -312,7 +313,7 @@ fn man_pages_are_generated_and_render_without_warnings() {
         );
     }
     assert!(names.contains(&"palisade.8".to_owned()));
-    assert_eq!(names.len(), 34, "{names:?}");
+    assert_eq!(names.len(), 35, "{names:?}");
     for page in &listed {
         // groff with every warning on: nothing on stderr.
         let out = Command::new("groff")

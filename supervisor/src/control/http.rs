@@ -349,6 +349,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/v1/log-level", "POST"),
     ("/v1/features", "GET"),
     ("/v1/features/{name}/{enable|disable}", "POST"),
+    ("/v1/trace", "GET, POST, DELETE"),
     ("/metrics", "GET"),
 ];
 

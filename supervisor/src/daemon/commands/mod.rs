@@ -70,7 +70,9 @@ impl Daemon {
             ControlRequest::TraceStart(filter) => {
                 trace_answer(self.trace.start(self.loaded.as_ref(), filter.clone()))
             }
-            ControlRequest::TracePoll { after } => trace_answer(self.trace.poll(*after)),
+            ControlRequest::TracePoll { after } => {
+                ControlResponse::Trace(Box::new(self.trace.poll(*after)))
+            }
             ControlRequest::TraceStop => {
                 trace_answer(self.trace.stop(self.loaded.as_ref(), &self.interfaces))
             }
