@@ -44,7 +44,16 @@ pub struct Args {
     /// feature disable capture-NAME` does: the cost of a frame whose record is not made.
     #[arg(long, value_delimiter = ',')]
     capture_off: Vec<String>,
+    /// Run a packet trace as `palisade trace` does: `other` (its filter matches none of the
+    /// frames: the cost every other packet pays while a trace runs) or `all` (every frame
+    /// matches and writes its event; the trace ring is drained between measurements, so
+    /// --repeat must be at most 10000).
+    #[arg(long)]
+    trace: Option<String>,
 }
+
+/// Events `rb_trace` holds (1 MiB of 88-byte events and their 8-byte headers), rounded down.
+const TRACE_RING_EVENTS: u32 = 10_000;
 
 #[derive(Debug, Serialize)]
 struct Cost {
@@ -148,19 +157,76 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
     Ok(prog)
 }
 
-fn cost(ebpf: &Ebpf, name: &str, data: &[u8], args: &Args) -> Result<u32> {
+/// The median ns per run of program `name` on `data`; `trace`, the trace ring, is emptied
+/// after each measurement.
+fn cost(
+    ebpf: &Ebpf,
+    name: &str,
+    data: &[u8],
+    args: &Args,
+    mut trace: Option<&mut palisade_ebpf::trace::Reader>,
+) -> Result<u32> {
     let prog = ebpf
         .program(name)
         .ok_or_else(|| format!("program {name} missing"))?;
     let fd = prog.fd().map_err(|e| format!("{name}: {e}"))?;
     let runs = (0..args.reps)
         .map(|_| {
-            palisade_ebpf::prog_test_run(fd.as_fd(), data, args.repeat)
+            let ns = palisade_ebpf::prog_test_run(fd.as_fd(), data, args.repeat)
                 .map(|(_, ns)| ns)
-                .map_err(|e| format!("{name}: {e}"))
+                .map_err(|e| format!("{name}: {e}"));
+            if let Some(reader) = trace.as_deref_mut() {
+                while !reader.drain(4096).0.is_empty() {}
+            }
+            ns
         })
         .collect::<Result<Vec<u32>>>()?;
     Ok(median(runs))
+}
+
+/// A trace running for an hour: on no frame (`other`: a host none of them has) or on all.
+fn trace_on(
+    palisade: &Ebpf,
+    mode: &str,
+    repeat: u32,
+) -> Result<Option<palisade_ebpf::trace::Reader>> {
+    let fd = |name| {
+        palisade
+            .map(name)
+            .and_then(palisade_ebpf::maps::map_fd)
+            .ok_or_else(|| format!("{name} missing (an object before packet tracing?)"))
+    };
+    let filter = match mode {
+        "other" => palisade_ebpf::trace::Filter {
+            host: Some("203.0.113.1".parse().map_err(|e| format!("{e}"))?),
+            ..Default::default()
+        },
+        "all" if repeat <= TRACE_RING_EVENTS => palisade_ebpf::trace::Filter::default(),
+        "all" => {
+            return Err(format!(
+                "--trace all needs --repeat {TRACE_RING_EVENTS} or less"
+            ));
+        }
+        other => return Err(format!("--trace {other}: other or all")),
+    };
+    let boot_ns = {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec for clock_gettime to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    palisade_ebpf::trace::start(
+        fd(palisade_abi::MAP_TRACE_CONFIG)?,
+        &filter,
+        boot_ns + 3_600_000_000_000,
+    )
+    .map_err(|e| format!("pal_trace_config: {e}"))?;
+    let reader = palisade_ebpf::trace::Reader::open(fd(palisade_abi::MAP_RB_TRACE)?)
+        .map_err(|e| format!("rb_trace: {e}"))?;
+    Ok(Some(reader))
 }
 
 /// `n` blocked connections between 10.0.0.0/8 addresses, and a generation.
@@ -269,13 +335,23 @@ pub fn main(args: &Args) -> Result<()> {
         if !args.capture_off.is_empty() {
             capture_off(&palisade, &args.capture_off)?;
         }
+        let mut trace = match &args.trace {
+            Some(mode) => trace_on(&palisade, mode, args.repeat)?,
+            None => None,
+        };
         let mut noop = Ebpf::load_file(&args.noop)
             .map_err(|e| format!("loading {}: {e}", args.noop.display()))?;
         classifier(&mut noop, "bench_noop")?;
         let mut out = Vec::new();
         for (name, data) in frames() {
-            let noop_ns = cost(&noop, "bench_noop", &data, args)?;
-            let palisade_ns = cost(&palisade, palisade_abi::PROG_TC_INGRESS, &data, args)?;
+            let noop_ns = cost(&noop, "bench_noop", &data, args, None)?;
+            let palisade_ns = cost(
+                &palisade,
+                palisade_abi::PROG_TC_INGRESS,
+                &data,
+                args,
+                trace.as_mut(),
+            )?;
             out.push(Cost {
                 frame: name,
                 noop_ns,

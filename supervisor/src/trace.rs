@@ -173,19 +173,27 @@ impl Tracer {
     }
 
     /// Every event loop turn: takes the ring's events while a trace runs, ends it at its
-    /// deadline.
-    pub fn tick(&mut self, loaded: Option<&Loaded>, interfaces: &[InterfaceStatus], now: Instant) {
-        let Some(s) = &self.session else { return };
+    /// deadline. Returns whether it wrote `pal_trace_config` (the trace ended).
+    pub fn tick(
+        &mut self,
+        loaded: Option<&Loaded>,
+        interfaces: &[InterfaceStatus],
+        now: Instant,
+    ) -> bool {
+        let Some(s) = &self.session else {
+            return false;
+        };
         if s.ended.is_some() {
-            return;
+            return false;
         }
-        if now >= s.until {
-            if let Err(e) = self.end(loaded, interfaces, "duration") {
-                tracing::warn!(error = %e, "ending the packet trace");
-            }
-        } else {
+        if now < s.until {
             self.collect(loaded, interfaces);
+            return false;
         }
+        if let Err(e) = self.end(loaded, interfaces, "duration") {
+            tracing::warn!(error = %e, "ending the packet trace");
+        }
+        true
     }
 
     /// Ends the trace: the kernel stops matching, what it wrote is collected.

@@ -1047,6 +1047,36 @@ fn a_trace_shows_each_program_s_verdict_for_passed_and_blocked_packets() {
         after_stop,
         "trace events after the trace stopped"
     );
+    // A trace switched on behind the daemon's back (every packet, for years) is drift:
+    // switched off again by the check, so nothing fills the trace ring unread.
+    let config = lab.pin_dir().join("maps").join("pal_trace_config");
+    let mut value = vec!["0xff".to_owned(); 8];
+    value.extend(std::iter::repeat_n("0".to_owned(), 24));
+    let out = Command::new("bpftool")
+        .args(["map", "update", "pinned"])
+        .arg(&config)
+        .args(["key", "0", "0", "0", "0", "value"])
+        .args(&value)
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "{out:?}");
+    assert!(ping_peer(&lab));
+    assert!(
+        trace_events() > after_stop,
+        "the foreign trace traced nothing"
+    );
+    let check = daemon.ctl(&["check", "--json"]);
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    let report: Value = serde_json::from_slice(&check.stdout).expect("check --json");
+    assert!(
+        report["findings"].as_array().is_some_and(|f| f
+            .iter()
+            .any(|f| f["object"] == "map pal_trace_config" && f["repaired"] == true)),
+        "{report}"
+    );
+    let repaired = trace_events();
+    assert!(ping_peer(&lab));
+    assert_eq!(trace_events(), repaired, "trace events after the repair");
 
     // Through the API: the DNS policy's verdict on a blocked name (answered by the kernel,
     // redirected back), and a passed query recorded for the DNS worker; the trace ends by

@@ -28,7 +28,7 @@ use std::{
 
 use palisade_abi::{
     MAP_CAPTURE_CONFIG, MAP_DNS_CONFIG, MAP_DNS_POLICY, MAP_FLOW_CONFIG, MAP_GUARD_ALLOW,
-    MAP_GUARD_CONFIG, MAP_IP_CONFIG, PINNED_MAPS,
+    MAP_GUARD_CONFIG, MAP_IP_CONFIG, MAP_TRACE_CONFIG, PINNED_MAPS,
 };
 use palisade_ebpf::maps::{Digest, digest, map_facts, pin, read_slot0, write_slot0};
 use palisade_ipc::messages::{DriftFinding, DriftStatus, WorkerKind};
@@ -40,12 +40,13 @@ use crate::{
 };
 
 /// The config maps whose one value the daemon writes.
-const CONFIG_MAPS: [&str; 5] = [
+const CONFIG_MAPS: [&str; 6] = [
     MAP_DNS_CONFIG,
     MAP_IP_CONFIG,
     MAP_FLOW_CONFIG,
     MAP_GUARD_CONFIG,
     MAP_CAPTURE_CONFIG,
+    MAP_TRACE_CONFIG,
 ];
 
 /// What the checks remember between runs.

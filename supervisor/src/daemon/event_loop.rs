@@ -143,7 +143,9 @@ impl Daemon {
             self.ip.expire(crate::ebpf::maps::of(&self.loaded));
             dns_verdicts::expire_learned(&mut self.dns, crate::ebpf::maps::of(&self.loaded), now);
             self.tls.expire(crate::ebpf::maps::of(&self.loaded), now);
-            self.trace.tick(self.loaded.as_ref(), &self.interfaces, now);
+            if self.trace.tick(self.loaded.as_ref(), &self.interfaces, now) {
+                self.trace_written();
+            }
             // systemd: ready once every worker runs (programs are attached before the loop
             // starts); the watchdog is pinged from here, so a wedged loop gets restarted.
             notifier.tick(now);

@@ -68,14 +68,27 @@ impl Daemon {
                 features::set(self, registry, name, *enabled)
             }
             ControlRequest::TraceStart(filter) => {
-                trace_answer(self.trace.start(self.loaded.as_ref(), filter.clone()))
+                let started = self.trace.start(self.loaded.as_ref(), filter.clone());
+                self.trace_written();
+                trace_answer(started)
             }
             ControlRequest::TracePoll { after } => {
                 ControlResponse::Trace(Box::new(self.trace.poll(*after)))
             }
             ControlRequest::TraceStop => {
-                trace_answer(self.trace.stop(self.loaded.as_ref(), &self.interfaces))
+                let stopped = self.trace.stop(self.loaded.as_ref(), &self.interfaces);
+                self.trace_written();
+                trace_answer(stopped)
             }
+        }
+    }
+}
+
+impl Daemon {
+    /// The trace's filter changed in the kernel: what drift checks expect there now.
+    pub(super) fn trace_written(&mut self) {
+        if let Some(loaded) = &self.loaded {
+            self.drift.config_written(loaded);
         }
     }
 }
