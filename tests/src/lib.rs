@@ -437,6 +437,8 @@ impl Drop for Lab {
 #[derive(Debug)]
 pub struct Daemon {
     child: Option<Child>,
+    /// The `palisade` binary it runs, whose CLI [`Daemon::ctl`] uses.
+    cli: PathBuf,
     /// Control socket path.
     pub control: PathBuf,
     /// Config file written for this daemon.
@@ -510,6 +512,31 @@ impl Daemon {
         foreground: bool,
         wrapper: &[&str],
     ) -> Self {
+        Self::spawn(
+            lab,
+            config,
+            extra_args,
+            foreground,
+            wrapper,
+            &bin("palisade"),
+        )
+    }
+
+    /// As [`Daemon::start`], with the `palisade` of another build (its directory, holding
+    /// its workers too, as `scripts/build-previous-abi` prints it); [`Daemon::ctl`] then
+    /// uses that build's CLI, which speaks its protocol version.
+    pub fn start_build(lab: &Lab, config: &str, build: &Path) -> Self {
+        Self::spawn(lab, config, &[], true, &[], &build.join("palisade"))
+    }
+
+    fn spawn(
+        lab: &Lab,
+        config: &str,
+        extra_args: &[&str],
+        foreground: bool,
+        wrapper: &[&str],
+        palisade: &Path,
+    ) -> Self {
         let config_path = lab.dir.join("palisade.toml");
         fs::write(&config_path, config).expect("write config");
         let log = lab.dir.join("daemon.log");
@@ -518,10 +545,10 @@ impl Daemon {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(bin("palisade"));
+                c.args(args).arg(palisade);
                 c
             }
-            None => Command::new(bin("palisade")),
+            None => Command::new(palisade),
         };
         cmd.arg("run");
         if foreground {
@@ -555,6 +582,7 @@ impl Daemon {
         let control = lab.dir.join("control.sock");
         let daemon = Self {
             child: Some(child),
+            cli: palisade.to_owned(),
             control,
             config: config_path,
             log,
@@ -604,7 +632,7 @@ impl Daemon {
 
     /// Runs a `palisade` CLI subcommand against this daemon.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(bin("palisade"));
+        let mut cmd = Command::new(&self.cli);
         cmd.args(args).arg("--control-socket").arg(&self.control);
         cmd.output().expect("palisade cli")
     }

@@ -906,7 +906,7 @@ fn a_trace_shows_each_program_s_verdict_for_passed_and_blocked_packets() {
     // ICMP with the peer, through the CLI: one passed ping, then the peer blocked at run time
     // (dropped on the way out), then pinging us (dropped on the way in). A DNS query to the
     // peer meanwhile is not ICMP: not traced.
-    let mut cli = trace_cli(
+    let cli = trace_cli(
         &daemon,
         &["--host", peer, "--proto", "icmp", "--duration", "60s"],
     );

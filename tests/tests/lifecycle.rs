@@ -1,6 +1,7 @@
 //! The daemon's life under a service manager and at its end: systemd's notification
 //! protocol (READY only once every worker runs, watchdog pings from the event loop,
-//! STOPPING), and no open flow lost when the flow table goes away.
+//! STOPPING), no open flow lost when the flow table goes away, and an upgrade from the
+//! previous record ABI's build (scripts/build-previous-abi) under traffic.
 
 #![expect(
     clippy::indexing_slicing,
@@ -11,6 +12,7 @@ use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream, UdpSocket},
     os::unix::net::UnixDatagram,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -194,6 +196,23 @@ fn detach_on_exit_ends_every_open_flow_with_a_shutdown_record() {
     let _ = server.join();
 }
 
+/// The binaries of the previous record ABI's last build (`scripts/build-previous-abi`, which
+/// scripts/test runs before the tests; here it only finds that build, or builds it once).
+fn previous_abi_build() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-previous-abi");
+    let out = std::process::Command::new(&script)
+        .output()
+        .expect("scripts/build-previous-abi");
+    assert!(
+        out.status.success(),
+        "scripts/build-previous-abi failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(dir.join("palisade").exists(), "{}", dir.display());
+    dir
+}
+
 /// An address of the peer inside the listed prefix (198.18.0.128/25).
 const BLOCKED_SRC: &str = "198.18.0.130";
 
@@ -247,8 +266,21 @@ fn an_upgrade_to_another_abi_version_lets_no_packet_from_a_blocked_prefix_throug
         })
     };
 
-    let first = Daemon::start(&lab, &config, &[]);
+    // The first daemon is the last release of the previous record ABI, built from this
+    // repository's history: its own object, pin layout, workers and CLI.
+    let previous = previous_abi_build();
+    let first = Daemon::start_build(&lab, &config, &previous);
     first.wait_healthy();
+    let older = PathBuf::from(
+        first.status_json().expect("the older daemon's status")["pin_dir"]
+            .as_str()
+            .expect("pin_dir"),
+    );
+    assert!(
+        older.ends_with(format!("v{}", palisade_abi::ABI_VERSION - 1)),
+        "the older build pins below {}",
+        older.display()
+    );
     // From here on the blocked prefix sends a datagram every millisecond, through the stop
     // of the first daemon, the start of the second and the removal of the first's pins.
     let sent = Arc::new(AtomicU64::new(0));
@@ -268,13 +300,10 @@ fn an_upgrade_to_another_abi_version_lets_no_packet_from_a_blocked_prefix_throug
     };
     std::thread::sleep(Duration::from_millis(300));
     assert!(first.stop().success());
-    // What an upgrade finds: a previous version's pins (real links of the run that just
-    // stopped, still attached and enforcing) in another ABI version's directory.
+    // What an upgrade finds: the older version's pins (its links still attached and
+    // enforcing) in its ABI version's directory.
     let current = lab.pin_root.join(format!("v{}", palisade_abi::ABI_VERSION));
-    let older = lab
-        .pin_root
-        .join(format!("v{}", palisade_abi::ABI_VERSION - 1));
-    std::fs::rename(&current, &older).expect("move the pins to the older version's directory");
+    assert!(older.exists() && !current.exists());
     std::thread::sleep(Duration::from_millis(300));
     let second = Daemon::start(&lab, &config, &[]);
     second.wait_healthy();
