@@ -140,22 +140,23 @@ fn is_identifier(name: &str) -> bool {
 /// The Rust type of a `#define`, chosen by the header field the constant goes into.
 fn define_type(name: &str) -> &'static str {
     const BY_PREFIX: &[(&str, &str)] = &[
-        ("PAL_ABI_VERSION", "u16"),    // pal_record_hdr.abi_version
-        ("PAL_RECORD_MAGIC", "u32"),   // pal_record_hdr.magic
-        ("PAL_KIND_", "u16"),          // pal_record_hdr.kind
-        ("PAL_DIR_", "u8"),            // pal_record_hdr.direction
-        ("PAL_FLAG_", "u8"),           // pal_record_hdr.flags
-        ("PAL_FLOW_REASON_", "u8"),    // pal_flow_record.end_reason
-        ("PAL_FLOW_F_", "u8"),         // pal_flow_value.flags, pal_flow_record.flags
-        ("PAL_FLOW_STAT_", "u32"),     // pal_flow_stats key
-        ("PAL_FLOW_SHARDS", "u32"),    // pal_flows max_entries, shard arithmetic
-        ("PAL_FLOW_END_BATCH", "u32"), // pal_flow_end_all return value
-        ("PAL_RING_", "u32"),          // pal_stats key arithmetic
-        ("PAL_STATS_", "u32"),         // pal_stats key arithmetic
-        ("PAL_STAT_", "u32"),          // pal_stats key arithmetic
-        ("PAL_CAP_", "u32"),           // pal_record_hdr.payload_len
-        ("PAL_FNV64_", "u64"),         // name hash arithmetic
-        ("PAL_DNS_WIRE_MAX", "usize"), // name limits, used on Rust strings
+        ("PAL_ABI_VERSION", "u16"),       // pal_record_hdr.abi_version
+        ("PAL_RECORD_MAGIC", "u32"),      // pal_record_hdr.magic
+        ("PAL_KIND_", "u16"),             // pal_record_hdr.kind
+        ("PAL_DIR_", "u8"),               // pal_record_hdr.direction
+        ("PAL_FLAG_", "u8"),              // pal_record_hdr.flags
+        ("PAL_FLOW_REASON_", "u8"),       // pal_flow_record.end_reason
+        ("PAL_FLOW_F_", "u8"),            // pal_flow_value.flags, pal_flow_record.flags
+        ("PAL_FLOW_LAYOUT_SINCE", "u16"), // compared with PAL_ABI_VERSION
+        ("PAL_FLOW_STAT_", "u32"),        // pal_flow_stats key
+        ("PAL_FLOW_SHARDS", "u32"),       // pal_flows max_entries, shard arithmetic
+        ("PAL_FLOW_END_BATCH", "u32"),    // pal_flow_end_all return value
+        ("PAL_RING_", "u32"),             // pal_stats key arithmetic
+        ("PAL_STATS_", "u32"),            // pal_stats key arithmetic
+        ("PAL_STAT_", "u32"),             // pal_stats key arithmetic
+        ("PAL_CAP_", "u32"),              // pal_record_hdr.payload_len
+        ("PAL_FNV64_", "u64"),            // name hash arithmetic
+        ("PAL_DNS_WIRE_MAX", "usize"),    // name limits, used on Rust strings
         ("PAL_DNS_NAME_MAX", "usize"),
         ("PAL_DNS_LABEL_MAX", "usize"),
         ("PAL_DNS_SUFFIX_MAX", "usize"),

@@ -91,6 +91,14 @@
 #define PAL_FLOW_F_SEEDED 0x01   /* entry made from a conntrack entry at supervisor start */
 #define PAL_FLOW_F_ANNOUNCE 0x02 /* seeded entry whose start record the sweeper still owes */
 #define PAL_FLOW_F_VLAN 0x04     /* vlan_id is valid (the first packet was tagged) */
+/*
+ * The oldest ABI whose flow table has this layout: pal_flow_key, pal_flow_value
+ * and PAL_FLOW_F_* as here, in shards pinned as maps/pal_flow_shard_<n>. A
+ * supervisor upgraded from such an ABI carries the older table's open flows
+ * over into its own (their counters and identity go on). Lower it never;
+ * raise it to the new PAL_ABI_VERSION whenever one of them changes.
+ */
+#define PAL_FLOW_LAYOUT_SINCE 6
 
 /*
  * Every ring-buffer record starts with this header; payload_len bytes of

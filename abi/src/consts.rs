@@ -7,6 +7,9 @@ use crate::c;
 
 /// Version of the record and map layouts; part of the pin directory name.
 pub const ABI_VERSION: u16 = c::PAL_ABI_VERSION;
+/// The oldest ABI whose flow table (`FlowKey`, `FlowValue`, `FLOW_F_*`, pinned shards) has
+/// this layout: an upgrade from it carries the open flows over.
+pub const FLOW_LAYOUT_SINCE: u16 = c::PAL_FLOW_LAYOUT_SINCE;
 /// First field of every record: "PALR" read as a little-endian `u32`.
 pub const RECORD_MAGIC: u32 = c::PAL_RECORD_MAGIC;
 

@@ -671,7 +671,8 @@ pub struct FlowTableStatus {
     pub tcp_idle_timeout_s: u32,
     /// Update interval in force, seconds (0: none).
     pub update_interval_s: u32,
-    /// Conntrack seeding at start: what happened, or why it could not.
+    /// What filled the table at start: the open flows an upgrade carried over from another
+    /// ABI version's table, then conntrack seeding (what happened, or why it could not).
     pub conntrack: String,
 }
 

@@ -298,7 +298,18 @@ fn an_upgrade_to_another_abi_version_lets_no_packet_from_a_blocked_prefix_throug
             }
         })
     };
+    // An open flow from outside the prefix: the upgrade carries it over, counters and all.
+    let carried = lab.in_netns(Side::Peer, || {
+        UdpSocket::bind((PEER_IP, 0)).expect("bind the carried flow's source")
+    });
+    let carried_port = carried.local_addr().expect("addr").port();
+    for _ in 0..10 {
+        carried
+            .send_to(b"carried", (SENSOR_IP, port))
+            .expect("send");
+    }
     std::thread::sleep(Duration::from_millis(300));
+    let upgrade_began = Instant::now();
     assert!(first.stop().success());
     // What an upgrade finds: the older version's pins (its links still attached and
     // enforcing) in its ABI version's directory.
@@ -317,6 +328,36 @@ fn an_upgrade_to_another_abi_version_lets_no_packet_from_a_blocked_prefix_throug
     let observers = lab.observer_programs(true);
     assert_eq!(observers.len(), 1, "one observer left: {observers:?}");
     std::thread::sleep(Duration::from_millis(500));
+    // The open flow was carried over: same flow (older than the upgrade), its packets
+    // counted before it included.
+    let flows = second.ctl(&["flows", "show", "--host", PEER_IP, "--json"]);
+    let flows: Value = serde_json::from_slice(&flows.stdout).expect("flows show --json");
+    let flow = flows["flows"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["src_port"] == carried_port))
+        .unwrap_or_else(|| panic!("the open flow was not carried over: {flows}"));
+    assert!(flow["pkts_toserver"].as_u64() >= Some(10), "{flow}");
+    let age = Duration::from_millis(flow["age_ms"].as_u64().unwrap_or(0));
+    assert!(
+        age > upgrade_began.elapsed(),
+        "a new flow, not the carried one: {flow}"
+    );
+    assert_eq!(flow["seeded"], false, "{flow}");
+    let status = second.status_json().expect("status");
+    let seed_line = status["flows"]["conntrack"].as_str().unwrap_or_default();
+    let carried_n: u64 = seed_line
+        .strip_prefix("carried ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no carry-over in the status: {seed_line:?}"));
+    assert!(carried_n >= 1, "{seed_line}");
+    assert!(
+        seed_line.contains(&format!(
+            "open flows over from ABI {}",
+            palisade_abi::ABI_VERSION - 1
+        )),
+        "{seed_line}"
+    );
     // The path itself works: a datagram from outside the prefix gets through.
     let free = lab.in_netns(Side::Peer, || {
         UdpSocket::bind((PEER_IP, 0)).expect("bind the free source")

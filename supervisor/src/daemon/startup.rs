@@ -180,6 +180,8 @@ struct Kernel {
     ip_kernel: ip_kernel::KernelCounts,
     ip_tries: ip_kernel::LiveTries,
     conntrack_seed: String,
+    /// Pin directories of another ABI whose open flows this start carried over.
+    carried: Vec<std::path::PathBuf>,
 }
 
 /// The second phase's kernel side: pins, load, policy, flow table, attach.
@@ -221,7 +223,12 @@ fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Ke
     );
     release_memory();
     crate::flows::open_table(&mut loaded, &pins.maps(), &cfg.flow).map_err(DaemonError::Flow)?;
-    let conntrack_seed = prepare_flow_table(&loaded, cfg)?;
+    // An upgrade: the older version's open flows first (real counters), then conntrack's.
+    let carried = crate::flows::carry_over(&loaded, &pins);
+    let mut conntrack_seed = prepare_flow_table(&loaded, cfg)?;
+    if !carried.report.is_empty() {
+        conntrack_seed = format!("{}; {conntrack_seed}", carried.report);
+    }
     let mut links = Links::default();
     let statuses = attach(&mut loaded, &pins, cfg, &mut checked.network, &mut links)?;
     tracing::info!(
@@ -240,6 +247,7 @@ fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Ke
         ip_kernel,
         ip_tries,
         conntrack_seed,
+        carried: carried.dirs,
     })
 }
 
@@ -358,7 +366,7 @@ fn bring_up(
     let (pins, loaded, links, ip, conntrack_seed) = match k {
         Some(k) => {
             // Started: only now may the pins of another ABI version go.
-            for old in k.pins.remove_other_versions() {
+            for old in k.pins.remove_other_versions(&k.carried) {
                 tracing::info!(pins = %old.display(), "removed pins of another ABI version");
             }
             (

@@ -160,33 +160,48 @@ impl PinTree {
         Ok(())
     }
 
-    /// Removes pin directories of other ABI versions (their programs stay
-    /// attached until their link pins go). Only `v<N>` directories: anything
-    /// else below the root is not ours and is left alone.
-    pub fn remove_other_versions(&self) -> Vec<PathBuf> {
-        let mut removed = Vec::new();
+    /// Pin directories of other ABI versions below the root, with their version: only
+    /// `v<N>` directories (anything else below the root is not ours).
+    pub fn other_versions(&self) -> Vec<(u16, PathBuf)> {
         let Ok(rd) = fs::read_dir(&self.root) else {
-            return removed;
+            return Vec::new();
         };
-        for entry in rd.filter_map(Result::ok) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name
-                .strip_prefix('v')
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if ours && entry.path() != self.dir {
-                // Its flow table goes with it: no worker reads that version's ring, so its
-                // open flows cannot get an end record; they are counted instead.
-                let flows = open_flows(&entry.path());
-                if fs::remove_dir_all(entry.path()).is_ok() {
-                    if flows > 0 {
-                        tracing::warn!(
-                            pins = %entry.path().display(),
-                            open_flows = flows,
-                            "the flow table of another ABI version went with its pins: its open flows end without a record"
-                        );
-                    }
-                    removed.push(entry.path());
+        let mut out: Vec<(u16, PathBuf)> = rd
+            .filter_map(Result::ok)
+            .filter(|e| e.path() != self.dir)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let n = name.strip_prefix('v')?;
+                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| n.parse().ok())
+                    .flatten()
+                    .map(|v| (v, e.path()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Removes pin directories of other ABI versions (their programs stay attached until
+    /// their link pins go). The open flows of a table not carried over (`carried`: the
+    /// directories whose flows this start took over) go without a record: counted, logged.
+    pub fn remove_other_versions(&self, carried: &[PathBuf]) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        for (_, dir) in self.other_versions() {
+            let flows = if carried.contains(&dir) {
+                0
+            } else {
+                open_flows(&dir)
+            };
+            if fs::remove_dir_all(&dir).is_ok() {
+                if flows > 0 {
+                    tracing::warn!(
+                        pins = %dir.display(),
+                        open_flows = flows,
+                        "the flow table of another ABI version (a layout this one cannot read) went with its pins: its open flows end without a record"
+                    );
                 }
+                removed.push(dir);
             }
         }
         removed

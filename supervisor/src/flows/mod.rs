@@ -246,6 +246,102 @@ fn seeded_entry(t: &conntrack::Tuple, first_seen_ns: u64, now_ns: u64) -> (FlowK
     (key, value)
 }
 
+/// What [`carry_over`] did: the line for the log and `status`, and the pin directories
+/// whose flows it took over.
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// For `status` and the log; empty when no other version's table was there.
+    pub report: String,
+    /// Version directories read whole.
+    pub dirs: Vec<std::path::PathBuf>,
+}
+
+/// An upgrade: the open flows of another ABI version's table whose layout this build shares
+/// (`FLOW_LAYOUT_SINCE`), pinned below `pins.root`, go into this table before anything of
+/// this version is attached, with their counters and identity (`first_seen_ns`, so their
+/// later records keep their EVE `flow_id`); they end with a record like any other flow.
+/// What ties an entry to the older version's other maps is reset: TLS following and the
+/// cached TLS-cut verdict (asked again). The older programs count until their pins go, after
+/// this version is attached: packets between the copy and the attach are not counted.
+/// Tables of an older layout are not read (their flows are counted when their pins go).
+pub fn carry_over(loaded: &Loaded, pins: &crate::ebpf::pin::PinTree) -> Carried {
+    let mut out = Carried::default();
+    let mut notes = Vec::new();
+    for (version, dir) in pins.other_versions() {
+        if !(palisade_abi::FLOW_LAYOUT_SINCE..palisade_abi::ABI_VERSION).contains(&version) {
+            continue;
+        }
+        let (mut flows, mut known, mut errors) = (0u64, 0u64, Vec::new());
+        let Ok(rd) = std::fs::read_dir(dir.join("maps")) else {
+            continue;
+        };
+        for entry in rd.filter_map(Result::ok) {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("pal_flow_shard_")
+            {
+                continue;
+            }
+            let old = match flow_table::open_shard(&entry.path()) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", entry.path().display()));
+                    continue;
+                }
+            };
+            let same_layout = palisade_ebpf::maps::map_facts(&old).is_ok_and(|f| {
+                f.key_size as usize == FlowKey::SIZE && f.value_size as usize == FlowValue::SIZE
+            });
+            if !same_layout {
+                errors.push(format!(
+                    "{}: another key or value size",
+                    entry.path().display()
+                ));
+                continue;
+            }
+            let entries = match flow_table::dump(old.as_fd()) {
+                Ok(e) => e,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", entry.path().display()));
+                    continue;
+                }
+            };
+            for (key, mut value) in entries {
+                value.tls_follow = 0;
+                value.blocked = 0;
+                value.block_gen = 0;
+                let Some(shard) = loaded
+                    .flow_shards
+                    .get(palisade_abi::flow_shard(&key) as usize)
+                else {
+                    errors.push("no flow table".into());
+                    break;
+                };
+                match flow_table::seed(shard.as_fd(), &key, &value) {
+                    Ok(true) => flows += 1,
+                    Ok(false) => known += 1,
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+        }
+        let mut note = format!("carried {flows} open flows over from ABI {version}");
+        if known > 0 {
+            note.push_str(&format!(" ({known} already tracked)"));
+        }
+        if let Some(first) = errors.first() {
+            note.push_str(&format!("; {} failed: {first}", errors.len()));
+            tracing::warn!(pins = %dir.display(), "{note}");
+        } else {
+            tracing::info!(pins = %dir.display(), "{note}");
+            out.dirs.push(dir);
+        }
+        notes.push(note);
+    }
+    out.report = notes.join("; ");
+    out
+}
+
 /// Whether the flow table is one a previous run left pinned (its sweeper has walked it).
 pub fn table_survived(loaded: &Loaded) -> bool {
     loaded
