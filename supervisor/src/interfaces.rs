@@ -153,6 +153,8 @@ pub struct Link {
     pub up: bool,
     /// IFF_LOOPBACK.
     pub loopback: bool,
+    /// The XDP program attached to it (IFLA_XDP_PROG_ID), 0 for none.
+    pub xdp_prog: u32,
 }
 
 impl Link {
@@ -316,6 +318,7 @@ mod tests {
             hatype: ARPHRD_ETHER,
             up,
             loopback: false,
+            xdp_prog: 0,
         }
     }
 

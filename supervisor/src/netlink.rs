@@ -16,7 +16,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{LinkAttribute, LinkFlags, LinkMessage},
+    link::{LinkAttribute, LinkFlags, LinkMessage, LinkXdp},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -315,6 +315,17 @@ fn link_of(m: &LinkMessage) -> Option<Link> {
         hatype: u16::from(m.header.link_layer_type),
         up: m.header.flags.contains(LinkFlags::Up),
         loopback: m.header.flags.contains(LinkFlags::Loopback),
+        xdp_prog: m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
+                    LinkXdp::ProgId(id) => Some(*id),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .unwrap_or(0),
     })
 }
 

@@ -298,11 +298,13 @@ impl Lab {
         .expect("query thread")
     }
 
-    /// Attaches another tool's program (the benchmark's no-op classifier, compiled here with
-    /// clang-19) at a TCX hook of the sensor interface, first in line; it stays attached as
-    /// long as the returned handle lives.
-    pub fn attach_foreign(&self, ingress: bool) -> aya::Ebpf {
+    /// Another tool's programs: bench/bpf/noop.bpf.c compiled into the lab's directory
+    /// (`bench_noop`, a TC classifier; `bench_xdp_noop`, XDP).
+    pub fn foreign_object(&self) -> PathBuf {
         let object = self.dir.join("foreign-noop.o");
+        if object.exists() {
+            return object;
+        }
         let multiarch = run(Command::new("gcc").arg("-print-multiarch"));
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/bpf/noop.bpf.c");
         run(Command::new("clang-19")
@@ -314,6 +316,14 @@ impl Lab {
             .arg(&source)
             .arg("-o")
             .arg(&object));
+        object
+    }
+
+    /// Attaches another tool's program (the benchmark's no-op classifier, compiled here with
+    /// clang-19) at a TCX hook of the sensor interface, first in line; it stays attached as
+    /// long as the returned handle lives.
+    pub fn attach_foreign(&self, ingress: bool) -> aya::Ebpf {
+        let object = self.foreign_object();
         let netns = self.sensor_netns_fd();
         std::thread::spawn(move || {
             // SAFETY: setns on a valid netns FD, on this thread only.

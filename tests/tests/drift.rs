@@ -321,6 +321,71 @@ fn kernel_state_changed_behind_the_daemons_back_is_found_and_repaired() {
     daemon.assert_alive();
 }
 
+#[test]
+fn a_foreign_xdp_program_ahead_of_palisade_is_reported_and_left_alone() {
+    let lab = Lab::new("driftxdp");
+    // The IP policy at TC: the interface's XDP hook is free for another tool.
+    let extra = "[drift]\ninterval_s = 0\n[ip]\nxdp_mode = \"tc\"\n";
+    let daemon = Daemon::start(&lab, &base_config(&lab, extra), &[]);
+    daemon.wait_healthy();
+    assert_eq!(check(&daemon).0, 0, "a fresh daemon is clean");
+    let object = lab.foreign_object();
+    let ip_link = |args: &[&str]| {
+        let out = lab
+            .sensor("ip")
+            .args(["link", "set", "dev", SENSOR_IF])
+            .args(args)
+            .output();
+        let out = out.expect("ip link");
+        assert!(out.status.success(), "{out:?}");
+    };
+    ip_link(&[
+        "xdpgeneric",
+        "obj",
+        object.to_str().expect("utf-8"),
+        "sec",
+        "xdp",
+    ]);
+    let net_show = || -> Value {
+        let out = lab
+            .sensor("bpftool")
+            .args(["-j", "net", "show", "dev", SENSOR_IF])
+            .output();
+        let out = out.expect("bpftool net show");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    };
+    let shown = net_show();
+    let id = shown[0]["xdp"][0]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the foreign XDP program is attached: {shown}"));
+    let object = format!("foreign program {id} on {SENSOR_IF}/xdp");
+    let (code, report) = check(&daemon);
+    assert_eq!(code, 1, "{report}");
+    let f = report["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["object"] == object.as_str()))
+        .unwrap_or_else(|| panic!("{object} not in {report}"));
+    assert_eq!(f["repaired"], false, "{f}");
+    assert!(
+        f["action"]
+            .as_str()
+            .is_some_and(|a| a.contains("never touched")),
+        "{f}"
+    );
+    assert!(
+        f["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("runs before Palisade's")),
+        "{f}"
+    );
+    // Left alone: still there after the check.
+    let shown = net_show();
+    assert_eq!(shown[0]["xdp"][0]["id"].as_u64(), Some(id), "{shown}");
+    ip_link(&["xdpgeneric", "off"]);
+    assert_eq!(check(&daemon).0, 0, "clean once it is gone");
+    daemon.assert_alive();
+}
+
 /// `value_size` of a pinned map.
 fn config_size(pin: &Path) -> usize {
     let v = bpftool(&["map", "show", "pinned", pin.to_str().expect("utf-8")]);

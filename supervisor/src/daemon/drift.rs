@@ -410,11 +410,11 @@ impl Daemon {
         vec![f]
     }
 
-    /// Programs of other tools at the TCX hooks of the interfaces Palisade watches: reported,
-    /// never touched. One that runs before Palisade's observer sees (and may drop or rewrite)
-    /// the packets first, which the finding says.
+    /// Programs of other tools at the TCX and XDP hooks of the interfaces Palisade watches:
+    /// reported, never touched. One that runs before Palisade's observer sees (and may drop
+    /// or rewrite) the packets first, which the finding says.
     fn check_foreign(&self) -> Vec<DriftFinding> {
-        let mut findings = Vec::new();
+        let mut findings = self.check_foreign_xdp();
         for iface in self.interfaces.iter().filter(|i| i.state == "attached") {
             for direction in ["ingress", "egress"] {
                 let ours: BTreeSet<u32> = iface
@@ -457,6 +457,41 @@ impl Daemon {
                     findings.push(f);
                 }
             }
+        }
+        findings
+    }
+
+    /// An XDP program on a watched interface that is not Palisade's (where the IP policy
+    /// runs at TC, or its XDP program is not the one attached): XDP runs before every TC
+    /// program, so it sees the packets before Palisade does.
+    fn check_foreign_xdp(&self) -> Vec<DriftFinding> {
+        let links = match crate::netlink::dump() {
+            Ok(l) => l,
+            Err(e) => {
+                let mut f = finding("hooks xdp", format!("cannot list the interfaces: {e}"));
+                f.action = "none".into();
+                return vec![f];
+            }
+        };
+        let mut findings = Vec::new();
+        for iface in self.interfaces.iter().filter(|i| i.state == "attached") {
+            let Some(link) = links.iter().find(|l| l.index == iface.ifindex) else {
+                continue;
+            };
+            let ours = iface
+                .attachments
+                .iter()
+                .any(|a| a.mode.starts_with("xdp") && a.program_id == link.xdp_prog);
+            if link.xdp_prog == 0 || ours {
+                continue;
+            }
+            let mut f = finding(
+                format!("foreign program {} on {}/xdp", link.xdp_prog, iface.name),
+                "attached by another tool at XDP; runs before Palisade's programs, so Palisade \
+                 sees only what it passes on",
+            );
+            f.action = REPORTED.into();
+            findings.push(f);
         }
         findings
     }

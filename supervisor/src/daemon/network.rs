@@ -575,6 +575,7 @@ mod tests {
             hatype: crate::interfaces::ARPHRD_ETHER,
             up,
             loopback: false,
+            xdp_prog: 0,
         }
     }
 
