@@ -421,3 +421,100 @@ fn a_worker_reporting_another_rule_set_is_resynced_then_restarted() {
         "{log}"
     );
 }
+
+/// `tc -j filter show dev pal0 HOOK` in the sensor namespace: the bpf filters' program names.
+fn clsact_filters(lab: &Lab, hook: &str) -> Vec<String> {
+    let out = lab
+        .sensor("tc")
+        .args(["-j", "filter", "show", "dev", SENSOR_IF, hook])
+        .output()
+        .expect("tc filter show");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(Vec::new()));
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["options"]["bpf_name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn clsact_filters_are_replaced_at_restart_put_back_and_removed_on_detach() {
+    let lab = Lab::new("clsact");
+    lab.start_dnsmasq();
+    let config = format!(
+        "tc_attach = \"clsact\"\n{}",
+        base_config(&lab, "[drift]\ninterval_s = 0\n[ip]\nxdp_mode = \"tc\"\n")
+    );
+    let observer = |hook: &str| {
+        clsact_filters(&lab, hook)
+            .into_iter()
+            .filter(|n| n.starts_with("pal_tc_"))
+            .collect::<Vec<_>>()
+    };
+    // One DNS query and its answer: exactly two DNS events (a second filter of the
+    // observer at a hook would record each message twice).
+    let dns_events = |daemon: &Daemon, name: &'static str| {
+        lab.dig(&[name, "A"]);
+        daemon.wait_event("the answer's event", Duration::from_secs(5), move |e| {
+            e["event_type"] == "dns" && e["dns"]["rrname"] == name && e["dns"]["type"] == "answer"
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        daemon
+            .events()
+            .iter()
+            .filter(|e| e["event_type"] == "dns" && e["dns"]["rrname"] == name)
+            .count()
+    };
+
+    let first = Daemon::start(&lab, &config, &[]);
+    first.wait_healthy();
+    let status = first.status_json().expect("status");
+    let modes: Vec<&str> = status["interfaces"][0]["attachments"]
+        .as_array()
+        .expect("attachments")
+        .iter()
+        .filter_map(|a| a["mode"].as_str())
+        .collect();
+    assert_eq!(modes, ["clsact"; 4], "{status}");
+    // In the order they run: the IP policy before the observer, as with TCX.
+    let ingress = ["pal_tc_block_ingress", "pal_tc_ingress"];
+    let egress = ["pal_tc_block_egress", "pal_tc_egress"];
+    assert_eq!(observer("ingress"), ingress);
+    assert_eq!(observer("egress"), egress);
+    assert_eq!(dns_events(&first, "one.example.test"), 2);
+    assert_eq!(check(&first).0, 0, "clean");
+    assert!(first.stop().success());
+    // The filters outlive the daemon (enforcement and capture go on)...
+    assert_eq!(observer("ingress"), ingress);
+
+    // ...and the next start replaces them instead of adding a second pair.
+    let second = Daemon::start(&lab, &config, &["--detach-on-exit"]);
+    second.wait_healthy();
+    assert_eq!(observer("ingress"), ingress);
+    assert_eq!(observer("egress"), egress);
+    assert_eq!(dns_events(&second, "two.example.test"), 2);
+
+    // Deleted behind the daemon's back: found and put back.
+    let out = lab
+        .sensor("tc")
+        .args(["filter", "del", "dev", SENSOR_IF, "ingress"])
+        .output()
+        .expect("tc filter del");
+    assert!(out.status.success(), "{out:?}");
+    assert!(observer("ingress").is_empty());
+    let (code, report) = check(&second);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        objects(&report)
+            .iter()
+            .any(|f| f.contains(&format!("filter {SENSOR_IF}/ingress"))
+                && f.ends_with("repaired=true")),
+        "{report}"
+    );
+    assert_eq!(observer("ingress"), ingress);
+    assert_eq!(dns_events(&second, "three.example.test"), 2);
+
+    // --detach-on-exit removes them.
+    assert!(second.stop().success());
+    assert!(observer("ingress").is_empty() && observer("egress").is_empty());
+}

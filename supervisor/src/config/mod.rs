@@ -75,6 +75,7 @@ struct RawConfig {
     #[serde(default)]
     interfaces: Vec<Spanned<String>>,
     capture: Option<Spanned<String>>,
+    tc_attach: Option<Spanned<String>>,
     #[serde(default)]
     paths: RawPaths,
     #[serde(default)]
@@ -178,6 +179,8 @@ pub struct Config {
     pub interfaces: Vec<String>,
     /// `capture`: eBPF programs, AF_PACKET sockets, or eBPF with AF_PACKET as fallback.
     pub capture: CaptureMode,
+    /// `tc_attach`: how the TC observer is attached.
+    pub tc_attach: crate::ebpf::attach::TcAttach,
     /// Control socket path.
     pub control_socket: PathBuf,
     /// bpffs pin root.
@@ -278,6 +281,19 @@ impl Config {
                 }
             },
         };
+        let tc_attach = match raw.tc_attach {
+            None => crate::ebpf::attach::TcAttach::default(),
+            Some(v) => match crate::ebpf::attach::TcAttach::from_name(v.get_ref()) {
+                Some(m) => m,
+                None => {
+                    return c.invalid(
+                        "tc_attach",
+                        v.span(),
+                        format!("{:?} is not \"auto\", \"tcx\" or \"clsact\"", v.get_ref()),
+                    );
+                }
+            },
+        };
         // Sections in this order: with several errors, the first one reported stays the same.
         let dns = dns::parse(&c, raw.dns)?;
         let flow = flow::parse(&c, raw.flow)?;
@@ -290,6 +306,7 @@ impl Config {
         Ok(Self {
             interfaces,
             capture,
+            tc_attach,
             control_socket: c.abs_path(
                 "paths.control_socket",
                 raw.paths.control_socket,
@@ -369,6 +386,14 @@ mod tests {
         );
         // The packaged file documents the key and keeps the default.
         assert!(EMBEDDED_DEFAULT.contains("# capture = \"ebpf\""));
+        let tc = |t: &str| Config::parse("t.toml", t).map(|c| c.tc_attach);
+        assert_eq!(tc("").expect("valid"), crate::ebpf::attach::TcAttach::Auto);
+        assert_eq!(
+            tc("tc_attach = \"clsact\"\n").expect("valid"),
+            crate::ebpf::attach::TcAttach::Clsact
+        );
+        assert!(tc("tc_attach = \"ingress\"\n").is_err());
+        assert!(EMBEDDED_DEFAULT.contains("# tc_attach = \"auto\""));
         assert_eq!(parse(EMBEDDED_DEFAULT), CaptureMode::Ebpf);
     }
 

@@ -31,7 +31,7 @@ use palisade_abi::{
     MAP_GUARD_CONFIG, MAP_IP_CONFIG, MAP_TRACE_CONFIG, PINNED_MAPS,
 };
 use palisade_ebpf::maps::{Digest, digest, map_facts, pin, read_slot0, write_slot0};
-use palisade_ipc::messages::{DriftFinding, DriftStatus, WorkerKind};
+use palisade_ipc::messages::{DriftFinding, DriftStatus, InterfaceStatus, WorkerKind};
 
 use super::Daemon;
 use crate::{
@@ -139,6 +139,7 @@ impl Daemon {
         let mut findings = Vec::new();
         if let (Some(mut loaded), Some(pins)) = (self.loaded.take(), self.pins.take()) {
             findings.extend(self.check_links(&mut loaded, &pins));
+            findings.extend(self.check_clsact(&mut loaded, &pins));
             findings.extend(self.check_map_pins(&loaded, &pins));
             findings.extend(self.check_dns_map(&loaded));
             findings.extend(self.check_ip_tries(&loaded));
@@ -415,7 +416,8 @@ impl Daemon {
     /// or rewrite) the packets first, which the finding says.
     fn check_foreign(&self) -> Vec<DriftFinding> {
         let mut findings = self.check_foreign_xdp();
-        for iface in self.interfaces.iter().filter(|i| i.state == "attached") {
+        findings.extend(self.check_foreign_clsact());
+        for iface in self.watched() {
             for direction in ["ingress", "egress"] {
                 let ours: BTreeSet<u32> = iface
                     .attachments
@@ -461,6 +463,13 @@ impl Daemon {
         findings
     }
 
+    /// The interfaces with at least one of Palisade's programs attached (also those whose
+    /// status is an error because another hook failed, such as the IP policy's TC egress
+    /// hook without TCX).
+    fn watched(&self) -> impl Iterator<Item = &InterfaceStatus> {
+        self.interfaces.iter().filter(|i| !i.attachments.is_empty())
+    }
+
     /// An XDP program on a watched interface that is not Palisade's (where the IP policy
     /// runs at TC, or its XDP program is not the one attached): XDP runs before every TC
     /// program, so it sees the packets before Palisade does.
@@ -474,7 +483,7 @@ impl Daemon {
             }
         };
         let mut findings = Vec::new();
-        for iface in self.interfaces.iter().filter(|i| i.state == "attached") {
+        for iface in self.watched() {
             let Some(link) = links.iter().find(|l| l.index == iface.ifindex) else {
                 continue;
             };
@@ -492,6 +501,83 @@ impl Daemon {
             );
             f.action = REPORTED.into();
             findings.push(f);
+        }
+        findings
+    }
+
+    /// clsact hooks (kernels without TCX, `tc_attach = "clsact"`): other tools' bpf filters
+    /// there, reported like TCX programs, in the order they run.
+    fn check_foreign_clsact(&self) -> Vec<DriftFinding> {
+        let mut findings = Vec::new();
+        for iface in self.watched() {
+            for direction in ["ingress", "egress"] {
+                let ours: BTreeSet<u32> = iface
+                    .attachments
+                    .iter()
+                    .filter(|a| a.mode == "clsact" && a.direction == direction)
+                    .map(|a| a.program_id)
+                    .collect();
+                if ours.is_empty() {
+                    continue;
+                }
+                let Ok(filters) =
+                    crate::ebpf::clsact::filters(iface.ifindex, direction == "ingress")
+                else {
+                    continue; // check_clsact says why
+                };
+                let first_ours = filters.iter().position(|f| ours.contains(&f.prog_id));
+                for (at, f) in filters
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| !ours.contains(&f.prog_id))
+                {
+                    let before = first_ours.is_some_and(|p| at < p);
+                    let mut finding = finding(
+                        format!(
+                            "foreign program {} on {}/{direction}",
+                            f.prog_id, iface.name
+                        ),
+                        if before {
+                            "a clsact filter of another tool; runs before Palisade's, so Palisade \
+                             sees only what it passes on"
+                        } else {
+                            "a clsact filter of another tool; runs after Palisade's"
+                        },
+                    );
+                    finding.action = REPORTED.into();
+                    findings.push(finding);
+                }
+            }
+        }
+        findings
+    }
+
+    /// The observer's clsact filters (not links: nothing pinned tells they went): each one
+    /// this daemon attached is still at its hook, else the interface is attached again.
+    fn check_clsact(&mut self, loaded: &mut Loaded, pins: &PinTree) -> Vec<DriftFinding> {
+        let mut findings = Vec::new();
+        let mut reattach: BTreeSet<String> = BTreeSet::new();
+        for iface in self.watched() {
+            for a in iface.attachments.iter().filter(|a| a.mode == "clsact") {
+                let present = crate::ebpf::clsact::filters(iface.ifindex, a.direction == "ingress")
+                    .is_ok_and(|f| f.iter().any(|f| f.prog_id == a.program_id));
+                if !present {
+                    findings.push(finding(
+                        format!("filter {}/{}", iface.name, a.direction),
+                        "its clsact filter is gone (tc filter del, or the qdisc deleted)",
+                    ));
+                    reattach.insert(iface.name.clone());
+                }
+            }
+        }
+        for ifname in reattach {
+            let result = self.reattach(&ifname, loaded, pins);
+            for f in findings
+                .iter_mut()
+                .filter(|f| f.object.starts_with(&format!("filter {ifname}/")))
+            {
+                outcome(f, result.clone());
+            }
         }
         findings
     }

@@ -210,6 +210,19 @@ impl Daemon {
             return; // AF_PACKET: the flow worker ends its own flows when it stops
         };
         std::mem::take(&mut self.links).detach_all();
+        // clsact filters are not links: removed by name.
+        for iface in &self.interfaces {
+            for a in iface.attachments.iter().filter(|a| a.mode == "clsact") {
+                if let Err(e) = crate::ebpf::clsact::remove_ours(
+                    &iface.name,
+                    iface.ifindex,
+                    a.direction == "ingress",
+                    &a.program,
+                ) {
+                    tracing::error!(interface = %iface.name, direction = %a.direction, error = %e, "removing a clsact filter");
+                }
+            }
+        }
         tracing::info!("programs detached (--detach-on-exit)");
         let deadline = Instant::now() + FLOW_END_BUDGET;
         match crate::flows::end_all(loaded, deadline) {

@@ -87,6 +87,7 @@ impl Daemon {
         let mut restart_needed = Vec::new();
         for (changed, key) in [
             (old.capture != config.capture, "capture"),
+            (old.tc_attach != config.tc_attach, "tc_attach"),
             (
                 old.control_socket != config.control_socket,
                 "paths.control_socket",

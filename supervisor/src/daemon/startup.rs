@@ -186,6 +186,7 @@ struct Kernel {
 
 /// The second phase's kernel side: pins, load, policy, flow table, attach.
 fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Kernel, DaemonError> {
+    crate::ebpf::attach::set_tc_attach(cfg.tc_attach);
     let pins = PinTree::open(&cfg.pin_root)?;
     let mut loaded = Loaded::load(&pins)?;
     // Policy before traffic is attached: validated lists, swapped in whole.

@@ -16,11 +16,48 @@ use palisade_ipc::messages::{Attachment, DriftFinding, InterfaceStatus};
 
 use super::{loader::Loaded, pin::PinTree};
 
-/// TCX needs Linux 6.6; older kernels get clsact via netlink.
+/// `tc_attach`: how the TC observer is attached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TcAttach {
+    /// TCX links on Linux 6.6 and later, clsact filters before.
+    #[default]
+    Auto,
+    /// TCX links (Linux 6.6 and later).
+    Tcx,
+    /// clsact filters over netlink, whatever the kernel (beside tools that manage clsact).
+    Clsact,
+}
+
+impl TcAttach {
+    /// Parses the configuration's spelling.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "tcx" => Some(Self::Tcx),
+            "clsact" => Some(Self::Clsact),
+            _ => None,
+        }
+    }
+}
+
+/// The choice in force, set once at start ([`set_tc_attach`]).
+static TC_ATTACH: std::sync::OnceLock<TcAttach> = std::sync::OnceLock::new();
+
+/// Sets the daemon's choice, at start (a reload does not change it).
+pub fn set_tc_attach(choice: TcAttach) {
+    let _ = TC_ATTACH.set(choice);
+}
+
+/// Whether TC programs are attached as TCX links (else clsact filters): `tc_attach`, and
+/// for `auto` the kernel (TCX needs Linux 6.6).
 pub(super) fn has_tcx() -> bool {
-    aya::util::KernelVersion::current()
-        .map(|v| v.code() >= 0x06_06_00)
-        .unwrap_or(false)
+    match TC_ATTACH.get().copied().unwrap_or_default() {
+        TcAttach::Tcx => true,
+        TcAttach::Clsact => false,
+        TcAttach::Auto => aya::util::KernelVersion::current()
+            .map(|v| v.code() >= 0x06_06_00)
+            .unwrap_or(false),
+    }
 }
 
 /// Attachment errors.
@@ -230,17 +267,15 @@ impl Links {
             let _ = std::fs::remove_file(&path);
         }
         if !has_tcx() {
-            // clsact: the filter lives as long as the qdisc; not pinnable.
-            if let Err(e) = tc::qdisc_add_clsact(ifname) {
-                tracing::debug!(interface = ifname, error = %e, "clsact qdisc (may already exist)");
-            }
-        }
-        let id = prog.attach(ifname, hook.attach_type).map_err(attach_err)?;
-        let program_id = prog.info().map(|i| i.id()).unwrap_or(0);
-        if !has_tcx() {
-            // Detaching on drop would remove it; keep it for the process life.
-            let link = prog.take_link(id).map_err(attach_err)?;
-            std::mem::forget(link);
+            // clsact: not a link, not pinnable (super::clsact).
+            let program_id = super::clsact::attach(
+                prog,
+                ifname,
+                ifindex,
+                hook.direction == "ingress",
+                hook.program,
+            )
+            .map_err(attach_err)?;
             return Ok(Attachment {
                 direction: hook.direction.to_owned(),
                 program: hook.program.to_owned(),
@@ -250,6 +285,14 @@ impl Links {
                 adopted: false,
             });
         }
+        let id = prog
+            .attach_with_options(
+                ifname,
+                hook.attach_type,
+                tc::TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default()),
+            )
+            .map_err(attach_err)?;
+        let program_id = prog.info().map(|i| i.id()).unwrap_or(0);
         let link = prog.take_link(id).map_err(attach_err)?;
         let fd_link: FdLink = link.try_into().map_err(|source| AttachError::Link {
             ifname: ifname.to_owned(),

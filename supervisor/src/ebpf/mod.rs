@@ -3,6 +3,7 @@
 //! calls BPF_PROG_LOAD, creates maps, attaches or pins (invariant 1).
 
 pub mod attach;
+pub mod clsact;
 pub mod counters;
 pub mod loader;
 pub mod maps;

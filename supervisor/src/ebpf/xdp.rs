@@ -196,9 +196,6 @@ pub enum XdpAttachError {
         #[source]
         source: aya::programs::links::LinkError,
     },
-    /// TC hooks of the IP policy need TCX (ordering before the observer).
-    #[error("{ifname}: the IP policy's TC hook needs TCX (Linux >= 6.6)")]
-    NoTcx { ifname: String },
     /// Pinning failed.
     #[error("pinning link {path} (BPF_OBJ_PIN)")]
     Pin {
@@ -333,9 +330,29 @@ impl Links {
             .and_then(|p| p.info().ok())
             .map(|i| i.id())
             .ok_or(XdpAttachError::Program(hook.program()))?;
-        if hook.tc_hook().is_some() && !has_tcx() {
-            return Err(XdpAttachError::NoTcx {
-                ifname: ifname.to_owned(),
+        if let Some(tc_hook) = hook.tc_hook().filter(|_| !has_tcx()) {
+            // clsact (super::clsact). The observer is attached first, so this filter,
+            // added ahead of those present, runs before it, as TCX's first place does.
+            let prog: &mut SchedClassifier = loaded
+                .ebpf
+                .program_mut(hook.program())
+                .and_then(|p| p.try_into().ok())
+                .ok_or(XdpAttachError::Program(hook.program()))?;
+            let program_id = super::clsact::attach(
+                prog,
+                ifname,
+                ifindex,
+                tc_hook.direction == "ingress",
+                hook.program(),
+            )
+            .map_err(attach_err)?;
+            return Ok(Attachment {
+                direction: hook.direction().to_owned(),
+                program: hook.program().to_owned(),
+                program_id,
+                link_id: 0,
+                mode: "clsact".to_owned(),
+                adopted: false,
             });
         }
         let mut attachment = Attachment {
