@@ -515,6 +515,29 @@ fn clsact_filters_are_replaced_at_restart_put_back_and_removed_on_detach() {
     assert_eq!(dns_events(&second, "three.example.test"), 2);
 
     // --detach-on-exit removes them.
+    let control = second.control.clone();
     assert!(second.stop().success());
+    assert!(observer("ingress").is_empty() && observer("egress").is_empty());
+
+    // So does `palisade cleanup`, after a daemon that left them.
+    let third = Daemon::start(&lab, &config, &[]);
+    third.wait_healthy();
+    assert!(third.stop().success());
+    assert_eq!(observer("ingress"), ingress);
+    // In the sensor's network namespace only (`ip netns exec` would bring a bpffs of its own).
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.sensor_ns))
+        .arg(palisade_tests::bin("palisade"))
+        .arg("cleanup")
+        .arg("--pin-root")
+        .arg(&lab.pin_root)
+        .arg("--control-socket")
+        .arg(&control)
+        .arg("--json")
+        .output()
+        .expect("palisade cleanup");
+    assert!(out.status.success(), "{out:?}");
+    let cleaned: Value = serde_json::from_slice(&out.stdout).expect("cleanup --json");
+    assert_eq!(cleaned["clsact_filters_removed"], 4, "{cleaned}");
     assert!(observer("ingress").is_empty() && observer("egress").is_empty());
 }

@@ -23,7 +23,8 @@ pub struct Args {
     pin_root: Option<PathBuf>,
     #[command(flatten)]
     control: ControlArgs,
-    /// Print the result as JSON: {"pin_root", "removed": [PATH...], "open_flows_discarded"}.
+    /// Print the result as JSON: {"pin_root", "removed": [PATH...], "open_flows_discarded",
+    /// "clsact_filters_removed"}.
     #[arg(long)]
     json: bool,
 }
@@ -35,6 +36,8 @@ struct Cleaned {
     /// Flows the removed tables still held. No daemon runs (cleanup refuses otherwise), so
     /// no worker could write their end records: they are counted here instead.
     open_flows_discarded: u64,
+    /// Palisade's clsact filters removed (kernels without TCX, `tc_attach = "clsact"`).
+    clsact_filters_removed: usize,
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -78,19 +81,31 @@ pub fn main(args: Args) -> ExitCode {
                 .sum()
         })
         .unwrap_or(0);
+    // clsact filters are not pinned: found by name on every interface.
+    let clsact_filters_removed = match crate::ebpf::clsact::remove_everywhere() {
+        Ok(n) => n,
+        Err(e) => {
+            return Failure::failed(format!("removing Palisade's clsact filters: {e}"))
+                .report(args.json);
+        }
+    };
     match pin::remove_all(&pin_root) {
         Ok(removed) if args.json => super::print_json(&Cleaned {
             pin_root,
             removed,
             open_flows_discarded,
+            clsact_filters_removed,
         }),
-        Ok(removed) if removed.is_empty() => {
+        Ok(removed) if removed.is_empty() && clsact_filters_removed == 0 => {
             println!("nothing pinned below {}", pin_root.display());
             ExitCode::SUCCESS
         }
         Ok(removed) => {
             for r in removed {
                 println!("removed {}", r.display());
+            }
+            if clsact_filters_removed > 0 {
+                println!("removed {clsact_filters_removed} clsact filter(s)");
             }
             if open_flows_discarded > 0 {
                 println!(

@@ -221,3 +221,29 @@ pub fn remove_ours(ifname: &str, ifindex: u32, ingress: bool, name: &str) -> io:
     }
     Ok(removed)
 }
+
+/// The program names Palisade attaches as clsact filters.
+const OURS: [&str; 4] = [
+    palisade_abi::PROG_TC_INGRESS,
+    palisade_abi::PROG_TC_EGRESS,
+    palisade_abi::PROG_TC_BLOCK_INGRESS,
+    palisade_abi::PROG_TC_BLOCK_EGRESS,
+];
+
+/// `palisade cleanup`: removes Palisade's clsact filters from every interface of this network
+/// namespace (interfaces without a clsact qdisc have none). Returns how many went.
+pub fn remove_everywhere() -> io::Result<usize> {
+    let mut removed = 0;
+    for link in crate::netlink::dump()? {
+        for ingress in [true, false] {
+            let Ok(found) = filters(link.index, ingress) else {
+                continue; // no clsact qdisc there
+            };
+            for f in found.iter().filter(|f| OURS.contains(&f.name.as_str())) {
+                remove(&link.name, ingress, f)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
