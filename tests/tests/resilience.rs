@@ -501,9 +501,12 @@ fn a_log_flood_is_a_violation() {
         Duration::from_secs(10),
         "the flooding worker killed",
         || {
+            // The violation is counted when the worker is killed, its exit when it is reaped:
+            // both, so that a loaded machine's turn between the two does not matter.
             let w = &daemon.workers()["tls"];
             (w["violations"].as_u64() >= Some(1))
                 .then(|| w["last_exit"].as_str().unwrap_or_default().to_owned())
+                .filter(|exit| !exit.is_empty())
         },
     );
     assert!(exit.contains("Log flood"), "{exit}");
