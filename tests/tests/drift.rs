@@ -57,6 +57,19 @@ fn check(daemon: &Daemon) -> (i32, Value) {
     (out.status.code().unwrap_or(-1), report)
 }
 
+/// `object` is in the check's findings as another tool's program, left alone, running
+/// before Palisade's.
+fn assert_reported_before(report: &Value, object: &str) {
+    let f = report["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["object"] == object))
+        .unwrap_or_else(|| panic!("{object} not in {report}"));
+    assert_eq!(f["repaired"], false, "{f}");
+    let text = |key: &str| f[key].as_str().unwrap_or_default().to_owned();
+    assert!(text("action").contains("never touched"), "{f}");
+    assert!(text("problem").contains("runs before Palisade's"), "{f}");
+}
+
 fn objects(report: &Value) -> Vec<String> {
     report["findings"]
         .as_array()
@@ -271,23 +284,7 @@ fn kernel_state_changed_behind_the_daemons_back_is_found_and_repaired() {
     for _ in 0..2 {
         let (code, report) = check(&daemon);
         assert_eq!(code, 1, "{report}");
-        let f = report["findings"]
-            .as_array()
-            .and_then(|f| f.iter().find(|f| f["object"] == object.as_str()))
-            .unwrap_or_else(|| panic!("{object} not in {report}"));
-        assert_eq!(f["repaired"], false, "{f}");
-        assert!(
-            f["action"]
-                .as_str()
-                .is_some_and(|a| a.contains("never touched")),
-            "{f}"
-        );
-        assert!(
-            f["problem"]
-                .as_str()
-                .is_some_and(|p| p.contains("runs before Palisade's")),
-            "{f}"
-        );
+        assert_reported_before(&report, &object);
         assert_eq!(
             report["findings"].as_array().map(Vec::len),
             Some(1),
@@ -361,23 +358,7 @@ fn a_foreign_xdp_program_ahead_of_palisade_is_reported_and_left_alone() {
     let object = format!("foreign program {id} on {SENSOR_IF}/xdp");
     let (code, report) = check(&daemon);
     assert_eq!(code, 1, "{report}");
-    let f = report["findings"]
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["object"] == object.as_str()))
-        .unwrap_or_else(|| panic!("{object} not in {report}"));
-    assert_eq!(f["repaired"], false, "{f}");
-    assert!(
-        f["action"]
-            .as_str()
-            .is_some_and(|a| a.contains("never touched")),
-        "{f}"
-    );
-    assert!(
-        f["problem"]
-            .as_str()
-            .is_some_and(|p| p.contains("runs before Palisade's")),
-        "{f}"
-    );
+    assert_reported_before(&report, &object);
     // Left alone: still there after the check.
     let shown = net_show();
     assert_eq!(shown[0]["xdp"][0]["id"].as_u64(), Some(id), "{shown}");

@@ -411,52 +411,69 @@ impl Daemon {
         vec![f]
     }
 
-    /// Programs of other tools at the TCX and XDP hooks of the interfaces Palisade watches:
-    /// reported, never touched. One that runs before Palisade's observer sees (and may drop
-    /// or rewrite) the packets first, which the finding says.
+    /// Programs of other tools at the TC hooks (TCX, or clsact without it) and the XDP hook
+    /// of the interfaces Palisade watches: reported, never touched. One that runs before
+    /// Palisade's observer sees (and may drop or rewrite) the packets first, which the
+    /// finding says.
     fn check_foreign(&self) -> Vec<DriftFinding> {
         let mut findings = self.check_foreign_xdp();
-        findings.extend(self.check_foreign_clsact());
         for iface in self.watched() {
             for direction in ["ingress", "egress"] {
-                let ours: BTreeSet<u32> = iface
-                    .attachments
-                    .iter()
-                    .filter(|a| a.mode == "tcx" && a.direction == direction)
-                    .map(|a| a.program_id)
-                    .collect();
-                if ours.is_empty() {
-                    continue;
-                }
-                let ids = match palisade_ebpf::links::tcx_program_ids(
-                    iface.ifindex,
-                    direction == "ingress",
-                ) {
-                    Ok(ids) => ids,
-                    Err(e) => {
-                        let mut f = finding(
-                            format!("hook {}/{direction}", iface.name),
-                            format!("cannot list its programs: {e}"),
-                        );
-                        f.action = "none".into();
-                        findings.push(f);
+                let ingress = direction == "ingress";
+                for mode in ["tcx", "clsact"] {
+                    let ours: BTreeSet<u32> = iface
+                        .attachments
+                        .iter()
+                        .filter(|a| a.mode == mode && a.direction == direction)
+                        .map(|a| a.program_id)
+                        .collect();
+                    if ours.is_empty() {
                         continue;
                     }
-                };
-                let first_ours = ids.iter().position(|id| ours.contains(id));
-                for (at, id) in ids.iter().enumerate().filter(|(_, id)| !ours.contains(id)) {
-                    let before = first_ours.is_some_and(|p| at < p);
-                    let mut f = finding(
-                        format!("foreign program {id} on {}/{direction}", iface.name),
-                        if before {
-                            "attached by another tool; runs before Palisade's, so Palisade sees \
-                             only what it passes on"
-                        } else {
-                            "attached by another tool; runs after Palisade's"
-                        },
-                    );
-                    f.action = REPORTED.into();
-                    findings.push(f);
+                    // Every program at the hook, in the order they run.
+                    let listed = if mode == "tcx" {
+                        palisade_ebpf::links::tcx_program_ids(iface.ifindex, ingress)
+                            .map_err(|e| e.to_string())
+                    } else {
+                        crate::ebpf::clsact::filters(iface.ifindex, ingress)
+                            .map(|f| f.into_iter().map(|f| f.prog_id).collect())
+                            .map_err(|e| e.to_string())
+                    };
+                    let ids: Vec<u32> = match listed {
+                        Ok(ids) => ids,
+                        Err(e) => {
+                            let mut f = finding(
+                                format!("hook {}/{direction}", iface.name),
+                                format!("cannot list its programs: {e}"),
+                            );
+                            f.action = "none".into();
+                            findings.push(f);
+                            continue;
+                        }
+                    };
+                    let first_ours = ids.iter().position(|id| ours.contains(id));
+                    for (at, id) in ids.iter().enumerate().filter(|(_, id)| !ours.contains(id)) {
+                        let before = first_ours.is_some_and(|p| at < p);
+                        let mut f = finding(
+                            format!("foreign program {id} on {}/{direction}", iface.name),
+                            format!(
+                                "attached by another tool{}; runs {} Palisade's{}",
+                                if mode == "clsact" {
+                                    " (a clsact filter)"
+                                } else {
+                                    ""
+                                },
+                                if before { "before" } else { "after" },
+                                if before {
+                                    ", so Palisade sees only what it passes on"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        );
+                        f.action = REPORTED.into();
+                        findings.push(f);
+                    }
                 }
             }
         }
@@ -501,53 +518,6 @@ impl Daemon {
             );
             f.action = REPORTED.into();
             findings.push(f);
-        }
-        findings
-    }
-
-    /// clsact hooks (kernels without TCX, `tc_attach = "clsact"`): other tools' bpf filters
-    /// there, reported like TCX programs, in the order they run.
-    fn check_foreign_clsact(&self) -> Vec<DriftFinding> {
-        let mut findings = Vec::new();
-        for iface in self.watched() {
-            for direction in ["ingress", "egress"] {
-                let ours: BTreeSet<u32> = iface
-                    .attachments
-                    .iter()
-                    .filter(|a| a.mode == "clsact" && a.direction == direction)
-                    .map(|a| a.program_id)
-                    .collect();
-                if ours.is_empty() {
-                    continue;
-                }
-                let Ok(filters) =
-                    crate::ebpf::clsact::filters(iface.ifindex, direction == "ingress")
-                else {
-                    continue; // check_clsact says why
-                };
-                let first_ours = filters.iter().position(|f| ours.contains(&f.prog_id));
-                for (at, f) in filters
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| !ours.contains(&f.prog_id))
-                {
-                    let before = first_ours.is_some_and(|p| at < p);
-                    let mut finding = finding(
-                        format!(
-                            "foreign program {} on {}/{direction}",
-                            f.prog_id, iface.name
-                        ),
-                        if before {
-                            "a clsact filter of another tool; runs before Palisade's, so Palisade \
-                             sees only what it passes on"
-                        } else {
-                            "a clsact filter of another tool; runs after Palisade's"
-                        },
-                    );
-                    finding.action = REPORTED.into();
-                    findings.push(finding);
-                }
-            }
         }
         findings
     }
