@@ -415,8 +415,9 @@ pub const TRACE_DURATION_DEFAULT_S: u32 = 30;
 pub const TRACE_EVENTS_PER_POLL: u32 = 200;
 
 /// [`ControlRequest::TraceStart`]: which packets to trace, and for how long. Every field that
-/// is set must match.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+/// is set must match. `Default` is no trace at all (`duration_s` 0), as reports before the
+/// first trace show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceFilter {
     /// An IPv4 or IPv6 address at either end.
@@ -437,8 +438,9 @@ fn trace_duration_default() -> u32 {
     TRACE_DURATION_DEFAULT_S
 }
 
-/// [`ControlResponse::Trace`]: a trace's state and a batch of its events.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+/// [`ControlResponse::Trace`]: a trace's state and a batch of its events (`Default`: before
+/// the first trace).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct TraceReport {
     /// The kernel is tracing (false once it ended, and before the first trace: then
     /// `ended` is absent and `duration_s` 0).

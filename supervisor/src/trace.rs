@@ -256,21 +256,7 @@ impl Tracer {
 
     fn report(&self, after: u64) -> TraceReport {
         let Some(s) = &self.session else {
-            return TraceReport {
-                active: false,
-                filter: TraceFilter {
-                    host: None,
-                    proto: None,
-                    port: None,
-                    duration_s: 0,
-                },
-                remaining_ms: 0,
-                ended: None,
-                events: Vec::new(),
-                next: 0,
-                kernel_lost: 0,
-                buffer_lost: 0,
-            };
+            return TraceReport::default();
         };
         let events: Vec<TraceEventInfo> = s
             .events
