@@ -116,6 +116,20 @@ impl Rogue {
                 .contains(port)
                 .then_some(())
         });
+        if port == ":547 " {
+            // dnsmasq joins the All_DHCP_Relay_Agents_and_Servers group after binding its
+            // socket: a SOLICIT sent before that never reaches it (no ADVERTISE to block).
+            wait_for(Duration::from_secs(5), "the rogue in ff02::1:2", || {
+                let out = self
+                    .cmd("ip")
+                    .args(["-6", "maddr", "show", "dev", ROGUE_IF])
+                    .output()
+                    .expect("ip");
+                String::from_utf8_lossy(&out.stdout)
+                    .contains("ff02::1:2")
+                    .then_some(())
+            });
+        }
     }
 
     /// Waits until the rogue's link-local address has passed duplicate address detection
