@@ -29,7 +29,7 @@ pub use records::{
     CaptureConfig, DnsConfig, DnsLearned, DnsRule, FlowBlock, FlowConfig, FlowEndArgs, FlowKey,
     FlowRecord, FlowSweep, FlowValue, GuardConfig, GuardKey, GuardSource, GuardSourceKey, Ip4Key,
     Ip6Key, IpBlockRecord, IpConfig, IpRule, RecordError, RecordHeader, RuleKind, TlsConn, TlsSeg,
-    TraceConfig, TraceEvent,
+    TraceConfig, TraceEvent, flow_record,
 };
 
 /// The C-side layout facts and constants of records.h, printed by the host probe of `build.rs`.

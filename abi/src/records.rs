@@ -413,6 +413,67 @@ record_struct! {
     }
 }
 
+/// A whole flow record (header and [`FlowRecord`]) of `kind` (`KIND_FLOW_*`) made from a
+/// flow table entry alone at `now_ns`, exactly as `emit_flow()` (flows.bpf.h) makes it: the
+/// header oriented client -> server, with the flow's first interface, direction and VLAN.
+/// For tools that end flows without the kernel program (`palisade cleanup`, replay).
+pub fn flow_record(
+    key: &FlowKey,
+    val: &FlowValue,
+    kind: u16,
+    reason: u8,
+    now_ns: u64,
+) -> [u8; RecordHeader::SIZE + FlowRecord::SIZE] {
+    use crate::consts::{FLAG_VLAN, FLOW_F_SEEDED, FLOW_F_VLAN};
+    let vlan = val.flags & FLOW_F_VLAN != 0;
+    let ((src, sport), (dst, dport)) = if val.client_is_lo != 0 {
+        ((key.addr_lo, key.port_lo), (key.addr_hi, key.port_hi))
+    } else {
+        ((key.addr_hi, key.port_hi), (key.addr_lo, key.port_lo))
+    };
+    let hdr = RecordHeader {
+        kind,
+        ifindex: val.ifindex,
+        ts_boot_ns: now_ns,
+        direction: val.direction,
+        ip_version: key.ip_version,
+        l4_proto: key.l4_proto,
+        flags: if vlan { FLAG_VLAN } else { 0 },
+        vlan_id: if vlan { val.vlan_id } else { 0 },
+        src_port: sport,
+        dst_port: dport,
+        src_mac: val.client_mac,
+        dst_mac: val.server_mac,
+        src_addr: src,
+        dst_addr: dst,
+        flow_start_ns: val.first_seen_ns,
+        // FlowRecord::SIZE is 80: the cast cannot truncate.
+        ..RecordHeader::new(Kind::FlowStart, FlowRecord::SIZE as u32)
+    };
+    let rec = FlowRecord {
+        first_seen_ns: val.first_seen_ns,
+        last_seen_ns: val.last_seen_ns,
+        pkts_toserver: val.pkts[0],
+        pkts_toclient: val.pkts[1],
+        bytes_toserver: val.bytes[0],
+        bytes_toclient: val.bytes[1],
+        payload_bytes_toserver: val.payload_bytes[0],
+        payload_bytes_toclient: val.payload_bytes[1],
+        tcp_flags_toserver: val.tcp_flags[0],
+        tcp_flags_toclient: val.tcp_flags[1],
+        end_reason: reason,
+        flags: val.flags & FLOW_F_SEEDED,
+        icmp_type: val.icmp_type,
+        icmp_code: val.icmp_code,
+        _pad: [0; 2],
+    };
+    let mut out = [0u8; RecordHeader::SIZE + FlowRecord::SIZE];
+    let (h, r) = out.split_at_mut(RecordHeader::SIZE);
+    h.copy_from_slice(&hdr.to_bytes());
+    r.copy_from_slice(&rec.to_bytes());
+    out
+}
+
 record_struct! {
     /// `struct pal_flow_config`: slot 0 of `pal_flow_config`, written by the supervisor.
     pub struct FlowConfig {

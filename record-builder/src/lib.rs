@@ -16,7 +16,7 @@ mod tls;
 
 use palisade_abi::{
     CAP_ARP, CAP_DHCP, CAP_DNS, CAP_ICMP6, CAP_QUIC, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN,
-    FLOW_REASON_FIN, FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowRecord, KIND_ARP,
+    FLOW_REASON_FIN, FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FlowKey, FlowValue, KIND_ARP,
     KIND_DHCP, KIND_DNS, KIND_FLOW_END, KIND_FLOW_START, KIND_FLOW_UPDATE, KIND_ND, KIND_QUIC,
     KIND_RA, QUIC_MIN_DATAGRAM, QUIC_V1, QUIC_V2, RecordHeader,
 };
@@ -696,50 +696,39 @@ impl Builder {
         if !self.kinds.flow {
             return;
         }
-        let vlan = val.flags & FLOW_F_VLAN != 0;
-        let (src, dst) = if val.client_is_lo {
-            ((key.addr_lo, key.port_lo), (key.addr_hi, key.port_hi))
-        } else {
-            ((key.addr_hi, key.port_hi), (key.addr_lo, key.port_lo))
-        };
-        let len = FlowRecord::SIZE as u32;
-        let hdr = RecordHeader {
-            kind,
-            ifindex: val.ifindex,
-            ts_boot_ns: now_ns,
-            direction: val.direction,
-            ip_version: key.ip_version,
+        let key = FlowKey {
+            addr_lo: key.addr_lo,
+            addr_hi: key.addr_hi,
+            port_lo: key.port_lo,
+            port_hi: key.port_hi,
             l4_proto: key.l4_proto,
-            flags: if vlan { FLAG_VLAN } else { 0 },
-            vlan_id: if vlan { val.vlan_id } else { 0 },
-            src_port: src.1,
-            dst_port: dst.1,
-            src_mac: val.client_mac,
-            dst_mac: val.server_mac,
-            src_addr: src.0,
-            dst_addr: dst.0,
-            flow_start_ns: val.first_seen_ns,
-            ..RecordHeader::new(palisade_abi::Kind::FlowStart, len)
+            ip_version: key.ip_version,
+            _pad: 0,
         };
-        let rec = FlowRecord {
+        let val = FlowValue {
             first_seen_ns: val.first_seen_ns,
             last_seen_ns: val.last_seen_ns,
-            pkts_toserver: val.pkts[0],
-            pkts_toclient: val.pkts[1],
-            bytes_toserver: val.bytes[0],
-            bytes_toclient: val.bytes[1],
-            payload_bytes_toserver: val.payload_bytes[0],
-            payload_bytes_toclient: val.payload_bytes[1],
-            tcp_flags_toserver: val.tcp_flags[0],
-            tcp_flags_toclient: val.tcp_flags[1],
-            end_reason: reason,
+            last_report_ns: val.last_report_ns,
+            pkts: val.pkts,
+            bytes: val.bytes,
+            payload_bytes: val.payload_bytes,
+            tcp_flags: val.tcp_flags,
+            client_is_lo: u8::from(val.client_is_lo),
+            fin_mask: val.fin_mask,
+            ifindex: val.ifindex,
+            client_mac: val.client_mac,
+            server_mac: val.server_mac,
+            vlan_id: val.vlan_id,
+            flags: val.flags,
+            direction: val.direction,
             icmp_type: val.icmp_type,
             icmp_code: val.icmp_code,
-            ..FlowRecord::default()
+            tls_follow: u8::from(val.tls_follow),
+            ..FlowValue::default()
         };
         self.buf.clear();
-        self.buf.extend_from_slice(&hdr.to_bytes());
-        self.buf.extend_from_slice(&rec.to_bytes());
+        self.buf
+            .extend_from_slice(&palisade_abi::flow_record(&key, &val, kind, reason, now_ns));
         out(kind, &self.buf);
     }
 
@@ -870,6 +859,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
+    use palisade_abi::FlowRecord;
 
     const T: u64 = 1_700_000_000_000_000_000;
 
