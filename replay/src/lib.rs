@@ -178,6 +178,49 @@ pub fn replay(path: &Path, out: OwnedFd, opts: Options) -> Result<Summary, file:
     })
 }
 
+/// Flow records a tool made from a flow table that is going away (`palisade cleanup`:
+/// `u32` little-endian length, then one record as [`palisade_abi::flow_record`] makes it,
+/// boot-clock stamps) through the flow worker's parser, on the host's clocks as a live
+/// worker would, events to `out`. At most `max` records are read.
+pub fn flow_records(
+    input: impl Read,
+    out: OwnedFd,
+    interfaces: &[InterfaceName],
+    max: u64,
+) -> Result<WorkerStats, String> {
+    const RECORD: usize = palisade_abi::RecordHeader::SIZE + palisade_abi::FlowRecord::SIZE;
+    let mut flow: Offline<palisade_worker_flow::worker::Flow> =
+        Offline::new(Default::default(), out, interfaces);
+    let mut input = io::BufReader::new(input.take(max.saturating_mul(RECORD as u64 + 4)));
+    let mut buf = [0u8; RECORD];
+    let mut since_tick = 0u32;
+    loop {
+        let mut len = [0u8; 4];
+        match input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(format!("reading the records: {e}")),
+        }
+        if u32::from_le_bytes(len) as usize != RECORD {
+            return Err(format!(
+                "a record of {} bytes: not a flow record",
+                u32::from_le_bytes(len)
+            ));
+        }
+        input
+            .read_exact(&mut buf)
+            .map_err(|e| format!("reading the records: {e}"))?;
+        flow.record(&buf);
+        since_tick += 1;
+        if since_tick == 4096 {
+            since_tick = 0;
+            flow.tick();
+        }
+    }
+    flow.tick();
+    Ok(flow.finish())
+}
+
 /// Hands a record to the worker that reads its kind (its ring buffer's reader, live).
 fn route(w: &mut Workers, records: &mut u64, kind: u16, rec: &[u8]) {
     *records += 1;

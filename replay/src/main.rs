@@ -10,7 +10,8 @@ use palisade_replay::{Options, open_out, packet::Kinds, replay};
 #[command(name = "palisade replay")]
 struct Args {
     /// The capture file (pcap or pcapng).
-    file: PathBuf,
+    #[arg(required_unless_present = "flow_records_fd")]
+    file: Option<PathBuf>,
     /// Protocols, comma separated: dns, dhcp, tls (TLS handshakes and QUIC Initials), flow
     /// (default: all of them).
     #[arg(long, value_delimiter = ',', default_value = "dns,dhcp,tls,flow")]
@@ -25,10 +26,65 @@ struct Args {
     /// configuration (set by it; not for direct use).
     #[arg(long, hide = true)]
     settings_fd: Option<i32>,
+    /// A descriptor of flow end records made from a flow table that went away, framed as
+    /// the settings are (set by `palisade cleanup`; not for direct use): their events are
+    /// written to --out-fd, on the host's clocks.
+    #[arg(long, hide = true, requires = "out_fd", conflicts_with = "file")]
+    flow_records_fd: Option<i32>,
+    /// Write the events to this inherited descriptor (with --flow-records-fd).
+    #[arg(long, hide = true)]
+    out_fd: Option<i32>,
+}
+
+/// Takes ownership of an inherited descriptor that the parent opened for this process.
+fn inherited(fd: i32, what: &str) -> Result<std::os::fd::OwnedFd, String> {
+    if fd < 3 {
+        return Err(format!("--{what} {fd}: not a descriptor passed for it"));
+    }
+    // SAFETY: the parent opened this descriptor for this process and nothing else here uses
+    // it; it is owned (and closed) from now on. fstat rejects a descriptor that is not open.
+    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    nix::sys::stat::fstat(&owned).map_err(|e| format!("--{what} {fd}: {e}"))?;
+    Ok(owned)
+}
+
+/// `--flow-records-fd`: the end records of a flow table that went away, to `--out-fd`.
+fn flow_records(records: i32, out: i32) -> ExitCode {
+    let run = || -> Result<palisade_ipc::messages::WorkerStats, String> {
+        let input = std::fs::File::from(inherited(records, "flow-records-fd")?);
+        let out = inherited(out, "out-fd")?;
+        let interfaces: Vec<_> = nix::net::if_::if_nameindex()
+            .map(|list| {
+                list.iter()
+                    .map(|i| palisade_ipc::messages::InterfaceName {
+                        ifindex: i.index(),
+                        name: i.name().to_string_lossy().into_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        palisade_replay::flow_records(input, out, &interfaces, u64::from(u32::MAX))
+    };
+    match run() {
+        Ok(stats) => {
+            eprintln!("flow: {stats:?}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let (Some(records), Some(out)) = (args.flow_records_fd, args.out_fd) {
+        return flow_records(records, out);
+    }
+    let Some(file) = args.file else {
+        return ExitCode::from(2); // clap requires it without --flow-records-fd
+    };
     let mut kinds = Kinds::default();
     for p in &args.proto {
         match p.as_str() {
@@ -66,7 +122,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match replay(&args.file, out, opts) {
+    match replay(&file, out, opts) {
         Ok(s) => {
             if args.stats {
                 eprintln!("packets {} records {}", s.packets, s.records);
@@ -77,7 +133,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("palisade replay: {}: {e}", args.file.display());
+            eprintln!("palisade replay: {}: {e}", file.display());
             ExitCode::FAILURE
         }
     }

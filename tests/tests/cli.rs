@@ -812,24 +812,34 @@ fn json_config_and_refusals_against_a_daemon() {
     assert!(stderr(&out).contains("a daemon is running"), "{out:?}");
 
     // A flow left open in the pinned table when the daemon stops (without
-    // --detach-on-exit): cleanup cannot log it, so it counts it.
-    lab.in_netns(palisade_tests::Side::Sensor, || {
+    // --detach-on-exit): cleanup ends it with its event (reason shutdown), written to the
+    // configuration's <log_dir>/flow.json by the flow worker's parser.
+    let sender = lab.in_netns(palisade_tests::Side::Sensor, || {
         let udp = std::net::UdpSocket::bind((palisade_tests::SENSOR_IP, 0)).expect("bind");
-        udp.send_to(b"open flow", (palisade_tests::PEER_IP, 9))
-            .expect("send");
+        for _ in 0..3 {
+            udp.send_to(b"open flow", (palisade_tests::PEER_IP, 9))
+                .expect("send");
+        }
+        udp.local_addr().expect("local address").port()
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
     // After it stopped: cleanup --json lists what it removed.
     let control = daemon.control.clone();
+    let config = daemon.config.clone();
     assert!(daemon.stop().success());
-    let out = palisade(&[
-        "cleanup",
-        "--json",
-        "--pin-root",
-        &pin_root,
-        "--control-socket",
-        control.to_str().expect("utf-8"),
-    ]);
+    // In the daemon's network namespace, as on an appliance: events name its interfaces.
+    let out = lab.in_netns(palisade_tests::Side::Sensor, || {
+        palisade(&[
+            "cleanup",
+            "--json",
+            "--pin-root",
+            &pin_root,
+            "--control-socket",
+            control.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+        ])
+    });
     assert!(out.status.success(), "{out:?}");
     let c = json(&out);
     assert_eq!(c["pin_root"], pin_root.as_str());
@@ -837,6 +847,31 @@ fn json_config_and_refusals_against_a_daemon() {
         c["removed"].as_array().is_some_and(|r| !r.is_empty()),
         "{c}"
     );
-    assert!(c["open_flows_discarded"].as_u64() >= Some(1), "{c}");
+    assert!(c["open_flows_ended"].as_u64() >= Some(1), "{c}");
+    assert_eq!(c["open_flows_discarded"], 0, "{c}");
+    assert!(c.get("open_flows_error").is_none(), "{c}");
     assert!(!lab.pin_root.exists());
+    let log = lab.dir.join("log").join("flow.json");
+    let events: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert_eq!(
+        events.len() as u64,
+        c["open_flows_ended"].as_u64().unwrap_or(0),
+        "{events:?}"
+    );
+    let ended = events
+        .iter()
+        .find(|e| e["src_port"] == sender && e["dest_port"] == 9)
+        .unwrap_or_else(|| panic!("no event for the open flow: {events:?}"));
+    assert_eq!(ended["event_type"], "flow", "{ended}");
+    assert_eq!(ended["flow"]["reason"], "shutdown", "{ended}");
+    assert_eq!(ended["flow"]["pkts_toserver"], 3, "{ended}");
+    assert_eq!(ended["src_ip"], palisade_tests::SENSOR_IP.to_string(), "{ended}");
+    assert_eq!(ended["proto"], "UDP", "{ended}");
+    assert_eq!(ended["in_iface"], palisade_tests::SENSOR_IF, "{ended}");
+    let text = std::fs::read_to_string(&log).expect("flow.json");
+    palisade_tests::eve_schema::validate_lines(text.lines()).expect("EVE schema");
 }

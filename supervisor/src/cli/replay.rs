@@ -93,7 +93,7 @@ fn settings(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// A memfd holding `bytes`, inherited by the program this process becomes.
-fn memfd_with(bytes: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
+pub(super) fn memfd_with(bytes: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
     let fd = nix::sys::memfd::memfd_create(
         c"palisade-replay-settings",
         nix::sys::memfd::MFdFlags::empty(),
@@ -106,7 +106,7 @@ fn memfd_with(bytes: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
 }
 
 /// `palisade-replay`: next to this binary, else the packaged location.
-fn replay_binary() -> PathBuf {
+pub(super) fn replay_binary() -> PathBuf {
     let file = "palisade-replay";
     if let Some(sibling) = std::env::current_exe()
         .ok()

@@ -55,7 +55,7 @@ pub(super) fn dup_stdout() -> Result<OwnedFd, SinkError> {
 }
 
 /// Creates `dir` if it is missing and gives it the group and mode for `gid`.
-pub(super) fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), SinkError> {
+pub(crate) fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), SinkError> {
     std::fs::create_dir_all(dir).map_err(sink_err(format!("mkdir {}", dir.display())))?;
     // The directory itself may be a symbolic link (an operator's choice); what it points to
     // must be a directory.
@@ -72,7 +72,7 @@ pub(super) fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), SinkError>
 /// A symbolic link or anything but a regular file there is refused: the daemon would
 /// otherwise change the group and mode of whatever it points to, or (a FIFO without a
 /// reader) block. Opened non-blocking for that check only.
-pub(super) fn open(dir: &Path, kind: WorkerKind, gid: Option<u32>) -> Result<OwnedFd, SinkError> {
+pub(crate) fn open(dir: &Path, kind: WorkerKind, gid: Option<u32>) -> Result<OwnedFd, SinkError> {
     open_named(dir, kind.name(), gid)
 }
 

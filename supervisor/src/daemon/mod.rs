@@ -33,7 +33,7 @@
 
 mod commands;
 mod drift;
-mod event_logs;
+pub(crate) mod event_logs;
 mod event_loop;
 mod network;
 mod notify;

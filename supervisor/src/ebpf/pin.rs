@@ -160,25 +160,10 @@ impl PinTree {
         Ok(())
     }
 
-    /// Pin directories of other ABI versions below the root, with their version: only
-    /// `v<N>` directories (anything else below the root is not ours).
+    /// Pin directories of other ABI versions below the root, with their version.
     pub fn other_versions(&self) -> Vec<(u16, PathBuf)> {
-        let Ok(rd) = fs::read_dir(&self.root) else {
-            return Vec::new();
-        };
-        let mut out: Vec<(u16, PathBuf)> = rd
-            .filter_map(Result::ok)
-            .filter(|e| e.path() != self.dir)
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let n = name.strip_prefix('v')?;
-                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| n.parse().ok())
-                    .flatten()
-                    .map(|v| (v, e.path()))
-            })
-            .collect();
-        out.sort();
+        let mut out = versions(&self.root);
+        out.retain(|(_, dir)| *dir != self.dir);
         out
     }
 
@@ -206,6 +191,27 @@ impl PinTree {
         }
         removed
     }
+}
+
+/// Pin directories of every ABI version below `pin_root`, with their version, oldest
+/// first: only `v<N>` directories (anything else below the root is not ours).
+pub fn versions(pin_root: &Path) -> Vec<(u16, PathBuf)> {
+    let Ok(rd) = fs::read_dir(pin_root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u16, PathBuf)> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix('v')?;
+            (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| n.parse().ok())
+                .flatten()
+                .map(|v| (v, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Open flows in the flow table pinned below `version_dir` (`<root>/v<N>`), whatever the
@@ -334,43 +340,40 @@ pub fn unpin_link(path: &Path) -> io::Result<()> {
     fs::remove_file(path)
 }
 
-/// Removes every Palisade pin below `pin_root` (`palisade cleanup`): links
-/// are detached before their pins go, maps are freed when no process holds
-/// them.
-pub fn remove_all(pin_root: &Path) -> Result<Vec<PathBuf>, PinError> {
-    let mut removed = Vec::new();
-    let rd = match fs::read_dir(pin_root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
-        Err(e) => {
-            return Err(PinError::Io {
-                op: "readdir",
-                path: pin_root.to_owned(),
-                source: e,
-            });
-        }
-    };
-    for entry in rd.filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name
-            .strip_prefix('v')
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+/// Detaches every link pinned below `pin_root`, of every ABI version, and removes its pin
+/// (`palisade cleanup`, before it reads the flow tables: no packet changes them after).
+pub fn detach_all(pin_root: &Path) -> Result<(), PinError> {
+    for (_, dir) in versions(pin_root) {
+        let links = dir.join("links");
+        for link in fs::read_dir(&links)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
         {
-            let links = entry.path().join("links");
-            for link in fs::read_dir(&links)
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-            {
-                match unpin_link(&link.path()) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("unpin", &link.path())(e)),
-                }
+            match unpin_link(&link.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("unpin", &link.path())(e)),
             }
-            fs::remove_dir_all(entry.path()).map_err(io_err("rm -r", &entry.path()))?;
-            removed.push(entry.path());
         }
+    }
+    Ok(())
+}
+
+/// Removes every Palisade pin below `pin_root` (`palisade cleanup`): links
+/// are detached before their pins go ([`detach_all`]), maps are freed when no process
+/// holds them. Returns the version directories removed.
+pub fn remove_all(pin_root: &Path) -> Result<Vec<PathBuf>, PinError> {
+    match fs::read_dir(pin_root) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("readdir", pin_root)(e)),
+    }
+    detach_all(pin_root)?;
+    let mut removed = Vec::new();
+    for (_, dir) in versions(pin_root) {
+        fs::remove_dir_all(&dir).map_err(io_err("rm -r", &dir))?;
+        removed.push(dir);
     }
     // The root itself, if now empty.
     let _ = fs::remove_dir(pin_root);

@@ -246,6 +246,97 @@ fn seeded_entry(t: &conntrack::Tuple, first_seen_ns: u64, now_ns: u64) -> (FlowK
     (key, value)
 }
 
+/// The open flows of the flow table pinned below `version_dir` (`<root>/v<N>`): one list
+/// per shard whose layout this build shares, and what could not be read (shards of another
+/// layout among them).
+pub fn pinned_flows(version_dir: &std::path::Path) -> (Vec<Vec<(FlowKey, FlowValue)>>, Vec<String>) {
+    let (mut tables, mut errors) = (Vec::new(), Vec::new());
+    let Ok(rd) = std::fs::read_dir(version_dir.join("maps")) else {
+        return (tables, errors);
+    };
+    for entry in rd.filter_map(Result::ok) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("pal_flow_shard_")
+        {
+            continue;
+        }
+        let old = match flow_table::open_shard(&entry.path()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                errors.push(format!("{}: {e}", entry.path().display()));
+                continue;
+            }
+        };
+        let same_layout = palisade_ebpf::maps::map_facts(&old).is_ok_and(|f| {
+            f.key_size as usize == FlowKey::SIZE && f.value_size as usize == FlowValue::SIZE
+        });
+        if !same_layout {
+            errors.push(format!(
+                "{}: another key or value size",
+                entry.path().display()
+            ));
+            continue;
+        }
+        match flow_table::dump(old.as_fd()) {
+            Ok(e) => tables.push(e),
+            Err(e) => errors.push(format!("{}: {e}", entry.path().display())),
+        }
+    }
+    (tables, errors)
+}
+
+/// What [`end_records_pinned`] found.
+#[derive(Debug, Default)]
+pub struct PinnedEnds {
+    /// The end records, each framed as a little-endian `u32` length and the record (what
+    /// `palisade-replay --flow-records-fd` reads).
+    pub framed: Vec<u8>,
+    /// Flows with a record in `framed`.
+    pub flows: u64,
+    /// Open flows that have none: tables of an older layout, shards that could not be read.
+    pub left: u64,
+    /// Why shards could not be read.
+    pub errors: Vec<String>,
+}
+
+/// End records (reason `shutdown`, stamped now) for every open flow of the tables pinned
+/// below `pin_root` whose layout this build reads (`FLOW_LAYOUT_SINCE` on), as the kernel's
+/// `flow_end_all` writes them: for `palisade cleanup`, which removes the tables while no
+/// daemon (and no flow worker) runs.
+pub fn end_records_pinned(pin_root: &std::path::Path) -> PinnedEnds {
+    let now = boot_now_ns();
+    let versions = crate::ebpf::pin::versions(pin_root);
+    let open: u64 = versions
+        .iter()
+        .map(|(_, dir)| crate::ebpf::pin::open_flows(dir))
+        .sum();
+    let mut out = PinnedEnds::default();
+    for (_, dir) in versions
+        .iter()
+        .filter(|(v, _)| (palisade_abi::FLOW_LAYOUT_SINCE..=palisade_abi::ABI_VERSION).contains(v))
+    {
+        let (tables, errors) = pinned_flows(dir);
+        out.errors.extend(errors);
+        for (key, value) in tables.iter().flatten() {
+            let rec = palisade_abi::flow_record(
+                key,
+                value,
+                palisade_abi::KIND_FLOW_END,
+                palisade_abi::FLOW_REASON_SHUTDOWN,
+                now,
+            );
+            // A flow record is 168 bytes: the cast cannot truncate.
+            out.framed.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+            out.framed.extend_from_slice(&rec);
+            out.flows += 1;
+        }
+    }
+    out.left = open.saturating_sub(out.flows);
+    out
+}
+
 /// What [`carry_over`] did: the line for the log and `status`, and the pin directories
 /// whose flows it took over.
 #[derive(Debug, Default)]
@@ -271,42 +362,9 @@ pub fn carry_over(loaded: &Loaded, pins: &crate::ebpf::pin::PinTree) -> Carried 
         if !(palisade_abi::FLOW_LAYOUT_SINCE..palisade_abi::ABI_VERSION).contains(&version) {
             continue;
         }
-        let (mut flows, mut known, mut errors) = (0u64, 0u64, Vec::new());
-        let Ok(rd) = std::fs::read_dir(dir.join("maps")) else {
-            continue;
-        };
-        for entry in rd.filter_map(Result::ok) {
-            if !entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("pal_flow_shard_")
-            {
-                continue;
-            }
-            let old = match flow_table::open_shard(&entry.path()) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", entry.path().display()));
-                    continue;
-                }
-            };
-            let same_layout = palisade_ebpf::maps::map_facts(&old).is_ok_and(|f| {
-                f.key_size as usize == FlowKey::SIZE && f.value_size as usize == FlowValue::SIZE
-            });
-            if !same_layout {
-                errors.push(format!(
-                    "{}: another key or value size",
-                    entry.path().display()
-                ));
-                continue;
-            }
-            let entries = match flow_table::dump(old.as_fd()) {
-                Ok(e) => e,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", entry.path().display()));
-                    continue;
-                }
-            };
+        let (mut flows, mut known) = (0u64, 0u64);
+        let (tables, mut errors) = pinned_flows(&dir);
+        for entries in tables {
             for (key, mut value) in entries {
                 value.tls_follow = 0;
                 value.blocked = 0;
