@@ -366,7 +366,13 @@ fn bring_up(
         })?;
     let (pins, loaded, links, ip, conntrack_seed) = match k {
         Some(k) => {
-            // Started: only now may the pins of another ABI version go.
+            // Started: only now may the programs and pins of another ABI version go. Flows
+            // its programs started between the copy and this version's attach are taken
+            // over once they are detached (the flows copied before are known, kept).
+            if !k.carried.is_empty() {
+                k.pins.detach_other_versions();
+                crate::flows::carry_over(&k.loaded, &k.pins);
+            }
             for old in k.pins.remove_other_versions(&k.carried) {
                 tracing::info!(pins = %old.display(), "removed pins of another ABI version");
             }

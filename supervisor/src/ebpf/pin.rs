@@ -167,6 +167,16 @@ impl PinTree {
         out
     }
 
+    /// Detaches the programs of other ABI versions (an upgrade, once this version is
+    /// attached): their flow tables stop changing. Failures are logged; their pins go later.
+    pub fn detach_other_versions(&self) {
+        for (_, dir) in self.other_versions() {
+            if let Err(e) = detach_links(&dir) {
+                tracing::warn!(pins = %dir.display(), error = %crate::error_chain(&e), "detaching another ABI version's programs");
+            }
+        }
+    }
+
     /// Removes pin directories of other ABI versions (their programs stay attached until
     /// their link pins go). The open flows of a table not carried over (`carried`: the
     /// directories whose flows this start took over) go without a record: counted, logged.
@@ -343,18 +353,23 @@ pub fn unpin_link(path: &Path) -> io::Result<()> {
 /// Detaches every link pinned below `pin_root`, of every ABI version, and removes its pin
 /// (`palisade cleanup`, before it reads the flow tables: no packet changes them after).
 pub fn detach_all(pin_root: &Path) -> Result<(), PinError> {
-    for (_, dir) in versions(pin_root) {
-        let links = dir.join("links");
-        for link in fs::read_dir(&links)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-        {
-            match unpin_link(&link.path()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("unpin", &link.path())(e)),
-            }
+    versions(pin_root)
+        .iter()
+        .try_for_each(|(_, dir)| detach_links(dir))
+}
+
+/// Detaches the links pinned below one version directory and removes their pins.
+fn detach_links(version_dir: &Path) -> Result<(), PinError> {
+    let links = version_dir.join("links");
+    for link in fs::read_dir(&links)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
+        match unpin_link(&link.path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("unpin", &link.path())(e)),
         }
     }
     Ok(())

@@ -352,8 +352,10 @@ pub struct Carried {
 /// this version is attached, with their counters and identity (`first_seen_ns`, so their
 /// later records keep their EVE `flow_id`); they end with a record like any other flow.
 /// What ties an entry to the older version's other maps is reset: TLS following and the
-/// cached TLS-cut verdict (asked again). The older programs count until their pins go, after
-/// this version is attached: packets between the copy and the attach are not counted.
+/// cached TLS-cut verdict (asked again). The older programs count until they are detached,
+/// after this version is attached; the start calls this again then, which takes the flows
+/// they started in between. Packets of the flows copied the first time that arrive between
+/// the copy and this version's attach (a few ms) are not in their counters.
 /// Tables of an older layout are not read (their flows are counted when their pins go).
 pub fn carry_over(loaded: &Loaded, pins: &crate::ebpf::pin::PinTree) -> Carried {
     let mut out = Carried::default();
