@@ -1,6 +1,7 @@
 //! The EVE `tls` event of one hello, in Suricata's field names; what Suricata
 //! has no field for goes in `palisade.tls`.
 
+use palisade_worker_runtime::json::JsonWriter;
 use serde::Serialize;
 
 use crate::fingerprint::{self, Transport};
@@ -147,6 +148,153 @@ pub struct TlsVendor {
     /// certificate could not be read (`certificate_unreadable`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<&'static str>,
+}
+
+// The hot path's writers: the same JSON serde writes for these structs (same keys, order
+// and omissions; `tests::hand_written_json_is_serde_s` holds them to it), without serde.
+
+fn opt_str(w: &mut JsonWriter<'_>, key: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        w.key(key).str(v);
+    }
+}
+
+fn str_list(w: &mut JsonWriter<'_>, key: &str, values: &[String]) {
+    w.key(key).begin_array();
+    for v in values {
+        w.str(v);
+    }
+    w.end_array();
+}
+
+fn num_list<T: Copy + Into<u64>>(w: &mut JsonWriter<'_>, key: &str, values: &[T]) {
+    if values.is_empty() {
+        return;
+    }
+    w.key(key).begin_array();
+    for v in values {
+        w.u64((*v).into());
+    }
+    w.end_array();
+}
+
+impl Ja3Out {
+    fn write(&self, w: &mut JsonWriter<'_>, key: &str) {
+        w.key(key).begin_object();
+        w.key("hash").str(&self.hash);
+        w.key("string").str(&self.string);
+        w.end_object();
+    }
+}
+
+impl ClientHandshake {
+    /// Writes `"key": {...}`.
+    pub fn write(&self, w: &mut JsonWriter<'_>, key: &str) {
+        w.key(key).begin_object();
+        w.key("version").str(&self.version);
+        num_list(w, "ciphers", &self.ciphers);
+        num_list(w, "exts", &self.exts);
+        num_list(w, "sig_algs", &self.sig_algs);
+        w.end_object();
+    }
+}
+
+impl ServerHandshake {
+    /// Writes `"key": {...}`.
+    pub fn write(&self, w: &mut JsonWriter<'_>, key: &str) {
+        w.key(key).begin_object();
+        w.key("version").str(&self.version);
+        w.key("cipher").u64(u64::from(self.cipher));
+        num_list(w, "exts", &self.exts);
+        w.end_object();
+    }
+}
+
+impl TlsBody {
+    /// Writes `"tls": {...}` (or under another key).
+    pub fn write(&self, w: &mut JsonWriter<'_>, key: &str) {
+        w.key(key).begin_object();
+        w.key("version").str(&self.version);
+        opt_str(w, "sni", self.sni.as_deref());
+        if let Some(a) = &self.client_alpns {
+            str_list(w, "client_alpns", a);
+        }
+        if let Some(a) = &self.server_alpns {
+            str_list(w, "server_alpns", a);
+        }
+        if let Some(j) = &self.ja3 {
+            j.write(w, "ja3");
+        }
+        if let Some(j) = &self.ja3s {
+            j.write(w, "ja3s");
+        }
+        opt_str(w, "ja4", self.ja4.as_deref());
+        if let Some(h) = &self.client_handshake {
+            h.write(w, "client_handshake");
+        }
+        if let Some(h) = &self.server_handshake {
+            h.write(w, "server_handshake");
+        }
+        opt_str(w, "subject", self.subject.as_deref());
+        opt_str(w, "issuerdn", self.issuerdn.as_deref());
+        opt_str(w, "serial", self.serial.as_deref());
+        opt_str(w, "fingerprint", self.fingerprint.as_deref());
+        opt_str(w, "notbefore", self.notbefore.as_deref());
+        opt_str(w, "notafter", self.notafter.as_deref());
+        w.end_object();
+    }
+}
+
+impl TlsVendor {
+    /// Writes the fields into the object `w` is in (`palisade.tls`, or flattened into
+    /// `palisade.quic`).
+    pub fn write_fields(&self, w: &mut JsonWriter<'_>) {
+        w.key("handshake").str(self.handshake);
+        opt_str(w, "ja4_r", self.ja4_r.as_deref());
+        num_list(w, "supported_versions", &self.supported_versions);
+        num_list(w, "supported_groups", &self.supported_groups);
+        num_list(w, "ec_point_formats", &self.ec_point_formats);
+        num_list(w, "key_share_groups", &self.key_share_groups);
+        num_list(w, "psk_modes", &self.psk_modes);
+        if let Some(h) = &self.alpns_hex {
+            str_list(w, "alpns_hex", h);
+        }
+        if self.hello_retry_request {
+            w.key("hello_retry_request").bool(true);
+        }
+        if self.sslv2 {
+            w.key("sslv2").bool(true);
+        }
+        if !self.sslv2_cipher_specs.is_empty() {
+            str_list(w, "sslv2_cipher_specs", &self.sslv2_cipher_specs);
+        }
+        if let Some(i) = self.hello_index {
+            w.key("hello_index").u64(u64::from(i));
+        }
+        if !self.anomalies.is_empty() {
+            str_list(w, "anomalies", &self.anomalies);
+        }
+        opt_str(w, "incomplete", self.incomplete);
+    }
+}
+
+/// A whole `tls` event: the shared fields, `tls`, and `palisade` with its `tls` object.
+pub fn write_tls_event(
+    w: &mut JsonWriter<'_>,
+    common: &palisade_worker_runtime::eve::Common,
+    body: &TlsBody,
+    vendor: &TlsVendor,
+) {
+    w.begin_object();
+    common.write(w);
+    body.write(w, "tls");
+    w.key("palisade").begin_object();
+    w.key("iface_direction").str(common.iface_direction);
+    w.key("tls").begin_object();
+    vendor.write_fields(w);
+    w.end_object();
+    w.end_object();
+    w.end_object();
 }
 
 /// Printable ASCII as is, everything else (and `\`) as `\xNN`.

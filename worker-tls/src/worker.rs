@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::{
     conn::{Hello, Output, Ready, Tracker},
-    event::{self, QuicBody, QuicVendor, TlsBody, TlsVendor},
+    event::{self, QuicBody, QuicVendor, TlsBody},
     fingerprint::Transport,
     policy::{Seen, TlsRules},
     quic,
@@ -23,19 +23,6 @@ use palisade_worker_runtime::{
     eve,
 };
 use serde::Serialize;
-
-#[derive(Serialize)]
-struct TlsExtra {
-    tls: TlsVendor,
-}
-
-#[derive(Serialize)]
-struct TlsEvent<'a> {
-    #[serde(flatten)]
-    common: eve::Common,
-    tls: &'a TlsBody,
-    palisade: eve::Vendor<TlsExtra>,
-}
 
 #[derive(Serialize)]
 struct QuicExtra {
@@ -186,11 +173,7 @@ impl Tls {
             }
             vendor.hello_index = (index > 1).then_some(index);
             let common = eve::Common::new(ctx, "tls", &hdr);
-            out.emit(&TlsEvent {
-                palisade: eve::Vendor::new(&common, TlsExtra { tls: vendor }),
-                common,
-                tls: &tls,
-            });
+            out.emit_with(|w| event::write_tls_event(w, &common, &tls, &vendor));
             if client {
                 let sni = tls.sni.as_deref().map(str::to_ascii_lowercase);
                 let seen = Seen {

@@ -558,3 +558,61 @@ proptest! {
         }
     }
 }
+
+/// The hot path writes `tls` events by hand (`event::write_tls_event`): for every hello and
+/// certificate of the test streams, with and without the optional fields the worker sets,
+/// the bytes are those serde writes for the same structs (keys, order, omissions).
+#[test]
+fn hand_written_json_is_serde_s() {
+    use crate::event;
+    use palisade_worker_runtime::json::JsonWriter;
+    let exact = |name: &str, body: &event::TlsBody, vendor: &event::TlsVendor| {
+        let mut out = Vec::new();
+        let mut w = JsonWriter::new(&mut out);
+        w.begin_object();
+        body.write(&mut w, "tls");
+        w.end_object();
+        let serde = serde_json::to_string(body).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{{\"tls\":{serde}}}"), "{name}");
+        let mut out = Vec::new();
+        let mut w = JsonWriter::new(&mut out);
+        w.begin_object();
+        vendor.write_fields(&mut w);
+        w.end_object();
+        let serde = serde_json::to_string(vendor).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), serde, "{name}");
+    };
+    let mut checked = 0;
+    for (name, bytes) in STREAMS {
+        let (msgs, _) = messages(bytes);
+        let mut server: Option<(event::TlsBody, event::TlsVendor)> = None;
+        for m in msgs {
+            let (mut body, mut vendor) = match m {
+                Message::ClientHello(h) => event::client(&h, Transport::Tcp),
+                Message::ServerHello(h) => event::server(&h),
+                Message::Certificate(certs) => {
+                    let Some((mut body, vendor)) = server.take() else {
+                        continue;
+                    };
+                    let info = crate::parse::certificate::cert_info(&certs[0]).0;
+                    event::certificate(&mut body, info);
+                    (body, vendor)
+                }
+                Message::Other(_) => continue,
+            };
+            if body.server_handshake.is_some() {
+                server = Some((body.clone(), vendor.clone()));
+            }
+            exact(name, &body, &vendor);
+            // The optional fields the worker sets on some hellos.
+            body.sni.get_or_insert_with(|| "a\\x00b\"c".into());
+            vendor.hello_index = Some(2);
+            vendor.incomplete = Some("hello_incomplete");
+            vendor.hello_retry_request = true;
+            exact(name, &body, &vendor);
+            checked += 1;
+        }
+    }
+    // 11 streams: 7 client hellos, 4 server hellos, 3 certificates.
+    assert_eq!(checked, 14, "hellos and certificates checked");
+}
