@@ -984,6 +984,9 @@ pub const TRACE_BY_DHCP_GUARD: u8 = c::PAL_TRACE_BY_DHCP_GUARD;
 pub const TRACE_F_VLAN: u8 = c::PAL_TRACE_F_VLAN;
 /// `pal_trace_event.flags`: the flow table had no room for the packet's flow.
 pub const TRACE_F_FLOW_FULL: u8 = c::PAL_TRACE_F_FLOW_FULL;
+/// `pal_trace_event.flags`: the DNS policy rewrote this answer in place (its verdict stays
+/// "pass").
+pub const TRACE_F_REWRITTEN: u8 = c::PAL_TRACE_F_REWRITTEN;
 /// Entries of `pal_ip_stats`.
 pub const IP_STAT_COUNT: u32 = c::PAL_IP_STAT_COUNT;
 

@@ -11,6 +11,7 @@
 #define PALISADE_DNS_CAPTURE_BPF_H
 
 #include "dns_rewrite.bpf.h"
+#include "trace.bpf.h"
 
 /*
  * DNS over UDP: record (as seen), policy, then the verdict.
@@ -46,6 +47,8 @@ __attribute__((noinline)) int pal_dns_udp(struct __sk_buff *skb, struct pal_pkt 
 		}
 	}
 	dns_policy(p, s, len, &v);
+	if (p->traced && v.decided)
+		trace_dns(v.rule_id, v.todo == PAL_DNS_TODO_NXDOMAIN && !v.query);
 
 	hdr_fill(&s->hdr, skb, p, PAL_KIND_DNS);
 	s->hdr.flags |= v.flag;

@@ -314,10 +314,12 @@ enum pal_dns_todo {
 };
 
 struct pal_dns_verdict {
-	__u32 keep;  /* message bytes up to the end of the first question */
-	__u8 todo;   /* enum pal_dns_todo */
-	__u8 query;  /* 1: a query, 0: an answer */
-	__u8 flag;   /* PAL_FLAG_DNS_* for the record */
+	__u32 keep;    /* message bytes up to the end of the first question */
+	__u32 rule_id; /* the rule that decided (allow or block), 0: none or no rule */
+	__u8 todo;     /* enum pal_dns_todo */
+	__u8 query;    /* 1: a query, 0: an answer */
+	__u8 flag;     /* PAL_FLAG_DNS_* for the record */
+	__u8 decided;  /* a rule (or the fragment rule) decided: for a packet trace */
 };
 
 static __always_inline __u16 dns_u16(const struct pal_scratch *s, __u32 off)
@@ -363,6 +365,7 @@ static __always_inline void dns_policy(const struct pal_pkt *p, struct pal_scrat
 	 */
 	if (p->ip_frag && p->dport == PAL_PORT_DNS) {
 		dns_stat_inc(PAL_DNS_STAT_FRAGMENT_DROPPED);
+		v->decided = 1;
 		v->query = 1;
 		v->flag = PAL_FLAG_DNS_BLOCKED;
 		v->todo = PAL_DNS_TODO_DROP;
@@ -413,6 +416,8 @@ static __always_inline void dns_policy(const struct pal_pkt *p, struct pal_scrat
 		bpf_loop(PAL_DNS_HASH_STEPS, match_step, &mc, 0);
 	}
 	if (mc.allowed) {
+		v->decided = 1;
+		v->rule_id = mc.allow_id;
 		if (query) {
 			dns_stat_inc(PAL_DNS_STAT_QUERIES_ALLOWED);
 			dns_hit(mc.allow_id);
@@ -438,6 +443,8 @@ static __always_inline void dns_policy(const struct pal_pkt *p, struct pal_scrat
 	if (!query && dns_bare_nxdomain(s, v->keep, p))
 		return;
 	dns_hit(mc.block_id);
+	v->decided = 1;
+	v->rule_id = mc.block_id;
 	v->query = query;
 	v->flag = query ? PAL_FLAG_DNS_BLOCKED : PAL_FLAG_DNS_REWRITTEN;
 	v->todo = action == PAL_DNS_ACTION_DROP ? PAL_DNS_TODO_DROP : PAL_DNS_TODO_NXDOMAIN;

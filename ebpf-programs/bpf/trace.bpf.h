@@ -54,11 +54,14 @@ struct {
 /*
  * The ring counters of one CPU before a traced packet: [ring][0 records
  * written, 1 ring full, 2 capture off], and the flow table's inserts that
- * failed.
+ * failed; then what the DNS policy decided about it (trace_dns()).
  */
 struct pal_trace_snap {
 	__u64 n[PAL_RING_COUNT][3];
 	__u64 flow_map_full;
+	__u32 dns_rule_id;
+	__u8 dns_decided;
+	__u8 dns_rewritten;
 };
 
 /* Private to one program run, like pal_scratch: not pinned. */
@@ -165,7 +168,25 @@ static __attribute__((noinline)) int trace_begin(const struct pal_pkt *p)
 		snap->n[r][2] = trace_ring_stat(r, PAL_STAT_CAPTURE_OFF);
 	}
 	snap->flow_map_full = trace_ring_stat(PAL_RING_FLOW, PAL_STAT_MAP_FULL);
+	snap->dns_decided = 0;
 	return 1;
+}
+
+/*
+ * Observer, a traced DNS message a rule decided about (allowed, blocked, or
+ * an answer rewritten in place, which keeps its verdict): for its event.
+ */
+static __attribute__((noinline)) void trace_dns(__u32 rule_id, int rewritten)
+{
+	struct pal_trace_snap *snap;
+	__u32 zero = 0;
+
+	snap = bpf_map_lookup_elem(&pal_trace_snap, &zero);
+	if (!snap)
+		return;
+	snap->dns_decided = 1;
+	snap->dns_rule_id = rule_id;
+	snap->dns_rewritten = rewritten;
 }
 
 /*
@@ -173,7 +194,8 @@ static __attribute__((noinline)) int trace_begin(const struct pal_pkt *p)
  * it, and what became of its records (the counters that moved since
  * trace_begin()). Only the TLS cut, the DNS policy (port 53) and the DHCP
  * guard (DHCP, RAs) change an observer's verdict, so the verdict and the
- * packet tell which one did.
+ * packet tell which one did; the DNS policy says which rule (trace_dns()),
+ * also when it let the message pass or rewrote an answer in place.
  */
 static __attribute__((noinline)) void trace_observed(struct __sk_buff *skb,
 						     const struct pal_pkt *p, int verdict)
@@ -214,9 +236,14 @@ static __attribute__((noinline)) void trace_observed(struct __sk_buff *skb,
 	ev->direction = p->direction;
 	ev->ip_version = p->ip_version;
 	ev->l4_proto = p->l4_proto;
-	if (p->flow_blocked)
+	if (p->flow_blocked) {
 		ev->decided_by = PAL_TRACE_BY_TLS_CUT;
-	else if (verdict != TC_ACT_UNSPEC)
+	} else if (snap->dns_decided) {
+		ev->decided_by = PAL_TRACE_BY_DNS_POLICY;
+		ev->rule_id = snap->dns_rule_id;
+		if (snap->dns_rewritten && verdict == TC_ACT_UNSPEC)
+			ev->flags |= PAL_TRACE_F_REWRITTEN;
+	} else if (verdict != TC_ACT_UNSPEC)
 		ev->decided_by = p->sport == 53 || p->dport == 53 ? PAL_TRACE_BY_DNS_POLICY
 								  : PAL_TRACE_BY_DHCP_GUARD;
 	trace_submit(ev);

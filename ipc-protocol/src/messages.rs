@@ -491,16 +491,20 @@ pub struct TraceEventInfo {
     pub vlan: Option<u16>,
     /// Frame bytes.
     pub length: u32,
-    /// `pass`, `drop` or `redirect` (the DNS policy's NXDOMAIN answer).
+    /// `pass`, `drop`, `redirect` (the DNS policy's NXDOMAIN answer to a query) or `rewrite`
+    /// (a DNS answer the policy rewrote in place into NXDOMAIN: it goes on).
     pub verdict: String,
     /// What made the verdict: `ip-policy`, `dns-policy`, `tls-cut`, `dhcp-guard`; absent when
     /// nothing acted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
-    /// `ip-policy`: the rule's id (as in `palisade block list`).
+    /// `ip-policy`: the rule's id (as in `palisade block list`); `dns-policy`: the DNS
+    /// rule's (as in `palisade dns blocked-hits`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<u32>,
-    /// `ip-policy`: the rule's prefix, e.g. `10.9.0.0/16`.
+    /// `ip-policy`: the rule's prefix, e.g. `10.9.0.0/16`; `dns-policy`: the rule, e.g.
+    /// `block suffix ads.example (/etc/palisade/block.txt:3)` (an allow rule lets the
+    /// message pass).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// `ip-policy`: which address matched it, `src` or `dest`.

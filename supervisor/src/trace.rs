@@ -159,10 +159,10 @@ impl Tracer {
     pub fn stop(
         &mut self,
         loaded: Option<&Loaded>,
-        interfaces: &[InterfaceStatus],
+        names: &Names<'_>,
     ) -> Result<TraceReport, String> {
         if self.session.as_ref().is_some_and(|s| s.ended.is_none()) {
-            self.end(loaded, interfaces, "stopped")?;
+            self.end(loaded, names, "stopped")?;
         }
         Ok(self.report(u64::MAX))
     }
@@ -177,7 +177,7 @@ impl Tracer {
     pub fn tick(
         &mut self,
         loaded: Option<&Loaded>,
-        interfaces: &[InterfaceStatus],
+        names: &Names<'_>,
         now: Instant,
     ) -> bool {
         let Some(s) = &self.session else {
@@ -187,10 +187,10 @@ impl Tracer {
             return false;
         }
         if now < s.until {
-            self.collect(loaded, interfaces);
+            self.collect(loaded, names);
             return false;
         }
-        if let Err(e) = self.end(loaded, interfaces, "duration") {
+        if let Err(e) = self.end(loaded, names, "duration") {
             tracing::warn!(error = %e, "ending the packet trace");
         }
         true
@@ -200,7 +200,7 @@ impl Tracer {
     fn end(
         &mut self,
         loaded: Option<&Loaded>,
-        interfaces: &[InterfaceStatus],
+        names: &Names<'_>,
         why: &'static str,
     ) -> Result<(), String> {
         let written = loaded
@@ -212,7 +212,7 @@ impl Tracer {
             .and_then(|fd| {
                 palisade_ebpf::trace::stop(fd).map_err(|e| format!("writing pal_trace_config: {e}"))
             });
-        self.collect(loaded, interfaces);
+        self.collect(loaded, names);
         if let Some(s) = &mut self.session {
             s.ended = Some(why);
             tracing::info!(
@@ -226,7 +226,7 @@ impl Tracer {
         written
     }
 
-    fn collect(&mut self, loaded: Option<&Loaded>, interfaces: &[InterfaceStatus]) {
+    fn collect(&mut self, loaded: Option<&Loaded>, names: &Names<'_>) {
         let (Some(reader), Some(s), Some(loaded)) = (&mut self.reader, &mut self.session, loaded)
         else {
             return;
@@ -245,7 +245,7 @@ impl Tracer {
         for ev in &events {
             s.last_seq += 1;
             s.events
-                .push_back(describe(ev, s.last_seq, interfaces, boot_now, wall_now));
+                .push_back(describe(ev, s.last_seq, names, boot_now, wall_now));
         }
         while s.events.len() > BUFFER_MAX {
             s.events.pop_front();
@@ -301,11 +301,20 @@ const RINGS: [(u32, &str); 4] = [
     (palisade_abi::RING_FLOW, "flow"),
 ];
 
+/// What names the numbers of an event: interfaces by ifindex, DNS rules by id.
+#[derive(Debug)]
+pub struct Names<'a> {
+    /// The monitored interfaces.
+    pub interfaces: &'a [InterfaceStatus],
+    /// The DNS policy in force.
+    pub dns: &'a crate::policy::dns_state::DnsState,
+}
+
 /// An event as the API shows it.
 fn describe(
     ev: &TraceEvent,
     seq: u64,
-    interfaces: &[InterfaceStatus],
+    names: &Names<'_>,
     boot_now: u64,
     wall_now: u64,
 ) -> TraceEventInfo {
@@ -319,6 +328,7 @@ fn describe(
         }
     };
     let by_rule = ev.decided_by == palisade_abi::TRACE_BY_IP_RULE;
+    let by_dns = ev.decided_by == palisade_abi::TRACE_BY_DNS_POLICY;
     let matched_src = ev.matched == palisade_abi::IP_MATCH_SRC;
     let rings = |bits: u8| {
         RINGS
@@ -341,7 +351,8 @@ fn describe(
             _ => "observer",
         }
         .into(),
-        interface: interfaces
+        interface: names
+            .interfaces
             .iter()
             .find(|i| i.ifindex == ev.ifindex)
             .map_or_else(|| format!("ifindex {}", ev.ifindex), |i| i.name.clone()),
@@ -364,7 +375,12 @@ fn describe(
         dest_port: ev.dst_port,
         vlan: (ev.flags & palisade_abi::TRACE_F_VLAN != 0).then_some(ev.vlan_id),
         length: ev.pkt_len,
-        verdict: verdict(xdp, ev.verdict).into(),
+        verdict: if ev.flags & palisade_abi::TRACE_F_REWRITTEN != 0 {
+            "rewrite"
+        } else {
+            verdict(xdp, ev.verdict)
+        }
+        .into(),
         decided_by: match ev.decided_by {
             palisade_abi::TRACE_BY_IP_RULE => Some("ip-policy"),
             palisade_abi::TRACE_BY_DNS_POLICY => Some("dns-policy"),
@@ -373,15 +389,26 @@ fn describe(
             _ => None,
         }
         .map(str::to_owned),
-        rule_id: by_rule.then_some(ev.rule_id),
-        rule: by_rule.then(|| {
+        rule_id: (by_rule || (by_dns && ev.rule_id != 0)).then_some(ev.rule_id),
+        rule: if by_rule {
             let addr = ip(if matched_src {
                 &ev.src_addr
             } else {
                 &ev.dst_addr
             });
-            rule_prefix(addr, ev.prefixlen)
-        }),
+            Some(rule_prefix(addr, ev.prefixlen))
+        } else if by_dns {
+            // Rule 0: the policy's own rule, a fragmented query is never let through.
+            Some(names.dns.rule_text(ev.rule_id).unwrap_or_else(|| {
+                if ev.rule_id == 0 {
+                    "fragmented query".into()
+                } else {
+                    format!("rule {} (no longer loaded)", ev.rule_id)
+                }
+            }))
+        } else {
+            None
+        },
         matched: by_rule.then(|| if matched_src { "src" } else { "dest" }.into()),
         flow: observer.then(|| {
             if ev.flags & palisade_abi::TRACE_F_FLOW_FULL != 0 {

@@ -1120,6 +1120,24 @@ fn a_trace_shows_each_program_s_verdict_for_passed_and_blocked_packets() {
         .unwrap_or_else(|| panic!("no DNS policy verdict in:\n{show}"));
     assert_eq!(blocked["verdict"], "redirect", "{blocked}");
     assert_eq!(blocked["dest_port"], 53, "{blocked}");
+    // Which rule: its id and its line, as `palisade dns blocked-hits` names it.
+    assert!(blocked["rule_id"].as_u64() >= Some(1), "{blocked}");
+    let rule = blocked["rule"].as_str().unwrap_or_default();
+    assert!(
+        rule.starts_with("block ")
+            && rule.contains("blocked.example.test")
+            && rule.contains("block.txt:1"),
+        "{blocked}"
+    );
+    // The passed query decided nothing: no rule.
+    assert!(
+        events.iter().any(|e| e["hook"] == "observer"
+            && e["verdict"] == "pass"
+            && e["dest_port"] == 53
+            && e.get("decided_by").is_none()
+            && e.get("rule").is_none()),
+        "no undecided query in:\n{show}"
+    );
     assert!(
         events.iter().any(|e| e["hook"] == "observer"
             && e["verdict"] == "pass"

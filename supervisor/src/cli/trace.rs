@@ -25,8 +25,9 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 /// For every packet that matches (all the filters given: --host at either end, --proto,
 /// --port at either end), prints each program it went through: the hook (`xdp` and
 /// `tc-block`: the IP policy; `observer`: capture, flows, DNS policy, TLS cuts, DHCP guard),
-/// interface, direction, the verdict (pass, drop, redirect), what decided it (`ip-policy`
-/// with the rule's id and prefix, `dns-policy`, `tls-cut`, `dhcp-guard`) and, for the
+/// interface, direction, the verdict (pass, drop, redirect, rewrite), what decided it
+/// (`ip-policy` with the rule's id and prefix, `dns-policy` with the rule's id and line,
+/// `tls-cut`, `dhcp-guard`) and, for the
 /// observer, which workers' rings got a record of the packet and which records were lost
 /// (ring full) or not made (capture switched off). A packet the XDP program drops never
 /// reaches the others, so its path ends there.
@@ -208,11 +209,13 @@ fn print_event(ev: &TraceEventInfo, json: bool) {
     if let Some(by) = &ev.decided_by {
         line.push_str(&format!(" by {by}"));
     }
-    if let (Some(id), Some(rule)) = (ev.rule_id, &ev.rule) {
-        line.push_str(&format!(
-            " rule {id} {rule} ({})",
-            ev.matched.as_deref().unwrap_or("?")
-        ));
+    match (ev.rule_id, &ev.rule, &ev.matched) {
+        (Some(id), Some(rule), Some(matched)) => {
+            line.push_str(&format!(" rule {id} {rule} ({matched})"));
+        }
+        (Some(id), Some(rule), None) => line.push_str(&format!(" rule {id}: {rule}")),
+        (None, Some(rule), _) => line.push_str(&format!(" ({rule})")),
+        _ => {}
     }
     if let Some(flow) = &ev.flow {
         line.push_str(&format!("; flow {flow}"));

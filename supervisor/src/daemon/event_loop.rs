@@ -143,7 +143,11 @@ impl Daemon {
             self.ip.expire(crate::ebpf::maps::of(&self.loaded));
             dns_verdicts::expire_learned(&mut self.dns, crate::ebpf::maps::of(&self.loaded), now);
             self.tls.expire(crate::ebpf::maps::of(&self.loaded), now);
-            if self.trace.tick(self.loaded.as_ref(), &self.interfaces, now) {
+            let names = crate::trace::Names {
+                interfaces: &self.interfaces,
+                dns: &self.dns,
+            };
+            if self.trace.tick(self.loaded.as_ref(), &names, now) {
                 self.trace_written();
             }
             // systemd: ready once every worker runs (programs are attached before the loop

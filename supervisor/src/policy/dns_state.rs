@@ -110,6 +110,11 @@ impl DnsState {
         }
     }
 
+    /// A rule by kernel id, in its human form ([`describe`]).
+    pub fn rule_text(&self, id: u32) -> Option<String> {
+        self.rules.rule(id).map(describe)
+    }
+
     /// The DNS part of the policy message of the DNS and flow workers.
     pub fn worker_policy(&self) -> WorkerPolicy {
         WorkerPolicy {

@@ -76,7 +76,11 @@ impl Daemon {
                 ControlResponse::Trace(Box::new(self.trace.poll(*after)))
             }
             ControlRequest::TraceStop => {
-                let stopped = self.trace.stop(self.loaded.as_ref(), &self.interfaces);
+                let names = crate::trace::Names {
+                    interfaces: &self.interfaces,
+                    dns: &self.dns,
+                };
+                let stopped = self.trace.stop(self.loaded.as_ref(), &names);
                 self.trace_written();
                 trace_answer(stopped)
             }
