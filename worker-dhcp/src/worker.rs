@@ -114,7 +114,8 @@ struct GuardOut {
     dropped: bool,
     /// Messages from this sender the worker has seen (since it started).
     count: u64,
-    /// This sender's alerts left out since its previous one (at most one a second).
+    /// This sender's alerts of this kind left out since its previous one (at most one a
+    /// second).
     suppressed: u64,
     /// DHCPv4: the address offered.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,7 +127,8 @@ struct GuardOut {
     prefixes: Vec<String>,
 }
 
-/// Per rogue sender: what the worker saw and when it last alerted.
+/// Per rogue sender and message kind (`dhcp`, `dhcpv6`, `router_advertisement`): what the
+/// worker saw and when it last alerted.
 #[derive(Debug, Default, Clone, Copy)]
 struct GuardSeen {
     count: u64,
@@ -134,7 +136,8 @@ struct GuardSeen {
     last_alert_ns: Option<u64>,
 }
 
-/// At most one guard alert per sender per this many ns (the rest are counted in it).
+/// At most one guard alert per sender and message kind per this many ns (the rest are
+/// counted in it).
 const GUARD_ALERT_EVERY_NS: u64 = 1_000_000_000;
 /// Rogue senders tracked at most (the one that alerted longest ago makes room).
 const GUARD_SENDERS: usize = 1024;
@@ -160,7 +163,7 @@ pub struct Dhcp {
     state: Option<File>,
     last_persist: Option<Instant>,
     bindings: Bindings,
-    guard: HashMap<([u8; 6], IpAddr), GuardSeen>,
+    guard: HashMap<([u8; 6], IpAddr, &'static str), GuardSeen>,
 }
 
 /// Reads a whole file through `pread` (seccomp allows no `lseek` or `statx`), at most
@@ -574,8 +577,8 @@ impl Dhcp {
         }
     }
 
-    /// The alert of a record the guard flagged, at most one per sender per second (the
-    /// others are counted in the next one and as a notice).
+    /// The alert of a record the guard flagged, at most one per sender and message kind per
+    /// second (the others are counted in the next one and as a notice).
     #[allow(clippy::too_many_arguments, reason = "one call per message kind")]
     fn guard_alert(
         &mut self,
@@ -588,7 +591,9 @@ impl Dhcp {
         out: &mut EventOut<'_>,
     ) {
         let server_ip = eve::addr(hdr.ip_version, hdr.src_addr);
-        let key = (hdr.src_mac, server_ip);
+        // Per message kind too: a host that is both a rogue router and a rogue DHCPv6
+        // server (one link-local address) gets both alerts, not one hiding the other.
+        let key = (hdr.src_mac, server_ip, message);
         if !self.guard.contains_key(&key) && self.guard.len() >= GUARD_SENDERS {
             let oldest = self
                 .guard

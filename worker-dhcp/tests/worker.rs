@@ -381,3 +381,33 @@ fn arp_feeds_bindings_and_a_moved_one_is_an_alert() {
         "{gauges:?}"
     );
 }
+
+/// A rogue router that is also a rogue DHCPv6 server sends both from one link-local
+/// address: its RA's alert does not hide its ADVERTISE's (one a second per message kind).
+#[test]
+fn a_rogue_router_and_dhcpv6_server_on_one_address_gets_both_alerts() {
+    use palisade_abi::{FLAG_GUARD_DROPPED, FLAG_GUARD_ROGUE, KIND_RA};
+    let rogue = [2, 0, 0, 0, 0, 0x66];
+    let mut ra_payload = vec![134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
+    ra_payload.extend([1, 1]);
+    ra_payload.extend(rogue);
+    let mut ra = flagged(
+        record(0, 0, true, rogue, 1_000, &ra_payload),
+        FLAG_GUARD_ROGUE | FLAG_GUARD_DROPPED,
+    );
+    let mut hdr = RecordHeader::from_bytes(&ra[..RecordHeader::SIZE]).unwrap();
+    hdr.kind = KIND_RA;
+    hdr.l4_proto = 58;
+    ra[..RecordHeader::SIZE].copy_from_slice(&hdr.to_bytes());
+    let advertise = flagged(
+        record(547, 546, true, rogue, 200_000_000, &v6_message(2, [7, 7, 7], true)),
+        FLAG_GUARD_ROGUE | FLAG_GUARD_DROPPED,
+    );
+    let (events, _) = run(&[ra, advertise], None);
+    let sids: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event_type"] == "alert")
+        .filter_map(|e| e["alert"]["signature_id"].as_u64())
+        .collect();
+    assert_eq!(sids, vec![9_000_031, 9_000_030], "{events:?}");
+}
