@@ -652,7 +652,7 @@ struct pal_trace_config {
 #define PAL_TRACE_BY_NONE 0
 #define PAL_TRACE_BY_IP_RULE 1    /* IP policy rule rule_id (prefixlen, matched) */
 #define PAL_TRACE_BY_DNS_POLICY 2 /* DNS policy rule rule_id (0: a fragment): allowed or blocked */
-#define PAL_TRACE_BY_TLS_CUT 3    /* a connection a TLS rule with block cut (pal_flow_block) */
+#define PAL_TRACE_BY_TLS_CUT 3    /* rule rule_id cut the connection (pal_flow_block) */
 #define PAL_TRACE_BY_DHCP_GUARD 4 /* the DHCP guard dropped a rogue server message or RA */
 
 /* pal_trace_event.flags */
@@ -670,7 +670,7 @@ struct pal_trace_event {
 	__u64 flow_start_ns; /* observer: the packet's flow (EVE flow_id), 0: none */
 	__u32 ifindex;
 	__u32 pkt_len;       /* bytes of the frame (skb->len, or the XDP frame) */
-	__u32 rule_id;       /* PAL_TRACE_BY_IP_RULE, PAL_TRACE_BY_DNS_POLICY: the rule (0: none) */
+	__u32 rule_id;       /* PAL_TRACE_BY_IP_RULE, _DNS_POLICY, _TLS_CUT: the rule (0: none) */
 	__s32 verdict;       /* the program's return value (TC_ACT_*, XDP_*) */
 	__u8 src_addr[16];   /* network order; IPv4 in the first 4 bytes */
 	__u8 dst_addr[16];

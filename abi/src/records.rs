@@ -1115,7 +1115,7 @@ record_struct! {
         pub ifindex: u32,
         /// Frame bytes.
         pub pkt_len: u32,
-        /// `TRACE_BY_IP_RULE`, `TRACE_BY_DNS_POLICY`: the rule (0: none).
+        /// `TRACE_BY_IP_RULE`, `TRACE_BY_DNS_POLICY`, `TRACE_BY_TLS_CUT`: the rule (0: none).
         pub rule_id: u32,
         /// The program's return value (`TC_ACT_*`, `XDP_*`).
         pub verdict: i32,

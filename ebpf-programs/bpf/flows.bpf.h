@@ -21,6 +21,7 @@
 
 #include "flow_block.bpf.h"
 #include "record.bpf.h"
+#include "trace.bpf.h"
 
 /* pal_flow_value.fin_mask bits. */
 #define PAL_FIN_CLIENT 0x01
@@ -420,6 +421,27 @@ static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, struct
 		p->flow_blocked = val->blocked;
 	}
 	return val->first_seen_ns;
+}
+
+/*
+ * A traced packet of a connection the TLS policy cut: which rule, for its
+ * trace event. Called by the observer after flow_update() (whose frame
+ * leaves no room for another call).
+ */
+static __attribute__((noinline)) void trace_tls_cut(const struct pal_pkt *p)
+{
+	struct pal_flow_key key = {};
+	struct pal_flow_block *b;
+	struct pal_trace_snap *snap;
+	__u32 zero = 0;
+
+	if (!p)
+		return;
+	flow_key_fill(&key, p);
+	b = bpf_map_lookup_elem(&pal_flow_block, &key);
+	snap = bpf_map_lookup_elem(&pal_trace_snap, &zero);
+	if (snap)
+		snap->cut_rule_id = b ? b->rule_id : 0;
 }
 
 /*

@@ -112,8 +112,10 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 	p.flow_start_ns = flow_update(skb, &p);
 	if (p.flow_blocked) {
 		flow_stat_inc(PAL_FLOW_STAT_BLOCKED);
-		if (p.traced)
+		if (p.traced) {
+			trace_tls_cut(&p);
 			trace_observed(skb, &p, TC_ACT_SHOT);
+		}
 		return TC_ACT_SHOT;
 	}
 	verdict = classify_payload(skb, &p);

@@ -54,12 +54,14 @@ struct {
 /*
  * The ring counters of one CPU before a traced packet: [ring][0 records
  * written, 1 ring full, 2 capture off], and the flow table's inserts that
- * failed; then what the DNS policy decided about it (trace_dns()).
+ * failed; then what the DNS policy decided about it (trace_dns()) and
+ * which TLS rule cut its connection (trace_tls_cut(), flows.bpf.h).
  */
 struct pal_trace_snap {
 	__u64 n[PAL_RING_COUNT][3];
 	__u64 flow_map_full;
 	__u32 dns_rule_id;
+	__u32 cut_rule_id; /* the TLS rule that cut the packet's connection */
 	__u8 dns_decided;
 	__u8 dns_rewritten;
 };
@@ -238,6 +240,7 @@ static __attribute__((noinline)) void trace_observed(struct __sk_buff *skb,
 	ev->l4_proto = p->l4_proto;
 	if (p->flow_blocked) {
 		ev->decided_by = PAL_TRACE_BY_TLS_CUT;
+		ev->rule_id = snap->cut_rule_id;
 	} else if (snap->dns_decided) {
 		ev->decided_by = PAL_TRACE_BY_DNS_POLICY;
 		ev->rule_id = snap->dns_rule_id;

@@ -499,12 +499,13 @@ pub struct TraceEventInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
     /// `ip-policy`: the rule's id (as in `palisade block list`); `dns-policy`: the DNS
-    /// rule's (as in `palisade dns blocked-hits`).
+    /// rule's (as in `palisade dns blocked-hits`); `tls-cut`: the TLS rule's (`palisade tls
+    /// rules list`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<u32>,
     /// `ip-policy`: the rule's prefix, e.g. `10.9.0.0/16`; `dns-policy`: the rule, e.g.
     /// `block suffix ads.example (/etc/palisade/block.txt:3)` (an allow rule lets the
-    /// message pass).
+    /// message pass); `tls-cut`: the TLS rule, e.g. `ja4 t13d... (cli)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// `ip-policy`: which address matched it, `src` or `dest`.

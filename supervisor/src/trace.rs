@@ -308,6 +308,8 @@ pub struct Names<'a> {
     pub interfaces: &'a [InterfaceStatus],
     /// The DNS policy in force.
     pub dns: &'a crate::policy::dns_state::DnsState,
+    /// The TLS rules in force.
+    pub tls: &'a crate::policy::tls::TlsRules,
 }
 
 /// An event as the API shows it.
@@ -329,6 +331,7 @@ fn describe(
     };
     let by_rule = ev.decided_by == palisade_abi::TRACE_BY_IP_RULE;
     let by_dns = ev.decided_by == palisade_abi::TRACE_BY_DNS_POLICY;
+    let by_tls = ev.decided_by == palisade_abi::TRACE_BY_TLS_CUT;
     let matched_src = ev.matched == palisade_abi::IP_MATCH_SRC;
     let rings = |bits: u8| {
         RINGS
@@ -389,7 +392,7 @@ fn describe(
             _ => None,
         }
         .map(str::to_owned),
-        rule_id: (by_rule || (by_dns && ev.rule_id != 0)).then_some(ev.rule_id),
+        rule_id: (by_rule || ((by_dns || by_tls) && ev.rule_id != 0)).then_some(ev.rule_id),
         rule: if by_rule {
             let addr = ip(if matched_src {
                 &ev.src_addr
@@ -406,6 +409,11 @@ fn describe(
                     format!("rule {} (no longer loaded)", ev.rule_id)
                 }
             }))
+        } else if by_tls && ev.rule_id != 0 {
+            Some(names.tls.get(ev.rule_id).map_or_else(
+                || format!("rule {} (no longer loaded)", ev.rule_id),
+                |r| format!("{} {} ({})", r.spec.kind.name(), r.spec.value, r.source),
+            ))
         } else {
             None
         },

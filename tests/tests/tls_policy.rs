@@ -128,10 +128,45 @@ fn blocking_sni_and_ja3_rules_cut_connections_and_alert_only_rules_do_not() {
     );
     assert!(alerts(&daemon, "open.example.test").is_empty());
 
-    // The blocked name: alert, then the connection is cut before the request gets through.
+    // The blocked name: alert, then the connection is cut before the request gets through;
+    // traced meanwhile, to see which rule the kernel dropped its packets for.
+    let tracer = Command::new(bin("palisade"))
+        .args(["trace", "--port", &BLOCKED_PORT.to_string(), "--duration", "60s"])
+        .args(["--json", "--control-socket"])
+        .arg(&daemon.control)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("palisade trace");
+    wait_for(Duration::from_secs(5), "the trace running", || {
+        let out = Command::new("curl")
+            .args(["-s", "--unix-socket"])
+            .arg(&daemon.control)
+            .arg("http://localhost/v1/trace")
+            .output()
+            .expect("curl");
+        let state: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (state["active"] == true).then_some(())
+    });
     assert!(
         !fetch(&lab, BLOCKED_PORT, "blocked.example.test"),
         "the blocked connection answered"
+    );
+    assert!(daemon.ctl(&["trace", "--stop"]).status.success());
+    let traced = tracer.wait_with_output().expect("palisade trace");
+    let cut: Vec<Value> = String::from_utf8_lossy(&traced.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["decided_by"] == "tls-cut")
+        .collect();
+    let first = cut.first().unwrap_or_else(|| panic!("no tls-cut in the trace: {traced:?}"));
+    assert_eq!(first["verdict"], "drop", "{first}");
+    assert_eq!(first["hook"], "observer", "{first}");
+    assert_eq!(first["rule_id"], 1, "{first}");
+    assert_eq!(
+        first["rule"],
+        format!("sni blocked.example.test ({}:2)", rules.display()),
+        "{first}"
     );
     let a = wait_for(Duration::from_secs(5), "alert for the blocked SNI", || {
         alerts(&daemon, "blocked.example.test").into_iter().next()

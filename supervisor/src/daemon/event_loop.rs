@@ -146,6 +146,7 @@ impl Daemon {
             let names = crate::trace::Names {
                 interfaces: &self.interfaces,
                 dns: &self.dns,
+                tls: &self.tls.rules,
             };
             if self.trace.tick(self.loaded.as_ref(), &names, now) {
                 self.trace_written();

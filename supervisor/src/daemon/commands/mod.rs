@@ -79,6 +79,7 @@ impl Daemon {
                 let names = crate::trace::Names {
                     interfaces: &self.interfaces,
                     dns: &self.dns,
+                    tls: &self.tls.rules,
                 };
                 let stopped = self.trace.stop(self.loaded.as_ref(), &names);
                 self.trace_written();
