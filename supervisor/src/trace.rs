@@ -174,12 +174,7 @@ impl Tracer {
 
     /// Every event loop turn: takes the ring's events while a trace runs, ends it at its
     /// deadline. Returns whether it wrote `pal_trace_config` (the trace ended).
-    pub fn tick(
-        &mut self,
-        loaded: Option<&Loaded>,
-        names: &Names<'_>,
-        now: Instant,
-    ) -> bool {
+    pub fn tick(&mut self, loaded: Option<&Loaded>, names: &Names<'_>, now: Instant) -> bool {
         let Some(s) = &self.session else {
             return false;
         };

@@ -869,7 +869,11 @@ fn json_config_and_refusals_against_a_daemon() {
     assert_eq!(ended["event_type"], "flow", "{ended}");
     assert_eq!(ended["flow"]["reason"], "shutdown", "{ended}");
     assert_eq!(ended["flow"]["pkts_toserver"], 3, "{ended}");
-    assert_eq!(ended["src_ip"], palisade_tests::SENSOR_IP.to_string(), "{ended}");
+    assert_eq!(
+        ended["src_ip"],
+        palisade_tests::SENSOR_IP.to_string(),
+        "{ended}"
+    );
     assert_eq!(ended["proto"], "UDP", "{ended}");
     assert_eq!(ended["in_iface"], palisade_tests::SENSOR_IF, "{ended}");
     let text = std::fs::read_to_string(&log).expect("flow.json");

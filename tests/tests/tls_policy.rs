@@ -131,7 +131,13 @@ fn blocking_sni_and_ja3_rules_cut_connections_and_alert_only_rules_do_not() {
     // The blocked name: alert, then the connection is cut before the request gets through;
     // traced meanwhile, to see which rule the kernel dropped its packets for.
     let tracer = Command::new(bin("palisade"))
-        .args(["trace", "--port", &BLOCKED_PORT.to_string(), "--duration", "60s"])
+        .args([
+            "trace",
+            "--port",
+            &BLOCKED_PORT.to_string(),
+            "--duration",
+            "60s",
+        ])
         .args(["--json", "--control-socket"])
         .arg(&daemon.control)
         .stdout(Stdio::piped())
@@ -159,7 +165,9 @@ fn blocking_sni_and_ja3_rules_cut_connections_and_alert_only_rules_do_not() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["decided_by"] == "tls-cut")
         .collect();
-    let first = cut.first().unwrap_or_else(|| panic!("no tls-cut in the trace: {traced:?}"));
+    let first = cut
+        .first()
+        .unwrap_or_else(|| panic!("no tls-cut in the trace: {traced:?}"));
     assert_eq!(first["verdict"], "drop", "{first}");
     assert_eq!(first["hook"], "observer", "{first}");
     assert_eq!(first["rule_id"], 1, "{first}");

@@ -400,7 +400,14 @@ fn a_rogue_router_and_dhcpv6_server_on_one_address_gets_both_alerts() {
     hdr.l4_proto = 58;
     ra[..RecordHeader::SIZE].copy_from_slice(&hdr.to_bytes());
     let advertise = flagged(
-        record(547, 546, true, rogue, 200_000_000, &v6_message(2, [7, 7, 7], true)),
+        record(
+            547,
+            546,
+            true,
+            rogue,
+            200_000_000,
+            &v6_message(2, [7, 7, 7], true),
+        ),
         FLAG_GUARD_ROGUE | FLAG_GUARD_DROPPED,
     );
     let (events, _) = run(&[ra, advertise], None);

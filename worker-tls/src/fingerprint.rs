@@ -95,9 +95,8 @@ pub fn ja3(h: &ClientHello) -> Option<Ja3> {
             .filter(|g| !is_grease(*g)),
     );
     let formats = join_dec(h.ec_point_formats.iter().map(|f| u16::from(*f)));
-    let mut s = String::with_capacity(
-        8 + ciphers.len() + exts.len() + groups.len() + formats.len(),
-    );
+    let mut s =
+        String::with_capacity(8 + ciphers.len() + exts.len() + groups.len() + formats.len());
     push_dec(&mut s, h.legacy_version.0);
     for part in [&ciphers, &exts, &groups, &formats] {
         s.push(',');

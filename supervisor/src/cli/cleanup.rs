@@ -132,7 +132,9 @@ pub fn main(args: Args) -> ExitCode {
                 println!("removed {clsact_filters_removed} clsact filter(s)");
             }
             if open_flows_ended > 0 {
-                println!("{open_flows_ended} open flow(s) ended with their event (reason shutdown)");
+                println!(
+                    "{open_flows_ended} open flow(s) ended with their event (reason shutdown)"
+                );
             }
             if let (n @ 1.., Some(why)) = (open_flows_discarded, &open_flows_error) {
                 println!("{n} open flow(s) discarded without an event: {why}");
@@ -164,7 +166,11 @@ fn write_flow_ends(config: Option<&std::path::Path>, framed: &[u8]) -> Result<()
         .map_err(|e| crate::error_chain(&e))?;
     let sink = crate::daemon::event_logs::prepare_dir(&cfg.log_dir, gid)
         .and_then(|()| {
-            crate::daemon::event_logs::open(&cfg.log_dir, palisade_ipc::messages::WorkerKind::Flow, gid)
+            crate::daemon::event_logs::open(
+                &cfg.log_dir,
+                palisade_ipc::messages::WorkerKind::Flow,
+                gid,
+            )
         })
         .map_err(|e| crate::error_chain(&e))?;
     // Both inherited: dup() leaves close-on-exec off, the memfd has it off.

@@ -249,7 +249,9 @@ fn seeded_entry(t: &conntrack::Tuple, first_seen_ns: u64, now_ns: u64) -> (FlowK
 /// The open flows of the flow table pinned below `version_dir` (`<root>/v<N>`): one list
 /// per shard whose layout this build shares, and what could not be read (shards of another
 /// layout among them).
-pub fn pinned_flows(version_dir: &std::path::Path) -> (Vec<Vec<(FlowKey, FlowValue)>>, Vec<String>) {
+pub fn pinned_flows(
+    version_dir: &std::path::Path,
+) -> (Vec<Vec<(FlowKey, FlowValue)>>, Vec<String>) {
     let (mut tables, mut errors) = (Vec::new(), Vec::new());
     let Ok(rd) = std::fs::read_dir(version_dir.join("maps")) else {
         return (tables, errors);
@@ -328,7 +330,8 @@ pub fn end_records_pinned(pin_root: &std::path::Path) -> PinnedEnds {
                 now,
             );
             // A flow record is 168 bytes: the cast cannot truncate.
-            out.framed.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+            out.framed
+                .extend_from_slice(&(rec.len() as u32).to_le_bytes());
             out.framed.extend_from_slice(&rec);
             out.flows += 1;
         }

@@ -573,7 +573,11 @@ fn hand_written_json_is_serde_s() {
         body.write(&mut w, "tls");
         w.end_object();
         let serde = serde_json::to_string(body).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), format!("{{\"tls\":{serde}}}"), "{name}");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{{\"tls\":{serde}}}"),
+            "{name}"
+        );
         let mut out = Vec::new();
         let mut w = JsonWriter::new(&mut out);
         w.begin_object();
