@@ -278,6 +278,78 @@ impl TlsVendor {
     }
 }
 
+impl QuicBody {
+    /// Writes `"quic": {...}` (or under another key).
+    pub fn write(&self, w: &mut JsonWriter<'_>, key: &str) {
+        w.key(key).begin_object();
+        w.key("version").str(self.version);
+        opt_str(w, "sni", self.sni.as_deref());
+        if let Some(j) = &self.ja3 {
+            j.write(w, "ja3");
+        }
+        if let Some(j) = &self.ja3s {
+            j.write(w, "ja3s");
+        }
+        opt_str(w, "ja4", self.ja4.as_deref());
+        if !self.extensions.is_empty() {
+            w.key("extensions").begin_array();
+            for e in &self.extensions {
+                w.begin_object();
+                opt_str(w, "name", e.name);
+                w.key("type").u64(u64::from(e.ty));
+                if let Some(v) = &e.values {
+                    str_list(w, "values", v);
+                }
+                w.end_object();
+            }
+            w.end_array();
+        }
+        w.end_object();
+    }
+}
+
+impl QuicVendor {
+    /// Writes the fields into the object `w` is in (`palisade.quic`).
+    pub fn write_fields(&self, w: &mut JsonWriter<'_>) {
+        w.key("dcid").str(&self.dcid);
+        w.key("scid").str(&self.scid);
+        opt_str(w, "server_scid", self.server_scid.as_deref());
+        w.key("tls_version").str(&self.tls_version);
+        if let Some(a) = &self.client_alpns {
+            str_list(w, "client_alpns", a);
+        }
+        if let Some(a) = &self.server_alpns {
+            str_list(w, "server_alpns", a);
+        }
+        if let Some(h) = &self.client_handshake {
+            h.write(w, "client_handshake");
+        }
+        if let Some(h) = &self.server_handshake {
+            h.write(w, "server_handshake");
+        }
+        self.tls.write_fields(w);
+    }
+}
+
+/// A whole `quic` event: the shared fields, `quic`, and `palisade` with its `quic` object.
+pub fn write_quic_event(
+    w: &mut JsonWriter<'_>,
+    common: &palisade_worker_runtime::eve::Common,
+    body: &QuicBody,
+    vendor: &QuicVendor,
+) {
+    w.begin_object();
+    common.write(w);
+    body.write(w, "quic");
+    w.key("palisade").begin_object();
+    w.key("iface_direction").str(common.iface_direction);
+    w.key("quic").begin_object();
+    vendor.write_fields(w);
+    w.end_object();
+    w.end_object();
+    w.end_object();
+}
+
 /// A whole `tls` event: the shared fields, `tls`, and `palisade` with its `tls` object.
 pub fn write_tls_event(
     w: &mut JsonWriter<'_>,

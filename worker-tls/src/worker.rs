@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::{
     conn::{Hello, Output, Ready, Tracker},
-    event::{self, QuicBody, QuicVendor, TlsBody},
+    event::{self, QuicBody, TlsBody},
     fingerprint::Transport,
     policy::{Seen, TlsRules},
     quic,
@@ -23,19 +23,6 @@ use palisade_worker_runtime::{
     eve,
 };
 use serde::Serialize;
-
-#[derive(Serialize)]
-struct QuicExtra {
-    quic: QuicVendor,
-}
-
-#[derive(Serialize)]
-struct QuicEvent<'a> {
-    #[serde(flatten)]
-    common: eve::Common,
-    quic: &'a QuicBody,
-    palisade: eve::Vendor<QuicExtra>,
-}
 
 /// `palisade.tls_rule` of an alert: the rule and what matched it.
 #[derive(Serialize)]
@@ -210,11 +197,7 @@ impl Tls {
             }
             vendor.tls.hello_index = (q.ready.index > 1).then_some(q.ready.index);
             let common = eve::Common::new(ctx, "quic", &q.ready.hdr);
-            out.emit(&QuicEvent {
-                palisade: eve::Vendor::new(&common, QuicExtra { quic: vendor }),
-                common,
-                quic: &body,
-            });
+            out.emit_with(|w| event::write_quic_event(w, &common, &body, &vendor));
             if client {
                 let sni = body.sni.as_deref().map(str::to_ascii_lowercase);
                 let seen = Seen {

@@ -620,3 +620,45 @@ fn hand_written_json_is_serde_s() {
     // 11 streams: 7 client hellos, 4 server hellos, 3 certificates.
     assert_eq!(checked, 14, "hellos and certificates checked");
 }
+
+/// The same for `quic` events (`event::write_quic_event`): every hello of the test streams
+/// laid out as a QUIC hello, client and server, with and without the server's SCID.
+#[test]
+fn hand_written_quic_json_is_serde_s() {
+    use crate::{conn::Hello, event, quic::packet::Version};
+    use palisade_worker_runtime::json::JsonWriter;
+    let mut checked = 0;
+    for (name, bytes) in STREAMS {
+        for m in messages(bytes).0 {
+            let hello = match m {
+                Message::ClientHello(h) => Hello::Client(h),
+                Message::ServerHello(h) => Hello::Server(h, Some(b"a.example".to_vec()), None),
+                _ => continue,
+            };
+            for (version, server_scid) in [(Version::V1, None), (Version::V2, Some(&[9u8, 8][..]))]
+            {
+                let (body, vendor) = event::quic(&hello, version, [&[1, 2], &[3]], server_scid);
+                let mut out = Vec::new();
+                let mut w = JsonWriter::new(&mut out);
+                w.begin_object();
+                body.write(&mut w, "quic");
+                w.end_object();
+                let serde = serde_json::to_string(&body).unwrap();
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    format!("{{\"quic\":{serde}}}"),
+                    "{name}"
+                );
+                let mut out = Vec::new();
+                let mut w = JsonWriter::new(&mut out);
+                w.begin_object();
+                vendor.write_fields(&mut w);
+                w.end_object();
+                let serde = serde_json::to_string(&vendor).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), serde, "{name}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 22, "11 hellos, two ways each");
+}
