@@ -1,7 +1,10 @@
 //! Helpers for any of the object's maps: a descriptor from aya's view of a map, facts about a
 //! map, per-CPU hit counters.
 
-use std::{io, os::fd::AsFd};
+use std::{
+    io,
+    os::fd::{AsFd, OwnedFd},
+};
 
 use crate::sys;
 
@@ -77,6 +80,11 @@ pub fn map_facts(map: impl AsFd) -> io::Result<MapFacts> {
 /// removed from outside is put back.
 pub fn pin(object: impl AsFd, path: &std::path::Path) -> io::Result<()> {
     sys::obj_pin(object.as_fd(), path)
+}
+
+/// Opens a pinned map (or any BPF object) at `path` (`BPF_OBJ_GET`).
+pub fn open_pinned(path: &std::path::Path) -> io::Result<OwnedFd> {
+    sys::obj_get(path)
 }
 
 /// Slot 0 of a one-entry array (the config maps), `value_size` bytes.

@@ -178,47 +178,120 @@ pub fn replay(path: &Path, out: OwnedFd, opts: Options) -> Result<Summary, file:
     })
 }
 
-/// Flow records a tool made from a flow table that is going away (`palisade cleanup`:
-/// `u32` little-endian length, then one record as [`palisade_abi::flow_record`] makes it,
-/// boot-clock stamps) through the flow worker's parser, on the host's clocks as a live
-/// worker would, events to `out`. At most `max` records are read.
-pub fn flow_records(
-    input: impl Read,
-    out: OwnedFd,
+/// What a sensor left behind when its pins go (`palisade cleanup`), logged by the workers'
+/// parsers on the host's clocks as live workers would: for each worker (`dns`, `dhcp`,
+/// `tls`, `flow`), the records still unread in its ring buffer (written while no daemon
+/// ran: queries, hellos, the sweeper's flow ends) and where its events go; then
+/// `flow_ends`, the end records made for the flows still open (`u32` little-endian length,
+/// then one record as [`palisade_abi::flow_record`] makes it; at most `max`), through the
+/// flow worker. `extra` are the DHCP worker's state file and registry, as the daemon hands
+/// them over (its inventory is read, and written back with what the records add). Returns
+/// each worker's counters.
+pub fn leftovers(
+    rings: Vec<(String, OwnedFd, OwnedFd)>,
+    dhcp_extra: Vec<(palisade_ipc::messages::FdRole, OwnedFd)>,
+    flow_ends: Option<impl Read>,
     interfaces: &[InterfaceName],
     max: u64,
-) -> Result<WorkerStats, String> {
+) -> Result<Vec<(&'static str, WorkerStats)>, String> {
     const RECORD: usize = palisade_abi::RecordHeader::SIZE + palisade_abi::FlowRecord::SIZE;
-    let mut flow: Offline<palisade_worker_flow::worker::Flow> =
-        Offline::new(Default::default(), out, interfaces);
-    let mut input = io::BufReader::new(input.take(max.saturating_mul(RECORD as u64 + 4)));
-    let mut buf = [0u8; RECORD];
-    let mut since_tick = 0u32;
-    loop {
-        let mut len = [0u8; 4];
-        match input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(format!("reading the records: {e}")),
+    let mut w = Workers {
+        dns: None,
+        dhcp: None,
+        tls: None,
+        flow: None,
+    };
+    let mut readers = Vec::new();
+    for (kind, ring, out) in rings {
+        let ring = palisade_worker_runtime::ringbuf::open(ring)
+            .map_err(|e| format!("the {kind} ring: {e}"))?;
+        match kind.as_str() {
+            "dns" => w.dns = Some(Offline::new(Default::default(), out, interfaces)),
+            "dhcp" => w.dhcp = Some(Offline::new(Default::default(), out, interfaces)),
+            "tls" => w.tls = Some(Offline::new(Default::default(), out, interfaces)),
+            "flow" => w.flow = Some(Offline::new(Default::default(), out, interfaces)),
+            other => return Err(format!("{other}: not a worker (dns, dhcp, tls, flow)")),
         }
-        if u32::from_le_bytes(len) as usize != RECORD {
-            return Err(format!(
-                "a record of {} bytes: not a flow record",
-                u32::from_le_bytes(len)
-            ));
+        readers.push((kind, ring));
+    }
+    if let Some(dhcp) = w.dhcp.as_mut() {
+        dhcp.fds(dhcp_extra)
+            .map_err(|e| format!("the DHCP worker's files: {e}"))?;
+    }
+    for (kind, mut ring) in readers {
+        let mut n = 0u32;
+        while let Some(item) = ring.next_record() {
+            match kind.as_str() {
+                "dns" => w.dns.as_mut().map(|o| o.record(&item)),
+                "dhcp" => w.dhcp.as_mut().map(|o| o.record(&item)),
+                "tls" => w.tls.as_mut().map(|o| o.record(&item)),
+                _ => w.flow.as_mut().map(|o| o.record(&item)),
+            };
+            n += 1;
+            if n.is_multiple_of(4096) {
+                ring.commit();
+                live_tick(&mut w);
+            }
         }
-        input
-            .read_exact(&mut buf)
-            .map_err(|e| format!("reading the records: {e}"))?;
-        flow.record(&buf);
-        since_tick += 1;
-        if since_tick == 4096 {
-            since_tick = 0;
-            flow.tick();
+        ring.commit();
+    }
+    if let Some(input) = flow_ends {
+        let flow = w
+            .flow
+            .as_mut()
+            .ok_or("flow ends without the flow worker's output")?;
+        let mut input = io::BufReader::new(input.take(max.saturating_mul(RECORD as u64 + 4)));
+        let mut buf = [0u8; RECORD];
+        loop {
+            let mut len = [0u8; 4];
+            match input.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(format!("reading the flow ends: {e}")),
+            }
+            if u32::from_le_bytes(len) as usize != RECORD {
+                return Err(format!(
+                    "a record of {} bytes: not a flow record",
+                    u32::from_le_bytes(len)
+                ));
+            }
+            input
+                .read_exact(&mut buf)
+                .map_err(|e| format!("reading the flow ends: {e}"))?;
+            flow.record(&buf);
         }
     }
-    flow.tick();
-    Ok(flow.finish())
+    live_tick(&mut w);
+    let mut out = Vec::new();
+    if let Some(o) = w.dns {
+        out.push(("dns", o.finish()));
+    }
+    if let Some(o) = w.dhcp {
+        out.push(("dhcp", o.finish()));
+    }
+    if let Some(o) = w.tls {
+        out.push(("tls", o.finish()));
+    }
+    if let Some(o) = w.flow {
+        out.push(("flow", o.finish()));
+    }
+    Ok(out)
+}
+
+/// Time-based work and writes, on the host's clocks.
+fn live_tick(w: &mut Workers) {
+    if let Some(o) = w.dns.as_mut() {
+        o.tick();
+    }
+    if let Some(o) = w.dhcp.as_mut() {
+        o.tick();
+    }
+    if let Some(o) = w.tls.as_mut() {
+        o.tick();
+    }
+    if let Some(o) = w.flow.as_mut() {
+        o.tick();
+    }
 }
 
 /// Hands a record to the worker that reads its kind (its ring buffer's reader, live).

@@ -10,7 +10,7 @@ use palisade_replay::{Options, open_out, packet::Kinds, replay};
 #[command(name = "palisade replay")]
 struct Args {
     /// The capture file (pcap or pcapng).
-    #[arg(required_unless_present = "flow_records_fd")]
+    #[arg(required_unless_present = "ring")]
     file: Option<PathBuf>,
     /// Protocols, comma separated: dns, dhcp, tls (TLS handshakes and QUIC Initials), flow
     /// (default: all of them).
@@ -26,14 +26,21 @@ struct Args {
     /// configuration (set by it; not for direct use).
     #[arg(long, hide = true)]
     settings_fd: Option<i32>,
-    /// A descriptor of flow end records made from a flow table that went away, framed as
-    /// the settings are (set by `palisade cleanup`; not for direct use): their events are
-    /// written to --out-fd, on the host's clocks.
-    #[arg(long, hide = true, requires = "out_fd", conflicts_with = "file")]
-    flow_records_fd: Option<i32>,
-    /// Write the events to this inherited descriptor (with --flow-records-fd).
-    #[arg(long, hide = true)]
-    out_fd: Option<i32>,
+    /// What a sensor left behind, from `palisade cleanup` (not for direct use): a worker
+    /// (dns, dhcp, tls, flow), the inherited descriptor of its ring buffer and that of its
+    /// event log, `KIND:RING_FD:OUT_FD`, for dhcp also `:STATE_FD[:REGISTRY_FD]`; repeated.
+    /// The rings' unread records are logged on the host's clocks.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "KIND:RING_FD:OUT_FD",
+        conflicts_with = "file"
+    )]
+    ring: Vec<String>,
+    /// With --ring: the end records made for the flows still open (framed as the settings
+    /// are), logged by the flow worker after its ring.
+    #[arg(long, hide = true, requires = "ring")]
+    flow_ends_fd: Option<i32>,
 }
 
 /// Takes ownership of an inherited descriptor that the parent opened for this process.
@@ -48,11 +55,45 @@ fn inherited(fd: i32, what: &str) -> Result<std::os::fd::OwnedFd, String> {
     Ok(owned)
 }
 
-/// `--flow-records-fd`: the end records of a flow table that went away, to `--out-fd`.
-fn flow_records(records: i32, out: i32) -> ExitCode {
-    let run = || -> Result<palisade_ipc::messages::WorkerStats, String> {
-        let input = std::fs::File::from(inherited(records, "flow-records-fd")?);
-        let out = inherited(out, "out-fd")?;
+/// `--ring` (and `--flow-ends-fd`): what a sensor left behind, to its event logs.
+fn leftovers(rings: &[String], flow_ends: Option<i32>) -> ExitCode {
+    let run = || -> Result<Vec<(&'static str, palisade_ipc::messages::WorkerStats)>, String> {
+        use palisade_ipc::messages::FdRole;
+        let mut list = Vec::new();
+        let mut dhcp_extra = Vec::new();
+        for r in rings {
+            let mut parts = r.split(':');
+            let (Some(kind), Some(ring), Some(out)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!("--ring {r}: expected KIND:RING_FD:OUT_FD"));
+            };
+            let fd = |s: &str| {
+                s.parse::<i32>()
+                    .map_err(|_| format!("--ring {r}: {s}: not a descriptor"))
+            };
+            list.push((
+                kind.to_owned(),
+                inherited(fd(ring)?, "ring")?,
+                inherited(fd(out)?, "ring")?,
+            ));
+            for (role, part) in [FdRole::State, FdRole::Registry]
+                .into_iter()
+                .zip(parts.by_ref())
+            {
+                if kind != "dhcp" {
+                    return Err(format!(
+                        "--ring {r}: extra descriptors are the DHCP worker's"
+                    ));
+                }
+                dhcp_extra.push((role, inherited(fd(part)?, "ring")?));
+            }
+            if parts.next().is_some() {
+                return Err(format!("--ring {r}: too many descriptors"));
+            }
+        }
+        let ends = flow_ends
+            .map(|fd| inherited(fd, "flow-ends-fd").map(std::fs::File::from))
+            .transpose()?;
         let interfaces: Vec<_> = nix::net::if_::if_nameindex()
             .map(|list| {
                 list.iter()
@@ -63,11 +104,17 @@ fn flow_records(records: i32, out: i32) -> ExitCode {
                     .collect()
             })
             .unwrap_or_default();
-        palisade_replay::flow_records(input, out, &interfaces, u64::from(u32::MAX))
+        palisade_replay::leftovers(list, dhcp_extra, ends, &interfaces, u64::from(u32::MAX))
     };
     match run() {
         Ok(stats) => {
-            eprintln!("flow: {stats:?}");
+            // One line per worker for `palisade cleanup`: records read, events written.
+            for (name, st) in stats {
+                eprintln!(
+                    "leftovers: {name} records {} events {}",
+                    st.records, st.events
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -79,11 +126,11 @@ fn flow_records(records: i32, out: i32) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let (Some(records), Some(out)) = (args.flow_records_fd, args.out_fd) {
-        return flow_records(records, out);
+    if !args.ring.is_empty() {
+        return leftovers(&args.ring, args.flow_ends_fd);
     }
     let Some(file) = args.file else {
-        return ExitCode::from(2); // clap requires it without --flow-records-fd
+        return ExitCode::from(2); // clap requires it without --ring
     };
     let mut kinds = Kinds::default();
     for p in &args.proto {

@@ -514,6 +514,8 @@ fn clsact_filters_are_replaced_at_restart_put_back_and_removed_on_detach() {
         .arg(&lab.pin_root)
         .arg("--control-socket")
         .arg(&control)
+        .arg("--config")
+        .arg(lab.dir.join("palisade.toml"))
         .arg("--json")
         .output()
         .expect("palisade cleanup");

@@ -653,6 +653,8 @@ fn sigterm_stops_workers_and_leaves_programs_pinned() {
         .arg(&lab.pin_root)
         .args(["--control-socket"])
         .arg(lab.dir.join("control.sock"))
+        .arg("--config")
+        .arg(lab.dir.join("palisade.toml"))
         .output()
         .expect("cleanup");
     assert!(out.status.success(), "{out:?}");

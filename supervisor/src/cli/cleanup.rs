@@ -16,10 +16,12 @@ use crate::{
 /// control socket. The pin root is --pin-root, else `paths.pin_root` of the configuration
 /// (--config), else /sys/fs/bpf/palisade. The package's removal scripts run this.
 ///
-/// Flows still open in the removed tables end with their `flow` event (reason `shutdown`),
-/// written to `<log_dir>/flow.json` of the configuration by the flow worker's parser,
-/// running as the flow worker's account (`palisade-replay`). Flows that cannot be ended so
-/// (a table of a layout before ABI 6, an invalid configuration) are counted and reported.
+/// Before the pins go, what the sensor left behind is logged to `<log_dir>/<worker>.json` of
+/// the configuration (--config, else the installed one) by the workers' parsers, running as
+/// the flow worker's account (`palisade-replay`): the records its rings still hold unread
+/// (written while no daemon ran), then every flow still open in the tables, ended with its
+/// `flow` event (reason `shutdown`). Flows that cannot be ended so (a table of a layout
+/// before ABI 6, an invalid configuration) are counted and reported.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// bpffs pin root (overrides `paths.pin_root` of the configuration)
@@ -28,7 +30,8 @@ pub struct Args {
     pin_root: Option<PathBuf>,
     #[command(flatten)]
     control: ControlArgs,
-    /// Print the result as JSON: {"pin_root", "removed": [PATH...], "open_flows_ended",
+    /// Print the result as JSON: {"pin_root", "removed": [PATH...], "ring_records_logged",
+    /// "open_flows_ended",
     /// "open_flows_discarded", "open_flows_error", "clsact_filters_removed"}.
     #[arg(long)]
     json: bool,
@@ -38,6 +41,9 @@ pub struct Args {
 struct Cleaned {
     pin_root: PathBuf,
     removed: Vec<PathBuf>,
+    /// Records the rings of this ABI version still held unread (written while no daemon
+    /// ran), logged by their workers' parsers before the rings went.
+    ring_records_logged: u64,
     /// Flows the removed tables still held, ended with their event (reason `shutdown`).
     open_flows_ended: u64,
     /// Flows the removed tables still held that got no event (see `open_flows_error`).
@@ -98,12 +104,13 @@ pub fn main(args: Args) -> ExitCode {
     // The open flows' events before their tables go.
     let ends = crate::flows::end_records_pinned(&pin_root);
     let mut open_flows_error = ends.errors.first().cloned();
-    let mut open_flows_ended = 0;
-    if ends.flows > 0 {
-        match write_flow_ends(args.control.config.as_deref(), &ends.framed) {
-            Ok(()) => open_flows_ended = ends.flows,
-            Err(e) => open_flows_error = Some(e),
+    let (mut open_flows_ended, mut ring_records_logged) = (0, 0);
+    match log_leftovers(args.control.config.as_deref(), &pin_root, &ends.framed) {
+        Ok(records) => {
+            ring_records_logged = records;
+            open_flows_ended = ends.flows;
         }
+        Err(e) => open_flows_error = Some(e),
     }
     let open_flows_discarded = ends.flows - open_flows_ended + ends.left;
     if open_flows_discarded == 0 {
@@ -115,6 +122,7 @@ pub fn main(args: Args) -> ExitCode {
         Ok(removed) if args.json => super::print_json(&Cleaned {
             pin_root,
             removed,
+            ring_records_logged,
             open_flows_ended,
             open_flows_discarded,
             open_flows_error,
@@ -131,6 +139,9 @@ pub fn main(args: Args) -> ExitCode {
             if clsact_filters_removed > 0 {
                 println!("removed {clsact_filters_removed} clsact filter(s)");
             }
+            if ring_records_logged > 0 {
+                println!("{ring_records_logged} unread record(s) of the rings logged");
+            }
             if open_flows_ended > 0 {
                 println!(
                     "{open_flows_ended} open flow(s) ended with their event (reason shutdown)"
@@ -145,18 +156,42 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
-/// Writes the flows' end events: `palisade-replay --flow-records-fd` runs the flow worker's
-/// parser over `framed` as the flow worker's account (the root CLI parses nothing), appending
-/// to `<log_dir>/flow.json` of the configuration (`config`, else the installed one, else the
-/// embedded default), opened here as the daemon opens it.
-fn write_flow_ends(config: Option<&std::path::Path>, framed: &[u8]) -> Result<(), String> {
+/// Logs what the sensor left behind before its pins go: the records still unread in the
+/// rings of this ABI version (`<pin_root>/v<ABI>/maps/rb_*`) and the open flows' end records
+/// (`flow_ends`), through `palisade-replay --ring`, which runs the workers' parsers as the
+/// flow worker's account (the root CLI parses nothing), appending to `<log_dir>/<worker>.json`
+/// of the configuration (`config`, else the installed one, else the embedded default),
+/// opened here as the daemon opens them. Returns the ring records logged.
+fn log_leftovers(
+    config: Option<&std::path::Path>,
+    pin_root: &std::path::Path,
+    flow_ends: &[u8],
+) -> Result<u64, String> {
+    use palisade_ipc::messages::WorkerKind;
     use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let maps = pin_root
+        .join(format!("v{}", palisade_abi::ABI_VERSION))
+        .join("maps");
+    let rings: Vec<(WorkerKind, std::os::fd::OwnedFd)> = WorkerKind::ALL
+        .iter()
+        .filter_map(|k| {
+            palisade_ebpf::maps::open_pinned(&maps.join(format!("rb_{}", k.name())))
+                .ok()
+                .map(|fd| (*k, fd))
+        })
+        .collect();
+    if rings.is_empty() && flow_ends.is_empty() {
+        return Ok(0);
+    }
+    if !rings.iter().any(|(k, _)| *k == WorkerKind::Flow) {
+        return Err(format!("no flow ring below {}", maps.display()));
+    }
     let installed = std::path::Path::new(crate::paths::CONFIG_FILE);
     let path = config.or_else(|| installed.exists().then_some(installed));
     let cfg = crate::config::Config::load(path).map_err(|e| crate::error_chain(&e))?;
     let accounts = crate::users::worker_accounts(&cfg).map_err(|e| e.to_string())?;
     let account = accounts
-        .get(&palisade_ipc::messages::WorkerKind::Flow)
+        .get(&WorkerKind::Flow)
         .ok_or("no flow worker account")?;
     let gid = cfg
         .log_group
@@ -164,23 +199,42 @@ fn write_flow_ends(config: Option<&std::path::Path>, framed: &[u8]) -> Result<()
         .map(crate::config::NamedGroup::resolve)
         .transpose()
         .map_err(|e| crate::error_chain(&e))?;
-    let sink = crate::daemon::event_logs::prepare_dir(&cfg.log_dir, gid)
-        .and_then(|()| {
-            crate::daemon::event_logs::open(
-                &cfg.log_dir,
-                palisade_ipc::messages::WorkerKind::Flow,
-                gid,
-            )
-        })
+    crate::daemon::event_logs::prepare_dir(&cfg.log_dir, gid)
         .map_err(|e| crate::error_chain(&e))?;
-    // Both inherited: dup() leaves close-on-exec off, the memfd has it off.
-    let sink = nix::unistd::dup(&sink).map_err(|e| format!("dup: {e}"))?;
-    let records = super::replay::memfd_with(framed)?;
-    let out = std::process::Command::new(super::replay::replay_binary())
-        .arg("--flow-records-fd")
-        .arg(records.as_raw_fd().to_string())
-        .arg("--out-fd")
-        .arg(sink.as_raw_fd().to_string())
+    let mut cmd = std::process::Command::new(super::replay::replay_binary());
+    // Every descriptor handed over is inherited: dup() gives one without close-on-exec
+    // (BPF_OBJ_GET's and open()'s have it), the memfd has none. They stay open here until
+    // the child is done.
+    let mut keep = Vec::new();
+    for (kind, ring) in rings {
+        let out = crate::daemon::event_logs::open(&cfg.log_dir, kind, gid)
+            .map_err(|e| crate::error_chain(&e))?;
+        let out = nix::unistd::dup(&out).map_err(|e| format!("dup: {e}"))?;
+        let ring = nix::unistd::dup(&ring).map_err(|e| format!("dup: {e}"))?;
+        let mut arg = format!("{}:{}:{}", kind.name(), ring.as_raw_fd(), out.as_raw_fd());
+        keep.push(ring);
+        keep.push(out);
+        if kind == WorkerKind::Dhcp {
+            // The inventory, as the DHCP worker gets it: read, and written back.
+            let state =
+                crate::devices::open_state(&cfg.state_dir).map_err(|e| crate::error_chain(&e))?;
+            let mut extra = vec![nix::unistd::dup(&state).map_err(|e| format!("dup: {e}"))?];
+            if let Some(r) = crate::devices::registry_fd(&cfg.ieee_data_dir) {
+                extra.push(nix::unistd::dup(&r.fd).map_err(|e| format!("dup: {e}"))?);
+            }
+            for fd in extra {
+                arg.push_str(&format!(":{}", fd.as_raw_fd()));
+                keep.push(fd);
+            }
+        }
+        cmd.arg("--ring").arg(arg);
+    }
+    if !flow_ends.is_empty() {
+        let ends = super::replay::memfd_with(flow_ends)?;
+        cmd.arg("--flow-ends-fd").arg(ends.as_raw_fd().to_string());
+        keep.push(ends);
+    }
+    let out = cmd
         // Root's supplementary groups go too (std calls setgroups(0) for a root parent).
         .uid(account.user.id)
         .gid(account.group.id)
@@ -188,13 +242,25 @@ fn write_flow_ends(config: Option<&std::path::Path>, framed: &[u8]) -> Result<()
         .stdout(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("running palisade-replay: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "palisade-replay: {} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+    drop(keep);
+    let report = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("palisade-replay: {} {}", out.status, report.trim()));
     }
+    // `leftovers: <worker> records N events M` per worker; the flow worker's records include
+    // the ends.
+    let flow_ends_n = (flow_ends.len()
+        / (4 + palisade_abi::RecordHeader::SIZE + palisade_abi::FlowRecord::SIZE))
+        as u64;
+    let read: u64 = report
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("leftovers: ")?
+                .split_whitespace()
+                .nth(2)?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    Ok(read.saturating_sub(flow_ends_n))
 }

@@ -293,7 +293,7 @@ pub fn pinned_flows(
 #[derive(Debug, Default)]
 pub struct PinnedEnds {
     /// The end records, each framed as a little-endian `u32` length and the record (what
-    /// `palisade-replay --flow-records-fd` reads).
+    /// `palisade-replay --flow-ends-fd` reads).
     pub framed: Vec<u8>,
     /// Flows with a record in `framed`.
     pub flows: u64,
