@@ -101,6 +101,26 @@ struct Workers {
     flow: Option<Offline<palisade_worker_flow::worker::Flow>>,
 }
 
+impl Workers {
+    /// Stops every worker as a graceful stop would; their counters, by name.
+    fn finish(self) -> Vec<(&'static str, WorkerStats)> {
+        let mut out = Vec::new();
+        if let Some(o) = self.dns {
+            out.push(("dns", o.finish()));
+        }
+        if let Some(o) = self.dhcp {
+            out.push(("dhcp", o.finish()));
+        }
+        if let Some(o) = self.tls {
+            out.push(("tls", o.finish()));
+        }
+        if let Some(o) = self.flow {
+            out.push(("flow", o.finish()));
+        }
+        out
+    }
+}
+
 fn dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
     fd.try_clone()
 }
@@ -158,23 +178,10 @@ pub fn replay(path: &Path, out: OwnedFd, opts: Options) -> Result<Summary, file:
     // The end of the file is the end of time: what a live worker reports after a timeout
     // (unanswered DNS queries, incomplete DHCP transactions, TCP streams) is reported now.
     tick(&mut w, last_ns.saturating_add(END_OF_FILE_NS));
-    let mut workers = Vec::new();
-    if let Some(o) = w.dns {
-        workers.push(("dns", o.finish()));
-    }
-    if let Some(o) = w.dhcp {
-        workers.push(("dhcp", o.finish()));
-    }
-    if let Some(o) = w.tls {
-        workers.push(("tls", o.finish()));
-    }
-    if let Some(o) = w.flow {
-        workers.push(("flow", o.finish()));
-    }
     Ok(Summary {
         packets: builder.packets,
         records,
-        workers,
+        workers: w.finish(),
     })
 }
 
@@ -262,20 +269,7 @@ pub fn leftovers(
         }
     }
     live_tick(&mut w);
-    let mut out = Vec::new();
-    if let Some(o) = w.dns {
-        out.push(("dns", o.finish()));
-    }
-    if let Some(o) = w.dhcp {
-        out.push(("dhcp", o.finish()));
-    }
-    if let Some(o) = w.tls {
-        out.push(("tls", o.finish()));
-    }
-    if let Some(o) = w.flow {
-        out.push(("flow", o.finish()));
-    }
-    Ok(out)
+    Ok(w.finish())
 }
 
 /// Time-based work and writes, on the host's clocks.
