@@ -3,9 +3,10 @@
 //! records and handshake messages ([`HandshakeStream`]), and every hello
 //! handed out with the record header of the segment that completed it.
 //!
-//! Bounded: at most [`MAX_CONNS`] connections (the oldest goes first, its
-//! unfinished hellos counted), each forgotten [`IDLE_NS`] after its last
-//! segment or once the kernel stopped following both directions.
+//! Bounded: at most [`MAX_CONNS`] connections (when full, the oldest
+//! [`EVICT_BATCH`] go at once, their unfinished hellos counted), each forgotten
+//! [`IDLE_NS`] after its last segment or once the kernel stopped following
+//! both directions.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,6 +22,10 @@ use crate::reassembly::{Pushed, Reassembler};
 
 /// Connections tracked at once at most.
 pub const MAX_CONNS: usize = 16_384;
+/// Connections evicted at once when the table is full: finding the oldest takes a pass over
+/// the table, so one pass makes room for this many (one pass per new connection made a
+/// busy gateway's hellos cost ~75 us each, and lost half of them).
+pub const EVICT_BATCH: usize = MAX_CONNS / 16;
 /// A connection with no segment for this long is forgotten (boot-clock ns).
 pub const IDLE_NS: u64 = 30_000_000_000;
 
@@ -171,7 +176,7 @@ impl Tracker {
         let mut out = Output::default();
         let key = ConnKey::of(hdr, seg);
         if !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNS {
-            self.evict_oldest(&mut out);
+            self.evict_oldest(EVICT_BATCH, &mut out);
         }
         let conn = self.conns.entry(key).or_default();
         conn.last_ns = conn.last_ns.max(hdr.ts_boot_ns);
@@ -290,15 +295,20 @@ impl Tracker {
         out
     }
 
-    fn evict_oldest(&mut self, out: &mut Output) {
-        let oldest = self
-            .conns
-            .iter()
-            .min_by_key(|(_, c)| c.last_ns)
-            .map(|(k, _)| *k);
-        if let Some(mut conn) = oldest.and_then(|k| self.conns.remove(&k)) {
-            out.notices.push(NOTICE_CONN_EVICTED);
-            finish(&mut conn, out);
+    /// Evicts the `n` connections whose last segment is oldest (one pass over the table).
+    fn evict_oldest(&mut self, n: usize, out: &mut Output) {
+        let mut by_age: Vec<(u64, ConnKey)> =
+            self.conns.iter().map(|(k, c)| (c.last_ns, *k)).collect();
+        let n = n.clamp(1, by_age.len().max(1));
+        if by_age.len() > n {
+            by_age.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+            by_age.truncate(n);
+        }
+        for (_, key) in by_age {
+            if let Some(mut conn) = self.conns.remove(&key) {
+                out.notices.push(NOTICE_CONN_EVICTED);
+                finish(&mut conn, out);
+            }
         }
     }
 }
@@ -443,12 +453,26 @@ mod tests {
         assert_eq!(out.drops.len(), 1);
         let out = t.segment(&hdr(true, 1), &seg(TLS_DIR_CLIENT, 18, 0), b"more");
         assert!(out.drops.is_empty());
+        let mut evicted = 0;
         for i in 0..MAX_CONNS + 10 {
             let mut s = seg(TLS_DIR_CLIENT, 0, 0);
             s.conn_ns = 100 + i as u64;
-            t.segment(&hdr(true, i as u64), &s, &CLIENT[..10]);
+            let out = t.segment(&hdr(true, 10 + i as u64), &s, &CLIENT[..10]);
+            evicted += out
+                .notices
+                .iter()
+                .filter(|n| **n == NOTICE_CONN_EVICTED)
+                .count();
         }
-        assert_eq!(t.len(), MAX_CONNS);
+        // Full once: the oldest EVICT_BATCH went in one pass, the newest stayed.
+        assert_eq!(evicted, EVICT_BATCH);
+        assert_eq!(t.len(), MAX_CONNS + 1 + 10 - EVICT_BATCH);
+        let oldest_left = t.conns.values().map(|c| c.last_ns).min().unwrap();
+        assert_eq!(
+            oldest_left,
+            10 + EVICT_BATCH as u64 - 1,
+            "the oldest went first"
+        );
     }
 
     #[test]
