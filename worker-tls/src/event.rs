@@ -331,6 +331,27 @@ impl QuicVendor {
     }
 }
 
+/// A whole event: the shared fields, the hello's object under `key`, and `palisade` with
+/// its own object under the same key.
+fn write_event(
+    w: &mut JsonWriter<'_>,
+    common: &palisade_worker_runtime::eve::Common,
+    key: &str,
+    body: impl FnOnce(&mut JsonWriter<'_>),
+    vendor: impl FnOnce(&mut JsonWriter<'_>),
+) {
+    w.begin_object();
+    common.write(w);
+    body(w);
+    w.key("palisade").begin_object();
+    w.key("iface_direction").str(common.iface_direction);
+    w.key(key).begin_object();
+    vendor(w);
+    w.end_object();
+    w.end_object();
+    w.end_object();
+}
+
 /// A whole `quic` event: the shared fields, `quic`, and `palisade` with its `quic` object.
 pub fn write_quic_event(
     w: &mut JsonWriter<'_>,
@@ -338,16 +359,13 @@ pub fn write_quic_event(
     body: &QuicBody,
     vendor: &QuicVendor,
 ) {
-    w.begin_object();
-    common.write(w);
-    body.write(w, "quic");
-    w.key("palisade").begin_object();
-    w.key("iface_direction").str(common.iface_direction);
-    w.key("quic").begin_object();
-    vendor.write_fields(w);
-    w.end_object();
-    w.end_object();
-    w.end_object();
+    write_event(
+        w,
+        common,
+        "quic",
+        |w| body.write(w, "quic"),
+        |w| vendor.write_fields(w),
+    );
 }
 
 /// A whole `tls` event: the shared fields, `tls`, and `palisade` with its `tls` object.
@@ -357,16 +375,13 @@ pub fn write_tls_event(
     body: &TlsBody,
     vendor: &TlsVendor,
 ) {
-    w.begin_object();
-    common.write(w);
-    body.write(w, "tls");
-    w.key("palisade").begin_object();
-    w.key("iface_direction").str(common.iface_direction);
-    w.key("tls").begin_object();
-    vendor.write_fields(w);
-    w.end_object();
-    w.end_object();
-    w.end_object();
+    write_event(
+        w,
+        common,
+        "tls",
+        |w| body.write(w, "tls"),
+        |w| vendor.write_fields(w),
+    );
 }
 
 /// Printable ASCII as is, everything else (and `\`) as `\xNN`.

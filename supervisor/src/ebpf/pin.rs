@@ -227,8 +227,17 @@ pub fn versions(pin_root: &Path) -> Vec<(u16, PathBuf)> {
 /// Open flows in the flow table pinned below `version_dir` (`<root>/v<N>`), whatever the
 /// version's layout: the entries of its `maps/pal_flow_shard_*` maps. 0 when there is none.
 pub fn open_flows(version_dir: &Path) -> u64 {
+    flow_shard_pins(version_dir)
+        .iter()
+        .filter_map(|p| palisade_ebpf::flow_table::open_shard(p).ok())
+        .filter_map(|fd| palisade_ebpf::flow_table::count(&fd).ok())
+        .sum()
+}
+
+/// The pins of the flow table's shards below `version_dir` (`maps/pal_flow_shard_*`).
+pub fn flow_shard_pins(version_dir: &Path) -> Vec<PathBuf> {
     let Ok(rd) = fs::read_dir(version_dir.join("maps")) else {
-        return 0;
+        return Vec::new();
     };
     rd.filter_map(Result::ok)
         .filter(|e| {
@@ -236,9 +245,8 @@ pub fn open_flows(version_dir: &Path) -> u64 {
                 .to_string_lossy()
                 .starts_with("pal_flow_shard_")
         })
-        .filter_map(|e| palisade_ebpf::flow_table::open_shard(&e.path()).ok())
-        .filter_map(|fd| palisade_ebpf::flow_table::count(&fd).ok())
-        .sum()
+        .map(|e| e.path())
+        .collect()
 }
 
 /// What existed below a pin root before a start: every directory, and every pin with its

@@ -253,21 +253,11 @@ pub fn pinned_flows(
     version_dir: &std::path::Path,
 ) -> (Vec<Vec<(FlowKey, FlowValue)>>, Vec<String>) {
     let (mut tables, mut errors) = (Vec::new(), Vec::new());
-    let Ok(rd) = std::fs::read_dir(version_dir.join("maps")) else {
-        return (tables, errors);
-    };
-    for entry in rd.filter_map(Result::ok) {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("pal_flow_shard_")
-        {
-            continue;
-        }
-        let old = match flow_table::open_shard(&entry.path()) {
+    for path in crate::ebpf::pin::flow_shard_pins(version_dir) {
+        let old = match flow_table::open_shard(&path) {
             Ok(fd) => fd,
             Err(e) => {
-                errors.push(format!("{}: {e}", entry.path().display()));
+                errors.push(format!("{}: {e}", path.display()));
                 continue;
             }
         };
@@ -275,15 +265,12 @@ pub fn pinned_flows(
             f.key_size as usize == FlowKey::SIZE && f.value_size as usize == FlowValue::SIZE
         });
         if !same_layout {
-            errors.push(format!(
-                "{}: another key or value size",
-                entry.path().display()
-            ));
+            errors.push(format!("{}: another key or value size", path.display()));
             continue;
         }
         match flow_table::dump(old.as_fd()) {
             Ok(e) => tables.push(e),
-            Err(e) => errors.push(format!("{}: {e}", entry.path().display())),
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
         }
     }
     (tables, errors)

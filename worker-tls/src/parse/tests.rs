@@ -559,32 +559,31 @@ proptest! {
     }
 }
 
+/// One JSON object written by `fill` (the hand-written writers' test harness).
+fn written(fill: impl FnOnce(&mut palisade_worker_runtime::json::JsonWriter<'_>)) -> String {
+    let mut out = Vec::new();
+    let mut w = palisade_worker_runtime::json::JsonWriter::new(&mut out);
+    w.begin_object();
+    fill(&mut w);
+    w.end_object();
+    String::from_utf8(out).unwrap()
+}
+
 /// The hot path writes `tls` events by hand (`event::write_tls_event`): for every hello and
 /// certificate of the test streams, with and without the optional fields the worker sets,
 /// the bytes are those serde writes for the same structs (keys, order, omissions).
 #[test]
 fn hand_written_json_is_serde_s() {
     use crate::event;
-    use palisade_worker_runtime::json::JsonWriter;
     let exact = |name: &str, body: &event::TlsBody, vendor: &event::TlsVendor| {
-        let mut out = Vec::new();
-        let mut w = JsonWriter::new(&mut out);
-        w.begin_object();
-        body.write(&mut w, "tls");
-        w.end_object();
         let serde = serde_json::to_string(body).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            written(|w| body.write(w, "tls")),
             format!("{{\"tls\":{serde}}}"),
             "{name}"
         );
-        let mut out = Vec::new();
-        let mut w = JsonWriter::new(&mut out);
-        w.begin_object();
-        vendor.write_fields(&mut w);
-        w.end_object();
         let serde = serde_json::to_string(vendor).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), serde, "{name}");
+        assert_eq!(written(|w| vendor.write_fields(w)), serde, "{name}");
     };
     let mut checked = 0;
     for (name, bytes) in STREAMS {
@@ -626,7 +625,6 @@ fn hand_written_json_is_serde_s() {
 #[test]
 fn hand_written_quic_json_is_serde_s() {
     use crate::{conn::Hello, event, quic::packet::Version};
-    use palisade_worker_runtime::json::JsonWriter;
     let mut checked = 0;
     for (name, bytes) in STREAMS {
         for m in messages(bytes).0 {
@@ -638,24 +636,14 @@ fn hand_written_quic_json_is_serde_s() {
             for (version, server_scid) in [(Version::V1, None), (Version::V2, Some(&[9u8, 8][..]))]
             {
                 let (body, vendor) = event::quic(&hello, version, [&[1, 2], &[3]], server_scid);
-                let mut out = Vec::new();
-                let mut w = JsonWriter::new(&mut out);
-                w.begin_object();
-                body.write(&mut w, "quic");
-                w.end_object();
                 let serde = serde_json::to_string(&body).unwrap();
                 assert_eq!(
-                    String::from_utf8(out).unwrap(),
+                    written(|w| body.write(w, "quic")),
                     format!("{{\"quic\":{serde}}}"),
                     "{name}"
                 );
-                let mut out = Vec::new();
-                let mut w = JsonWriter::new(&mut out);
-                w.begin_object();
-                vendor.write_fields(&mut w);
-                w.end_object();
                 let serde = serde_json::to_string(&vendor).unwrap();
-                assert_eq!(String::from_utf8(out).unwrap(), serde, "{name}");
+                assert_eq!(written(|w| vendor.write_fields(w)), serde, "{name}");
                 checked += 1;
             }
         }
