@@ -30,6 +30,26 @@ static __always_inline int either_port(const struct pal_pkt *p, __u16 port)
 	return p->sport == port || p->dport == port;
 }
 
+static __always_inline int dhcp_port(const struct pal_pkt *p)
+{
+	return either_port(p, PAL_PORT_DHCP_SERVER) || either_port(p, PAL_PORT_DHCP_CLIENT) ||
+	       either_port(p, PAL_PORT_DHCP6_SERVER) || either_port(p, PAL_PORT_DHCP6_CLIENT);
+}
+
+/*
+ * Whether classify_payload() will make a record of this packet whatever its
+ * flow: DNS, DHCP, and neighbour discovery. The observer then reads the
+ * exact clock up front (pkt_time()) instead of the coarse one first.
+ */
+static __always_inline int record_bound(const struct pal_pkt *p)
+{
+	if (p->l4_proto == IPPROTO_ICMPV6)
+		return (__u8)(p->icmp_type - PAL_ICMP6_RA) <= 2;
+	if (p->l4_proto == IPPROTO_UDP)
+		return either_port(p, PAL_PORT_DNS) || dhcp_port(p);
+	return p->l4_proto == IPPROTO_TCP && either_port(p, PAL_PORT_DNS);
+}
+
 /*
  * A UDP datagram whose first packet is a QUIC v1 or v2 Initial goes to the TLS
  * ring whole (records.h, PAL_KIND_QUIC). Datagrams shorter than 1200 bytes
@@ -40,7 +60,7 @@ static __always_inline int either_port(const struct pal_pkt *p, __u16 port)
 /* Largest payload offset read in place (Ethernet, two VLAN tags, IPv6 and extension headers). */
 #define PAL_QUIC_DIRECT_OFF 256
 
-static __always_inline void quic_capture(struct __sk_buff *skb, const struct pal_pkt *p)
+static __always_inline void quic_capture(struct __sk_buff *skb, struct pal_pkt *p)
 {
 	__u8 h[5];
 	__u32 version;
@@ -109,8 +129,7 @@ static __always_inline int classify_payload(struct __sk_buff *skb, struct pal_pk
 	if (either_port(p, PAL_PORT_DNS))
 		return dns_capture(skb, p, tcp);
 	if (!tcp) {
-		if (either_port(p, PAL_PORT_DHCP_SERVER) || either_port(p, PAL_PORT_DHCP_CLIENT) ||
-		    either_port(p, PAL_PORT_DHCP6_SERVER) || either_port(p, PAL_PORT_DHCP6_CLIENT))
+		if (dhcp_port(p))
 			return dhcp_capture(skb, p);
 		quic_capture(skb, p);
 		return TC_ACT_UNSPEC;

@@ -29,9 +29,12 @@ __attribute__((noinline)) int pal_dns_udp(struct __sk_buff *skb, struct pal_pkt 
 	struct pal_scratch *s = scratch_get();
 	__u32 len;
 	int truncated = 0;
+	__u64 ts;
 
 	if (!s || !p)
 		return TC_ACT_UNSPEC;
+	/* Taken first: a clock read in the middle costs the verifier len's bounds (a spill). */
+	ts = pkt_time(p);
 	len = p->pay_len;
 	if (len > PAL_CAP_DNS) {
 		len = PAL_CAP_DNS;
@@ -50,7 +53,7 @@ __attribute__((noinline)) int pal_dns_udp(struct __sk_buff *skb, struct pal_pkt 
 	if (p->traced && v.decided)
 		trace_dns(v.rule_id, v.todo == PAL_DNS_TODO_NXDOMAIN && !v.query);
 
-	hdr_fill(&s->hdr, skb, p, PAL_KIND_DNS);
+	hdr_fill(&s->hdr, skb, p, PAL_KIND_DNS, ts);
 	s->hdr.flags |= v.flag;
 	if (truncated)
 		s->hdr.flags |= PAL_FLAG_TRUNCATED;

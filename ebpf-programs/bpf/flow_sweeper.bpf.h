@@ -150,6 +150,7 @@ static int flow_sweep(void *map, __u32 *key, struct pal_flow_timer *t)
 		return 0; /* stopped: the supervisor re-arms it */
 	t->next_shard = (shard + 1) & (PAL_FLOW_SHARDS - 1);
 	ctx.now_ns = bpf_ktime_get_boot_ns();
+	pal_boot_off_ns = ctx.now_ns - bpf_ktime_get_ns();
 	ctx.idle_ns = cfg->idle_timeout_ns;
 	ctx.tcp_idle_ns = cfg->tcp_idle_timeout_ns;
 	ctx.update_ns = cfg->update_interval_ns;
@@ -186,6 +187,8 @@ static __always_inline int flow_sweeper_arm(void)
 	struct pal_flow_config *cfg = bpf_map_lookup_elem(&pal_flow_config, &zero);
 	long err;
 
+	/* pkt_clock()'s offset, before any packet could ask (a sweeper tick keeps it). */
+	pal_boot_off_ns = bpf_ktime_get_boot_ns() - bpf_ktime_get_ns();
 	if (!t || !cfg)
 		return 1;
 	if (!cfg->sweep_interval_ns)

@@ -296,14 +296,15 @@ static __always_inline void flow_end(void *table, const struct pal_flow_key *key
  * table refused it: *first_seen says which, 0 when refused).
  */
 static __always_inline struct pal_flow_value *flow_insert(void *table, struct __sk_buff *skb,
-							   const struct pal_pkt *p,
+							   struct pal_pkt *p,
 							   const struct pal_flow_key *key,
 							   int sender_is_lo, __u64 *first_seen)
 {
 	struct pal_flow_value fresh = {};
 	long err;
 
-	fresh.first_seen_ns = p->now_ns;
+	/* A flow's start is exact: it is its identity (flow_start_ns) and its start record's time. */
+	fresh.first_seen_ns = pkt_time(p);
 	fresh.last_seen_ns = p->now_ns;
 	fresh.last_report_ns = p->now_ns;
 	fresh.pkts[0] = p->segs;
@@ -375,7 +376,7 @@ static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, struct
 	val = bpf_map_lookup_elem(table, &key);
 	if (val && p->l4_proto == IPPROTO_TCP &&
 	    (p->tcp_flags & (PAL_TCP_SYN | PAL_TCP_ACK)) == PAL_TCP_SYN && flow_closed(val)) {
-		flow_end(table, &key, val, flow_close_reason(val), p->now_ns);
+		flow_end(table, &key, val, flow_close_reason(val), pkt_time(p));
 		val = NULL;
 	}
 	if (!val) {
@@ -393,7 +394,13 @@ static __attribute__((noinline)) __u64 flow_update(struct __sk_buff *skb, struct
 	__sync_fetch_and_add(&val->bytes[to_client], p->frame_len);
 	if (p->flow_pay)
 		__sync_fetch_and_add(&val->payload_bytes[to_client], p->flow_pay);
-	val->last_seen_ns = p->now_ns;
+	/*
+	 * The coarse clock (pkt_clock()) lags the exact one by up to a tick:
+	 * never move last_seen back (behind the flow's start, or a record's
+	 * time); most packets then store nothing.
+	 */
+	if (p->now_ns > val->last_seen_ns)
+		val->last_seen_ns = p->now_ns;
 
 	/* Constant indexes only: the verifier refuses variable stack offsets here. */
 	set.bytes[0] = to_client ? 0 : p->tcp_flags;

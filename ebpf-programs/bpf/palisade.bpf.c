@@ -92,14 +92,16 @@ static __always_inline int pal_observe(struct __sk_buff *skb, __u8 direction)
 		stat_inc(PAL_STATS_GLOBAL, PAL_STAT_NOT_PARSED);
 		return TC_ACT_UNSPEC;
 	case PAL_PARSE_ARP:
-		/* No flow: ARP only feeds the DHCP worker's IP-to-MAC bindings. */
-		p.now_ns = bpf_ktime_get_boot_ns();
+		/* No flow: ARP only feeds the DHCP worker's IP-to-MAC bindings (its record's time is exact). */
 		arp_capture(skb, &p);
 		return TC_ACT_UNSPEC;
 	default:
 		return TC_ACT_UNSPEC;
 	}
-	p.now_ns = bpf_ktime_get_boot_ns();
+	if (record_bound(&p))
+		pkt_time(&p);
+	else
+		p.now_ns = pkt_clock();
 	p.segs = skb->gso_segs ? skb->gso_segs : 1;
 	flow_sizes(skb, &p);
 	p.traced = trace_begin(&p);

@@ -61,15 +61,15 @@ static __always_inline struct pal_scratch *scratch_get(void)
 	return bpf_map_lookup_elem(&pal_scratch, &zero);
 }
 
-/* Header fields every record takes from the packet it was made for. */
+/* Header fields every record takes from the packet it was made for; ts: pkt_time(p). */
 static __always_inline void hdr_fill(struct pal_record_hdr *hdr, const struct __sk_buff *skb,
-				     const struct pal_pkt *p, __u16 kind)
+				     const struct pal_pkt *p, __u16 kind, __u64 ts)
 {
 	hdr->magic = PAL_RECORD_MAGIC;
 	hdr->abi_version = PAL_ABI_VERSION;
 	hdr->kind = kind;
 	hdr->ifindex = skb->ifindex;
-	hdr->ts_boot_ns = p->now_ns;
+	hdr->ts_boot_ns = ts;
 	hdr->direction = p->direction;
 	hdr->ip_version = p->ip_version;
 	hdr->l4_proto = p->l4_proto;
@@ -90,7 +90,7 @@ static __always_inline void hdr_fill(struct pal_record_hdr *hdr, const struct __
  * payload. `cap` is a compile-time constant at every call site, and at most
  * PAL_CAP_MAX.
  */
-static __always_inline void emit_payload(struct __sk_buff *skb, const struct pal_pkt *p,
+static __always_inline void emit_payload(struct __sk_buff *skb, struct pal_pkt *p,
 					 void *ring, __u32 group, __u16 kind, __u32 cap)
 {
 	struct pal_scratch *s = scratch_get();
@@ -114,7 +114,7 @@ static __always_inline void emit_payload(struct __sk_buff *skb, const struct pal
 			return;
 		}
 	}
-	hdr_fill(&s->hdr, skb, p, kind);
+	hdr_fill(&s->hdr, skb, p, kind, pkt_time(p));
 	if (truncated)
 		s->hdr.flags |= PAL_FLAG_TRUNCATED;
 	s->hdr.len = sizeof(s->hdr) + len;

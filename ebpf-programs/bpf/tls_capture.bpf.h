@@ -169,7 +169,7 @@ struct tls_emit_args {
  * PAL_TLS_SEG_DATA; returns n, or 0 when there is nothing (left) to emit.
  * Global: verified once.
  */
-__attribute__((noinline)) int tls_emit_one(struct __sk_buff *skb, const struct pal_pkt *p,
+__attribute__((noinline)) int tls_emit_one(struct __sk_buff *skb, struct pal_pkt *p,
 					   const struct tls_emit_args *a, __u32 done)
 {
 	struct pal_scratch *s = scratch_get();
@@ -196,7 +196,7 @@ __attribute__((noinline)) int tls_emit_one(struct __sk_buff *skb, const struct p
 		stat_inc(PAL_STATS_GLOBAL, PAL_STAT_NOT_PARSED);
 		return 0;
 	}
-	hdr_fill(&s->hdr, skb, p, PAL_KIND_TLS);
+	hdr_fill(&s->hdr, skb, p, PAL_KIND_TLS, pkt_time(p));
 	s->hdr.len = sizeof(s->hdr) + sizeof(*seg) + n;
 	s->hdr.payload_len = sizeof(*seg) + n;
 	s->hdr.orig_payload_len = sizeof(*seg) + p->pay_len;
@@ -216,7 +216,7 @@ __attribute__((noinline)) int tls_emit_one(struct __sk_buff *skb, const struct p
  * at most PAL_TLS_SEG_DATA bytes (at most PAL_TLS_CHUNKS of them); counts
  * a segment longer than that.
  */
-static __always_inline void tls_emit(struct __sk_buff *skb, const struct pal_pkt *p,
+static __always_inline void tls_emit(struct __sk_buff *skb, struct pal_pkt *p,
 				     const struct tls_emit_args *a)
 {
 	__u32 done = 0;
@@ -308,6 +308,8 @@ __attribute__((noinline)) int tls_capture(struct __sk_buff *skb, struct pal_pkt 
 	} else if (p->pay_len == 0 && !fin) {
 		return 0;
 	}
+	/* A followed connection's start and age are kept in exact time (its records are). */
+	pkt_time(p);
 	sender_is_lo = flow_key_fill(&key, p);
 	if (!hello && (p->tcp_flags & (PAL_TCP_SYN | PAL_TCP_ACK)) == PAL_TCP_SYN) {
 		/* A new connection on the tuple (port reuse): forget the old one. */

@@ -200,7 +200,7 @@ static __attribute__((noinline)) void trace_dns(__u32 rule_id, int rewritten)
  * also when it let the message pass or rewrote an answer in place.
  */
 static __attribute__((noinline)) void trace_observed(struct __sk_buff *skb,
-						     const struct pal_pkt *p, int verdict)
+						     struct pal_pkt *p, int verdict)
 {
 	struct pal_trace_event *ev;
 	struct pal_trace_snap *snap;
@@ -224,7 +224,7 @@ static __attribute__((noinline)) void trace_observed(struct __sk_buff *skb,
 		ev->flags |= PAL_TRACE_F_FLOW_FULL;
 	if (p->flags & PAL_FLAG_VLAN)
 		ev->flags |= PAL_TRACE_F_VLAN;
-	ev->ts_boot_ns = p->now_ns;
+	ev->ts_boot_ns = pkt_time(p);
 	ev->flow_start_ns = p->flow_start_ns;
 	ev->ifindex = skb->ifindex;
 	ev->pkt_len = skb->len;
