@@ -149,6 +149,7 @@ fn define_type(name: &str) -> &'static str {
         ("PAL_FLOW_F_", "u8"),            // pal_flow_value.flags, pal_flow_record.flags
         ("PAL_FLOW_LAYOUT_SINCE", "u16"), // compared with PAL_ABI_VERSION
         ("PAL_FLOW_STAT_", "u32"),        // pal_flow_stats key
+        ("PAL_FLOW_STARTS_", "u32"),      // pal_capture_config.flow_starts
         ("PAL_FLOW_SHARDS", "u32"),       // pal_flows max_entries, shard arithmetic
         ("PAL_FLOW_END_BATCH", "u32"),    // pal_flow_end_all return value
         ("PAL_RING_", "u32"),             // pal_stats key arithmetic

@@ -588,11 +588,18 @@ struct pal_guard_key {
  * switches capture-dns, -dhcp, -tls, -flow): bit (1 << PAL_RING_x) set means
  * no record goes to ring x (counted in its group's PAL_STAT_CAPTURE_OFF).
  * Enforcement (DNS policy, DHCP guard, TLS cuts) is not affected.
+ * flow_starts says which flows get a start record ([flow] start_events):
+ * all of them, or only those the flow worker raises alerts on (TCP or UDP
+ * to port 443 or 853: encrypted DNS). 0, what a supervisor that predates the
+ * field writes, is all.
  */
 struct pal_capture_config {
-	__u32 off;  /* bits 1 << PAL_RING_* */
-	__u32 _pad; /* explicit padding, always 0 */
+	__u32 off;         /* bits 1 << PAL_RING_* */
+	__u32 flow_starts; /* PAL_FLOW_STARTS_* */
 };
+
+#define PAL_FLOW_STARTS_ALL 0
+#define PAL_FLOW_STARTS_ALERTS 1
 
 /* Value of pal_guard_config[0], written by the supervisor. */
 struct pal_guard_config {

@@ -50,6 +50,10 @@ pub const FLAG_GUARD_ROGUE: u8 = c::PAL_FLAG_GUARD_ROGUE;
 pub const FLAG_GUARD_DROPPED: u8 = c::PAL_FLAG_GUARD_DROPPED;
 /// `pal_guard_config.mode`: no allow-list, nothing checked.
 pub const GUARD_OFF: u32 = c::PAL_GUARD_OFF;
+/// `pal_capture_config.flow_starts`: every flow gets a start record (`[flow] start_events`).
+pub const FLOW_STARTS_ALL: u32 = c::PAL_FLOW_STARTS_ALL;
+/// `pal_capture_config.flow_starts`: only flows the flow worker alerts on (TCP/UDP to 443, 853).
+pub const FLOW_STARTS_ALERTS: u32 = c::PAL_FLOW_STARTS_ALERTS;
 /// `pal_guard_config.mode`: senders not on the allow-list are flagged (alerts), not dropped.
 pub const GUARD_ALERT: u32 = c::PAL_GUARD_ALERT;
 /// `pal_guard_config.mode`: flagged and dropped.

@@ -1039,8 +1039,8 @@ record_struct! {
     pub struct CaptureConfig {
         /// Bits `1 << RING_*`: the rings whose records are not made.
         pub off: u32,
-        /// Explicit padding, always 0.
-        pub _pad: u32,
+        /// `FLOW_STARTS_ALL` or `FLOW_STARTS_ALERTS`: which flows get a start record.
+        pub flow_starts: u32,
     }
 }
 
@@ -1167,7 +1167,7 @@ const _: () = {
     assert!(size_of::<GuardConfig>() == c::PAL_GUARD_CONFIG_SIZE);
     assert!(size_of::<CaptureConfig>() == c::PAL_CAPTURE_CONFIG_SIZE);
     assert!(offset_of!(CaptureConfig, off) == c::PAL_CAPTURE_CONFIG_OFF_OFF);
-    assert!(offset_of!(CaptureConfig, _pad) == c::PAL_CAPTURE_CONFIG_OFF_PAD);
+    assert!(offset_of!(CaptureConfig, flow_starts) == c::PAL_CAPTURE_CONFIG_OFF_FLOW_STARTS);
     assert!(offset_of!(GuardConfig, mode) == c::PAL_GUARD_CONFIG_OFF_MODE);
     assert!(offset_of!(GuardConfig, _pad) == c::PAL_GUARD_CONFIG_OFF_PAD);
 

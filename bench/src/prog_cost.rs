@@ -272,7 +272,8 @@ fn capture_off(palisade: &Ebpf, names: &[String]) -> Result<()> {
         .map(palisade_abi::MAP_CAPTURE_CONFIG)
         .and_then(palisade_ebpf::maps::map_fd)
         .ok_or("pal_capture_config missing (an object before the capture switches?)")?;
-    palisade_ebpf::capture::set_off(fd, off).map_err(|e| format!("pal_capture_config: {e}"))
+    palisade_ebpf::capture::set(fd, off, palisade_abi::FLOW_STARTS_ALL)
+        .map_err(|e| format!("pal_capture_config: {e}"))
 }
 
 /// The guard in `mode` with one allow-list entry (a MAC none of the frames has).

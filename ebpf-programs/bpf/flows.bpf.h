@@ -132,19 +132,50 @@ static __always_inline void flow_stat_inc(__u32 slot)
 		*value += 1;
 }
 
+/* Server ports of the flows the flow worker alerts on at their start (encrypted DNS). */
+#define PAL_PORT_HTTPS 443
+#define PAL_PORT_DOT 853
+
+/*
+ * Whether a flow gets a start record: every flow with [flow] start_events,
+ * else only those the flow worker raises an alert on when they start (TCP
+ * or UDP to port 443 or 853: DNS over TLS, or HTTPS and DoQ to a known
+ * encrypted-DNS resolver; worker-flow). The others' start record would be
+ * read and thrown away: on a gateway most flows are short and the record
+ * costs the ring write here and a read in the worker.
+ */
+static __always_inline int flow_start_wanted(const struct pal_flow_key *key,
+					     const struct pal_flow_value *val)
+{
+	__u32 zero = 0;
+	struct pal_capture_config *cfg = bpf_map_lookup_elem(&pal_capture_config, &zero);
+	__u16 server_port;
+
+	if (!cfg || cfg->flow_starts == PAL_FLOW_STARTS_ALL)
+		return 1;
+	if (key->l4_proto != IPPROTO_TCP && key->l4_proto != IPPROTO_UDP)
+		return 0;
+	server_port = val->client_is_lo ? key->port_hi : key->port_lo;
+	return server_port == PAL_PORT_HTTPS || server_port == PAL_PORT_DOT;
+}
+
 /*
  * Emits a flow record of `kind` made from the table entry alone, so that
  * packets and the sweeper make the same records: header oriented client ->
- * server, with the flow's first interface, direction and VLAN.
+ * server, with the flow's first interface, direction and VLAN. A start
+ * record only when flow_start_wanted().
  */
 static __always_inline void emit_flow(const struct pal_flow_key *key,
 				      const struct pal_flow_value *val, __u16 kind, __u8 reason,
 				      __u64 now_ns)
 {
-	struct pal_scratch *s = scratch_get();
+	struct pal_scratch *s;
 	struct pal_flow_record *rec;
 	struct pal_record_hdr *hdr;
 
+	if (kind == PAL_KIND_FLOW_START && !flow_start_wanted(key, val))
+		return;
+	s = scratch_get();
 	/* Switched off, the table is kept (flow ids, TLS following, cuts), not reported. */
 	if (!s || capture_off(PAL_RING_FLOW))
 		return;

@@ -1,5 +1,5 @@
 //! The capture switches (`pal_capture_config`, records.h `struct pal_capture_config`): which
-//! rings get no records. Only the supervisor (and root-only tests) call these.
+//! rings get no records, and which flows get a start record. Only the supervisor (and root-only tests) call these.
 
 use std::{io, os::fd::BorrowedFd};
 
@@ -7,9 +7,10 @@ use palisade_abi::CaptureConfig;
 
 use crate::sys;
 
-/// Writes `pal_capture_config[0].off` (bits `1 << RING_*`).
-pub fn set_off(config: BorrowedFd<'_>, off: u32) -> io::Result<()> {
-    sys::set_slot0(config, &CaptureConfig { off, _pad: 0 }.to_bytes())
+/// Writes `pal_capture_config[0]`: `off` (bits `1 << RING_*`) and `flow_starts`
+/// (`FLOW_STARTS_ALL` or `FLOW_STARTS_ALERTS`).
+pub fn set(config: BorrowedFd<'_>, off: u32, flow_starts: u32) -> io::Result<()> {
+    sys::set_slot0(config, &CaptureConfig { off, flow_starts }.to_bytes())
 }
 
 /// `pal_capture_config[0].off`.

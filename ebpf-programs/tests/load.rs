@@ -16,6 +16,11 @@
 //!   a UDP flow gets update records while it lives and an end record with reason timeout
 //!   once idle, with nobody but the kernel involved; the counters and `pal_flow_sweep` agree.
 //!
+//! - `flow_starts_only_where_the_flow_worker_alerts`: with `pal_capture_config.flow_starts`
+//!   at `FLOW_STARTS_ALERTS` (`[flow] start_events = false`) only flows to ports 443 and 853
+//!   get a start record; the others are tracked all the same; `FLOW_STARTS_ALL` brings them
+//!   back.
+//!
 //! Run as root: `cargo test -p palisade-ebpf --test load`; without root every test prints
 //! that it was skipped. Each test mounts its own bpffs and creates its own namespaces, removed
 //! on drop; traffic stays between those namespaces, on 198.18.0.0/15 addresses.
@@ -45,12 +50,12 @@ use aya::{
 use palisade_abi::{
     BlockAction, CAP_DHCP, DIR_EGRESS, DIR_INGRESS, DNS_HITS_ENTRIES, DNS_LEARNED_ENTRIES,
     DNS_STAT_COUNT, DnsConfig, DnsLearned, FLAG_TRUNCATED, FLAG_VLAN, FLOW_F_VLAN, FLOW_REASON_FIN,
-    FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FLOW_SHARDS, FlowKey, FlowRecord,
-    FlowStat, FlowValue, Kind, MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY,
-    MAP_DNS_STATS, MAP_FLOW_CONFIG, MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, MAP_SCRATCH,
-    MAP_STATS, MAP_TLS_STATS, PINNED_MAPS, PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS,
-    RING_BYTES, RecordHeader, Ring, STATS_ENTRIES, StatGroup, StatSlot, TLS_DIR_CLIENT,
-    TLS_SEG_FIRST, TlsSeg, TlsStat, stats_key,
+    FLOW_REASON_NONE, FLOW_REASON_RST, FLOW_REASON_TIMEOUT, FLOW_SHARDS, FLOW_STARTS_ALERTS,
+    FLOW_STARTS_ALL, FlowKey, FlowRecord, FlowStat, FlowValue, Kind, MAP_CAPTURE_CONFIG,
+    MAP_DNS_CONFIG, MAP_DNS_HITS, MAP_DNS_LEARNED, MAP_DNS_POLICY, MAP_DNS_STATS, MAP_FLOW_CONFIG,
+    MAP_FLOW_STATS, MAP_FLOW_SWEEP, MAP_FLOWS, MAP_SCRATCH, MAP_STATS, MAP_TLS_STATS, PINNED_MAPS,
+    PROG_FLOW_TIMER_ARM, PROG_TC_EGRESS, PROG_TC_INGRESS, RING_BYTES, RecordHeader, Ring,
+    STATS_ENTRIES, StatGroup, StatSlot, TLS_DIR_CLIENT, TLS_SEG_FIRST, TlsSeg, TlsStat, stats_key,
 };
 use palisade_ebpf::{PALISADE_BPF, dns_policy, flow_table, maps};
 use support::{ADDR_A, ADDR_B, BpfFs, RawSender, VethPair, frames::*, have_root};
@@ -917,4 +922,73 @@ fn idle_flows_end_by_the_kernel_timer() {
         flow_table::sweep_state(maps::map_fd(ebpf.map(MAP_FLOW_SWEEP).unwrap()).unwrap()).unwrap();
     assert!(sweep.iter().all(|s| s.sweeps >= 5), "{sweep:?}");
     assert!(sweep.iter().all(|s| s.live == 0), "{sweep:?}");
+}
+
+#[test]
+fn flow_starts_only_where_the_flow_worker_alerts() {
+    if !have_root("flow_starts_only_where_the_flow_worker_alerts") {
+        return;
+    }
+    let net = VethPair::new();
+    let bpffs = BpfFs::new();
+    let (mut ebpf, shards) = load(&bpffs, Some(1));
+    net.a.run(|| {
+        classifier(&mut ebpf, PROG_TC_EGRESS)
+            .attach("veth-a", TcAttachType::Egress)
+            .unwrap();
+    });
+    // `[flow] start_events = false`, as the supervisor writes it.
+    let set_starts = |ebpf: &Ebpf, starts| {
+        let capture = maps::map_fd(ebpf.map(MAP_CAPTURE_CONFIG).unwrap()).unwrap();
+        palisade_ebpf::capture::set(capture, 0, starts).unwrap();
+    };
+    set_starts(&ebpf, FLOW_STARTS_ALERTS);
+
+    let client = net.a.run(|| udp_socket(ADDR_A, 0));
+    let quiet = net.b.run(|| udp_socket(ADDR_B, 5353));
+    let doq = net.b.run(|| udp_socket(ADDR_B, 853));
+    let https = net.b.run(|| udp_socket(ADDR_B, 443));
+    let quiet_port = udp_exchange(&client, &quiet, b"no start", false);
+    let other = net.a.run(|| udp_socket(ADDR_A, 0));
+    let doq_port = udp_exchange(&other, &doq, b"start", false);
+    let third = net.a.run(|| udp_socket(ADDR_A, 0));
+    let https_port = udp_exchange(&third, &https, b"start", false);
+
+    let records = drain(&mut ebpf, Ring::Flow);
+    let starts = |port| {
+        by_src_port(&records, port)
+            .iter()
+            .filter(|(h, _)| h.kind() == Some(Kind::FlowStart))
+            .count()
+    };
+    assert_eq!(
+        (starts(quiet_port), starts(doq_port), starts(https_port)),
+        (0, 1, 1),
+        "start records for UDP to 5353, 853, 443"
+    );
+    // The flow without a start record is tracked all the same (its end record comes).
+    let tracked: Vec<u16> = flow_dump(&shards)
+        .iter()
+        .map(|(k, v)| {
+            if v.client_is_lo != 0 {
+                k.port_lo
+            } else {
+                k.port_hi
+            }
+        })
+        .collect();
+    assert!(tracked.contains(&quiet_port), "{tracked:?}");
+
+    // `start_events = true`: every flow again.
+    set_starts(&ebpf, FLOW_STARTS_ALL);
+    let fourth = net.a.run(|| udp_socket(ADDR_A, 0));
+    let port = udp_exchange(&fourth, &quiet, b"start", false);
+    let records = drain(&mut ebpf, Ring::Flow);
+    assert_eq!(
+        by_src_port(&records, port)
+            .iter()
+            .filter(|(h, _)| h.kind() == Some(Kind::FlowStart))
+            .count(),
+        1
+    );
 }

@@ -179,10 +179,24 @@ impl Features {
             .fold(0, |mask, ring| mask | 1 << ring)
     }
 
-    /// Writes the capture switches into the kernel.
-    pub fn write_capture(&self, maps: &dyn Maps) -> Result<(), KernelError> {
-        palisade_ebpf::capture::set_off(maps.fd(MAP_CAPTURE_CONFIG)?, self.capture_off())
-            .map_err(on(MAP_CAPTURE_CONFIG))
+    /// Writes the capture switches into the kernel, and which flows get a start record:
+    /// all with `[flow] start_events`, else only those the flow worker alerts on.
+    pub fn write_capture(
+        &self,
+        maps: &dyn Maps,
+        flow_start_events: bool,
+    ) -> Result<(), KernelError> {
+        let flow_starts = if flow_start_events {
+            palisade_abi::FLOW_STARTS_ALL
+        } else {
+            palisade_abi::FLOW_STARTS_ALERTS
+        };
+        palisade_ebpf::capture::set(
+            maps.fd(MAP_CAPTURE_CONFIG)?,
+            self.capture_off(),
+            flow_starts,
+        )
+        .map_err(on(MAP_CAPTURE_CONFIG))
     }
 
     /// Every feature and whether it is on, for `status` and the API.

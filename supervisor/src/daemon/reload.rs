@@ -109,7 +109,10 @@ impl Daemon {
         if config.flow != self.opts.config.flow {
             match &self.loaded {
                 Some(loaded) => {
-                    crate::flows::configure(loaded, &config.flow).map_err(ReloadError::Flow)?
+                    crate::flows::configure(loaded, &config.flow).map_err(ReloadError::Flow)?;
+                    self.features
+                        .write_capture(loaded, config.flow.start_events)
+                        .map_err(ReloadError::Flow)?;
                 }
                 // The workers' record builders got [flow] when they started.
                 None => restart_needed.push("flow (AF_PACKET: palisade restart all)".to_owned()),

@@ -198,7 +198,9 @@ fn kernel_up(cfg: &Config, checked: &mut Checked, started: Instant) -> Result<Ke
         &cfg.dhcp,
         checked.features.enabled(Feature::DhcpGuard),
     )?;
-    checked.features.write_capture(&loaded)?;
+    checked
+        .features
+        .write_capture(&loaded, cfg.flow.start_events)?;
     // A packet trace a previous run left on (it stopped during one) ends here.
     palisade_ebpf::trace::stop(crate::ebpf::maps::Maps::fd(&loaded, MAP_TRACE_CONFIG)?)
         .map_err(crate::ebpf::maps::on(MAP_TRACE_CONFIG))?;

@@ -64,7 +64,10 @@ pub(super) fn set(
         .map_err(|e| crate::error_chain(&e)),
         Feature::CaptureDns | Feature::CaptureDhcp | Feature::CaptureTls | Feature::CaptureFlow => {
             d.features
-                .write_capture(crate::ebpf::maps::of(&d.loaded))
+                .write_capture(
+                    crate::ebpf::maps::of(&d.loaded),
+                    d.opts.config.flow.start_events,
+                )
                 .map_err(|e| crate::error_chain(&e))
         }
     };
